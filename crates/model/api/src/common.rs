@@ -1,0 +1,72 @@
+//! Small reference and metadata types shared by several kinds.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_with::skip_serializing_none;
+use std::collections::BTreeMap;
+
+/// A reference to an object in the same namespace, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct LocalObjectReference {
+    /// Name of the referent.
+    pub name: String,
+}
+
+/// A key inside a Secret in the same namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeySelector {
+    /// Name of the Secret.
+    pub name: String,
+    /// The key to select.
+    pub key: String,
+}
+
+/// A key inside a ConfigMap in the same namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigMapKeySelector {
+    /// Name of the ConfigMap.
+    pub name: String,
+    /// The key to select.
+    pub key: String,
+}
+
+/// Labels and annotations to put on generated objects.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Metadata {
+    /// Labels to add.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations to add.
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Metadata of an embedded object template (a ServiceAccount, a Service, ...).
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct TemplateMetadata {
+    /// Name of the generated object, where the template allows choosing it.
+    pub name: Option<String>,
+    /// Labels to add.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Annotations to add.
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Which cluster an object belongs to (`spec.cluster` of Backup, Pooler, Database, ...).
+pub type ClusterReference = LocalObjectReference;
+
+/// Lists of secrets and config maps holding SQL to run, in order: all secrets, then all
+/// config maps.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlRefs {
+    /// Secrets with SQL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_refs: Vec<SecretKeySelector>,
+    /// ConfigMaps with SQL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_map_refs: Vec<ConfigMapKeySelector>,
+}
+
+/// A condition, as in `metav1.Condition`.
+pub type Condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

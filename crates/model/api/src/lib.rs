@@ -1,0 +1,20 @@
+//! The CloudNativePG-compatible API: the `postgresql.cnpg.io/v1` kinds (Cluster, Backup,
+//! ScheduledBackup, Pooler, Database) and `barmancloud.cnpg.io/v1` ObjectStore, with their
+//! defaults, their validation (every error at once, each with a field path and a fix), the
+//! parsing of manifest files (multi-document YAML or JSON, plus the `v1` Secrets and ConfigMaps
+//! users keep beside them), and the CRDs generated from the types.
+//!
+//! Pure: no I/O beyond what the caller hands in. Must not depend on any engine, platform or
+//! app crate.
+
+pub mod barman;
+pub mod cluster;
+pub mod common;
+pub mod kinds;
+
+pub use cluster::{Cluster, ClusterSpec, ClusterStatus};
+pub use kinds::backup::{Backup, BackupSpec};
+pub use kinds::database::{Database, DatabaseSpec};
+pub use kinds::object_store::{ObjectStore, ObjectStoreSpec};
+pub use kinds::pooler::{Pooler, PoolerSpec};
+pub use kinds::scheduled_backup::{ScheduledBackup, ScheduledBackupSpec};
