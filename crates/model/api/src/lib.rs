@@ -18,3 +18,4 @@ pub use kinds::database::{Database, DatabaseSpec};
 pub use kinds::object_store::{ObjectStore, ObjectStoreSpec};
 pub use kinds::pooler::{Pooler, PoolerSpec};
 pub use kinds::scheduled_backup::{ScheduledBackup, ScheduledBackupSpec};
+pub mod crd;

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", pgherd_api::crd::to_yaml().unwrap());
+}
