@@ -19,3 +19,6 @@ pub use kinds::object_store::{ObjectStore, ObjectStoreSpec};
 pub use kinds::pooler::{Pooler, PoolerSpec};
 pub use kinds::scheduled_backup::{ScheduledBackup, ScheduledBackupSpec};
 pub mod crd;
+pub mod diagnostics;
+pub mod document;
+pub mod structural;

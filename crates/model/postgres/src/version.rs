@@ -1,9 +1,10 @@
 //! PostgreSQL versions, and how a container image reference names one.
 //!
-//! CloudNativePG reads the major version out of the image *tag*: the tag is cut at the first
-//! `-` or `_` (so `18.6-system-trixie` and `16_1` keep `18.6` and `16`), and what remains must
-//! be one to three dot-separated numbers. A tag such as `latest`, or an image pinned only by
-//! digest, names no version, and the cluster must then say which major it wants.
+//! This follows how CloudNativePG reads an image: a reference with neither tag nor digest means
+//! `latest`, which names no version (and upgrades could not be detected); a reference pinned
+//! only by digest names none either. Otherwise the tag must *start* with a version — a run of
+//! digits and dots such as `18.6` — and whatever follows (`-system-trixie`, `-alpine`, `beta1`)
+//! is ignored. The major version is the first number.
 
 use std::fmt;
 
@@ -23,8 +24,10 @@ impl fmt::Display for MajorVersion {
 /// Why an image reference names no usable PostgreSQL version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VersionError {
-    #[error("image {image:?} has no tag, so its PostgreSQL version is unknown")]
-    NoTag { image: String },
+    #[error("image {image:?} has no tag, which means `latest`: the PostgreSQL version (and so any upgrade) cannot be known")]
+    Latest { image: String },
+    #[error("image {image:?} is pinned only by digest, so its PostgreSQL version is unknown")]
+    DigestOnly { image: String },
     #[error("image tag {tag:?} does not start with a PostgreSQL version such as 16 or 17.2")]
     NotAVersion { tag: String },
 }
@@ -66,28 +69,40 @@ impl<'a> ImageReference<'a> {
 
 /// The major version named by an image tag (`17.2` → 17, `16-alpine` → 16, `9.6` → 9).
 pub fn major_from_tag(tag: &str) -> Result<MajorVersion, VersionError> {
-    let version = tag.split(['-', '_']).next().unwrap_or_default();
-    let parts: Vec<&str> = version.split('.').collect();
-    let numeric = !parts.is_empty()
-        && parts.len() <= 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 9 && p.bytes().all(|b| b.is_ascii_digit()));
-    if !numeric {
-        return Err(VersionError::NotAVersion {
-            tag: tag.to_string(),
-        });
+    let not_a_version = || VersionError::NotAVersion {
+        tag: tag.to_string(),
+    };
+    // The longest prefix made of digits, each optionally followed by one dot.
+    let bytes = tag.as_bytes();
+    let mut end = 0;
+    while end < bytes.len() && bytes[end].is_ascii_digit() {
+        end += 1;
+        while end < bytes.len() && bytes[end].is_ascii_digit() {
+            end += 1;
+        }
+        if end < bytes.len() && bytes[end] == b'.' {
+            end += 1;
+        }
     }
-    // Checked above: all parts are 1..=9 ASCII digits, so this parse cannot fail.
-    let major: u32 = parts[0].parse().unwrap_or_default();
-    Ok(MajorVersion(major))
+    let mut parts = tag[..end].split('.');
+    let major = parts.next().unwrap_or_default();
+    let minor = parts.next();
+    // `16.` or `16.-x` leave an empty minor, which CloudNativePG rejects.
+    if major.is_empty() || minor == Some("") {
+        return Err(not_a_version());
+    }
+    major.parse::<u32>().map(MajorVersion).map_err(|_| not_a_version())
 }
 
 /// The major version named by a whole image reference.
 pub fn major_from_image(image: &str) -> Result<MajorVersion, VersionError> {
-    match ImageReference::parse(image).tag {
-        Some(tag) => major_from_tag(tag),
-        None => Err(VersionError::NoTag {
+    let reference = ImageReference::parse(image);
+    match (reference.tag, reference.digest) {
+        (Some("latest"), _) | (None, None) => Err(VersionError::Latest {
+            image: image.to_string(),
+        }),
+        (Some(tag), _) => major_from_tag(tag),
+        (None, Some(_)) => Err(VersionError::DigestOnly {
             image: image.to_string(),
         }),
     }
@@ -107,7 +122,8 @@ mod tests {
             ("registry.local:5000/pg/postgresql:15.4@sha256:abcd", 15),
             ("postgresql:13", 13),
             ("postgres:9.6", 9),
-            ("x:16_1", 16),
+            ("x:17beta1", 17),
+            ("x:13.3.2.1-1", 13),
         ];
         for (image, major) in cases {
             assert_eq!(major_from_image(image), Ok(MajorVersion(major)), "{image}");
@@ -118,20 +134,22 @@ mod tests {
     fn images_without_a_version() {
         assert!(matches!(
             major_from_image("postgres:latest"),
-            Err(VersionError::NotAVersion { .. })
+            Err(VersionError::Latest { .. })
         ));
         assert!(matches!(
             major_from_image("registry:5000/postgres"),
-            Err(VersionError::NoTag { .. })
+            Err(VersionError::Latest { .. })
         ));
         assert!(matches!(
             major_from_image("postgres@sha256:abc"),
-            Err(VersionError::NoTag { .. })
+            Err(VersionError::DigestOnly { .. })
         ));
-        assert!(matches!(
-            major_from_tag("1.2.3.4"),
-            Err(VersionError::NotAVersion { .. })
-        ));
+        for bad in ["v16", "bookworm", "test_12", "16.", "16.-x"] {
+            assert!(
+                matches!(major_from_tag(bad), Err(VersionError::NotAVersion { .. })),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             major_from_tag(""),
             Err(VersionError::NotAVersion { .. })
