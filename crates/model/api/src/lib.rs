@@ -22,3 +22,7 @@ pub mod crd;
 pub mod diagnostics;
 pub mod document;
 pub mod structural;
+pub mod defaults;
+pub mod quantity;
+pub mod validate;
+pub mod manifest;

@@ -35,7 +35,10 @@ pub fn check(value: &Value, schema: &Value, path: &FieldPath, out: &mut Vec<Diag
             Value::String(s) => check_string(s, schema, path, out).then(|| value.clone()),
             other => {
                 let mut d = type_error(path, "a string", other);
-                if matches!(other, Value::Number(_) | Value::Bool(_)) {
+                if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+                    let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+                    d = d.with_hint(format!("one of: {}", names.join(", ")));
+                } else if matches!(other, Value::Number(_) | Value::Bool(_)) {
                     d = d.with_hint(format!("put the value in quotes: \"{other}\""));
                 }
                 out.push(d);
@@ -141,16 +144,28 @@ fn unknown_field(
     let Some(properties) = properties else {
         return d;
     };
+    let nested = || {
+        properties.iter().filter_map(|(name, sub)| {
+            let fields = sub
+                .get("properties")
+                .or_else(|| sub.get("items").and_then(|i| i.get("properties")))
+                .and_then(Value::as_object)?;
+            let container = if sub.get("items").is_some() { parent.key(name).index(0) } else { parent.key(name) };
+            Some((container, fields))
+        })
+    };
+    // The same name one level down beats a near miss here: `recovery.backupID` is
+    // `recovery.recoveryTarget.backupID`, not `recovery.backup`.
+    for (container, fields) in nested() {
+        if let Some(exact) = fields.keys().find(|f| f.eq_ignore_ascii_case(key)) {
+            return d.with_hint(format!("did you mean {}?", container.key(exact)));
+        }
+    }
     if let Some(best) = did_you_mean(key, properties.keys().map(String::as_str)) {
         return d.with_hint(format!("did you mean {}?", parent.key(best)));
     }
-    for (name, sub) in properties {
-        let nested = sub
-            .get("properties")
-            .or_else(|| sub.get("items").and_then(|i| i.get("properties")))
-            .and_then(Value::as_object);
-        if let Some(best) = nested.and_then(|n| did_you_mean(key, n.keys().map(String::as_str))) {
-            let container = if sub.get("items").is_some() { parent.key(name).index(0) } else { parent.key(name) };
+    for (container, fields) in nested() {
+        if let Some(best) = did_you_mean(key, fields.keys().map(String::as_str)) {
             return d.with_hint(format!("did you mean {}?", container.key(best)));
         }
     }

@@ -83,6 +83,8 @@ pub const DEFAULT_PARAMETERS: &[(&str, &str)] = &[
     ("full_page_writes", "on"),
     ("logging_collector", "on"),
     ("log_destination", "csvlog"),
+    ("log_directory", "/controller/log"),
+    ("log_filename", "postgres"),
     ("log_rotation_age", "0"),
     ("log_rotation_size", "0"),
     ("log_truncate_on_rotation", "false"),
@@ -90,6 +92,7 @@ pub const DEFAULT_PARAMETERS: &[(&str, &str)] = &[
     ("max_replication_slots", "32"),
     ("max_worker_processes", "32"),
     ("shared_memory_type", "mmap"),
+    ("shared_preload_libraries", ""),
     ("ssl_max_protocol_version", "TLSv1.3"),
     ("ssl_min_protocol_version", "TLSv1.3"),
     ("wal_keep_size", "512MB"),
@@ -146,6 +149,8 @@ pub fn is_valid_name(name: &str) -> bool {
 pub struct RemovedParameter {
     pub name: &'static str,
     pub removed_in: MajorVersion,
+    /// The release that removed it, as PostgreSQL numbers it (`9.5`, `13`).
+    pub release: &'static str,
     /// What to use instead.
     pub instead: &'static str,
 }
@@ -154,46 +159,55 @@ const REMOVED_PARAMETERS: &[RemovedParameter] = &[
     RemovedParameter {
         name: "checkpoint_segments",
         removed_in: MajorVersion(9),
+        release: "9.5",
         instead: "max_wal_size (and min_wal_size)",
     },
     RemovedParameter {
         name: "wal_keep_segments",
         removed_in: MajorVersion(13),
+        release: "13",
         instead: "wal_keep_size",
     },
     RemovedParameter {
         name: "operator_precedence_warning",
         removed_in: MajorVersion(14),
+        release: "14",
         instead: "nothing (remove it)",
     },
     RemovedParameter {
         name: "vacuum_cleanup_index_scale_factor",
         removed_in: MajorVersion(14),
+        release: "14",
         instead: "nothing (remove it)",
     },
     RemovedParameter {
         name: "force_parallel_mode",
         removed_in: MajorVersion(16),
+        release: "16",
         instead: "debug_parallel_query",
     },
     RemovedParameter {
         name: "vacuum_defer_cleanup_age",
         removed_in: MajorVersion(16),
+        release: "16",
         instead: "hot_standby_feedback or replication slots",
     },
     RemovedParameter {
         name: "old_snapshot_threshold",
         removed_in: MajorVersion(17),
+        release: "17",
         instead: "nothing (remove it)",
     },
     RemovedParameter {
         name: "db_user_namespace",
         removed_in: MajorVersion(17),
+        release: "17",
         instead: "nothing (remove it)",
     },
     RemovedParameter {
         name: "trace_recovery_messages",
         removed_in: MajorVersion(17),
+        release: "17",
         instead: "log_min_messages",
     },
 ];

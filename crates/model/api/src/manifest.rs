@@ -1,0 +1,351 @@
+//! Loading manifests: from documents to typed, defaulted, validated objects.
+//!
+//! Each document goes through: kind lookup → metadata check → structural check against the
+//! kind's CRD schema (unknown fields, types, enums) → typed decoding of what passed → defaults
+//! → semantic validation, with the other documents given as context for references. Problems
+//! from every stage are collected; one bad field never hides another.
+
+use crate::defaults::Defaults;
+use crate::diagnostics::{did_you_mean, Diagnostic, FieldPath, Severity};
+use crate::document::{parse_documents, RawDocument};
+use crate::structural;
+use crate::validate::{self, Context, KnownObject};
+use crate::{Backup, Cluster, Database, ObjectStore, Pooler, ScheduledBackup};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::CustomResourceExt;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+/// API group of the CloudNativePG kinds.
+pub const CNPG_GROUP: &str = "postgresql.cnpg.io";
+/// API group of the barman-cloud plugin's kinds.
+pub const BARMAN_GROUP: &str = "barmancloud.cnpg.io";
+
+/// A decoded object of a kind pgherd understands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Object {
+    Cluster(Box<Cluster>),
+    Backup(Box<Backup>),
+    ScheduledBackup(Box<ScheduledBackup>),
+    Pooler(Box<Pooler>),
+    Database(Box<Database>),
+    ObjectStore(Box<ObjectStore>),
+    Secret(Box<Secret>),
+    ConfigMap(Box<ConfigMap>),
+}
+
+/// One document of a manifest file after loading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// 1-based position in its file.
+    pub index: usize,
+    /// `kind` as written (empty when missing).
+    pub kind: String,
+    /// `metadata.name` as written (empty when missing).
+    pub name: String,
+    /// The decoded and defaulted object; `None` when the document is not a pgherd kind or
+    /// could not be decoded at all.
+    pub object: Option<Object>,
+    /// Everything found wrong, errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Manifest {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// `Kind/name` for messages.
+    pub fn label(&self) -> String {
+        match (self.kind.is_empty(), self.name.is_empty()) {
+            (true, _) => "(no kind)".to_string(),
+            (false, true) => self.kind.clone(),
+            (false, false) => format!("{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+const CNPG_KINDS: &[&str] = &["Cluster", "Backup", "ScheduledBackup", "Pooler", "Database"];
+/// CloudNativePG kinds pgherd does not serve yet.
+const UNSUPPORTED_CNPG_KINDS: &[&str] = &["ImageCatalog", "ClusterImageCatalog", "Publication", "Subscription", "FailoverQuorum", "DatabaseRole"];
+
+fn crd_schemas() -> &'static BTreeMap<String, Value> {
+    static SCHEMAS: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let mut map = BTreeMap::new();
+        for crd in [Cluster::crd(), Backup::crd(), ScheduledBackup::crd(), Pooler::crd(), Database::crd(), ObjectStore::crd()] {
+            let schema = crd.spec.versions.first().and_then(|v| v.schema.as_ref()).and_then(|s| s.open_api_v3_schema.as_ref()).and_then(|s| serde_json::to_value(s).ok());
+            if let Some(mut schema) = schema {
+                // Status is written by pgherd, not by users; `kubectl apply` drops it.
+                if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+                    props.remove("status");
+                }
+                map.insert(crd.spec.names.kind.clone(), schema);
+            }
+        }
+        map
+    })
+}
+
+fn secret_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        "data": {"type": "object", "additionalProperties": {"type": "string"}},
+        "stringData": {"type": "object", "additionalProperties": {"type": "string"}},
+        "type": {"type": "string"}, "immutable": {"type": "boolean"}}})
+}
+
+fn config_map_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        "data": {"type": "object", "additionalProperties": {"type": "string"}},
+        "binaryData": {"type": "object", "additionalProperties": {"type": "string"}},
+        "immutable": {"type": "boolean"}}})
+}
+
+const METADATA_FIELDS: &[&str] = &[
+    "name", "namespace", "labels", "annotations", "generateName", "uid", "resourceVersion", "generation", "creationTimestamp",
+    "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers", "ownerReferences", "managedFields", "selfLink",
+];
+
+fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) {
+    let path = FieldPath::new("metadata");
+    let Some(meta) = doc.get("metadata") else {
+        out.push(Diagnostic::error("metadata", "required field is missing").with_hint("add metadata.name"));
+        return;
+    };
+    let Some(meta) = meta.as_object() else {
+        out.push(Diagnostic::error("metadata", "must be an object"));
+        return;
+    };
+    for (key, value) in meta {
+        if !METADATA_FIELDS.contains(&key.as_str()) {
+            let mut d = Diagnostic::error(path.key(key).as_str(), "unknown field");
+            if let Some(best) = did_you_mean(key, METADATA_FIELDS.iter().copied()) {
+                d = d.with_hint(format!("did you mean metadata.{best}?"));
+            }
+            out.push(d);
+        } else if matches!(key.as_str(), "labels" | "annotations") {
+            match value.as_object() {
+                Some(map) => {
+                    for (k, v) in map {
+                        if !v.is_string() {
+                            out.push(Diagnostic::error(path.key(key).key(k).as_str(), "must be a string").with_hint(format!("put the value in quotes: \"{v}\"")));
+                        }
+                    }
+                }
+                None if value.is_null() => {}
+                None => out.push(Diagnostic::error(path.key(key).as_str(), "must be a map of strings")),
+            }
+        } else if matches!(key.as_str(), "name" | "namespace") && !value.is_string() {
+            out.push(Diagnostic::error(path.key(key).as_str(), "must be a string"));
+        }
+    }
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+    if name.is_empty() {
+        out.push(Diagnostic::error("metadata.name", "required field is missing"));
+    } else if !validate::is_dns1123_subdomain(name) {
+        out.push(Diagnostic::error("metadata.name", format!("{name:?} is not a valid object name")).with_hint("use lowercase letters, digits, '-' and '.'"));
+    }
+    if let Some(ns) = meta.get("namespace").and_then(Value::as_str) {
+        if !validate::is_dns1035_label(ns) && !validate::is_dns1123_subdomain(ns) {
+            out.push(Diagnostic::error("metadata.namespace", format!("{ns:?} is not a valid namespace")));
+        }
+    }
+}
+
+/// What kind of document this is, by `apiVersion` and `kind`.
+enum Kind {
+    Served(&'static str),
+    Secret,
+    ConfigMap,
+    /// Not pgherd's: skipped with a note.
+    Foreign,
+}
+
+fn classify(doc: &Value, out: &mut Vec<Diagnostic>) -> Option<Kind> {
+    let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if !doc.is_object() {
+        out.push(Diagnostic::error("", "a manifest must be an object with apiVersion, kind, metadata and spec"));
+        return None;
+    }
+    if api_version.is_empty() || kind.is_empty() {
+        let missing = if api_version.is_empty() { "apiVersion" } else { "kind" };
+        out.push(Diagnostic::error(missing, "required field is missing").with_hint("this looks like a fragment; a manifest needs apiVersion, kind and metadata"));
+        return None;
+    }
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    match (group, kind) {
+        ("", "Secret") if version == "v1" => return Some(Kind::Secret),
+        ("", "ConfigMap") if version == "v1" => return Some(Kind::ConfigMap),
+        (CNPG_GROUP, _) | (BARMAN_GROUP, _) => {}
+        _ => return Some(Kind::Foreign),
+    }
+    let served: &[&'static str] = if group == BARMAN_GROUP { &["ObjectStore"] } else { CNPG_KINDS };
+    if version != "v1" {
+        out.push(Diagnostic::error("apiVersion", format!("version {version:?} of {group} is not served")).with_hint(format!("use apiVersion: {group}/v1")));
+        return None;
+    }
+    if let Some(k) = served.iter().find(|k| **k == kind) {
+        return Some(Kind::Served(k));
+    }
+    if UNSUPPORTED_CNPG_KINDS.contains(&kind) {
+        out.push(Diagnostic::error("kind", format!("{kind} is not supported by pgherd yet")));
+        return None;
+    }
+    let mut d = Diagnostic::error("kind", format!("{group}/v1 has no kind {kind:?}"));
+    d = match did_you_mean(kind, served.iter().copied()) {
+        Some(best) => d.with_hint(format!("did you mean {best}?")),
+        None => d.with_hint(format!("kinds: {}", served.join(", "))),
+    };
+    out.push(d);
+    None
+}
+
+fn decode<T: serde::de::DeserializeOwned>(value: Value, out: &mut Vec<Diagnostic>) -> Option<T> {
+    match serde_json::from_value(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            out.push(Diagnostic::error("", format!("cannot decode the document: {e}")));
+            None
+        }
+    }
+}
+
+fn load_document(raw: RawDocument) -> Manifest {
+    let mut out = Vec::new();
+    let doc = match raw.value {
+        Ok(v) => v,
+        Err(e) => {
+            return Manifest { index: raw.index, kind: String::new(), name: String::new(), object: None, diagnostics: vec![Diagnostic::error("", format!("cannot parse: {e}"))] }
+        }
+    };
+    let kind_name = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut manifest = Manifest { index: raw.index, kind: kind_name, name, object: None, diagnostics: Vec::new() };
+    let Some(kind) = classify(&doc, &mut out) else {
+        manifest.diagnostics = out;
+        return manifest;
+    };
+    if matches!(kind, Kind::Foreign) {
+        let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        out.push(Diagnostic::warning("", format!("{api_version} {} is not a pgherd kind; skipped", manifest.kind)));
+        manifest.diagnostics = out;
+        return manifest;
+    }
+    check_metadata(&doc, &mut out);
+    let mut body = doc.clone();
+    let metadata = body.as_object_mut().and_then(|m| {
+        m.remove("apiVersion");
+        m.remove("kind");
+        m.remove("metadata")
+    });
+    let schema = match kind {
+        Kind::Served(k) => crd_schemas().get(k).cloned().unwrap_or(Value::Null),
+        Kind::Secret => secret_schema(),
+        Kind::ConfigMap => config_map_schema(),
+        Kind::Foreign => Value::Null,
+    };
+    let mut pruned = structural::check(&body, &schema, &FieldPath::root(), &mut out).unwrap_or_else(|| json!({}));
+    if let Some(map) = pruned.as_object_mut() {
+        for key in ["apiVersion", "kind"] {
+            if let Some(v) = doc.get(key) {
+                map.insert(key.to_string(), v.clone());
+            }
+        }
+        if let Some(meta) = metadata {
+            map.insert("metadata".to_string(), meta);
+        }
+    }
+    let object = match kind {
+        Kind::Served("Cluster") => decode::<Cluster>(pruned, &mut out).map(|mut c| {
+            c.apply_defaults();
+            Object::Cluster(Box::new(c))
+        }),
+        Kind::Served("Backup") => decode::<Backup>(pruned, &mut out).map(|mut b| {
+            b.apply_defaults();
+            Object::Backup(Box::new(b))
+        }),
+        Kind::Served("ScheduledBackup") => decode::<ScheduledBackup>(pruned, &mut out).map(|mut b| {
+            b.apply_defaults();
+            Object::ScheduledBackup(Box::new(b))
+        }),
+        Kind::Served("Pooler") => decode::<Pooler>(pruned, &mut out).map(|mut p| {
+            p.apply_defaults();
+            Object::Pooler(Box::new(p))
+        }),
+        Kind::Served("Database") => decode::<Database>(pruned, &mut out).map(|mut d| {
+            d.apply_defaults();
+            Object::Database(Box::new(d))
+        }),
+        Kind::Served(_) => decode::<ObjectStore>(pruned, &mut out).map(|mut s| {
+            s.apply_defaults();
+            Object::ObjectStore(Box::new(s))
+        }),
+        Kind::Secret => decode::<Secret>(pruned, &mut out).map(|s| Object::Secret(Box::new(s))),
+        Kind::ConfigMap => decode::<ConfigMap>(pruned, &mut out).map(|c| Object::ConfigMap(Box::new(c))),
+        Kind::Foreign => None,
+    };
+    manifest.object = object;
+    manifest.diagnostics = out;
+    manifest
+}
+
+/// Split and load one file's text; semantic validation happens in [`validate_all`].
+pub fn load(text: &str) -> Vec<Manifest> {
+    parse_documents(text).into_iter().map(load_document).collect()
+}
+
+fn known(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, keys: BTreeSet<String>) -> KnownObject {
+    KnownObject { namespace: meta.namespace.clone(), name: meta.name.clone().unwrap_or_default(), keys }
+}
+
+/// Validate every loaded object, with all the documents (of all files) as context.
+pub fn validate_all(manifests: &mut [&mut Manifest]) {
+    let mut ctx = Context::default();
+    for m in manifests.iter() {
+        match &m.object {
+            Some(Object::Secret(s)) => {
+                let keys = s.data.iter().flat_map(|d| d.keys()).chain(s.string_data.iter().flat_map(|d| d.keys())).cloned().collect();
+                ctx.secrets.push(known(&s.metadata, keys));
+            }
+            Some(Object::ConfigMap(c)) => {
+                let keys = c.data.iter().flat_map(|d| d.keys()).chain(c.binary_data.iter().flat_map(|d| d.keys())).cloned().collect();
+                ctx.config_maps.push(known(&c.metadata, keys));
+            }
+            Some(Object::ObjectStore(o)) => ctx.object_stores.push(known(&o.metadata, BTreeSet::new())),
+            _ => {}
+        }
+    }
+    for m in manifests.iter_mut() {
+        let failed: Vec<String> = m.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.path.clone()).collect();
+        let found = match &m.object {
+            Some(Object::Cluster(c)) => {
+                let ctx = Context { namespace: c.metadata.namespace.clone(), ..ctx.clone() };
+                validate::validate_cluster(c, &ctx)
+            }
+            Some(Object::Backup(b)) => validate::validate_backup(b),
+            Some(Object::ScheduledBackup(b)) => validate::validate_scheduled_backup(b),
+            Some(Object::Pooler(p)) => validate::validate_pooler(p),
+            Some(Object::Database(d)) => validate::validate_database(d),
+            Some(Object::ObjectStore(o)) => {
+                let ctx = Context { namespace: o.metadata.namespace.clone(), ..ctx.clone() };
+                validate::validate_object_store(o, &ctx)
+            }
+            _ => Vec::new(),
+        };
+        // A field that already failed its schema check was dropped before decoding; anything
+        // semantic validation says about it (e.g. "required") would repeat the same problem.
+        for d in found {
+            let repeats_structural = failed.iter().any(|f| !f.is_empty() && FieldPath::new(f).covers(&d.path));
+            // One warning per missing object is enough, however many fields refer to it.
+            let repeats_warning = !d.is_error() && m.diagnostics.iter().any(|e| e.message == d.message);
+            if !repeats_structural && !repeats_warning {
+                m.diagnostics.push(d);
+            }
+        }
+        m.diagnostics.sort_by_key(|d| std::cmp::Reverse(d.severity == Severity::Error));
+    }
+}
