@@ -31,7 +31,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Validate { files, show_defaults } => commands::validate::run(&files, show_defaults),
+        Command::Validate {
+            files,
+            show_defaults,
+        } => commands::validate::run(&files, show_defaults),
         Command::Crds => commands::crds::run(),
     };
     match result {

@@ -1,35 +1,19 @@
-//! CustomResourceDefinitions generated from the types, with CloudNativePG's names.
+//! CustomResourceDefinitions generated from the types. Like CloudNativePG's, they declare no
+//! short names or categories; printer columns and subresources come from the `#[kube(...)]`
+//! attributes on each kind.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-/// Short names and categories CloudNativePG gives its CRDs, by kind.
-fn names_for(kind: &str) -> (&'static [&'static str], &'static [&'static str]) {
-    match kind {
-        _ => (&[], &[]),
-    }
-}
-
-fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    let (short, categories) = names_for(&crd.spec.names.kind);
-    if !short.is_empty() {
-        crd.spec.names.short_names = Some(short.iter().map(|s| s.to_string()).collect());
-    }
-    if !categories.is_empty() {
-        crd.spec.names.categories = Some(categories.iter().map(|s| s.to_string()).collect());
-    }
-    crd
-}
-
 /// Every CRD pgherd serves, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
-        finish(crate::Backup::crd()),
-        finish(crate::Cluster::crd()),
-        finish(crate::Database::crd()),
-        finish(crate::Pooler::crd()),
-        finish(crate::ScheduledBackup::crd()),
-        finish(crate::ObjectStore::crd()),
+        crate::Backup::crd(),
+        crate::Cluster::crd(),
+        crate::Database::crd(),
+        crate::Pooler::crd(),
+        crate::ScheduledBackup::crd(),
+        crate::ObjectStore::crd(),
     ]
 }
 

@@ -68,9 +68,17 @@ impl Cluster {
     /// The PostgreSQL major version, from the image catalog entry or the image tag.
     pub fn major_version(&self) -> Option<pgherd_postgres::MajorVersion> {
         if let Some(catalog) = &self.spec.image_catalog_ref {
-            return u32::try_from(catalog.major).ok().map(pgherd_postgres::MajorVersion);
+            return u32::try_from(catalog.major)
+                .ok()
+                .map(pgherd_postgres::MajorVersion);
         }
-        major_from_image(self.spec.image_name.as_deref().unwrap_or(DEFAULT_IMAGE_NAME)).ok()
+        major_from_image(
+            self.spec
+                .image_name
+                .as_deref()
+                .unwrap_or(DEFAULT_IMAGE_NAME),
+        )
+        .ok()
     }
 
     /// The application database owner, from whichever bootstrap method is used.
@@ -139,8 +147,14 @@ impl Defaults for Cluster {
         set(&mut spec.smart_shutdown_timeout, 180);
         set(&mut spec.switchover_delay, 3600);
         set(&mut spec.failover_delay, 0);
-        set(&mut spec.primary_update_strategy, PrimaryUpdateStrategy::Unsupervised);
-        set(&mut spec.primary_update_method, PrimaryUpdateMethod::Restart);
+        set(
+            &mut spec.primary_update_strategy,
+            PrimaryUpdateStrategy::Unsupervised,
+        );
+        set(
+            &mut spec.primary_update_method,
+            PrimaryUpdateMethod::Restart,
+        );
 
         default_bootstrap(spec.bootstrap.get_or_insert_with(Default::default));
 
@@ -153,14 +167,20 @@ impl Defaults for Cluster {
 
         let affinity = spec.affinity.get_or_insert_with(Default::default);
         if affinity.enable_pod_anti_affinity != Some(false) {
-            set(&mut affinity.pod_anti_affinity_type, "preferred".to_string());
+            set(
+                &mut affinity.pod_anti_affinity_type,
+                "preferred".to_string(),
+            );
         }
 
         if let Some(backup) = &mut spec.backup {
             set(&mut backup.target, BackupTarget::PreferStandby);
             if let Some(vs) = &mut backup.volume_snapshot {
                 set(&mut vs.online, true);
-                set(&mut vs.snapshot_owner_reference, SnapshotOwnerReference::None);
+                set(
+                    &mut vs.snapshot_owner_reference,
+                    SnapshotOwnerReference::None,
+                );
                 let online = vs.online_configuration.get_or_insert_with(Default::default);
                 set(&mut online.wait_for_archive, true);
                 set(&mut online.immediate_checkpoint, false);
@@ -190,7 +210,9 @@ impl Defaults for Cluster {
         set(&mut ha.enabled, true);
         set(&mut ha.slot_prefix, "_cnpg_".to_string());
         set(&mut slots.update_interval, 30);
-        let sync_replicas = slots.synchronize_replicas.get_or_insert_with(Default::default);
+        let sync_replicas = slots
+            .synchronize_replicas
+            .get_or_insert_with(Default::default);
         set(&mut sync_replicas.enabled, true);
 
         for tablespace in spec.tablespaces.iter_mut().flatten() {
@@ -198,7 +220,11 @@ impl Defaults for Cluster {
             set(&mut tablespace.temporary, false);
             let owner = tablespace.owner.get_or_insert_with(Default::default);
             if owner.name.as_deref().unwrap_or_default().is_empty() {
-                owner.name = Some(app_owner_before.clone().unwrap_or_else(|| "postgres".to_string()));
+                owner.name = Some(
+                    app_owner_before
+                        .clone()
+                        .unwrap_or_else(|| "postgres".to_string()),
+                );
             }
         }
 
@@ -232,7 +258,9 @@ impl Defaults for Cluster {
 
         let probes = spec.probes.get_or_insert_with(Default::default);
         let liveness = probes.liveness.get_or_insert_with(Default::default);
-        let isolation = liveness.isolation_check.get_or_insert_with(Default::default);
+        let isolation = liveness
+            .isolation_check
+            .get_or_insert_with(Default::default);
         set(&mut isolation.enabled, true);
         set(&mut isolation.request_timeout, 1000);
         set(&mut isolation.connection_timeout, 1000);
@@ -262,7 +290,10 @@ impl Defaults for Backup {
 impl Defaults for ScheduledBackup {
     fn apply_defaults(&mut self) {
         set(&mut self.spec.method, BackupMethod::BarmanObjectStore);
-        set(&mut self.spec.backup_owner_reference, BackupOwnerReference::None);
+        set(
+            &mut self.spec.backup_owner_reference,
+            BackupOwnerReference::None,
+        );
         if let Some(online) = &mut self.spec.online_configuration {
             set(&mut online.wait_for_archive, true);
         }
@@ -273,7 +304,10 @@ impl Defaults for Pooler {
     fn apply_defaults(&mut self) {
         set(&mut self.spec.instances, 1);
         set(&mut self.spec.pooler_type, PoolerType::Rw);
-        set(&mut self.spec.pgbouncer.pool_mode, PgBouncerPoolMode::Session);
+        set(
+            &mut self.spec.pgbouncer.pool_mode,
+            PgBouncerPoolMode::Session,
+        );
         set(&mut self.spec.pgbouncer.paused, false);
         if let Some(monitoring) = &mut self.spec.monitoring {
             set(&mut monitoring.enable_pod_monitor, false);
@@ -284,7 +318,10 @@ impl Defaults for Pooler {
 impl Defaults for Database {
     fn apply_defaults(&mut self) {
         set(&mut self.spec.ensure, EnsureOption::Present);
-        set(&mut self.spec.database_reclaim_policy, DatabaseReclaimPolicy::Retain);
+        set(
+            &mut self.spec.database_reclaim_policy,
+            DatabaseReclaimPolicy::Retain,
+        );
         for schema in self.spec.schemas.iter_mut().flatten() {
             set(&mut schema.ensure, EnsureOption::Present);
         }

@@ -124,12 +124,20 @@ impl fmt::Display for FieldPath {
 }
 
 /// The closest candidate to `word`, if one is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -141,10 +149,22 @@ mod tests {
 
     #[test]
     fn paths() {
-        let p = FieldPath::root().key("spec").key("postgresql").key("parameters");
-        assert_eq!(p.key("wal_level").as_str(), "spec.postgresql.parameters.wal_level");
-        assert_eq!(p.key("pg_stat_statements.max").as_str(), "spec.postgresql.parameters[\"pg_stat_statements.max\"]");
-        assert_eq!(FieldPath::new("spec").key("plugins").index(2).as_str(), "spec.plugins[2]");
+        let p = FieldPath::root()
+            .key("spec")
+            .key("postgresql")
+            .key("parameters");
+        assert_eq!(
+            p.key("wal_level").as_str(),
+            "spec.postgresql.parameters.wal_level"
+        );
+        assert_eq!(
+            p.key("pg_stat_statements.max").as_str(),
+            "spec.postgresql.parameters[\"pg_stat_statements.max\"]"
+        );
+        assert_eq!(
+            FieldPath::new("spec").key("plugins").index(2).as_str(),
+            "spec.plugins[2]"
+        );
         assert!(FieldPath::new("spec.bootstrap").covers("spec.bootstrap.initdb"));
         assert!(FieldPath::new("spec.bootstrap").covers("spec.bootstrap"));
         assert!(!FieldPath::new("spec.bootstrap").covers("spec.bootstrapX"));

@@ -86,7 +86,8 @@ mod tests {
 
     #[test]
     fn json_and_lists() {
-        let docs = parse_documents(r#"{"apiVersion":"v1","kind":"List","items":[{"a":1},{"b":2}]}"#);
+        let docs =
+            parse_documents(r#"{"apiVersion":"v1","kind":"List","items":[{"a":1},{"b":2}]}"#);
         assert_eq!(docs.len(), 2);
         assert!(docs.iter().all(|d| d.index == 1));
     }

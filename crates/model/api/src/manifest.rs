@@ -12,7 +12,6 @@ use crate::structural;
 use crate::validate::{self, Context, KnownObject};
 use crate::{Backup, Cluster, Database, ObjectStore, Pooler, ScheduledBackup};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::CustomResourceExt;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
@@ -68,14 +67,27 @@ impl Manifest {
 
 const CNPG_KINDS: &[&str] = &["Cluster", "Backup", "ScheduledBackup", "Pooler", "Database"];
 /// CloudNativePG kinds pgherd does not serve yet.
-const UNSUPPORTED_CNPG_KINDS: &[&str] = &["ImageCatalog", "ClusterImageCatalog", "Publication", "Subscription", "FailoverQuorum", "DatabaseRole"];
+const UNSUPPORTED_CNPG_KINDS: &[&str] = &[
+    "ImageCatalog",
+    "ClusterImageCatalog",
+    "Publication",
+    "Subscription",
+    "FailoverQuorum",
+    "DatabaseRole",
+];
 
 fn crd_schemas() -> &'static BTreeMap<String, Value> {
     static SCHEMAS: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let mut map = BTreeMap::new();
-        for crd in [Cluster::crd(), Backup::crd(), ScheduledBackup::crd(), Pooler::crd(), Database::crd(), ObjectStore::crd()] {
-            let schema = crd.spec.versions.first().and_then(|v| v.schema.as_ref()).and_then(|s| s.open_api_v3_schema.as_ref()).and_then(|s| serde_json::to_value(s).ok());
+        for crd in crate::crd::all() {
+            let schema = crd
+                .spec
+                .versions
+                .first()
+                .and_then(|v| v.schema.as_ref())
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .and_then(|s| serde_json::to_value(s).ok());
             if let Some(mut schema) = schema {
                 // Status is written by pgherd, not by users; `kubectl apply` drops it.
                 if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
@@ -105,14 +117,30 @@ fn config_map_schema() -> Value {
 }
 
 const METADATA_FIELDS: &[&str] = &[
-    "name", "namespace", "labels", "annotations", "generateName", "uid", "resourceVersion", "generation", "creationTimestamp",
-    "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers", "ownerReferences", "managedFields", "selfLink",
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "generateName",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "finalizers",
+    "ownerReferences",
+    "managedFields",
+    "selfLink",
 ];
 
 fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) {
     let path = FieldPath::new("metadata");
     let Some(meta) = doc.get("metadata") else {
-        out.push(Diagnostic::error("metadata", "required field is missing").with_hint("add metadata.name"));
+        out.push(
+            Diagnostic::error("metadata", "required field is missing")
+                .with_hint("add metadata.name"),
+        );
         return;
     };
     let Some(meta) = meta.as_object() else {
@@ -131,26 +159,50 @@ fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) {
                 Some(map) => {
                     for (k, v) in map {
                         if !v.is_string() {
-                            out.push(Diagnostic::error(path.key(key).key(k).as_str(), "must be a string").with_hint(format!("put the value in quotes: \"{v}\"")));
+                            out.push(
+                                Diagnostic::error(
+                                    path.key(key).key(k).as_str(),
+                                    "must be a string",
+                                )
+                                .with_hint(format!("put the value in quotes: \"{v}\"")),
+                            );
                         }
                     }
                 }
                 None if value.is_null() => {}
-                None => out.push(Diagnostic::error(path.key(key).as_str(), "must be a map of strings")),
+                None => out.push(Diagnostic::error(
+                    path.key(key).as_str(),
+                    "must be a map of strings",
+                )),
             }
         } else if matches!(key.as_str(), "name" | "namespace") && !value.is_string() {
-            out.push(Diagnostic::error(path.key(key).as_str(), "must be a string"));
+            out.push(Diagnostic::error(
+                path.key(key).as_str(),
+                "must be a string",
+            ));
         }
     }
     let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
     if name.is_empty() {
-        out.push(Diagnostic::error("metadata.name", "required field is missing"));
+        out.push(Diagnostic::error(
+            "metadata.name",
+            "required field is missing",
+        ));
     } else if !validate::is_dns1123_subdomain(name) {
-        out.push(Diagnostic::error("metadata.name", format!("{name:?} is not a valid object name")).with_hint("use lowercase letters, digits, '-' and '.'"));
+        out.push(
+            Diagnostic::error(
+                "metadata.name",
+                format!("{name:?} is not a valid object name"),
+            )
+            .with_hint("use lowercase letters, digits, '-' and '.'"),
+        );
     }
     if let Some(ns) = meta.get("namespace").and_then(Value::as_str) {
         if !validate::is_dns1035_label(ns) && !validate::is_dns1123_subdomain(ns) {
-            out.push(Diagnostic::error("metadata.namespace", format!("{ns:?} is not a valid namespace")));
+            out.push(Diagnostic::error(
+                "metadata.namespace",
+                format!("{ns:?} is not a valid namespace"),
+            ));
         }
     }
 }
@@ -165,15 +217,29 @@ enum Kind {
 }
 
 fn classify(doc: &Value, out: &mut Vec<Diagnostic>) -> Option<Kind> {
-    let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let api_version = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
     if !doc.is_object() {
-        out.push(Diagnostic::error("", "a manifest must be an object with apiVersion, kind, metadata and spec"));
+        out.push(Diagnostic::error(
+            "",
+            "a manifest must be an object with apiVersion, kind, metadata and spec",
+        ));
         return None;
     }
     if api_version.is_empty() || kind.is_empty() {
-        let missing = if api_version.is_empty() { "apiVersion" } else { "kind" };
-        out.push(Diagnostic::error(missing, "required field is missing").with_hint("this looks like a fragment; a manifest needs apiVersion, kind and metadata"));
+        let missing = if api_version.is_empty() {
+            "apiVersion"
+        } else {
+            "kind"
+        };
+        out.push(
+            Diagnostic::error(missing, "required field is missing").with_hint(
+                "this looks like a fragment; a manifest needs apiVersion, kind and metadata",
+            ),
+        );
         return None;
     }
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
@@ -183,16 +249,29 @@ fn classify(doc: &Value, out: &mut Vec<Diagnostic>) -> Option<Kind> {
         (CNPG_GROUP, _) | (BARMAN_GROUP, _) => {}
         _ => return Some(Kind::Foreign),
     }
-    let served: &[&'static str] = if group == BARMAN_GROUP { &["ObjectStore"] } else { CNPG_KINDS };
+    let served: &[&'static str] = if group == BARMAN_GROUP {
+        &["ObjectStore"]
+    } else {
+        CNPG_KINDS
+    };
     if version != "v1" {
-        out.push(Diagnostic::error("apiVersion", format!("version {version:?} of {group} is not served")).with_hint(format!("use apiVersion: {group}/v1")));
+        out.push(
+            Diagnostic::error(
+                "apiVersion",
+                format!("version {version:?} of {group} is not served"),
+            )
+            .with_hint(format!("use apiVersion: {group}/v1")),
+        );
         return None;
     }
     if let Some(k) = served.iter().find(|k| **k == kind) {
         return Some(Kind::Served(k));
     }
     if UNSUPPORTED_CNPG_KINDS.contains(&kind) {
-        out.push(Diagnostic::error("kind", format!("{kind} is not supported by pgherd yet")));
+        out.push(Diagnostic::error(
+            "kind",
+            format!("{kind} is not supported by pgherd yet"),
+        ));
         return None;
     }
     let mut d = Diagnostic::error("kind", format!("{group}/v1 has no kind {kind:?}"));
@@ -208,7 +287,10 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value, out: &mut Vec<Diagnostic
     match serde_json::from_value(value) {
         Ok(v) => Some(v),
         Err(e) => {
-            out.push(Diagnostic::error("", format!("cannot decode the document: {e}")));
+            out.push(Diagnostic::error(
+                "",
+                format!("cannot decode the document: {e}"),
+            ));
             None
         }
     }
@@ -219,19 +301,48 @@ fn load_document(raw: RawDocument) -> Manifest {
     let doc = match raw.value {
         Ok(v) => v,
         Err(e) => {
-            return Manifest { index: raw.index, kind: String::new(), name: String::new(), object: None, diagnostics: vec![Diagnostic::error("", format!("cannot parse: {e}"))] }
+            return Manifest {
+                index: raw.index,
+                kind: String::new(),
+                name: String::new(),
+                object: None,
+                diagnostics: vec![Diagnostic::error("", format!("cannot parse: {e}"))],
+            }
         }
     };
-    let kind_name = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut manifest = Manifest { index: raw.index, kind: kind_name, name, object: None, diagnostics: Vec::new() };
+    let kind_name = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut manifest = Manifest {
+        index: raw.index,
+        kind: kind_name,
+        name,
+        object: None,
+        diagnostics: Vec::new(),
+    };
     let Some(kind) = classify(&doc, &mut out) else {
         manifest.diagnostics = out;
         return manifest;
     };
     if matches!(kind, Kind::Foreign) {
-        let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-        out.push(Diagnostic::warning("", format!("{api_version} {} is not a pgherd kind; skipped", manifest.kind)));
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        out.push(Diagnostic::warning(
+            "",
+            format!(
+                "{api_version} {} is not a pgherd kind; skipped",
+                manifest.kind
+            ),
+        ));
         manifest.diagnostics = out;
         return manifest;
     }
@@ -248,7 +359,8 @@ fn load_document(raw: RawDocument) -> Manifest {
         Kind::ConfigMap => config_map_schema(),
         Kind::Foreign => Value::Null,
     };
-    let mut pruned = structural::check(&body, &schema, &FieldPath::root(), &mut out).unwrap_or_else(|| json!({}));
+    let mut pruned = structural::check(&body, &schema, &FieldPath::root(), &mut out)
+        .unwrap_or_else(|| json!({}));
     if let Some(map) = pruned.as_object_mut() {
         for key in ["apiVersion", "kind"] {
             if let Some(v) = doc.get(key) {
@@ -268,10 +380,12 @@ fn load_document(raw: RawDocument) -> Manifest {
             b.apply_defaults();
             Object::Backup(Box::new(b))
         }),
-        Kind::Served("ScheduledBackup") => decode::<ScheduledBackup>(pruned, &mut out).map(|mut b| {
-            b.apply_defaults();
-            Object::ScheduledBackup(Box::new(b))
-        }),
+        Kind::Served("ScheduledBackup") => {
+            decode::<ScheduledBackup>(pruned, &mut out).map(|mut b| {
+                b.apply_defaults();
+                Object::ScheduledBackup(Box::new(b))
+            })
+        }
         Kind::Served("Pooler") => decode::<Pooler>(pruned, &mut out).map(|mut p| {
             p.apply_defaults();
             Object::Pooler(Box::new(p))
@@ -285,7 +399,9 @@ fn load_document(raw: RawDocument) -> Manifest {
             Object::ObjectStore(Box::new(s))
         }),
         Kind::Secret => decode::<Secret>(pruned, &mut out).map(|s| Object::Secret(Box::new(s))),
-        Kind::ConfigMap => decode::<ConfigMap>(pruned, &mut out).map(|c| Object::ConfigMap(Box::new(c))),
+        Kind::ConfigMap => {
+            decode::<ConfigMap>(pruned, &mut out).map(|c| Object::ConfigMap(Box::new(c)))
+        }
         Kind::Foreign => None,
     };
     manifest.object = object;
@@ -295,11 +411,21 @@ fn load_document(raw: RawDocument) -> Manifest {
 
 /// Split and load one file's text; semantic validation happens in [`validate_all`].
 pub fn load(text: &str) -> Vec<Manifest> {
-    parse_documents(text).into_iter().map(load_document).collect()
+    parse_documents(text)
+        .into_iter()
+        .map(load_document)
+        .collect()
 }
 
-fn known(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, keys: BTreeSet<String>) -> KnownObject {
-    KnownObject { namespace: meta.namespace.clone(), name: meta.name.clone().unwrap_or_default(), keys }
+fn known(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    keys: BTreeSet<String>,
+) -> KnownObject {
+    KnownObject {
+        namespace: meta.namespace.clone(),
+        name: meta.name.clone().unwrap_or_default(),
+        keys,
+    }
 }
 
 /// Validate every loaded object, with all the documents (of all files) as context.
@@ -308,22 +434,44 @@ pub fn validate_all(manifests: &mut [&mut Manifest]) {
     for m in manifests.iter() {
         match &m.object {
             Some(Object::Secret(s)) => {
-                let keys = s.data.iter().flat_map(|d| d.keys()).chain(s.string_data.iter().flat_map(|d| d.keys())).cloned().collect();
+                let keys = s
+                    .data
+                    .iter()
+                    .flat_map(|d| d.keys())
+                    .chain(s.string_data.iter().flat_map(|d| d.keys()))
+                    .cloned()
+                    .collect();
                 ctx.secrets.push(known(&s.metadata, keys));
             }
             Some(Object::ConfigMap(c)) => {
-                let keys = c.data.iter().flat_map(|d| d.keys()).chain(c.binary_data.iter().flat_map(|d| d.keys())).cloned().collect();
+                let keys = c
+                    .data
+                    .iter()
+                    .flat_map(|d| d.keys())
+                    .chain(c.binary_data.iter().flat_map(|d| d.keys()))
+                    .cloned()
+                    .collect();
                 ctx.config_maps.push(known(&c.metadata, keys));
             }
-            Some(Object::ObjectStore(o)) => ctx.object_stores.push(known(&o.metadata, BTreeSet::new())),
+            Some(Object::ObjectStore(o)) => {
+                ctx.object_stores.push(known(&o.metadata, BTreeSet::new()))
+            }
             _ => {}
         }
     }
     for m in manifests.iter_mut() {
-        let failed: Vec<String> = m.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.path.clone()).collect();
+        let failed: Vec<String> = m
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.path.clone())
+            .collect();
         let found = match &m.object {
             Some(Object::Cluster(c)) => {
-                let ctx = Context { namespace: c.metadata.namespace.clone(), ..ctx.clone() };
+                let ctx = Context {
+                    namespace: c.metadata.namespace.clone(),
+                    ..ctx.clone()
+                };
                 validate::validate_cluster(c, &ctx)
             }
             Some(Object::Backup(b)) => validate::validate_backup(b),
@@ -331,7 +479,10 @@ pub fn validate_all(manifests: &mut [&mut Manifest]) {
             Some(Object::Pooler(p)) => validate::validate_pooler(p),
             Some(Object::Database(d)) => validate::validate_database(d),
             Some(Object::ObjectStore(o)) => {
-                let ctx = Context { namespace: o.metadata.namespace.clone(), ..ctx.clone() };
+                let ctx = Context {
+                    namespace: o.metadata.namespace.clone(),
+                    ..ctx.clone()
+                };
                 validate::validate_object_store(o, &ctx)
             }
             _ => Vec::new(),
@@ -339,13 +490,17 @@ pub fn validate_all(manifests: &mut [&mut Manifest]) {
         // A field that already failed its schema check was dropped before decoding; anything
         // semantic validation says about it (e.g. "required") would repeat the same problem.
         for d in found {
-            let repeats_structural = failed.iter().any(|f| !f.is_empty() && FieldPath::new(f).covers(&d.path));
+            let repeats_structural = failed
+                .iter()
+                .any(|f| !f.is_empty() && FieldPath::new(f).covers(&d.path));
             // One warning per missing object is enough, however many fields refer to it.
-            let repeats_warning = !d.is_error() && m.diagnostics.iter().any(|e| e.message == d.message);
+            let repeats_warning =
+                !d.is_error() && m.diagnostics.iter().any(|e| e.message == d.message);
             if !repeats_structural && !repeats_warning {
                 m.diagnostics.push(d);
             }
         }
-        m.diagnostics.sort_by_key(|d| std::cmp::Reverse(d.severity == Severity::Error));
+        m.diagnostics
+            .sort_by_key(|d| std::cmp::Reverse(d.severity == Severity::Error));
     }
 }

@@ -10,7 +10,12 @@ use crate::diagnostics::{did_you_mean, Diagnostic, FieldPath};
 use serde_json::{Map, Value};
 
 /// Check `value` against `schema`; report problems into `out`; return what survives.
-pub fn check(value: &Value, schema: &Value, path: &FieldPath, out: &mut Vec<Diagnostic>) -> Option<Value> {
+pub fn check(
+    value: &Value,
+    schema: &Value,
+    path: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Value> {
     if value.is_null() {
         return None;
     }
@@ -46,9 +51,14 @@ pub fn check(value: &Value, schema: &Value, path: &FieldPath, out: &mut Vec<Diag
             }
         },
         Some("integer") => match value {
-            Value::Number(n) if n.is_i64() || n.is_u64() => check_range(n, schema, path, out).then(|| value.clone()),
+            Value::Number(n) if n.is_i64() || n.is_u64() => {
+                check_range(n, schema, path, out).then(|| value.clone())
+            }
             Value::String(s) if s.trim().parse::<i64>().is_ok() => {
-                out.push(type_error(path, "an integer", value).with_hint(format!("remove the quotes: {}", s.trim())));
+                out.push(
+                    type_error(path, "an integer", value)
+                        .with_hint(format!("remove the quotes: {}", s.trim())),
+                );
                 None
             }
             other => {
@@ -66,7 +76,10 @@ pub fn check(value: &Value, schema: &Value, path: &FieldPath, out: &mut Vec<Diag
         Some("boolean") => match value {
             Value::Bool(_) => Some(value.clone()),
             Value::String(s) if matches!(s.as_str(), "true" | "false") => {
-                out.push(type_error(path, "a boolean", value).with_hint(format!("remove the quotes: {s}")));
+                out.push(
+                    type_error(path, "a boolean", value)
+                        .with_hint(format!("remove the quotes: {s}")),
+                );
                 None
             }
             other => {
@@ -90,18 +103,33 @@ fn describe(value: &Value) -> String {
 }
 
 fn type_error(path: &FieldPath, expected: &str, got: &Value) -> Diagnostic {
-    Diagnostic::error(path.as_str(), format!("must be {expected}, got {}", describe(got)))
+    Diagnostic::error(
+        path.as_str(),
+        format!("must be {expected}, got {}", describe(got)),
+    )
 }
 
-fn check_object(value: &Value, schema: &Value, path: &FieldPath, out: &mut Vec<Diagnostic>) -> Option<Value> {
+fn check_object(
+    value: &Value,
+    schema: &Value,
+    path: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Value> {
     let Value::Object(map) = value else {
-        let expected = if schema.get("properties").is_some() { "an object (a set of fields)" } else { "a map" };
+        let expected = if schema.get("properties").is_some() {
+            "an object (a set of fields)"
+        } else {
+            "a map"
+        };
         out.push(type_error(path, expected, value));
         return None;
     };
     let properties = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties");
-    let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+    let preserve = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
     let mut kept = Map::new();
     for (key, child) in map {
         let child_path = path.key(key);
@@ -119,9 +147,14 @@ fn check_object(value: &Value, schema: &Value, path: &FieldPath, out: &mut Vec<D
             out.push(unknown_field(key, &child_path, path, properties));
         }
     }
-    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(name) = required.as_str() {
-            if !kept.contains_key(name) && !map.get(name).is_some_and(|v| !v.is_null()) {
+            if !kept.contains_key(name) && map.get(name).is_none_or(Value::is_null) {
                 out.push(
                     Diagnostic::error(path.key(name).as_str(), "required field is missing")
                         .with_hint(format!("add {}", path.key(name))),
@@ -150,7 +183,11 @@ fn unknown_field(
                 .get("properties")
                 .or_else(|| sub.get("items").and_then(|i| i.get("properties")))
                 .and_then(Value::as_object)?;
-            let container = if sub.get("items").is_some() { parent.key(name).index(0) } else { parent.key(name) };
+            let container = if sub.get("items").is_some() {
+                parent.key(name).index(0)
+            } else {
+                parent.key(name)
+            };
             Some((container, fields))
         })
     };
@@ -174,7 +211,12 @@ fn unknown_field(
     d.with_hint(format!("known fields here: {}", names.join(", ")))
 }
 
-fn check_array(value: &Value, schema: &Value, path: &FieldPath, out: &mut Vec<Diagnostic>) -> Option<Value> {
+fn check_array(
+    value: &Value,
+    schema: &Value,
+    path: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Value> {
     let Value::Array(items) = value else {
         out.push(type_error(path, "a list", value));
         return None;
@@ -195,7 +237,13 @@ fn check_string(s: &str, schema: &Value, path: &FieldPath, out: &mut Vec<Diagnos
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
         if !names.contains(&s) {
-            let mut d = Diagnostic::error(path.as_str(), format!("unsupported value {s:?}; must be one of: {}", names.join(", ")));
+            let mut d = Diagnostic::error(
+                path.as_str(),
+                format!(
+                    "unsupported value {s:?}; must be one of: {}",
+                    names.join(", ")
+                ),
+            );
             if let Some(best) = did_you_mean(s, names.iter().copied()) {
                 d = d.with_hint(format!("did you mean {best:?}?"));
             }
@@ -206,7 +254,10 @@ fn check_string(s: &str, schema: &Value, path: &FieldPath, out: &mut Vec<Diagnos
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         if let Ok(re) = regex::Regex::new(pattern) {
             if !re.is_match(s) {
-                out.push(Diagnostic::error(path.as_str(), format!("{s:?} does not match the pattern {pattern}")));
+                out.push(Diagnostic::error(
+                    path.as_str(),
+                    format!("{s:?} does not match the pattern {pattern}"),
+                ));
                 return false;
             }
         }
@@ -214,31 +265,49 @@ fn check_string(s: &str, schema: &Value, path: &FieldPath, out: &mut Vec<Diagnos
     let len = s.chars().count() as u64;
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
         if len < min {
-            let msg = if min == 1 { "must not be empty".to_string() } else { format!("must be at least {min} characters") };
+            let msg = if min == 1 {
+                "must not be empty".to_string()
+            } else {
+                format!("must be at least {min} characters")
+            };
             out.push(Diagnostic::error(path.as_str(), msg));
             return false;
         }
     }
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
         if len > max {
-            out.push(Diagnostic::error(path.as_str(), format!("must be at most {max} characters, got {len}")));
+            out.push(Diagnostic::error(
+                path.as_str(),
+                format!("must be at most {max} characters, got {len}"),
+            ));
             return false;
         }
     }
     true
 }
 
-fn check_range(n: &serde_json::Number, schema: &Value, path: &FieldPath, out: &mut Vec<Diagnostic>) -> bool {
+fn check_range(
+    n: &serde_json::Number,
+    schema: &Value,
+    path: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) -> bool {
     let Some(v) = n.as_f64() else { return true };
     if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
         if v < min {
-            out.push(Diagnostic::error(path.as_str(), format!("must be >= {min}, got {n}")).with_hint(format!("set {path} to {min} or more")));
+            out.push(
+                Diagnostic::error(path.as_str(), format!("must be >= {min}, got {n}"))
+                    .with_hint(format!("set {path} to {min} or more")),
+            );
             return false;
         }
     }
     if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
         if v > max {
-            out.push(Diagnostic::error(path.as_str(), format!("must be <= {max}, got {n}")).with_hint(format!("set {path} to {max} or less")));
+            out.push(
+                Diagnostic::error(path.as_str(), format!("must be <= {max}, got {n}"))
+                    .with_hint(format!("set {path} to {max} or less")),
+            );
             return false;
         }
     }
@@ -288,9 +357,24 @@ mod tests {
             "params": {"max_connections": 200}, "list": [true, "x"],
         }}));
         let paths: Vec<&str> = errs.iter().map(|d| d.path.as_str()).collect();
-        assert_eq!(paths, ["spec.instaces", "spec.instances", "spec.mode", "spec.params.max_connections", "spec.list[1]"]);
-        assert_eq!(errs[0].hint.as_deref(), Some("did you mean spec.instances?"));
-        assert_eq!(errs[2].hint.as_deref(), Some("did you mean \"transaction\"?"));
+        assert_eq!(
+            paths,
+            [
+                "spec.instaces",
+                "spec.instances",
+                "spec.mode",
+                "spec.params.max_connections",
+                "spec.list[1]"
+            ]
+        );
+        assert_eq!(
+            errs[0].hint.as_deref(),
+            Some("did you mean spec.instances?")
+        );
+        assert_eq!(
+            errs[2].hint.as_deref(),
+            Some("did you mean \"transaction\"?")
+        );
         assert!(errs[3].hint.as_deref().unwrap_or("").contains("quotes"));
         assert_eq!(kept, Some(json!({"spec": {"params": {}, "list": [true]}})));
     }
@@ -299,7 +383,10 @@ mod tests {
     fn suggests_a_field_one_level_down() {
         let (_, errs) = run(json!({"spec": {"bootstrap": {"recovery": {"backupID": "x"}}}}));
         assert_eq!(errs[0].path, "spec.bootstrap.recovery.backupID");
-        assert_eq!(errs[0].hint.as_deref(), Some("did you mean spec.bootstrap.recovery.recoveryTarget.backupID?"));
+        assert_eq!(
+            errs[0].hint.as_deref(),
+            Some("did you mean spec.bootstrap.recovery.recoveryTarget.backupID?")
+        );
     }
 
     #[test]

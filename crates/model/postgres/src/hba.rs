@@ -246,7 +246,10 @@ mod tests {
     fn bad_lines() {
         let cases = [
             ("", HbaError::Empty),
-            ("hots all all 0.0.0.0/0 md5", HbaError::UnknownType("hots".into())),
+            (
+                "hots all all 0.0.0.0/0 md5",
+                HbaError::UnknownType("hots".into()),
+            ),
             ("host all all", HbaError::Missing("address")),
             ("host all all 10.0.0.0/8", HbaError::Missing("method")),
             (
@@ -256,11 +259,23 @@ mod tests {
                     prefix: "33".into(),
                 },
             ),
-            ("host all all 10.0.0.0/8 md6", HbaError::UnknownMethod("md6".into())),
-            ("host all all 10.0.0.300/8 md5", HbaError::BadAddress("10.0.0.300/8".into())),
+            (
+                "host all all 10.0.0.0/8 md6",
+                HbaError::UnknownMethod("md6".into()),
+            ),
+            (
+                "host all all 10.0.0.300/8 md5",
+                HbaError::BadAddress("10.0.0.300/8".into()),
+            ),
             ("host \"all all 0/0 md5", HbaError::UnterminatedQuote),
-            ("host all all 10.0.0.0/8 ldap ldapserver", HbaError::BadOption("ldapserver".into())),
-            ("include_dir conf.d", HbaError::IncludeDirective("include_dir".into())),
+            (
+                "host all all 10.0.0.0/8 ldap ldapserver",
+                HbaError::BadOption("ldapserver".into()),
+            ),
+            (
+                "include_dir conf.d",
+                HbaError::IncludeDirective("include_dir".into()),
+            ),
         ];
         for (line, err) in cases {
             assert_eq!(parse_record(line), Err(err), "{line}");

@@ -91,7 +91,10 @@ pub fn major_from_tag(tag: &str) -> Result<MajorVersion, VersionError> {
     if major.is_empty() || minor == Some("") {
         return Err(not_a_version());
     }
-    major.parse::<u32>().map(MajorVersion).map_err(|_| not_a_version())
+    major
+        .parse::<u32>()
+        .map(MajorVersion)
+        .map_err(|_| not_a_version())
 }
 
 /// The major version named by a whole image reference.

@@ -17,7 +17,13 @@ fn expand(args: &[String]) -> anyhow::Result<Vec<String>> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("cannot list directory {arg}"))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("yaml" | "yml" | "json")
+                        )
+                })
                 .collect();
             found.sort();
             files.extend(found.into_iter().map(|p| p.display().to_string()));
@@ -33,10 +39,17 @@ fn read(file: &str) -> Result<String, String> {
     let result = if file == "-" {
         std::io::stdin().read_to_end(&mut bytes).map(|_| ())
     } else {
-        std::fs::File::open(file).and_then(|mut f| f.read_to_end(&mut bytes)).map(|_| ())
+        std::fs::File::open(file)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map(|_| ())
     };
     result.map_err(|e| format!("cannot read: {e}"))?;
-    String::from_utf8(bytes).map_err(|e| format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
 }
 
 fn display_name(file: &str) -> &str {
@@ -78,7 +91,12 @@ pub fn run(args: &[String], show_defaults: bool) -> anyhow::Result<ExitCode> {
             }
             if show_defaults && !m.has_errors() {
                 if let Some(yaml) = defaulted_yaml(m.object.as_ref())? {
-                    writeln!(out, "---\n# {file}:{}: {} with defaults\n{yaml}", m.index, m.label())?;
+                    writeln!(
+                        out,
+                        "---\n# {file}:{}: {} with defaults\n{yaml}",
+                        m.index,
+                        m.label()
+                    )?;
                 }
             }
         }
@@ -90,7 +108,11 @@ pub fn run(args: &[String], show_defaults: bool) -> anyhow::Result<ExitCode> {
         if failed { "invalid" } else { "valid" },
         files.len(),
     )?;
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn defaulted_yaml(object: Option<&Object>) -> anyhow::Result<Option<String>> {

@@ -1,8 +1,8 @@
 //! `spec.externalClusters`, `spec.replica` and `spec.certificates`.
 
 use crate::barman::BarmanObjectStoreConfiguration;
-use crate::common::SecretKeySelector;
 use crate::cluster::PluginConfiguration;
+use crate::common::SecretKeySelector;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;

@@ -1,4 +1,6 @@
 //! `Cluster` (`postgresql.cnpg.io/v1`): a PostgreSQL cluster of one primary and its replicas.
+// kube's `printcolumn(...)` repeats `type_ =` per column; clippy sees duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 mod availability;
 mod backup;
@@ -45,7 +47,11 @@ use serde_with::skip_serializing_none;
         status_replicas_path = ".status.instances",
         label_selector_path = ".status.selector"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(
         name = "Instances",
         type_ = "integer",
@@ -94,10 +100,13 @@ pub struct ClusterSpec {
     #[serde(rename = "postgresGID")]
     pub postgres_gid: Option<i64>,
     /// Number of instances (one primary, the rest replicas).
+    #[schemars(range(min = 1))]
     pub instances: Option<i64>,
     /// Legacy quorum synchronous replication: minimum synchronous replicas.
+    #[schemars(range(min = 0))]
     pub min_sync_replicas: Option<i64>,
     /// Legacy quorum synchronous replication: maximum synchronous replicas.
+    #[schemars(range(min = 0))]
     pub max_sync_replicas: Option<i64>,
     /// PostgreSQL configuration.
     pub postgresql: Option<PostgresConfiguration>,

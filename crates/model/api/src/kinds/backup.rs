@@ -1,4 +1,6 @@
 //! `Backup` (`postgresql.cnpg.io/v1`): one base backup of a cluster.
+// kube's `printcolumn(...)` repeats `type_ =` per column; clippy sees duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use crate::cluster::{BackupTarget, OnlineConfiguration};
 use crate::common::{ClusterReference, SecretKeySelector};
@@ -43,7 +45,11 @@ pub struct BackupPluginConfiguration {
     derive = "PartialEq",
     derive = "Default",
     doc = "Backup is a request for one base backup of a Cluster.",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster.name"),
     printcolumn(name = "Method", type_ = "string", json_path = ".spec.method"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),

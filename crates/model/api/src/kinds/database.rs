@@ -1,4 +1,6 @@
 //! `Database` (`postgresql.cnpg.io/v1`): a database inside a cluster.
+// kube's `printcolumn(...)` repeats `type_ =` per column; clippy sees duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use crate::cluster::EnsureOption;
 use crate::common::ClusterReference;
@@ -30,7 +32,11 @@ pub enum DatabaseReclaimPolicy {
     derive = "PartialEq",
     derive = "Default",
     doc = "Database is a PostgreSQL database inside a Cluster.",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster.name"),
     printcolumn(name = "PG Name", type_ = "string", json_path = ".spec.name"),
     printcolumn(name = "Applied", type_ = "boolean", json_path = ".status.applied"),

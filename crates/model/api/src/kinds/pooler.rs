@@ -1,4 +1,6 @@
 //! `Pooler` (`postgresql.cnpg.io/v1`): PgBouncer in front of a cluster.
+// kube's `printcolumn(...)` repeats `type_ =` per column; clippy sees duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use crate::cluster::{RelabelConfig, ServiceTemplateSpec};
 use crate::common::{ClusterReference, LocalObjectReference};
@@ -50,7 +52,11 @@ pub enum PgBouncerPoolMode {
         spec_replicas_path = ".spec.instances",
         status_replicas_path = ".status.instances"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster.name"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type")
 )]

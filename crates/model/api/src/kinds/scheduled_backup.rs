@@ -1,4 +1,6 @@
 //! `ScheduledBackup` (`postgresql.cnpg.io/v1`): backups on a cron schedule.
+// kube's `printcolumn(...)` repeats `type_ =` per column; clippy sees duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
 
 use crate::cluster::{BackupTarget, OnlineConfiguration};
 use crate::common::ClusterReference;
@@ -34,9 +36,17 @@ pub enum BackupOwnerReference {
     derive = "PartialEq",
     derive = "Default",
     doc = "ScheduledBackup creates Backups of a Cluster on a cron schedule.",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
     printcolumn(name = "Cluster", type_ = "string", json_path = ".spec.cluster.name"),
-    printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.lastScheduleTime")
+    printcolumn(
+        name = "Last Backup",
+        type_ = "date",
+        json_path = ".status.lastScheduleTime"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduledBackupSpec {

@@ -28,7 +28,10 @@ fn operator_value(cluster: &Cluster, name: &str) -> Option<String> {
     if name == "archive_mode" {
         return Some(cluster.archive_mode().to_string());
     }
-    DEFAULT_PARAMETERS.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+    DEFAULT_PARAMETERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.to_string())
 }
 
 pub(super) fn validate_postgresql(cluster: &Cluster, ctx: &Context, out: &mut Vec<Diagnostic>) {
@@ -52,12 +55,18 @@ pub(super) fn validate_postgresql(cluster: &Cluster, ctx: &Context, out: &mut Ve
             ParameterRule::Allowed => {}
             _ if operator_default => {}
             ParameterRule::Fixed => out.push(
-                Diagnostic::error(at(name).as_str(), "this parameter is set by the operator and cannot be changed")
-                    .with_hint("remove it; the operator computes it from the rest of the spec"),
+                Diagnostic::error(
+                    at(name).as_str(),
+                    "this parameter is set by the operator and cannot be changed",
+                )
+                .with_hint("remove it; the operator computes it from the rest of the spec"),
             ),
             ParameterRule::Blocked => out.push(
-                Diagnostic::error(at(name).as_str(), "this parameter cannot be set: it would break how the instance is run")
-                    .with_hint("remove it"),
+                Diagnostic::error(
+                    at(name).as_str(),
+                    "this parameter cannot be set: it would break how the instance is run",
+                )
+                .with_hint("remove it"),
             ),
         }
         if let Some(removed) = major.and_then(|m| guc::removed_parameter(&lower, m)) {
@@ -68,29 +77,51 @@ pub(super) fn validate_postgresql(cluster: &Cluster, ctx: &Context, out: &mut Ve
         }
     }
 
-    let wal_level = params.get("wal_level").map(|v| v.to_ascii_lowercase()).unwrap_or_else(|| "logical".into());
+    let wal_level = params
+        .get("wal_level")
+        .map(|v| v.to_ascii_lowercase())
+        .unwrap_or_else(|| "logical".into());
     match wal_level.as_str() {
         "logical" | "replica" => {}
         "minimal" => {
             if instances > 1 || cluster.archive_mode() != "off" {
                 out.push(
-                    Diagnostic::error(at("wal_level").as_str(), "minimal is only possible for a single instance without WAL archiving")
-                        .with_hint("use replica or logical"),
+                    Diagnostic::error(
+                        at("wal_level").as_str(),
+                        "minimal is only possible for a single instance without WAL archiving",
+                    )
+                    .with_hint("use replica or logical"),
                 );
             }
             if params.get("max_wal_senders").map(String::as_str) != Some("0") {
-                out.push(Diagnostic::error(at("max_wal_senders").as_str(), "must be \"0\" when wal_level is minimal"));
+                out.push(Diagnostic::error(
+                    at("max_wal_senders").as_str(),
+                    "must be \"0\" when wal_level is minimal",
+                ));
             }
         }
-        other => out.push(Diagnostic::error(at("wal_level").as_str(), format!("unsupported value {other:?}; must be one of: logical, replica, minimal"))),
+        other => out.push(Diagnostic::error(
+            at("wal_level").as_str(),
+            format!("unsupported value {other:?}; must be one of: logical, replica, minimal"),
+        )),
     }
-    for name in ["hot_standby_feedback", "sync_replication_slots", "wal_log_hints"] {
+    for name in [
+        "hot_standby_feedback",
+        "sync_replication_slots",
+        "wal_log_hints",
+    ] {
         if let Some(value) = params.get(name) {
             match postgres_bool(value) {
-                None => out.push(Diagnostic::error(at(name).as_str(), format!("{value:?} is not a boolean")).with_hint("use on or off")),
+                None => out.push(
+                    Diagnostic::error(at(name).as_str(), format!("{value:?} is not a boolean"))
+                        .with_hint("use on or off"),
+                ),
                 Some(false) if name == "wal_log_hints" && instances > 1 => out.push(
-                    Diagnostic::error(at(name).as_str(), "must be on when there is more than one instance")
-                        .with_hint("pg_rewind needs it to bring a former primary back as a replica"),
+                    Diagnostic::error(
+                        at(name).as_str(),
+                        "must be on when there is more than one instance",
+                    )
+                    .with_hint("pg_rewind needs it to bring a former primary back as a replica"),
                 ),
                 Some(_) => {}
             }
@@ -101,29 +132,66 @@ pub(super) fn validate_postgresql(cluster: &Cluster, ctx: &Context, out: &mut Ve
     validate_hba(cluster, &base, out);
     for (i, lib) in pg.shared_preload_libraries.iter().flatten().enumerate() {
         if lib.trim().is_empty() || lib.contains(',') {
-            out.push(Diagnostic::error(base.key("shared_preload_libraries").index(i).as_str(), "must be one library name").with_hint("list each library as its own item"));
+            out.push(
+                Diagnostic::error(
+                    base.key("shared_preload_libraries").index(i).as_str(),
+                    "must be one library name",
+                )
+                .with_hint("list each library as its own item"),
+            );
         }
     }
     if let Some(ldap) = &pg.ldap {
         if ldap.server.as_deref().unwrap_or_default().is_empty() {
-            out.push(Diagnostic::error(base.key("ldap").key("server").as_str(), "required when ldap is configured"));
+            out.push(Diagnostic::error(
+                base.key("ldap").key("server").as_str(),
+                "required when ldap is configured",
+            ));
         }
         if ldap.bind_as_auth.is_some() && ldap.bind_search_auth.is_some() {
-            out.push(Diagnostic::error(base.key("ldap").as_str(), "bindAsAuth and bindSearchAuth cannot both be set"));
+            out.push(Diagnostic::error(
+                base.key("ldap").as_str(),
+                "bindAsAuth and bindSearchAuth cannot both be set",
+            ));
         }
-        if let Some(pw) = ldap.bind_search_auth.as_ref().and_then(|b| b.bind_password.as_ref()) {
-            ctx.secret_key(&base.key("ldap").key("bindSearchAuth").key("bindPassword"), pw, out);
+        if let Some(pw) = ldap
+            .bind_search_auth
+            .as_ref()
+            .and_then(|b| b.bind_password.as_ref())
+        {
+            ctx.secret_key(
+                &base.key("ldap").key("bindSearchAuth").key("bindPassword"),
+                pw,
+                out,
+            );
         }
     }
     if let Some(c) = &pg.sync_replica_election_constraint {
-        if c.enabled && c.node_labels_anti_affinity.as_ref().is_none_or(|l| l.is_empty()) {
-            out.push(Diagnostic::error(base.key("syncReplicaElectionConstraint").key("nodeLabelsAntiAffinity").as_str(), "required when the constraint is enabled"));
+        if c.enabled
+            && c.node_labels_anti_affinity
+                .as_ref()
+                .is_none_or(|l| l.is_empty())
+        {
+            out.push(Diagnostic::error(
+                base.key("syncReplicaElectionConstraint")
+                    .key("nodeLabelsAntiAffinity")
+                    .as_str(),
+                "required when the constraint is enabled",
+            ));
         }
     }
-    if let Some(patterns) = s.replication_slots.as_ref().and_then(|r| r.synchronize_replicas.as_ref()).and_then(|r| r.exclude_patterns.as_ref()) {
+    if let Some(patterns) = s
+        .replication_slots
+        .as_ref()
+        .and_then(|r| r.synchronize_replicas.as_ref())
+        .and_then(|r| r.exclude_patterns.as_ref())
+    {
         for (i, p) in patterns.iter().enumerate() {
             if let Err(e) = regex::Regex::new(p) {
-                out.push(Diagnostic::error(format!("spec.replicationSlots.synchronizeReplicas.excludePatterns[{i}]"), format!("not a valid regular expression: {e}")));
+                out.push(Diagnostic::error(
+                    format!("spec.replicationSlots.synchronizeReplicas.excludePatterns[{i}]"),
+                    format!("not a valid regular expression: {e}"),
+                ));
             }
         }
     }
@@ -170,12 +238,25 @@ fn validate_synchronous(cluster: &Cluster, base: &FieldPath, out: &mut Vec<Diagn
 }
 
 fn validate_hba(cluster: &Cluster, base: &FieldPath, out: &mut Vec<Diagnostic>) {
-    let selectors: BTreeSet<&str> = cluster.spec.pod_selector_refs.iter().flatten().map(|r| r.name.as_str()).collect();
-    let lines = cluster.spec.postgresql.as_ref().and_then(|p| p.pg_hba.as_ref());
+    let selectors: BTreeSet<&str> = cluster
+        .spec
+        .pod_selector_refs
+        .iter()
+        .flatten()
+        .map(|r| r.name.as_str())
+        .collect();
+    let lines = cluster
+        .spec
+        .postgresql
+        .as_ref()
+        .and_then(|p| p.pg_hba.as_ref());
     for (i, line) in lines.into_iter().flatten().enumerate() {
         let path = base.key("pg_hba").index(i);
         match hba::parse_record(line) {
-            Err(e) => out.push(Diagnostic::error(path.as_str(), format!("invalid pg_hba line {line:?}: {e}"))),
+            Err(e) => out.push(Diagnostic::error(
+                path.as_str(),
+                format!("invalid pg_hba line {line:?}: {e}"),
+            )),
             Ok(record) => {
                 if let Some(name) = record.pod_selector.as_deref() {
                     if !selectors.contains(name) {
@@ -198,17 +279,29 @@ pub(super) fn validate_managed_roles(cluster: &Cluster, ctx: &Context, out: &mut
     let mut seen = BTreeSet::new();
     for (i, role) in roles.into_iter().flatten().enumerate() {
         let path = FieldPath::new("spec.managed.roles").index(i);
-        if RESERVED_ROLES.contains(&role.name.as_str()) || role.name.starts_with("cnpg_") || role.name.starts_with("pg_") {
+        if RESERVED_ROLES.contains(&role.name.as_str())
+            || role.name.starts_with("cnpg_")
+            || role.name.starts_with("pg_")
+        {
             out.push(Diagnostic::error(path.key("name").as_str(), format!("{:?} is reserved", role.name)).with_hint("postgres, streaming_replica and names starting with cnpg_ or pg_ belong to the operator or PostgreSQL"));
         }
         if role.name.is_empty() || role.name.len() > 63 {
-            out.push(Diagnostic::error(path.key("name").as_str(), "a role name must have 1 to 63 characters"));
+            out.push(Diagnostic::error(
+                path.key("name").as_str(),
+                "a role name must have 1 to 63 characters",
+            ));
         }
         if !seen.insert(role.name.as_str()) {
-            out.push(Diagnostic::error(path.key("name").as_str(), format!("duplicate role {:?}", role.name)));
+            out.push(Diagnostic::error(
+                path.key("name").as_str(),
+                format!("duplicate role {:?}", role.name),
+            ));
         }
         if role.disable_password == Some(true) && role.password_secret.is_some() {
-            out.push(Diagnostic::error(path.key("disablePassword").as_str(), "cannot be used together with passwordSecret"));
+            out.push(Diagnostic::error(
+                path.key("disablePassword").as_str(),
+                "cannot be used together with passwordSecret",
+            ));
         }
         if let Some(secret) = &role.password_secret {
             ctx.secret(&path.key("passwordSecret").key("name"), &secret.name, out);
@@ -222,10 +315,21 @@ pub(super) fn validate_tablespaces(cluster: &Cluster, out: &mut Vec<Diagnostic>)
         let path = FieldPath::new("spec.tablespaces").index(i);
         let valid = t.name.len() <= 63
             && !t.name.starts_with("pg_")
-            && t.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+            && t.name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
         if !valid {
-            out.push(Diagnostic::error(path.key("name").as_str(), format!("{:?} is not a valid tablespace name", t.name)).with_hint("letters, digits and _, not starting with pg_, at most 63 characters"));
+            out.push(
+                Diagnostic::error(
+                    path.key("name").as_str(),
+                    format!("{:?} is not a valid tablespace name", t.name),
+                )
+                .with_hint("letters, digits and _, not starting with pg_, at most 63 characters"),
+            );
         }
         let volume = t.name.to_ascii_lowercase().replace('_', "-");
         if !seen.insert(volume) {
@@ -241,7 +345,14 @@ mod tests {
 
     #[test]
     fn booleans() {
-        for (v, b) in [("on", true), ("OFF", false), ("t", true), ("ye", true), ("0", false), ("fal", false)] {
+        for (v, b) in [
+            ("on", true),
+            ("OFF", false),
+            ("t", true),
+            ("ye", true),
+            ("0", false),
+            ("fal", false),
+        ] {
             assert_eq!(postgres_bool(v), Some(b), "{v}");
         }
         for v in ["o", "maybe", "", "2"] {

@@ -10,7 +10,13 @@ use crate::diagnostics::{did_you_mean, Diagnostic, FieldPath};
 pub const BARMAN_CLOUD_PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
 
 fn external_names(cluster: &Cluster) -> Vec<&str> {
-    cluster.spec.external_clusters.iter().flatten().map(|e| e.name.as_str()).collect()
+    cluster
+        .spec
+        .external_clusters
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect()
 }
 
 fn check_source(cluster: &Cluster, path: &FieldPath, source: &str, out: &mut Vec<Diagnostic>) {
@@ -18,26 +24,47 @@ fn check_source(cluster: &Cluster, path: &FieldPath, source: &str, out: &mut Vec
     if names.contains(&source) {
         return;
     }
-    let mut d = Diagnostic::error(path.as_str(), format!("external cluster {source:?} not found in spec.externalClusters"));
+    let mut d = Diagnostic::error(
+        path.as_str(),
+        format!("external cluster {source:?} not found in spec.externalClusters"),
+    );
     d = match did_you_mean(source, names.iter().copied()) {
         Some(best) => d.with_hint(format!("did you mean {best:?}?")),
-        None if names.is_empty() => d.with_hint(format!("add an entry named {source:?} to spec.externalClusters")),
+        None if names.is_empty() => d.with_hint(format!(
+            "add an entry named {source:?} to spec.externalClusters"
+        )),
         None => d.with_hint(format!("known external clusters: {}", names.join(", "))),
     };
     out.push(d);
 }
 
-fn check_app_database(path: &FieldPath, database: Option<&str>, owner: Option<&str>, out: &mut Vec<Diagnostic>) {
+fn check_app_database(
+    path: &FieldPath,
+    database: Option<&str>,
+    owner: Option<&str>,
+    out: &mut Vec<Diagnostic>,
+) {
     let (db, owner) = (database.unwrap_or_default(), owner.unwrap_or_default());
     if !db.is_empty() && owner.is_empty() {
-        out.push(Diagnostic::error(path.key("owner").as_str(), "required when database is set"));
+        out.push(Diagnostic::error(
+            path.key("owner").as_str(),
+            "required when database is set",
+        ));
     }
     if db.is_empty() && !owner.is_empty() {
-        out.push(Diagnostic::error(path.key("database").as_str(), "required when owner is set"));
+        out.push(Diagnostic::error(
+            path.key("database").as_str(),
+            "required when owner is set",
+        ));
     }
 }
 
-fn check_sql_refs(path: &FieldPath, refs: Option<&SqlRefs>, ctx: &Context, out: &mut Vec<Diagnostic>) {
+fn check_sql_refs(
+    path: &FieldPath,
+    refs: Option<&SqlRefs>,
+    ctx: &Context,
+    out: &mut Vec<Diagnostic>,
+) {
     let Some(refs) = refs else { return };
     for (i, sel) in refs.secret_refs.iter().enumerate() {
         ctx.secret_key(&path.key("secretRefs").index(i), sel, out);
@@ -48,54 +75,114 @@ fn check_sql_refs(path: &FieldPath, refs: Option<&SqlRefs>, ctx: &Context, out: 
 }
 
 pub(super) fn validate_bootstrap(cluster: &Cluster, ctx: &Context, out: &mut Vec<Diagnostic>) {
-    let Some(b) = &cluster.spec.bootstrap else { return };
+    let Some(b) = &cluster.spec.bootstrap else {
+        return;
+    };
     let path = FieldPath::new("spec.bootstrap");
-    let methods = [b.initdb.is_some(), b.recovery.is_some(), b.pg_basebackup.is_some()];
+    let methods = [
+        b.initdb.is_some(),
+        b.recovery.is_some(),
+        b.pg_basebackup.is_some(),
+    ];
     if methods.iter().filter(|m| **m).count() > 1 {
-        out.push(Diagnostic::error(path.as_str(), "only one bootstrap method can be used").with_hint("keep exactly one of initdb, recovery, pg_basebackup"));
+        out.push(
+            Diagnostic::error(path.as_str(), "only one bootstrap method can be used")
+                .with_hint("keep exactly one of initdb, recovery, pg_basebackup"),
+        );
     }
     if let Some(initdb) = &b.initdb {
         let p = path.key("initdb");
         check_app_database(&p, initdb.database.as_deref(), initdb.owner.as_deref(), out);
         if let Some(size) = initdb.wal_segment_size {
             if size > 0 && (size & (size - 1)) != 0 {
-                out.push(Diagnostic::error(p.key("walSegmentSize").as_str(), format!("must be a power of two, got {size}")).with_hint("use 16, 32, 64, ..."));
+                out.push(
+                    Diagnostic::error(
+                        p.key("walSegmentSize").as_str(),
+                        format!("must be a power of two, got {size}"),
+                    )
+                    .with_hint("use 16, 32, 64, ..."),
+                );
             }
         }
         if let Some(secret) = &initdb.secret {
             ctx.secret(&p.key("secret").key("name"), &secret.name, out);
         }
-        check_sql_refs(&p.key("postInitSQLRefs"), initdb.post_init_sql_refs.as_ref(), ctx, out);
-        check_sql_refs(&p.key("postInitTemplateSQLRefs"), initdb.post_init_template_sql_refs.as_ref(), ctx, out);
-        check_sql_refs(&p.key("postInitApplicationSQLRefs"), initdb.post_init_application_sql_refs.as_ref(), ctx, out);
+        check_sql_refs(
+            &p.key("postInitSQLRefs"),
+            initdb.post_init_sql_refs.as_ref(),
+            ctx,
+            out,
+        );
+        check_sql_refs(
+            &p.key("postInitTemplateSQLRefs"),
+            initdb.post_init_template_sql_refs.as_ref(),
+            ctx,
+            out,
+        );
+        check_sql_refs(
+            &p.key("postInitApplicationSQLRefs"),
+            initdb.post_init_application_sql_refs.as_ref(),
+            ctx,
+            out,
+        );
         let provider = initdb.locale_provider.as_deref().unwrap_or_default();
         if initdb.builtin_locale.is_some() && provider != "builtin" {
-            out.push(Diagnostic::error(p.key("builtinLocale").as_str(), "requires localeProvider: builtin"));
+            out.push(Diagnostic::error(
+                p.key("builtinLocale").as_str(),
+                "requires localeProvider: builtin",
+            ));
         }
         if (initdb.icu_locale.is_some() || initdb.icu_rules.is_some()) && provider != "icu" {
-            out.push(Diagnostic::error(p.key("icuLocale").as_str(), "icuLocale and icuRules require localeProvider: icu"));
+            out.push(Diagnostic::error(
+                p.key("icuLocale").as_str(),
+                "icuLocale and icuRules require localeProvider: icu",
+            ));
         }
         if let Some(import) = &initdb.import {
             let ip = p.key("import");
-            check_source(cluster, &ip.key("source").key("externalCluster"), &import.source.external_cluster, out);
+            check_source(
+                cluster,
+                &ip.key("source").key("externalCluster"),
+                &import.source.external_cluster,
+                out,
+            );
             match import.import_type {
                 crate::cluster::ImportType::Microservice => {
                     if import.databases.len() != 1 {
-                        out.push(Diagnostic::error(ip.key("databases").as_str(), "a microservice import takes exactly one database"));
+                        out.push(Diagnostic::error(
+                            ip.key("databases").as_str(),
+                            "a microservice import takes exactly one database",
+                        ));
                     }
                     if import.databases.iter().any(|d| d.contains('*')) {
-                        out.push(Diagnostic::error(ip.key("databases").as_str(), "wildcards are only allowed in a monolith import"));
+                        out.push(Diagnostic::error(
+                            ip.key("databases").as_str(),
+                            "wildcards are only allowed in a monolith import",
+                        ));
                     }
                     if import.roles.as_ref().is_some_and(|r| !r.is_empty()) {
-                        out.push(Diagnostic::error(ip.key("roles").as_str(), "a microservice import does not import roles"));
+                        out.push(Diagnostic::error(
+                            ip.key("roles").as_str(),
+                            "a microservice import does not import roles",
+                        ));
                     }
                 }
                 crate::cluster::ImportType::Monolith => {
                     if import.databases.is_empty() {
-                        out.push(Diagnostic::error(ip.key("databases").as_str(), "a monolith import needs at least one database"));
+                        out.push(Diagnostic::error(
+                            ip.key("databases").as_str(),
+                            "a monolith import needs at least one database",
+                        ));
                     }
-                    if import.post_import_application_sql.as_ref().is_some_and(|s| !s.is_empty()) {
-                        out.push(Diagnostic::error(ip.key("postImportApplicationSQL").as_str(), "only allowed in a microservice import"));
+                    if import
+                        .post_import_application_sql
+                        .as_ref()
+                        .is_some_and(|s| !s.is_empty())
+                    {
+                        out.push(Diagnostic::error(
+                            ip.key("postImportApplicationSQL").as_str(),
+                            "only allowed in a microservice import",
+                        ));
                     }
                 }
             }
@@ -108,28 +195,52 @@ pub(super) fn validate_bootstrap(cluster: &Cluster, ctx: &Context, out: &mut Vec
     }
     if let Some(recovery) = &b.recovery {
         let p = path.key("recovery");
-        check_app_database(&p, recovery.database.as_deref(), recovery.owner.as_deref(), out);
+        check_app_database(
+            &p,
+            recovery.database.as_deref(),
+            recovery.owner.as_deref(),
+            out,
+        );
         if let Some(source) = recovery.source.as_deref().filter(|s| !s.is_empty()) {
             check_source(cluster, &p.key("source"), source, out);
         }
-        if recovery.backup.is_some() && recovery.source.is_some() && recovery.volume_snapshots.is_none() {
+        if recovery.backup.is_some()
+            && recovery.source.is_some()
+            && recovery.volume_snapshots.is_none()
+        {
             out.push(Diagnostic::warning(p.key("source").as_str(), "both backup and source are set: the backup is restored and source is only used to fetch WAL"));
         }
-        if recovery.backup.is_none() && recovery.source.is_none() && recovery.volume_snapshots.is_none() {
+        if recovery.backup.is_none()
+            && recovery.source.is_none()
+            && recovery.volume_snapshots.is_none()
+        {
             out.push(Diagnostic::error(p.as_str(), "nothing to recover from").with_hint("set backup.name (a Backup object), source (an external cluster with an object store) or volumeSnapshots"));
         }
         if recovery.volume_snapshots.is_some() && recovery.backup.is_some() {
-            out.push(Diagnostic::error(p.key("backup").as_str(), "cannot be used together with volumeSnapshots"));
+            out.push(Diagnostic::error(
+                p.key("backup").as_str(),
+                "cannot be used together with volumeSnapshots",
+            ));
         }
         if let Some(target) = &recovery.recovery_target {
-            validate_recovery_target(target, recovery.volume_snapshots.is_some(), &p.key("recoveryTarget"), out);
+            validate_recovery_target(
+                target,
+                recovery.volume_snapshots.is_some(),
+                &p.key("recoveryTarget"),
+                out,
+            );
         }
     }
 }
 
 fn is_lsn(s: &str) -> bool {
     s.split_once('/').is_some_and(|(a, b)| {
-        !a.is_empty() && !b.is_empty() && a.len() <= 8 && b.len() <= 8 && u64::from_str_radix(a, 16).is_ok() && u64::from_str_radix(b, 16).is_ok()
+        !a.is_empty()
+            && !b.is_empty()
+            && a.len() <= 8
+            && b.len() <= 8
+            && u64::from_str_radix(a, 16).is_ok()
+            && u64::from_str_radix(b, 16).is_ok()
     })
 }
 
@@ -137,11 +248,20 @@ fn is_lsn(s: &str) -> bool {
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][+-TZ]`, or the same with a `T` and no zone.
 pub fn is_recovery_time(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     let date_time = b.len() >= 19
-        && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10)
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
         && (b[10] == b' ' || b[10] == b'T' || b[10] == b't')
-        && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19);
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
     if !date_time {
         return false;
     }
@@ -162,8 +282,19 @@ pub fn is_recovery_time(s: &str) -> bool {
             && rest.len() > 1)
 }
 
-fn validate_recovery_target(t: &RecoveryTarget, snapshots: bool, path: &FieldPath, out: &mut Vec<Diagnostic>) {
-    let set = [t.target_immediate.is_some(), t.target_lsn.is_some(), t.target_name.is_some(), t.target_xid.is_some(), t.target_time.is_some()];
+fn validate_recovery_target(
+    t: &RecoveryTarget,
+    snapshots: bool,
+    path: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) {
+    let set = [
+        t.target_immediate.is_some(),
+        t.target_lsn.is_some(),
+        t.target_name.is_some(),
+        t.target_xid.is_some(),
+        t.target_time.is_some(),
+    ];
     if set.iter().filter(|s| **s).count() > 1 {
         out.push(Diagnostic::error(path.as_str(), "targetImmediate, targetLSN, targetName, targetXID and targetTime are mutually exclusive").with_hint("keep one of them"));
     }
@@ -174,44 +305,90 @@ fn validate_recovery_target(t: &RecoveryTarget, snapshots: bool, path: &FieldPat
     }
     if let Some(lsn) = &t.target_lsn {
         if !is_lsn(lsn) {
-            out.push(Diagnostic::error(path.key("targetLSN").as_str(), format!("{lsn:?} is not an LSN")).with_hint("write it as two hex numbers, e.g. 0/3000148"));
+            out.push(
+                Diagnostic::error(
+                    path.key("targetLSN").as_str(),
+                    format!("{lsn:?} is not an LSN"),
+                )
+                .with_hint("write it as two hex numbers, e.g. 0/3000148"),
+            );
         }
     }
     if let Some(xid) = &t.target_xid {
         if xid.parse::<u32>().is_err() {
-            out.push(Diagnostic::error(path.key("targetXID").as_str(), format!("{xid:?} is not a transaction id (an unsigned 32-bit number)")));
+            out.push(Diagnostic::error(
+                path.key("targetXID").as_str(),
+                format!("{xid:?} is not a transaction id (an unsigned 32-bit number)"),
+            ));
         }
     }
     if let Some(name) = &t.target_name {
         if name.len() >= 64 || name.bytes().any(|c| c < 0x20 || c == 0x7f) {
-            out.push(Diagnostic::error(path.key("targetName").as_str(), "a restore point name has at most 63 bytes and no control characters"));
+            out.push(Diagnostic::error(
+                path.key("targetName").as_str(),
+                "a restore point name has at most 63 bytes and no control characters",
+            ));
         }
     }
     if let Some(tli) = &t.target_tli {
         if !(tli.is_empty() || tli == "latest" || tli.parse::<u32>().is_ok_and(|n| n >= 1)) {
-            out.push(Diagnostic::error(path.key("targetTLI").as_str(), format!("{tli:?} is not a timeline")).with_hint("use latest or a positive number"));
+            out.push(
+                Diagnostic::error(
+                    path.key("targetTLI").as_str(),
+                    format!("{tli:?} is not a timeline"),
+                )
+                .with_hint("use latest or a positive number"),
+            );
         }
     }
-    let label_based = t.target_name.is_some() || t.target_xid.is_some() || t.target_immediate.is_some();
+    let label_based =
+        t.target_name.is_some() || t.target_xid.is_some() || t.target_immediate.is_some();
     if label_based && !snapshots && t.backup_id.as_deref().unwrap_or_default().is_empty() {
-        out.push(Diagnostic::error(path.key("backupID").as_str(), "required with targetName, targetXID or targetImmediate").with_hint("name the backup to start from"));
+        out.push(
+            Diagnostic::error(
+                path.key("backupID").as_str(),
+                "required with targetName, targetXID or targetImmediate",
+            )
+            .with_hint("name the backup to start from"),
+        );
     }
 }
 
-pub(super) fn validate_external_clusters(cluster: &Cluster, ctx: &Context, out: &mut Vec<Diagnostic>) {
+pub(super) fn validate_external_clusters(
+    cluster: &Cluster,
+    ctx: &Context,
+    out: &mut Vec<Diagnostic>,
+) {
     let mut seen = std::collections::BTreeSet::new();
     for (i, e) in cluster.spec.external_clusters.iter().flatten().enumerate() {
         let path = FieldPath::new("spec.externalClusters").index(i);
         if !seen.insert(e.name.as_str()) {
-            out.push(Diagnostic::error(path.key("name").as_str(), format!("duplicate external cluster {:?}", e.name)));
+            out.push(Diagnostic::error(
+                path.key("name").as_str(),
+                format!("duplicate external cluster {:?}", e.name),
+            ));
         }
         if e.name.is_empty() || e.name == "." || e.name == ".." || e.name.contains(['/', '\\']) {
-            out.push(Diagnostic::error(path.key("name").as_str(), "must not be empty, '.', '..' or contain a path separator"));
+            out.push(Diagnostic::error(
+                path.key("name").as_str(),
+                "must not be empty, '.', '..' or contain a path separator",
+            ));
         }
-        if e.connection_parameters.is_none() && e.barman_object_store.is_none() && e.plugin.is_none() {
-            out.push(Diagnostic::error(path.as_str(), "one of connectionParameters, barmanObjectStore and plugin is required"));
+        if e.connection_parameters.is_none()
+            && e.barman_object_store.is_none()
+            && e.plugin.is_none()
+        {
+            out.push(Diagnostic::error(
+                path.as_str(),
+                "one of connectionParameters, barmanObjectStore and plugin is required",
+            ));
         }
-        for (field, sel) in [("sslCert", &e.ssl_cert), ("sslKey", &e.ssl_key), ("sslRootCert", &e.ssl_root_cert), ("password", &e.password)] {
+        for (field, sel) in [
+            ("sslCert", &e.ssl_cert),
+            ("sslKey", &e.ssl_key),
+            ("sslRootCert", &e.ssl_root_cert),
+            ("password", &e.password),
+        ] {
             if let Some(sel) = sel {
                 ctx.secret_key(&path.key(field), sel, out);
             }
@@ -233,16 +410,33 @@ pub(super) fn validate_external_clusters(cluster: &Cluster, ctx: &Context, out: 
 }
 
 fn credential_count(store: &BarmanObjectStoreConfiguration) -> usize {
-    [store.s3_credentials.is_some(), store.azure_credentials.is_some(), store.google_credentials.is_some()].iter().filter(|c| **c).count()
+    [
+        store.s3_credentials.is_some(),
+        store.azure_credentials.is_some(),
+        store.google_credentials.is_some(),
+    ]
+    .iter()
+    .filter(|c| **c)
+    .count()
 }
 
-fn check_store_secrets(store: &BarmanObjectStoreConfiguration, path: &FieldPath, ctx: &Context, out: &mut Vec<Diagnostic>) {
+fn check_store_secrets(
+    store: &BarmanObjectStoreConfiguration,
+    path: &FieldPath,
+    ctx: &Context,
+    out: &mut Vec<Diagnostic>,
+) {
     if let Some(ca) = &store.endpoint_ca {
         ctx.secret_key(&path.key("endpointCA"), ca, out);
     }
     if let Some(s3) = &store.s3_credentials {
         let p = path.key("s3Credentials");
-        for (field, sel) in [("accessKeyId", &s3.access_key_id), ("secretAccessKey", &s3.secret_access_key), ("region", &s3.region), ("sessionToken", &s3.session_token)] {
+        for (field, sel) in [
+            ("accessKeyId", &s3.access_key_id),
+            ("secretAccessKey", &s3.secret_access_key),
+            ("region", &s3.region),
+            ("sessionToken", &s3.session_token),
+        ] {
             if let Some(sel) = sel {
                 ctx.secret_key(&p.key(field), sel, out);
             }
@@ -250,19 +444,37 @@ fn check_store_secrets(store: &BarmanObjectStoreConfiguration, path: &FieldPath,
     }
     if let Some(az) = &store.azure_credentials {
         let p = path.key("azureCredentials");
-        for (field, sel) in [("connectionString", &az.connection_string), ("storageAccount", &az.storage_account), ("storageKey", &az.storage_key), ("storageSasToken", &az.storage_sas_token)] {
+        for (field, sel) in [
+            ("connectionString", &az.connection_string),
+            ("storageAccount", &az.storage_account),
+            ("storageKey", &az.storage_key),
+            ("storageSasToken", &az.storage_sas_token),
+        ] {
             if let Some(sel) = sel {
                 ctx.secret_key(&p.key(field), sel, out);
             }
         }
     }
-    if let Some(sel) = store.google_credentials.as_ref().and_then(|g| g.application_credentials.as_ref()) {
-        ctx.secret_key(&path.key("googleCredentials").key("applicationCredentials"), sel, out);
+    if let Some(sel) = store
+        .google_credentials
+        .as_ref()
+        .and_then(|g| g.application_credentials.as_ref())
+    {
+        ctx.secret_key(
+            &path.key("googleCredentials").key("applicationCredentials"),
+            sel,
+            out,
+        );
     }
 }
 
 /// The credential rules barman-cloud applies to an object store that will be written to.
-pub(super) fn validate_store_credentials(store: &BarmanObjectStoreConfiguration, path: &FieldPath, ctx: &Context, out: &mut Vec<Diagnostic>) {
+pub(super) fn validate_store_credentials(
+    store: &BarmanObjectStoreConfiguration,
+    path: &FieldPath,
+    ctx: &Context,
+    out: &mut Vec<Diagnostic>,
+) {
     match credential_count(store) {
         0 => out.push(
             Diagnostic::error(path.as_str(), "missing credentials: one and only one of s3Credentials, azureCredentials and googleCredentials is required")
@@ -276,75 +488,169 @@ pub(super) fn validate_store_credentials(store: &BarmanObjectStoreConfiguration,
         let keys = usize::from(s3.access_key_id.is_some() || s3.secret_access_key.is_some());
         let methods = keys + usize::from(s3.inherit_from_iam_role == Some(true));
         if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
-            let missing = if s3.access_key_id.is_none() { "accessKeyId" } else { "secretAccessKey" };
-            out.push(Diagnostic::error(p.key(missing).as_str(), "both accessKeyId and secretAccessKey must be provided"));
+            let missing = if s3.access_key_id.is_none() {
+                "accessKeyId"
+            } else {
+                "secretAccessKey"
+            };
+            out.push(Diagnostic::error(
+                p.key(missing).as_str(),
+                "both accessKeyId and secretAccessKey must be provided",
+            ));
         }
         match methods {
-            0 => out.push(Diagnostic::error(p.as_str(), "no authentication method").with_hint("set accessKeyId and secretAccessKey, or inheritFromIAMRole: true")),
+            0 => out.push(
+                Diagnostic::error(p.as_str(), "no authentication method")
+                    .with_hint("set accessKeyId and secretAccessKey, or inheritFromIAMRole: true"),
+            ),
             1 => {}
-            _ => out.push(Diagnostic::error(p.as_str(), "only one authentication method can be used: access keys or inheritFromIAMRole")),
+            _ => out.push(Diagnostic::error(
+                p.as_str(),
+                "only one authentication method can be used: access keys or inheritFromIAMRole",
+            )),
         }
     }
     if let Some(az) = &store.azure_credentials {
         let p = path.key("azureCredentials");
-        let count = [az.inherit_from_azure_ad == Some(true), az.use_default_azure_credentials == Some(true), az.storage_key.is_some(), az.storage_sas_token.is_some()].iter().filter(|c| **c).count();
+        let count = [
+            az.inherit_from_azure_ad == Some(true),
+            az.use_default_azure_credentials == Some(true),
+            az.storage_key.is_some(),
+            az.storage_sas_token.is_some(),
+        ]
+        .iter()
+        .filter(|c| **c)
+        .count();
         if az.connection_string.is_some() {
             if count != 0 || az.storage_account.is_some() {
-                out.push(Diagnostic::error(p.as_str(), "with connectionString, no other Azure credential may be set"));
+                out.push(Diagnostic::error(
+                    p.as_str(),
+                    "with connectionString, no other Azure credential may be set",
+                ));
             }
         } else if count != 1 {
             out.push(Diagnostic::error(p.as_str(), "exactly one of storageKey, storageSasToken, inheritFromAzureAD and useDefaultAzureCredentials is required without a connectionString"));
         }
-        if (az.storage_key.is_some() || az.storage_sas_token.is_some()) && az.storage_account.is_none() {
-            out.push(Diagnostic::error(p.key("storageAccount").as_str(), "required with storageKey or storageSasToken"));
+        if (az.storage_key.is_some() || az.storage_sas_token.is_some())
+            && az.storage_account.is_none()
+        {
+            out.push(Diagnostic::error(
+                p.key("storageAccount").as_str(),
+                "required with storageKey or storageSasToken",
+            ));
         }
     }
     if let Some(g) = &store.google_credentials {
         let p = path.key("googleCredentials");
-        match (g.gke_environment == Some(true), g.application_credentials.is_some()) {
-            (false, false) => out.push(Diagnostic::error(p.as_str(), "set applicationCredentials or gkeEnvironment: true")),
-            (true, true) => out.push(Diagnostic::error(p.as_str(), "applicationCredentials cannot be used with gkeEnvironment: true")),
+        match (
+            g.gke_environment == Some(true),
+            g.application_credentials.is_some(),
+        ) {
+            (false, false) => out.push(Diagnostic::error(
+                p.as_str(),
+                "set applicationCredentials or gkeEnvironment: true",
+            )),
+            (true, true) => out.push(Diagnostic::error(
+                p.as_str(),
+                "applicationCredentials cannot be used with gkeEnvironment: true",
+            )),
             _ => {}
         }
     }
     check_store_secrets(store, path, ctx, out);
 }
 
-pub(super) fn validate_backup_configuration(cluster: &Cluster, ctx: &Context, out: &mut Vec<Diagnostic>) {
-    let Some(backup) = &cluster.spec.backup else { return };
+pub(super) fn validate_backup_configuration(
+    cluster: &Cluster,
+    ctx: &Context,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(backup) = &cluster.spec.backup else {
+        return;
+    };
     let path = FieldPath::new("spec.backup");
     if let Some(store) = &backup.barman_object_store {
         validate_store_credentials(store, &path.key("barmanObjectStore"), ctx, out);
     } else if backup.retention_policy.is_some() {
-        out.push(Diagnostic::warning(path.key("retentionPolicy").as_str(), "only applies to spec.backup.barmanObjectStore, which is not set").with_hint("with the barman-cloud plugin, set retentionPolicy on the ObjectStore"));
+        out.push(
+            Diagnostic::warning(
+                path.key("retentionPolicy").as_str(),
+                "only applies to spec.backup.barmanObjectStore, which is not set",
+            )
+            .with_hint("with the barman-cloud plugin, set retentionPolicy on the ObjectStore"),
+        );
     }
-    let tablespaces: Vec<&str> = cluster.spec.tablespaces.iter().flatten().map(|t| t.name.as_str()).collect();
-    for name in backup.volume_snapshot.iter().flat_map(|v| v.tablespace_class_name.iter().flatten()).map(|(k, _)| k) {
+    let tablespaces: Vec<&str> = cluster
+        .spec
+        .tablespaces
+        .iter()
+        .flatten()
+        .map(|t| t.name.as_str())
+        .collect();
+    for name in backup
+        .volume_snapshot
+        .iter()
+        .flat_map(|v| v.tablespace_class_name.iter().flatten())
+        .map(|(k, _)| k)
+    {
         if !tablespaces.contains(&name.as_str()) {
-            out.push(Diagnostic::error(path.key("volumeSnapshot").key("tablespaceClassName").key(name).as_str(), "not a tablespace of this cluster"));
+            out.push(Diagnostic::error(
+                path.key("volumeSnapshot")
+                    .key("tablespaceClassName")
+                    .key(name)
+                    .as_str(),
+                "not a tablespace of this cluster",
+            ));
         }
     }
 }
 
-fn check_plugin_store(plugin: &crate::cluster::PluginConfiguration, path: &FieldPath, ctx: &Context, out: &mut Vec<Diagnostic>) {
+fn check_plugin_store(
+    plugin: &crate::cluster::PluginConfiguration,
+    path: &FieldPath,
+    ctx: &Context,
+    out: &mut Vec<Diagnostic>,
+) {
     if plugin.name != BARMAN_CLOUD_PLUGIN || plugin.enabled == Some(false) {
         return;
     }
-    match plugin.parameters.as_ref().and_then(|p| p.get("barmanObjectName")) {
-        Some(store) => ctx.object_store(&path.key("parameters").key("barmanObjectName"), store, out),
-        None => out.push(Diagnostic::error(path.key("parameters").key("barmanObjectName").as_str(), "required by the barman-cloud plugin").with_hint("name the ObjectStore to use")),
+    match plugin
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("barmanObjectName"))
+    {
+        Some(store) => {
+            ctx.object_store(&path.key("parameters").key("barmanObjectName"), store, out)
+        }
+        None => out.push(
+            Diagnostic::error(
+                path.key("parameters").key("barmanObjectName").as_str(),
+                "required by the barman-cloud plugin",
+            )
+            .with_hint("name the ObjectStore to use"),
+        ),
     }
 }
 
 pub(super) fn validate_plugins(cluster: &Cluster, ctx: &Context, out: &mut Vec<Diagnostic>) {
     let plugins = cluster.spec.plugins.as_deref().unwrap_or_default();
-    let archivers = plugins.iter().filter(|p| p.enabled != Some(false) && p.is_wal_archiver == Some(true)).count();
-    let in_tree = cluster.spec.backup.as_ref().is_some_and(|b| b.barman_object_store.is_some());
+    let archivers = plugins
+        .iter()
+        .filter(|p| p.enabled != Some(false) && p.is_wal_archiver == Some(true))
+        .count();
+    let in_tree = cluster
+        .spec
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.barman_object_store.is_some());
     if archivers > 0 && in_tree {
         out.push(Diagnostic::error("spec.plugins", "a WAL archiver plugin cannot be enabled while spec.backup.barmanObjectStore is set").with_hint("keep one of the two ways of archiving WAL"));
     }
     if archivers > 1 {
-        out.push(Diagnostic::error("spec.plugins", "only one WAL archiver plugin can be enabled"));
+        out.push(Diagnostic::error(
+            "spec.plugins",
+            "only one WAL archiver plugin can be enabled",
+        ));
     }
     for (i, plugin) in plugins.iter().enumerate() {
         check_plugin_store(plugin, &FieldPath::new("spec.plugins").index(i), ctx, out);
@@ -352,7 +658,9 @@ pub(super) fn validate_plugins(cluster: &Cluster, ctx: &Context, out: &mut Vec<D
 }
 
 pub(super) fn validate_replica(cluster: &Cluster, out: &mut Vec<Diagnostic>) {
-    let Some(replica) = &cluster.spec.replica else { return };
+    let Some(replica) = &cluster.spec.replica else {
+        return;
+    };
     let path = FieldPath::new("spec.replica");
     if replica.enabled.is_some() && replica.primary.is_some() {
         out.push(Diagnostic::error(path.key("enabled").as_str(), "cannot be used together with primary").with_hint("use enabled for a standalone replica cluster, or primary/self for a distributed topology"));
@@ -373,7 +681,10 @@ pub(super) fn validate_replica(cluster: &Cluster, out: &mut Vec<Diagnostic>) {
         }
     }
     if replica.promotion_token.is_some() && replica.min_apply_delay.is_some() {
-        out.push(Diagnostic::error(path.key("minApplyDelay").as_str(), "cannot be used together with promotionToken"));
+        out.push(Diagnostic::error(
+            path.key("minApplyDelay").as_str(),
+            "cannot be used together with promotionToken",
+        ));
     }
 }
 
@@ -383,10 +694,23 @@ mod tests {
 
     #[test]
     fn recovery_times() {
-        for ok in ["2025-10-06 12:00:00", "2024-12-05T12:00:00Z", "2025-01-15 12:00:00+02", "2025-01-15 12:00:00.123456+02:00", "2025-01-15T12:00:00", "2025-01-15 12:00:00 UTC"] {
+        for ok in [
+            "2025-10-06 12:00:00",
+            "2024-12-05T12:00:00Z",
+            "2025-01-15 12:00:00+02",
+            "2025-01-15 12:00:00.123456+02:00",
+            "2025-01-15T12:00:00",
+            "2025-01-15 12:00:00 UTC",
+        ] {
             assert!(is_recovery_time(ok), "{ok}");
         }
-        for bad in ["yesterday", "2025-10-06", "2025-10-06 12:00", "2025-10-06 12:00:00 +", "2025-10-06 12:00:00."] {
+        for bad in [
+            "yesterday",
+            "2025-10-06",
+            "2025-10-06 12:00",
+            "2025-10-06 12:00:00 +",
+            "2025-10-06 12:00:00.",
+        ] {
             assert!(!is_recovery_time(bad), "{bad}");
         }
     }

@@ -63,8 +63,20 @@ impl Context {
     }
 
     /// Check a reference to a key of a ConfigMap.
-    pub fn config_map_key(&self, path: &FieldPath, sel: &ConfigMapKeySelector, out: &mut Vec<Diagnostic>) {
-        self.key_ref("ConfigMap", &self.config_maps, path, &sel.name, &sel.key, out);
+    pub fn config_map_key(
+        &self,
+        path: &FieldPath,
+        sel: &ConfigMapKeySelector,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        self.key_ref(
+            "ConfigMap",
+            &self.config_maps,
+            path,
+            &sel.name,
+            &sel.key,
+            out,
+        );
     }
 
     fn key_ref(
@@ -83,7 +95,9 @@ impl Context {
                     path.key("key").as_str(),
                     format!("{kind} {name:?} given here has no key {key:?}"),
                 );
-                if let Some(best) = crate::diagnostics::did_you_mean(key, found.keys.iter().map(String::as_str)) {
+                if let Some(best) =
+                    crate::diagnostics::did_you_mean(key, found.keys.iter().map(String::as_str))
+                {
                     d = d.with_hint(format!("did you mean {best:?}?"));
                 } else {
                     let keys: Vec<&str> = found.keys.iter().map(String::as_str).collect();
@@ -108,5 +122,7 @@ fn missing(kind: &str, path: &FieldPath, name: &str) -> Diagnostic {
         path.as_str(),
         format!("{kind} {name:?} is not among the documents given"),
     )
-    .with_hint(format!("make sure the {kind} exists before the object is applied"))
+    .with_hint(format!(
+        "make sure the {kind} exists before the object is applied"
+    ))
 }

@@ -12,7 +12,10 @@ use pgherd_postgres::hba;
 
 fn check_cluster_ref(name: &str, out: &mut Vec<Diagnostic>) {
     if name.is_empty() {
-        out.push(Diagnostic::error("spec.cluster.name", "required field is missing").with_hint("name the Cluster this object belongs to"));
+        out.push(
+            Diagnostic::error("spec.cluster.name", "required field is missing")
+                .with_hint("name the Cluster this object belongs to"),
+        );
     }
 }
 
@@ -26,14 +29,26 @@ fn check_method(
     let method = method.unwrap_or_default();
     if method == BackupMethod::BarmanObjectStore {
         if online {
-            out.push(Diagnostic::error("spec.online", "only used with method volumeSnapshot").with_hint("remove it: object store backups are always online"));
+            out.push(
+                Diagnostic::error("spec.online", "only used with method volumeSnapshot")
+                    .with_hint("remove it: object store backups are always online"),
+            );
         }
         if online_configuration {
-            out.push(Diagnostic::error("spec.onlineConfiguration", "only used with method volumeSnapshot"));
+            out.push(Diagnostic::error(
+                "spec.onlineConfiguration",
+                "only used with method volumeSnapshot",
+            ));
         }
     }
     if method == BackupMethod::Plugin && plugin.is_none_or(|p| p.name.is_empty()) {
-        out.push(Diagnostic::error("spec.pluginConfiguration.name", "required with method plugin").with_hint("for the barman-cloud plugin use barman-cloud.cloudnative-pg.io"));
+        out.push(
+            Diagnostic::error(
+                "spec.pluginConfiguration.name",
+                "required with method plugin",
+            )
+            .with_hint("for the barman-cloud plugin use barman-cloud.cloudnative-pg.io"),
+        );
     }
 }
 
@@ -42,10 +57,24 @@ pub fn validate_backup(backup: &Backup) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let s = &backup.spec;
     check_cluster_ref(&s.cluster.name, &mut out);
-    check_method(s.method, s.online.is_some(), s.online_configuration.is_some(), s.plugin_configuration.as_ref(), &mut out);
-    if let Some(deadline) = backup.metadata.annotations.as_ref().and_then(|a| a.get("cnpg.io/volumeSnapshotDeadline")) {
+    check_method(
+        s.method,
+        s.online.is_some(),
+        s.online_configuration.is_some(),
+        s.plugin_configuration.as_ref(),
+        &mut out,
+    );
+    if let Some(deadline) = backup
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("cnpg.io/volumeSnapshotDeadline"))
+    {
         if !deadline.is_empty() && deadline.parse::<i64>().is_err() {
-            out.push(Diagnostic::error("metadata.annotations[\"cnpg.io/volumeSnapshotDeadline\"]", format!("{deadline:?} is not a number of minutes")));
+            out.push(Diagnostic::error(
+                "metadata.annotations[\"cnpg.io/volumeSnapshotDeadline\"]",
+                format!("{deadline:?} is not a number of minutes"),
+            ));
         }
     }
     out
@@ -56,8 +85,14 @@ pub fn validate_scheduled_backup(backup: &ScheduledBackup) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let s = &backup.spec;
     check_cluster_ref(&s.cluster.name, &mut out);
-    check_method(s.method, s.online.is_some(), s.online_configuration.is_some(), None, &mut out);
-    // SCHEDULE-HOOK: out.extend(crate::schedule::diagnostics(&s.schedule, "spec.schedule"));
+    check_method(
+        s.method,
+        s.online.is_some(),
+        s.online_configuration.is_some(),
+        s.plugin_configuration.as_ref(),
+        &mut out,
+    );
+    out.extend(crate::cron::diagnostics(&s.schedule, "spec.schedule"));
     out
 }
 
@@ -71,32 +106,58 @@ pub fn validate_pooler(pooler: &Pooler) -> Vec<Diagnostic> {
         out.push(Diagnostic::error("metadata.name", format!("{name:?} is not a valid pooler name")).with_hint("the pooler's service takes this name: lowercase letters, digits and '-', starting with a letter"));
     }
     if name == s.cluster.name {
-        out.push(Diagnostic::error("metadata.name", "a Pooler cannot have the same name as its Cluster").with_hint(format!("name it e.g. {name}-pooler-rw")));
+        out.push(
+            Diagnostic::error(
+                "metadata.name",
+                "a Pooler cannot have the same name as its Cluster",
+            )
+            .with_hint(format!("name it e.g. {name}-pooler-rw")),
+        );
     }
     let pgb = &s.pgbouncer;
     let path = FieldPath::new("spec.pgbouncer");
-    let has_auth_secret = pgb.auth_query_secret.as_ref().is_some_and(|r| !r.name.is_empty())
-        || pgb.server_tls_secret.as_ref().is_some_and(|r| !r.name.is_empty());
+    let has_auth_secret = pgb
+        .auth_query_secret
+        .as_ref()
+        .is_some_and(|r| !r.name.is_empty())
+        || pgb
+            .server_tls_secret
+            .as_ref()
+            .is_some_and(|r| !r.name.is_empty());
     let has_query = pgb.auth_query.as_deref().is_some_and(|q| !q.is_empty());
     if has_auth_secret && !has_query {
-        out.push(Diagnostic::error(path.key("authQuery").as_str(), "required when authQuerySecret or serverTLSSecret is set"));
+        out.push(Diagnostic::error(
+            path.key("authQuery").as_str(),
+            "required when authQuerySecret or serverTLSSecret is set",
+        ));
     }
     if !has_auth_secret && has_query {
-        out.push(Diagnostic::error(path.key("authQuerySecret").key("name").as_str(), "required when authQuery is set"));
+        out.push(Diagnostic::error(
+            path.key("authQuerySecret").key("name").as_str(),
+            "required when authQuery is set",
+        ));
     }
     for key in pgb.parameters.iter().flat_map(|p| p.keys()) {
         if !ALLOWED_PGBOUNCER_PARAMETERS.contains(&key.as_str()) {
-            let mut d = Diagnostic::error(path.key("parameters").key(key).as_str(), "not a PgBouncer parameter a Pooler may set");
+            let mut d = Diagnostic::error(
+                path.key("parameters").key(key).as_str(),
+                "not a PgBouncer parameter a Pooler may set",
+            );
             d = match did_you_mean(key, ALLOWED_PGBOUNCER_PARAMETERS.iter().copied()) {
                 Some(best) => d.with_hint(format!("did you mean {best}?")),
-                None => d.with_hint("the operator owns the others (listen address, TLS files, auth file...)"),
+                None => d.with_hint(
+                    "the operator owns the others (listen address, TLS files, auth file...)",
+                ),
             };
             out.push(d);
         }
     }
     for (i, line) in pgb.pg_hba.iter().flatten().enumerate() {
         if let Err(e) = hba::parse_record(line) {
-            out.push(Diagnostic::error(path.key("pg_hba").index(i).as_str(), format!("invalid pg_hba line {line:?}: {e}")));
+            out.push(Diagnostic::error(
+                path.key("pg_hba").index(i).as_str(),
+                format!("invalid pg_hba line {line:?}: {e}"),
+            ));
         }
     }
     out
@@ -110,31 +171,52 @@ pub fn validate_database(db: &Database) -> Vec<Diagnostic> {
     let s = &db.spec;
     check_cluster_ref(&s.cluster.name, &mut out);
     if RESERVED_DATABASES.contains(&s.name.as_str()) {
-        out.push(Diagnostic::error("spec.name", format!("{:?} is reserved", s.name)).with_hint("postgres, template0 and template1 are managed by PostgreSQL itself"));
+        out.push(
+            Diagnostic::error("spec.name", format!("{:?} is reserved", s.name))
+                .with_hint("postgres, template0 and template1 are managed by PostgreSQL itself"),
+        );
     }
     if s.name.is_empty() || s.name.len() > 63 {
-        out.push(Diagnostic::error("spec.name", "a database name must have 1 to 63 bytes"));
+        out.push(Diagnostic::error(
+            "spec.name",
+            "a database name must have 1 to 63 bytes",
+        ));
     }
     if s.owner.is_empty() || s.owner.len() > 63 {
-        out.push(Diagnostic::error("spec.owner", "an owner role name must have 1 to 63 bytes"));
+        out.push(Diagnostic::error(
+            "spec.owner",
+            "an owner role name must have 1 to 63 bytes",
+        ));
     }
     let provider = s.locale_provider.as_deref().unwrap_or_default();
     if s.builtin_locale.is_some() && provider != "builtin" {
-        out.push(Diagnostic::error("spec.builtinLocale", "requires localeProvider: builtin"));
+        out.push(Diagnostic::error(
+            "spec.builtinLocale",
+            "requires localeProvider: builtin",
+        ));
     }
     if (s.icu_locale.is_some() || s.icu_rules.is_some()) && provider != "icu" {
-        out.push(Diagnostic::error("spec.icuLocale", "icuLocale and icuRules require localeProvider: icu"));
+        out.push(Diagnostic::error(
+            "spec.icuLocale",
+            "icuLocale and icuRules require localeProvider: icu",
+        ));
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, schema) in s.schemas.iter().flatten().enumerate() {
         if !seen.insert(&schema.name) {
-            out.push(Diagnostic::error(format!("spec.schemas[{i}].name"), format!("duplicate schema {:?}", schema.name)));
+            out.push(Diagnostic::error(
+                format!("spec.schemas[{i}].name"),
+                format!("duplicate schema {:?}", schema.name),
+            ));
         }
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, ext) in s.extensions.iter().flatten().enumerate() {
         if !seen.insert(&ext.name) {
-            out.push(Diagnostic::error(format!("spec.extensions[{i}].name"), format!("duplicate extension {:?}", ext.name)));
+            out.push(Diagnostic::error(
+                format!("spec.extensions[{i}].name"),
+                format!("duplicate extension {:?}", ext.name),
+            ));
         }
     }
     out
@@ -145,13 +227,30 @@ pub fn validate_object_store(store: &ObjectStore, ctx: &Context) -> Vec<Diagnost
     let mut out = Vec::new();
     let path = FieldPath::new("spec.configuration");
     if store.spec.configuration.server_name.is_some() {
-        out.push(Diagnostic::error(path.key("serverName").as_str(), "cannot be set on an ObjectStore").with_hint("set the serverName parameter of the plugin in the Cluster instead"));
+        out.push(
+            Diagnostic::error(
+                path.key("serverName").as_str(),
+                "cannot be set on an ObjectStore",
+            )
+            .with_hint("set the serverName parameter of the plugin in the Cluster instead"),
+        );
     }
     validate_store_credentials(&store.spec.configuration, &path, ctx, &mut out);
     if let Some(sidecar) = &store.spec.instance_sidecar_configuration {
-        for (i, arg) in sidecar.additional_container_args.iter().flatten().enumerate() {
+        for (i, arg) in sidecar
+            .additional_container_args
+            .iter()
+            .flatten()
+            .enumerate()
+        {
             if arg.starts_with("--log-level") {
-                out.push(Diagnostic::error(format!("spec.instanceSidecarConfiguration.additionalContainerArgs[{i}]"), "--log-level cannot be passed here").with_hint("use spec.instanceSidecarConfiguration.logLevel"));
+                out.push(
+                    Diagnostic::error(
+                        format!("spec.instanceSidecarConfiguration.additionalContainerArgs[{i}]"),
+                        "--log-level cannot be passed here",
+                    )
+                    .with_hint("use spec.instanceSidecarConfiguration.logLevel"),
+                );
             }
         }
     }

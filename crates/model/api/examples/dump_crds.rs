@@ -1,3 +1,0 @@
-fn main() {
-    print!("{}", pgherd_api::crd::to_yaml().unwrap());
-}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Install what pgherd needs on a Debian machine and build it. Idempotent: run it as often as
+# you like. Puts `pgherd` on the PATH (/usr/local/bin when run as root, else ~/.local/bin).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: PostgreSQL server binaries (later issues run real clusters with them).
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Rust toolchain: cargo must already be there (rustup); make sure fmt and clippy are too.
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo not found: install Rust with rustup first" >&2
+  exit 2
+fi
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
+  done
+fi
+
+# Python packages for the schema tests (pinned).
+if [ -f scripts/python-requirements.txt ]; then
+  if ! python3 -c 'import sys, importlib.metadata as m
+import re
+for line in open("scripts/python-requirements.txt"):
+    line = line.split("#")[0].strip()
+    if not line: continue
+    name, _, version = line.partition("==")
+    if m.version(name) != version: sys.exit(1)' 2>/dev/null; then
+    log "installing Python packages"
+    python3 -m pip install -q --disable-pip-version-check -r scripts/python-requirements.txt
+  fi
+fi
+
+log "building pgherd (release)"
+cargo build --release --locked -q -p pgherd
+
+if [ "$(id -u)" -eq 0 ]; then bindir=/usr/local/bin; else bindir="$HOME/.local/bin"; mkdir -p "$bindir"; fi
+ln -sf "$PWD/target/release/pgherd" "$bindir/pgherd"
+log "pgherd installed: $bindir/pgherd"
+case ":$PATH:" in *":$bindir:"*) ;; *) echo "note: add $bindir to your PATH" >&2 ;; esac
