@@ -158,4 +158,6 @@ pub struct DataBackupConfiguration {
     pub immediate_checkpoint: Option<bool>,
     /// Extra arguments for the backup command.
     pub additional_command_args: Option<Vec<String>>,
+    /// Extra arguments for the restore command.
+    pub restore_additional_command_args: Option<Vec<String>>,
 }

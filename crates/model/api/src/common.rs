@@ -21,6 +21,29 @@ pub struct SecretKeySelector {
     pub key: String,
 }
 
+/// A key inside a Secret, as Kubernetes' core `SecretKeySelector` (which may be `optional`).
+/// Used where CloudNativePG embeds the core type rather than its own selector.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct CoreSecretKeySelector {
+    /// Name of the Secret.
+    pub name: Option<String>,
+    /// The key to select.
+    pub key: String,
+    /// Whether the Secret or its key must exist.
+    pub optional: Option<bool>,
+}
+
+impl CoreSecretKeySelector {
+    /// The same reference as a plain selector, for reference checks.
+    pub fn selector(&self) -> SecretKeySelector {
+        SecretKeySelector {
+            name: self.name.clone().unwrap_or_default(),
+            key: self.key.clone(),
+        }
+    }
+}
+
 /// A key inside a ConfigMap in the same namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ConfigMapKeySelector {

@@ -311,6 +311,9 @@ impl Defaults for Pooler {
         set(&mut self.spec.pgbouncer.paused, false);
         if let Some(monitoring) = &mut self.spec.monitoring {
             set(&mut monitoring.enable_pod_monitor, false);
+            if let Some(tls) = &mut monitoring.tls {
+                set(&mut tls.enabled, false);
+            }
         }
     }
 }
@@ -328,6 +331,26 @@ impl Defaults for Database {
         for extension in self.spec.extensions.iter_mut().flatten() {
             set(&mut extension.ensure, EnsureOption::Present);
         }
+        for fdw in self.spec.fdws.iter_mut().flatten() {
+            set(&mut fdw.ensure, EnsureOption::Present);
+            default_options_and_usage(&mut fdw.options, &mut fdw.usage);
+        }
+        for server in self.spec.servers.iter_mut().flatten() {
+            set(&mut server.ensure, EnsureOption::Present);
+            default_options_and_usage(&mut server.options, &mut server.usage);
+        }
+    }
+}
+
+fn default_options_and_usage(
+    options: &mut Option<Vec<crate::kinds::database::OptionSpec>>,
+    usage: &mut Option<Vec<crate::kinds::database::UsageSpec>>,
+) {
+    for option in options.iter_mut().flatten() {
+        set(&mut option.ensure, EnsureOption::Present);
+    }
+    for u in usage.iter_mut().flatten() {
+        set(&mut u.usage_type, crate::kinds::database::UsageType::Grant);
     }
 }
 

@@ -27,4 +27,3 @@ pub mod manifest;
 pub mod quantity;
 pub mod structural;
 pub mod validate;
-pub mod schedule;

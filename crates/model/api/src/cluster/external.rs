@@ -2,7 +2,7 @@
 
 use crate::barman::BarmanObjectStoreConfiguration;
 use crate::cluster::PluginConfiguration;
-use crate::common::SecretKeySelector;
+use crate::common::CoreSecretKeySelector;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_with::skip_serializing_none;
@@ -18,13 +18,13 @@ pub struct ExternalCluster {
     /// libpq connection parameters.
     pub connection_parameters: Option<BTreeMap<String, String>>,
     /// Client certificate.
-    pub ssl_cert: Option<SecretKeySelector>,
+    pub ssl_cert: Option<CoreSecretKeySelector>,
     /// Client key.
-    pub ssl_key: Option<SecretKeySelector>,
+    pub ssl_key: Option<CoreSecretKeySelector>,
     /// Root certificate.
-    pub ssl_root_cert: Option<SecretKeySelector>,
+    pub ssl_root_cert: Option<CoreSecretKeySelector>,
     /// Password.
-    pub password: Option<SecretKeySelector>,
+    pub password: Option<CoreSecretKeySelector>,
     /// Its object store (backups and WAL).
     pub barman_object_store: Option<BarmanObjectStoreConfiguration>,
     /// A plugin that reads its backups and WAL.

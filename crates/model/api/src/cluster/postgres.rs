@@ -1,6 +1,5 @@
 //! `spec.postgresql` and `spec.replicationSlots`.
 
-use crate::common::SecretKeySelector;
 use k8s_openapi::api::core::v1 as core;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -143,7 +142,7 @@ pub struct LdapBindSearchAuth {
     pub bind_dn: Option<String>,
     /// Bind password.
     #[serde(rename = "bindPassword")]
-    pub bind_password: Option<SecretKeySelector>,
+    pub bind_password: Option<crate::common::CoreSecretKeySelector>,
     /// Attribute to search.
     #[serde(rename = "searchAttribute")]
     pub search_attribute: Option<String>,

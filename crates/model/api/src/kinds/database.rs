@@ -93,6 +93,80 @@ pub struct DatabaseSpec {
     pub schemas: Option<Vec<SchemaSpec>>,
     /// Extensions.
     pub extensions: Option<Vec<ExtensionSpec>>,
+    /// Foreign data wrappers.
+    pub fdws: Option<Vec<FdwSpec>>,
+    /// Foreign servers.
+    pub servers: Option<Vec<ServerSpec>>,
+}
+
+/// Whether a privilege is granted or revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageType {
+    #[default]
+    Grant,
+    Revoke,
+}
+
+/// USAGE on a foreign data wrapper or server for a role.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct UsageSpec {
+    /// Role name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// `grant` or `revoke`.
+    #[serde(rename = "type")]
+    pub usage_type: Option<UsageType>,
+}
+
+/// An option of a foreign data wrapper or server.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct OptionSpec {
+    /// Option name.
+    pub name: String,
+    /// Option value.
+    pub value: String,
+    /// `present` or `absent`.
+    pub ensure: Option<EnsureOption>,
+}
+
+/// A foreign data wrapper.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FdwSpec {
+    /// Wrapper name.
+    pub name: String,
+    /// `present` or `absent`.
+    pub ensure: Option<EnsureOption>,
+    /// Handler function.
+    pub handler: Option<String>,
+    /// Validator function.
+    pub validator: Option<String>,
+    /// Owner role.
+    pub owner: Option<String>,
+    /// Options.
+    pub options: Option<Vec<OptionSpec>>,
+    /// USAGE grants.
+    pub usage: Option<Vec<UsageSpec>>,
+}
+
+/// A foreign server.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ServerSpec {
+    /// Server name.
+    pub name: String,
+    /// `present` or `absent`.
+    pub ensure: Option<EnsureOption>,
+    /// Its foreign data wrapper.
+    #[schemars(length(min = 1))]
+    pub fdw: String,
+    /// Options.
+    pub options: Option<Vec<OptionSpec>>,
+    /// USAGE grants.
+    pub usage: Option<Vec<UsageSpec>>,
 }
 
 /// A schema inside the database.
@@ -136,6 +210,10 @@ pub struct DatabaseStatus {
     pub schemas: Option<Vec<ObjectApplyStatus>>,
     /// Per-extension results.
     pub extensions: Option<Vec<ObjectApplyStatus>>,
+    /// Per-wrapper results.
+    pub fdws: Option<Vec<ObjectApplyStatus>>,
+    /// Per-server results.
+    pub servers: Option<Vec<ObjectApplyStatus>>,
 }
 
 /// Whether one sub-object was applied.

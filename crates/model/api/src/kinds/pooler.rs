@@ -3,7 +3,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 use crate::cluster::{RelabelConfig, ServiceTemplateSpec};
-use crate::common::{ClusterReference, LocalObjectReference};
+use crate::common::{ClusterReference, LocalObjectReference, TemplateMetadata};
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use kube::CustomResource;
@@ -71,7 +71,7 @@ pub struct PoolerSpec {
     #[schemars(range(min = 0))]
     pub instances: Option<i32>,
     /// Pod template for the PgBouncer pods.
-    pub template: Option<core::PodTemplateSpec>,
+    pub template: Option<PodTemplateSpec>,
     /// PgBouncer configuration.
     pub pgbouncer: PgBouncerSpec,
     /// Deployment strategy.
@@ -82,6 +82,32 @@ pub struct PoolerSpec {
     pub service_template: Option<ServiceTemplateSpec>,
     /// Use an existing ServiceAccount.
     pub service_account_name: Option<String>,
+}
+
+/// A pod template: metadata to add and the pod spec to merge into the generated one.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PodTemplateSpec {
+    /// Labels, annotations and name.
+    pub metadata: Option<TemplateMetadata>,
+    /// Pod spec.
+    pub spec: Option<core::PodSpec>,
+}
+
+/// A PgBouncer image chosen from an image catalog.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolerImageCatalogRef {
+    /// API group of the catalog (`postgresql.cnpg.io`).
+    pub api_group: Option<String>,
+    /// `ImageCatalog` or `ClusterImageCatalog`.
+    pub kind: String,
+    /// Name of the catalog.
+    pub name: String,
+    /// Key of the catalog entry.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub key: String,
 }
 
 /// `spec.pgbouncer`.
@@ -114,6 +140,10 @@ pub struct PgBouncerSpec {
     pub pg_hba: Option<Vec<String>>,
     /// Pause PgBouncer (`PAUSE`).
     pub paused: Option<bool>,
+    /// PgBouncer image.
+    pub image: Option<String>,
+    /// PgBouncer image from an image catalog.
+    pub image_catalog_ref: Option<PoolerImageCatalogRef>,
 }
 
 /// Pooler monitoring.
@@ -127,6 +157,8 @@ pub struct PoolerMonitoringConfiguration {
     pub pod_monitor_metric_relabelings: Option<Vec<RelabelConfig>>,
     /// Relabelings.
     pub pod_monitor_relabelings: Option<Vec<RelabelConfig>>,
+    /// TLS for the metrics endpoint.
+    pub tls: Option<crate::cluster::ClusterMonitoringTls>,
 }
 
 /// Observed state of a pooler.

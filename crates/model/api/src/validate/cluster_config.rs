@@ -161,7 +161,7 @@ pub(super) fn validate_postgresql(cluster: &Cluster, ctx: &Context, out: &mut Ve
         {
             ctx.secret_key(
                 &base.key("ldap").key("bindSearchAuth").key("bindPassword"),
-                pw,
+                &pw.selector(),
                 out,
             );
         }

@@ -389,8 +389,8 @@ pub(super) fn validate_external_clusters(
             ("sslRootCert", &e.ssl_root_cert),
             ("password", &e.password),
         ] {
-            if let Some(sel) = sel {
-                ctx.secret_key(&path.key(field), sel, out);
+            if let Some(sel) = sel.as_ref().filter(|s| s.optional != Some(true)) {
+                ctx.secret_key(&path.key(field), &sel.selector(), out);
             }
         }
         if let Some(store) = &e.barman_object_store {

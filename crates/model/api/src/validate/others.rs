@@ -152,6 +152,25 @@ pub fn validate_pooler(pooler: &Pooler) -> Vec<Diagnostic> {
             out.push(d);
         }
     }
+    if pgb.image.is_some() && pgb.image_catalog_ref.is_some() {
+        out.push(Diagnostic::error(
+            path.key("image").as_str(),
+            "cannot be set together with imageCatalogRef",
+        ));
+    }
+    let monitoring = s.monitoring.as_ref();
+    if monitoring
+        .and_then(|m| m.tls.as_ref())
+        .and_then(|t| t.enabled)
+        == Some(true)
+        && monitoring.and_then(|m| m.enable_pod_monitor) == Some(true)
+        && pgb.client_tls_secret.is_none()
+    {
+        out.push(Diagnostic::error(
+            path.key("clientTLSSecret").as_str(),
+            "required when monitoring TLS and the PodMonitor are enabled",
+        ));
+    }
     for (i, line) in pgb.pg_hba.iter().flatten().enumerate() {
         if let Err(e) = hba::parse_record(line) {
             out.push(Diagnostic::error(
@@ -207,6 +226,35 @@ pub fn validate_database(db: &Database) -> Vec<Diagnostic> {
             out.push(Diagnostic::error(
                 format!("spec.schemas[{i}].name"),
                 format!("duplicate schema {:?}", schema.name),
+            ));
+        }
+    }
+    let fdws: Vec<&str> = s.fdws.iter().flatten().map(|f| f.name.as_str()).collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, fdw) in s.fdws.iter().flatten().enumerate() {
+        if !seen.insert(&fdw.name) {
+            out.push(Diagnostic::error(
+                format!("spec.fdws[{i}].name"),
+                format!("duplicate foreign data wrapper {:?}", fdw.name),
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, server) in s.servers.iter().flatten().enumerate() {
+        if !seen.insert(&server.name) {
+            out.push(Diagnostic::error(
+                format!("spec.servers[{i}].name"),
+                format!("duplicate server {:?}", server.name),
+            ));
+        }
+        let absent = server.ensure == Some(crate::cluster::EnsureOption::Absent);
+        if !absent && !fdws.contains(&server.fdw.as_str()) {
+            out.push(Diagnostic::error(
+                format!("spec.servers[{i}].fdw"),
+                format!(
+                    "foreign data wrapper {:?} is not declared in spec.fdws",
+                    server.fdw
+                ),
             ));
         }
     }
