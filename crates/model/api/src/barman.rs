@@ -103,7 +103,7 @@ pub enum WalCompression {
     Zstd,
 }
 
-/// Compression of base backup tarballs.
+/// Compression of base backup tarballs (the API accepts fewer algorithms than for WAL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DataCompression {
@@ -111,8 +111,6 @@ pub enum DataCompression {
     Gzip,
     Lz4,
     Snappy,
-    Xz,
-    Zstd,
 }
 
 /// Server-side encryption of uploaded objects.
