@@ -67,6 +67,102 @@ pub struct ClusterStatus {
     pub last_promotion_token: Option<String>,
     /// Conditions: `Ready`, `ContinuousArchiving`, `LastBackupSucceeded`, ...
     pub conditions: Option<Vec<Condition>>,
+    /// Number of volume claims.
+    #[serde(rename = "pvcCount")]
+    pub pvc_count: Option<i64>,
+    /// Number of jobs.
+    pub job_count: Option<i64>,
+    /// Claims of no instance.
+    #[serde(rename = "danglingPVC")]
+    pub dangling_pvc: Option<Vec<String>>,
+    /// Claims being resized.
+    #[serde(rename = "resizingPVC")]
+    pub resizing_pvc: Option<Vec<String>>,
+    /// Claims being initialized.
+    #[serde(rename = "initializingPVC")]
+    pub initializing_pvc: Option<Vec<String>>,
+    /// Healthy claims.
+    #[serde(rename = "healthyPVC")]
+    pub healthy_pvc: Option<Vec<String>>,
+    /// Claims that cannot be used.
+    #[serde(rename = "unusablePVC")]
+    pub unusable_pvc: Option<Vec<String>>,
+    /// Earliest recovery point per backup method.
+    pub first_recoverability_point_by_method: Option<BTreeMap<String, String>>,
+    /// Last successful backup per backup method.
+    pub last_successful_backup_by_method: Option<BTreeMap<String, String>>,
+    /// Certificates in use and their expirations.
+    pub certificates: Option<CertificatesStatus>,
+    /// The image PGDATA was created with.
+    pub pg_data_image_info: Option<ImageInfo>,
+    /// The image PGDATA is being moved to.
+    pub target_pg_data_image_info: Option<ImageInfo>,
+    /// Where instances run.
+    pub topology: Option<Topology>,
+    /// Versions of the secrets in use.
+    pub secrets_resource_version: Option<SecretsResourceVersion>,
+    /// Versions of the config maps in use.
+    pub config_map_resource_version: Option<ConfigMapResourceVersion>,
+    /// Addresses matched by `spec.podSelectorRefs`.
+    pub pod_selector_refs: Option<Vec<PodSelectorRefStatus>>,
+    /// A replica-cluster switch in progress.
+    pub switch_replica_cluster_status: Option<SwitchReplicaClusterStatus>,
+    /// Whether instance managers are updated in place.
+    pub online_update_enabled: Option<bool>,
+}
+
+/// Certificates in use.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct CertificatesStatus {
+    /// The effective configuration.
+    #[serde(flatten)]
+    pub configuration: crate::cluster::CertificatesConfiguration,
+    /// Expiration date per secret.
+    pub expirations: Option<BTreeMap<String, String>>,
+}
+
+/// An image and the PostgreSQL major it runs.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageInfo {
+    /// The image.
+    pub image: String,
+    /// Its PostgreSQL major version.
+    pub major_version: i64,
+}
+
+/// Where instances run.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Topology {
+    /// Labels of each instance's host.
+    pub instances: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Number of hosts used.
+    pub nodes_used: Option<i64>,
+    /// Whether the topology could be read.
+    pub successfully_extracted: Option<bool>,
+}
+
+/// Addresses matched by a named pod selector.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PodSelectorRefStatus {
+    /// Selector name.
+    pub name: String,
+    /// Matched addresses.
+    pub ips: Option<Vec<String>>,
+}
+
+/// A replica-cluster switch.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchReplicaClusterStatus {
+    /// Whether a switch is in progress.
+    pub in_progress: Option<bool>,
 }
 
 /// What one instance reported.
@@ -120,4 +216,42 @@ pub struct TablespaceState {
     pub state: String,
     /// Last error.
     pub error: Option<String>,
+}
+
+/// Versions of the secrets a cluster uses, to notice changes.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsResourceVersion {
+    /// Superuser secret.
+    pub superuser_secret_version: Option<String>,
+    /// Replication certificate secret.
+    pub replication_secret_version: Option<String>,
+    /// Application user secret.
+    pub application_secret_version: Option<String>,
+    /// Managed roles' password secrets, by role.
+    pub managed_role_secret_version: Option<BTreeMap<String, String>>,
+    /// CA secret.
+    pub ca_secret_version: Option<String>,
+    /// Client CA secret.
+    pub client_ca_secret_version: Option<String>,
+    /// Server CA secret.
+    pub server_ca_secret_version: Option<String>,
+    /// Server certificate secret.
+    pub server_secret_version: Option<String>,
+    /// Object store endpoint CA.
+    #[serde(rename = "barmanEndpointCA")]
+    pub barman_endpoint_ca: Option<String>,
+    /// External clusters' secrets.
+    pub external_cluster_secret_version: Option<BTreeMap<String, String>>,
+    /// Custom metrics query secrets.
+    pub metrics: Option<BTreeMap<String, String>>,
+}
+
+/// Versions of the config maps a cluster uses.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigMapResourceVersion {
+    /// Custom metrics query config maps.
+    pub metrics: Option<BTreeMap<String, String>>,
 }
