@@ -213,11 +213,6 @@ def official_schema(kind: str, api_version: str, k8s_version: str, strict: bool 
     return _schema_json(k8s_version, strict, f"{kind.lower()}-{group_version}.json")
 
 
-def _iter_validation_errors(validator, instance) -> Iterator[jsonschema.ValidationError]:
-    for err in validator.iter_errors(instance):
-        yield err
-
-
 def _format_errors(errors: Iterable[jsonschema.ValidationError], prefix: str = "") -> list[str]:
     out = []
     for e in sorted(errors, key=lambda e: (list(map(str, e.absolute_path)), e.message)):
@@ -379,6 +374,9 @@ def structural_errors(crd: dict) -> list[str]:
     storage = 0
     for vi, version in enumerate(versions):
         vpath = f"spec.versions[{vi}]"
+        if not isinstance(version, dict):
+            errs.append(f"{vpath}: Invalid value: must be an object")
+            continue
         vname = version.get("name")
         if vname in seen_versions:
             errs.append(f"spec.versions: Invalid value: must contain unique version names ({vname!r} repeated)")
@@ -1073,7 +1071,7 @@ def find_crd(api_version: str, kind: str, crds: Iterable[dict] | None = None) ->
     return crd, version
 
 
-def manifest_json_schema(crd: dict, version: str, k8s_version: str | None = None) -> dict:
+def manifest_json_schema(crd: dict, version: str) -> dict:
     """The JSON Schema a manifest of this CRD version must satisfy."""
     spec = crd["spec"]
     vdef = next(v for v in spec["versions"] if v.get("name") == version)
@@ -1144,7 +1142,7 @@ def validate_manifest(doc: Any, crds: Iterable[dict] | None = None, k8s_version:
     k8s_version = k8s_version or TARGET_K8S_VERSION
     root = versions[version]["schema"]["openAPIV3Schema"]
     instance = prune_nulls_and_default(copy.deepcopy(doc), root)
-    schema = manifest_json_schema(crd, version, k8s_version)
+    schema = manifest_json_schema(crd, version)
     validator = _validator_class()(schema, registry=_registry(k8s_version, False), format_checker=FORMAT_CHECKER)
     errors = []
     for e in validator.iter_errors(instance):
