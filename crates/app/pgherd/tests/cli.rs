@@ -121,3 +121,19 @@ fn crds_output_matches_the_committed_file() {
         "deploy/crds/crds.yaml is out of date: run `cargo run -q -p pgherd -- crds > deploy/crds/crds.yaml`"
     );
 }
+
+#[test]
+fn a_bad_label_or_secret_value_does_not_hide_other_errors() {
+    let manifest = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  k: \"%%%\"\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: c\n  labels:\n    a: 1\nspec:\n  storage:\n    size: 1Gi\n  postgresql:\n    parameters:\n      max_connections: 200\n      port: \"5433\"\n    pg_hba:\n      - host all all 10.0.0.0/33 md5\n";
+    let (code, text) = validate_stdin(manifest);
+    assert_eq!(code, Some(1));
+    for expected in [
+        "<stdin>:1: Secret/s: data.k: not valid base64",
+        "<stdin>:2: Cluster/c: metadata.labels.a: must be a string",
+        "<stdin>:2: Cluster/c: spec.postgresql.parameters.max_connections: must be a string, got the number 200 (hint: put the value in quotes: \"200\")",
+        "<stdin>:2: Cluster/c: spec.postgresql.parameters.port: this parameter is set by the operator",
+        "<stdin>:2: Cluster/c: spec.postgresql.pg_hba[0]: invalid pg_hba line",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(expected)), "missing {expected:?} in:\n{text}");
+    }
+}

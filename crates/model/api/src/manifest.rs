@@ -134,19 +134,22 @@ const METADATA_FIELDS: &[&str] = &[
     "selfLink",
 ];
 
-fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) {
+/// Check `metadata` and return what can be kept of it (fields of the wrong type are dropped,
+/// so one bad label does not stop the rest of the object from being validated).
+fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) -> Value {
     let path = FieldPath::new("metadata");
     let Some(meta) = doc.get("metadata") else {
         out.push(
             Diagnostic::error("metadata", "required field is missing")
                 .with_hint("add metadata.name"),
         );
-        return;
+        return json!({});
     };
     let Some(meta) = meta.as_object() else {
         out.push(Diagnostic::error("metadata", "must be an object"));
-        return;
+        return json!({});
     };
+    let mut kept = serde_json::Map::new();
     for (key, value) in meta {
         if !METADATA_FIELDS.contains(&key.as_str()) {
             let mut d = Diagnostic::error(path.key(key).as_str(), "unknown field");
@@ -157,8 +160,11 @@ fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) {
         } else if matches!(key.as_str(), "labels" | "annotations") {
             match value.as_object() {
                 Some(map) => {
+                    let mut strings = serde_json::Map::new();
                     for (k, v) in map {
-                        if !v.is_string() {
+                        if v.is_string() {
+                            strings.insert(k.clone(), v.clone());
+                        } else {
                             out.push(
                                 Diagnostic::error(
                                     path.key(key).key(k).as_str(),
@@ -168,6 +174,7 @@ fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) {
                             );
                         }
                     }
+                    kept.insert(key.clone(), Value::Object(strings));
                 }
                 None if value.is_null() => {}
                 None => out.push(Diagnostic::error(
@@ -175,12 +182,18 @@ fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) {
                     "must be a map of strings",
                 )),
             }
-        } else if matches!(key.as_str(), "name" | "namespace") && !value.is_string() {
+        } else if matches!(key.as_str(), "name" | "namespace" | "generateName")
+            && !value.is_string()
+        {
             out.push(Diagnostic::error(
                 path.key(key).as_str(),
                 "must be a string",
             ));
+        } else if matches!(key.as_str(), "name" | "namespace" | "generateName") {
+            kept.insert(key.clone(), value.clone());
         }
+        // Server-owned fields (uid, resourceVersion, managedFields, ...) are accepted and
+        // dropped, as `kubectl apply` of an exported object does.
     }
     let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
     if name.is_empty() {
@@ -205,6 +218,31 @@ fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) {
             ));
         }
     }
+    Value::Object(kept)
+}
+
+/// Secret `data` values must be base64; report each bad one and drop it.
+fn check_secret_data(body: &mut Value, out: &mut Vec<Diagnostic>) {
+    use base64::Engine as _;
+    let Some(data) = body.get_mut("data").and_then(Value::as_object_mut) else {
+        return;
+    };
+    data.retain(|key, value| {
+        let ok = value.as_str().is_none_or(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .is_ok()
+        });
+        if !ok {
+            out.push(
+                Diagnostic::error(FieldPath::new("data").key(key).as_str(), "not valid base64")
+                    .with_hint(
+                        "encode the value with base64, or put it as plain text under stringData",
+                    ),
+            );
+        }
+        ok
+    });
 }
 
 /// What kind of document this is, by `apiVersion` and `kind`.
@@ -346,13 +384,13 @@ fn load_document(raw: RawDocument) -> Manifest {
         manifest.diagnostics = out;
         return manifest;
     }
-    check_metadata(&doc, &mut out);
+    let metadata = check_metadata(&doc, &mut out);
     let mut body = doc.clone();
-    let metadata = body.as_object_mut().and_then(|m| {
+    if let Some(m) = body.as_object_mut() {
         m.remove("apiVersion");
         m.remove("kind");
-        m.remove("metadata")
-    });
+        m.remove("metadata");
+    }
     let schema = match kind {
         Kind::Served(k) => crd_schemas().get(k).cloned().unwrap_or(Value::Null),
         Kind::Secret => secret_schema(),
@@ -367,9 +405,10 @@ fn load_document(raw: RawDocument) -> Manifest {
                 map.insert(key.to_string(), v.clone());
             }
         }
-        if let Some(meta) = metadata {
-            map.insert("metadata".to_string(), meta);
-        }
+        map.insert("metadata".to_string(), metadata);
+    }
+    if matches!(kind, Kind::Secret) {
+        check_secret_data(&mut pruned, &mut out);
     }
     let object = match kind {
         Kind::Served("Cluster") => decode::<Cluster>(pruned, &mut out).map(|mut c| {
