@@ -443,9 +443,49 @@ fn load_document(raw: RawDocument) -> Manifest {
         }
         Kind::Foreign => None,
     };
+    refine_hints(&mut out);
     manifest.object = object;
     manifest.diagnostics = out;
     manifest
+}
+
+/// Fields users write that CloudNativePG never had, with what they meant: a generic
+/// "unknown field" is replaced by the specific fix.
+const KNOWN_MISTAKES: &[(&str, &str)] = &[
+    (
+        "spec.bootstrap.recovery.externalClusterName",
+        "put the external cluster's name in spec.bootstrap.recovery.source (source: <name>) and define it in spec.externalClusters",
+    ),
+    (
+        "spec.bootstrap.recovery.externalCluster",
+        "put the external cluster's name in spec.bootstrap.recovery.source and define it in spec.externalClusters",
+    ),
+    (
+        "spec.backup.barmanObjectStore.retentionPolicy",
+        "retentionPolicy belongs in spec.backup, beside barmanObjectStore",
+    ),
+];
+
+fn refine_hints(diagnostics: &mut [Diagnostic]) {
+    for d in diagnostics
+        .iter_mut()
+        .filter(|d| d.message == "unknown field")
+    {
+        if let Some((_, hint)) = KNOWN_MISTAKES.iter().find(|(path, _)| *path == d.path) {
+            d.hint = Some((*hint).to_string());
+        } else if let Some(name) = d.path.strip_prefix("spec.postgresql.") {
+            // A PostgreSQL setting written one level too high.
+            if d.hint
+                .as_deref()
+                .is_none_or(|h| h.starts_with("known fields"))
+                && pgherd_postgres::guc::is_valid_name(name)
+            {
+                d.hint = Some(format!(
+                    "PostgreSQL settings go under spec.postgresql.parameters: {name}: \"...\""
+                ));
+            }
+        }
+    }
 }
 
 /// Split and load one file's text; semantic validation happens in [`validate_all`].
