@@ -109,6 +109,50 @@ pub struct ClusterStatus {
     pub switch_replica_cluster_status: Option<SwitchReplicaClusterStatus>,
     /// Whether instance managers are updated in place.
     pub online_update_enabled: Option<bool>,
+    /// Plugins in use and what they can do.
+    pub plugin_status: Option<Vec<PluginStatus>>,
+    /// Secrets created for poolers of this cluster.
+    pub pooler_integrations: Option<PoolerIntegrations>,
+}
+
+/// A plugin in use and what it can do.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: Option<String>,
+    /// What it implements.
+    pub capabilities: Option<Vec<String>>,
+    /// Operator services it implements.
+    pub operator_capabilities: Option<Vec<String>>,
+    /// WAL services it implements.
+    pub wal_capabilities: Option<Vec<String>>,
+    /// Backup services it implements.
+    pub backup_capabilities: Option<Vec<String>>,
+    /// Restore job hooks it implements.
+    pub restore_job_hook_capabilities: Option<Vec<String>>,
+    /// Its own status.
+    pub status: Option<String>,
+}
+
+/// Secrets created for poolers of this cluster.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolerIntegrations {
+    /// PgBouncer integration.
+    pub pg_bouncer_integration: Option<PgBouncerIntegration>,
+}
+
+/// PgBouncer integration secrets.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PgBouncerIntegration {
+    /// Secret names.
+    pub secrets: Option<Vec<String>>,
 }
 
 /// Certificates in use.

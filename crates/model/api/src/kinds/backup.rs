@@ -124,6 +124,46 @@ pub struct BackupStatus {
     pub instance_id: Option<InstanceId>,
     /// Plugin metadata.
     pub plugin_metadata: Option<BTreeMap<String, String>>,
+    /// S3 credentials used (copied so a restore can reuse them).
+    pub s3_credentials: Option<crate::barman::S3Credentials>,
+    /// Azure credentials used.
+    pub azure_credentials: Option<crate::barman::AzureCredentials>,
+    /// Google credentials used.
+    pub google_credentials: Option<crate::barman::GoogleCredentials>,
+    /// Output of the backup command.
+    pub command_output: Option<String>,
+    /// `backup_label` of an online snapshot backup (base64).
+    pub backup_label_file: Option<String>,
+    /// `tablespace_map` of an online snapshot backup (base64).
+    pub tablespace_map_file: Option<String>,
+    /// Snapshots taken.
+    pub snapshot_backup_status: Option<SnapshotBackupStatus>,
+    /// When reconciliation of the backup started.
+    pub reconciliation_started_at: Option<String>,
+    /// When reconciliation of the backup ended.
+    pub reconciliation_terminated_at: Option<String>,
+}
+
+/// Snapshots of a volume snapshot backup.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotBackupStatus {
+    /// One entry per snapshot.
+    pub elements: Option<Vec<BackupSnapshotElement>>,
+}
+
+/// One snapshot of a backup.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSnapshotElement {
+    /// Snapshot name.
+    pub name: String,
+    /// `PG_DATA`, `PG_WAL` or `PG_TABLESPACE`.
+    #[serde(rename = "type")]
+    pub element_type: String,
+    /// Tablespace, for `PG_TABLESPACE`.
+    pub tablespace_name: Option<String>,
 }
 
 /// The instance that took a backup.

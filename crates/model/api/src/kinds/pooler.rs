@@ -174,6 +174,50 @@ pub struct PoolerStatus {
     pub phase_reason: Option<String>,
     /// Last error.
     pub error: Option<String>,
+    /// PgBouncer image in use.
+    pub image: Option<String>,
+    /// Secrets in use and their versions.
+    pub secrets: Option<PoolerSecrets>,
+}
+
+/// A secret and the version of it in use.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SecretVersion {
+    /// Secret name.
+    pub name: Option<String>,
+    /// Resource version in use.
+    pub version: Option<String>,
+}
+
+/// Secrets a pooler uses.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolerSecrets {
+    /// Server TLS certificate.
+    #[serde(rename = "serverTLS")]
+    pub server_tls: Option<SecretVersion>,
+    /// Server CA.
+    #[serde(rename = "serverCA")]
+    pub server_ca: Option<SecretVersion>,
+    /// Client CA.
+    #[serde(rename = "clientCA")]
+    pub client_ca: Option<SecretVersion>,
+    /// Client TLS certificate.
+    #[serde(rename = "clientTLS")]
+    pub client_tls: Option<SecretVersion>,
+    /// PgBouncer's own secrets.
+    pub pg_bouncer_secrets: Option<PgBouncerSecrets>,
+}
+
+/// PgBouncer's own secrets.
+#[skip_serializing_none]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PgBouncerSecrets {
+    /// Auth query credentials.
+    pub auth_query: Option<SecretVersion>,
 }
 
 /// PgBouncer parameters a Pooler may set.
