@@ -19,13 +19,17 @@ fn check_cluster_ref(name: &str, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn check_method(
+/// The rules a Backup and a ScheduledBackup share: which cluster, and which method with which
+/// options.
+fn check_backup_request(
+    cluster: &str,
     method: Option<BackupMethod>,
     online: bool,
     online_configuration: bool,
     plugin: Option<&BackupPluginConfiguration>,
     out: &mut Vec<Diagnostic>,
 ) {
+    check_cluster_ref(cluster, out);
     let method = method.unwrap_or_default();
     if method == BackupMethod::BarmanObjectStore {
         if online {
@@ -56,8 +60,8 @@ fn check_method(
 pub fn validate_backup(backup: &Backup) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let s = &backup.spec;
-    check_cluster_ref(&s.cluster.name, &mut out);
-    check_method(
+    check_backup_request(
+        &s.cluster.name,
         s.method,
         s.online.is_some(),
         s.online_configuration.is_some(),
@@ -84,8 +88,8 @@ pub fn validate_backup(backup: &Backup) -> Vec<Diagnostic> {
 pub fn validate_scheduled_backup(backup: &ScheduledBackup) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let s = &backup.spec;
-    check_cluster_ref(&s.cluster.name, &mut out);
-    check_method(
+    check_backup_request(
+        &s.cluster.name,
         s.method,
         s.online.is_some(),
         s.online_configuration.is_some(),
