@@ -1,0 +1,62 @@
+//! Errors of the instance manager, one variant per failure a caller handles differently.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("PostgreSQL {major} server binaries not found (looked in {searched}); install them, e.g. `apt-get install postgresql-{major}`, or point --postgres-bin at their directory")]
+    BinariesMissing { major: u32, searched: String },
+    #[error("the binaries in {dir} are PostgreSQL {found}, not {wanted}")]
+    WrongMajor {
+        dir: PathBuf,
+        found: String,
+        wanted: u32,
+    },
+    #[error("operating-system user {0:?} does not exist; create it or choose another with --postgres-user")]
+    NoSuchUser(String),
+    #[error("refusing to run PostgreSQL as root; choose an unprivileged user")]
+    RootUser,
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{command} failed ({status}): {output}")]
+    CommandFailed {
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error("PostgreSQL did not accept connections within {seconds}s; see {log}")]
+    NotReady { seconds: u64, log: PathBuf },
+    #[error("invalid bootstrap setting: {0}")]
+    InvalidSetting(String),
+}
+
+impl InstanceError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        InstanceError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A stable category, for metrics labels and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            InstanceError::BinariesMissing { .. } | InstanceError::WrongMajor { .. } => "binaries",
+            InstanceError::NoSuchUser(_) | InstanceError::RootUser => "os-user",
+            InstanceError::Io { .. } => "io",
+            InstanceError::CommandFailed { .. } => "command",
+            InstanceError::NotReady { .. } => "not-ready",
+            InstanceError::InvalidSetting(_) => "configuration",
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The instance manager's engine: everything about running one PostgreSQL instance — finding
+//! the server binaries for a major version, preparing a data directory owned by an
+//! unprivileged user, bootstrapping it with `initdb`, writing its configuration, and starting,
+//! checking and stopping the postmaster.
+//!
+//! Depends only on the model crates; it is the only component that touches PGDATA. It must not
+//! depend on a platform (Kubernetes or local) or on the app.
+
+pub mod binaries;
+pub mod error;
+pub mod os_user;
+pub mod postgres;
+
+pub use binaries::PgBinaries;
+pub use error::InstanceError;
+pub use os_user::OsUser;
+pub use postgres::{InitDbOptions, Postgres, ShutdownMode};

@@ -1,0 +1,297 @@
+//! One PostgreSQL server: bootstrap with `initdb`, configuration files, and the postmaster's
+//! lifecycle. Every PostgreSQL program runs as the instance's unprivileged [`OsUser`].
+
+use crate::{InstanceError, OsUser, PgBinaries};
+use pgherd_api::cluster::BootstrapInitDb;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to stop the postmaster (`pg_ctl stop -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Wait for clients to disconnect.
+    Smart,
+    /// Disconnect clients, checkpoint, stop.
+    Fast,
+    /// Stop at once; crash recovery runs at the next start.
+    Immediate,
+}
+
+impl ShutdownMode {
+    fn as_arg(self) -> &'static str {
+        match self {
+            ShutdownMode::Smart => "smart",
+            ShutdownMode::Fast => "fast",
+            ShutdownMode::Immediate => "immediate",
+        }
+    }
+}
+
+/// `initdb` options from `bootstrap.initdb`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InitDbOptions {
+    pub encoding: Option<String>,
+    pub locale: Option<String>,
+    pub locale_collate: Option<String>,
+    pub locale_ctype: Option<String>,
+    pub locale_provider: Option<String>,
+    pub icu_locale: Option<String>,
+    pub icu_rules: Option<String>,
+    pub builtin_locale: Option<String>,
+    pub data_checksums: bool,
+    /// WAL segment size in MB.
+    pub wal_segment_size: Option<i64>,
+    /// Raw options (deprecated `options`); when set, the fields above are not used.
+    pub raw: Vec<String>,
+}
+
+impl InitDbOptions {
+    pub fn from_spec(spec: &BootstrapInitDb) -> Self {
+        InitDbOptions {
+            encoding: spec.encoding.clone(),
+            locale: spec.locale.clone(),
+            locale_collate: spec.locale_collate.clone(),
+            locale_ctype: spec.locale_ctype.clone(),
+            locale_provider: spec.locale_provider.clone(),
+            icu_locale: spec.icu_locale.clone(),
+            icu_rules: spec.icu_rules.clone(),
+            builtin_locale: spec.builtin_locale.clone(),
+            data_checksums: spec.data_checksums == Some(true),
+            wal_segment_size: spec.wal_segment_size,
+            raw: spec.options.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The command-line arguments, each option as one argument (no shell involved).
+    pub fn args(&self) -> Result<Vec<String>, InstanceError> {
+        if !self.raw.is_empty() {
+            return Ok(self.raw.clone());
+        }
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: &Option<String>| {
+            if let Some(v) = value {
+                args.push(format!("{flag}={v}"));
+            }
+        };
+        push("--encoding", &self.encoding);
+        push("--locale", &self.locale);
+        push("--lc-collate", &self.locale_collate);
+        push("--lc-ctype", &self.locale_ctype);
+        push("--locale-provider", &self.locale_provider);
+        push("--icu-locale", &self.icu_locale);
+        push("--icu-rules", &self.icu_rules);
+        push("--builtin-locale", &self.builtin_locale);
+        if self.data_checksums {
+            args.push("--data-checksums".to_string());
+        }
+        if let Some(size) = self.wal_segment_size {
+            if !(1..=1024).contains(&size) || size & (size - 1) != 0 {
+                return Err(InstanceError::InvalidSetting(format!(
+                    "walSegmentSize {size} is not a power of two between 1 and 1024"
+                )));
+            }
+            args.push(format!("--wal-segsize={size}"));
+        }
+        Ok(args)
+    }
+}
+
+/// One PostgreSQL server and where its files are.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pub binaries: PgBinaries,
+    pub pgdata: PathBuf,
+    /// Directory of the Unix socket.
+    pub socket_dir: PathBuf,
+    pub port: u16,
+    pub user: OsUser,
+    /// Where the postmaster's own output goes.
+    pub log_file: PathBuf,
+}
+
+fn run(mut command: Command, what: &str) -> Result<String, InstanceError> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| InstanceError::io("cannot run", what, e))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(InstanceError::CommandFailed {
+            command: what.to_string(),
+            status: out.status.to_string(),
+            output: text.trim().to_string(),
+        })
+    }
+}
+
+impl Postgres {
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.binaries.bin(program));
+        self.user.apply(&mut command);
+        // The user must be able to enter the working directory.
+        command.current_dir(self.pgdata.parent().unwrap_or(Path::new("/")));
+        command.env_remove("PGDATA").env("LC_ALL", "C.UTF-8");
+        command
+    }
+
+    /// Whether PGDATA holds a cluster.
+    pub fn is_initialized(&self) -> bool {
+        self.pgdata.join("PG_VERSION").is_file()
+    }
+
+    /// Create the cluster with `initdb` (superuser `postgres`). PGDATA must be absent or empty.
+    pub fn initdb(&self, options: &InitDbOptions) -> Result<(), InstanceError> {
+        self.user.own_dir(&self.pgdata, 0o700)?;
+        let mut command = self.command("initdb");
+        command
+            .arg("--pgdata")
+            .arg(&self.pgdata)
+            .arg("--username=postgres")
+            .arg("--auth-local=peer")
+            .arg("--auth-host=scram-sha-256")
+            .arg("--no-instructions")
+            .args(options.args()?);
+        run(command, "initdb").map(|_| ())
+    }
+
+    /// Write a file inside PGDATA, owned by the instance user, mode 0600.
+    pub fn write_file(&self, name: &str, contents: &str) -> Result<(), InstanceError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.pgdata.join(name);
+        let tmp = self.pgdata.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, contents).map_err(|e| InstanceError::io("cannot write", &tmp, e))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| InstanceError::io("cannot set permissions of", &tmp, e))?;
+        self.user.own_file(&tmp)?;
+        std::fs::rename(&tmp, &path).map_err(|e| InstanceError::io("cannot replace", &path, e))
+    }
+
+    /// Start the postmaster as a child process. Its output goes to [`Postgres::log_file`].
+    pub fn start(&self) -> Result<Child, InstanceError> {
+        self.user.own_dir(&self.socket_dir, 0o700)?;
+        if let Some(dir) = self.log_file.parent() {
+            self.user.own_dir(dir, 0o700)?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)
+            .map_err(|e| InstanceError::io("cannot open", &self.log_file, e))?;
+        self.user.own_file(&self.log_file)?;
+        let err_log = log
+            .try_clone()
+            .map_err(|e| InstanceError::io("cannot open", &self.log_file, e))?;
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(&self.socket_dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log);
+        command
+            .spawn()
+            .map_err(|e| InstanceError::io("cannot start postgres in", &self.pgdata, e))
+    }
+
+    /// Whether the server accepts connections (`pg_isready` on the Unix socket).
+    pub fn is_ready(&self) -> bool {
+        let mut command = self.command("pg_isready");
+        command
+            .arg("-q")
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-t")
+            .arg("1");
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Wait until the server accepts connections.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<(), InstanceError> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.is_ready() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(InstanceError::NotReady {
+            seconds: timeout.as_secs(),
+            log: self.log_file.clone(),
+        })
+    }
+
+    /// Stop the postmaster and wait for it to exit.
+    pub fn stop(&self, mode: ShutdownMode, timeout: Duration) -> Result<(), InstanceError> {
+        let mut command = self.command("pg_ctl");
+        command
+            .arg("stop")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-m")
+            .arg(mode.as_arg())
+            .arg("-w")
+            .arg("-t")
+            .arg(timeout.as_secs().max(1).to_string());
+        run(command, "pg_ctl stop").map(|_| ())
+    }
+
+    /// The postmaster's PID from `postmaster.pid`, if the file exists.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initdb_arguments() {
+        let spec = BootstrapInitDb {
+            encoding: Some("UTF8".into()),
+            locale_collate: Some("C".into()),
+            data_checksums: Some(true),
+            wal_segment_size: Some(32),
+            ..Default::default()
+        };
+        let args = InitDbOptions::from_spec(&spec).args().unwrap();
+        assert_eq!(
+            args,
+            [
+                "--encoding=UTF8",
+                "--lc-collate=C",
+                "--data-checksums",
+                "--wal-segsize=32"
+            ]
+        );
+        let bad = BootstrapInitDb {
+            wal_segment_size: Some(24),
+            ..Default::default()
+        };
+        assert!(InitDbOptions::from_spec(&bad).args().is_err());
+        let raw = BootstrapInitDb {
+            options: Some(vec!["-k".into()]),
+            encoding: Some("LATIN1".into()),
+            ..Default::default()
+        };
+        assert_eq!(InitDbOptions::from_spec(&raw).args().unwrap(), ["-k"]);
+    }
+}

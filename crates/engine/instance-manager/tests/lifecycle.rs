@@ -1,0 +1,78 @@
+//! A real PostgreSQL 15 server (Debian's, installed by scripts/install.sh): bootstrap, start,
+//! readiness, crash (kill -9) and restart with crash recovery, clean stop. Runs PostgreSQL as
+//! the `postgres` user when the tests run as root.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use pgherd_instance_manager::{InitDbOptions, OsUser, PgBinaries, Postgres, ShutdownMode};
+use std::time::Duration;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn server(root: &std::path::Path) -> Postgres {
+    let user = OsUser::for_postgres("postgres")
+        .expect("a postgres OS user (scripts/install.sh creates it)");
+    user.own_dir(root, 0o755).unwrap();
+    Postgres {
+        binaries: PgBinaries::locate(15, None)
+            .expect("PostgreSQL 15 (scripts/install.sh installs it)"),
+        pgdata: root.join("pgdata"),
+        socket_dir: root.join("run"),
+        port: free_port(),
+        user,
+        log_file: root.join("log/postgres.log"),
+    }
+}
+
+#[test]
+fn bootstrap_start_crash_recover_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = server(dir.path());
+    assert!(!pg.is_initialized());
+    pg.initdb(&InitDbOptions {
+        encoding: Some("UTF8".into()),
+        data_checksums: true,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(pg.is_initialized());
+    pg.write_file("postgresql.auto.conf", "listen_addresses = ''\n")
+        .unwrap();
+
+    let mut child = pg.start().unwrap();
+    pg.wait_ready(Duration::from_secs(30)).unwrap();
+    let pid = pg.postmaster_pid().expect("postmaster.pid");
+    assert_eq!(pid, child.id());
+
+    // Crash: kill -9 the postmaster, then start again; crash recovery must bring it back.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    // Orphaned backends may hold shared memory for a moment; the new postmaster waits for them.
+    let mut child = pg.start().unwrap();
+    pg.wait_ready(Duration::from_secs(30)).unwrap();
+    let log = std::fs::read_to_string(&pg.log_file).unwrap();
+    assert!(
+        log.contains("database system was interrupted") || log.contains("not properly shut down"),
+        "{log}"
+    );
+
+    pg.stop(ShutdownMode::Fast, Duration::from_secs(30))
+        .unwrap();
+    assert!(child.wait().unwrap().success() || !pg.is_ready());
+    assert!(!pg.is_ready());
+}
+
+#[test]
+fn refuses_root_and_unknown_users() {
+    assert!(OsUser::lookup("root").is_err());
+    assert!(OsUser::lookup("no-such-user-pgherd").is_err());
+}
