@@ -1,8 +1,8 @@
 //! PostgreSQL domain rules with no I/O: server versions (and reading the major version out of
 //! a container image reference), configuration parameter (GUC) rules — which ones the operator
 //! owns, which ones are forbidden, what the defaults are — and the grammar of `pg_hba.conf`
-//! lines, and the quoting of SQL identifiers and literals. Everything here is a pure function
-//! of its input.
+//! lines, WAL positions and segment names, and the quoting of SQL identifiers and literals.
+//! Everything here is a pure function of its input.
 //!
 //! Must not depend on any other pgherd crate, on I/O, or on an async runtime.
 
@@ -11,5 +11,7 @@ pub mod guc;
 pub mod hba;
 pub mod quote;
 pub mod version;
+pub mod wal;
 
 pub use version::{MajorVersion, VersionError};
+pub use wal::{Lsn, Timeline};
