@@ -1,0 +1,115 @@
+//! The instance protocol: what an instance manager reports about its PostgreSQL (served as
+//! JSON at `/pg/status`, CloudNativePG's path) and what the controller asks of it. Shared by
+//! both sides so they cannot drift apart.
+//!
+//! Pure data: depends only on the model crates and serde.
+
+use pgherd_postgres::Lsn;
+use serde::{Deserialize, Serialize};
+
+/// Path of the status endpoint.
+pub const STATUS_PATH: &str = "/pg/status";
+
+/// The role an instance plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Replica,
+    /// PostgreSQL is not running (stopped, fenced, crashed, bootstrapping).
+    Down,
+}
+
+/// One instance's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    /// Instance name (`<cluster>-<serial>`), CloudNativePG's `pod`.
+    pub pod: String,
+    pub role: Role,
+    /// Whether it runs as primary (not in recovery).
+    pub is_primary: bool,
+    /// Whether it accepts connections and, for a replica, streams.
+    pub ready: bool,
+    /// Primary: the current write position. Replica: the last replayed one.
+    pub current_lsn: Option<Lsn>,
+    /// Replica: the last WAL position received from the primary.
+    pub received_lsn: Option<Lsn>,
+    /// Replica: the last WAL position replayed.
+    pub replay_lsn: Option<Lsn>,
+    #[serde(rename = "timeLineID")]
+    pub timeline_id: Option<u32>,
+    /// PostgreSQL system identifier (as a decimal string).
+    #[serde(rename = "systemID")]
+    pub system_id: Option<String>,
+    pub is_wal_receiver_active: bool,
+    pub replay_paused: bool,
+    /// A changed setting needs a restart.
+    pub pending_restart: bool,
+    /// The postmaster's process id.
+    pub postmaster_pid: Option<u32>,
+    /// Primary: its streaming replicas.
+    #[serde(default)]
+    pub replication_info: Vec<ReplicationInfo>,
+    pub instance_manager_version: String,
+}
+
+/// One streaming replica as the primary sees it (`pg_stat_replication`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationInfo {
+    pub application_name: String,
+    pub state: String,
+    pub sync_state: String,
+    pub sent_lsn: Option<Lsn>,
+    pub write_lsn: Option<Lsn>,
+    pub flush_lsn: Option<Lsn>,
+    pub replay_lsn: Option<Lsn>,
+}
+
+impl InstanceStatus {
+    /// The furthest WAL position this instance has (received for a replica, written for a
+    /// primary): what failover compares.
+    pub fn wal_position(&self) -> Option<Lsn> {
+        match self.role {
+            Role::Primary => self.current_lsn,
+            _ => self.received_lsn.max(self.replay_lsn),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_is_stable() {
+        let status = InstanceStatus {
+            pod: "cluster-example-2".into(),
+            role: Role::Replica,
+            is_primary: false,
+            ready: true,
+            current_lsn: Some("0/3000148".parse().unwrap_or_default()),
+            received_lsn: Some("0/3000200".parse().unwrap_or_default()),
+            replay_lsn: Some("0/3000148".parse().unwrap_or_default()),
+            timeline_id: Some(1),
+            system_id: Some("7300000000000000001".into()),
+            is_wal_receiver_active: true,
+            replay_paused: false,
+            pending_restart: false,
+            postmaster_pid: Some(42),
+            replication_info: vec![],
+            instance_manager_version: "0.1.0".into(),
+        };
+        let json = serde_json::to_value(&status).unwrap_or_default();
+        assert_eq!(json["receivedLsn"], "0/3000200");
+        assert_eq!(json["timeLineID"], 1);
+        assert_eq!(json["role"], "replica");
+        let back: InstanceStatus = serde_json::from_value(json).unwrap_or_else(|_| status.clone());
+        assert_eq!(back, status);
+        assert_eq!(
+            status.wal_position().map(|l| l.to_string()).as_deref(),
+            Some("0/3000200")
+        );
+    }
+}
