@@ -33,6 +33,11 @@ pub enum InstanceError {
     NotReady { seconds: u64, log: PathBuf },
     #[error("invalid bootstrap setting: {0}")]
     InvalidSetting(String),
+    #[error("{context}: {message}")]
+    Sql {
+        context: &'static str,
+        message: String,
+    },
 }
 
 impl InstanceError {
@@ -57,6 +62,7 @@ impl InstanceError {
             InstanceError::CommandFailed { .. } => "command",
             InstanceError::NotReady { .. } => "not-ready",
             InstanceError::InvalidSetting(_) => "configuration",
+            InstanceError::Sql { .. } => "sql",
         }
     }
 }

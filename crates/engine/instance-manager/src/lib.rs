@@ -8,6 +8,7 @@
 
 pub mod binaries;
 pub mod error;
+pub mod observe;
 pub mod os_user;
 pub mod postgres;
 

@@ -76,3 +76,47 @@ fn refuses_root_and_unknown_users() {
     assert!(OsUser::lookup("root").is_err());
     assert!(OsUser::lookup("no-such-user-pgherd").is_err());
 }
+
+#[test]
+fn observes_a_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = server(dir.path());
+    pg.initdb(&InitDbOptions::default()).unwrap();
+    // The test process is not the postgres OS user, so it cannot use peer authentication.
+    pg.write_file("pg_hba.conf", "local all all trust\n")
+        .unwrap();
+    pg.write_file("postgresql.auto.conf", "listen_addresses = ''\n")
+        .unwrap();
+    let mut child = pg.start().unwrap();
+    pg.wait_ready(Duration::from_secs(30)).unwrap();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime
+        .block_on(async {
+            let client = pgherd_instance_manager::observe::connect(&pg, "postgres").await?;
+            client
+                .batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+                .await
+                .unwrap();
+            pgherd_instance_manager::observe::observe(&client, "c-1", pg.postmaster_pid()).await
+        })
+        .unwrap();
+    assert!(status.is_primary);
+    assert_eq!(status.role, pgherd_instance_protocol::Role::Primary);
+    assert_eq!(status.timeline_id, Some(1));
+    assert!(status.current_lsn.is_some_and(|l| l.0 > 0));
+    assert!(status
+        .system_id
+        .as_deref()
+        .is_some_and(|s| s.parse::<u64>().is_ok()));
+    assert!(!status.pending_restart);
+    assert_eq!(status.postmaster_pid, Some(child.id()));
+    assert!(status.replication_info.is_empty());
+
+    pg.stop(ShutdownMode::Fast, Duration::from_secs(30))
+        .unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,156 @@
+//! What the instance manager reads from its PostgreSQL to report [`InstanceStatus`]: role,
+//! WAL positions, timeline, system identifier, WAL receiver, pending restart and streaming
+//! replicas. Connects over the Unix socket as `postgres`; every network call has a timeout.
+
+use crate::{InstanceError, Postgres};
+use pgherd_instance_protocol::{InstanceStatus, ReplicationInfo, Role};
+use pgherd_postgres::Lsn;
+use std::time::Duration;
+use tokio_postgres::{Client, NoTls};
+
+/// How long one connection attempt or status query may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn sql_error(context: &'static str) -> impl Fn(tokio_postgres::Error) -> InstanceError {
+    move |e| InstanceError::Sql {
+        context,
+        message: e.to_string(),
+    }
+}
+
+async fn timed<T>(
+    context: &'static str,
+    fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, InstanceError> {
+    match tokio::time::timeout(QUERY_TIMEOUT, fut).await {
+        Ok(result) => result.map_err(sql_error(context)),
+        Err(_) => Err(InstanceError::Sql {
+            context,
+            message: format!("timed out after {}s", QUERY_TIMEOUT.as_secs()),
+        }),
+    }
+}
+
+/// Connect to `database` as the `postgres` superuser over the Unix socket.
+pub async fn connect(pg: &Postgres, database: &str) -> Result<Client, InstanceError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(&pg.socket_dir)
+        .port(pg.port)
+        .user("postgres")
+        .dbname(database)
+        .application_name("pgherd-instance-manager")
+        .connect_timeout(QUERY_TIMEOUT);
+    let (client, connection) = timed("connect", config.connect(NoTls)).await?;
+    tokio::spawn(async move {
+        // The connection ends when the client is dropped; its error, if any, shows up on the
+        // next query, so nothing is lost by ignoring it here.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn lsn(text: Option<String>) -> Option<Lsn> {
+    text.and_then(|t| t.parse().ok())
+}
+
+/// Read the instance's status.
+pub async fn observe(
+    client: &Client,
+    pod: &str,
+    pid: Option<u32>,
+) -> Result<InstanceStatus, InstanceError> {
+    let row = timed(
+        "status",
+        client.query_one(
+            "SELECT pg_catalog.pg_is_in_recovery(), \
+                    (SELECT system_identifier::text FROM pg_catalog.pg_control_system()), \
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_settings WHERE pending_restart)",
+            &[],
+        ),
+    )
+    .await?;
+    let in_recovery: bool = row.get(0);
+    let system_id: Option<String> = row.get(1);
+    let pending_restart: bool = row.get(2);
+    let mut status = InstanceStatus {
+        pod: pod.to_string(),
+        role: if in_recovery {
+            Role::Replica
+        } else {
+            Role::Primary
+        },
+        is_primary: !in_recovery,
+        ready: true,
+        current_lsn: None,
+        received_lsn: None,
+        replay_lsn: None,
+        timeline_id: None,
+        system_id,
+        is_wal_receiver_active: false,
+        replay_paused: false,
+        pending_restart,
+        postmaster_pid: pid,
+        replication_info: Vec::new(),
+        instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    if in_recovery {
+        let row = timed(
+            "replica status",
+            client.query_one(
+                "SELECT pg_catalog.pg_last_wal_receive_lsn()::text, pg_catalog.pg_last_wal_replay_lsn()::text, \
+                        pg_catalog.pg_is_wal_replay_paused(), \
+                        (SELECT status = 'streaming' FROM pg_catalog.pg_stat_wal_receiver), \
+                        COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver), \
+                                 (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()))",
+                &[],
+            ),
+        )
+        .await?;
+        status.received_lsn = lsn(row.get(0));
+        status.replay_lsn = lsn(row.get(1));
+        status.current_lsn = status.replay_lsn;
+        status.replay_paused = row.get(2);
+        status.is_wal_receiver_active = row.get::<_, Option<bool>>(3).unwrap_or(false);
+        status.timeline_id = row
+            .get::<_, Option<i32>>(4)
+            .and_then(|t| u32::try_from(t).ok());
+    } else {
+        let row = timed(
+            "primary status",
+            client.query_one(
+                "SELECT pg_catalog.pg_current_wal_lsn()::text, pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn())",
+                &[],
+            ),
+        )
+        .await?;
+        status.current_lsn = lsn(row.get(0));
+        let walfile: String = row.get(1);
+        status.timeline_id = walfile
+            .get(..8)
+            .and_then(|t| u32::from_str_radix(t, 16).ok());
+        let rows = timed(
+            "replication",
+            client.query(
+                "SELECT application_name, COALESCE(state, ''), COALESCE(sync_state, ''), sent_lsn::text, \
+                        write_lsn::text, flush_lsn::text, replay_lsn::text \
+                 FROM pg_catalog.pg_stat_replication ORDER BY application_name",
+                &[],
+            ),
+        )
+        .await?;
+        status.replication_info = rows
+            .iter()
+            .map(|r| ReplicationInfo {
+                application_name: r.get(0),
+                state: r.get(1),
+                sync_state: r.get(2),
+                sent_lsn: lsn(r.get(3)),
+                write_lsn: lsn(r.get(4)),
+                flush_lsn: lsn(r.get(5)),
+                replay_lsn: lsn(r.get(6)),
+            })
+            .collect();
+    }
+    Ok(status)
+}
