@@ -1,0 +1,7 @@
+//! The cluster controller: from a validated Cluster to what must exist for it — its
+//! certificates and secrets first; the plan of instances, endpoints and status follows.
+//!
+//! Pure apart from randomness for keys and passwords: no file, network or process I/O, no
+//! platform. Depends only on the model crates.
+
+pub mod pki;

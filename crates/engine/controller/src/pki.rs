@@ -1,0 +1,147 @@
+//! A cluster's public-key infrastructure, as CloudNativePG manages it: one self-signed CA
+//! (`<cluster>-ca`) that signs the server certificate (`<cluster>-server`, valid for the
+//! cluster's service names) and the client certificate of the `streaming_replica` role
+//! (`<cluster>-replication`), which replicas use to stream and to clone. Certificates are
+//! valid for 90 days by default.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+use std::net::IpAddr;
+use time::{Duration, OffsetDateTime};
+
+/// Default certificate lifetime (CloudNativePG's `CERTIFICATE_DURATION`).
+pub const DEFAULT_VALIDITY_DAYS: i64 = 90;
+
+/// A certificate and its private key, PEM encoded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PemPair {
+    pub cert: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for PemPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print private keys.
+        f.debug_struct("PemPair")
+            .field("cert", &"<pem>")
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything a cluster needs for TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPki {
+    pub ca: PemPair,
+    pub server: PemPair,
+    pub replication: PemPair,
+}
+
+/// Why certificates could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot generate certificates: {0}")]
+pub struct PkiError(#[from] rcgen::Error);
+
+fn params(common_name: &str, days: i64) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(days);
+    Ok(params)
+}
+
+/// DNS names the server certificate is valid for: each service as `name`, `name.NS`,
+/// `name.NS.svc` and `name.NS.svc.cluster.local`, plus `extra`.
+pub fn server_names(cluster: &str, namespace: &str, extra: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    for suffix in ["rw", "r", "ro"] {
+        let service = format!("{cluster}-{suffix}");
+        names.push(service.clone());
+        names.push(format!("{service}.{namespace}"));
+        names.push(format!("{service}.{namespace}.svc"));
+        names.push(format!("{service}.{namespace}.svc.cluster.local"));
+    }
+    names.extend(extra.iter().cloned());
+    names
+}
+
+/// Generate a CA, a server certificate for `dns_names` and `ips`, and the `streaming_replica`
+/// client certificate.
+pub fn generate(
+    cluster: &str,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    days: i64,
+) -> Result<ClusterPki, PkiError> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = params(cluster, days)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key_pem = ca_key.serialize_pem();
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+
+    let server_key = KeyPair::generate()?;
+    let mut server_params = params(&format!("{cluster}-rw"), days)?;
+    server_params.subject_alt_names = dns_names
+        .iter()
+        .map(|n| n.clone().try_into().map(SanType::DnsName))
+        .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+        .collect::<Result<_, _>>()?;
+    server_params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server = server_params.signed_by(&server_key, &ca)?;
+
+    let client_key = KeyPair::generate()?;
+    let mut client_params = params(pgherd_postgres::conf::STREAMING_REPLICA_USER, days)?;
+    client_params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca)?;
+
+    Ok(ClusterPki {
+        ca: PemPair {
+            cert: ca.pem(),
+            key: ca_key_pem,
+        },
+        server: PemPair {
+            cert: server.pem(),
+            key: server_key.serialize_pem(),
+        },
+        replication: PemPair {
+            cert: client.pem(),
+            key: client_key.serialize_pem(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_pem_material_and_hides_keys() {
+        let names = server_names("c", "default", &["localhost".to_string()]);
+        assert!(names.contains(&"c-rw.default.svc".to_string()));
+        let pki = generate("c", &names, &["127.0.0.1".parse().unwrap()], 90).unwrap();
+        for pair in [&pki.ca, &pki.server, &pki.replication] {
+            assert!(pair.cert.starts_with("-----BEGIN CERTIFICATE-----"));
+            assert!(pair.key.contains("PRIVATE KEY"));
+        }
+        let debug = format!("{pki:?}");
+        assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+    }
+}
