@@ -11,6 +11,7 @@ pub mod error;
 pub mod observe;
 pub mod os_user;
 pub mod postgres;
+pub mod replication;
 
 pub use binaries::PgBinaries;
 pub use error::InstanceError;

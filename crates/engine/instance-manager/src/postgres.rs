@@ -173,6 +173,21 @@ impl Postgres {
         std::fs::rename(&tmp, &path).map_err(|e| InstanceError::io("cannot replace", &path, e))
     }
 
+    /// Write the configuration: `postgresql.conf` from `settings` (ending with an include of
+    /// `override.conf`, where replication settings go), `pg_hba.conf` and `pg_ident.conf`.
+    pub fn write_config(
+        &self,
+        settings: &std::collections::BTreeMap<String, String>,
+        hba: &str,
+        ident: &str,
+    ) -> Result<(), InstanceError> {
+        let mut conf = pgherd_postgres::conf::render_settings(settings);
+        conf.push_str("include_if_exists = 'override.conf'\n");
+        self.write_file("postgresql.conf", &conf)?;
+        self.write_file("pg_hba.conf", hba)?;
+        self.write_file("pg_ident.conf", ident)
+    }
+
     /// Start the postmaster as a child process. Its output goes to [`Postgres::log_file`].
     pub fn start(&self) -> Result<Child, InstanceError> {
         self.user.own_dir(&self.socket_dir, 0o700)?;

@@ -75,6 +75,16 @@ pub fn render_ident(os_user: &str, user_lines: &[String]) -> String {
     out
 }
 
+/// A libpq connection string from `key=value` pairs; values are single-quoted with `'` and `\`
+/// escaped, so no value can inject another parameter.
+pub fn conninfo(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +123,13 @@ mod tests {
         let text = render_ident("postgres", &[]);
         assert!(text.contains("local postgres postgres\n"));
         assert!(text.contains("cnpg_metrics_exporter postgres cnpg_metrics_exporter\n"));
+    }
+
+    #[test]
+    fn values_are_quoted() {
+        assert_eq!(
+            conninfo(&[("host", "127.0.0.1"), ("application_name", "a' host=evil")]),
+            r"host='127.0.0.1' application_name='a\' host=evil'"
+        );
     }
 }

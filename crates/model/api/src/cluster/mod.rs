@@ -287,3 +287,31 @@ pub struct PluginConfiguration {
     /// Plugin parameters.
     pub parameters: Option<std::collections::BTreeMap<String, String>>,
 }
+
+/// The physical replication slot the primary keeps for `instance`: `prefix` + instance name,
+/// lowercased, with every character outside `[a-z0-9_]` replaced by `_` (`_cnpg_pg_2`).
+pub fn replication_slot_name(prefix: &str, instance: &str) -> String {
+    format!("{prefix}{instance}")
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slot_names() {
+        assert_eq!(super::replication_slot_name("_cnpg_", "pg-2"), "_cnpg_pg_2");
+        assert_eq!(
+            super::replication_slot_name("_cnpg_", "Cluster-Example-10"),
+            "_cnpg_cluster_example_10"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Streaming replication: cloning a replica from its primary with `pg_basebackup` over TLS
+//! as `streaming_replica` (client-certificate authentication), the standby configuration that
+//! keeps it streaming, and what the primary needs for it (the role and a physical slot).
+
+use crate::observe::QUERY_TIMEOUT;
+use crate::{InstanceError, Postgres};
+use pgherd_postgres::conf::{conninfo, STREAMING_REPLICA_USER};
+use pgherd_postgres::quote::{quote_identifier, quote_literal};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use tokio_postgres::Client;
+
+/// Where a replica streams from, and with which credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrimarySource {
+    pub host: String,
+    pub port: u16,
+    /// The replica's name, as the primary sees it (`application_name`).
+    pub application_name: String,
+    /// The physical slot on the primary.
+    pub slot: Option<String>,
+    /// CA that signed the primary's server certificate.
+    pub ca_file: PathBuf,
+    /// `streaming_replica` client certificate and key.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl PrimarySource {
+    /// The libpq connection string (no password: the certificate authenticates).
+    pub fn conninfo(&self) -> String {
+        let port = self.port.to_string();
+        let paths = [
+            self.ca_file.display().to_string(),
+            self.cert_file.display().to_string(),
+            self.key_file.display().to_string(),
+        ];
+        conninfo(&[
+            ("host", &self.host),
+            ("port", &port),
+            ("user", STREAMING_REPLICA_USER),
+            ("dbname", "postgres"),
+            ("application_name", &self.application_name),
+            ("sslmode", "verify-ca"),
+            ("sslrootcert", &paths[0]),
+            ("sslcert", &paths[1]),
+            ("sslkey", &paths[2]),
+            ("connect_timeout", "5"),
+        ])
+    }
+}
+
+impl Postgres {
+    /// Fill an empty PGDATA with a copy of the primary (`pg_basebackup`, WAL streamed alongside).
+    pub fn clone_from(&self, source: &PrimarySource) -> Result<(), InstanceError> {
+        self.user.own_dir(&self.pgdata, 0o700)?;
+        let mut command = Command::new(self.binaries.bin("pg_basebackup"));
+        self.user.apply(&mut command);
+        command
+            .current_dir(self.pgdata.parent().unwrap_or(std::path::Path::new("/")))
+            .arg("--pgdata")
+            .arg(&self.pgdata)
+            .arg("--dbname")
+            .arg(source.conninfo())
+            .arg("--wal-method=stream")
+            .arg("--checkpoint=fast")
+            .arg("--no-password")
+            .stdin(Stdio::null());
+        let out = command
+            .output()
+            .map_err(|e| InstanceError::io("cannot run", "pg_basebackup", e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(InstanceError::CommandFailed {
+                command: "pg_basebackup".to_string(),
+                status: out.status.to_string(),
+                output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    /// Make this instance a standby of `source`: `override.conf` with the connection and slot,
+    /// and `standby.signal`.
+    pub fn write_standby_config(&self, source: &PrimarySource) -> Result<(), InstanceError> {
+        let mut text = String::from("# Written by pgherd: replication settings.\n");
+        text.push_str(&format!(
+            "primary_conninfo = {}\n",
+            pgherd_postgres::conf::conf_value(&source.conninfo())
+        ));
+        if let Some(slot) = &source.slot {
+            text.push_str(&format!(
+                "primary_slot_name = {}\n",
+                pgherd_postgres::conf::conf_value(slot)
+            ));
+        }
+        text.push_str("recovery_target_timeline = 'latest'\n");
+        self.write_file("override.conf", &text)?;
+        self.write_file("standby.signal", "")
+    }
+}
+
+async fn exec(client: &Client, context: &'static str, sql: &str) -> Result<(), InstanceError> {
+    match tokio::time::timeout(QUERY_TIMEOUT, client.batch_execute(sql)).await {
+        Ok(result) => result.map_err(|e| InstanceError::Sql {
+            context,
+            message: e.to_string(),
+        }),
+        Err(_) => Err(InstanceError::Sql {
+            context,
+            message: "timed out".to_string(),
+        }),
+    }
+}
+
+fn quoted(s: &str, literal: bool) -> Result<String, InstanceError> {
+    let q = if literal {
+        quote_literal(s)
+    } else {
+        quote_identifier(s)
+    };
+    q.map_err(|e| InstanceError::InvalidSetting(format!("{s:?} {e}")))
+}
+
+/// On the primary: the `streaming_replica` role, able to replicate and to run what `pg_rewind`
+/// needs, authenticated by certificate only (no password).
+pub async fn ensure_replication_role(client: &Client) -> Result<(), InstanceError> {
+    let role = quoted(STREAMING_REPLICA_USER, false)?;
+    let name = quoted(STREAMING_REPLICA_USER, true)?;
+    exec(
+        client,
+        "create streaming_replica",
+        &format!(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name}) THEN \
+               CREATE ROLE {role} WITH LOGIN REPLICATION; END IF; END $$; \
+             ALTER ROLE {role} WITH LOGIN REPLICATION PASSWORD NULL; \
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO {role}; \
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO {role}; \
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO {role}; \
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {role};"
+        ),
+    )
+    .await
+}
+
+/// On the primary: a physical replication slot named `slot`, if missing.
+pub async fn ensure_slot(client: &Client, slot: &str) -> Result<(), InstanceError> {
+    let name = quoted(slot, true)?;
+    exec(
+        client,
+        "create replication slot",
+        &format!(
+            "SELECT pg_catalog.pg_create_physical_replication_slot({name}) \
+             WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = {name})"
+        ),
+    )
+    .await
+}
+
+/// On the primary: drop the slot of a removed replica.
+pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), InstanceError> {
+    let name = quoted(slot, true)?;
+    exec(
+        client,
+        "drop replication slot",
+        &format!(
+            "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots \
+             WHERE slot_name = {name} AND NOT active"
+        ),
+    )
+    .await
+}
