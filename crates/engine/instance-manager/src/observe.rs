@@ -93,6 +93,8 @@ pub async fn observe(
         postmaster_pid: pid,
         replication_info: Vec::new(),
         instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
+        applied_generation: 0,
+        error: None,
     };
     if in_recovery {
         let row = timed(

@@ -4,6 +4,10 @@
 //!
 //! Pure data: depends only on the model crates and serde.
 
+mod spec;
+
+pub use spec::{Bootstrap, CertificatePaths, DesiredRole, InstanceSpec, PrimaryEndpoint};
+
 use pgherd_postgres::Lsn;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +56,12 @@ pub struct InstanceStatus {
     #[serde(default)]
     pub replication_info: Vec<ReplicationInfo>,
     pub instance_manager_version: String,
+    /// The spec generation last applied.
+    #[serde(default)]
+    pub applied_generation: u64,
+    /// What went wrong last, if anything (no secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One streaming replica as the primary sees it (`pg_stat_replication`).
@@ -100,6 +110,8 @@ mod tests {
             postmaster_pid: Some(42),
             replication_info: vec![],
             instance_manager_version: "0.1.0".into(),
+            applied_generation: 3,
+            error: None,
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["receivedLsn"], "0/3000200");

@@ -1,0 +1,106 @@
+//! What the controller asks of one instance manager: the desired state of its PostgreSQL.
+//! The local platform writes it as `instance.json` next to the instance's data; the instance
+//! manager re-reads it and converges.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The role the controller wants an instance to have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredRole {
+    Primary,
+    Replica,
+}
+
+/// Where a replica streams from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrimaryEndpoint {
+    pub host: String,
+    pub port: u16,
+    /// The slot the primary keeps for this replica.
+    pub slot: Option<String>,
+}
+
+/// TLS files of the instance (all PEM, keys mode 0600, owned by the PostgreSQL user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatePaths {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// `streaming_replica` client certificate and key.
+    pub replication_cert: PathBuf,
+    pub replication_key: PathBuf,
+}
+
+/// How an empty instance gets its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "method")]
+pub enum Bootstrap {
+    /// `initdb`, then the application database.
+    Initdb {
+        /// Raw `initdb` arguments (computed by the controller from `bootstrap.initdb`).
+        initdb_args: Vec<String>,
+        /// Application database and owner.
+        database: String,
+        owner: String,
+        /// File holding the owner's password (mode 0600).
+        owner_password_file: Option<PathBuf>,
+        /// SQL run in `postgres`, `template1` and the application database, in order.
+        #[serde(default)]
+        post_init_sql: Vec<String>,
+        #[serde(default)]
+        post_init_template_sql: Vec<String>,
+        #[serde(default)]
+        post_init_application_sql: Vec<String>,
+    },
+    /// Copy of the primary (`pg_basebackup`).
+    Clone,
+}
+
+/// The desired state of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceSpec {
+    pub cluster: String,
+    /// Instance name (`<cluster>-<serial>`).
+    pub name: String,
+    /// Bumped by the controller on every change, echoed in status once applied.
+    pub generation: u64,
+    pub pgdata: PathBuf,
+    pub socket_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// PostgreSQL's TCP port (on loopback).
+    pub port: u16,
+    /// The instance manager's HTTP status port (on loopback).
+    pub status_port: u16,
+    /// Directory of the PostgreSQL server binaries.
+    pub bin_dir: PathBuf,
+    pub major: u32,
+    /// Operating-system user PostgreSQL runs as.
+    pub os_user: String,
+    pub role: DesiredRole,
+    pub bootstrap: Bootstrap,
+    /// For a replica: where to stream from.
+    pub primary: Option<PrimaryEndpoint>,
+    /// `postgresql.conf` settings.
+    pub settings: BTreeMap<String, String>,
+    /// User `pg_hba` lines (after the fixed rules).
+    #[serde(default)]
+    pub pg_hba: Vec<String>,
+    /// User `pg_ident` lines.
+    #[serde(default)]
+    pub pg_ident: Vec<String>,
+    pub certificates: CertificatePaths,
+    /// For a primary: slots to keep for its replicas (others with the same prefix are dropped).
+    #[serde(default)]
+    pub replica_slots: Vec<String>,
+    /// Slot name prefix owned by the operator.
+    pub slot_prefix: String,
+    /// Keep PostgreSQL stopped.
+    #[serde(default)]
+    pub fenced: bool,
+}
