@@ -26,6 +26,21 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions of every kind pgherd serves.
     Crds,
+    /// Instance manager commands (run inside a pod, or by the local platform).
+    Instance {
+        #[command(subcommand)]
+        command: InstanceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InstanceCommand {
+    /// Run one instance manager: converge PostgreSQL to the spec file and serve its status.
+    Run {
+        /// The instance spec (JSON) written by the controller; re-read every second.
+        #[arg(long)]
+        spec: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +51,9 @@ fn main() -> ExitCode {
             show_defaults,
         } => commands::validate::run(&files, show_defaults),
         Command::Crds => commands::crds::run(),
+        Command::Instance {
+            command: InstanceCommand::Run { spec },
+        } => commands::instance::run(&spec),
     };
     match result {
         Ok(code) => code,

@@ -7,11 +7,14 @@
 //! depend on a platform (Kubernetes or local) or on the app.
 
 pub mod binaries;
+pub mod bootstrap;
 pub mod error;
+pub mod http;
 pub mod observe;
 pub mod os_user;
 pub mod postgres;
 pub mod replication;
+pub mod supervisor;
 
 pub use binaries::PgBinaries;
 pub use error::InstanceError;

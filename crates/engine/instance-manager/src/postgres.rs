@@ -148,6 +148,11 @@ impl Postgres {
 
     /// Create the cluster with `initdb` (superuser `postgres`). PGDATA must be absent or empty.
     pub fn initdb(&self, options: &InitDbOptions) -> Result<(), InstanceError> {
+        self.initdb_with_args(&options.args()?)
+    }
+
+    /// `initdb` with precomputed arguments.
+    pub fn initdb_with_args(&self, args: &[String]) -> Result<(), InstanceError> {
         self.user.own_dir(&self.pgdata, 0o700)?;
         let mut command = self.command("initdb");
         command
@@ -157,7 +162,7 @@ impl Postgres {
             .arg("--auth-local=peer")
             .arg("--auth-host=scram-sha-256")
             .arg("--no-instructions")
-            .args(options.args()?);
+            .args(args);
         run(command, "initdb").map(|_| ())
     }
 
@@ -265,6 +270,26 @@ impl Postgres {
             .arg("-t")
             .arg(timeout.as_secs().max(1).to_string());
         run(command, "pg_ctl stop").map(|_| ())
+    }
+
+    /// Reload the configuration (`pg_ctl reload`).
+    pub fn reload(&self) -> Result<(), InstanceError> {
+        let mut command = self.command("pg_ctl");
+        command.arg("reload").arg("-D").arg(&self.pgdata);
+        run(command, "pg_ctl reload").map(|_| ())
+    }
+
+    /// Promote a standby (`pg_ctl promote`, waiting for it to finish).
+    pub fn promote(&self, timeout: Duration) -> Result<(), InstanceError> {
+        let mut command = self.command("pg_ctl");
+        command
+            .arg("promote")
+            .arg("-D")
+            .arg(&self.pgdata)
+            .arg("-w")
+            .arg("-t")
+            .arg(timeout.as_secs().max(1).to_string());
+        run(command, "pg_ctl promote").map(|_| ())
     }
 
     /// The postmaster's PID from `postmaster.pid`, if the file exists.

@@ -1,0 +1,38 @@
+//! `pgherd instance run --spec FILE`: wiring of the instance manager (HTTP server + loop).
+
+use anyhow::Context as _;
+use pgherd_instance_manager::{http, supervisor};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
+    let spec = supervisor::load_spec(spec_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", spec.status_port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on 127.0.0.1:{} (status port of {})",
+                    spec.status_port, spec.name
+                )
+            })?;
+        let shared = supervisor::Shared::default();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(http::serve(listener, shared.clone(), stop_rx.clone()));
+        let supervisor = tokio::spawn(supervisor::run(spec_path.to_path_buf(), shared, stop_rx));
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        stop_tx.send(true).ok();
+        supervisor.await.context("instance manager loop")??;
+        server.await.context("status server")??;
+        Ok(ExitCode::SUCCESS)
+    })
+}

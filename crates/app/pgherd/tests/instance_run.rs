@@ -1,0 +1,305 @@
+//! `pgherd instance run` as a process, on real PostgreSQL 15: a primary bootstraps with its
+//! application database, a replica clones it over TLS and streams, both report through
+//! `/pg/status`, a kill -9 of the replica's postmaster is healed by its instance manager, and
+//! SIGTERM stops PostgreSQL cleanly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use pgherd_instance_protocol::{
+    Bootstrap, CertificatePaths, DesiredRole, InstanceSpec, InstanceStatus, PrimaryEndpoint,
+};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn status(port: u16) -> Option<InstanceStatus> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /pg/status HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response.split("\r\n\r\n").nth(1)?;
+    serde_json::from_str(body).ok()
+}
+
+fn wait_status(port: u16, what: &str, check: impl Fn(&InstanceStatus) -> bool) -> InstanceStatus {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(s) = status(port) {
+            if check(&s) {
+                return s;
+            }
+            last = Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}; last status: {last:?}");
+}
+
+struct Manager(Child);
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(spec: &Path) -> Manager {
+    Manager(
+        Command::new(env!("CARGO_BIN_EXE_pgherd"))
+            .args(["instance", "run", "--spec"])
+            .arg(spec)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn write(path: &Path, text: &str, mode: u32, user: &pgherd_instance_manager::OsUser) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    user.own_file(path).unwrap();
+}
+
+#[test]
+fn primary_and_replica_managers() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let user = pgherd_instance_manager::OsUser::for_postgres("postgres").unwrap();
+    user.own_dir(root, 0o755).unwrap();
+    let bin = pgherd_instance_manager::PgBinaries::locate(15, None).unwrap();
+
+    let pki = pgherd_controller::pki::generate(
+        "c",
+        &["localhost".into()],
+        &["127.0.0.1".parse().unwrap()],
+        90,
+    )
+    .unwrap();
+    let certs_dir = root.join("certs");
+    user.own_dir(&certs_dir, 0o700).unwrap();
+    let certificates = CertificatePaths {
+        ca: certs_dir.join("ca.crt"),
+        server_cert: certs_dir.join("server.crt"),
+        server_key: certs_dir.join("server.key"),
+        replication_cert: certs_dir.join("streaming_replica.crt"),
+        replication_key: certs_dir.join("streaming_replica.key"),
+    };
+    for (path, text) in [
+        (&certificates.ca, &pki.ca.cert),
+        (&certificates.server_cert, &pki.server.cert),
+        (&certificates.server_key, &pki.server.key),
+        (&certificates.replication_cert, &pki.replication.cert),
+        (&certificates.replication_key, &pki.replication.key),
+    ] {
+        write(path, text, 0o600, &user);
+    }
+    let password_file = certs_dir.join("app-password");
+    write(&password_file, "s3cret'; DROP ROLE app; --\n", 0o600, &user);
+
+    let settings = |certs: &CertificatePaths| {
+        let mut s = std::collections::BTreeMap::new();
+        for (k, v) in [
+            ("listen_addresses", "127.0.0.1"),
+            ("hot_standby", "on"),
+            ("wal_level", "logical"),
+            ("ssl", "on"),
+            ("wal_log_hints", "on"),
+        ] {
+            s.insert(k.to_string(), v.to_string());
+        }
+        s.insert("ssl_ca_file".into(), certs.ca.display().to_string());
+        s.insert(
+            "ssl_cert_file".into(),
+            certs.server_cert.display().to_string(),
+        );
+        s.insert(
+            "ssl_key_file".into(),
+            certs.server_key.display().to_string(),
+        );
+        s
+    };
+    let instance_dir = |name: &str| -> PathBuf {
+        let d = root.join(name);
+        user.own_dir(&d, 0o700).unwrap();
+        d
+    };
+    let spec = |name: &str,
+                role: DesiredRole,
+                bootstrap: Bootstrap,
+                primary: Option<PrimaryEndpoint>,
+                slots: Vec<String>| {
+        let d = instance_dir(name);
+        InstanceSpec {
+            cluster: "c".into(),
+            name: name.into(),
+            generation: 1,
+            pgdata: d.join("pgdata"),
+            socket_dir: d.join("run"),
+            log_dir: d.join("log"),
+            port: free_port(),
+            status_port: free_port(),
+            bin_dir: bin.dir.clone(),
+            major: 15,
+            os_user: "postgres".into(),
+            role,
+            bootstrap,
+            primary,
+            settings: settings(&certificates),
+            pg_hba: vec![],
+            pg_ident: vec!["local root postgres".into()],
+            certificates: certificates.clone(),
+            replica_slots: slots,
+            slot_prefix: "_cnpg_".into(),
+            fenced: false,
+        }
+    };
+    let primary = spec(
+        "c-1",
+        DesiredRole::Primary,
+        Bootstrap::Initdb {
+            initdb_args: vec!["--encoding=UTF8".into()],
+            database: "app".into(),
+            owner: "app".into(),
+            owner_password_file: Some(password_file.clone()),
+            post_init_sql: vec!["CREATE TABLE public.created_by_post_init (x int)".into()],
+            post_init_template_sql: vec![],
+            post_init_application_sql: vec!["CREATE TABLE written (id int primary key)".into()],
+        },
+        None,
+        vec!["_cnpg_c_2".into()],
+    );
+    let replica = spec(
+        "c-2",
+        DesiredRole::Replica,
+        Bootstrap::Clone,
+        Some(PrimaryEndpoint {
+            host: "127.0.0.1".into(),
+            port: primary.port,
+            slot: Some("_cnpg_c_2".into()),
+        }),
+        vec![],
+    );
+    let primary_spec = root.join("c-1/instance.json");
+    let replica_spec = root.join("c-2/instance.json");
+    std::fs::write(&primary_spec, serde_json::to_string(&primary).unwrap()).unwrap();
+    std::fs::write(&replica_spec, serde_json::to_string(&replica).unwrap()).unwrap();
+
+    let _p = spawn(&primary_spec);
+    let p = wait_status(primary.status_port, "the primary", |s| {
+        s.is_primary && s.ready && s.applied_generation == 1
+    });
+    assert_eq!(p.timeline_id, Some(1));
+    let mut r_manager = spawn(&replica_spec);
+    let r = wait_status(replica.status_port, "the replica to stream", |s| {
+        s.is_wal_receiver_active && s.ready
+    });
+    assert!(!r.is_primary);
+    wait_status(primary.status_port, "the primary to see its replica", |s| {
+        s.replication_info
+            .iter()
+            .any(|i| i.application_name == "c-2" && i.state == "streaming")
+    });
+
+    // The application database exists, owned by app, with the post-init objects, and the hostile
+    // password was stored as a password, not run as SQL.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let connect = |spec: &InstanceSpec, db: &str| {
+            let mut c = tokio_postgres::Config::new();
+            c.host_path(&spec.socket_dir)
+                .port(spec.port)
+                .user("postgres")
+                .dbname(db);
+            async move {
+                let (client, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client
+            }
+        };
+        let pc = connect(&primary, "app").await;
+        let owner: String = pc
+            .query_one(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'app'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(owner, "app");
+        let roles: i64 = pc
+            .query_one(
+                "SELECT count(*) FROM pg_roles WHERE rolname = 'app' AND rolcanlogin",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(roles, 1);
+        pc.batch_execute("INSERT INTO written VALUES (1), (2), (3)")
+            .await
+            .unwrap();
+        let postgres_db = connect(&primary, "postgres").await;
+        postgres_db
+            .query_one("SELECT count(*) FROM public.created_by_post_init", &[])
+            .await
+            .unwrap();
+        let rc = connect(&replica, "app").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n: i64 = rc
+                .query_one("SELECT count(*) FROM written", &[])
+                .await
+                .unwrap()
+                .get(0);
+            if n == 3 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "rows did not reach the replica");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    // kill -9 of the replica's postmaster: its instance manager starts it again.
+    let old_pid = r.postmaster_pid.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let healed = wait_status(replica.status_port, "the replica to be restarted", |s| {
+        s.ready && s.postmaster_pid.is_some_and(|p| p != old_pid)
+    });
+    assert!(healed.is_wal_receiver_active);
+
+    // SIGTERM stops PostgreSQL cleanly.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(r_manager.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(r_manager.0.wait().unwrap().success());
+    assert!(
+        !replica.pgdata.join("postmaster.pid").exists(),
+        "PostgreSQL must be stopped"
+    );
+    std::mem::forget(r_manager);
+}

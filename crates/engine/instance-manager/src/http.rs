@@ -1,0 +1,53 @@
+//! The instance manager's HTTP endpoints on loopback: `/pg/status` (JSON [`InstanceStatus`]),
+//! `/healthz` (the manager is alive) and `/readyz` (PostgreSQL is ready).
+
+use crate::supervisor::Shared;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use pgherd_instance_protocol::{InstanceStatus, STATUS_PATH};
+
+async fn status(State(shared): State<Shared>) -> Result<Json<InstanceStatus>, StatusCode> {
+    let guard = shared
+        .read()
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    guard
+        .status
+        .clone()
+        .map(Json)
+        .ok_or(StatusCode::SERVICE_UNAVAILABLE)
+}
+
+async fn ready(State(shared): State<Shared>) -> StatusCode {
+    match shared.read() {
+        Ok(guard) if guard.status.as_ref().is_some_and(|s| s.ready) => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The router.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route(STATUS_PATH, get(status))
+        .route("/healthz", get(|| async { StatusCode::OK }))
+        .route("/readyz", get(ready))
+        .with_state(shared)
+}
+
+/// Serve on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Shared,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+}
