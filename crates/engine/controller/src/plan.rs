@@ -1,0 +1,366 @@
+//! The pure core of the controller: from a Cluster and what its instances report, which
+//! instances must exist with which role, which go away, and the phase. No I/O, no clock:
+//! every decision is a function of the inputs, so it is tested exhaustively.
+
+use crate::phase;
+use pgherd_api::Cluster;
+use pgherd_instance_protocol::{DesiredRole, InstanceStatus};
+
+/// One instance as the platform sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedInstance {
+    pub serial: u32,
+    pub name: String,
+    /// Its last report, if the instance manager answered.
+    pub status: Option<InstanceStatus>,
+}
+
+/// The cluster as observed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    pub instances: Vec<ObservedInstance>,
+    /// Highest serial ever used (serials are never reused).
+    pub latest_serial: u32,
+    /// The instance that is primary, as recorded in status.
+    pub current_primary: Option<String>,
+}
+
+/// How a new instance gets its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSource {
+    /// `initdb` (the first instance of a new cluster).
+    Initdb,
+    /// A copy of the primary.
+    Clone,
+}
+
+/// An instance that must exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredInstance {
+    pub serial: u32,
+    pub name: String,
+    pub role: DesiredRole,
+    pub data_source: DataSource,
+}
+
+/// What the controller decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Every instance that must exist (existing and new), by serial.
+    pub instances: Vec<DesiredInstance>,
+    /// Instances to remove (stop and delete their data): only ever replicas.
+    pub remove: Vec<String>,
+    pub phase: &'static str,
+    pub current_primary: Option<String>,
+    pub target_primary: Option<String>,
+    pub ready_instances: usize,
+    pub latest_serial: u32,
+}
+
+/// `<cluster>-<serial>`.
+pub fn instance_name(cluster: &str, serial: u32) -> String {
+    format!("{cluster}-{serial}")
+}
+
+fn is_ready(i: &ObservedInstance) -> bool {
+    i.status.as_ref().is_some_and(|s| s.ready)
+}
+
+/// Decide.
+pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
+    let cluster_name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let wanted = usize::try_from(cluster.spec.instances.unwrap_or(1).max(1)).unwrap_or(1);
+    let mut existing: Vec<&ObservedInstance> = observed.instances.iter().collect();
+    existing.sort_by_key(|i| i.serial);
+    let mut latest = observed
+        .latest_serial
+        .max(existing.last().map_or(0, |i| i.serial));
+
+    if existing.is_empty() {
+        latest += 1;
+        let name = instance_name(cluster_name, latest);
+        return Plan {
+            instances: vec![DesiredInstance {
+                serial: latest,
+                name: name.clone(),
+                role: DesiredRole::Primary,
+                data_source: DataSource::Initdb,
+            }],
+            remove: Vec::new(),
+            phase: phase::SETTING_UP_PRIMARY,
+            current_primary: None,
+            target_primary: Some(name),
+            ready_instances: 0,
+            latest_serial: latest,
+        };
+    }
+
+    // The primary: the recorded one if it still exists, else the first instance.
+    let primary = observed
+        .current_primary
+        .as_deref()
+        .and_then(|p| existing.iter().find(|i| i.name == p))
+        .copied()
+        .unwrap_or(existing[0]);
+    let primary_up = primary
+        .status
+        .as_ref()
+        .is_some_and(|s| s.ready && s.is_primary);
+    let mut instances: Vec<DesiredInstance> = existing
+        .iter()
+        .map(|i| DesiredInstance {
+            serial: i.serial,
+            name: i.name.clone(),
+            role: if i.name == primary.name {
+                DesiredRole::Primary
+            } else {
+                DesiredRole::Replica
+            },
+            data_source: if i.name == primary.name {
+                DataSource::Initdb
+            } else {
+                DataSource::Clone
+            },
+        })
+        .collect();
+
+    let mut remove = Vec::new();
+    if existing.len() > wanted {
+        // Scale down: the newest replicas go first; never the primary.
+        let surplus = existing.len() - wanted;
+        for i in existing
+            .iter()
+            .rev()
+            .filter(|i| i.name != primary.name)
+            .take(surplus)
+        {
+            remove.push(i.name.clone());
+        }
+        instances.retain(|d| !remove.contains(&d.name));
+    }
+    let remaining: Vec<&&ObservedInstance> = existing
+        .iter()
+        .filter(|i| !remove.contains(&i.name))
+        .collect();
+    let ready = remaining.iter().filter(|i| is_ready(i)).count();
+
+    let phase = if !primary_up {
+        if existing.len() == 1 {
+            phase::SETTING_UP_PRIMARY
+        } else {
+            phase::WAITING_FOR_INSTANCES
+        }
+    } else if remaining.len() < wanted {
+        if ready == remaining.len() {
+            // One new replica at a time, cloned from the primary.
+            latest += 1;
+            instances.push(DesiredInstance {
+                serial: latest,
+                name: instance_name(cluster_name, latest),
+                role: DesiredRole::Replica,
+                data_source: DataSource::Clone,
+            });
+        }
+        phase::CREATING_REPLICA
+    } else if ready == remaining.len() {
+        phase::HEALTHY
+    } else {
+        phase::WAITING_FOR_INSTANCES
+    };
+
+    Plan {
+        instances,
+        remove,
+        phase,
+        current_primary: primary_up.then(|| primary.name.clone()),
+        target_primary: Some(primary.name.clone()),
+        ready_instances: ready,
+        latest_serial: latest,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgherd_instance_protocol::Role;
+
+    fn cluster(instances: i64) -> Cluster {
+        let mut c = Cluster::new("pg", Default::default());
+        c.spec.instances = Some(instances);
+        c
+    }
+
+    fn status(name: &str, primary: bool, ready: bool) -> InstanceStatus {
+        InstanceStatus {
+            pod: name.into(),
+            role: if primary {
+                Role::Primary
+            } else {
+                Role::Replica
+            },
+            is_primary: primary,
+            ready,
+            current_lsn: None,
+            received_lsn: None,
+            replay_lsn: None,
+            timeline_id: Some(1),
+            system_id: None,
+            is_wal_receiver_active: !primary && ready,
+            replay_paused: false,
+            pending_restart: false,
+            postmaster_pid: None,
+            replication_info: vec![],
+            instance_manager_version: "test".into(),
+            applied_generation: 1,
+            error: None,
+        }
+    }
+
+    fn obs(list: &[(u32, Option<(bool, bool)>)], primary: Option<&str>) -> Observation {
+        Observation {
+            instances: list
+                .iter()
+                .map(|(serial, st)| {
+                    let name = instance_name("pg", *serial);
+                    ObservedInstance {
+                        serial: *serial,
+                        status: st.map(|(p, r)| status(&name, p, r)),
+                        name,
+                    }
+                })
+                .collect(),
+            latest_serial: list.iter().map(|(s, _)| *s).max().unwrap_or(0),
+            current_primary: primary.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn new_cluster_starts_with_one_primary() {
+        let p = plan(&cluster(3), &Observation::default());
+        assert_eq!(p.phase, phase::SETTING_UP_PRIMARY);
+        assert_eq!(
+            p.instances,
+            vec![DesiredInstance {
+                serial: 1,
+                name: "pg-1".into(),
+                role: DesiredRole::Primary,
+                data_source: DataSource::Initdb
+            }]
+        );
+        assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
+        assert_eq!(p.current_primary, None);
+    }
+
+    #[test]
+    fn replicas_are_added_one_at_a_time_once_the_primary_is_up() {
+        let p = plan(&cluster(3), &obs(&[(1, Some((true, false)))], None));
+        assert_eq!(p.instances.len(), 1, "the primary is not ready yet");
+        assert_eq!(p.phase, phase::SETTING_UP_PRIMARY);
+
+        let p = plan(&cluster(3), &obs(&[(1, Some((true, true)))], None));
+        assert_eq!(p.phase, phase::CREATING_REPLICA);
+        assert_eq!(
+            p.instances[1],
+            DesiredInstance {
+                serial: 2,
+                name: "pg-2".into(),
+                role: DesiredRole::Replica,
+                data_source: DataSource::Clone
+            }
+        );
+        assert_eq!(p.current_primary.as_deref(), Some("pg-1"));
+
+        let p = plan(
+            &cluster(3),
+            &obs(&[(1, Some((true, true))), (2, None)], Some("pg-1")),
+        );
+        assert_eq!(p.instances.len(), 2, "wait for pg-2 before creating pg-3");
+        assert_eq!(p.phase, phase::CREATING_REPLICA);
+
+        let p = plan(
+            &cluster(3),
+            &obs(
+                &[(1, Some((true, true))), (2, Some((false, true)))],
+                Some("pg-1"),
+            ),
+        );
+        assert_eq!(p.instances.last().map(|i| i.name.as_str()), Some("pg-3"));
+    }
+
+    #[test]
+    fn healthy_when_all_ready() {
+        let p = plan(
+            &cluster(3),
+            &obs(
+                &[
+                    (1, Some((true, true))),
+                    (2, Some((false, true))),
+                    (3, Some((false, true))),
+                ],
+                Some("pg-1"),
+            ),
+        );
+        assert_eq!(p.phase, phase::HEALTHY);
+        assert_eq!(p.ready_instances, 3);
+        assert!(p.remove.is_empty());
+        let p = plan(
+            &cluster(3),
+            &obs(
+                &[
+                    (1, Some((true, true))),
+                    (2, Some((false, false))),
+                    (3, Some((false, true))),
+                ],
+                Some("pg-1"),
+            ),
+        );
+        assert_eq!(p.phase, phase::WAITING_FOR_INSTANCES);
+    }
+
+    #[test]
+    fn scale_down_removes_newest_replicas_never_the_primary() {
+        // pg-3 is the primary (after a switchover); scaling 3 -> 1 keeps it.
+        let o = obs(
+            &[
+                (1, Some((false, true))),
+                (2, Some((false, true))),
+                (3, Some((true, true))),
+            ],
+            Some("pg-3"),
+        );
+        let p = plan(&cluster(1), &o);
+        assert_eq!(p.remove, vec!["pg-2".to_string(), "pg-1".to_string()]);
+        assert_eq!(
+            p.instances
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>(),
+            ["pg-3"]
+        );
+        assert_eq!(p.phase, phase::HEALTHY);
+    }
+
+    #[test]
+    fn serials_are_never_reused() {
+        let mut o = obs(
+            &[(1, Some((true, true))), (3, Some((false, true)))],
+            Some("pg-1"),
+        );
+        o.latest_serial = 4;
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.instances.last().map(|i| i.serial), Some(5));
+        assert_eq!(p.latest_serial, 5);
+    }
+
+    #[test]
+    fn unreachable_primary_blocks_growth() {
+        let p = plan(
+            &cluster(3),
+            &obs(&[(1, None), (2, Some((false, true)))], Some("pg-1")),
+        );
+        assert_eq!(p.phase, phase::WAITING_FOR_INSTANCES);
+        assert_eq!(p.instances.len(), 2);
+        assert_eq!(p.current_primary, None);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
+    }
+}
