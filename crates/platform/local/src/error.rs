@@ -1,0 +1,38 @@
+//! Errors of the local platform.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Corrupt { path: PathBuf, message: String },
+    #[error(transparent)]
+    Instance(#[from] pgherd_instance_manager::InstanceError),
+    #[error(transparent)]
+    Pki(#[from] pgherd_controller::pki::PkiError),
+    #[error("no free port: {0}")]
+    NoPort(std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl LocalError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        LocalError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

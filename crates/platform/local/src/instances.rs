@@ -1,0 +1,88 @@
+//! Instance-manager processes: started detached (their own process group, so they outlive
+//! the control plane and keep PostgreSQL serving when it is down), found again by pid file,
+//! stopped with SIGTERM.
+
+use crate::state::write_atomic;
+use crate::LocalError;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether process `pid` exists.
+pub fn is_alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok())
+}
+
+/// The pid recorded in `pid_file`, if that process still runs.
+pub fn running_pid(pid_file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    is_alive(pid).then_some(pid)
+}
+
+/// Start `exe args...` detached, output to `log`, pid to `pid_file`.
+pub fn spawn_detached(
+    exe: &Path,
+    args: &[&str],
+    log: &Path,
+    pid_file: &Path,
+) -> Result<u32, LocalError> {
+    use std::os::unix::process::CommandExt;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| LocalError::io("cannot create", dir, e))?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| LocalError::io("cannot open", log, e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| LocalError::io("cannot open", log, e))?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| LocalError::io("cannot start", exe, e))?;
+    let pid = child.id();
+    write_atomic(pid_file, format!("{pid}\n").as_bytes(), 0o644)?;
+    // The child is not waited for here: it is reaped by init once detached, or by our own
+    // SIGCHLD handling when it exits while we run (see `reap`).
+    std::mem::drop(child);
+    Ok(pid)
+}
+
+/// Collect exited children so they do not linger as zombies.
+pub fn reap() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// SIGTERM `pid` and wait up to `timeout` for it to exit.
+pub fn stop(pid: u32, timeout: Duration) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return true;
+    };
+    let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        reap();
+        if !is_alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}

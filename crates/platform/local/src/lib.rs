@@ -1,0 +1,15 @@
+//! The local platform: the same clusters as on Kubernetes, run as processes on one machine.
+//! A state directory stands in for the API server (applied objects and their status), secret
+//! files (mode 0600) for Secrets, instance-manager processes for pods, and TCP listeners on
+//! loopback for the `-rw`/`-ro`/`-r` Services.
+//!
+//! Depends on the model and engine crates; nothing depends on it but the app.
+
+pub mod endpoints;
+pub mod error;
+pub mod instances;
+pub mod secrets;
+pub mod state;
+
+pub use error::LocalError;
+pub use state::StateDir;

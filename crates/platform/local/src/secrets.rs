@@ -1,0 +1,174 @@
+//! Secrets as files: Kubernetes-shaped (`data` base64-encoded), mode 0600. Existing secret data
+//! is never overwritten, as CloudNativePG never overwrites the data of an existing Secret.
+
+use crate::state::{read_json, write_json, StateDir};
+use crate::LocalError;
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use std::collections::BTreeMap;
+use std::io::Read;
+
+/// A random password of `len` characters from `[A-Za-z0-9]`.
+pub fn generate_password(len: usize) -> Result<String, LocalError> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; len * 2];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| LocalError::io("cannot read", "/dev/urandom", e))?;
+    // 248 = 62 * 4: reject bytes above it so every character is equally likely.
+    Ok(bytes
+        .iter()
+        .filter(|b| **b < 248)
+        .take(len)
+        .map(|b| ALPHABET[(*b % 62) as usize] as char)
+        .collect())
+}
+
+/// Store a Secret, turning `stringData` into `data`.
+pub fn store(state: &StateDir, namespace: &str, secret: &Secret) -> Result<(), LocalError> {
+    let mut secret = secret.clone();
+    let mut data = secret.data.take().unwrap_or_default();
+    for (k, v) in secret.string_data.take().unwrap_or_default() {
+        data.insert(k, ByteString(v.into_bytes()));
+    }
+    secret.data = Some(data);
+    secret.metadata.namespace = Some(namespace.to_string());
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    write_json(&state.secret_path(namespace, &name), &secret, 0o600)
+}
+
+/// The decoded data of a Secret, if it exists.
+pub fn read(
+    state: &StateDir,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, Vec<u8>>>, LocalError> {
+    let secret: Option<Secret> = read_json(&state.secret_path(namespace, name))?;
+    Ok(secret.map(|s| {
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    }))
+}
+
+/// The application user's connection details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCredentials {
+    pub username: String,
+    pub password: String,
+    pub database: String,
+}
+
+/// Create `<cluster>-app` with CloudNativePG's keys if missing; return the credentials in it.
+pub fn ensure_app_secret(
+    state: &StateDir,
+    namespace: &str,
+    secret_name: &str,
+    owner: &str,
+    database: &str,
+    host: &str,
+    port: u16,
+) -> Result<AppCredentials, LocalError> {
+    if let Some(data) = read(state, namespace, secret_name)? {
+        let get = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
+        return Ok(AppCredentials {
+            username: get("username").unwrap_or_else(|| owner.to_string()),
+            password: get("password").unwrap_or_default(),
+            database: get("dbname").unwrap_or_else(|| database.to_string()),
+        });
+    }
+    let password = generate_password(64)?;
+    let uri = format!("postgresql://{owner}:{password}@{host}:{port}/{database}");
+    let jdbc =
+        format!("jdbc:postgresql://{host}:{port}/{database}?password={password}&user={owner}");
+    let mut data = BTreeMap::new();
+    for (k, v) in [
+        ("username", owner.to_string()),
+        ("user", owner.to_string()),
+        ("password", password.clone()),
+        ("dbname", database.to_string()),
+        ("host", host.to_string()),
+        ("port", port.to_string()),
+        (
+            "pgpass",
+            format!("{host}:{port}:{database}:{owner}:{password}\n"),
+        ),
+        ("uri", uri.clone()),
+        ("jdbc-uri", jdbc.clone()),
+        ("fqdn-uri", uri),
+        ("fqdn-jdbc-uri", jdbc),
+    ] {
+        data.insert(k.to_string(), ByteString(v.into_bytes()));
+    }
+    let mut labels = BTreeMap::new();
+    labels.insert("cnpg.io/userType".to_string(), "app".to_string());
+    labels.insert("cnpg.io/reload".to_string(), "true".to_string());
+    let secret = Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(secret_name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/basic-auth".to_string()),
+        data: Some(data),
+        ..Default::default()
+    };
+    write_json(&state.secret_path(namespace, secret_name), &secret, 0o600)?;
+    Ok(AppCredentials {
+        username: owner.to_string(),
+        password,
+        database: database.to_string(),
+    })
+}
+
+/// base64 of `bytes`, as Secret `data` holds it.
+pub fn encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn app_secret_is_created_once_with_cnpg_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let first =
+            ensure_app_secret(&state, "default", "c-app", "app", "app", "127.0.0.1", 5432).unwrap();
+        assert_eq!(first.password.len(), 64);
+        let second =
+            ensure_app_secret(&state, "default", "c-app", "app", "app", "127.0.0.1", 9999).unwrap();
+        assert_eq!(first, second, "existing data is never overwritten");
+        let data = read(&state, "default", "c-app").unwrap().unwrap();
+        for key in [
+            "username", "password", "dbname", "host", "port", "uri", "jdbc-uri", "pgpass",
+        ] {
+            assert!(data.contains_key(key), "{key}");
+        }
+        let mode = std::fs::metadata(state.secret_path("default", "c-app"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let text = std::fs::read_to_string(state.secret_path("default", "c-app")).unwrap();
+        assert!(
+            !text.contains(&first.password),
+            "data is base64-encoded, as in Kubernetes"
+        );
+    }
+
+    #[test]
+    fn passwords_are_random() {
+        assert_ne!(
+            generate_password(32).unwrap(),
+            generate_password(32).unwrap()
+        );
+    }
+}
