@@ -26,6 +26,13 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions of every kind pgherd serves.
     Crds,
+    /// Run clusters on this machine, no Kubernetes needed.
+    Local {
+        #[command(flatten)]
+        options: commands::local::LocalOptions,
+        #[command(subcommand)]
+        command: commands::local::LocalCommand,
+    },
     /// Instance manager commands (run inside a pod, or by the local platform).
     Instance {
         #[command(subcommand)]
@@ -54,6 +61,7 @@ fn main() -> ExitCode {
         Command::Instance {
             command: InstanceCommand::Run { spec },
         } => commands::instance::run(&spec),
+        Command::Local { options, command } => commands::local::run(&options, command),
     };
     match result {
         Ok(code) => code,

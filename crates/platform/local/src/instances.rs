@@ -25,12 +25,14 @@ pub fn running_pid(pid_file: &Path) -> Option<u32> {
     is_alive(pid).then_some(pid)
 }
 
-/// Start `exe args...` detached, output to `log`, pid to `pid_file`.
+/// Start `exe args...` detached, output to `log`, pid to `pid_file`; as `user` when given
+/// (and this process may switch users).
 pub fn spawn_detached(
     exe: &Path,
     args: &[&str],
     log: &Path,
     pid_file: &Path,
+    user: Option<&pgherd_instance_manager::OsUser>,
 ) -> Result<u32, LocalError> {
     use std::os::unix::process::CommandExt;
     if let Some(dir) = log.parent() {
@@ -44,7 +46,14 @@ pub fn spawn_detached(
     let err = out
         .try_clone()
         .map_err(|e| LocalError::io("cannot open", log, e))?;
-    let child = Command::new(exe)
+    if let Some(user) = user {
+        user.own_file(log)?;
+    }
+    let mut command = Command::new(exe);
+    if let Some(user) = user {
+        user.apply(&mut command);
+    }
+    let child = command
         .args(args)
         .stdin(Stdio::null())
         .stdout(out)

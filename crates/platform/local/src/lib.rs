@@ -5,11 +5,14 @@
 //!
 //! Depends on the model and engine crates; nothing depends on it but the app.
 
+pub mod apply;
+pub mod control;
 pub mod endpoints;
 pub mod error;
 pub mod instances;
 pub mod secrets;
 pub mod state;
+pub mod status;
 
 pub use error::LocalError;
 pub use state::StateDir;

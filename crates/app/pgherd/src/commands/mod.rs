@@ -2,4 +2,5 @@
 
 pub mod crds;
 pub mod instance;
+pub mod local;
 pub mod validate;

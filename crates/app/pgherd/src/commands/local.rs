@@ -1,0 +1,425 @@
+//! `pgherd local ...`: wiring of the local platform.
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use pgherd_api::manifest;
+use pgherd_local::control::ControlPlane;
+use pgherd_local::instances::{running_pid, spawn_detached, stop};
+use pgherd_local::state::{read_json, StateDir, DEFAULT_NAMESPACE};
+use pgherd_local::status::LocalClusterStatus;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct LocalOptions {
+    /// State directory (default: $PGHERD_STATE_DIR, else $XDG_STATE_HOME/pgherd, else
+    /// ~/.local/state/pgherd).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    /// Operating-system user PostgreSQL runs as when pgherd runs as root.
+    #[arg(long, global = true, default_value = "postgres")]
+    postgres_user: String,
+    /// Directory of the PostgreSQL server binaries (default: found from the image's major).
+    #[arg(long, global = true)]
+    postgres_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start the control plane (if not running), apply FILE, wait until healthy.
+    Up {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// Return as soon as the objects are applied.
+        #[arg(long)]
+        detach: bool,
+        /// How long to wait for the clusters to become healthy.
+        #[arg(long, default_value = "300")]
+        timeout_seconds: u64,
+    },
+    /// Create or update objects.
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+    },
+    /// Cluster status.
+    Status {
+        name: Option<String>,
+        #[arg(short = 'o', long = "output")]
+        output: Option<String>,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
+    /// Stop everything, keep the data; `local up` resumes it.
+    Down,
+    /// Stop everything and delete the state directory.
+    Destroy,
+    /// psql against the cluster's rw (or ro) endpoint as the application user.
+    Psql {
+        cluster: String,
+        #[arg(long)]
+        ro: bool,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run the control plane in the foreground (started by `local up`).
+    #[command(hide = true)]
+    Controller,
+}
+
+fn state_dir(options: &LocalOptions) -> StateDir {
+    let root = options
+        .state_dir
+        .clone()
+        .or_else(|| std::env::var_os("PGHERD_STATE_DIR").map(PathBuf::from))
+        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("pgherd")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/pgherd")))
+        .unwrap_or_else(|| PathBuf::from(".pgherd-state"));
+    StateDir::new(root)
+}
+
+pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<ExitCode> {
+    let state = state_dir(options);
+    match command {
+        LocalCommand::Up {
+            files,
+            detach,
+            timeout_seconds,
+        } => {
+            let applied = apply(&state, &files)?;
+            let Some(applied) = applied else {
+                return Ok(ExitCode::from(1));
+            };
+            ensure_control_plane(&state, options)?;
+            if detach {
+                return Ok(ExitCode::SUCCESS);
+            }
+            wait_healthy(&state, &applied, Duration::from_secs(timeout_seconds))
+        }
+        LocalCommand::Apply { files } => Ok(match apply(&state, &files)? {
+            Some(_) => {
+                if running_pid(&state.control_plane_pid()).is_none() {
+                    eprintln!("note: the control plane is not running; `pgherd local up -f FILE` starts it");
+                }
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(1),
+        }),
+        LocalCommand::Status {
+            name,
+            output,
+            namespace,
+        } => status(&state, name, output.as_deref(), &namespace),
+        LocalCommand::Down => {
+            down(&state);
+            Ok(ExitCode::SUCCESS)
+        }
+        LocalCommand::Destroy => {
+            down(&state);
+            if state.root.exists() {
+                std::fs::remove_dir_all(&state.root)
+                    .with_context(|| format!("cannot remove {}", state.root.display()))?;
+            }
+            println!("destroyed {}", state.root.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        LocalCommand::Psql {
+            cluster,
+            ro,
+            namespace,
+            args,
+        } => psql(&state, &cluster, ro, &namespace, &args),
+        LocalCommand::Controller => controller(&state, options),
+    }
+}
+
+/// Validate every file; store the objects only when there is no error at all.
+fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String>>> {
+    let mut loaded = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
+        loaded.push((file.clone(), manifest::load(&text)));
+    }
+    let mut all: Vec<&mut manifest::Manifest> =
+        loaded.iter_mut().flat_map(|(_, m)| m.iter_mut()).collect();
+    manifest::validate_all(&mut all);
+    let mut errors = 0;
+    for (file, manifests) in &loaded {
+        for m in manifests {
+            for d in &m.diagnostics {
+                errors += usize::from(d.is_error());
+                eprintln!("{file}:{}: {}: {d}", m.index, m.label());
+            }
+        }
+    }
+    if errors > 0 {
+        eprintln!("nothing applied: {errors} error(s)");
+        return Ok(None);
+    }
+    state.create()?;
+    let mut stored = Vec::new();
+    for (_, manifests) in &loaded {
+        stored.extend(pgherd_local::apply::store(state, manifests)?);
+    }
+    for s in &stored {
+        println!("{s} applied");
+    }
+    Ok(Some(stored))
+}
+
+fn ensure_control_plane(state: &StateDir, options: &LocalOptions) -> anyhow::Result<()> {
+    if running_pid(&state.control_plane_pid()).is_some() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find the pgherd executable")?;
+    let root = state.root.display().to_string();
+    let mut args = vec![
+        "local",
+        "--state-dir",
+        &root,
+        "--postgres-user",
+        &options.postgres_user,
+    ];
+    let bin = options
+        .postgres_bin
+        .as_ref()
+        .map(|b| b.display().to_string());
+    if let Some(bin) = &bin {
+        args.extend(["--postgres-bin", bin]);
+    }
+    args.push("controller");
+    spawn_detached(
+        &exe,
+        &args,
+        &state.control_plane_log(),
+        &state.control_plane_pid(),
+        None,
+    )?;
+    Ok(())
+}
+
+fn wait_healthy(
+    state: &StateDir,
+    applied: &[String],
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let clusters: Vec<(String, String)> = applied
+        .iter()
+        .filter_map(|s| s.strip_prefix("Cluster/"))
+        .filter_map(|s| s.split_once('/'))
+        .map(|(ns, n)| (ns.to_string(), n.to_string()))
+        .collect();
+    let deadline = Instant::now() + timeout;
+    let mut last = std::collections::BTreeMap::new();
+    loop {
+        let mut all_healthy = true;
+        for (ns, name) in &clusters {
+            let status: Option<LocalClusterStatus> =
+                read_json(&state.status_path("Cluster", ns, name))?;
+            let phase = status
+                .as_ref()
+                .map(|s| format!("{} ({}/{} ready)", s.phase, s.ready_instances, s.instances))
+                .unwrap_or_else(|| "pending".into());
+            if last.get(name) != Some(&phase) {
+                eprintln!("{name}: {phase}");
+                last.insert(name.clone(), phase);
+            }
+            match status {
+                Some(s) if s.phase == pgherd_controller::phase::HEALTHY => {}
+                _ => all_healthy = false,
+            }
+        }
+        if all_healthy {
+            for (ns, name) in &clusters {
+                if let Some(s) =
+                    read_json::<LocalClusterStatus>(&state.status_path("Cluster", ns, name))?
+                {
+                    println!(
+                        "{name} is healthy: primary {}, rw {}, ro {}",
+                        s.current_primary.unwrap_or_default(),
+                        s.endpoints.get("rw").cloned().unwrap_or_default(),
+                        s.endpoints.get("ro").cloned().unwrap_or_default()
+                    );
+                    println!("  connect: pgherd local psql {name}");
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() > deadline {
+            eprintln!("timed out waiting for the clusters to become healthy; see `pgherd local status` and {}", state.control_plane_log().display());
+            return Ok(ExitCode::from(2));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn status(
+    state: &StateDir,
+    name: Option<String>,
+    output: Option<&str>,
+    namespace: &str,
+) -> anyhow::Result<ExitCode> {
+    let mut statuses = Vec::new();
+    for (ns, cluster_name, _) in state.list_objects::<serde_json::Value>("Cluster")? {
+        if name.as_ref().is_some_and(|n| n != &cluster_name) || (name.is_some() && ns != namespace)
+        {
+            continue;
+        }
+        if let Some(s) =
+            read_json::<LocalClusterStatus>(&state.status_path("Cluster", &ns, &cluster_name))?
+        {
+            statuses.push(s);
+        }
+    }
+    if let Some(n) = &name {
+        if statuses.is_empty() {
+            eprintln!(
+                "cluster {n:?} not found in namespace {namespace} ({})",
+                state.root.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
+    match output {
+        Some("json") if name.is_some() => {
+            println!("{}", serde_json::to_string_pretty(&statuses[0])?)
+        }
+        Some("json") => println!("{}", serde_json::to_string_pretty(&statuses)?),
+        Some("yaml") => print!("{}", serde_yaml_ng::to_string(&statuses)?),
+        Some(other) => bail!("unknown output format {other:?}; use json or yaml"),
+        None => {
+            for s in &statuses {
+                println!(
+                    "Cluster {}/{}: {} ({}/{} ready), primary {}, timeline {}",
+                    s.namespace,
+                    s.name,
+                    s.phase,
+                    s.ready_instances,
+                    s.instances,
+                    s.current_primary.as_deref().unwrap_or("none"),
+                    s.timeline.map_or("-".into(), |t| t.to_string())
+                );
+                for (kind, addr) in &s.endpoints {
+                    println!("  {}-{kind}: {addr}", s.name);
+                }
+                for i in &s.instances_status {
+                    println!(
+                        "  {:<24} {:<8} ready={:<5} lsn={:<12} lag={} port={}",
+                        i.name,
+                        i.role,
+                        i.ready,
+                        i.lsn.as_deref().unwrap_or("-"),
+                        i.lag_bytes.map_or("-".into(), |l| l.to_string()),
+                        i.port
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(state: &StateDir) {
+    if let Some(pid) = running_pid(&state.control_plane_pid()) {
+        stop(pid, Duration::from_secs(30));
+    }
+    let clusters = state.root.join("clusters");
+    for ns in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
+        for cluster in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            for instance in std::fs::read_dir(cluster.path().join("instances"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if let Some(pid) = running_pid(&instance.path().join("manager.pid")) {
+                    stop(pid, Duration::from_secs(120));
+                }
+            }
+        }
+    }
+    println!("stopped; data kept in {}", state.root.display());
+}
+
+fn psql(
+    state: &StateDir,
+    cluster: &str,
+    ro: bool,
+    namespace: &str,
+    args: &[String],
+) -> anyhow::Result<ExitCode> {
+    let Some(status) =
+        read_json::<LocalClusterStatus>(&state.status_path("Cluster", namespace, cluster))?
+    else {
+        eprintln!("cluster {cluster:?} not found in namespace {namespace}");
+        return Ok(ExitCode::from(1));
+    };
+    let endpoint = status
+        .endpoints
+        .get(if ro { "ro" } else { "rw" })
+        .cloned()
+        .unwrap_or_default();
+    let (host, port) = endpoint.rsplit_once(':').unwrap_or(("127.0.0.1", "5432"));
+    let secret = pgherd_local::secrets::read(state, namespace, &format!("{cluster}-app"))?
+        .unwrap_or_default();
+    let get = |k: &str| {
+        secret
+            .get(k)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("psql")
+        .env("PGHOST", host)
+        .env("PGPORT", port)
+        .env("PGUSER", get("username"))
+        .env("PGPASSWORD", get("password"))
+        .env("PGDATABASE", get("dbname"))
+        .env("PGSSLMODE", "require")
+        .args(args)
+        .exec();
+    bail!("cannot run psql: {err}")
+}
+
+fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCode> {
+    if let Some(pid) = running_pid(&state.control_plane_pid()) {
+        if pid != std::process::id() {
+            bail!(
+                "another control plane (pid {pid}) already manages {}",
+                state.root.display()
+            );
+        }
+    }
+    pgherd_local::state::write_atomic(
+        &state.control_plane_pid(),
+        format!("{}\n", std::process::id()).as_bytes(),
+        0o644,
+    )?;
+    let user = pgherd_instance_manager::OsUser::for_postgres(&options.postgres_user)?;
+    let mut plane = ControlPlane {
+        state: state.clone(),
+        exe: std::env::current_exe().context("cannot find the pgherd executable")?,
+        user,
+        postgres_bin: options.postgres_bin.clone(),
+        runtimes: Default::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            if let Err(e) = plane.reconcile_all().await {
+                eprintln!("reconcile: {e}");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = term.recv() => return Ok(ExitCode::SUCCESS),
+                _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            }
+        }
+    })
+}

@@ -1,0 +1,56 @@
+//! The machine-readable view of a local cluster (`pgherd local status CLUSTER -o json`); its
+//! top-level keys are a stable contract (DESIGN.md).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One instance in the local status view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalInstanceStatus {
+    pub name: String,
+    /// `primary`, `replica` or `down`.
+    pub role: String,
+    pub ready: bool,
+    pub lsn: Option<String>,
+    pub lag_bytes: Option<u64>,
+    pub port: u16,
+    /// The postmaster's pid.
+    pub pid: Option<u32>,
+    /// The instance manager's status endpoint.
+    pub status_endpoint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A cluster's local status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalClusterStatus {
+    pub name: String,
+    pub namespace: String,
+    pub phase: String,
+    pub instances: usize,
+    pub ready_instances: usize,
+    pub current_primary: Option<String>,
+    pub target_primary: Option<String>,
+    pub timeline: Option<u32>,
+    /// `rw`, `ro`, `r` → `127.0.0.1:PORT`.
+    pub endpoints: BTreeMap<String, String>,
+    pub instances_status: Vec<LocalInstanceStatus>,
+    /// Highest instance serial used (serials are never reused).
+    pub latest_generated_node: u32,
+    #[serde(default)]
+    pub conditions: Vec<LocalCondition>,
+}
+
+/// A condition (`Ready`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalCondition {
+    #[serde(rename = "type")]
+    pub condition_type: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
