@@ -213,12 +213,23 @@ fn wait_healthy(
         .map(|(ns, n)| (ns.to_string(), n.to_string()))
         .collect();
     let deadline = Instant::now() + timeout;
+    // Only a status written after this call counts: one left from before a `down` is stale.
+    let since = std::time::SystemTime::now();
+    let fresh = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > since)
+    };
     let mut last = std::collections::BTreeMap::new();
     loop {
         let mut all_healthy = true;
         for (ns, name) in &clusters {
-            let status: Option<LocalClusterStatus> =
-                read_json(&state.status_path("Cluster", ns, name))?;
+            let path = state.status_path("Cluster", ns, name);
+            let status: Option<LocalClusterStatus> = if fresh(&path) {
+                read_json(&path)?
+            } else {
+                None
+            };
             let phase = status
                 .as_ref()
                 .map(|s| format!("{} ({}/{} ready)", s.phase, s.ready_instances, s.instances))

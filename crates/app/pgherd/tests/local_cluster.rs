@@ -1,0 +1,254 @@
+//! The local platform end to end, through the CLI, on real PostgreSQL 15: a 3-instance cluster
+//! becomes healthy; a row written through `-rw` is read through `-ro` and on every replica;
+//! scaling 3 → 4 → 2 (never removing the primary); an invalid manifest changes nothing;
+//! `down` + `up` and a killed control plane keep the data; PostgreSQL keeps serving while the
+//! control plane is down.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use pgherd_local::status::LocalClusterStatus;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Local {
+    state: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Local {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Local {
+            state: dir.path().join("state"),
+            _dir: dir,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pgherd"))
+            .arg("local")
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn status(&self) -> LocalClusterStatus {
+        let out = self.run(&["status", "pg", "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn wait(&self, what: &str, check: impl Fn(&LocalClusterStatus) -> bool) -> LocalClusterStatus {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = self.status();
+            if check(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {s:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.run(&["destroy"]);
+    }
+}
+
+fn manifest(dir: &Path, instances: u32) -> PathBuf {
+    let path = dir.join(format!("pg-{instances}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn client(addr: &str, local: &Local) -> tokio_postgres::Client {
+    let secret: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(local.state.join("secrets/default/pg-app.json")).unwrap(),
+    )
+    .unwrap();
+    let field = |k: &str| {
+        use base64::Engine as _;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(secret["data"][k].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port.parse().unwrap())
+        .user(field("username"))
+        .password(field("password"))
+        .dbname(field("dbname"));
+    config.connect_timeout(Duration::from_secs(5));
+    let (c, conn) = config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("{addr}: {e}"));
+    tokio::spawn(conn);
+    c
+}
+
+async fn count(addr: &str, local: &Local) -> i64 {
+    client(addr, local)
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn local_cluster_lifecycle() {
+    let local = Local::new();
+    let files = tempfile::tempdir().unwrap();
+    let three = manifest(files.path(), 3);
+    let out = local.run(&[
+        "up",
+        "-f",
+        three.to_str().unwrap(),
+        "--timeout-seconds",
+        "180",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = local.status();
+    assert_eq!(s.phase, "Cluster in healthy state");
+    assert_eq!((s.instances, s.ready_instances), (3, 3));
+    assert_eq!(s.current_primary.as_deref(), Some("pg-1"));
+    assert_eq!(s.timeline, Some(1));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rw = s.endpoints["rw"].clone();
+    let ro = s.endpoints["ro"].clone();
+
+    rt.block_on(async {
+        let c = client(&rw, &local).await;
+        c.batch_execute(
+            "CREATE TABLE t (id serial primary key, v text); INSERT INTO t (v) VALUES ('one')",
+        )
+        .await
+        .unwrap();
+        let in_recovery: bool = client(&ro, &local)
+            .await
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(in_recovery, "-ro must reach a replica");
+        for i in s.instances_status.iter().filter(|i| i.role == "replica") {
+            let addr = format!("127.0.0.1:{}", i.port);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while count(&addr, &local).await != 1 {
+                assert!(Instant::now() < deadline, "row not on {}", i.name);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // Writes through -ro are refused by the replica.
+        assert!(client(&ro, &local)
+            .await
+            .batch_execute("INSERT INTO t (v) VALUES ('x')")
+            .await
+            .is_err());
+    });
+    // An invalid manifest changes nothing.
+    let bad = files.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 0\n  storage:\n    size: 1Gi\n").unwrap();
+    let out = local.run(&["apply", "-f", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spec.instances"));
+    assert_eq!(local.status().instances, 3);
+    // Scale up to 4, then down to 2: the newest replicas go, never the primary.
+    let four = manifest(files.path(), 4);
+    assert!(local
+        .run(&["apply", "-f", four.to_str().unwrap()])
+        .status
+        .success());
+    let s = local.wait("4 ready instances", |s| {
+        s.ready_instances == 4 && s.phase == "Cluster in healthy state"
+    });
+    assert!(s.instances_status.iter().any(|i| i.name == "pg-4"));
+    let two = manifest(files.path(), 2);
+    assert!(local
+        .run(&["apply", "-f", two.to_str().unwrap()])
+        .status
+        .success());
+    let s = local.wait("2 instances", |s| {
+        s.instances == 2 && s.phase == "Cluster in healthy state"
+    });
+    let names: Vec<&str> = s.instances_status.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["pg-1", "pg-2"]);
+    assert!(!local
+        .state
+        .join("clusters/default/pg/instances/pg-4")
+        .exists());
+    // Killing the control plane: PostgreSQL keeps serving; a new control plane picks up.
+    let pid: i32 = std::fs::read_to_string(local.state.join("control-plane.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let primary_port = s.instances_status[0].port;
+    rt.block_on(async { assert_eq!(count(&format!("127.0.0.1:{primary_port}"), &local).await, 1) });
+    let out = local.run(&[
+        "up",
+        "-f",
+        two.to_str().unwrap(),
+        "--timeout-seconds",
+        "120",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // down + up: same cluster, same data, same endpoints.
+    assert!(local.run(&["down"]).status.success());
+    let out = local.run(&[
+        "up",
+        "-f",
+        two.to_str().unwrap(),
+        "--timeout-seconds",
+        "180",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = local.status();
+    assert_eq!(s.endpoints["rw"], rw, "endpoint ports are kept");
+    rt.block_on(async { assert_eq!(count(&s.endpoints["rw"], &local).await, 1) });
+}
