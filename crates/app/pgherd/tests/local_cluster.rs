@@ -71,7 +71,7 @@ fn manifest(dir: &Path, instances: u32) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n"
+            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n  managed:\n    roles:\n    - name: reader\n      login: true\n      passwordSecret:\n        name: reader-secret\n    - name: \"Odd \\\"Name\"\n      ensure: present\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: reader-secret\nstringData:\n  username: reader\n  password: reader-pass\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: pg-inventory\nspec:\n  cluster:\n    name: pg\n  name: inventory\n  owner: reader\n  schemas:\n  - name: stock\n"
         ),
     )
     .unwrap();
@@ -177,6 +177,62 @@ fn local_cluster_lifecycle() {
             .await
             .is_err());
     });
+    // Managed roles and the Database object are reconciled on the primary.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let db_status = std::fs::read_to_string(
+            local
+                .state
+                .join("status/Database/default/pg-inventory.json"),
+        )
+        .unwrap_or_default();
+        if db_status.contains("\"applied\": true") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Database not applied: {db_status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let s2 = local.wait("managed roles", |s| {
+        s.managed_roles_status.reconciled.len() == 2
+    });
+    assert!(s2.managed_roles_status.cannot_reconcile.is_empty());
+    rt.block_on(async {
+        let mut config = tokio_postgres::Config::new();
+        let (host, port) = rw.rsplit_once(':').unwrap();
+        config
+            .host(host)
+            .port(port.parse().unwrap())
+            .user("reader")
+            .password("reader-pass")
+            .dbname("inventory");
+        let (c, conn) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("the managed role logs in with its Secret's password");
+        tokio::spawn(conn);
+        let owner: String = c
+            .query_one(
+                "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'stock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(owner, "reader");
+        let odd: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_roles WHERE rolname = 'Odd \"Name'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(odd, 1);
+    });
+
     // An invalid manifest changes nothing.
     let bad = files.path().join("bad.yaml");
     std::fs::write(&bad, "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 0\n  storage:\n    size: 1Gi\n").unwrap();

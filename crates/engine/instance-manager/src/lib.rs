@@ -8,6 +8,7 @@
 
 pub mod binaries;
 pub mod bootstrap;
+pub mod declarative;
 pub mod error;
 pub mod http;
 pub mod observe;

@@ -95,6 +95,8 @@ pub async fn observe(
         instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
         applied_generation: 0,
         error: None,
+        role_results: Vec::new(),
+        database_results: Vec::new(),
     };
     if in_recovery {
         let row = timed(

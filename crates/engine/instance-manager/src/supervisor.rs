@@ -81,6 +81,8 @@ fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
         instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
         applied_generation: 0,
         error,
+        role_results: Vec::new(),
+        database_results: Vec::new(),
     }
 }
 
@@ -166,6 +168,12 @@ async fn converge(spec: &InstanceSpec, state: &mut State) -> Result<InstanceStat
                 drop_slot(&client, &name).await?;
             }
         }
+    }
+    if status.is_primary && (!spec.roles.is_empty() || !spec.databases.is_empty()) {
+        let (roles, databases) =
+            crate::declarative::reconcile(&pg, &spec.roles, &spec.databases).await?;
+        status.role_results = roles;
+        status.database_results = databases;
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;
     status.applied_generation = spec.generation;

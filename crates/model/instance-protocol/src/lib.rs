@@ -4,8 +4,12 @@
 //!
 //! Pure data: depends only on the model crates and serde.
 
+mod declarative;
 mod spec;
 
+pub use declarative::{
+    ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
+};
 pub use spec::{Bootstrap, CertificatePaths, DesiredRole, InstanceSpec, PrimaryEndpoint};
 
 use pgherd_postgres::Lsn;
@@ -62,6 +66,12 @@ pub struct InstanceStatus {
     /// What went wrong last, if anything (no secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Primary: the result of applying each managed role.
+    #[serde(default)]
+    pub role_results: Vec<ApplyResult>,
+    /// Primary: the result of applying each Database.
+    #[serde(default)]
+    pub database_results: Vec<ApplyResult>,
 }
 
 /// One streaming replica as the primary sees it (`pg_stat_replication`).
@@ -112,6 +122,8 @@ mod tests {
             instance_manager_version: "0.1.0".into(),
             applied_generation: 3,
             error: None,
+            role_results: vec![],
+            database_results: vec![],
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["receivedLsn"], "0/3000200");

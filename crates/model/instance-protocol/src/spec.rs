@@ -103,4 +103,10 @@ pub struct InstanceSpec {
     /// Keep PostgreSQL stopped.
     #[serde(default)]
     pub fenced: bool,
+    /// For a primary: managed roles to keep in the declared state.
+    #[serde(default)]
+    pub roles: Vec<crate::RoleSpec>,
+    /// For a primary: databases to keep in the declared state.
+    #[serde(default)]
+    pub databases: Vec<crate::DatabaseSpec>,
 }

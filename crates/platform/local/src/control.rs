@@ -299,6 +299,28 @@ impl ControlPlane {
         }
         let decided = plan(cluster, &observed);
 
+        let roles = crate::declarative::roles(
+            &self.state,
+            namespace,
+            cluster,
+            &cluster_dir.join("role-passwords"),
+            &self.user,
+        )?;
+        let databases = crate::declarative::databases(&self.state, namespace, &name)?;
+        if let Some(primary) = decided
+            .current_primary
+            .as_deref()
+            .and_then(|p| observed.instances.iter().find(|i| i.name == p))
+        {
+            if let Some(status) = &primary.status {
+                crate::declarative::write_database_status(
+                    &self.state,
+                    namespace,
+                    &status.database_results,
+                )?;
+            }
+        }
+
         // Apply.
         let bin_dir = match (&self.postgres_bin, cluster.major_version()) {
             (Some(dir), _) => dir.clone(),
@@ -408,6 +430,16 @@ impl ControlPlane {
                     .collect(),
                 slot_prefix: slot_prefix.clone(),
                 fenced: false,
+                roles: if instance.role == DesiredRole::Primary {
+                    roles.clone()
+                } else {
+                    Vec::new()
+                },
+                databases: if instance.role == DesiredRole::Primary {
+                    databases.clone()
+                } else {
+                    Vec::new()
+                },
             };
             if instance.role == DesiredRole::Replica && spec.primary.is_none() {
                 continue; // the primary has no ports yet
@@ -547,6 +579,24 @@ impl ControlPlane {
             .and_then(|i| i.status.as_ref())
             .and_then(|s| s.timeline_id);
         let healthy = decided.phase == phase::HEALTHY;
+        let mut managed_roles_status = crate::status::ManagedRolesStatus::default();
+        let primary_status = decided
+            .current_primary
+            .as_deref()
+            .and_then(|p| by_name.get(p))
+            .and_then(|i| i.status.as_ref());
+        for r in primary_status
+            .map(|s| s.role_results.as_slice())
+            .unwrap_or_default()
+        {
+            if r.applied {
+                managed_roles_status.reconciled.push(r.name.clone());
+            } else {
+                managed_roles_status
+                    .cannot_reconcile
+                    .insert(r.name.clone(), r.message.iter().cloned().collect());
+            }
+        }
         LocalClusterStatus {
             name: name.to_string(),
             namespace: namespace.to_string(),
@@ -574,6 +624,7 @@ impl ControlPlane {
                     decided.phase.to_string()
                 },
             }],
+            managed_roles_status,
         }
     }
 
@@ -600,6 +651,7 @@ impl ControlPlane {
                     instances_status: Vec::new(),
                     latest_generated_node: 0,
                     conditions: Vec::new(),
+                    managed_roles_status: Default::default(),
                 });
                 status.phase = phase::CANNOT_CREATE_OBJECTS.to_string();
                 status.conditions = vec![LocalCondition {

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod control;
+pub mod declarative;
 pub mod endpoints;
 pub mod error;
 pub mod instances;

@@ -42,6 +42,19 @@ pub struct LocalClusterStatus {
     pub latest_generated_node: u32,
     #[serde(default)]
     pub conditions: Vec<LocalCondition>,
+    /// Managed roles: which are reconciled, which cannot be and why.
+    #[serde(default)]
+    pub managed_roles_status: ManagedRolesStatus,
+}
+
+/// CloudNativePG's `managedRolesStatus`, reduced to what the local platform knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRolesStatus {
+    #[serde(default)]
+    pub reconciled: Vec<String>,
+    #[serde(default)]
+    pub cannot_reconcile: BTreeMap<String, Vec<String>>,
 }
 
 /// A condition (`Ready`, ...).

@@ -1,0 +1,100 @@
+//! Declarative objects inside PostgreSQL that the primary's instance manager keeps in the
+//! declared state: managed roles (`spec.managed.roles`) and databases (`kind: Database`), and
+//! the result of applying each.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Where a role's password comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum PasswordSource {
+    /// Leave the password as it is (a new role gets none).
+    Unchanged,
+    /// `PASSWORD NULL`.
+    Disabled,
+    /// The password is in this file (mode 0600).
+    File { path: PathBuf },
+}
+
+/// A managed role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleSpec {
+    pub name: String,
+    /// `false` for `ensure: absent`.
+    pub present: bool,
+    pub comment: Option<String>,
+    pub login: bool,
+    pub superuser: bool,
+    pub createdb: bool,
+    pub createrole: bool,
+    pub inherit: bool,
+    pub replication: bool,
+    pub bypassrls: bool,
+    pub connection_limit: i64,
+    /// `VALID UNTIL` timestamp; `None` means infinity.
+    pub valid_until: Option<String>,
+    pub in_roles: Vec<String>,
+    pub password: PasswordSource,
+}
+
+/// A schema inside a database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaSpec {
+    pub name: String,
+    pub present: bool,
+    pub owner: Option<String>,
+}
+
+/// An extension inside a database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionSpec {
+    pub name: String,
+    pub present: bool,
+    pub version: Option<String>,
+    pub schema: Option<String>,
+}
+
+/// A database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// The `Database` object's name (for reporting).
+    pub object: String,
+    /// The database name in PostgreSQL.
+    pub name: String,
+    pub present: bool,
+    pub owner: String,
+    pub template: Option<String>,
+    pub encoding: Option<String>,
+    pub locale: Option<String>,
+    pub locale_provider: Option<String>,
+    pub locale_collate: Option<String>,
+    pub locale_ctype: Option<String>,
+    pub icu_locale: Option<String>,
+    pub icu_rules: Option<String>,
+    pub builtin_locale: Option<String>,
+    pub collation_version: Option<String>,
+    pub is_template: Option<bool>,
+    pub allow_connections: Option<bool>,
+    pub connection_limit: Option<i64>,
+    pub tablespace: Option<String>,
+    #[serde(default)]
+    pub schemas: Vec<SchemaSpec>,
+    #[serde(default)]
+    pub extensions: Vec<ExtensionSpec>,
+}
+
+/// Whether one declared object was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplyResult {
+    /// Role name, or `Database` object name.
+    pub name: String,
+    pub applied: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

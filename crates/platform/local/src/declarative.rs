@@ -1,0 +1,151 @@
+//! From the stored objects to the declarative parts of an instance spec — managed roles (from
+//! `Cluster.spec.managed.roles`, passwords from their Secrets) and `Database` objects — and
+//! from the primary's results back to status.
+
+use crate::state::{write_atomic, write_json, StateDir};
+use crate::LocalError;
+use pgherd_api::cluster::EnsureOption;
+use pgherd_api::{Cluster, Database};
+use pgherd_instance_manager::OsUser;
+use pgherd_instance_protocol::{
+    ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
+};
+use std::path::Path;
+
+fn present(ensure: Option<EnsureOption>) -> bool {
+    ensure != Some(EnsureOption::Absent)
+}
+
+/// The managed roles of `cluster`; passwords are copied from their Secrets into 0600 files
+/// in `secrets_dir` owned by the PostgreSQL user.
+pub fn roles(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &Cluster,
+    secrets_dir: &Path,
+    user: &OsUser,
+) -> Result<Vec<RoleSpec>, LocalError> {
+    let mut out = Vec::new();
+    for (i, r) in cluster
+        .spec
+        .managed
+        .iter()
+        .flat_map(|m| m.roles.iter().flatten())
+        .enumerate()
+    {
+        let password = if r.disable_password == Some(true) {
+            PasswordSource::Disabled
+        } else if let Some(secret) = &r.password_secret {
+            match crate::secrets::read(state, namespace, &secret.name)?
+                .and_then(|d| d.get("password").cloned())
+            {
+                Some(password) => {
+                    user.own_dir(secrets_dir, 0o700)?;
+                    let path = secrets_dir.join(format!("role-{i}"));
+                    write_atomic(&path, &password, 0o600)?;
+                    user.own_file(&path)?;
+                    PasswordSource::File { path }
+                }
+                // The Secret may be created later (ExternalSecrets): leave the password alone.
+                None => PasswordSource::Unchanged,
+            }
+        } else {
+            PasswordSource::Unchanged
+        };
+        out.push(RoleSpec {
+            name: r.name.clone(),
+            present: present(r.ensure),
+            comment: r.comment.clone(),
+            login: r.login.unwrap_or(false),
+            superuser: r.superuser.unwrap_or(false),
+            createdb: r.createdb.unwrap_or(false),
+            createrole: r.createrole.unwrap_or(false),
+            inherit: r.inherit.unwrap_or(true),
+            replication: r.replication.unwrap_or(false),
+            bypassrls: r.bypassrls.unwrap_or(false),
+            connection_limit: r.connection_limit.unwrap_or(-1),
+            valid_until: r.valid_until.clone(),
+            in_roles: r.in_roles.clone().unwrap_or_default(),
+            password,
+        });
+    }
+    Ok(out)
+}
+
+/// The `Database` objects of `cluster` in `namespace`.
+pub fn databases(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &str,
+) -> Result<Vec<DatabaseSpec>, LocalError> {
+    let all: Vec<(String, String, Database)> = state.list_objects("Database")?;
+    Ok(all
+        .into_iter()
+        .filter(|(ns, _, d)| ns == namespace && d.spec.cluster.name == cluster)
+        .map(|(_, object, d)| {
+            let s = d.spec;
+            DatabaseSpec {
+                object,
+                name: s.name,
+                present: present(s.ensure),
+                owner: s.owner,
+                template: s.template,
+                encoding: s.encoding,
+                locale: s.locale,
+                locale_provider: s.locale_provider,
+                locale_collate: s.locale_collate,
+                locale_ctype: s.locale_ctype,
+                icu_locale: s.icu_locale,
+                icu_rules: s.icu_rules,
+                builtin_locale: s.builtin_locale,
+                collation_version: s.collation_version,
+                is_template: s.is_template,
+                allow_connections: s.allow_connections,
+                connection_limit: s.connection_limit,
+                tablespace: s.tablespace,
+                schemas: s
+                    .schemas
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|x| SchemaSpec {
+                        name: x.name,
+                        present: present(x.ensure),
+                        owner: x.owner,
+                    })
+                    .collect(),
+                extensions: s
+                    .extensions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|x| ExtensionSpec {
+                        name: x.name,
+                        present: present(x.ensure),
+                        version: x.version,
+                        schema: x.schema,
+                    })
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+/// Write each Database's status (`applied`, `message`) from the primary's results.
+pub fn write_database_status(
+    state: &StateDir,
+    namespace: &str,
+    results: &[ApplyResult],
+) -> Result<(), LocalError> {
+    for r in results {
+        let status = pgherd_api::kinds::database::DatabaseStatus {
+            applied: Some(r.applied),
+            message: r.message.clone(),
+            ..Default::default()
+        };
+        write_json(
+            &state.status_path("Database", namespace, &r.name),
+            &status,
+            0o644,
+        )?;
+    }
+    Ok(())
+}
