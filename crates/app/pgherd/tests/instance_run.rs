@@ -167,6 +167,8 @@ fn primary_and_replica_managers() {
             replica_slots: slots,
             slot_prefix: "_cnpg_".into(),
             fenced: false,
+            roles: vec![],
+            databases: vec![],
         }
     };
     let primary = spec(
