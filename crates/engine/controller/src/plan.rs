@@ -213,6 +213,8 @@ mod tests {
             instance_manager_version: "test".into(),
             applied_generation: 1,
             error: None,
+            role_results: vec![],
+            database_results: vec![],
         }
     }
 
