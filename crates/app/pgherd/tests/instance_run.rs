@@ -167,6 +167,7 @@ fn primary_and_replica_managers() {
             replica_slots: slots,
             slot_prefix: "_cnpg_".into(),
             fenced: false,
+            restart_token: String::new(),
             roles: vec![],
             databases: vec![],
         }

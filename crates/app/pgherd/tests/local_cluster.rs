@@ -67,11 +67,16 @@ impl Drop for Local {
 }
 
 fn manifest(dir: &Path, instances: u32) -> PathBuf {
-    let path = dir.join(format!("pg-{instances}.yaml"));
+    manifest_with(dir, instances, "")
+}
+
+/// The test cluster; `postgresql` is inserted under `spec.postgresql.parameters` when not empty.
+fn manifest_with(dir: &Path, instances: u32, parameters: &str) -> PathBuf {
+    let path = dir.join(format!("pg-{instances}-{}.yaml", parameters.len()));
     std::fs::write(
         &path,
         format!(
-            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n  managed:\n    roles:\n    - name: reader\n      login: true\n      passwordSecret:\n        name: reader-secret\n    - name: \"Odd \\\"Name\"\n      ensure: present\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: reader-secret\nstringData:\n  username: reader\n  password: reader-pass\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: pg-inventory\nspec:\n  cluster:\n    name: pg\n  name: inventory\n  owner: reader\n  schemas:\n  - name: stock\n"
+            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n{parameters}  managed:\n    roles:\n    - name: reader\n      login: true\n      passwordSecret:\n        name: reader-secret\n    - name: \"Odd \\\"Name\"\n      ensure: present\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: reader-secret\nstringData:\n  username: reader\n  password: reader-pass\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: pg-inventory\nspec:\n  cluster:\n    name: pg\n  name: inventory\n  owner: reader\n  schemas:\n  - name: stock\n"
         ),
     )
     .unwrap();
@@ -79,6 +84,15 @@ fn manifest(dir: &Path, instances: u32) -> PathBuf {
 }
 
 async fn client(addr: &str, local: &Local) -> tokio_postgres::Client {
+    try_client(addr, local)
+        .await
+        .unwrap_or_else(|e| panic!("{addr}: {e}"))
+}
+
+async fn try_client(
+    addr: &str,
+    local: &Local,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let secret: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(local.state.join("secrets/default/pg-app.json")).unwrap(),
     )
@@ -101,21 +115,18 @@ async fn client(addr: &str, local: &Local) -> tokio_postgres::Client {
         .password(field("password"))
         .dbname(field("dbname"));
     config.connect_timeout(Duration::from_secs(5));
-    let (c, conn) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("{addr}: {e}"));
+    let (c, conn) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
-    c
+    Ok(c)
 }
 
+/// Rows in `t`; -1 while the table has not reached this instance yet.
 async fn count(addr: &str, local: &Local) -> i64 {
     client(addr, local)
         .await
         .query_one("SELECT count(*) FROM t", &[])
         .await
-        .unwrap()
-        .get(0)
+        .map_or(-1, |r| r.get(0))
 }
 
 #[test]
@@ -232,6 +243,70 @@ fn local_cluster_lifecycle() {
             .get(0);
         assert_eq!(odd, 1);
     });
+
+    // Rolling restart: every postmaster is replaced, replicas first, no row lost.
+    let before: Vec<Option<u32>> = local
+        .status()
+        .instances_status
+        .iter()
+        .map(|i| i.pid)
+        .collect();
+    let out = local.run(&["restart", "pg"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s3 = local.wait("every instance restarted", |s| {
+        s.phase == "Cluster in healthy state"
+            && s.instances_status
+                .iter()
+                .zip(&before)
+                .all(|(i, b)| i.pid.is_some() && i.pid != *b)
+    });
+    rt.block_on(async { assert_eq!(count(&s3.endpoints["rw"], &local).await, 1) });
+
+    // A parameter that needs a restart rolls the cluster; the committed row survives.
+    let tuned = manifest_with(
+        files.path(),
+        3,
+        "  postgresql:\n    parameters:\n      max_connections: \"120\"\n",
+    );
+    let out = local.run(&["apply", "-f", tuned.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = local.status();
+        let all = rt.block_on(async {
+            let mut values = Vec::new();
+            for i in &s.instances_status {
+                let v: String = match try_client(&format!("127.0.0.1:{}", i.port), &local).await {
+                    Ok(c) => c
+                        .query_one("SHOW max_connections", &[])
+                        .await
+                        .map(|r| r.get(0))
+                        .unwrap_or_default(),
+                    Err(_) => String::new(), // restarting
+                };
+                values.push(v);
+            }
+            values
+        });
+        if s.phase == "Cluster in healthy state" && all.iter().all(|v| v == "120") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "max_connections not applied everywhere: {all:?} {}",
+            s.phase
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    rt.block_on(async { assert_eq!(count(&local.status().endpoints["rw"], &local).await, 1) });
 
     // An invalid manifest changes nothing.
     let bad = files.path().join("bad.yaml");

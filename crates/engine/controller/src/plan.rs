@@ -13,6 +13,8 @@ pub struct ObservedInstance {
     pub name: String,
     /// Its last report, if the instance manager answered.
     pub status: Option<InstanceStatus>,
+    /// The restart token currently in its spec.
+    pub spec_restart_token: String,
 }
 
 /// The cluster as observed.
@@ -23,6 +25,8 @@ pub struct Observation {
     pub latest_serial: u32,
     /// The instance that is primary, as recorded in status.
     pub current_primary: Option<String>,
+    /// The restart token every instance should run under (a rolling restart changes it).
+    pub restart_token: String,
 }
 
 /// How a new instance gets its data.
@@ -41,6 +45,8 @@ pub struct DesiredInstance {
     pub name: String,
     pub role: DesiredRole,
     pub data_source: DataSource,
+    /// The restart token for its spec.
+    pub restart_token: String,
 }
 
 /// What the controller decided.
@@ -66,6 +72,47 @@ fn is_ready(i: &ObservedInstance) -> bool {
     i.status.as_ref().is_some_and(|s| s.ready)
 }
 
+/// A rolling restart, when instances run under an older restart token: one instance at a
+/// time, replicas (lowest serial first) before the primary, each only once every instance is
+/// ready again.
+fn roll(
+    instances: &mut [DesiredInstance],
+    observed: &[&&ObservedInstance],
+    primary: &str,
+    token: &str,
+) -> &'static str {
+    let applied = |i: &ObservedInstance| {
+        i.status
+            .as_ref()
+            .map(|s| s.restart_token.as_str())
+            .unwrap_or_default()
+            == token
+    };
+    if observed
+        .iter()
+        .any(|i| i.spec_restart_token == token && !applied(i))
+    {
+        return phase::UPGRADING; // one is restarting already
+    }
+    let next = observed
+        .iter()
+        .filter(|i| !applied(i))
+        .min_by_key(|i| (i.name == primary, i.serial));
+    match next {
+        None => phase::HEALTHY,
+        Some(i) => {
+            if let Some(d) = instances.iter_mut().find(|d| d.name == i.name) {
+                d.restart_token = token.to_string();
+            }
+            if i.name == primary {
+                phase::PRIMARY_RESTARTING_IN_PLACE
+            } else {
+                phase::UPGRADING
+            }
+        }
+    }
+}
+
 /// Decide.
 pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
     let cluster_name = cluster.metadata.name.as_deref().unwrap_or_default();
@@ -85,6 +132,7 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
                 name: name.clone(),
                 role: DesiredRole::Primary,
                 data_source: DataSource::Initdb,
+                restart_token: observed.restart_token.clone(),
             }],
             remove: Vec::new(),
             phase: phase::SETTING_UP_PRIMARY,
@@ -121,6 +169,7 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
             } else {
                 DataSource::Clone
             },
+            restart_token: i.spec_restart_token.clone(),
         })
         .collect();
 
@@ -159,11 +208,17 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
                 name: instance_name(cluster_name, latest),
                 role: DesiredRole::Replica,
                 data_source: DataSource::Clone,
+                restart_token: observed.restart_token.clone(),
             });
         }
         phase::CREATING_REPLICA
     } else if ready == remaining.len() {
-        phase::HEALTHY
+        roll(
+            &mut instances,
+            &remaining,
+            &primary.name,
+            &observed.restart_token,
+        )
     } else {
         phase::WAITING_FOR_INSTANCES
     };
@@ -212,6 +267,7 @@ mod tests {
             replication_info: vec![],
             instance_manager_version: "test".into(),
             applied_generation: 1,
+            restart_token: String::new(),
             error: None,
             role_results: vec![],
             database_results: vec![],
@@ -228,11 +284,13 @@ mod tests {
                         serial: *serial,
                         status: st.map(|(p, r)| status(&name, p, r)),
                         name,
+                        spec_restart_token: String::new(),
                     }
                 })
                 .collect(),
             latest_serial: list.iter().map(|(s, _)| *s).max().unwrap_or(0),
             current_primary: primary.map(str::to_string),
+            restart_token: String::new(),
         }
     }
 
@@ -246,7 +304,8 @@ mod tests {
                 serial: 1,
                 name: "pg-1".into(),
                 role: DesiredRole::Primary,
-                data_source: DataSource::Initdb
+                data_source: DataSource::Initdb,
+                restart_token: String::new(),
             }]
         );
         assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
@@ -267,7 +326,8 @@ mod tests {
                 serial: 2,
                 name: "pg-2".into(),
                 role: DesiredRole::Replica,
-                data_source: DataSource::Clone
+                data_source: DataSource::Clone,
+                restart_token: String::new(),
             }
         );
         assert_eq!(p.current_primary.as_deref(), Some("pg-1"));
@@ -364,5 +424,68 @@ mod tests {
         assert_eq!(p.instances.len(), 2);
         assert_eq!(p.current_primary, None);
         assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
+    }
+
+    #[test]
+    fn rolling_restart_goes_replica_by_replica_then_the_primary() {
+        let mut o = obs(
+            &[
+                (1, Some((true, true))),
+                (2, Some((false, true))),
+                (3, Some((false, true))),
+            ],
+            Some("pg-1"),
+        );
+        o.restart_token = "t1".into();
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.phase, phase::UPGRADING);
+        let tokens: Vec<&str> = p
+            .instances
+            .iter()
+            .map(|i| i.restart_token.as_str())
+            .collect();
+        assert_eq!(tokens, ["", "t1", ""], "the lowest replica first");
+
+        // pg-2 was told but has not restarted yet: nothing else moves.
+        o.instances[1].spec_restart_token = "t1".into();
+        let p = plan(&cluster(3), &o);
+        assert_eq!(
+            p.instances
+                .iter()
+                .map(|i| i.restart_token.as_str())
+                .collect::<Vec<_>>(),
+            ["", "t1", ""]
+        );
+
+        // pg-2 restarted; then pg-3; then the primary, last.
+        o.instances[1].status.as_mut().unwrap().restart_token = "t1".into();
+        let p = plan(&cluster(3), &o);
+        assert_eq!(
+            p.instances
+                .iter()
+                .map(|i| i.restart_token.as_str())
+                .collect::<Vec<_>>(),
+            ["", "t1", "t1"]
+        );
+        o.instances[2].spec_restart_token = "t1".into();
+        o.instances[2].status.as_mut().unwrap().restart_token = "t1".into();
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.phase, phase::PRIMARY_RESTARTING_IN_PLACE);
+        assert_eq!(p.instances[0].restart_token, "t1");
+        o.instances[0].spec_restart_token = "t1".into();
+        o.instances[0].status.as_mut().unwrap().restart_token = "t1".into();
+        assert_eq!(plan(&cluster(3), &o).phase, phase::HEALTHY);
+    }
+
+    #[test]
+    fn no_restart_while_an_instance_is_not_ready() {
+        let mut o = obs(
+            &[(1, Some((true, true))), (2, Some((false, false)))],
+            Some("pg-1"),
+        );
+        o.restart_token = "t1".into();
+        let p = plan(&cluster(2), &o);
+        assert_eq!(p.phase, phase::WAITING_FOR_INSTANCES);
+        assert!(p.instances.iter().all(|i| i.restart_token.is_empty()));
     }
 }

@@ -94,6 +94,7 @@ pub async fn observe(
         replication_info: Vec::new(),
         instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
         applied_generation: 0,
+        restart_token: String::new(),
         error: None,
         role_results: Vec::new(),
         database_results: Vec::new(),

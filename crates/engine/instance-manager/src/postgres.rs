@@ -257,6 +257,60 @@ impl Postgres {
         })
     }
 
+    /// Wait until the server accepts connections, failing at once if `child` (its postmaster)
+    /// exits first.
+    pub fn wait_ready_child(
+        &self,
+        child: &mut Child,
+        timeout: Duration,
+    ) -> Result<(), InstanceError> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.is_ready() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(InstanceError::CommandFailed {
+                    command: "postgres".to_string(),
+                    status: status.to_string(),
+                    output: format!(
+                        "PostgreSQL exited during startup; see {}",
+                        self.log_file.display()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(InstanceError::NotReady {
+            seconds: timeout.as_secs(),
+            log: self.log_file.clone(),
+        })
+    }
+
+    /// The settings a standby may not run below, as recorded in `pg_control` (from the
+    /// primary): `max_connections`, `max_worker_processes`, `max_wal_senders`,
+    /// `max_prepared_transactions`, `max_locks_per_transaction`.
+    pub fn controldata_minimums(&self) -> Result<Vec<(&'static str, u64)>, InstanceError> {
+        let mut command = self.command("pg_controldata");
+        command.arg("-D").arg(&self.pgdata);
+        let text = run(command, "pg_controldata")?;
+        let fields = [
+            ("max_connections setting:", "max_connections"),
+            ("max_worker_processes setting:", "max_worker_processes"),
+            ("max_wal_senders setting:", "max_wal_senders"),
+            ("max_prepared_xacts setting:", "max_prepared_transactions"),
+            ("max_locks_per_xact setting:", "max_locks_per_transaction"),
+        ];
+        Ok(fields
+            .iter()
+            .filter_map(|(label, name)| {
+                let line = text.lines().find(|l| l.starts_with(label))?;
+                let value = line[label.len()..].trim().parse().ok()?;
+                Some((*name, value))
+            })
+            .collect())
+    }
+
     /// Stop the postmaster and wait for it to exit.
     pub fn stop(&self, mode: ShutdownMode, timeout: Duration) -> Result<(), InstanceError> {
         let mut command = self.command("pg_ctl");

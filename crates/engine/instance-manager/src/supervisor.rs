@@ -52,6 +52,8 @@ fn postgres_for(spec: &InstanceSpec) -> Result<Postgres, InstanceError> {
 #[derive(Debug, Default)]
 struct State {
     child: Option<Child>,
+    /// The restart token PostgreSQL was last started under.
+    restart_token: Option<String>,
     /// Configuration text last written, to know when a reload is due.
     written_config: Option<String>,
 }
@@ -80,6 +82,7 @@ fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
         replication_info: Vec::new(),
         instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
         applied_generation: 0,
+        restart_token: String::new(),
         error,
         role_results: Vec::new(),
         database_results: Vec::new(),
@@ -122,13 +125,25 @@ async fn converge(spec: &InstanceSpec, state: &mut State) -> Result<InstanceStat
         create_data(&pg, spec)?;
     }
     let major = MajorVersion(spec.major);
-    let mut config = pgherd_postgres::conf::render_settings(&spec.settings);
+    let mut settings = spec.settings.clone();
+    if spec.role == DesiredRole::Replica {
+        // A standby cannot run with less than its primary recorded (e.g. while a decrease of
+        // max_connections waits for the primary's restart): never go below pg_control.
+        for (name, minimum) in pg.controldata_minimums()? {
+            let current = settings.get(name).and_then(|v| v.parse::<u64>().ok());
+            // Unset means PostgreSQL's default, which may be lower too.
+            if current.is_none_or(|v| v < minimum) {
+                settings.insert(name.to_string(), minimum.to_string());
+            }
+        }
+    }
+    let mut config = pgherd_postgres::conf::render_settings(&settings);
     let hba = render_hba(&spec.pg_hba, major);
     let ident = render_ident(&pg.user.name, &spec.pg_ident);
     config.push_str(&hba);
     config.push_str(&ident);
     if state.written_config.as_deref() != Some(config.as_str()) {
-        pg.write_config(&spec.settings, &hba, &ident)?;
+        pg.write_config(&settings, &hba, &ident)?;
         if spec.role == DesiredRole::Replica {
             pg.write_standby_config(&primary_source(spec)?)?;
         }
@@ -137,11 +152,23 @@ async fn converge(spec: &InstanceSpec, state: &mut State) -> Result<InstanceStat
         }
         state.written_config = Some(config);
     }
-    if !state.running() {
-        // First start, or PostgreSQL exited (a crash): start it; crash recovery runs first.
-        state.child = Some(pg.start()?);
-        pg.wait_ready(STARTUP_TIMEOUT)?;
+    let restart_due = state
+        .restart_token
+        .as_ref()
+        .is_some_and(|t| t != &spec.restart_token);
+    if restart_due && state.running() {
+        // A rolling restart, or settings that need one: fast stop, then start below.
+        state.stop(&pg);
     }
+    if !state.running() {
+        // First start, restart, or PostgreSQL exited (a crash): start it; crash recovery
+        // runs first when needed.
+        let mut child = pg.start()?;
+        let ready = pg.wait_ready_child(&mut child, STARTUP_TIMEOUT);
+        state.child = Some(child);
+        ready?;
+    }
+    state.restart_token = Some(spec.restart_token.clone());
     let client = connect(&pg, "postgres").await?;
     let mut status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
     if spec.role == DesiredRole::Primary && !status.is_primary {
@@ -177,6 +204,7 @@ async fn converge(spec: &InstanceSpec, state: &mut State) -> Result<InstanceStat
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;
     status.applied_generation = spec.generation;
+    status.restart_token = spec.restart_token.clone();
     Ok(status)
 }
 

@@ -63,6 +63,9 @@ pub struct InstanceStatus {
     /// The spec generation last applied.
     #[serde(default)]
     pub applied_generation: u64,
+    /// The restart token of the spec PostgreSQL was last (re)started with.
+    #[serde(default)]
+    pub restart_token: String,
     /// What went wrong last, if anything (no secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -121,6 +124,7 @@ mod tests {
             replication_info: vec![],
             instance_manager_version: "0.1.0".into(),
             applied_generation: 3,
+            restart_token: String::new(),
             error: None,
             role_results: vec![],
             database_results: vec![],

@@ -103,6 +103,9 @@ pub struct InstanceSpec {
     /// Keep PostgreSQL stopped.
     #[serde(default)]
     pub fenced: bool,
+    /// Changing it restarts PostgreSQL (rolling restarts, settings that need a restart).
+    #[serde(default)]
+    pub restart_token: String,
     /// For a primary: managed roles to keep in the declared state.
     #[serde(default)]
     pub roles: Vec<crate::RoleSpec>,

@@ -70,3 +70,26 @@ pub fn store(state: &StateDir, manifests: &[Manifest]) -> Result<Vec<String>, Lo
     }
     Ok(stored)
 }
+
+/// Set an annotation on a stored Cluster (as `kubectl annotate` would). Errors when the
+/// cluster does not exist.
+pub fn annotate_cluster(
+    state: &StateDir,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), LocalError> {
+    let path = state.object_path("Cluster", namespace, name);
+    let mut cluster: pgherd_api::Cluster = crate::state::read_json(&path)?.ok_or_else(|| {
+        LocalError::Invalid(format!(
+            "cluster {name:?} not found in namespace {namespace}"
+        ))
+    })?;
+    cluster
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(key.to_string(), value.to_string());
+    write_json(&path, &cluster, 0o600)
+}

@@ -24,6 +24,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Annotations pinning endpoint ports (`"5432"`); otherwise free ports are allocated once.
+/// Annotation whose change rolls every instance (`kubectl cnpg restart`, `local restart`).
+pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+
 pub const PORT_ANNOTATIONS: [(&str, &str); 3] = [
     ("rw", "pgherd.io/rw-port"),
     ("ro", "pgherd.io/ro-port"),
@@ -274,7 +277,25 @@ impl ControlPlane {
                 .as_ref()
                 .and_then(|p| p.current_primary.clone().or(p.target_primary.clone())),
             instances: Vec::new(),
+            restart_token: previous
+                .as_ref()
+                .map(|p| p.restart_token.clone())
+                .unwrap_or_default(),
         };
+        let restart_annotation = cluster
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
+            .cloned()
+            .unwrap_or_default();
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.restart_annotation != restart_annotation)
+        {
+            // `local restart` (or kubectl cnpg restart): roll every instance.
+            observed.restart_token = restart_annotation.clone();
+        }
         let mut ports_by_instance = BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir(&instances_dir) {
             for entry in entries.flatten() {
@@ -290,12 +311,35 @@ impl ControlPlane {
                 if let Some(p) = ports {
                     ports_by_instance.insert(instance.clone(), p);
                 }
+                let spec_restart_token =
+                    read_json::<InstanceSpec>(&entry.path().join("instance.json"))?
+                        .map(|s| s.restart_token)
+                        .unwrap_or_default();
                 observed.instances.push(ObservedInstance {
                     serial,
                     name: instance,
                     status,
+                    spec_restart_token,
                 });
             }
+        }
+        // A setting that needs a restart: roll the cluster once every instance runs the
+        // current token.
+        let rollout_done = observed.instances.iter().all(|i| {
+            i.status
+                .as_ref()
+                .is_some_and(|s| s.restart_token == observed.restart_token)
+        });
+        if rollout_done
+            && observed
+                .instances
+                .iter()
+                .any(|i| i.status.as_ref().is_some_and(|s| s.pending_restart))
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            observed.restart_token = format!("pending-restart-{now}");
         }
         let decided = plan(cluster, &observed);
 
@@ -430,6 +474,7 @@ impl ControlPlane {
                     .collect(),
                 slot_prefix: slot_prefix.clone(),
                 fenced: false,
+                restart_token: instance.restart_token.clone(),
                 roles: if instance.role == DesiredRole::Primary {
                     roles.clone()
                 } else {
@@ -466,7 +511,7 @@ impl ControlPlane {
             std::fs::remove_dir_all(&dir).map_err(|e| LocalError::io("cannot remove", &dir, e))?;
         }
 
-        let status = self.status(
+        let mut status = self.status(
             namespace,
             &name,
             &key,
@@ -474,6 +519,8 @@ impl ControlPlane {
             &observed,
             &ports_by_instance,
         );
+        status.restart_token = observed.restart_token.clone();
+        status.restart_annotation = restart_annotation;
         write_json(
             &self.state.status_path("Cluster", namespace, &name),
             &status,
@@ -625,6 +672,8 @@ impl ControlPlane {
                 },
             }],
             managed_roles_status,
+            restart_token: String::new(),
+            restart_annotation: String::new(),
         }
     }
 
@@ -652,6 +701,8 @@ impl ControlPlane {
                     latest_generated_node: 0,
                     conditions: Vec::new(),
                     managed_roles_status: Default::default(),
+                    restart_token: String::new(),
+                    restart_annotation: String::new(),
                 });
                 status.phase = phase::CANNOT_CREATE_OBJECTS.to_string();
                 status.conditions = vec![LocalCondition {

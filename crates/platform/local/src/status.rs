@@ -45,6 +45,12 @@ pub struct LocalClusterStatus {
     /// Managed roles: which are reconciled, which cannot be and why.
     #[serde(default)]
     pub managed_roles_status: ManagedRolesStatus,
+    /// The restart token every instance should run under.
+    #[serde(default)]
+    pub restart_token: String,
+    /// The restart annotation value last acted on.
+    #[serde(default)]
+    pub restart_annotation: String,
 }
 
 /// CloudNativePG's `managedRolesStatus`, reduced to what the local platform knows.

@@ -51,6 +51,12 @@ pub enum LocalCommand {
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
+    /// Rolling restart: replicas one at a time, then the primary in place.
+    Restart {
+        cluster: String,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
     /// Stop everything, keep the data; `local up` resumes it.
     Down,
     /// Stop everything and delete the state directory.
@@ -113,6 +119,20 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             output,
             namespace,
         } => status(&state, name, output.as_deref(), &namespace),
+        LocalCommand::Restart { cluster, namespace } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            pgherd_local::apply::annotate_cluster(
+                &state,
+                &namespace,
+                &cluster,
+                pgherd_local::control::RESTARTED_AT_ANNOTATION,
+                &now.to_string(),
+            )?;
+            println!("{cluster}: rolling restart requested");
+            Ok(ExitCode::SUCCESS)
+        }
         LocalCommand::Down => {
             down(&state);
             Ok(ExitCode::SUCCESS)
