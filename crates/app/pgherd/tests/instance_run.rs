@@ -5,20 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use pgherd_instance_protocol::{
-    Bootstrap, CertificatePaths, DesiredRole, InstanceSpec, InstanceStatus, PrimaryEndpoint,
+    Bootstrap, DesiredRole, InstanceSpec, InstanceStatus, PrimaryEndpoint,
 };
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use pgherd_testkit::free_port;
 
 fn status(port: u16) -> Option<InstanceStatus> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -69,71 +63,19 @@ fn spawn(spec: &Path) -> Manager {
     )
 }
 
-fn write(path: &Path, text: &str, mode: u32, user: &pgherd_instance_manager::OsUser) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    user.own_file(path).unwrap();
-}
-
 #[test]
 fn primary_and_replica_managers() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let user = pgherd_instance_manager::OsUser::for_postgres("postgres").unwrap();
     user.own_dir(root, 0o755).unwrap();
-    let bin = pgherd_instance_manager::PgBinaries::locate(15, None).unwrap();
+    let bin = pgherd_testkit::binaries();
 
-    let pki = pgherd_controller::pki::generate(
-        "c",
-        &["localhost".into()],
-        &["127.0.0.1".parse().unwrap()],
-        90,
-    )
-    .unwrap();
     let certs_dir = root.join("certs");
-    user.own_dir(&certs_dir, 0o700).unwrap();
-    let certificates = CertificatePaths {
-        ca: certs_dir.join("ca.crt"),
-        server_cert: certs_dir.join("server.crt"),
-        server_key: certs_dir.join("server.key"),
-        replication_cert: certs_dir.join("streaming_replica.crt"),
-        replication_key: certs_dir.join("streaming_replica.key"),
-    };
-    for (path, text) in [
-        (&certificates.ca, &pki.ca.cert),
-        (&certificates.server_cert, &pki.server.cert),
-        (&certificates.server_key, &pki.server.key),
-        (&certificates.replication_cert, &pki.replication.cert),
-        (&certificates.replication_key, &pki.replication.key),
-    ] {
-        write(path, text, 0o600, &user);
-    }
+    let certificates = pgherd_testkit::write_certificates(&certs_dir, &user);
     let password_file = certs_dir.join("app-password");
-    write(&password_file, "s3cret'; DROP ROLE app; --\n", 0o600, &user);
+    pgherd_testkit::write_private(&password_file, "s3cret'; DROP ROLE app; --\n", &user);
 
-    let settings = |certs: &CertificatePaths| {
-        let mut s = std::collections::BTreeMap::new();
-        for (k, v) in [
-            ("listen_addresses", "127.0.0.1"),
-            ("hot_standby", "on"),
-            ("wal_level", "logical"),
-            ("ssl", "on"),
-            ("wal_log_hints", "on"),
-        ] {
-            s.insert(k.to_string(), v.to_string());
-        }
-        s.insert("ssl_ca_file".into(), certs.ca.display().to_string());
-        s.insert(
-            "ssl_cert_file".into(),
-            certs.server_cert.display().to_string(),
-        );
-        s.insert(
-            "ssl_key_file".into(),
-            certs.server_key.display().to_string(),
-        );
-        s
-    };
     let instance_dir = |name: &str| -> PathBuf {
         let d = root.join(name);
         user.own_dir(&d, 0o700).unwrap();
@@ -160,7 +102,7 @@ fn primary_and_replica_managers() {
             role,
             bootstrap,
             primary,
-            settings: settings(&certificates),
+            settings: pgherd_testkit::replication_settings(&certificates),
             pg_hba: vec![],
             pg_ident: vec!["local root postgres".into()],
             certificates: certificates.clone(),

@@ -5,9 +5,7 @@
 
 use pgherd_instance_manager::declarative::{reconcile_databases, reconcile_roles};
 use pgherd_instance_manager::observe::connect;
-use pgherd_instance_manager::{InitDbOptions, OsUser, PgBinaries, Postgres, ShutdownMode};
 use pgherd_instance_protocol::{DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec};
-use std::time::Duration;
 
 const HOSTILE: &str = "a\"; DROP ROLE victim; --";
 
@@ -57,29 +55,9 @@ fn database(object: &str, name: &str, owner: &str) -> DatabaseSpec {
 
 #[test]
 fn roles_and_databases_with_hostile_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let user = OsUser::for_postgres("postgres").unwrap();
-    user.own_dir(dir.path(), 0o755).unwrap();
-    let pg = Postgres {
-        binaries: PgBinaries::locate(15, None).unwrap(),
-        pgdata: dir.path().join("pgdata"),
-        socket_dir: dir.path().join("run"),
-        port: std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
-        user: user.clone(),
-        log_file: dir.path().join("log/postgres.log"),
-    };
-    pg.initdb(&InitDbOptions::default()).unwrap();
-    pg.write_file("pg_hba.conf", "local all all trust\n")
-        .unwrap();
-    pg.write_file("postgresql.auto.conf", "listen_addresses = ''\n")
-        .unwrap();
-    let mut child = pg.start().unwrap();
-    pg.wait_ready(Duration::from_secs(30)).unwrap();
-    let password_file = dir.path().join("pw");
+    let server = pgherd_testkit::TestServer::start();
+    let pg = &server.pg;
+    let password_file = server.dir().join("pw");
     std::fs::write(&password_file, "it's a \\secret\n").unwrap();
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -87,7 +65,7 @@ fn roles_and_databases_with_hostile_names() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = connect(&pg, "postgres").await.unwrap();
+        let c = connect(pg, "postgres").await.unwrap();
         c.batch_execute("CREATE ROLE victim; CREATE ROLE readers").await.unwrap();
 
         let mut hostile = role(HOSTILE);
@@ -127,21 +105,21 @@ fn roles_and_databases_with_hostile_names() {
         db.schemas = vec![SchemaSpec { name: "S p a c e".into(), present: true, owner: None }];
         db.extensions = vec![ExtensionSpec { name: "hstore".into(), present: true, version: None, schema: Some("S p a c e".into()) }];
         db.connection_limit = Some(7);
-        let results = reconcile_databases(&pg, &c, &[db.clone(), database("bad", "other", "no_such_owner")]).await;
+        let results = reconcile_databases(pg, &c, &[db.clone(), database("bad", "other", "no_such_owner")]).await;
         assert!(results[0].applied, "{results:?}");
         assert!(!results[1].applied);
         assert!(results[1].message.as_deref().unwrap_or("").contains("no_such_owner"), "{results:?}");
         let row = c.query_one("SELECT pg_get_userbyid(datdba), datconnlimit FROM pg_database WHERE datname = $1", &[&db.name]).await.unwrap();
         assert_eq!((row.get::<_, String>(0), row.get::<_, i32>(1)), (HOSTILE.to_string(), 7));
-        let inner = connect(&pg, &db.name).await.unwrap();
+        let inner = connect(pg, &db.name).await.unwrap();
         let ext_schema: String = inner.query_one("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE extname = 'hstore'", &[]).await.unwrap().get(0);
         assert_eq!(ext_schema, "S p a c e");
         drop(inner);
 
         // Idempotent, then dropped; the role goes last.
-        assert!(reconcile_databases(&pg, &c, std::slice::from_ref(&db)).await[0].applied);
+        assert!(reconcile_databases(pg, &c, std::slice::from_ref(&db)).await[0].applied);
         db.present = false;
-        assert!(reconcile_databases(&pg, &c, &[db.clone()]).await[0].applied);
+        assert!(reconcile_databases(pg, &c, &[db.clone()]).await[0].applied);
         let n: i64 = c.query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&db.name]).await.unwrap().get(0);
         assert_eq!(n, 0);
         hostile.present = false;
@@ -151,7 +129,5 @@ fn roles_and_databases_with_hostile_names() {
         let n: i64 = c.query_one("SELECT count(*) FROM pg_database WHERE datname = 'postgres'", &[]).await.unwrap().get(0);
         assert_eq!(n, 1);
     });
-    pg.stop(ShutdownMode::Fast, Duration::from_secs(30))
-        .unwrap();
-    child.wait().unwrap();
+    server.stop();
 }

@@ -3,30 +3,11 @@
 //! the `postgres` user when the tests run as root.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-use pgherd_instance_manager::{InitDbOptions, OsUser, PgBinaries, Postgres, ShutdownMode};
+use pgherd_instance_manager::{InitDbOptions, OsUser, Postgres, ShutdownMode};
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn server(root: &std::path::Path) -> Postgres {
-    let user = OsUser::for_postgres("postgres")
-        .expect("a postgres OS user (scripts/install.sh creates it)");
-    user.own_dir(root, 0o755).unwrap();
-    Postgres {
-        binaries: PgBinaries::locate(15, None)
-            .expect("PostgreSQL 15 (scripts/install.sh installs it)"),
-        pgdata: root.join("pgdata"),
-        socket_dir: root.join("run"),
-        port: free_port(),
-        user,
-        log_file: root.join("log/postgres.log"),
-    }
+    pgherd_testkit::instance(root, "pg")
 }
 
 #[test]
@@ -79,24 +60,15 @@ fn refuses_root_and_unknown_users() {
 
 #[test]
 fn observes_a_primary() {
-    let dir = tempfile::tempdir().unwrap();
-    let pg = server(dir.path());
-    pg.initdb(&InitDbOptions::default()).unwrap();
-    // The test process is not the postgres OS user, so it cannot use peer authentication.
-    pg.write_file("pg_hba.conf", "local all all trust\n")
-        .unwrap();
-    pg.write_file("postgresql.auto.conf", "listen_addresses = ''\n")
-        .unwrap();
-    let mut child = pg.start().unwrap();
-    pg.wait_ready(Duration::from_secs(30)).unwrap();
-
+    let server = pgherd_testkit::TestServer::start();
+    let pg = &server.pg;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let status = runtime
         .block_on(async {
-            let client = pgherd_instance_manager::observe::connect(&pg, "postgres").await?;
+            let client = pgherd_instance_manager::observe::connect(pg, "postgres").await?;
             client
                 .batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
                 .await
@@ -113,10 +85,7 @@ fn observes_a_primary() {
         .as_deref()
         .is_some_and(|s| s.parse::<u64>().is_ok()));
     assert!(!status.pending_restart);
-    assert_eq!(status.postmaster_pid, Some(child.id()));
+    assert!(status.postmaster_pid.is_some());
     assert!(status.replication_info.is_empty());
-
-    pg.stop(ShutdownMode::Fast, Duration::from_secs(30))
-        .unwrap();
-    child.wait().unwrap();
+    server.stop();
 }

@@ -3,74 +3,12 @@
 //! PKI), streams through its slot, and rows written on the primary are read on the replica.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-use pgherd_controller::pki;
 use pgherd_instance_manager::observe::{connect, observe};
 use pgherd_instance_manager::replication::{ensure_replication_role, ensure_slot, PrimarySource};
-use pgherd_instance_manager::{InitDbOptions, OsUser, PgBinaries, Postgres, ShutdownMode};
+use pgherd_instance_manager::{InitDbOptions, OsUser, ShutdownMode};
 use pgherd_instance_protocol::Role;
 use pgherd_postgres::conf::{render_hba, render_ident};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Certs {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-}
-
-fn write_secret(user: &OsUser, path: &Path, contents: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, contents).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    user.own_file(path).unwrap();
-}
-
-fn instance(root: &Path, name: &str, user: &OsUser) -> Postgres {
-    Postgres {
-        binaries: PgBinaries::locate(15, None).unwrap(),
-        pgdata: root.join(name).join("pgdata"),
-        socket_dir: root.join(name).join("run"),
-        port: free_port(),
-        user: user.clone(),
-        log_file: root.join(name).join("log/postgres.log"),
-    }
-}
-
-fn settings(certs: &Certs) -> BTreeMap<String, String> {
-    let mut s = BTreeMap::new();
-    for (k, v) in [
-        ("listen_addresses", "127.0.0.1"),
-        ("wal_level", "logical"),
-        ("max_wal_senders", "10"),
-        ("hot_standby", "on"),
-        ("wal_log_hints", "on"),
-        ("ssl", "on"),
-        ("ssl_min_protocol_version", "TLSv1.3"),
-    ] {
-        s.insert(k.to_string(), v.to_string());
-    }
-    s.insert("ssl_ca_file".into(), certs.ca.display().to_string());
-    s.insert(
-        "ssl_cert_file".into(),
-        certs.server_cert.display().to_string(),
-    );
-    s.insert(
-        "ssl_key_file".into(),
-        certs.server_key.display().to_string(),
-    );
-    s
-}
 
 async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -90,41 +28,21 @@ fn replica_clones_over_tls_and_streams() {
     let user = OsUser::for_postgres("postgres").unwrap();
     user.own_dir(root, 0o755).unwrap();
 
-    let pki = pki::generate(
-        "c",
-        &["localhost".to_string()],
-        &["127.0.0.1".parse().unwrap()],
-        90,
-    )
-    .unwrap();
-    let certs_dir = root.join("certs");
-    user.own_dir(&certs_dir, 0o700).unwrap();
-    let certs = Certs {
-        ca: certs_dir.join("ca.crt"),
-        server_cert: certs_dir.join("server.crt"),
-        server_key: certs_dir.join("server.key"),
-        client_cert: certs_dir.join("streaming_replica.crt"),
-        client_key: certs_dir.join("streaming_replica.key"),
-    };
-    write_secret(&user, &certs.ca, &pki.ca.cert);
-    write_secret(&user, &certs.server_cert, &pki.server.cert);
-    write_secret(&user, &certs.server_key, &pki.server.key);
-    write_secret(&user, &certs.client_cert, &pki.replication.cert);
-    write_secret(&user, &certs.client_key, &pki.replication.key);
+    let certs = pgherd_testkit::write_certificates(&root.join("certs"), &user);
 
     // The test runs as root: map root to postgres for peer authentication on the socket.
     let ident = render_ident(&user.name, &["local root postgres".to_string()]);
     let hba = render_hba(&[], pgherd_postgres::MajorVersion(15));
 
-    let primary = instance(root, "c-1", &user);
+    let primary = pgherd_testkit::instance(root, "c-1");
     primary.initdb(&InitDbOptions::default()).unwrap();
     primary
-        .write_config(&settings(&certs), &hba, &ident)
+        .write_config(&pgherd_testkit::replication_settings(&certs), &hba, &ident)
         .unwrap();
     let mut primary_child = primary.start().unwrap();
     primary.wait_ready(Duration::from_secs(30)).unwrap();
 
-    let replica = instance(root, "c-2", &user);
+    let replica = pgherd_testkit::instance(root, "c-2");
     let slot = pgherd_api::cluster::replication_slot_name("_cnpg_", "c-2");
     let source = PrimarySource {
         host: "127.0.0.1".into(),
@@ -132,8 +50,8 @@ fn replica_clones_over_tls_and_streams() {
         application_name: "c-2".into(),
         slot: Some(slot.clone()),
         ca_file: certs.ca.clone(),
-        cert_file: certs.client_cert.clone(),
-        key_file: certs.client_key.clone(),
+        cert_file: certs.replication_cert.clone(),
+        key_file: certs.replication_key.clone(),
     };
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -153,7 +71,7 @@ fn replica_clones_over_tls_and_streams() {
 
     replica.clone_from(&source).unwrap();
     replica
-        .write_config(&settings(&certs), &hba, &ident)
+        .write_config(&pgherd_testkit::replication_settings(&certs), &hba, &ident)
         .unwrap();
     replica.write_standby_config(&source).unwrap();
     let mut replica_child = replica.start().unwrap();

@@ -36,6 +36,19 @@ pub struct CertificatePaths {
     pub replication_key: PathBuf,
 }
 
+impl CertificatePaths {
+    /// The usual file names inside `dir`.
+    pub fn in_dir(dir: &std::path::Path) -> Self {
+        CertificatePaths {
+            ca: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            replication_cert: dir.join("streaming_replica.crt"),
+            replication_key: dir.join("streaming_replica.key"),
+        }
+    }
+}
+
 /// How an empty instance gets its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "method")]

@@ -148,13 +148,7 @@ impl ControlPlane {
         cluster: &str,
     ) -> Result<CertificatePaths, LocalError> {
         let dir = cluster_dir.join("certs");
-        let paths = CertificatePaths {
-            ca: dir.join("ca.crt"),
-            server_cert: dir.join("server.crt"),
-            server_key: dir.join("server.key"),
-            replication_cert: dir.join("streaming_replica.crt"),
-            replication_key: dir.join("streaming_replica.key"),
-        };
+        let paths = CertificatePaths::in_dir(&dir);
         if !paths.replication_key.exists() {
             self.user.own_dir(&dir, 0o700)?;
             let names = pki::server_names(cluster, "default", &["localhost".to_string()]);

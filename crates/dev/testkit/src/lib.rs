@@ -1,0 +1,161 @@
+//! The test harness shared by the component and end-to-end tests: free loopback ports, the
+//! unprivileged PostgreSQL user, secret files, a cluster's certificates on disk, and a real
+//! PostgreSQL 15 server (Debian's, installed by `scripts/install.sh`) in a temporary directory.
+//!
+//! For tests only; may depend on any crate but the app.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot set up must fail the test
+
+use pgherd_instance_manager::{InitDbOptions, OsUser, PgBinaries, Postgres, ShutdownMode};
+use pgherd_instance_protocol::CertificatePaths;
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+/// The PostgreSQL major the test machine has (Debian bookworm's).
+pub const TEST_MAJOR: u32 = 15;
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The user PostgreSQL runs as: `postgres` when the tests run as root, else the current user.
+pub fn postgres_user() -> OsUser {
+    OsUser::for_postgres("postgres").expect("a postgres OS user (scripts/install.sh creates it)")
+}
+
+/// The PostgreSQL binaries of [`TEST_MAJOR`].
+pub fn binaries() -> PgBinaries {
+    PgBinaries::locate(TEST_MAJOR, None).expect("PostgreSQL 15 (scripts/install.sh installs it)")
+}
+
+/// Write a private file (mode 0600) owned by `user`.
+pub fn write_private(path: &Path, text: &str, user: &OsUser) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    user.own_file(path).unwrap();
+}
+
+/// Generate a cluster's certificates (valid for `localhost` and 127.0.0.1) into `dir`.
+pub fn write_certificates(dir: &Path, user: &OsUser) -> CertificatePaths {
+    let pki = pgherd_controller::pki::generate(
+        "c",
+        &["localhost".into()],
+        &["127.0.0.1".parse().unwrap()],
+        90,
+    )
+    .unwrap();
+    user.own_dir(dir, 0o700).unwrap();
+    let paths = CertificatePaths::in_dir(dir);
+    for (path, text) in [
+        (&paths.ca, &pki.ca.cert),
+        (&paths.server_cert, &pki.server.cert),
+        (&paths.server_key, &pki.server.key),
+        (&paths.replication_cert, &pki.replication.cert),
+        (&paths.replication_key, &pki.replication.key),
+    ] {
+        write_private(path, text, user);
+    }
+    paths
+}
+
+/// Settings for an instance that serves TLS on loopback and can be streamed from: what the
+/// controller would give a cluster, reduced to what replication needs.
+pub fn replication_settings(
+    certs: &CertificatePaths,
+) -> std::collections::BTreeMap<String, String> {
+    let mut s = std::collections::BTreeMap::new();
+    for (k, v) in [
+        ("listen_addresses", "127.0.0.1"),
+        ("wal_level", "logical"),
+        ("max_wal_senders", "10"),
+        ("hot_standby", "on"),
+        ("wal_log_hints", "on"),
+        ("ssl", "on"),
+        ("ssl_min_protocol_version", "TLSv1.3"),
+    ] {
+        s.insert(k.to_string(), v.to_string());
+    }
+    s.insert("ssl_ca_file".into(), certs.ca.display().to_string());
+    s.insert(
+        "ssl_cert_file".into(),
+        certs.server_cert.display().to_string(),
+    );
+    s.insert(
+        "ssl_key_file".into(),
+        certs.server_key.display().to_string(),
+    );
+    s
+}
+
+/// A [`Postgres`] in `root/name` with a free port (not created, not started).
+pub fn instance(root: &Path, name: &str) -> Postgres {
+    let user = postgres_user();
+    user.own_dir(root, 0o755).unwrap();
+    Postgres {
+        binaries: binaries(),
+        pgdata: root.join(name).join("pgdata"),
+        socket_dir: root.join(name).join("run"),
+        port: free_port(),
+        user,
+        log_file: root.join(name).join("log/postgres.log"),
+    }
+}
+
+/// A running PostgreSQL that trusts local connections (the test process is not its OS
+/// user), stopped when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    pub pg: Postgres,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// initdb, trust on the Unix socket, no TCP, start, wait until ready.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = instance(dir.path(), "pg");
+        pg.initdb(&InitDbOptions::default()).unwrap();
+        pg.write_file("pg_hba.conf", "local all all trust\n")
+            .unwrap();
+        pg.write_file("postgresql.auto.conf", "listen_addresses = ''\n")
+            .unwrap();
+        let mut child = pg.start().unwrap();
+        pg.wait_ready_child(&mut child, Duration::from_secs(60))
+            .unwrap();
+        TestServer {
+            pg,
+            child: Some(child),
+            _dir: dir,
+        }
+    }
+
+    /// The temporary directory everything lives in.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Stop (fast) and wait for the postmaster.
+    pub fn stop(mut self) {
+        self.shutdown(ShutdownMode::Fast);
+    }
+
+    fn shutdown(&mut self, mode: ShutdownMode) {
+        if let Some(mut child) = self.child.take() {
+            let _ = self.pg.stop(mode, Duration::from_secs(30));
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown(ShutdownMode::Immediate);
+    }
+}
