@@ -244,6 +244,33 @@ fn local_cluster_lifecycle() {
         assert_eq!(odd, 1);
     });
 
+    // Objects as stored, Kubernetes-shaped.
+    let out = local.run(&["get", "cluster", "pg", "-o", "json"]);
+    assert!(out.status.success());
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["kind"], "Cluster");
+    assert_eq!(got["spec"]["instances"], 3);
+    assert_eq!(got["status"]["phase"], "Cluster in healthy state");
+    let out = local.run(&["get", "secrets", "pg-app", "-o", "json"]);
+    let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/basic-auth");
+    for key in [
+        "username", "password", "dbname", "host", "port", "uri", "jdbc-uri", "pgpass",
+    ] {
+        assert!(secret["data"][key].is_string(), "{key}");
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(local.state.join("secrets/default/pg-app.json"))
+            .unwrap()
+            .permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        local.run(&["get", "clusters", "nope"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(local.run(&["restart", "nope"]).status.code(), Some(1));
+
     // Rolling restart: every postmaster is replaced, replicas first, no row lost.
     let before: Vec<Option<u32>> = local
         .status()

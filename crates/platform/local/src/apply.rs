@@ -93,3 +93,88 @@ pub fn annotate_cluster(
         .insert(key.to_string(), value.to_string());
     write_json(&path, &cluster, 0o600)
 }
+
+/// The stored kind a user means by `kind` (`cluster`, `clusters`, `Cluster`, `secret`, ...).
+pub fn resolve_kind(kind: &str) -> Option<&'static str> {
+    const KINDS: [&str; 8] = [
+        "Cluster",
+        "Backup",
+        "ScheduledBackup",
+        "Pooler",
+        "Database",
+        "ObjectStore",
+        "Secret",
+        "ConfigMap",
+    ];
+    let lower = kind.to_ascii_lowercase();
+    let singular = lower.strip_suffix('s').unwrap_or(&lower);
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.to_ascii_lowercase() == lower || k.to_ascii_lowercase() == singular)
+}
+
+/// Stored objects of `kind` (optionally one `name`), Kubernetes-shaped, with their status.
+pub fn get(
+    state: &StateDir,
+    kind: &str,
+    namespace: &str,
+    name: Option<&str>,
+) -> Result<Vec<serde_json::Value>, LocalError> {
+    let mut out = Vec::new();
+    if kind == "Secret" {
+        let dir = state.root.join("secrets").join(namespace);
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.is_none_or(|n| n == stem) {
+                if let Some(v) = crate::state::read_json::<serde_json::Value>(&path)? {
+                    out.push(v);
+                }
+            }
+        }
+        return Ok(out);
+    }
+    for (ns, object_name, mut value) in state.list_objects::<serde_json::Value>(kind)? {
+        if ns != namespace || name.is_some_and(|n| n != object_name) {
+            continue;
+        }
+        if let Some(status) = crate::state::read_json::<serde_json::Value>(&state.status_path(
+            kind,
+            &ns,
+            &object_name,
+        ))? {
+            if let Some(map) = value.as_object_mut() {
+                map.insert("status".to_string(), status);
+            }
+        }
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// Remove a stored object. Data is kept: a deleted Cluster's instances are stopped by the
+/// caller, their data stays until `local destroy`.
+pub fn delete(
+    state: &StateDir,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, LocalError> {
+    let path = if kind == "Secret" {
+        state.secret_path(namespace, name)
+    } else {
+        state.object_path(kind, namespace, name)
+    };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(state.status_path(kind, namespace, name));
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(LocalError::io("cannot remove", &path, e)),
+    }
+}

@@ -51,6 +51,22 @@ pub enum LocalCommand {
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
+    /// Objects as stored, Kubernetes-shaped (Secrets with base64 `data`), with their status.
+    Get {
+        kind: String,
+        name: Option<String>,
+        #[arg(short = 'o', long = "output", default_value = "yaml")]
+        output: String,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
+    /// Delete an object. A Cluster's instances are stopped; its data is kept until `destroy`.
+    Delete {
+        kind: String,
+        name: String,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
     /// Rolling restart: replicas one at a time, then the primary in place.
     Restart {
         cluster: String,
@@ -119,7 +135,71 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             output,
             namespace,
         } => status(&state, name, output.as_deref(), &namespace),
+        LocalCommand::Get {
+            kind,
+            name,
+            output,
+            namespace,
+        } => {
+            let Some(kind) = pgherd_local::apply::resolve_kind(&kind) else {
+                eprintln!("unknown kind {kind:?}; use one of: cluster, backup, scheduledbackup, pooler, database, objectstore, secret, configmap");
+                return Ok(ExitCode::from(1));
+            };
+            let objects = pgherd_local::apply::get(&state, kind, &namespace, name.as_deref())?;
+            if name.is_some() && objects.is_empty() {
+                eprintln!(
+                    "{kind} {:?} not found in namespace {namespace}",
+                    name.unwrap_or_default()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            let value = if name.is_some() {
+                objects.into_iter().next().unwrap_or_default()
+            } else {
+                serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects})
+            };
+            match output.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&value)?),
+                "yaml" => print!("{}", serde_yaml_ng::to_string(&value)?),
+                other => bail!("unknown output format {other:?}; use json or yaml"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LocalCommand::Delete {
+            kind,
+            name,
+            namespace,
+        } => {
+            let Some(kind) = pgherd_local::apply::resolve_kind(&kind) else {
+                eprintln!("unknown kind {kind:?}");
+                return Ok(ExitCode::from(1));
+            };
+            if !pgherd_local::apply::delete(&state, kind, &namespace, &name)? {
+                eprintln!("{kind} {name:?} not found in namespace {namespace}");
+                return Ok(ExitCode::from(1));
+            }
+            if kind == "Cluster" {
+                let instances = state.cluster_dir(&namespace, &name).join("instances");
+                for instance in std::fs::read_dir(&instances)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    if let Some(pid) = running_pid(&instance.path().join("manager.pid")) {
+                        stop(pid, Duration::from_secs(120));
+                    }
+                }
+                println!("{kind}/{name} deleted; its instances are stopped and its data is kept in {} (`pgherd local destroy` removes everything)", state.cluster_dir(&namespace, &name).display());
+            } else {
+                println!("{kind}/{name} deleted");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         LocalCommand::Restart { cluster, namespace } => {
+            if !state.object_path("Cluster", &namespace, &cluster).exists() {
+                eprintln!("cluster {cluster:?} not found in namespace {namespace}");
+                return Ok(ExitCode::from(1));
+            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
