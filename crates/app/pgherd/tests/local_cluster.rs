@@ -60,6 +60,25 @@ impl Local {
     }
 }
 
+impl Local {
+    /// What to show when something fails: the control plane's log and each manager's log tail.
+    fn logs(&self) -> String {
+        let mut out =
+            std::fs::read_to_string(self.state.join("control-plane.log")).unwrap_or_default();
+        let instances = self.state.join("clusters/default/pg/instances");
+        for entry in std::fs::read_dir(instances).into_iter().flatten().flatten() {
+            let log = std::fs::read_to_string(entry.path().join("manager.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            out.push_str(&format!(
+                "\n--- {:?}\n{}",
+                entry.file_name(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+}
+
 impl Drop for Local {
     fn drop(&mut self) {
         let _ = self.run(&["destroy"]);
@@ -143,9 +162,10 @@ fn local_cluster_lifecycle() {
     ]);
     assert!(
         out.status.success(),
-        "{}\n{}",
+        "{}\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stderr),
+        local.logs()
     );
     let s = local.status();
     assert_eq!(s.phase, "Cluster in healthy state");

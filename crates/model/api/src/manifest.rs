@@ -34,6 +34,50 @@ pub enum Object {
     ConfigMap(Box<ConfigMap>),
 }
 
+impl Object {
+    /// The object's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Cluster(_) => "Cluster",
+            Object::Backup(_) => "Backup",
+            Object::ScheduledBackup(_) => "ScheduledBackup",
+            Object::Pooler(_) => "Pooler",
+            Object::Database(_) => "Database",
+            Object::ObjectStore(_) => "ObjectStore",
+            Object::Secret(_) => "Secret",
+            Object::ConfigMap(_) => "ConfigMap",
+        }
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            Object::Cluster(o) => &o.metadata,
+            Object::Backup(o) => &o.metadata,
+            Object::ScheduledBackup(o) => &o.metadata,
+            Object::Pooler(o) => &o.metadata,
+            Object::Database(o) => &o.metadata,
+            Object::ObjectStore(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+        }
+    }
+
+    /// The object as JSON, Kubernetes-shaped.
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        match self {
+            Object::Cluster(o) => serde_json::to_value(o),
+            Object::Backup(o) => serde_json::to_value(o),
+            Object::ScheduledBackup(o) => serde_json::to_value(o),
+            Object::Pooler(o) => serde_json::to_value(o),
+            Object::Database(o) => serde_json::to_value(o),
+            Object::ObjectStore(o) => serde_json::to_value(o),
+            Object::Secret(o) => serde_json::to_value(o),
+            Object::ConfigMap(o) => serde_json::to_value(o),
+        }
+    }
+}
+
 /// One document of a manifest file after loading.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {

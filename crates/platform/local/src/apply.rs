@@ -11,60 +11,21 @@ pub fn store(state: &StateDir, manifests: &[Manifest]) -> Result<Vec<String>, Lo
     let mut stored = Vec::new();
     for m in manifests.iter().filter(|m| !m.has_errors()) {
         let Some(object) = &m.object else { continue };
-        let (kind, namespace, name) = match object {
-            Object::Cluster(o) => (
-                "Cluster",
-                o.metadata.namespace.clone(),
-                o.metadata.name.clone(),
-            ),
-            Object::Backup(o) => (
-                "Backup",
-                o.metadata.namespace.clone(),
-                o.metadata.name.clone(),
-            ),
-            Object::ScheduledBackup(o) => (
-                "ScheduledBackup",
-                o.metadata.namespace.clone(),
-                o.metadata.name.clone(),
-            ),
-            Object::Pooler(o) => (
-                "Pooler",
-                o.metadata.namespace.clone(),
-                o.metadata.name.clone(),
-            ),
-            Object::Database(o) => (
-                "Database",
-                o.metadata.namespace.clone(),
-                o.metadata.name.clone(),
-            ),
-            Object::ObjectStore(o) => (
-                "ObjectStore",
-                o.metadata.namespace.clone(),
-                o.metadata.name.clone(),
-            ),
-            Object::Secret(o) => (
-                "Secret",
-                o.metadata.namespace.clone(),
-                o.metadata.name.clone(),
-            ),
-            Object::ConfigMap(o) => (
-                "ConfigMap",
-                o.metadata.namespace.clone(),
-                o.metadata.name.clone(),
-            ),
-        };
-        let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-        let name = name.unwrap_or_default();
-        let path = state.object_path(kind, &namespace, &name);
+        let kind = object.kind();
+        let namespace = object
+            .metadata()
+            .namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        let name = object.metadata().name.clone().unwrap_or_default();
         match object {
-            Object::Cluster(o) => write_json(&path, o, 0o600)?,
-            Object::Backup(o) => write_json(&path, o, 0o600)?,
-            Object::ScheduledBackup(o) => write_json(&path, o, 0o600)?,
-            Object::Pooler(o) => write_json(&path, o, 0o600)?,
-            Object::Database(o) => write_json(&path, o, 0o600)?,
-            Object::ObjectStore(o) => write_json(&path, o, 0o600)?,
-            Object::ConfigMap(o) => write_json(&path, o, 0o600)?,
-            Object::Secret(o) => crate::secrets::store(state, &namespace, o)?,
+            Object::Secret(secret) => crate::secrets::store(state, &namespace, secret)?,
+            other => {
+                let value = other
+                    .to_json()
+                    .map_err(|e| LocalError::Invalid(format!("{kind}/{name}: {e}")))?;
+                write_json(&state.object_path(kind, &namespace, &name), &value, 0o600)?;
+            }
         }
         stored.push(format!("{kind}/{namespace}/{name}"));
     }

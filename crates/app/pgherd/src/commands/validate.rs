@@ -116,14 +116,8 @@ pub fn run(args: &[String], show_defaults: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn defaulted_yaml(object: Option<&Object>) -> anyhow::Result<Option<String>> {
-    let yaml = match object {
-        Some(Object::Cluster(o)) => serde_yaml_ng::to_string(o)?,
-        Some(Object::Backup(o)) => serde_yaml_ng::to_string(o)?,
-        Some(Object::ScheduledBackup(o)) => serde_yaml_ng::to_string(o)?,
-        Some(Object::Pooler(o)) => serde_yaml_ng::to_string(o)?,
-        Some(Object::Database(o)) => serde_yaml_ng::to_string(o)?,
-        Some(Object::ObjectStore(o)) => serde_yaml_ng::to_string(o)?,
-        _ => return Ok(None),
-    };
-    Ok(Some(yaml))
+    match object {
+        Some(Object::Secret(_) | Object::ConfigMap(_)) | None => Ok(None),
+        Some(o) => Ok(Some(serde_yaml_ng::to_string(&o.to_json()?)?)),
+    }
 }
