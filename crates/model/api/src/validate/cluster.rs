@@ -1,10 +1,8 @@
 //! Cluster: names, instances, image, storage, resources, update strategy, services, leases.
 
+use super::backup_config::{validate_backup_configuration, validate_plugins};
 use super::cluster_config::{validate_managed_roles, validate_postgresql, validate_tablespaces};
-use super::cluster_sources::{
-    validate_backup_configuration, validate_bootstrap, validate_external_clusters,
-    validate_plugins, validate_replica,
-};
+use super::cluster_sources::{validate_bootstrap, validate_external_clusters, validate_replica};
 use super::{is_dns1035_label, Context};
 use crate::cluster::{Cluster, PrimaryUpdateStrategy, StorageConfiguration};
 use crate::diagnostics::{Diagnostic, FieldPath};

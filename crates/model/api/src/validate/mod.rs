@@ -4,6 +4,7 @@
 //! ConfigMaps that are not among the documents given are warnings only: they are often created
 //! elsewhere (ExternalSecrets, SealedSecrets, `kubectl create secret`).
 
+mod backup_config;
 mod cluster;
 mod cluster_config;
 mod cluster_sources;

@@ -1,6 +1,6 @@
 //! Backup, ScheduledBackup, Pooler, Database and ObjectStore.
 
-use super::cluster_sources::validate_store_credentials;
+use super::backup_config::validate_store_credentials;
 use super::{is_dns1035_label, Context};
 use crate::diagnostics::{did_you_mean, Diagnostic, FieldPath};
 use crate::kinds::backup::{Backup, BackupMethod, BackupPluginConfiguration};
