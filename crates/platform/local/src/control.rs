@@ -5,12 +5,12 @@ use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
 use crate::secrets::ensure_app_secret;
 use crate::state::{read_json, write_atomic, write_json, StateDir};
-use crate::status::{LocalClusterStatus, LocalCondition, LocalInstanceStatus};
+use crate::status::{LocalClusterStatus, LocalCondition};
 use crate::LocalError;
 use pgherd_api::cluster::replication_slot_name;
 use pgherd_api::defaults::DEFAULT_APP_DATABASE;
 use pgherd_api::Cluster;
-use pgherd_controller::plan::{plan, DataSource, Observation, ObservedInstance, Plan};
+use pgherd_controller::plan::{plan, DataSource, Observation, ObservedInstance};
 use pgherd_controller::{phase, pki};
 use pgherd_instance_manager::{OsUser, PgBinaries};
 use pgherd_instance_protocol::{
@@ -18,7 +18,6 @@ use pgherd_instance_protocol::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -77,9 +76,9 @@ impl InstanceDirs {
 
 /// Ports of one instance, allocated once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct InstancePorts {
-    postgres: u16,
-    status: u16,
+pub(crate) struct InstancePorts {
+    pub(crate) postgres: u16,
+    pub(crate) status: u16,
 }
 
 fn free_port() -> Result<u16, LocalError> {
@@ -505,10 +504,10 @@ impl ControlPlane {
             std::fs::remove_dir_all(&dir).map_err(|e| LocalError::io("cannot remove", &dir, e))?;
         }
 
-        let mut status = self.status(
+        let mut status = crate::view::build(
             namespace,
             &name,
-            &key,
+            self.runtimes.get(&key),
             &decided,
             &observed,
             &ports_by_instance,
@@ -536,139 +535,6 @@ impl ControlPlane {
         spec.generation += 1;
         write_json(&path, &spec, 0o644)?;
         Ok(self.user.own_file(&path)?)
-    }
-
-    fn status(
-        &self,
-        namespace: &str,
-        name: &str,
-        key: &(String, String),
-        decided: &Plan,
-        observed: &Observation,
-        ports: &BTreeMap<String, InstancePorts>,
-    ) -> LocalClusterStatus {
-        let by_name: BTreeMap<&str, &ObservedInstance> = observed
-            .instances
-            .iter()
-            .map(|i| (i.name.as_str(), i))
-            .collect();
-        let primary_lsn = decided
-            .current_primary
-            .as_deref()
-            .and_then(|p| by_name.get(p))
-            .and_then(|i| i.status.as_ref())
-            .and_then(|s| s.current_lsn);
-        let mut rw = Vec::new();
-        let mut ro = Vec::new();
-        let mut instances_status = Vec::new();
-        for d in &decided.instances {
-            let status = by_name.get(d.name.as_str()).and_then(|i| i.status.as_ref());
-            let port = ports.get(&d.name).map_or(0, |p| p.postgres);
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let ready = status.is_some_and(|s| s.ready);
-            let is_primary = status.is_some_and(|s| s.is_primary);
-            if ready && is_primary && decided.current_primary.as_deref() == Some(d.name.as_str()) {
-                rw.push(addr);
-            } else if ready && !is_primary {
-                ro.push(addr);
-            }
-            instances_status.push(LocalInstanceStatus {
-                name: d.name.clone(),
-                role: status
-                    .map_or("down", |s| {
-                        if s.is_primary {
-                            "primary"
-                        } else if s.ready {
-                            "replica"
-                        } else {
-                            "down"
-                        }
-                    })
-                    .to_string(),
-                ready,
-                lsn: status.and_then(|s| s.wal_position()).map(|l| l.to_string()),
-                lag_bytes: match (primary_lsn, status.and_then(|s| s.replay_lsn)) {
-                    (Some(p), Some(r)) if !is_primary => Some(p.bytes_since(r)),
-                    _ if is_primary => Some(0),
-                    _ => None,
-                },
-                port,
-                pid: status.and_then(|s| s.postmaster_pid),
-                status_endpoint: format!(
-                    "127.0.0.1:{}",
-                    ports.get(&d.name).map_or(0, |p| p.status)
-                ),
-                error: status.and_then(|s| s.error.clone()),
-            });
-        }
-        let mut endpoints = BTreeMap::new();
-        if let Some(runtime) = self.runtimes.get(key) {
-            for (kind, (port, backends)) in &runtime.endpoints {
-                let list = match kind.as_str() {
-                    "rw" => rw.clone(),
-                    "ro" => ro.clone(),
-                    _ => rw.iter().chain(ro.iter()).copied().collect(),
-                };
-                backends.set(list);
-                endpoints.insert(kind.clone(), format!("127.0.0.1:{port}"));
-            }
-        }
-        let timeline = decided
-            .current_primary
-            .as_deref()
-            .and_then(|p| by_name.get(p))
-            .and_then(|i| i.status.as_ref())
-            .and_then(|s| s.timeline_id);
-        let healthy = decided.phase == phase::HEALTHY;
-        let mut managed_roles_status = crate::status::ManagedRolesStatus::default();
-        let primary_status = decided
-            .current_primary
-            .as_deref()
-            .and_then(|p| by_name.get(p))
-            .and_then(|i| i.status.as_ref());
-        for r in primary_status
-            .map(|s| s.role_results.as_slice())
-            .unwrap_or_default()
-        {
-            if r.applied {
-                managed_roles_status.reconciled.push(r.name.clone());
-            } else {
-                managed_roles_status
-                    .cannot_reconcile
-                    .insert(r.name.clone(), r.message.iter().cloned().collect());
-            }
-        }
-        LocalClusterStatus {
-            name: name.to_string(),
-            namespace: namespace.to_string(),
-            phase: decided.phase.to_string(),
-            instances: decided.instances.len(),
-            ready_instances: decided.ready_instances,
-            current_primary: decided.current_primary.clone(),
-            target_primary: decided.target_primary.clone(),
-            timeline,
-            endpoints,
-            instances_status,
-            latest_generated_node: decided.latest_serial,
-            conditions: vec![LocalCondition {
-                condition_type: "Ready".into(),
-                status: if healthy { "True" } else { "False" }.into(),
-                reason: if healthy {
-                    "ClusterIsReady"
-                } else {
-                    "ClusterIsNotReady"
-                }
-                .into(),
-                message: if healthy {
-                    "Cluster is Ready".into()
-                } else {
-                    decided.phase.to_string()
-                },
-            }],
-            managed_roles_status,
-            restart_token: String::new(),
-            restart_annotation: String::new(),
-        }
     }
 
     /// One pass over every stored cluster.

@@ -14,6 +14,7 @@ pub mod instances;
 pub mod secrets;
 pub mod state;
 pub mod status;
+mod view;
 
 pub use error::LocalError;
 pub use state::StateDir;
