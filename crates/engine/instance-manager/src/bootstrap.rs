@@ -3,19 +3,10 @@
 
 use crate::observe::{connect, QUERY_TIMEOUT};
 use crate::replication::PrimarySource;
+use crate::sql::{identifier, literal};
 use crate::{InstanceError, Postgres};
 use pgherd_instance_protocol::{Bootstrap, InstanceSpec};
-use pgherd_postgres::quote::{quote_identifier, quote_literal};
 use std::time::Duration;
-
-fn quoted(value: &str, literal: bool) -> Result<String, InstanceError> {
-    let q = if literal {
-        quote_literal(value)
-    } else {
-        quote_identifier(value)
-    };
-    q.map_err(|e| InstanceError::InvalidSetting(format!("name {value:?} {e}")))
-}
 
 async fn run_sql(
     pg: &Postgres,
@@ -58,13 +49,13 @@ pub async fn initialize_application(
         return Ok(());
     };
     let client = connect(pg, "postgres").await?;
-    let role = quoted(owner, false)?;
-    let role_literal = quoted(owner, true)?;
+    let role = identifier(owner)?;
+    let role_literal = literal(owner)?;
     let password = match owner_password_file {
         Some(file) => {
             let text = std::fs::read_to_string(file)
                 .map_err(|e| InstanceError::io("cannot read", file, e))?;
-            format!(" PASSWORD {}", quoted(text.trim_end_matches('\n'), true)?)
+            format!(" PASSWORD {}", literal(text.trim_end_matches('\n'))?)
         }
         None => String::new(),
     };
@@ -98,7 +89,7 @@ pub async fn initialize_application(
         })?
         .is_some();
     if !exists {
-        let sql = format!("CREATE DATABASE {} OWNER {role}", quoted(database, false)?);
+        let sql = format!("CREATE DATABASE {} OWNER {role}", identifier(database)?);
         client
             .batch_execute(&sql)
             .await

@@ -6,7 +6,6 @@
 use crate::observe::connect;
 use crate::{InstanceError, Postgres};
 use pgherd_instance_protocol::{ApplyResult, DatabaseSpec, PasswordSource, RoleSpec};
-use pgherd_postgres::quote::{quote_identifier, quote_literal};
 use tokio_postgres::Client;
 
 /// Roles the operator or PostgreSQL own; never touched through `managed.roles`.
@@ -17,11 +16,11 @@ fn reserved(name: &str) -> bool {
 }
 
 fn ident(name: &str) -> Result<String, String> {
-    quote_identifier(name).map_err(|e| format!("name {name:?} {e}"))
+    crate::sql::identifier(name).map_err(|e| e.to_string())
 }
 
 fn literal(value: &str) -> Result<String, String> {
-    quote_literal(value).map_err(|e| format!("value {e}"))
+    crate::sql::literal(value).map_err(|e| e.to_string())
 }
 
 async fn run(client: &Client, sql: &str) -> Result<(), String> {

@@ -38,6 +38,8 @@ pub enum InstanceError {
         context: &'static str,
         message: String,
     },
+    #[error("{0} cannot be used in SQL")]
+    Unquotable(String),
 }
 
 impl InstanceError {
@@ -63,6 +65,7 @@ impl InstanceError {
             InstanceError::NotReady { .. } => "not-ready",
             InstanceError::InvalidSetting(_) => "configuration",
             InstanceError::Sql { .. } => "sql",
+            InstanceError::Unquotable(_) => "configuration",
         }
     }
 }

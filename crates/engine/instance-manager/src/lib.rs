@@ -15,6 +15,7 @@ pub mod observe;
 pub mod os_user;
 pub mod postgres;
 pub mod replication;
+mod sql;
 pub mod supervisor;
 
 pub use binaries::PgBinaries;

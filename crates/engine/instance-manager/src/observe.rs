@@ -2,6 +2,7 @@
 //! WAL positions, timeline, system identifier, WAL receiver, pending restart and streaming
 //! replicas. Connects over the Unix socket as `postgres`; every network call has a timeout.
 
+use crate::sql::timed;
 use crate::{InstanceError, Postgres};
 use pgherd_instance_protocol::{InstanceStatus, ReplicationInfo, Role};
 use pgherd_postgres::Lsn;
@@ -10,26 +11,6 @@ use tokio_postgres::{Client, NoTls};
 
 /// How long one connection attempt or status query may take.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn sql_error(context: &'static str) -> impl Fn(tokio_postgres::Error) -> InstanceError {
-    move |e| InstanceError::Sql {
-        context,
-        message: e.to_string(),
-    }
-}
-
-async fn timed<T>(
-    context: &'static str,
-    fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, InstanceError> {
-    match tokio::time::timeout(QUERY_TIMEOUT, fut).await {
-        Ok(result) => result.map_err(sql_error(context)),
-        Err(_) => Err(InstanceError::Sql {
-            context,
-            message: format!("timed out after {}s", QUERY_TIMEOUT.as_secs()),
-        }),
-    }
-}
 
 /// Connect to `database` as the `postgres` superuser over the Unix socket.
 pub async fn connect(pg: &Postgres, database: &str) -> Result<Client, InstanceError> {

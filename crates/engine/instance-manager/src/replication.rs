@@ -2,10 +2,9 @@
 //! as `streaming_replica` (client-certificate authentication), the standby configuration that
 //! keeps it streaming, and what the primary needs for it (the role and a physical slot).
 
-use crate::observe::QUERY_TIMEOUT;
+use crate::sql::{execute, identifier, literal};
 use crate::{InstanceError, Postgres};
 use pgherd_postgres::conf::{conninfo, STREAMING_REPLICA_USER};
-use pgherd_postgres::quote::{quote_identifier, quote_literal};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use tokio_postgres::Client;
@@ -100,34 +99,12 @@ impl Postgres {
     }
 }
 
-async fn exec(client: &Client, context: &'static str, sql: &str) -> Result<(), InstanceError> {
-    match tokio::time::timeout(QUERY_TIMEOUT, client.batch_execute(sql)).await {
-        Ok(result) => result.map_err(|e| InstanceError::Sql {
-            context,
-            message: e.to_string(),
-        }),
-        Err(_) => Err(InstanceError::Sql {
-            context,
-            message: "timed out".to_string(),
-        }),
-    }
-}
-
-fn quoted(s: &str, literal: bool) -> Result<String, InstanceError> {
-    let q = if literal {
-        quote_literal(s)
-    } else {
-        quote_identifier(s)
-    };
-    q.map_err(|e| InstanceError::InvalidSetting(format!("{s:?} {e}")))
-}
-
 /// On the primary: the `streaming_replica` role, able to replicate and to run what `pg_rewind`
 /// needs, authenticated by certificate only (no password).
 pub async fn ensure_replication_role(client: &Client) -> Result<(), InstanceError> {
-    let role = quoted(STREAMING_REPLICA_USER, false)?;
-    let name = quoted(STREAMING_REPLICA_USER, true)?;
-    exec(
+    let role = identifier(STREAMING_REPLICA_USER)?;
+    let name = literal(STREAMING_REPLICA_USER)?;
+    execute(
         client,
         "create streaming_replica",
         &format!(
@@ -145,8 +122,8 @@ pub async fn ensure_replication_role(client: &Client) -> Result<(), InstanceErro
 
 /// On the primary: a physical replication slot named `slot`, if missing.
 pub async fn ensure_slot(client: &Client, slot: &str) -> Result<(), InstanceError> {
-    let name = quoted(slot, true)?;
-    exec(
+    let name = literal(slot)?;
+    execute(
         client,
         "create replication slot",
         &format!(
@@ -159,8 +136,8 @@ pub async fn ensure_slot(client: &Client, slot: &str) -> Result<(), InstanceErro
 
 /// On the primary: drop the slot of a removed replica.
 pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), InstanceError> {
-    let name = quoted(slot, true)?;
-    exec(
+    let name = literal(slot)?;
+    execute(
         client,
         "drop replication slot",
         &format!(
