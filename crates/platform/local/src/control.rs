@@ -483,7 +483,7 @@ impl ControlPlane {
                 continue; // the primary has no ports yet
             }
             self.write_spec(&dirs.root, spec)?;
-            let pid_file = dirs.root.join("manager.pid");
+            let pid_file = dirs.root.join(crate::instances::MANAGER_PID);
             if running_pid(&pid_file).is_none() {
                 let spec_path = dirs.root.join("instance.json");
                 let spec_arg = spec_path.display().to_string();
@@ -498,7 +498,7 @@ impl ControlPlane {
         }
         for removed in &decided.remove {
             let dir = instances_dir.join(removed);
-            if let Some(pid) = running_pid(&dir.join("manager.pid")) {
+            if let Some(pid) = running_pid(&dir.join(crate::instances::MANAGER_PID)) {
                 stop(pid, Duration::from_secs(60));
             }
             std::fs::remove_dir_all(&dir).map_err(|e| LocalError::io("cannot remove", &dir, e))?;

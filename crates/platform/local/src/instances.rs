@@ -10,6 +10,22 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// File holding an instance manager's pid, in its instance directory.
+pub const MANAGER_PID: &str = "manager.pid";
+
+/// Stop every instance manager of the cluster in `cluster_dir` (each stops its PostgreSQL).
+pub fn stop_cluster(cluster_dir: &Path) {
+    for instance in std::fs::read_dir(cluster_dir.join("instances"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Some(pid) = running_pid(&instance.path().join(MANAGER_PID)) {
+            stop(pid, Duration::from_secs(120));
+        }
+    }
+}
+
 /// Whether process `pid` exists and has not exited. An exited process whose parent has not
 /// collected it yet (a zombie) still answers signals, so its state is read too.
 pub fn is_alive(pid: u32) -> bool {

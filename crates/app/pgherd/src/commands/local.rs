@@ -179,16 +179,7 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
                 return Ok(ExitCode::from(1));
             }
             if kind == "Cluster" {
-                let instances = state.cluster_dir(&namespace, &name).join("instances");
-                for instance in std::fs::read_dir(&instances)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                {
-                    if let Some(pid) = running_pid(&instance.path().join("manager.pid")) {
-                        stop(pid, Duration::from_secs(120));
-                    }
-                }
+                pgherd_local::instances::stop_cluster(&state.cluster_dir(&namespace, &name));
                 println!("{kind}/{name} deleted; its instances are stopped and its data is kept in {} (`pgherd local destroy` removes everything)", state.cluster_dir(&namespace, &name).display());
             } else {
                 println!("{kind}/{name} deleted");
@@ -440,15 +431,7 @@ fn down(state: &StateDir) {
     let clusters = state.root.join("clusters");
     for ns in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
         for cluster in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-            for instance in std::fs::read_dir(cluster.path().join("instances"))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if let Some(pid) = running_pid(&instance.path().join("manager.pid")) {
-                    stop(pid, Duration::from_secs(120));
-                }
-            }
+            pgherd_local::instances::stop_cluster(&cluster.path());
         }
     }
     println!("stopped; data kept in {}", state.root.display());
