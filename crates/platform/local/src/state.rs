@@ -42,7 +42,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LocalErr
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| LocalError::io("cannot create", dir, e))?;
     }
-    let tmp = path.with_extension("tmp");
+    // A temporary name of this writer's own: two processes (e.g. `local up` and the control
+    // plane it starts, both recording the control plane's pid) must not share one, or one
+    // rename takes the other's file away.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.{}.{unique}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| LocalError::io("cannot write", &tmp, e))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
         .map_err(|e| LocalError::io("cannot set permissions of", &tmp, e))?;
@@ -190,5 +199,31 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control-plane.pid");
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        write_atomic(&path, format!("{i}\n").as_bytes(), 0o644).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .trim()
+            .parse::<u32>()
+            .is_ok());
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file is left behind");
     }
 }
