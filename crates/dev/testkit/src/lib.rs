@@ -1,9 +1,13 @@
 //! The test harness shared by the component and end-to-end tests: free loopback ports, the
 //! unprivileged PostgreSQL user, secret files, a cluster's certificates on disk, and a real
-//! PostgreSQL 15 server (Debian's, installed by `scripts/install.sh`) in a temporary directory.
+//! PostgreSQL 15 server (Debian's, installed by `scripts/install.sh`) in a temporary directory,
+//! and [`local::Local`], the local platform driven through the `pgherd` binary.
 //!
 //! For tests only; may depend on any crate but the app.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot set up must fail the test
+
+pub mod local;
+pub mod writer;
 
 use pgherd_instance_manager::{InitDbOptions, OsUser, PgBinaries, Postgres, ShutdownMode};
 use pgherd_instance_protocol::CertificatePaths;

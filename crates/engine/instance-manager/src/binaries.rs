@@ -11,13 +11,30 @@ pub struct PgBinaries {
     pub major: u32,
 }
 
-/// Directories searched for a major version, in order.
+/// Directories searched for a major version, in order: Debian's, the PGDG RPMs', pgherd's
+/// install script's, then whatever `pg_config` on the PATH reports (used when its major matches).
 fn candidates(major: u32) -> Vec<PathBuf> {
-    vec![
+    let mut dirs = vec![
         PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
         PathBuf::from(format!("/usr/pgsql-{major}/bin")),
         PathBuf::from(format!("/opt/postgresql/{major}/bin")),
-    ]
+    ];
+    if let Some(dir) = pg_config_bindir() {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs
+}
+
+/// `pg_config --bindir`, when a `pg_config` is on the PATH.
+fn pg_config_bindir() -> Option<PathBuf> {
+    let out = Command::new("pg_config").arg("--bindir").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (!dir.is_empty()).then(|| PathBuf::from(dir))
 }
 
 /// The major version printed by `postgres --version` ("postgres (PostgreSQL) 15.14 (Debian ...)").
@@ -76,6 +93,25 @@ impl PgBinaries {
     /// Path of one binary.
     pub fn bin(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// Path of a tool that server-only builds may lack, or a clear error naming `purpose`.
+    pub fn tool(
+        &self,
+        name: &'static str,
+        purpose: &'static str,
+    ) -> Result<PathBuf, InstanceError> {
+        let path = self.dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(InstanceError::ToolMissing {
+                tool: name,
+                dir: self.dir.clone(),
+                major: self.major,
+                purpose,
+            })
+        }
     }
 }
 

@@ -6,6 +6,13 @@ use std::path::PathBuf;
 pub enum InstanceError {
     #[error("PostgreSQL {major} server binaries not found (looked in {searched}); install them, e.g. `apt-get install postgresql-{major}`, or point --postgres-bin at their directory")]
     BinariesMissing { major: u32, searched: String },
+    #[error("{tool} is not installed in {dir} (PostgreSQL {major}); {purpose} needs it: install the full server package, e.g. `apt-get install postgresql-{major}`, or point --postgres-bin at a directory that has it")]
+    ToolMissing {
+        tool: &'static str,
+        dir: PathBuf,
+        major: u32,
+        purpose: &'static str,
+    },
     #[error("the binaries in {dir} are PostgreSQL {found}, not {wanted}")]
     WrongMajor {
         dir: PathBuf,
@@ -58,7 +65,9 @@ impl InstanceError {
     /// A stable category, for metrics labels and events.
     pub fn category(&self) -> &'static str {
         match self {
-            InstanceError::BinariesMissing { .. } | InstanceError::WrongMajor { .. } => "binaries",
+            InstanceError::BinariesMissing { .. }
+            | InstanceError::WrongMajor { .. }
+            | InstanceError::ToolMissing { .. } => "binaries",
             InstanceError::NoSuchUser(_) | InstanceError::RootUser => "os-user",
             InstanceError::Io { .. } => "io",
             InstanceError::CommandFailed { .. } => "command",

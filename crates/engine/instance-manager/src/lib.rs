@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod observe;
 pub mod os_user;
+pub mod ping;
 pub mod postgres;
 pub mod replication;
 mod sql;

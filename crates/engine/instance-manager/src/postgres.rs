@@ -224,22 +224,14 @@ impl Postgres {
             .map_err(|e| InstanceError::io("cannot start postgres in", &self.pgdata, e))
     }
 
-    /// Whether the server accepts connections (`pg_isready` on the Unix socket).
+    /// Whether the server accepts connections (what `pg_isready` says, over the Unix socket).
     pub fn is_ready(&self) -> bool {
-        let mut command = self.command("pg_isready");
-        command
-            .arg("-q")
-            .arg("-h")
-            .arg(&self.socket_dir)
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-t")
-            .arg("1");
-        command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        crate::ping::ping(
+            &self.socket_dir,
+            self.port,
+            &self.user.name,
+            Duration::from_secs(1),
+        ) == crate::ping::Ping::Accepting
     }
 
     /// Wait until the server accepts connections.
@@ -291,6 +283,10 @@ impl Postgres {
     /// primary): `max_connections`, `max_worker_processes`, `max_wal_senders`,
     /// `max_prepared_transactions`, `max_locks_per_transaction`.
     pub fn controldata_minimums(&self) -> Result<Vec<(&'static str, u64)>, InstanceError> {
+        self.binaries.tool(
+            "pg_controldata",
+            "reading the primary's settings recorded in a standby's pg_control",
+        )?;
         let mut command = self.command("pg_controldata");
         command.arg("-D").arg(&self.pgdata);
         let text = run(command, "pg_controldata")?;

@@ -53,7 +53,10 @@ impl Postgres {
     /// Fill an empty PGDATA with a copy of the primary (`pg_basebackup`, WAL streamed alongside).
     pub fn clone_from(&self, source: &PrimarySource) -> Result<(), InstanceError> {
         self.user.own_dir(&self.pgdata, 0o700)?;
-        let mut command = Command::new(self.binaries.bin("pg_basebackup"));
+        let mut command = Command::new(
+            self.binaries
+                .tool("pg_basebackup", "cloning a replica from the primary")?,
+        );
         self.user.apply(&mut command);
         command
             .current_dir(self.pgdata.parent().unwrap_or(std::path::Path::new("/")))
