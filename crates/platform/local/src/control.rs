@@ -4,10 +4,12 @@
 use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
 use crate::secrets::ensure_app_secret;
+use crate::sql_refs;
 use crate::state::{read_json, write_atomic, write_json, StateDir};
 use crate::status::{LocalClusterStatus, LocalCondition};
 use crate::LocalError;
 use pgherd_api::cluster::replication_slot_name;
+use pgherd_api::common::SqlRefs;
 use pgherd_api::defaults::DEFAULT_APP_DATABASE;
 use pgherd_api::Cluster;
 use pgherd_controller::plan::{plan, DataSource, Observation, ObservedInstance};
@@ -419,22 +421,49 @@ impl ControlPlane {
                 os_user: self.user.name.clone(),
                 role: instance.role,
                 bootstrap: match instance.data_source {
-                    DataSource::Initdb => Bootstrap::Initdb {
-                        initdb_args: pgherd_instance_manager::InitDbOptions::from_spec(&bootstrap)
+                    DataSource::Initdb => {
+                        // The referenced SQL is only read while the primary is being created.
+                        let creating = !dirs.root.join("pgdata/PG_VERSION").exists();
+                        let refs = |field: &str, refs: Option<&SqlRefs>| {
+                            if creating {
+                                sql_refs::resolve(&self.state, namespace, field, refs)
+                            } else {
+                                Ok(Vec::new())
+                            }
+                        };
+                        let with_refs =
+                            |mut inline: Vec<String>, field: &str, r: Option<&SqlRefs>| {
+                                inline.extend(refs(field, r)?);
+                                Ok::<_, LocalError>(inline)
+                            };
+                        Bootstrap::Initdb {
+                            initdb_args: pgherd_instance_manager::InitDbOptions::from_spec(
+                                &bootstrap,
+                            )
                             .args()?,
-                        database: database.clone(),
-                        owner: owner.clone(),
-                        owner_password_file: Some(password_file.clone()),
-                        post_init_sql: bootstrap.post_init_sql.clone().unwrap_or_default(),
-                        post_init_template_sql: bootstrap
-                            .post_init_template_sql
-                            .clone()
-                            .unwrap_or_default(),
-                        post_init_application_sql: bootstrap
-                            .post_init_application_sql
-                            .clone()
-                            .unwrap_or_default(),
-                    },
+                            database: database.clone(),
+                            owner: owner.clone(),
+                            owner_password_file: Some(password_file.clone()),
+                            post_init_sql: with_refs(
+                                bootstrap.post_init_sql.clone().unwrap_or_default(),
+                                "spec.bootstrap.initdb.postInitSQLRefs",
+                                bootstrap.post_init_sql_refs.as_ref(),
+                            )?,
+                            post_init_template_sql: with_refs(
+                                bootstrap.post_init_template_sql.clone().unwrap_or_default(),
+                                "spec.bootstrap.initdb.postInitTemplateSQLRefs",
+                                bootstrap.post_init_template_sql_refs.as_ref(),
+                            )?,
+                            post_init_application_sql: with_refs(
+                                bootstrap
+                                    .post_init_application_sql
+                                    .clone()
+                                    .unwrap_or_default(),
+                                "spec.bootstrap.initdb.postInitApplicationSQLRefs",
+                                bootstrap.post_init_application_sql_refs.as_ref(),
+                            )?,
+                        }
+                    }
                     DataSource::Clone => Bootstrap::Clone,
                 },
                 primary: match (instance.role, primary_ports) {

@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod error;
 pub mod instances;
 pub mod secrets;
+pub mod sql_refs;
 pub mod state;
 pub mod status;
 mod view;
