@@ -4,6 +4,8 @@
 //! Pure apart from randomness for keys and passwords: no file, network or process I/O, no
 //! platform. Depends only on the model crates.
 
+pub mod ha;
 pub mod phase;
 pub mod pki;
 pub mod plan;
+pub mod synchronous;

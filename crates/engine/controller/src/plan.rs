@@ -2,7 +2,8 @@
 //! instances must exist with which role, which go away, and the phase. No I/O, no clock:
 //! every decision is a function of the inputs, so it is tested exhaustively.
 
-use crate::phase;
+use crate::synchronous::SyncPolicy;
+use crate::{ha, phase};
 use pgherd_api::Cluster;
 use pgherd_instance_protocol::{DesiredRole, InstanceStatus};
 
@@ -15,6 +16,15 @@ pub struct ObservedInstance {
     pub status: Option<InstanceStatus>,
     /// The restart token currently in its spec.
     pub spec_restart_token: String,
+    /// How long it has been unhealthy (no fresh report, or PostgreSQL not ready); `None` when
+    /// healthy.
+    pub unhealthy_for: Option<std::time::Duration>,
+    /// Neither its instance manager nor its PostgreSQL runs (the platform checked).
+    pub dead: bool,
+    /// Its PostgreSQL is provably not running: it cannot accept a write.
+    pub stopped: bool,
+    /// Fenced by the user (`cnpg.io/fencedInstances`): kept stopped, never promoted.
+    pub fenced: bool,
 }
 
 /// The cluster as observed.
@@ -27,6 +37,11 @@ pub struct Observation {
     pub current_primary: Option<String>,
     /// The restart token every instance should run under (a rolling restart changes it).
     pub restart_token: String,
+    /// The instance that is to become primary, as recorded in status (a switchover or
+    /// failover in progress when it differs from `current_primary`).
+    pub target_primary: Option<String>,
+    /// A requested switchover (`local promote`, `kubectl cnpg promote`).
+    pub promote_request: Option<String>,
 }
 
 /// How a new instance gets its data.
@@ -47,6 +62,11 @@ pub struct DesiredInstance {
     pub data_source: DataSource,
     /// The restart token for its spec.
     pub restart_token: String,
+    /// Replicas: the instance to stream from; `None` while there is none to follow (a
+    /// demoted or fenced old primary waiting for the new one).
+    pub upstream: Option<String>,
+    /// Keep its PostgreSQL stopped.
+    pub fenced: bool,
 }
 
 /// What the controller decided.
@@ -61,15 +81,17 @@ pub struct Plan {
     pub target_primary: Option<String>,
     pub ready_instances: usize,
     pub latest_serial: u32,
+    /// Instances the platform must stop by force now (see [`crate::ha`]).
+    pub fence: Vec<String>,
+    /// `synchronous_standby_names` for the primary (empty: asynchronous).
+    pub synchronous_standby_names: String,
+    /// Why the cluster cannot make progress (e.g. a failover that would lose commits).
+    pub blocked: Option<String>,
 }
 
 /// `<cluster>-<serial>`.
 pub fn instance_name(cluster: &str, serial: u32) -> String {
     format!("{cluster}-{serial}")
-}
-
-fn is_ready(i: &ObservedInstance) -> bool {
-    i.status.as_ref().is_some_and(|s| s.ready)
 }
 
 /// A rolling restart, when instances run under an older restart token: one instance at a
@@ -113,6 +135,13 @@ fn roll(
     }
 }
 
+/// The instance's report, when fresh enough to act on.
+fn fresh(i: &ObservedInstance) -> Option<&InstanceStatus> {
+    i.status
+        .as_ref()
+        .filter(|s| s.observed_ms_ago <= ha::STALE_REPORT_MS)
+}
+
 /// Decide.
 pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
     let cluster_name = cluster.metadata.name.as_deref().unwrap_or_default();
@@ -133,6 +162,8 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
                 role: DesiredRole::Primary,
                 data_source: DataSource::Initdb,
                 restart_token: observed.restart_token.clone(),
+                upstream: None,
+                fenced: false,
             }],
             remove: Vec::new(),
             phase: phase::SETTING_UP_PRIMARY,
@@ -140,41 +171,82 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
             target_primary: Some(name),
             ready_instances: 0,
             latest_serial: latest,
+            fence: Vec::new(),
+            synchronous_standby_names: String::new(),
+            blocked: None,
         };
     }
 
-    // The primary: the recorded one if it still exists, else the first instance.
-    let primary = observed
+    // The recorded primary if it still exists, else the first instance.
+    let recorded = observed
         .current_primary
         .as_deref()
         .and_then(|p| existing.iter().find(|i| i.name == p))
         .copied()
         .unwrap_or(existing[0]);
-    let primary_up = primary
-        .status
-        .as_ref()
-        .is_some_and(|s| s.ready && s.is_primary);
+    let failover_delay = std::time::Duration::from_secs(
+        u64::try_from(cluster.spec.failover_delay.unwrap_or(0)).unwrap_or(0),
+    );
+    let sync_around = |primary: &str| {
+        let replicas: Vec<String> = existing
+            .iter()
+            .filter(|i| i.name != primary)
+            .map(|i| i.name.clone())
+            .collect();
+        let streaming: Vec<String> = existing
+            .iter()
+            .filter(|i| i.name != primary && fresh(i).is_some_and(|s| s.ready && !s.is_primary))
+            .map(|i| i.name.clone())
+            .collect();
+        SyncPolicy::of(cluster, &replicas, &streaming)
+    };
+    let election = ha::elect(
+        &existing,
+        recorded,
+        observed,
+        failover_delay,
+        sync_around(&recorded.name).as_ref(),
+    );
+    let transition = election.target != election.recorded;
+    let primary = existing
+        .iter()
+        .find(|i| i.name == election.recorded)
+        .copied()
+        .unwrap_or(recorded);
+    let primary_up = !transition && fresh(primary).is_some_and(|s| s.ready && s.is_primary);
+    let fenced_by_user = |i: &ObservedInstance| i.fenced;
     let mut instances: Vec<DesiredInstance> = existing
         .iter()
-        .map(|i| DesiredInstance {
-            serial: i.serial,
-            name: i.name.clone(),
-            role: if i.name == primary.name {
-                DesiredRole::Primary
-            } else {
-                DesiredRole::Replica
-            },
-            data_source: if i.name == primary.name {
-                DataSource::Initdb
-            } else {
-                DataSource::Clone
-            },
-            restart_token: i.spec_restart_token.clone(),
+        .map(|i| {
+            let is_recorded = i.name == election.recorded;
+            let is_target = i.name == election.target;
+            let role =
+                if (!transition && is_recorded) || (transition && is_target && election.promote) {
+                    DesiredRole::Primary
+                } else {
+                    DesiredRole::Replica
+                };
+            DesiredInstance {
+                serial: i.serial,
+                name: i.name.clone(),
+                role,
+                data_source: if is_recorded {
+                    DataSource::Initdb
+                } else {
+                    DataSource::Clone
+                },
+                restart_token: i.spec_restart_token.clone(),
+                // The old primary waits, stopped, for the new one; everyone else keeps
+                // following the recorded primary until the new one runs.
+                upstream: (role == DesiredRole::Replica && !(transition && is_recorded))
+                    .then(|| election.recorded.clone()),
+                fenced: fenced_by_user(i),
+            }
         })
         .collect();
 
     let mut remove = Vec::new();
-    if existing.len() > wanted {
+    if existing.len() > wanted && !transition {
         // Scale down: the newest replicas go first; never the primary.
         let surplus = existing.len() - wanted;
         for i in existing
@@ -191,9 +263,20 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
         .iter()
         .filter(|i| !remove.contains(&i.name))
         .collect();
-    let ready = remaining.iter().filter(|i| is_ready(i)).count();
+    let ready = remaining
+        .iter()
+        .filter(|i| fresh(i).is_some_and(|s| s.ready))
+        .count();
 
-    let phase = if !primary_up {
+    let phase = if transition {
+        if election.switchover {
+            phase::SWITCHOVER
+        } else {
+            phase::FAILING_OVER
+        }
+    } else if election.blocked.is_some() {
+        phase::FAILING_OVER
+    } else if !primary_up {
         if existing.len() == 1 {
             phase::SETTING_UP_PRIMARY
         } else {
@@ -209,6 +292,8 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
                 role: DesiredRole::Replica,
                 data_source: DataSource::Clone,
                 restart_token: observed.restart_token.clone(),
+                upstream: Some(primary.name.clone()),
+                fenced: false,
             });
         }
         phase::CREATING_REPLICA
@@ -223,29 +308,36 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
         phase::WAITING_FOR_INSTANCES
     };
 
+    // The primary-to-be waits for the others (all of them under `required`).
+    let synchronous_standby_names = sync_around(&election.target)
+        .map(|p| p.standby_names())
+        .unwrap_or_default();
     Plan {
         instances,
         remove,
         phase,
-        current_primary: primary_up.then(|| primary.name.clone()),
-        target_primary: Some(primary.name.clone()),
+        current_primary: Some(election.recorded.clone()),
+        target_primary: Some(election.target.clone()),
         ready_instances: ready,
         latest_serial: latest,
+        fence: election.fence,
+        synchronous_standby_names,
+        blocked: election.blocked,
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use pgherd_instance_protocol::Role;
 
-    fn cluster(instances: i64) -> Cluster {
+    pub(crate) fn cluster(instances: i64) -> Cluster {
         let mut c = Cluster::new("pg", Default::default());
         c.spec.instances = Some(instances);
         c
     }
 
-    fn status(name: &str, primary: bool, ready: bool) -> InstanceStatus {
+    pub(crate) fn status(name: &str, primary: bool, ready: bool) -> InstanceStatus {
         InstanceStatus {
             pod: name.into(),
             role: if primary {
@@ -271,10 +363,12 @@ mod tests {
             error: None,
             role_results: vec![],
             database_results: vec![],
+            shutdown_checkpoint: None,
+            observed_ms_ago: 0,
         }
     }
 
-    fn obs(list: &[(u32, Option<(bool, bool)>)], primary: Option<&str>) -> Observation {
+    pub(crate) fn obs(list: &[(u32, Option<(bool, bool)>)], primary: Option<&str>) -> Observation {
         Observation {
             instances: list
                 .iter()
@@ -285,12 +379,18 @@ mod tests {
                         status: st.map(|(p, r)| status(&name, p, r)),
                         name,
                         spec_restart_token: String::new(),
+                        unhealthy_for: None,
+                        dead: false,
+                        stopped: false,
+                        fenced: false,
                     }
                 })
                 .collect(),
             latest_serial: list.iter().map(|(s, _)| *s).max().unwrap_or(0),
             current_primary: primary.map(str::to_string),
             restart_token: String::new(),
+            target_primary: None,
+            promote_request: None,
         }
     }
 
@@ -306,6 +406,8 @@ mod tests {
                 role: DesiredRole::Primary,
                 data_source: DataSource::Initdb,
                 restart_token: String::new(),
+                upstream: None,
+                fenced: false,
             }]
         );
         assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
@@ -328,6 +430,8 @@ mod tests {
                 role: DesiredRole::Replica,
                 data_source: DataSource::Clone,
                 restart_token: String::new(),
+                upstream: Some("pg-1".into()),
+                fenced: false,
             }
         );
         assert_eq!(p.current_primary.as_deref(), Some("pg-1"));
@@ -422,8 +526,9 @@ mod tests {
         );
         assert_eq!(p.phase, phase::WAITING_FOR_INSTANCES);
         assert_eq!(p.instances.len(), 2);
-        assert_eq!(p.current_primary, None);
+        assert_eq!(p.current_primary.as_deref(), Some("pg-1"));
         assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
+        assert!(p.fence.is_empty(), "no failover before the grace period");
     }
 
     #[test]

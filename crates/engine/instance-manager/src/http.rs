@@ -12,11 +12,14 @@ async fn status(State(shared): State<Shared>) -> Result<Json<InstanceStatus>, St
     let guard = shared
         .read()
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    guard
+    let mut status = guard
         .status
         .clone()
-        .map(Json)
-        .ok_or(StatusCode::SERVICE_UNAVAILABLE)
+        .ok_or(StatusCode::SERVICE_UNAVAILABLE)?;
+    status.observed_ms_ago = guard.observed_at.map_or(0, |t| {
+        u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+    });
+    Ok(Json(status))
 }
 
 async fn ready(State(shared): State<Shared>) -> StatusCode {

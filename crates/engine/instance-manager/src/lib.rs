@@ -15,6 +15,7 @@ pub mod observe;
 pub mod os_user;
 pub mod ping;
 pub mod postgres;
+pub mod process;
 pub mod replication;
 mod sql;
 pub mod supervisor;

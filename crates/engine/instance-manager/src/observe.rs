@@ -79,6 +79,8 @@ pub async fn observe(
         error: None,
         role_results: Vec::new(),
         database_results: Vec::new(),
+        shutdown_checkpoint: None,
+        observed_ms_ago: 0,
     };
     if in_recovery {
         let row = timed(

@@ -219,6 +219,9 @@ impl Postgres {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log);
+        // Its own process group, so fencing can kill the postmaster and every backend at once
+        // (even frozen ones), with no backend left to commit after the postmaster is gone.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
             .spawn()
             .map_err(|e| InstanceError::io("cannot start postgres in", &self.pgdata, e))
@@ -340,6 +343,45 @@ impl Postgres {
             .arg("-t")
             .arg(timeout.as_secs().max(1).to_string());
         run(command, "pg_ctl promote").map(|_| ())
+    }
+
+    /// Fence at once: SIGKILL the postmaster's process group (postmaster and backends, frozen
+    /// or not). Committed transactions are safe (crash recovery replays them at the next start);
+    /// nothing more can commit.
+    pub fn kill_all(&self) {
+        if let Some(pid) = self.postmaster_pid().and_then(|p| i32::try_from(p).ok()) {
+            let group = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// Stop: fast shutdown (clients disconnected, shutdown checkpoint sent to the standbys),
+    /// and when that does not finish within `timeout`, [`Postgres::kill_all`].
+    pub fn stop_or_kill(&self, timeout: Duration) {
+        if self.stop(ShutdownMode::Fast, timeout).is_err() {
+            self.kill_all();
+        }
+    }
+
+    /// The state and latest checkpoint recorded in `global/pg_control`.
+    pub fn control_file(&self) -> Option<pgherd_postgres::control_file::ControlFile> {
+        let bytes = std::fs::read(self.pgdata.join("global/pg_control")).ok()?;
+        pgherd_postgres::control_file::parse(&bytes)
+    }
+
+    /// Remove `postmaster.pid` when the process it names has exited (a zombie still answers
+    /// signals, and PostgreSQL would refuse to start believing it runs).
+    pub fn clear_stale_pid_file(&self) {
+        if let Some(pid) = self.postmaster_pid() {
+            if !crate::process::is_alive(pid) {
+                let _ = std::fs::remove_file(self.pgdata.join("postmaster.pid"));
+            }
+        }
+    }
+
+    /// Whether PGDATA is set up to start as a standby.
+    pub fn has_standby_signal(&self) -> bool {
+        self.pgdata.join("standby.signal").is_file()
     }
 
     /// The postmaster's PID from `postmaster.pid`, if the file exists.

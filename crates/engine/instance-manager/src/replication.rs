@@ -102,11 +102,59 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Bring a former primary back in line with the new one: `pg_rewind` from `source` (it
+    /// runs crash recovery first when the server was not shut down cleanly). The configuration
+    /// files come back as the source's: the caller writes this instance's again.
+    pub fn rewind_from(&self, source: &PrimarySource) -> Result<(), InstanceError> {
+        let tool = self
+            .binaries
+            .tool("pg_rewind", "rejoining a former primary as a replica")?;
+        let mut command = Command::new(tool);
+        self.user.apply(&mut command);
+        command
+            .current_dir(self.pgdata.parent().unwrap_or(std::path::Path::new("/")))
+            .env_remove("PGDATA")
+            .arg("--target-pgdata")
+            .arg(&self.pgdata)
+            .arg("--source-server")
+            .arg(source.conninfo())
+            .stdin(Stdio::null());
+        let out = command
+            .output()
+            .map_err(|e| InstanceError::io("cannot run", "pg_rewind", e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(InstanceError::CommandFailed {
+                command: "pg_rewind".to_string(),
+                status: out.status.to_string(),
+                output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+}
+
 /// On the primary: the `streaming_replica` role, able to replicate and to run what `pg_rewind`
 /// needs, authenticated by certificate only (no password).
 pub async fn ensure_replication_role(client: &Client) -> Result<(), InstanceError> {
     let role = identifier(STREAMING_REPLICA_USER)?;
     let name = literal(STREAMING_REPLICA_USER)?;
+    // Check first: writing every pass would wait on synchronous standbys for nothing.
+    let in_place: bool = crate::sql::timed(
+        "check streaming_replica",
+        client.query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name}                    AND rolcanlogin AND rolreplication)                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = {name}                    AND rolpassword IS NOT NULL)                  AND pg_catalog.has_function_privilege({name},                    'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)', 'EXECUTE')"
+            ),
+            &[],
+        ),
+    )
+    .await?
+    .get(0);
+    if in_place {
+        return Ok(());
+    }
     execute(
         client,
         "create streaming_replica",

@@ -5,14 +5,14 @@
 use crate::bootstrap::{create_data, initialize_application, primary_source, STARTUP_TIMEOUT};
 use crate::observe::{connect, observe};
 use crate::replication::{drop_slot, ensure_replication_role, ensure_slot};
-use crate::{InstanceError, OsUser, PgBinaries, Postgres, ShutdownMode};
+use crate::{InstanceError, OsUser, PgBinaries, Postgres};
 use pgherd_instance_protocol::{DesiredRole, InstanceSpec, InstanceStatus, Role};
 use pgherd_postgres::conf::{render_hba, render_ident};
 use pgherd_postgres::MajorVersion;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Marker written once the application database of a new cluster exists.
 const INITIALIZED_MARKER: &str = "pgherd.initialized";
@@ -21,6 +21,8 @@ const INITIALIZED_MARKER: &str = "pgherd.initialized";
 #[derive(Debug, Default)]
 pub struct Published {
     pub status: Option<InstanceStatus>,
+    /// When the status was observed.
+    pub observed_at: Option<Instant>,
 }
 
 /// Shared between the loop and the HTTP server.
@@ -52,6 +54,9 @@ fn postgres_for(spec: &InstanceSpec) -> Result<Postgres, InstanceError> {
 #[derive(Debug, Default)]
 struct State {
     child: Option<Child>,
+    /// A postmaster this manager did not start (it was restarted while PostgreSQL kept
+    /// running): adopted by PID.
+    adopted: Option<u32>,
     /// The restart token PostgreSQL was last started under.
     restart_token: Option<String>,
     /// Configuration text last written, to know when a reload is due.
@@ -61,6 +66,7 @@ struct State {
 fn publish(shared: &Shared, status: InstanceStatus) {
     if let Ok(mut guard) = shared.write() {
         guard.status = Some(status);
+        guard.observed_at = Some(Instant::now());
     }
 }
 
@@ -86,68 +92,167 @@ fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
         error,
         role_results: Vec::new(),
         database_results: Vec::new(),
+        shutdown_checkpoint: None,
+        observed_ms_ago: 0,
     }
 }
 
+/// How long a fast shutdown may take before the postmaster's process group is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl State {
-    fn running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => match child.try_wait() {
-                Ok(None) => true,
+    fn running(&mut self, pg: &Postgres) -> bool {
+        if let Some(child) = &mut self.child {
+            match child.try_wait() {
+                Ok(None) => return true,
                 Ok(Some(_)) | Err(_) => {
+                    // The postmaster is gone: sweep backends it left behind, so they cannot
+                    // hold shared memory or commit anything.
+                    if let Ok(pid) = i32::try_from(child.id()) {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
                     self.child = None;
-                    false
+                    return false;
                 }
-            },
-            None => false,
+            }
+        }
+        if self.adopted.is_none() {
+            self.adopted = pg.postmaster_pid().filter(|p| crate::process::is_alive(*p));
+        }
+        match self.adopted {
+            Some(pid) if crate::process::is_alive(pid) => true,
+            _ => {
+                self.adopted = None;
+                false
+            }
         }
     }
 
     fn stop(&mut self, pg: &Postgres) {
-        if self.running() {
-            let _ = pg.stop(ShutdownMode::Fast, Duration::from_secs(60));
+        if self.running(pg) {
+            pg.stop_or_kill(STOP_TIMEOUT);
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.wait();
         }
+        self.adopted = None;
     }
 }
 
-async fn converge(spec: &InstanceSpec, state: &mut State) -> Result<InstanceStatus, InstanceError> {
+/// The status of an instance whose PostgreSQL is stopped on purpose (fenced, demoted, waiting
+/// for its new primary), with the shutdown checkpoint when it stopped cleanly.
+fn stopped_status(spec: &InstanceSpec, pg: &Postgres) -> InstanceStatus {
+    let mut status = down_status(spec, None);
+    if let Some(control) = pg.control_file() {
+        status.timeline_id = Some(control.timeline);
+        if control.state.is_clean_shutdown() {
+            status.shutdown_checkpoint = Some(control.checkpoint);
+        }
+    }
+    status.applied_generation = spec.generation;
+    status.restart_token = spec.restart_token.clone();
+    status
+}
+
+/// A replica-to-be whose data was a primary's (no `standby.signal`): rewind it onto the new
+/// primary's timeline, or, when that is impossible, clone it again.
+fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
+    let source = primary_source(spec)?;
+    match pg.rewind_from(&source) {
+        Ok(()) => Ok(()),
+        Err(rewind_error) => {
+            eprintln!(
+                "{}: pg_rewind failed ({rewind_error}); cloning again",
+                spec.name
+            );
+            std::fs::remove_dir_all(&pg.pgdata)
+                .map_err(|e| InstanceError::io("cannot remove", &pg.pgdata, e))?;
+            pg.clone_from(&source)
+        }
+    }
+}
+
+/// Settings for this start: the spec's, a standby never below what its primary recorded in
+/// `pg_control`, and no synchronous standbys before the new cluster's bootstrap SQL has run
+/// (it would wait for standbys that cannot exist yet).
+fn effective_settings(
+    spec: &InstanceSpec,
+    pg: &Postgres,
+) -> Result<std::collections::BTreeMap<String, String>, InstanceError> {
+    let mut settings = spec.settings.clone();
+    if spec.role == DesiredRole::Replica {
+        // A standby cannot run with less than its primary recorded (e.g. while a decrease of
+        // max_connections waits for the primary's restart).
+        match pg.controldata_minimums() {
+            Ok(minimums) => {
+                for (name, minimum) in minimums {
+                    let current = settings.get(name).and_then(|v| v.parse::<u64>().ok());
+                    // Unset means PostgreSQL's default, which may be lower too.
+                    if current.is_none_or(|v| v < minimum) {
+                        settings.insert(name.to_string(), minimum.to_string());
+                    }
+                }
+            }
+            Err(InstanceError::ToolMissing { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if !pg.pgdata.join(INITIALIZED_MARKER).exists() {
+        settings.remove("synchronous_standby_names");
+    }
+    Ok(settings)
+}
+
+async fn converge(
+    spec: &InstanceSpec,
+    state: &mut State,
+    shared: &Shared,
+) -> Result<InstanceStatus, InstanceError> {
     let pg = postgres_for(spec)?;
     if spec.fenced {
         state.stop(&pg);
-        let mut status = down_status(spec, None);
-        status.applied_generation = spec.generation;
-        return Ok(status);
+        return Ok(stopped_status(spec, &pg));
+    }
+    if spec.role == DesiredRole::Replica {
+        if state.running(&pg) && !pg.has_standby_signal() {
+            // Demotion (switchover, or a failover decided while this primary was away): stop
+            // with a shutdown checkpoint the standbys receive before the postmaster exits.
+            state.stop(&pg);
+            state.written_config = None;
+        }
+        if spec.primary.is_none() {
+            // No primary to follow yet (one is being promoted): stay stopped.
+            state.stop(&pg);
+            return Ok(stopped_status(spec, &pg));
+        }
+        if pg.is_initialized() && !state.running(&pg) && !pg.has_standby_signal() {
+            pg.clear_stale_pid_file();
+            rejoin(&pg, spec)?;
+            state.written_config = None;
+        }
     }
     if !pg.is_initialized() {
         create_data(&pg, spec)?;
     }
     let major = MajorVersion(spec.major);
-    let mut settings = spec.settings.clone();
-    if spec.role == DesiredRole::Replica {
-        // A standby cannot run with less than its primary recorded (e.g. while a decrease of
-        // max_connections waits for the primary's restart): never go below pg_control.
-        for (name, minimum) in pg.controldata_minimums()? {
-            let current = settings.get(name).and_then(|v| v.parse::<u64>().ok());
-            // Unset means PostgreSQL's default, which may be lower too.
-            if current.is_none_or(|v| v < minimum) {
-                settings.insert(name.to_string(), minimum.to_string());
-            }
-        }
-    }
+    let settings = effective_settings(spec, &pg)?;
     let mut config = pgherd_postgres::conf::render_settings(&settings);
     let hba = render_hba(&spec.pg_hba, major);
     let ident = render_ident(&pg.user.name, &spec.pg_ident);
     config.push_str(&hba);
     config.push_str(&ident);
+    if spec.role == DesiredRole::Replica {
+        config.push_str(&primary_source(spec)?.conninfo());
+    }
     if state.written_config.as_deref() != Some(config.as_str()) {
         pg.write_config(&settings, &hba, &ident)?;
         if spec.role == DesiredRole::Replica {
             pg.write_standby_config(&primary_source(spec)?)?;
         }
-        if state.running() {
+        if state.running(&pg) {
             pg.reload()?;
         }
         state.written_config = Some(config);
@@ -156,13 +261,14 @@ async fn converge(spec: &InstanceSpec, state: &mut State) -> Result<InstanceStat
         .restart_token
         .as_ref()
         .is_some_and(|t| t != &spec.restart_token);
-    if restart_due && state.running() {
+    if restart_due && state.running(&pg) {
         // A rolling restart, or settings that need one: fast stop, then start below.
         state.stop(&pg);
     }
-    if !state.running() {
+    if !state.running(&pg) {
         // First start, restart, or PostgreSQL exited (a crash): start it; crash recovery
         // runs first when needed.
+        pg.clear_stale_pid_file();
         let mut child = pg.start()?;
         let ready = pg.wait_ready_child(&mut child, STARTUP_TIMEOUT);
         state.child = Some(child);
@@ -176,37 +282,71 @@ async fn converge(spec: &InstanceSpec, state: &mut State) -> Result<InstanceStat
         status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
     }
     if status.is_primary {
-        let marker = pg.pgdata.join(INITIALIZED_MARKER);
-        if !marker.exists() {
-            initialize_application(&pg, &spec.bootstrap).await?;
-            pg.write_file(INITIALIZED_MARKER, "")?;
+        // Report the role at once (a promotion is waited for), then the duties, which may
+        // take a while.
+        let mut early = status.clone();
+        early.ready = true;
+        early.applied_generation = spec.generation;
+        early.restart_token = spec.restart_token.clone();
+        publish(shared, early);
+        // The role is reported even when a duty fails (e.g. a write waiting for synchronous
+        // standbys that are still being re-pointed): the controller needs to see it.
+        if let Err(e) = primary_duties(spec, &pg, &client, &mut status).await {
+            status.error = Some(e.to_string());
         }
-        ensure_replication_role(&client).await?;
-        for slot in &spec.replica_slots {
-            ensure_slot(&client, slot).await?;
-        }
-        let rows = client
-            .query("SELECT slot_name FROM pg_catalog.pg_replication_slots WHERE slot_type = 'physical'", &[])
-            .await
-            .map_err(|e| InstanceError::Sql { context: "list slots", message: e.to_string() })?;
-        for row in rows {
-            let name: String = row.get(0);
-            if name.starts_with(&spec.slot_prefix) && !spec.replica_slots.contains(&name) {
-                drop_slot(&client, &name).await?;
-            }
-        }
-    }
-    if status.is_primary && (!spec.roles.is_empty() || !spec.databases.is_empty()) {
-        let (roles, databases) =
-            crate::declarative::reconcile(&pg, &spec.roles, &spec.databases).await?;
-        status.role_results = roles;
-        status.database_results = databases;
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;
     status.applied_generation = spec.generation;
     status.restart_token = spec.restart_token.clone();
     Ok(status)
 }
+
+/// On the primary: the new cluster's bootstrap SQL (once), the replication role and slots,
+/// managed roles and databases.
+async fn primary_duties(
+    spec: &InstanceSpec,
+    pg: &Postgres,
+    client: &tokio_postgres::Client,
+    status: &mut InstanceStatus,
+) -> Result<(), InstanceError> {
+    let marker = pg.pgdata.join(INITIALIZED_MARKER);
+    if !marker.exists() {
+        initialize_application(pg, &spec.bootstrap).await?;
+        pg.write_file(INITIALIZED_MARKER, "")?;
+    }
+    ensure_replication_role(client).await?;
+    for slot in &spec.replica_slots {
+        ensure_slot(client, slot).await?;
+    }
+    let rows = client
+        .query(
+            "SELECT slot_name FROM pg_catalog.pg_replication_slots WHERE slot_type = 'physical'",
+            &[],
+        )
+        .await
+        .map_err(|e| InstanceError::Sql {
+            context: "list slots",
+            message: e.to_string(),
+        })?;
+    for row in rows {
+        let name: String = row.get(0);
+        if name.starts_with(&spec.slot_prefix) && !spec.replica_slots.contains(&name) {
+            drop_slot(client, &name).await?;
+        }
+    }
+    if !spec.roles.is_empty() || !spec.databases.is_empty() {
+        let (roles, databases) =
+            crate::declarative::reconcile(pg, &spec.roles, &spec.databases).await?;
+        status.role_results = roles;
+        status.database_results = databases;
+    }
+    Ok(())
+}
+
+/// How often the loop looks for a changed spec or an exited postmaster.
+const TICK: Duration = Duration::from_millis(100);
+/// How often PostgreSQL is observed (and the spec converged) when nothing changed.
+const CONVERGE_EVERY: Duration = Duration::from_secs(1);
 
 /// Run until `stop` turns true; then stop PostgreSQL (fast) and return.
 pub async fn run(
@@ -215,16 +355,26 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), InstanceError> {
     let mut state = State::default();
-    let mut last_spec = None;
+    let mut last_spec: Option<InstanceSpec> = None;
+    let mut last_converge: Option<Instant> = None;
     loop {
         let spec = load_spec(&spec_path);
         match &spec {
             Ok(spec) => {
-                match converge(spec, &mut state).await {
-                    Ok(status) => publish(&shared, status),
-                    Err(e) => publish(&shared, down_status(spec, Some(e.to_string()))),
+                let changed = last_spec.as_ref() != Some(spec);
+                let exited = state
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+                let due = last_converge.is_none_or(|t| t.elapsed() >= CONVERGE_EVERY);
+                if changed || exited || due {
+                    match converge(spec, &mut state, &shared).await {
+                        Ok(status) => publish(&shared, status),
+                        Err(e) => publish(&shared, down_status(spec, Some(e.to_string()))),
+                    }
+                    last_converge = Some(Instant::now());
+                    last_spec = Some(spec.clone());
                 }
-                last_spec = Some(spec.clone());
             }
             Err(e) => {
                 if let Some(spec) = &last_spec {
@@ -233,7 +383,7 @@ pub async fn run(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => {}
         }
         if *stop.borrow() {

@@ -75,6 +75,14 @@ pub struct InstanceStatus {
     /// Primary: the result of applying each Database.
     #[serde(default)]
     pub database_results: Vec<ApplyResult>,
+    /// Down after a clean shutdown: where its shutdown checkpoint record starts. A replica that
+    /// received WAL past this point has everything the stopped primary committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_checkpoint: Option<Lsn>,
+    /// How long ago (milliseconds) the instance manager last looked at PostgreSQL: a report
+    /// that stops getting fresher means PostgreSQL (or the manager) is stuck.
+    #[serde(default)]
+    pub observed_ms_ago: u64,
 }
 
 /// One streaming replica as the primary sees it (`pg_stat_replication`).
@@ -128,6 +136,8 @@ mod tests {
             error: None,
             role_results: vec![],
             database_results: vec![],
+            shutdown_checkpoint: None,
+            observed_ms_ago: 0,
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["receivedLsn"], "0/3000200");

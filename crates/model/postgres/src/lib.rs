@@ -7,6 +7,7 @@
 //! Must not depend on any other pgherd crate, on I/O, or on an async runtime.
 
 pub mod conf;
+pub mod control_file;
 pub mod guc;
 pub mod hba;
 pub mod quote;

@@ -32,14 +32,14 @@ pub fn store(state: &StateDir, manifests: &[Manifest]) -> Result<Vec<String>, Lo
     Ok(stored)
 }
 
-/// Set an annotation on a stored Cluster (as `kubectl annotate` would). Errors when the
-/// cluster does not exist.
+/// Set (or, with `None`, remove) an annotation on a stored Cluster (as `kubectl annotate`
+/// would). Errors when the cluster does not exist.
 pub fn annotate_cluster(
     state: &StateDir,
     namespace: &str,
     name: &str,
     key: &str,
-    value: &str,
+    value: Option<&str>,
 ) -> Result<(), LocalError> {
     let path = state.object_path("Cluster", namespace, name);
     let mut cluster: pgherd_api::Cluster = crate::state::read_json(&path)?.ok_or_else(|| {
@@ -47,11 +47,14 @@ pub fn annotate_cluster(
             "cluster {name:?} not found in namespace {namespace}"
         ))
     })?;
-    cluster
+    let annotations = cluster
         .metadata
         .annotations
-        .get_or_insert_with(Default::default)
-        .insert(key.to_string(), value.to_string());
+        .get_or_insert_with(Default::default);
+    match value {
+        Some(v) => annotations.insert(key.to_string(), v.to_string()),
+        None => annotations.remove(key),
+    };
     write_json(&path, &cluster, 0o600)
 }
 

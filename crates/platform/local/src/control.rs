@@ -1,87 +1,35 @@
 //! The local control plane: one reconcile pass over every stored Cluster — certificates and
 //! secrets, the controller's plan, instance specs and manager processes, endpoints, status.
 
+use crate::desired::{ClusterContext, InstanceDirs, InstancePorts};
 use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
 use crate::secrets::ensure_app_secret;
-use crate::sql_refs;
 use crate::state::{read_json, write_atomic, write_json, StateDir};
 use crate::status::{LocalClusterStatus, LocalCondition};
 use crate::LocalError;
-use pgherd_api::cluster::replication_slot_name;
-use pgherd_api::common::SqlRefs;
 use pgherd_api::defaults::DEFAULT_APP_DATABASE;
 use pgherd_api::Cluster;
-use pgherd_controller::plan::{plan, DataSource, Observation, ObservedInstance};
+use pgherd_controller::plan::plan;
 use pgherd_controller::{phase, pki};
 use pgherd_instance_manager::{OsUser, PgBinaries};
-use pgherd_instance_protocol::{
-    Bootstrap, CertificatePaths, DesiredRole, InstanceSpec, InstanceStatus, PrimaryEndpoint,
-};
-use serde::{Deserialize, Serialize};
+use pgherd_instance_protocol::{CertificatePaths, InstanceSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Annotations pinning endpoint ports (`"5432"`); otherwise free ports are allocated once.
 /// Annotation whose change rolls every instance (`kubectl cnpg restart`, `local restart`).
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// File in the cluster directory holding a requested switchover's target (`local promote`).
+pub const PROMOTE_REQUEST: &str = "promote-request";
 
 pub const PORT_ANNOTATIONS: [(&str, &str); 3] = [
     ("rw", "pgherd.io/rw-port"),
     ("ro", "pgherd.io/ro-port"),
     ("r", "pgherd.io/r-port"),
 ];
-
-/// Settings the local platform fixes, whatever the manifest says (as CloudNativePG's mandatory
-/// settings).
-fn mandatory_settings(
-    cluster: &str,
-    spec_dirs: &InstanceDirs,
-    certs: &CertificatePaths,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("listen_addresses", "127.0.0.1".to_string()),
-        (
-            "unix_socket_directories",
-            spec_dirs.run.display().to_string(),
-        ),
-        ("hot_standby", "on".to_string()),
-        ("restart_after_crash", "off".to_string()),
-        ("ssl", "on".to_string()),
-        ("ssl_cert_file", certs.server_cert.display().to_string()),
-        ("ssl_key_file", certs.server_key.display().to_string()),
-        ("ssl_ca_file", certs.ca.display().to_string()),
-        ("cluster_name", cluster.to_string()),
-        ("log_directory", spec_dirs.log.display().to_string()),
-        // WAL archiving to an object store comes with backups; until then it succeeds at once.
-        ("archive_command", ":".to_string()),
-    ]
-}
-
-struct InstanceDirs {
-    root: PathBuf,
-    run: PathBuf,
-    log: PathBuf,
-}
-
-impl InstanceDirs {
-    fn new(root: PathBuf) -> Self {
-        InstanceDirs {
-            run: root.join("run"),
-            log: root.join("log"),
-            root,
-        }
-    }
-}
-
-/// Ports of one instance, allocated once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct InstancePorts {
-    pub(crate) postgres: u16,
-    pub(crate) status: u16,
-}
 
 fn free_port() -> Result<u16, LocalError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(LocalError::NoPort)?;
@@ -91,34 +39,13 @@ fn free_port() -> Result<u16, LocalError> {
         .map_err(LocalError::NoPort)
 }
 
-/// Fetch `/pg/status` from an instance manager. A fixed one-line request on loopback with a
-/// short timeout; a full HTTP client would add weight for nothing here.
-pub async fn fetch_status(port: u16) -> Option<InstanceStatus> {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        stream
-            .write_all(b"GET /pg/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await
-            .ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let text = String::from_utf8(response).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let ok = head.split_whitespace().nth(1) == Some("200");
-        ok.then(|| serde_json::from_str(body).ok())?
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
-}
-
 /// What the control plane keeps per cluster between passes.
 #[derive(Debug, Default)]
 pub struct ClusterRuntime {
     pub endpoints: BTreeMap<String, (u16, Backends)>,
+    /// Since when each unhealthy instance has been so (forgotten on restart: a restarted
+    /// control plane waits a full grace period before failing over).
+    pub unhealthy_since: BTreeMap<String, std::time::Instant>,
 }
 
 /// The control plane.
@@ -132,14 +59,6 @@ pub struct ControlPlane {
     /// Explicit PostgreSQL binaries directory, if any.
     pub postgres_bin: Option<PathBuf>,
     pub runtimes: BTreeMap<(String, String), ClusterRuntime>,
-}
-
-fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
-    instance
-        .strip_prefix(cluster)?
-        .strip_prefix('-')?
-        .parse()
-        .ok()
 }
 
 impl ControlPlane {
@@ -266,17 +185,6 @@ impl ControlPlane {
         let previous: Option<LocalClusterStatus> =
             read_json(&self.state.status_path("Cluster", namespace, &name))?;
         let instances_dir = cluster_dir.join("instances");
-        let mut observed = Observation {
-            latest_serial: previous.as_ref().map_or(0, |p| p.latest_generated_node),
-            current_primary: previous
-                .as_ref()
-                .and_then(|p| p.current_primary.clone().or(p.target_primary.clone())),
-            instances: Vec::new(),
-            restart_token: previous
-                .as_ref()
-                .map(|p| p.restart_token.clone())
-                .unwrap_or_default(),
-        };
         let restart_annotation = cluster
             .metadata
             .annotations
@@ -284,59 +192,60 @@ impl ControlPlane {
             .and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
             .cloned()
             .unwrap_or_default();
-        if previous
-            .as_ref()
-            .is_some_and(|p| p.restart_annotation != restart_annotation)
-        {
-            // `local restart` (or kubectl cnpg restart): roll every instance.
-            observed.restart_token = restart_annotation.clone();
+        let promote_file = cluster_dir.join(PROMOTE_REQUEST);
+        let runtime = self.runtimes.entry(key.clone()).or_default();
+        let (mut observed, seen) = crate::observation::observe(
+            &name,
+            cluster,
+            &instances_dir,
+            previous.as_ref(),
+            &restart_annotation,
+            std::fs::read_to_string(&promote_file)
+                .ok()
+                .map(|s| s.trim().to_string()),
+            &mut runtime.unhealthy_since,
+        )
+        .await?;
+        let decided = plan(cluster, &observed);
+        let mut ports_by_instance = seen.ports;
+        if previous.as_ref().map(|p| p.phase.as_str()) != Some(decided.phase) {
+            eprintln!(
+                "{namespace}/{name}: {} (primary {}, target {}){}",
+                decided.phase,
+                decided.current_primary.as_deref().unwrap_or("-"),
+                decided.target_primary.as_deref().unwrap_or("-"),
+                decided
+                    .blocked
+                    .as_deref()
+                    .map(|b| format!(": {b}"))
+                    .unwrap_or_default()
+            );
         }
-        let mut ports_by_instance = BTreeMap::new();
-        if let Ok(entries) = std::fs::read_dir(&instances_dir) {
-            for entry in entries.flatten() {
-                let instance = entry.file_name().to_string_lossy().into_owned();
-                let Some(serial) = serial_of(&name, &instance) else {
-                    continue;
-                };
-                let ports: Option<InstancePorts> = read_json(&entry.path().join("ports.json"))?;
-                let status = match ports {
-                    Some(p) => fetch_status(p.status).await,
-                    None => None,
-                };
-                if let Some(p) = ports {
-                    ports_by_instance.insert(instance.clone(), p);
-                }
-                let spec_restart_token =
-                    read_json::<InstanceSpec>(&entry.path().join("instance.json"))?
-                        .map(|s| s.restart_token)
-                        .unwrap_or_default();
-                observed.instances.push(ObservedInstance {
-                    serial,
-                    name: instance,
-                    status,
-                    spec_restart_token,
-                });
+        if std::env::var_os("PGHERD_DEBUG_OBSERVATION").is_some() {
+            for i in &observed.instances {
+                eprintln!(
+                    "  {} unhealthy_for={:?} dead={} stopped={} role={:?}",
+                    i.name,
+                    i.unhealthy_for,
+                    i.dead,
+                    i.stopped,
+                    i.status.as_ref().map(|s| s.role)
+                );
             }
         }
-        // A setting that needs a restart: roll the cluster once every instance runs the
-        // current token.
-        let rollout_done = observed.instances.iter().all(|i| {
-            i.status
-                .as_ref()
-                .is_some_and(|s| s.restart_token == observed.restart_token)
-        });
-        if rollout_done
-            && observed
-                .instances
-                .iter()
-                .any(|i| i.status.as_ref().is_some_and(|s| s.pending_restart))
+        if observed.promote_request.is_some()
+            && (decided.target_primary == observed.promote_request
+                || observed.promote_request == decided.current_primary)
         {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            observed.restart_token = format!("pending-restart-{now}");
+            // Taken into account (or already true): the request is done.
+            let _ = std::fs::remove_file(&promote_file);
+            observed.promote_request = None;
         }
-        let decided = plan(cluster, &observed);
+        // Fence first: nothing is promoted while a failed primary might still accept writes.
+        for victim in &decided.fence {
+            eprintln!("{namespace}/{name}: fencing {victim} (stopping its PostgreSQL by force)");
+            crate::instances::kill_instance(&instances_dir.join(victim), Duration::from_secs(5));
+        }
 
         let roles = crate::declarative::roles(
             &self.state,
@@ -370,150 +279,46 @@ impl ControlPlane {
                 )))
             }
         };
-        let major = cluster.major_version().map_or(0, |m| m.0);
-        let primary_name = decided.target_primary.clone();
-        let slot_prefix = cluster
-            .spec
-            .replication_slots
-            .as_ref()
-            .and_then(|r| r.high_availability.as_ref())
-            .and_then(|h| h.slot_prefix.clone())
-            .unwrap_or_else(|| "_cnpg_".to_string());
+        for instance in &decided.instances {
+            if !ports_by_instance.contains_key(&instance.name) {
+                let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
+                self.user.own_dir(&dirs.root, 0o700)?;
+                let p = InstancePorts {
+                    postgres: free_port()?,
+                    status: free_port()?,
+                };
+                write_json(&dirs.root.join("ports.json"), &p, 0o644)?;
+                ports_by_instance.insert(instance.name.clone(), p);
+            }
+        }
+        let context = ClusterContext {
+            state: &self.state,
+            namespace,
+            cluster,
+            plan: &decided,
+            bin_dir,
+            major: cluster.major_version().map_or(0, |m| m.0),
+            os_user: self.user.name.clone(),
+            certificates: certificates.clone(),
+            database: database.clone(),
+            owner: owner.clone(),
+            password_file: password_file.clone(),
+            roles,
+            databases,
+            ports: &ports_by_instance,
+        };
         for instance in &decided.instances {
             let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
             self.user.own_dir(&dirs.root, 0o700)?;
-            let ports = match ports_by_instance.get(&instance.name) {
-                Some(p) => *p,
-                None => {
-                    let p = InstancePorts {
-                        postgres: free_port()?,
-                        status: free_port()?,
-                    };
-                    write_json(&dirs.root.join("ports.json"), &p, 0o644)?;
-                    ports_by_instance.insert(instance.name.clone(), p);
-                    p
-                }
+            let ports = ports_by_instance[&instance.name];
+            let Some(spec) = context.instance_spec(instance, &dirs, ports)? else {
+                continue; // its upstream has no ports yet
             };
-            let primary_ports = primary_name
-                .as_ref()
-                .and_then(|p| ports_by_instance.get(p))
-                .copied();
-            let mut settings: BTreeMap<String, String> = cluster
-                .spec
-                .postgresql
-                .as_ref()
-                .and_then(|p| p.parameters.clone())
-                .unwrap_or_default();
-            for (k, v) in mandatory_settings(&name, &dirs, &certificates) {
-                settings.insert(k.to_string(), v);
-            }
-            let spec = InstanceSpec {
-                cluster: name.clone(),
-                name: instance.name.clone(),
-                generation: 0,
-                pgdata: dirs.root.join("pgdata"),
-                socket_dir: dirs.run.clone(),
-                log_dir: dirs.log.clone(),
-                port: ports.postgres,
-                status_port: ports.status,
-                bin_dir: bin_dir.clone(),
-                major,
-                os_user: self.user.name.clone(),
-                role: instance.role,
-                bootstrap: match instance.data_source {
-                    DataSource::Initdb => {
-                        // The referenced SQL is only read while the primary is being created.
-                        let creating = !dirs.root.join("pgdata/PG_VERSION").exists();
-                        let refs = |field: &str, refs: Option<&SqlRefs>| {
-                            if creating {
-                                sql_refs::resolve(&self.state, namespace, field, refs)
-                            } else {
-                                Ok(Vec::new())
-                            }
-                        };
-                        let with_refs =
-                            |mut inline: Vec<String>, field: &str, r: Option<&SqlRefs>| {
-                                inline.extend(refs(field, r)?);
-                                Ok::<_, LocalError>(inline)
-                            };
-                        Bootstrap::Initdb {
-                            initdb_args: pgherd_instance_manager::InitDbOptions::from_spec(
-                                &bootstrap,
-                            )
-                            .args()?,
-                            database: database.clone(),
-                            owner: owner.clone(),
-                            owner_password_file: Some(password_file.clone()),
-                            post_init_sql: with_refs(
-                                bootstrap.post_init_sql.clone().unwrap_or_default(),
-                                "spec.bootstrap.initdb.postInitSQLRefs",
-                                bootstrap.post_init_sql_refs.as_ref(),
-                            )?,
-                            post_init_template_sql: with_refs(
-                                bootstrap.post_init_template_sql.clone().unwrap_or_default(),
-                                "spec.bootstrap.initdb.postInitTemplateSQLRefs",
-                                bootstrap.post_init_template_sql_refs.as_ref(),
-                            )?,
-                            post_init_application_sql: with_refs(
-                                bootstrap
-                                    .post_init_application_sql
-                                    .clone()
-                                    .unwrap_or_default(),
-                                "spec.bootstrap.initdb.postInitApplicationSQLRefs",
-                                bootstrap.post_init_application_sql_refs.as_ref(),
-                            )?,
-                        }
-                    }
-                    DataSource::Clone => Bootstrap::Clone,
-                },
-                primary: match (instance.role, primary_ports) {
-                    (DesiredRole::Replica, Some(p)) => Some(PrimaryEndpoint {
-                        host: "127.0.0.1".into(),
-                        port: p.postgres,
-                        slot: Some(replication_slot_name(&slot_prefix, &instance.name)),
-                    }),
-                    _ => None,
-                },
-                settings,
-                pg_hba: cluster
-                    .spec
-                    .postgresql
-                    .as_ref()
-                    .and_then(|p| p.pg_hba.clone())
-                    .unwrap_or_default(),
-                pg_ident: cluster
-                    .spec
-                    .postgresql
-                    .as_ref()
-                    .and_then(|p| p.pg_ident.clone())
-                    .unwrap_or_default(),
-                certificates: certificates.clone(),
-                replica_slots: decided
-                    .instances
-                    .iter()
-                    .filter(|i| i.role == DesiredRole::Replica)
-                    .map(|i| replication_slot_name(&slot_prefix, &i.name))
-                    .collect(),
-                slot_prefix: slot_prefix.clone(),
-                fenced: false,
-                restart_token: instance.restart_token.clone(),
-                roles: if instance.role == DesiredRole::Primary {
-                    roles.clone()
-                } else {
-                    Vec::new()
-                },
-                databases: if instance.role == DesiredRole::Primary {
-                    databases.clone()
-                } else {
-                    Vec::new()
-                },
-            };
-            if instance.role == DesiredRole::Replica && spec.primary.is_none() {
-                continue; // the primary has no ports yet
-            }
             self.write_spec(&dirs.root, spec)?;
             let pid_file = dirs.root.join(crate::instances::MANAGER_PID);
-            if running_pid(&pid_file).is_none() {
+            let known = observed.instances.iter().any(|i| i.name == instance.name);
+            let may_start = !known || seen.managers_down.contains(&instance.name);
+            if may_start && running_pid(&pid_file).is_none() {
                 let spec_path = dirs.root.join("instance.json");
                 let spec_arg = spec_path.display().to_string();
                 spawn_detached(

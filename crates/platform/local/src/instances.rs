@@ -26,18 +26,13 @@ pub fn stop_cluster(cluster_dir: &Path) {
     }
 }
 
-/// Whether process `pid` exists and has not exited. An exited process whose parent has not
-/// collected it yet (a zombie) still answers signals, so its state is read too.
-pub fn is_alive(pid: u32) -> bool {
-    let exists = i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok());
-    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false);
-    exists && !zombie
+pub use pgherd_instance_manager::process::is_alive;
+
+/// Make this process (the control plane) the reaper of orphaned descendants: a postmaster
+/// whose instance manager was killed is then collected by [`reap`] instead of lingering as a
+/// zombie that still looks alive to PostgreSQL.
+pub fn adopt_orphans() {
+    let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
 /// The pid recorded in `pid_file`, if that process still runs.
@@ -48,6 +43,49 @@ pub fn running_pid(pid_file: &Path) -> Option<u32> {
         .parse()
         .ok()?;
     is_alive(pid).then_some(pid)
+}
+
+/// The postmaster pid recorded in `pgdata/postmaster.pid`, if that process still runs.
+pub fn running_postmaster(instance_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(instance_dir.join("pgdata/postmaster.pid")).ok()?;
+    let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+    is_alive(pid).then_some(pid)
+}
+
+/// Neither the instance manager nor PostgreSQL of the instance in `instance_dir` runs.
+pub fn is_dead(instance_dir: &Path) -> bool {
+    running_pid(&instance_dir.join(MANAGER_PID)).is_none()
+        && running_postmaster(instance_dir).is_none()
+}
+
+/// Fence by force: SIGKILL the instance manager (so it cannot start PostgreSQL again), then
+/// PostgreSQL's whole process group (postmaster and backends, even frozen ones). Nothing
+/// committed is lost (crash recovery replays it); nothing more can commit. True when both are
+/// gone within `timeout`.
+pub fn kill_instance(instance_dir: &Path, timeout: Duration) -> bool {
+    if let Some(pid) = running_pid(&instance_dir.join(MANAGER_PID)) {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    if let Some(pid) = running_postmaster(instance_dir) {
+        if let Ok(pid) = i32::try_from(pid) {
+            // The postmaster leads its own process group (the instance manager starts it so).
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let deadline = Instant::now() + timeout;
+    loop {
+        reap();
+        if is_dead(instance_dir) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Start `exe args...` detached, output to `log`, pid to `pid_file`; as `user` when given

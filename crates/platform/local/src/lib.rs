@@ -8,9 +8,11 @@
 pub mod apply;
 pub mod control;
 pub mod declarative;
+pub mod desired;
 pub mod endpoints;
 pub mod error;
 pub mod instances;
+pub mod observation;
 pub mod secrets;
 pub mod sql_refs;
 pub mod state;

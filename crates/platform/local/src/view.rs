@@ -1,7 +1,8 @@
 //! The local status view of a cluster, built from the controller's plan and what the
 //! instances reported; it also tells the endpoints where to send connections.
 
-use crate::control::{ClusterRuntime, InstancePorts};
+use crate::control::ClusterRuntime;
+use crate::desired::InstancePorts;
 use crate::status::{LocalClusterStatus, LocalCondition, LocalInstanceStatus};
 use pgherd_controller::phase;
 use pgherd_controller::plan::{Observation, ObservedInstance, Plan};
@@ -35,7 +36,10 @@ pub(crate) fn build(
         let status = by_name.get(d.name.as_str()).and_then(|i| i.status.as_ref());
         let port = ports.get(&d.name).map_or(0, |p| p.postgres);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let ready = status.is_some_and(|s| s.ready);
+        // A stale report (a frozen instance) does not receive connections.
+        let ready = status.is_some_and(|s| {
+            s.ready && s.observed_ms_ago <= pgherd_controller::ha::STALE_REPORT_MS
+        });
         let is_primary = status.is_some_and(|s| s.is_primary);
         if ready && is_primary && decided.current_primary.as_deref() == Some(d.name.as_str()) {
             rw.push(addr);

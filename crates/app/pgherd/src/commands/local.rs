@@ -73,6 +73,30 @@ pub enum LocalCommand {
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
+    /// Switchover: make INSTANCE the primary (`kubectl cnpg promote`); waits until it is.
+    Promote {
+        cluster: String,
+        instance: String,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+        #[arg(long, default_value = "60")]
+        timeout_seconds: u64,
+    },
+    /// Fence an instance (`*` for all): stop its PostgreSQL and keep it stopped
+    /// (`cnpg.io/fencedInstances`). A fenced primary is not failed over.
+    Fence {
+        cluster: String,
+        instance: String,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
+    /// Lift the fencing of an instance (`*` for all).
+    Unfence {
+        cluster: String,
+        instance: String,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
     /// Stop everything, keep the data; `local up` resumes it.
     Down,
     /// Stop everything and delete the state directory.
@@ -199,11 +223,33 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
                 &namespace,
                 &cluster,
                 pgherd_local::control::RESTARTED_AT_ANNOTATION,
-                &now.to_string(),
+                Some(&now.to_string()),
             )?;
             println!("{cluster}: rolling restart requested");
             Ok(ExitCode::SUCCESS)
         }
+        LocalCommand::Promote {
+            cluster,
+            instance,
+            namespace,
+            timeout_seconds,
+        } => super::local_ha::promote(
+            &state,
+            &namespace,
+            &cluster,
+            &instance,
+            Duration::from_secs(timeout_seconds),
+        ),
+        LocalCommand::Fence {
+            cluster,
+            instance,
+            namespace,
+        } => super::local_ha::fence(&state, &namespace, &cluster, &instance, true),
+        LocalCommand::Unfence {
+            cluster,
+            instance,
+            namespace,
+        } => super::local_ha::fence(&state, &namespace, &cluster, &instance, false),
         LocalCommand::Down => {
             down(&state);
             Ok(ExitCode::SUCCESS)
@@ -491,6 +537,7 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
         format!("{}\n", std::process::id()).as_bytes(),
         0o644,
     )?;
+    pgherd_local::instances::adopt_orphans();
     let user = pgherd_instance_manager::OsUser::for_postgres(&options.postgres_user)?;
     let mut plane = ControlPlane {
         state: state.clone(),
@@ -510,7 +557,7 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
                 eprintln!("reconcile: {e}");
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = term.recv() => return Ok(ExitCode::SUCCESS),
                 _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             }

@@ -3,4 +3,5 @@
 pub mod crds;
 pub mod instance;
 pub mod local;
+pub mod local_ha;
 pub mod validate;

@@ -1,0 +1,188 @@
+//! What the control plane sees of a cluster in one pass: each instance manager's report
+//! (`/pg/status`), how long each instance has been unhealthy, whether its processes are gone,
+//! whether its PostgreSQL is provably stopped, user fencing, and the restart and switchover
+//! requests. The controller's `plan` decides from this.
+
+use crate::desired::InstancePorts;
+use crate::state::read_json;
+use crate::status::LocalClusterStatus;
+use crate::LocalError;
+use pgherd_api::Cluster;
+use pgherd_controller::plan::{Observation, ObservedInstance};
+use pgherd_instance_protocol::{DesiredRole, InstanceSpec, InstanceStatus, Role};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// CloudNativePG's fencing annotation: a JSON list of instance names, `["*"]` for all.
+pub const FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
+
+/// How long the control plane waits for an instance manager's report (loopback).
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Fetch `/pg/status` from an instance manager. A fixed one-line request on loopback with a
+/// short timeout; a full HTTP client would add weight for nothing here.
+pub async fn fetch_status(port: u16) -> Option<InstanceStatus> {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream
+            .write_all(b"GET /pg/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8(response).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let ok = head.split_whitespace().nth(1) == Some("200");
+        ok.then(|| serde_json::from_str(body).ok())?
+    };
+    tokio::time::timeout(STATUS_TIMEOUT, attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
+    instance
+        .strip_prefix(cluster)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+/// The instances fenced by the `cnpg.io/fencedInstances` annotation.
+pub fn fenced_instances(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(FENCED_INSTANCES_ANNOTATION))
+        .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
+        .unwrap_or_default()
+}
+
+/// Running as it should: a fresh report of a running PostgreSQL.
+fn healthy(status: Option<&InstanceStatus>) -> bool {
+    status.is_some_and(|s| {
+        s.role != Role::Down && s.observed_ms_ago <= pgherd_controller::ha::STALE_REPORT_MS
+    })
+}
+
+/// Its PostgreSQL provably cannot accept writes: nothing runs, or its manager reports it
+/// stopped under a spec that keeps it stopped.
+fn stopped(dir: &Path, status: Option<&InstanceStatus>, spec: Option<&InstanceSpec>) -> bool {
+    if crate::instances::running_postmaster(dir).is_none() {
+        return true;
+    }
+    match (status, spec) {
+        (Some(s), Some(spec)) => {
+            s.role == Role::Down
+                && s.applied_generation >= spec.generation
+                && (spec.fenced || (spec.role == DesiredRole::Replica && spec.primary.is_none()))
+        }
+        _ => false,
+    }
+}
+
+/// What [`observe`] found besides the controller's [`Observation`].
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub ports: BTreeMap<String, InstancePorts>,
+    /// Instances whose manager was not running when observed: the only ones (with new
+    /// instances) whose manager may be started in this pass, so that a manager dying after
+    /// the observation is first seen (and its instance failed over) rather than restarted
+    /// blindly under the old spec.
+    pub managers_down: std::collections::BTreeSet<String>,
+}
+
+/// Observe the cluster's instances under `instances_dir`.
+#[allow(clippy::too_many_arguments)]
+pub async fn observe(
+    name: &str,
+    cluster: &Cluster,
+    instances_dir: &Path,
+    previous: Option<&LocalClusterStatus>,
+    restart_annotation: &str,
+    promote_request: Option<String>,
+    unhealthy_since: &mut BTreeMap<String, Instant>,
+) -> Result<(Observation, Seen), LocalError> {
+    let mut observed = Observation {
+        latest_serial: previous.map_or(0, |p| p.latest_generated_node),
+        current_primary: previous
+            .and_then(|p| p.current_primary.clone().or(p.target_primary.clone())),
+        target_primary: previous.and_then(|p| p.target_primary.clone()),
+        promote_request: promote_request.filter(|r| !r.is_empty()),
+        instances: Vec::new(),
+        restart_token: previous
+            .map(|p| p.restart_token.clone())
+            .unwrap_or_default(),
+    };
+    if previous.is_some_and(|p| p.restart_annotation != restart_annotation) {
+        // `local restart` (or kubectl cnpg restart): roll every instance.
+        observed.restart_token = restart_annotation.to_string();
+    }
+    let fenced = fenced_instances(cluster);
+    let mut seen = Seen::default();
+    let now = Instant::now();
+    for entry in std::fs::read_dir(instances_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let instance = entry.file_name().to_string_lossy().into_owned();
+        let Some(serial) = serial_of(name, &instance) else {
+            continue;
+        };
+        let dir = entry.path();
+        let ports: Option<InstancePorts> = read_json(&dir.join("ports.json"))?;
+        let status = match ports {
+            Some(p) => fetch_status(p.status).await,
+            None => None,
+        };
+        if let Some(p) = ports {
+            seen.ports.insert(instance.clone(), p);
+        }
+        if crate::instances::running_pid(&dir.join(crate::instances::MANAGER_PID)).is_none() {
+            seen.managers_down.insert(instance.clone());
+        }
+        let spec: Option<InstanceSpec> = read_json(&dir.join("instance.json"))?;
+        let unhealthy_for = if healthy(status.as_ref()) {
+            unhealthy_since.remove(&instance);
+            None
+        } else {
+            Some(now.duration_since(*unhealthy_since.entry(instance.clone()).or_insert(now)))
+        };
+        observed.instances.push(ObservedInstance {
+            serial,
+            dead: spec.is_some() && crate::instances::is_dead(&dir),
+            stopped: stopped(&dir, status.as_ref(), spec.as_ref()),
+            fenced: fenced.iter().any(|f| f == "*" || f == &instance),
+            spec_restart_token: spec.map(|s| s.restart_token).unwrap_or_default(),
+            name: instance,
+            status,
+            unhealthy_for,
+        });
+    }
+    // A setting that needs a restart: roll the cluster once every instance runs the current
+    // token.
+    let rollout_done = observed.instances.iter().all(|i| {
+        i.status
+            .as_ref()
+            .is_some_and(|s| s.restart_token == observed.restart_token)
+    });
+    if rollout_done
+        && observed
+            .instances
+            .iter()
+            .any(|i| i.status.as_ref().is_some_and(|s| s.pending_restart))
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        observed.restart_token = format!("pending-restart-{now}");
+    }
+    Ok((observed, seen))
+}
