@@ -1,0 +1,1 @@
+"""Shared parts of the pgherd benches: processes, PostgreSQL access, the two clusters, stats."""

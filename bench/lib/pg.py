@@ -1,0 +1,41 @@
+"""PostgreSQL access for the benches, through psycopg2 (Debian's python3-psycopg2)."""
+import importlib.util
+import os
+import sys
+from contextlib import closing
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+
+def require_psycopg2():
+    """Make psycopg2 importable: re-run the script with Debian's Python when the current
+    interpreter (say a pyenv one) lacks it. Call before anything else happens."""
+    if importlib.util.find_spec("psycopg2"):
+        return
+    here = os.path.realpath(sys.executable)
+    if os.path.exists(DEBIAN_PYTHON) and here != os.path.realpath(DEBIAN_PYTHON):
+        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON, *sys.argv])
+    sys.exit("psycopg2 is missing: run bench/install.sh")
+
+
+def connect(dsn, timeout=5):
+    """An autocommit connection; `dsn` is a URI or a keyword/value string."""
+    import psycopg2
+    conn = psycopg2.connect(dsn, connect_timeout=timeout)
+    conn.autocommit = True
+    return conn
+
+
+def fetch_one(dsn, sql):
+    """The first row of `sql`."""
+    with closing(connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchone()
+
+
+def write_probe(dsn):
+    """One committed write: insert a row into bench_probe (created when missing)."""
+    with closing(connect(dsn)) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS bench_probe"
+                    " (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
+        cur.execute("INSERT INTO bench_probe DEFAULT VALUES")

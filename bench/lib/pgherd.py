@@ -1,0 +1,125 @@
+"""A pgherd local-platform cluster: `pgherd local up/status/get/destroy` on one state dir."""
+import atexit
+import base64
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import urllib.request
+
+from . import procs
+
+DEFAULT_BIN = "/work/main/target/release/pgherd"
+
+
+def default_binary():
+    """$PGHERD_BIN, else the release build in /work/main, else `pgherd` on PATH."""
+    binary = os.environ.get("PGHERD_BIN")
+    if binary:
+        return binary
+    if os.access(DEFAULT_BIN, os.X_OK):
+        return DEFAULT_BIN
+    found = shutil.which("pgherd")
+    if not found:
+        raise SystemExit("no pgherd binary: set PGHERD_BIN")
+    return found
+
+
+class PgherdCluster:
+    """One Cluster (from `manifest`, named `name`) run by pgherd in its own `state_dir`."""
+
+    def __init__(self, binary, manifest, name, state_dir, namespace="default"):
+        self.binary = binary
+        self.manifest = manifest
+        self.name = name
+        self.namespace = namespace
+        self.state_dir = state_dir
+
+    def __enter__(self):
+        atexit.register(self.destroy)
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
+
+    def _local(self, *args, timeout=60):
+        """Run `pgherd local ARGS --state-dir DIR`; its stdout, or RuntimeError with its output."""
+        cmd = [self.binary, "local", *args, "--state-dir", self.state_dir]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              start_new_session=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n"
+                               f"{done.stdout}{done.stderr}")
+        return done.stdout
+
+    def up(self, timeout_seconds=120):
+        """`local up -f MANIFEST`: returns once the cluster is healthy."""
+        try:
+            self._local("up", "-f", self.manifest, "--timeout-seconds", str(timeout_seconds),
+                        timeout=timeout_seconds + 30)
+        except RuntimeError as error:
+            log = os.path.join(self.state_dir, "control-plane.log")
+            raise RuntimeError(f"{error}\n{log}:\n{procs.tail(log)}") from None
+
+    def status(self):
+        """This cluster's entry of `local status -o json`."""
+        clusters = json.loads(self._local("status", "-n", self.namespace, "-o", "json"))
+        return next(c for c in clusters if c["name"] == self.name)
+
+    def endpoints(self):
+        """{'rw': 'host:port', 'ro': ..., 'r': ...}."""
+        return self.status()["endpoints"]
+
+    def app_uri(self):
+        """The application user's connection URI (the rw endpoint), from the app secret."""
+        secret = json.loads(self._local("get", "secret", f"{self.name}-app",
+                                        "-n", self.namespace, "-o", "json"))
+        return base64.b64decode(secret["data"]["uri"]).decode()
+
+    def streaming(self):
+        """True when every replica streams from the primary (by application_name, which is
+        the instance name), as the primary's instance manager reports on GET /pg/status."""
+        status = self.status()
+        names = {i["name"] for i in status["instancesStatus"]}
+        primary = next(i for i in status["instancesStatus"] if i["name"] == status["currentPrimary"])
+        with urllib.request.urlopen(f"http://{primary['statusEndpoint']}/pg/status",
+                                    timeout=2) as resp:
+            report = json.load(resp)
+        streaming = {r["applicationName"] for r in report["replicationInfo"]
+                     if r["state"] == "streaming"}
+        return streaming == names - {primary["name"]}
+
+    def wait_streaming(self, timeout=30, interval=0.1):
+        procs.wait_until(self.streaming, timeout, interval, what=f"{self.name}'s replicas to stream")
+
+    def control_plane_pid(self):
+        return procs.read_pid(os.path.join(self.state_dir, "control-plane.pid"))
+
+    def manager_pids(self):
+        """{instance name: pid} of the running instance managers (`pgherd instance run`)."""
+        pattern = os.path.join(self.state_dir, "clusters", self.namespace, self.name,
+                               "instances", "*", "manager.pid")
+        pids = {}
+        for path in sorted(glob.glob(pattern)):
+            pid = procs.read_pid(path)
+            if pid and "instance run" in procs.cmdline(pid):
+                pids[os.path.basename(os.path.dirname(path))] = pid
+        return pids
+
+    def destroy(self):
+        """`local destroy`; if that fails, kill the control plane and the managers' groups
+        (each manager leads the group its postmaster is in). Idempotent."""
+        atexit.unregister(self.destroy)
+        if not os.path.isdir(self.state_dir):
+            return
+        try:
+            self._local("destroy")
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            print(f"pgherd local destroy failed, killing its processes: {error}")
+            for pid in self.manager_pids().values():
+                procs.signal_group(pid, signal.SIGKILL)
+            control_plane = self.control_plane_pid()
+            if control_plane:
+                procs.kill_pid(control_plane)

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Startup bench: time to a healthy 3-node cluster, and the HA processes' memory, for pgherd's
+local platform against Patroni + etcd, in one run on this machine.
+
+Each round starts both from nothing: pgherd (`local up` on a fresh state dir, control plane
+included) and Patroni (a fresh etcd plus three Patroni nodes with Patroni's default timing).
+A cluster counts as healthy when one primary is writable, both replicas stream from it and a
+write has committed. RSS is sampled once the cluster has been healthy for --settle seconds.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from lib import pg
+
+pg.require_psycopg2()
+
+from lib import patroni, pgherd, procs, stats  # noqa: E402
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+MANIFEST = os.path.join(BENCH_DIR, "cluster-3.yaml")
+CLUSTER = "bench"  # metadata.name in MANIFEST
+NODES = 3
+TARGETS = {"healthy_s": 10, "agent_mib": 15, "control_plane_mib": 30}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each system (default 3)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds healthy before sampling RSS (default 5)")
+    parser.add_argument("--pgherd-bin",
+                        help="pgherd binary (default: $PGHERD_BIN, else /work/main's release"
+                             " build, else pgherd on PATH)")
+    parser.add_argument("--timeout", type=int, default=120,
+                        help="seconds a cluster may take to become healthy (default 120)")
+    args = parser.parse_args()
+    args.pgherd_bin = args.pgherd_bin or pgherd.default_binary()
+    return args
+
+
+def exit_on_signals():
+    """SIGTERM and SIGHUP exit like Ctrl-C does: through the finally blocks that clean up."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+
+
+def rss_mib(pids):
+    """{name: VmRSS in MiB} of {name: pid}."""
+    return {name: procs.rss_kib(pid) / 1024 for name, pid in pids.items()}
+
+
+def bench_pgherd(workdir, args):
+    """One pgherd round: `local up`, replicas streaming, a write through -rw, RSS; destroy."""
+    cluster = pgherd.PgherdCluster(args.pgherd_bin, MANIFEST, CLUSTER, os.path.join(workdir, "state"))
+    with cluster:
+        start = time.monotonic()
+        cluster.up(args.timeout)
+        up_s = time.monotonic() - start
+        cluster.wait_streaming()
+        pg.write_probe(cluster.app_uri())
+        healthy_s = time.monotonic() - start
+        time.sleep(args.settle)
+        agents = rss_mib(cluster.manager_pids())
+        if len(agents) != NODES:
+            raise RuntimeError(f"expected {NODES} instance managers, found {sorted(agents)}")
+        control_plane = rss_mib({"control plane": cluster.control_plane_pid()})["control plane"]
+    return {"healthy_s": healthy_s, "up_s": up_s, "agent_mib": agents,
+            "control_plane_mib": control_plane}
+
+
+def bench_patroni(workdir, args):
+    """One Patroni round: etcd + Patroni nodes, leader writable with replicas streaming, a
+    write on the leader, RSS; stop."""
+    with patroni.PatroniCluster(workdir, nodes=NODES) as cluster:
+        start = time.monotonic()
+        cluster.start()
+        try:
+            leader = cluster.wait_healthy(args.timeout)
+        except TimeoutError as error:
+            raise RuntimeError(f"{error}\n{cluster.log_tails()}") from None
+        pg.write_probe(cluster.dsn(leader))
+        healthy_s = time.monotonic() - start
+        time.sleep(args.settle)
+        agents = rss_mib(cluster.agent_pids())
+        control_plane = rss_mib({"etcd": cluster.etcd_pid()})["etcd"]
+    return {"healthy_s": healthy_s, "agent_mib": agents, "control_plane_mib": control_plane}
+
+
+def describe(system, result):
+    agents = "/".join(f"{mib:.1f}" for mib in result["agent_mib"].values())
+    up = f" (local up returned at {result['up_s']:.2f} s)" if "up_s" in result else ""
+    return (f"{system}: healthy + write in {result['healthy_s']:.2f} s{up};"
+            f" agents {agents} MiB, control plane {result['control_plane_mib']:.1f} MiB")
+
+
+BENCHES = {"pgherd": bench_pgherd, "patroni": bench_patroni}
+
+
+def run_rounds(workdir, args):
+    """Alternate which system goes first, so neither always runs on a warmer machine."""
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        order = list(BENCHES) if number % 2 else list(reversed(BENCHES))
+        result = {}
+        for system in order:
+            result[system] = BENCHES[system](os.path.join(workdir, f"{system}-{number}"), args)
+            print(f"round {number}/{args.rounds} {describe(system, result[system])}", flush=True)
+        rounds.append(result)
+    return rounds
+
+
+def summarize(rounds):
+    """Per system: stats of the healthy time, of every agent's RSS, of the control plane's RSS
+    and of the per-round total (all agents + control plane)."""
+    summary = {}
+    for system in ("pgherd", "patroni"):
+        runs = [r[system] for r in rounds]
+        summary[system] = {
+            "healthy_s": stats.summary([r["healthy_s"] for r in runs]),
+            "agent_mib": stats.summary([m for r in runs for m in r["agent_mib"].values()]),
+            "control_plane_mib": stats.summary([r["control_plane_mib"] for r in runs]),
+            "total_mib": stats.summary([sum(r["agent_mib"].values()) + r["control_plane_mib"]
+                                        for r in runs]),
+        }
+    summary["pgherd"]["up_s"] = stats.summary([r["pgherd"]["up_s"] for r in rounds])
+    return summary
+
+
+def report(summary, rounds):
+    """The results table and the targets."""
+    ours, theirs = summary["pgherd"], summary["patroni"]
+
+    def row(label, key, field="median", digits=1):
+        mine, other = ours[key], theirs[key]
+        shown = ((stats.fmt_spread(mine, digits), stats.fmt_spread(other, digits))
+                 if field == "median" else (f"{mine[field]:.{digits}f}", f"{other[field]:.{digits}f}"))
+        return [label, *shown, stats.fmt_ratio(stats.ratio(other[field], mine[field]))]
+
+    rows = [
+        row("healthy 3-node cluster + first write (s)", "healthy_s", digits=2),
+        ["  of which pgherd `local up` returned (s)",
+         stats.fmt_spread(ours["up_s"], 2), "", ""],
+        row("HA agent RSS per node, max (MiB)", "agent_mib", "max"),
+        row("HA agent RSS per node, mean (MiB)", "agent_mib", "mean"),
+        row("control plane RSS (MiB)", "control_plane_mib"),
+        row(f"total: {NODES} agents + control plane (MiB)", "total_mib"),
+    ]
+    header = ["", "pgherd", "Patroni + etcd", "Patroni/pgherd"]
+    print(f"\nStartup bench: {len(rounds)} round(s); median [min-max]; HA agent ="
+          " pgherd instance manager vs patroni; control plane = pgherd control plane vs etcd")
+    print(stats.table(header, rows))
+    print("\nTargets for pgherd:")
+    checks = [(f"healthy 3-instance cluster < {TARGETS['healthy_s']} s",
+               ours["healthy_s"]["median"], TARGETS["healthy_s"], "s"),
+              (f"instance manager < {TARGETS['agent_mib']} MB RSS",
+               ours["agent_mib"]["max"], TARGETS["agent_mib"], "MiB"),
+              (f"control plane < {TARGETS['control_plane_mib']} MB RSS",
+               ours["control_plane_mib"]["max"], TARGETS["control_plane_mib"], "MiB")]
+    for label, value, target, unit in checks:
+        print(f"  {label}: {value:.1f} {unit} {'met' if value < target else 'MISSED'}")
+
+
+def versions(binary):
+    def first_line(cmd):
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
+    return {"pgherd": first_line([binary, "--version"]),
+            "patroni": first_line(["patroni", "--version"]),
+            "etcd": first_line(["etcd", "--version"]),
+            "cpus": os.cpu_count()}
+
+
+def main():
+    args = parse_args()
+    exit_on_signals()
+    workdir = tempfile.mkdtemp(prefix="pgherd-bench-", dir="/tmp")
+    os.chmod(workdir, 0o755)  # the postgres user traverses it to its data directories
+    try:
+        machine = versions(args.pgherd_bin)
+        print(f"pgherd: {args.pgherd_bin} ({machine['pgherd']}); {machine['patroni']};"
+              f" {machine['etcd']}; {machine['cpus']} CPUs", flush=True)
+        rounds = run_rounds(workdir, args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    summary = summarize(rounds)
+    report(summary, rounds)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"machine": machine, "targets": TARGETS, "summary": summary,
+                       "rounds": rounds}, file, indent=2)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted; everything started was stopped and removed")
