@@ -277,7 +277,8 @@ async fn converge(
     state.restart_token = Some(spec.restart_token.clone());
     let client = connect(&pg, "postgres").await?;
     let mut status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
-    if spec.role == DesiredRole::Primary && !status.is_primary {
+    let promoted = spec.role == DesiredRole::Primary && !status.is_primary;
+    if promoted {
         pg.promote(Duration::from_secs(60))?;
         status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
     }
@@ -289,6 +290,12 @@ async fn converge(
         early.applied_generation = spec.generation;
         early.restart_token = spec.restart_token.clone();
         publish(shared, early);
+        if promoted {
+            // pg_rewind reads the source's timeline from pg_control, which a promotion only
+            // updates at its first checkpoint: without one, the old primary would be told
+            // "no rewind required" and could not follow the new timeline.
+            crate::sql::execute(&client, "checkpoint after promotion", "CHECKPOINT").await?;
+        }
         // The role is reported even when a duty fails (e.g. a write waiting for synchronous
         // standbys that are still being re-pointed): the controller needs to see it.
         if let Err(e) = primary_duties(spec, &pg, &client, &mut status).await {

@@ -233,11 +233,14 @@ impl ControlPlane {
                 );
             }
         }
+        let request_gone = observed
+            .promote_request
+            .as_ref()
+            .is_some_and(|r| !observed.instances.iter().any(|i| &i.name == r));
         if observed.promote_request.is_some()
-            && (decided.target_primary == observed.promote_request
-                || observed.promote_request == decided.current_primary)
+            && (observed.promote_request == decided.current_primary || request_gone)
         {
-            // Taken into account (or already true): the request is done.
+            // Done (or impossible: the instance no longer exists).
             let _ = std::fs::remove_file(&promote_file);
             observed.promote_request = None;
         }
