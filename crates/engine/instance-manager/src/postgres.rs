@@ -110,7 +110,7 @@ pub struct Postgres {
     pub log_file: PathBuf,
 }
 
-fn run(mut command: Command, what: &str) -> Result<String, InstanceError> {
+pub(crate) fn run(mut command: Command, what: &str) -> Result<String, InstanceError> {
     let out = command
         .stdin(Stdio::null())
         .output()
@@ -132,7 +132,7 @@ fn run(mut command: Command, what: &str) -> Result<String, InstanceError> {
 }
 
 impl Postgres {
-    fn command(&self, program: &str) -> Command {
+    pub(crate) fn command(&self, program: &str) -> Command {
         let mut command = Command::new(self.binaries.bin(program));
         self.user.apply(&mut command);
         // The user must be able to enter the working directory.

@@ -6,7 +6,6 @@ use crate::sql::{execute, identifier, literal};
 use crate::{InstanceError, Postgres};
 use pgherd_postgres::conf::{conninfo, STREAMING_REPLICA_USER};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use tokio_postgres::Client;
 
 /// Where a replica streams from, and with which credentials.
@@ -53,33 +52,18 @@ impl Postgres {
     /// Fill an empty PGDATA with a copy of the primary (`pg_basebackup`, WAL streamed alongside).
     pub fn clone_from(&self, source: &PrimarySource) -> Result<(), InstanceError> {
         self.user.own_dir(&self.pgdata, 0o700)?;
-        let mut command = Command::new(
-            self.binaries
-                .tool("pg_basebackup", "cloning a replica from the primary")?,
-        );
-        self.user.apply(&mut command);
+        self.binaries
+            .tool("pg_basebackup", "cloning a replica from the primary")?;
+        let mut command = self.command("pg_basebackup");
         command
-            .current_dir(self.pgdata.parent().unwrap_or(std::path::Path::new("/")))
             .arg("--pgdata")
             .arg(&self.pgdata)
             .arg("--dbname")
             .arg(source.conninfo())
             .arg("--wal-method=stream")
             .arg("--checkpoint=fast")
-            .arg("--no-password")
-            .stdin(Stdio::null());
-        let out = command
-            .output()
-            .map_err(|e| InstanceError::io("cannot run", "pg_basebackup", e))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(InstanceError::CommandFailed {
-                command: "pg_basebackup".to_string(),
-                status: out.status.to_string(),
-                output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            })
-        }
+            .arg("--no-password");
+        crate::postgres::run(command, "pg_basebackup").map(|_| ())
     }
 
     /// Make this instance a standby of `source`: `override.conf` with the connection and slot,
@@ -107,31 +91,15 @@ impl Postgres {
     /// runs crash recovery first when the server was not shut down cleanly). The configuration
     /// files come back as the source's: the caller writes this instance's again.
     pub fn rewind_from(&self, source: &PrimarySource) -> Result<(), InstanceError> {
-        let tool = self
-            .binaries
+        self.binaries
             .tool("pg_rewind", "rejoining a former primary as a replica")?;
-        let mut command = Command::new(tool);
-        self.user.apply(&mut command);
+        let mut command = self.command("pg_rewind");
         command
-            .current_dir(self.pgdata.parent().unwrap_or(std::path::Path::new("/")))
-            .env_remove("PGDATA")
             .arg("--target-pgdata")
             .arg(&self.pgdata)
             .arg("--source-server")
-            .arg(source.conninfo())
-            .stdin(Stdio::null());
-        let out = command
-            .output()
-            .map_err(|e| InstanceError::io("cannot run", "pg_rewind", e))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(InstanceError::CommandFailed {
-                command: "pg_rewind".to_string(),
-                status: out.status.to_string(),
-                output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            })
-        }
+            .arg(source.conninfo());
+        crate::postgres::run(command, "pg_rewind").map(|_| ())
     }
 }
 

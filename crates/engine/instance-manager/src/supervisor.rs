@@ -21,8 +21,48 @@ const INITIALIZED_MARKER: &str = "pgherd.initialized";
 #[derive(Debug, Default)]
 pub struct Published {
     pub status: Option<InstanceStatus>,
-    /// When the status was observed.
+    /// When PostgreSQL was last seen answering: a full observation, or a liveness ping
+    /// between them (see [`watch_liveness`]).
     pub observed_at: Option<Instant>,
+}
+
+/// How often PostgreSQL's liveness is checked between full observations.
+const LIVENESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Between the loop's full observations (which may take a while), ping PostgreSQL every
+/// [`LIVENESS_EVERY`] and refresh `observed_at` when it answers, so that the report's age
+/// measures how long PostgreSQL has been unresponsive, not how long the loop's last pass took.
+pub async fn watch_liveness(
+    spec_path: PathBuf,
+    shared: Shared,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let running = shared
+            .read()
+            .map(|g| g.status.as_ref().is_some_and(|s| s.role != Role::Down))
+            .unwrap_or(false);
+        if running {
+            if let Ok(spec) = load_spec(&spec_path) {
+                let (dir, port, user) = (spec.socket_dir, spec.port, spec.os_user);
+                let answered = tokio::task::spawn_blocking(move || {
+                    crate::ping::ping(&dir, port, &user, Duration::from_millis(500))
+                        == crate::ping::Ping::Accepting
+                })
+                .await
+                .unwrap_or(false);
+                if answered {
+                    if let Ok(mut guard) = shared.write() {
+                        guard.observed_at = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LIVENESS_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// Shared between the loop and the HTTP server.

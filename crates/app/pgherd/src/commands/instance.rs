@@ -24,6 +24,11 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         let shared = supervisor::Shared::default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(http::serve(listener, shared.clone(), stop_rx.clone()));
+        let liveness = tokio::spawn(supervisor::watch_liveness(
+            spec_path.to_path_buf(),
+            shared.clone(),
+            stop_rx.clone(),
+        ));
         let supervisor = tokio::spawn(supervisor::run(spec_path.to_path_buf(), shared, stop_rx));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -32,6 +37,7 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         }
         stop_tx.send(true).ok();
         supervisor.await.context("instance manager loop")??;
+        liveness.await.context("liveness watch")?;
         server.await.context("status server")??;
         Ok(ExitCode::SUCCESS)
     })
