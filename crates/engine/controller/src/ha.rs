@@ -131,7 +131,13 @@ pub fn elect(
             .promote_request
             .as_deref()
             .and_then(find)
-            .filter(|r| r.name != recorded.name && r.usable_replica());
+            // A planned switchover waits for its target to stream (it must receive the old
+            // primary's shutdown checkpoint).
+            .filter(|r| {
+                r.name != recorded.name
+                    && r.usable_replica()
+                    && r.status.as_ref().is_some_and(|s| s.is_wal_receiver_active)
+            });
         if let Some(r) = requested {
             target = r;
         } else if recorded.failed(failover_delay) && !recorded.fenced {
@@ -179,11 +185,20 @@ pub fn elect(
                 .and_then(|s| s.wal_position())
                 .is_some_and(|p| p > checkpoint)
         });
-    let gave_up_waiting = recorded.failed(Duration::ZERO);
+    let mut promote = recorded.stopped && caught_up;
+    if recorded.stopped && !caught_up && recorded.failed(Duration::ZERO) {
+        // The target never received the old primary's shutdown checkpoint: fall back to the
+        // failover rule (the most advanced replica, quorum-safe), which may be another one.
+        match best_candidate(instances, &recorded.name, sync) {
+            Ok(best) if best == target.name => promote = true,
+            Ok(best) => target = find(&best).unwrap_or(target),
+            Err(why) => blocked = Some(why),
+        }
+    }
     Election {
         recorded: recorded.name.clone(),
         target: target.name.clone(),
-        promote: recorded.stopped && (caught_up || gave_up_waiting),
+        promote,
         fence,
         switchover: observed.promote_request.as_deref() == Some(target.name.as_str()),
         blocked,
@@ -323,6 +338,28 @@ mod tests {
         }
         let p = plan(&cluster(3), &o);
         assert_eq!(role_of(&p, "pg-2").0, DesiredRole::Primary);
+    }
+
+    #[test]
+    fn a_switchover_target_that_never_catches_up_gives_way_to_the_most_advanced() {
+        let mut o = three();
+        o.promote_request = Some("pg-2".into());
+        o.target_primary = Some("pg-2".into());
+        o.instances[0].stopped = true;
+        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE);
+        if let Some(s) = o.instances[0].status.as_mut() {
+            s.is_primary = false;
+            s.role = Role::Down;
+            s.shutdown_checkpoint = Some(Lsn(0x400));
+        }
+        // pg-2 has 0/100, pg-3 0/200: neither has the checkpoint; pg-3 is the most advanced.
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
+        o.target_primary = Some("pg-3".into());
+        assert_eq!(
+            role_of(&plan(&cluster(3), &o), "pg-3").0,
+            DesiredRole::Primary
+        );
     }
 
     #[test]

@@ -26,35 +26,49 @@ pub struct Published {
     pub observed_at: Option<Instant>,
 }
 
-/// How often PostgreSQL's liveness is checked between full observations.
+/// How often PostgreSQL's liveness and WAL positions are refreshed between full observations.
 const LIVENESS_EVERY: Duration = Duration::from_millis(200);
 
-/// Between the loop's full observations (which may take a while), ping PostgreSQL every
-/// [`LIVENESS_EVERY`] and refresh `observed_at` when it answers, so that the report's age
-/// measures how long PostgreSQL has been unresponsive, not how long the loop's last pass took.
+/// Between the loop's full observations (which may take a while), look at PostgreSQL every
+/// [`LIVENESS_EVERY`] over a kept connection: when it answers, refresh the report's WAL
+/// positions and `observed_at`. The report's age then measures how long PostgreSQL has been
+/// unresponsive (a frozen instance), and failover and switchover compare current positions.
+/// Only positions are refreshed: the role is the loop's to report.
 pub async fn watch_liveness(
     spec_path: PathBuf,
     shared: Shared,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut client: Option<tokio_postgres::Client> = None;
     while !*stop.borrow() {
         let running = shared
             .read()
             .map(|g| g.status.as_ref().is_some_and(|s| s.role != Role::Down))
             .unwrap_or(false);
-        if running {
-            if let Ok(spec) = load_spec(&spec_path) {
-                let (dir, port, user) = (spec.socket_dir, spec.port, spec.os_user);
-                let answered = tokio::task::spawn_blocking(move || {
-                    crate::ping::ping(&dir, port, &user, Duration::from_millis(500))
-                        == crate::ping::Ping::Accepting
-                })
-                .await
-                .unwrap_or(false);
-                if answered {
-                    if let Ok(mut guard) = shared.write() {
-                        guard.observed_at = Some(Instant::now());
+        if !running {
+            client = None;
+        } else if let Some(pg) = load_spec(&spec_path)
+            .ok()
+            .and_then(|s| postgres_for(&s).ok())
+        {
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                client = connect(&pg, "postgres").await.ok();
+            }
+            if let Some(c) = &client {
+                match observe(c, "", None).await {
+                    Ok(fresh) => {
+                        if let Ok(mut guard) = shared.write() {
+                            if let Some(status) = guard.status.as_mut() {
+                                if status.is_primary == fresh.is_primary {
+                                    status.current_lsn = fresh.current_lsn;
+                                    status.received_lsn = fresh.received_lsn;
+                                    status.replay_lsn = fresh.replay_lsn;
+                                }
+                            }
+                            guard.observed_at = Some(Instant::now());
+                        }
                     }
+                    Err(_) => client = None,
                 }
             }
         }
@@ -197,6 +211,18 @@ fn stopped_status(spec: &InstanceSpec, pg: &Postgres) -> InstanceStatus {
     status
 }
 
+/// One line of the manager's log, prefixed with the time (seconds since the epoch, UTC).
+fn log(instance: &str, line: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!(
+        "{}.{:03} {instance}: {line}",
+        now.as_secs(),
+        now.subsec_millis()
+    );
+}
+
 /// A replica-to-be whose data was a primary's (no `standby.signal`): rewind it onto the new
 /// primary's timeline, or, when that is impossible, clone it again.
 fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
@@ -260,7 +286,9 @@ async fn converge(
         if state.running(&pg) && !pg.has_standby_signal() {
             // Demotion (switchover, or a failover decided while this primary was away): stop
             // with a shutdown checkpoint the standbys receive before the postmaster exits.
+            log(&spec.name, "demoting: fast shutdown");
             state.stop(&pg);
+            log(&spec.name, "demoted: stopped");
             state.written_config = None;
         }
         if spec.primary.is_none() {
@@ -319,7 +347,9 @@ async fn converge(
     let mut status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
     let promoted = spec.role == DesiredRole::Primary && !status.is_primary;
     if promoted {
+        log(&spec.name, "promoting");
         pg.promote(Duration::from_secs(60))?;
+        log(&spec.name, "promoted");
         status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
     }
     if status.is_primary {
@@ -391,7 +421,7 @@ async fn primary_duties(
 }
 
 /// How often the loop looks for a changed spec or an exited postmaster.
-const TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_millis(50);
 /// How often PostgreSQL is observed (and the spec converged) when nothing changed.
 const CONVERGE_EVERY: Duration = Duration::from_secs(1);
 

@@ -39,6 +39,15 @@ fn free_port() -> Result<u16, LocalError> {
         .map_err(LocalError::NoPort)
 }
 
+/// One line of the control plane's log, prefixed with the time (UTC, seconds since the epoch
+/// with milliseconds: enough to follow a failover step by step).
+fn log(line: String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    eprintln!("{}.{:03} {line}", now.as_secs(), now.subsec_millis());
+}
+
 /// What the control plane keeps per cluster between passes.
 #[derive(Debug, Default)]
 pub struct ClusterRuntime {
@@ -209,7 +218,7 @@ impl ControlPlane {
         let decided = plan(cluster, &observed);
         let mut ports_by_instance = seen.ports;
         if previous.as_ref().map(|p| p.phase.as_str()) != Some(decided.phase) {
-            eprintln!(
+            log(format!(
                 "{namespace}/{name}: {} (primary {}, target {}){}",
                 decided.phase,
                 decided.current_primary.as_deref().unwrap_or("-"),
@@ -219,17 +228,19 @@ impl ControlPlane {
                     .as_deref()
                     .map(|b| format!(": {b}"))
                     .unwrap_or_default()
-            );
+            ));
         }
         if std::env::var_os("PGHERD_DEBUG_OBSERVATION").is_some() {
             for i in &observed.instances {
                 eprintln!(
-                    "  {} unhealthy_for={:?} dead={} stopped={} role={:?}",
+                    "  {} unhealthy_for={:?} dead={} stopped={} role={:?} wal={:?} shutdown_checkpoint={:?}",
                     i.name,
                     i.unhealthy_for,
                     i.dead,
                     i.stopped,
-                    i.status.as_ref().map(|s| s.role)
+                    i.status.as_ref().map(|s| s.role),
+                    i.status.as_ref().and_then(|s| s.wal_position()).map(|l| l.to_string()),
+                    i.status.as_ref().and_then(|s| s.shutdown_checkpoint).map(|l| l.to_string()),
                 );
             }
         }
@@ -246,7 +257,9 @@ impl ControlPlane {
         }
         // Fence first: nothing is promoted while a failed primary might still accept writes.
         for victim in &decided.fence {
-            eprintln!("{namespace}/{name}: fencing {victim} (stopping its PostgreSQL by force)");
+            log(format!(
+                "{namespace}/{name}: fencing {victim} (stopping its PostgreSQL by force)"
+            ));
             crate::instances::kill_instance(&instances_dir.join(victim), Duration::from_secs(5));
         }
 
@@ -375,12 +388,26 @@ impl ControlPlane {
     }
 
     /// One pass over every stored cluster.
-    pub async fn reconcile_all(&mut self) -> Result<(), LocalError> {
+    /// Returns whether a cluster is changing primary or has its primary down: the caller
+    /// then passes again sooner.
+    pub async fn reconcile_all(&mut self) -> Result<bool, LocalError> {
         crate::instances::reap();
         let clusters: Vec<(String, String, Cluster)> = self.state.list_objects("Cluster")?;
+        let mut busy = false;
         for (namespace, _, cluster) in clusters {
             let name = cluster.metadata.name.clone().unwrap_or_default();
-            if let Err(e) = self.reconcile_cluster(&namespace, &cluster).await {
+            let result = self.reconcile_cluster(&namespace, &cluster).await;
+            if let Ok(status) = &result {
+                let primary_ready = status
+                    .instances_status
+                    .iter()
+                    .any(|i| Some(&i.name) == status.current_primary.as_ref() && i.ready);
+                busy |= !primary_ready
+                    || status.current_primary != status.target_primary
+                    || status.phase == phase::FAILING_OVER
+                    || status.phase == phase::SWITCHOVER;
+            }
+            if let Err(e) = result {
                 let mut status: LocalClusterStatus = read_json(
                     &self.state.status_path("Cluster", &namespace, &name),
                 )?
@@ -415,6 +442,6 @@ impl ControlPlane {
                 )?;
             }
         }
-        Ok(())
+        Ok(busy)
     }
 }

@@ -157,6 +157,11 @@ impl ClusterContext<'_> {
         for (k, v) in mandatory_settings(&name, dirs, &self.certificates) {
             settings.insert(k.to_string(), v);
         }
+        // A replica whose primary changed reconnects within a second, not PostgreSQL's 5 s
+        // (a switchover needs its target streaming). The user's value wins.
+        settings
+            .entry("wal_retrieve_retry_interval".to_string())
+            .or_insert_with(|| "1s".to_string());
         if instance.role == DesiredRole::Primary {
             settings.insert(
                 "synchronous_standby_names".into(),

@@ -553,11 +553,18 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
     runtime.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
-            if let Err(e) = plane.reconcile_all().await {
-                eprintln!("reconcile: {e}");
-            }
+            // Faster passes while a primary is down or changing: each one moves a failover or
+            // switchover one step.
+            let pause = match plane.reconcile_all().await {
+                Ok(true) => Duration::from_millis(50),
+                Ok(false) => Duration::from_millis(200),
+                Err(e) => {
+                    eprintln!("reconcile: {e}");
+                    Duration::from_millis(200)
+                }
+            };
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = term.recv() => return Ok(ExitCode::SUCCESS),
                 _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             }
