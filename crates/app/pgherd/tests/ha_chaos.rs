@@ -247,3 +247,114 @@ fn failover_switchover_and_fencing_under_a_writer() {
     local.run_ok(&["unfence", CLUSTER, &replica]);
     healthy(&local);
 }
+
+/// The manifest with `dataDurability` set.
+fn manifest_with_durability(dir: &Path, durability: &str) -> PathBuf {
+    let path = dir.join(format!("ha-{durability}.yaml"));
+    let text = std::fs::read_to_string(manifest(dir)).unwrap().replace(
+        "      number: 1\n",
+        &format!("      number: 1\n      dataDurability: {durability}\n"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Whether one INSERT through -rw commits within `wait`.
+fn commits_within(local: &Local, wait: Duration) -> bool {
+    let s = local.status(CLUSTER);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Ok(c) = connect(&local.app_config(CLUSTER, &s.endpoints["rw"])).await else {
+            return false;
+        };
+        let insert = c.execute(
+            "INSERT INTO pgherd_writes (source, seq) VALUES ('durability', (SELECT count(*) FROM pgherd_writes))",
+            &[],
+        );
+        // Dropping the connection on timeout abandons the commit without acknowledging it.
+        matches!(tokio::time::timeout(wait, insert).await, Ok(Ok(_)))
+    })
+}
+
+#[test]
+fn control_plane_killed_mid_failover_and_synchronous_durability() {
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let files = tempfile::tempdir().unwrap();
+    let m = manifest(files.path());
+    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+
+    // The control plane dies as soon as the failover has started; a new one finishes it.
+    under_load(&local, "control plane killed mid-failover", |primary| {
+        let dir = instance_dir(&local, primary);
+        let manager = pid_in(&dir.join("manager.pid"));
+        let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
+        let at = Instant::now();
+        signal(postmaster, true, nix::sys::signal::Signal::SIGKILL);
+        signal(manager, false, nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while local.status(CLUSTER).target_primary.as_deref() == Some(primary) {
+            assert!(Instant::now() < deadline, "the failover did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let control_plane = pid_in(&local.state.join("control-plane.pid"));
+        signal(control_plane, false, nix::sys::signal::Signal::SIGKILL);
+        local.run_ok(&["up", "-f", m.to_str().unwrap(), "--detach"]);
+        at
+    });
+
+    // required: with every synchronous standby fenced, commits wait rather than lose
+    // durability; they complete when a standby is back.
+    let s = healthy(&local);
+    let replicas: Vec<String> = s
+        .instances_status
+        .iter()
+        .filter(|i| i.role == "replica")
+        .map(|i| i.name.clone())
+        .collect();
+    assert!(commits_within(&local, Duration::from_secs(10)));
+    for r in &replicas {
+        local.run_ok(&["fence", CLUSTER, r]);
+    }
+    local.wait_for(
+        CLUSTER,
+        "the replicas to stop",
+        Duration::from_secs(30),
+        |s| s.instances_status.iter().filter(|i| i.ready).count() == 1,
+    );
+    assert!(
+        !commits_within(&local, Duration::from_secs(2)),
+        "required: a commit must wait for a synchronous standby"
+    );
+    for r in &replicas {
+        local.run_ok(&["unfence", CLUSTER, r]);
+    }
+    healthy(&local);
+    assert!(commits_within(&local, Duration::from_secs(10)));
+
+    // preferred: the same loss degrades to asynchronous; commits go on.
+    let preferred = manifest_with_durability(files.path(), "preferred");
+    local.run_ok(&["apply", "-f", preferred.to_str().unwrap()]);
+    for r in &replicas {
+        local.run_ok(&["fence", CLUSTER, r]);
+    }
+    local.wait_for(
+        CLUSTER,
+        "the replicas to stop",
+        Duration::from_secs(30),
+        |s| s.instances_status.iter().filter(|i| i.ready).count() == 1,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !commits_within(&local, Duration::from_secs(2)) {
+        assert!(
+            Instant::now() < deadline,
+            "preferred: commits must go on without standbys"
+        );
+    }
+    for r in &replicas {
+        local.run_ok(&["unfence", CLUSTER, r]);
+    }
+    healthy(&local);
+}
