@@ -183,8 +183,8 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
                 serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects})
             };
             match output.as_str() {
-                "json" => println!("{}", serde_json::to_string_pretty(&value)?),
-                "yaml" => print!("{}", serde_yaml_ng::to_string(&value)?),
+                "json" => outln!("{}", serde_json::to_string_pretty(&value)?),
+                "yaml" => out!("{}", serde_yaml_ng::to_string(&value)?),
                 other => bail!("unknown output format {other:?}; use json or yaml"),
             }
             Ok(ExitCode::SUCCESS)
@@ -204,9 +204,9 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             }
             if kind == "Cluster" {
                 pgherd_local::instances::stop_cluster(&state.cluster_dir(&namespace, &name));
-                println!("{kind}/{name} deleted; its instances are stopped and its data is kept in {} (`pgherd local destroy` removes everything)", state.cluster_dir(&namespace, &name).display());
+                outln!("{kind}/{name} deleted; its instances are stopped and its data is kept in {} (`pgherd local destroy` removes everything)", state.cluster_dir(&namespace, &name).display());
             } else {
-                println!("{kind}/{name} deleted");
+                outln!("{kind}/{name} deleted");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -225,7 +225,7 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
                 pgherd_local::control::RESTARTED_AT_ANNOTATION,
                 Some(&now.to_string()),
             )?;
-            println!("{cluster}: rolling restart requested");
+            outln!("{cluster}: rolling restart requested");
             Ok(ExitCode::SUCCESS)
         }
         LocalCommand::Promote {
@@ -260,7 +260,7 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
                 std::fs::remove_dir_all(&state.root)
                     .with_context(|| format!("cannot remove {}", state.root.display()))?;
             }
-            println!("destroyed {}", state.root.display());
+            outln!("destroyed {}", state.root.display());
             Ok(ExitCode::SUCCESS)
         }
         LocalCommand::Psql {
@@ -302,7 +302,7 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
         stored.extend(pgherd_local::apply::store(state, manifests)?);
     }
     for s in &stored {
-        println!("{s} applied");
+        outln!("{s} applied");
     }
     Ok(Some(stored))
 }
@@ -385,13 +385,13 @@ fn wait_healthy(
                 if let Some(s) =
                     read_json::<LocalClusterStatus>(&state.status_path("Cluster", ns, name))?
                 {
-                    println!(
+                    outln!(
                         "{name} is healthy: primary {}, rw {}, ro {}",
                         s.current_primary.unwrap_or_default(),
                         s.endpoints.get("rw").cloned().unwrap_or_default(),
                         s.endpoints.get("ro").cloned().unwrap_or_default()
                     );
-                    println!("  connect: pgherd local psql {name}");
+                    outln!("  connect: pgherd local psql {name}");
                 }
             }
             return Ok(ExitCode::SUCCESS);
@@ -433,14 +433,14 @@ fn status(
     }
     match output {
         Some("json") if name.is_some() => {
-            println!("{}", serde_json::to_string_pretty(&statuses[0])?)
+            outln!("{}", serde_json::to_string_pretty(&statuses[0])?)
         }
-        Some("json") => println!("{}", serde_json::to_string_pretty(&statuses)?),
-        Some("yaml") => print!("{}", serde_yaml_ng::to_string(&statuses)?),
+        Some("json") => outln!("{}", serde_json::to_string_pretty(&statuses)?),
+        Some("yaml") => out!("{}", serde_yaml_ng::to_string(&statuses)?),
         Some(other) => bail!("unknown output format {other:?}; use json or yaml"),
         None => {
             for s in &statuses {
-                println!(
+                outln!(
                     "Cluster {}/{}: {} ({}/{} ready), primary {}, timeline {}",
                     s.namespace,
                     s.name,
@@ -451,10 +451,10 @@ fn status(
                     s.timeline.map_or("-".into(), |t| t.to_string())
                 );
                 for (kind, addr) in &s.endpoints {
-                    println!("  {}-{kind}: {addr}", s.name);
+                    outln!("  {}-{kind}: {addr}", s.name);
                 }
                 for i in &s.instances_status {
-                    println!(
+                    outln!(
                         "  {:<24} {:<8} ready={:<5} lsn={:<12} lag={} port={}",
                         i.name,
                         i.role,
@@ -480,7 +480,7 @@ fn down(state: &StateDir) {
             pgherd_local::instances::stop_cluster(&cluster.path());
         }
     }
-    println!("stopped; data kept in {}", state.root.display());
+    outln!("stopped; data kept in {}", state.root.display());
 }
 
 fn psql(

@@ -48,13 +48,13 @@ pub fn promote(
         .cluster_dir(namespace, cluster)
         .join(pgherd_local::control::PROMOTE_REQUEST);
     pgherd_local::state::write_atomic(&request, instance.as_bytes(), 0o644)?;
-    println!("{cluster}: switchover to {instance} requested");
+    outln!("{cluster}: switchover to {instance} requested");
     let deadline = Instant::now() + timeout;
     let mut last_phase = String::new();
     while Instant::now() < deadline {
         if let Some(s) = status(state, namespace, cluster) {
             if s.phase != last_phase {
-                println!("{cluster}: {}", s.phase);
+                outln!("{cluster}: {}", s.phase);
                 last_phase = s.phase.clone();
             }
             let primary_ready = s
@@ -62,7 +62,7 @@ pub fn promote(
                 .iter()
                 .any(|i| i.name == instance && i.role == "primary" && i.ready);
             if s.current_primary.as_deref() == Some(instance) && primary_ready {
-                println!("{cluster}: {instance} is the primary");
+                outln!("{cluster}: {instance} is the primary");
                 return Ok(ExitCode::SUCCESS);
             }
         }
@@ -111,7 +111,7 @@ pub fn fence(
         FENCED_INSTANCES_ANNOTATION,
         value.as_deref(),
     )?;
-    println!(
+    outln!(
         "{cluster}: {instance} {}",
         if on { "fenced" } else { "unfenced" }
     );
