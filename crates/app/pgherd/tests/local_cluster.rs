@@ -47,7 +47,7 @@ fn manifest_with(dir: &Path, instances: u32, parameters: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n{parameters}  managed:\n    roles:\n    - name: reader\n      login: true\n      passwordSecret:\n        name: reader-secret\n    - name: \"Odd \\\"Name\"\n      ensure: present\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: reader-secret\nstringData:\n  username: reader\n  password: reader-pass\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: pg-inventory\nspec:\n  cluster:\n    name: pg\n  name: inventory\n  owner: reader\n  schemas:\n  - name: stock\n"
+            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n{parameters}  managed:\n    roles:\n    - name: reader\n      login: true\n      passwordSecret:\n        name: reader-secret\n    - name: \"Odd \\\"Name\"\n      ensure: present\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: reader-secret\nstringData:\n  username: reader\n  password: reader-pass\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: pg-inventory\nspec:\n  cluster:\n    name: pg\n  name: inventory\n  owner: reader\n  databaseReclaimPolicy: delete\n  schemas:\n  - name: stock\n"
         ),
     )
     .unwrap();
@@ -373,4 +373,27 @@ fn local_cluster_lifecycle() {
     let s = local.status();
     assert_eq!(s.endpoints["rw"], rw, "endpoint ports are kept");
     rt.block_on(async { assert_eq!(count(&s.endpoints["rw"], &local).await, 1) });
+
+    // Deleting a Database whose reclaim policy is `delete` drops it, then the object goes.
+    local.run_ok(&["delete", "database", "pg-inventory"]);
+    let object = local
+        .state
+        .join("objects/Database/default/pg-inventory.json");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while object.exists() {
+        assert!(Instant::now() < deadline, "the Database object stayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let left: i64 = rt.block_on(async {
+        client(&s.endpoints["rw"], &local)
+            .await
+            .query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = 'inventory'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(left, 0, "the database was dropped");
 }

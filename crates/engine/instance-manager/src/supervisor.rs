@@ -355,16 +355,22 @@ async fn converge(
     if status.is_primary {
         // Report the role at once (a promotion is waited for), then the duties, which may
         // take a while.
-        let mut early = status.clone();
-        early.ready = true;
-        early.applied_generation = spec.generation;
-        early.restart_token = spec.restart_token.clone();
-        publish(shared, early);
         if promoted {
+            let mut early = status.clone();
+            early.ready = true;
+            early.applied_generation = spec.generation;
+            early.restart_token = spec.restart_token.clone();
+            publish(shared, early);
             // pg_rewind reads the source's timeline from pg_control, which a promotion only
             // updates at its first checkpoint: without one, the old primary would be told
             // "no rewind required" and could not follow the new timeline.
             crate::sql::execute(&client, "checkpoint after promotion", "CHECKPOINT").await?;
+        }
+        // A new cluster is not ready before its bootstrap SQL has run.
+        let marker = pg.pgdata.join(INITIALIZED_MARKER);
+        if !marker.exists() {
+            initialize_application(&pg, &spec.bootstrap).await?;
+            pg.write_file(INITIALIZED_MARKER, "")?;
         }
         // The role is reported even when a duty fails (e.g. a write waiting for synchronous
         // standbys that are still being re-pointed): the controller needs to see it.
@@ -378,19 +384,13 @@ async fn converge(
     Ok(status)
 }
 
-/// On the primary: the new cluster's bootstrap SQL (once), the replication role and slots,
-/// managed roles and databases.
+/// On the primary: the replication role and slots, managed roles and databases.
 async fn primary_duties(
     spec: &InstanceSpec,
     pg: &Postgres,
     client: &tokio_postgres::Client,
     status: &mut InstanceStatus,
 ) -> Result<(), InstanceError> {
-    let marker = pg.pgdata.join(INITIALIZED_MARKER);
-    if !marker.exists() {
-        initialize_application(pg, &spec.bootstrap).await?;
-        pg.write_file(INITIALIZED_MARKER, "")?;
-    }
     ensure_replication_role(client).await?;
     for slot in &spec.replica_slots {
         ensure_slot(client, slot).await?;

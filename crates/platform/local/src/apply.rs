@@ -128,6 +128,27 @@ pub fn delete(
     namespace: &str,
     name: &str,
 ) -> Result<bool, LocalError> {
+    if kind == "Database" {
+        let path = state.object_path(kind, namespace, name);
+        if let Some(mut db) =
+            crate::state::read_json::<pgherd_api::kinds::database::Database>(&path)?
+        {
+            if db.spec.database_reclaim_policy
+                == Some(pgherd_api::kinds::database::DatabaseReclaimPolicy::Delete)
+            {
+                // Like a finalizer: the control plane drops the database, then the object.
+                db.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(
+                        crate::declarative::DELETING_ANNOTATION.to_string(),
+                        "true".to_string(),
+                    );
+                write_json(&path, &db, 0o600)?;
+                return Ok(true);
+            }
+        }
+    }
     let path = if kind == "Secret" {
         state.secret_path(namespace, name)
     } else {

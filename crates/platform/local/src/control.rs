@@ -277,10 +277,14 @@ impl ControlPlane {
             .and_then(|p| observed.instances.iter().find(|i| i.name == p))
         {
             if let Some(status) = &primary.status {
+                let spec: Option<InstanceSpec> =
+                    read_json(&instances_dir.join(&primary.name).join("instance.json"))?;
+                let applied = spec.filter(|s| status.applied_generation >= s.generation);
                 crate::declarative::write_database_status(
                     &self.state,
                     namespace,
                     &status.database_results,
+                    applied.as_ref(),
                 )?;
             }
         }

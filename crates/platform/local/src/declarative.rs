@@ -72,6 +72,17 @@ pub fn roles(
     Ok(out)
 }
 
+/// Marks a deleted `Database` whose `databaseReclaimPolicy` is `delete`: the database is
+/// dropped on the primary first, then the object goes (a finalizer, in Kubernetes terms).
+pub const DELETING_ANNOTATION: &str = "pgherd.io/deleting";
+
+fn deleting(d: &Database) -> bool {
+    d.metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(DELETING_ANNOTATION))
+}
+
 /// The `Database` objects of `cluster` in `namespace`.
 pub fn databases(
     state: &StateDir,
@@ -83,11 +94,12 @@ pub fn databases(
         .into_iter()
         .filter(|(ns, _, d)| ns == namespace && d.spec.cluster.name == cluster)
         .map(|(_, object, d)| {
+            let being_deleted = deleting(&d);
             let s = d.spec;
             DatabaseSpec {
                 object,
                 name: s.name,
-                present: present(s.ensure),
+                present: present(s.ensure) && !being_deleted,
                 owner: s.owner,
                 template: s.template,
                 encoding: s.encoding,
@@ -129,13 +141,34 @@ pub fn databases(
         .collect())
 }
 
-/// Write each Database's status (`applied`, `message`) from the primary's results.
+/// Write each Database's status (`applied`, `message`) from the primary's results; a deleted
+/// Database whose drop was applied goes away with its status.
+///
+/// `applied_spec` is the primary's spec when its results are for that spec: a drop is known to
+/// be done only when the spec they were produced under asked for it.
 pub fn write_database_status(
     state: &StateDir,
     namespace: &str,
     results: &[ApplyResult],
+    applied_spec: Option<&pgherd_instance_protocol::InstanceSpec>,
 ) -> Result<(), LocalError> {
     for r in results {
+        let object: Option<Database> =
+            crate::state::read_json(&state.object_path("Database", namespace, &r.name))?;
+        let dropped = applied_spec.is_some_and(|spec| {
+            spec.databases
+                .iter()
+                .any(|d| d.object == r.name && !d.present)
+        });
+        if r.applied && dropped && object.as_ref().is_some_and(deleting) {
+            for path in [
+                state.object_path("Database", namespace, &r.name),
+                state.status_path("Database", namespace, &r.name),
+            ] {
+                let _ = std::fs::remove_file(path);
+            }
+            continue;
+        }
         let status = pgherd_api::kinds::database::DatabaseStatus {
             applied: Some(r.applied),
             message: r.message.clone(),
