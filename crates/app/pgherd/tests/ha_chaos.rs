@@ -64,6 +64,35 @@ fn healthy(local: &Local) -> LocalClusterStatus {
     )
 }
 
+/// The node of `instance` dies: kill -9 of its PostgreSQL (the whole process group) and its
+/// instance manager. PostgreSQL first: a manager seen dead while its postmaster still runs is
+/// restarted and recovers in place (by design), which is not the fault meant here.
+fn kill_node(local: &Local, instance: &str) -> Instant {
+    let dir = instance_dir(local, instance);
+    let manager = pid_in(&dir.join("manager.pid"));
+    let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
+    let at = Instant::now();
+    pgherd_instance_manager::process::kill_tree(u32::try_from(postmaster).unwrap());
+    signal(manager, false, nix::sys::signal::Signal::SIGKILL);
+    at
+}
+
+/// Fence (or unfence) every instance in `names`; when fencing, wait until only the primary
+/// is ready.
+fn fence_all(local: &Local, names: &[String], on: bool) {
+    for name in names {
+        local.run_ok(&[if on { "fence" } else { "unfence" }, CLUSTER, name]);
+    }
+    if on {
+        local.wait_for(
+            CLUSTER,
+            "the fenced instances to stop",
+            Duration::from_secs(30),
+            |s| s.instances_status.iter().filter(|i| i.ready).count() == 1,
+        );
+    }
+}
+
 /// Writers: one through -rw, one per instance on its own port.
 struct Writers {
     rw: Writer,
@@ -169,19 +198,13 @@ fn failover_switchover_and_fencing_under_a_writer() {
     );
 
     under_load(&local, "kill -9 manager+postgres", |primary| {
-        let dir = instance_dir(&local, primary);
-        let manager = pid_in(&dir.join("manager.pid"));
-        let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
-        // PostgreSQL first: a manager seen dead while its postmaster still runs is restarted
-        // and recovers in place (by design), which is not the fault under test here.
-        let at = Instant::now();
-        signal(postmaster, true, nix::sys::signal::Signal::SIGKILL);
-        signal(manager, false, nix::sys::signal::Signal::SIGKILL);
-        at
+        kill_node(&local, primary)
     });
     assert_ne!(
         local.status(CLUSTER).current_primary.as_deref(),
-        Some("ha-1")
+        Some("ha-1"),
+        "a dead node is failed over, not waited for\n{}",
+        local.logs()
     );
 
     under_load(&local, "kill -9 postmaster", |primary| {
@@ -193,16 +216,27 @@ fn failover_switchover_and_fencing_under_a_writer() {
     });
 
     under_load(&local, "SIGSTOP postgres 5s", |primary| {
+        // The whole instance freezes: the postmaster and every PostgreSQL process it started.
         let dir = instance_dir(&local, primary);
         let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
+        let pm = u32::try_from(postmaster).unwrap();
         let at = Instant::now();
-        signal(postmaster, true, nix::sys::signal::Signal::SIGSTOP);
+        signal(postmaster, false, nix::sys::signal::Signal::SIGSTOP);
+        let frozen = pgherd_instance_manager::process::children(pm);
+        for child in &frozen {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(*child).unwrap()),
+                nix::sys::signal::Signal::SIGSTOP,
+            );
+        }
         std::thread::sleep(Duration::from_secs(5));
         // Resuming must not let the old primary accept a write: it was fenced meanwhile.
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(postmaster),
-            nix::sys::signal::Signal::SIGCONT,
-        );
+        for pid in std::iter::once(pm).chain(frozen) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
         at
     });
 
@@ -288,12 +322,7 @@ fn control_plane_killed_mid_failover_and_synchronous_durability() {
 
     // The control plane dies as soon as the failover has started; a new one finishes it.
     under_load(&local, "control plane killed mid-failover", |primary| {
-        let dir = instance_dir(&local, primary);
-        let manager = pid_in(&dir.join("manager.pid"));
-        let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
-        let at = Instant::now();
-        signal(postmaster, true, nix::sys::signal::Signal::SIGKILL);
-        signal(manager, false, nix::sys::signal::Signal::SIGKILL);
+        let at = kill_node(&local, primary);
         let deadline = Instant::now() + Duration::from_secs(10);
         while local.status(CLUSTER).target_primary.as_deref() == Some(primary) {
             assert!(Instant::now() < deadline, "the failover did not start");
@@ -315,37 +344,19 @@ fn control_plane_killed_mid_failover_and_synchronous_durability() {
         .map(|i| i.name.clone())
         .collect();
     assert!(commits_within(&local, Duration::from_secs(10)));
-    for r in &replicas {
-        local.run_ok(&["fence", CLUSTER, r]);
-    }
-    local.wait_for(
-        CLUSTER,
-        "the replicas to stop",
-        Duration::from_secs(30),
-        |s| s.instances_status.iter().filter(|i| i.ready).count() == 1,
-    );
+    fence_all(&local, &replicas, true);
     assert!(
         !commits_within(&local, Duration::from_secs(2)),
         "required: a commit must wait for a synchronous standby"
     );
-    for r in &replicas {
-        local.run_ok(&["unfence", CLUSTER, r]);
-    }
+    fence_all(&local, &replicas, false);
     healthy(&local);
     assert!(commits_within(&local, Duration::from_secs(10)));
 
     // preferred: the same loss degrades to asynchronous; commits go on.
     let preferred = manifest_with_durability(files.path(), "preferred");
     local.run_ok(&["apply", "-f", preferred.to_str().unwrap()]);
-    for r in &replicas {
-        local.run_ok(&["fence", CLUSTER, r]);
-    }
-    local.wait_for(
-        CLUSTER,
-        "the replicas to stop",
-        Duration::from_secs(30),
-        |s| s.instances_status.iter().filter(|i| i.ready).count() == 1,
-    );
+    fence_all(&local, &replicas, true);
     let deadline = Instant::now() + Duration::from_secs(15);
     while !commits_within(&local, Duration::from_secs(2)) {
         assert!(
@@ -353,8 +364,6 @@ fn control_plane_killed_mid_failover_and_synchronous_durability() {
             "preferred: commits must go on without standbys"
         );
     }
-    for r in &replicas {
-        local.run_ok(&["unfence", CLUSTER, r]);
-    }
+    fence_all(&local, &replicas, false);
     healthy(&local);
 }

@@ -219,8 +219,8 @@ impl Postgres {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log);
-        // Its own process group, so fencing can kill the postmaster and every backend at once
-        // (even frozen ones), with no backend left to commit after the postmaster is gone.
+        // Its own process group: signals meant for the instance manager's group (a terminal's
+        // Ctrl-C) do not reach it; the manager stops it deliberately.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
             .spawn()
@@ -345,13 +345,11 @@ impl Postgres {
         run(command, "pg_ctl promote").map(|_| ())
     }
 
-    /// Fence at once: SIGKILL the postmaster's process group (postmaster and backends, frozen
-    /// or not). Committed transactions are safe (crash recovery replays them at the next start);
+    /// Fence at once: SIGKILL the postmaster and every process it started (frozen or not). Committed transactions are safe (crash recovery replays them at the next start);
     /// nothing more can commit.
     pub fn kill_all(&self) {
-        if let Some(pid) = self.postmaster_pid().and_then(|p| i32::try_from(p).ok()) {
-            let group = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        if let Some(pid) = self.postmaster_pid() {
+            crate::process::kill_tree(pid);
         }
     }
 

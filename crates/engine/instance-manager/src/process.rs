@@ -14,3 +14,72 @@ pub fn is_alive(pid: u32) -> bool {
         .unwrap_or(false);
     exists && !zombie
 }
+
+/// The processes whose parent is `pid` (from `/proc`).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let parent = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+            });
+        if parent == Some(pid) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+fn send(pid: u32, signal: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
+/// Kill a postmaster and every process it started, frozen or not. PostgreSQL's children each
+/// lead their own process group, so a group kill would miss them: the postmaster is stopped
+/// first (it cannot fork any more), its children are killed, then it is.
+pub fn kill_tree(postmaster: u32) {
+    use nix::sys::signal::Signal;
+    send(postmaster, Signal::SIGSTOP);
+    for child in children(postmaster) {
+        send(child, Signal::SIGKILL);
+    }
+    send(postmaster, Signal::SIGKILL);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_and_kills_a_process_tree() {
+        let mut parent = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = parent.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while children(pid).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "children not found");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let kids = children(pid);
+        kill_tree(pid);
+        parent.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for k in kids {
+            // Reparented zombies are reaped by init (or are gone): not alive either way.
+            assert!(!is_alive(k), "child {k} survived");
+        }
+    }
+}

@@ -160,14 +160,7 @@ impl State {
             match child.try_wait() {
                 Ok(None) => return true,
                 Ok(Some(_)) | Err(_) => {
-                    // The postmaster is gone: sweep backends it left behind, so they cannot
-                    // hold shared memory or commit anything.
-                    if let Ok(pid) = i32::try_from(child.id()) {
-                        let _ = nix::sys::signal::killpg(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
+                    // The postmaster is gone; its backends notice and exit on their own.
                     self.child = None;
                     return false;
                 }

@@ -59,7 +59,7 @@ pub fn is_dead(instance_dir: &Path) -> bool {
 }
 
 /// Fence by force: SIGKILL the instance manager (so it cannot start PostgreSQL again), then
-/// PostgreSQL's whole process group (postmaster and backends, even frozen ones). Nothing
+/// the postmaster and every process it started (even frozen ones). Nothing
 /// committed is lost (crash recovery replays it); nothing more can commit. True when both are
 /// gone within `timeout`.
 pub fn kill_instance(instance_dir: &Path, timeout: Duration) -> bool {
@@ -69,11 +69,7 @@ pub fn kill_instance(instance_dir: &Path, timeout: Duration) -> bool {
         }
     }
     if let Some(pid) = running_postmaster(instance_dir) {
-        if let Ok(pid) = i32::try_from(pid) {
-            // The postmaster leads its own process group (the instance manager starts it so).
-            let _ = nix::sys::signal::killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+        pgherd_instance_manager::process::kill_tree(pid);
     }
     let deadline = Instant::now() + timeout;
     loop {
