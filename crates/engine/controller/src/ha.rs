@@ -28,6 +28,12 @@ pub const RESTART_GRACE: Duration = Duration::from_secs(60);
 /// A report older than this (milliseconds) means the instance is stuck.
 pub const STALE_REPORT_MS: u64 = 1000;
 
+/// Whether a report is recent enough to act on (PostgreSQL answered within
+/// [`STALE_REPORT_MS`]).
+pub fn is_fresh(status: &pgherd_instance_protocol::InstanceStatus) -> bool {
+    status.observed_ms_ago <= STALE_REPORT_MS
+}
+
 /// The decision of one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Election {
@@ -68,9 +74,10 @@ impl ObservedInstance {
     /// A running standby with a fresh report: a candidate for promotion.
     fn usable_replica(&self) -> bool {
         !self.fenced
-            && self.status.as_ref().is_some_and(|s| {
-                s.role == Role::Replica && !s.is_primary && s.observed_ms_ago <= STALE_REPORT_MS
-            })
+            && self
+                .status
+                .as_ref()
+                .is_some_and(|s| s.role == Role::Replica && !s.is_primary && is_fresh(s))
     }
 
     fn reports_primary(&self) -> bool {

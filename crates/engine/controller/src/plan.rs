@@ -137,9 +137,7 @@ fn roll(
 
 /// The instance's report, when fresh enough to act on.
 fn fresh(i: &ObservedInstance) -> Option<&InstanceStatus> {
-    i.status
-        .as_ref()
-        .filter(|s| s.observed_ms_ago <= ha::STALE_REPORT_MS)
+    i.status.as_ref().filter(|s| ha::is_fresh(s))
 }
 
 /// Decide.

@@ -66,9 +66,7 @@ pub fn fenced_instances(cluster: &Cluster) -> Vec<String> {
 
 /// Running as it should: a fresh report of a running PostgreSQL.
 fn healthy(status: Option<&InstanceStatus>) -> bool {
-    status.is_some_and(|s| {
-        s.role != Role::Down && s.observed_ms_ago <= pgherd_controller::ha::STALE_REPORT_MS
-    })
+    status.is_some_and(|s| s.role != Role::Down && pgherd_controller::ha::is_fresh(s))
 }
 
 /// Its PostgreSQL provably cannot accept writes: nothing runs, or its manager reports it

@@ -37,9 +37,7 @@ pub(crate) fn build(
         let port = ports.get(&d.name).map_or(0, |p| p.postgres);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         // A stale report (a frozen instance) does not receive connections.
-        let ready = status.is_some_and(|s| {
-            s.ready && s.observed_ms_ago <= pgherd_controller::ha::STALE_REPORT_MS
-        });
+        let ready = status.is_some_and(|s| s.ready && pgherd_controller::ha::is_fresh(s));
         let is_primary = status.is_some_and(|s| s.is_primary);
         if ready && is_primary && decided.current_primary.as_deref() == Some(d.name.as_str()) {
             rw.push(addr);
