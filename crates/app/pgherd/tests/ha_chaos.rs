@@ -384,3 +384,94 @@ fn control_plane_killed_mid_failover_and_synchronous_durability() {
     fence_all(&local, &replicas, false);
     healthy(&local);
 }
+
+fn send_signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// Whether a commit directly on `port` (bypassing -rw) succeeds within `wait`.
+fn commits_on(local: &Local, port: u16, wait: Duration) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = local.app_config(CLUSTER, &format!("127.0.0.1:{port}"));
+        let attempt = async {
+            let c = connect(&config).await.ok()?;
+            c.execute(
+                "INSERT INTO pgherd_writes (source, seq) VALUES ('lease', (SELECT count(*) FROM pgherd_writes))",
+                &[],
+            )
+            .await
+            .ok()
+        };
+        matches!(tokio::time::timeout(wait, attempt).await, Ok(Some(_)))
+    })
+}
+
+#[test]
+fn an_isolated_primary_stops_by_itself_and_resumes() {
+    use nix::sys::signal::Signal;
+    let _serial = exclusive();
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let files = tempfile::tempdir().unwrap();
+    let m = manifest(files.path());
+    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    let s = healthy(&local);
+    let primary = s.current_primary.clone().unwrap();
+    let primary_port = s
+        .instances_status
+        .iter()
+        .find(|i| i.name == primary)
+        .unwrap()
+        .port;
+    let writers = Writers::start(&local, &s);
+    writers.rw.wait_for_progress(20, Duration::from_secs(20));
+    let lease = pgherd_controller::ha::PRIMARY_LEASE;
+
+    // The controller is gone (frozen): the replicas still stream from the primary, a
+    // majority, so it keeps serving well past its lease.
+    let control_plane = pid_in(&local.state.join("control-plane.pid"));
+    send_signal(control_plane, Signal::SIGSTOP);
+    std::thread::sleep(lease * 2);
+    assert!(
+        commits_on(&local, primary_port, Duration::from_secs(5)),
+        "with its replicas, the primary keeps serving while the controller is away"
+    );
+
+    // Its peers' managers go silent too: isolated, it must stop accepting writes on its own
+    // within its lease.
+    let peers: Vec<i32> = s
+        .instances_status
+        .iter()
+        .filter(|i| i.name != primary)
+        .map(|i| pid_in(&instance_dir(&local, &i.name).join("manager.pid")))
+        .collect();
+    for p in &peers {
+        send_signal(*p, Signal::SIGSTOP);
+    }
+    let isolated = Instant::now();
+    let deadline = isolated + lease + Duration::from_secs(2);
+    while commits_on(&local, primary_port, Duration::from_millis(500)) {
+        assert!(
+            Instant::now() < deadline,
+            "the isolated primary still accepts writes {:?} after losing everyone",
+            isolated.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "isolated primary stopped accepting writes {:?} after isolation (lease {lease:?})",
+        isolated.elapsed()
+    );
+    assert!(!commits_on(&local, primary_port, Duration::from_secs(1)));
+
+    // Everyone back: the cluster heals and nothing acknowledged was lost.
+    for p in &peers {
+        send_signal(*p, Signal::SIGCONT);
+    }
+    send_signal(control_plane, Signal::SIGCONT);
+    writers.rw.wait_for_progress(20, Duration::from_secs(60));
+    writers.stop_and_check(&local);
+}

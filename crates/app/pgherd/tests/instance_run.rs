@@ -112,6 +112,8 @@ fn primary_and_replica_managers() {
             restart_token: String::new(),
             roles: vec![],
             databases: vec![],
+            peers: vec![],
+            lease_ms: 0,
         }
     };
     let primary = spec(
@@ -134,6 +136,7 @@ fn primary_and_replica_managers() {
         DesiredRole::Replica,
         Bootstrap::Clone,
         Some(PrimaryEndpoint {
+            name: "c-1".into(),
             host: "127.0.0.1".into(),
             port: primary.port,
             slot: Some("_cnpg_c_2".into()),

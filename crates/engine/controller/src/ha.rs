@@ -22,6 +22,10 @@ use std::time::Duration;
 /// both gone is failed over at once (plus `failoverDelay`).
 pub const FAILURE_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a primary may accept writes without hearing from the controller or a majority of
+/// its peers before it stops PostgreSQL by itself (an isolated primary).
+pub const PRIMARY_LEASE: Duration = Duration::from_secs(4);
+
 /// How long a restart the controller ordered may take before it counts as a failure.
 pub const RESTART_GRACE: Duration = Duration::from_secs(60);
 
@@ -112,6 +116,23 @@ fn best_candidate(
         .ok_or_else(|| "no running replica to promote".to_string())
 }
 
+/// Whether the primary plus the replicas streaming from it (fresh reports) are a majority:
+/// then it is alive for them and keeps its lease, whatever the controller cannot see (the
+/// controller is the one cut off), and must not be failed over.
+fn seen_by_majority(instances: &[&ObservedInstance], primary: &ObservedInstance) -> bool {
+    let following = instances
+        .iter()
+        .filter(|i| {
+            i.status.as_ref().is_some_and(|s| {
+                is_fresh(s)
+                    && s.is_wal_receiver_active
+                    && s.following.as_deref() == Some(primary.name.as_str())
+            })
+        })
+        .count();
+    (following + 1) * 2 > instances.len()
+}
+
 /// Decide the primary for this pass. `recorded` is the instance that holds the primary role.
 pub fn elect(
     instances: &[&ObservedInstance],
@@ -147,7 +168,10 @@ pub fn elect(
             });
         if let Some(r) = requested {
             target = r;
-        } else if recorded.failed(failover_delay) && !recorded.fenced {
+        } else if recorded.failed(failover_delay)
+            && !recorded.fenced
+            && (recorded.dead || !seen_by_majority(instances, recorded))
+        {
             match best_candidate(instances, &recorded.name, sync) {
                 Ok(name) => target = find(&name).unwrap_or(recorded),
                 // A single instance has nothing to fail over to: it is just down.
@@ -389,6 +413,32 @@ mod tests {
             .unwrap_or_default()
             .contains("only 1 of the 2"));
         assert_eq!(p.phase, phase::FAILING_OVER);
+    }
+
+    #[test]
+    fn a_primary_its_replicas_still_stream_from_is_not_failed_over() {
+        let mut o = three();
+        o.instances[0].status = None; // the controller cannot reach pg-1's manager
+        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE * 3);
+        for i in 1..3 {
+            if let Some(s) = o.instances[i].status.as_mut() {
+                s.following = Some("pg-1".into());
+            }
+        }
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-1")
+        );
+        // Once they lose it too, it is failed over.
+        for i in 1..3 {
+            if let Some(s) = o.instances[i].status.as_mut() {
+                s.is_wal_receiver_active = false;
+            }
+        }
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-3")
+        );
     }
 
     #[test]

@@ -363,6 +363,8 @@ pub(crate) mod tests {
             database_results: vec![],
             shutdown_checkpoint: None,
             observed_ms_ago: 0,
+            following: None,
+            self_fenced: false,
         }
     }
 

@@ -2,13 +2,27 @@
 //! `/healthz` (the manager is alive) and `/readyz` (PostgreSQL is ready).
 
 use crate::supervisor::Shared;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use pgherd_instance_protocol::{InstanceStatus, STATUS_PATH};
 
-async fn status(State(shared): State<Shared>) -> Result<Json<InstanceStatus>, StatusCode> {
+/// `?lease=1`: the controller's fetch also renews a primary's lease.
+#[derive(Debug, serde::Deserialize)]
+struct StatusQuery {
+    lease: Option<u8>,
+}
+
+async fn status(
+    State(shared): State<Shared>,
+    Query(query): Query<StatusQuery>,
+) -> Result<Json<InstanceStatus>, StatusCode> {
+    if query.lease.is_some() {
+        if let Ok(mut guard) = shared.write() {
+            guard.lease_renewed_at = Some(std::time::Instant::now());
+        }
+    }
     let guard = shared
         .read()
         .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;

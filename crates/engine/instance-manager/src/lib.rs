@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod declarative;
 pub mod error;
 pub mod http;
+pub mod lease;
 pub mod observe;
 pub mod os_user;
 pub mod ping;
@@ -18,6 +19,7 @@ pub mod postgres;
 pub mod process;
 pub mod replication;
 mod sql;
+pub mod status_client;
 pub mod supervisor;
 
 pub use binaries::PgBinaries;

@@ -81,6 +81,8 @@ pub async fn observe(
         database_results: Vec::new(),
         shutdown_checkpoint: None,
         observed_ms_ago: 0,
+        following: None,
+        self_fenced: false,
     };
     if in_recovery {
         let row = timed(

@@ -24,6 +24,10 @@ pub struct Published {
     /// When PostgreSQL was last seen answering: a full observation, or a liveness ping
     /// between them (see [`watch_liveness`]).
     pub observed_at: Option<Instant>,
+    /// When the controller last renewed the lease (fetched the status with `?lease=1`).
+    pub lease_renewed_at: Option<Instant>,
+    /// The primary stopped itself: its lease ran out. Cleared on renewal.
+    pub self_fenced: bool,
 }
 
 /// How often PostgreSQL's liveness and WAL positions are refreshed between full observations.
@@ -90,7 +94,7 @@ pub fn load_spec(path: &Path) -> Result<InstanceSpec, InstanceError> {
         .map_err(|e| InstanceError::InvalidSetting(format!("{}: {e}", path.display())))
 }
 
-fn postgres_for(spec: &InstanceSpec) -> Result<Postgres, InstanceError> {
+pub fn postgres_for(spec: &InstanceSpec) -> Result<Postgres, InstanceError> {
     Ok(Postgres {
         binaries: PgBinaries {
             dir: spec.bin_dir.clone(),
@@ -148,6 +152,8 @@ fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
         database_results: Vec::new(),
         shutdown_checkpoint: None,
         observed_ms_ago: 0,
+        following: None,
+        self_fenced: false,
     }
 }
 
@@ -205,7 +211,7 @@ fn stopped_status(spec: &InstanceSpec, pg: &Postgres) -> InstanceStatus {
 }
 
 /// One line of the manager's log, prefixed with the time (seconds since the epoch, UTC).
-fn log(instance: &str, line: &str) {
+pub(crate) fn log(instance: &str, line: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -274,6 +280,18 @@ async fn converge(
     if spec.fenced {
         state.stop(&pg);
         return Ok(stopped_status(spec, &pg));
+    }
+    let self_fenced = shared.read().map(|g| g.self_fenced).unwrap_or(false);
+    if self_fenced && spec.role == DesiredRole::Primary {
+        // Isolated: stay stopped until the controller or a majority of peers is heard again.
+        state.stop(&pg);
+        let mut status = stopped_status(spec, &pg);
+        status.self_fenced = true;
+        status.error = Some(
+            "stopped by itself: no word from the controller nor a majority of its peers within its lease"
+                .into(),
+        );
+        return Ok(status);
     }
     if spec.role == DesiredRole::Replica {
         if state.running(&pg) && !pg.has_standby_signal() {
@@ -372,6 +390,7 @@ async fn converge(
         }
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;
+    status.following = spec.primary.as_ref().map(|p| p.name.clone());
     status.applied_generation = spec.generation;
     status.restart_token = spec.restart_token.clone();
     Ok(status)

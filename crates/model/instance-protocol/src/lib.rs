@@ -10,7 +10,7 @@ mod spec;
 pub use declarative::{
     ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
 };
-pub use spec::{Bootstrap, CertificatePaths, DesiredRole, InstanceSpec, PrimaryEndpoint};
+pub use spec::{Bootstrap, CertificatePaths, DesiredRole, InstanceSpec, Peer, PrimaryEndpoint};
 
 use pgherd_postgres::Lsn;
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,19 @@ pub struct InstanceStatus {
     /// that stops getting fresher means PostgreSQL (or the manager) is stuck.
     #[serde(default)]
     pub observed_ms_ago: u64,
+    /// Replica: the instance its spec says to stream from (a peer's endorsement of that
+    /// primary when it also streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub following: Option<String>,
+    /// Primary: stopped by itself because its lease ran out (isolated from the controller and
+    /// from a majority of its peers).
+    #[serde(default)]
+    pub self_fenced: bool,
 }
+
+/// The query parameter with which the controller renews a primary's lease when it fetches
+/// the status (`/pg/status?lease=1`).
+pub const LEASE_QUERY: &str = "lease";
 
 /// One streaming replica as the primary sees it (`pg_stat_replication`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +150,8 @@ mod tests {
             database_results: vec![],
             shutdown_checkpoint: None,
             observed_ms_ago: 0,
+            following: None,
+            self_fenced: false,
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["receivedLsn"], "0/3000200");

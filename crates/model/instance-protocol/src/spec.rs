@@ -18,6 +18,9 @@ pub enum DesiredRole {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PrimaryEndpoint {
+    /// The primary's instance name.
+    #[serde(default)]
+    pub name: String,
     pub host: String,
     pub port: u16,
     /// The slot the primary keeps for this replica.
@@ -125,4 +128,22 @@ pub struct InstanceSpec {
     /// For a primary: databases to keep in the declared state.
     #[serde(default)]
     pub databases: Vec<crate::DatabaseSpec>,
+    /// The other instances' managers (a primary renews its lease through a majority of them
+    /// when the controller is away).
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    /// For a primary: how long (milliseconds) it may accept writes without hearing from the
+    /// controller or a majority of its peers; 0 disables self-fencing.
+    #[serde(default)]
+    pub lease_ms: u64,
+}
+
+/// Another instance's manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    pub name: String,
+    pub host: String,
+    /// Its instance-protocol (status) port.
+    pub status_port: u16,
 }

@@ -10,7 +10,8 @@ use pgherd_api::common::SqlRefs;
 use pgherd_api::Cluster;
 use pgherd_controller::plan::{DataSource, DesiredInstance, Plan};
 use pgherd_instance_protocol::{
-    Bootstrap, CertificatePaths, DatabaseSpec, DesiredRole, InstanceSpec, PrimaryEndpoint, RoleSpec,
+    Bootstrap, CertificatePaths, DatabaseSpec, DesiredRole, InstanceSpec, Peer, PrimaryEndpoint,
+    RoleSpec,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -171,6 +172,7 @@ impl ClusterContext<'_> {
         let upstream = match (&instance.upstream, instance.role) {
             (Some(up), DesiredRole::Replica) => match self.ports.get(up) {
                 Some(p) => Some(PrimaryEndpoint {
+                    name: up.clone(),
                     host: "127.0.0.1".into(),
                     port: p.postgres,
                     slot: Some(replication_slot_name(&slot_prefix, &instance.name)),
@@ -227,6 +229,21 @@ impl ClusterContext<'_> {
             } else {
                 Vec::new()
             },
+            peers: self
+                .plan
+                .instances
+                .iter()
+                .filter(|i| i.name != instance.name)
+                .filter_map(|i| {
+                    self.ports.get(&i.name).map(|p| Peer {
+                        name: i.name.clone(),
+                        host: "127.0.0.1".into(),
+                        status_port: p.status,
+                    })
+                })
+                .collect(),
+            lease_ms: u64::try_from(pgherd_controller::ha::PRIMARY_LEASE.as_millis())
+                .unwrap_or(u64::MAX),
         }))
     }
 }

@@ -13,7 +13,6 @@ use pgherd_instance_protocol::{DesiredRole, InstanceSpec, InstanceStatus, Role};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// CloudNativePG's fencing annotation: a JSON list of instance names, `["*"]` for all.
 pub const FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
@@ -21,28 +20,9 @@ pub const FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
 /// How long the control plane waits for an instance manager's report (loopback).
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Fetch `/pg/status` from an instance manager. A fixed one-line request on loopback with a
-/// short timeout; a full HTTP client would add weight for nothing here.
+/// Fetch an instance manager's report, renewing its lease when it is a primary.
 pub async fn fetch_status(port: u16) -> Option<InstanceStatus> {
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
-        stream
-            .write_all(b"GET /pg/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await
-            .ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let text = String::from_utf8(response).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let ok = head.split_whitespace().nth(1) == Some("200");
-        ok.then(|| serde_json::from_str(body).ok())?
-    };
-    tokio::time::timeout(STATUS_TIMEOUT, attempt)
-        .await
-        .ok()
-        .flatten()
+    pgherd_instance_manager::status_client::fetch("127.0.0.1", port, true, STATUS_TIMEOUT).await
 }
 
 fn serial_of(cluster: &str, instance: &str) -> Option<u32> {

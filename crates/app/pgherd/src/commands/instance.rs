@@ -29,6 +29,11 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
             shared.clone(),
             stop_rx.clone(),
         ));
+        let lease = tokio::spawn(pgherd_instance_manager::lease::watch(
+            spec_path.to_path_buf(),
+            shared.clone(),
+            stop_rx.clone(),
+        ));
         let supervisor = tokio::spawn(supervisor::run(spec_path.to_path_buf(), shared, stop_rx));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -38,6 +43,7 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         stop_tx.send(true).ok();
         supervisor.await.context("instance manager loop")??;
         liveness.await.context("liveness watch")?;
+        lease.await.context("lease watch")?;
         server.await.context("status server")??;
         Ok(ExitCode::SUCCESS)
     })
