@@ -475,3 +475,84 @@ fn an_isolated_primary_stops_by_itself_and_resumes() {
     writers.rw.wait_for_progress(20, Duration::from_secs(60));
     writers.stop_and_check(&local);
 }
+
+/// One small filesystem (tmpfs) per instance directory, as one volume per instance on
+/// Kubernetes; unmounted (lazily) on drop.
+struct Volumes(Vec<PathBuf>);
+
+impl Volumes {
+    fn mount(local: &Local, instances: &[&str], size: &str) -> Self {
+        let mut mounted = Vec::new();
+        for name in instances {
+            let dir = instance_dir(local, name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+                .arg("tmpfs")
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mount a tmpfs on {}", dir.display());
+            mounted.push(dir);
+        }
+        Volumes(mounted)
+    }
+}
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(dir)
+                .status();
+        }
+    }
+}
+
+/// Fill the filesystem holding `dir` with one file; returns it (delete it to free the space).
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0_u8; 1 << 20];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+#[test]
+fn a_full_disk_on_the_primary_fails_over_and_keeps_its_data() {
+    let _serial = exclusive();
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let _volumes = Volumes::mount(&local, &["ha-1", "ha-2", "ha-3"], "400m");
+    let files = tempfile::tempdir().unwrap();
+    let m = manifest(files.path());
+    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    let s = healthy(&local);
+    assert_eq!(s.current_primary.as_deref(), Some("ha-1"));
+    let writers = Writers::start(&local, &s);
+    writers.rw.wait_for_progress(20, Duration::from_secs(20));
+
+    let filler = fill(&instance_dir(&local, "ha-1"));
+    let after = local.wait_for(
+        CLUSTER,
+        "a failover away from the full disk",
+        Duration::from_secs(60),
+        |s| s.current_primary.as_deref().is_some_and(|p| p != "ha-1"),
+    );
+    writers.rw.wait_for_progress(20, Duration::from_secs(60));
+    eprintln!(
+        "full disk on ha-1: new primary {}",
+        after.current_primary.as_deref().unwrap_or("-")
+    );
+    // The space comes back: the old primary rejoins by itself.
+    std::fs::remove_file(filler).unwrap();
+    let report = writers.stop_and_check(&local);
+    eprintln!(
+        "full disk: longest write gap {:?}, {} commits acknowledged",
+        report.longest_gap(),
+        report.acknowledged.len()
+    );
+}

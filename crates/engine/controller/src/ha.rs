@@ -78,10 +78,9 @@ impl ObservedInstance {
     /// A running standby with a fresh report: a candidate for promotion.
     fn usable_replica(&self) -> bool {
         !self.fenced
-            && self
-                .status
-                .as_ref()
-                .is_some_and(|s| s.role == Role::Replica && !s.is_primary && is_fresh(s))
+            && self.status.as_ref().is_some_and(|s| {
+                s.role == Role::Replica && !s.is_primary && !s.disk_full && is_fresh(s)
+            })
     }
 
     fn reports_primary(&self) -> bool {
@@ -170,7 +169,11 @@ pub fn elect(
             target = r;
         } else if recorded.failed(failover_delay)
             && !recorded.fenced
-            && (recorded.dead || !seen_by_majority(instances, recorded))
+            // Unreachable to the controller yet followed by a majority: the controller is the
+            // one cut off. A primary that reports trouble itself is failed over regardless.
+            && (recorded.dead
+                || recorded.status.is_some()
+                || !seen_by_majority(instances, recorded))
         {
             match best_candidate(instances, &recorded.name, sync) {
                 Ok(name) => target = find(&name).unwrap_or(recorded),

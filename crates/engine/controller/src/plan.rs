@@ -365,6 +365,7 @@ pub(crate) mod tests {
             observed_ms_ago: 0,
             following: None,
             self_fenced: false,
+            disk_full: false,
         }
     }
 

@@ -83,6 +83,7 @@ pub async fn observe(
         observed_ms_ago: 0,
         following: None,
         self_fenced: false,
+        disk_full: false,
     };
     if in_recovery {
         let row = timed(

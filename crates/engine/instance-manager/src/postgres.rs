@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Free space below which an instance's disk counts as full.
+pub const DISK_RESERVE: u64 = 64 << 20;
+
 /// How to stop the postmaster (`pg_ctl stop -m`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownMode {
@@ -375,6 +378,13 @@ impl Postgres {
                 let _ = std::fs::remove_file(self.pgdata.join("postmaster.pid"));
             }
         }
+    }
+
+    /// Whether the filesystem holding PGDATA has less than [`DISK_RESERVE`] left: PostgreSQL
+    /// there cannot be relied on to write (a new WAL segment alone needs 16 MB).
+    pub fn disk_nearly_full(&self) -> bool {
+        nix::sys::statvfs::statvfs(&self.pgdata)
+            .is_ok_and(|v| v.blocks_available().saturating_mul(v.fragment_size()) < DISK_RESERVE)
     }
 
     /// Whether PGDATA is set up to start as a standby.

@@ -154,6 +154,7 @@ fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
         observed_ms_ago: 0,
         following: None,
         self_fenced: false,
+        disk_full: false,
     }
 }
 
@@ -228,13 +229,29 @@ fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
     let source = primary_source(spec)?;
     match pg.rewind_from(&source) {
         Ok(()) => Ok(()),
+        // The new primary is not reachable yet, or this disk is full: try again later.
+        Err(e)
+            if e.to_string().contains("could not connect")
+                || e.to_string().contains("No space left") =>
+        {
+            Err(e)
+        }
         Err(rewind_error) => {
-            eprintln!(
-                "{}: pg_rewind failed ({rewind_error}); cloning again",
-                spec.name
+            // Keep the old data (it may hold the only copy of commits that never reached a
+            // standby under asynchronous replication): set aside for salvage, never deleted.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = pg.pgdata.with_extension(format!("diverged-{now}"));
+            log(
+                &spec.name,
+                &format!(
+                    "pg_rewind failed ({rewind_error}); data kept in {}, cloning again",
+                    aside.display()
+                ),
             );
-            std::fs::remove_dir_all(&pg.pgdata)
-                .map_err(|e| InstanceError::io("cannot remove", &pg.pgdata, e))?;
+            std::fs::rename(&pg.pgdata, &aside)
+                .map_err(|e| InstanceError::io("cannot set aside", &pg.pgdata, e))?;
             pg.clone_from(&source)
         }
     }
@@ -391,6 +408,7 @@ async fn converge(
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;
     status.following = spec.primary.as_ref().map(|p| p.name.clone());
+    status.disk_full = pg.disk_nearly_full();
     status.applied_generation = spec.generation;
     status.restart_token = spec.restart_token.clone();
     Ok(status)

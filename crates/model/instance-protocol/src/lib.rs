@@ -91,6 +91,9 @@ pub struct InstanceStatus {
     /// from a majority of its peers).
     #[serde(default)]
     pub self_fenced: bool,
+    /// Its data directory's filesystem is (nearly) full: it cannot be relied on to write.
+    #[serde(default)]
+    pub disk_full: bool,
 }
 
 /// The query parameter with which the controller renews a primary's lease when it fetches
@@ -152,6 +155,7 @@ mod tests {
             observed_ms_ago: 0,
             following: None,
             self_fenced: false,
+            disk_full: false,
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["receivedLsn"], "0/3000200");

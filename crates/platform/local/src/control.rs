@@ -327,27 +327,15 @@ impl ControlPlane {
             databases,
             ports: &ports_by_instance,
         };
+        // One instance's trouble (its disk is full, say) must not stop the others' specs: a
+        // failover away from it is exactly what needs writing then.
+        let mut instance_errors: BTreeMap<String, String> = BTreeMap::new();
         for instance in &decided.instances {
-            let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
-            self.user.own_dir(&dirs.root, 0o700)?;
-            let ports = ports_by_instance[&instance.name];
-            let Some(spec) = context.instance_spec(instance, &dirs, ports)? else {
-                continue; // its upstream has no ports yet
-            };
-            self.write_spec(&dirs.root, spec)?;
-            let pid_file = dirs.root.join(crate::instances::MANAGER_PID);
-            let known = observed.instances.iter().any(|i| i.name == instance.name);
-            let may_start = !known || seen.managers_down.contains(&instance.name);
-            if may_start && running_pid(&pid_file).is_none() {
-                let spec_path = dirs.root.join("instance.json");
-                let spec_arg = spec_path.display().to_string();
-                spawn_detached(
-                    &self.exe,
-                    &["instance", "run", "--spec", &spec_arg],
-                    &dirs.root.join("manager.log"),
-                    &pid_file,
-                    Some(&self.user),
-                )?;
+            let started = observed.instances.iter().any(|i| i.name == instance.name);
+            let may_start = !started || seen.managers_down.contains(&instance.name);
+            if let Err(e) = self.apply_instance(&context, instance, &instances_dir, may_start) {
+                log(format!("{namespace}/{name}: {}: {e}", instance.name));
+                instance_errors.insert(instance.name.clone(), e.to_string());
             }
         }
         for removed in &decided.remove {
@@ -366,6 +354,11 @@ impl ControlPlane {
             &observed,
             &ports_by_instance,
         );
+        for i in &mut status.instances_status {
+            if let Some(e) = instance_errors.remove(&i.name) {
+                i.error.get_or_insert(e);
+            }
+        }
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = restart_annotation;
         write_json(
@@ -374,6 +367,36 @@ impl ControlPlane {
             0o644,
         )?;
         Ok(status)
+    }
+
+    /// Write one instance's spec and start its manager when it may be started.
+    fn apply_instance(
+        &self,
+        context: &ClusterContext<'_>,
+        instance: &pgherd_controller::plan::DesiredInstance,
+        instances_dir: &Path,
+        may_start: bool,
+    ) -> Result<(), LocalError> {
+        let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
+        self.user.own_dir(&dirs.root, 0o700)?;
+        let ports = context.ports[&instance.name];
+        let Some(spec) = context.instance_spec(instance, &dirs, ports)? else {
+            return Ok(()); // its upstream has no ports yet
+        };
+        self.write_spec(&dirs.root, spec)?;
+        let pid_file = dirs.root.join(crate::instances::MANAGER_PID);
+        if may_start && running_pid(&pid_file).is_none() {
+            let spec_path = dirs.root.join("instance.json");
+            let spec_arg = spec_path.display().to_string();
+            spawn_detached(
+                &self.exe,
+                &["instance", "run", "--spec", &spec_arg],
+                &dirs.root.join("manager.log"),
+                &pid_file,
+                Some(&self.user),
+            )?;
+        }
+        Ok(())
     }
 
     /// Write `instance.json` when its content changes, bumping the generation.

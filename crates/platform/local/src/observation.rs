@@ -44,9 +44,10 @@ pub fn fenced_instances(cluster: &Cluster) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Running as it should: a fresh report of a running PostgreSQL.
+/// Running as it should: a fresh report of a running PostgreSQL with room to write.
 fn healthy(status: Option<&InstanceStatus>) -> bool {
-    status.is_some_and(|s| s.role != Role::Down && pgherd_controller::ha::is_fresh(s))
+    status
+        .is_some_and(|s| s.role != Role::Down && !s.disk_full && pgherd_controller::ha::is_fresh(s))
 }
 
 /// Its PostgreSQL provably cannot accept writes: nothing runs, or its manager reports it
