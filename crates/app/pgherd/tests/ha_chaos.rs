@@ -76,12 +76,26 @@ fn healthy(local: &Local) -> LocalClusterStatus {
 /// instance manager. PostgreSQL first: a manager seen dead while its postmaster still runs is
 /// restarted and recovers in place (by design), which is not the fault meant here.
 fn kill_node(local: &Local, instance: &str) -> Instant {
+    use pgherd_instance_manager::process::{is_alive, kill_tree};
     let dir = instance_dir(local, instance);
     let manager = pid_in(&dir.join("manager.pid"));
     let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
+    // A node dies at once: the control plane must not see it half dead (a manager gone while
+    // its PostgreSQL still runs is restarted to adopt it, by design).
+    let control_plane = pid_in(&local.state.join("control-plane.pid"));
+    signal(control_plane, false, nix::sys::signal::Signal::SIGSTOP);
     let at = Instant::now();
-    pgherd_instance_manager::process::kill_tree(u32::try_from(postmaster).unwrap());
+    kill_tree(u32::try_from(postmaster).unwrap());
     signal(manager, false, nix::sys::signal::Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while [manager, postmaster]
+        .iter()
+        .any(|p| is_alive(u32::try_from(*p).unwrap()))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(control_plane, false, nix::sys::signal::Signal::SIGCONT);
     at
 }
 

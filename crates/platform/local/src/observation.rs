@@ -50,10 +50,11 @@ fn healthy(status: Option<&InstanceStatus>) -> bool {
         .is_some_and(|s| s.role != Role::Down && !s.disk_full && pgherd_controller::ha::is_fresh(s))
 }
 
-/// Its PostgreSQL provably cannot accept writes: nothing runs, or its manager reports it
-/// stopped under a spec that keeps it stopped.
+/// Its PostgreSQL provably cannot accept writes: neither its manager nor a postmaster runs
+/// (with the manager alive, a missing postmaster may just be starting), or its manager reports
+/// it stopped under a spec that keeps it stopped.
 fn stopped(dir: &Path, status: Option<&InstanceStatus>, spec: Option<&InstanceSpec>) -> bool {
-    if crate::instances::running_postmaster(dir).is_none() {
+    if crate::instances::is_dead(dir) {
         return true;
     }
     match (status, spec) {
