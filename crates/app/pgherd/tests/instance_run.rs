@@ -114,6 +114,7 @@ fn primary_and_replica_managers() {
             databases: vec![],
             peers: vec![],
             lease_ms: 0,
+            listen_host: "127.0.0.1".into(),
         }
     };
     let primary = spec(

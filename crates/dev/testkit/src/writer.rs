@@ -103,6 +103,17 @@ async fn write_loop(
 impl Writer {
     /// Start writing through `config`, one commit every `pause` (plus the commit's own time).
     pub fn start(source: &str, config: tokio_postgres::Config, pause: Duration) -> Writer {
+        Self::start_in(source, config, pause, None)
+    }
+
+    /// Like `start`, from inside network namespace `netns` (a name under /var/run/netns):
+    /// a client on the far side of a partition.
+    pub fn start_in(
+        source: &str,
+        config: tokio_postgres::Config,
+        pause: Duration,
+        netns: Option<String>,
+    ) -> Writer {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicUsize::new(0));
         let report = Arc::new(Mutex::new(WriterReport {
@@ -111,6 +122,11 @@ impl Writer {
         }));
         let (s, a, r) = (stop.clone(), acked.clone(), report.clone());
         let handle = std::thread::spawn(move || {
+            if let Some(ns) = netns {
+                // Only this thread moves: its sockets are then created in `ns`.
+                let file = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
+                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -68,6 +68,11 @@ impl OsUser {
         if Uid::effective().as_raw() != self.uid {
             command.uid(self.uid).gid(self.gid);
         }
+        self.set_env(command);
+    }
+
+    /// The user's environment (HOME, USER, LOGNAME) for `command`, without switching to it.
+    pub fn set_env(&self, command: &mut Command) {
         command
             .env("HOME", &self.home)
             .env("USER", &self.name)

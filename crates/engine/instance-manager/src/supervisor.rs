@@ -230,12 +230,7 @@ fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
     match pg.rewind_from(&source) {
         Ok(()) => Ok(()),
         // The new primary is not reachable yet, or this disk is full: try again later.
-        Err(e)
-            if e.to_string().contains("could not connect")
-                || e.to_string().contains("No space left") =>
-        {
-            Err(e)
-        }
+        Err(e) if try_rewind_again(&e.to_string()) => Err(e),
         Err(rewind_error) => {
             // Keep the old data (it may hold the only copy of commits that never reached a
             // standby under asynchronous replication): set aside for salvage, never deleted.
@@ -499,5 +494,30 @@ pub async fn run(
             }
             return Ok(());
         }
+    }
+}
+
+/// Whether a failed `pg_rewind` may succeed later as it is: the source was unreachable (it
+/// is starting, or the network is cut) or this disk is full. Anything else means the data
+/// cannot be rewound.
+fn try_rewind_again(error: &str) -> bool {
+    ["could not connect", "connection to server", "No space left"]
+        .iter()
+        .any(|m| error.contains(m))
+}
+
+#[cfg(test)]
+mod rewind_tests {
+    #[test]
+    fn rewind_is_retried_only_for_passing_troubles() {
+        assert!(super::try_rewind_again(
+            "pg_rewind: error: connection to server at \"10.1.0.2\", port 5432 failed: No route to host"
+        ));
+        assert!(super::try_rewind_again(
+            "could not write file: No space left on device"
+        ));
+        assert!(!super::try_rewind_again(
+            "pg_rewind: fatal: source and target clusters are from different systems"
+        ));
     }
 }

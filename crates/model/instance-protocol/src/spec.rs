@@ -89,9 +89,13 @@ pub struct InstanceSpec {
     pub pgdata: PathBuf,
     pub socket_dir: PathBuf,
     pub log_dir: PathBuf,
-    /// PostgreSQL's TCP port (on loopback).
+    /// The address PostgreSQL and the instance manager listen on (loopback unless the
+    /// instance runs in its own network namespace).
+    #[serde(default = "loopback")]
+    pub listen_host: String,
+    /// PostgreSQL's TCP port (on `listen_host`).
     pub port: u16,
-    /// The instance manager's HTTP status port (on loopback).
+    /// The instance manager's HTTP status port (on `listen_host`).
     pub status_port: u16,
     /// Directory of the PostgreSQL server binaries.
     pub bin_dir: PathBuf,
@@ -136,6 +140,10 @@ pub struct InstanceSpec {
     /// controller or a majority of its peers; 0 disables self-fencing.
     #[serde(default)]
     pub lease_ms: u64,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".to_string()
 }
 
 /// Another instance's manager.

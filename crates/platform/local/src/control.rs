@@ -1,7 +1,7 @@
 //! The local control plane: one reconcile pass over every stored Cluster — certificates and
 //! secrets, the controller's plan, instance specs and manager processes, endpoints, status.
 
-use crate::desired::{ClusterContext, InstanceDirs, InstancePorts};
+use crate::desired::{ClusterContext, InstanceAddress, InstanceDirs};
 use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
 use crate::secrets::ensure_app_secret;
@@ -134,7 +134,12 @@ impl ControlPlane {
                 .map_err(|e| LocalError::Invalid(format!("cannot listen on 127.0.0.1:{port} for the {kind} endpoint: {e} (pin another port with the {annotation} annotation)")))?;
             ports.insert(kind.to_string(), port);
             let backends = Backends::default();
-            tokio::spawn(endpoints::serve(listener, backends.clone()));
+            let on_removal = if kind == "rw" {
+                endpoints::OnRemoval::Close
+            } else {
+                endpoints::OnRemoval::Keep
+            };
+            tokio::spawn(endpoints::serve(listener, backends.clone(), on_removal));
             runtime.endpoints.insert(kind.to_string(), (port, backends));
         }
         write_json(&ports_file, &ports, 0o644)?;
@@ -303,9 +308,21 @@ impl ControlPlane {
             if !ports_by_instance.contains_key(&instance.name) {
                 let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
                 self.user.own_dir(&dirs.root, 0o700)?;
-                let p = InstancePorts {
+                let netns = cluster
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(crate::netns::NETNS_PREFIX_ANNOTATION))
+                    .map(|prefix| crate::netns::namespace_of(prefix, instance.serial));
+                let host = match &netns {
+                    Some(ns) => crate::netns::address_of(ns)?,
+                    None => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                };
+                let p = InstanceAddress {
                     postgres: free_port()?,
                     status: free_port()?,
+                    host,
+                    netns,
                 };
                 write_json(&dirs.root.join("ports.json"), &p, 0o644)?;
                 ports_by_instance.insert(instance.name.clone(), p);
@@ -379,8 +396,8 @@ impl ControlPlane {
     ) -> Result<(), LocalError> {
         let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
         self.user.own_dir(&dirs.root, 0o700)?;
-        let ports = context.ports[&instance.name];
-        let Some(spec) = context.instance_spec(instance, &dirs, ports)? else {
+        let address = &context.ports[&instance.name];
+        let Some(spec) = context.instance_spec(instance, &dirs, address)? else {
             return Ok(()); // its upstream has no ports yet
         };
         self.write_spec(&dirs.root, spec)?;
@@ -394,6 +411,7 @@ impl ControlPlane {
                 &dirs.root.join("manager.log"),
                 &pid_file,
                 Some(&self.user),
+                address.netns.as_deref(),
             )?;
         }
         Ok(())

@@ -15,13 +15,30 @@ use pgherd_instance_protocol::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-/// Ports of one instance, allocated once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InstancePorts {
+/// Where one instance listens: allocated once, kept in its `ports.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceAddress {
     pub postgres: u16,
     pub status: u16,
+    /// Loopback, or the instance's own address in its network namespace.
+    #[serde(default = "loopback")]
+    pub host: IpAddr,
+    /// The network namespace the instance runs in (see `NETNS_PREFIX_ANNOTATION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+impl InstanceAddress {
+    pub fn postgres_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.postgres)
+    }
 }
 
 /// An instance's directories.
@@ -45,11 +62,12 @@ impl InstanceDirs {
 /// settings).
 fn mandatory_settings(
     cluster: &str,
+    host: IpAddr,
     dirs: &InstanceDirs,
     certs: &CertificatePaths,
 ) -> Vec<(&'static str, String)> {
     vec![
-        ("listen_addresses", "127.0.0.1".to_string()),
+        ("listen_addresses", host.to_string()),
         ("unix_socket_directories", dirs.run.display().to_string()),
         ("hot_standby", "on".to_string()),
         ("restart_after_crash", "off".to_string()),
@@ -79,7 +97,7 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) password_file: PathBuf,
     pub(crate) roles: Vec<RoleSpec>,
     pub(crate) databases: Vec<DatabaseSpec>,
-    pub(crate) ports: &'a BTreeMap<String, InstancePorts>,
+    pub(crate) ports: &'a BTreeMap<String, InstanceAddress>,
 }
 
 impl ClusterContext<'_> {
@@ -147,7 +165,7 @@ impl ClusterContext<'_> {
         &self,
         instance: &DesiredInstance,
         dirs: &InstanceDirs,
-        ports: InstancePorts,
+        ports: &InstanceAddress,
     ) -> Result<Option<InstanceSpec>, LocalError> {
         let name = self.name();
         let slot_prefix = self.slot_prefix();
@@ -155,7 +173,7 @@ impl ClusterContext<'_> {
         let mut settings: BTreeMap<String, String> = postgresql
             .and_then(|p| p.parameters.clone())
             .unwrap_or_default();
-        for (k, v) in mandatory_settings(&name, dirs, &self.certificates) {
+        for (k, v) in mandatory_settings(&name, ports.host, dirs, &self.certificates) {
             settings.insert(k.to_string(), v);
         }
         // A replica whose primary changed reconnects within a second, not PostgreSQL's 5 s
@@ -173,7 +191,7 @@ impl ClusterContext<'_> {
             (Some(up), DesiredRole::Replica) => match self.ports.get(up) {
                 Some(p) => Some(PrimaryEndpoint {
                     name: up.clone(),
-                    host: "127.0.0.1".into(),
+                    host: p.host.to_string(),
                     port: p.postgres,
                     slot: Some(replication_slot_name(&slot_prefix, &instance.name)),
                 }),
@@ -189,6 +207,7 @@ impl ClusterContext<'_> {
             pgdata: dirs.root.join("pgdata"),
             socket_dir: dirs.run.clone(),
             log_dir: dirs.log.clone(),
+            listen_host: ports.host.to_string(),
             port: ports.postgres,
             status_port: ports.status,
             bin_dir: self.bin_dir.clone(),
@@ -237,7 +256,7 @@ impl ClusterContext<'_> {
                 .filter_map(|i| {
                     self.ports.get(&i.name).map(|p| Peer {
                         name: i.name.clone(),
-                        host: "127.0.0.1".into(),
+                        host: p.host.to_string(),
                         status_port: p.status,
                     })
                 })

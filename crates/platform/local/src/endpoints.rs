@@ -1,30 +1,56 @@
 //! Endpoints standing in for the `-rw`, `-ro` and `-r` Services: TCP listeners on loopback that
 //! forward each connection to one of their current backends. An endpoint with no backend
 //! closes connections at once: `-rw` never sends a write to anything but the primary.
+//!
+//! `-rw` also closes the connections it forwarded to a backend once that backend leaves it
+//! (a failed, isolated or demoted primary): a client then reconnects to the new primary at
+//! once, instead of waiting on a connection to a host that may never answer again.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// The backends an endpoint forwards to; replaced as the cluster changes.
-#[derive(Debug, Clone, Default)]
-pub struct Backends(Arc<RwLock<Vec<SocketAddr>>>);
+#[derive(Debug, Clone)]
+pub struct Backends(Arc<watch::Sender<Vec<SocketAddr>>>);
 
-impl Backends {
-    pub fn set(&self, backends: Vec<SocketAddr>) {
-        if let Ok(mut guard) = self.0.write() {
-            *guard = backends;
-        }
-    }
-
-    pub fn get(&self) -> Vec<SocketAddr> {
-        self.0.read().map(|g| g.clone()).unwrap_or_default()
+impl Default for Backends {
+    fn default() -> Self {
+        Backends(Arc::new(watch::Sender::new(Vec::new())))
     }
 }
 
-async fn forward(mut client: TcpStream, backend: SocketAddr) {
+impl Backends {
+    pub fn set(&self, backends: Vec<SocketAddr>) {
+        self.0.send_if_modified(|current| {
+            let changed = *current != backends;
+            *current = backends;
+            changed
+        });
+    }
+
+    pub fn get(&self) -> Vec<SocketAddr> {
+        self.0.borrow().clone()
+    }
+}
+
+/// Which forwarded connections an endpoint keeps when its backends change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRemoval {
+    /// Keep them (replicas: a brief stale report must not cut readers off).
+    Keep,
+    /// Close those to a backend that left (the primary's endpoint).
+    Close,
+}
+
+async fn forward(
+    mut client: TcpStream,
+    backend: SocketAddr,
+    mut changes: Option<watch::Receiver<Vec<SocketAddr>>>,
+) {
     let Ok(Ok(mut server)) =
         tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(backend)).await
     else {
@@ -32,11 +58,27 @@ async fn forward(mut client: TcpStream, backend: SocketAddr) {
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    let removed = async {
+        match changes.as_mut() {
+            Some(rx) => {
+                while rx.changed().await.is_ok() {
+                    if !rx.borrow_and_update().contains(&backend) {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        () = removed => {} // both sockets close on return
+    }
 }
 
 /// Accept on `listener` forever, forwarding round-robin to `backends`.
-pub async fn serve(listener: TcpListener, backends: Backends) {
+pub async fn serve(listener: TcpListener, backends: Backends, on_removal: OnRemoval) {
     let next = AtomicUsize::new(0);
     loop {
         let Ok((client, _)) = listener.accept().await else {
@@ -49,7 +91,8 @@ pub async fn serve(listener: TcpListener, backends: Backends) {
             continue;
         }
         let backend = current[next.fetch_add(1, Ordering::Relaxed) % current.len()];
-        tokio::spawn(forward(client, backend));
+        let changes = (on_removal == OnRemoval::Close).then(|| backends.0.subscribe());
+        tokio::spawn(forward(client, backend, changes));
     }
 }
 
@@ -75,7 +118,7 @@ mod tests {
         let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let front_addr = front.local_addr().unwrap();
         let backends = Backends::default();
-        tokio::spawn(serve(front, backends.clone()));
+        tokio::spawn(serve(front, backends.clone(), OnRemoval::Close));
 
         // No backend: the connection is closed without data.
         let mut c = TcpStream::connect(front_addr).await.unwrap();
@@ -88,5 +131,14 @@ mod tests {
         let mut buf = [0u8; 5];
         c.read_exact(&mut buf).await.unwrap();
         assert_eq!(&buf, b"hello");
+
+        // The backend leaves: the forwarded connection is closed.
+        let mut held = TcpStream::connect(front_addr).await.unwrap();
+        held.write_all(b"x").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        backends.set(Vec::new());
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), held.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
     }
 }

@@ -85,13 +85,14 @@ pub fn kill_instance(instance_dir: &Path, timeout: Duration) -> bool {
 }
 
 /// Start `exe args...` detached, output to `log`, pid to `pid_file`; as `user` when given
-/// (and this process may switch users).
+/// (and this process may switch users); inside network namespace `netns` when given.
 pub fn spawn_detached(
     exe: &Path,
     args: &[&str],
     log: &Path,
     pid_file: &Path,
     user: Option<&pgherd_instance_manager::OsUser>,
+    netns: Option<&str>,
 ) -> Result<u32, LocalError> {
     use std::os::unix::process::CommandExt;
     if let Some(dir) = log.parent() {
@@ -108,10 +109,23 @@ pub fn spawn_detached(
     if let Some(user) = user {
         user.own_file(log)?;
     }
-    let mut command = Command::new(exe);
-    if let Some(user) = user {
-        user.apply(&mut command);
-    }
+    let mut command = match netns {
+        // `ip netns exec` execs the program (and `setpriv` after it), so the pid stays.
+        Some(ns) => {
+            let mut command = crate::netns::command_in(ns, exe, user.map(|u| (u.uid, u.gid)));
+            if let Some(user) = user {
+                user.set_env(&mut command);
+            }
+            command
+        }
+        None => {
+            let mut command = Command::new(exe);
+            if let Some(user) = user {
+                user.apply(&mut command);
+            }
+            command
+        }
+    };
     let child = command
         .args(args)
         .stdin(Stdio::null())

@@ -12,6 +12,7 @@ pub mod desired;
 pub mod endpoints;
 pub mod error;
 pub mod instances;
+pub mod netns;
 pub mod observation;
 pub mod secrets;
 pub mod sql_refs;

@@ -3,7 +3,7 @@
 //! whether its PostgreSQL is provably stopped, user fencing, and the restart and switchover
 //! requests. The controller's `plan` decides from this.
 
-use crate::desired::InstancePorts;
+use crate::desired::InstanceAddress;
 use crate::state::read_json;
 use crate::status::LocalClusterStatus;
 use crate::LocalError;
@@ -21,8 +21,9 @@ pub const FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Fetch an instance manager's report, renewing its lease when it is a primary.
-pub async fn fetch_status(port: u16) -> Option<InstanceStatus> {
-    pgherd_instance_manager::status_client::fetch("127.0.0.1", port, true, STATUS_TIMEOUT).await
+pub async fn fetch_status(address: &InstanceAddress) -> Option<InstanceStatus> {
+    let host = address.host.to_string();
+    pgherd_instance_manager::status_client::fetch(&host, address.status, true, STATUS_TIMEOUT).await
 }
 
 fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
@@ -70,7 +71,7 @@ fn stopped(dir: &Path, status: Option<&InstanceStatus>, spec: Option<&InstanceSp
 /// What [`observe`] found besides the controller's [`Observation`].
 #[derive(Debug, Default)]
 pub struct Seen {
-    pub ports: BTreeMap<String, InstancePorts>,
+    pub ports: BTreeMap<String, InstanceAddress>,
     /// Instances whose manager was not running when observed: the only ones (with new
     /// instances) whose manager may be started in this pass, so that a manager dying after
     /// the observation is first seen (and its instance failed over) rather than restarted
@@ -117,9 +118,9 @@ pub async fn observe(
             continue;
         };
         let dir = entry.path();
-        let ports: Option<InstancePorts> = read_json(&dir.join("ports.json"))?;
-        let status = match ports {
-            Some(p) => fetch_status(p.status).await,
+        let ports: Option<InstanceAddress> = read_json(&dir.join("ports.json"))?;
+        let status = match &ports {
+            Some(p) => fetch_status(p).await,
             None => None,
         };
         if let Some(p) = ports {

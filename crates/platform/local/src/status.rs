@@ -14,6 +14,8 @@ pub struct LocalInstanceStatus {
     pub ready: bool,
     pub lsn: Option<String>,
     pub lag_bytes: Option<u64>,
+    /// The address PostgreSQL listens on (loopback unless in a network namespace).
+    pub host: String,
     pub port: u16,
     /// The postmaster's pid.
     pub pid: Option<u32>,

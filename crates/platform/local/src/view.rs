@@ -2,7 +2,7 @@
 //! instances reported; it also tells the endpoints where to send connections.
 
 use crate::control::ClusterRuntime;
-use crate::desired::InstancePorts;
+use crate::desired::InstanceAddress;
 use crate::status::{LocalClusterStatus, LocalCondition, LocalInstanceStatus};
 use pgherd_controller::phase;
 use pgherd_controller::plan::{Observation, ObservedInstance, Plan};
@@ -16,7 +16,7 @@ pub(crate) fn build(
     runtime: Option<&ClusterRuntime>,
     decided: &Plan,
     observed: &Observation,
-    ports: &BTreeMap<String, InstancePorts>,
+    ports: &BTreeMap<String, InstanceAddress>,
 ) -> LocalClusterStatus {
     let by_name: BTreeMap<&str, &ObservedInstance> = observed
         .instances
@@ -34,8 +34,9 @@ pub(crate) fn build(
     let mut instances_status = Vec::new();
     for d in &decided.instances {
         let status = by_name.get(d.name.as_str()).and_then(|i| i.status.as_ref());
-        let port = ports.get(&d.name).map_or(0, |p| p.postgres);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let address = ports.get(&d.name);
+        let port = address.map_or(0, |p| p.postgres);
+        let addr = address.map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |a| a.postgres_addr());
         // A stale report (a frozen instance) does not receive connections.
         let ready = status.is_some_and(|s| s.ready && pgherd_controller::ha::is_fresh(s));
         let is_primary = status.is_some_and(|s| s.is_primary);
@@ -64,9 +65,12 @@ pub(crate) fn build(
                 _ if is_primary => Some(0),
                 _ => None,
             },
+            host: addr.ip().to_string(),
             port,
             pid: status.and_then(|s| s.postmaster_pid),
-            status_endpoint: format!("127.0.0.1:{}", ports.get(&d.name).map_or(0, |p| p.status)),
+            status_endpoint: address.map_or_else(String::new, |a| {
+                SocketAddr::new(a.host, a.status).to_string()
+            }),
             error: status.and_then(|s| s.error.clone()),
         });
     }

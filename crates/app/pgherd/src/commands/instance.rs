@@ -13,12 +13,12 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", spec.status_port))
+        let listener = tokio::net::TcpListener::bind((spec.listen_host.as_str(), spec.status_port))
             .await
             .with_context(|| {
                 format!(
-                    "cannot listen on 127.0.0.1:{} (status port of {})",
-                    spec.status_port, spec.name
+                    "cannot listen on {}:{} (status port of {})",
+                    spec.listen_host, spec.status_port, spec.name
                 )
             })?;
         let shared = supervisor::Shared::default();

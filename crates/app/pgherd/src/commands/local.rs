@@ -334,6 +334,7 @@ fn ensure_control_plane(state: &StateDir, options: &LocalOptions) -> anyhow::Res
         &state.control_plane_log(),
         &state.control_plane_pid(),
         None,
+        None,
     )?;
     Ok(())
 }

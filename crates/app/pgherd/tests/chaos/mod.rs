@@ -1,0 +1,214 @@
+//! What the HA chaos tests share: the cluster under test, its processes, and the writers that
+//! prove nothing acknowledged is lost.
+#![allow(dead_code)] // each test binary uses part of it
+
+use pgherd_local::status::LocalClusterStatus;
+use pgherd_testkit::local::{connect, Local};
+use pgherd_testkit::writer::{self, Writer, WriterReport};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const CLUSTER: &str = "ha";
+
+/// The chaos tests run one at a time: two 3-instance clusters with writers on a 2-core machine
+/// make every report late, which is not the fault under test.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+pub const HEALTHY: &str = "Cluster in healthy state";
+
+pub fn manifest(dir: &Path) -> PathBuf {
+    manifest_annotated(dir, "")
+}
+
+/// The cluster's manifest with `annotations` (YAML lines, indented by four spaces) added.
+pub fn manifest_annotated(dir: &Path, annotations: &str) -> PathBuf {
+    let path = dir.join("ha.yaml");
+    let annotations = if annotations.is_empty() {
+        String::new()
+    } else {
+        format!("  annotations:\n{annotations}")
+    };
+    std::fs::write(
+        &path,
+        format!("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: ha\n{annotations}spec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n"),
+    )
+    .unwrap();
+    path
+}
+
+pub fn instance_dir(local: &Local, instance: &str) -> PathBuf {
+    local
+        .state
+        .join(format!("clusters/default/{CLUSTER}/instances/{instance}"))
+}
+
+pub fn pid_in(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+pub fn signal(pid: i32, group: bool, sig: nix::sys::signal::Signal) {
+    let p = nix::unistd::Pid::from_raw(pid);
+    if group {
+        nix::sys::signal::killpg(p, sig).unwrap();
+    } else {
+        nix::sys::signal::kill(p, sig).unwrap();
+    }
+}
+
+pub fn healthy(local: &Local) -> LocalClusterStatus {
+    local.wait_for(
+        CLUSTER,
+        "a healthy cluster",
+        Duration::from_secs(120),
+        |s| s.phase == HEALTHY && s.ready_instances == 3,
+    )
+}
+
+/// The node of `instance` dies: kill -9 of its PostgreSQL (the whole process group) and its
+/// instance manager. PostgreSQL first: a manager seen dead while its postmaster still runs is
+/// restarted and recovers in place (by design), which is not the fault meant here.
+pub fn kill_node(local: &Local, instance: &str) -> Instant {
+    use pgherd_instance_manager::process::{is_alive, kill_tree};
+    let dir = instance_dir(local, instance);
+    let manager = pid_in(&dir.join("manager.pid"));
+    let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
+    // A node dies at once: the control plane must not see it half dead (a manager gone while
+    // its PostgreSQL still runs is restarted to adopt it, by design).
+    let control_plane = pid_in(&local.state.join("control-plane.pid"));
+    signal(control_plane, false, nix::sys::signal::Signal::SIGSTOP);
+    let at = Instant::now();
+    kill_tree(u32::try_from(postmaster).unwrap());
+    signal(manager, false, nix::sys::signal::Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while [manager, postmaster]
+        .iter()
+        .any(|p| is_alive(u32::try_from(*p).unwrap()))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(control_plane, false, nix::sys::signal::Signal::SIGCONT);
+    at
+}
+
+/// Fence (or unfence) every instance in `names`; when fencing, wait until each of them reports
+/// its PostgreSQL stopped.
+pub fn fence_all(local: &Local, names: &[String], on: bool) {
+    for name in names {
+        local.run_ok(&[if on { "fence" } else { "unfence" }, CLUSTER, name]);
+    }
+    if on {
+        local.wait_for(
+            CLUSTER,
+            "the fenced instances to stop",
+            Duration::from_secs(30),
+            |s| {
+                names.iter().all(|n| {
+                    s.instances_status
+                        .iter()
+                        .any(|i| &i.name == n && i.pid.is_none() && !i.ready)
+                })
+            },
+        );
+    }
+}
+
+/// Writers: one through -rw, one per instance on its own port.
+pub struct Writers {
+    pub rw: Writer,
+    pub probes: Vec<Writer>,
+}
+
+impl Writers {
+    pub fn start(local: &Local, s: &LocalClusterStatus) -> Self {
+        let rw_config = local.app_config(CLUSTER, &s.endpoints["rw"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(writer::prepare(&rw_config)).unwrap();
+        let probes = s
+            .instances_status
+            .iter()
+            .map(|i| {
+                let config = local.app_config(CLUSTER, &format!("{}:{}", i.host, i.port));
+                Writer::start(
+                    &format!("probe-{}", i.name),
+                    config,
+                    Duration::from_millis(50),
+                )
+            })
+            .collect();
+        Writers {
+            rw: Writer::start("rw", rw_config, Duration::from_millis(5)),
+            probes,
+        }
+    }
+
+    /// Stop all; check every acknowledged commit is on the primary behind -rw.
+    pub fn stop_and_check(self, local: &Local) -> WriterReport {
+        let rw = self.rw.stop();
+        let probes: Vec<WriterReport> = self.probes.into_iter().map(Writer::stop).collect();
+        let s = healthy(local);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = connect(&local.app_config(CLUSTER, &s.endpoints["rw"]))
+                .await
+                .unwrap();
+            for report in std::iter::once(&rw).chain(&probes) {
+                let lost = writer::missing(&c, report).await.unwrap();
+                assert!(
+                    lost.is_empty(),
+                    "{}: {} acknowledged commits lost: {lost:?}",
+                    report.source,
+                    lost.len()
+                );
+            }
+        });
+        assert!(!rw.acknowledged.is_empty());
+        rw
+    }
+}
+
+/// Time from `fault` to the first commit acknowledged through -rw after it.
+pub fn recovery_after(report: &WriterReport, fault: Instant) -> Duration {
+    report
+        .acknowledged
+        .iter()
+        .find(|(_, at)| *at > fault)
+        .map(|(_, at)| at.duration_since(fault))
+        .expect("a commit after the fault")
+}
+
+/// Run `fault` on the current primary under the writers; returns the write outage.
+pub fn under_load(local: &Local, what: &str, fault: impl FnOnce(&str) -> Instant) {
+    let s = healthy(local);
+    let primary = s.current_primary.clone().unwrap();
+    let writers = Writers::start(local, &s);
+    writers.rw.wait_for_progress(20, Duration::from_secs(20));
+    let at = fault(&primary);
+    writers.rw.wait_for_progress(20, Duration::from_secs(60));
+    let report = writers.stop_and_check(local);
+    let after = local.status(CLUSTER);
+    eprintln!(
+        "{what}: {primary} -> {}: longest write gap {:?}, first write after the fault {:?}; {} commits acknowledged, {} in doubt",
+        after.current_primary.as_deref().unwrap_or("-"),
+        report.longest_gap(),
+        recovery_after(&report, at),
+        report.acknowledged.len(),
+        report.failed
+    );
+}
