@@ -115,6 +115,8 @@ fn primary_and_replica_managers() {
             peers: vec![],
             lease_ms: 0,
             listen_host: "127.0.0.1".into(),
+            metrics_port: 0,
+            monitoring: Default::default(),
         }
     };
     let primary = spec(

@@ -23,6 +23,7 @@ pub mod cron;
 pub mod defaults;
 pub mod diagnostics;
 pub mod document;
+pub mod duration;
 pub mod manifest;
 pub mod quantity;
 pub mod structural;

@@ -10,7 +10,10 @@ mod spec;
 pub use declarative::{
     ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
 };
-pub use spec::{Bootstrap, CertificatePaths, DesiredRole, InstanceSpec, Peer, PrimaryEndpoint};
+pub use spec::{
+    Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, MonitoringSpec, Peer,
+    PrimaryEndpoint,
+};
 
 use pgherd_postgres::Lsn;
 use serde::{Deserialize, Serialize};

@@ -97,6 +97,12 @@ pub struct InstanceSpec {
     pub port: u16,
     /// The instance manager's HTTP status port (on `listen_host`).
     pub status_port: u16,
+    /// The metrics exporter's port (on `listen_host`); 0: no exporter.
+    #[serde(default)]
+    pub metrics_port: u16,
+    /// What the metrics exporter runs.
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
     /// Directory of the PostgreSQL server binaries.
     pub bin_dir: PathBuf,
     pub major: u32,
@@ -140,6 +146,30 @@ pub struct InstanceSpec {
     /// controller or a majority of its peers; 0 disables self-fencing.
     #[serde(default)]
     pub lease_ms: u64,
+}
+
+/// The metrics exporter's queries (`spec.monitoring` with its references resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Serve only the custom queries and the collector's own metrics.
+    #[serde(default)]
+    pub disable_default_queries: bool,
+    /// Custom query files (CloudNativePG's YAML format), in the order they apply.
+    #[serde(default)]
+    pub custom_queries: Vec<CustomQueries>,
+    /// How long query results are cached, in seconds (`metricsQueriesTTL`); 0: not cached.
+    #[serde(default)]
+    pub queries_ttl_seconds: u64,
+}
+
+/// One custom query file and where it came from (for error messages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomQueries {
+    /// `ConfigMap/NAME key KEY` or `Secret/NAME key KEY`.
+    pub source: String,
+    pub yaml: String,
 }
 
 fn loopback() -> String {

@@ -305,7 +305,16 @@ impl ControlPlane {
             }
         };
         for instance in &decided.instances {
-            if !ports_by_instance.contains_key(&instance.name) {
+            if let Some(address) = ports_by_instance.get_mut(&instance.name) {
+                if address.metrics == 0 {
+                    // Placed by an earlier version, before the metrics exporter.
+                    address.metrics = free_port()?;
+                    let path = instances_dir.join(&instance.name).join("ports.json");
+                    write_json(&path, &*address, 0o644)?;
+                }
+                continue;
+            }
+            {
                 let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
                 self.user.own_dir(&dirs.root, 0o700)?;
                 let netns = cluster
@@ -321,6 +330,7 @@ impl ControlPlane {
                 let p = InstanceAddress {
                     postgres: free_port()?,
                     status: free_port()?,
+                    metrics: free_port()?,
                     host,
                     netns,
                 };
@@ -342,6 +352,7 @@ impl ControlPlane {
             password_file: password_file.clone(),
             roles,
             databases,
+            monitoring: crate::monitoring::resolve(&self.state, namespace, cluster)?,
             ports: &ports_by_instance,
         };
         // One instance's trouble (its disk is full, say) must not stop the others' specs: a
@@ -428,7 +439,8 @@ impl ControlPlane {
             }
         }
         spec.generation += 1;
-        write_json(&path, &spec, 0o644)?;
+        // 0600: it may carry custom queries taken from a Secret.
+        write_json(&path, &spec, 0o600)?;
         Ok(self.user.own_file(&path)?)
     }
 

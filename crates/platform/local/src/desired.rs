@@ -2,7 +2,7 @@
 //! instance, rendered with the local platform's directories, ports, certificates and the
 //! settings it fixes.
 
-use crate::sql_refs;
+use crate::key_refs;
 use crate::state::StateDir;
 use crate::LocalError;
 use pgherd_api::cluster::{replication_slot_name, BootstrapInitDb};
@@ -23,6 +23,9 @@ use std::path::PathBuf;
 pub struct InstanceAddress {
     pub postgres: u16,
     pub status: u16,
+    /// The metrics exporter's port (0 in files written before it existed).
+    #[serde(default)]
+    pub metrics: u16,
     /// Loopback, or the instance's own address in its network namespace.
     #[serde(default = "loopback")]
     pub host: IpAddr,
@@ -97,6 +100,7 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) password_file: PathBuf,
     pub(crate) roles: Vec<RoleSpec>,
     pub(crate) databases: Vec<DatabaseSpec>,
+    pub(crate) monitoring: pgherd_instance_protocol::MonitoringSpec,
     pub(crate) ports: &'a BTreeMap<String, InstanceAddress>,
 }
 
@@ -132,7 +136,7 @@ impl ClusterContext<'_> {
         let with_refs = |inline: &Option<Vec<String>>, field: &str, refs: Option<&SqlRefs>| {
             let mut all = inline.clone().unwrap_or_default();
             if creating {
-                all.extend(sql_refs::resolve(self.state, self.namespace, field, refs)?);
+                all.extend(key_refs::sql(self.state, self.namespace, field, refs)?);
             }
             Ok::<_, LocalError>(all)
         };
@@ -210,6 +214,8 @@ impl ClusterContext<'_> {
             listen_host: ports.host.to_string(),
             port: ports.postgres,
             status_port: ports.status,
+            metrics_port: ports.metrics,
+            monitoring: self.monitoring.clone(),
             bin_dir: self.bin_dir.clone(),
             major: self.major,
             os_user: self.os_user.clone(),

@@ -21,6 +21,9 @@ pub struct LocalInstanceStatus {
     pub pid: Option<u32>,
     /// The instance manager's status endpoint.
     pub status_endpoint: String,
+    /// The metrics exporter (`/metrics`).
+    #[serde(default)]
+    pub metrics: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

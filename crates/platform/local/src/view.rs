@@ -71,6 +71,9 @@ pub(crate) fn build(
             status_endpoint: address.map_or_else(String::new, |a| {
                 SocketAddr::new(a.host, a.status).to_string()
             }),
+            metrics: address.map_or_else(String::new, |a| {
+                SocketAddr::new(a.host, a.metrics).to_string()
+            }),
             error: status.and_then(|s| s.error.clone()),
         });
     }

@@ -1,13 +1,61 @@
-//! The SQL of `bootstrap.initdb.postInit*SQLRefs`, read from stored Secrets and ConfigMaps in
-//! CloudNativePG's order: every Secret reference in list order, then every ConfigMap reference.
+//! Values the Cluster takes from stored Secrets and ConfigMaps by key: the SQL of
+//! `bootstrap.initdb.postInit*SQLRefs` and the monitoring custom queries.
 
 use crate::state::StateDir;
 use crate::LocalError;
 use k8s_openapi::api::core::v1::ConfigMap;
-use pgherd_api::common::SqlRefs;
+use pgherd_api::common::{ConfigMapKeySelector, SecretKeySelector, SqlRefs};
 
-/// The statements `refs` point to; `field` names the Cluster field for error messages.
-pub fn resolve(
+/// The text under `r.key` of the stored Secret `r.name`; `field` names the Cluster field for
+/// error messages.
+pub fn secret_key(
+    state: &StateDir,
+    namespace: &str,
+    field: &str,
+    r: &SecretKeySelector,
+) -> Result<String, LocalError> {
+    let data = crate::secrets::read(state, namespace, &r.name)?.ok_or_else(|| {
+        LocalError::Invalid(format!(
+            "{field}: Secret {:?} not found in namespace {namespace}; apply it (kind: Secret) before the Cluster",
+            r.name
+        ))
+    })?;
+    let bytes = data
+        .get(&r.key)
+        .ok_or_else(|| missing_key(field, "Secret", &r.name, &r.key))?;
+    String::from_utf8(bytes.clone()).map_err(|_| {
+        LocalError::Invalid(format!(
+            "{field}: key {:?} of Secret {:?} is not UTF-8 text",
+            r.key, r.name
+        ))
+    })
+}
+
+/// The text under `r.key` of the stored ConfigMap `r.name`.
+pub fn config_map_key(
+    state: &StateDir,
+    namespace: &str,
+    field: &str,
+    r: &ConfigMapKeySelector,
+) -> Result<String, LocalError> {
+    let map: ConfigMap =
+        crate::state::read_json(&state.object_path("ConfigMap", namespace, &r.name))?
+            .ok_or_else(|| {
+                LocalError::Invalid(format!(
+                    "{field}: ConfigMap {:?} not found in namespace {namespace}; apply it (kind: ConfigMap) before the Cluster",
+                    r.name
+                ))
+            })?;
+    map.data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .cloned()
+        .ok_or_else(|| missing_key(field, "ConfigMap", &r.name, &r.key))
+}
+
+/// The statements `refs` point to, in CloudNativePG's order: every Secret reference in list
+/// order, then every ConfigMap reference.
+pub fn sql(
     state: &StateDir,
     namespace: &str,
     field: &str,
@@ -18,36 +66,10 @@ pub fn resolve(
     };
     let mut statements = Vec::new();
     for r in &refs.secret_refs {
-        let data = crate::secrets::read(state, namespace, &r.name)?.ok_or_else(|| {
-            LocalError::Invalid(format!(
-                "{field}: Secret {:?} not found in namespace {namespace}; apply it (kind: Secret) before the Cluster",
-                r.name
-            ))
-        })?;
-        let bytes = data
-            .get(&r.key)
-            .ok_or_else(|| missing_key(field, "Secret", &r.name, &r.key))?;
-        statements.push(String::from_utf8(bytes.clone()).map_err(|_| {
-            LocalError::Invalid(format!(
-                "{field}: key {:?} of Secret {:?} is not UTF-8 text",
-                r.key, r.name
-            ))
-        })?);
+        statements.push(secret_key(state, namespace, field, r)?);
     }
     for r in &refs.config_map_refs {
-        let map: ConfigMap = crate::state::read_json(&state.object_path("ConfigMap", namespace, &r.name))?
-            .ok_or_else(|| {
-                LocalError::Invalid(format!(
-                    "{field}: ConfigMap {:?} not found in namespace {namespace}; apply it (kind: ConfigMap) before the Cluster",
-                    r.name
-                ))
-            })?;
-        let text = map
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&r.key))
-            .ok_or_else(|| missing_key(field, "ConfigMap", &r.name, &r.key))?;
-        statements.push(text.clone());
+        statements.push(config_map_key(state, namespace, field, r)?);
     }
     Ok(statements)
 }
@@ -59,7 +81,6 @@ fn missing_key(field: &str, kind: &str, name: &str, key: &str) -> LocalError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgherd_api::common::{ConfigMapKeySelector, SecretKeySelector};
 
     #[test]
     fn secrets_first_then_config_maps() {
@@ -81,7 +102,7 @@ mod tests {
             }],
         };
         assert_eq!(
-            resolve(&state, "default", "f", Some(&refs)).unwrap(),
+            sql(&state, "default", "f", Some(&refs)).unwrap(),
             ["CREATE TABLE from_secret ()", "CREATE TABLE from_map ()"]
         );
         let bad = SqlRefs {
@@ -91,7 +112,7 @@ mod tests {
             }],
             config_map_refs: vec![],
         };
-        let err = resolve(
+        let err = sql(
             &state,
             "default",
             "spec.bootstrap.initdb.postInitSQLRefs",
@@ -110,7 +131,7 @@ mod tests {
                 key: "k".into(),
             }],
         };
-        assert!(resolve(&state, "default", "f", Some(&absent))
+        assert!(sql(&state, "default", "f", Some(&absent))
             .unwrap_err()
             .to_string()
             .contains("ConfigMap \"gone\" not found"));

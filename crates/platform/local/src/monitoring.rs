@@ -1,0 +1,93 @@
+//! `spec.monitoring` resolved for the instances: the custom query files from the stored
+//! ConfigMaps and Secrets it names, the default-query switch and the cache TTL.
+
+use crate::key_refs::{config_map_key, secret_key};
+use crate::state::StateDir;
+use crate::LocalError;
+use pgherd_api::Cluster;
+use pgherd_instance_protocol::{CustomQueries, MonitoringSpec};
+
+/// CloudNativePG's default `metricsQueriesTTL`.
+const DEFAULT_TTL_SECONDS: u64 = 30;
+
+pub fn resolve(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &Cluster,
+) -> Result<MonitoringSpec, LocalError> {
+    let Some(monitoring) = cluster.spec.monitoring.as_ref() else {
+        return Ok(MonitoringSpec {
+            queries_ttl_seconds: DEFAULT_TTL_SECONDS,
+            ..MonitoringSpec::default()
+        });
+    };
+    let mut custom_queries = Vec::new();
+    for r in monitoring.custom_queries_config_map.iter().flatten() {
+        let field = "spec.monitoring.customQueriesConfigMap";
+        custom_queries.push(CustomQueries {
+            source: format!("ConfigMap/{} key {}", r.name, r.key),
+            yaml: config_map_key(state, namespace, field, r)?,
+        });
+    }
+    for r in monitoring.custom_queries_secret.iter().flatten() {
+        let field = "spec.monitoring.customQueriesSecret";
+        custom_queries.push(CustomQueries {
+            source: format!("Secret/{} key {}", r.name, r.key),
+            yaml: secret_key(state, namespace, field, r)?,
+        });
+    }
+    let queries_ttl_seconds = match monitoring.metrics_queries_ttl.as_deref() {
+        None => DEFAULT_TTL_SECONDS,
+        Some(text) => pgherd_api::duration::parse_go_duration(text)
+            .map_err(|e| {
+                LocalError::Invalid(format!(
+                    "cluster {}: spec.monitoring.metricsQueriesTTL: {e}",
+                    cluster.metadata.name.as_deref().unwrap_or("-")
+                ))
+            })?
+            .as_secs(),
+    };
+    Ok(MonitoringSpec {
+        disable_default_queries: monitoring.disable_default_queries.unwrap_or(false),
+        custom_queries,
+        queries_ttl_seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_queries_come_from_stored_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        state.create().unwrap();
+        let docs = pgherd_api::manifest::load(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  queries: |\n    pg_x:\n      query: SELECT 1 AS v\n      metrics:\n        - v:\n            usage: GAUGE\n            description: one\n",
+        );
+        crate::apply::store(&state, &docs).unwrap();
+        let cluster: Cluster = serde_yaml_ng::from_str(
+            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: c\nspec:\n  instances: 1\n  monitoring:\n    disableDefaultQueries: true\n    metricsQueriesTTL: 1m\n    customQueriesConfigMap:\n      - name: q\n        key: queries\n",
+        )
+        .unwrap();
+        let m = resolve(&state, "default", &cluster).unwrap();
+        assert!(m.disable_default_queries);
+        assert_eq!(m.queries_ttl_seconds, 60);
+        assert_eq!(m.custom_queries.len(), 1);
+        assert!(m.custom_queries[0].yaml.contains("pg_x"));
+        assert_eq!(m.custom_queries[0].source, "ConfigMap/q key queries");
+
+        let missing: Cluster = serde_yaml_ng::from_str(
+            "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: c\nspec:\n  instances: 1\n  monitoring:\n    customQueriesSecret:\n      - name: nope\n        key: queries\n",
+        )
+        .unwrap();
+        let e = resolve(&state, "default", &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("customQueriesSecret") && e.contains("nope"),
+            "{e}"
+        );
+    }
+}
