@@ -103,14 +103,7 @@ pub fn generate(
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server = server_params.signed_by(&server_key, &ca)?;
 
-    let client_key = KeyPair::generate()?;
-    let mut client_params = params(pgherd_postgres::conf::STREAMING_REPLICA_USER, days)?;
-    client_params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client = client_params.signed_by(&client_key, &ca)?;
+    let replication = client_pair(pgherd_postgres::conf::STREAMING_REPLICA_USER, days, &ca)?;
 
     Ok(ClusterPki {
         ca: PemPair {
@@ -121,11 +114,36 @@ pub fn generate(
             cert: server.pem(),
             key: server_key.serialize_pem(),
         },
-        replication: PemPair {
-            cert: client.pem(),
-            key: client_key.serialize_pem(),
-        },
+        replication,
     })
+}
+
+/// A client certificate for database user `user` (its common name), signed by `issuer`.
+fn client_pair<S: rcgen::SigningKey>(
+    user: &str,
+    days: i64,
+    issuer: &rcgen::Issuer<'_, S>,
+) -> Result<PemPair, PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = params(user, days)?;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer)?;
+    Ok(PemPair {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// A client certificate for `user` signed by an existing cluster CA (e.g. the pooler's
+/// `cnpg_pooler_pgbouncer`, issued when the first Pooler appears).
+pub fn client_certificate(ca: &PemPair, user: &str, days: i64) -> Result<PemPair, PkiError> {
+    let key = KeyPair::from_pem(&ca.key)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.cert, key)?;
+    client_pair(user, days, &issuer)
 }
 
 #[cfg(test)]
@@ -143,5 +161,11 @@ mod tests {
         }
         let debug = format!("{pki:?}");
         assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+
+        // A later client certificate from the same CA (PostgreSQL checks the chain for real
+        // in the pooler's end-to-end test).
+        let pooler = client_certificate(&pki.ca, "cnpg_pooler_pgbouncer", 90).unwrap();
+        assert!(pooler.cert.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert_ne!(pooler.cert, pki.replication.cert);
     }
 }
