@@ -247,7 +247,7 @@ impl Exporter {
                         let now = std::time::Instant::now();
                         if let Some(cached) = state.cache.get(&query.key, &db, now) {
                             cache_hits += 1;
-                            for family in cached.to_vec() {
+                            for family in cached.iter().cloned() {
                                 merge(&mut exposition, family, query, &db, &mut errors);
                             }
                             continue;
