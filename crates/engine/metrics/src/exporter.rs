@@ -217,7 +217,10 @@ impl Exporter {
                             ("full".into(), info.full.clone()),
                             ("cluster".into(), self.config.cluster_name.clone()),
                         ],
-                        info.version.major as f64 + info.version.minor as f64 / 100.0,
+                        // CloudNativePG's value: "major.minor" read as a number (15.4).
+                        format!("{}.{}", info.version.major, info.version.minor)
+                            .parse()
+                            .unwrap_or(info.version.major as f64),
                     ),
                 );
                 let queries_started = Instant::now();

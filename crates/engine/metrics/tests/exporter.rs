@@ -12,6 +12,12 @@ use support::{admin, exporter, promtool_check_metrics, server, value};
 async fn default_queries_are_served_and_counters_move() {
     let server = server().await;
     admin(&server, "postgres", "CREATE DATABASE app").await;
+    admin(
+        &server,
+        "postgres",
+        "CREATE ROLE expiring LOGIN VALID UNTIL '2030-01-01 00:00:00+00'",
+    )
+    .await;
     let mut config = ExporterConfig::from_monitoring("c1", false, Some("0"), &[]).unwrap();
     config.volumes = vec![("pgdata".into(), server.pg.pgdata.clone())];
     let exporter = exporter(&server, config);
@@ -101,6 +107,19 @@ async fn default_queries_are_served_and_counters_move() {
         "{text}"
     );
     assert!(!text.contains("cnpg_pg_stat_checkpointer"), "PG17+ only");
+    assert_eq!(
+        value(
+            &text,
+            "cnpg_pg_roles_password_valid_until_seconds",
+            &["rolname=\"expiring\""]
+        ),
+        Some(1_893_456_000.0)
+    );
+    let version = value(&text, "cnpg_collector_postgres_version", &[]).unwrap();
+    assert!(
+        (15.0..16.0).contains(&version) && version != 15.0,
+        "{version}"
+    );
     promtool_check_metrics(&text);
 
     admin(
