@@ -49,13 +49,7 @@ impl ExporterConfig {
         metrics_queries_ttl: Option<&str>,
         custom_queries: &[(String, String)],
     ) -> Result<Self, MetricsError> {
-        let mut queries = QuerySet::default();
-        if !disable_default_queries {
-            queries.add_yaml("default queries", crate::DEFAULT_QUERIES)?;
-        }
-        for (source, text) in custom_queries {
-            queries.add_yaml(source, text)?;
-        }
+        let queries = crate::query_set(disable_default_queries, custom_queries)?;
         let cache_ttl = match metrics_queries_ttl {
             None => Duration::from_secs(30),
             Some(text) => {
@@ -84,12 +78,16 @@ struct State {
     query_errors: BTreeMap<(String, String, ErrorCategory), u64>,
     errors_by_query: BTreeMap<String, u64>,
     last_update: Option<f64>,
+    /// The query set generation the cache was filled with.
+    generation: u64,
 }
 
 /// The exporter of one instance.
 pub struct Exporter {
     config: ExporterConfig,
     builtin: QuerySet,
+    /// The queries in use and their generation (bumped by [`Exporter::set_queries`]).
+    queries: RwLock<(u64, Arc<QuerySet>)>,
     connector: Arc<dyn Connector>,
     facts: RwLock<ClusterFacts>,
     state: tokio::sync::Mutex<State>,
@@ -147,6 +145,7 @@ impl Exporter {
     /// An exporter connecting through `connector`.
     pub fn new(config: ExporterConfig, connector: impl Connector + 'static) -> Self {
         Exporter {
+            queries: RwLock::new((0, Arc::new(config.queries.clone()))),
             config,
             builtin: builtin_queries(),
             connector: Arc::new(connector),
@@ -155,9 +154,32 @@ impl Exporter {
         }
     }
 
-    /// The configuration.
+    /// The configuration it was created with (see [`Exporter::queries`] for the queries in use).
     pub fn config(&self) -> &ExporterConfig {
         &self.config
+    }
+
+    /// The queries in use.
+    pub fn queries(&self) -> Arc<QuerySet> {
+        self.snapshot().1
+    }
+
+    fn snapshot(&self) -> (u64, Arc<QuerySet>) {
+        match self.queries.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Use these queries from the next scrape on (custom queries changed: CloudNativePG's
+    /// `cnpg.io/reload`); cached results of the old ones are dropped.
+    pub fn set_queries(&self, queries: QuerySet) {
+        let mut guard = match self.queries.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let generation = guard.0 + 1;
+        *guard = (generation, Arc::new(queries));
     }
 
     /// Replace the facts other subsystems report (backups, fencing, replica mode...).
@@ -177,7 +199,7 @@ impl Exporter {
 
     /// Every metric name this exporter can emit.
     pub fn metric_names(&self) -> std::collections::BTreeSet<String> {
-        crate::exported_metric_names(&self.config.queries)
+        crate::exported_metric_names(&self.queries())
     }
 
     /// The Prometheus text of one scrape.
@@ -188,6 +210,11 @@ impl Exporter {
     /// One scrape. Concurrent scrapes run one after the other (sharing the cache).
     pub async fn collect(&self) -> Collection {
         let mut state = self.state.lock().await;
+        let (generation, queries) = self.snapshot();
+        if state.generation != generation {
+            state.cache = ResultCache::default();
+            state.generation = generation;
+        }
         let started = Instant::now();
         let deadline = started + self.config.scrape_timeout;
         let mut sessions = Sessions::new(
@@ -225,11 +252,7 @@ impl Exporter {
                 );
                 let queries_started = Instant::now();
                 let mut databases: Option<Vec<String>> = None;
-                let all = self
-                    .builtin
-                    .queries()
-                    .iter()
-                    .chain(self.config.queries.queries());
+                let all = self.builtin.queries().iter().chain(queries.queries());
                 for query in all {
                     if (query.primary && info.in_recovery)
                         || query

@@ -79,6 +79,23 @@ pub fn default_queries() -> Result<QuerySet, QueryConfigError> {
     QuerySet::from_yaml("default queries", DEFAULT_QUERIES)
 }
 
+/// The queries of a Cluster: the default set unless `disableDefaultQueries`, then each custom
+/// file (`(source name, YAML text)`, ConfigMaps then Secrets as listed; later definitions
+/// replace earlier ones). For [`ExporterConfig::from_monitoring`] and [`Exporter::set_queries`].
+pub fn query_set(
+    disable_default_queries: bool,
+    custom_queries: &[(String, String)],
+) -> Result<QuerySet, QueryConfigError> {
+    let mut queries = QuerySet::default();
+    if !disable_default_queries {
+        queries.add_yaml("default queries", DEFAULT_QUERIES)?;
+    }
+    for (source, text) in custom_queries {
+        queries.add_yaml(source, text)?;
+    }
+    Ok(queries)
+}
+
 /// Every metric name exported with `queries` configured: the collector's and the queries'
 /// (histograms with their `_bucket`, `_sum` and `_count` series).
 pub fn exported_metric_names(queries: &QuerySet) -> BTreeSet<String> {

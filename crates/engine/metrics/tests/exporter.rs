@@ -304,6 +304,24 @@ async fn custom_queries_broken_and_slow_ones_do_not_break_the_scrape() {
         Some(2.0),
         "failures are not cached"
     );
+    // Reloaded custom queries replace the old ones, cached results included.
+    let reloaded = pgherd_metrics::QuerySet::from_yaml(
+        "reloaded",
+        "fresh:\n  query: SELECT 7 AS seven\n  metrics:\n    - seven: {usage: GAUGE}\n",
+    )
+    .unwrap();
+    exporter.set_queries(reloaded);
+    let text = exporter.render().await;
+    assert_eq!(value(&text, "cnpg_fresh_seven", &[]), Some(7.0));
+    assert!(
+        !text.contains("cnpg_pg_stat_user_tables_n_live_tup"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("cnpg_pg_stat_database_xact_commit"),
+        "{text}"
+    );
+    assert!(exporter.metric_names().contains("cnpg_fresh_seven"));
     admin(&server, "app", "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_class WHERE relname = 'sneaky') THEN RAISE 'sneaky exists'; END IF; END $$").await;
 }
 
