@@ -183,6 +183,12 @@ writer:
     - one:
         usage: "GAUGE"
         description: "several statements are refused"
+latency:
+  query: "SELECT ARRAY[0.1, 1]::float8[] AS lat, ARRAY[2, 5]::int8[] AS lat_bucket, 3.5 AS lat_sum, 6 AS lat_count"
+  metrics:
+    - lat:
+        usage: "HISTOGRAM"
+        description: "a histogram in CNPG's convention"
 replica_only:
   predicate_query: "SELECT pg_catalog.pg_is_in_recovery()"
   query: "SELECT 1 AS one"
@@ -263,6 +269,19 @@ async fn custom_queries_broken_and_slow_ones_do_not_break_the_scrape() {
     assert!(
         !text.contains("cnpg_replica_only_one"),
         "predicate false: skipped"
+    );
+    assert_eq!(
+        value(&text, "cnpg_latency_lat_bucket", &["le=\"0.1\""]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&text, "cnpg_latency_lat_bucket", &["le=\"+Inf\""]),
+        Some(6.0)
+    );
+    assert_eq!(value(&text, "cnpg_latency_lat_sum", &[]), Some(3.5));
+    assert!(
+        text.contains("# TYPE cnpg_latency_lat histogram\n"),
+        "{text}"
     );
     assert!(value(
         &text,
