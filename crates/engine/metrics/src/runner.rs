@@ -21,6 +21,16 @@ pub trait Connector: Send + Sync {
     fn connect<'a>(&'a self, database: &'a str) -> ConnectFuture<'a>;
 }
 
+/// Any `Fn(database) -> ConnectFuture` is a connector.
+impl<F> Connector for F
+where
+    F: for<'a> Fn(&'a str) -> ConnectFuture<'a> + Send + Sync,
+{
+    fn connect<'a>(&'a self, database: &'a str) -> ConnectFuture<'a> {
+        self(database)
+    }
+}
+
 /// The ordinary connector: TCP (`host` a name or address) or a Unix socket (`host` an absolute
 /// directory path), without TLS (the exporter connects locally).
 #[derive(Clone)]
@@ -308,6 +318,39 @@ mod tests {
         assert!(matches_pattern("a?p", "app"));
         assert!(!matches_pattern("app", "apps"));
         assert!(!matches_pattern("b*", "app"));
+    }
+
+    #[tokio::test]
+    async fn unreachable_postgres_is_reported_as_down() {
+        fn refuse(database: &str) -> ConnectFuture<'_> {
+            Box::pin(async move { Err(format!("no server for {database}")) })
+        }
+        let config = crate::ExporterConfig::new("c").unwrap();
+        let exporter = crate::Exporter::new(config, refuse);
+        let collection = exporter.collect().await;
+        assert_eq!(collection.errors.len(), 1, "{:?}", collection.errors);
+        assert_eq!(collection.errors[0].category, ErrorCategory::Connect);
+        assert!(collection.errors[0]
+            .message
+            .contains("no server for postgres"));
+        let text = collection.exposition.render();
+        assert!(
+            text.contains("cnpg_collector_up{cluster=\"c\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cnpg_collector_last_collection_error 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("cnpg_pg_"), "{text}");
+        let again = exporter.render().await;
+        assert!(
+            again.contains("cnpg_collector_collections_total 2\n"),
+            "{again}"
+        );
+        assert!(again.contains(
+            "cnpg_collector_query_errors_total{query=\"(server version)\",datname=\"postgres\",category=\"connect\"} 2\n"
+        ), "{again}");
     }
 
     #[test]
