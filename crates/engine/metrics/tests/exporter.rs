@@ -416,3 +416,77 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     out
 }
+
+/// The ConfigMap's queries of examples/cluster-monitoring.yaml, checked to be the ones its
+/// Cluster refers to.
+fn example_queries() -> String {
+    use serde::Deserialize;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../examples/cluster-monitoring.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+        .collect();
+    let cluster = docs.iter().find(|d| d["kind"] == "Cluster").unwrap();
+    let selector = &cluster["spec"]["monitoring"]["customQueriesConfigMap"][0];
+    let config_map = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == selector["name"])
+        .expect("the ConfigMap the Cluster refers to");
+    let key = selector["key"].as_str().unwrap();
+    config_map["data"][key].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_example_custom_queries_are_served() {
+    let queries = example_queries();
+    let parsed = pgherd_metrics::QuerySet::from_yaml("example", &queries).unwrap();
+    assert!(parsed.warnings().is_empty(), "{:?}", parsed.warnings());
+    let server = server().await;
+    admin(&server, "postgres", "CREATE DATABASE app").await;
+    admin(
+        &server,
+        "app",
+        "CREATE TABLE orders (id int); INSERT INTO orders SELECT generate_series(1, 5); ANALYZE orders;",
+    )
+    .await;
+    admin(&server, "app", "VACUUM orders").await;
+    let config = ExporterConfig::from_monitoring(
+        "cluster-monitoring",
+        false,
+        Some("0"),
+        &[(
+            "ConfigMap cluster-monitoring-queries key queries".into(),
+            queries,
+        )],
+    )
+    .unwrap();
+    let exporter = exporter(&server, config);
+    let table = [
+        "datname=\"app\"",
+        "schemaname=\"public\"",
+        "relname=\"orders\"",
+    ];
+    // Statistics reach the shared view when the writing backend reports them: retry briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let collection = exporter.collect().await;
+        assert!(collection.errors.is_empty(), "{:#?}", collection.errors);
+        let text = collection.exposition.render();
+        let live = value(&text, "cnpg_pg_stat_user_tables_n_live_tup", &table);
+        let vacuumed = value(
+            &text,
+            "cnpg_pg_stat_user_tables_seconds_since_vacuum",
+            &table,
+        );
+        if live == Some(5.0) && vacuumed.is_some_and(|s| s >= 0.0) {
+            promtool_check_metrics(&text);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{live:?} {vacuumed:?} in\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
