@@ -9,8 +9,10 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: PostgreSQL server binaries (later issues run real clusters with them).
-APT_PACKAGES=(postgresql postgresql-contrib ca-certificates)
+# Debian packages: PostgreSQL server binaries (later issues run real clusters with them);
+# prometheus for promtool, which the metrics tests use to check the exposition, the alert rules
+# and their unit tests (deploy/monitoring).
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
