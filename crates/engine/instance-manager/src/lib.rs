@@ -12,6 +12,7 @@ pub mod declarative;
 pub mod error;
 pub mod http;
 pub mod lease;
+pub mod metrics;
 pub mod observe;
 pub mod os_user;
 pub mod ping;

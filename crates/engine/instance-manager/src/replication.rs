@@ -166,3 +166,29 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), InstanceError>
     )
     .await
 }
+
+/// The metrics exporter's role (login, `pg_monitor`, pinned `search_path`), created once.
+pub async fn ensure_exporter_role(client: &Client) -> Result<(), InstanceError> {
+    let name = literal(pgherd_metrics::EXPORTER_ROLE)?;
+    let in_place: bool = crate::sql::timed(
+        "check the metrics exporter role",
+        client.query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name} AND rolcanlogin) \
+                 AND pg_catalog.pg_has_role({name}, 'pg_monitor', 'MEMBER')"
+            ),
+            &[],
+        ),
+    )
+    .await?
+    .get(0);
+    if in_place {
+        return Ok(());
+    }
+    execute(
+        client,
+        "create the metrics exporter role",
+        pgherd_metrics::EXPORTER_ROLE_SQL,
+    )
+    .await
+}

@@ -212,7 +212,7 @@ fn stopped_status(spec: &InstanceSpec, pg: &Postgres) -> InstanceStatus {
 }
 
 /// One line of the manager's log, prefixed with the time (seconds since the epoch, UTC).
-pub(crate) fn log(instance: &str, line: &str) {
+pub fn log(instance: &str, line: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -417,6 +417,7 @@ async fn primary_duties(
     status: &mut InstanceStatus,
 ) -> Result<(), InstanceError> {
     ensure_replication_role(client).await?;
+    crate::replication::ensure_exporter_role(client).await?;
     for slot in &spec.replica_slots {
         ensure_slot(client, slot).await?;
     }

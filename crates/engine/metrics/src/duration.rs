@@ -7,39 +7,10 @@ use std::time::Duration;
 /// Parse a duration; `None` when it is not one (or negative).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
     if text.contains(':') {
         return parse_clock(text);
     }
-    let mut rest = text;
-    let mut total = 0.0_f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * seconds;
-    }
-    Duration::try_from_secs_f64(total).ok()
+    pgherd_api::duration::parse_go_duration(text).ok()
 }
 
 fn parse_clock(text: &str) -> Option<Duration> {

@@ -352,7 +352,13 @@ impl ControlPlane {
             password_file: password_file.clone(),
             roles,
             databases,
-            monitoring: crate::monitoring::resolve(&self.state, namespace, cluster)?,
+            // A missing query ConfigMap must not stop the cluster: defaults until it appears.
+            monitoring: crate::monitoring::resolve(&self.state, namespace, cluster).unwrap_or_else(
+                |e| {
+                    log(format!("{namespace}/{name}: metrics: {e}"));
+                    crate::monitoring::without_custom_queries(cluster)
+                },
+            ),
             ports: &ports_by_instance,
         };
         // One instance's trouble (its disk is full, say) must not stop the others' specs: a

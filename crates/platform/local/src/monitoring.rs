@@ -54,6 +54,18 @@ pub fn resolve(
     })
 }
 
+/// `spec.monitoring` with none of its custom query files (they cannot be read).
+pub fn without_custom_queries(cluster: &Cluster) -> MonitoringSpec {
+    let monitoring = cluster.spec.monitoring.as_ref();
+    MonitoringSpec {
+        disable_default_queries: monitoring
+            .and_then(|m| m.disable_default_queries)
+            .unwrap_or(false),
+        custom_queries: Vec::new(),
+        queries_ttl_seconds: DEFAULT_TTL_SECONDS,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

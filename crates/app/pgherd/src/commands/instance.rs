@@ -21,9 +21,27 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
                     spec.listen_host, spec.status_port, spec.name
                 )
             })?;
+        let metrics_listener = if spec.metrics_port == 0 {
+            None
+        } else {
+            let addr = (spec.listen_host.as_str(), spec.metrics_port);
+            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (metrics port of {})",
+                    spec.listen_host, spec.metrics_port, spec.name
+                )
+            })?)
+        };
         let shared = supervisor::Shared::default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(http::serve(listener, shared.clone(), stop_rx.clone()));
+        let metrics = metrics_listener.map(|l| {
+            tokio::spawn(pgherd_instance_manager::metrics::serve(
+                spec_path.to_path_buf(),
+                l,
+                stop_rx.clone(),
+            ))
+        });
         let liveness = tokio::spawn(supervisor::watch_liveness(
             spec_path.to_path_buf(),
             shared.clone(),
@@ -45,6 +63,9 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         liveness.await.context("liveness watch")?;
         lease.await.context("lease watch")?;
         server.await.context("status server")??;
+        if let Some(metrics) = metrics {
+            metrics.await.context("metrics endpoint")?;
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
