@@ -9,8 +9,9 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: PostgreSQL server binaries (later issues run real clusters with them).
-APT_PACKAGES=(postgresql postgresql-contrib ca-certificates)
+# Debian packages: PostgreSQL server binaries (later issues run real clusters with them), and
+# barman-cloud's clients (the backup engine's tests check byte-compatibility against them).
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates barman-cli-cloud)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -66,7 +67,7 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-# Python packages for the schema tests (pinned).
+# Python packages for the schema tests and the S3 test server (pinned).
 if [ -f scripts/python-requirements.txt ]; then
   if ! python3 -c 'import sys, importlib.metadata as m
 import re

@@ -1,0 +1,135 @@
+//! The backup catalog: every `base/<id>/backup.info` under a server folder, as
+//! `barman-cloud-backup-list` sees it, and barman's backup selectors.
+
+use crate::backup_info::{BackupInfo, BackupInfoError, BackupStatus};
+use crate::layout::{BackupId, ServerPrefix};
+use crate::store::{ObjectStore, StoreError};
+use bytes::Bytes;
+
+/// A failed catalog operation.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The object store call failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A `backup.info` could not be parsed.
+    #[error("{key:?}: {source} (the file is corrupt; inspect or delete it)")]
+    BadInfo {
+        /// Its key.
+        key: String,
+        /// Why.
+        source: BackupInfoError,
+    },
+    /// The selector matches no backup.
+    #[error("no backup {selector:?} under {root:?} (see the backup list)")]
+    NoSuchBackup {
+        /// The selector.
+        selector: String,
+        /// The server folder.
+        root: String,
+    },
+}
+
+/// One backup in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    /// Its id (the directory name).
+    pub id: BackupId,
+    /// Its `backup.info`.
+    pub info: BackupInfo,
+}
+
+/// The backups of one server, sorted by id (oldest first).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupCatalog {
+    /// The backups.
+    pub backups: Vec<CatalogEntry>,
+}
+
+impl BackupCatalog {
+    /// Reads every `base/<id>/backup.info` under `server`. Directories that are not backup ids
+    /// or have no `backup.info` are skipped, as barman does.
+    pub async fn load(
+        store: &dyn ObjectStore,
+        server: &ServerPrefix,
+    ) -> Result<Self, CatalogError> {
+        let listing = store.list_dir(&server.base_dir()).await?;
+        let mut backups = Vec::new();
+        for dir in listing.dirs {
+            let name = dir.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+            let Ok(id) = name.parse::<BackupId>() else {
+                continue;
+            };
+            let key = server.backup_info_key(&id);
+            let bytes = match store.get(&key).await {
+                Ok(b) => b,
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let info = BackupInfo::parse(&text).map_err(|source| CatalogError::BadInfo {
+                key: key.clone(),
+                source,
+            })?;
+            backups.push(CatalogEntry { id, info });
+        }
+        backups.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(BackupCatalog { backups })
+    }
+
+    /// Backups with status `DONE`, oldest first.
+    pub fn done(&self) -> impl Iterator<Item = &CatalogEntry> {
+        self.backups
+            .iter()
+            .filter(|b| b.info.status() == BackupStatus::Done)
+    }
+
+    /// barman's selectors: an id, a `backup_name`, `first`/`oldest`, `last`/`latest` (of the
+    /// `DONE` backups), `last-failed`.
+    pub fn find(&self, selector: &str) -> Option<&CatalogEntry> {
+        match selector {
+            "first" | "oldest" => self.done().next(),
+            "last" | "latest" => self.done().last(),
+            "last-failed" => self
+                .backups
+                .iter()
+                .rfind(|b| b.info.status() == BackupStatus::Failed),
+            s => self
+                .backups
+                .iter()
+                .find(|b| b.id.as_str() == s)
+                .or_else(|| {
+                    self.backups
+                        .iter()
+                        .find(|b| b.info.backup_name() == Some(s))
+                }),
+        }
+    }
+}
+
+/// Uploads `info` as `base/<id>/backup.info`.
+pub async fn put_backup_info(
+    store: &dyn ObjectStore,
+    server: &ServerPrefix,
+    id: &BackupId,
+    info: &BackupInfo,
+) -> Result<(), StoreError> {
+    store
+        .put(&server.backup_info_key(id), Bytes::from(info.render()))
+        .await
+}
+
+/// Deletes a backup: `backup.info` first (so the catalog stops listing it even if the rest of
+/// the deletion is interrupted), then every other object under `base/<id>/`.
+pub async fn delete_backup(
+    store: &dyn ObjectStore,
+    server: &ServerPrefix,
+    id: &BackupId,
+) -> Result<(), StoreError> {
+    let info_key = server.backup_info_key(id);
+    store.delete(&info_key).await?;
+    for object in store.list(&server.backup_dir(id)).await? {
+        store.delete(&object.key).await?;
+    }
+    Ok(())
+}
