@@ -133,3 +133,31 @@ pub async fn delete_backup(
     }
     Ok(())
 }
+
+/// Applies a retention plan: deletes the obsolete backups (oldest first), then the WAL files
+/// older than the oldest kept backup (timeline history files are kept). Returns how many
+/// backups and WAL files were deleted.
+pub async fn apply_retention(
+    store: &dyn ObjectStore,
+    server: &ServerPrefix,
+    plan: &crate::retention::RetentionPlan,
+) -> Result<(usize, usize), CatalogError> {
+    for id in &plan.obsolete {
+        delete_backup(store, server, id).await?;
+        tracing::info!(backup = %id, root = server.root(), "deleted obsolete backup");
+    }
+    let mut wal_deleted = 0;
+    if let Some(cutoff) = &plan.wal_cutoff {
+        for object in store.list(&server.wals_dir()).await? {
+            let file = object.key.rsplit('/').next().unwrap_or("");
+            let Some((name, _)) = crate::layout::parse_archived_wal(file) else {
+                continue;
+            };
+            if crate::retention::wal_is_obsolete(&name, cutoff) {
+                store.delete(&object.key).await?;
+                wal_deleted += 1;
+            }
+        }
+    }
+    Ok((plan.obsolete.len(), wal_deleted))
+}

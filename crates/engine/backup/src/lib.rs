@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod compression;
 pub mod layout;
 pub mod pylit;
+pub mod restore;
 pub mod retention;
 pub mod store;
 pub mod wal_archive;

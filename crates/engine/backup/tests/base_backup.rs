@@ -123,3 +123,161 @@ async fn a_missing_data_directory_leaves_no_object() {
     assert!(e.to_string().contains("absent"), "{e}");
     assert!(store.head("c/base/x/data.tar.gz").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_unpacks_the_latest_backup() {
+    use pgherd_backup::catalog::put_backup_info;
+    use pgherd_backup::restore::{restore_backup, RestoreError};
+    use pgherd_backup::{BackupInfo, BackupStatus};
+
+    let pgdata = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(pgdata.path().join("base/1")).unwrap();
+    std::fs::write(pgdata.path().join("PG_VERSION"), "15\n").unwrap();
+    std::fs::write(pgdata.path().join("base/1/1259"), vec![7u8; 2_500_000]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::fs_store(dir.path());
+    let server = ServerPrefix::new("", "c").unwrap();
+    for (id, status, content) in [
+        ("20240101T000000", BackupStatus::Done, "old"),
+        ("20240102T000000", BackupStatus::Done, "new"),
+        ("20240103T000000", BackupStatus::Failed, "failed"),
+    ] {
+        let id: BackupId = id.parse().unwrap();
+        std::fs::write(pgdata.path().join("which"), content).unwrap();
+        upload_tar(
+            &store,
+            &server.data_tar_key(&id, Some(Compression::Snappy)),
+            pgdata.path(),
+            true,
+            Some(Compression::Snappy),
+            vec![("backup_label".into(), b"LABEL: x\n".to_vec())],
+        )
+        .await
+        .unwrap();
+        let mut info = BackupInfo::new();
+        info.set_status(status);
+        put_backup_info(&store, &server, &id, &info).await.unwrap();
+    }
+    let target = tempfile::tempdir().unwrap();
+    let dest = target.path().join("restored");
+    let info = restore_backup(&store, &server, "latest", &dest, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(info.status(), BackupStatus::Done);
+    assert_eq!(std::fs::read_to_string(dest.join("which")).unwrap(), "new");
+    assert_eq!(
+        std::fs::read(dest.join("base/1/1259")).unwrap(),
+        vec![7u8; 2_500_000]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("backup_label")).unwrap(),
+        "LABEL: x\n"
+    );
+
+    let e = restore_backup(
+        &store,
+        &server,
+        "20240101T000000",
+        &dest,
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, RestoreError::NotEmpty(_)), "{e}");
+    let e = restore_backup(
+        &store,
+        &server,
+        "nope",
+        &target.path().join("x"),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("no backup \"nope\""), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_obsolete_backups_and_wal() {
+    use pgherd_backup::catalog::{apply_retention, put_backup_info, BackupCatalog};
+    use pgherd_backup::retention::plan;
+    use pgherd_backup::wal_archive::{archive_wal, list_archived_wal};
+    use pgherd_backup::{BackupInfo, BackupStatus};
+    use time::macros::datetime;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::fs_store(dir.path());
+    let server = ServerPrefix::new("", "c").unwrap();
+    for (id, end, wal) in [
+        (
+            "20240101T000000",
+            datetime!(2024-01-01 01:00 UTC),
+            "000000010000000000000002",
+        ),
+        (
+            "20240201T000000",
+            datetime!(2024-02-01 01:00 UTC),
+            "000000010000000000000004",
+        ),
+        (
+            "20240301T000000",
+            datetime!(2024-03-01 01:00 UTC),
+            "000000010000000000000006",
+        ),
+    ] {
+        let id: BackupId = id.parse().unwrap();
+        let mut info = BackupInfo::new();
+        info.set_status(BackupStatus::Done);
+        info.set_end_time(end);
+        info.set_begin(wal, "0/0", 0);
+        put_backup_info(&store, &server, &id, &info).await.unwrap();
+    }
+    let src = tempfile::tempdir().unwrap();
+    for name in [
+        "000000010000000000000001",
+        "000000010000000000000003",
+        "000000010000000000000004",
+        "000000010000000000000007",
+        "00000002.history",
+    ] {
+        std::fs::write(src.path().join(name), name).unwrap();
+        archive_wal(
+            &store,
+            &server,
+            &src.path().join(name),
+            Some(Compression::Gzip),
+        )
+        .await
+        .unwrap();
+    }
+    let catalog = BackupCatalog::load(&store, &server).await.unwrap();
+    let p = plan(
+        &catalog,
+        "30d".parse().unwrap(),
+        datetime!(2024-03-15 00:00 UTC),
+    );
+    let (backups, wals) = apply_retention(&store, &server, &p).await.unwrap();
+    assert_eq!((backups, wals), (1, 2));
+    let left: Vec<String> = BackupCatalog::load(&store, &server)
+        .await
+        .unwrap()
+        .backups
+        .iter()
+        .map(|b| b.id.to_string())
+        .collect();
+    assert_eq!(left, ["20240201T000000", "20240301T000000"]);
+    let mut wal_left: Vec<String> = list_archived_wal(&store, &server)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    wal_left.sort();
+    assert_eq!(
+        wal_left,
+        [
+            "000000010000000000000004",
+            "000000010000000000000007",
+            "00000002.history"
+        ]
+    );
+}
