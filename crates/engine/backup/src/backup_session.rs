@@ -100,7 +100,7 @@ pub async fn pg_backup_start(
     let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int4, \
-                    current_setting('wal_segment_size')::int8, \
+                    (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'), \
                     (SELECT system_identifier::text FROM pg_control_system()), \
                     pg_is_in_recovery()",
             &[],
