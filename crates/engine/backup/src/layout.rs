@@ -108,6 +108,26 @@ impl WalFileName {
     }
 }
 
+impl WalFileName {
+    /// The `count` segment names after this segment on its timeline (for prefetching), given
+    /// the WAL segment size; empty for files that are not segments.
+    pub fn next_segments(&self, segment_size: u64, count: usize) -> Vec<WalFileName> {
+        if self.kind() != WalFileKind::Segment || segment_size == 0 {
+            return Vec::new();
+        }
+        let hex = |r: std::ops::Range<usize>| u64::from_str_radix(&self.0[r], 16).unwrap_or(0);
+        let per_log = 0x1_0000_0000 / segment_size;
+        let mut n = hex(8..16) * per_log + hex(16..24);
+        let tli = self.timeline();
+        (0..count)
+            .map(|_| {
+                n += 1;
+                WalFileName(format!("{tli:08X}{:08X}{:08X}", n / per_log, n % per_log))
+            })
+            .collect()
+    }
+}
+
 /// A barman backup id: the local time the backup started, `YYYYMMDDTHHMMSS`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackupId(String);
@@ -288,6 +308,31 @@ mod tests {
         ] {
             assert!(bad.parse::<WalFileName>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn next_segments() {
+        let seg: WalFileName = "0000000200000001000000FE".parse().unwrap();
+        let next: Vec<String> = seg
+            .next_segments(16 * 1024 * 1024, 3)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            next,
+            [
+                "0000000200000001000000FF",
+                "000000020000000200000000",
+                "000000020000000200000001"
+            ]
+        );
+        let big: WalFileName = "00000001000000000000003F".parse().unwrap();
+        assert_eq!(
+            big.next_segments(64 * 1024 * 1024, 1)[0].as_str(),
+            "000000010000000100000000"
+        );
+        let h: WalFileName = "00000002.history".parse().unwrap();
+        assert!(h.next_segments(16 * 1024 * 1024, 3).is_empty());
     }
 
     #[test]

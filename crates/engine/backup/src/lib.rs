@@ -26,4 +26,4 @@ pub use store::{ObjectStore, StoreError};
 pub use wal_archive::{
     archive_many, archive_wal, check_archive_usable, check_empty_archive, WalError,
 };
-pub use wal_restore::{restore_wal, RestoredWal};
+pub use wal_restore::{restore_wal, restore_wal_prefetching, RestoredWal};

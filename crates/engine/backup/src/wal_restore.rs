@@ -132,3 +132,55 @@ pub fn write_atomically(dest: &Path, data: &[u8]) -> Result<(), WalError> {
     }
     result
 }
+
+/// Restores `name` to `dest` like [`restore_wal`], prefetching the next `max_parallel - 1`
+/// segments into `spool` in parallel (CNPG's `wal.maxParallel` for restore): a later call for
+/// a prefetched segment is served from the spool without contacting the store. Segments
+/// missing from the archive are simply not prefetched.
+pub async fn restore_wal_prefetching(
+    store: &dyn ObjectStore,
+    server: &ServerPrefix,
+    name: &str,
+    dest: &Path,
+    spool: &Path,
+    max_parallel: usize,
+    segment_size: u64,
+) -> Result<RestoredWal, WalError> {
+    let wal: WalFileName = name.parse().map_err(|source| WalError::BadName {
+        path: PathBuf::from(name),
+        source,
+    })?;
+    let spooled = spool.join(name);
+    if spooled.is_file() {
+        let size = std::fs::metadata(&spooled).map_or(0, |m| m.len());
+        std::fs::rename(&spooled, dest).map_err(|source| WalError::Local {
+            what: "move the prefetched WAL file into place",
+            path: dest.to_path_buf(),
+            source,
+        })?;
+        return Ok(RestoredWal {
+            key: spooled.display().to_string(),
+            compression: None,
+            partial: false,
+            size,
+        });
+    }
+    std::fs::create_dir_all(spool).map_err(|source| WalError::Local {
+        what: "create the WAL spool",
+        path: spool.to_path_buf(),
+        source,
+    })?;
+    let next = wal.next_segments(segment_size, max_parallel.saturating_sub(1));
+    let prefetch = futures::future::join_all(next.iter().map(|n| async move {
+        let target = spool.join(n.as_str());
+        if target.is_file() {
+            return;
+        }
+        match restore_wal(store, server, n.as_str(), &target, false).await {
+            Ok(_) | Err(WalError::NotInArchive { .. }) => {}
+            Err(e) => tracing::debug!(wal = %n, error = %e, "WAL prefetch failed"),
+        }
+    }));
+    let (requested, _) = tokio::join!(restore_wal(store, server, name, dest, true), prefetch);
+    requested
+}

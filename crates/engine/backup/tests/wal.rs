@@ -169,3 +169,58 @@ async fn wal_on_s3() {
     let other = ServerPrefix::new("pg/prod", "another").unwrap();
     empty_archive_check_and_parallel(&store, &other).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_prefetches_the_next_segments() {
+    use pgherd_backup::restore_wal_prefetching;
+    use pgherd_backup::store::{FaultPlan, Faulty};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Faulty::new(common::fs_store(dir.path()), FaultPlan::default());
+    let server = ServerPrefix::new("", "c").unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let names = [
+        "0000000100000000000000FE",
+        "0000000100000000000000FF",
+        "000000010000000100000000",
+    ];
+    let mut data = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let (path, d) = write_segment(src.path(), name, i as u64);
+        archive_wal(&store, &server, &path, Some(Compression::Snappy))
+            .await
+            .unwrap();
+        data.push(d);
+    }
+    let pg_wal = tempfile::tempdir().unwrap();
+    let spool = pg_wal.path().join("spool");
+    let seg = 16 * 1024 * 1024;
+    let dest = pg_wal.path().join("RECOVERYXLOG");
+    restore_wal_prefetching(&store, &server, names[0], &dest, &spool, 4, seg)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data[0]);
+    assert!(spool.join(names[1]).is_file() && spool.join(names[2]).is_file());
+    let calls = store.calls();
+    for (i, name) in names.iter().enumerate().skip(1) {
+        let r = restore_wal_prefetching(&store, &server, name, &dest, &spool, 1, seg)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data[i], "{name}");
+        assert!(r.key.contains("spool"));
+    }
+    assert_eq!(store.calls(), calls, "served from the spool");
+    assert!(!spool.join(names[1]).exists());
+    let e = restore_wal_prefetching(
+        &store,
+        &server,
+        "000000010000000100000001",
+        &dest,
+        &spool,
+        2,
+        seg,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, WalError::NotInArchive { .. }), "{e}");
+}
