@@ -384,3 +384,43 @@ async fn an_unreachable_s3_endpoint_fails_with_a_clear_error() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoint_with_a_private_ca() {
+    let pki = pgherd_controller::pki::generate(
+        "s3",
+        &["localhost".into()],
+        &["127.0.0.1".parse().unwrap()],
+        30,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server.crt");
+    let key = dir.path().join("server.key");
+    std::fs::write(&cert, &pki.server.cert).unwrap();
+    std::fs::write(&key, &pki.server.key).unwrap();
+    let moto = common::Moto::start_tls(&cert, &key, "tls");
+    assert!(moto.endpoint().starts_with("https://"));
+
+    // Trusting the endpoint's CA (endpointCA): works.
+    let mut config = moto.config("tls", "p");
+    config.endpoint_ca_pem = Some(pki.ca.cert.clone().into_bytes());
+    let store = pgherd_backup::store::open(&config).unwrap();
+    store.put("p/x", Bytes::from("over tls")).await.unwrap();
+    assert_eq!(store.get("p/x").await.unwrap(), Bytes::from("over tls"));
+
+    // Without it the certificate is refused, and the error says which object.
+    let mut untrusted = moto.config("tls", "p");
+    untrusted.request_timeout = Duration::from_secs(5);
+    let store = pgherd_backup::store::open(&untrusted).unwrap();
+    let e = store.get("p/x").await.unwrap_err();
+    assert!(e.to_string().contains("\"p/x\""), "{e}");
+
+    // A CA that is not PEM is a configuration error.
+    let mut bad = moto.config("tls", "p");
+    bad.endpoint_ca_pem = Some(b"not a certificate".to_vec());
+    assert!(matches!(
+        pgherd_backup::store::open(&bad),
+        Err(StoreError::Config(_))
+    ));
+}

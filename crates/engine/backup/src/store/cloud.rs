@@ -124,6 +124,11 @@ pub fn open(config: &StoreConfig) -> Result<CloudStore, StoreError> {
     if let Some(pem) = &config.endpoint_ca_pem {
         let certs = Certificate::from_pem_bundle(pem)
             .map_err(|e| config_error("endpointCA is not a PEM certificate bundle", e))?;
+        if certs.is_empty() {
+            return Err(StoreError::Config(
+                "endpointCA holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
         for cert in certs {
             client = client.with_root_certificate(cert);
         }

@@ -18,25 +18,64 @@ pub const SECRET_KEY: &str = "pgherd-test-secret";
 pub struct Moto {
     child: Child,
     pub port: u16,
+    tls: bool,
 }
 
 impl Moto {
+    /// Starts moto serving HTTPS with the given certificate and key files; creates `bucket`.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, bucket: &str) -> Moto {
+        require_moto();
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-s",
+                "-c",
+            ])
+            .arg(cert)
+            .arg("-k")
+            .arg(key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m moto.server (run ./scripts/install.sh)");
+        let moto = Moto {
+            child,
+            port,
+            tls: true,
+        };
+        // Create the bucket over HTTPS with Python (already required by moto), retrying until
+        // the server is up.
+        let script = format!(
+            "import requests, time, urllib3\nurllib3.disable_warnings()\n\
+             for _ in range(600):\n\
+             \x20   try:\n\
+             \x20       r = requests.put('https://127.0.0.1:{port}/{bucket}', verify=False, timeout=5)\n\
+             \x20       assert r.status_code == 200, r.text\n\
+             \x20       break\n\
+             \x20   except requests.exceptions.ConnectionError:\n\
+             \x20       time.sleep(0.1)\n\
+             else:\n\
+             \x20   raise SystemExit('moto did not answer')\n"
+        );
+        let status = Command::new("python3")
+            .args(["-c", &script])
+            .status()
+            .unwrap();
+        assert!(status.success(), "create bucket {bucket} over HTTPS");
+        moto
+    }
+
     /// Starts moto and waits until it answers. Fails the test (does not skip it) when moto is
     /// missing.
     pub fn start() -> Moto {
-        let probe = Command::new("python3")
-            .args(["-c", "import moto.server, flask, flask_cors"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        assert!(
-            matches!(probe, Ok(s) if s.success()),
-            "moto's S3 server is not installed (python3 -m moto.server): run ./scripts/install.sh"
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
+        require_moto();
+        let port = free_port();
         let child = Command::new("python3")
             .args([
                 "-m",
@@ -50,7 +89,11 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("start python3 -m moto.server (run ./scripts/install.sh)");
-        let moto = Moto { child, port };
+        let moto = Moto {
+            child,
+            port,
+            tls: false,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while http(port, "GET", "/").is_err() {
             assert!(
@@ -62,9 +105,10 @@ impl Moto {
         moto
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (or `https://`).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Creates a bucket (moto accepts unsigned requests).
@@ -116,6 +160,25 @@ impl Moto {
             ("AWS_DEFAULT_REGION", "us-east-1".into()),
         ]
     }
+}
+
+fn require_moto() {
+    let probe = Command::new("python3")
+        .args(["-c", "import moto.server, flask, flask_cors"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        matches!(probe, Ok(s) if s.success()),
+        "moto's S3 server is not installed (python3 -m moto.server): run ./scripts/install.sh"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 impl Drop for Moto {
