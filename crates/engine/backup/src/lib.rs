@@ -24,6 +24,7 @@ pub use compression::Compression;
 pub use layout::{BackupId, ServerPrefix, WalFileKind, WalFileName};
 pub use store::{ObjectStore, StoreError};
 pub use wal_archive::{
-    archive_many, archive_wal, check_archive_usable, check_empty_archive, WalError,
+    archive_many, archive_wal, archive_with_ready, check_archive_usable, check_empty_archive,
+    ArchiveOutcome, WalError,
 };
 pub use wal_restore::{restore_wal, restore_wal_prefetching, RestoredWal};

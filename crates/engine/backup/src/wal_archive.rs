@@ -214,3 +214,84 @@ pub async fn check_archive_usable(
         }),
     }
 }
+
+/// What [`archive_with_ready`] did for the requested file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveOutcome {
+    /// Uploaded now.
+    Archived(ArchivedWal),
+    /// Uploaded by an earlier call, in parallel with the file that call was asked for.
+    PreArchived,
+}
+
+/// PostgreSQL's `archive_command` the way CNPG runs barman-cloud: if `wal_path` was already
+/// uploaded by an earlier call (a marker in `spool`), succeed at once; otherwise upload it
+/// together with up to `max_parallel - 1` other files PostgreSQL has marked ready
+/// (`archive_status/*.ready` next to it), remembering those in `spool`. Only the requested
+/// file's failure is an error.
+pub async fn archive_with_ready(
+    store: &dyn ObjectStore,
+    server: &ServerPrefix,
+    wal_path: &Path,
+    compression: Option<Compression>,
+    max_parallel: usize,
+    spool: &Path,
+) -> Result<ArchiveOutcome, WalError> {
+    let name = wal_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    let marker = spool.join(&name);
+    if marker.is_file() {
+        std::fs::remove_file(&marker).map_err(|source| WalError::Local {
+            what: "remove the archived marker",
+            path: marker.clone(),
+            source,
+        })?;
+        return Ok(ArchiveOutcome::PreArchived);
+    }
+    let wal_dir = wal_path.parent().unwrap_or(Path::new("."));
+    let mut ready: Vec<String> = std::fs::read_dir(wal_dir.join("archive_status"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|f| f.strip_suffix(".ready").map(str::to_string))
+                .filter(|f| *f != name && f.parse::<WalFileName>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    ready.sort();
+    ready.truncate(max_parallel.saturating_sub(1));
+    let mut paths = vec![wal_path.to_path_buf()];
+    paths.extend(ready.iter().map(|f| wal_dir.join(f)));
+    let mut results = archive_many(store, server, &paths, compression, max_parallel)
+        .await
+        .into_iter();
+    let requested = results.next().unwrap_or_else(|| {
+        Err(WalError::Task(
+            "no result for the requested WAL file".into(),
+        ))
+    });
+    if !ready.is_empty() {
+        std::fs::create_dir_all(spool).map_err(|source| WalError::Local {
+            what: "create the WAL archive spool",
+            path: spool.to_path_buf(),
+            source,
+        })?;
+    }
+    for (file, result) in ready.iter().zip(results) {
+        match result {
+            Ok(_) => {
+                let path = spool.join(file);
+                std::fs::write(&path, b"").map_err(|source| WalError::Local {
+                    what: "write the archived marker",
+                    path,
+                    source,
+                })?;
+            }
+            Err(e) => tracing::debug!(wal = %file, error = %e, "parallel WAL archive failed"),
+        }
+    }
+    requested.map(ArchiveOutcome::Archived)
+}

@@ -224,3 +224,61 @@ async fn restore_prefetches_the_next_segments() {
     .unwrap_err();
     assert!(matches!(e, WalError::NotInArchive { .. }), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_command_uploads_ready_files_in_parallel() {
+    use pgherd_backup::store::{FaultPlan, Faulty};
+    use pgherd_backup::{archive_with_ready, ArchiveOutcome};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Faulty::new(common::fs_store(dir.path()), FaultPlan::default());
+    let server = ServerPrefix::new("", "c").unwrap();
+    let pgdata = tempfile::tempdir().unwrap();
+    let pg_wal = pgdata.path().join("pg_wal");
+    std::fs::create_dir_all(pg_wal.join("archive_status")).unwrap();
+    let names = [
+        "000000010000000000000001",
+        "000000010000000000000002",
+        "000000010000000000000003",
+        "000000010000000000000004",
+    ];
+    for name in names {
+        std::fs::write(pg_wal.join(name), name).unwrap();
+        std::fs::write(
+            pg_wal.join("archive_status").join(format!("{name}.ready")),
+            "",
+        )
+        .unwrap();
+    }
+    let spool = pgdata.path().join("spool");
+    let outcome = archive_with_ready(&store, &server, &pg_wal.join(names[0]), None, 3, &spool)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, ArchiveOutcome::Archived(_)),
+        "{outcome:?}"
+    );
+    for name in &names[..3] {
+        let key = format!("c/wals/0000000100000000/{name}");
+        assert!(store.head(&key).await.unwrap().is_some(), "{name}");
+    }
+    assert!(store
+        .head("c/wals/0000000100000000/000000010000000000000004")
+        .await
+        .unwrap()
+        .is_none());
+    let calls = store.calls();
+    // PostgreSQL then asks for the next ones: already there, no upload.
+    for name in &names[1..3] {
+        let outcome = archive_with_ready(&store, &server, &pg_wal.join(name), None, 3, &spool)
+            .await
+            .unwrap();
+        assert_eq!(outcome, ArchiveOutcome::PreArchived);
+    }
+    assert_eq!(store.calls(), calls);
+    // Markers are consumed: asking again uploads again (idempotent overwrite).
+    let outcome = archive_with_ready(&store, &server, &pg_wal.join(names[1]), None, 1, &spool)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, ArchiveOutcome::Archived(_)));
+}
