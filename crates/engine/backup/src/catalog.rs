@@ -107,6 +107,45 @@ impl BackupCatalog {
     }
 }
 
+/// What a recovery must reach, for choosing the backup to restore from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryPoint {
+    /// The latest state (no target, or a target that any backup can reach).
+    Latest,
+    /// `recoveryTarget.targetTime`.
+    Time(time::OffsetDateTime),
+    /// `recoveryTarget.targetLSN`.
+    Lsn(pgherd_postgres::Lsn),
+}
+
+impl BackupCatalog {
+    /// The backup a recovery should start from, as CNPG picks it: the newest `DONE` backup
+    /// that ended before a time target (or whose end LSN is before an LSN target), on
+    /// `timeline` when given; the newest `DONE` backup without target.
+    pub fn for_recovery(
+        &self,
+        point: &RecoveryPoint,
+        timeline: Option<u32>,
+    ) -> Option<&CatalogEntry> {
+        let on_timeline = |b: &&CatalogEntry| timeline.is_none_or(|t| b.info.timeline() == Some(t));
+        let candidates = self.done().filter(on_timeline);
+        match point {
+            RecoveryPoint::Latest => candidates.last(),
+            RecoveryPoint::Time(target) => candidates
+                .filter(|b| b.info.end_time().is_some_and(|end| end <= *target))
+                .last(),
+            RecoveryPoint::Lsn(target) => candidates
+                .filter(|b| {
+                    b.info
+                        .end_xlog()
+                        .and_then(|l| l.parse::<pgherd_postgres::Lsn>().ok())
+                        .is_some_and(|end| end < *target)
+                })
+                .last(),
+        }
+    }
+}
+
 /// Uploads `info` as `base/<id>/backup.info`.
 pub async fn put_backup_info(
     store: &dyn ObjectStore,
@@ -160,4 +199,93 @@ pub async fn apply_retention(
         }
     }
     Ok((plan.obsolete.len(), wal_deleted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn entry(
+        id: &str,
+        status: BackupStatus,
+        end: time::OffsetDateTime,
+        lsn: &str,
+        tli: u32,
+    ) -> CatalogEntry {
+        let mut info = BackupInfo::new();
+        info.set_status(status);
+        info.set_end_time(end);
+        info.set_end("000000010000000000000001", lsn, 0);
+        info.set_timeline(tli);
+        CatalogEntry {
+            id: id.parse().unwrap(),
+            info,
+        }
+    }
+
+    #[test]
+    fn picks_the_backup_for_a_recovery_target() {
+        let catalog = BackupCatalog {
+            backups: vec![
+                entry(
+                    "20240101T000000",
+                    BackupStatus::Done,
+                    datetime!(2024-01-01 01:00 UTC),
+                    "0/3000000",
+                    1,
+                ),
+                entry(
+                    "20240102T000000",
+                    BackupStatus::Done,
+                    datetime!(2024-01-02 01:00 UTC),
+                    "0/5000000",
+                    1,
+                ),
+                entry(
+                    "20240103T000000",
+                    BackupStatus::Failed,
+                    datetime!(2024-01-03 01:00 UTC),
+                    "0/6000000",
+                    1,
+                ),
+                entry(
+                    "20240104T000000",
+                    BackupStatus::Done,
+                    datetime!(2024-01-04 01:00 UTC),
+                    "0/9000000",
+                    2,
+                ),
+            ],
+        };
+        let id = |p: &RecoveryPoint, t: Option<u32>| {
+            catalog.for_recovery(p, t).map(|b| b.id.to_string())
+        };
+        assert_eq!(
+            id(&RecoveryPoint::Latest, None).as_deref(),
+            Some("20240104T000000")
+        );
+        assert_eq!(
+            id(&RecoveryPoint::Latest, Some(1)).as_deref(),
+            Some("20240102T000000")
+        );
+        let t = RecoveryPoint::Time(datetime!(2024-01-03 12:00 UTC));
+        assert_eq!(id(&t, None).as_deref(), Some("20240102T000000"));
+        let t = RecoveryPoint::Time(datetime!(2024-01-02 01:00 UTC));
+        assert_eq!(
+            id(&t, None).as_deref(),
+            Some("20240102T000000"),
+            "end time == target"
+        );
+        let early = RecoveryPoint::Time(datetime!(2023-12-31 00:00 UTC));
+        assert_eq!(id(&early, None), None);
+        let l = RecoveryPoint::Lsn("0/5000000".parse().unwrap());
+        assert_eq!(
+            id(&l, None).as_deref(),
+            Some("20240101T000000"),
+            "end LSN must be before"
+        );
+        let l = RecoveryPoint::Lsn("1/0".parse().unwrap());
+        assert_eq!(id(&l, None).as_deref(), Some("20240104T000000"));
+    }
 }
