@@ -44,17 +44,21 @@ pub struct CatalogEntry {
 pub struct BackupCatalog {
     /// The backups.
     pub backups: Vec<CatalogEntry>,
+    /// Why some `backup.info` files could not be read (those backups are left out).
+    pub unreadable: Vec<String>,
 }
 
 impl BackupCatalog {
-    /// Reads every `base/<id>/backup.info` under `server`. Directories that are not backup ids
-    /// or have no `backup.info` are skipped, as barman does.
+    /// Reads every `base/<id>/backup.info` under `server`. Directories that are not backup ids,
+    /// have no `backup.info` or an unreadable one are skipped, as barman does (the latter are
+    /// listed in `unreadable`).
     pub async fn load(
         store: &dyn ObjectStore,
         server: &ServerPrefix,
     ) -> Result<Self, CatalogError> {
         let listing = store.list_dir(&server.base_dir()).await?;
         let mut backups = Vec::new();
+        let mut unreadable = Vec::new();
         for dir in listing.dirs {
             let name = dir.trim_end_matches('/').rsplit('/').next().unwrap_or("");
             let Ok(id) = name.parse::<BackupId>() else {
@@ -67,14 +71,21 @@ impl BackupCatalog {
                 Err(e) => return Err(e.into()),
             };
             let text = String::from_utf8_lossy(&bytes);
-            let info = BackupInfo::parse(&text).map_err(|source| CatalogError::BadInfo {
-                key: key.clone(),
-                source,
-            })?;
-            backups.push(CatalogEntry { id, info });
+            match BackupInfo::parse(&text) {
+                Ok(info) => backups.push(CatalogEntry { id, info }),
+                Err(source) => {
+                    // As barman: a corrupt backup.info hides that backup, not the others.
+                    let error = CatalogError::BadInfo { key, source };
+                    tracing::warn!(%error, "skipping an unreadable backup");
+                    unreadable.push(error.to_string());
+                }
+            }
         }
         backups.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(BackupCatalog { backups })
+        Ok(BackupCatalog {
+            backups,
+            unreadable,
+        })
     }
 
     /// Backups with status `DONE`, oldest first.
@@ -257,6 +268,7 @@ mod tests {
                     2,
                 ),
             ],
+            unreadable: Vec::new(),
         };
         let id = |p: &RecoveryPoint, t: Option<u32>| {
             catalog.for_recovery(p, t).map(|b| b.id.to_string())

@@ -206,6 +206,7 @@ mod tests {
                     BackupStatus::Done,
                 ),
             ],
+            unreadable: Vec::new(),
         };
         let p = plan(&catalog, "2w".parse().unwrap(), now);
         assert_eq!(p.point_of_recoverability, datetime!(2024-02-16 00:00 UTC));
@@ -247,6 +248,7 @@ mod tests {
                     BackupStatus::Done,
                 ),
             ],
+            unreadable: Vec::new(),
         };
         let p = plan(&catalog, "1d".parse().unwrap(), now);
         assert_eq!(p.keep.len(), 1);

@@ -306,6 +306,27 @@ async fn catalog(store: &dyn ObjectStore, root: &str) {
     );
     assert!(cat.find("nope").is_none());
 
+    assert!(cat.unreadable.is_empty());
+
+    // A corrupt backup.info hides that backup only.
+    let bad: BackupId = "20240104T000000".parse().unwrap();
+    store
+        .put(
+            &server.backup_info_key(&bad),
+            Bytes::from("garbage without equals\n"),
+        )
+        .await
+        .unwrap();
+    let cat = BackupCatalog::load(store, &server).await.unwrap();
+    assert_eq!(cat.backups.len(), 3);
+    assert_eq!(cat.unreadable.len(), 1);
+    assert!(
+        cat.unreadable[0].contains("20240104T000000/backup.info"),
+        "{:?}",
+        cat.unreadable
+    );
+    delete_backup(store, &server, &bad).await.unwrap();
+
     let first: BackupId = "20240101T000000".parse().unwrap();
     delete_backup(store, &server, &first).await.unwrap();
     assert!(store

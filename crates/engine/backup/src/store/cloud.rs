@@ -72,7 +72,7 @@ pub struct StoreConfig {
     pub endpoint_url: Option<String>,
     /// `endpointCA`: PEM bundle trusted for the endpoint.
     pub endpoint_ca_pem: Option<Vec<u8>>,
-    /// S3 region (`us-east-1` when unset).
+    /// S3 region (else `AWS_REGION`/`AWS_DEFAULT_REGION`, else `us-east-1`).
     pub region: Option<String>,
     /// S3 keys; `None` uses the environment / instance role (`inheritFromIAMRole`).
     pub s3_keys: Option<S3Keys>,
@@ -150,11 +150,15 @@ pub fn open(config: &StoreConfig) -> Result<CloudStore, StoreError> {
     };
     let inner: Arc<dyn object_store::ObjectStore> = match &config.destination {
         Destination::S3 { bucket, .. } => {
+            // from_env: AWS_* variables and the instance's role when no keys are given
+            // (inheritFromIAMRole); explicit settings below override them.
             let mut b = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_region(config.region.clone().unwrap_or_else(|| "us-east-1".into()))
                 .with_client_options(client)
                 .with_retry(retry);
+            if let Some(region) = &config.region {
+                b = b.with_region(region);
+            }
             if let Some(url) = &config.endpoint_url {
                 b = b
                     .with_endpoint(url)
