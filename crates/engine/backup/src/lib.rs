@@ -16,6 +16,7 @@ pub mod pylit;
 pub mod restore;
 pub mod retention;
 pub mod store;
+pub mod timestamp;
 pub mod wal_archive;
 pub mod wal_restore;
 
