@@ -43,6 +43,17 @@ pub enum BaseBackupError {
     Info(StoreError),
 }
 
+impl BaseBackupError {
+    /// A stable label for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            BaseBackupError::Sql { .. } | BaseBackupError::Unexpected { .. } => "sql",
+            BaseBackupError::Tar(e) => e.category(),
+            BaseBackupError::Info(e) => e.category(),
+        }
+    }
+}
+
 /// Options of a base backup.
 #[derive(Debug, Clone, Default)]
 pub struct BaseBackupOptions {

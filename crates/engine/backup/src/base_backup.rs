@@ -58,6 +58,17 @@ pub enum TarError {
     Task(String),
 }
 
+impl TarError {
+    /// A stable label for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            TarError::Read { .. } => "local_io",
+            TarError::Store(e) => e.category(),
+            TarError::Task(_) => "task",
+        }
+    }
+}
+
 /// What a tarball upload produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TarUpload {

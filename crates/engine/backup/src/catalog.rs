@@ -30,6 +30,17 @@ pub enum CatalogError {
     },
 }
 
+impl CatalogError {
+    /// A stable label for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            CatalogError::Store(e) => e.category(),
+            CatalogError::BadInfo { .. } => "corrupt",
+            CatalogError::NoSuchBackup { .. } => "no_such_backup",
+        }
+    }
+}
+
 /// One backup in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogEntry {

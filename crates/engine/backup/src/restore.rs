@@ -44,6 +44,19 @@ pub enum RestoreError {
     },
 }
 
+impl RestoreError {
+    /// A stable label for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RestoreError::Catalog(e) => e.category(),
+            RestoreError::NoData { .. } => "incomplete_backup",
+            RestoreError::NotEmpty(_) => "destination_not_empty",
+            RestoreError::Store(e) => e.category(),
+            RestoreError::Unpack { .. } => "local_io",
+        }
+    }
+}
+
 /// Reads chunks from a channel (fed by the download) as a blocking `Read`.
 struct ChannelReader {
     rx: mpsc::Receiver<Result<bytes::Bytes, StoreError>>,
