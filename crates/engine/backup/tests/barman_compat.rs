@@ -232,4 +232,23 @@ async fn barman_cloud_lists_and_restores_a_pgherd_base_backup() {
     assert_eq!(read("pg_wal/000000010000000000000001"), None);
     assert_eq!(read("postmaster.pid"), None);
     assert_eq!(read("pg_stat_tmp/global.stat"), None);
+
+    // pgherd restores it from S3 to the same files.
+    let ours = target.path().join("ours");
+    pgherd_backup::restore::restore_backup(&store, &server, "latest", &ours, &Default::default())
+        .await
+        .unwrap();
+    for f in [
+        "PG_VERSION",
+        "base/1/1259",
+        "global/pg_control",
+        "global/1262",
+        "backup_label",
+    ] {
+        assert_eq!(
+            std::fs::read(ours.join(f)).unwrap(),
+            std::fs::read(restore_to.join(f)).unwrap(),
+            "{f}"
+        );
+    }
 }

@@ -215,3 +215,112 @@ fn backup_archive_and_restore_a_real_server() {
     let _ = child.wait();
     assert_eq!(counts, (10000, 500));
 }
+
+/// barman-cloud-backup (Debian's barman-cli-cloud) backs up a real server into moto; pgherd's
+/// catalog reads barman's own backup.info and pgherd restores the backup into a data directory
+/// a second server starts from.
+#[test]
+fn restore_a_backup_taken_by_barman_cloud() {
+    let server = pgherd_testkit::TestServer::start();
+    let pg = &server.pg;
+    let user = pgherd_testkit::postgres_user();
+    let moto = common::Moto::start();
+    moto.create_bucket("barman");
+    let store = moto.store("barman", "pg");
+    let prefix = ServerPrefix::new("pg", "main").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = connect(&pg.socket_dir, pg.port).await;
+        c.batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1234);",
+        )
+        .await
+        .unwrap();
+    });
+    let tool = "/usr/bin/barman-cloud-backup";
+    assert!(
+        Path::new(tool).is_file(),
+        "{tool} is missing: run ./scripts/install.sh (installs barman-cli-cloud)"
+    );
+    let out = std::process::Command::new(tool)
+        .args([
+            "--cloud-provider",
+            "aws-s3",
+            "--endpoint-url",
+            &moto.endpoint(),
+        ])
+        .args([
+            "-h",
+            pg.socket_dir.to_str().unwrap(),
+            "-p",
+            &pg.port.to_string(),
+        ])
+        .args(["-U", "postgres", "--gzip", "--name", "backup-by-barman"])
+        .args(["s3://barman/pg", "main"])
+        .envs(moto.barman_env())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "barman-cloud-backup: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let root = server.dir().join("from-barman");
+    let mut copy = pgherd_testkit::instance(&root, "pg3");
+    copy.port = pgherd_testkit::free_port();
+    let info = rt.block_on(async {
+        let catalog = pgherd_backup::catalog::BackupCatalog::load(&store, &prefix)
+            .await
+            .unwrap();
+        assert!(catalog.unreadable.is_empty(), "{:?}", catalog.unreadable);
+        let entry = catalog.find("backup-by-barman").unwrap().clone();
+        let info = restore_backup(&store, &prefix, "latest", &copy.pgdata, &BTreeMap::new())
+            .await
+            .unwrap();
+        assert_eq!(info, entry.info);
+        // barman-cloud-backup does not archive WAL: take it from the source server's pg_wal.
+        let begin = info.begin_wal().unwrap().to_string();
+        let end = info.end_wal().unwrap().to_string();
+        for e in std::fs::read_dir(pg.pgdata.join("pg_wal")).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.len() == 24 && name >= begin && name <= end {
+                std::fs::copy(
+                    pg.pgdata.join("pg_wal").join(&name),
+                    copy.pgdata.join("pg_wal").join(&name),
+                )
+                .unwrap();
+            }
+        }
+        info
+    });
+    assert_eq!(info.status(), BackupStatus::Done);
+    // barman 3.4 records compression=None even with --gzip: restores go by the extension.
+    assert!(matches!(info.compression(), None | Some("gzip")));
+    assert!(info.backup_label().unwrap().contains("START WAL LOCATION"));
+    own_tree(&user, &copy.pgdata);
+    let mut child = copy.start().unwrap();
+    copy.wait_ready_child(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(&copy.log_file).unwrap_or_default();
+            panic!("server restored from barman's backup did not start: {e}\n{log}")
+        });
+    let count = rt.block_on(async {
+        let c = connect(&copy.socket_dir, copy.port).await;
+        c.query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    });
+    let _ = copy.stop(
+        pgherd_instance_manager::ShutdownMode::Fast,
+        Duration::from_secs(30),
+    );
+    let _ = child.wait();
+    assert_eq!(count, 1234);
+}
