@@ -6,12 +6,14 @@
 //! Keys are bucket-relative strings separated by `/`, without a leading `/`; "directories"
 //! end with `/`.
 
+pub mod barman_config;
 pub mod cloud;
 pub mod fault;
 pub mod location;
 pub mod resilient;
 
-pub use cloud::{open, CloudStore, S3Keys, StoreConfig};
+pub use barman_config::{server_prefix, SecretResolver};
+pub use cloud::{open, AzureKeys, CloudStore, S3Keys, StoreConfig};
 pub use fault::{FaultPlan, Faulty};
 pub use location::{Destination, DestinationError};
 pub use resilient::{Resilient, RetryPolicy};
