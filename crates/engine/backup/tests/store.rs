@@ -376,6 +376,14 @@ async fn store_on_s3() {
     random_failures(moto.store("store", ""), "p").await;
     timeouts_and_cancellation(moto.store("store", ""), "p").await;
     catalog(&moto.store("store", ""), "p").await;
+
+    // Server-side encryption (wal.encryption / data.encryption) is sent with uploads.
+    let mut config = moto.config("store", "");
+    config.encryption = Some(pgherd_api::barman::Encryption::Aes256);
+    let encrypted = pgherd_backup::store::open(&config).unwrap();
+    encrypted.put("p/sse", Bytes::from("secret")).await.unwrap();
+    assert_eq!(encrypted.get("p/sse").await.unwrap(), Bytes::from("secret"));
+    encrypted.put_stream("p/sse-big", body(None)).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
