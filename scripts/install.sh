@@ -9,10 +9,11 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: PostgreSQL server binaries (later issues run real clusters with them);
-# prometheus for promtool, which the metrics tests use to check the exposition, the alert rules
-# and their unit tests (deploy/monitoring).
-APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus)
+# Debian packages: PostgreSQL server binaries; prometheus for promtool (the metrics tests check
+# the exposition, the alert rules and their unit tests, deploy/monitoring); barman-cloud's
+# clients (the backup engine's tests check byte-compatibility against them); pgbouncer (Pooler)
+# and iproute2 (the partition test puts instances in network namespaces).
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -68,7 +69,7 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 
-# Python packages for the schema tests (pinned).
+# Python packages for the schema tests and the S3 test server (pinned).
 if [ -f scripts/python-requirements.txt ]; then
   if ! python3 -c 'import sys, importlib.metadata as m
 import re

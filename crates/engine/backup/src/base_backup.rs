@@ -1,0 +1,349 @@
+//! Base backup tarballs as `barman-cloud-backup` writes them: PGDATA streamed into
+//! `data.tar[.ext]` (one compressed tar stream, uploaded in parts), skipping what PostgreSQL
+//! recreates (WAL, temporary and runtime files), `global/pg_control` last, and the
+//! `backup_label` / `tablespace_map` returned by `pg_backup_stop` added at the end; one
+//! `<oid>.tar[.ext]` per tablespace. The `pg_backup_start`/`pg_backup_stop` calls are the
+//! caller's.
+
+use crate::compression::{Compression, Encoder};
+use crate::store::{ByteStream, ObjectStore, StoreError};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use tokio::sync::{mpsc, oneshot};
+
+/// Directories whose contents are left out (the directory itself is kept), as barman and
+/// pg_basebackup do.
+pub const EXCLUDED_CONTENTS: [&str; 9] = [
+    "pg_wal",
+    "pg_xlog",
+    "pg_replslot",
+    "pg_dynshmem",
+    "pg_notify",
+    "pg_serial",
+    "pg_snapshots",
+    "pg_stat_tmp",
+    "pg_subtrans",
+];
+
+/// Files left out wherever they are (top level for the first ones, anywhere for
+/// `pg_internal.init`).
+pub const EXCLUDED_FILES: [&str; 7] = [
+    "postmaster.pid",
+    "postmaster.opts",
+    "backup_label",
+    "tablespace_map",
+    "backup_label.old",
+    "tablespace_map.old",
+    "pg_internal.init",
+];
+
+/// A failed tarball upload.
+#[derive(Debug, thiserror::Error)]
+pub enum TarError {
+    /// A file of the data directory could not be read.
+    #[error("cannot read {path:?} for the base backup: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The upload failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The tar writer task failed.
+    #[error("base backup tar task failed: {0}")]
+    Task(String),
+}
+
+impl TarError {
+    /// A stable label for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            TarError::Read { .. } => "local_io",
+            TarError::Store(e) => e.category(),
+            TarError::Task(_) => "task",
+        }
+    }
+}
+
+/// What a tarball upload produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarUpload {
+    /// The object key.
+    pub key: String,
+    /// Bytes of file content put in the tar (barman's `size`).
+    pub content_size: u64,
+    /// Bytes uploaded (after compression).
+    pub stored_size: u64,
+}
+
+/// A `Write` that sends 1 MiB chunks to the uploader.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, StoreError>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 1024 * 1024;
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn excluded(rel: &Path, is_dir: bool) -> bool {
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !is_dir && EXCLUDED_FILES.contains(&name) {
+        return true;
+    }
+    if name.starts_with("pgsql_tmp") {
+        return true;
+    }
+    // Contents of the excluded directories (at the top level of PGDATA).
+    let mut parts = rel.components();
+    match (parts.next(), parts.next()) {
+        (Some(first), Some(_)) => first
+            .as_os_str()
+            .to_str()
+            .is_some_and(|f| EXCLUDED_CONTENTS.contains(&f)),
+        _ => false,
+    }
+}
+
+/// Writes the tar of `root` into `out`; returns the bytes of file content.
+fn write_tar<W: Write>(
+    root: &Path,
+    is_pgdata: bool,
+    trailer: Trailer,
+    out: W,
+) -> Result<W, TarError> {
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TarError::Read { path, source }
+    };
+    let mut tar = tar::Builder::new(out);
+    tar.follow_symlinks(false);
+    tar.mode(tar::HeaderMode::Complete);
+    let mut stack = vec![PathBuf::new()];
+    let mut pg_control = None;
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(read_err(&dir))?
+            .collect::<Result<_, _>>()
+            .map_err(read_err(&dir))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries.into_iter().rev() {
+            let rel_path = rel.join(entry.file_name());
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).map_err(read_err(&path))?;
+            let is_dir = meta.is_dir();
+            if is_pgdata && excluded(&rel_path, is_dir) {
+                continue;
+            }
+            if is_pgdata && rel_path == Path::new("global/pg_control") {
+                pg_control = Some(path);
+                continue;
+            }
+            if is_dir {
+                stack.push(rel_path.clone());
+            }
+            match tar.append_path_with_name(&path, &rel_path) {
+                Ok(()) => {}
+                // Files removed while the backup runs are fine (PostgreSQL recreates them).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(TarError::Read { path, source: e }),
+            }
+        }
+    }
+    if let Some(path) = pg_control {
+        tar.append_path_with_name(&path, "global/pg_control")
+            .map_err(read_err(&path))?;
+    }
+    let _ = trailer.walked.send(());
+    let extra_files = trailer.files.blocking_recv().map_err(|_| TarError::Read {
+        path: root.to_path_buf(),
+        source: io::Error::other("the files to add at the end of the tar (backup_label) never came: the backup was stopped"),
+    })?;
+    for (name, content) in &extra_files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
+        header.set_cksum();
+        tar.append_data(&mut header, name, content.as_slice())
+            .map_err(read_err(Path::new(name)))?;
+    }
+    tar.into_inner().map_err(read_err(root))
+}
+
+/// Files added at the end of a tar once the directory has been walked: `walked` fires when the
+/// walk is done (then call `pg_backup_stop`), and `files` delivers what to append (its
+/// `backup_label` and `tablespace_map`). Dropping the sender of `files` fails the upload.
+#[derive(Debug)]
+pub struct Trailer {
+    /// Fired when every file of the directory is in the tar.
+    pub walked: oneshot::Sender<()>,
+    /// The files to append.
+    pub files: oneshot::Receiver<Vec<(String, Vec<u8>)>>,
+}
+
+impl Trailer {
+    /// A trailer with files known in advance.
+    pub fn fixed(files: Vec<(String, Vec<u8>)>) -> Self {
+        let (walked, _) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(files);
+        Trailer { walked, files: rx }
+    }
+}
+
+/// Streams a tar of `root` to `key`, compressed with `compression`. With `is_pgdata`, the
+/// PGDATA exclusions apply and `global/pg_control` goes last; `extra_files` (e.g.
+/// `backup_label` from `pg_backup_stop`) are appended at the end. If reading or uploading
+/// fails, no object is created.
+pub async fn upload_tar(
+    store: &dyn ObjectStore,
+    key: &str,
+    root: &Path,
+    is_pgdata: bool,
+    compression: Option<Compression>,
+    extra_files: Vec<(String, Vec<u8>)>,
+) -> Result<TarUpload, TarError> {
+    upload_tar_with_trailer(
+        store,
+        key,
+        root,
+        is_pgdata,
+        compression,
+        Trailer::fixed(extra_files),
+    )
+    .await
+}
+
+/// [`upload_tar`] with the files to append delivered later through a [`Trailer`].
+pub async fn upload_tar_with_trailer(
+    store: &dyn ObjectStore,
+    key: &str,
+    root: &Path,
+    is_pgdata: bool,
+    compression: Option<Compression>,
+    trailer: Trailer,
+) -> Result<TarUpload, TarError> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, StoreError>>(8);
+    let root_owned = root.to_path_buf();
+    let error_tx = tx.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64, TarError> {
+        let run = || -> Result<u64, TarError> {
+            let io_err = |source| TarError::Read {
+                path: root_owned.clone(),
+                source,
+            };
+            let sink = ChannelWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let encoder = Encoder::maybe(compression, sink).map_err(io_err)?;
+            let counting = CountingWriter {
+                inner: encoder,
+                count: 0,
+            };
+            let counting = write_tar(&root_owned, is_pgdata, trailer, counting)?;
+            let count = counting.count;
+            let mut sink = counting.inner.finish().map_err(io_err)?;
+            sink.send().map_err(io_err)?;
+            Ok(count)
+        };
+        let result = run();
+        if let Err(e) = &result {
+            // Make the upload fail (and abort) instead of completing a truncated tar.
+            let _ = error_tx.blocking_send(Err(StoreError::Local {
+                what: "tar",
+                path: root_owned.clone(),
+                source: io::Error::other(e.to_string()),
+            }));
+        }
+        result
+    });
+    let body: ByteStream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed();
+    let uploaded = store.put_stream(key, body).await;
+    let written = writer.await.map_err(|e| TarError::Task(e.to_string()))?;
+    match (written, uploaded) {
+        (Ok(content_size), Ok(stored_size)) => Ok(TarUpload {
+            key: key.to_string(),
+            content_size,
+            stored_size,
+        }),
+        // Reading PGDATA failed, which failed the upload: report the read.
+        (Err(e), Err(StoreError::Local { .. })) | (Err(e), Ok(_)) => Err(e),
+        // The upload failed, which stopped the writer: report the upload.
+        (_, Err(e)) => Err(e.into()),
+    }
+}
+
+/// Counts bytes written before compression (the tar's size).
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusions() {
+        assert!(excluded(
+            Path::new("pg_wal/000000010000000000000001"),
+            false
+        ));
+        assert!(!excluded(Path::new("pg_wal"), true));
+        assert!(excluded(Path::new("postmaster.pid"), false));
+        assert!(excluded(Path::new("global/pg_internal.init"), false));
+        assert!(excluded(Path::new("base/pgsql_tmp"), true));
+        assert!(!excluded(Path::new("base/1/1259"), false));
+        assert!(!excluded(Path::new("postgresql.conf"), false));
+    }
+}
