@@ -18,6 +18,19 @@ pub enum ParameterRule {
     Blocked,
 }
 
+/// The settings a hot standby may not run below its primary's (recorded in `pg_control`),
+/// with PostgreSQL's defaults. pgherd writes them out on every instance, whatever its role:
+/// a postmaster-level setting that disappears from the configuration (a promoted standby
+/// dropping the minimums it ran with) marks the server as needing a restart even when the
+/// value does not change.
+pub const HOT_STANDBY_PARAMETERS: &[(&str, u64)] = &[
+    ("max_connections", 100),
+    ("max_worker_processes", 8),
+    ("max_wal_senders", 10),
+    ("max_prepared_transactions", 0),
+    ("max_locks_per_transaction", 64),
+];
+
 /// Parameters the operator computes. A trailing `*` matches any suffix.
 pub const FIXED_PARAMETERS: &[&str] = &[
     "archive_mode",
