@@ -80,7 +80,8 @@ def parse_args():
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
-    args.pgherd_bin = args.pgherd_bin or pgherd.default_binary()
+    if "pgherd" in args.systems:
+        args.pgherd_bin = args.pgherd_bin or pgherd.default_binary()
     return args
 
 

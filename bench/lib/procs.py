@@ -158,8 +158,8 @@ def exit_on_signals():
 def versions(pgherd_binary):
     """First lines of `--version` of pgherd, Patroni, etcd and PostgreSQL 15, and the CPUs."""
     def first_line(cmd):
-        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
-    return {"pgherd": first_line([pgherd_binary, "--version"]),
+        return (subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines() or [""])[0]
+    return {"pgherd": first_line([pgherd_binary, "--version"]) if pgherd_binary else None,
             "patroni": first_line(["patroni", "--version"]),
             "etcd": first_line(["etcd", "--version"]),
             "postgres": first_line(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
