@@ -143,7 +143,8 @@ class PgherdCluster:
 
     def promote(self, instance, timeout=120):
         """`local promote CLUSTER INSTANCE` (a switchover): returns once it is the primary."""
-        self._local("promote", self.name, instance, "-n", self.namespace, timeout=timeout)
+        self._local("promote", self.name, instance, "-n", self.namespace,
+                    "--timeout-seconds", str(timeout), timeout=timeout + 30)
 
     def logs(self):
         """Paths of the control plane's and the instance managers' logs, for reports."""
