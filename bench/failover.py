@@ -48,6 +48,7 @@ PATRONI_DCS = {"synchronous_mode": True, "synchronous_mode_strict": True,
 PATRONI_POSTGRESQL = {"use_pg_rewind": True,
                       "remove_data_directory_on_rewind_failure": True,
                       "remove_data_directory_on_diverged_timelines": True}
+OUTAGE_S = 0.2  # a gap between acks longer than this is an outage (acks come every few ms)
 SYSTEMS = ["pgherd", "patroni-default", "patroni-fast"]
 LABELS = {"pgherd": "pgherd", "patroni-default": "Patroni default",
           "patroni-fast": "Patroni fast"}
@@ -66,6 +67,8 @@ def parse_args():
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--warmup", type=float, default=1.0,
                         help="seconds of writes before each kill or switchover (default 1)")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds of writes after the cluster is healthy again (default 2)")
     parser.add_argument("--pgherd-bin",
                         help="pgherd binary (default: $PGHERD_BIN, else /work/main's release"
                              " build, else pgherd on PATH)")
@@ -224,18 +227,42 @@ def start_writer(system, first_id, warmup, timeout):
     return w
 
 
-def finish_writer(w, after, timeout, settle=0.5):
-    """Wait for the first ack of a write sent after `after`, let the writer run `settle` s
-    more, stop it; that first ack (id, sent, acknowledged)."""
+def first_ack(w, after, timeout):
+    """The first ack (id, sent, acknowledged) of a write sent after `after`; BenchFailure
+    (the writer stopped) when none comes within `timeout` s."""
     first = w.wait_ack_sent_after(after, timeout)
-    if first:
-        time.sleep(settle)
-    if not w.stop():
-        raise BenchFailure("the writer is stuck in a statement")
     if first is None:
+        stop_writer(w)
         raise BenchFailure(f"no write acknowledged within {timeout} s;"
                            f" last errors: {w.errors[-3:]}")
     return first
+
+
+def stop_writer(w):
+    if not w.stop():
+        raise BenchFailure("the writer is stuck in a statement")
+
+
+def until_healthy(system, w, settle):
+    """Keep writing until the cluster is healthy again and `settle` s more (what follows a
+    failover or switchover, say a restart, can interrupt writes again); stop the writer.
+    Returns the monotonic time the cluster was healthy."""
+    try:
+        system.wait_healthy()
+    except BaseException:
+        w.stop()
+        raise
+    healthy = time.monotonic()
+    time.sleep(settle)
+    stop_writer(w)
+    return healthy
+
+
+def outages(w, since):
+    """The gaps between acks longer than OUTAGE_S after `since`: count, total, list."""
+    gaps = w.gaps(since, OUTAGE_S)
+    return {"outages": len(gaps), "unavailable_s": sum(g for _, g in gaps),
+            "gaps": [[round(end - since, 3), round(g, 3)] for end, g in gaps]}
 
 
 def check_lost(system, w):
@@ -247,16 +274,19 @@ def failover_test(system, first_id, args):
     """Kill the primary's node; time to the first write acknowledged after it, until healthy."""
     w = start_writer(system, first_id, args.warmup, args.timeout)
     old, killed = system.kill_primary()
-    first = finish_writer(w, killed, args.timeout)
-    system.after_failover(old)
-    system.wait_healthy()
-    healthy = time.monotonic()
+    first = first_ack(w, killed, args.timeout)
+    try:
+        system.after_failover(old)
+    except BaseException:
+        w.stop()
+        raise
+    healthy = until_healthy(system, w, args.settle)
     new = system.primary()
     lost = check_lost(system, w)
     return {"old_primary": old, "new_primary": new, "failover_s": first[2] - killed,
-            "longest_gap_s": w.longest_gap(killed), "healthy_s": healthy - killed,
-            "acked": len(w.acks), "lost": len(lost), "lost_ids": lost[:20],
-            "errors": len(w.errors), "next_id": w.next_id}
+            "longest_gap_s": w.longest_gap(killed), **outages(w, killed),
+            "healthy_s": healthy - killed, "acked": len(w.acks), "lost": len(lost),
+            "lost_ids": lost[:20], "errors": len(w.errors), "next_id": w.next_id}
 
 
 def switchover_test(system, first_id, args):
@@ -269,14 +299,15 @@ def switchover_test(system, first_id, args):
         w.stop()
         raise BenchFailure(f"switchover failed: {error}") from None
     done = time.monotonic()
-    finish_writer(w, done, args.timeout)
-    system.wait_healthy()
+    first_ack(w, done, args.timeout)
+    healthy = until_healthy(system, w, args.settle)
     new = system.primary()
     lost = check_lost(system, w)
     return {"old_primary": old, "target": target, "new_primary": new,
             "command_s": done - began, "longest_gap_s": w.longest_gap(began),
-            "healthy_s": time.monotonic() - began, "acked": len(w.acks), "lost": len(lost),
-            "lost_ids": lost[:20], "errors": len(w.errors), "next_id": w.next_id}
+            **outages(w, began), "healthy_s": healthy - began, "acked": len(w.acks),
+            "lost": len(lost), "lost_ids": lost[:20], "errors": len(w.errors),
+            "next_id": w.next_id}
 
 
 # --- running a system -----------------------------------------------------------------------
@@ -326,19 +357,27 @@ def describe_run(kind, run):
     if kind == "failover":
         return (f"{moved}: first write {run['failover_s']:.2f} s after the kill, longest gap"
                 f" {run['longest_gap_s']:.2f} s, healthy again at {run['healthy_s']:.1f} s;"
-                f" {run['acked']} acked, {run['lost']} lost")
+                f" outages (at, s) {run['gaps']}; {run['acked']} acked, {run['lost']} lost")
     return (f"{moved}: longest gap {run['longest_gap_s']:.2f} s, command"
-            f" {run['command_s']:.2f} s; {run['acked']} acked, {run['lost']} lost")
+            f" {run['command_s']:.2f} s, healthy again at {run['healthy_s']:.1f} s;"
+            f" outages (at, s) {run['gaps']}; {run['acked']} acked, {run['lost']} lost")
 
 
 # --- report ---------------------------------------------------------------------------------
 
-ROWS = [  # (label, test, field, digits)
-    ("failover: kill -9 -> first acknowledged write (s)", "failover", "failover_s", 2),
-    ("failover: longest gap between acknowledged writes (s)", "failover", "longest_gap_s", 2),
-    ("failover: kill -9 -> 3 healthy nodes again (s)", "failover", "healthy_s", 1),
-    ("switchover: longest gap between acknowledged writes (s)", "switchover", "longest_gap_s", 2),
-    ("switchover: command time (s)", "switchover", "command_s", 2),
+ROWS = [  # (label, test, field, digits, with a p95 row)
+    ("failover: kill -9 -> first acknowledged write (s)", "failover", "failover_s", 2, True),
+    ("failover: longest gap between acknowledged writes (s)", "failover", "longest_gap_s", 2,
+     True),
+    ("failover: no writes, kill -> healthy + settle (s)", "failover", "unavailable_s", 2, True),
+    ("failover: outages (gaps > 0.2 s) in that time", "failover", "outages", 0, False),
+    ("failover: kill -9 -> 3 healthy nodes again (s)", "failover", "healthy_s", 1, False),
+    ("switchover: longest gap between acknowledged writes (s)", "switchover", "longest_gap_s", 2,
+     True),
+    ("switchover: no writes, command -> healthy + settle (s)", "switchover", "unavailable_s", 2,
+     True),
+    ("switchover: outages (gaps > 0.2 s) in that time", "switchover", "outages", 0, False),
+    ("switchover: command time (s)", "switchover", "command_s", 2, True),
 ]
 
 
@@ -348,7 +387,7 @@ def summarize(results):
     summary = {}
     for name, result in results.items():
         rows = {}
-        for _, kind, field, _ in ROWS:
+        for _, kind, field, _, _ in ROWS:
             values = [run[field] for run in result[kind] if run[field] is not None]
             rows[f"{kind}.{field}"] = stats.summary(values) if values else None
         runs = result["failover"] + result["switchover"]
@@ -376,12 +415,13 @@ def report(summary):
     header = ["", *(LABELS[n] for n in names),
               *(f"{LABELS[n]}/pgherd" for n in patronis)]
     rows = []
-    for label, kind, field, digits in ROWS:
+    for label, kind, field, digits, with_p95 in ROWS:
         key = f"{kind}.{field}"
-        for stat, shown in (("median", label), ("p95", "  p95")):
+        for stat, shown in [("median", label), *([("p95", "  p95")] if with_p95 else [])]:
             values = {n: summary[n]["rows"][key] for n in names}
-            ratios = [stats.fmt_ratio(stats.ratio(values[n][stat], values["pgherd"][stat]))
-                      if values[n] and values["pgherd"] else "n/a" for n in patronis]
+            ratios = [("" if field == "outages" else
+                       stats.fmt_ratio(stats.ratio(values[n][stat], values["pgherd"][stat]))
+                       if values[n] and values["pgherd"] else "n/a") for n in patronis]
             rows.append([shown, *(cell(values[n], stat, digits) for n in names), *ratios])
     rows.append(["lost acknowledged writes (all runs)",
                  *(f"{summary[n]['lost']} of {summary[n]['acked']}" for n in names),

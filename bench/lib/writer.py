@@ -114,6 +114,12 @@ class Writer(threading.Thread):
                 self._acked.wait(min(left, 0.5))
         return True
 
+    def gaps(self, since, longer_than):
+        """[(end, length)] of the gaps between consecutive acks longer than `longer_than` s
+        that end after `since` (monotonic): the outages after an event at `since`."""
+        return [(later[2], later[2] - earlier[2]) for earlier, later in zip(self.acks, self.acks[1:])
+                if later[2] > since and later[2] - earlier[2] > longer_than]
+
     def longest_gap(self, since):
         """The longest time between consecutive acks, counting only gaps that end after
         `since` (monotonic): the unavailability around an event at `since`."""
