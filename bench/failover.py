@@ -8,10 +8,12 @@ synchronous standby; writes wait for it). A writer (one connection, autocommit, 
 of a new increasing id at a time, reconnecting 50 ms after an error) runs during each test:
 
 - failover: kill -9 of the primary's HA agent and postmaster together; the time from the kill
-  to the first acknowledged write sent after it. The cluster is back to 3 healthy nodes (the
-  old primary rejoined as a replica) before the next test.
-- switchover: pgherd `local promote`, Patroni POST /switchover; the longest gap between
-  consecutive acknowledged writes, and how long the command took.
+  to the first acknowledged write sent after it.
+- switchover: pgherd `local promote`, Patroni POST /switchover; how long the command took.
+
+In both, the writer goes on until the cluster is back to 3 healthy nodes (the old primary
+rejoined as a replica) and --settle seconds more; every gap between acknowledged writes longer
+than 0.2 s in that window is an outage (their number, total and the longest are reported).
 
 After each test, every acknowledged id must be on the new primary: the missing ones are lost.
 """
@@ -271,7 +273,8 @@ def check_lost(system, w):
 
 
 def failover_test(system, first_id, args):
-    """Kill the primary's node; time to the first write acknowledged after it, until healthy."""
+    """Kill the primary's node; time to the first write acknowledged after it, and the
+    outages until healthy."""
     w = start_writer(system, first_id, args.warmup, args.timeout)
     old, killed = system.kill_primary()
     first = first_ack(w, killed, args.timeout)
@@ -290,7 +293,7 @@ def failover_test(system, first_id, args):
 
 
 def switchover_test(system, first_id, args):
-    """Switch over under writes; the longest gap between acks and the command's time."""
+    """Switch over under writes; the command's time and the outages until healthy."""
     w = start_writer(system, first_id, args.warmup, args.timeout)
     began = time.monotonic()
     try:
