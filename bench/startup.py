@@ -11,8 +11,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,12 +43,6 @@ def parse_args():
     args = parser.parse_args()
     args.pgherd_bin = args.pgherd_bin or pgherd.default_binary()
     return args
-
-
-def exit_on_signals():
-    """SIGTERM and SIGHUP exit like Ctrl-C does: through the finally blocks that clean up."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
 
 
 def rss_mib(pids):
@@ -169,22 +161,13 @@ def report(summary, rounds):
         print(f"  {label}: {value:.1f} {unit} {'met' if value < target else 'MISSED'}")
 
 
-def versions(binary):
-    def first_line(cmd):
-        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
-    return {"pgherd": first_line([binary, "--version"]),
-            "patroni": first_line(["patroni", "--version"]),
-            "etcd": first_line(["etcd", "--version"]),
-            "cpus": os.cpu_count()}
-
-
 def main():
     args = parse_args()
-    exit_on_signals()
+    procs.exit_on_signals()
     workdir = tempfile.mkdtemp(prefix="pgherd-bench-", dir="/tmp")
     os.chmod(workdir, 0o755)  # the postgres user traverses it to its data directories
     try:
-        machine = versions(args.pgherd_bin)
+        machine = procs.versions(args.pgherd_bin)
         print(f"pgherd: {args.pgherd_bin} ({machine['pgherd']}); {machine['patroni']};"
               f" {machine['etcd']}; {machine['cpus']} CPUs", flush=True)
         rounds = run_rounds(workdir, args)

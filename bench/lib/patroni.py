@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import time
 import urllib.error
 import urllib.request
 
@@ -22,10 +23,14 @@ class PatroniCluster:
     When root, Patroni (and so PostgreSQL) runs as `os_user`; etcd runs as the caller."""
 
     def __init__(self, workdir, nodes=3, ttl=30, loop_wait=10, retry_timeout=10,
-                 scope="bench", os_user="postgres"):
+                 scope="bench", os_user="postgres", dcs=None, postgresql=None):
+        """`dcs`: more bootstrap DCS settings (say synchronous_mode); `postgresql`: more
+        settings of each node's `postgresql` section (say use_pg_rewind)."""
         self.workdir = workdir
         self.scope = scope
-        self.dcs = {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout}
+        self.dcs = {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout,
+                    **(dcs or {})}
+        self.postgresql = postgresql or {}
         self.os_user = os_user if os.geteuid() == 0 else None
         self.names = [f"node{i}" for i in range(1, nodes + 1)]
         ports = procs.free_ports(2 + 2 * nodes)
@@ -49,9 +54,31 @@ class PatroniCluster:
         os.makedirs(self.workdir, mode=0o755, exist_ok=True)
         self.etcd = procs.spawn(self._etcd_command(), self._path("etcd.log"))
         for name in self.names:
-            self.agents[name] = procs.spawn(["patroni", self._write_config(name)],
-                                            self._path(f"{name}.log"), user=self.os_user,
-                                            env=self._agent_env())
+            self._write_config(name)
+            self._spawn_agent(name)
+
+    def _spawn_agent(self, name):
+        self.agents[name] = procs.spawn(["patroni", self._path(f"{name}.yml")],
+                                        self._path(f"{name}.log"), user=self.os_user,
+                                        env=self._agent_env())
+
+    def kill_node(self, name):
+        """Node `name` dies: SIGKILL of its postmaster (and the postmaster's children), then of
+        its patroni process. Returns the monotonic time once both are signalled."""
+        postmaster = self.postmaster_pid(name)
+        if postmaster:
+            procs.kill_tree(postmaster)
+        agent = self.agents[name]
+        procs.signal_group(agent.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        agent.wait()
+        return killed
+
+    def restart_node(self, name):
+        """Start node `name`'s patroni again (as a supervisor would after it died)."""
+        if self.agents[name].poll() is None:
+            raise RuntimeError(f"{name}'s patroni is still running")
+        self._spawn_agent(name)
 
     def stop(self):
         """Stop the Patroni nodes (each stops its PostgreSQL), any postmaster left, then etcd.
@@ -112,6 +139,7 @@ class PatroniCluster:
                     "replication": {"username": REPLICATION[0], "password": REPLICATION[1]},
                 },
                 "parameters": {"unix_socket_directories": node_dir},
+                **self.postgresql,
                 "pg_hba": ["local all all trust",
                            f"host replication {REPLICATION[0]} 127.0.0.1/32 scram-sha-256",
                            "host all all 127.0.0.1/32 scram-sha-256"],
@@ -144,6 +172,36 @@ class PatroniCluster:
         """Superuser connection string of node `name`'s PostgreSQL (TCP, loopback)."""
         return (f"host=127.0.0.1 port={self.pg_ports[name]} dbname=postgres"
                 f" user={SUPERUSER[0]} password={SUPERUSER[1]}")
+
+    def multi_host_dsn(self):
+        """Superuser URI over every node with target_session_attrs=read-write: libpq tries
+        the nodes in turn and keeps the first that accepts writes."""
+        hosts = ",".join(f"127.0.0.1:{self.pg_ports[name]}" for name in self.names)
+        return (f"postgresql://{SUPERUSER[0]}:{SUPERUSER[1]}@{hosts}/postgres"
+                "?target_session_attrs=read-write")
+
+    def sync_standbys(self):
+        """Names of the running members Patroni lists as synchronous standbys."""
+        return sorted(m["name"] for m in self.members()
+                      if m.get("role") == "sync_standby" and m.get("state") == "running")
+
+    def switchover(self, leader, candidate=None, timeout=120):
+        """POST /switchover to the leader's REST API; (HTTP status, response text). Patroni
+        answers once it sees the new leader (it polls once a second) or gives up."""
+        body = {"leader": leader, **({"candidate": candidate} if candidate else {})}
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.rest_ports[leader]}/switchover",
+            data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+            method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def logs(self):
+        """Paths of every log, for reports."""
+        return [self._path(f"{name}.log") for name in ["etcd", *self.names]]
 
     def leader_dsn(self):
         leader = self.leader()
@@ -179,7 +237,8 @@ class PatroniCluster:
                 " FROM pg_stat_replication WHERE state = 'streaming')")
         except Exception:  # psycopg2.Error while PostgreSQL starts or restarts
             return False
-        return writable and set(streaming) == set(self.names) - {leader}
+        synced = bool(self.sync_standbys()) if self.dcs.get("synchronous_mode") else True
+        return writable and set(streaming) == set(self.names) - {leader} and synced
 
     def wait_healthy(self, timeout=120, interval=0.1):
         """Wait until healthy (see _healthy); return the leader's name."""

@@ -7,11 +7,13 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import urllib.request
 
 from . import procs
 
 DEFAULT_BIN = "/work/main/target/release/pgherd"
+HEALTHY = "Cluster in healthy state"
 
 
 def default_binary():
@@ -93,6 +95,62 @@ class PgherdCluster:
 
     def wait_streaming(self, timeout=30, interval=0.1):
         procs.wait_until(self.streaming, timeout, interval, what=f"{self.name}'s replicas to stream")
+
+    def healthy(self):
+        """True when the status says healthy with every instance ready, one primary (the
+        recorded one, no transition under way) and every replica streams from it."""
+        status = self.status()
+        primaries = [i["name"] for i in status["instancesStatus"] if i["role"] == "primary"]
+        if (status["phase"] != HEALTHY or status["readyInstances"] != status["instances"]
+                or primaries != [status["currentPrimary"]]
+                or status.get("targetPrimary") not in (None, status["currentPrimary"])):
+            return False
+        try:
+            return self.streaming()
+        except (OSError, ValueError):  # the primary's manager is not answering yet
+            return False
+
+    def wait_healthy(self, timeout=120, interval=0.1):
+        procs.wait_until(self.healthy, timeout, interval, what=f"cluster {self.name} healthy")
+
+    def primary(self):
+        """The current primary's entry of instancesStatus (name, pid = postmaster, port...)."""
+        status = self.status()
+        return next(i for i in status["instancesStatus"] if i["name"] == status["currentPrimary"])
+
+    def replicas(self):
+        """Names of the instances that are not the current primary."""
+        status = self.status()
+        return sorted(i["name"] for i in status["instancesStatus"]
+                      if i["name"] != status["currentPrimary"])
+
+    def instance_dir(self, instance):
+        return os.path.join(self.state_dir, "clusters", self.namespace, self.name,
+                            "instances", instance)
+
+    def kill_node(self, instance, postmaster):
+        """The node of `instance` dies: SIGKILL of its postmaster (and the postmaster's
+        children) and, right after, of its instance manager and the manager's process group.
+        The postmaster goes first: a manager seen dead while its PostgreSQL still runs is
+        restarted to adopt it, by design, which is not the fault meant here. Returns the
+        monotonic time once both are signalled."""
+        manager = procs.read_pid(os.path.join(self.instance_dir(instance), "manager.pid"))
+        procs.kill_tree(postmaster)
+        if manager:
+            procs.signal_group(manager, signal.SIGKILL)
+            procs.kill_pid(manager)
+        return time.monotonic()
+
+    def promote(self, instance, timeout=120):
+        """`local promote CLUSTER INSTANCE` (a switchover): returns once it is the primary."""
+        self._local("promote", self.name, instance, "-n", self.namespace,
+                    "--timeout-seconds", str(timeout), timeout=timeout + 30)
+
+    def logs(self):
+        """Paths of the control plane's and the instance managers' logs, for reports."""
+        pattern = os.path.join(self.state_dir, "clusters", self.namespace, self.name,
+                               "instances", "*", "manager.log")
+        return [os.path.join(self.state_dir, "control-plane.log"), *sorted(glob.glob(pattern))]
 
     def control_plane_pid(self):
         return procs.read_pid(os.path.join(self.state_dir, "control-plane.pid"))

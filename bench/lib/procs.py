@@ -3,6 +3,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 
@@ -103,3 +104,63 @@ def tail(path, lines=30):
             return "".join(file.readlines()[-lines:])
     except FileNotFoundError:
         return f"({path} does not exist)\n"
+
+
+def children(pid):
+    """Pids of the direct children of `pid` (from /proc/*/stat)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                stat = file.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after it
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def signal_pid(pid, sig):
+    """Send `sig` to one process if it still exists."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def kill_tree(pid):
+    """SIGKILL a process and its direct children: it is stopped first so it forks no more.
+    PostgreSQL's children lead their own process groups, so a group kill would miss them."""
+    signal_pid(pid, signal.SIGSTOP)
+    for child in children(pid):
+        signal_pid(child, signal.SIGKILL)
+    signal_pid(pid, signal.SIGKILL)
+
+
+def alive(pid):
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def exit_on_signals():
+    """SIGTERM and SIGHUP exit like Ctrl-C does: through the finally blocks that clean up."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+
+
+def versions(pgherd_binary):
+    """First lines of `--version` of pgherd, Patroni, etcd and PostgreSQL 15, and the CPUs."""
+    def first_line(cmd):
+        return (subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines() or [""])[0]
+    return {"pgherd": first_line([pgherd_binary, "--version"]) if pgherd_binary else None,
+            "patroni": first_line(["patroni", "--version"]),
+            "etcd": first_line(["etcd", "--version"]),
+            "postgres": first_line(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
+            "cpus": os.cpu_count()}
