@@ -96,6 +96,21 @@ impl Network {
 
     fn remove(&self) {
         for serial in &self.serials {
+            // Anything still running inside (the cluster's teardown should have stopped it)
+            // would keep a deleted namespace alive: kill it first.
+            if let Ok(out) = Command::new("ip")
+                .args(["netns", "pids", &self.namespace(*serial)])
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.namespace(*serial)])
                 .output();
