@@ -32,58 +32,66 @@ fn failover_switchover_and_fencing_under_a_writer() {
         local.logs()
     );
 
-    under_load(&local, "kill -9 manager+postgres", |primary| {
-        kill_node(&local, primary)
-    });
-    // Normally a failover; when the replicas' reports are late (a loaded machine) the quorum
-    // rule cannot compare them, and the node is restarted in place instead: both keep every
-    // acknowledged commit, which under_load checked.
+    // CI runs each fault once; PGHERD_CHAOS_ROUNDS=N repeats the sequence N times.
+    let rounds: usize = std::env::var("PGHERD_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    for round in 1..=rounds {
+        eprintln!("round {round}/{rounds}");
+        under_load(&local, "kill -9 manager+postgres", |primary| {
+            kill_node(&local, primary)
+        });
+        // Normally a failover; when the replicas' reports are late (a loaded machine) the quorum
+        // rule cannot compare them, and the node is restarted in place instead: both keep every
+        // acknowledged commit, which under_load checked.
 
-    under_load(&local, "kill -9 postmaster", |primary| {
-        let dir = instance_dir(&local, primary);
-        let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
-        let at = Instant::now();
-        signal(postmaster, false, nix::sys::signal::Signal::SIGKILL);
-        at
-    });
+        under_load(&local, "kill -9 postmaster", |primary| {
+            let dir = instance_dir(&local, primary);
+            let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
+            let at = Instant::now();
+            signal(postmaster, false, nix::sys::signal::Signal::SIGKILL);
+            at
+        });
 
-    under_load(&local, "SIGSTOP postgres 5s", |primary| {
-        // The whole instance freezes: the postmaster and every PostgreSQL process it started.
-        let dir = instance_dir(&local, primary);
-        let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
-        let pm = u32::try_from(postmaster).unwrap();
-        let at = Instant::now();
-        signal(postmaster, false, nix::sys::signal::Signal::SIGSTOP);
-        let frozen = pgherd_instance_manager::process::children(pm);
-        for child in &frozen {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(i32::try_from(*child).unwrap()),
-                nix::sys::signal::Signal::SIGSTOP,
-            );
-        }
-        std::thread::sleep(Duration::from_secs(5));
-        // Resuming must not let the old primary accept a write: it was fenced meanwhile.
-        for pid in std::iter::once(pm).chain(frozen) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
-                nix::sys::signal::Signal::SIGCONT,
-            );
-        }
-        at
-    });
+        under_load(&local, "SIGSTOP postgres 5s", |primary| {
+            // The whole instance freezes: the postmaster and every PostgreSQL process it started.
+            let dir = instance_dir(&local, primary);
+            let postmaster = pid_in(&dir.join("pgdata/postmaster.pid"));
+            let pm = u32::try_from(postmaster).unwrap();
+            let at = Instant::now();
+            signal(postmaster, false, nix::sys::signal::Signal::SIGSTOP);
+            let frozen = pgherd_instance_manager::process::children(pm);
+            for child in &frozen {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(*child).unwrap()),
+                    nix::sys::signal::Signal::SIGSTOP,
+                );
+            }
+            std::thread::sleep(Duration::from_secs(5));
+            // Resuming must not let the old primary accept a write: it was fenced meanwhile.
+            for pid in std::iter::once(pm).chain(frozen) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+                    nix::sys::signal::Signal::SIGCONT,
+                );
+            }
+            at
+        });
 
-    under_load(&local, "switchover", |primary| {
-        let s = local.status(CLUSTER);
-        let target = s
-            .instances_status
-            .iter()
-            .find(|i| i.name != primary && i.ready)
-            .map(|i| i.name.clone())
-            .unwrap();
-        let at = Instant::now();
-        local.run_ok(&["promote", CLUSTER, &target]);
-        at
-    });
+        under_load(&local, "switchover", |primary| {
+            let s = local.status(CLUSTER);
+            let target = s
+                .instances_status
+                .iter()
+                .find(|i| i.name != primary && i.ready)
+                .map(|i| i.name.clone())
+                .unwrap();
+            let at = Instant::now();
+            local.run_ok(&["promote", CLUSTER, &target]);
+            at
+        });
+    }
 
     // Fencing: a fenced replica stops and stays stopped; unfencing brings it back.
     let s = healthy(&local);

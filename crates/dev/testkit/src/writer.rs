@@ -63,6 +63,7 @@ async fn write_loop(
     let insert = format!("INSERT INTO {TABLE} (source, seq) VALUES ($1, $2)");
     let mut client = None;
     let mut seq: i64 = 0;
+    let mut resumed = false;
     while !stop.load(Ordering::Relaxed) {
         let c = match client.take() {
             Some(c) => c,
@@ -70,6 +71,26 @@ async fn write_loop(
                 match tokio::time::timeout(Duration::from_secs(2), crate::local::connect(&config))
                     .await
                 {
+                    Ok(Ok(c)) if !resumed => {
+                        // A writer of the same name may have written before (an earlier round):
+                        // go on after its numbers instead of failing through them.
+                        let last = c
+                            .query_one(
+                                &format!(
+                                    "SELECT coalesce(max(seq), 0) FROM {TABLE} WHERE source = $1"
+                                ),
+                                &[&source],
+                            )
+                            .await;
+                        match last {
+                            Ok(row) => {
+                                seq = row.get(0);
+                                resumed = true;
+                                c
+                            }
+                            Err(_) => continue,
+                        }
+                    }
                     Ok(Ok(c)) => c,
                     _ => {
                         tokio::time::sleep(Duration::from_millis(20)).await;

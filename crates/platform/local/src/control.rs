@@ -364,9 +364,17 @@ impl ControlPlane {
         // One instance's trouble (its disk is full, say) must not stop the others' specs: a
         // failover away from it is exactly what needs writing then.
         let mut instance_errors: BTreeMap<String, String> = BTreeMap::new();
+        // The primary being replaced stays down until its successor is promoted: a manager
+        // restarted meanwhile would make it look alive (just unreachable, when partitioned)
+        // and get it fenced again on every pass, with the promotion never allowed to finish.
+        let replaced = decided
+            .current_primary
+            .as_deref()
+            .filter(|c| decided.target_primary.as_deref() != Some(*c));
         for instance in &decided.instances {
             let started = observed.instances.iter().any(|i| i.name == instance.name);
-            let may_start = !started || seen.managers_down.contains(&instance.name);
+            let may_start = (!started || seen.managers_down.contains(&instance.name))
+                && replaced != Some(instance.name.as_str());
             if let Err(e) = self.apply_instance(&context, instance, &instances_dir, may_start) {
                 log(format!("{namespace}/{name}: {}: {e}", instance.name));
                 instance_errors.insert(instance.name.clone(), e.to_string());
