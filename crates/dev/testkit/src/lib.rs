@@ -123,8 +123,14 @@ pub struct TestServer {
 impl TestServer {
     /// initdb, trust on the Unix socket, no TCP, start, wait until ready.
     pub fn start() -> Self {
+        Self::start_with(binaries())
+    }
+
+    /// Like `start`, with other server binaries (another major).
+    pub fn start_with(binaries: PgBinaries) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let pg = instance(dir.path(), "pg");
+        let mut pg = instance(dir.path(), "pg");
+        pg.binaries = binaries;
         pg.initdb(&InitDbOptions::default()).unwrap();
         pg.write_file("pg_hba.conf", "local all all trust\n")
             .unwrap();

@@ -109,18 +109,15 @@ pub async fn ensure_replication_role(client: &Client) -> Result<(), InstanceErro
     let role = identifier(STREAMING_REPLICA_USER)?;
     let name = literal(STREAMING_REPLICA_USER)?;
     // Check first: writing every pass would wait on synchronous standbys for nothing.
-    let in_place: bool = crate::sql::timed(
+    if in_place(
+        client,
         "check streaming_replica",
-        client.query_one(
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name}                    AND rolcanlogin AND rolreplication)                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = {name}                    AND rolpassword IS NOT NULL)                  AND pg_catalog.has_function_privilege({name},                    'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)', 'EXECUTE')"
-            ),
-            &[],
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name}                    AND rolcanlogin AND rolreplication)                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_authid WHERE rolname = {name}                    AND rolpassword IS NOT NULL)                  AND pg_catalog.has_function_privilege({name},                    'pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)', 'EXECUTE')"
         ),
     )
     .await?
-    .get(0);
-    if in_place {
+    {
         return Ok(());
     }
     execute(
@@ -170,19 +167,16 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), InstanceError>
 /// The metrics exporter's role (login, `pg_monitor`, pinned `search_path`), created once.
 pub async fn ensure_exporter_role(client: &Client) -> Result<(), InstanceError> {
     let name = literal(pgherd_metrics::EXPORTER_ROLE)?;
-    let in_place: bool = crate::sql::timed(
+    if in_place(
+        client,
         "check the metrics exporter role",
-        client.query_one(
-            &format!(
-                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name} AND rolcanlogin) \
-                 AND pg_catalog.pg_has_role({name}, 'pg_monitor', 'MEMBER')"
-            ),
-            &[],
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {name} AND rolcanlogin) \
+             AND pg_catalog.pg_has_role({name}, 'pg_monitor', 'MEMBER')"
         ),
     )
     .await?
-    .get(0);
-    if in_place {
+    {
         return Ok(());
     }
     execute(
@@ -191,4 +185,15 @@ pub async fn ensure_exporter_role(client: &Client) -> Result<(), InstanceError> 
         pgherd_metrics::EXPORTER_ROLE_SQL,
     )
     .await
+}
+
+/// Whether `check` (one boolean) says something is already as wanted.
+async fn in_place(
+    client: &Client,
+    context: &'static str,
+    check: &str,
+) -> Result<bool, InstanceError> {
+    Ok(crate::sql::timed(context, client.query_one(check, &[]))
+        .await?
+        .get(0))
 }

@@ -2,7 +2,7 @@
 //! (scripts/install.sh): the checkpointer split, the reduced pg_stat_bgwriter and pg_stat_wal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use pgherd_instance_manager::{InitDbOptions, PgBinaries, ShutdownMode};
+use pgherd_instance_manager::PgBinaries;
 use pgherd_metrics::{Exporter, ExporterConfig, PgConnector};
 use std::time::Duration;
 
@@ -12,17 +12,8 @@ async fn postgresql_18_gets_the_checkpointer_and_bgwriter_split() {
         eprintln!("PostgreSQL 18 not installed in /opt/postgresql/18 (scripts/install.sh needs npm); skipped");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let mut pg = pgherd_testkit::instance(dir.path(), "pg18");
-    pg.binaries = binaries;
-    pg.initdb(&InitDbOptions::default()).unwrap();
-    pg.write_file("pg_hba.conf", "local all all trust\n")
-        .unwrap();
-    pg.write_file("postgresql.auto.conf", "listen_addresses = ''\n")
-        .unwrap();
-    let mut child = pg.start().unwrap();
-    pg.wait_ready_child(&mut child, Duration::from_secs(60))
-        .unwrap();
+    let server = pgherd_testkit::TestServer::start_with(binaries);
+    let pg = &server.pg;
     let connector = |user: &str| PgConnector {
         host: pg.socket_dir.display().to_string(),
         port: pg.port,
@@ -44,8 +35,7 @@ async fn postgresql_18_gets_the_checkpointer_and_bgwriter_split() {
     );
     let collection = exporter.collect().await;
     let text = collection.exposition.render();
-    let _ = pg.stop(ShutdownMode::Fast, Duration::from_secs(30));
-    let _ = child.wait();
+    server.stop();
     assert!(collection.errors.is_empty(), "{:#?}", collection.errors);
     for present in [
         "cnpg_pg_stat_checkpointer_checkpoints_timed ",
