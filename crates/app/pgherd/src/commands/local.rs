@@ -456,13 +456,14 @@ fn status(
                 }
                 for i in &s.instances_status {
                     outln!(
-                        "  {:<24} {:<8} ready={:<5} lsn={:<12} lag={} port={}",
+                        "  {:<24} {:<8} ready={:<5} lsn={:<12} lag={} port={} metrics={}",
                         i.name,
                         i.role,
                         i.ready,
                         i.lsn.as_deref().unwrap_or("-"),
                         i.lag_bytes.map_or("-".into(), |l| l.to_string()),
-                        i.port
+                        i.port,
+                        i.metrics
                     );
                 }
             }
