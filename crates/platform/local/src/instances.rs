@@ -21,7 +21,11 @@ pub fn stop_cluster(cluster_dir: &Path) {
         .flatten()
     {
         if let Some(pid) = running_pid(&instance.path().join(MANAGER_PID)) {
-            stop(pid, Duration::from_secs(120));
+            if !stop(pid, Duration::from_secs(120)) {
+                // A wedged manager must not outlive its cluster (and keep PostgreSQL running
+                // in a directory about to be deleted): by force.
+                kill_instance(&instance.path(), Duration::from_secs(10));
+            }
         }
     }
 }
