@@ -306,7 +306,10 @@ fn an_isolated_primary_stops_by_itself_and_resumes() {
 
 /// One small filesystem (tmpfs) per instance directory, as one volume per instance on
 /// Kubernetes; unmounted (lazily) on drop.
-struct Volumes(Vec<PathBuf>);
+struct Volumes {
+    dirs: Vec<PathBuf>,
+    state: PathBuf,
+}
 
 impl Volumes {
     fn mount(local: &Local, instances: &[&str], size: &str) -> Self {
@@ -324,13 +327,24 @@ impl Volumes {
             assert!(ok, "mount a tmpfs on {}", dir.display());
             mounted.push(dir);
         }
-        Volumes(mounted)
+        Volumes {
+            dirs: mounted,
+            state: local.state.clone(),
+        }
     }
 }
 
 impl Drop for Volumes {
     fn drop(&mut self) {
-        for dir in &self.0 {
+        // Dropped before the cluster (declared after it): stop the control plane and the
+        // instances first, or `local destroy` would find the unmounted directories empty and
+        // leave their processes running.
+        use pgherd_local::instances::{running_pid, stop, stop_cluster};
+        if let Some(pid) = running_pid(&self.state.join("control-plane.pid")) {
+            stop(pid, Duration::from_secs(30));
+        }
+        stop_cluster(&self.state.join(format!("clusters/default/{CLUSTER}")));
+        for dir in &self.dirs {
             let _ = std::process::Command::new("umount")
                 .arg("-l")
                 .arg(dir)
