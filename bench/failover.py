@@ -92,13 +92,8 @@ def parse_args():
 
 # --- the systems, behind one interface ------------------------------------------------------
 
-class Pgherd:
-    """pgherd's local platform: the writer goes through the -rw endpoint as the app user."""
-
-    def __init__(self, workdir, args):
-        self.cluster = pgherd.PgherdCluster(args.pgherd_bin, MANIFEST, CLUSTER,
-                                            os.path.join(workdir, "state"))
-        self.timeout = args.timeout
+class System:
+    """A system under test wrapping its cluster (`self.cluster`), cleaned up on exit."""
 
     def __enter__(self):
         self.cluster.__enter__()
@@ -106,6 +101,15 @@ class Pgherd:
 
     def __exit__(self, *exc):
         self.cluster.__exit__(*exc)
+
+
+class Pgherd(System):
+    """pgherd's local platform: the writer goes through the -rw endpoint as the app user."""
+
+    def __init__(self, workdir, args):
+        self.cluster = pgherd.PgherdCluster(args.pgherd_bin, MANIFEST, CLUSTER,
+                                            os.path.join(workdir, "state"))
+        self.timeout = args.timeout
 
     def start(self):
         self.cluster.up(self.timeout)
@@ -144,7 +148,7 @@ class Pgherd:
         return self.cluster.logs()
 
 
-class Patroni:
+class Patroni(System):
     """Patroni + etcd: the writer uses a multi-host URI with target_session_attrs=read-write,
     as the superuser. A killed node's patroni is started again once the failover is done, as
     a supervisor would bring a crashed node back."""
@@ -153,13 +157,6 @@ class Patroni:
         self.cluster = patroni.PatroniCluster(workdir, nodes=NODES, dcs=PATRONI_DCS,
                                               postgresql=PATRONI_POSTGRESQL, **timing)
         self.timeout = args.timeout
-
-    def __enter__(self):
-        self.cluster.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.cluster.__exit__(*exc)
 
     def start(self):
         self.cluster.start()
