@@ -88,7 +88,10 @@ async fn write_loop(
                                 resumed = true;
                                 c
                             }
-                            Err(_) => continue,
+                            Err(_) => {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                continue;
+                            }
                         }
                     }
                     Ok(Ok(c)) => c,

@@ -39,6 +39,28 @@ fn free_port() -> Result<u16, LocalError> {
         .map_err(LocalError::NoPort)
 }
 
+/// Where a new instance listens: free ports, on loopback or, under the network-namespace
+/// annotation, on its namespace's address.
+fn place(cluster: &Cluster, serial: u32) -> Result<InstanceAddress, LocalError> {
+    let netns = cluster
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::netns::NETNS_PREFIX_ANNOTATION))
+        .map(|prefix| crate::netns::namespace_of(prefix, serial));
+    let host = match &netns {
+        Some(ns) => crate::netns::address_of(ns)?,
+        None => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    };
+    Ok(InstanceAddress {
+        postgres: free_port()?,
+        status: free_port()?,
+        metrics: free_port()?,
+        host,
+        netns,
+    })
+}
+
 /// One line of the control plane's log, prefixed with the time (UTC, seconds since the epoch
 /// with milliseconds: enough to follow a failover step by step).
 fn log(line: String) {
@@ -55,6 +77,8 @@ pub struct ClusterRuntime {
     /// Since when each unhealthy instance has been so (forgotten on restart: a restarted
     /// control plane waits a full grace period before failing over).
     pub unhealthy_since: BTreeMap<String, std::time::Instant>,
+    /// What `spec.monitoring` could not resolve, as last logged.
+    pub monitoring_problems: Vec<String>,
 }
 
 /// The control plane.
@@ -305,37 +329,33 @@ impl ControlPlane {
             }
         };
         for instance in &decided.instances {
-            if let Some(address) = ports_by_instance.get_mut(&instance.name) {
-                if address.metrics == 0 {
+            let path = instances_dir.join(&instance.name).join("ports.json");
+            match ports_by_instance.get_mut(&instance.name) {
+                Some(address) if address.metrics == 0 => {
                     // Placed by an earlier version, before the metrics exporter.
                     address.metrics = free_port()?;
-                    let path = instances_dir.join(&instance.name).join("ports.json");
                     write_json(&path, &*address, 0o644)?;
                 }
-                continue;
+                Some(_) => {}
+                None => {
+                    self.user
+                        .own_dir(&instances_dir.join(&instance.name), 0o700)?;
+                    let address = place(cluster, instance.serial)?;
+                    write_json(&path, &address, 0o644)?;
+                    ports_by_instance.insert(instance.name.clone(), address);
+                }
             }
-            {
-                let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
-                self.user.own_dir(&dirs.root, 0o700)?;
-                let netns = cluster
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(crate::netns::NETNS_PREFIX_ANNOTATION))
-                    .map(|prefix| crate::netns::namespace_of(prefix, instance.serial));
-                let host = match &netns {
-                    Some(ns) => crate::netns::address_of(ns)?,
-                    None => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                };
-                let p = InstanceAddress {
-                    postgres: free_port()?,
-                    status: free_port()?,
-                    metrics: free_port()?,
-                    host,
-                    netns,
-                };
-                write_json(&dirs.root.join("ports.json"), &p, 0o644)?;
-                ports_by_instance.insert(instance.name.clone(), p);
+        }
+        // A query file that cannot be read must not stop the cluster: the rest applies. Said
+        // once, not on every pass.
+        let (monitoring, problems) = crate::monitoring::resolve(&self.state, namespace, cluster);
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        if let Some(runtime) = self.runtimes.get_mut(&key) {
+            if runtime.monitoring_problems != problems {
+                for p in &problems {
+                    log(format!("{namespace}/{name}: metrics: {p}"));
+                }
+                runtime.monitoring_problems = problems;
             }
         }
         let context = ClusterContext {
@@ -352,13 +372,7 @@ impl ControlPlane {
             password_file: password_file.clone(),
             roles,
             databases,
-            // A missing query ConfigMap must not stop the cluster: defaults until it appears.
-            monitoring: crate::monitoring::resolve(&self.state, namespace, cluster).unwrap_or_else(
-                |e| {
-                    log(format!("{namespace}/{name}: metrics: {e}"));
-                    crate::monitoring::without_custom_queries(cluster)
-                },
-            ),
+            monitoring,
             ports: &ports_by_instance,
         };
         // One instance's trouble (its disk is full, say) must not stop the others' specs: a

@@ -10,60 +10,62 @@ use pgherd_instance_protocol::{CustomQueries, MonitoringSpec};
 /// CloudNativePG's default `metricsQueriesTTL`.
 const DEFAULT_TTL_SECONDS: u64 = 30;
 
+/// The resolved spec, and what could not be resolved: a query file that cannot be read (a
+/// ConfigMap not applied yet, say) is left out, an invalid TTL falls back to the default;
+/// either way the rest applies and the cluster goes on.
 pub fn resolve(
     state: &StateDir,
     namespace: &str,
     cluster: &Cluster,
-) -> Result<MonitoringSpec, LocalError> {
+) -> (MonitoringSpec, Vec<LocalError>) {
+    let mut problems = Vec::new();
     let Some(monitoring) = cluster.spec.monitoring.as_ref() else {
-        return Ok(MonitoringSpec {
+        let spec = MonitoringSpec {
             queries_ttl_seconds: DEFAULT_TTL_SECONDS,
             ..MonitoringSpec::default()
-        });
+        };
+        return (spec, problems);
     };
     let mut custom_queries = Vec::new();
     for r in monitoring.custom_queries_config_map.iter().flatten() {
         let field = "spec.monitoring.customQueriesConfigMap";
-        custom_queries.push(CustomQueries {
-            source: format!("ConfigMap/{} key {}", r.name, r.key),
-            yaml: config_map_key(state, namespace, field, r)?,
-        });
+        match config_map_key(state, namespace, field, r) {
+            Ok(yaml) => custom_queries.push(CustomQueries {
+                source: format!("ConfigMap/{} key {}", r.name, r.key),
+                yaml,
+            }),
+            Err(e) => problems.push(e),
+        }
     }
     for r in monitoring.custom_queries_secret.iter().flatten() {
         let field = "spec.monitoring.customQueriesSecret";
-        custom_queries.push(CustomQueries {
-            source: format!("Secret/{} key {}", r.name, r.key),
-            yaml: secret_key(state, namespace, field, r)?,
-        });
+        match secret_key(state, namespace, field, r) {
+            Ok(yaml) => custom_queries.push(CustomQueries {
+                source: format!("Secret/{} key {}", r.name, r.key),
+                yaml,
+            }),
+            Err(e) => problems.push(e),
+        }
     }
     let queries_ttl_seconds = match monitoring.metrics_queries_ttl.as_deref() {
         None => DEFAULT_TTL_SECONDS,
-        Some(text) => pgherd_api::duration::parse_go_duration(text)
-            .map_err(|e| {
-                LocalError::Invalid(format!(
+        Some(text) => match pgherd_api::duration::parse_go_duration(text) {
+            Ok(ttl) => ttl.as_secs(),
+            Err(e) => {
+                problems.push(LocalError::Invalid(format!(
                     "cluster {}: spec.monitoring.metricsQueriesTTL: {e}",
                     cluster.metadata.name.as_deref().unwrap_or("-")
-                ))
-            })?
-            .as_secs(),
+                )));
+                DEFAULT_TTL_SECONDS
+            }
+        },
     };
-    Ok(MonitoringSpec {
+    let spec = MonitoringSpec {
         disable_default_queries: monitoring.disable_default_queries.unwrap_or(false),
         custom_queries,
         queries_ttl_seconds,
-    })
-}
-
-/// `spec.monitoring` with none of its custom query files (they cannot be read).
-pub fn without_custom_queries(cluster: &Cluster) -> MonitoringSpec {
-    let monitoring = cluster.spec.monitoring.as_ref();
-    MonitoringSpec {
-        disable_default_queries: monitoring
-            .and_then(|m| m.disable_default_queries)
-            .unwrap_or(false),
-        custom_queries: Vec::new(),
-        queries_ttl_seconds: DEFAULT_TTL_SECONDS,
-    }
+    };
+    (spec, problems)
 }
 
 #[cfg(test)]
@@ -83,7 +85,8 @@ mod tests {
             "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: c\nspec:\n  instances: 1\n  monitoring:\n    disableDefaultQueries: true\n    metricsQueriesTTL: 1m\n    customQueriesConfigMap:\n      - name: q\n        key: queries\n",
         )
         .unwrap();
-        let m = resolve(&state, "default", &cluster).unwrap();
+        let (m, problems) = resolve(&state, "default", &cluster);
+        assert!(problems.is_empty(), "{problems:?}");
         assert!(m.disable_default_queries);
         assert_eq!(m.queries_ttl_seconds, 60);
         assert_eq!(m.custom_queries.len(), 1);
@@ -94,9 +97,9 @@ mod tests {
             "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: c\nspec:\n  instances: 1\n  monitoring:\n    customQueriesSecret:\n      - name: nope\n        key: queries\n",
         )
         .unwrap();
-        let e = resolve(&state, "default", &missing)
-            .unwrap_err()
-            .to_string();
+        let (m, problems) = resolve(&state, "default", &missing);
+        assert!(m.custom_queries.is_empty());
+        let e = problems[0].to_string();
         assert!(
             e.contains("customQueriesSecret") && e.contains("nope"),
             "{e}"

@@ -13,24 +13,11 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind((spec.listen_host.as_str(), spec.status_port))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}:{} (status port of {})",
-                    spec.listen_host, spec.status_port, spec.name
-                )
-            })?;
+        let listener = listen(&spec, spec.status_port, "status").await?;
         let metrics_listener = if spec.metrics_port == 0 {
             None
         } else {
-            let addr = (spec.listen_host.as_str(), spec.metrics_port);
-            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                format!(
-                    "cannot listen on {}:{} (metrics port of {})",
-                    spec.listen_host, spec.metrics_port, spec.name
-                )
-            })?)
+            Some(listen(&spec, spec.metrics_port, "metrics").await?)
         };
         let shared = supervisor::Shared::default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -68,4 +55,20 @@ pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A listener on the instance's address for one of its ports.
+async fn listen(
+    spec: &pgherd_instance_protocol::InstanceSpec,
+    port: u16,
+    what: &str,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((spec.listen_host.as_str(), port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{port} ({what} port of {})",
+                spec.listen_host, spec.name
+            )
+        })
 }
