@@ -36,17 +36,7 @@ enum Command {
     /// Instance manager commands (run inside a pod, or by the local platform).
     Instance {
         #[command(subcommand)]
-        command: InstanceCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum InstanceCommand {
-    /// Run one instance manager: converge PostgreSQL to the spec file and serve its status.
-    Run {
-        /// The instance spec (JSON) written by the controller; re-read every second.
-        #[arg(long)]
-        spec: std::path::PathBuf,
+        command: commands::instance::InstanceCommand,
     },
 }
 
@@ -58,9 +48,7 @@ fn main() -> ExitCode {
             show_defaults,
         } => commands::validate::run(&files, show_defaults),
         Command::Crds => commands::crds::run(),
-        Command::Instance {
-            command: InstanceCommand::Run { spec },
-        } => commands::instance::run(&spec),
+        Command::Instance { command } => commands::instance::dispatch(command),
         Command::Local { options, command } => commands::local::run(&options, command),
     };
     match result {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+use common::MotoStores as _;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -394,7 +395,7 @@ async fn an_unreachable_s3_endpoint_fails_with_a_clear_error() {
         .local_addr()
         .unwrap()
         .port();
-    let mut config = common::Moto::config_for_endpoint(&format!("http://127.0.0.1:{port}"));
+    let mut config = common::config_for_endpoint(&format!("http://127.0.0.1:{port}"));
     config.request_timeout = Duration::from_secs(2);
     let store = Resilient::new(
         pgherd_backup::store::open(&config).unwrap(),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+use common::MotoStores as _;
 
 use pgherd_backup::layout::ServerPrefix;
 use pgherd_backup::store::ObjectStore;

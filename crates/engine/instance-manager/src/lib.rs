@@ -22,6 +22,7 @@ pub mod replication;
 mod sql;
 pub mod status_client;
 pub mod supervisor;
+pub mod wal;
 
 pub use binaries::PgBinaries;
 pub use error::InstanceError;

@@ -155,6 +155,7 @@ fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
         following: None,
         self_fenced: false,
         disk_full: false,
+        archive: None,
     }
 }
 
@@ -271,6 +272,13 @@ fn effective_settings(
         Vec::new()
     };
     let mut settings = with_standby_minimums(&spec.settings, &minimums);
+    if let Some(store) = &spec.wal_store {
+        let commands = crate::wal::WalCommands::new(store, &spec.socket_dir)?;
+        settings.insert("archive_command".into(), commands.archive_command());
+        if spec.role == DesiredRole::Replica {
+            settings.insert("restore_command".into(), commands.restore_command());
+        }
+    }
     if !pg.pgdata.join(INITIALIZED_MARKER).exists() {
         settings.remove("synchronous_standby_names");
     }
@@ -343,6 +351,14 @@ async fn converge(
     }
     if !pg.is_initialized() {
         create_data(&pg, spec)?;
+        // A new cluster checks its archive is empty before it first archives; a copy of
+        // another instance is not a new cluster.
+        let flag = crate::wal::CHECK_EMPTY_WAL_ARCHIVE;
+        if matches!(spec.bootstrap, pgherd_instance_protocol::Bootstrap::Clone) {
+            let _ = std::fs::remove_file(pg.pgdata.join(flag));
+        } else {
+            pg.write_file(flag, "")?;
+        }
     }
     let major = MajorVersion(spec.major);
     let settings = effective_settings(spec, &pg)?;
@@ -420,6 +436,9 @@ async fn converge(
     status.ready = status.is_primary || status.is_wal_receiver_active;
     status.following = spec.primary.as_ref().map(|p| p.name.clone());
     status.disk_full = pg.disk_nearly_full();
+    if status.is_primary && spec.wal_store.is_some() {
+        status.archive = Some(crate::wal::last_archive_report(&spec.socket_dir));
+    }
     status.applied_generation = spec.generation;
     status.restart_token = spec.restart_token.clone();
     Ok(status)

@@ -146,6 +146,22 @@ pub struct InstanceSpec {
     /// controller or a majority of its peers; 0 disables self-fencing.
     #[serde(default)]
     pub lease_ms: u64,
+    /// The object store WAL is archived to (and replicas restore from); `None`:
+    /// `archive_command` does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_store: Option<WalStore>,
+}
+
+/// An object store folder for WAL, as the commands PostgreSQL runs see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WalStore {
+    /// The store's configuration and secrets (JSON, mode 0600, readable by `os_user`).
+    pub store_file: PathBuf,
+    /// Archive even into a folder that already holds WAL
+    /// (`cnpg.io/skipEmptyWalArchiveCheck: enabled`).
+    #[serde(default)]
+    pub skip_empty_check: bool,
 }
 
 /// The metrics exporter's queries (`spec.monitoring` with its references resolved).

@@ -79,6 +79,8 @@ pub struct ClusterRuntime {
     pub unhealthy_since: BTreeMap<String, std::time::Instant>,
     /// What `spec.monitoring` could not resolve, as last logged.
     pub monitoring_problems: Vec<String>,
+    /// Why the cluster's object store cannot be used, as last logged.
+    pub archive_problem: Option<String>,
 }
 
 /// The control plane.
@@ -358,6 +360,22 @@ impl ControlPlane {
                 runtime.monitoring_problems = problems;
             }
         }
+        let (_archive, wal_store, archive_problem) = crate::stores::prepare_archive(
+            &self.state,
+            namespace,
+            cluster,
+            &cluster_dir,
+            &self.user,
+        );
+        if let Some(runtime) = self.runtimes.get_mut(&key) {
+            if runtime.archive_problem != archive_problem {
+                if let Some(p) = &archive_problem {
+                    log(format!("{namespace}/{name}: WAL archive: {p}"));
+                }
+                runtime.archive_problem = archive_problem.clone();
+            }
+        }
+        let context_has_archive = wal_store.is_some();
         let context = ClusterContext {
             state: &self.state,
             namespace,
@@ -374,6 +392,7 @@ impl ControlPlane {
             databases,
             monitoring,
             ports: &ports_by_instance,
+            wal_store,
         };
         // One instance's trouble (its disk is full, say) must not stop the others' specs: a
         // failover away from it is exactly what needs writing then.
@@ -415,6 +434,21 @@ impl ControlPlane {
                 i.error.get_or_insert(e);
             }
         }
+        let primary_report = decided
+            .current_primary
+            .as_deref()
+            .and_then(|p| observed.instances.iter().find(|i| i.name == p))
+            .and_then(|i| i.status.as_ref())
+            .and_then(|s| s.archive.as_ref());
+        crate::backups::apply_archive_status(
+            &mut status,
+            &crate::backups::ArchiveView {
+                configured: context_has_archive,
+                problem: archive_problem.as_deref(),
+                report: primary_report,
+            },
+            previous.as_ref(),
+        );
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = restart_annotation;
         write_json(
@@ -499,19 +533,7 @@ impl ControlPlane {
                 .unwrap_or(LocalClusterStatus {
                     name: name.clone(),
                     namespace: namespace.clone(),
-                    phase: String::new(),
-                    instances: 0,
-                    ready_instances: 0,
-                    current_primary: None,
-                    target_primary: None,
-                    timeline: None,
-                    endpoints: BTreeMap::new(),
-                    instances_status: Vec::new(),
-                    latest_generated_node: 0,
-                    conditions: Vec::new(),
-                    managed_roles_status: Default::default(),
-                    restart_token: String::new(),
-                    restart_annotation: String::new(),
+                    ..Default::default()
                 });
                 status.phase = phase::CANNOT_CREATE_OBJECTS.to_string();
                 status.conditions = vec![LocalCondition {

@@ -80,7 +80,8 @@ fn mandatory_settings(
         ("ssl_ca_file", certs.ca.display().to_string()),
         ("cluster_name", cluster.to_string()),
         ("log_directory", dirs.log.display().to_string()),
-        // WAL archiving to an object store comes with backups; until then it succeeds at once.
+        // Without an object store WAL is not archived; with one the instance manager sets the
+        // command.
         ("archive_command", ":".to_string()),
     ]
 }
@@ -102,6 +103,8 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) databases: Vec<DatabaseSpec>,
     pub(crate) monitoring: pgherd_instance_protocol::MonitoringSpec,
     pub(crate) ports: &'a BTreeMap<String, InstanceAddress>,
+    /// Where WAL is archived, if anywhere.
+    pub(crate) wal_store: Option<pgherd_instance_protocol::WalStore>,
 }
 
 impl ClusterContext<'_> {
@@ -269,6 +272,7 @@ impl ClusterContext<'_> {
                 .collect(),
             lease_ms: u64::try_from(pgherd_controller::ha::PRIMARY_LEASE.as_millis())
                 .unwrap_or(u64::MAX),
+            wal_store: self.wal_store.clone(),
         }))
     }
 }

@@ -6,6 +6,7 @@
 //! Depends on the model and engine crates; nothing depends on it but the app.
 
 pub mod apply;
+pub mod backups;
 pub mod control;
 pub mod declarative;
 pub mod desired;
@@ -19,6 +20,7 @@ pub mod observation;
 pub mod secrets;
 pub mod state;
 pub mod status;
+pub mod stores;
 mod view;
 
 pub use error::LocalError;
