@@ -49,6 +49,34 @@ pub enum InstanceCommand {
         /// `%p`
         dest: PathBuf,
     },
+    /// Take a base backup of the local PostgreSQL into the object store (barman-cloud layout);
+    /// progress and outcome go to the report file. Run as the PostgreSQL user.
+    Backup {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// PostgreSQL's socket directory.
+        #[arg(long)]
+        socket_dir: PathBuf,
+        #[arg(long)]
+        port: u16,
+        /// Recorded as the backup's name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        report: PathBuf,
+    },
+    /// Restore a base backup from the object store into an empty directory.
+    Restore {
+        #[arg(long)]
+        store: PathBuf,
+        /// A backup id, a backup name, or `latest`.
+        #[arg(long, default_value = "latest")]
+        backup: String,
+        #[arg(long)]
+        pgdata: PathBuf,
+    },
 }
 
 pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
@@ -70,6 +98,51 @@ pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
                 skip_empty_check,
             };
             current_thread()?.block_on(wal::archive(&request))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        InstanceCommand::Backup {
+            store,
+            pgdata,
+            socket_dir,
+            port,
+            name,
+            report,
+        } => {
+            let request = pgherd_instance_manager::base_backup::BackupRequest {
+                store_file: store,
+                pgdata,
+                socket_dir,
+                port,
+                backup_name: name,
+                report,
+            };
+            let done = current_thread()?
+                .block_on(pgherd_instance_manager::base_backup::run_backup(&request))?;
+            println!(
+                "backup {} completed",
+                done.backup_id.as_deref().unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        InstanceCommand::Restore {
+            store,
+            backup,
+            pgdata,
+        } => {
+            let target = pgherd_backup::store::StoreTarget::read(&store)?;
+            let info =
+                current_thread()?.block_on(pgherd_instance_manager::base_backup::restore(
+                    &target,
+                    Some(&backup),
+                    &pgherd_backup::catalog::RecoveryPoint::Latest,
+                    None,
+                    &pgdata,
+                ))?;
+            println!(
+                "restored backup {} into {}",
+                info.backup_name().unwrap_or(&backup),
+                pgdata.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         InstanceCommand::WalRestore {
