@@ -205,3 +205,198 @@ fn continuous_archiving_survives_an_outage() {
         assert!(archived.contains(name), "{name} lost in the outage");
     }
 }
+
+fn recovery_manifest(cluster: &str, endpoint: &str, target: &str) -> String {
+    let external = format!(
+        r#"  externalClusters:
+    - name: origin
+      barmanObjectStore:
+        destinationPath: s3://backups/pg
+        serverName: src
+        endpointURL: {endpoint}
+        s3Credentials:
+          accessKeyId:
+            name: s3-creds
+            key: ACCESS_KEY_ID
+          secretAccessKey:
+            name: s3-creds
+            key: ACCESS_SECRET_KEY
+          region:
+            name: s3-creds
+            key: REGION
+        wal:
+          maxParallel: 4
+  bootstrap:
+    recovery:
+      source: origin
+      recoveryTarget:
+{target}"#
+    );
+    manifest(cluster, endpoint, &external)
+}
+
+fn barman_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ]
+}
+
+#[test]
+fn backup_and_point_in_time_recovery() {
+    let moto = Moto::start();
+    moto.create_bucket("backups");
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let files = tempfile::tempdir().unwrap();
+    let m = files.path().join("src.yaml");
+    std::fs::write(&m, manifest("src", &moto.endpoint(), GRANT_SWITCH)).unwrap();
+    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    let s = local.wait_for("src", "2 ready instances", Duration::from_secs(120), |s| {
+        s.ready_instances == 2
+    });
+    let rw = s.endpoints["rw"].clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let insert = |from: i32, to: i32| {
+        rt.block_on(async {
+            let c = connect(&local.app_config("src", &rw)).await.unwrap();
+            c.batch_execute("CREATE TABLE IF NOT EXISTS items (i int PRIMARY KEY)")
+                .await
+                .unwrap();
+            c.execute(
+                "INSERT INTO items SELECT generate_series($1::int, $2::int)",
+                &[&from, &to],
+            )
+            .await
+            .unwrap();
+            let now: String = c
+                .query_one(
+                    "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            now
+        })
+    };
+    insert(1, 10);
+
+    // A base backup (from the standby, the default target), as `kubectl cnpg backup` does.
+    let out = local.run_ok(&["backup", "src", "--backup-name", "first"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("first: completed"), "{text}");
+    let backup = local.run_ok(&["get", "backup", "first", "-o", "json"]);
+    let backup: serde_json::Value = serde_json::from_slice(&backup.stdout).unwrap();
+    let status = &backup["status"];
+    assert_eq!(status["phase"], "completed", "{backup}");
+    assert_eq!(status["instanceID"]["podName"], "src-2", "{backup}");
+    let backup_id = status["backupId"].as_str().unwrap().to_string();
+    assert!(
+        status["beginWal"].is_string() && status["endLSN"].is_string(),
+        "{backup}"
+    );
+    let s = local.wait_for("src", "the catalog read", Duration::from_secs(30), |s| {
+        s.last_successful_backup.is_some()
+    });
+    assert!(s.first_recoverability_point.is_some());
+    assert!(s
+        .conditions
+        .iter()
+        .any(|c| c.condition_type == "LastBackupSucceeded" && c.status == "True"));
+    // barman-cloud reads it.
+    let list = std::process::Command::new("barman-cloud-backup-list")
+        .envs(barman_env())
+        .args(["--endpoint-url", &moto.endpoint(), "--format", "json"])
+        .args(["s3://backups/pg", "src"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains(&backup_id),
+        "{listed}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+
+    // Two more batches around a point in time; WAL shipped past them.
+    insert(11, 20);
+    std::thread::sleep(Duration::from_millis(1100));
+    let target = insert(0, -1); // no rows: just the server's clock between the batches
+    std::thread::sleep(Duration::from_millis(1100));
+    insert(21, 30);
+    let last = rt.block_on(switch_wal(&local, "src", &rw));
+    local.wait_for("src", "WAL archived", Duration::from_secs(120), |s| {
+        last_archived(s) >= last
+    });
+
+    // A target before every backup: a clear error, nothing started.
+    let bad = files.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        recovery_manifest(
+            "too-early",
+            &moto.endpoint(),
+            "        targetTime: \"2001-01-01T00:00:00Z\"\n",
+        ),
+    )
+    .unwrap();
+    local.run_ok(&["apply", "-f", bad.to_str().unwrap()]);
+    let s = local.wait_for(
+        "too-early",
+        "the recovery to fail",
+        Duration::from_secs(60),
+        |s| {
+            s.instances_status.iter().any(|i| {
+                i.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("no completed backup"))
+            })
+        },
+    );
+    assert_eq!(s.ready_instances, 0);
+    local.run_ok(&["delete", "cluster", "too-early"]);
+
+    // Point-in-time recovery into a new cluster: exactly the rows committed before the target.
+    let r = files.path().join("restored.yaml");
+    std::fs::write(
+        &r,
+        recovery_manifest(
+            "restored",
+            &moto.endpoint(),
+            &format!("        targetTime: \"{target}\"\n"),
+        ),
+    )
+    .unwrap();
+    local.run_ok(&["apply", "-f", r.to_str().unwrap()]);
+    let s = local.wait_for(
+        "restored",
+        "2 ready instances",
+        Duration::from_secs(120),
+        |s| s.ready_instances == 2,
+    );
+    let restored_rw = s.endpoints["rw"].clone();
+    let (count, max): (i64, i32) = rt.block_on(async {
+        let c = connect(&local.app_config("restored", &restored_rw))
+            .await
+            .unwrap();
+        let row = c
+            .query_one("SELECT count(*), max(i) FROM items", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    });
+    assert_eq!((count, max), (20, 20), "recovered to {target}");
+    // It archives under its own name, on a new timeline.
+    let last = rt.block_on(switch_wal(&local, "restored", &restored_rw));
+    let s = local.wait_for(
+        "restored",
+        "its own archive",
+        Duration::from_secs(120),
+        |s| last_archived(s) >= last,
+    );
+    assert!(s.timeline.unwrap_or(1) > 1, "{s:?}");
+    assert!(archiving(&s).is_some_and(|(st, _)| st == "True"));
+}

@@ -66,6 +66,12 @@ impl Local {
     ) -> LocalClusterStatus {
         let deadline = Instant::now() + timeout;
         loop {
+            // A cluster just applied has no status until the control plane's next pass.
+            let out = self.run(&["status", cluster, "-o", "json"]);
+            if !out.status.success() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
             let s = self.status(cluster);
             if check(&s) {
                 return s;
@@ -93,6 +99,13 @@ impl Local {
                 out.push_str(&format!(
                     "\n--- {:?}\n{}",
                     entry.file_name(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+                let pg_log = std::fs::read_to_string(entry.path().join("log/postgres.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = pg_log.lines().rev().take(8).collect();
+                out.push_str(&format!(
+                    "\n  postgres.log:\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 ));
             }

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Marker written once the application database of a new cluster exists.
-const INITIALIZED_MARKER: &str = "pgherd.initialized";
+pub(crate) const INITIALIZED_MARKER: &str = "pgherd.initialized";
 
 /// What the HTTP server shows.
 #[derive(Debug, Default)]
@@ -272,6 +272,22 @@ fn effective_settings(
         Vec::new()
     };
     let mut settings = with_standby_minimums(&spec.settings, &minimums);
+    if let pgherd_instance_protocol::Bootstrap::Recovery {
+        store_file,
+        recovery_settings,
+        ..
+    } = &spec.bootstrap
+    {
+        if crate::bootstrap::recovering(pg, &spec.bootstrap) {
+            let source = pgherd_instance_protocol::WalStore {
+                store_file: store_file.clone(),
+                skip_empty_check: false,
+            };
+            let commands = crate::wal::WalCommands::new(&source, &spec.socket_dir)?;
+            settings.extend(recovery_settings.clone());
+            settings.insert("restore_command".into(), commands.restore_command());
+        }
+    }
     if let Some(store) = &spec.wal_store {
         let commands = crate::wal::WalCommands::new(store, &spec.socket_dir)?;
         settings.insert("archive_command".into(), commands.archive_command());
@@ -350,7 +366,7 @@ async fn converge(
         }
     }
     if !pg.is_initialized() {
-        create_data(&pg, spec)?;
+        create_data(&pg, spec).await?;
         // A new cluster checks its archive is empty before it first archives; a copy of
         // another instance is not a new cluster.
         let flag = crate::wal::CHECK_EMPTY_WAL_ARCHIVE;
@@ -400,6 +416,19 @@ async fn converge(
     state.restart_token = Some(spec.restart_token.clone());
     let client = connect(&pg, "postgres").await?;
     let mut status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
+    if crate::bootstrap::recovering(&pg, &spec.bootstrap) && !status.is_primary {
+        // PostgreSQL promotes itself at the recovery target.
+        status.error = Some(format!(
+            "recovering from the object store: replaying WAL (at {})",
+            status
+                .replay_lsn
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into())
+        ));
+        status.applied_generation = spec.generation;
+        status.restart_token = spec.restart_token.clone();
+        return Ok(status);
+    }
     let promoted = spec.role == DesiredRole::Primary && !status.is_primary;
     if promoted {
         log(&spec.name, "promoting");

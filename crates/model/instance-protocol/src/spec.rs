@@ -75,6 +75,23 @@ pub enum Bootstrap {
     },
     /// Copy of the primary (`pg_basebackup`).
     Clone,
+    /// A base backup from an object store, then WAL replayed from its archive up to the
+    /// recovery target, then promoted (`bootstrap.recovery`).
+    Recovery {
+        /// The source's store (configuration and secrets; JSON, mode 0600).
+        store_file: PathBuf,
+        /// `recoveryTarget.backupID` (or the Backup object's id); else chosen by the target.
+        backup_id: Option<String>,
+        /// `recoveryTarget.targetTime` / `targetLSN`, for choosing the backup.
+        target_time: Option<String>,
+        target_lsn: Option<String>,
+        /// `recovery_target_*` settings while recovering.
+        recovery_settings: BTreeMap<String, String>,
+        /// Application database and owner (`recovery.database` / `recovery.owner`).
+        database: String,
+        owner: String,
+        owner_password_file: Option<PathBuf>,
+    },
 }
 
 /// The desired state of one instance.

@@ -153,3 +153,101 @@ mod tests {
         );
     }
 }
+
+/// What the cluster's backup catalog says (after retention, when applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogSummary {
+    pub first_recoverability_point: Option<String>,
+    pub last_successful_backup: Option<String>,
+    pub last_failed_backup: Option<String>,
+    /// Backups and WAL files retention deleted.
+    pub deleted: (usize, usize),
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// Reads the catalog of the cluster's archive and, when `retention` is true and the store has
+/// a retention policy, deletes what the recovery window no longer needs (never the last good
+/// backup).
+pub async fn refresh_catalog(
+    store: &crate::stores::ClusterStore,
+    retention: bool,
+) -> Result<CatalogSummary, String> {
+    use pgherd_backup::catalog::{apply_retention, BackupCatalog};
+    use pgherd_backup::store::RetryPolicy;
+    let (object_store, server) = store
+        .target
+        .open(RetryPolicy::default(), Default::default())
+        .map_err(|e| e.to_string())?;
+    let mut catalog = BackupCatalog::load(&object_store, &server)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut summary = CatalogSummary::default();
+    let window = store
+        .retention_policy
+        .as_deref()
+        .map(str::parse::<pgherd_backup::retention::RecoveryWindow>)
+        .transpose()
+        .map_err(|e| format!("{}: retentionPolicy: {e}", store.source))?;
+    if let (true, Some(window)) = (retention, window) {
+        let plan =
+            pgherd_backup::retention::plan(&catalog, window, time::OffsetDateTime::now_utc());
+        if !plan.obsolete.is_empty() || plan.wal_cutoff.is_some() {
+            summary.deleted = apply_retention(&object_store, &server, &plan)
+                .await
+                .map_err(|e| e.to_string())?;
+            if summary.deleted.0 > 0 {
+                catalog = BackupCatalog::load(&object_store, &server)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let done: Vec<_> = catalog.done().collect();
+    summary.first_recoverability_point = done
+        .first()
+        .and_then(|b| b.info.end_time())
+        .and_then(rfc3339);
+    summary.last_successful_backup = done
+        .last()
+        .and_then(|b| b.info.end_time())
+        .and_then(rfc3339);
+    summary.last_failed_backup = catalog
+        .backups
+        .iter()
+        .filter(|b| b.info.status() == pgherd_backup::BackupStatus::Failed)
+        .filter_map(|b| b.info.end_time().or(b.info.begin_time()))
+        .max()
+        .and_then(rfc3339);
+    Ok(summary)
+}
+
+/// Puts a catalog summary into the status, with the `LastBackupSucceeded` condition.
+pub fn apply_catalog(status: &mut LocalClusterStatus, summary: &CatalogSummary) {
+    status.first_recoverability_point = summary.first_recoverability_point.clone();
+    status.last_successful_backup = summary.last_successful_backup.clone();
+    status.last_failed_backup = summary.last_failed_backup.clone();
+    status
+        .conditions
+        .retain(|c| c.condition_type != LAST_BACKUP_SUCCEEDED);
+    let succeeded = match (&summary.last_successful_backup, &summary.last_failed_backup) {
+        (_, None) if summary.last_successful_backup.is_none() => return,
+        (Some(ok), Some(failed)) => ok >= failed,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    status.conditions.push(LocalCondition {
+        condition_type: LAST_BACKUP_SUCCEEDED.into(),
+        status: if succeeded { "True" } else { "False" }.into(),
+        reason: if succeeded {
+            "LastBackupSucceeded"
+        } else {
+            "LastBackupFailed"
+        }
+        .into(),
+        message: String::new(),
+    });
+}

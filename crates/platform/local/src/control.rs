@@ -8,7 +8,6 @@ use crate::secrets::ensure_app_secret;
 use crate::state::{read_json, write_atomic, write_json, StateDir};
 use crate::status::{LocalClusterStatus, LocalCondition};
 use crate::LocalError;
-use pgherd_api::defaults::DEFAULT_APP_DATABASE;
 use pgherd_api::Cluster;
 use pgherd_controller::plan::plan;
 use pgherd_controller::{phase, pki};
@@ -81,7 +80,12 @@ pub struct ClusterRuntime {
     pub monitoring_problems: Vec<String>,
     /// Why the cluster's object store cannot be used, as last logged.
     pub archive_problem: Option<String>,
+    /// When the backup catalog was last read.
+    pub catalog_read_at: Option<std::time::Instant>,
 }
+
+/// How often the backup catalog is read (and retention applied) without a backup finishing.
+const CATALOG_EVERY: Duration = Duration::from_secs(30 * 60);
 
 /// The control plane.
 #[derive(Debug)]
@@ -192,22 +196,7 @@ impl ControlPlane {
             .map(|e| e.0)
             .unwrap_or_default();
 
-        let bootstrap = cluster
-            .spec
-            .bootstrap
-            .as_ref()
-            .and_then(|b| b.initdb.clone())
-            .unwrap_or_default();
-        let database = bootstrap
-            .database
-            .clone()
-            .unwrap_or_else(|| DEFAULT_APP_DATABASE.to_string());
-        let owner = bootstrap.owner.clone().unwrap_or_else(|| database.clone());
-        let secret_name = bootstrap
-            .secret
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_else(|| format!("{name}-app"));
+        let (database, owner, secret_name) = crate::desired::application(cluster);
         let credentials = ensure_app_secret(
             &self.state,
             namespace,
@@ -360,7 +349,7 @@ impl ControlPlane {
                 runtime.monitoring_problems = problems;
             }
         }
-        let (_archive, wal_store, archive_problem) = crate::stores::prepare_archive(
+        let (archive, wal_store, archive_problem) = crate::stores::prepare_archive(
             &self.state,
             namespace,
             cluster,
@@ -384,6 +373,7 @@ impl ControlPlane {
             bin_dir,
             major: cluster.major_version().map_or(0, |m| m.0),
             os_user: self.user.name.clone(),
+            user: &self.user,
             certificates: certificates.clone(),
             database: database.clone(),
             owner: owner.clone(),
@@ -449,6 +439,16 @@ impl ControlPlane {
             },
             previous.as_ref(),
         );
+        self.backups(
+            namespace,
+            cluster,
+            &cluster_dir,
+            &mut status,
+            &ports_by_instance,
+            archive.as_ref(),
+            archive_problem.as_deref(),
+        )
+        .await;
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = restart_annotation;
         write_json(
@@ -457,6 +457,76 @@ impl ControlPlane {
             0o644,
         )?;
         Ok(status)
+    }
+
+    /// The cluster's Backups advanced one step; its catalog read (and retention applied) after
+    /// a backup finishes and every half hour.
+    #[allow(clippy::too_many_arguments)]
+    async fn backups(
+        &mut self,
+        namespace: &str,
+        cluster: &Cluster,
+        cluster_dir: &Path,
+        status: &mut LocalClusterStatus,
+        ports: &BTreeMap<String, InstanceAddress>,
+        archive: Option<&crate::stores::ClusterStore>,
+        archive_problem: Option<&str>,
+    ) {
+        let name = cluster.metadata.name.clone().unwrap_or_default();
+        let pass = crate::backup_jobs::BackupPass {
+            state: &self.state,
+            namespace,
+            cluster,
+            cluster_dir,
+            store: match archive_problem {
+                Some(p) => Err(p),
+                None => Ok(archive),
+            },
+            status,
+            ports,
+            exe: &self.exe,
+            user: &self.user,
+        };
+        let finished = match pass.run() {
+            Ok(f) => f,
+            Err(e) => {
+                log(format!("{namespace}/{name}: backups: {e}"));
+                Vec::new()
+            }
+        };
+        for b in &finished {
+            log(format!("{namespace}/{name}: backup {b} finished"));
+        }
+        let Some(store) = archive else { return };
+        let key = (namespace.to_string(), name.clone());
+        let runtime = self.runtimes.entry(key).or_default();
+        let due = runtime
+            .catalog_read_at
+            .is_none_or(|t| t.elapsed() > CATALOG_EVERY);
+        if !due && finished.is_empty() {
+            return;
+        }
+        runtime.catalog_read_at = Some(std::time::Instant::now());
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            crate::backups::refresh_catalog(store, true),
+        )
+        .await
+        {
+            Ok(Ok(summary)) => {
+                if summary.deleted != (0, 0) {
+                    log(format!(
+                        "{namespace}/{name}: retention deleted {} backup(s) and {} WAL file(s)",
+                        summary.deleted.0, summary.deleted.1
+                    ));
+                }
+                crate::backups::apply_catalog(status, &summary);
+            }
+            Ok(Err(e)) => log(format!("{namespace}/{name}: backup catalog: {e}")),
+            Err(_) => log(format!(
+                "{namespace}/{name}: backup catalog: no answer from the object store within 30 s"
+            )),
+        }
     }
 
     /// Write one instance's spec and start its manager when it may be started.

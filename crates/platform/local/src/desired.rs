@@ -86,6 +86,35 @@ fn mandatory_settings(
     ]
 }
 
+/// The application database, its owner and the Secret with the owner's credentials, from
+/// `bootstrap.initdb` or `bootstrap.recovery` (default `app`, `app`, `<cluster>-app`).
+pub fn application(cluster: &Cluster) -> (String, String, String) {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let bootstrap = cluster.spec.bootstrap.as_ref();
+    let (database, owner, secret) = match bootstrap.and_then(|b| b.recovery.as_ref()) {
+        Some(r) => (
+            r.database.clone(),
+            r.owner.clone(),
+            r.secret.as_ref().map(|s| s.name.clone()),
+        ),
+        None => {
+            let i = bootstrap.and_then(|b| b.initdb.clone()).unwrap_or_default();
+            (i.database, i.owner, i.secret.map(|s| s.name))
+        }
+    };
+    let database =
+        database.unwrap_or_else(|| pgherd_api::defaults::DEFAULT_APP_DATABASE.to_string());
+    let owner = owner.unwrap_or_else(|| database.clone());
+    (
+        database,
+        owner,
+        secret.unwrap_or_else(|| format!("{name}-app")),
+    )
+}
+
+/// File (in the cluster's directory) holding the recovery source's store.
+pub const RECOVERY_STORE_FILE: &str = "recovery-store.json";
+
 /// What every instance spec of one cluster shares in a pass.
 pub(crate) struct ClusterContext<'a> {
     pub(crate) state: &'a StateDir,
@@ -95,6 +124,7 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) bin_dir: PathBuf,
     pub(crate) major: u32,
     pub(crate) os_user: String,
+    pub(crate) user: &'a pgherd_instance_manager::OsUser,
     pub(crate) certificates: CertificatePaths,
     pub(crate) database: String,
     pub(crate) owner: String,
@@ -131,11 +161,93 @@ impl ClusterContext<'_> {
             .unwrap_or_default()
     }
 
-    /// `bootstrap.initdb` for the first instance; the referenced SQL is only read while that
-    /// instance is being created.
+    /// `bootstrap.recovery` for the first instance: the source's store written next to the
+    /// cluster (0600), the backup and the recovery settings.
+    fn recovery(
+        &self,
+        recovery: &pgherd_api::cluster::BootstrapRecovery,
+    ) -> Result<Bootstrap, LocalError> {
+        let target = recovery.recovery_target.as_ref();
+        let mut backup_id = target.and_then(|t| t.backup_id.clone());
+        let store = match (&recovery.source, &recovery.backup) {
+            (Some(source), _) => {
+                crate::stores::external_store(self.state, self.namespace, self.cluster, source)?
+            }
+            (None, Some(backup)) => {
+                let (store, id) = crate::stores::backup_store(self.state, self.namespace, &backup.name)?;
+                backup_id = backup_id.or(Some(id));
+                store
+            }
+            (None, None) => {
+                return Err(LocalError::Invalid(
+                    "spec.bootstrap.recovery: needs source (an external cluster with an object store) or backup.name (hint: volumeSnapshots are not available on the local platform)".into(),
+                ))
+            }
+        };
+        let store_file = self
+            .state
+            .cluster_dir(self.namespace, &self.name())
+            .join(RECOVERY_STORE_FILE);
+        crate::stores::write_target(&store_file, &store, self.user)?;
+        let recovery_settings =
+            pgherd_controller::recovery::recovery_settings(target).map_err(LocalError::Invalid)?;
+        Ok(Bootstrap::Recovery {
+            store_file,
+            backup_id,
+            target_time: target
+                .and_then(|t| t.target_time.as_deref())
+                .map(pgherd_controller::recovery::parse_target_time)
+                .transpose()
+                .map_err(LocalError::Invalid)?
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }),
+            target_lsn: target.and_then(|t| t.target_lsn.clone()),
+            recovery_settings,
+            database: self.database.clone(),
+            owner: self.owner.clone(),
+            owner_password_file: Some(self.password_file.clone()),
+        })
+    }
+
+    /// `bootstrap.initdb` (or `bootstrap.recovery`) for the first instance; the referenced SQL
+    /// and the recovery source are only read while that instance is being created.
     fn bootstrap(&self, dirs: &InstanceDirs) -> Result<Bootstrap, LocalError> {
         let b = self.initdb();
         let creating = !dirs.root.join("pgdata/PG_VERSION").exists();
+        if let Some(recovery) = self
+            .cluster
+            .spec
+            .bootstrap
+            .as_ref()
+            .and_then(|b| b.recovery.as_ref())
+        {
+            let store_file = self
+                .state
+                .cluster_dir(self.namespace, &self.name())
+                .join(RECOVERY_STORE_FILE);
+            if creating || !store_file.exists() {
+                return self.recovery(recovery);
+            }
+            // Recovered already: keep the spec as it was (the store is not read again).
+            return Ok(Bootstrap::Recovery {
+                store_file,
+                backup_id: recovery
+                    .recovery_target
+                    .as_ref()
+                    .and_then(|t| t.backup_id.clone()),
+                target_time: None,
+                target_lsn: None,
+                recovery_settings: pgherd_controller::recovery::recovery_settings(
+                    recovery.recovery_target.as_ref(),
+                )
+                .map_err(LocalError::Invalid)?,
+                database: self.database.clone(),
+                owner: self.owner.clone(),
+                owner_password_file: Some(self.password_file.clone()),
+            });
+        }
         let with_refs = |inline: &Option<Vec<String>>, field: &str, refs: Option<&SqlRefs>| {
             let mut all = inline.clone().unwrap_or_default();
             if creating {

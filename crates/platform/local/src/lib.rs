@@ -6,6 +6,7 @@
 //! Depends on the model and engine crates; nothing depends on it but the app.
 
 pub mod apply;
+pub mod backup_jobs;
 pub mod backups;
 pub mod control;
 pub mod declarative;

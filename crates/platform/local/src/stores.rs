@@ -245,3 +245,44 @@ pub fn prepare_archive(
         Err(e) => (None, Some(wal_store), Some(e.to_string())),
     }
 }
+
+/// The store and backup id of the Backup object `name` (`bootstrap.recovery.backup.name`): the
+/// store of the cluster it was taken from.
+pub fn backup_store(
+    state: &StateDir,
+    namespace: &str,
+    name: &str,
+) -> Result<(StoreTarget, String), LocalError> {
+    use pgherd_api::kinds::backup::{Backup, BackupStatus};
+    let field = "spec.bootstrap.recovery.backup.name";
+    let backup: Backup = read_json(&state.object_path("Backup", namespace, name))?.ok_or_else(|| {
+        LocalError::Invalid(format!(
+            "{field}: Backup {name:?} not found in namespace {namespace} (hint: `pgherd local get backup` lists them)"
+        ))
+    })?;
+    let status: BackupStatus =
+        read_json(&state.status_path("Backup", namespace, name))?.unwrap_or_default();
+    let id = status
+        .backup_id
+        .filter(|_| status.phase.as_deref() == Some("completed"))
+        .ok_or_else(|| {
+            LocalError::Invalid(format!(
+                "{field}: Backup {name:?} has not completed (phase {:?})",
+                status.phase.as_deref().unwrap_or("new")
+            ))
+        })?;
+    let source: Cluster = read_json(&state.object_path("Cluster", namespace, &backup.spec.cluster.name))?
+        .ok_or_else(|| {
+            LocalError::Invalid(format!(
+                "{field}: Backup {name:?} was taken of Cluster {:?}, which no longer exists; recover from its object store with recovery.source and spec.externalClusters instead",
+                backup.spec.cluster.name
+            ))
+        })?;
+    let store = cluster_store(state, namespace, &source)?.ok_or_else(|| {
+        LocalError::Invalid(format!(
+            "{field}: Cluster {:?} has no object store any more",
+            backup.spec.cluster.name
+        ))
+    })?;
+    Ok((store.target, id))
+}
