@@ -400,3 +400,100 @@ fn backup_and_point_in_time_recovery() {
     assert!(s.timeline.unwrap_or(1) > 1, "{s:?}");
     assert!(archiving(&s).is_some_and(|(st, _)| st == "True"));
 }
+
+/// Seed 003's form: the barman-cloud plugin with an `ObjectStore` (here on a local directory),
+/// and a ScheduledBackup with `immediate` and `method: plugin`.
+#[test]
+fn plugin_object_store_and_scheduled_backup() {
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let files = tempfile::tempdir().unwrap();
+    let store_dir = files.path().join("store");
+    let user = pgherd_testkit::postgres_user();
+    user.own_dir(&store_dir, 0o700).unwrap();
+    std::fs::set_permissions(
+        files.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let m = files.path().join("plugin.yaml");
+    std::fs::write(
+        &m,
+        format!(
+            r#"apiVersion: barmancloud.cnpg.io/v1
+kind: ObjectStore
+metadata:
+  name: local-store
+spec:
+  configuration:
+    destinationPath: file://{}
+    wal:
+      compression: zstd
+      maxParallel: 2
+    data:
+      compression: gzip
+      immediateCheckpoint: true
+  retentionPolicy: "30d"
+---
+apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata:
+  name: plug
+spec:
+  instances: 1
+  imageName: ghcr.io/cloudnative-pg/postgresql:15.14
+  storage:
+    size: 1Gi
+  plugins:
+    - name: barman-cloud.cloudnative-pg.io
+      isWALArchiver: true
+      parameters:
+        barmanObjectName: local-store
+---
+apiVersion: postgresql.cnpg.io/v1
+kind: ScheduledBackup
+metadata:
+  name: plug-daily
+spec:
+  schedule: "0 0 3 * * *"
+  immediate: true
+  backupOwnerReference: self
+  method: plugin
+  pluginConfiguration:
+    name: barman-cloud.cloudnative-pg.io
+  cluster:
+    name: plug
+"#,
+            store_dir.display()
+        ),
+    )
+    .unwrap();
+    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    let s = local.wait_for("plug", "a backup", Duration::from_secs(120), |s| {
+        s.last_successful_backup.is_some()
+    });
+    assert!(s.first_recoverability_point.is_some());
+    let backups = local.run_ok(&["get", "backup", "-o", "json"]);
+    let text = String::from_utf8_lossy(&backups.stdout);
+    assert!(
+        text.contains("plug-daily-")
+            && text.contains("\"completed\"")
+            && text.contains("\"plugin\""),
+        "{text}"
+    );
+    let schedule = local.run_ok(&["get", "scheduledbackup", "plug-daily", "-o", "json"]);
+    let schedule: serde_json::Value = serde_json::from_slice(&schedule.stdout).unwrap();
+    assert!(
+        schedule["status"]["nextScheduleTime"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("T03:00:00Z")),
+        "{schedule}"
+    );
+    // The layout is barman-cloud's: base/<id>/backup.info, data.tar.gz; WAL zstd-compressed.
+    let base: Vec<_> = std::fs::read_dir(store_dir.join("plug/base"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(base.len(), 1);
+    assert!(base[0].path().join("backup.info").is_file());
+    assert!(base[0].path().join("data.tar.gz").is_file());
+}

@@ -102,7 +102,11 @@ impl BackupPass<'_> {
                 continue;
             }
             match self.start(&name, &backup, &mut status) {
-                Ok(()) => busy = true,
+                Ok(true) => busy = true,
+                Ok(false) => {
+                    // No ready instance yet (a cluster still starting): wait for one.
+                    status.phase = Some(PENDING.into());
+                }
                 Err(message) => {
                     status.phase = Some(FAILED.into());
                     status.error = Some(message);
@@ -115,8 +119,14 @@ impl BackupPass<'_> {
         Ok(finished)
     }
 
-    /// Starts the backup job; the error is the Backup's `status.error`.
-    fn start(&self, name: &str, backup: &Backup, status: &mut BackupStatus) -> Result<(), String> {
+    /// Starts the backup job (`false`: no instance is ready to take it yet); the error is the
+    /// Backup's `status.error`.
+    fn start(
+        &self,
+        name: &str,
+        backup: &Backup,
+        status: &mut BackupStatus,
+    ) -> Result<bool, String> {
         let store = match self.store {
             Ok(Some(store)) => store,
             Ok(None) => return Err(format!(
@@ -143,9 +153,9 @@ impl BackupPass<'_> {
             .target
             .or_else(|| self.cluster.spec.backup.as_ref().and_then(|b| b.target))
             .unwrap_or_default();
-        let instance = self.pick_instance(target).ok_or_else(|| {
-            "no ready instance to take the backup from; it is retried when one is ready".to_string()
-        })?;
+        let Some(instance) = self.pick_instance(target) else {
+            return Ok(false);
+        };
         let address = self
             .ports
             .get(&instance)
@@ -201,7 +211,7 @@ impl BackupPass<'_> {
             }),
             ..Default::default()
         };
-        Ok(())
+        Ok(true)
     }
 
     /// A ready replica for `prefer-standby` (the most caught-up), else the primary.

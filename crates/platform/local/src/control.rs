@@ -581,6 +581,17 @@ impl ControlPlane {
     /// then passes again sooner.
     pub async fn reconcile_all(&mut self) -> Result<bool, LocalError> {
         crate::instances::reap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        match crate::schedules::reconcile_schedules(&self.state, now) {
+            Ok(created) => {
+                for b in created {
+                    log(format!("scheduled backup: created Backup {b}"));
+                }
+            }
+            Err(e) => log(format!("scheduled backups: {e}")),
+        }
         let clusters: Vec<(String, String, Cluster)> = self.state.list_objects("Cluster")?;
         let mut busy = false;
         for (namespace, _, cluster) in clusters {
