@@ -303,6 +303,11 @@ fn backup_and_point_in_time_recovery() {
         s.last_successful_backup.is_some()
     });
     assert!(s.first_recoverability_point.is_some());
+    let text = String::from_utf8_lossy(&local.run_ok(&["status", "src"]).stdout).into_owned();
+    assert!(
+        text.contains("WAL archiving: ok") && text.contains("backups: last successful 20"),
+        "{text}"
+    );
     assert!(s
         .conditions
         .iter()

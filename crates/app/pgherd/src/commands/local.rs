@@ -528,6 +528,9 @@ fn status(
                         i.metrics
                     );
                 }
+                for line in super::local_backup::summary(s) {
+                    outln!("  {line}");
+                }
             }
         }
     }

@@ -259,6 +259,15 @@ fn map_err(op: Op, key: &str, e: object_store::Error) -> StoreError {
     use object_store::Error as E;
     let key = key.to_string();
     match e {
+        // Writing never finds a missing object: what is missing is the bucket (S3 answers
+        // 404 NoSuchBucket).
+        E::NotFound { .. } if op == Op::Put || e.to_string().contains("NoSuchBucket") => {
+            StoreError::Permanent {
+                op,
+                key,
+                message: "the bucket does not exist (NoSuchBucket); create it, or fix the bucket in destinationPath".into(),
+            }
+        }
         E::NotFound { .. } => StoreError::NotFound { key },
         E::Generic { .. } | E::JoinError { .. } => StoreError::Transient {
             op,
