@@ -229,7 +229,6 @@ fn recovery_manifest(cluster: &str, endpoint: &str, target: &str) -> String {
   bootstrap:
     recovery:
       source: origin
-      recoveryTarget:
 {target}"#
     );
     manifest(cluster, endpoint, &external)
@@ -344,7 +343,7 @@ fn backup_and_point_in_time_recovery() {
         recovery_manifest(
             "too-early",
             &moto.endpoint(),
-            "        targetTime: \"2001-01-01T00:00:00Z\"\n",
+            "      recoveryTarget:\n        targetTime: \"2001-01-01T00:00:00Z\"\n",
         ),
     )
     .unwrap();
@@ -371,7 +370,7 @@ fn backup_and_point_in_time_recovery() {
         recovery_manifest(
             "restored",
             &moto.endpoint(),
-            &format!("        targetTime: \"{target}\"\n"),
+            &format!("      recoveryTarget:\n        targetTime: \"{target}\"\n"),
         ),
     )
     .unwrap();
@@ -501,4 +500,127 @@ spec:
     assert_eq!(base.len(), 1);
     assert!(base[0].path().join("backup.info").is_file());
     assert!(base[0].path().join("data.tar.gz").is_file());
+}
+
+/// Interoperability: a server archived by `barman-cloud-wal-archive` and backed up by
+/// `barman-cloud-backup` (as CloudNativePG does) becomes a pgherd cluster by
+/// `bootstrap.recovery`, with every committed row.
+#[test]
+fn recover_a_cluster_from_barman_cloud() {
+    let moto = Moto::start();
+    moto.create_bucket("legacy");
+    let dir = tempfile::tempdir().unwrap();
+    let pg = pgherd_testkit::instance(dir.path(), "legacy");
+    pg.initdb(&pgherd_instance_manager::InitDbOptions::default())
+        .unwrap();
+    pg.write_file("pg_hba.conf", "local all all trust\n")
+        .unwrap();
+    let archive = format!(
+        "env AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_DEFAULT_REGION=us-east-1 \
+         barman-cloud-wal-archive --endpoint-url {} --gzip s3://legacy/pg legacy %p",
+        moto.endpoint()
+    );
+    pg.write_file(
+        "postgresql.auto.conf",
+        &format!("listen_addresses = ''\narchive_mode = on\narchive_command = '{archive}'\n"),
+    )
+    .unwrap();
+    let mut child = pg.start().unwrap();
+    pg.wait_ready_child(&mut child, Duration::from_secs(60))
+        .unwrap();
+    let psql = |sql: &str| -> String {
+        let out = std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+            .args(["-h", pg.socket_dir.to_str().unwrap(), "-p"])
+            .arg(pg.port.to_string())
+            .args(["-U", "postgres", "-d", "postgres", "-Atc", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    psql("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 500)");
+    let out = std::process::Command::new("barman-cloud-backup")
+        .envs(barman_env())
+        .args([
+            "--cloud-provider",
+            "aws-s3",
+            "--endpoint-url",
+            &moto.endpoint(),
+        ])
+        .args([
+            "-h",
+            pg.socket_dir.to_str().unwrap(),
+            "-p",
+            &pg.port.to_string(),
+        ])
+        .args(["-U", "postgres", "--gzip", "--name", "by-barman"])
+        .args(["s3://legacy/pg", "legacy"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "barman-cloud-backup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    psql("INSERT INTO t SELECT generate_series(501, 1000)");
+    let last = psql("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    psql("SELECT pg_switch_wal()");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "barman-cloud-wal-archive did not ship {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = pg.stop(
+        pgherd_instance_manager::ShutdownMode::Fast,
+        Duration::from_secs(30),
+    );
+    let _ = child.wait();
+
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let m = dir.path().join("migrated.yaml");
+    let manifest = recovery_manifest("migrated", &moto.endpoint(), "")
+        .replace("s3://backups/pg", "s3://legacy/pg")
+        .replace("serverName: src", "serverName: legacy");
+    std::fs::write(&m, manifest).unwrap();
+    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    let s = local.wait_for(
+        "migrated",
+        "2 ready instances",
+        Duration::from_secs(120),
+        |s| s.ready_instances == 2,
+    );
+    let primary = s
+        .instances_status
+        .iter()
+        .find(|i| i.role == "primary")
+        .unwrap();
+    let run_dir = local
+        .state
+        .join("clusters/default/migrated/instances")
+        .join(&primary.name)
+        .join("run");
+    let out = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql"])
+        .args([
+            "-h",
+            run_dir.to_str().unwrap(),
+            "-p",
+            &primary.port.to_string(),
+        ])
+        .args(["-d", "postgres", "-Atc", "SELECT count(*), max(id) FROM t"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1000|1000",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -198,6 +198,13 @@ async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<()
     ] {
         let _ = std::fs::remove_file(staging.join(stale));
     }
+    // The source's ALTER SYSTEM settings (its listen_addresses, its archive_command, ...) would
+    // override this cluster's: kept aside for reference, not applied.
+    let auto_conf = staging.join("postgresql.auto.conf");
+    if auto_conf.exists() {
+        std::fs::rename(&auto_conf, staging.join("postgresql.auto.conf.from-backup"))
+            .map_err(|e| InstanceError::io("cannot set aside", &auto_conf, e))?;
+    }
     std::fs::write(staging.join("recovery.signal"), b"")
         .map_err(|e| InstanceError::io("cannot write", staging.join("recovery.signal"), e))?;
     if pg.pgdata.exists() {
