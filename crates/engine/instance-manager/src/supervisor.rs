@@ -391,7 +391,20 @@ async fn converge(
         if spec.role == DesiredRole::Replica {
             pg.write_standby_config(&primary_source(spec)?)?;
         }
-        if state.running(&pg) {
+        let recovery_just_ended = matches!(
+            spec.bootstrap,
+            pgherd_instance_protocol::Bootstrap::Recovery { .. }
+        ) && !pg.pgdata.join(INITIALIZED_MARKER).exists()
+            && !crate::bootstrap::recovering(&pg, &spec.bootstrap);
+        if state.running(&pg) && recovery_just_ended {
+            // The recovery target settings are gone; they only change at a restart. Done now,
+            // before anything else connects, rather than as a rolling restart later.
+            log(
+                &spec.name,
+                "recovery ended: restarting without the recovery settings",
+            );
+            state.stop(&pg);
+        } else if state.running(&pg) {
             pg.reload()?;
         }
         state.written_config = Some(config);
