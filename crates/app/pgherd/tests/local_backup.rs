@@ -492,6 +492,13 @@ spec:
             .is_some_and(|t| t.ends_with("T03:00:00Z")),
         "{schedule}"
     );
+    assert!(
+        local.control_plane_metrics().contains(
+            "pgherd_backups_total{namespace=\"default\",cluster=\"plug\",phase=\"completed\"} 1"
+        ),
+        "{}",
+        local.control_plane_metrics()
+    );
     // The layout is barman-cloud's: base/<id>/backup.info, data.tar.gz; WAL zstd-compressed.
     let base: Vec<_> = std::fs::read_dir(store_dir.join("plug/base"))
         .unwrap()

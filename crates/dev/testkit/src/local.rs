@@ -85,6 +85,23 @@ impl Local {
         }
     }
 
+    /// The control plane's `/metrics` (its address is in `control-plane.json`).
+    pub fn control_plane_metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let info: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.state.join("control-plane.json")).expect("control-plane.json"),
+        )
+        .expect("control-plane.json is JSON");
+        let addr = info["metrics"].as_str().expect("metrics address");
+        let mut stream = std::net::TcpStream::connect(addr).expect("control plane metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: pgherd\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
     /// What to show when something fails: the control plane's log and each manager's log tail.
     pub fn logs(&self) -> String {
         let mut out =

@@ -75,8 +75,8 @@ impl BackupPass<'_> {
     }
 
     /// One pass: finished jobs recorded, the next pending Backup started. Returns the names of
-    /// the Backups that finished (completed or failed) in this pass.
-    pub fn run(&self) -> Result<Vec<String>, LocalError> {
+    /// the Backups that finished in this pass, with their phase (completed or failed).
+    pub fn run(&self) -> Result<Vec<(String, String)>, LocalError> {
         let mut finished = Vec::new();
         let mut busy = false;
         let backups = self.backups()?;
@@ -90,7 +90,7 @@ impl BackupPass<'_> {
                 let alive = running_pid(&dir.join("backup.pid")).is_some();
                 apply_report(&mut status, report.as_ref(), alive, &dir);
                 if terminal(&status) {
-                    finished.push(name.clone());
+                    finished.push((name.clone(), status.phase.clone().unwrap_or_default()));
                 }
                 busy |= !terminal(&status);
                 self.write_status(&name, &status)?;
@@ -111,7 +111,7 @@ impl BackupPass<'_> {
                     status.phase = Some(FAILED.into());
                     status.error = Some(message);
                     status.stopped_at = Some(now());
-                    finished.push(name.clone());
+                    finished.push((name.clone(), FAILED.to_string()));
                 }
             }
             self.write_status(&name, &status)?;

@@ -98,6 +98,8 @@ pub struct ControlPlane {
     /// Explicit PostgreSQL binaries directory, if any.
     pub postgres_bin: Option<PathBuf>,
     pub runtimes: BTreeMap<(String, String), ClusterRuntime>,
+    /// The control plane's own counters (`/metrics`).
+    pub metrics: crate::plane_metrics::PlaneMetrics,
 }
 
 impl ControlPlane {
@@ -262,6 +264,15 @@ impl ControlPlane {
                     i.status.as_ref().and_then(|s| s.wal_position()).map(|l| l.to_string()),
                     i.status.as_ref().and_then(|s| s.shutdown_checkpoint).map(|l| l.to_string()),
                 );
+            }
+        }
+        if let (Some(before), Some(now)) = (
+            previous.as_ref().and_then(|p| p.current_primary.as_deref()),
+            decided.current_primary.as_deref(),
+        ) {
+            if before != now {
+                let switchover = observed.promote_request.as_deref() == Some(now);
+                self.metrics.primary_changed(namespace, &name, switchover);
             }
         }
         let request_gone = observed
@@ -494,8 +505,9 @@ impl ControlPlane {
                 Vec::new()
             }
         };
-        for b in &finished {
-            log(format!("{namespace}/{name}: backup {b} finished"));
+        for (b, phase) in &finished {
+            log(format!("{namespace}/{name}: backup {b} {phase}"));
+            self.metrics.backup_finished(namespace, &name, phase);
         }
         let Some(store) = archive else { return };
         let key = (namespace.to_string(), name.clone());
@@ -596,7 +608,14 @@ impl ControlPlane {
         let mut busy = false;
         for (namespace, _, cluster) in clusters {
             let name = cluster.metadata.name.clone().unwrap_or_default();
+            let started = std::time::Instant::now();
             let result = self.reconcile_cluster(&namespace, &cluster).await;
+            self.metrics.reconciled(
+                &namespace,
+                &name,
+                result.is_ok(),
+                started.elapsed().as_secs_f64(),
+            );
             if let Ok(status) = &result {
                 let primary_ready = status
                     .instances_status

@@ -18,6 +18,7 @@ pub mod key_refs;
 pub mod monitoring;
 pub mod netns;
 pub mod observation;
+pub mod plane_metrics;
 pub mod schedules;
 pub mod secrets;
 pub mod state;

@@ -612,6 +612,7 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
         user,
         postgres_bin: options.postgres_bin.clone(),
         runtimes: Default::default(),
+        metrics: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -619,6 +620,15 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
         .build()?;
     runtime.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        match pgherd_local::plane_metrics::listen(&plane.state).await {
+            Ok(listener) => {
+                tokio::spawn(pgherd_local::plane_metrics::serve(
+                    listener,
+                    plane.metrics.clone(),
+                ));
+            }
+            Err(e) => eprintln!("control plane metrics: {e}"),
+        }
         loop {
             // Faster passes while a primary is down or changing: each one moves a failover or
             // switchover one step.
