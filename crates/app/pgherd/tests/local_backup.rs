@@ -362,6 +362,31 @@ fn backup_and_point_in_time_recovery() {
     );
     assert_eq!(s.ready_instances, 0);
     local.run_ok(&["delete", "cluster", "too-early"]);
+    // A target after the end of the archive: PostgreSQL's reason, in the instance's status.
+    let late = files.path().join("late.yaml");
+    std::fs::write(
+        &late,
+        recovery_manifest(
+            "too-late",
+            &moto.endpoint(),
+            "      recoveryTarget:\n        targetTime: \"2099-01-01 00:00:00+00\"\n",
+        ),
+    )
+    .unwrap();
+    local.run_ok(&["apply", "-f", late.to_str().unwrap()]);
+    local.wait_for(
+        "too-late",
+        "the recovery to fail",
+        Duration::from_secs(90),
+        |s| {
+            s.instances_status.iter().any(|i| {
+                i.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("recovery ended before configured recovery target"))
+            })
+        },
+    );
+    local.run_ok(&["delete", "cluster", "too-late"]);
 
     // Point-in-time recovery into a new cluster: exactly the rows committed before the target.
     let r = files.path().join("restored.yaml");
