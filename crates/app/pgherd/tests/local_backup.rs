@@ -524,6 +524,53 @@ spec:
         "{}",
         local.control_plane_metrics()
     );
+    // A new replica from the object store (the latest backup, the archive, then streaming)
+    // has what was committed after the backup.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rw = s.endpoints["rw"].clone();
+    rt.block_on(async {
+        let c = connect(&local.app_config("plug", &rw)).await.unwrap();
+        c.batch_execute("CREATE TABLE after_backup (i int); INSERT INTO after_backup VALUES (42)")
+            .await
+            .unwrap();
+    });
+    let scaled = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("  instances: 1\n", "  instances: 2\n")
+        .replace(
+            "  name: plug\nspec:",
+            "  name: plug\n  annotations:\n    pgherd.io/replica-source: object-store\nspec:",
+        );
+    std::fs::write(&m, scaled).unwrap();
+    local.run_ok(&["apply", "-f", m.to_str().unwrap()]);
+    let s = local.wait_for(
+        "plug",
+        "the second instance",
+        Duration::from_secs(120),
+        |s| s.ready_instances == 2,
+    );
+    let manager_log = std::fs::read_to_string(
+        local
+            .state
+            .join("clusters/default/plug/instances/plug-2/manager.log"),
+    )
+    .unwrap();
+    assert!(
+        manager_log.contains("replica restored from the object store"),
+        "{manager_log}"
+    );
+    let ro = s.endpoints["ro"].clone();
+    let value: i32 = rt.block_on(async {
+        let c = connect(&local.app_config("plug", &ro)).await.unwrap();
+        c.query_one("SELECT i FROM after_backup", &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(value, 42);
     // The layout is barman-cloud's: base/<id>/backup.info, data.tar.gz; WAL zstd-compressed.
     let base: Vec<_> = std::fs::read_dir(store_dir.join("plug/base"))
         .unwrap()

@@ -69,7 +69,7 @@ pub async fn initialize_application(
             owner_password_file,
             ..
         } => (database, owner, owner_password_file, none, none, none),
-        Bootstrap::Clone => return Ok(()),
+        Bootstrap::Clone | Bootstrap::FromObjectStore { .. } => return Ok(()),
     };
     let client = connect(pg, "postgres").await?;
     let role = identifier(owner)?;
@@ -147,6 +147,32 @@ pub async fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Insta
         Bootstrap::Initdb { initdb_args, .. } => pg.initdb_with_args(initdb_args),
         Bootstrap::Clone => pg.clone_from(&primary_source(spec)?),
         Bootstrap::Recovery { .. } => restore_for_recovery(pg, &spec.bootstrap).await,
+        Bootstrap::FromObjectStore { store_file } => {
+            let restored = match pgherd_backup::store::StoreTarget::read(store_file) {
+                Ok(target) => restore_into_place(pg, &target, None, &RecoveryPoint::Latest).await,
+                Err(e) => Err(InstanceError::Backup(e.to_string())),
+            };
+            match restored {
+                Ok(info) => {
+                    crate::supervisor::log(
+                        &spec.name,
+                        &format!(
+                            "replica restored from the object store (backup {}); replaying the archive, then streaming",
+                            info.backup_name().unwrap_or("-")
+                        ),
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    // No backup yet, or the store is away: the primary can still be copied.
+                    crate::supervisor::log(
+                        &spec.name,
+                        &format!("cannot restore from the object store ({e}); cloning the primary"),
+                    );
+                    pg.clone_from(&primary_source(spec)?)
+                }
+            }
+        }
     }
 }
 
@@ -178,15 +204,35 @@ async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<()
         })?),
         (None, None) => RecoveryPoint::Latest,
     };
-    // Restored next to PGDATA and moved into place whole: a failed restore never leaves a
-    // half-restored PGDATA that would look like data.
+    let info = restore_into_place(pg, &target, backup_id.as_deref(), &point).await?;
+    std::fs::write(pg.pgdata.join("recovery.signal"), b"")
+        .map_err(|e| InstanceError::io("cannot write", pg.pgdata.join("recovery.signal"), e))?;
+    crate::supervisor::log(
+        "recovery",
+        &format!(
+            "restored backup {} ({}), replaying WAL from {}",
+            info.backup_name().unwrap_or("-"),
+            info.end_time().map(|t| t.to_string()).unwrap_or_default(),
+            target.server_name
+        ),
+    );
+    Ok(())
+}
+
+/// Restores a backup (by id or name, else the one for `point`) next to PGDATA and moves it into
+/// place whole: a failed restore never leaves a half-restored PGDATA that would look like data.
+async fn restore_into_place(
+    pg: &Postgres,
+    target: &pgherd_backup::store::StoreTarget,
+    backup_id: Option<&str>,
+    point: &RecoveryPoint,
+) -> Result<pgherd_backup::BackupInfo, InstanceError> {
     let staging = pg.pgdata.with_extension("restoring");
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
             .map_err(|e| InstanceError::io("cannot remove", &staging, e))?;
     }
-    let info =
-        crate::base_backup::restore(&target, backup_id.as_deref(), &point, None, &staging).await?;
+    let info = crate::base_backup::restore(target, backup_id, point, None, &staging).await?;
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| InstanceError::io("cannot set the mode of", &staging, e))?;
@@ -205,24 +251,13 @@ async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<()
         std::fs::rename(&auto_conf, staging.join("postgresql.auto.conf.from-backup"))
             .map_err(|e| InstanceError::io("cannot set aside", &auto_conf, e))?;
     }
-    std::fs::write(staging.join("recovery.signal"), b"")
-        .map_err(|e| InstanceError::io("cannot write", staging.join("recovery.signal"), e))?;
     if pg.pgdata.exists() {
         std::fs::remove_dir(&pg.pgdata)
             .map_err(|e| InstanceError::io("cannot replace", &pg.pgdata, e))?;
     }
     std::fs::rename(&staging, &pg.pgdata)
         .map_err(|e| InstanceError::io("cannot move the restored backup to", &pg.pgdata, e))?;
-    crate::supervisor::log(
-        "recovery",
-        &format!(
-            "restored backup {} ({}), replaying WAL from {}",
-            info.backup_name().unwrap_or("-"),
-            info.end_time().map(|t| t.to_string()).unwrap_or_default(),
-            target.server_name
-        ),
-    );
-    Ok(())
+    Ok(info)
 }
 
 /// `recoveryTarget.targetTime` as the controller passes it (RFC 3339).

@@ -370,7 +370,11 @@ async fn converge(
         // A new cluster checks its archive is empty before it first archives; a copy of
         // another instance is not a new cluster.
         let flag = crate::wal::CHECK_EMPTY_WAL_ARCHIVE;
-        if matches!(spec.bootstrap, pgherd_instance_protocol::Bootstrap::Clone) {
+        if matches!(
+            spec.bootstrap,
+            pgherd_instance_protocol::Bootstrap::Clone
+                | pgherd_instance_protocol::Bootstrap::FromObjectStore { .. }
+        ) {
             let _ = std::fs::remove_file(pg.pgdata.join(flag));
         } else {
             pg.write_file(flag, "")?;

@@ -75,6 +75,12 @@ pub enum Bootstrap {
     },
     /// Copy of the primary (`pg_basebackup`).
     Clone,
+    /// A replica made from the latest base backup in the cluster's object store, which then
+    /// replays the archived WAL and streams from the primary (no base backup load on it).
+    FromObjectStore {
+        /// The cluster's store (JSON, mode 0600).
+        store_file: PathBuf,
+    },
     /// A base backup from an object store, then WAL replayed from its archive up to the
     /// recovery target, then promoted (`bootstrap.recovery`).
     Recovery {

@@ -112,6 +112,10 @@ pub fn application(cluster: &Cluster) -> (String, String, String) {
     )
 }
 
+/// Where new replicas get their data: `primary` (a copy of it, the default) or
+/// `object-store` (the latest backup, then the archived WAL, then streaming).
+pub const REPLICA_SOURCE_ANNOTATION: &str = "pgherd.io/replica-source";
+
 /// File (in the cluster's directory) holding the recovery source's store.
 pub const RECOVERY_STORE_FILE: &str = "recovery-store.json";
 
@@ -150,6 +154,17 @@ impl ClusterContext<'_> {
             .and_then(|r| r.high_availability.as_ref())
             .and_then(|h| h.slot_prefix.clone())
             .unwrap_or_else(|| "_cnpg_".to_string())
+    }
+
+    /// Whether new replicas start from the object store's latest backup
+    /// ([`REPLICA_SOURCE_ANNOTATION`] `object-store`) rather than a copy of the primary.
+    fn replicas_from_store(&self) -> bool {
+        self.cluster
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REPLICA_SOURCE_ANNOTATION))
+            .is_some_and(|v| v == "object-store")
     }
 
     fn initdb(&self) -> BootstrapInitDb {
@@ -337,7 +352,12 @@ impl ClusterContext<'_> {
             role: instance.role,
             bootstrap: match instance.data_source {
                 DataSource::Initdb => self.bootstrap(dirs)?,
-                DataSource::Clone => Bootstrap::Clone,
+                DataSource::Clone => match (&self.wal_store, self.replicas_from_store()) {
+                    (Some(store), true) => Bootstrap::FromObjectStore {
+                        store_file: store.store_file.clone(),
+                    },
+                    _ => Bootstrap::Clone,
+                },
             },
             primary: upstream,
             settings,
