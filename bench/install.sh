@@ -1,9 +1,11 @@
 #!/bin/sh
 # Install the Debian packages the benchmarks need: Patroni (with psycopg2 and
-# its etcd client) and etcd. Idempotent: apt runs only when a package is missing.
+# its etcd client) and etcd; pgBackRest, barman-cloud's clients and stunnel (pgBackRest talks
+# to S3 over TLS only) for bench/backup.py.
+# Idempotent: apt runs only when a package is missing.
 set -eu
 
-PACKAGES="patroni etcd-server python3-psycopg2"
+PACKAGES="patroni etcd-server python3-psycopg2 pgbackrest barman-cli-cloud postgresql-contrib stunnel4"
 
 missing=""
 for pkg in $PACKAGES; do
