@@ -339,51 +339,82 @@ class Bench:
         cur.execute("SELECT pg_switch_wal()")  # archive what initdb left, before the clock starts
         procs.wait_until(lambda: self._archiver(cur)[1] is not None and not self._ready(instance),
                          120, 0.2, "the first archived segment")
+        # 2 KB rows stored out of line and uncompressed: the cheapest WAL to make per byte
         cur.execute("CREATE TABLE wal_load (id bigint, payload text)")
+        cur.execute("ALTER TABLE wal_load ALTER payload SET STORAGE EXTERNAL")
         base_count = self._archiver(cur)[0]
         samples, stop = [], threading.Event()
         sampler = threading.Thread(target=self._sample, args=(instance, samples, stop, base_count))
-        cur.execute("SELECT pg_current_wal_lsn()")
-        start_lsn = cur.fetchone()[0]
         target = self.args.wal_mb * 1024 * 1024
         start = time.monotonic()
         sampler.start()
         try:
-            next_id = 0
-            while True:
-                cur.execute("INSERT INTO wal_load SELECT g, md5(g::text) || md5((g * 7)::text)"
-                            " FROM generate_series(%s, %s) g", (next_id, next_id + 99_999))
-                next_id += 100_000
-                cur.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (start_lsn,))
-                if cur.fetchone()[0] >= target:
-                    break
-            cur.execute("SELECT pg_walfile_name(pg_switch_wal())")
-            last = cur.fetchone()[0]
+            last = self._write_wal(cur, target)
             load_s = time.monotonic() - start
             self.log(f"  {LABELS[tool.name]}: load wrote {self.args.wal_mb} MiB of WAL in"
                      f" {load_s:.1f} s; waiting for the archiver (last segment {last})")
-            deadline = time.monotonic() + self.args.wal_timeout
-            while True:
-                count, last_archived, failed = self._archiver(cur)
-                if last_archived is not None and last_archived >= last:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{LABELS[tool.name]}: {last} not archived"
-                                       f" {self.args.wal_timeout} s after the load")
-                time.sleep(0.05)
+            self._wait_archived(cur, last, tool)
             done_s = time.monotonic() - start
         finally:
             stop.set()
             sampler.join()
         count, _, failed = self._archiver(cur)
-        conn.close()
         archived = count - base_count
-        return {"segments": archived, "load_s": load_s, "done_s": done_s,
-                "segments_per_s": archived / done_s,
-                "load_segments_per_s": self.args.wal_mb / 16 / load_s,
-                "lag_after_load_s": done_s - load_s,
-                "max_ready": max((s[2] for s in samples), default=0),
-                "failed_count": failed, "samples": samples}
+        result = {"segments": archived, "load_s": load_s, "done_s": done_s,
+                  "segments_per_s": archived / done_s,
+                  "load_segments_per_s": self.args.wal_mb / 16 / load_s,
+                  "lag_after_load_s": done_s - load_s,
+                  "max_ready": max((s[2] for s in samples), default=0),
+                  "failed_count": failed, "samples": samples}
+        # Backlog drain: the same amount of WAL written with archiving paused (an empty
+        # archive_command: PostgreSQL keeps the .ready files), then the tool's command set
+        # again; PostgreSQL's archiver works through the backlog as fast as the command allows.
+        cur.execute("ALTER SYSTEM SET archive_command = ''")
+        cur.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        last = self._write_wal(cur, target)
+        backlog = self._ready(instance)
+        base_count = self._archiver(cur)[0]
+        cur.execute("ALTER SYSTEM SET archive_command = %s", (tool.archive_command(),))
+        start = time.monotonic()
+        cur.execute("SELECT pg_reload_conf()")
+        self._wait_archived(cur, last, tool)
+        drain_s = time.monotonic() - start
+        count, _, failed_after = self._archiver(cur)
+        conn.close()
+        drained = count - base_count
+        result.update({"drain_backlog": backlog, "drain_segments": drained, "drain_s": drain_s,
+                       "drain_segments_per_s": drained / drain_s,
+                       "failed_count": failed_after})
+        self.log(f"  {LABELS[tool.name]}: drained a backlog of {backlog} segments in {drain_s:.1f} s")
+        return result
+
+    def _write_wal(self, cur, target):
+        """INSERTs until `target` bytes of WAL are written; switches to a new segment and
+        returns the name of the last full one."""
+        cur.execute("SELECT pg_current_wal_lsn()")
+        start_lsn = cur.fetchone()[0]
+        next_id = 0
+        while True:
+            cur.execute("INSERT INTO wal_load SELECT g, repeat(md5(g::text), 64)"
+                        " FROM generate_series(%s, %s) g", (next_id, next_id + 9_999))
+            next_id += 10_000
+            cur.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", (start_lsn,))
+            if cur.fetchone()[0] >= target:
+                break
+        cur.execute("SELECT pg_walfile_name(pg_switch_wal())")
+        return cur.fetchone()[0]
+
+    def _wait_archived(self, cur, last, tool):
+        deadline = time.monotonic() + self.args.wal_timeout
+        while True:
+            _, last_archived, _ = self._archiver(cur)
+            if last_archived is not None and last_archived >= last:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{LABELS[tool.name]}: {last} not archived within"
+                                   f" {self.args.wal_timeout} s")
+            time.sleep(0.05)
 
     @staticmethod
     def _archiver(cur):
@@ -547,6 +578,7 @@ class Bench:
             shutil.rmtree(dest_base, ignore_errors=True)
         return {"backup_s": backup_s, "restore_s": restore_s, "recovery_s": recovered_s,
                 "backup_mb_s": size / MB / backup_s, "restore_mb_s": size / MB / restore_s,
+                "restore_up_mb_s": size / MB / (restore_s + recovered_s),
                 "store_objects": objects, "store_bytes": stored,
                 "restored_bytes": restored_size, "verified": verified}
 
@@ -586,7 +618,10 @@ def report(results, args, server_description):
         row("  load alone: segments/s of WAL written", pick("wal_live", "load_segments_per_s"), digits=2)
         row("  archiver lag after the load (s)", pick("wal_live", "lag_after_load_s"), False)
         row("  backlog: most .ready files at once", pick("wal_live", "max_ready"), False, 0)
-        row("  failed archive_command calls", pick("wal_live", "failed_count"), False, 0)
+        row("WAL backlog drain: segments/s (PostgreSQL's archiver)",
+            pick("wal_live", "drain_segments_per_s"), digits=2)
+        row("  backlog drained (segments)", pick("wal_live", "drain_segments"), digits=0)
+        row("  failed archive_command calls (both)", pick("wal_live", "failed_count"), False, 0)
         row("  stored (MB)", {t: r["store_bytes"] / MB for t, r in results["wal_live"].items()
                               if r and "error" not in r}, False, 0)
     if results["wal_synthetic"]:
@@ -605,6 +640,7 @@ def report(results, args, server_description):
         row("restore: MB/s", pick("base", "restore_mb_s"))
         row("  restore command (s)", pick("base", "restore_s"), False)
         row("  restored server up, recovery included (s)", pick("base", "recovery_s"), False)
+        row("restore + restored server up: MB/s", pick("base", "restore_up_mb_s"))
         rows.append(["  restored table checksums match",
                      *[("yes" if r.get("verified") else "NO") if (r := results["base"].get(t)) and "error" not in r
                        else ("FAILED" if r else "") for t in tools]])
@@ -618,8 +654,10 @@ def report(results, args, server_description):
             if result and "error" in result:
                 print(f"{section} {LABELS[tool]} failed: {result['error'][:2000]}")
     print("\nTargets for pgherd:")
-    for section, label in (("wal_live", "WAL live"), ("wal_synthetic", "WAL synthetic")):
-        rates = pick(section, "segments_per_s")
+    for section, key, label in (("wal_live", "segments_per_s", "WAL live"),
+                                ("wal_live", "drain_segments_per_s", "WAL backlog drain"),
+                                ("wal_synthetic", "segments_per_s", "WAL synthetic")):
+        rates = pick(section, key)
         if rates.get("pgherd") and rates.get("barman"):
             ratio = rates["pgherd"] / rates["barman"]
             print(f"  {label}: segments/s >= {WAL_TARGET_RATIO}x barman-cloud: {ratio:.1f}x"
