@@ -4,7 +4,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 
 from . import pg, procs
 
@@ -121,7 +120,3 @@ def dir_size(path, exclude=("pg_wal",)):
             except FileNotFoundError:
                 pass
     return total
-
-
-def wait_seconds(start):
-    return time.monotonic() - start
