@@ -526,7 +526,9 @@ class Bench:
                     self.log(f"base: {LABELS[name]} FAILED: {error}")
                     results[name] = {"error": str(error)}
         finally:
-            instance.stop()
+            # Immediate: a fast shutdown would wait for the last segments to be archived
+            # (pgBackRest's asynchronous archive-push can take its 60 s archive-timeout).
+            instance.stop(immediate=True)
             shutil.rmtree(os.path.dirname(instance.datadir), ignore_errors=True)
         return results
 

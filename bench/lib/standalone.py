@@ -67,12 +67,13 @@ class Instance:
                                  "-p", str(self.port)])
         return result.returncode == 0
 
-    def stop(self, timeout=60):
-        """Fast shutdown (SIGINT), then SIGKILL of the whole group (archive commands too)."""
+    def stop(self, timeout=60, immediate=False):
+        """Fast shutdown (SIGINT; immediate: SIGQUIT, no final checkpoint nor archiving), then
+        SIGKILL of the whole group (archive commands too)."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            procs.signal_pid(self.proc.pid, signal.SIGINT)
+            procs.signal_pid(self.proc.pid, signal.SIGQUIT if immediate else signal.SIGINT)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
