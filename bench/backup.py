@@ -26,6 +26,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -105,8 +106,13 @@ class Tool:
     def run(self, cmd, timeout=3600, cwd=None):
         """Run a client command as postgres with the S3 environment; its time in seconds."""
         start = time.monotonic()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         result = as_postgres(cmd, env=self.bench.env, check=False, cwd=cwd, timeout=timeout)
         elapsed = time.monotonic() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # CPU of the command and of the children it waited for (pgBackRest's and barman's
+        # worker processes); not of the S3 server nor of PostgreSQL
+        self.last_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if result.returncode != 0:
             raise RuntimeError(f"{LABELS[self.name]}: {' '.join(cmd)} exited {result.returncode}:\n"
                                f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
@@ -546,6 +552,7 @@ class Bench:
         instance.query("SELECT pg_switch_wal()")
         procs.wait_until(lambda: not self._ready(instance), 600, 0.2, "the archiver to catch up")
         backup_s = tool.backup(instance)
+        backup_cpu = tool.last_cpu
         objects, stored = self.server.prefix_size(tool.prefix())
         self.log(f"  {LABELS[name]}: backup {backup_s:.1f} s ({size / MB / backup_s:.1f} MB/s),"
                  f" {stored / MB:.0f} MB in the store")
@@ -556,6 +563,7 @@ class Bench:
                             env=self.env)
         try:
             restore_s = tool.restore(dest)
+            restore_cpu = tool.last_cpu
             restored_size = dir_size(dest)
             self.log(f"  {LABELS[name]}: restore {restore_s:.1f} s ({size / MB / restore_s:.1f} MB/s);"
                      " starting the restored server")
@@ -581,6 +589,7 @@ class Bench:
         return {"backup_s": backup_s, "restore_s": restore_s, "recovery_s": recovered_s,
                 "backup_mb_s": size / MB / backup_s, "restore_mb_s": size / MB / restore_s,
                 "restore_up_mb_s": size / MB / (restore_s + recovered_s),
+                "backup_cpu_s": backup_cpu, "restore_cpu_s": restore_cpu,
                 "store_objects": objects, "store_bytes": stored,
                 "restored_bytes": restored_size, "verified": verified}
 
@@ -637,10 +646,12 @@ def report(results, args, server_description):
         size = results.get("base_size_bytes", 0) / MB
         row(f"base backup: MB/s ({size:.0f} MB data directory)", pick("base", "backup_mb_s"))
         row("  backup command (s)", pick("base", "backup_s"), False)
+        row("  CPU of the backup command, user+sys (s)", pick("base", "backup_cpu_s"), False)
         row("  stored (MB)", {t: r["store_bytes"] / MB for t, r in results["base"].items()
                               if "error" not in r}, False, 0)
         row("restore: MB/s", pick("base", "restore_mb_s"))
         row("  restore command (s)", pick("base", "restore_s"), False)
+        row("  CPU of the restore command, user+sys (s)", pick("base", "restore_cpu_s"), False)
         row("  restored server up, recovery included (s)", pick("base", "recovery_s"), False)
         row("restore + restored server up: MB/s", pick("base", "restore_up_mb_s"))
         rows.append(["  restored table checksums match",
