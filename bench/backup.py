@@ -84,6 +84,11 @@ def parse_args():
                              " build, else pgherd on PATH)")
     args = parser.parse_args()
     args.pgherd_bin = os.path.abspath(args.pgherd_bin or pgherd.default_binary())
+    commands = subprocess.run([args.pgherd_bin, "instance", "--help"], capture_output=True,
+                              text=True).stdout
+    if "pgherd" in args.tools and not all(c in commands for c in ("wal-archive", "backup")):
+        parser.error(f"{args.pgherd_bin} has no `instance wal-archive`/`instance backup`:"
+                     " build this tree (cargo build --release -p pgherd) and set PGHERD_BIN")
     args.tests = args.tests.split(",")
     args.tools = args.tools.split(",")
     for tool in args.tools:
