@@ -258,6 +258,8 @@ pub async fn archive_with_ready(
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter_map(|f| f.strip_suffix(".ready").map(str::to_string))
                 .filter(|f| *f != name && f.parse::<WalFileName>().is_ok())
+                // Uploaded already (by an earlier call or a shipper running ahead).
+                .filter(|f| !spool.join(f).exists())
                 .collect()
         })
         .unwrap_or_default();

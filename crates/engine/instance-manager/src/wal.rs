@@ -85,6 +85,9 @@ pub enum WalCommandError {
     Store(#[from] pgherd_backup::StoreError),
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// The background shipper could not upload the file (its message).
+    #[error("{0}")]
+    Shipper(String),
 }
 
 /// Archives `%p` (and up to `wal.maxParallel - 1` other ready files).
@@ -123,6 +126,31 @@ async fn archive_inner(request: &ArchiveRequest) -> Result<ArchiveOutcome, WalCo
             check_empty_archive(&store, &server).await?;
         }
         let _ = std::fs::remove_file(&flag);
+    }
+    let name = request
+        .wal_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if target.wal_max_parallel() > 1 {
+        // pgBackRest's asynchronous archiving, in spirit: a background shipper uploads ready
+        // files continuously, in parallel; this call waits for its own file.
+        let shipper = Shipper {
+            store_file: request.store_file.clone(),
+            spool: request.spool.clone(),
+            pgdata: request.pgdata.clone(),
+        };
+        let marker = request.spool.join(&name);
+        if marker.exists()
+            || (shipper.ensure_running()
+                && shipper
+                    .wait_for(&name)
+                    .await
+                    .map_err(WalCommandError::Shipper)?)
+        {
+            let _ = std::fs::remove_file(&marker);
+            return Ok(ArchiveOutcome::PreArchived);
+        }
     }
     let wal_path = if request.wal_path.is_absolute() {
         request.wal_path.clone()
@@ -249,4 +277,183 @@ mod tests {
             .restore_command()
             .ends_with("'/state/run/wal-restore-spool' %f %p"));
     }
+}
+
+/// How often the shipper looks for WAL files PostgreSQL has marked ready.
+const SHIP_EVERY: Duration = Duration::from_millis(50);
+
+/// How long the shipper rests after a failed upload.
+const SHIP_REST: Duration = Duration::from_secs(5);
+
+/// How long the shipper stays without work before it exits (the next `archive_command`
+/// starts another).
+const SHIP_IDLE_EXIT: Duration = Duration::from_secs(30);
+
+/// How long `archive_command` waits for the shipper to upload its file before uploading it
+/// itself.
+const SHIPPED_WAIT: Duration = Duration::from_secs(60);
+
+/// The shipper's pid file in the spool.
+const SHIPPER_PID: &str = "shipper.pid";
+
+/// The spool file recording why the shipper could not upload `name`.
+fn failure_marker(name: &str) -> String {
+    format!("{name}.failed")
+}
+
+/// What a background shipper works on.
+#[derive(Debug, Clone)]
+pub struct Shipper {
+    pub store_file: PathBuf,
+    pub spool: PathBuf,
+    pub pgdata: PathBuf,
+}
+
+impl Shipper {
+    fn running(&self) -> bool {
+        std::fs::read_to_string(self.spool.join(SHIPPER_PID))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .is_some_and(crate::process::is_alive)
+    }
+
+    /// Starts `pgherd instance wal-ship` in the background unless one runs for this spool.
+    fn ensure_running(&self) -> bool {
+        if self.running() {
+            return true;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return false;
+        };
+        use std::os::unix::process::CommandExt as _;
+        std::process::Command::new(exe)
+            .args(["instance", "wal-ship", "--store"])
+            .arg(&self.store_file)
+            .arg("--spool")
+            .arg(&self.spool)
+            .arg("--pgdata")
+            .arg(&self.pgdata)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group: PostgreSQL's archiver only waits for archive_command.
+            .process_group(0)
+            .spawn()
+            .is_ok()
+    }
+
+    /// Waits until the shipper uploaded `name` (`Ok(true)`), failed it (`Err`), or did not get
+    /// to it in time (`Ok(false)`).
+    async fn wait_for(&self, name: &str) -> Result<bool, String> {
+        let done = self.spool.join(name);
+        let failed = self.spool.join(failure_marker(name));
+        let deadline = std::time::Instant::now() + SHIPPED_WAIT;
+        while std::time::Instant::now() < deadline {
+            if done.exists() {
+                return Ok(true);
+            }
+            if let Ok(message) = std::fs::read_to_string(&failed) {
+                let _ = std::fs::remove_file(&failed);
+                return Err(message);
+            }
+            if !self.running() && !done.exists() {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(false)
+    }
+
+    /// The shipper's loop: uploads every `.ready` WAL file as soon as it appears, up to
+    /// `wal.maxParallel` at a time, leaving a marker (or a failure) in the spool for
+    /// `archive_command`; exits after [`SHIP_IDLE_EXIT`] without work or when another shipper
+    /// owns the spool.
+    pub async fn run(&self) -> Result<(), WalCommandError> {
+        use futures::StreamExt as _;
+        std::fs::create_dir_all(&self.spool).map_err(|source| WalError::Local {
+            what: "create the WAL archive spool",
+            path: self.spool.clone(),
+            source,
+        })?;
+        if self.running() {
+            return Ok(());
+        }
+        let pid_file = self.spool.join(SHIPPER_PID);
+        let _ = std::fs::write(&pid_file, std::process::id().to_string());
+        let target = StoreTarget::read(&self.store_file)?;
+        let (store, server) =
+            target.open(policy(Duration::from_secs(60)), CancellationToken::new())?;
+        let store = std::sync::Arc::new(store);
+        let limit = target.wal_max_parallel();
+        let compression = target.wal_compression();
+        let status_dir = self.pgdata.join("pg_wal/archive_status");
+        let mut in_flight = futures::stream::FuturesUnordered::new();
+        let mut taken: std::collections::BTreeSet<String> = Default::default();
+        let mut idle_since = std::time::Instant::now();
+        let mut resting_until = std::time::Instant::now();
+        loop {
+            let owner = std::fs::read_to_string(&pid_file).ok();
+            if owner.as_deref().map(str::trim) != Some(std::process::id().to_string().as_str()) {
+                break; // another shipper took over
+            }
+            if std::time::Instant::now() >= resting_until {
+                for name in ready_files(&status_dir, &self.spool) {
+                    if in_flight.len() >= limit {
+                        break;
+                    }
+                    if !taken.insert(name.clone()) {
+                        continue;
+                    }
+                    let path = self.pgdata.join("pg_wal").join(&name);
+                    let store = store.clone();
+                    let server = server.clone();
+                    in_flight.push(async move {
+                        let result =
+                            pgherd_backup::archive_wal(&*store, &server, &path, compression).await;
+                        (name, result)
+                    });
+                }
+            }
+            if in_flight.is_empty() && idle_since.elapsed() > SHIP_IDLE_EXIT {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SHIP_EVERY) => {}
+                Some((name, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    idle_since = std::time::Instant::now();
+                    taken.remove(&name);
+                    match result {
+                        Ok(_) => {
+                            let _ = std::fs::write(self.spool.join(&name), b"");
+                        }
+                        Err(e) => {
+                            let _ = std::fs::write(self.spool.join(failure_marker(&name)), e.to_string());
+                            resting_until = std::time::Instant::now() + SHIP_REST;
+                        }
+                    }
+                }
+            }
+        }
+        let owner = std::fs::read_to_string(&pid_file).ok();
+        if owner.as_deref().map(str::trim) == Some(std::process::id().to_string().as_str()) {
+            let _ = std::fs::remove_file(&pid_file);
+        }
+        Ok(())
+    }
+}
+
+/// WAL files marked ready and not uploaded yet, oldest first.
+fn ready_files(status_dir: &Path, spool: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(status_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|f| f.strip_suffix(".ready").map(str::to_string))
+                .filter(|f| f.parse::<pgherd_backup::WalFileName>().is_ok())
+                .filter(|f| !spool.join(f).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }

@@ -33,6 +33,17 @@ pub enum InstanceCommand {
         /// `%p`
         wal_path: PathBuf,
     },
+    /// Upload WAL files PostgreSQL marked ready, in parallel, ahead of its archiver (started
+    /// by `wal-archive` when `wal.maxParallel` > 1; exits when idle).
+    #[command(hide = true)]
+    WalShip {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        spool: PathBuf,
+        #[arg(long)]
+        pgdata: PathBuf,
+    },
     /// PostgreSQL's `restore_command`: fetch one WAL file from the object store (prefetching the
     /// next ones, up to `wal.maxParallel`). Exit 1 when the archive does not have it.
     WalRestore {
@@ -143,6 +154,24 @@ pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
                 info.backup_name().unwrap_or(&backup),
                 pgdata.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        InstanceCommand::WalShip {
+            store,
+            spool,
+            pgdata,
+        } => {
+            let shipper = wal::Shipper {
+                store_file: store,
+                spool,
+                pgdata,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(shipper.run())?;
             Ok(ExitCode::SUCCESS)
         }
         InstanceCommand::WalRestore {
