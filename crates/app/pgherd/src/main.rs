@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: InstanceCommand,
     },
+    /// PgBouncer helpers (run next to each PgBouncer by the local platform).
+    Pooler {
+        #[command(subcommand)]
+        command: commands::pooler::PoolerCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
             command: InstanceCommand::Run { spec },
         } => commands::instance::run(&spec),
         Command::Local { options, command } => commands::local::run(&options, command),
+        Command::Pooler { command } => commands::pooler::run(command),
     };
     match result {
         Ok(code) => code,

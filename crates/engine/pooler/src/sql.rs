@@ -31,9 +31,10 @@ pub fn create_role() -> Result<String, QuoteError> {
     ))
 }
 
-/// The databases PgBouncer may reach (and `template1`): those that accept connections.
+/// The databases PgBouncer may reach (and `template1`): those that accept connections, with
+/// their oid (a database dropped and created again under the same name is a new one).
 pub const DATABASES: &str =
-    "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname";
+    "SELECT datname, oid::pg_catalog.text FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname";
 
 /// Whether `user_search` is in place in the current database (one boolean).
 pub fn function_exists() -> Result<String, QuoteError> {

@@ -146,6 +146,11 @@ pub struct InstanceSpec {
     /// controller or a majority of its peers; 0 disables self-fencing.
     #[serde(default)]
     pub lease_ms: u64,
+    /// For a primary: keep PgBouncer's authentication role `cnpg_pooler_pgbouncer` and
+    /// `public.user_search(text)` (a Pooler with built-in authentication uses the cluster);
+    /// false drops them.
+    #[serde(default)]
+    pub pooler_auth: bool,
 }
 
 /// The metrics exporter's queries (`spec.monitoring` with its references resolved).

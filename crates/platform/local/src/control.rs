@@ -92,6 +92,8 @@ pub struct ControlPlane {
     /// Explicit PostgreSQL binaries directory, if any.
     pub postgres_bin: Option<PathBuf>,
     pub runtimes: BTreeMap<(String, String), ClusterRuntime>,
+    /// The poolers' endpoints and processes (`crate::pooler`).
+    pub poolers: crate::pooler::PoolerRuntimes,
 }
 
 impl ControlPlane {
@@ -284,6 +286,10 @@ impl ControlPlane {
             let _ = std::fs::remove_file(&promote_file);
             observed.promote_request = None;
         }
+        // A switchover pauses the cluster's rw poolers before the old primary is demoted.
+        self.poolers
+            .before_cluster_apply(namespace, &name, decided.phase)
+            .await;
         // Fence first: nothing is promoted while a failed primary might still accept writes.
         for victim in &decided.fence {
             log(format!(
@@ -417,6 +423,10 @@ impl ControlPlane {
         }
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = restart_annotation;
+        status.poolers = self.poolers.cluster_entries(namespace, &name);
+        for p in &status.poolers {
+            status.endpoints.insert(p.name.clone(), p.endpoint.clone());
+        }
         write_json(
             &self.state.status_path("Cluster", namespace, &name),
             &status,
@@ -512,6 +522,7 @@ impl ControlPlane {
                     managed_roles_status: Default::default(),
                     restart_token: String::new(),
                     restart_annotation: String::new(),
+                    poolers: Vec::new(),
                 });
                 status.phase = phase::CANNOT_CREATE_OBJECTS.to_string();
                 status.conditions = vec![LocalCondition {
@@ -526,6 +537,9 @@ impl ControlPlane {
                     0o644,
                 )?;
             }
+        }
+        if let Err(e) = self.reconcile_poolers().await {
+            log(format!("poolers: {e}"));
         }
         Ok(busy)
     }

@@ -269,6 +269,7 @@ impl ClusterContext<'_> {
                 .collect(),
             lease_ms: u64::try_from(pgherd_controller::ha::PRIMARY_LEASE.as_millis())
                 .unwrap_or(u64::MAX),
+            pooler_auth: crate::pooler::uses_builtin_auth(self.state, self.namespace, &self.name()),
         }))
     }
 }

@@ -16,6 +16,8 @@ pub mod key_refs;
 pub mod monitoring;
 pub mod netns;
 pub mod observation;
+pub mod pooler;
+pub mod pooler_files;
 pub mod secrets;
 pub mod state;
 pub mod status;

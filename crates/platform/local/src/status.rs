@@ -56,6 +56,24 @@ pub struct LocalClusterStatus {
     /// The restart annotation value last acted on.
     #[serde(default)]
     pub restart_annotation: String,
+    /// The Poolers in front of the cluster (their endpoints are also in `endpoints`, under
+    /// the pooler's name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poolers: Vec<ClusterPooler>,
+}
+
+/// A Pooler in its cluster's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPooler {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub pooler_type: String,
+    pub endpoint: String,
+    pub instances: usize,
+    pub ready_instances: usize,
+    pub phase: String,
+    pub paused: bool,
 }
 
 /// CloudNativePG's `managedRolesStatus`, reduced to what the local platform knows.

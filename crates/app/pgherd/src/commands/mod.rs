@@ -33,4 +33,5 @@ pub mod crds;
 pub mod instance;
 pub mod local;
 pub mod local_ha;
+pub mod pooler;
 pub mod validate;
