@@ -22,8 +22,32 @@ use std::time::{Duration, Instant};
 
 const HEALTHY: &str = "Cluster in healthy state";
 
-fn manifest(dir: &Path, pool_size: u32, pause_on_switchover: bool) -> std::path::PathBuf {
-    let path = dir.join(format!("pp-{pool_size}-{pause_on_switchover}.yaml"));
+/// What the test changes in the rw Pooler.
+#[derive(Clone, Copy)]
+struct Rw {
+    pool_size: u32,
+    pause_on_switchover: bool,
+    paused: bool,
+    instances: u32,
+}
+
+const RW: Rw = Rw {
+    pool_size: 10,
+    pause_on_switchover: true,
+    paused: false,
+    instances: 2,
+};
+
+fn manifest(dir: &Path, rw: Rw) -> std::path::PathBuf {
+    let Rw {
+        pool_size,
+        pause_on_switchover,
+        paused,
+        instances,
+    } = rw;
+    let path = dir.join(format!(
+        "pp-{pool_size}-{pause_on_switchover}-{paused}-{instances}.yaml"
+    ));
     let annotation = if pause_on_switchover {
         String::new()
     } else {
@@ -49,10 +73,11 @@ metadata:
 {annotation}spec:
   cluster:
     name: pp
-  instances: 2
+  instances: {instances}
   type: rw
   pgbouncer:
     poolMode: transaction
+    paused: {paused}
     parameters:
       default_pool_size: \"{pool_size}\"
       max_client_conn: \"200\"
@@ -277,7 +302,7 @@ fn healthy_with_primary(local: &Local, primary: &str) -> LocalClusterStatus {
 fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
-    let m = manifest(files.path(), 10, true);
+    let m = manifest(files.path(), RW);
     local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
     healthy_with_primary(&local, "pp-1");
     let rw_status = wait_pooler(&local, "pp-pooler-rw", "2 ready instances", |p| {
@@ -401,7 +426,13 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
     rt.block_on(async {
         let c = connect(&local.app_config("pp", &rw)).await.unwrap();
         one(&c, "SELECT 1").await.unwrap();
-        let m = manifest(files.path(), 12, true);
+        let m = manifest(
+            files.path(),
+            Rw {
+                pool_size: 12,
+                ..RW
+            },
+        );
         local.run_ok(&["apply", "-f", m.to_str().unwrap()]);
         let target = admin_target(&local, "pp-pooler-rw", &rw_status, 1);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -421,6 +452,33 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         assert_eq!(one(&c, "SELECT 41 + 1").await.unwrap(), "42");
+
+        // paused: true holds queries (the client stays connected); paused: false lets them run.
+        let paused = manifest(
+            files.path(),
+            Rw {
+                pool_size: 12,
+                paused: true,
+                ..RW
+            },
+        );
+        local.run_ok(&["apply", "-f", paused.to_str().unwrap()]);
+        let held = loop {
+            let s = pooler_status(&local, "pp-pooler-rw").unwrap();
+            if s.phase == "paused" {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(held.paused);
+        let waiting = tokio::time::timeout(Duration::from_secs(2), one(&c, "SELECT 7")).await;
+        assert!(
+            waiting.is_err(),
+            "a query ran through a paused pooler: {waiting:?}"
+        );
+        local.run_ok(&["apply", "-f", m.to_str().unwrap()]);
+        let answered = tokio::time::timeout(Duration::from_secs(20), one(&c, "SELECT 8")).await;
+        assert_eq!(answered.unwrap().unwrap(), "8");
     });
 
     // Switchover under load, paused: no failed transaction.
@@ -448,7 +506,14 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
     );
 
     // Switchover under load with the pause turned off: failures are reported, not asserted.
-    let m = manifest(files.path(), 12, false);
+    let m = manifest(
+        files.path(),
+        Rw {
+            pool_size: 12,
+            pause_on_switchover: false,
+            ..RW
+        },
+    );
     local.run_ok(&["apply", "-f", m.to_str().unwrap()]);
     std::thread::sleep(Duration::from_secs(1));
     let load = Load::start(&local, &rw, "unpaused", 4);
@@ -488,6 +553,27 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
     let (acked, failed) = load.stop();
     println!("failover: {} acknowledged, {failed} failed", acked.len());
     rt.block_on(assert_none_lost(&local, &s, &acked));
+
+    // Scaling the rw pooler down stops its second PgBouncer.
+    let second = rw_status.instances_status[1].pid.unwrap();
+    let one_instance = manifest(
+        files.path(),
+        Rw {
+            pool_size: 12,
+            pause_on_switchover: false,
+            instances: 1,
+            ..RW
+        },
+    );
+    local.run_ok(&["apply", "-f", one_instance.to_str().unwrap()]);
+    wait_pooler(&local, "pp-pooler-rw", "1 instance", |p| {
+        p.instances_status.len() == 1 && p.ready_instances == 1
+    });
+    assert!(!pgherd_instance_manager::process::is_alive(second));
+    rt.block_on(async {
+        let c = connect(&local.app_config("pp", &rw)).await.unwrap();
+        assert_eq!(one(&c, "SELECT pg_is_in_recovery()").await.unwrap(), "f");
+    });
 
     // A Pooler of a cluster that does not exist says so; a deleted Pooler stops.
     let ghost = files.path().join("ghost.yaml");
