@@ -97,6 +97,9 @@ struct PoolerRuntime {
     applied: BTreeMap<String, Applied>,
     targets: BTreeMap<String, AdminTarget>,
     switchover_since: Option<Instant>,
+    /// The switchover under way was already paused for (it is paused once, even when the
+    /// pause ended by its time limit before the switchover did).
+    switchover_handled: bool,
     entry: ClusterPooler,
 }
 
@@ -150,9 +153,19 @@ fn type_name(t: PoolerType) -> &'static str {
     }
 }
 
+/// The admin console of `target`; a PgBouncer that does not answer within a second is
+/// tried again on a later pass (the pass must not wait on it: failovers run on it too).
 async fn admin(target: &AdminTarget) -> Option<AdminClient> {
-    AdminClient::connect(target).await.ok()
+    tokio::time::timeout(ADMIN_CONNECT, AdminClient::connect(target))
+        .await
+        .ok()?
+        .ok()
 }
+
+const ADMIN_CONNECT: Duration = Duration::from_secs(1);
+/// How long a user's `PAUSE` is waited for; PgBouncer goes on pausing after that, the pass
+/// goes on.
+const USER_PAUSE_WAIT: Duration = Duration::from_secs(2);
 
 impl PoolerRuntimes {
     /// The poolers of a cluster, for its status (`poolers`, and one endpoint each).
@@ -168,18 +181,18 @@ impl PoolerRuntimes {
     /// cluster's `rw` poolers (each `PAUSE` returns once running transactions finished, or
     /// after [`PAUSE_WAIT`]), so the old primary is demoted with no transaction in flight.
     pub async fn before_cluster_apply(&mut self, namespace: &str, cluster: &str, plan_phase: &str) {
-        if plan_phase != phase::SWITCHOVER {
-            return;
-        }
         for ((ns, name), r) in &mut self.runtimes {
-            if ns != namespace
-                || r.cluster != cluster
-                || !r.rw
-                || !r.pause_on_switchover
-                || r.switchover_since.is_some()
-            {
+            if ns != namespace || r.cluster != cluster {
                 continue;
             }
+            if plan_phase != phase::SWITCHOVER {
+                r.switchover_handled = false;
+                continue;
+            }
+            if !r.rw || !r.pause_on_switchover || r.switchover_handled {
+                continue;
+            }
+            r.switchover_handled = true;
             r.switchover_since = Some(Instant::now());
             log(format!(
                 "{ns}/{name}: pausing for the switchover of {cluster}"
@@ -191,9 +204,9 @@ impl PoolerRuntimes {
                     waits.push((
                         instance.clone(),
                         tokio::spawn(async move {
-                            match AdminClient::connect(&target).await {
-                                Ok(c) => c.pause(PAUSE_WAIT).await.map_err(|e| e.to_string()),
-                                Err(e) => Err(e.to_string()),
+                            match admin(&target).await {
+                                Some(c) => c.pause(PAUSE_WAIT).await.map_err(|e| e.to_string()),
+                                None => Err("its admin console does not answer".to_string()),
                             }
                         }),
                     ));
@@ -398,6 +411,7 @@ impl ControlPlane {
                     applied: BTreeMap::new(),
                     targets: BTreeMap::new(),
                     switchover_since: None,
+                    switchover_handled: false,
                     entry: ClusterPooler::default(),
                 },
             );
@@ -543,12 +557,13 @@ impl ControlPlane {
                     }
                     if applied.paused != want_paused {
                         let result = if want_paused {
-                            client.pause(PAUSE_WAIT).await
+                            client.pause(USER_PAUSE_WAIT).await
                         } else {
                             client.resume().await
                         };
                         match result {
-                            Ok(()) => {
+                            // Still pausing (transactions running): it will be paused.
+                            Ok(()) | Err(pgherd_pooler::AdminError::Timeout { .. }) => {
                                 applied.paused = want_paused;
                                 log(format!(
                                     "{namespace}/{name}: {instance}: {}",
