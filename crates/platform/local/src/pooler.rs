@@ -20,12 +20,13 @@ use crate::status::{ClusterPooler, LocalClusterStatus};
 use crate::LocalError;
 use pgherd_api::kinds::pooler::PoolerType;
 use pgherd_api::Pooler;
-use pgherd_controller::phase;
 use pgherd_pooler::admin::{AdminClient, AdminTarget};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+mod switchover;
 
 /// The longest a switchover keeps poolers paused.
 pub const SWITCHOVER_PAUSE_LIMIT: Duration = Duration::from_secs(30);
@@ -175,57 +176,6 @@ impl PoolerRuntimes {
             .filter(|((ns, _), r)| ns == namespace && r.cluster == cluster)
             .map(|(_, r)| r.entry.clone())
             .collect()
-    }
-
-    /// Before a cluster pass applies its plan: when it starts a switchover, pause the
-    /// cluster's `rw` poolers (each `PAUSE` returns once running transactions finished, or
-    /// after [`PAUSE_WAIT`]), so the old primary is demoted with no transaction in flight.
-    pub async fn before_cluster_apply(&mut self, namespace: &str, cluster: &str, plan_phase: &str) {
-        for ((ns, name), r) in &mut self.runtimes {
-            if ns != namespace || r.cluster != cluster {
-                continue;
-            }
-            if plan_phase != phase::SWITCHOVER {
-                r.switchover_handled = false;
-                continue;
-            }
-            if !r.rw || !r.pause_on_switchover || r.switchover_handled {
-                continue;
-            }
-            r.switchover_handled = true;
-            r.switchover_since = Some(Instant::now());
-            log(format!(
-                "{ns}/{name}: pausing for the switchover of {cluster}"
-            ));
-            let mut waits = Vec::new();
-            for (instance, target) in &r.targets {
-                if r.applied.get(instance).is_some_and(|a| a.ready) {
-                    let target = target.clone();
-                    waits.push((
-                        instance.clone(),
-                        tokio::spawn(async move {
-                            match admin(&target).await {
-                                Some(c) => c.pause(PAUSE_WAIT).await.map_err(|e| e.to_string()),
-                                None => Err("its admin console does not answer".to_string()),
-                            }
-                        }),
-                    ));
-                }
-            }
-            for (instance, wait) in waits {
-                match wait.await {
-                    Ok(Ok(())) => {
-                        if let Some(a) = r.applied.get_mut(&instance) {
-                            a.paused = true;
-                        }
-                    }
-                    Ok(Err(e)) => log(format!(
-                        "{ns}/{name}: {instance}: {e}; the switchover goes on"
-                    )),
-                    Err(_) => {}
-                }
-            }
-        }
     }
 }
 
@@ -440,35 +390,7 @@ impl ControlPlane {
         runtime.pause_on_switchover = pause_on_switchover(pooler);
         runtime.applied.retain(|k, _| wanted.contains(k));
         runtime.targets.retain(|k, _| wanted.contains(k));
-        // The end of a switchover pause.
-        if let Some(since) = runtime.switchover_since {
-            let done = cluster_status.current_primary.is_some()
-                && cluster_status.current_primary == cluster_status.target_primary
-                && cluster_status.phase != phase::SWITCHOVER
-                && rw_has_primary;
-            let failing_over = cluster_status.phase == phase::FAILING_OVER;
-            if done || failing_over || since.elapsed() >= SWITCHOVER_PAUSE_LIMIT {
-                log(format!(
-                    "{namespace}/{name}: resuming after the switchover of {cluster} ({})",
-                    if done {
-                        "the new primary serves -rw"
-                    } else if failing_over {
-                        "a failover is under way"
-                    } else {
-                        "the switchover takes too long"
-                    }
-                ));
-                runtime.switchover_since = None;
-                // Server connections to the old primary go; new ones reach the new one.
-                for (instance, target) in &runtime.targets {
-                    if runtime.applied.get(instance).is_some_and(|a| a.paused) {
-                        if let Some(c) = admin(target).await {
-                            let _ = c.reconnect().await;
-                        }
-                    }
-                }
-            }
-        }
+        switchover::end_pause(runtime, &cluster_status, rw_has_primary, namespace, name).await;
         let want_paused = runtime.user_paused || runtime.switchover_since.is_some();
         let exe = self.exe.clone();
         let mut ready = Vec::new();
