@@ -65,6 +65,11 @@ spec:
   imageName: ghcr.io/cloudnative-pg/postgresql:15.14
   storage:
     size: 1Gi
+  postgresql:
+    synchronous:
+      method: any
+      number: 1
+      dataDurability: preferred
 ---
 apiVersion: postgresql.cnpg.io/v1
 kind: Pooler
@@ -273,7 +278,7 @@ impl Load {
 async fn assert_none_lost(local: &Local, status: &LocalClusterStatus, acked: &[(String, i64)]) {
     let c = connect(&local.app_config("pp", &status.endpoints["rw"]))
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot reach the primary to count rows: {e}"));
     let rows = c
         .query("SELECT source, seq FROM pooled", &[])
         .await
