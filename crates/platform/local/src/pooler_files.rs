@@ -73,13 +73,34 @@ pub struct InstanceFiles {
     pub run: PathBuf,
 }
 
+/// Longest unix socket path the kernel takes (`sun_path`, 108 bytes with its NUL), less room.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Where PgBouncer of instance directory `root` puts its socket: `root/run`, or, when
+/// `run/.s.PGSQL.<port>` would be too long for a unix socket (a deep state directory), a
+/// directory of its own under /tmp named after `root` (FNV-1a of the path: stable across runs).
+pub fn socket_dir(root: &Path) -> PathBuf {
+    let run = root.join("run");
+    if run.as_os_str().len() + "/.s.PGSQL.65535".len() <= MAX_SOCKET_PATH {
+        return run;
+    }
+    let hash = root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    PathBuf::from(format!("/tmp/pgherd-pgbouncer-{hash:016x}"))
+}
+
 impl InstanceFiles {
     pub fn new(root: PathBuf) -> Self {
         InstanceFiles {
             ini: root.join("pgbouncer.ini"),
             hba: root.join("pg_hba.conf"),
             auth_file: root.join("userlist.txt"),
-            run: root.join("run"),
+            run: socket_dir(&root),
             root,
         }
     }
@@ -200,6 +221,14 @@ pub fn ensure_pgbouncer(files: &InstanceFiles, user: &OsUser) -> Result<(u32, bo
     if let Some(pid) = running_pid(&pid_file) {
         return Ok((pid, false));
     }
+    if let Ok(meta) = std::fs::symlink_metadata(&files.run) {
+        if !meta.is_dir() {
+            return Err(LocalError::Invalid(format!(
+                "{} (PgBouncer's socket directory) is not a directory; remove it",
+                files.run.display()
+            )));
+        }
+    }
     user.own_dir(&files.run, 0o700)?;
     let binary = pgbouncer_binary()?;
     let ini = files.ini.display().to_string();
@@ -262,6 +291,10 @@ pub fn stop_instance(dir: &Path) {
             stop(pid, Duration::from_secs(10));
         }
     }
+    let run = socket_dir(dir);
+    if !run.starts_with(dir) {
+        let _ = std::fs::remove_dir_all(run);
+    }
 }
 
 /// Stop every pooler process of the cluster in `cluster_dir` (`local down`, cluster deleted).
@@ -280,5 +313,22 @@ pub fn stop_cluster_poolers(cluster_dir: &Path) {
                 stop_instance(&instance.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockets_stay_within_the_kernel_limit() {
+        let short = Path::new("/tmp/s/clusters/default/c/poolers/p/p-1");
+        assert_eq!(socket_dir(short), short.join("run"));
+        let deep = PathBuf::from(format!("/home/{}/clusters/default/cluster-example/poolers/pooler-example-rw/pooler-example-rw-1", "x".repeat(40)));
+        let dir = socket_dir(&deep);
+        assert!(dir.to_string_lossy().starts_with("/tmp/pgherd-pgbouncer-"), "{dir:?}");
+        assert_eq!(dir, socket_dir(&deep), "stable");
+        assert_ne!(dir, socket_dir(&deep.with_file_name("pooler-example-rw-2")));
+        assert!(dir.join(".s.PGSQL.65535").as_os_str().len() <= MAX_SOCKET_PATH);
     }
 }
