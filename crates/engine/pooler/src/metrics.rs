@@ -44,15 +44,25 @@ fn show_families(section: &str, rows: &[Row], labels: &[&str]) -> Vec<Family> {
             if labels.contains(&column.as_str()) {
                 continue;
             }
-            let Ok(number) = value.parse::<f64>() else {
-                continue; // pool_mode and other text columns
+            let number = match (column.as_str(), value.parse::<f64>()) {
+                (_, Ok(n)) => n,
+                // CloudNativePG's encoding of the pool mode.
+                ("pool_mode", Err(_)) => match value.as_str() {
+                    "session" => 1.0,
+                    "transaction" => 2.0,
+                    "statement" => 3.0,
+                    _ => -1.0,
+                },
+                _ => continue, // other text columns
             };
-            let name = format!("{PREFIX}_{section}_{column}");
-            let kind = if column.starts_with("total_") {
-                MetricKind::Counter
-            } else {
-                MetricKind::Gauge
+            // CloudNativePG's name for this column.
+            let metric = match column.as_str() {
+                "sv_being_canceled" => "sv_wait_cancels",
+                other => other,
             };
+            let name = format!("{PREFIX}_{section}_{metric}");
+            // Gauges throughout, as CloudNativePG exports them (totals included).
+            let kind = MetricKind::Gauge;
             families
                 .entry(name.clone())
                 .or_insert_with(|| {
@@ -252,7 +262,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("# TYPE cnpg_pgbouncer_stats_total_xact_count counter"),
+            text.contains("# TYPE cnpg_pgbouncer_stats_total_xact_count gauge"),
             "{text}"
         );
         assert!(
@@ -263,6 +273,9 @@ mod tests {
             text.contains("cnpg_pgbouncer_lists_free_clients 49"),
             "{text}"
         );
-        assert!(!text.contains("pool_mode"), "{text}");
+        assert!(
+            text.contains("cnpg_pgbouncer_pools_pool_mode{database=\"app\",user=\"app\"} 2"),
+            "{text}"
+        );
     }
 }

@@ -326,7 +326,10 @@ mod tests {
         assert_eq!(socket_dir(short), short.join("run"));
         let deep = PathBuf::from(format!("/home/{}/clusters/default/cluster-example/poolers/pooler-example-rw/pooler-example-rw-1", "x".repeat(40)));
         let dir = socket_dir(&deep);
-        assert!(dir.to_string_lossy().starts_with("/tmp/pgherd-pgbouncer-"), "{dir:?}");
+        assert!(
+            dir.to_string_lossy().starts_with("/tmp/pgherd-pgbouncer-"),
+            "{dir:?}"
+        );
         assert_eq!(dir, socket_dir(&deep), "stable");
         assert_ne!(dir, socket_dir(&deep.with_file_name("pooler-example-rw-2")));
         assert!(dir.join(".s.PGSQL.65535").as_os_str().len() <= MAX_SOCKET_PATH);
