@@ -370,6 +370,16 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
+        // The primary keeps the authentication role, and user_search in every database
+        // (template1 too, for databases created later).
+        for db in ["app", "postgres", "template1"] {
+            assert_eq!(
+                auth_objects(&local, &s.endpoints["rw"], db).await,
+                (true, true),
+                "{db}"
+            );
+        }
+
         // The admin console.
         let admin = AdminClient::connect(&admin_target(&local, "pp-pooler-rw", &rw_status, 0)).await.unwrap();
         let pools = admin.show("POOLS").await.unwrap();
@@ -597,4 +607,42 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
         assert!(Instant::now() < deadline, "the deleted pooler still runs");
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // No Pooler uses the cluster any more: the role and user_search are dropped.
+    local.run_ok(&["delete", "pooler", "pp-pooler-rw"]);
+    let rw_endpoint = local.status("pp").endpoints["rw"].clone();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (role, function) = auth_objects(&local, &rw_endpoint, "template1").await;
+            if !role && !function {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cnpg_pooler_pgbouncer (role {role}, function {function}) outlived the last Pooler"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+/// Whether the role `cnpg_pooler_pgbouncer` exists and `public.user_search` exists in `db`.
+async fn auth_objects(local: &Local, rw: &str, db: &str) -> (bool, bool) {
+    let mut config = local.app_config("pp", rw);
+    config.dbname(db);
+    let c = connect(&config).await.unwrap();
+    let role = one(
+        &c,
+        "SELECT count(*) FROM pg_roles WHERE rolname = 'cnpg_pooler_pgbouncer'",
+    )
+    .await
+    .unwrap();
+    let function = one(
+        &c,
+        "SELECT count(*) FROM pg_proc WHERE proname = 'user_search' AND pronamespace = 'public'::regnamespace",
+    )
+    .await
+    .unwrap();
+    (role == "1", function == "1")
 }

@@ -30,6 +30,8 @@ mod switchover;
 
 /// The longest a switchover keeps poolers paused.
 pub const SWITCHOVER_PAUSE_LIMIT: Duration = Duration::from_secs(30);
+/// The least time between two starts of one PgBouncer.
+const RESTART_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a `PAUSE` may wait for running transactions before the switchover goes on.
 pub const PAUSE_WAIT: Duration = Duration::from_secs(10);
 
@@ -97,6 +99,8 @@ struct PoolerRuntime {
     server: tokio::task::JoinHandle<()>,
     applied: BTreeMap<String, Applied>,
     targets: BTreeMap<String, AdminTarget>,
+    /// When each instance's PgBouncer was last started by this control plane.
+    last_start: BTreeMap<String, Instant>,
     switchover_since: Option<Instant>,
     /// The switchover under way was already paused for (it is paused once, even when the
     /// pause ended by its time limit before the switchover did).
@@ -360,6 +364,7 @@ impl ControlPlane {
                     server,
                     applied: BTreeMap::new(),
                     targets: BTreeMap::new(),
+                    last_start: BTreeMap::new(),
                     switchover_since: None,
                     switchover_handled: false,
                     entry: ClusterPooler::default(),
@@ -390,6 +395,7 @@ impl ControlPlane {
         runtime.pause_on_switchover = pause_on_switchover(pooler);
         runtime.applied.retain(|k, _| wanted.contains(k));
         runtime.targets.retain(|k, _| wanted.contains(k));
+        runtime.last_start.retain(|k, _| wanted.contains(k));
         switchover::end_pause(runtime, &cluster_status, rw_has_primary, namespace, name).await;
         let want_paused = runtime.user_paused || runtime.switchover_since.is_some();
         let exe = self.exe.clone();
@@ -426,7 +432,31 @@ impl ControlPlane {
                 &pgherd_pooler::config::render_auth_file(&password),
                 &self.user,
             )?;
+            // A PgBouncer that exits at once (a bad setting) is started again at most every
+            // RESTART_BACKOFF, and its log is pointed at.
+            let running = crate::instances::running_pid(&files.root.join(files::PGBOUNCER_PID));
+            if running.is_none() {
+                if let Some(at) = runtime.last_start.get(instance) {
+                    status.phase_reason = Some(format!(
+                        "PgBouncer {instance} exited; see {}",
+                        files.root.join("pgbouncer.log").display()
+                    ));
+                    if at.elapsed() < RESTART_BACKOFF {
+                        status.instances_status.push(instance_status(
+                            instance,
+                            instance_ports,
+                            None,
+                            false,
+                            &files.run,
+                        ));
+                        continue;
+                    }
+                }
+            }
             let (pid, started) = files::ensure_pgbouncer(&files, &self.user)?;
+            if started {
+                runtime.last_start.insert(instance.clone(), Instant::now());
+            }
             files::ensure_exporter(
                 &exe,
                 &files,
