@@ -189,7 +189,7 @@ async fn one(c: &tokio_postgres::Client, sql: &str) -> Result<String, tokio_post
 /// Writers committing short transactions through an endpoint, like `pgbench -M simple`.
 struct Load {
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(String, i64)>>>,
+    acked: Arc<Mutex<Vec<(String, i64, Instant)>>>,
     failed: Arc<AtomicU64>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -225,7 +225,7 @@ impl Load {
                         let sql = format!("BEGIN; INSERT INTO pooled (source, seq) VALUES ('{source}', {seq}); UPDATE counter SET n = n + 1; COMMIT");
                         match tokio::time::timeout(Duration::from_secs(60), c.batch_execute(&sql)).await {
                             Ok(Ok(())) => {
-                                acked.lock().unwrap().push((source.clone(), seq));
+                                acked.lock().unwrap().push((source.clone(), seq, Instant::now()));
                                 client = Some(c);
                             }
                             _ => {
@@ -264,13 +264,22 @@ impl Load {
         }
     }
 
-    fn stop(self) -> (Vec<(String, i64)>, u64) {
+    /// Acknowledged writes, failed attempts, and the longest time no writer got an
+    /// acknowledgement (how long clients waited).
+    fn stop(self) -> (Vec<(String, i64)>, u64, Duration) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             t.join().unwrap();
         }
-        let acked = self.acked.lock().unwrap().clone();
-        (acked, self.failed.load(Ordering::Relaxed))
+        let mut acked = self.acked.lock().unwrap().clone();
+        acked.sort_by_key(|a| a.2);
+        let gap = acked
+            .windows(2)
+            .map(|w| w[1].2.duration_since(w[0].2))
+            .max()
+            .unwrap_or_default();
+        let acked = acked.into_iter().map(|(s, n, _)| (s, n)).collect();
+        (acked, self.failed.load(Ordering::Relaxed), gap)
     }
 }
 
@@ -502,9 +511,9 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
     local.run_ok(&["promote", "pp", "pp-2"]);
     let s = healthy_with_primary(&local, "pp-2");
     load.wait_progress(50, &local);
-    let (acked, failed) = load.stop();
+    let (acked, failed, gap) = load.stop();
     println!(
-        "switchover with the pause: {} acknowledged, {failed} failed",
+        "switchover with the pause: {} acknowledged, {failed} failed, longest wait {gap:?}",
         acked.len()
     );
     rt.block_on(assert_none_lost(&local, &s, &acked));
@@ -536,9 +545,9 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
     local.run_ok(&["promote", "pp", "pp-1"]);
     let s = healthy_with_primary(&local, "pp-1");
     load.wait_progress(50, &local);
-    let (acked, failed) = load.stop();
+    let (acked, failed, gap) = load.stop();
     println!(
-        "switchover without the pause: {} acknowledged, {failed} failed",
+        "switchover without the pause: {} acknowledged, {failed} failed, longest wait {gap:?}",
         acked.len()
     );
     rt.block_on(assert_none_lost(&local, &s, &acked));
@@ -565,8 +574,11 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
                 .any(|i| i.name == "pp-2" && i.ready && i.role == "primary")
     });
     load.wait_progress(50, &local);
-    let (acked, failed) = load.stop();
-    println!("failover: {} acknowledged, {failed} failed", acked.len());
+    let (acked, failed, gap) = load.stop();
+    println!(
+        "failover: {} acknowledged, {failed} failed, longest wait {gap:?}",
+        acked.len()
+    );
     rt.block_on(assert_none_lost(&local, &s, &acked));
 
     // Scaling the rw pooler down stops its second PgBouncer.
@@ -588,6 +600,40 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
     rt.block_on(async {
         let c = connect(&local.app_config("pp", &rw)).await.unwrap();
         assert_eq!(one(&c, "SELECT pg_is_in_recovery()").await.unwrap(), "f");
+    });
+
+    // `local down` stops PgBouncer too; `local up` brings the pooler back on the same endpoint.
+    let before = pooler_status(&local, "pp-pooler-rw").unwrap();
+    let pid = before.instances_status[0].pid.unwrap();
+    local.run_ok(&["down"]);
+    assert!(!pgherd_instance_manager::process::is_alive(pid));
+    local.run_ok(&[
+        "up",
+        "-f",
+        one_instance.to_str().unwrap(),
+        "--timeout-seconds",
+        "180",
+    ]);
+    let after = wait_pooler(&local, "pp-pooler-rw", "back after up", |p| {
+        p.phase == "active" && p.instances_status.iter().all(|i| i.pid != Some(pid))
+    });
+    assert_eq!(after.endpoint, before.endpoint);
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = match connect(&local.app_config("pp", &rw)).await {
+                Ok(c) => one(&c, "SELECT count(*) > 0 FROM pooled").await.ok(),
+                Err(_) => None,
+            };
+            if answer.as_deref() == Some("t") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pooler does not serve after up: {answer:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     });
 
     // A Pooler of a cluster that does not exist says so; a deleted Pooler stops.

@@ -63,14 +63,20 @@ pub struct Rendered {
     pub hba: String,
 }
 
-/// CloudNativePG's defaults; the user's values replace them (`ignore_startup_parameters` is
-/// appended to).
+/// CloudNativePG's defaults, plus pgherd's `server_login_retry`; the user's values replace
+/// them (`ignore_startup_parameters` is appended to).
+///
+/// `server_login_retry` is PgBouncer's 15 s by default: after one failed server login (the
+/// `-rw` endpoint refuses connections while no primary serves, during a failover) every client
+/// gets an error for 15 s, long after the new primary serves. 1 s keeps that window to the
+/// failover's own length; retries are cheap (the endpoint refuses at once).
 const DEFAULTS: &[(&str, &str)] = &[
     ("log_stats", "0"),
     ("auth_type", "hba"),
     ("client_tls_sslmode", "prefer"),
     ("server_tls_sslmode", "verify-ca"),
     ("ignore_startup_parameters", "extra_float_digits,options"),
+    ("server_login_retry", "1"),
 ];
 
 fn one_line(pooler: &str, field: String, value: &str) -> Result<(), ConfigError> {
@@ -247,6 +253,7 @@ mod tests {
             "auth_type = hba",
             "client_tls_sslmode = prefer",
             "server_tls_sslmode = verify-ca",
+            "server_login_retry = 1",
             "ignore_startup_parameters = extra_float_digits,options,search_path",
             "log_stats = 1",
             "max_client_conn = 1000",
