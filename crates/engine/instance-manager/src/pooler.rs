@@ -3,8 +3,9 @@
 //! that accepts connections (`template1` included, so new databases inherit it) has
 //! `public.user_search(text)`; once none does, both are dropped.
 //!
-//! The databases already seen with the function are remembered for the life of the process,
-//! so a steady primary does not reconnect to every database on every pass.
+//! The databases already seen with the function are remembered for the life of the process
+//! (forgotten when the role goes), so a steady primary does not reconnect to every database on
+//! every pass; a function dropped by hand comes back when the manager restarts.
 
 use crate::observe::connect;
 use crate::postgres::Postgres;
@@ -62,6 +63,10 @@ pub async fn reconcile(pg: &Postgres, client: &Client, wanted: bool) -> Result<(
             "dropped the PgBouncer role cnpg_pooler_pgbouncer (no Pooler uses the cluster)",
         );
         return Ok(());
+    }
+    if !role_exists(client).await? {
+        // Dropped behind our back (or never made): everything is done again.
+        done().clear();
     }
     let all = databases(client).await?;
     let missing: Vec<(String, String)> = {
