@@ -645,6 +645,24 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
             .as_deref()
             .is_some_and(|r| r.contains("nope"))
     });
+    // A value PgBouncer's file cannot hold is reported in that Pooler's status; the others
+    // go on serving.
+    let bad = files.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:\n  name: bad-pooler\nspec:\n  cluster:\n    name: pp\n  pgbouncer:\n    parameters:\n      server_check_query: \"SELECT 1\\nlisten_port = 1\"\n").unwrap();
+    local.run_ok(&["apply", "-f", bad.to_str().unwrap()]);
+    let failed = wait_pooler(&local, "bad-pooler", "failed", |p| p.phase == "failed");
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.contains("bad-pooler")
+            && error.contains("spec.pgbouncer.parameters.server_check_query"),
+        "{error}"
+    );
+    rt.block_on(async {
+        let c = connect(&local.app_config("pp", &rw)).await.unwrap();
+        assert_eq!(one(&c, "SELECT 1").await.unwrap(), "1");
+    });
+    local.run_ok(&["delete", "pooler", "bad-pooler"]);
+
     let pid = ro_status.instances_status[0].pid.unwrap();
     local.run_ok(&["delete", "pooler", "pp-pooler-ro"]);
     let dir = local.state.join("clusters/default/pp/poolers/pp-pooler-ro");
