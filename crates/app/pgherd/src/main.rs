@@ -36,22 +36,12 @@ enum Command {
     /// Instance manager commands (run inside a pod, or by the local platform).
     Instance {
         #[command(subcommand)]
-        command: InstanceCommand,
+        command: commands::instance::InstanceCommand,
     },
     /// PgBouncer helpers (run next to each PgBouncer by the local platform).
     Pooler {
         #[command(subcommand)]
         command: commands::pooler::PoolerCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum InstanceCommand {
-    /// Run one instance manager: converge PostgreSQL to the spec file and serve its status.
-    Run {
-        /// The instance spec (JSON) written by the controller; re-read every second.
-        #[arg(long)]
-        spec: std::path::PathBuf,
     },
 }
 
@@ -63,9 +53,7 @@ fn main() -> ExitCode {
             show_defaults,
         } => commands::validate::run(&files, show_defaults),
         Command::Crds => commands::crds::run(),
-        Command::Instance {
-            command: InstanceCommand::Run { spec },
-        } => commands::instance::run(&spec),
+        Command::Instance { command } => commands::instance::dispatch(command),
         Command::Local { options, command } => commands::local::run(&options, command),
         Command::Pooler { command } => commands::pooler::run(command),
     };

@@ -66,6 +66,12 @@ impl Local {
     ) -> LocalClusterStatus {
         let deadline = Instant::now() + timeout;
         loop {
+            // A cluster just applied has no status until the control plane's next pass.
+            let out = self.run(&["status", cluster, "-o", "json"]);
+            if !out.status.success() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
             let s = self.status(cluster);
             if check(&s) {
                 return s;
@@ -77,6 +83,23 @@ impl Local {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// The control plane's `/metrics` (its address is in `control-plane.json`).
+    pub fn control_plane_metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let info: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.state.join("control-plane.json")).expect("control-plane.json"),
+        )
+        .expect("control-plane.json is JSON");
+        let addr = info["metrics"].as_str().expect("metrics address");
+        let mut stream = std::net::TcpStream::connect(addr).expect("control plane metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: pgherd\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
     }
 
     /// What to show when something fails: the control plane's log and each manager's log tail.
@@ -93,6 +116,13 @@ impl Local {
                 out.push_str(&format!(
                     "\n--- {:?}\n{}",
                     entry.file_name(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+                let pg_log = std::fs::read_to_string(entry.path().join("log/postgres.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = pg_log.lines().rev().take(8).collect();
+                out.push_str(&format!(
+                    "\n  postgres.log:\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 ));
             }

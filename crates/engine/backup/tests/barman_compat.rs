@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+use common::MotoStores as _;
 
 use pgherd_backup::base_backup::upload_tar;
 use pgherd_backup::catalog::{put_backup_info, BackupCatalog};

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+use common::MotoStores as _;
 
 use pgherd_backup::backup_session::{take_base_backup, BaseBackupOptions};
 use pgherd_backup::layout::{ServerPrefix, WalFileKind, WalFileName};

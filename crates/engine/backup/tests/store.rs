@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+use common::MotoStores as _;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -394,7 +395,7 @@ async fn an_unreachable_s3_endpoint_fails_with_a_clear_error() {
         .local_addr()
         .unwrap()
         .port();
-    let mut config = common::Moto::config_for_endpoint(&format!("http://127.0.0.1:{port}"));
+    let mut config = common::config_for_endpoint(&format!("http://127.0.0.1:{port}"));
     config.request_timeout = Duration::from_secs(2);
     let store = Resilient::new(
         pgherd_backup::store::open(&config).unwrap(),
@@ -452,4 +453,54 @@ async fn https_endpoint_with_a_private_ca() {
         pgherd_backup::store::open(&bad),
         Err(StoreError::Config(_))
     ));
+}
+
+/// `tags` go on every uploaded object and `historyTags` on timeline history files (S3 object
+/// tagging, read back from the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_and_history_tags_on_s3() {
+    let moto = common::Moto::start();
+    moto.create_bucket("tags");
+    let mut config = moto.config("tags", "");
+    config.tags = vec![("env".into(), "prod".into())];
+    config.history_tags = vec![("kind".into(), "history".into())];
+    let store = pgherd_backup::store::open(&config).unwrap();
+    let wal = "c/wals/0000000100000000/000000010000000000000001";
+    let history = "c/wals/00000002.history";
+    store
+        .put(wal, bytes::Bytes::from_static(b"wal"))
+        .await
+        .unwrap();
+    store
+        .put(history, bytes::Bytes::from_static(b"history"))
+        .await
+        .unwrap();
+    let tags = |key: &str| {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url={:?}, region_name='us-east-1', \
+             aws_access_key_id='k', aws_secret_access_key='s')\n\
+             for t in s3.get_object_tagging(Bucket='tags', Key={key:?})['TagSet']:\n\
+             \x20   print('<Key>' + t['Key'] + '</Key><Value>' + t['Value'] + '</Value>')\n",
+            moto.endpoint()
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let on_wal = tags(wal);
+    assert!(
+        on_wal.contains("<Key>env</Key>") && on_wal.contains("<Value>prod</Value>"),
+        "{on_wal}"
+    );
+    let on_history = tags(history);
+    assert!(
+        on_history.contains("<Key>kind</Key>") && !on_history.contains("<Key>env</Key>"),
+        "{on_history}"
+    );
 }

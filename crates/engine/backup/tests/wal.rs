@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+use common::MotoStores as _;
 
 use pgherd_backup::layout::ServerPrefix;
 use pgherd_backup::store::ObjectStore;
@@ -168,6 +169,24 @@ async fn wal_on_s3() {
     history_partial_and_missing(&store, &server).await;
     let other = ServerPrefix::new("pg/prod", "another").unwrap();
     empty_archive_check_and_parallel(&store, &other).await;
+}
+
+/// A bucket that does not exist is a clear, permanent error naming the object (not a hang,
+/// not a retry loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_bucket_is_a_clear_error() {
+    let moto = common::Moto::start();
+    let store = moto.store("no-such-bucket", "pg");
+    let server = ServerPrefix::new("pg", "c").unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let (path, _) = write_segment(src.path(), "000000010000000000000001", 1);
+    let e = archive_wal(&store, &server, &path, None).await.unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.category(), "permanent", "{text}");
+    assert!(
+        text.contains("000000010000000000000001") && text.contains("bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,4 +8,5 @@ pub mod ha;
 pub mod phase;
 pub mod pki;
 pub mod plan;
+pub mod recovery;
 pub mod synchronous;

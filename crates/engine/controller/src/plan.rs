@@ -366,6 +366,7 @@ pub(crate) mod tests {
             following: None,
             self_fenced: false,
             disk_full: false,
+            archive: None,
         }
     }
 

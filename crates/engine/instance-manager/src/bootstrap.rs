@@ -5,6 +5,7 @@ use crate::observe::{connect, QUERY_TIMEOUT};
 use crate::replication::PrimarySource;
 use crate::sql::{identifier, literal};
 use crate::{InstanceError, Postgres};
+use pgherd_backup::catalog::RecoveryPoint;
 use pgherd_instance_protocol::{Bootstrap, InstanceSpec};
 use std::time::Duration;
 
@@ -32,21 +33,43 @@ async fn run_sql(
 
 /// Create the application role and database of a new cluster and run the post-init SQL, in
 /// CloudNativePG's order: role, `postgres` SQL, `template1` SQL, database, application SQL.
+/// After a recovery only the role's password and the database are ensured.
 pub async fn initialize_application(
     pg: &Postgres,
     bootstrap: &Bootstrap,
 ) -> Result<(), InstanceError> {
-    let Bootstrap::Initdb {
+    let none: &[String] = &[];
+    let (
         database,
         owner,
         owner_password_file,
         post_init_sql,
         post_init_template_sql,
         post_init_application_sql,
-        ..
-    } = bootstrap
-    else {
-        return Ok(());
+    ) = match bootstrap {
+        Bootstrap::Initdb {
+            database,
+            owner,
+            owner_password_file,
+            post_init_sql,
+            post_init_template_sql,
+            post_init_application_sql,
+            ..
+        } => (
+            database,
+            owner,
+            owner_password_file,
+            post_init_sql.as_slice(),
+            post_init_template_sql.as_slice(),
+            post_init_application_sql.as_slice(),
+        ),
+        Bootstrap::Recovery {
+            database,
+            owner,
+            owner_password_file,
+            ..
+        } => (database, owner, owner_password_file, none, none, none),
+        Bootstrap::Clone | Bootstrap::FromObjectStore { .. } => return Ok(()),
     };
     let client = connect(pg, "postgres").await?;
     let role = identifier(owner)?;
@@ -117,12 +140,135 @@ pub fn primary_source(spec: &InstanceSpec) -> Result<PrimarySource, InstanceErro
     })
 }
 
-/// Give an empty PGDATA its data: `initdb` or a clone.
-pub fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
+/// Give an empty PGDATA its data: `initdb`, a clone, or a base backup from the object store
+/// (left to replay WAL up to the recovery target at its first start).
+pub async fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
     match &spec.bootstrap {
         Bootstrap::Initdb { initdb_args, .. } => pg.initdb_with_args(initdb_args),
         Bootstrap::Clone => pg.clone_from(&primary_source(spec)?),
+        Bootstrap::Recovery { .. } => restore_for_recovery(pg, &spec.bootstrap).await,
+        Bootstrap::FromObjectStore { store_file } => {
+            let restored = match pgherd_backup::store::StoreTarget::read(store_file) {
+                Ok(target) => restore_into_place(pg, &target, None, &RecoveryPoint::Latest).await,
+                Err(e) => Err(InstanceError::Backup(e.to_string())),
+            };
+            match restored {
+                Ok(info) => {
+                    crate::supervisor::log(
+                        &spec.name,
+                        &format!(
+                            "replica restored from the object store (backup {}); replaying the archive, then streaming",
+                            info.backup_name().unwrap_or("-")
+                        ),
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    // No backup yet, or the store is away: the primary can still be copied.
+                    crate::supervisor::log(
+                        &spec.name,
+                        &format!("cannot restore from the object store ({e}); cloning the primary"),
+                    );
+                    pg.clone_from(&primary_source(spec)?)
+                }
+            }
+        }
     }
+}
+
+/// Whether PGDATA is a restored backup still replaying WAL towards its recovery target (it
+/// must not be promoted by hand: PostgreSQL promotes itself at the target).
+pub fn recovering(pg: &Postgres, bootstrap: &Bootstrap) -> bool {
+    matches!(bootstrap, Bootstrap::Recovery { .. }) && pg.pgdata.join("recovery.signal").exists()
+}
+
+async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<(), InstanceError> {
+    let Bootstrap::Recovery {
+        store_file,
+        backup_id,
+        target_time,
+        target_lsn,
+        ..
+    } = bootstrap
+    else {
+        return Ok(());
+    };
+    let target = pgherd_backup::store::StoreTarget::read(store_file)
+        .map_err(|e| InstanceError::Backup(e.to_string()))?;
+    let point = match (target_time, target_lsn) {
+        (Some(t), _) => RecoveryPoint::Time(parse_target_time(t)?),
+        (None, Some(l)) => RecoveryPoint::Lsn(l.parse().map_err(|_| {
+            InstanceError::InvalidSetting(format!(
+                "recoveryTarget.targetLSN: {l:?} is not an LSN (hint: like 0/3000060)"
+            ))
+        })?),
+        (None, None) => RecoveryPoint::Latest,
+    };
+    let info = restore_into_place(pg, &target, backup_id.as_deref(), &point).await?;
+    std::fs::write(pg.pgdata.join("recovery.signal"), b"")
+        .map_err(|e| InstanceError::io("cannot write", pg.pgdata.join("recovery.signal"), e))?;
+    crate::supervisor::log(
+        "recovery",
+        &format!(
+            "restored backup {} ({}), replaying WAL from {}",
+            info.backup_name().unwrap_or("-"),
+            info.end_time().map(|t| t.to_string()).unwrap_or_default(),
+            target.server_name
+        ),
+    );
+    Ok(())
+}
+
+/// Restores a backup (by id or name, else the one for `point`) next to PGDATA and moves it into
+/// place whole: a failed restore never leaves a half-restored PGDATA that would look like data.
+async fn restore_into_place(
+    pg: &Postgres,
+    target: &pgherd_backup::store::StoreTarget,
+    backup_id: Option<&str>,
+    point: &RecoveryPoint,
+) -> Result<pgherd_backup::BackupInfo, InstanceError> {
+    let staging = pg.pgdata.with_extension("restoring");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| InstanceError::io("cannot remove", &staging, e))?;
+    }
+    let info = crate::base_backup::restore(target, backup_id, point, None, &staging).await?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| InstanceError::io("cannot set the mode of", &staging, e))?;
+    // What the source cluster had done is not done here.
+    for stale in [
+        crate::supervisor::INITIALIZED_MARKER,
+        "postmaster.pid",
+        "standby.signal",
+    ] {
+        let _ = std::fs::remove_file(staging.join(stale));
+    }
+    // The source's ALTER SYSTEM settings (its listen_addresses, its archive_command, ...) would
+    // override this cluster's: kept aside for reference, not applied.
+    let auto_conf = staging.join("postgresql.auto.conf");
+    if auto_conf.exists() {
+        std::fs::rename(&auto_conf, staging.join("postgresql.auto.conf.from-backup"))
+            .map_err(|e| InstanceError::io("cannot set aside", &auto_conf, e))?;
+    }
+    if pg.pgdata.exists() {
+        std::fs::remove_dir(&pg.pgdata)
+            .map_err(|e| InstanceError::io("cannot replace", &pg.pgdata, e))?;
+    }
+    std::fs::rename(&staging, &pg.pgdata)
+        .map_err(|e| InstanceError::io("cannot move the restored backup to", &pg.pgdata, e))?;
+    Ok(info)
+}
+
+/// `recoveryTarget.targetTime` as the controller passes it (RFC 3339).
+fn parse_target_time(text: &str) -> Result<time::OffsetDateTime, InstanceError> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(
+        |_| {
+            InstanceError::InvalidSetting(format!(
+                "recoveryTarget.targetTime: {text:?} is not an RFC 3339 time"
+            ))
+        },
+    )
 }
 
 /// How long a fresh instance may take to accept connections.

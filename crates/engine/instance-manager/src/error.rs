@@ -47,6 +47,9 @@ pub enum InstanceError {
     },
     #[error("{0} cannot be used in SQL")]
     Unquotable(String),
+    /// A backup, restore or object-store failure (its message names the store and what to do).
+    #[error("{0}")]
+    Backup(String),
 }
 
 impl InstanceError {
@@ -75,6 +78,7 @@ impl InstanceError {
             InstanceError::InvalidSetting(_) => "configuration",
             InstanceError::Sql { .. } => "sql",
             InstanceError::Unquotable(_) => "configuration",
+            InstanceError::Backup(_) => "backup",
         }
     }
 }

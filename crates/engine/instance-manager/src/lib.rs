@@ -6,6 +6,7 @@
 //! Depends only on the model crates; it is the only component that touches PGDATA. It must not
 //! depend on a platform (Kubernetes or local) or on the app.
 
+pub mod base_backup;
 pub mod binaries;
 pub mod bootstrap;
 pub mod declarative;
@@ -23,6 +24,7 @@ pub mod replication;
 mod sql;
 pub mod status_client;
 pub mod supervisor;
+pub mod wal;
 
 pub use binaries::PgBinaries;
 pub use error::InstanceError;

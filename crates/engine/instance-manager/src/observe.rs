@@ -84,6 +84,7 @@ pub async fn observe(
         following: None,
         self_fenced: false,
         disk_full: false,
+        archive: None,
     };
     if in_recovery {
         let row = timed(

@@ -271,10 +271,16 @@ impl Postgres {
                 return Err(InstanceError::CommandFailed {
                     command: "postgres".to_string(),
                     status: status.to_string(),
-                    output: format!(
-                        "PostgreSQL exited during startup; see {}",
-                        self.log_file.display()
-                    ),
+                    output: match self.last_fatal() {
+                        Some(fatal) => format!(
+                            "PostgreSQL exited during startup: {fatal} (see {})",
+                            self.log_file.display()
+                        ),
+                        None => format!(
+                            "PostgreSQL exited during startup; see {}",
+                            self.log_file.display()
+                        ),
+                    },
                 });
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -283,6 +289,12 @@ impl Postgres {
             seconds: timeout.as_secs(),
             log: self.log_file.clone(),
         })
+    }
+
+    /// The last `FATAL:` message of the server's logs (the plain and the collector's files
+    /// next to `log_file`), for an error that says why it stopped.
+    pub fn last_fatal(&self) -> Option<String> {
+        last_fatal_in(self.log_file.parent()?)
     }
 
     /// The settings a standby may not run below, as recorded in `pg_control` (from the
@@ -433,5 +445,58 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(InitDbOptions::from_spec(&raw).args().unwrap(), ["-k"]);
+    }
+}
+
+/// The last `FATAL:` message in the log files of `dir`, the newest file first.
+fn last_fatal_in(dir: &Path) -> Option<String> {
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort();
+    files.iter().rev().find_map(|(_, path)| {
+        let text = std::fs::read_to_string(path).ok()?;
+        text.lines().rev().find_map(|line| {
+            let at = line.find("FATAL")?;
+            let message = line[at..]
+                .trim_start_matches("FATAL")
+                .trim_start_matches([':', ',', ' ', '"']);
+            // csvlog: FATAL","<sqlstate>","<message>",...
+            let message = match message.split_once("\",\"") {
+                Some((sqlstate, rest)) if sqlstate.len() == 5 => {
+                    rest.split("\",").next().unwrap_or(rest)
+                }
+                _ => message,
+            };
+            Some(message.trim_end_matches('"').to_string())
+        })
+    })
+}
+
+#[cfg(test)]
+mod fatal_tests {
+    use super::*;
+
+    #[test]
+    fn the_last_fatal_message_is_found_in_plain_and_csv_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("postgres.log");
+        std::fs::write(&log, "2026-12-02 01:00:00 GMT [1] LOG:  starting\n2026-12-02 01:00:00 GMT [1] FATAL:  configuration file contains errors\n").unwrap();
+        assert_eq!(
+            last_fatal_in(dir.path()).as_deref(),
+            Some("configuration file contains errors")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(
+            dir.path().join("postgres.csv"),
+            "2026-12-02 01:00:01.000 GMT,,,7,,1,,2026-12-02 01:00:00 GMT,,0,FATAL,\"XX000\",\"recovery ended before configured recovery target was reached\",,,,,,,,,\"\",\"startup\",,0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            last_fatal_in(dir.path()).as_deref(),
+            Some("recovery ended before configured recovery target was reached")
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Marker written once the application database of a new cluster exists.
-const INITIALIZED_MARKER: &str = "pgherd.initialized";
+pub(crate) const INITIALIZED_MARKER: &str = "pgherd.initialized";
 
 /// What the HTTP server shows.
 #[derive(Debug, Default)]
@@ -155,6 +155,7 @@ fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
         following: None,
         self_fenced: false,
         disk_full: false,
+        archive: None,
     }
 }
 
@@ -271,6 +272,29 @@ fn effective_settings(
         Vec::new()
     };
     let mut settings = with_standby_minimums(&spec.settings, &minimums);
+    if let pgherd_instance_protocol::Bootstrap::Recovery {
+        store_file,
+        recovery_settings,
+        ..
+    } = &spec.bootstrap
+    {
+        if crate::bootstrap::recovering(pg, &spec.bootstrap) {
+            let source = pgherd_instance_protocol::WalStore {
+                store_file: store_file.clone(),
+                skip_empty_check: false,
+            };
+            let commands = crate::wal::WalCommands::new(&source, &spec.socket_dir)?;
+            settings.extend(recovery_settings.clone());
+            settings.insert("restore_command".into(), commands.restore_command());
+        }
+    }
+    if let Some(store) = &spec.wal_store {
+        let commands = crate::wal::WalCommands::new(store, &spec.socket_dir)?;
+        settings.insert("archive_command".into(), commands.archive_command());
+        if spec.role == DesiredRole::Replica {
+            settings.insert("restore_command".into(), commands.restore_command());
+        }
+    }
     if !pg.pgdata.join(INITIALIZED_MARKER).exists() {
         settings.remove("synchronous_standby_names");
     }
@@ -342,7 +366,19 @@ async fn converge(
         }
     }
     if !pg.is_initialized() {
-        create_data(&pg, spec)?;
+        create_data(&pg, spec).await?;
+        // A new cluster checks its archive is empty before it first archives; a copy of
+        // another instance is not a new cluster.
+        let flag = crate::wal::CHECK_EMPTY_WAL_ARCHIVE;
+        if matches!(
+            spec.bootstrap,
+            pgherd_instance_protocol::Bootstrap::Clone
+                | pgherd_instance_protocol::Bootstrap::FromObjectStore { .. }
+        ) {
+            let _ = std::fs::remove_file(pg.pgdata.join(flag));
+        } else {
+            pg.write_file(flag, "")?;
+        }
     }
     let major = MajorVersion(spec.major);
     let settings = effective_settings(spec, &pg)?;
@@ -359,7 +395,20 @@ async fn converge(
         if spec.role == DesiredRole::Replica {
             pg.write_standby_config(&primary_source(spec)?)?;
         }
-        if state.running(&pg) {
+        let recovery_just_ended = matches!(
+            spec.bootstrap,
+            pgherd_instance_protocol::Bootstrap::Recovery { .. }
+        ) && !pg.pgdata.join(INITIALIZED_MARKER).exists()
+            && !crate::bootstrap::recovering(&pg, &spec.bootstrap);
+        if state.running(&pg) && recovery_just_ended {
+            // The recovery target settings are gone; they only change at a restart. Done now,
+            // before anything else connects, rather than as a rolling restart later.
+            log(
+                &spec.name,
+                "recovery ended: restarting without the recovery settings",
+            );
+            state.stop(&pg);
+        } else if state.running(&pg) {
             pg.reload()?;
         }
         state.written_config = Some(config);
@@ -384,6 +433,19 @@ async fn converge(
     state.restart_token = Some(spec.restart_token.clone());
     let client = connect(&pg, "postgres").await?;
     let mut status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
+    if crate::bootstrap::recovering(&pg, &spec.bootstrap) && !status.is_primary {
+        // PostgreSQL promotes itself at the recovery target.
+        status.error = Some(format!(
+            "recovering from the object store: replaying WAL (at {})",
+            status
+                .replay_lsn
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into())
+        ));
+        status.applied_generation = spec.generation;
+        status.restart_token = spec.restart_token.clone();
+        return Ok(status);
+    }
     let promoted = spec.role == DesiredRole::Primary && !status.is_primary;
     if promoted {
         log(&spec.name, "promoting");
@@ -420,6 +482,9 @@ async fn converge(
     status.ready = status.is_primary || status.is_wal_receiver_active;
     status.following = spec.primary.as_ref().map(|p| p.name.clone());
     status.disk_full = pg.disk_nearly_full();
+    if status.is_primary && spec.wal_store.is_some() {
+        status.archive = Some(crate::wal::last_archive_report(&spec.socket_dir));
+    }
     status.applied_generation = spec.generation;
     status.restart_token = spec.restart_token.clone();
     Ok(status)

@@ -143,6 +143,20 @@ fn parse_field(text: &str, field: usize) -> Result<u64, ScheduleError> {
     Ok(bits)
 }
 
+/// (year, month 1-12, day 1-31) of a day number since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// Seconds in a Go duration such as `1h30m`, `90s`, `1.5h`.
 fn go_duration_seconds(text: &str) -> Option<u64> {
     let mut total = 0f64;
@@ -241,6 +255,53 @@ fn values(bits: u64, field: usize) -> String {
 }
 
 impl Schedule {
+    /// The first time strictly after `after` (seconds since the Unix epoch, UTC) the schedule
+    /// fires, as robfig/cron v1 reads it (day of month and day of week both restricted: either
+    /// matches). `None` when it never fires in the next five years (e.g. February 30th).
+    pub fn next_after(&self, after: i64) -> Option<i64> {
+        let (bits, tokens) = match self {
+            Schedule::Every(s) => return Some(after + i64::try_from((*s).max(1)).ok()?),
+            Schedule::Fields { bits, tokens, .. } => (bits, tokens),
+        };
+        let star = |t: &str| t == "*" || t == "?";
+        let either_day = !star(&tokens[3]) && !star(&tokens[5]);
+        let start = after + 1;
+        let first_day = start.div_euclid(86_400);
+        let first_second = start.rem_euclid(86_400);
+        let has = |field: usize, v: i64| bits[field] & (1u64 << v) != 0;
+        for day in first_day..first_day + 5 * 366 {
+            let (_, month, dom) = civil_from_days(day);
+            let dow = (day + 4).rem_euclid(7);
+            let (dom_ok, dow_ok) = (has(3, dom), has(5, dow));
+            let day_ok = if either_day {
+                dom_ok || dow_ok
+            } else {
+                dom_ok && dow_ok
+            };
+            if !has(4, month) || !day_ok {
+                continue;
+            }
+            let floor = if day == first_day { first_second } else { 0 };
+            for hour in floor / 3600..24 {
+                if !has(2, hour) {
+                    continue;
+                }
+                for minute in 0..60 {
+                    if !has(1, minute) {
+                        continue;
+                    }
+                    for second in 0..60 {
+                        let at = hour * 3600 + minute * 60 + second;
+                        if at >= floor && has(0, second) {
+                            return Some(day * 86_400 + at);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// A plain-English reading.
     pub fn describe(&self) -> String {
         let (bits, _) = match self {
@@ -327,6 +388,31 @@ pub fn diagnostics(spec: &str, path: &str) -> Vec<Diagnostic> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn next_times() {
+        // 2024-01-01T00:00:00Z was a Monday.
+        let monday = 1_704_067_200;
+        let next = |spec: &str, after: i64| parse(spec).unwrap().next_after(after);
+        assert_eq!(next("0 0 2 * * *", monday), Some(monday + 2 * 3600));
+        assert_eq!(
+            next("0 0 2 * * *", monday + 2 * 3600),
+            Some(monday + 26 * 3600)
+        );
+        // Sundays at 02:00 (seconds first): six days later.
+        assert_eq!(
+            next("0 0 2 * * 0", monday),
+            Some(monday + 6 * 86_400 + 2 * 3600)
+        );
+        assert_eq!(next("@every 90s", monday), Some(monday + 90));
+        assert_eq!(next("*/15 * * * * *", monday + 1), Some(monday + 15));
+        assert_eq!(next("@monthly", monday), Some(monday + 31 * 86_400));
+        // Day of month or day of week when both are restricted: the 15th or a Friday.
+        assert_eq!(next("0 0 0 15 * 5", monday), Some(monday + 4 * 86_400));
+        assert_eq!(next("0 0 0 30 2 *", monday), None);
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+
     use super::*;
 
     #[test]

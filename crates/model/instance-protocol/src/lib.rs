@@ -12,7 +12,7 @@ pub use declarative::{
 };
 pub use spec::{
     Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, MonitoringSpec, Peer,
-    PrimaryEndpoint,
+    PrimaryEndpoint, WalStore,
 };
 
 use pgherd_postgres::Lsn;
@@ -97,6 +97,50 @@ pub struct InstanceStatus {
     /// Its data directory's filesystem is (nearly) full: it cannot be relied on to write.
     #[serde(default)]
     pub disk_full: bool,
+    /// Primary with WAL archiving: the last outcome of `archive_command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveReport>,
+}
+
+/// The last outcome of the instance's `archive_command` (CloudNativePG's `lastArchivedWAL`,
+/// `lastFailedWAL`, ... and the `ContinuousArchiving` condition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveReport {
+    #[serde(
+        rename = "lastArchivedWAL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_archived_wal: Option<String>,
+    #[serde(
+        rename = "lastArchivedWALTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_archived_time: Option<String>,
+    #[serde(
+        rename = "lastFailedWAL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_failed_wal: Option<String>,
+    #[serde(
+        rename = "lastFailedWALTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_failed_time: Option<String>,
+    /// The last failure's message (no secrets); cleared by the next success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl ArchiveReport {
+    /// Whether the last attempt failed.
+    pub fn failing(&self) -> bool {
+        self.last_error.is_some()
+    }
 }
 
 /// The query parameter with which the controller renews a primary's lease when it fetches
@@ -159,6 +203,7 @@ mod tests {
             following: None,
             self_fenced: false,
             disk_full: false,
+            archive: None,
         };
         let json = serde_json::to_value(&status).unwrap_or_default();
         assert_eq!(json["receivedLsn"], "0/3000200");

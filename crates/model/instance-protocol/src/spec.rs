@@ -75,6 +75,29 @@ pub enum Bootstrap {
     },
     /// Copy of the primary (`pg_basebackup`).
     Clone,
+    /// A replica made from the latest base backup in the cluster's object store, which then
+    /// replays the archived WAL and streams from the primary (no base backup load on it).
+    FromObjectStore {
+        /// The cluster's store (JSON, mode 0600).
+        store_file: PathBuf,
+    },
+    /// A base backup from an object store, then WAL replayed from its archive up to the
+    /// recovery target, then promoted (`bootstrap.recovery`).
+    Recovery {
+        /// The source's store (configuration and secrets; JSON, mode 0600).
+        store_file: PathBuf,
+        /// `recoveryTarget.backupID` (or the Backup object's id); else chosen by the target.
+        backup_id: Option<String>,
+        /// `recoveryTarget.targetTime` / `targetLSN`, for choosing the backup.
+        target_time: Option<String>,
+        target_lsn: Option<String>,
+        /// `recovery_target_*` settings while recovering.
+        recovery_settings: BTreeMap<String, String>,
+        /// Application database and owner (`recovery.database` / `recovery.owner`).
+        database: String,
+        owner: String,
+        owner_password_file: Option<PathBuf>,
+    },
 }
 
 /// The desired state of one instance.
@@ -146,11 +169,27 @@ pub struct InstanceSpec {
     /// controller or a majority of its peers; 0 disables self-fencing.
     #[serde(default)]
     pub lease_ms: u64,
+    /// The object store WAL is archived to (and replicas restore from); `None`:
+    /// `archive_command` does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_store: Option<WalStore>,
     /// For a primary: keep PgBouncer's authentication role `cnpg_pooler_pgbouncer` and
     /// `public.user_search(text)` (a Pooler with built-in authentication uses the cluster);
     /// false drops them.
     #[serde(default)]
     pub pooler_auth: bool,
+}
+
+/// An object store folder for WAL, as the commands PostgreSQL runs see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WalStore {
+    /// The store's configuration and secrets (JSON, mode 0600, readable by `os_user`).
+    pub store_file: PathBuf,
+    /// Archive even into a folder that already holds WAL
+    /// (`cnpg.io/skipEmptyWalArchiveCheck: enabled`).
+    #[serde(default)]
+    pub skip_empty_check: bool,
 }
 
 /// The metrics exporter's queries (`spec.monitoring` with its references resolved).

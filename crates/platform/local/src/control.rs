@@ -8,7 +8,6 @@ use crate::secrets::ensure_app_secret;
 use crate::state::{read_json, write_atomic, write_json, StateDir};
 use crate::status::{LocalClusterStatus, LocalCondition};
 use crate::LocalError;
-use pgherd_api::defaults::DEFAULT_APP_DATABASE;
 use pgherd_api::Cluster;
 use pgherd_controller::plan::plan;
 use pgherd_controller::{phase, pki};
@@ -79,7 +78,14 @@ pub struct ClusterRuntime {
     pub unhealthy_since: BTreeMap<String, std::time::Instant>,
     /// What `spec.monitoring` could not resolve, as last logged.
     pub monitoring_problems: Vec<String>,
+    /// Why the cluster's object store cannot be used, as last logged.
+    pub archive_problem: Option<String>,
+    /// When the backup catalog was last read.
+    pub catalog_read_at: Option<std::time::Instant>,
 }
+
+/// How often the backup catalog is read (and retention applied) without a backup finishing.
+const CATALOG_EVERY: Duration = Duration::from_secs(30 * 60);
 
 /// The control plane.
 #[derive(Debug)]
@@ -92,6 +98,8 @@ pub struct ControlPlane {
     /// Explicit PostgreSQL binaries directory, if any.
     pub postgres_bin: Option<PathBuf>,
     pub runtimes: BTreeMap<(String, String), ClusterRuntime>,
+    /// The control plane's own counters (`/metrics`).
+    pub metrics: crate::plane_metrics::PlaneMetrics,
     /// The poolers' endpoints and processes (`crate::pooler`).
     pub poolers: crate::pooler::PoolerRuntimes,
 }
@@ -192,22 +200,7 @@ impl ControlPlane {
             .map(|e| e.0)
             .unwrap_or_default();
 
-        let bootstrap = cluster
-            .spec
-            .bootstrap
-            .as_ref()
-            .and_then(|b| b.initdb.clone())
-            .unwrap_or_default();
-        let database = bootstrap
-            .database
-            .clone()
-            .unwrap_or_else(|| DEFAULT_APP_DATABASE.to_string());
-        let owner = bootstrap.owner.clone().unwrap_or_else(|| database.clone());
-        let secret_name = bootstrap
-            .secret
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_else(|| format!("{name}-app"));
+        let (database, owner, secret_name) = crate::desired::application(cluster);
         let credentials = ensure_app_secret(
             &self.state,
             namespace,
@@ -273,6 +266,15 @@ impl ControlPlane {
                     i.status.as_ref().and_then(|s| s.wal_position()).map(|l| l.to_string()),
                     i.status.as_ref().and_then(|s| s.shutdown_checkpoint).map(|l| l.to_string()),
                 );
+            }
+        }
+        if let (Some(before), Some(now)) = (
+            previous.as_ref().and_then(|p| p.current_primary.as_deref()),
+            decided.current_primary.as_deref(),
+        ) {
+            if before != now {
+                let switchover = observed.promote_request.as_deref() == Some(now);
+                self.metrics.primary_changed(namespace, &name, switchover);
             }
         }
         let request_gone = observed
@@ -364,6 +366,22 @@ impl ControlPlane {
                 runtime.monitoring_problems = problems;
             }
         }
+        let (archive, wal_store, archive_problem) = crate::stores::prepare_archive(
+            &self.state,
+            namespace,
+            cluster,
+            &cluster_dir,
+            &self.user,
+        );
+        if let Some(runtime) = self.runtimes.get_mut(&key) {
+            if runtime.archive_problem != archive_problem {
+                if let Some(p) = &archive_problem {
+                    log(format!("{namespace}/{name}: WAL archive: {p}"));
+                }
+                runtime.archive_problem = archive_problem.clone();
+            }
+        }
+        let context_has_archive = wal_store.is_some();
         let context = ClusterContext {
             state: &self.state,
             namespace,
@@ -372,6 +390,7 @@ impl ControlPlane {
             bin_dir,
             major: cluster.major_version().map_or(0, |m| m.0),
             os_user: self.user.name.clone(),
+            user: &self.user,
             certificates: certificates.clone(),
             database: database.clone(),
             owner: owner.clone(),
@@ -380,6 +399,7 @@ impl ControlPlane {
             databases,
             monitoring,
             ports: &ports_by_instance,
+            wal_store,
         };
         // One instance's trouble (its disk is full, say) must not stop the others' specs: a
         // failover away from it is exactly what needs writing then.
@@ -421,6 +441,31 @@ impl ControlPlane {
                 i.error.get_or_insert(e);
             }
         }
+        let primary_report = decided
+            .current_primary
+            .as_deref()
+            .and_then(|p| observed.instances.iter().find(|i| i.name == p))
+            .and_then(|i| i.status.as_ref())
+            .and_then(|s| s.archive.as_ref());
+        crate::backups::apply_archive_status(
+            &mut status,
+            &crate::backups::ArchiveView {
+                configured: context_has_archive,
+                problem: archive_problem.as_deref(),
+                report: primary_report,
+            },
+            previous.as_ref(),
+        );
+        self.backups(
+            namespace,
+            cluster,
+            &cluster_dir,
+            &mut status,
+            &ports_by_instance,
+            archive.as_ref(),
+            archive_problem.as_deref(),
+        )
+        .await;
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = restart_annotation;
         status.poolers = self.poolers.cluster_entries(namespace, &name);
@@ -433,6 +478,77 @@ impl ControlPlane {
             0o644,
         )?;
         Ok(status)
+    }
+
+    /// The cluster's Backups advanced one step; its catalog read (and retention applied) after
+    /// a backup finishes and every half hour.
+    #[allow(clippy::too_many_arguments)]
+    async fn backups(
+        &mut self,
+        namespace: &str,
+        cluster: &Cluster,
+        cluster_dir: &Path,
+        status: &mut LocalClusterStatus,
+        ports: &BTreeMap<String, InstanceAddress>,
+        archive: Option<&crate::stores::ClusterStore>,
+        archive_problem: Option<&str>,
+    ) {
+        let name = cluster.metadata.name.clone().unwrap_or_default();
+        let pass = crate::backup_jobs::BackupPass {
+            state: &self.state,
+            namespace,
+            cluster,
+            cluster_dir,
+            store: match archive_problem {
+                Some(p) => Err(p),
+                None => Ok(archive),
+            },
+            status,
+            ports,
+            exe: &self.exe,
+            user: &self.user,
+        };
+        let finished = match pass.run() {
+            Ok(f) => f,
+            Err(e) => {
+                log(format!("{namespace}/{name}: backups: {e}"));
+                Vec::new()
+            }
+        };
+        for (b, phase) in &finished {
+            log(format!("{namespace}/{name}: backup {b} {phase}"));
+            self.metrics.backup_finished(namespace, &name, phase);
+        }
+        let Some(store) = archive else { return };
+        let key = (namespace.to_string(), name.clone());
+        let runtime = self.runtimes.entry(key).or_default();
+        let due = runtime
+            .catalog_read_at
+            .is_none_or(|t| t.elapsed() > CATALOG_EVERY);
+        if !due && finished.is_empty() {
+            return;
+        }
+        runtime.catalog_read_at = Some(std::time::Instant::now());
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            crate::backups::refresh_catalog(store, true),
+        )
+        .await
+        {
+            Ok(Ok(summary)) => {
+                if summary.deleted != (0, 0) {
+                    log(format!(
+                        "{namespace}/{name}: retention deleted {} backup(s) and {} WAL file(s)",
+                        summary.deleted.0, summary.deleted.1
+                    ));
+                }
+                crate::backups::apply_catalog(status, &summary);
+            }
+            Ok(Err(e)) => log(format!("{namespace}/{name}: backup catalog: {e}")),
+            Err(_) => log(format!(
+                "{namespace}/{name}: backup catalog: no answer from the object store within 30 s"
+            )),
+        }
     }
 
     /// Write one instance's spec and start its manager when it may be started.
@@ -487,11 +603,29 @@ impl ControlPlane {
     /// then passes again sooner.
     pub async fn reconcile_all(&mut self) -> Result<bool, LocalError> {
         crate::instances::reap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        match crate::schedules::reconcile_schedules(&self.state, now) {
+            Ok(created) => {
+                for b in created {
+                    log(format!("scheduled backup: created Backup {b}"));
+                }
+            }
+            Err(e) => log(format!("scheduled backups: {e}")),
+        }
         let clusters: Vec<(String, String, Cluster)> = self.state.list_objects("Cluster")?;
         let mut busy = false;
         for (namespace, _, cluster) in clusters {
             let name = cluster.metadata.name.clone().unwrap_or_default();
+            let started = std::time::Instant::now();
             let result = self.reconcile_cluster(&namespace, &cluster).await;
+            self.metrics.reconciled(
+                &namespace,
+                &name,
+                result.is_ok(),
+                started.elapsed().as_secs_f64(),
+            );
             if let Ok(status) = &result {
                 let primary_ready = status
                     .instances_status
@@ -509,20 +643,7 @@ impl ControlPlane {
                 .unwrap_or(LocalClusterStatus {
                     name: name.clone(),
                     namespace: namespace.clone(),
-                    phase: String::new(),
-                    instances: 0,
-                    ready_instances: 0,
-                    current_primary: None,
-                    target_primary: None,
-                    timeline: None,
-                    endpoints: BTreeMap::new(),
-                    instances_status: Vec::new(),
-                    latest_generated_node: 0,
-                    conditions: Vec::new(),
-                    managed_roles_status: Default::default(),
-                    restart_token: String::new(),
-                    restart_annotation: String::new(),
-                    poolers: Vec::new(),
+                    ..Default::default()
                 });
                 status.phase = phase::CANNOT_CREATE_OBJECTS.to_string();
                 status.conditions = vec![LocalCondition {

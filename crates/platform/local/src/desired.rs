@@ -80,10 +80,44 @@ fn mandatory_settings(
         ("ssl_ca_file", certs.ca.display().to_string()),
         ("cluster_name", cluster.to_string()),
         ("log_directory", dirs.log.display().to_string()),
-        // WAL archiving to an object store comes with backups; until then it succeeds at once.
+        // Without an object store WAL is not archived; with one the instance manager sets the
+        // command.
         ("archive_command", ":".to_string()),
     ]
 }
+
+/// The application database, its owner and the Secret with the owner's credentials, from
+/// `bootstrap.initdb` or `bootstrap.recovery` (default `app`, `app`, `<cluster>-app`).
+pub fn application(cluster: &Cluster) -> (String, String, String) {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let bootstrap = cluster.spec.bootstrap.as_ref();
+    let (database, owner, secret) = match bootstrap.and_then(|b| b.recovery.as_ref()) {
+        Some(r) => (
+            r.database.clone(),
+            r.owner.clone(),
+            r.secret.as_ref().map(|s| s.name.clone()),
+        ),
+        None => {
+            let i = bootstrap.and_then(|b| b.initdb.clone()).unwrap_or_default();
+            (i.database, i.owner, i.secret.map(|s| s.name))
+        }
+    };
+    let database =
+        database.unwrap_or_else(|| pgherd_api::defaults::DEFAULT_APP_DATABASE.to_string());
+    let owner = owner.unwrap_or_else(|| database.clone());
+    (
+        database,
+        owner,
+        secret.unwrap_or_else(|| format!("{name}-app")),
+    )
+}
+
+/// Where new replicas get their data: `primary` (a copy of it, the default) or
+/// `object-store` (the latest backup, then the archived WAL, then streaming).
+pub const REPLICA_SOURCE_ANNOTATION: &str = "pgherd.io/replica-source";
+
+/// File (in the cluster's directory) holding the recovery source's store.
+pub const RECOVERY_STORE_FILE: &str = "recovery-store.json";
 
 /// What every instance spec of one cluster shares in a pass.
 pub(crate) struct ClusterContext<'a> {
@@ -94,6 +128,7 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) bin_dir: PathBuf,
     pub(crate) major: u32,
     pub(crate) os_user: String,
+    pub(crate) user: &'a pgherd_instance_manager::OsUser,
     pub(crate) certificates: CertificatePaths,
     pub(crate) database: String,
     pub(crate) owner: String,
@@ -102,6 +137,8 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) databases: Vec<DatabaseSpec>,
     pub(crate) monitoring: pgherd_instance_protocol::MonitoringSpec,
     pub(crate) ports: &'a BTreeMap<String, InstanceAddress>,
+    /// Where WAL is archived, if anywhere.
+    pub(crate) wal_store: Option<pgherd_instance_protocol::WalStore>,
 }
 
 impl ClusterContext<'_> {
@@ -119,6 +156,17 @@ impl ClusterContext<'_> {
             .unwrap_or_else(|| "_cnpg_".to_string())
     }
 
+    /// Whether new replicas start from the object store's latest backup
+    /// ([`REPLICA_SOURCE_ANNOTATION`] `object-store`) rather than a copy of the primary.
+    fn replicas_from_store(&self) -> bool {
+        self.cluster
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REPLICA_SOURCE_ANNOTATION))
+            .is_some_and(|v| v == "object-store")
+    }
+
     fn initdb(&self) -> BootstrapInitDb {
         self.cluster
             .spec
@@ -128,11 +176,93 @@ impl ClusterContext<'_> {
             .unwrap_or_default()
     }
 
-    /// `bootstrap.initdb` for the first instance; the referenced SQL is only read while that
-    /// instance is being created.
+    /// `bootstrap.recovery` for the first instance: the source's store written next to the
+    /// cluster (0600), the backup and the recovery settings.
+    fn recovery(
+        &self,
+        recovery: &pgherd_api::cluster::BootstrapRecovery,
+    ) -> Result<Bootstrap, LocalError> {
+        let target = recovery.recovery_target.as_ref();
+        let mut backup_id = target.and_then(|t| t.backup_id.clone());
+        let store = match (&recovery.source, &recovery.backup) {
+            (Some(source), _) => {
+                crate::stores::external_store(self.state, self.namespace, self.cluster, source)?
+            }
+            (None, Some(backup)) => {
+                let (store, id) = crate::stores::backup_store(self.state, self.namespace, &backup.name)?;
+                backup_id = backup_id.or(Some(id));
+                store
+            }
+            (None, None) => {
+                return Err(LocalError::Invalid(
+                    "spec.bootstrap.recovery: needs source (an external cluster with an object store) or backup.name (hint: volumeSnapshots are not available on the local platform)".into(),
+                ))
+            }
+        };
+        let store_file = self
+            .state
+            .cluster_dir(self.namespace, &self.name())
+            .join(RECOVERY_STORE_FILE);
+        crate::stores::write_target(&store_file, &store, self.user)?;
+        let recovery_settings =
+            pgherd_controller::recovery::recovery_settings(target).map_err(LocalError::Invalid)?;
+        Ok(Bootstrap::Recovery {
+            store_file,
+            backup_id,
+            target_time: target
+                .and_then(|t| t.target_time.as_deref())
+                .map(pgherd_controller::recovery::parse_target_time)
+                .transpose()
+                .map_err(LocalError::Invalid)?
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                }),
+            target_lsn: target.and_then(|t| t.target_lsn.clone()),
+            recovery_settings,
+            database: self.database.clone(),
+            owner: self.owner.clone(),
+            owner_password_file: Some(self.password_file.clone()),
+        })
+    }
+
+    /// `bootstrap.initdb` (or `bootstrap.recovery`) for the first instance; the referenced SQL
+    /// and the recovery source are only read while that instance is being created.
     fn bootstrap(&self, dirs: &InstanceDirs) -> Result<Bootstrap, LocalError> {
         let b = self.initdb();
         let creating = !dirs.root.join("pgdata/PG_VERSION").exists();
+        if let Some(recovery) = self
+            .cluster
+            .spec
+            .bootstrap
+            .as_ref()
+            .and_then(|b| b.recovery.as_ref())
+        {
+            let store_file = self
+                .state
+                .cluster_dir(self.namespace, &self.name())
+                .join(RECOVERY_STORE_FILE);
+            if creating || !store_file.exists() {
+                return self.recovery(recovery);
+            }
+            // Recovered already: keep the spec as it was (the store is not read again).
+            return Ok(Bootstrap::Recovery {
+                store_file,
+                backup_id: recovery
+                    .recovery_target
+                    .as_ref()
+                    .and_then(|t| t.backup_id.clone()),
+                target_time: None,
+                target_lsn: None,
+                recovery_settings: pgherd_controller::recovery::recovery_settings(
+                    recovery.recovery_target.as_ref(),
+                )
+                .map_err(LocalError::Invalid)?,
+                database: self.database.clone(),
+                owner: self.owner.clone(),
+                owner_password_file: Some(self.password_file.clone()),
+            });
+        }
         let with_refs = |inline: &Option<Vec<String>>, field: &str, refs: Option<&SqlRefs>| {
             let mut all = inline.clone().unwrap_or_default();
             if creating {
@@ -222,7 +352,12 @@ impl ClusterContext<'_> {
             role: instance.role,
             bootstrap: match instance.data_source {
                 DataSource::Initdb => self.bootstrap(dirs)?,
-                DataSource::Clone => Bootstrap::Clone,
+                DataSource::Clone => match (&self.wal_store, self.replicas_from_store()) {
+                    (Some(store), true) => Bootstrap::FromObjectStore {
+                        store_file: store.store_file.clone(),
+                    },
+                    _ => Bootstrap::Clone,
+                },
             },
             primary: upstream,
             settings,
@@ -269,6 +404,7 @@ impl ClusterContext<'_> {
                 .collect(),
             lease_ms: u64::try_from(pgherd_controller::ha::PRIMARY_LEASE.as_millis())
                 .unwrap_or(u64::MAX),
+            wal_store: self.wal_store.clone(),
             pooler_auth: crate::pooler::uses_builtin_auth(self.state, self.namespace, &self.name()),
         }))
     }

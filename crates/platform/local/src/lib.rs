@@ -6,6 +6,8 @@
 //! Depends on the model and engine crates; nothing depends on it but the app.
 
 pub mod apply;
+pub mod backup_jobs;
+pub mod backups;
 pub mod control;
 pub mod declarative;
 pub mod desired;
@@ -16,11 +18,14 @@ pub mod key_refs;
 pub mod monitoring;
 pub mod netns;
 pub mod observation;
+pub mod plane_metrics;
 pub mod pooler;
 pub mod pooler_files;
+pub mod schedules;
 pub mod secrets;
 pub mod state;
 pub mod status;
+pub mod stores;
 mod view;
 
 pub use error::LocalError;

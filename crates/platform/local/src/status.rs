@@ -29,7 +29,7 @@ pub struct LocalInstanceStatus {
 }
 
 /// A cluster's local status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalClusterStatus {
     pub name: String,
@@ -56,6 +56,19 @@ pub struct LocalClusterStatus {
     /// The restart annotation value last acted on.
     #[serde(default)]
     pub restart_annotation: String,
+    /// The primary's last WAL archive outcome (`lastArchivedWAL`, `lastFailedWAL`, ...), when
+    /// the cluster archives to an object store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_archive: Option<pgherd_instance_protocol::ArchiveReport>,
+    /// The oldest point the cluster can be recovered to (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_recoverability_point: Option<String>,
+    /// When the last successful backup ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_backup: Option<String>,
+    /// When the last failed backup ended (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_backup: Option<String>,
     /// The Poolers in front of the cluster (their endpoints are also in `endpoints`, under
     /// the pooler's name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -142,8 +142,6 @@ pub(crate) fn build(
             },
         }],
         managed_roles_status,
-        restart_token: String::new(),
-        restart_annotation: String::new(),
-        poolers: Vec::new(),
+        ..Default::default()
     }
 }

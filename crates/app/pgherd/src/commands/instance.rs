@@ -1,11 +1,183 @@
-//! `pgherd instance run --spec FILE`: wiring of the instance manager (HTTP server + loop).
+//! `pgherd instance ...`: wiring of the instance manager (HTTP server + loop) and of the
+//! commands PostgreSQL runs (`archive_command`, `restore_command`).
 
 use anyhow::Context as _;
-use pgherd_instance_manager::{http, supervisor};
-use std::path::Path;
+use clap::Subcommand;
+use pgherd_instance_manager::{http, supervisor, wal};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// Run one instance manager: converge PostgreSQL to the spec file and serve its status.
+    Run {
+        /// The instance spec (JSON) written by the controller; re-read every second.
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    /// PostgreSQL's `archive_command`: upload one WAL file (and other ready ones, up to
+    /// `wal.maxParallel`) to the object store. Run in PGDATA.
+    WalArchive {
+        /// The object store file (JSON, mode 0600) written by the platform.
+        #[arg(long)]
+        store: PathBuf,
+        /// Where files uploaded ahead of their turn are remembered.
+        #[arg(long)]
+        spool: PathBuf,
+        /// Where the outcome is recorded for the instance manager.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Archive even into a folder that already holds WAL (`cnpg.io/skipEmptyWalArchiveCheck`).
+        #[arg(long)]
+        skip_empty_check: bool,
+        /// `%p`
+        wal_path: PathBuf,
+    },
+    /// PostgreSQL's `restore_command`: fetch one WAL file from the object store (prefetching the
+    /// next ones, up to `wal.maxParallel`). Exit 1 when the archive does not have it.
+    WalRestore {
+        #[arg(long)]
+        store: PathBuf,
+        /// Where prefetched segments wait for their turn.
+        #[arg(long)]
+        spool: PathBuf,
+        /// WAL segment size in bytes.
+        #[arg(long, default_value_t = 16 * 1024 * 1024)]
+        segment_size: u64,
+        /// `%f`
+        name: String,
+        /// `%p`
+        dest: PathBuf,
+    },
+    /// Take a base backup of the local PostgreSQL into the object store (barman-cloud layout);
+    /// progress and outcome go to the report file. Run as the PostgreSQL user.
+    Backup {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        pgdata: PathBuf,
+        /// PostgreSQL's socket directory.
+        #[arg(long)]
+        socket_dir: PathBuf,
+        #[arg(long)]
+        port: u16,
+        /// Recorded as the backup's name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        report: PathBuf,
+    },
+    /// Restore a base backup from the object store into an empty directory.
+    Restore {
+        #[arg(long)]
+        store: PathBuf,
+        /// A backup id, a backup name, or `latest`.
+        #[arg(long, default_value = "latest")]
+        backup: String,
+        #[arg(long)]
+        pgdata: PathBuf,
+    },
+}
+
+pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        InstanceCommand::Run { spec } => run(&spec),
+        InstanceCommand::WalArchive {
+            store,
+            spool,
+            report,
+            skip_empty_check,
+            wal_path,
+        } => {
+            let request = wal::ArchiveRequest {
+                store_file: store,
+                wal_path,
+                pgdata: std::env::current_dir().context("no working directory")?,
+                spool,
+                report,
+                skip_empty_check,
+            };
+            current_thread()?.block_on(wal::archive(&request))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        InstanceCommand::Backup {
+            store,
+            pgdata,
+            socket_dir,
+            port,
+            name,
+            report,
+        } => {
+            let request = pgherd_instance_manager::base_backup::BackupRequest {
+                store_file: store,
+                pgdata,
+                socket_dir,
+                port,
+                backup_name: name,
+                report,
+            };
+            let done = current_thread()?
+                .block_on(pgherd_instance_manager::base_backup::run_backup(&request))?;
+            println!(
+                "backup {} completed",
+                done.backup_id.as_deref().unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        InstanceCommand::Restore {
+            store,
+            backup,
+            pgdata,
+        } => {
+            let target = pgherd_backup::store::StoreTarget::read(&store)?;
+            let info =
+                current_thread()?.block_on(pgherd_instance_manager::base_backup::restore(
+                    &target,
+                    Some(&backup),
+                    &pgherd_backup::catalog::RecoveryPoint::Latest,
+                    None,
+                    &pgdata,
+                ))?;
+            println!(
+                "restored backup {} into {}",
+                info.backup_name().unwrap_or(&backup),
+                pgdata.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        InstanceCommand::WalRestore {
+            store,
+            spool,
+            segment_size,
+            name,
+            dest,
+        } => {
+            let found = current_thread()?.block_on(wal::restore(
+                &store,
+                &name,
+                &dest,
+                &spool,
+                segment_size,
+            ))?;
+            if found {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                // PostgreSQL reads a plain failure as "not archived": recovery then streams
+                // or ends. Exit codes above 125 would stop it instead.
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
     let spec = supervisor::load_spec(spec_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -82,6 +82,29 @@ pub enum LocalCommand {
         #[arg(long, default_value = "60")]
         timeout_seconds: u64,
     },
+    /// Take a base backup (`kubectl cnpg backup`): creates a Backup object and follows it.
+    Backup {
+        cluster: String,
+        /// The Backup's name (default `<cluster>-<YYYYMMDDhhmmss>`).
+        #[arg(long)]
+        backup_name: Option<String>,
+        /// `primary` or `prefer-standby` (default: the cluster's `spec.backup.target`).
+        #[arg(long, value_parser = ["primary", "prefer-standby"])]
+        backup_target: Option<String>,
+        /// `barmanObjectStore` or `plugin` (default: how the cluster archives).
+        #[arg(short = 'm', long, value_parser = ["barmanObjectStore", "plugin"])]
+        method: Option<String>,
+        /// The plugin's name with `--method plugin`.
+        #[arg(long)]
+        plugin_name: Option<String>,
+        /// Return once the Backup is created.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value = "3600")]
+        timeout_seconds: u64,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
     /// Fence an instance (`*` for all): stop its PostgreSQL and keep it stopped
     /// (`cnpg.io/fencedInstances`). A fenced primary is not failed over.
     Fence {
@@ -243,6 +266,45 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             &instance,
             Duration::from_secs(timeout_seconds),
         ),
+        LocalCommand::Backup {
+            cluster,
+            backup_name,
+            backup_target,
+            method,
+            plugin_name,
+            no_wait,
+            timeout_seconds,
+            namespace,
+        } => {
+            let method = method.map(|m| {
+                if m == "plugin" {
+                    pgherd_api::kinds::backup::BackupMethod::Plugin
+                } else {
+                    pgherd_api::kinds::backup::BackupMethod::BarmanObjectStore
+                }
+            });
+            let target = backup_target.map(|t| {
+                if t == "primary" {
+                    pgherd_api::cluster::BackupTarget::Primary
+                } else {
+                    pgherd_api::cluster::BackupTarget::PreferStandby
+                }
+            });
+            ensure_control_plane(&state, options)?;
+            super::local_backup::backup(
+                &state,
+                &super::local_backup::BackupRequest {
+                    cluster,
+                    namespace,
+                    name: backup_name,
+                    target,
+                    method,
+                    plugin_name,
+                    wait: !no_wait,
+                    timeout: Duration::from_secs(timeout_seconds),
+                },
+            )
+        }
         LocalCommand::Fence {
             cluster,
             instance,
@@ -483,6 +545,9 @@ fn status(
                         i.metrics
                     );
                 }
+                for line in super::local_backup::summary(s) {
+                    outln!("  {line}");
+                }
             }
         }
     }
@@ -565,6 +630,7 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
         user,
         postgres_bin: options.postgres_bin.clone(),
         runtimes: Default::default(),
+        metrics: Default::default(),
         poolers: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -573,6 +639,15 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
         .build()?;
     runtime.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        match pgherd_local::plane_metrics::listen(&plane.state).await {
+            Ok(listener) => {
+                tokio::spawn(pgherd_local::plane_metrics::serve(
+                    listener,
+                    plane.metrics.clone(),
+                ));
+            }
+            Err(e) => eprintln!("control plane metrics: {e}"),
+        }
         loop {
             // Faster passes while a primary is down or changing: each one moves a failover or
             // switchover one step.

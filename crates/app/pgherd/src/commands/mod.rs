@@ -32,6 +32,7 @@ macro_rules! out {
 pub mod crds;
 pub mod instance;
 pub mod local;
+pub mod local_backup;
 pub mod local_ha;
 pub mod pooler;
 pub mod validate;

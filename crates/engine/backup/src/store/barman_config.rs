@@ -94,6 +94,14 @@ impl StoreConfig {
             }
         }
         config.encryption = cfg.wal.as_ref().and_then(|w| w.encryption);
+        let pairs = |m: &Option<std::collections::BTreeMap<String, String>>| {
+            m.iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        config.tags = pairs(&cfg.tags);
+        config.history_tags = pairs(&cfg.history_tags);
         Ok(config)
     }
 }

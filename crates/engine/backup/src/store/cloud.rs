@@ -82,6 +82,10 @@ pub struct StoreConfig {
     pub google_service_account_json: Option<String>,
     /// Server-side encryption of uploads (S3).
     pub encryption: Option<Encryption>,
+    /// Tags of every uploaded object (`tags`; S3 object tagging, Azure blob index tags).
+    pub tags: Vec<(String, String)>,
+    /// Tags of timeline history files (`historyTags`), instead of `tags`.
+    pub history_tags: Vec<(String, String)>,
     /// Timeout of one HTTP request.
     pub request_timeout: Duration,
     /// Timeout to connect.
@@ -100,6 +104,8 @@ impl StoreConfig {
             azure_keys: None,
             google_service_account_json: None,
             encryption: None,
+            tags: Vec::new(),
+            history_tags: Vec::new(),
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
         }
@@ -110,6 +116,10 @@ impl StoreConfig {
 #[derive(Debug, Clone)]
 pub struct CloudStore {
     inner: Arc<dyn object_store::ObjectStore>,
+    /// `tags`: put on every object uploaded.
+    tags: Vec<(String, String)>,
+    /// `historyTags`: put on timeline history files instead.
+    history_tags: Vec<(String, String)>,
 }
 
 fn config_error(what: &str, e: impl fmt::Display) -> StoreError {
@@ -237,13 +247,37 @@ pub fn open(config: &StoreConfig) -> Result<CloudStore, StoreError> {
             )
         }
     };
-    Ok(CloudStore { inner })
+    Ok(CloudStore {
+        inner,
+        tags: config.tags.clone(),
+        history_tags: config.history_tags.clone(),
+    })
 }
 
 impl CloudStore {
     /// Wraps any `object_store` implementation (e.g. `InMemory` in tests).
     pub fn from_object_store(inner: Arc<dyn object_store::ObjectStore>) -> Self {
-        CloudStore { inner }
+        CloudStore {
+            inner,
+            tags: Vec::new(),
+            history_tags: Vec::new(),
+        }
+    }
+
+    /// The tags of the object at `key` (`historyTags` for a timeline history file, when set).
+    fn tags_for(&self, key: &str) -> object_store::TagSet {
+        let file = key.rsplit('/').next().unwrap_or(key);
+        let history = file.split('.').nth(1) == Some("history");
+        let tags = if history && !self.history_tags.is_empty() {
+            &self.history_tags
+        } else {
+            &self.tags
+        };
+        let mut set = object_store::TagSet::default();
+        for (k, v) in tags {
+            set.push(k, v);
+        }
+        set
     }
 }
 
@@ -259,6 +293,15 @@ fn map_err(op: Op, key: &str, e: object_store::Error) -> StoreError {
     use object_store::Error as E;
     let key = key.to_string();
     match e {
+        // Writing never finds a missing object: what is missing is the bucket (S3 answers
+        // 404 NoSuchBucket).
+        E::NotFound { .. } if op == Op::Put || e.to_string().contains("NoSuchBucket") => {
+            StoreError::Permanent {
+                op,
+                key,
+                message: "the bucket does not exist (NoSuchBucket); create it, or fix the bucket in destinationPath".into(),
+            }
+        }
         E::NotFound { .. } => StoreError::NotFound { key },
         E::Generic { .. } | E::JoinError { .. } => StoreError::Transient {
             op,
@@ -284,8 +327,12 @@ fn info(meta: object_store::ObjectMeta) -> ObjectInfo {
 impl ObjectStore for CloudStore {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let p = path(Op::Put, key)?;
+        let options = object_store::PutOptions {
+            tags: self.tags_for(key),
+            ..Default::default()
+        };
         self.inner
-            .put(&p, PutPayload::from_bytes(data))
+            .put_opts(&p, PutPayload::from_bytes(data), options)
             .await
             .map_err(|e| map_err(Op::Put, key, e))?;
         Ok(())
@@ -293,9 +340,13 @@ impl ObjectStore for CloudStore {
 
     async fn put_stream(&self, key: &str, mut body: ByteStream) -> Result<u64, StoreError> {
         let p = path(Op::Put, key)?;
+        let options = object_store::PutMultipartOptions {
+            tags: self.tags_for(key),
+            ..Default::default()
+        };
         let upload = self
             .inner
-            .put_multipart(&p)
+            .put_multipart_opts(&p, options)
             .await
             .map_err(|e| map_err(Op::Put, key, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);

@@ -11,12 +11,14 @@ pub mod cloud;
 pub mod fault;
 pub mod location;
 pub mod resilient;
+pub mod target;
 
 pub use barman_config::{server_prefix, SecretResolver};
 pub use cloud::{open, AzureKeys, CloudStore, S3Keys, StoreConfig};
 pub use fault::{FaultPlan, Faulty};
 pub use location::{Destination, DestinationError};
 pub use resilient::{Resilient, RetryPolicy};
+pub use target::{StoreTarget, TargetError};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;

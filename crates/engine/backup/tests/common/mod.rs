@@ -6,200 +6,48 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use pgherd_backup::store::{self, CloudStore, Destination, S3Keys, StoreConfig};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub const ACCESS_KEY: &str = "pgherd-test-key";
-pub const SECRET_KEY: &str = "pgherd-test-secret";
+pub use pgherd_testkit::moto::{Moto, ACCESS_KEY, SECRET_KEY};
 
-/// A running moto server; killed on drop.
-pub struct Moto {
-    child: Child,
-    pub port: u16,
-    tls: bool,
+/// Stores on a moto server.
+pub trait MotoStores {
+    fn store(&self, bucket: &str, prefix: &str) -> CloudStore;
+    fn config(&self, bucket: &str, prefix: &str) -> StoreConfig;
 }
 
-impl Moto {
-    /// Starts moto serving HTTPS with the given certificate and key files; creates `bucket`.
-    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, bucket: &str) -> Moto {
-        require_moto();
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-s",
-                "-c",
-            ])
-            .arg(cert)
-            .arg("-k")
-            .arg(key)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3 -m moto.server (run ./scripts/install.sh)");
-        let moto = Moto {
-            child,
-            port,
-            tls: true,
-        };
-        // Create the bucket over HTTPS with Python (already required by moto), retrying until
-        // the server is up.
-        let script = format!(
-            "import requests, time, urllib3\nurllib3.disable_warnings()\n\
-             for _ in range(600):\n\
-             \x20   try:\n\
-             \x20       r = requests.put('https://127.0.0.1:{port}/{bucket}', verify=False, timeout=5)\n\
-             \x20       assert r.status_code == 200, r.text\n\
-             \x20       break\n\
-             \x20   except requests.exceptions.ConnectionError:\n\
-             \x20       time.sleep(0.1)\n\
-             else:\n\
-             \x20   raise SystemExit('moto did not answer')\n"
-        );
-        let status = Command::new("python3")
-            .args(["-c", &script])
-            .status()
-            .unwrap();
-        assert!(status.success(), "create bucket {bucket} over HTTPS");
-        moto
-    }
-
-    /// Starts moto and waits until it answers. Fails the test (does not skip it) when moto is
-    /// missing.
-    pub fn start() -> Moto {
-        require_moto();
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3 -m moto.server (run ./scripts/install.sh)");
-        let moto = Moto {
-            child,
-            port,
-            tls: false,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http(port, "GET", "/").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not answer on port {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    /// `http://127.0.0.1:PORT` (or `https://`).
-    pub fn endpoint(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        format!("{scheme}://127.0.0.1:{}", self.port)
-    }
-
-    /// Creates a bucket (moto accepts unsigned requests).
-    pub fn create_bucket(&self, bucket: &str) {
-        let status = http(self.port, "PUT", &format!("/{bucket}")).expect("create bucket");
-        assert!(
-            status.starts_with("HTTP/1.1 200"),
-            "create bucket {bucket}: {status}"
-        );
-    }
-
+impl MotoStores for Moto {
     /// A store on `s3://bucket/prefix` at this server.
-    pub fn store(&self, bucket: &str, prefix: &str) -> CloudStore {
+    fn store(&self, bucket: &str, prefix: &str) -> CloudStore {
         store::open(&self.config(bucket, prefix)).expect("open S3 store")
     }
 
     /// The configuration of that store.
-    pub fn config(&self, bucket: &str, prefix: &str) -> StoreConfig {
-        let mut config = Self::config_for_endpoint(&self.endpoint());
+    fn config(&self, bucket: &str, prefix: &str) -> StoreConfig {
+        let mut config = config_for_endpoint(&self.endpoint());
         config.destination = Destination::S3 {
             bucket: bucket.into(),
             prefix: prefix.into(),
         };
         config
     }
-
-    /// A configuration for bucket `store` at any endpoint, with the test keys.
-    pub fn config_for_endpoint(endpoint: &str) -> StoreConfig {
-        let mut config = StoreConfig::new(Destination::S3 {
-            bucket: "store".into(),
-            prefix: String::new(),
-        });
-        config.endpoint_url = Some(endpoint.to_string());
-        config.region = Some("us-east-1".into());
-        config.s3_keys = Some(S3Keys {
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET_KEY.into(),
-            session_token: None,
-        });
-        config.request_timeout = Duration::from_secs(30);
-        config
-    }
-
-    /// Environment for barman-cloud's clients talking to this server.
-    pub fn barman_env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("AWS_DEFAULT_REGION", "us-east-1".into()),
-        ]
-    }
 }
 
-fn require_moto() {
-    let probe = Command::new("python3")
-        .args(["-c", "import moto.server, flask, flask_cors"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    assert!(
-        matches!(probe, Ok(s) if s.success()),
-        "moto's S3 server is not installed (python3 -m moto.server): run ./scripts/install.sh"
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One bare HTTP/1.1 request; returns the status line.
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    Ok(text.lines().next().unwrap_or("").to_string())
+/// A configuration for bucket `store` at any endpoint, with the test keys.
+pub fn config_for_endpoint(endpoint: &str) -> StoreConfig {
+    let mut config = StoreConfig::new(Destination::S3 {
+        bucket: "store".into(),
+        prefix: String::new(),
+    });
+    config.endpoint_url = Some(endpoint.to_string());
+    config.region = Some("us-east-1".into());
+    config.s3_keys = Some(S3Keys {
+        access_key_id: ACCESS_KEY.into(),
+        secret_access_key: SECRET_KEY.into(),
+        session_token: None,
+    });
+    config.request_timeout = Duration::from_secs(30);
+    config
 }
 
 /// A store on `file://<dir>`.

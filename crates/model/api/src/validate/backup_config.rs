@@ -74,6 +74,8 @@ pub(super) fn validate_store_credentials(
     out: &mut Vec<Diagnostic>,
 ) {
     match credential_count(store) {
+        // A local directory (pgherd's local platform) needs no credentials.
+        0 if store.destination_path.starts_with("file://") => {}
         0 => out.push(
             Diagnostic::error(path.as_str(), "missing credentials: one and only one of s3Credentials, azureCredentials and googleCredentials is required")
                 .with_hint("for S3 or MinIO add s3Credentials with accessKeyId and secretAccessKey (or inheritFromIAMRole: true)"),

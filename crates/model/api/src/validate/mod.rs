@@ -12,6 +12,7 @@ mod names;
 mod others;
 
 pub use cluster::validate_cluster;
+pub use cluster_sources::BARMAN_CLOUD_PLUGIN;
 pub use names::{is_dns1035_label, is_dns1123_subdomain};
 pub use others::{
     validate_backup, validate_database, validate_object_store, validate_pooler,

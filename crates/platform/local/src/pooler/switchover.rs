@@ -129,11 +129,7 @@ mod tests {
             endpoints: Default::default(),
             instances_status: Vec::new(),
             latest_generated_node: 2,
-            conditions: Vec::new(),
-            managed_roles_status: Default::default(),
-            restart_token: String::new(),
-            restart_annotation: String::new(),
-            poolers: Vec::new(),
+            ..Default::default()
         }
     }
 

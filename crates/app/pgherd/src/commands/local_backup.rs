@@ -1,0 +1,156 @@
+//! `pgherd local backup CLUSTER`: `kubectl cnpg backup` on the local platform — a `Backup`
+//! object is created and, unless told not to, followed until it completes or fails.
+
+use pgherd_api::cluster::BackupTarget;
+use pgherd_api::common::ClusterReference;
+use pgherd_api::kinds::backup::{
+    Backup, BackupMethod, BackupPluginConfiguration, BackupSpec, BackupStatus,
+};
+use pgherd_local::backup_jobs::{COMPLETED, FAILED};
+use pgherd_local::state::{read_json, write_json, StateDir};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// What `local backup` was asked.
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    pub cluster: String,
+    pub namespace: String,
+    pub name: Option<String>,
+    pub target: Option<BackupTarget>,
+    pub method: Option<BackupMethod>,
+    pub plugin_name: Option<String>,
+    pub wait: bool,
+    pub timeout: Duration,
+}
+
+/// The name `kubectl cnpg backup` gives: `<cluster>-<YYYYMMDDhhmmss>` (UTC).
+fn default_name(cluster: &str) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{cluster}-{:04}{:02}{:02}{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitCode> {
+    let ns = &request.namespace;
+    if !state.object_path("Cluster", ns, &request.cluster).exists() {
+        eprintln!("cluster {:?} not found in namespace {ns}", request.cluster);
+        return Ok(ExitCode::from(1));
+    }
+    let name = request
+        .name
+        .clone()
+        .unwrap_or_else(|| default_name(&request.cluster));
+    let path = state.object_path("Backup", ns, &name);
+    if path.exists() {
+        eprintln!("Backup {name:?} already exists in namespace {ns}; choose another --backup-name");
+        return Ok(ExitCode::from(1));
+    }
+    let mut backup = Backup::new(
+        &name,
+        BackupSpec {
+            cluster: ClusterReference {
+                name: request.cluster.clone(),
+            },
+            target: request.target,
+            method: request.method,
+            plugin_configuration: request
+                .plugin_name
+                .clone()
+                .map(|n| BackupPluginConfiguration {
+                    name: n,
+                    parameters: None,
+                }),
+            ..Default::default()
+        },
+    );
+    backup.metadata.namespace = Some(ns.clone());
+    write_json(&path, &backup, 0o600)?;
+    outln!("Backup/{ns}/{name} created");
+    if !request.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < request.timeout {
+        let status: BackupStatus =
+            read_json(&state.status_path("Backup", ns, &name))?.unwrap_or_default();
+        let phase = status.phase.clone().unwrap_or_else(|| "new".into());
+        if phase != last {
+            let on = status
+                .instance_id
+                .as_ref()
+                .and_then(|i| i.pod_name.as_deref())
+                .map(|p| format!(" on {p}"))
+                .unwrap_or_default();
+            outln!(
+                "{name}: {phase}{on} ({:.1} s)",
+                started.elapsed().as_secs_f64()
+            );
+            last = phase.clone();
+        }
+        match phase.as_str() {
+            COMPLETED => {
+                outln!(
+                    "{name}: backup {} from {} ({}) to {} ({})",
+                    status.backup_id.as_deref().unwrap_or("-"),
+                    status.begin_wal.as_deref().unwrap_or("-"),
+                    status.begin_lsn.as_deref().unwrap_or("-"),
+                    status.end_wal.as_deref().unwrap_or("-"),
+                    status.end_lsn.as_deref().unwrap_or("-"),
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            FAILED => {
+                eprintln!(
+                    "{name}: failed: {}",
+                    status.error.as_deref().unwrap_or("no reason given")
+                );
+                return Ok(ExitCode::from(1));
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    eprintln!(
+        "{name}: not finished after {} s; follow it with `pgherd local get backup {name}`",
+        request.timeout.as_secs()
+    );
+    Ok(ExitCode::from(1))
+}
+
+/// The archiving and backup lines of `local status` (none when the cluster has no object
+/// store).
+pub fn summary(s: &pgherd_local::status::LocalClusterStatus) -> Vec<String> {
+    let mut lines = Vec::new();
+    let condition = |t: &str| s.conditions.iter().find(|c| c.condition_type == t);
+    if let Some(archive) = &s.wal_archive {
+        let state = match condition(pgherd_local::backups::CONTINUOUS_ARCHIVING) {
+            Some(c) if c.status == "False" => format!("FAILING: {}", c.message),
+            Some(_) => "ok".to_string(),
+            None => "waiting for the first WAL file".to_string(),
+        };
+        lines.push(format!(
+            "WAL archiving: {state} (last archived {} at {})",
+            archive.last_archived_wal.as_deref().unwrap_or("-"),
+            archive.last_archived_time.as_deref().unwrap_or("-"),
+        ));
+    } else if let Some(c) = condition(pgherd_local::backups::CONTINUOUS_ARCHIVING) {
+        lines.push(format!("WAL archiving: FAILING: {}", c.message));
+    }
+    if s.last_successful_backup.is_some() || s.last_failed_backup.is_some() {
+        lines.push(format!(
+            "backups: last successful {}, last failed {}, recoverable from {}",
+            s.last_successful_backup.as_deref().unwrap_or("-"),
+            s.last_failed_backup.as_deref().unwrap_or("-"),
+            s.first_recoverability_point.as_deref().unwrap_or("-"),
+        ));
+    }
+    lines
+}

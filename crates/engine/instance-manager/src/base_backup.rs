@@ -1,0 +1,204 @@
+//! Base backups of this instance to its object store, and restoring one into an empty PGDATA:
+//! what `pgherd instance backup` and the recovery bootstrap run. A backup records its progress
+//! and outcome in a report file the platform turns into the `Backup` object's status.
+
+use crate::InstanceError;
+use pgherd_backup::backup_session::{take_base_backup, BaseBackupOptions};
+use pgherd_backup::catalog::{BackupCatalog, RecoveryPoint};
+use pgherd_backup::restore::restore_backup;
+use pgherd_backup::store::{RetryPolicy, StoreTarget};
+use pgherd_backup::BackupInfo;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+
+/// A backup's progress and outcome (CloudNativePG's Backup status fields).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupReport {
+    /// `running`, `completed` or `failed`.
+    pub phase: String,
+    #[serde(rename = "backupId", default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub begin_wal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_wal: Option<String>,
+    #[serde(rename = "beginLSN", default, skip_serializing_if = "Option::is_none")]
+    pub begin_lsn: Option<String>,
+    #[serde(rename = "endLSN", default, skip_serializing_if = "Option::is_none")]
+    pub end_lsn: Option<String>,
+    /// Bytes of PGDATA (and tablespaces) uploaded, before compression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl BackupReport {
+    /// The report of a finished backup.
+    pub fn from_info(id: &str, info: &BackupInfo) -> BackupReport {
+        let rfc3339 = |t: Option<time::OffsetDateTime>| {
+            t.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+        };
+        BackupReport {
+            phase: if info.error().is_some() {
+                "failed"
+            } else {
+                "completed"
+            }
+            .into(),
+            backup_id: Some(id.to_string()),
+            backup_name: info.backup_name().map(str::to_string),
+            started_at: rfc3339(info.begin_time()),
+            stopped_at: rfc3339(info.end_time()),
+            begin_wal: info.begin_wal().map(str::to_string),
+            end_wal: info.end_wal().map(str::to_string),
+            begin_lsn: info.begin_xlog().map(str::to_string),
+            end_lsn: info.end_xlog().map(str::to_string),
+            size: info.size(),
+            error: info.error().map(str::to_string),
+        }
+    }
+
+    /// Reads a report (`None` when there is none yet or it is unreadable).
+    pub fn read(path: &Path) -> Option<BackupReport> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    /// Writes the report atomically.
+    pub fn write(&self, path: &Path) -> Result<(), InstanceError> {
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_vec_pretty(self).map_err(|e| {
+            InstanceError::io("cannot encode", path, std::io::Error::other(e.to_string()))
+        })?;
+        std::fs::write(&tmp, text).map_err(|e| InstanceError::io("cannot write", &tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| InstanceError::io("cannot write", path, e))
+    }
+}
+
+/// One base backup.
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    pub store_file: PathBuf,
+    pub pgdata: PathBuf,
+    /// PostgreSQL's socket directory and port (the backup connects as `postgres`, peer).
+    pub socket_dir: PathBuf,
+    pub port: u16,
+    /// Recorded as `backup_name` (CloudNativePG: the Backup object's name).
+    pub backup_name: Option<String>,
+    /// Where progress and outcome are written.
+    pub report: PathBuf,
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Takes the backup; the report says how it went (also when this returns an error).
+pub async fn run_backup(request: &BackupRequest) -> Result<BackupReport, InstanceError> {
+    let failed = |e: String| BackupReport {
+        phase: "failed".into(),
+        backup_name: request.backup_name.clone(),
+        stopped_at: Some(now()),
+        error: Some(e),
+        ..Default::default()
+    };
+    BackupReport {
+        phase: "running".into(),
+        backup_name: request.backup_name.clone(),
+        started_at: Some(now()),
+        ..Default::default()
+    }
+    .write(&request.report)?;
+    let result = backup(request).await;
+    let report = match &result {
+        Ok(report) => report.clone(),
+        Err(e) => failed(e.to_string()),
+    };
+    report.write(&request.report)?;
+    result
+}
+
+async fn backup(request: &BackupRequest) -> Result<BackupReport, InstanceError> {
+    let target = StoreTarget::read(&request.store_file).map_err(store_error)?;
+    let (store, server) = target
+        .open(RetryPolicy::default(), CancellationToken::new())
+        .map_err(store_error)?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(&request.socket_dir)
+        .port(request.port)
+        .user("postgres")
+        .dbname("postgres")
+        .application_name("pgherd-backup");
+    let (client, connection) =
+        config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| InstanceError::Sql {
+                context: "connect for the backup",
+                message: e.to_string(),
+            })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let options = BaseBackupOptions {
+        backup_name: request.backup_name.clone(),
+        compression: target.data_compression(),
+        immediate_checkpoint: target.immediate_checkpoint(),
+    };
+    let (id, info) = take_base_backup(&client, &store, &server, &request.pgdata, &options)
+        .await
+        .map_err(|e| InstanceError::Backup(e.to_string()))?;
+    Ok(BackupReport::from_info(id.as_str(), &info))
+}
+
+fn store_error(e: impl std::fmt::Display) -> InstanceError {
+    InstanceError::Backup(e.to_string())
+}
+
+/// Restores into the empty `pgdata` the backup `selector` (an id, a name, `latest`) or, without
+/// one, the backup CloudNativePG would pick for `point`. Returns its info.
+pub async fn restore(
+    target: &StoreTarget,
+    selector: Option<&str>,
+    point: &RecoveryPoint,
+    timeline: Option<u32>,
+    pgdata: &Path,
+) -> Result<BackupInfo, InstanceError> {
+    let (store, server) = target
+        .open(RetryPolicy::default(), CancellationToken::new())
+        .map_err(store_error)?;
+    let selector = match selector {
+        Some(s) => s.to_string(),
+        None => {
+            let catalog = BackupCatalog::load(&store, &server)
+                .await
+                .map_err(store_error)?;
+            let entry = catalog.for_recovery(point, timeline).ok_or_else(|| {
+                InstanceError::Backup(format!(
+                    "no completed backup in {} can reach the recovery target ({} backups listed); take a backup first or choose a later target",
+                    server.root(),
+                    catalog.done().count()
+                ))
+            })?;
+            entry.id.as_str().to_string()
+        }
+    };
+    restore_backup(&store, &server, &selector, pgdata, &BTreeMap::new())
+        .await
+        .map_err(store_error)
+}

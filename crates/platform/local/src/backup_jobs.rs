@@ -1,0 +1,304 @@
+//! `Backup` objects on the local platform: each runs `pgherd instance backup` (as the PostgreSQL
+//! user, next to the chosen instance), one per cluster at a time; the job's report becomes the
+//! Backup's status, with CloudNativePG's fields. `ScheduledBackup`s create Backups when due.
+
+use crate::desired::InstanceAddress;
+use crate::instances::{running_pid, spawn_detached};
+use crate::state::{read_json, write_json, StateDir};
+use crate::status::LocalClusterStatus;
+use crate::stores::{ClusterStore, StoreMethod, ARCHIVE_STORE_FILE};
+use crate::LocalError;
+use pgherd_api::cluster::BackupTarget;
+use pgherd_api::kinds::backup::{Backup, BackupMethod, BackupStatus, InstanceId};
+use pgherd_api::Cluster;
+use pgherd_instance_manager::base_backup::BackupReport;
+use pgherd_instance_manager::OsUser;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Backup phases (CloudNativePG's names).
+pub const PENDING: &str = "pending";
+pub const RUNNING: &str = "running";
+pub const COMPLETED: &str = "completed";
+pub const FAILED: &str = "failed";
+
+/// What one pass over a cluster's Backups needs.
+#[derive(Debug)]
+pub struct BackupPass<'a> {
+    pub state: &'a StateDir,
+    pub namespace: &'a str,
+    pub cluster: &'a Cluster,
+    pub cluster_dir: &'a Path,
+    /// The cluster's archive, or why it has none usable.
+    pub store: Result<Option<&'a ClusterStore>, &'a str>,
+    pub status: &'a LocalClusterStatus,
+    pub ports: &'a BTreeMap<String, InstanceAddress>,
+    pub exe: &'a Path,
+    pub user: &'a OsUser,
+}
+
+fn terminal(status: &BackupStatus) -> bool {
+    matches!(status.phase.as_deref(), Some(COMPLETED | FAILED))
+}
+
+fn job_dir(cluster_dir: &Path, backup: &str) -> PathBuf {
+    cluster_dir.join("backups").join(backup)
+}
+
+impl BackupPass<'_> {
+    fn cluster_name(&self) -> String {
+        self.cluster.metadata.name.clone().unwrap_or_default()
+    }
+
+    /// The Backups of this cluster, with their stored status.
+    fn backups(&self) -> Result<Vec<(String, Backup, BackupStatus)>, LocalError> {
+        let name = self.cluster_name();
+        let mut out = Vec::new();
+        for (ns, backup_name, backup) in self.state.list_objects::<Backup>("Backup")? {
+            if ns != self.namespace || backup.spec.cluster.name != name {
+                continue;
+            }
+            let status: BackupStatus =
+                read_json(&self.state.status_path("Backup", &ns, &backup_name))?
+                    .unwrap_or_default();
+            out.push((backup_name, backup, status));
+        }
+        Ok(out)
+    }
+
+    fn write_status(&self, backup: &str, status: &BackupStatus) -> Result<(), LocalError> {
+        write_json(
+            &self.state.status_path("Backup", self.namespace, backup),
+            status,
+            0o644,
+        )
+    }
+
+    /// One pass: finished jobs recorded, the next pending Backup started. Returns the names of
+    /// the Backups that finished in this pass, with their phase (completed or failed).
+    pub fn run(&self) -> Result<Vec<(String, String)>, LocalError> {
+        let mut finished = Vec::new();
+        let mut busy = false;
+        let backups = self.backups()?;
+        for (name, backup, mut status) in backups {
+            if terminal(&status) {
+                continue;
+            }
+            if status.phase.as_deref() == Some(RUNNING) {
+                let dir = job_dir(self.cluster_dir, &name);
+                let report = BackupReport::read(&dir.join("report.json"));
+                let alive = running_pid(&dir.join("backup.pid")).is_some();
+                apply_report(&mut status, report.as_ref(), alive, &dir);
+                if terminal(&status) {
+                    finished.push((name.clone(), status.phase.clone().unwrap_or_default()));
+                }
+                busy |= !terminal(&status);
+                self.write_status(&name, &status)?;
+                continue;
+            }
+            if busy {
+                status.phase = Some(PENDING.into());
+                self.write_status(&name, &status)?;
+                continue;
+            }
+            match self.start(&name, &backup, &mut status) {
+                Ok(true) => busy = true,
+                Ok(false) => {
+                    // No ready instance yet (a cluster still starting): wait for one.
+                    status.phase = Some(PENDING.into());
+                }
+                Err(message) => {
+                    status.phase = Some(FAILED.into());
+                    status.error = Some(message);
+                    status.stopped_at = Some(now());
+                    finished.push((name.clone(), FAILED.to_string()));
+                }
+            }
+            self.write_status(&name, &status)?;
+        }
+        Ok(finished)
+    }
+
+    /// Starts the backup job (`false`: no instance is ready to take it yet); the error is the
+    /// Backup's `status.error`.
+    fn start(
+        &self,
+        name: &str,
+        backup: &Backup,
+        status: &mut BackupStatus,
+    ) -> Result<bool, String> {
+        let store = match self.store {
+            Ok(Some(store)) => store,
+            Ok(None) => return Err(format!(
+                "Cluster {:?} has no object store: configure spec.backup.barmanObjectStore or the barman-cloud plugin (spec.plugins with isWALArchiver: true)",
+                self.cluster_name()
+            )),
+            Err(problem) => return Err(format!("the cluster's object store cannot be used: {problem}")),
+        };
+        let method = backup.spec.method.unwrap_or_default();
+        match (method, store.method) {
+            (BackupMethod::VolumeSnapshot, _) => {
+                return Err("method volumeSnapshot: the local platform has no volume snapshots; use barmanObjectStore or plugin".into())
+            }
+            (BackupMethod::BarmanObjectStore, StoreMethod::Plugin) => {
+                return Err("method barmanObjectStore: the cluster archives through the barman-cloud plugin; use method: plugin with pluginConfiguration.name: barman-cloud.cloudnative-pg.io".into())
+            }
+            (BackupMethod::Plugin, StoreMethod::BarmanObjectStore) => {
+                return Err("method plugin: the cluster has no barman-cloud plugin; use method: barmanObjectStore".into())
+            }
+            _ => {}
+        }
+        let target = backup
+            .spec
+            .target
+            .or_else(|| self.cluster.spec.backup.as_ref().and_then(|b| b.target))
+            .unwrap_or_default();
+        let Some(instance) = self.pick_instance(target) else {
+            return Ok(false);
+        };
+        let address = self
+            .ports
+            .get(&instance)
+            .ok_or_else(|| format!("instance {instance} has no address yet"))?;
+        let dir = job_dir(self.cluster_dir, name);
+        self.user
+            .own_dir(&dir, 0o700)
+            .map_err(|e| format!("cannot prepare {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_file(dir.join("report.json"));
+        let instance_dir = self.cluster_dir.join("instances").join(&instance);
+        let store_file = self.cluster_dir.join(ARCHIVE_STORE_FILE);
+        let port = address.postgres.to_string();
+        let args: Vec<String> = vec![
+            "instance".into(),
+            "backup".into(),
+            "--store".into(),
+            store_file.display().to_string(),
+            "--pgdata".into(),
+            instance_dir.join("pgdata").display().to_string(),
+            "--socket-dir".into(),
+            instance_dir.join("run").display().to_string(),
+            "--port".into(),
+            port,
+            "--name".into(),
+            name.to_string(),
+            "--report".into(),
+            dir.join("report.json").display().to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        spawn_detached(
+            self.exe,
+            &args,
+            &dir.join("backup.log"),
+            &dir.join("backup.pid"),
+            Some(self.user),
+            address.netns.as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
+        let cfg = &store.target.configuration;
+        *status = BackupStatus {
+            phase: Some(RUNNING.into()),
+            backup_name: Some(name.to_string()),
+            started_at: Some(now()),
+            method: Some(store.method.as_str().into()),
+            online: Some(true),
+            destination_path: Some(cfg.destination_path.clone()),
+            endpoint_url: cfg.endpoint_url.clone(),
+            server_name: Some(store.target.server_name.clone()),
+            major_version: self.cluster.major_version().map(|m| i64::from(m.0)),
+            instance_id: Some(InstanceId {
+                pod_name: Some(instance),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Ok(true)
+    }
+
+    /// A ready replica for `prefer-standby` (the most caught-up), else the primary.
+    fn pick_instance(&self, target: BackupTarget) -> Option<String> {
+        let ready = |role: &'static str| {
+            self.status
+                .instances_status
+                .iter()
+                .filter(move |i| i.ready && i.role == role)
+        };
+        let standby = ready("replica").min_by_key(|i| i.lag_bytes.unwrap_or(u64::MAX));
+        match (target, standby) {
+            (BackupTarget::PreferStandby, Some(s)) => Some(s.name.clone()),
+            _ => ready("primary").next().map(|i| i.name.clone()),
+        }
+    }
+}
+
+/// Folds a job's report into the Backup's status.
+fn apply_report(status: &mut BackupStatus, report: Option<&BackupReport>, alive: bool, dir: &Path) {
+    if let Some(r) = report {
+        status.backup_id = r.backup_id.clone().or(status.backup_id.take());
+        status.begin_wal = r.begin_wal.clone();
+        status.end_wal = r.end_wal.clone();
+        status.begin_lsn = r.begin_lsn.clone();
+        status.end_lsn = r.end_lsn.clone();
+        if let Some(started) = &r.started_at {
+            status.started_at = Some(started.clone());
+        }
+        status.stopped_at = r.stopped_at.clone();
+        status.error = r.error.clone();
+        match r.phase.as_str() {
+            "completed" => status.phase = Some(COMPLETED.into()),
+            "failed" => status.phase = Some(FAILED.into()),
+            _ => {}
+        }
+    }
+    if !terminal(status) && !alive {
+        status.phase = Some(FAILED.into());
+        status.stopped_at = Some(now());
+        status.error = Some(format!(
+            "the backup process exited without a result; see {}",
+            dir.join("backup.log").display()
+        ));
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_become_status_and_a_vanished_job_fails() {
+        let dir = Path::new("/nonexistent");
+        let mut status = BackupStatus {
+            phase: Some(RUNNING.into()),
+            ..Default::default()
+        };
+        let running = BackupReport {
+            phase: "running".into(),
+            started_at: Some("2026-12-02T00:00:00Z".into()),
+            ..Default::default()
+        };
+        apply_report(&mut status, Some(&running), true, dir);
+        assert_eq!(status.phase.as_deref(), Some(RUNNING));
+        let done = BackupReport {
+            phase: "completed".into(),
+            backup_id: Some("20261202T000000".into()),
+            begin_wal: Some("000000010000000000000004".into()),
+            ..running.clone()
+        };
+        apply_report(&mut status, Some(&done), false, dir);
+        assert_eq!(status.phase.as_deref(), Some(COMPLETED));
+        assert_eq!(status.backup_id.as_deref(), Some("20261202T000000"));
+
+        let mut status = BackupStatus {
+            phase: Some(RUNNING.into()),
+            ..Default::default()
+        };
+        apply_report(&mut status, Some(&running), false, dir);
+        assert_eq!(status.phase.as_deref(), Some(FAILED));
+        assert!(status.error.unwrap().contains("backup.log"));
+    }
+}

@@ -1,0 +1,253 @@
+//! WAL archiving and backups in a cluster's status: the `ContinuousArchiving` condition from
+//! the primary's last `archive_command` outcome, and the backup fields kept between passes.
+
+use crate::status::{LocalClusterStatus, LocalCondition};
+use pgherd_instance_protocol::ArchiveReport;
+
+/// What the pass knows about the cluster's archive.
+#[derive(Debug)]
+pub struct ArchiveView<'a> {
+    /// The cluster archives to an object store (even if it cannot be resolved now).
+    pub configured: bool,
+    /// Why the store cannot be used (a missing Secret, ObjectStore, ...).
+    pub problem: Option<&'a str>,
+    /// The primary's last outcome.
+    pub report: Option<&'a ArchiveReport>,
+}
+
+/// Sets `ContinuousArchiving` and `walArchive`; keeps the backup fields of `previous`.
+pub fn apply_archive_status(
+    status: &mut LocalClusterStatus,
+    view: &ArchiveView<'_>,
+    previous: Option<&LocalClusterStatus>,
+) {
+    if let Some(previous) = previous {
+        status.first_recoverability_point = previous.first_recoverability_point.clone();
+        status.last_successful_backup = previous.last_successful_backup.clone();
+        status.last_failed_backup = previous.last_failed_backup.clone();
+        status.wal_archive = previous.wal_archive.clone();
+        status.conditions.extend(
+            previous
+                .conditions
+                .iter()
+                .filter(|c| c.condition_type == LAST_BACKUP_SUCCEEDED)
+                .cloned(),
+        );
+    }
+    if !view.configured {
+        status.wal_archive = None;
+        return;
+    }
+    if let Some(report) = view.report {
+        status.wal_archive = Some(report.clone());
+    }
+    let condition = match (view.problem, status.wal_archive.as_ref()) {
+        (Some(problem), _) => LocalCondition {
+            condition_type: CONTINUOUS_ARCHIVING.into(),
+            status: "False".into(),
+            reason: "ContinuousArchivingFailing".into(),
+            message: problem.to_string(),
+        },
+        (None, Some(report)) if report.failing() => LocalCondition {
+            condition_type: CONTINUOUS_ARCHIVING.into(),
+            status: "False".into(),
+            reason: "ContinuousArchivingFailing".into(),
+            message: report.last_error.clone().unwrap_or_default(),
+        },
+        (None, Some(report)) if report.last_archived_wal.is_some() => LocalCondition {
+            condition_type: CONTINUOUS_ARCHIVING.into(),
+            status: "True".into(),
+            reason: "ContinuousArchivingSuccess".into(),
+            message: String::new(),
+        },
+        // Nothing archived yet: say so only if it was said before.
+        _ => return,
+    };
+    status.conditions.push(condition);
+}
+
+/// CloudNativePG's condition types.
+pub const CONTINUOUS_ARCHIVING: &str = "ContinuousArchiving";
+pub const LAST_BACKUP_SUCCEEDED: &str = "LastBackupSucceeded";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn condition(status: &LocalClusterStatus) -> Option<(&str, &str)> {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.condition_type == CONTINUOUS_ARCHIVING)
+            .map(|c| (c.status.as_str(), c.reason.as_str()))
+    }
+
+    #[test]
+    fn archiving_condition_follows_the_last_outcome() {
+        let ok = ArchiveReport {
+            last_archived_wal: Some("000000010000000000000003".into()),
+            ..Default::default()
+        };
+        let mut status = LocalClusterStatus::default();
+        let view = ArchiveView {
+            configured: true,
+            problem: None,
+            report: Some(&ok),
+        };
+        apply_archive_status(&mut status, &view, None);
+        assert_eq!(
+            condition(&status),
+            Some(("True", "ContinuousArchivingSuccess"))
+        );
+
+        let failing = ArchiveReport {
+            last_error: Some("could not put".into()),
+            ..ok.clone()
+        };
+        let mut status = LocalClusterStatus::default();
+        let view = ArchiveView {
+            report: Some(&failing),
+            ..view
+        };
+        apply_archive_status(&mut status, &view, None);
+        assert_eq!(
+            condition(&status),
+            Some(("False", "ContinuousArchivingFailing"))
+        );
+
+        // No report this pass (the primary is away): the last one is kept.
+        let previous = status.clone();
+        let mut status = LocalClusterStatus::default();
+        let view = ArchiveView {
+            report: None,
+            ..view
+        };
+        apply_archive_status(&mut status, &view, Some(&previous));
+        assert_eq!(
+            condition(&status),
+            Some(("False", "ContinuousArchivingFailing"))
+        );
+
+        let mut status = LocalClusterStatus::default();
+        let view = ArchiveView {
+            configured: false,
+            ..view
+        };
+        apply_archive_status(&mut status, &view, Some(&previous));
+        assert_eq!(condition(&status), None);
+        assert_eq!(status.wal_archive, None);
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_resolved_is_failing_archiving() {
+        let mut status = LocalClusterStatus::default();
+        let view = ArchiveView {
+            configured: true,
+            problem: Some("Secret \"minio\" not found"),
+            report: None,
+        };
+        apply_archive_status(&mut status, &view, None);
+        assert_eq!(
+            condition(&status),
+            Some(("False", "ContinuousArchivingFailing"))
+        );
+    }
+}
+
+/// What the cluster's backup catalog says (after retention, when applied).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogSummary {
+    pub first_recoverability_point: Option<String>,
+    pub last_successful_backup: Option<String>,
+    pub last_failed_backup: Option<String>,
+    /// Backups and WAL files retention deleted.
+    pub deleted: (usize, usize),
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// Reads the catalog of the cluster's archive and, when `retention` is true and the store has
+/// a retention policy, deletes what the recovery window no longer needs (never the last good
+/// backup).
+pub async fn refresh_catalog(
+    store: &crate::stores::ClusterStore,
+    retention: bool,
+) -> Result<CatalogSummary, String> {
+    use pgherd_backup::catalog::{apply_retention, BackupCatalog};
+    use pgherd_backup::store::RetryPolicy;
+    let (object_store, server) = store
+        .target
+        .open(RetryPolicy::default(), Default::default())
+        .map_err(|e| e.to_string())?;
+    let mut catalog = BackupCatalog::load(&object_store, &server)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut summary = CatalogSummary::default();
+    let window = store
+        .retention_policy
+        .as_deref()
+        .map(str::parse::<pgherd_backup::retention::RecoveryWindow>)
+        .transpose()
+        .map_err(|e| format!("{}: retentionPolicy: {e}", store.source))?;
+    if let (true, Some(window)) = (retention, window) {
+        let plan =
+            pgherd_backup::retention::plan(&catalog, window, time::OffsetDateTime::now_utc());
+        if !plan.obsolete.is_empty() || plan.wal_cutoff.is_some() {
+            summary.deleted = apply_retention(&object_store, &server, &plan)
+                .await
+                .map_err(|e| e.to_string())?;
+            if summary.deleted.0 > 0 {
+                catalog = BackupCatalog::load(&object_store, &server)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    let done: Vec<_> = catalog.done().collect();
+    summary.first_recoverability_point = done
+        .first()
+        .and_then(|b| b.info.end_time())
+        .and_then(rfc3339);
+    summary.last_successful_backup = done
+        .last()
+        .and_then(|b| b.info.end_time())
+        .and_then(rfc3339);
+    summary.last_failed_backup = catalog
+        .backups
+        .iter()
+        .filter(|b| b.info.status() == pgherd_backup::BackupStatus::Failed)
+        .filter_map(|b| b.info.end_time().or(b.info.begin_time()))
+        .max()
+        .and_then(rfc3339);
+    Ok(summary)
+}
+
+/// Puts a catalog summary into the status, with the `LastBackupSucceeded` condition.
+pub fn apply_catalog(status: &mut LocalClusterStatus, summary: &CatalogSummary) {
+    status.first_recoverability_point = summary.first_recoverability_point.clone();
+    status.last_successful_backup = summary.last_successful_backup.clone();
+    status.last_failed_backup = summary.last_failed_backup.clone();
+    status
+        .conditions
+        .retain(|c| c.condition_type != LAST_BACKUP_SUCCEEDED);
+    let succeeded = match (&summary.last_successful_backup, &summary.last_failed_backup) {
+        (_, None) if summary.last_successful_backup.is_none() => return,
+        (Some(ok), Some(failed)) => ok >= failed,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    status.conditions.push(LocalCondition {
+        condition_type: LAST_BACKUP_SUCCEEDED.into(),
+        status: if succeeded { "True" } else { "False" }.into(),
+        reason: if succeeded {
+            "LastBackupSucceeded"
+        } else {
+            "LastBackupFailed"
+        }
+        .into(),
+        message: String::new(),
+    });
+}

@@ -1,0 +1,250 @@
+//! The control plane's own metrics (`/metrics` on the port in `control-plane.json`):
+//! reconciles and their errors under controller-runtime's names (what CloudNativePG's operator
+//! exports), and pgherd's per-cluster counters of reconciles, failovers, switchovers and
+//! backups.
+
+use pgherd_metrics::exposition::{Exposition, Family, MetricKind};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+type ClusterKey = (String, String);
+
+#[derive(Debug, Default)]
+struct Counters {
+    reconciles: BTreeMap<(String, String, &'static str), u64>,
+    reconcile_seconds: f64,
+    failovers: BTreeMap<ClusterKey, u64>,
+    switchovers: BTreeMap<ClusterKey, u64>,
+    backups: BTreeMap<(String, String, String), u64>,
+}
+
+/// Counters shared by the reconcile loop and the metrics endpoint.
+#[derive(Debug, Default, Clone)]
+pub struct PlaneMetrics {
+    inner: Arc<Mutex<Counters>>,
+}
+
+impl PlaneMetrics {
+    fn with(&self, f: impl FnOnce(&mut Counters)) {
+        if let Ok(mut c) = self.inner.lock() {
+            f(&mut c);
+        }
+    }
+
+    /// One pass over a cluster ended (`ok`: without error) after `seconds`.
+    pub fn reconciled(&self, namespace: &str, cluster: &str, ok: bool, seconds: f64) {
+        let result = if ok { "success" } else { "error" };
+        self.with(|c| {
+            *c.reconciles
+                .entry((namespace.into(), cluster.into(), result))
+                .or_default() += 1;
+            c.reconcile_seconds += seconds;
+        });
+    }
+
+    /// The cluster's primary changed: by a switchover (requested) or a failover.
+    pub fn primary_changed(&self, namespace: &str, cluster: &str, switchover: bool) {
+        self.with(|c| {
+            let map = if switchover {
+                &mut c.switchovers
+            } else {
+                &mut c.failovers
+            };
+            *map.entry((namespace.into(), cluster.into())).or_default() += 1;
+        });
+    }
+
+    /// A backup of the cluster finished with `phase` (`completed`, `failed`).
+    pub fn backup_finished(&self, namespace: &str, cluster: &str, phase: &str) {
+        self.with(|c| {
+            *c.backups
+                .entry((namespace.into(), cluster.into(), phase.into()))
+                .or_default() += 1;
+        });
+    }
+
+    /// The Prometheus text format.
+    pub fn render(&self) -> String {
+        let Ok(c) = self.inner.lock() else {
+            return String::new();
+        };
+        let mut families = Vec::new();
+        let controller = || vec![("controller".to_string(), "cluster".to_string())];
+        let mut total = Family::new(
+            "controller_runtime_reconcile_total",
+            "Total number of reconciliations per controller",
+            MetricKind::Counter,
+        );
+        let mut errors = Family::new(
+            "controller_runtime_reconcile_errors_total",
+            "Total number of reconciliation errors per controller",
+            MetricKind::Counter,
+        );
+        let mut per_cluster = Family::new(
+            "pgherd_reconcile_total",
+            "Reconcile passes per cluster and result",
+            MetricKind::Counter,
+        );
+        let mut by_result: BTreeMap<&str, u64> = BTreeMap::from([("success", 0), ("error", 0)]);
+        for ((ns, cluster, result), n) in &c.reconciles {
+            *by_result.entry(result).or_default() += n;
+            per_cluster.push(
+                vec![
+                    ("namespace".into(), ns.clone()),
+                    ("cluster".into(), cluster.clone()),
+                    ("result".into(), (*result).to_string()),
+                ],
+                *n as f64,
+            );
+        }
+        for (result, n) in &by_result {
+            let mut labels = controller();
+            labels.push(("result".into(), (*result).to_string()));
+            total.push(labels, *n as f64);
+        }
+        errors.push(controller(), by_result["error"] as f64);
+        families.extend([total, errors, per_cluster]);
+        families.push(
+            Family::new(
+                "pgherd_reconcile_seconds_total",
+                "Time spent in reconcile passes",
+                MetricKind::Counter,
+            )
+            .with(Vec::new(), c.reconcile_seconds),
+        );
+        for (name, help, map) in [
+            (
+                "pgherd_failovers_total",
+                "Failovers: a new primary promoted because the old one failed",
+                &c.failovers,
+            ),
+            (
+                "pgherd_switchovers_total",
+                "Switchovers: a new primary promoted on request",
+                &c.switchovers,
+            ),
+        ] {
+            let mut family = Family::new(name, help, MetricKind::Counter);
+            for ((ns, cluster), n) in map {
+                family.push(
+                    vec![
+                        ("namespace".into(), ns.clone()),
+                        ("cluster".into(), cluster.clone()),
+                    ],
+                    *n as f64,
+                );
+            }
+            families.push(family);
+        }
+        let mut backups = Family::new(
+            "pgherd_backups_total",
+            "Backups finished, by phase",
+            MetricKind::Counter,
+        );
+        for ((ns, cluster, phase), n) in &c.backups {
+            backups.push(
+                vec![
+                    ("namespace".into(), ns.clone()),
+                    ("cluster".into(), cluster.clone()),
+                    ("phase".into(), phase.clone()),
+                ],
+                *n as f64,
+            );
+        }
+        families.push(backups);
+        let mut exposition = Exposition::default();
+        for family in families {
+            // Names are distinct constants: no kind conflict is possible.
+            let _ = exposition.add(family);
+        }
+        exposition.render()
+    }
+}
+
+/// Serves `/metrics` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: PlaneMetrics) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let response = if request.starts_with("GET /metrics") {
+                let body = metrics.render();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    pgherd_metrics::CONTENT_TYPE,
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+/// File in the state directory saying where the control plane serves its metrics.
+pub const CONTROL_PLANE_FILE: &str = "control-plane.json";
+
+/// Listens on the metrics port recorded in the state directory (kept across restarts), or a
+/// free one, and records it.
+pub async fn listen(
+    state: &crate::state::StateDir,
+) -> Result<tokio::net::TcpListener, crate::LocalError> {
+    let path = state.root.join(CONTROL_PLANE_FILE);
+    let recorded: Option<serde_json::Value> = crate::state::read_json(&path).ok().flatten();
+    let port = recorded
+        .as_ref()
+        .and_then(|v| v["metrics"].as_str())
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(0);
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => l,
+        Err(_) => tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(crate::LocalError::NoPort)?,
+    };
+    let addr = listener.local_addr().map_err(crate::LocalError::NoPort)?;
+    crate::state::write_json(
+        &path,
+        &serde_json::json!({ "metrics": addr.to_string() }),
+        0o644,
+    )?;
+    Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_rendered_with_their_labels() {
+        let m = PlaneMetrics::default();
+        m.reconciled("default", "pg", true, 0.01);
+        m.reconciled("default", "pg", false, 0.02);
+        m.primary_changed("default", "pg", false);
+        m.primary_changed("default", "pg", true);
+        m.primary_changed("default", "pg", true);
+        m.backup_finished("default", "pg", "completed");
+        let text = m.render();
+        for line in [
+            "controller_runtime_reconcile_total{controller=\"cluster\",result=\"success\"} 1",
+            "controller_runtime_reconcile_errors_total{controller=\"cluster\"} 1",
+            "pgherd_failovers_total{namespace=\"default\",cluster=\"pg\"} 1",
+            "pgherd_switchovers_total{namespace=\"default\",cluster=\"pg\"} 2",
+            "pgherd_backups_total{namespace=\"default\",cluster=\"pg\",phase=\"completed\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+}

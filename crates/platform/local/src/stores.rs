@@ -1,0 +1,288 @@
+//! The object stores a Cluster uses — its own archive (in-tree `spec.backup.barmanObjectStore`
+//! or the barman-cloud plugin's `ObjectStore`) and its external clusters' (recovery sources) —
+//! resolved with their Secret values into [`StoreTarget`]s, and written where only the
+//! PostgreSQL user can read them.
+
+use crate::state::{read_json, write_json, StateDir};
+use crate::LocalError;
+use pgherd_api::barman::BarmanObjectStoreConfiguration;
+use pgherd_api::cluster::PluginConfiguration;
+use pgherd_api::kinds::object_store::ObjectStore;
+use pgherd_api::validate::BARMAN_CLOUD_PLUGIN;
+use pgherd_api::Cluster;
+use pgherd_backup::store::StoreTarget;
+use pgherd_instance_manager::OsUser;
+use std::path::Path;
+
+/// Skip the empty-archive check of a new cluster (CloudNativePG's annotation).
+pub const SKIP_EMPTY_WAL_ARCHIVE_CHECK: &str = "cnpg.io/skipEmptyWalArchiveCheck";
+
+/// How a cluster reaches its archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMethod {
+    /// `spec.backup.barmanObjectStore`.
+    BarmanObjectStore,
+    /// The barman-cloud plugin with an `ObjectStore`.
+    Plugin,
+}
+
+impl StoreMethod {
+    /// The Backup `method` this is.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreMethod::BarmanObjectStore => "barmanObjectStore",
+            StoreMethod::Plugin => "plugin",
+        }
+    }
+}
+
+/// A cluster's own archive.
+#[derive(Debug, Clone)]
+pub struct ClusterStore {
+    pub target: StoreTarget,
+    pub method: StoreMethod,
+    /// `spec.backup.retentionPolicy` or the ObjectStore's `retentionPolicy`.
+    pub retention_policy: Option<String>,
+    /// Where the configuration came from, for messages (`spec.backup.barmanObjectStore`,
+    /// `ObjectStore/NAME`).
+    pub source: String,
+}
+
+fn resolve(
+    state: &StateDir,
+    namespace: &str,
+    configuration: &BarmanObjectStoreConfiguration,
+    server_name: String,
+    field: &str,
+) -> Result<StoreTarget, LocalError> {
+    let mut secrets = std::collections::BTreeMap::new();
+    for selector in StoreTarget::referenced_secrets(configuration) {
+        let value = crate::key_refs::secret_key(state, namespace, field, &selector)?;
+        secrets.insert(StoreTarget::secret_key(&selector), value);
+    }
+    let target = StoreTarget {
+        configuration: configuration.clone(),
+        server_name,
+        secrets,
+    };
+    target
+        .store_config()
+        .map_err(|e| LocalError::Invalid(format!("{field}: {e}")))?;
+    Ok(target)
+}
+
+/// The barman-cloud plugin entry of `plugins` that archives WAL, if any.
+fn wal_archiver(plugins: Option<&Vec<PluginConfiguration>>) -> Option<&PluginConfiguration> {
+    plugins?.iter().find(|p| {
+        p.name == BARMAN_CLOUD_PLUGIN && p.enabled != Some(false) && p.is_wal_archiver == Some(true)
+    })
+}
+
+/// The store a barman-cloud plugin entry names (`parameters.barmanObjectName`), with its
+/// server folder (`parameters.serverName`, else `default_server`).
+fn plugin_store(
+    state: &StateDir,
+    namespace: &str,
+    plugin: &PluginConfiguration,
+    default_server: &str,
+    field: &str,
+) -> Result<(StoreTarget, Option<String>, String), LocalError> {
+    let parameters = plugin.parameters.clone().unwrap_or_default();
+    let name = parameters.get("barmanObjectName").ok_or_else(|| {
+        LocalError::Invalid(format!(
+            "{field}.parameters.barmanObjectName: missing (hint: name the ObjectStore the plugin uses)"
+        ))
+    })?;
+    let store: ObjectStore = read_json(&state.object_path("ObjectStore", namespace, name))?
+        .ok_or_else(|| {
+            LocalError::Invalid(format!(
+                "{field}.parameters.barmanObjectName: ObjectStore {name:?} not found in namespace {namespace} (hint: apply it (apiVersion: barmancloud.cnpg.io/v1, kind: ObjectStore) before the Cluster)"
+            ))
+        })?;
+    let server = parameters
+        .get("serverName")
+        .cloned()
+        .unwrap_or_else(|| default_server.to_string());
+    let source = format!("ObjectStore/{name}");
+    let target = resolve(
+        state,
+        namespace,
+        &store.spec.configuration,
+        server,
+        &format!("{source} spec.configuration"),
+    )?;
+    Ok((target, store.spec.retention_policy.clone(), source))
+}
+
+/// The cluster's own archive, if it has one.
+pub fn cluster_store(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &Cluster,
+) -> Result<Option<ClusterStore>, LocalError> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    if let Some(plugin) = wal_archiver(cluster.spec.plugins.as_ref()) {
+        let (target, retention_policy, source) = plugin_store(
+            state,
+            namespace,
+            plugin,
+            &name,
+            "spec.plugins[barman-cloud]",
+        )?;
+        return Ok(Some(ClusterStore {
+            target,
+            method: StoreMethod::Plugin,
+            retention_policy,
+            source,
+        }));
+    }
+    let Some(backup) = &cluster.spec.backup else {
+        return Ok(None);
+    };
+    let Some(configuration) = &backup.barman_object_store else {
+        return Ok(None);
+    };
+    let server = configuration.server_name.clone().unwrap_or(name);
+    let field = "spec.backup.barmanObjectStore";
+    Ok(Some(ClusterStore {
+        target: resolve(state, namespace, configuration, server, field)?,
+        method: StoreMethod::BarmanObjectStore,
+        retention_policy: backup.retention_policy.clone(),
+        source: field.to_string(),
+    }))
+}
+
+/// The store of the external cluster `source` (a recovery source).
+pub fn external_store(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &Cluster,
+    source: &str,
+) -> Result<StoreTarget, LocalError> {
+    let externals = cluster.spec.external_clusters.clone().unwrap_or_default();
+    let (index, external) = externals
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.name == source)
+        .ok_or_else(|| {
+            LocalError::Invalid(format!(
+                "spec.bootstrap.recovery.source: external cluster {source:?} not found in spec.externalClusters"
+            ))
+        })?;
+    let field = format!("spec.externalClusters[{index}]");
+    if let Some(plugin) = &external.plugin {
+        return Ok(plugin_store(
+            state,
+            namespace,
+            plugin,
+            &external.name,
+            &format!("{field}.plugin"),
+        )?
+        .0);
+    }
+    let configuration = external.barman_object_store.as_ref().ok_or_else(|| {
+        LocalError::Invalid(format!(
+            "{field}: external cluster {source:?} has neither barmanObjectStore nor plugin (hint: recovery from an object store needs one of them)"
+        ))
+    })?;
+    let server = configuration
+        .server_name
+        .clone()
+        .unwrap_or_else(|| external.name.clone());
+    resolve(
+        state,
+        namespace,
+        configuration,
+        server,
+        &format!("{field}.barmanObjectStore"),
+    )
+}
+
+/// Writes `target` to `path` (0600, owned by `user`) when its content changed.
+pub fn write_target(path: &Path, target: &StoreTarget, user: &OsUser) -> Result<(), LocalError> {
+    let old: Option<StoreTarget> = read_json(path).ok().flatten();
+    if old.as_ref() != Some(target) {
+        write_json(path, target, 0o600)?;
+    }
+    Ok(user.own_file(path)?)
+}
+
+/// File (in the cluster's directory) holding the cluster's own archive target.
+pub const ARCHIVE_STORE_FILE: &str = "archive-store.json";
+
+/// The instance specs' [`WalStore`] for `cluster`, its store written to `cluster_dir`; and why
+/// it could not be resolved, if so. A store that cannot be resolved still gets a `WalStore`
+/// (pointing at the last good file, or at none): archiving then fails and WAL stays in
+/// `pg_wal` until the problem is fixed, rather than being thrown away.
+pub fn prepare_archive(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &Cluster,
+    cluster_dir: &Path,
+    user: &OsUser,
+) -> (
+    Option<ClusterStore>,
+    Option<pgherd_instance_protocol::WalStore>,
+    Option<String>,
+) {
+    let path = cluster_dir.join(ARCHIVE_STORE_FILE);
+    let skip_empty_check = cluster
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SKIP_EMPTY_WAL_ARCHIVE_CHECK))
+        .is_some_and(|v| v == "enabled");
+    let wal_store = pgherd_instance_protocol::WalStore {
+        store_file: path.clone(),
+        skip_empty_check,
+    };
+    match cluster_store(state, namespace, cluster) {
+        Ok(None) => (None, None, None),
+        Ok(Some(store)) => match write_target(&path, &store.target, user) {
+            Ok(()) => (Some(store), Some(wal_store), None),
+            Err(e) => (Some(store), Some(wal_store), Some(e.to_string())),
+        },
+        Err(e) => (None, Some(wal_store), Some(e.to_string())),
+    }
+}
+
+/// The store and backup id of the Backup object `name` (`bootstrap.recovery.backup.name`): the
+/// store of the cluster it was taken from.
+pub fn backup_store(
+    state: &StateDir,
+    namespace: &str,
+    name: &str,
+) -> Result<(StoreTarget, String), LocalError> {
+    use pgherd_api::kinds::backup::{Backup, BackupStatus};
+    let field = "spec.bootstrap.recovery.backup.name";
+    let backup: Backup = read_json(&state.object_path("Backup", namespace, name))?.ok_or_else(|| {
+        LocalError::Invalid(format!(
+            "{field}: Backup {name:?} not found in namespace {namespace} (hint: `pgherd local get backup` lists them)"
+        ))
+    })?;
+    let status: BackupStatus =
+        read_json(&state.status_path("Backup", namespace, name))?.unwrap_or_default();
+    let id = status
+        .backup_id
+        .filter(|_| status.phase.as_deref() == Some("completed"))
+        .ok_or_else(|| {
+            LocalError::Invalid(format!(
+                "{field}: Backup {name:?} has not completed (phase {:?})",
+                status.phase.as_deref().unwrap_or("new")
+            ))
+        })?;
+    let source: Cluster = read_json(&state.object_path("Cluster", namespace, &backup.spec.cluster.name))?
+        .ok_or_else(|| {
+            LocalError::Invalid(format!(
+                "{field}: Backup {name:?} was taken of Cluster {:?}, which no longer exists; recover from its object store with recovery.source and spec.externalClusters instead",
+                backup.spec.cluster.name
+            ))
+        })?;
+    let store = cluster_store(state, namespace, &source)?.ok_or_else(|| {
+        LocalError::Invalid(format!(
+            "{field}: Cluster {:?} has no object store any more",
+            backup.spec.cluster.name
+        ))
+    })?;
+    Ok((store.target, id))
+}
