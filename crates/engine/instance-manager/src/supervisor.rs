@@ -119,6 +119,9 @@ struct State {
     restart_token: Option<String>,
     /// Configuration text last written, to know when a reload is due.
     written_config: Option<String>,
+    /// Why PostgreSQL last stopped on its own (its last FATAL message), until it runs again
+    /// as it should: a recovery that keeps failing says why, not just "recovering".
+    last_failure: Option<String>,
 }
 
 fn publish(shared: &Shared, status: InstanceStatus) {
@@ -170,6 +173,7 @@ impl State {
                 Ok(Some(_)) | Err(_) => {
                     // The postmaster is gone; its backends notice and exit on their own.
                     self.child = None;
+                    self.last_failure = pg.last_fatal();
                     return false;
                 }
             }
@@ -428,6 +432,9 @@ async fn converge(
         let mut child = pg.start()?;
         let ready = pg.wait_ready_child(&mut child, STARTUP_TIMEOUT);
         state.child = Some(child);
+        if let Err(e) = &ready {
+            state.last_failure = Some(e.to_string());
+        }
         ready?;
     }
     state.restart_token = Some(spec.restart_token.clone());
@@ -436,16 +443,22 @@ async fn converge(
     if crate::bootstrap::recovering(&pg, &spec.bootstrap) && !status.is_primary {
         // PostgreSQL promotes itself at the recovery target.
         status.error = Some(format!(
-            "recovering from the object store: replaying WAL (at {})",
+            "recovering from the object store: replaying WAL (at {}){}",
             status
                 .replay_lsn
                 .map(|l| l.to_string())
-                .unwrap_or_else(|| "-".into())
+                .unwrap_or_else(|| "-".into()),
+            state
+                .last_failure
+                .as_deref()
+                .map(|f| format!("; the last attempt stopped: {f}"))
+                .unwrap_or_default()
         ));
         status.applied_generation = spec.generation;
         status.restart_token = spec.restart_token.clone();
         return Ok(status);
     }
+    state.last_failure = None;
     let promoted = spec.role == DesiredRole::Primary && !status.is_primary;
     if promoted {
         log(&spec.name, "promoting");

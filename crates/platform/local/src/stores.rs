@@ -238,7 +238,9 @@ pub fn prepare_archive(
     };
     match cluster_store(state, namespace, cluster) {
         Ok(None) => (None, None, None),
-        Ok(Some(store)) => match write_target(&path, &store.target, user) {
+        Ok(Some(store)) => match ensure_local_destination(&store, user)
+            .and_then(|()| write_target(&path, &store.target, user))
+        {
             Ok(()) => (Some(store), Some(wal_store), None),
             Err(e) => (Some(store), Some(wal_store), Some(e.to_string())),
         },
@@ -285,4 +287,22 @@ pub fn backup_store(
         ))
     })?;
     Ok((store.target, id))
+}
+
+/// A `file://` destination that does not exist yet is created for the PostgreSQL user (who
+/// archives into it); an existing one is left as it is.
+fn ensure_local_destination(store: &ClusterStore, user: &OsUser) -> Result<(), LocalError> {
+    let Some(dir) = store
+        .target
+        .configuration
+        .destination_path
+        .strip_prefix("file://")
+    else {
+        return Ok(());
+    };
+    let dir = Path::new(dir);
+    if !dir.exists() {
+        user.own_dir(dir, 0o700)?;
+    }
+    Ok(())
 }

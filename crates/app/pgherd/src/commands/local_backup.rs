@@ -38,6 +38,18 @@ fn default_name(cluster: &str) -> String {
     )
 }
 
+/// The WAL-archiver plugin of the stored cluster, if it archives through one.
+fn plugin_archiver(state: &StateDir, namespace: &str, cluster: &str) -> Option<String> {
+    let cluster: pgherd_api::Cluster =
+        read_json(&state.object_path("Cluster", namespace, cluster)).ok()??;
+    cluster
+        .spec
+        .plugins?
+        .into_iter()
+        .find(|p| p.is_wal_archiver == Some(true) && p.enabled != Some(false))
+        .map(|p| p.name)
+}
+
 pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitCode> {
     let ns = &request.namespace;
     if !state.object_path("Cluster", ns, &request.cluster).exists() {
@@ -53,6 +65,15 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
         eprintln!("Backup {name:?} already exists in namespace {ns}; choose another --backup-name");
         return Ok(ExitCode::from(1));
     }
+    // Without --method: the way the cluster archives (kubectl cnpg backup's default is
+    // barmanObjectStore, which a plugin-only cluster rejects).
+    let (method, plugin_name) = match (request.method, &request.plugin_name) {
+        (None, None) => match plugin_archiver(state, ns, &request.cluster) {
+            Some(name) => (Some(BackupMethod::Plugin), Some(name)),
+            None => (None, None),
+        },
+        (method, name) => (method, name.clone()),
+    };
     let mut backup = Backup::new(
         &name,
         BackupSpec {
@@ -60,14 +81,11 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
                 name: request.cluster.clone(),
             },
             target: request.target,
-            method: request.method,
-            plugin_configuration: request
-                .plugin_name
-                .clone()
-                .map(|n| BackupPluginConfiguration {
-                    name: n,
-                    parameters: None,
-                }),
+            method,
+            plugin_configuration: plugin_name.map(|n| BackupPluginConfiguration {
+                name: n,
+                parameters: None,
+            }),
             ..Default::default()
         },
     );
