@@ -18,6 +18,17 @@ pub enum AdminError {
     Timeout { command: String, seconds: u64 },
 }
 
+impl AdminError {
+    /// A stable category (metrics labels, events).
+    pub fn category(&self) -> &'static str {
+        match self {
+            AdminError::Connect { .. } => "connect",
+            AdminError::Command { .. } => "command",
+            AdminError::Timeout { .. } => "timeout",
+        }
+    }
+}
+
 /// One row of a `SHOW` command: column → text value.
 pub type Row = BTreeMap<String, String>;
 

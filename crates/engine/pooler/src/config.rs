@@ -29,6 +29,17 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// A stable category (metrics labels, events).
+    pub fn category(&self) -> &'static str {
+        match self {
+            ConfigError::NotAllowed { .. } => "parameter_not_allowed",
+            ConfigError::BadValue { .. } => "bad_value",
+            ConfigError::Unsupported { .. } => "unsupported",
+        }
+    }
+}
+
 /// Where PgBouncer sends server connections (the cluster's `-rw`, `-ro` or `-r` endpoint).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
