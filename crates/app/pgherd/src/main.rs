@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::instance::InstanceCommand,
     },
+    /// PgBouncer helpers (run next to each PgBouncer by the local platform).
+    Pooler {
+        #[command(subcommand)]
+        command: commands::pooler::PoolerCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Command::Crds => commands::crds::run(),
         Command::Instance { command } => commands::instance::dispatch(command),
         Command::Local { options, command } => commands::local::run(&options, command),
+        Command::Pooler { command } => commands::pooler::run(command),
     };
     match result {
         Ok(code) => code,

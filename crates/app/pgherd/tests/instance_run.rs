@@ -115,6 +115,7 @@ fn primary_and_replica_managers() {
             peers: vec![],
             lease_ms: 0,
             wal_store: None,
+            pooler_auth: false,
             listen_host: "127.0.0.1".into(),
             metrics_port: 0,
             monitoring: Default::default(),

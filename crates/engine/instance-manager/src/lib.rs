@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod observe;
 pub mod os_user;
 pub mod ping;
+pub mod pooler;
 pub mod postgres;
 pub mod process;
 pub mod replication;

@@ -537,6 +537,7 @@ async fn primary_duties(
         status.role_results = roles;
         status.database_results = databases;
     }
+    crate::pooler::reconcile(pg, client, spec.pooler_auth).await?;
     Ok(())
 }
 

@@ -173,6 +173,11 @@ pub struct InstanceSpec {
     /// `archive_command` does nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_store: Option<WalStore>,
+    /// For a primary: keep PgBouncer's authentication role `cnpg_pooler_pgbouncer` and
+    /// `public.user_search(text)` (a Pooler with built-in authentication uses the cluster);
+    /// false drops them.
+    #[serde(default)]
+    pub pooler_auth: bool,
 }
 
 /// An object store folder for WAL, as the commands PostgreSQL runs see it.

@@ -100,6 +100,8 @@ pub struct ControlPlane {
     pub runtimes: BTreeMap<(String, String), ClusterRuntime>,
     /// The control plane's own counters (`/metrics`).
     pub metrics: crate::plane_metrics::PlaneMetrics,
+    /// The poolers' endpoints and processes (`crate::pooler`).
+    pub poolers: crate::pooler::PoolerRuntimes,
 }
 
 impl ControlPlane {
@@ -286,6 +288,10 @@ impl ControlPlane {
             let _ = std::fs::remove_file(&promote_file);
             observed.promote_request = None;
         }
+        // A switchover pauses the cluster's rw poolers before the old primary is demoted.
+        self.poolers
+            .before_cluster_apply(namespace, &name, decided.phase)
+            .await;
         // Fence first: nothing is promoted while a failed primary might still accept writes.
         for victim in &decided.fence {
             log(format!(
@@ -462,6 +468,10 @@ impl ControlPlane {
         .await;
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = restart_annotation;
+        status.poolers = self.poolers.cluster_entries(namespace, &name);
+        for p in &status.poolers {
+            status.endpoints.insert(p.name.clone(), p.endpoint.clone());
+        }
         write_json(
             &self.state.status_path("Cluster", namespace, &name),
             &status,
@@ -648,6 +658,9 @@ impl ControlPlane {
                     0o644,
                 )?;
             }
+        }
+        if let Err(e) = self.reconcile_poolers().await {
+            log(format!("poolers: {e}"));
         }
         Ok(busy)
     }

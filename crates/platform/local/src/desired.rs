@@ -405,6 +405,7 @@ impl ClusterContext<'_> {
             lease_ms: u64::try_from(pgherd_controller::ha::PRIMARY_LEASE.as_millis())
                 .unwrap_or(u64::MAX),
             wal_store: self.wal_store.clone(),
+            pooler_auth: crate::pooler::uses_builtin_auth(self.state, self.namespace, &self.name()),
         }))
     }
 }

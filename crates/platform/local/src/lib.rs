@@ -19,6 +19,8 @@ pub mod monitoring;
 pub mod netns;
 pub mod observation;
 pub mod plane_metrics;
+pub mod pooler;
+pub mod pooler_files;
 pub mod schedules;
 pub mod secrets;
 pub mod state;

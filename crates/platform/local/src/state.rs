@@ -11,6 +11,7 @@
 //!     certs/                                   CA, server and replication certificates
 //!     ports.json                               endpoint ports (kept across restarts)
 //!     instances/<instance>/{pgdata,run,log,instance.json,manager.pid,manager.log}
+//!     poolers/<pooler>/                        PgBouncer instances (see `pooler_files`)
 //! ```
 
 use crate::LocalError;

@@ -69,6 +69,24 @@ pub struct LocalClusterStatus {
     /// When the last failed backup ended (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failed_backup: Option<String>,
+    /// The Poolers in front of the cluster (their endpoints are also in `endpoints`, under
+    /// the pooler's name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poolers: Vec<ClusterPooler>,
+}
+
+/// A Pooler in its cluster's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPooler {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub pooler_type: String,
+    pub endpoint: String,
+    pub instances: usize,
+    pub ready_instances: usize,
+    pub phase: String,
+    pub paused: bool,
 }
 
 /// CloudNativePG's `managedRolesStatus`, reduced to what the local platform knows.

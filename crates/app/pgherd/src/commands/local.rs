@@ -226,6 +226,9 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
                 return Ok(ExitCode::from(1));
             }
             if kind == "Cluster" {
+                pgherd_local::pooler_files::stop_cluster_poolers(
+                    &state.cluster_dir(&namespace, &name),
+                );
                 pgherd_local::instances::stop_cluster(&state.cluster_dir(&namespace, &name));
                 outln!("{kind}/{name} deleted; its instances are stopped and its data is kept in {} (`pgherd local destroy` removes everything)", state.cluster_dir(&namespace, &name).display());
             } else {
@@ -514,7 +517,21 @@ fn status(
                     s.timeline.map_or("-".into(), |t| t.to_string())
                 );
                 for (kind, addr) in &s.endpoints {
-                    outln!("  {}-{kind}: {addr}", s.name);
+                    if !s.poolers.iter().any(|p| &p.name == kind) {
+                        outln!("  {}-{kind}: {addr}", s.name);
+                    }
+                }
+                for p in &s.poolers {
+                    outln!(
+                        "  pooler {} ({}): {} {} ({}/{} ready){}",
+                        p.name,
+                        p.pooler_type,
+                        p.endpoint,
+                        p.phase,
+                        p.ready_instances,
+                        p.instances,
+                        if p.paused { ", paused" } else { "" }
+                    );
                 }
                 for i in &s.instances_status {
                     outln!(
@@ -544,6 +561,7 @@ fn down(state: &StateDir) {
     let clusters = state.root.join("clusters");
     for ns in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
         for cluster in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+            pgherd_local::pooler_files::stop_cluster_poolers(&cluster.path());
             pgherd_local::instances::stop_cluster(&cluster.path());
         }
     }
@@ -613,6 +631,7 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
         postgres_bin: options.postgres_bin.clone(),
         runtimes: Default::default(),
         metrics: Default::default(),
+        poolers: Default::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -34,4 +34,5 @@ pub mod instance;
 pub mod local;
 pub mod local_backup;
 pub mod local_ha;
+pub mod pooler;
 pub mod validate;

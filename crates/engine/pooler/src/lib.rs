@@ -1,0 +1,25 @@
+//! PgBouncer in front of a cluster, as CloudNativePG's `Pooler` runs it: the `pgbouncer.ini`
+//! and HBA file rendered from a Pooler's spec ([`config`]), the SQL of the built-in
+//! authentication role `cnpg_pooler_pgbouncer` and its `public.user_search(text)` lookup
+//! function ([`sql`]), an async client of PgBouncer's admin console ([`admin`]) and the
+//! `cnpg_pgbouncer_*` Prometheus exporter ([`metrics`]).
+//!
+//! Depends on the model crates and the metrics engine (for the text exposition) only. It does
+//! no platform I/O: callers write the rendered files and start the processes.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod sql;
+
+pub use admin::{AdminClient, AdminError};
+pub use config::{render, ConfigError, ConfigPaths, Rendered, Upstream};
+
+/// The role PgBouncer authenticates to PostgreSQL with (TLS client certificate).
+pub const AUTH_USER: &str = pgherd_postgres::conf::POOLER_USER;
+/// The admin console's user (`admin_users`).
+pub const ADMIN_USER: &str = "pgbouncer";
+/// CloudNativePG's default `auth_query`.
+pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM public.user_search($1)";
+/// Annotation on a Pooler: `"false"` turns off pausing it during a switchover.
+pub const PAUSE_ON_SWITCHOVER_ANNOTATION: &str = "pgherd.io/pause-on-switchover";
