@@ -230,6 +230,80 @@ impl BackupPass<'_> {
     }
 }
 
+/// How often the backup catalog is read (and retention applied) without a backup finishing.
+const CATALOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// The cluster's Backups advanced one step; its catalog read (and retention applied) after
+/// a backup finishes and every half hour.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn pass(
+    plane: &mut crate::control::ControlPlane,
+    namespace: &str,
+    cluster: &Cluster,
+    cluster_dir: &Path,
+    status: &mut LocalClusterStatus,
+    ports: &BTreeMap<String, InstanceAddress>,
+    archive: Option<&ClusterStore>,
+    archive_problem: Option<&str>,
+) {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let pass = crate::backup_jobs::BackupPass {
+        state: &plane.state,
+        namespace,
+        cluster,
+        cluster_dir,
+        store: match archive_problem {
+            Some(p) => Err(p),
+            None => Ok(archive),
+        },
+        status,
+        ports,
+        exe: &plane.exe,
+        user: &plane.user,
+    };
+    let finished = match pass.run() {
+        Ok(f) => f,
+        Err(e) => {
+            crate::control::log(format!("{namespace}/{name}: backups: {e}"));
+            Vec::new()
+        }
+    };
+    for (b, phase) in &finished {
+        crate::control::log(format!("{namespace}/{name}: backup {b} {phase}"));
+        plane.metrics.backup_finished(namespace, &name, phase);
+    }
+    let Some(store) = archive else { return };
+    let key = (namespace.to_string(), name.clone());
+    let runtime = plane.runtimes.entry(key).or_default();
+    let due = runtime
+        .catalog_read_at
+        .is_none_or(|t| t.elapsed() > CATALOG_EVERY);
+    if !due && finished.is_empty() {
+        return;
+    }
+    runtime.catalog_read_at = Some(std::time::Instant::now());
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        crate::backups::refresh_catalog(store, true),
+    )
+    .await
+    {
+        Ok(Ok(summary)) => {
+            if summary.deleted != (0, 0) {
+                crate::control::log(format!(
+                    "{namespace}/{name}: retention deleted {} backup(s) and {} WAL file(s)",
+                    summary.deleted.0, summary.deleted.1
+                ));
+            }
+            crate::backups::apply_catalog(status, &summary);
+        }
+        Ok(Err(e)) => crate::control::log(format!("{namespace}/{name}: backup catalog: {e}")),
+        Err(_) => crate::control::log(format!(
+            "{namespace}/{name}: backup catalog: no answer from the object store within 30 s"
+        )),
+    }
+}
+
 /// Folds a job's report into the Backup's status.
 fn apply_report(status: &mut BackupStatus, report: Option<&BackupReport>, alive: bool, dir: &Path) {
     if let Some(r) = report {

@@ -62,7 +62,7 @@ fn place(cluster: &Cluster, serial: u32) -> Result<InstanceAddress, LocalError> 
 
 /// One line of the control plane's log, prefixed with the time (UTC, seconds since the epoch
 /// with milliseconds: enough to follow a failover step by step).
-fn log(line: String) {
+pub(crate) fn log(line: String) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -83,9 +83,6 @@ pub struct ClusterRuntime {
     /// When the backup catalog was last read.
     pub catalog_read_at: Option<std::time::Instant>,
 }
-
-/// How often the backup catalog is read (and retention applied) without a backup finishing.
-const CATALOG_EVERY: Duration = Duration::from_secs(30 * 60);
 
 /// The control plane.
 #[derive(Debug)]
@@ -456,7 +453,8 @@ impl ControlPlane {
             },
             previous.as_ref(),
         );
-        self.backups(
+        crate::backup_jobs::pass(
+            self,
             namespace,
             cluster,
             &cluster_dir,
@@ -478,77 +476,6 @@ impl ControlPlane {
             0o644,
         )?;
         Ok(status)
-    }
-
-    /// The cluster's Backups advanced one step; its catalog read (and retention applied) after
-    /// a backup finishes and every half hour.
-    #[allow(clippy::too_many_arguments)]
-    async fn backups(
-        &mut self,
-        namespace: &str,
-        cluster: &Cluster,
-        cluster_dir: &Path,
-        status: &mut LocalClusterStatus,
-        ports: &BTreeMap<String, InstanceAddress>,
-        archive: Option<&crate::stores::ClusterStore>,
-        archive_problem: Option<&str>,
-    ) {
-        let name = cluster.metadata.name.clone().unwrap_or_default();
-        let pass = crate::backup_jobs::BackupPass {
-            state: &self.state,
-            namespace,
-            cluster,
-            cluster_dir,
-            store: match archive_problem {
-                Some(p) => Err(p),
-                None => Ok(archive),
-            },
-            status,
-            ports,
-            exe: &self.exe,
-            user: &self.user,
-        };
-        let finished = match pass.run() {
-            Ok(f) => f,
-            Err(e) => {
-                log(format!("{namespace}/{name}: backups: {e}"));
-                Vec::new()
-            }
-        };
-        for (b, phase) in &finished {
-            log(format!("{namespace}/{name}: backup {b} {phase}"));
-            self.metrics.backup_finished(namespace, &name, phase);
-        }
-        let Some(store) = archive else { return };
-        let key = (namespace.to_string(), name.clone());
-        let runtime = self.runtimes.entry(key).or_default();
-        let due = runtime
-            .catalog_read_at
-            .is_none_or(|t| t.elapsed() > CATALOG_EVERY);
-        if !due && finished.is_empty() {
-            return;
-        }
-        runtime.catalog_read_at = Some(std::time::Instant::now());
-        match tokio::time::timeout(
-            Duration::from_secs(30),
-            crate::backups::refresh_catalog(store, true),
-        )
-        .await
-        {
-            Ok(Ok(summary)) => {
-                if summary.deleted != (0, 0) {
-                    log(format!(
-                        "{namespace}/{name}: retention deleted {} backup(s) and {} WAL file(s)",
-                        summary.deleted.0, summary.deleted.1
-                    ));
-                }
-                crate::backups::apply_catalog(status, &summary);
-            }
-            Ok(Err(e)) => log(format!("{namespace}/{name}: backup catalog: {e}")),
-            Err(_) => log(format!(
-                "{namespace}/{name}: backup catalog: no answer from the object store within 30 s"
-            )),
-        }
     }
 
     /// Write one instance's spec and start its manager when it may be started.
