@@ -170,6 +170,14 @@ fn store_error(e: impl std::fmt::Display) -> InstanceError {
     InstanceError::Backup(e.to_string())
 }
 
+/// Flushes the filesystem holding `dir` to disk (a restored data directory must be on disk
+/// before anything relies on it; PostgreSQL itself only syncs at its first start).
+pub fn sync_filesystem(dir: &Path) -> Result<(), InstanceError> {
+    let handle = std::fs::File::open(dir).map_err(|e| InstanceError::io("cannot open", dir, e))?;
+    nix::unistd::syncfs(&handle)
+        .map_err(|e| InstanceError::io("cannot sync", dir, std::io::Error::from(e)))
+}
+
 /// Restores into the empty `pgdata` the backup `selector` (an id, a name, `latest`) or, without
 /// one, the backup CloudNativePG would pick for `point`. Returns its info.
 pub async fn restore(

@@ -251,6 +251,9 @@ async fn restore_into_place(
         std::fs::rename(&auto_conf, staging.join("postgresql.auto.conf.from-backup"))
             .map_err(|e| InstanceError::io("cannot set aside", &auto_conf, e))?;
     }
+    // On disk before it is moved into place: a crash in between must not leave a data
+    // directory whose files were never written (PostgreSQL only syncs at its first start).
+    crate::base_backup::sync_filesystem(&staging)?;
     if pg.pgdata.exists() {
         std::fs::remove_dir(&pg.pgdata)
             .map_err(|e| InstanceError::io("cannot replace", &pg.pgdata, e))?;

@@ -149,6 +149,7 @@ pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
                     None,
                     &pgdata,
                 ))?;
+            pgherd_instance_manager::base_backup::sync_filesystem(&pgdata)?;
             println!(
                 "restored backup {} into {}",
                 info.backup_name().unwrap_or(&backup),
