@@ -94,19 +94,13 @@ fn failover_switchover_and_fencing_under_a_writer() {
     }
     // The control plane counted them.
     let metrics = local.control_plane_metrics();
-    let count = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+    let count = |name: &str, labels: &str| {
+        pgherd_testkit::metrics::value(&metrics, name, labels).unwrap_or(0.0)
     };
-    assert!(count("pgherd_switchovers_total{") >= 1.0, "{metrics}");
-    assert!(count("pgherd_failovers_total{") >= 1.0, "{metrics}");
+    assert!(count("pgherd_switchovers_total", "") >= 1.0, "{metrics}");
+    assert!(count("pgherd_failovers_total", "") >= 1.0, "{metrics}");
     assert!(
-        count("controller_runtime_reconcile_total{controller=\"cluster\",result=\"success\"}")
-            > 10.0,
+        count("controller_runtime_reconcile_total", "result=\"success\"") > 10.0,
         "{metrics}"
     );
 

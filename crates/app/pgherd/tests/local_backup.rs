@@ -144,12 +144,12 @@ fn continuous_archiving_survives_an_outage() {
     let gate = Gate::start(moto.port);
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
-    let m = files.path().join("arch.yaml");
-    std::fs::write(&m, manifest("arch", &gate.endpoint(), GRANT_SWITCH)).unwrap();
-    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
-    let s = local.wait_for("arch", "2 ready instances", Duration::from_secs(120), |s| {
-        s.ready_instances == 2
-    });
+    let (_, s) = local.up(
+        files.path(),
+        "arch",
+        &manifest("arch", &gate.endpoint(), GRANT_SWITCH),
+        2,
+    );
     let rw = s.endpoints["rw"].clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -248,12 +248,12 @@ fn backup_and_point_in_time_recovery() {
     moto.create_bucket("backups");
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
-    let m = files.path().join("src.yaml");
-    std::fs::write(&m, manifest("src", &moto.endpoint(), GRANT_SWITCH)).unwrap();
-    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
-    let s = local.wait_for("src", "2 ready instances", Duration::from_secs(120), |s| {
-        s.ready_instances == 2
-    });
+    let (_, s) = local.up(
+        files.path(),
+        "src",
+        &manifest("src", &moto.endpoint(), GRANT_SWITCH),
+        2,
+    );
     let rw = s.endpoints["rw"].clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -417,7 +417,29 @@ fn backup_and_point_in_time_recovery() {
             .unwrap();
         (row.get(0), row.get(1))
     });
-    assert_eq!((count, max), (20, 20), "recovered to {target}");
+    let recovery_log: String = std::fs::read_dir(
+        local
+            .state
+            .join("clusters/default/restored/instances/restored-1/log"),
+    )
+    .into_iter()
+    .flatten()
+    .flatten()
+    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+    .flat_map(|t| {
+        t.lines()
+            .filter(|l| l.contains("recover") || l.contains("restored") || l.contains("target"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    })
+    .collect::<Vec<_>>()
+    .join("\n");
+    assert_eq!(
+        (count, max),
+        (20, 20),
+        "recovered to {target}\n{recovery_log}\n{}",
+        local.logs()
+    );
     // It archives under its own name, on a new timeline.
     let last = rt.block_on(switch_wal(&local, "restored", &restored_rw));
     let s = local.wait_for(

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use pgherd_testkit::local::{connect, Local};
-use std::io::{Read, Write};
+use pgherd_testkit::metrics::{scrape, value};
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,35 +43,6 @@ data:
             usage: GAUGE
             description: Never works
 "#;
-
-fn scrape(addr: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: pgherd\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
-    response
-}
-
-/// The value of the first sample of `name` whose labels contain `labels`.
-fn value(body: &str, name: &str, labels: &str) -> Option<f64> {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find(|l| {
-            (l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
-                && l.contains(labels)
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 #[test]
 fn every_instance_exports_metrics() {

@@ -14,7 +14,7 @@ use pgherd_local::pooler::LocalPoolerStatus;
 use pgherd_local::status::LocalClusterStatus;
 use pgherd_pooler::admin::{AdminClient, AdminTarget};
 use pgherd_testkit::local::{connect, Local};
-use std::io::{Read, Write};
+use pgherd_testkit::metrics::scrape;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -145,34 +145,9 @@ fn admin_target(local: &Local, pooler: &str, s: &LocalPoolerStatus, i: usize) ->
     }
 }
 
-fn scrape(addr: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: pgherd\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(
-        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
-        "{response}"
-    );
-    response
-}
-
 /// The sum of every sample of `name` whose labels contain `labels`.
 fn value(body: &str, name: &str, labels: &str) -> Option<f64> {
-    let values: Vec<f64> = body
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            (l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
-                && l.contains(labels)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-        .collect();
+    let values = pgherd_testkit::metrics::values(body, name, labels);
     (!values.is_empty()).then(|| values.iter().sum())
 }
 

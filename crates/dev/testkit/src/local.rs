@@ -87,19 +87,33 @@ impl Local {
 
     /// The control plane's `/metrics` (its address is in `control-plane.json`).
     pub fn control_plane_metrics(&self) -> String {
-        use std::io::{Read, Write};
         let info: serde_json::Value = serde_json::from_slice(
             &std::fs::read(self.state.join("control-plane.json")).expect("control-plane.json"),
         )
         .expect("control-plane.json is JSON");
-        let addr = info["metrics"].as_str().expect("metrics address");
-        let mut stream = std::net::TcpStream::connect(addr).expect("control plane metrics");
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: pgherd\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        text
+        crate::metrics::scrape(info["metrics"].as_str().expect("metrics address"))
+    }
+
+    /// Writes `manifest` to `dir/<cluster>.yaml`, `local up`s it and waits until `ready`
+    /// instances of `cluster` are ready. Returns the file and the status.
+    pub fn up(
+        &self,
+        dir: &Path,
+        cluster: &str,
+        manifest: &str,
+        ready: usize,
+    ) -> (PathBuf, LocalClusterStatus) {
+        let file = dir.join(format!("{cluster}.yaml"));
+        std::fs::write(&file, manifest).expect("write the manifest");
+        let path = file.to_str().expect("UTF-8 path");
+        self.run_ok(&["up", "-f", path, "--timeout-seconds", "180"]);
+        let status = self.wait_for(
+            cluster,
+            &format!("{ready} ready instances"),
+            Duration::from_secs(120),
+            |s| s.ready_instances == ready,
+        );
+        (file, status)
     }
 
     /// What to show when something fails: the control plane's log and each manager's log tail.

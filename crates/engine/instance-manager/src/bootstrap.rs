@@ -176,12 +176,6 @@ pub async fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Insta
     }
 }
 
-/// Whether PGDATA is a restored backup still replaying WAL towards its recovery target (it
-/// must not be promoted by hand: PostgreSQL promotes itself at the target).
-pub fn recovering(pg: &Postgres, bootstrap: &Bootstrap) -> bool {
-    matches!(bootstrap, Bootstrap::Recovery { .. }) && pg.pgdata.join("recovery.signal").exists()
-}
-
 async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<(), InstanceError> {
     let Bootstrap::Recovery {
         store_file,

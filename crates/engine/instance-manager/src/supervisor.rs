@@ -122,6 +122,11 @@ struct State {
     /// Why PostgreSQL last stopped on its own (its last FATAL message), until it runs again
     /// as it should: a recovery that keeps failing says why, not just "recovering".
     last_failure: Option<String>,
+    /// A recovery's PostgreSQL was seen promoted (out of recovery): its recovery settings may
+    /// go. Until then they stay, whatever the signal files say: PostgreSQL removes
+    /// `recovery.signal` before its promotion is complete, and a restart in that window would
+    /// run crash recovery through every restored WAL file, past the recovery target.
+    recovery_done: bool,
 }
 
 fn publish(shared: &Shared, status: InstanceStatus) {
@@ -263,6 +268,7 @@ fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
 fn effective_settings(
     spec: &InstanceSpec,
     pg: &Postgres,
+    recovering: bool,
 ) -> Result<std::collections::BTreeMap<String, String>, InstanceError> {
     let minimums = if spec.role == DesiredRole::Replica {
         // A standby cannot run with less than its primary recorded (e.g. while a decrease of
@@ -282,7 +288,7 @@ fn effective_settings(
         ..
     } = &spec.bootstrap
     {
-        if crate::bootstrap::recovering(pg, &spec.bootstrap) {
+        if recovering {
             let source = pgherd_instance_protocol::WalStore {
                 store_file: store_file.clone(),
                 skip_empty_check: false,
@@ -385,7 +391,11 @@ async fn converge(
         }
     }
     let major = MajorVersion(spec.major);
-    let settings = effective_settings(spec, &pg)?;
+    let recovery_bootstrap = matches!(
+        spec.bootstrap,
+        pgherd_instance_protocol::Bootstrap::Recovery { .. }
+    ) && !pg.pgdata.join(INITIALIZED_MARKER).exists();
+    let settings = effective_settings(spec, &pg, recovery_bootstrap && !state.recovery_done)?;
     let mut config = pgherd_postgres::conf::render_settings(&settings);
     let hba = render_hba(&spec.pg_hba, major);
     let ident = render_ident(&pg.user.name, &spec.pg_ident);
@@ -399,11 +409,7 @@ async fn converge(
         if spec.role == DesiredRole::Replica {
             pg.write_standby_config(&primary_source(spec)?)?;
         }
-        let recovery_just_ended = matches!(
-            spec.bootstrap,
-            pgherd_instance_protocol::Bootstrap::Recovery { .. }
-        ) && !pg.pgdata.join(INITIALIZED_MARKER).exists()
-            && !crate::bootstrap::recovering(&pg, &spec.bootstrap);
+        let recovery_just_ended = recovery_bootstrap && state.recovery_done;
         if state.running(&pg) && recovery_just_ended {
             // The recovery target settings are gone; they only change at a restart. Done now,
             // before anything else connects, rather than as a rolling restart later.
@@ -440,7 +446,17 @@ async fn converge(
     state.restart_token = Some(spec.restart_token.clone());
     let client = connect(&pg, "postgres").await?;
     let mut status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
-    if crate::bootstrap::recovering(&pg, &spec.bootstrap) && !status.is_primary {
+    if recovery_bootstrap && !state.recovery_done && status.is_primary {
+        // Promoted by itself at the target: restart without the recovery settings before
+        // anything else (next pass), then initialize.
+        state.recovery_done = true;
+        status.ready = false;
+        status.error = Some("recovery ended: restarting without the recovery settings".into());
+        status.applied_generation = spec.generation;
+        status.restart_token = spec.restart_token.clone();
+        return Ok(status);
+    }
+    if recovery_bootstrap && !state.recovery_done {
         // PostgreSQL promotes itself at the recovery target.
         status.error = Some(format!(
             "recovering from the object store: replaying WAL (at {}){}",
