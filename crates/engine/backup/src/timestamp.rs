@@ -78,6 +78,31 @@ pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
     Some(date.with_time(t).assume_offset(offset))
 }
 
+/// A time as Kubernetes status fields write it (RFC 3339).
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Now, as [`rfc3339`].
+pub fn rfc3339_now() -> String {
+    rfc3339(OffsetDateTime::now_utc())
+}
+
+/// A time as CloudNativePG stamps object names: `YYYYMMDDhhmmss` (UTC).
+pub fn name_stamp(t: OffsetDateTime) -> String {
+    let t = t.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

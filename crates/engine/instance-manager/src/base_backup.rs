@@ -45,12 +45,7 @@ pub struct BackupReport {
 impl BackupReport {
     /// The report of a finished backup.
     pub fn from_info(id: &str, info: &BackupInfo) -> BackupReport {
-        let rfc3339 = |t: Option<time::OffsetDateTime>| {
-            t.and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-        };
+        let rfc3339 = |t: Option<time::OffsetDateTime>| t.map(pgherd_backup::timestamp::rfc3339);
         BackupReport {
             phase: if info.error().is_some() {
                 "failed"
@@ -101,25 +96,19 @@ pub struct BackupRequest {
     pub report: PathBuf,
 }
 
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// Takes the backup; the report says how it went (also when this returns an error).
 pub async fn run_backup(request: &BackupRequest) -> Result<BackupReport, InstanceError> {
     let failed = |e: String| BackupReport {
         phase: "failed".into(),
         backup_name: request.backup_name.clone(),
-        stopped_at: Some(now()),
+        stopped_at: Some(pgherd_backup::timestamp::rfc3339_now()),
         error: Some(e),
         ..Default::default()
     };
     BackupReport {
         phase: "running".into(),
         backup_name: request.backup_name.clone(),
-        started_at: Some(now()),
+        started_at: Some(pgherd_backup::timestamp::rfc3339_now()),
         ..Default::default()
     }
     .write(&request.report)?;

@@ -41,12 +41,6 @@ pub fn last_archive_report(run_dir: &Path) -> ArchiveReport {
     read_report(&run_dir.join(ARCHIVE_REPORT))
 }
 
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// How long one `archive_command` or `restore_command` call may retry the store before it
 /// fails (PostgreSQL calls it again).
 fn policy(deadline: Duration) -> RetryPolicy {
@@ -103,12 +97,12 @@ pub async fn archive(request: &ArchiveRequest) -> Result<ArchiveOutcome, WalComm
         match &result {
             Ok(_) => {
                 report.last_archived_wal = Some(name);
-                report.last_archived_time = Some(now());
+                report.last_archived_time = Some(pgherd_backup::timestamp::rfc3339_now());
                 report.last_error = None;
             }
             Err(e) => {
                 report.last_failed_wal = Some(name);
-                report.last_failed_time = Some(now());
+                report.last_failed_time = Some(pgherd_backup::timestamp::rfc3339_now());
                 report.last_error = Some(e.to_string());
             }
         }

@@ -110,7 +110,7 @@ impl BackupPass<'_> {
                 Err(message) => {
                     status.phase = Some(FAILED.into());
                     status.error = Some(message);
-                    status.stopped_at = Some(now());
+                    status.stopped_at = Some(pgherd_backup::timestamp::rfc3339_now());
                     finished.push((name.clone(), FAILED.to_string()));
                 }
             }
@@ -198,7 +198,7 @@ impl BackupPass<'_> {
         *status = BackupStatus {
             phase: Some(RUNNING.into()),
             backup_name: Some(name.to_string()),
-            started_at: Some(now()),
+            started_at: Some(pgherd_backup::timestamp::rfc3339_now()),
             method: Some(store.method.as_str().into()),
             online: Some(true),
             destination_path: Some(cfg.destination_path.clone()),
@@ -325,18 +325,12 @@ fn apply_report(status: &mut BackupStatus, report: Option<&BackupReport>, alive:
     }
     if !terminal(status) && !alive {
         status.phase = Some(FAILED.into());
-        status.stopped_at = Some(now());
+        status.stopped_at = Some(pgherd_backup::timestamp::rfc3339_now());
         status.error = Some(format!(
             "the backup process exited without a result; see {}",
             dir.join("backup.log").display()
         ));
     }
-}
-
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

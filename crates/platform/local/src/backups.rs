@@ -164,11 +164,6 @@ pub struct CatalogSummary {
     pub deleted: (usize, usize),
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> Option<String> {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .ok()
-}
-
 /// Reads the catalog of the cluster's archive and, when `retention` is true and the store has
 /// a retention policy, deletes what the recovery window no longer needs (never the last good
 /// backup).
@@ -210,18 +205,18 @@ pub async fn refresh_catalog(
     summary.first_recoverability_point = done
         .first()
         .and_then(|b| b.info.end_time())
-        .and_then(rfc3339);
+        .map(pgherd_backup::timestamp::rfc3339);
     summary.last_successful_backup = done
         .last()
         .and_then(|b| b.info.end_time())
-        .and_then(rfc3339);
+        .map(pgherd_backup::timestamp::rfc3339);
     summary.last_failed_backup = catalog
         .backups
         .iter()
         .filter(|b| b.info.status() == pgherd_backup::BackupStatus::Failed)
         .filter_map(|b| b.info.end_time().or(b.info.begin_time()))
         .max()
-        .and_then(rfc3339);
+        .map(pgherd_backup::timestamp::rfc3339);
     Ok(summary)
 }
 

@@ -19,8 +19,7 @@ pub const IMMEDIATE_BACKUP_LABEL: &str = "cnpg.io/immediateBackup";
 
 fn rfc3339(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .map(pgherd_backup::timestamp::rfc3339)
         .unwrap_or_default()
 }
 
@@ -31,15 +30,8 @@ fn unix(text: Option<&str>) -> Option<i64> {
 }
 
 fn stamp(unix: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
+    pgherd_backup::timestamp::name_stamp(
+        OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH),
     )
 }
 

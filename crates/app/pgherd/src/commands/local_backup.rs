@@ -26,15 +26,9 @@ pub struct BackupRequest {
 
 /// The name `kubectl cnpg backup` gives: `<cluster>-<YYYYMMDDhhmmss>` (UTC).
 fn default_name(cluster: &str) -> String {
-    let now = time::OffsetDateTime::now_utc();
     format!(
-        "{cluster}-{:04}{:02}{:02}{:02}{:02}{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
+        "{cluster}-{}",
+        pgherd_backup::timestamp::name_stamp(time::OffsetDateTime::now_utc())
     )
 }
 
