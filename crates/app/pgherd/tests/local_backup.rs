@@ -697,6 +697,40 @@ fn recover_a_cluster_from_barman_cloud() {
         Duration::from_secs(120),
         |s| s.ready_instances == 2,
     );
+    assert_eq!(
+        superuser_query(&local, &s, "migrated", "SELECT count(*), max(id) FROM t"),
+        "1000|1000"
+    );
+
+    // By backupID, to the end of that backup (targetImmediate): the 500 rows it holds.
+    let list = std::process::Command::new("barman-cloud-backup-list")
+        .envs(barman_env())
+        .args(["--endpoint-url", &moto.endpoint(), "--format", "json"])
+        .args(["s3://legacy/pg", "legacy"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let id = list["backups_list"][0]["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = recovery_manifest(
+        "by-id",
+        &moto.endpoint(),
+        &format!("      recoveryTarget:\n        backupID: {id}\n        targetImmediate: true\n"),
+    )
+    .replace("s3://backups/pg", "s3://legacy/pg")
+    .replace("serverName: src", "serverName: legacy")
+    .replace("  instances: 2\n", "  instances: 1\n");
+    let (_, s) = local.up(dir.path(), "by-id", &manifest, 1);
+    assert_eq!(
+        superuser_query(&local, &s, "by-id", "SELECT count(*), max(id) FROM t"),
+        "500|500"
+    );
+}
+
+/// `sql` on the cluster's primary as the superuser (peer, over its socket), `a|b` rows.
+fn superuser_query(local: &Local, s: &LocalClusterStatus, cluster: &str, sql: &str) -> String {
     let primary = s
         .instances_status
         .iter()
@@ -704,7 +738,7 @@ fn recover_a_cluster_from_barman_cloud() {
         .unwrap();
     let run_dir = local
         .state
-        .join("clusters/default/migrated/instances")
+        .join(format!("clusters/default/{cluster}/instances"))
         .join(&primary.name)
         .join("run");
     let out = std::process::Command::new("runuser")
@@ -715,13 +749,13 @@ fn recover_a_cluster_from_barman_cloud() {
             "-p",
             &primary.port.to_string(),
         ])
-        .args(["-d", "postgres", "-Atc", "SELECT count(*), max(id) FROM t"])
+        .args(["-d", "postgres", "-Atc", sql])
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "1000|1000",
+    assert!(
+        out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
