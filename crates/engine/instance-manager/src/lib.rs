@@ -21,6 +21,7 @@ pub mod pooler;
 pub mod postgres;
 pub mod process;
 pub mod replication;
+mod settings;
 mod sql;
 pub mod status_client;
 pub mod supervisor;

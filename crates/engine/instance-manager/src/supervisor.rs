@@ -262,77 +262,6 @@ fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
     }
 }
 
-/// Settings for this start: the spec's, a standby never below what its primary recorded in
-/// `pg_control`, and no synchronous standbys before the new cluster's bootstrap SQL has run
-/// (it would wait for standbys that cannot exist yet).
-fn effective_settings(
-    spec: &InstanceSpec,
-    pg: &Postgres,
-    recovering: bool,
-) -> Result<std::collections::BTreeMap<String, String>, InstanceError> {
-    let minimums = if spec.role == DesiredRole::Replica {
-        // A standby cannot run with less than its primary recorded (e.g. while a decrease of
-        // max_connections waits for the primary's restart).
-        match pg.controldata_minimums() {
-            Ok(minimums) => minimums,
-            Err(InstanceError::ToolMissing { .. }) => Vec::new(),
-            Err(e) => return Err(e),
-        }
-    } else {
-        Vec::new()
-    };
-    let mut settings = with_standby_minimums(&spec.settings, &minimums);
-    if let pgherd_instance_protocol::Bootstrap::Recovery {
-        store_file,
-        recovery_settings,
-        ..
-    } = &spec.bootstrap
-    {
-        if recovering {
-            let source = pgherd_instance_protocol::WalStore {
-                store_file: store_file.clone(),
-                skip_empty_check: false,
-            };
-            let commands = crate::wal::WalCommands::new(&source, &spec.socket_dir)?;
-            settings.extend(recovery_settings.clone());
-            settings.insert("restore_command".into(), commands.restore_command());
-        }
-    }
-    if let Some(store) = &spec.wal_store {
-        let commands = crate::wal::WalCommands::new(store, &spec.socket_dir)?;
-        settings.insert("archive_command".into(), commands.archive_command());
-        if spec.role == DesiredRole::Replica {
-            settings.insert("restore_command".into(), commands.restore_command());
-        }
-    }
-    if !pg.pgdata.join(INITIALIZED_MARKER).exists() {
-        settings.remove("synchronous_standby_names");
-    }
-    Ok(settings)
-}
-
-/// `settings` with every hot-standby parameter written out (PostgreSQL's default when unset),
-/// raised to `minimums`. Written out on every role: a promoted standby whose configuration
-/// lost one of them would need a restart, a second outage right after the failover.
-fn with_standby_minimums(
-    settings: &std::collections::BTreeMap<String, String>,
-    minimums: &[(&str, u64)],
-) -> std::collections::BTreeMap<String, String> {
-    let mut settings = settings.clone();
-    for (name, default) in pgherd_postgres::guc::HOT_STANDBY_PARAMETERS {
-        settings
-            .entry((*name).to_string())
-            .or_insert_with(|| default.to_string());
-    }
-    for (name, minimum) in minimums {
-        let current = settings.get(*name).and_then(|v| v.parse::<u64>().ok());
-        if current.is_none_or(|v| v < *minimum) {
-            settings.insert((*name).to_string(), minimum.to_string());
-        }
-    }
-    settings
-}
-
 async fn converge(
     spec: &InstanceSpec,
     state: &mut State,
@@ -395,7 +324,8 @@ async fn converge(
         spec.bootstrap,
         pgherd_instance_protocol::Bootstrap::Recovery { .. }
     ) && !pg.pgdata.join(INITIALIZED_MARKER).exists();
-    let settings = effective_settings(spec, &pg, recovery_bootstrap && !state.recovery_done)?;
+    let settings =
+        crate::settings::effective_settings(spec, &pg, recovery_bootstrap && !state.recovery_done)?;
     let mut config = pgherd_postgres::conf::render_settings(&settings);
     let hba = render_hba(&spec.pg_hba, major);
     let ident = render_ident(&pg.user.name, &spec.pg_ident);
@@ -620,25 +550,6 @@ fn try_rewind_again(error: &str) -> bool {
 
 #[cfg(test)]
 mod rewind_tests {
-    #[test]
-    fn standby_minimums_are_written_out_on_every_role() {
-        let mut user = std::collections::BTreeMap::new();
-        user.insert("max_connections".to_string(), "50".to_string());
-        // A primary (no minimums): every parameter explicit, the user's value kept.
-        let primary = super::with_standby_minimums(&user, &[]);
-        assert_eq!(primary["max_connections"], "50");
-        assert_eq!(primary["max_locks_per_transaction"], "64");
-        assert_eq!(primary["max_wal_senders"], "10");
-        // A standby of a primary that runs with more: raised; the same keys either way, so a
-        // promotion removes none of them.
-        let standby = super::with_standby_minimums(&user, &[("max_connections", 200)]);
-        assert_eq!(standby["max_connections"], "200");
-        assert_eq!(
-            primary.keys().collect::<Vec<_>>(),
-            standby.keys().collect::<Vec<_>>()
-        );
-    }
-
     #[test]
     fn rewind_is_retried_only_for_passing_troubles() {
         assert!(super::try_rewind_again(
