@@ -215,6 +215,24 @@ pub async fn check_archive_usable(
     }
 }
 
+/// The WAL files PostgreSQL marked ready in `status_dir` (`pg_wal/archive_status`) that are not
+/// uploaded yet (no marker in `spool`), oldest first.
+pub fn ready_wal_files(status_dir: &Path, spool: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(status_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|f| f.strip_suffix(".ready").map(str::to_string))
+                .filter(|f| f.parse::<WalFileName>().is_ok())
+                // Uploaded already (by an earlier call or a shipper running ahead).
+                .filter(|f| !spool.join(f).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// What [`archive_with_ready`] did for the requested file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchiveOutcome {
@@ -252,18 +270,10 @@ pub async fn archive_with_ready(
         return Ok(ArchiveOutcome::PreArchived);
     }
     let wal_dir = wal_path.parent().unwrap_or(Path::new("."));
-    let mut ready: Vec<String> = std::fs::read_dir(wal_dir.join("archive_status"))
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter_map(|f| f.strip_suffix(".ready").map(str::to_string))
-                .filter(|f| *f != name && f.parse::<WalFileName>().is_ok())
-                // Uploaded already (by an earlier call or a shipper running ahead).
-                .filter(|f| !spool.join(f).exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    ready.sort();
+    let mut ready: Vec<String> = ready_wal_files(&wal_dir.join("archive_status"), spool)
+        .into_iter()
+        .filter(|f| *f != name)
+        .collect();
     ready.truncate(max_parallel.saturating_sub(1));
     let mut paths = vec![wal_path.to_path_buf()];
     paths.extend(ready.iter().map(|f| wal_dir.join(f)));

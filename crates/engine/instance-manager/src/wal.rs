@@ -391,7 +391,7 @@ impl Shipper {
                 break; // another shipper took over
             }
             if std::time::Instant::now() >= resting_until {
-                for name in ready_files(&status_dir, &self.spool) {
+                for name in pgherd_backup::wal_archive::ready_wal_files(&status_dir, &self.spool) {
                     if in_flight.len() >= limit {
                         break;
                     }
@@ -434,20 +434,4 @@ impl Shipper {
         }
         Ok(())
     }
-}
-
-/// WAL files marked ready and not uploaded yet, oldest first.
-fn ready_files(status_dir: &Path, spool: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(status_dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter_map(|f| f.strip_suffix(".ready").map(str::to_string))
-                .filter(|f| f.parse::<pgherd_backup::WalFileName>().is_ok())
-                .filter(|f| !spool.join(f).exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
