@@ -82,6 +82,8 @@ pub fn replication_settings(
         ("max_wal_senders", "10"),
         ("hot_standby", "on"),
         ("wal_log_hints", "on"),
+        // As clusters have it: WAL a rewind needs is kept.
+        ("wal_keep_size", "512MB"),
         ("ssl", "on"),
         ("ssl_min_protocol_version", "TLSv1.3"),
     ] {

@@ -47,6 +47,9 @@ pub enum InstanceError {
     },
     #[error("{0} cannot be used in SQL")]
     Unquotable(String),
+    /// A step that waits for something else to happen first; tried again on the next pass.
+    #[error("{0}")]
+    NotYet(&'static str),
     /// A backup, restore or object-store failure (its message names the store and what to do).
     #[error("{0}")]
     Backup(String),
@@ -75,6 +78,7 @@ impl InstanceError {
             InstanceError::Io { .. } => "io",
             InstanceError::CommandFailed { .. } => "command",
             InstanceError::NotReady { .. } => "not-ready",
+            InstanceError::NotYet(_) => "waiting",
             InstanceError::InvalidSetting(_) => "configuration",
             InstanceError::Sql { .. } => "sql",
             InstanceError::Unquotable(_) => "configuration",

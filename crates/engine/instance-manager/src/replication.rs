@@ -86,13 +86,52 @@ impl Postgres {
     }
 }
 
+/// On a primary: whether its control file names the timeline it writes on. A promotion updates
+/// the control file only at its first checkpoint; until then `pg_rewind` reads the old timeline
+/// there, finds "no rewind required", and a former primary whose WAL goes past the fork could
+/// never follow the new one.
+pub const CHECKPOINTED_ON_CURRENT_TIMELINE: &str = "SELECT \
+    (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()) = \
+    ('x' || pg_catalog.substr(pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8))::bit(32)::integer";
+
+/// On the primary: a checkpoint if its control file does not name its timeline yet (just
+/// promoted, or the checkpoint after a promotion was interrupted).
+pub async fn ensure_checkpoint_on_current_timeline(client: &Client) -> Result<(), InstanceError> {
+    if in_place(
+        client,
+        "check the checkpoint timeline",
+        CHECKPOINTED_ON_CURRENT_TIMELINE,
+    )
+    .await?
+    {
+        return Ok(());
+    }
+    execute(client, "checkpoint after promotion", "CHECKPOINT").await
+}
+
 impl Postgres {
-    /// Bring a former primary back in line with the new one: `pg_rewind` from `source` (it
-    /// runs crash recovery first when the server was not shut down cleanly). The configuration
-    /// files come back as the source's: the caller writes this instance's again.
-    pub fn rewind_from(&self, source: &PrimarySource) -> Result<(), InstanceError> {
+    /// Whether `source` (the new primary) can be rewound from: its control file names its
+    /// current timeline (see [`CHECKPOINTED_ON_CURRENT_TIMELINE`]).
+    pub fn can_rewind_from(&self, source: &PrimarySource) -> Result<bool, InstanceError> {
         self.binaries
             .tool("pg_rewind", "rejoining a former primary as a replica")?;
+        self.binaries
+            .tool("psql", "rejoining a former primary as a replica")?;
+        let mut check = self.command("psql");
+        check
+            .args(["-X", "-A", "-t", "-q", "-d"])
+            .arg(source.conninfo())
+            .arg("-c")
+            .arg(CHECKPOINTED_ON_CURRENT_TIMELINE);
+        let answer = crate::postgres::run(check, "psql (the new primary's checkpoint timeline)")?;
+        Ok(answer.trim() == "t")
+    }
+
+    /// Bring a former primary back in line with the new one: `pg_rewind` from `source` (it
+    /// runs crash recovery first when the server was not shut down cleanly). The configuration
+    /// files come back as the source's: the caller writes this instance's again. Only once
+    /// [`Self::can_rewind_from`] says so.
+    pub fn rewind_from(&self, source: &PrimarySource) -> Result<(), InstanceError> {
         let mut command = self.command("pg_rewind");
         command
             .arg("--target-pgdata")

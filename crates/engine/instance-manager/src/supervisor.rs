@@ -237,8 +237,21 @@ pub fn log(instance: &str, line: &str) {
 /// primary's timeline, or, when that is impossible, clone it again.
 fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
     let source = primary_source(spec)?;
-    match pg.rewind_from(&source) {
-        Ok(()) => Ok(()),
+    let rewound = pg.can_rewind_from(&source).and_then(|ready| {
+        if !ready {
+            return Err(InstanceError::NotYet(
+                "waiting for the new primary's first checkpoint since its promotion (pg_rewind cannot see its timeline before)",
+            ));
+        }
+        log(&spec.name, "rewinding onto the new primary");
+        pg.rewind_from(&source)
+    });
+    match rewound {
+        Ok(()) => {
+            log(&spec.name, "rewound");
+            Ok(())
+        }
+        Err(e @ InstanceError::NotYet(_)) => Err(e),
         // The new primary is not reachable yet, or this disk is full: try again later.
         Err(e) if try_rewind_again(&e.to_string()) => Err(e),
         Err(rewind_error) => {
@@ -421,11 +434,10 @@ async fn converge(
             early.applied_generation = spec.generation;
             early.restart_token = spec.restart_token.clone();
             publish(shared, early);
-            // pg_rewind reads the source's timeline from pg_control, which a promotion only
-            // updates at its first checkpoint: without one, the old primary would be told
-            // "no rewind required" and could not follow the new timeline.
-            crate::sql::execute(&client, "checkpoint after promotion", "CHECKPOINT").await?;
         }
+        // Former primaries rewind from this one only once its control file names its new
+        // timeline; checked every pass, so an interrupted checkpoint is made up for.
+        crate::replication::ensure_checkpoint_on_current_timeline(&client).await?;
         // A new cluster is not ready before its bootstrap SQL has run.
         let marker = pg.pgdata.join(INITIALIZED_MARKER);
         if !marker.exists() {
