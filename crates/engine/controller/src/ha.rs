@@ -148,6 +148,8 @@ pub fn elect(
         .and_then(find)
         .unwrap_or(recorded);
     let mut blocked = None;
+    // A target given up after it was told to promote: it may be primary.
+    let mut may_be_primary: Option<&ObservedInstance> = None;
 
     // A transition whose target now runs as primary is complete.
     if target.name != recorded.name && target.reports_primary() {
@@ -181,11 +183,17 @@ pub fn elect(
                 Err(why) => blocked = (instances.len() > 1).then_some(why),
             }
         }
-    } else if target.failed(failover_delay) || !target.usable_replica() {
-        // The chosen target failed before its promotion: choose again.
+    } else if target.failed(failover_delay) || (!target.told_primary && !target.usable_replica()) {
+        // The chosen target failed before its promotion: choose again. One already told to
+        // promote keeps the role through a passing hiccup in its reports; only its failure
+        // moves the role on.
+        let before = target;
         match best_candidate(instances, &recorded.name, sync) {
             Ok(name) => target = find(&name).unwrap_or(target),
             Err(why) => blocked = Some(why),
+        }
+        if target.name != before.name && before.told_primary && !before.stopped {
+            may_be_primary = Some(before);
         }
     }
 
@@ -219,8 +227,17 @@ pub fn elect(
                 .and_then(|s| s.wal_position())
                 .is_some_and(|p| p > checkpoint)
         });
-    let mut promote = recorded.stopped && caught_up;
-    if recorded.stopped && !caught_up && recorded.failed(Duration::ZERO) {
+    if let Some(abandoned) = may_be_primary {
+        // Stopped by force before anyone else is promoted.
+        if !fence.contains(&abandoned.name) {
+            fence.push(abandoned.name.clone());
+        }
+    }
+    // Once told, the target stays told (its reports may lag its promotion): it was decided
+    // with the old primary stopped, which its spec keeps stopped.
+    let mut promote =
+        (target.told_primary || (recorded.stopped && caught_up)) && may_be_primary.is_none();
+    if recorded.stopped && !caught_up && recorded.failed(Duration::ZERO) && !target.told_primary {
         // The target never received the old primary's shutdown checkpoint: fall back to the
         // failover rule (the most advanced replica, quorum-safe), which may be another one.
         match best_candidate(instances, &recorded.name, sync) {
@@ -320,6 +337,44 @@ mod tests {
             (DesiredRole::Replica, Some("pg-3".into()))
         );
         assert_ne!(p.phase, phase::FAILING_OVER);
+    }
+
+    #[test]
+    fn a_target_told_to_promote_keeps_the_role_through_a_bad_report() {
+        let mut o = three();
+        kill_primary(&mut o);
+        o.target_primary = Some("pg-3".into());
+        o.instances[0].stopped = true;
+        o.instances[2].told_primary = true;
+        // Promoting: its report says "down" (an error after promotion), no WAL position.
+        if let Some(s) = o.instances[2].status.as_mut() {
+            s.role = Role::Down;
+            s.ready = false;
+            s.received_lsn = None;
+            s.current_lsn = None;
+        }
+        o.instances[2].unhealthy_for = Some(Duration::from_millis(300));
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
+        assert_eq!(role_of(&p, "pg-3").0, DesiredRole::Primary, "not demoted");
+        assert!(p.fence.is_empty());
+
+        // It fails for good: another is chosen, but the first may be primary already, so it
+        // is fenced and nobody is promoted in the same pass.
+        o.instances[2].unhealthy_for = Some(super::FAILURE_GRACE);
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-2"));
+        assert_eq!(p.fence, ["pg-3"]);
+        assert!(p.instances.iter().all(|i| i.role == DesiredRole::Replica));
+
+        // Once it is provably stopped, the new target is promoted.
+        o.target_primary = Some("pg-2".into());
+        o.instances[2].told_primary = false;
+        o.instances[2].stopped = true;
+        o.instances[2].dead = true;
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-2"));
+        assert_eq!(role_of(&p, "pg-2").0, DesiredRole::Primary);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct ObservedInstance {
     pub stopped: bool,
     /// Fenced by the user (`cnpg.io/fencedInstances`): kept stopped, never promoted.
     pub fenced: bool,
+    /// Its spec tells it to be primary: it may be promoting or promoted, whatever its last
+    /// report says.
+    pub told_primary: bool,
 }
 
 /// The cluster as observed.
@@ -385,6 +388,7 @@ pub(crate) mod tests {
                         dead: false,
                         stopped: false,
                         fenced: false,
+                        told_primary: false,
                     }
                 })
                 .collect(),

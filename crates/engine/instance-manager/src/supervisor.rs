@@ -421,9 +421,24 @@ async fn converge(
     let promoted = spec.role == DesiredRole::Primary && !status.is_primary;
     if promoted {
         log(&spec.name, "promoting");
-        pg.promote(Duration::from_secs(60))?;
+        let in_production = pg
+            .control_file()
+            .is_some_and(|c| c.state == pgherd_postgres::control_file::DbState::InProduction);
+        if !in_production {
+            pg.promote(Duration::from_secs(60))?;
+        }
         log(&spec.name, "promoted");
-        status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
+        // pg_ctl returns when the control file says "in production", a moment before
+        // sessions see the end of recovery: report the role once they do, never a replica
+        // that is no longer one (promoting again would fail).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
+            if status.is_primary || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     if status.is_primary {
         // Report the role at once (a promotion is waited for), then the duties, which may
@@ -435,9 +450,6 @@ async fn converge(
             early.restart_token = spec.restart_token.clone();
             publish(shared, early);
         }
-        // Former primaries rewind from this one only once its control file names its new
-        // timeline; checked every pass, so an interrupted checkpoint is made up for.
-        crate::replication::ensure_checkpoint_on_current_timeline(&client).await?;
         // A new cluster is not ready before its bootstrap SQL has run.
         let marker = pg.pgdata.join(INITIALIZED_MARKER);
         if !marker.exists() {
@@ -468,6 +480,9 @@ async fn primary_duties(
     client: &tokio_postgres::Client,
     status: &mut InstanceStatus,
 ) -> Result<(), InstanceError> {
+    // Former primaries rewind from this one only once its control file names its new
+    // timeline; checked every pass, so an interrupted checkpoint is made up for.
+    crate::replication::ensure_checkpoint_on_current_timeline(client).await?;
     ensure_replication_role(client).await?;
     crate::replication::ensure_exporter_role(client).await?;
     for slot in &spec.replica_slots {

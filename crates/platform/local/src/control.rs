@@ -520,6 +520,24 @@ impl ControlPlane {
             }
         }
         spec.generation += 1;
+        let upstream = |s: &InstanceSpec| s.primary.as_ref().map(|p| p.name.clone());
+        if old.as_ref().is_none_or(|o| {
+            (o.role, upstream(o), o.fenced) != (spec.role, upstream(&spec), spec.fenced)
+        }) {
+            // Who is to be primary, who follows whom: the decisions worth reading afterwards.
+            log(format!(
+                "{}: to be {}{}{}",
+                spec.name,
+                match spec.role {
+                    pgherd_instance_protocol::DesiredRole::Primary => "primary",
+                    pgherd_instance_protocol::DesiredRole::Replica => "replica",
+                },
+                upstream(&spec)
+                    .map(|p| format!(" following {p}"))
+                    .unwrap_or_default(),
+                if spec.fenced { " (fenced)" } else { "" }
+            ));
+        }
         // 0600: it may carry custom queries taken from a Secret.
         write_json(&path, &spec, 0o600)?;
         Ok(self.user.own_file(&path)?)

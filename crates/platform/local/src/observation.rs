@@ -141,6 +141,9 @@ pub async fn observe(
             dead: spec.is_some() && crate::instances::is_dead(&dir),
             stopped: stopped(&dir, status.as_ref(), spec.as_ref()),
             fenced: fenced.iter().any(|f| f == "*" || f == &instance),
+            told_primary: spec
+                .as_ref()
+                .is_some_and(|s| s.role == DesiredRole::Primary),
             spec_restart_token: spec.map(|s| s.restart_token).unwrap_or_default(),
             name: instance,
             status,
