@@ -1,7 +1,7 @@
 //! The local control plane: one reconcile pass over every stored Cluster — certificates and
 //! secrets, the controller's plan, instance specs and manager processes, endpoints, status.
 
-use crate::desired::{ClusterContext, InstanceAddress, InstanceDirs};
+use crate::desired::{ClusterContext, InstanceDirs};
 use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
 use crate::secrets::ensure_app_secret;
@@ -29,36 +29,6 @@ pub const PORT_ANNOTATIONS: [(&str, &str); 3] = [
     ("ro", "pgherd.io/ro-port"),
     ("r", "pgherd.io/r-port"),
 ];
-
-fn free_port() -> Result<u16, LocalError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(LocalError::NoPort)?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(LocalError::NoPort)
-}
-
-/// Where a new instance listens: free ports, on loopback or, under the network-namespace
-/// annotation, on its namespace's address.
-fn place(cluster: &Cluster, serial: u32) -> Result<InstanceAddress, LocalError> {
-    let netns = cluster
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::netns::NETNS_PREFIX_ANNOTATION))
-        .map(|prefix| crate::netns::namespace_of(prefix, serial));
-    let host = match &netns {
-        Some(ns) => crate::netns::address_of(ns)?,
-        None => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-    };
-    Ok(InstanceAddress {
-        postgres: free_port()?,
-        status: free_port()?,
-        metrics: free_port()?,
-        host,
-        netns,
-    })
-}
 
 /// One line of the control plane's log, prefixed with the time (UTC, seconds since the epoch
 /// with milliseconds: enough to follow a failover step by step).
@@ -158,7 +128,7 @@ impl ControlPlane {
                 .and_then(|p| p.parse::<u16>().ok());
             let port = match (pinned, ports.get(kind)) {
                 (Some(p), _) | (None, Some(&p)) => p,
-                (None, None) => free_port()?,
+                (None, None) => crate::placement::free_port()?,
             };
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
@@ -333,24 +303,13 @@ impl ControlPlane {
                 )))
             }
         };
-        for instance in &decided.instances {
-            let path = instances_dir.join(&instance.name).join("ports.json");
-            match ports_by_instance.get_mut(&instance.name) {
-                Some(address) if address.metrics == 0 => {
-                    // Placed by an earlier version, before the metrics exporter.
-                    address.metrics = free_port()?;
-                    write_json(&path, &*address, 0o644)?;
-                }
-                Some(_) => {}
-                None => {
-                    self.user
-                        .own_dir(&instances_dir.join(&instance.name), 0o700)?;
-                    let address = place(cluster, instance.serial)?;
-                    write_json(&path, &address, 0o644)?;
-                    ports_by_instance.insert(instance.name.clone(), address);
-                }
-            }
-        }
+        crate::placement::place_instances(
+            cluster,
+            &decided.instances,
+            &instances_dir,
+            &mut ports_by_instance,
+            &self.user,
+        )?;
         // A query file that cannot be read must not stop the cluster: the rest applies. Said
         // once, not on every pass.
         let (monitoring, problems) = crate::monitoring::resolve(&self.state, namespace, cluster);
@@ -492,7 +451,7 @@ impl ControlPlane {
         let Some(spec) = context.instance_spec(instance, &dirs, address)? else {
             return Ok(()); // its upstream has no ports yet
         };
-        self.write_spec(&dirs.root, spec)?;
+        crate::spec_file::write_spec(&self.user, &dirs.root, spec)?;
         let pid_file = dirs.root.join(crate::instances::MANAGER_PID);
         if may_start && running_pid(&pid_file).is_none() {
             let spec_path = dirs.root.join("instance.json");
@@ -507,40 +466,6 @@ impl ControlPlane {
             )?;
         }
         Ok(())
-    }
-
-    /// Write `instance.json` when its content changes, bumping the generation.
-    fn write_spec(&self, dir: &Path, mut spec: InstanceSpec) -> Result<(), LocalError> {
-        let path = dir.join("instance.json");
-        let old: Option<InstanceSpec> = read_json(&path)?;
-        if let Some(old) = &old {
-            spec.generation = old.generation;
-            if old == &spec {
-                return Ok(());
-            }
-        }
-        spec.generation += 1;
-        let upstream = |s: &InstanceSpec| s.primary.as_ref().map(|p| p.name.clone());
-        if old.as_ref().is_none_or(|o| {
-            (o.role, upstream(o), o.fenced) != (spec.role, upstream(&spec), spec.fenced)
-        }) {
-            // Who is to be primary, who follows whom: the decisions worth reading afterwards.
-            log(format!(
-                "{}: to be {}{}{}",
-                spec.name,
-                match spec.role {
-                    pgherd_instance_protocol::DesiredRole::Primary => "primary",
-                    pgherd_instance_protocol::DesiredRole::Replica => "replica",
-                },
-                upstream(&spec)
-                    .map(|p| format!(" following {p}"))
-                    .unwrap_or_default(),
-                if spec.fenced { " (fenced)" } else { "" }
-            ));
-        }
-        // 0600: it may carry custom queries taken from a Secret.
-        write_json(&path, &spec, 0o600)?;
-        Ok(self.user.own_file(&path)?)
     }
 
     /// One pass over every stored cluster.

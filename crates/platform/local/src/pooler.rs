@@ -12,7 +12,7 @@
 //! Pooler turns it off; a pause never outlives [`SWITCHOVER_PAUSE_LIMIT`], a failover resumes
 //! at once, and a user's `paused: true` is never resumed.
 
-use crate::control::ControlPlane;
+use crate::control::{log, ControlPlane};
 use crate::endpoints::{self, Backends};
 use crate::pooler_files::{self as files, InstanceFiles, InstancePorts};
 use crate::state::{read_json, write_json, StateDir};
@@ -118,13 +118,6 @@ impl Drop for PoolerRuntime {
 #[derive(Debug, Default)]
 pub struct PoolerRuntimes {
     runtimes: BTreeMap<(String, String), PoolerRuntime>,
-}
-
-fn log(line: String) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    eprintln!("{}.{:03} {line}", now.as_secs(), now.subsec_millis());
 }
 
 /// Whether a stored Pooler with built-in authentication uses cluster `cluster` (the primary

@@ -15,6 +15,7 @@
 //! keep serving while the control plane is away, like the instance managers.
 
 use crate::instances::{running_pid, spawn_detached, stop};
+use crate::placement::free_port;
 use crate::state::{read_json, write_atomic, write_json, StateDir};
 use crate::LocalError;
 use pgherd_controller::pki;
@@ -104,14 +105,6 @@ impl InstanceFiles {
             root,
         }
     }
-}
-
-pub(crate) fn free_port() -> Result<u16, LocalError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(LocalError::NoPort)?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(LocalError::NoPort)
 }
 
 /// The pooler's ports, allocating what is missing for `instances` (and the endpoint).
