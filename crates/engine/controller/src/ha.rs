@@ -183,10 +183,13 @@ pub fn elect(
                 Err(why) => blocked = (instances.len() > 1).then_some(why),
             }
         }
-    } else if target.failed(failover_delay) || (!target.told_primary && !target.usable_replica()) {
-        // The chosen target failed before its promotion: choose again. One already told to
-        // promote keeps the role through a passing hiccup in its reports; only its failure
-        // moves the role on.
+    } else if target.failed(failover_delay)
+        || target.fenced
+        || (!target.told_primary && !target.usable_replica())
+    {
+        // The chosen target failed (or was fenced by the user) before its promotion: choose
+        // again. One already told to promote keeps the role through a passing hiccup in its
+        // reports; only its failure moves the role on.
         let before = target;
         match best_candidate(instances, &recorded.name, sync) {
             Ok(name) => target = find(&name).unwrap_or(target),
@@ -366,6 +369,14 @@ mod tests {
         assert_eq!(p.target_primary.as_deref(), Some("pg-2"));
         assert_eq!(p.fence, ["pg-3"]);
         assert!(p.instances.iter().all(|i| i.role == DesiredRole::Replica));
+
+        // Fenced by the user instead: given up the same way.
+        let mut fenced = o.clone();
+        fenced.instances[2].unhealthy_for = None;
+        fenced.instances[2].fenced = true;
+        let p = plan(&cluster(3), &fenced);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-2"));
+        assert_eq!(p.fence, ["pg-3"]);
 
         // Once it is provably stopped, the new target is promoted.
         o.target_primary = Some("pg-2".into());
