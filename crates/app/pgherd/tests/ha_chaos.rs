@@ -130,7 +130,35 @@ fn failover_switchover_and_fencing_under_a_writer() {
         .iter()
         .any(|i| i.name == replica && i.ready));
     local.run_ok(&["unfence", CLUSTER, &replica]);
-    healthy(&local);
+    let s = healthy(&local);
+
+    // A fenced primary is not failed over; its replicas keep running and, once it is more than
+    // a reconnection, say why they do not stream.
+    let primary = s.current_primary.clone().unwrap();
+    local.run_ok(&["fence", CLUSTER, &primary]);
+    let s = local.wait_for(
+        CLUSTER,
+        "the replicas to report that they do not stream",
+        Duration::from_secs(60),
+        |s| {
+            s.instances_status
+                .iter()
+                .filter(|i| i.name != primary)
+                .all(|i| {
+                    i.error
+                        .as_deref()
+                        .is_some_and(|e| e.contains(&format!("not streaming from {primary}")))
+                })
+        },
+    );
+    assert_eq!(s.current_primary.as_deref(), Some(primary.as_str()));
+    assert_eq!(s.target_primary.as_deref(), Some(primary.as_str()));
+    local.run_ok(&["unfence", CLUSTER, &primary]);
+    let s = healthy(&local);
+    assert!(
+        s.instances_status.iter().all(|i| i.error.is_none()),
+        "{s:#?}"
+    );
 }
 
 /// The manifest with `dataDurability` set.

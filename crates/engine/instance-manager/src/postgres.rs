@@ -449,6 +449,20 @@ mod tests {
 }
 
 /// The last `FATAL:` message in the log files of `dir`, the newest file first.
+/// How much of the end of a log file is searched for its last FATAL message.
+const LOG_TAIL_BYTES: u64 = 256 * 1024;
+
+/// The last `bytes` of the file at `path` (all of it when shorter), as text.
+fn log_tail(path: &Path, bytes: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(bytes))).ok()?;
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw).ok()?;
+    Some(String::from_utf8_lossy(&raw).into_owned())
+}
+
 fn last_fatal_in(dir: &Path) -> Option<String> {
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
         .ok()?
@@ -457,7 +471,7 @@ fn last_fatal_in(dir: &Path) -> Option<String> {
         .collect();
     files.sort();
     files.iter().rev().find_map(|(_, path)| {
-        let text = std::fs::read_to_string(path).ok()?;
+        let text = log_tail(path, LOG_TAIL_BYTES)?;
         text.lines().rev().find_map(|line| {
             let at = line.find("FATAL")?;
             let message = line[at..]
@@ -497,6 +511,24 @@ mod fatal_tests {
         assert_eq!(
             last_fatal_in(dir.path()).as_deref(),
             Some("recovery ended before configured recovery target was reached")
+        );
+    }
+
+    #[test]
+    fn only_the_end_of_a_long_log_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("postgres.log");
+        let filler = "2026-12-02 01:00:00 GMT [1] LOG:  checkpoint complete\n".repeat(10_000);
+        std::fs::write(&log, format!("[1] FATAL:  long ago\n{filler}")).unwrap();
+        assert_eq!(last_fatal_in(dir.path()), None, "beyond the tail");
+        std::fs::write(
+            &log,
+            format!("{filler}[2] FATAL:  could not start WAL streaming\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            last_fatal_in(dir.path()).as_deref(),
+            Some("could not start WAL streaming")
         );
     }
 }

@@ -127,6 +127,8 @@ struct State {
     /// `recovery.signal` before its promotion is complete, and a restart in that window would
     /// run crash recovery through every restored WAL file, past the recovery target.
     recovery_done: bool,
+    /// Since when this replica has run without streaming from its primary.
+    not_streaming_since: Option<Instant>,
 }
 
 fn publish(shared: &Shared, status: InstanceStatus) {
@@ -166,6 +168,9 @@ fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
         archive: None,
     }
 }
+
+/// How long a replica may run without streaming before its status says so.
+const NOT_STREAMING_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a fast shutdown may take before the postmaster's process group is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -464,6 +469,23 @@ async fn converge(
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;
     status.following = spec.primary.as_ref().map(|p| p.name.clone());
+    if status.is_primary || status.is_wal_receiver_active {
+        state.not_streaming_since = None;
+    } else if let Some(primary) = &spec.primary {
+        // A replica that runs but does not stream says why (its WAL receiver's errors are
+        // only in PostgreSQL's log), once it is more than a reconnection.
+        let since = *state.not_streaming_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= NOT_STREAMING_GRACE && status.error.is_none() {
+            status.error = Some(format!(
+                "not streaming from {} for {} s{}",
+                primary.name,
+                since.elapsed().as_secs(),
+                pg.last_fatal()
+                    .map(|f| format!("; the last FATAL in its log: {f}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     status.disk_full = pg.disk_nearly_full();
     if status.is_primary && spec.wal_store.is_some() {
         status.archive = Some(crate::wal::last_archive_report(&spec.socket_dir));

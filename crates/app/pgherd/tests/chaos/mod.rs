@@ -87,6 +87,8 @@ pub fn kill_node(local: &Local, instance: &str) -> Instant {
     let control_plane = pid_in(&local.state.join("control-plane.pid"));
     signal(control_plane, false, nix::sys::signal::Signal::SIGSTOP);
     let at = Instant::now();
+    // The manager is frozen first: between the two kills it would restart PostgreSQL.
+    signal(manager, false, nix::sys::signal::Signal::SIGSTOP);
     kill_tree(u32::try_from(postmaster).unwrap());
     signal(manager, false, nix::sys::signal::Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(5);
