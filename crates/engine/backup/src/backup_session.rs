@@ -6,7 +6,7 @@
 //! with `status=FAILED` and the error.
 
 use crate::backup_info::{BackupInfo, BackupStatus, Tablespace};
-use crate::base_backup::{upload_tar, upload_tar_with_trailer, TarError, Trailer};
+use crate::base_backup::{upload_tar_with_trailer, Progress, TarError, Trailer};
 use crate::catalog::put_backup_info;
 use crate::compression::Compression;
 use crate::layout::{BackupId, ServerPrefix};
@@ -63,6 +63,8 @@ pub struct BaseBackupOptions {
     pub compression: Option<Compression>,
     /// `data.immediateCheckpoint`.
     pub immediate_checkpoint: bool,
+    /// Counts the bytes put into the tarballs as they go.
+    pub progress: Progress,
 }
 
 /// Where the backup started.
@@ -279,13 +281,14 @@ async fn copy_and_stop(
     info.set_tablespaces(&spaces);
     for ts in &spaces {
         let key = server.tablespace_tar_key(id, ts.oid, options.compression);
-        let up = upload_tar(
+        let up = upload_tar_with_trailer(
             store,
             &key,
             Path::new(&ts.location),
             false,
             options.compression,
-            vec![],
+            Trailer::fixed(vec![]),
+            options.progress.clone(),
         )
         .await;
         match up {
@@ -303,7 +306,15 @@ async fn copy_and_stop(
         files: files_rx,
     };
     let key = server.data_tar_key(id, options.compression);
-    let upload = upload_tar_with_trailer(store, &key, pgdata, true, options.compression, trailer);
+    let upload = upload_tar_with_trailer(
+        store,
+        &key,
+        pgdata,
+        true,
+        options.compression,
+        trailer,
+        options.progress.clone(),
+    );
     let stopper = async {
         // Stop the backup whether the walk finished or failed (the sender is then dropped).
         let _ = walked_rx.await;

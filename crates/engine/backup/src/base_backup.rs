@@ -11,7 +11,52 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
+
+/// Bytes put into a backup's tarballs so far (before compression), shared with whoever shows
+/// the backup's progress.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// Bytes so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// About how many bytes the tar of `root` will hold (the sizes of the files it takes, with the
+/// PGDATA exclusions when `is_pgdata`): the total a backup's progress is measured against.
+pub fn estimated_size(root: &Path, is_pgdata: bool) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(root.join(&rel)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let rel_path = rel.join(entry.file_name());
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if is_pgdata && excluded(&rel_path, meta.is_dir()) {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(rel_path);
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
 
 /// Directories whose contents are left out (the directory itself is kept), as barman and
 /// pg_basebackup do.
@@ -244,11 +289,13 @@ pub async fn upload_tar(
         is_pgdata,
         compression,
         Trailer::fixed(extra_files),
+        Progress::default(),
     )
     .await
 }
 
-/// [`upload_tar`] with the files to append delivered later through a [`Trailer`].
+/// [`upload_tar`] with the files to append delivered later through a [`Trailer`], counting
+/// the bytes put in the tar into `progress`.
 pub async fn upload_tar_with_trailer(
     store: &dyn ObjectStore,
     key: &str,
@@ -256,6 +303,7 @@ pub async fn upload_tar_with_trailer(
     is_pgdata: bool,
     compression: Option<Compression>,
     trailer: Trailer,
+    progress: Progress,
 ) -> Result<TarUpload, TarError> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, StoreError>>(8);
     let root_owned = root.to_path_buf();
@@ -274,6 +322,7 @@ pub async fn upload_tar_with_trailer(
             let counting = CountingWriter {
                 inner: encoder,
                 count: 0,
+                progress,
             };
             let counting = write_tar(&root_owned, is_pgdata, trailer, counting)?;
             let count = counting.count;
@@ -315,12 +364,14 @@ pub async fn upload_tar_with_trailer(
 struct CountingWriter<W> {
     inner: W,
     count: u64,
+    progress: Progress,
 }
 
 impl<W: Write> Write for CountingWriter<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(data)?;
         self.count += n as u64;
+        self.progress.add(n as u64);
         Ok(n)
     }
 

@@ -8,6 +8,7 @@ mod common;
 use common::MotoStores as _;
 
 use pgherd_backup::backup_session::{take_base_backup, BaseBackupOptions};
+use pgherd_backup::base_backup::{estimated_size, Progress};
 use pgherd_backup::layout::{ServerPrefix, WalFileKind, WalFileName};
 use pgherd_backup::restore::restore_backup;
 use pgherd_backup::wal_archive::archive_wal;
@@ -82,10 +83,19 @@ fn backup_archive_and_restore_a_real_server() {
             backup_name: Some("backup-test".into()),
             compression: Some(Compression::Gzip),
             immediate_checkpoint: true,
+            progress: Progress::default(),
         };
+        let estimate = estimated_size(&pg.pgdata, true);
         let (id, info) = take_base_backup(&c, &store, &prefix, &pg.pgdata, &options)
             .await
             .unwrap();
+        // Progress counted every byte put into the tarballs, and the estimate was close.
+        assert_eq!(Some(options.progress.bytes()), info.size());
+        let done = options.progress.bytes() as f64;
+        assert!(
+            (0.5..1.5).contains(&(done / estimate as f64)),
+            "{done} bytes against an estimate of {estimate}"
+        );
         // Writes after the backup must not be in the restored copy.
         c.batch_execute("INSERT INTO t VALUES (-1, 'after'); SELECT pg_switch_wal();")
             .await

@@ -4,6 +4,7 @@
 
 use crate::InstanceError;
 use pgherd_backup::backup_session::{take_base_backup, BaseBackupOptions};
+use pgherd_backup::base_backup::{estimated_size, Progress};
 use pgherd_backup::catalog::{BackupCatalog, RecoveryPoint};
 use pgherd_backup::restore::restore_backup;
 use pgherd_backup::store::{RetryPolicy, StoreTarget};
@@ -40,6 +41,11 @@ pub struct BackupReport {
     pub size: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// While running: bytes put into the tarballs so far, and about how many there will be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
 }
 
 impl BackupReport {
@@ -63,6 +69,8 @@ impl BackupReport {
             end_lsn: info.end_xlog().map(str::to_string),
             size: info.size(),
             error: info.error().map(str::to_string),
+            bytes_done: None,
+            bytes_total: None,
         }
     }
 
@@ -105,14 +113,28 @@ pub async fn run_backup(request: &BackupRequest) -> Result<BackupReport, Instanc
         error: Some(e),
         ..Default::default()
     };
-    BackupReport {
+    let mut running = BackupReport {
         phase: "running".into(),
         backup_name: request.backup_name.clone(),
         started_at: Some(pgherd_backup::timestamp::rfc3339_now()),
         ..Default::default()
-    }
-    .write(&request.report)?;
-    let result = backup(request).await;
+    };
+    running.write(&request.report)?;
+    let progress = Progress::default();
+    running.bytes_total = Some(data_size(&request.pgdata));
+    let backup = backup(request, progress.clone());
+    tokio::pin!(backup);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let result = loop {
+        tokio::select! {
+            result = &mut backup => break result,
+            _ = tick.tick() => {
+                running.bytes_done = Some(progress.bytes());
+                // Progress is for people watching; a failed write of it is not the backup's.
+                let _ = running.write(&request.report);
+            }
+        }
+    };
     let report = match &result {
         Ok(report) => report.clone(),
         Err(e) => failed(e.to_string()),
@@ -121,7 +143,21 @@ pub async fn run_backup(request: &BackupRequest) -> Result<BackupReport, Instanc
     result
 }
 
-async fn backup(request: &BackupRequest) -> Result<BackupReport, InstanceError> {
+/// About how many bytes a backup of `pgdata` puts into its tarballs (PGDATA and tablespaces).
+fn data_size(pgdata: &Path) -> u64 {
+    let tablespaces = std::fs::read_dir(pgdata.join("pg_tblspc"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|link| std::fs::read_link(link.path()).ok())
+        .map(|location| estimated_size(&location, false));
+    estimated_size(pgdata, true) + tablespaces.sum::<u64>()
+}
+
+async fn backup(
+    request: &BackupRequest,
+    progress: Progress,
+) -> Result<BackupReport, InstanceError> {
     let target = StoreTarget::read(&request.store_file).map_err(store_error)?;
     let (store, server) = target
         .open(RetryPolicy::default(), CancellationToken::new())
@@ -148,6 +184,7 @@ async fn backup(request: &BackupRequest) -> Result<BackupReport, InstanceError> 
         backup_name: request.backup_name.clone(),
         compression: target.data_compression(),
         immediate_checkpoint: target.immediate_checkpoint(),
+        progress,
     };
     let (id, info) = take_base_backup(&client, &store, &server, &request.pgdata, &options)
         .await

@@ -45,6 +45,19 @@ fn job_dir(cluster_dir: &Path, backup: &str) -> PathBuf {
     cluster_dir.join("backups").join(backup)
 }
 
+/// A running backup's progress: bytes put into its tarballs so far, and about how many there
+/// will be (from its job's report; `None` before the job reports).
+pub fn progress(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &str,
+    backup: &str,
+) -> Option<(u64, Option<u64>)> {
+    let dir = job_dir(&state.cluster_dir(namespace, cluster), backup);
+    let report = BackupReport::read(&dir.join("report.json"))?;
+    Some((report.bytes_done?, report.bytes_total))
+}
+
 impl BackupPass<'_> {
     fn cluster_name(&self) -> String {
         self.cluster.metadata.name.clone().unwrap_or_default()

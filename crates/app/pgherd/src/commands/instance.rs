@@ -241,14 +241,29 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
             shared.clone(),
             stop_rx.clone(),
         ));
-        let supervisor = tokio::spawn(supervisor::run(spec_path.to_path_buf(), shared, stop_rx));
+        // The loop runs blocking commands (pg_ctl, pg_rewind, pg_basebackup): on its own
+        // thread and runtime, so that they never hold up the status server, the liveness
+        // watch or the lease.
+        let supervisor = {
+            let spec_path = spec_path.to_path_buf();
+            std::thread::Builder::new()
+                .name("converge".into())
+                .spawn(move || -> anyhow::Result<()> {
+                    current_thread()?.block_on(supervisor::run(spec_path, shared, stop_rx))?;
+                    Ok(())
+                })
+                .context("cannot start the instance manager loop")?
+        };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
         stop_tx.send(true).ok();
-        supervisor.await.context("instance manager loop")??;
+        tokio::task::spawn_blocking(move || supervisor.join())
+            .await
+            .context("instance manager loop")?
+            .map_err(|_| anyhow::anyhow!("the instance manager loop panicked"))??;
         liveness.await.context("liveness watch")?;
         lease.await.context("lease watch")?;
         server.await.context("status server")??;

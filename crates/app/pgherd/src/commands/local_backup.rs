@@ -91,11 +91,20 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
     }
     let started = Instant::now();
     let mut last = String::new();
+    let mut shown = Progress::default();
     while started.elapsed() < request.timeout {
         let status: BackupStatus =
             read_json(&state.status_path("Backup", ns, &name))?.unwrap_or_default();
         let phase = status.phase.clone().unwrap_or_else(|| "new".into());
+        if phase == "running" {
+            if let Some((done, total)) =
+                pgherd_local::backup_jobs::progress(state, ns, &request.cluster, &name)
+            {
+                shown.show(&name, done, total, started.elapsed());
+            }
+        }
         if phase != last {
+            shown.end_line();
             let on = status
                 .instance_id
                 .as_ref()
@@ -107,6 +116,10 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
                 started.elapsed().as_secs_f64()
             );
             last = phase.clone();
+        }
+        match phase.as_str() {
+            COMPLETED | FAILED => shown.end_line(),
+            _ => {}
         }
         match phase.as_str() {
             COMPLETED => {
@@ -135,6 +148,55 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
         request.timeout.as_secs()
     );
     Ok(ExitCode::from(1))
+}
+
+/// The progress of a running backup on the terminal: one line rewritten in place on a
+/// terminal, a line every 10 s otherwise (logs, pipes).
+#[derive(Debug, Default)]
+struct Progress {
+    /// A line is being rewritten in place (a newline ends it).
+    open: bool,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    fn show(&mut self, name: &str, done: u64, total: Option<u64>, elapsed: Duration) {
+        use std::io::{IsTerminal, Write};
+        let tty = std::io::stdout().is_terminal();
+        let every = if tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
+        if self.last.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let of = match total {
+            Some(t) if t > 0 => format!(
+                " of ~{:.0} MiB ({:.0} %)",
+                mib(t),
+                (done as f64 * 100.0 / t as f64).min(100.0)
+            ),
+            _ => String::new(),
+        };
+        let rate = mib(done) / elapsed.as_secs_f64().max(0.001);
+        let line = format!("{name}: {:.0} MiB{of}, {rate:.0} MiB/s", mib(done));
+        if tty {
+            print!("\r{line}\x1b[K");
+            let _ = std::io::stdout().flush();
+            self.open = true;
+        } else {
+            outln!("{line}");
+        }
+    }
+
+    fn end_line(&mut self) {
+        if std::mem::take(&mut self.open) {
+            outln!("");
+        }
+    }
 }
 
 /// The archiving and backup lines of `local status` (none when the cluster has no object
