@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn failover_switchover_and_fencing_under_a_writer() {
-    let _serial = exclusive();
-    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
-    let files = tempfile::tempdir().unwrap();
-    let m = manifest(files.path());
-    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    // Bound by name, every field: the guard and the directory must live to the end.
+    let Started {
+        _serial,
+        local,
+        files: _files,
+        manifest: _m,
+    } = start();
     let s = healthy(&local);
     assert_eq!(
         s.current_primary.as_deref(),
@@ -194,11 +196,13 @@ fn commits_within(local: &Local, wait: Duration) -> bool {
 
 #[test]
 fn control_plane_killed_mid_failover_and_synchronous_durability() {
-    let _serial = exclusive();
-    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
-    let files = tempfile::tempdir().unwrap();
-    let m = manifest(files.path());
-    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    // Bound by name, every field: the guard and the directory must live to the end.
+    let Started {
+        _serial,
+        local,
+        files,
+        manifest: m,
+    } = start();
 
     // The control plane dies as soon as the failover has started; a new one finishes it.
     under_load(&local, "control plane killed mid-failover", |primary| {
@@ -280,11 +284,13 @@ fn commits_on(local: &Local, port: u16, wait: Duration) -> bool {
 #[test]
 fn an_isolated_primary_stops_by_itself_and_resumes() {
     use nix::sys::signal::Signal;
-    let _serial = exclusive();
-    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
-    let files = tempfile::tempdir().unwrap();
-    let m = manifest(files.path());
-    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    // Bound by name, every field: the guard and the directory must live to the end.
+    let Started {
+        _serial,
+        local,
+        files: _files,
+        manifest: _m,
+    } = start();
     let s = healthy(&local);
     let primary = s.current_primary.clone().unwrap();
     let primary_port = s

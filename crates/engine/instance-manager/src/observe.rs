@@ -55,36 +55,19 @@ pub async fn observe(
     let system_id: Option<String> = row.get(1);
     let pending_restart: bool = row.get(2);
     let mut status = InstanceStatus {
-        pod: pod.to_string(),
-        role: if in_recovery {
-            Role::Replica
-        } else {
-            Role::Primary
-        },
         is_primary: !in_recovery,
         ready: true,
-        current_lsn: None,
-        received_lsn: None,
-        replay_lsn: None,
-        timeline_id: None,
         system_id,
-        is_wal_receiver_active: false,
-        replay_paused: false,
         pending_restart,
         postmaster_pid: pid,
-        replication_info: Vec::new(),
-        instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
-        applied_generation: 0,
-        restart_token: String::new(),
-        error: None,
-        role_results: Vec::new(),
-        database_results: Vec::new(),
-        shutdown_checkpoint: None,
-        observed_ms_ago: 0,
-        following: None,
-        self_fenced: false,
-        disk_full: false,
-        archive: None,
+        ..blank_status(
+            pod,
+            if in_recovery {
+                Role::Replica
+            } else {
+                Role::Primary
+            },
+        )
     };
     if in_recovery {
         let row = timed(
@@ -145,4 +128,36 @@ pub async fn observe(
             .collect();
     }
     Ok(status)
+}
+
+/// A report of `pod` in `role` with nothing observed yet.
+pub(crate) fn blank_status(pod: &str, role: Role) -> InstanceStatus {
+    InstanceStatus {
+        pod: pod.to_string(),
+        role,
+        is_primary: false,
+        ready: false,
+        current_lsn: None,
+        received_lsn: None,
+        replay_lsn: None,
+        timeline_id: None,
+        system_id: None,
+        is_wal_receiver_active: false,
+        replay_paused: false,
+        pending_restart: false,
+        postmaster_pid: None,
+        replication_info: Vec::new(),
+        instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
+        applied_generation: 0,
+        restart_token: String::new(),
+        error: None,
+        role_results: Vec::new(),
+        database_results: Vec::new(),
+        shutdown_checkpoint: None,
+        observed_ms_ago: 0,
+        following: None,
+        self_fenced: false,
+        disk_full: false,
+        archive: None,
+    }
 }

@@ -140,32 +140,8 @@ fn publish(shared: &Shared, status: InstanceStatus) {
 
 fn down_status(spec: &InstanceSpec, error: Option<String>) -> InstanceStatus {
     InstanceStatus {
-        pod: spec.name.clone(),
-        role: Role::Down,
-        is_primary: false,
-        ready: false,
-        current_lsn: None,
-        received_lsn: None,
-        replay_lsn: None,
-        timeline_id: None,
-        system_id: None,
-        is_wal_receiver_active: false,
-        replay_paused: false,
-        pending_restart: false,
-        postmaster_pid: None,
-        replication_info: Vec::new(),
-        instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
-        applied_generation: 0,
-        restart_token: String::new(),
         error,
-        role_results: Vec::new(),
-        database_results: Vec::new(),
-        shutdown_checkpoint: None,
-        observed_ms_ago: 0,
-        following: None,
-        self_fenced: false,
-        disk_full: false,
-        archive: None,
+        ..crate::observe::blank_status(&spec.name, Role::Down)
     }
 }
 

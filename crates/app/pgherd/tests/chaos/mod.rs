@@ -19,6 +19,35 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 }
 pub const HEALTHY: &str = "Cluster in healthy state";
 
+/// A chaos test's cluster: up from the test manifest, with the guard that keeps chaos tests
+/// one at a time and the directory holding the manifest.
+pub struct Started {
+    pub _serial: std::sync::MutexGuard<'static, ()>,
+    pub local: Local,
+    pub files: tempfile::TempDir,
+    pub manifest: PathBuf,
+}
+
+pub fn start() -> Started {
+    let serial = exclusive();
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let files = tempfile::tempdir().unwrap();
+    let manifest = manifest(files.path());
+    local.run_ok(&[
+        "up",
+        "-f",
+        manifest.to_str().unwrap(),
+        "--timeout-seconds",
+        "180",
+    ]);
+    Started {
+        _serial: serial,
+        local,
+        files,
+        manifest,
+    }
+}
+
 pub fn manifest(dir: &Path) -> PathBuf {
     manifest_annotated(dir, "")
 }
