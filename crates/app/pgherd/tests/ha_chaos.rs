@@ -177,10 +177,7 @@ fn manifest_with_durability(dir: &Path, durability: &str) -> PathBuf {
 /// Whether one INSERT through -rw commits within `wait`.
 fn commits_within(local: &Local, wait: Duration) -> bool {
     let s = local.status(CLUSTER);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     rt.block_on(async {
         let Ok(c) = connect(&local.app_config(CLUSTER, &s.endpoints["rw"])).await else {
             return false;
@@ -262,10 +259,7 @@ fn send_signal(pid: i32, sig: nix::sys::signal::Signal) {
 
 /// Whether a commit directly on `port` (bypassing -rw) succeeds within `wait`.
 fn commits_on(local: &Local, port: u16, wait: Duration) -> bool {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     rt.block_on(async {
         let config = local.app_config(CLUSTER, &format!("127.0.0.1:{port}"));
         let attempt = async {

@@ -240,10 +240,7 @@ fn partition_round(local: &Local, net: &Network) {
         "the isolated primary acknowledged {late:?} after the new primary's first commit"
     );
     // Every acknowledged commit of the isolated side survived too.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     let healed = healthy(local);
     rt.block_on(async {
         let c = pgherd_testkit::local::connect(&local.app_config(CLUSTER, &healed.endpoints["rw"]))

@@ -171,10 +171,7 @@ fn primary_and_replica_managers() {
 
     // The application database exists, owned by app, with the post-init objects, and the hostile
     // password was stored as a password, not run as SQL.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = pgherd_testkit::runtime();
     runtime.block_on(async {
         let connect = |spec: &InstanceSpec, db: &str| {
             let mut c = tokio_postgres::Config::new();

@@ -151,10 +151,7 @@ fn continuous_archiving_survives_an_outage() {
         2,
     );
     let rw = s.endpoints["rw"].clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
 
     // Under a pgbench load every segment reaches the archive, in order, none missing.
     pgbench(&local, "arch", &rw, &["-i", "-s", "4", "-q"]);
@@ -255,10 +252,7 @@ fn backup_and_point_in_time_recovery() {
         2,
     );
     let rw = s.endpoints["rw"].clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     let insert = |from: i32, to: i32| {
         rt.block_on(async {
             let c = connect(&local.app_config("src", &rw)).await.unwrap();
@@ -548,10 +542,7 @@ spec:
     );
     // A new replica from the object store (the latest backup, the archive, then streaming)
     // has what was committed after the backup.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     let rw = s.endpoints["rw"].clone();
     rt.block_on(async {
         let c = connect(&local.app_config("plug", &rw)).await.unwrap();

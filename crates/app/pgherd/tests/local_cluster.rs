@@ -100,10 +100,7 @@ fn local_cluster_lifecycle() {
     assert_eq!((s.instances, s.ready_instances), (3, 3));
     assert_eq!(s.current_primary.as_deref(), Some("pg-1"));
     assert_eq!(s.timeline, Some(1));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     let rw = s.endpoints["rw"].clone();
     let ro = s.endpoints["ro"].clone();
 

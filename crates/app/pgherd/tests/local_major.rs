@@ -32,10 +32,7 @@ fn postgresql_18_from_the_image_tag() {
     ]);
     let s = local.status("pg18");
     assert_eq!(s.phase, "Cluster in healthy state");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     let version: String = rt.block_on(async {
         let c = connect(&local.app_config("pg18", &s.endpoints["rw"]))
             .await

@@ -92,10 +92,7 @@ fn every_instance_exports_metrics() {
     let commits =
         |body: &str| value(body, "cnpg_pg_stat_database_xact_commit", "datname=\"app\"").unwrap();
     let before = commits(&scrape(&primary.metrics));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     rt.block_on(async {
         let c = connect(&local.app_config("mon", &s.endpoints["rw"]))
             .await

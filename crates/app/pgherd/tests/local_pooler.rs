@@ -180,7 +180,7 @@ impl Load {
             let (stop, acked, failed) = (stop.clone(), acked.clone(), failed.clone());
             let source = format!("{round}-{w}");
             threads.push(std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = pgherd_testkit::runtime();
                 rt.block_on(async move {
                     let mut client: Option<tokio_postgres::Client> = None;
                     let mut seq = 0i64;
@@ -333,10 +333,7 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
         .into_owned();
     assert!(!get.contains(&password), "{get}");
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     rt.block_on(async {
         // Through the rw pooler, as the application user (password checked via user_search).
         let c = connect(&local.app_config("pp", &rw)).await.unwrap();

@@ -21,6 +21,14 @@ use std::time::Duration;
 pub const TEST_MAJOR: u32 = 15;
 
 /// A free TCP port on loopback.
+/// A single-threaded async runtime for a test's client work.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -60,10 +60,7 @@ fn roles_and_databases_with_hostile_names() {
     let password_file = server.dir().join("pw");
     std::fs::write(&password_file, "it's a \\secret\n").unwrap();
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = pgherd_testkit::runtime();
     rt.block_on(async {
         let c = connect(pg, "postgres").await.unwrap();
         c.batch_execute("CREATE ROLE victim; CREATE ROLE readers").await.unwrap();

@@ -62,10 +62,7 @@ fn refuses_root_and_unknown_users() {
 fn observes_a_primary() {
     let server = pgherd_testkit::TestServer::start();
     let pg = &server.pg;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = pgherd_testkit::runtime();
     let status = runtime
         .block_on(async {
             let client = pgherd_instance_manager::observe::connect(pg, "postgres").await?;

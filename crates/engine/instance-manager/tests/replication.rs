@@ -58,10 +58,7 @@ fn replica_clones_over_tls_and_streams() {
         key_file: certs.replication_key.clone(),
     };
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = pgherd_testkit::runtime();
     runtime.block_on(async {
         let p = connect(&primary, "postgres").await.unwrap();
         ensure_replication_role(&p).await.unwrap();

@@ -163,10 +163,7 @@ pub struct Writers {
 impl Writers {
     pub fn start(local: &Local, s: &LocalClusterStatus) -> Self {
         let rw_config = local.app_config(CLUSTER, &s.endpoints["rw"]);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = pgherd_testkit::runtime();
         rt.block_on(writer::prepare(&rw_config)).unwrap();
         let probes = s
             .instances_status
@@ -191,10 +188,7 @@ impl Writers {
         let rw = self.rw.stop();
         let probes: Vec<WriterReport> = self.probes.into_iter().map(Writer::stop).collect();
         let s = healthy(local);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = pgherd_testkit::runtime();
         rt.block_on(async {
             let c = connect(&local.app_config(CLUSTER, &s.endpoints["rw"]))
                 .await
