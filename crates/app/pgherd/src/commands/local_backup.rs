@@ -6,7 +6,7 @@ use pgherd_api::common::ClusterReference;
 use pgherd_api::kinds::backup::{
     Backup, BackupMethod, BackupPluginConfiguration, BackupSpec, BackupStatus,
 };
-use pgherd_local::backup_jobs::{COMPLETED, FAILED};
+use pgherd_local::backup_jobs::{COMPLETED, FAILED, RUNNING};
 use pgherd_local::state::{read_json, write_json, StateDir};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -96,13 +96,6 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
         let status: BackupStatus =
             read_json(&state.status_path("Backup", ns, &name))?.unwrap_or_default();
         let phase = status.phase.clone().unwrap_or_else(|| "new".into());
-        if phase == "running" {
-            if let Some((done, total)) =
-                pgherd_local::backup_jobs::progress(state, ns, &request.cluster, &name)
-            {
-                shown.show(&name, done, total, started.elapsed());
-            }
-        }
         if phase != last {
             shown.end_line();
             let on = status
@@ -119,6 +112,13 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
         }
         match phase.as_str() {
             COMPLETED | FAILED => shown.end_line(),
+            RUNNING => {
+                if let Some((done, total)) =
+                    pgherd_local::backup_jobs::progress(state, ns, &request.cluster, &name)
+                {
+                    shown.show(&name, done, total, started.elapsed());
+                }
+            }
             _ => {}
         }
         match phase.as_str() {
