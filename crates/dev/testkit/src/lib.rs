@@ -6,6 +6,7 @@
 //! For tests only; may depend on any crate but the app.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot set up must fail the test
 
+pub mod azurite;
 pub mod local;
 pub mod metrics;
 pub mod moto;
@@ -20,7 +21,6 @@ use std::time::Duration;
 /// The PostgreSQL major the test machine has (Debian bookworm's).
 pub const TEST_MAJOR: u32 = 15;
 
-/// A free TCP port on loopback.
 /// A single-threaded async runtime for a test's client work.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -29,6 +29,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
+/// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

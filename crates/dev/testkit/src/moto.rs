@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support may panic
 
+use crate::free_port;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -138,13 +139,6 @@ fn require_moto() {
         matches!(probe, Ok(s) if s.success()),
         "moto's S3 server is not installed (python3 -m moto.server): run ./scripts/install.sh"
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 impl Drop for Moto {

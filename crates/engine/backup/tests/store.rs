@@ -1,4 +1,5 @@
-//! The object-store layer against a real S3-compatible server (moto) and a local directory:
+//! The object-store layer against a real S3-compatible server (moto), a real Azure Blob Storage
+//! emulator (Azurite) and a local directory:
 //! list/delete, streamed multipart uploads, retries through injected transient failures,
 //! outages that leave nothing half-written, timeouts and cancellation; the backup catalog.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
@@ -385,6 +386,52 @@ async fn store_on_s3() {
     encrypted.put("p/sse", Bytes::from("secret")).await.unwrap();
     assert_eq!(encrypted.get("p/sse").await.unwrap(), Bytes::from("secret"));
     encrypted.put_stream("p/sse-big", body(None)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_on_azure_emulated_storage() {
+    use pgherd_api::barman::{AzureCredentials, BarmanObjectStoreConfiguration};
+    use pgherd_api::common::SecretKeySelector;
+    let azurite = pgherd_testkit::azurite::Azurite::start();
+    azurite.create_container("backups");
+    // As a user writes it: barman's emulated-storage destination and a connection string
+    // from a Secret.
+    let cfg = BarmanObjectStoreConfiguration {
+        destination_path: format!("{}/backups/cluster", azurite.account_url()),
+        azure_credentials: Some(AzureCredentials {
+            connection_string: Some(SecretKeySelector {
+                name: "azure-creds".into(),
+                key: "AZURE_CONNECTION_STRING".into(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let connection_string = azurite.connection_string();
+    let config = pgherd_backup::store::StoreConfig::from_barman(&cfg, &|s| {
+        assert_eq!(s.key, "AZURE_CONNECTION_STRING");
+        Ok(connection_string.clone())
+    })
+    .unwrap();
+    let open = || pgherd_backup::store::open(&config).unwrap();
+    list_put_get_delete(&open(), "p").await;
+    streamed_uploads_are_all_or_nothing(&open(), "p").await;
+    retries_and_outages(open(), "p").await;
+    random_failures(open(), "p").await;
+    timeouts_and_cancellation(open(), "p").await;
+    catalog(&open(), "p").await;
+
+    // A wrong key is refused with the store named, not retried forever.
+    let mut wrong = config.clone();
+    wrong.azure_keys = Some(pgherd_backup::store::AzureKeys::AccountKey(
+        "d3Jvbmc=".into(),
+    ));
+    let e = pgherd_backup::store::open(&wrong)
+        .unwrap()
+        .get("p/anything")
+        .await
+        .unwrap_err();
+    assert!(!matches!(e, StoreError::NotFound { .. }), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

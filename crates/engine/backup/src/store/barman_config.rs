@@ -65,12 +65,22 @@ impl StoreConfig {
             }
         }
         if let Some(az) = &cfg.azure_credentials {
-            if az.connection_string.is_some() {
-                return Err(StoreError::Config(
-                    "azureCredentials.connectionString is not supported yet: use storageAccount with storageKey or storageSasToken".into(),
-                ));
-            }
-            if let Some(key) = &az.storage_key {
+            if let Some(cs) = &az.connection_string {
+                let text = secret(resolve, cs, "azureCredentials.connectionString")?;
+                let fields = connection_string(&text);
+                let field = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                config.azure_keys = match (field("AccountKey"), field("SharedAccessSignature")) {
+                    (Some(key), _) => Some(AzureKeys::AccountKey(key)),
+                    (None, Some(sas)) => Some(AzureKeys::SasToken(sas)),
+                    (None, None) => {
+                        return Err(StoreError::Config(format!(
+                            "azureCredentials.connectionString (key {:?} of Secret {:?}) has neither AccountKey nor SharedAccessSignature",
+                            cs.key, cs.name
+                        )))
+                    }
+                };
+                config.azure_blob_endpoint = field("BlobEndpoint");
+            } else if let Some(key) = &az.storage_key {
                 config.azure_keys = Some(AzureKeys::AccountKey(secret(
                     resolve,
                     key,
@@ -104,6 +114,14 @@ impl StoreConfig {
         config.history_tags = pairs(&cfg.history_tags);
         Ok(config)
     }
+}
+
+/// The `Name=value;...` pairs of an Azure storage connection string (values may hold `=`).
+fn connection_string(text: &str) -> Vec<(String, String)> {
+    text.split(';')
+        .filter_map(|part| part.trim().split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 /// The server folder: `serverName`, else `default_server` (the cluster name, or the external

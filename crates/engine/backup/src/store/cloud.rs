@@ -78,6 +78,8 @@ pub struct StoreConfig {
     pub s3_keys: Option<S3Keys>,
     /// Azure credentials; `None` uses the environment.
     pub azure_keys: Option<AzureKeys>,
+    /// Azure blob endpoint (a connection string's `BlobEndpoint`), instead of the account's.
+    pub azure_blob_endpoint: Option<String>,
     /// Google service-account JSON; `None` uses the environment (`gkeEnvironment`).
     pub google_service_account_json: Option<String>,
     /// Server-side encryption of uploads (S3).
@@ -102,6 +104,7 @@ impl StoreConfig {
             region: None,
             s3_keys: None,
             azure_keys: None,
+            azure_blob_endpoint: None,
             google_service_account_json: None,
             encryption: None,
             tags: Vec::new(),
@@ -209,13 +212,23 @@ pub fn open(config: &StoreConfig) -> Result<CloudStore, StoreError> {
             )
         }
         Destination::Azure {
-            account, container, ..
+            account,
+            container,
+            emulator,
+            ..
         } => {
             let mut b = MicrosoftAzureBuilder::from_env()
                 .with_account(account)
                 .with_container_name(container)
                 .with_client_options(client)
                 .with_retry(retry);
+            // Emulated storage (Azurite) or an explicit blob endpoint: requests go there,
+            // account and container in the path.
+            if let Some(url) = config.azure_blob_endpoint.as_ref().or(emulator.as_ref()) {
+                b = b
+                    .with_endpoint(url.trim_end_matches('/').to_string())
+                    .with_allow_http(url.starts_with("http://"));
+            }
             match &config.azure_keys {
                 Some(AzureKeys::AccountKey(k)) => b = b.with_access_key(k),
                 Some(AzureKeys::SasToken(t)) => {

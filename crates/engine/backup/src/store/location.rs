@@ -20,7 +20,8 @@ pub enum Destination {
         /// Prefix inside the bucket.
         prefix: String,
     },
-    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER/prefix`
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER/prefix`, or emulated storage (Azurite)
+    /// as barman-cloud reads it: `http(s)://HOST:PORT/ACCOUNT/CONTAINER/prefix`.
     Azure {
         /// Storage account.
         account: String,
@@ -28,6 +29,8 @@ pub enum Destination {
         container: String,
         /// Prefix inside the container.
         prefix: String,
+        /// Emulated storage: the account's URL (`http://HOST:PORT/ACCOUNT`).
+        emulator: Option<String>,
     },
     /// `file:///dir` (local platform): objects are files under `dir`.
     File {
@@ -86,17 +89,32 @@ impl Destination {
             }
             "https" | "http" => {
                 let (host, path_part) = rest.split_once('/').unwrap_or((rest, ""));
-                let account = host
+                let (account, emulator, path_part) = match host
                     .strip_suffix(".blob.core.windows.net")
-                    .ok_or_else(|| err("is an http(s) URL but not an Azure Blob Storage one (https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX); for an S3-compatible service use s3://BUCKET/PREFIX with endpointURL"))?;
+                {
+                    Some(account) => (account.to_string(), None, path_part),
+                    None => {
+                        // Emulated storage: the account is the first path segment.
+                        let (account, rest) = path_part.split_once('/').unwrap_or((path_part, ""));
+                        if host.is_empty() || account.is_empty() {
+                            return Err(err("is an http(s) URL but neither Azure Blob Storage (https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX) nor emulated Azure storage (http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX); for an S3-compatible service use s3://BUCKET/PREFIX with endpointURL"));
+                        }
+                        (
+                            account.to_string(),
+                            Some(format!("{scheme}://{host}/{account}")),
+                            rest,
+                        )
+                    }
+                };
                 let (container, prefix) = split_bucket(path_part);
                 if container.is_empty() {
                     return Err(err("names no container"));
                 }
                 return Ok(Destination::Azure {
-                    account: account.to_string(),
+                    account,
                     container,
                     prefix,
+                    emulator,
                 });
             }
             other => {
@@ -142,11 +160,18 @@ impl fmt::Display for Destination {
                 account,
                 container,
                 prefix,
+                emulator: None,
             } => write!(
                 f,
                 "https://{account}.blob.core.windows.net/{container}{}",
                 join(prefix)
             ),
+            Destination::Azure {
+                container,
+                prefix,
+                emulator: Some(url),
+                ..
+            } => write!(f, "{url}/{container}{}", join(prefix)),
             Destination::File { root } => write!(f, "file://{}", root.display()),
         }
     }
@@ -184,7 +209,17 @@ mod tests {
             Destination::Azure {
                 account: "acct".into(),
                 container: "cont".into(),
-                prefix: "a/b".into()
+                prefix: "a/b".into(),
+                emulator: None,
+            }
+        );
+        assert_eq!(
+            Destination::parse("http://127.0.0.1:10000/devstoreaccount1/cont/a").unwrap(),
+            Destination::Azure {
+                account: "devstoreaccount1".into(),
+                container: "cont".into(),
+                prefix: "a".into(),
+                emulator: Some("http://127.0.0.1:10000/devstoreaccount1".into()),
             }
         );
         assert_eq!(
@@ -197,6 +232,7 @@ mod tests {
             "s3://b/p",
             "gs://b",
             "https://a.blob.core.windows.net/c/p",
+            "http://azurite:10000/acct/c/p",
             "file:///x/y",
         ] {
             assert_eq!(Destination::parse(s).unwrap().to_string(), s);
@@ -209,7 +245,8 @@ mod tests {
             "bucket/prefix",
             "s3://",
             "ftp://x/y",
-            "https://example.com/bucket",
+            "https://example.com/",
+            "https://example.com/account",
             "file://relative/dir",
             "file:///a/../b",
             "https://a.blob.core.windows.net/",

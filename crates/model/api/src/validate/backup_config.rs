@@ -27,6 +27,7 @@ pub(super) fn check_store_secrets(
     if let Some(ca) = &store.endpoint_ca {
         ctx.secret_key(&path.key("endpointCA"), ca, out);
     }
+    check_destination(store, path, out);
     if let Some(s3) = &store.s3_credentials {
         let p = path.key("s3Credentials");
         for (field, sel) in [
@@ -63,6 +64,43 @@ pub(super) fn check_store_secrets(
             sel,
             out,
         );
+    }
+}
+
+/// barman-cloud picks the provider from the credentials: the destination must be that
+/// provider's URL.
+fn check_destination(
+    store: &BarmanObjectStoreConfiguration,
+    path: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) {
+    let scheme = store
+        .destination_path
+        .split_once("://")
+        .map_or("", |(scheme, _)| scheme);
+    let expected = if store.s3_credentials.is_some() {
+        Some((
+            "s3Credentials",
+            &["s3"][..],
+            "s3://BUCKET/PREFIX (with endpointURL for an S3-compatible service such as MinIO)",
+        ))
+    } else if store.azure_credentials.is_some() {
+        Some(("azureCredentials", &["https", "http"][..], "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX, or http://HOST:PORT/ACCOUNT/CONTAINER/PREFIX for emulated storage"))
+    } else if store.google_credentials.is_some() {
+        Some(("googleCredentials", &["gs"][..], "gs://BUCKET/PREFIX"))
+    } else {
+        None
+    };
+    if let Some((credentials, schemes, form)) = expected {
+        if !scheme.is_empty() && scheme != "file" && !schemes.contains(&scheme) {
+            out.push(
+                Diagnostic::error(
+                    path.key("destinationPath").as_str(),
+                    format!("a {scheme}:// destination does not go with {credentials}"),
+                )
+                .with_hint(format!("with {credentials} write {form}")),
+            );
+        }
     }
 }
 
@@ -254,5 +292,57 @@ pub(super) fn validate_plugins(cluster: &Cluster, ctx: &Context, out: &mut Vec<D
     }
     for (i, plugin) in plugins.iter().enumerate() {
         check_plugin_store(plugin, &FieldPath::new("spec.plugins").index(i), ctx, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::barman::{AzureCredentials, GoogleCredentials, S3Credentials};
+
+    fn errors(destination: &str, credentials: &str) -> Vec<Diagnostic> {
+        let mut store = BarmanObjectStoreConfiguration {
+            destination_path: destination.into(),
+            ..Default::default()
+        };
+        match credentials {
+            "s3" => store.s3_credentials = Some(S3Credentials::default()),
+            "azure" => store.azure_credentials = Some(AzureCredentials::default()),
+            "google" => store.google_credentials = Some(GoogleCredentials::default()),
+            _ => {}
+        }
+        let mut out = Vec::new();
+        check_destination(
+            &store,
+            &FieldPath::new("spec.backup.barmanObjectStore"),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn the_destination_goes_with_the_credentials() {
+        for (destination, credentials) in [
+            ("s3://bucket/prefix", "s3"),
+            ("https://acct.blob.core.windows.net/c/p", "azure"),
+            ("http://azurite:10000/devstoreaccount1/c", "azure"),
+            ("gs://bucket", "google"),
+            ("file:///var/backups", "s3"),
+            ("file:///var/backups", ""),
+        ] {
+            assert!(
+                errors(destination, credentials).is_empty(),
+                "{destination} {credentials}"
+            );
+        }
+        let e = errors("http://minio:9000/bucket", "s3");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].path, "spec.backup.barmanObjectStore.destinationPath");
+        assert!(e[0]
+            .message
+            .contains("http:// destination does not go with s3Credentials"));
+        assert!(e[0].hint.as_deref().unwrap_or("").contains("endpointURL"));
+        assert_eq!(errors("s3://bucket", "azure").len(), 1);
+        assert_eq!(errors("s3://bucket", "google").len(), 1);
     }
 }
