@@ -23,31 +23,15 @@ pub struct Moto {
 impl Moto {
     /// Starts moto serving HTTPS with the given certificate and key files; creates `bucket`.
     pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, bucket: &str) -> Moto {
-        require_moto();
-        let port = free_port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-s",
-                "-c",
-            ])
-            .arg(cert)
-            .arg("-k")
-            .arg(key)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3 -m moto.server (run ./scripts/install.sh)");
-        let moto = Moto {
-            child,
-            port,
-            tls: true,
-        };
+        let cert_args = [
+            "-s".into(),
+            "-c".into(),
+            cert.as_os_str().to_owned(),
+            "-k".into(),
+            key.as_os_str().to_owned(),
+        ];
+        let moto = Moto::spawn(&cert_args, true);
+        let port = moto.port;
         // Create the bucket over HTTPS with Python (already required by moto), retrying until
         // the server is up.
         let script = format!(
@@ -73,6 +57,21 @@ impl Moto {
     /// Starts moto and waits until it answers. Fails the test (does not skip it) when moto is
     /// missing.
     pub fn start() -> Moto {
+        let moto = Moto::spawn(&[], false);
+        let port = moto.port;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http(port, "GET", "/").is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer on port {port} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// `python3 -m moto.server` on a free loopback port, with `extra` arguments.
+    fn spawn(extra: &[std::ffi::OsString], tls: bool) -> Moto {
         require_moto();
         let port = free_port();
         let child = Command::new("python3")
@@ -84,24 +83,12 @@ impl Moto {
                 "-p",
                 &port.to_string(),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start python3 -m moto.server (run ./scripts/install.sh)");
-        let moto = Moto {
-            child,
-            port,
-            tls: false,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http(port, "GET", "/").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto did not answer on port {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
+        Moto { child, port, tls }
     }
 
     /// `http://127.0.0.1:PORT` (or `https://`).
