@@ -359,6 +359,8 @@ async fn converge(
         // First start, restart, or PostgreSQL exited (a crash): start it; crash recovery
         // runs first when needed.
         pg.clear_stale_pid_file();
+        // A fresh start reconnects before it may be said not to stream.
+        state.not_streaming_since = None;
         let mut child = pg.start()?;
         let ready = pg.wait_ready_child(&mut child, STARTUP_TIMEOUT);
         state.child = Some(child);
