@@ -339,37 +339,18 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn status(name: &str, primary: bool, ready: bool) -> InstanceStatus {
+        let role = if primary {
+            Role::Primary
+        } else {
+            Role::Replica
+        };
         InstanceStatus {
-            pod: name.into(),
-            role: if primary {
-                Role::Primary
-            } else {
-                Role::Replica
-            },
             is_primary: primary,
             ready,
-            current_lsn: None,
-            received_lsn: None,
-            replay_lsn: None,
             timeline_id: Some(1),
-            system_id: None,
             is_wal_receiver_active: !primary && ready,
-            replay_paused: false,
-            pending_restart: false,
-            postmaster_pid: None,
-            replication_info: vec![],
-            instance_manager_version: "test".into(),
             applied_generation: 1,
-            restart_token: String::new(),
-            error: None,
-            role_results: vec![],
-            database_results: vec![],
-            shutdown_checkpoint: None,
-            observed_ms_ago: 0,
-            following: None,
-            self_fenced: false,
-            disk_full: false,
-            archive: None,
+            ..InstanceStatus::nothing_observed(name, role, "test")
         }
     }
 

@@ -130,34 +130,7 @@ pub async fn observe(
     Ok(status)
 }
 
-/// A report of `pod` in `role` with nothing observed yet.
+/// A report of `pod` in `role` with nothing observed yet, from this instance manager.
 pub(crate) fn blank_status(pod: &str, role: Role) -> InstanceStatus {
-    InstanceStatus {
-        pod: pod.to_string(),
-        role,
-        is_primary: false,
-        ready: false,
-        current_lsn: None,
-        received_lsn: None,
-        replay_lsn: None,
-        timeline_id: None,
-        system_id: None,
-        is_wal_receiver_active: false,
-        replay_paused: false,
-        pending_restart: false,
-        postmaster_pid: None,
-        replication_info: Vec::new(),
-        instance_manager_version: env!("CARGO_PKG_VERSION").to_string(),
-        applied_generation: 0,
-        restart_token: String::new(),
-        error: None,
-        role_results: Vec::new(),
-        database_results: Vec::new(),
-        shutdown_checkpoint: None,
-        observed_ms_ago: 0,
-        following: None,
-        self_fenced: false,
-        disk_full: false,
-        archive: None,
-    }
+    InstanceStatus::nothing_observed(pod, role, env!("CARGO_PKG_VERSION"))
 }

@@ -161,6 +161,39 @@ pub struct ReplicationInfo {
 }
 
 impl InstanceStatus {
+    /// The report of `pod` in `role` before anything is observed, from an instance manager of
+    /// version `manager_version`.
+    pub fn nothing_observed(pod: &str, role: Role, manager_version: &str) -> InstanceStatus {
+        InstanceStatus {
+            pod: pod.to_string(),
+            role,
+            is_primary: false,
+            ready: false,
+            current_lsn: None,
+            received_lsn: None,
+            replay_lsn: None,
+            timeline_id: None,
+            system_id: None,
+            is_wal_receiver_active: false,
+            replay_paused: false,
+            pending_restart: false,
+            postmaster_pid: None,
+            replication_info: Vec::new(),
+            instance_manager_version: manager_version.to_string(),
+            applied_generation: 0,
+            restart_token: String::new(),
+            error: None,
+            role_results: Vec::new(),
+            database_results: Vec::new(),
+            shutdown_checkpoint: None,
+            observed_ms_ago: 0,
+            following: None,
+            self_fenced: false,
+            disk_full: false,
+            archive: None,
+        }
+    }
+
     /// The furthest WAL position this instance has (received for a replica, written for a
     /// primary): what failover compares.
     pub fn wal_position(&self) -> Option<Lsn> {
