@@ -30,6 +30,9 @@ pub enum InstanceError {
         #[source]
         source: std::io::Error,
     },
+    /// A file operation through `pgherd_safe_fs` (its message names the path and the cause).
+    #[error("{0}")]
+    Files(std::io::Error),
     #[error("{command} failed ({status}): {output}")]
     CommandFailed {
         command: String,
@@ -75,7 +78,7 @@ impl InstanceError {
             | InstanceError::WrongMajor { .. }
             | InstanceError::ToolMissing { .. } => "binaries",
             InstanceError::NoSuchUser(_) | InstanceError::RootUser => "os-user",
-            InstanceError::Io { .. } => "io",
+            InstanceError::Io { .. } | InstanceError::Files(_) => "io",
             InstanceError::CommandFailed { .. } => "command",
             InstanceError::NotReady { .. } => "not-ready",
             InstanceError::NotYet(_) => "waiting",

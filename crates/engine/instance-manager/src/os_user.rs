@@ -4,6 +4,7 @@
 
 use crate::InstanceError;
 use nix::unistd::{Gid, Uid, User};
+use pgherd_safe_fs::Owner;
 use std::path::Path;
 use std::process::Command;
 
@@ -79,24 +80,40 @@ impl OsUser {
             .env("LOGNAME", &self.name);
     }
 
-    /// Create `dir` (and parents) and give it to this user with mode `mode`.
-    pub fn own_dir(&self, dir: &Path, mode: u32) -> Result<(), InstanceError> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(dir).map_err(|e| InstanceError::io("cannot create", dir, e))?;
-        if Uid::effective().is_root() {
-            std::os::unix::fs::chown(dir, Some(self.uid), Some(self.gid))
-                .map_err(|e| InstanceError::io("cannot change the owner of", dir, e))?;
-        }
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| InstanceError::io("cannot set permissions of", dir, e))
+    /// The owner to give files this process creates for this user: `Some` only when this
+    /// process is root (nobody else can give files away) and is not this user.
+    pub fn owner(&self) -> Option<Owner> {
+        (Uid::effective().is_root() && self.uid != 0).then_some(Owner {
+            uid: self.uid,
+            gid: self.gid,
+        })
     }
 
-    /// Give an existing file to this user.
+    /// Create `dir` (and parents) and give it to this user with mode `mode`, acting on the open
+    /// directory: a link planted on the way is not followed (see `pgherd_safe_fs`).
+    pub fn own_dir(&self, dir: &Path, mode: u32) -> Result<(), InstanceError> {
+        pgherd_safe_fs::ensure_dir(dir, mode, self.owner())
+            .map(|_| ())
+            .map_err(InstanceError::Files)
+    }
+
+    /// Give an existing regular file to this user (a link or a hard link is refused).
     pub fn own_file(&self, file: &Path) -> Result<(), InstanceError> {
-        if Uid::effective().is_root() {
-            std::os::unix::fs::chown(file, Some(self.uid), Some(self.gid))
-                .map_err(|e| InstanceError::io("cannot change the owner of", file, e))?;
+        match self.owner() {
+            Some(owner) => pgherd_safe_fs::chown_file(file, owner).map_err(InstanceError::Files),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Write `bytes` to `path` atomically for this user, with `mode`.
+    pub fn write_file(&self, path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstanceError> {
+        pgherd_safe_fs::write_file(path, bytes, mode, self.owner())
+            .map(|_| ())
+            .map_err(InstanceError::Files)
+    }
+
+    /// Open `path` for appending as this user's file (created with mode 0600).
+    pub fn open_log(&self, path: &Path) -> Result<std::fs::File, InstanceError> {
+        pgherd_safe_fs::open_append(path, 0o600, self.owner()).map_err(InstanceError::Files)
     }
 }

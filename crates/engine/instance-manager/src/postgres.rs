@@ -171,14 +171,8 @@ impl Postgres {
 
     /// Write a file inside PGDATA, owned by the instance user, mode 0600.
     pub fn write_file(&self, name: &str, contents: &str) -> Result<(), InstanceError> {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.pgdata.join(name);
-        let tmp = self.pgdata.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, contents).map_err(|e| InstanceError::io("cannot write", &tmp, e))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| InstanceError::io("cannot set permissions of", &tmp, e))?;
-        self.user.own_file(&tmp)?;
-        std::fs::rename(&tmp, &path).map_err(|e| InstanceError::io("cannot replace", &path, e))
+        self.user
+            .write_file(&self.pgdata.join(name), contents.as_bytes(), 0o600)
     }
 
     /// Write the configuration: `postgresql.conf` from `settings` (ending with an include of
@@ -202,12 +196,7 @@ impl Postgres {
         if let Some(dir) = self.log_file.parent() {
             self.user.own_dir(dir, 0o700)?;
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_file)
-            .map_err(|e| InstanceError::io("cannot open", &self.log_file, e))?;
-        self.user.own_file(&self.log_file)?;
+        let log = self.user.open_log(&self.log_file)?;
         let err_log = log
             .try_clone()
             .map_err(|e| InstanceError::io("cannot open", &self.log_file, e))?;

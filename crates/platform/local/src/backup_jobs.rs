@@ -189,7 +189,9 @@ impl BackupPass<'_> {
             "--pgdata".into(),
             instance_dir.join("pgdata").display().to_string(),
             "--socket-dir".into(),
-            instance_dir.join("run").display().to_string(),
+            crate::sockets::socket_dir(&instance_dir)
+                .display()
+                .to_string(),
             "--port".into(),
             port,
             "--name".into(),

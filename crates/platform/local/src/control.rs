@@ -5,7 +5,7 @@ use crate::desired::{ClusterContext, InstanceDirs};
 use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
 use crate::secrets::ensure_app_secret;
-use crate::state::{read_json, write_atomic, write_json, StateDir};
+use crate::state::{read_json, write_json, StateDir};
 use crate::status::{LocalClusterStatus, LocalCondition};
 use crate::LocalError;
 use pgherd_api::Cluster;
@@ -98,8 +98,7 @@ impl ControlPlane {
                 (&paths.replication_cert, &generated.replication.cert),
                 (&paths.replication_key, &generated.replication.key),
             ] {
-                write_atomic(path, text.as_bytes(), 0o600)?;
-                self.user.own_file(path)?;
+                self.user.write_file(path, text.as_bytes(), 0o600)?;
             }
         }
         Ok(paths)
@@ -178,8 +177,8 @@ impl ControlPlane {
             rw_port,
         )?;
         let password_file = cluster_dir.join("app-password");
-        write_atomic(&password_file, credentials.password.as_bytes(), 0o600)?;
-        self.user.own_file(&password_file)?;
+        self.user
+            .write_file(&password_file, credentials.password.as_bytes(), 0o600)?;
 
         // Observe.
         let previous: Option<LocalClusterStatus> =
@@ -200,8 +199,9 @@ impl ControlPlane {
             &instances_dir,
             previous.as_ref(),
             &restart_annotation,
-            std::fs::read_to_string(&promote_file)
+            crate::state::read_text(&promote_file)
                 .ok()
+                .flatten()
                 .map(|s| s.trim().to_string()),
             &mut runtime.unhealthy_since,
         )
@@ -381,6 +381,7 @@ impl ControlPlane {
             if let Some(pid) = running_pid(&dir.join(crate::instances::MANAGER_PID)) {
                 stop(pid, Duration::from_secs(60));
             }
+            crate::sockets::remove(&dir);
             std::fs::remove_dir_all(&dir).map_err(|e| LocalError::io("cannot remove", &dir, e))?;
         }
 
@@ -447,6 +448,7 @@ impl ControlPlane {
     ) -> Result<(), LocalError> {
         let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
         self.user.own_dir(&dirs.root, 0o700)?;
+        crate::sockets::prepare(&dirs.root, &self.user)?;
         let address = &context.ports[&instance.name];
         let Some(spec) = context.instance_spec(instance, &dirs, address)? else {
             return Ok(()); // its upstream has no ports yet

@@ -2,7 +2,7 @@
 //! `Cluster.spec.managed.roles`, passwords from their Secrets) and `Database` objects — and
 //! from the primary's results back to status.
 
-use crate::state::{write_atomic, write_json, StateDir};
+use crate::state::{write_json, StateDir};
 use crate::LocalError;
 use pgherd_api::cluster::EnsureOption;
 use pgherd_api::{Cluster, Database};
@@ -42,8 +42,7 @@ pub fn roles(
                 Some(password) => {
                     user.own_dir(secrets_dir, 0o700)?;
                     let path = secrets_dir.join(format!("role-{i}"));
-                    write_atomic(&path, &password, 0o600)?;
-                    user.own_file(&path)?;
+                    user.write_file(&path, &password, 0o600)?;
                     PasswordSource::File { path }
                 }
                 // The Secret may be created later (ExternalSecrets): leave the password alone.

@@ -54,7 +54,7 @@ pub(crate) struct InstanceDirs {
 impl InstanceDirs {
     pub(crate) fn new(root: PathBuf) -> Self {
         InstanceDirs {
-            run: root.join("run"),
+            run: crate::sockets::socket_dir(&root),
             log: root.join("log"),
             root,
         }

@@ -11,6 +11,9 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
+    /// A file operation through `pgherd_safe_fs` (its message names the path and the cause).
+    #[error("{0}")]
+    Files(std::io::Error),
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
     #[error(transparent)]

@@ -39,21 +39,60 @@ pub fn adopt_orphans() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
-/// The pid recorded in `pid_file`, if that process still runs.
+/// The pid recorded in `pid_file`, if that process still runs (and may be the one recorded:
+/// see [`recorded_process`]).
 pub fn running_pid(pid_file: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    is_alive(pid).then_some(pid)
+    let text = pgherd_safe_fs::read_file(pid_file).ok()??;
+    let pid: u32 = String::from_utf8_lossy(&text).trim().parse().ok()?;
+    recorded_process(pid, pid_file).then_some(pid)
 }
 
 /// The postmaster pid recorded in `pgdata/postmaster.pid`, if that process still runs.
 pub fn running_postmaster(instance_dir: &Path) -> Option<u32> {
-    let text = std::fs::read_to_string(instance_dir.join("pgdata/postmaster.pid")).ok()?;
-    let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-    is_alive(pid).then_some(pid)
+    let pid_file = instance_dir.join("pgdata/postmaster.pid");
+    let text = pgherd_safe_fs::read_file(&pid_file).ok()??;
+    let pid: u32 = String::from_utf8_lossy(&text)
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    recorded_process(pid, &pid_file).then_some(pid)
+}
+
+/// Whether the running process `pid` may be the one a pid file names. Whoever owns the pid
+/// file's directory can write any number into it; the control plane signals what it finds
+/// there as root, so a number counts only when its process belongs to that directory's owner
+/// (the PostgreSQL user cannot make root stop sshd), when the directory is root's own, or when
+/// this process started it (an instance manager in a network namespace is root until `setpriv`
+/// switches users).
+fn recorded_process(pid: u32, pid_file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if !is_alive(pid) {
+        return false;
+    }
+    let Some(dir) = pid_file.parent() else {
+        return false;
+    };
+    let Ok(dir) = std::fs::metadata(dir) else {
+        return false;
+    };
+    if dir.uid() == 0 {
+        return true;
+    }
+    match std::fs::metadata(format!("/proc/{pid}")) {
+        Ok(process) if process.uid() == dir.uid() => true,
+        Ok(_) => parent_of(pid) == Some(std::process::id()),
+        Err(_) => false,
+    }
+}
+
+/// The parent of process `pid` (from `/proc/PID/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses; the last ')' ends it.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Neither the instance manager nor PostgreSQL of the instance in `instance_dir` runs.
@@ -99,20 +138,13 @@ pub fn spawn_detached(
     netns: Option<&str>,
 ) -> Result<u32, LocalError> {
     use std::os::unix::process::CommandExt;
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| LocalError::io("cannot create", dir, e))?;
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| LocalError::io("cannot open", log, e))?;
+    let out = match user {
+        Some(user) => user.open_log(log)?,
+        None => pgherd_safe_fs::open_append(log, 0o600, None).map_err(LocalError::Files)?,
+    };
     let err = out
         .try_clone()
         .map_err(|e| LocalError::io("cannot open", log, e))?;
-    if let Some(user) = user {
-        user.own_file(log)?;
-    }
     let mut command = match netns {
         // `ip netns exec` execs the program (and `setpriv` after it), so the pid stays.
         Some(ns) => {
@@ -171,4 +203,47 @@ pub fn stop(pid: u32, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
+}
+
+#[cfg(test)]
+mod pid_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_file_another_user_can_write_names_only_that_users_processes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let own = tmp.path().join("control-plane.pid");
+        std::fs::write(&own, format!("{}\n", std::process::id())).unwrap();
+        assert_eq!(running_pid(&own), Some(std::process::id()));
+        if !nix::unistd::geteuid().is_root() {
+            return; // the rest needs a directory owned by another user
+        }
+        // The PostgreSQL user's directory naming a root process (this test) is not believed:
+        // the control plane would otherwise signal whatever root process it names.
+        let theirs = tmp.path().join("instance");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let planted = theirs.join("manager.pid");
+        std::fs::write(&planted, "1\n").unwrap();
+        assert_eq!(running_pid(&planted), None, "pid 1 is root's");
+        std::fs::write(&planted, format!("{}\n", std::process::id())).unwrap();
+        assert_eq!(
+            running_pid(&planted),
+            None,
+            "this root process is not its own child"
+        );
+        std::fs::create_dir(theirs.join("pgdata")).unwrap();
+        std::os::unix::fs::chown(theirs.join("pgdata"), Some(65534), Some(65534)).unwrap();
+        std::fs::write(theirs.join("pgdata/postmaster.pid"), "1\n/data\n").unwrap();
+        assert_eq!(running_postmaster(&theirs), None);
+        // A child this process started is believed whatever user it runs as.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(&planted, format!("{}\n", child.id())).unwrap();
+        assert_eq!(running_pid(&planted), Some(child.id()));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -24,6 +24,7 @@ pub mod pooler;
 pub mod pooler_files;
 pub mod schedules;
 pub mod secrets;
+pub mod sockets;
 pub mod spec_file;
 pub mod state;
 pub mod status;

@@ -16,7 +16,7 @@
 
 use crate::instances::{running_pid, spawn_detached, stop};
 use crate::placement::free_port;
-use crate::state::{read_json, write_atomic, write_json, StateDir};
+use crate::state::{read_json, write_json, StateDir};
 use crate::LocalError;
 use pgherd_controller::pki;
 use pgherd_instance_manager::OsUser;
@@ -74,34 +74,13 @@ pub struct InstanceFiles {
     pub run: PathBuf,
 }
 
-/// Longest unix socket path the kernel takes (`sun_path`, 108 bytes with its NUL), less room.
-const MAX_SOCKET_PATH: usize = 100;
-
-/// Where PgBouncer of instance directory `root` puts its socket: `root/run`, or, when
-/// `run/.s.PGSQL.<port>` would be too long for a unix socket (a deep state directory), a
-/// directory of its own under /tmp named after `root` (FNV-1a of the path: stable across runs).
-pub fn socket_dir(root: &Path) -> PathBuf {
-    let run = root.join("run");
-    if run.as_os_str().len() + "/.s.PGSQL.65535".len() <= MAX_SOCKET_PATH {
-        return run;
-    }
-    let hash = root
-        .as_os_str()
-        .as_encoded_bytes()
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
-    PathBuf::from(format!("/tmp/pgherd-pgbouncer-{hash:016x}"))
-}
-
 impl InstanceFiles {
     pub fn new(root: PathBuf) -> Self {
         InstanceFiles {
             ini: root.join("pgbouncer.ini"),
             hba: root.join("pg_hba.conf"),
             auth_file: root.join("userlist.txt"),
-            run: socket_dir(&root),
+            run: crate::sockets::socket_dir(&root),
             root,
         }
     }
@@ -150,14 +129,13 @@ pub fn forget_ports(
 /// runs the exporter).
 pub fn admin_password(dir: &Path, user: &OsUser) -> Result<String, LocalError> {
     let path = dir.join("admin-password");
-    if let Ok(text) = std::fs::read_to_string(&path) {
+    if let Ok(Some(text)) = crate::state::read_text(&path) {
         if !text.trim().is_empty() {
             return Ok(text.trim().to_string());
         }
     }
     let password = crate::secrets::generate_password(32)?;
-    write_atomic(&path, password.as_bytes(), 0o600)?;
-    user.own_file(&path)?;
+    user.write_file(&path, password.as_bytes(), 0o600)?;
     Ok(password)
 }
 
@@ -174,16 +152,17 @@ pub fn ensure_certificate(
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    let read =
-        |p: PathBuf| std::fs::read_to_string(&p).map_err(|e| LocalError::io("cannot read", p, e));
+    let read = |p: PathBuf| {
+        crate::state::read_text(&p)?
+            .ok_or_else(|| LocalError::io("cannot read", p, std::io::ErrorKind::NotFound.into()))
+    };
     let ca = pki::PemPair {
         cert: read(certs.join("ca.crt"))?,
         key: read(certs.join("ca.key"))?,
     };
     let pair = pki::client_certificate(&ca, pgherd_pooler::AUTH_USER, pki::DEFAULT_VALIDITY_DAYS)?;
     for (path, text) in [(&cert, &pair.cert), (&key, &pair.key)] {
-        write_atomic(path, text.as_bytes(), 0o600)?;
-        user.own_file(path)?;
+        user.write_file(path, text.as_bytes(), 0o600)?;
     }
     let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
@@ -200,12 +179,9 @@ pub fn ensure_certificate(
 
 /// Write `path` (0600, the PostgreSQL user's) when its content differs; whether it changed.
 pub fn write_if_changed(path: &Path, text: &str, user: &OsUser) -> Result<bool, LocalError> {
-    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
-        return Ok(false);
-    }
-    write_atomic(path, text.as_bytes(), 0o600)?;
-    user.own_file(path)?;
-    Ok(true)
+    let written = pgherd_safe_fs::write_file(path, text.as_bytes(), 0o600, user.owner())
+        .map_err(LocalError::Files)?;
+    Ok(written == pgherd_safe_fs::Written::Replaced)
 }
 
 /// Start PgBouncer of `files` unless it runs; its pid.
@@ -214,15 +190,7 @@ pub fn ensure_pgbouncer(files: &InstanceFiles, user: &OsUser) -> Result<(u32, bo
     if let Some(pid) = running_pid(&pid_file) {
         return Ok((pid, false));
     }
-    if let Ok(meta) = std::fs::symlink_metadata(&files.run) {
-        if !meta.is_dir() {
-            return Err(LocalError::Invalid(format!(
-                "{} (PgBouncer's socket directory) is not a directory; remove it",
-                files.run.display()
-            )));
-        }
-    }
-    user.own_dir(&files.run, 0o700)?;
+    crate::sockets::prepare(&files.root, user)?;
     let binary = pgbouncer_binary()?;
     let ini = files.ini.display().to_string();
     let pid = spawn_detached(
@@ -284,10 +252,7 @@ pub fn stop_instance(dir: &Path) {
             stop(pid, Duration::from_secs(10));
         }
     }
-    let run = socket_dir(dir);
-    if !run.starts_with(dir) {
-        let _ = std::fs::remove_dir_all(run);
-    }
+    crate::sockets::remove(dir);
 }
 
 /// Stop every pooler process of the cluster in `cluster_dir` (`local down`, cluster deleted).
@@ -306,25 +271,5 @@ pub fn stop_cluster_poolers(cluster_dir: &Path) {
                 stop_instance(&instance.path());
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sockets_stay_within_the_kernel_limit() {
-        let short = Path::new("/tmp/s/clusters/default/c/poolers/p/p-1");
-        assert_eq!(socket_dir(short), short.join("run"));
-        let deep = PathBuf::from(format!("/home/{}/clusters/default/cluster-example/poolers/pooler-example-rw/pooler-example-rw-1", "x".repeat(40)));
-        let dir = socket_dir(&deep);
-        assert!(
-            dir.to_string_lossy().starts_with("/tmp/pgherd-pgbouncer-"),
-            "{dir:?}"
-        );
-        assert_eq!(dir, socket_dir(&deep), "stable");
-        assert_ne!(dir, socket_dir(&deep.with_file_name("pooler-example-rw-2")));
-        assert!(dir.join(".s.PGSQL.65535").as_os_str().len() <= MAX_SOCKET_PATH);
     }
 }

@@ -2,7 +2,7 @@
 //! its content changes, with a new generation the manager reports back once applied.
 
 use crate::control::log;
-use crate::state::{read_json, write_json};
+use crate::state::{read_json, write_json_owned};
 use crate::LocalError;
 use pgherd_instance_manager::OsUser;
 use pgherd_instance_protocol::{DesiredRole, InstanceSpec};
@@ -42,6 +42,5 @@ pub(crate) fn write_spec(
         ));
     }
     // 0600: it may carry custom queries taken from a Secret.
-    write_json(&path, &spec, 0o600)?;
-    Ok(user.own_file(&path)?)
+    write_json_owned(&path, &spec, 0o600, user)
 }

@@ -15,9 +15,9 @@
 //! ```
 
 use crate::LocalError;
+use pgherd_instance_manager::OsUser;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Namespace used when a manifest names none.
@@ -38,53 +38,100 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(),
     write_atomic(path, text.as_bytes(), mode)
 }
 
-/// Write a file atomically (temporary file + rename) with `mode`.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LocalError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| LocalError::io("cannot create", dir, e))?;
-    }
-    // A temporary name of this writer's own: two processes (e.g. `local up` and the control
-    // plane it starts, both recording the control plane's pid) must not share one, or one
-    // rename takes the other's file away.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.{}.{unique}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| LocalError::io("cannot write", &tmp, e))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| LocalError::io("cannot set permissions of", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| LocalError::io("cannot replace", path, e))
+/// Write `value` as JSON atomically with `mode`, owned by `user` (see [`OsUser::write_file`]).
+pub fn write_json_owned<T: Serialize>(
+    path: &Path,
+    value: &T,
+    mode: u32,
+    user: &OsUser,
+) -> Result<(), LocalError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| LocalError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(user.write_file(path, text.as_bytes(), mode)?)
 }
 
-/// Read a JSON file; `None` when it does not exist.
+/// Write a file atomically with `mode`, owned by this process. The path is walked without
+/// following links another user could have planted, the temporary file is created exclusively
+/// and an unchanged file is not rewritten (see `pgherd_safe_fs`).
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LocalError> {
+    pgherd_safe_fs::write_file(path, bytes, mode, None)
+        .map(|_| ())
+        .map_err(LocalError::Files)
+}
+
+/// Read a text file the way [`read_json`] does (no link another user planted is followed);
+/// `None` when it does not exist.
+pub fn read_text(path: &Path) -> Result<Option<String>, LocalError> {
+    Ok(pgherd_safe_fs::read_file(path)
+        .map_err(LocalError::Files)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned()))
+}
+
+/// Read a JSON file; `None` when it does not exist. Links in directories another user controls
+/// are not followed.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, LocalError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
+    match pgherd_safe_fs::read_file(path).map_err(LocalError::Files)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| LocalError::Corrupt {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(LocalError::io("cannot read", path, e)),
+        None => Ok(None),
     }
 }
 
 impl StateDir {
+    /// The state directory at `root` (made absolute: socket directories are named after it).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        StateDir { root: root.into() }
+        let root = root.into();
+        StateDir {
+            root: std::path::absolute(&root).unwrap_or(root),
+        }
+    }
+
+    /// Check that `user` (PostgreSQL's) can reach the state directory: every directory above it
+    /// must let that user through, or PostgreSQL cannot open its data directory and the cluster
+    /// waits forever.
+    pub fn check_reachable(&self, user: &OsUser) -> Result<(), LocalError> {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() || user.uid == 0 {
+            return Ok(());
+        }
+        for dir in self.root.ancestors().skip(1) {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                continue; // created later, by us, mode 0755 or 0711
+            };
+            let mode = meta.mode();
+            let passes = if meta.uid() == user.uid {
+                mode & 0o100 != 0
+            } else if meta.gid() == user.gid {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            };
+            if !passes {
+                return Err(LocalError::Invalid(format!(
+                    "PostgreSQL runs as user {:?}, which cannot enter {} (owner uid {}, mode {:o}), so it could not reach its data in the state directory {}: choose a state directory it can reach (--state-dir or PGHERD_STATE_DIR; the default when pgherd runs as root is /var/lib/pgherd)",
+                    user.name,
+                    dir.display(),
+                    meta.uid(),
+                    mode & 0o7777,
+                    self.root.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Create the directory (mode 0711: others may traverse to their own subdirectories, as the
     /// PostgreSQL user must, but not list it).
     pub fn create(&self) -> Result<(), LocalError> {
-        std::fs::create_dir_all(&self.root)
-            .map_err(|e| LocalError::io("cannot create", &self.root, e))?;
-        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o711))
-            .map_err(|e| LocalError::io("cannot set permissions of", &self.root, e))
+        pgherd_safe_fs::ensure_dir(&self.root, 0o711, None)
+            .map(|_| ())
+            .map_err(LocalError::Files)
     }
 
     pub fn object_path(&self, kind: &str, namespace: &str, name: &str) -> PathBuf {
@@ -164,6 +211,7 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn objects_round_trip_and_list() {
@@ -200,31 +248,5 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-    }
-
-    #[test]
-    fn concurrent_writers_of_one_file_do_not_collide() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("control-plane.pid");
-        let writers: Vec<_> = (0..8)
-            .map(|i| {
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..50 {
-                        write_atomic(&path, format!("{i}\n").as_bytes(), 0o644).unwrap();
-                    }
-                })
-            })
-            .collect();
-        for w in writers {
-            w.join().unwrap();
-        }
-        assert!(std::fs::read_to_string(&path)
-            .unwrap()
-            .trim()
-            .parse::<u32>()
-            .is_ok());
-        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary file is left behind");
     }
 }

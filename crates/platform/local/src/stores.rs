@@ -3,7 +3,7 @@
 //! resolved with their Secret values into [`StoreTarget`]s, and written where only the
 //! PostgreSQL user can read them.
 
-use crate::state::{read_json, write_json, StateDir};
+use crate::state::{read_json, write_json_owned, StateDir};
 use crate::LocalError;
 use pgherd_api::barman::BarmanObjectStoreConfiguration;
 use pgherd_api::cluster::PluginConfiguration;
@@ -200,11 +200,7 @@ pub fn external_store(
 
 /// Writes `target` to `path` (0600, owned by `user`) when its content changed.
 pub fn write_target(path: &Path, target: &StoreTarget, user: &OsUser) -> Result<(), LocalError> {
-    let old: Option<StoreTarget> = read_json(path).ok().flatten();
-    if old.as_ref() != Some(target) {
-        write_json(path, target, 0o600)?;
-    }
-    Ok(user.own_file(path)?)
+    write_json_owned(path, target, 0o600, user)
 }
 
 /// File (in the cluster's directory) holding the cluster's own archive target.

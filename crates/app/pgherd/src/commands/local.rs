@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct LocalOptions {
-    /// State directory (default: $PGHERD_STATE_DIR, else $XDG_STATE_HOME/pgherd, else
-    /// ~/.local/state/pgherd).
+    /// State directory (default: $PGHERD_STATE_DIR, else /var/lib/pgherd as root, else
+    /// $XDG_STATE_HOME/pgherd, else ~/.local/state/pgherd).
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
     /// Operating-system user PostgreSQL runs as when pgherd runs as root.
@@ -144,6 +144,13 @@ fn state_dir(options: &LocalOptions) -> StateDir {
         .state_dir
         .clone()
         .or_else(|| std::env::var_os("PGHERD_STATE_DIR").map(PathBuf::from))
+        // As root, a system location: PostgreSQL runs as an unprivileged user, which cannot
+        // enter root's home (mode 0700).
+        .or_else(|| {
+            nix::unistd::geteuid()
+                .is_root()
+                .then(|| PathBuf::from("/var/lib/pgherd"))
+        })
         .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("pgherd")))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/pgherd")))
         .unwrap_or_else(|| PathBuf::from(".pgherd-state"));
@@ -321,6 +328,7 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
         }
         LocalCommand::Destroy => {
             down(&state);
+            pgherd_local::sockets::remove_all(&state);
             if state.root.exists() {
                 std::fs::remove_dir_all(&state.root)
                     .with_context(|| format!("cannot remove {}", state.root.display()))?;
@@ -373,6 +381,8 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
 }
 
 fn ensure_control_plane(state: &StateDir, options: &LocalOptions) -> anyhow::Result<()> {
+    let user = pgherd_instance_manager::OsUser::for_postgres(&options.postgres_user)?;
+    state.check_reachable(&user)?;
     if running_pid(&state.control_plane_pid()).is_some() {
         return Ok(());
     }
@@ -440,6 +450,17 @@ fn wait_healthy(
             if last.get(name) != Some(&phase) {
                 eprintln!("{name}: {phase}");
                 last.insert(name.clone(), phase);
+            }
+            // Why an instance cannot progress, once per new reason.
+            for i in status.iter().flat_map(|s| &s.instances_status) {
+                let key = format!("{name}/{}", i.name);
+                let error = i.error.clone().unwrap_or_default();
+                if last.get(&key).unwrap_or(&String::new()) != &error {
+                    if !error.is_empty() {
+                        eprintln!("{name}: {}: {error}", i.name);
+                    }
+                    last.insert(key, error);
+                }
             }
             match status {
                 Some(s) if s.phase == pgherd_controller::phase::HEALTHY => {}
@@ -544,6 +565,9 @@ fn status(
                         i.port,
                         i.metrics
                     );
+                    if let Some(error) = &i.error {
+                        outln!("  {:<24} error: {error}", "");
+                    }
                 }
                 for line in super::local_backup::summary(s) {
                     outln!("  {line}");

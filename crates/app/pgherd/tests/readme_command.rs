@@ -1,0 +1,94 @@
+//! The README's first command, exactly as written, run as root with no state directory named
+//! (issue: "the README's first command does not work as written when run as root"). The default
+//! state directory (/var/lib/pgherd) and socket directory (/run/pgherd) are bind mounts of
+//! temporary directories in a private mount namespace, so a cluster the machine's user runs there
+//! is neither seen nor touched.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod common;
+use common::repo_root;
+use std::process::Command;
+
+const COMMAND: &str = "pgherd local up -f examples/cluster-example.yaml";
+
+#[test]
+fn the_readmes_first_command_works_as_root_with_the_default_state_dir() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(COMMAND),
+        "the README no longer says {COMMAND:?}"
+    );
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: the README's command is checked as root (CI runs as root)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, run, out) = (
+        tmp.path().join("state"),
+        tmp.path().join("run"),
+        tmp.path().join("out"),
+    );
+    for d in [&state, &run, &out] {
+        std::fs::create_dir(d).unwrap();
+    }
+    for mount_point in ["/var/lib/pgherd", "/run/pgherd"] {
+        std::fs::create_dir_all(mount_point).unwrap();
+    }
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_pgherd"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let script = format!(
+        r#"set -e
+mount --bind "$STATE" /var/lib/pgherd
+mount --bind "$RUNDIR" /run/pgherd
+trap 'pgherd local destroy >"$OUT/destroy.txt" 2>&1 || true' EXIT
+{COMMAND}
+pgherd local status cluster-example -o json > "$OUT/status.json"
+pgherd local psql cluster-example -- -Atc 'select 40 + 2' > "$OUT/psql.txt"
+ls /var/lib/pgherd > "$OUT/state.txt"
+"#
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "bash", "-c", &script])
+        .current_dir(repo_root())
+        .env_remove("PGHERD_STATE_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env("HOME", "/root")
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("STATE", &state)
+        .env("RUNDIR", &run)
+        .env("OUT", &out)
+        .output()
+        .expect("unshare runs");
+    let log = std::fs::read_to_string(state.join("control-plane.log")).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "{COMMAND} failed:\n{}\n{}\ncontrol plane:\n{log}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("cluster-example is healthy"), "{stdout}");
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["readyInstances"], 3, "{status:#}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("psql.txt"))
+            .unwrap()
+            .trim(),
+        "42"
+    );
+    // It ran in the default location: the state landed in the bind-mounted /var/lib/pgherd.
+    let listing = std::fs::read_to_string(out.join("state.txt")).unwrap();
+    assert!(listing.contains("clusters"), "{listing}");
+    let destroyed = std::fs::read_to_string(out.join("destroy.txt")).unwrap_or_default();
+    assert!(destroyed.contains("/var/lib/pgherd"), "{destroyed}");
+}
