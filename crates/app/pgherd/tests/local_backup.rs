@@ -728,11 +728,12 @@ fn superuser_query(local: &Local, s: &LocalClusterStatus, cluster: &str, sql: &s
         .iter()
         .find(|i| i.role == "primary")
         .unwrap();
-    let run_dir = local
-        .state
-        .join(format!("clusters/default/{cluster}/instances"))
-        .join(&primary.name)
-        .join("run");
+    let run_dir = pgherd_local::sockets::socket_dir(
+        &local
+            .state
+            .join(format!("clusters/default/{cluster}/instances"))
+            .join(&primary.name),
+    );
     let out = std::process::Command::new("runuser")
         .args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql"])
         .args([

@@ -355,18 +355,21 @@ fn local_cluster_lifecycle() {
     );
     // down + up: same cluster, same data, same endpoints.
     assert!(local.run(&["down"]).status.success());
-    let out = local.run(&[
-        "up",
-        "-f",
-        two.to_str().unwrap(),
-        "--timeout-seconds",
-        "180",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // A stopped cluster says so (it used to show the last status written before the stop).
+    let stopped = local.status();
+    assert_eq!(stopped.phase, "Stopped", "{stopped:?}");
+    assert_eq!(stopped.ready_instances, 0);
+    assert!(stopped
+        .instances_status
+        .iter()
+        .all(|i| !i.ready && i.pid.is_none()));
+    // `up --detach`, then a script's wait for healthy: the stale status is never reported
+    // as current, so the first connection after the wait succeeds.
+    local.run_ok(&["up", "--detach", "-f", two.to_str().unwrap()]);
+    let s = local.wait("healthy after up --detach", |s| {
+        s.phase == "Cluster in healthy state"
+    });
+    rt.block_on(async { assert_eq!(count(&s.endpoints["rw"], &local).await, 1) });
     let s = local.status();
     assert_eq!(s.endpoints["rw"], rw, "endpoint ports are kept");
     rt.block_on(async { assert_eq!(count(&s.endpoints["rw"], &local).await, 1) });

@@ -50,6 +50,13 @@ pub enum InstanceError {
     },
     #[error("{0} cannot be used in SQL")]
     Unquotable(String),
+    /// PostgreSQL keeps stopping on its own; the next start waits.
+    #[error("PostgreSQL stopped on its own {exits} time(s) in a row (last: {last}); next start in {seconds}s")]
+    CrashLoop {
+        exits: u32,
+        seconds: u64,
+        last: String,
+    },
     /// A step that waits for something else to happen first; tried again on the next pass.
     #[error("{0}")]
     NotYet(&'static str),
@@ -82,6 +89,7 @@ impl InstanceError {
             InstanceError::CommandFailed { .. } => "command",
             InstanceError::NotReady { .. } => "not-ready",
             InstanceError::NotYet(_) => "waiting",
+            InstanceError::CrashLoop { .. } => "crash-loop",
             InstanceError::InvalidSetting(_) => "configuration",
             InstanceError::Sql { .. } => "sql",
             InstanceError::Unquotable(_) => "configuration",

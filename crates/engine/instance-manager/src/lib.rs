@@ -9,6 +9,7 @@
 pub mod base_backup;
 pub mod binaries;
 pub mod bootstrap;
+mod crash_loop;
 pub mod declarative;
 pub mod error;
 pub mod http;

@@ -129,6 +129,10 @@ struct State {
     recovery_done: bool,
     /// Since when this replica has run without streaming from its primary.
     not_streaming_since: Option<Instant>,
+    /// PostgreSQL's exits on its own in a row, when the last start was, and the earliest next
+    /// start: a PostgreSQL that keeps stopping (a recovery target not reachable yet, a bad
+    /// setting) is restarted with growing pauses, not four times a second.
+    crash_loop: crate::crash_loop::CrashLoop,
 }
 
 fn publish(shared: &Shared, status: InstanceStatus) {
@@ -160,6 +164,7 @@ impl State {
                     // The postmaster is gone; its backends notice and exit on their own.
                     self.child = None;
                     self.last_failure = pg.last_fatal();
+                    self.crash_loop.exited(Instant::now());
                     return false;
                 }
             }
@@ -358,9 +363,20 @@ async fn converge(
     if !state.running(&pg) {
         // First start, restart, or PostgreSQL exited (a crash): start it; crash recovery
         // runs first when needed.
+        if let Some(wait) = state.crash_loop.wait(Instant::now()) {
+            return Err(InstanceError::CrashLoop {
+                exits: state.crash_loop.exits,
+                seconds: wait.as_secs() + 1,
+                last: state
+                    .last_failure
+                    .clone()
+                    .unwrap_or_else(|| "no FATAL message in its log".into()),
+            });
+        }
         pg.clear_stale_pid_file();
         // A fresh start reconnects before it may be said not to stream.
         state.not_streaming_since = None;
+        state.crash_loop.started = Some(Instant::now());
         let mut child = pg.start()?;
         let ready = pg.wait_ready_child(&mut child, STARTUP_TIMEOUT);
         state.child = Some(child);

@@ -39,6 +39,18 @@ pub fn write_file(
     Dir::open_or_create(dir)?.write(name, bytes, mode, owner)
 }
 
+/// Replace `path` with `bytes` even when it holds them already (see [`Dir::replace`]), creating
+/// missing parent directories as [`write_file`] does.
+pub fn replace_file(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    owner: Option<Owner>,
+) -> std::io::Result<Written> {
+    let (dir, name) = split(path)?;
+    Dir::open_or_create(dir)?.replace(name, bytes, mode, owner)
+}
+
 /// Create `path` (and missing parents) if needed and give it `mode` and `owner`, acting on the
 /// open directory.
 pub fn ensure_dir(path: &Path, mode: u32, owner: Option<Owner>) -> std::io::Result<Dir> {

@@ -25,8 +25,8 @@ pub enum Written {
 const TEMPORARY_ATTEMPTS: usize = 16;
 
 impl Dir {
-    /// Replace file `name` with `bytes`, `mode` and `owner` (atomic: a temporary file created
-    /// exclusively, then renamed over the old name).
+    /// Make file `name` hold `bytes` with `mode` and `owner`: left alone when it already does,
+    /// else replaced as [`Dir::replace`] does.
     pub fn write(
         &self,
         name: &OsStr,
@@ -38,6 +38,20 @@ impl Dir {
         if self.holds(name, bytes, mode, owner)? {
             return Ok(Written::Unchanged);
         }
+        self.replace(name, bytes, mode, owner)
+    }
+
+    /// Replace file `name` with `bytes`, `mode` and `owner` even when it holds them already (its
+    /// modification time says when it was last written): a temporary file created exclusively,
+    /// then renamed over the old name.
+    pub fn replace(
+        &self,
+        name: &OsStr,
+        bytes: &[u8],
+        mode: u32,
+        owner: Option<Owner>,
+    ) -> io::Result<Written> {
+        check_name(name)?;
         for _ in 0..TEMPORARY_ATTEMPTS {
             let mut tmp = OsString::from(".");
             tmp.push(name);

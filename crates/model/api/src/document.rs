@@ -17,6 +17,13 @@ pub struct RawDocument {
 /// error, and parsing stops there (YAML cannot resynchronise after a syntax error).
 pub fn parse_documents(text: &str) -> Vec<RawDocument> {
     let mut out = Vec::new();
+    if let Some(message) = crate::limits::check_text(text) {
+        out.push(RawDocument {
+            index: 1,
+            value: Err(message),
+        });
+        return out;
+    }
     let trimmed = text.trim_start_matches('\u{feff}');
     for (i, document) in serde_yaml_ng::Deserializer::from_str(trimmed).enumerate() {
         let index = i + 1;

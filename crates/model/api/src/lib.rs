@@ -24,6 +24,7 @@ pub mod defaults;
 pub mod diagnostics;
 pub mod document;
 pub mod duration;
+pub mod limits;
 pub mod manifest;
 pub mod quantity;
 pub mod structural;

@@ -392,6 +392,23 @@ fn load_document(raw: RawDocument) -> Manifest {
             }
         }
     };
+    if let Some((path, message)) = crate::limits::check_object(&doc) {
+        return Manifest {
+            index: raw.index,
+            kind: doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            name: doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            object: None,
+            diagnostics: vec![Diagnostic::error(path, message)],
+        };
+    }
     let kind_name = doc
         .get("kind")
         .and_then(Value::as_str)

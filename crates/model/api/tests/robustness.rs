@@ -85,6 +85,37 @@ proptest! {
     fn arbitrary_json_values_never_panic(value in arb_json()) {
         run(&value.to_string());
     }
+
+    /// Deep nesting of any shape (flow brackets, braces, block indentation, `- ` runs, mixed)
+    /// is refused with the limit's message before the YAML parser sees it, and quickly.
+    #[test]
+    fn deep_nesting_is_refused_before_parsing(
+        depth in 101usize..3000,
+        shape in 0u8..4,
+        prefix in prop::sample::select(vec!["", "spec:\n  x: ", "a: 1\nb: "]),
+    ) {
+        let body = match shape {
+            0 => format!("{}{}", "[".repeat(depth), "]".repeat(depth)),
+            1 => format!("{}{}", "{a: ".repeat(depth), "}".repeat(depth)),
+            2 => (0..depth).map(|i| format!("{}k:\n", " ".repeat(i))).collect(),
+            _ => format!("{}x", "- ".repeat(depth)),
+        };
+        let text = format!("{prefix}{body}\n");
+        let started = std::time::Instant::now();
+        let docs = load(&text);
+        prop_assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        prop_assert_eq!(docs.len(), 1);
+        let message = docs[0].diagnostics.first().map(|d| d.message.clone()).unwrap_or_default();
+        prop_assert!(message.contains("nesting deeper than 100"), "{}", message);
+    }
+
+    /// Shallow nesting (what real manifests have) is never refused for its depth.
+    #[test]
+    fn shallow_nesting_is_not_refused(depth in 0usize..40) {
+        let text = format!("a: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+        let docs = load(&text);
+        prop_assert!(docs.iter().all(|d| d.diagnostics.iter().all(|x| !x.message.contains("nesting"))));
+    }
 }
 
 fn arb_json() -> impl Strategy<Value = serde_json::Value> {

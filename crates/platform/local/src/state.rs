@@ -53,10 +53,11 @@ pub fn write_json_owned<T: Serialize>(
 }
 
 /// Write a file atomically with `mode`, owned by this process. The path is walked without
-/// following links another user could have planted, the temporary file is created exclusively
-/// and an unchanged file is not rewritten (see `pgherd_safe_fs`).
+/// following links another user could have planted and the temporary file is created
+/// exclusively (see `pgherd_safe_fs`). The file is replaced even when unchanged: a status
+/// file's modification time says when the control plane last looked.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LocalError> {
-    pgherd_safe_fs::write_file(path, bytes, mode, None)
+    pgherd_safe_fs::replace_file(path, bytes, mode, None)
         .map(|_| ())
         .map_err(LocalError::Files)
 }

@@ -109,3 +109,59 @@ pub struct LocalCondition {
     pub reason: String,
     pub message: String,
 }
+
+/// Phase shown when nothing of the cluster runs (after `local down`, or before `local up`).
+pub const PHASE_STOPPED: &str = "Stopped";
+/// Phase shown while the control plane is down but instances still run (they outlive it).
+pub const PHASE_NO_CONTROL_PLANE: &str = "Control plane not running";
+/// Phase shown while the running control plane has not yet written a status of its own.
+pub const PHASE_PENDING: &str = "Pending";
+
+/// The stored status of a cluster made true now: the control plane writes it on every pass,
+/// so when the control plane is not running, or was started after the status was written, the
+/// stored phase, readiness and pids describe the past. Then the phase says so, no instance
+/// counts as ready, and pids are those of postmasters that really run.
+pub fn as_of_now(
+    state: &crate::StateDir,
+    namespace: &str,
+    name: &str,
+    stored: Option<LocalClusterStatus>,
+) -> LocalClusterStatus {
+    let status_file = state.status_path("Cluster", namespace, name);
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let control_plane = crate::instances::running_pid(&state.control_plane_pid());
+    let current = match (&stored, control_plane) {
+        (Some(_), Some(_)) => {
+            match (modified(&status_file), modified(&state.control_plane_pid())) {
+                (Some(written), Some(started)) => written >= started,
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    let mut status = stored.unwrap_or_else(|| LocalClusterStatus {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        ..LocalClusterStatus::default()
+    });
+    if current {
+        return status;
+    }
+    let instances_dir = state.cluster_dir(namespace, name).join("instances");
+    let mut running = 0;
+    for instance in &mut status.instances_status {
+        instance.ready = false;
+        instance.pid = crate::instances::running_postmaster(&instances_dir.join(&instance.name));
+        running += usize::from(instance.pid.is_some());
+    }
+    status.ready_instances = 0;
+    status.phase = if control_plane.is_some() {
+        PHASE_PENDING
+    } else if running == 0 {
+        PHASE_STOPPED
+    } else {
+        PHASE_NO_CONTROL_PLANE
+    }
+    .to_string();
+    status
+}

@@ -349,9 +349,19 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
 /// Validate every file; store the objects only when there is no error at all.
 fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String>>> {
     let mut loaded = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
-        loaded.push((file.clone(), manifest::load(&text)));
+    for file in super::validate::expand(files)? {
+        let text = match super::validate::read(&file) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("{file}: {e}");
+                return Ok(None);
+            }
+        };
+        loaded.push((file, manifest::load(&text)));
+    }
+    if loaded.iter().all(|(_, m)| m.is_empty()) {
+        eprintln!("nothing to apply: {} hold(s) no objects", files.join(", "));
+        return Ok(None);
     }
     let mut all: Vec<&mut manifest::Manifest> =
         loaded.iter_mut().flat_map(|(_, m)| m.iter_mut()).collect();
@@ -503,11 +513,14 @@ fn status(
         {
             continue;
         }
-        if let Some(s) =
-            read_json::<LocalClusterStatus>(&state.status_path("Cluster", &ns, &cluster_name))?
-        {
-            statuses.push(s);
-        }
+        let stored =
+            read_json::<LocalClusterStatus>(&state.status_path("Cluster", &ns, &cluster_name))?;
+        statuses.push(pgherd_local::status::as_of_now(
+            state,
+            &ns,
+            &cluster_name,
+            stored,
+        ));
     }
     if let Some(n) = &name {
         if statuses.is_empty() {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 /// The manifest files named by the arguments: files as given, directories expanded to their
 /// `.yaml`, `.yml` and `.json` files in name order.
-fn expand(args: &[String]) -> anyhow::Result<Vec<String>> {
+pub(crate) fn expand(args: &[String]) -> anyhow::Result<Vec<String>> {
     let mut files = Vec::new();
     for arg in args {
         let path = Path::new(arg);
@@ -34,13 +34,19 @@ fn expand(args: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(files)
 }
 
-fn read(file: &str) -> Result<String, String> {
+/// A manifest file's text (`-` is standard input). Reading stops just past the size limit,
+/// which parsing then reports, so a huge file is never read whole.
+pub(crate) fn read(file: &str) -> Result<String, String> {
     let mut bytes = Vec::new();
+    let limit = u64::try_from(pgherd_api::limits::MAX_FILE_BYTES).unwrap_or(u64::MAX) + 1;
     let result = if file == "-" {
-        std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+        std::io::stdin()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map(|_| ())
     } else {
         std::fs::File::open(file)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
             .map(|_| ())
     };
     result.map_err(|e| format!("cannot read: {e}"))?;
