@@ -341,6 +341,30 @@ fn an_isolated_primary_stops_by_itself_and_resumes() {
         isolated.elapsed()
     );
 
+    // Any local user can reach the status endpoint. A lease renewal without the controller's
+    // token is refused: it used to make the isolated primary writable again (two primaries in a
+    // real partition).
+    let endpoint = s
+        .instances_status
+        .iter()
+        .find(|i| i.name == primary)
+        .unwrap()
+        .status_endpoint
+        .clone();
+    let until = Instant::now() + lease * 2;
+    while Instant::now() < until {
+        assert_eq!(http_status(&endpoint, "/pg/status?lease=1", None), 401);
+        assert_eq!(
+            http_status(&endpoint, "/pg/status?lease=1", Some("Bearer guessed")),
+            401
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !commits_on(&local, primary_port, Duration::from_secs(1)),
+        "renewals without the controller's token made the isolated primary writable"
+    );
+
     // Everyone back: the cluster heals and nothing acknowledged was lost.
     for p in &peers {
         send_signal(*p, Signal::SIGCONT);
@@ -348,6 +372,25 @@ fn an_isolated_primary_stops_by_itself_and_resumes() {
     send_signal(control_plane, Signal::SIGCONT);
     writers.rw.wait_for_progress(20, Duration::from_secs(60));
     writers.stop_and_check(&local);
+}
+
+/// The HTTP status code of `GET path` at `address` (a plain HTTP/1.0 request, as curl's).
+fn http_status(address: &str, path: &str, authorization: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {address}\r\n{auth}\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// One small filesystem (tmpfs) per instance directory, as one volume per instance on

@@ -114,6 +114,8 @@ fn primary_and_replica_managers() {
             databases: vec![],
             peers: vec![],
             lease_ms: 0,
+            lease_token: None,
+            superuser_password: None,
             wal_store: None,
             pooler_auth: false,
             listen_host: "127.0.0.1".into(),

@@ -255,6 +255,50 @@ pub async fn reconcile_databases(
     results
 }
 
+/// The `postgres` role's password as `source` says (`enableSuperuserAccess`), applied only
+/// when it differs from what this manager last applied (`applied`: a keyed hash, so the
+/// password itself is not kept): an `ALTER ROLE … PASSWORD` re-hashes and writes WAL.
+pub async fn apply_superuser_password(
+    client: &Client,
+    source: &PasswordSource,
+    applied: &mut Option<u64>,
+) -> Result<(), String> {
+    use std::hash::{BuildHasher, Hasher};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let password = match source {
+        PasswordSource::Unchanged => return Ok(()),
+        PasswordSource::Disabled => None,
+        PasswordSource::File { path } => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the superuser password file: {e}"))?
+                .trim_end_matches('\n')
+                .to_string(),
+        ),
+    };
+    let mut hasher = KEYS.get_or_init(Default::default).build_hasher();
+    hasher.write_u8(u8::from(password.is_some()));
+    hasher.write(password.as_deref().unwrap_or_default().as_bytes());
+    let fingerprint = hasher.finish();
+    if *applied == Some(fingerprint) {
+        return Ok(());
+    }
+    let value = match &password {
+        Some(p) => literal(p)?,
+        None => "NULL".to_string(),
+    };
+    // The statement carries a password: keep it out of the server log.
+    run(
+        client,
+        &format!(
+            "SET log_statement = 'none'; ALTER ROLE postgres WITH PASSWORD {value}; RESET log_statement"
+        ),
+    )
+    .await?;
+    *applied = Some(fingerprint);
+    Ok(())
+}
+
 /// Both, for the supervisor loop.
 pub async fn reconcile(
     pg: &Postgres,

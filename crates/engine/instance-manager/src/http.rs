@@ -17,11 +17,26 @@ struct StatusQuery {
 async fn status(
     State(shared): State<Shared>,
     Query(query): Query<StatusQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<InstanceStatus>, StatusCode> {
     if query.lease.is_some() {
-        if let Ok(mut guard) = shared.write() {
-            guard.lease_renewed_at = Some(std::time::Instant::now());
+        // Only the controller may renew: it proves it with the spec's lease token.
+        let offered = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let mut guard = shared
+            .write()
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        if !guard
+            .lease_token
+            .as_ref()
+            .is_some_and(|t| t.accepts(offered))
+        {
+            return Err(StatusCode::UNAUTHORIZED);
         }
+        guard.lease_renewed_at = Some(std::time::Instant::now());
     }
     let guard = shared
         .read()

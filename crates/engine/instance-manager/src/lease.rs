@@ -23,7 +23,7 @@ async fn majority_follows(spec: &InstanceSpec) -> bool {
     let mut asks = tokio::task::JoinSet::new();
     for peer in &spec.peers {
         let (host, port) = (peer.host.clone(), peer.status_port);
-        asks.spawn(async move { fetch(&host, port, false, PEER_TIMEOUT).await });
+        asks.spawn(async move { fetch(&host, port, None, PEER_TIMEOUT).await });
     }
     let mut following = 0;
     while let Some(answer) = asks.join_next().await {
@@ -49,6 +49,11 @@ pub async fn watch(
     let mut majority_at: Option<Instant> = None;
     while !*stop.borrow() {
         if let Ok(spec) = load_spec(&spec_path) {
+            if let Ok(mut g) = shared.write() {
+                if g.lease_token != spec.lease_token {
+                    g.lease_token.clone_from(&spec.lease_token);
+                }
+            }
             let guarded =
                 spec.role == DesiredRole::Primary && spec.lease_ms > 0 && !spec.peers.is_empty();
             if guarded {

@@ -28,6 +28,8 @@ pub struct Published {
     pub lease_renewed_at: Option<Instant>,
     /// The primary stopped itself: its lease ran out. Cleared on renewal.
     pub self_fenced: bool,
+    /// The token a lease renewal must carry (from the spec).
+    pub lease_token: Option<pgherd_instance_protocol::LeaseToken>,
 }
 
 /// How often PostgreSQL's liveness and WAL positions are refreshed between full observations.
@@ -129,6 +131,9 @@ struct State {
     recovery_done: bool,
     /// Since when this replica has run without streaming from its primary.
     not_streaming_since: Option<Instant>,
+    /// The `postgres` password last applied (a keyed hash; see
+    /// `declarative::apply_superuser_password`).
+    superuser_password: Option<u64>,
     /// PostgreSQL's exits on its own in a row, when the last start was, and the earliest next
     /// start: a PostgreSQL that keeps stopping (a recovery target not reachable yet, a bad
     /// setting) is restarted with growing pauses, not four times a second.
@@ -459,6 +464,17 @@ async fn converge(
         // standbys that are still being re-pointed): the controller needs to see it.
         if let Err(e) = primary_duties(spec, &pg, &client, &mut status).await {
             status.error = Some(e.to_string());
+        }
+        if let Some(source) = &spec.superuser_password {
+            if let Err(e) = crate::declarative::apply_superuser_password(
+                &client,
+                source,
+                &mut state.superuser_password,
+            )
+            .await
+            {
+                status.error = Some(format!("superuser password: {e}"));
+            }
         }
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;

@@ -98,7 +98,8 @@ proptest! {
             0 => format!("{}{}", "[".repeat(depth), "]".repeat(depth)),
             1 => format!("{}{}", "{a: ".repeat(depth), "}".repeat(depth)),
             2 => (0..depth).map(|i| format!("{}k:\n", " ".repeat(i))).collect(),
-            _ => format!("{}x", "- ".repeat(depth)),
+            // A run of `- ` entries starts its own line.
+            _ => format!("\n{}x", "- ".repeat(depth)),
         };
         let text = format!("{prefix}{body}\n");
         let started = std::time::Instant::now();

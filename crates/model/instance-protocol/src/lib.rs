@@ -11,8 +11,8 @@ pub use declarative::{
     ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
 };
 pub use spec::{
-    Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, MonitoringSpec, Peer,
-    PrimaryEndpoint, WalStore,
+    Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, LeaseToken,
+    MonitoringSpec, Peer, PrimaryEndpoint, WalStore,
 };
 
 use pgherd_postgres::Lsn;
@@ -144,7 +144,8 @@ impl ArchiveReport {
 }
 
 /// The query parameter with which the controller renews a primary's lease when it fetches
-/// the status (`/pg/status?lease=1`).
+/// the status (`/pg/status?lease=1`); the request must carry the spec's lease token as
+/// `Authorization: Bearer TOKEN`.
 pub const LEASE_QUERY: &str = "lease";
 
 /// One streaming replica as the primary sees it (`pg_stat_replication`).

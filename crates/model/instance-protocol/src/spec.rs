@@ -6,6 +6,27 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// A secret shared by the controller and one cluster's instance managers; never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LeaseToken(pub String);
+
+impl std::fmt::Debug for LeaseToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseToken(redacted)")
+    }
+}
+
+impl LeaseToken {
+    /// Whether `offered` is this token, in time independent of where they differ.
+    pub fn accepts(&self, offered: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), offered.as_bytes());
+        a.len() == b.len()
+            && !a.is_empty()
+            && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+    }
+}
+
 /// The role the controller wants an instance to have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,6 +190,14 @@ pub struct InstanceSpec {
     /// controller or a majority of its peers; 0 disables self-fencing.
     #[serde(default)]
     pub lease_ms: u64,
+    /// The controller's credential for renewing the lease: a renewal without it is refused, so
+    /// no other local user can keep an isolated primary writable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<LeaseToken>,
+    /// For a primary: the `postgres` role's password (`enableSuperuserAccess`): from a file,
+    /// or none at all (`PASSWORD NULL`) when superuser access is disabled; `None` leaves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superuser_password: Option<crate::PasswordSource>,
     /// The object store WAL is archived to (and replicas restore from); `None`:
     /// `archive_command` does nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -83,7 +83,7 @@ impl BackupPass<'_> {
         write_json(
             &self.state.status_path("Backup", self.namespace, backup),
             status,
-            0o644,
+            0o600,
         )
     }
 

@@ -4,7 +4,7 @@
 use crate::desired::{ClusterContext, InstanceDirs};
 use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
-use crate::secrets::ensure_app_secret;
+use crate::secrets::{ensure_basic_auth_secret, BasicAuth};
 use crate::state::{read_json, write_json, StateDir};
 use crate::status::{LocalClusterStatus, LocalCondition};
 use crate::LocalError;
@@ -52,6 +52,9 @@ pub struct ClusterRuntime {
     pub archive_problem: Option<String>,
     /// When the backup catalog was last read.
     pub catalog_read_at: Option<std::time::Instant>,
+    /// The credential this control plane renews the cluster's primary lease with: made anew
+    /// when the control plane starts, kept only in memory and in the instances' 0600 specs.
+    pub lease_token: Option<pgherd_instance_protocol::LeaseToken>,
 }
 
 /// The control plane.
@@ -167,18 +170,28 @@ impl ControlPlane {
             .unwrap_or_default();
 
         let (database, owner, secret_name) = crate::desired::application(cluster);
-        let credentials = ensure_app_secret(
+        let credentials = ensure_basic_auth_secret(
             &self.state,
-            namespace,
-            &secret_name,
-            &owner,
-            &database,
-            "127.0.0.1",
-            rw_port,
+            &BasicAuth {
+                namespace,
+                secret_name: &secret_name,
+                owner: &owner,
+                database: &database,
+                host: "127.0.0.1",
+                port: rw_port,
+                user_type: "app",
+            },
         )?;
         let password_file = cluster_dir.join("app-password");
         self.user
             .write_file(&password_file, credentials.password.as_bytes(), 0o600)?;
+        let superuser_password = crate::declarative::superuser_password(
+            &self.state,
+            namespace,
+            cluster,
+            &self.user,
+            rw_port,
+        )?;
 
         // Observe.
         let previous: Option<LocalClusterStatus> =
@@ -193,6 +206,15 @@ impl ControlPlane {
             .unwrap_or_default();
         let promote_file = cluster_dir.join(PROMOTE_REQUEST);
         let runtime = self.runtimes.entry(key.clone()).or_default();
+        let lease_token = match &runtime.lease_token {
+            Some(token) => token.clone(),
+            None => {
+                let token =
+                    pgherd_instance_protocol::LeaseToken(crate::secrets::generate_password(32)?);
+                runtime.lease_token = Some(token.clone());
+                token
+            }
+        };
         let (mut observed, seen) = crate::observation::observe(
             &name,
             cluster,
@@ -204,6 +226,7 @@ impl ControlPlane {
                 .flatten()
                 .map(|s| s.trim().to_string()),
             &mut runtime.unhealthy_since,
+            &lease_token,
         )
         .await?;
         let decided = plan(cluster, &observed);
@@ -356,6 +379,8 @@ impl ControlPlane {
             monitoring,
             ports: &ports_by_instance,
             wal_store,
+            lease_token: &lease_token,
+            superuser_password,
         };
         // One instance's trouble (its disk is full, say) must not stop the others' specs: a
         // failover away from it is exactly what needs writing then.
@@ -433,7 +458,7 @@ impl ControlPlane {
         write_json(
             &self.state.status_path("Cluster", namespace, &name),
             &status,
-            0o644,
+            0o600,
         )?;
         Ok(status)
     }
@@ -527,7 +552,7 @@ impl ControlPlane {
                 write_json(
                     &self.state.status_path("Cluster", &namespace, &name),
                     &status,
-                    0o644,
+                    0o600,
                 )?;
             }
         }

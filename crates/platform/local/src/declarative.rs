@@ -71,6 +71,50 @@ pub fn roles(
     Ok(out)
 }
 
+/// The `postgres` role's password as CloudNativePG's `enableSuperuserAccess` has it: from
+/// `superuserSecret` when given (left alone until that Secret exists), else from
+/// `<cluster>-superuser`, generated on first use; `PASSWORD NULL` when access is disabled. The
+/// password is copied into a 0600 file in the cluster directory for the PostgreSQL user.
+pub fn superuser_password(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &Cluster,
+    user: &OsUser,
+    rw_port: u16,
+) -> Result<PasswordSource, LocalError> {
+    if cluster.spec.enable_superuser_access != Some(true) {
+        return Ok(PasswordSource::Disabled);
+    }
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let password = match &cluster.spec.superuser_secret {
+        Some(secret) => match crate::secrets::read(state, namespace, &secret.name)?
+            .and_then(|d| d.get("password").cloned())
+        {
+            Some(password) => password,
+            None => return Ok(PasswordSource::Unchanged),
+        },
+        None => crate::secrets::ensure_basic_auth_secret(
+            state,
+            &crate::secrets::BasicAuth {
+                namespace,
+                secret_name: &format!("{name}-superuser"),
+                owner: "postgres",
+                database: "*",
+                host: "127.0.0.1",
+                port: rw_port,
+                user_type: "superuser",
+            },
+        )?
+        .password
+        .into_bytes(),
+    };
+    let path = state
+        .cluster_dir(namespace, &name)
+        .join("superuser-password");
+    user.write_file(&path, &password, 0o600)?;
+    Ok(PasswordSource::File { path })
+}
+
 /// Marks a deleted `Database` whose `databaseReclaimPolicy` is `delete`: the database is
 /// dropped on the primary first, then the object goes (a finalizer, in Kubernetes terms).
 pub const DELETING_ANNOTATION: &str = "pgherd.io/deleting";
@@ -176,7 +220,7 @@ pub fn write_database_status(
         write_json(
             &state.status_path("Database", namespace, &r.name),
             &status,
-            0o644,
+            0o600,
         )?;
     }
     Ok(())

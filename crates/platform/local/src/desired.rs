@@ -139,6 +139,10 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) ports: &'a BTreeMap<String, InstanceAddress>,
     /// Where WAL is archived, if anywhere.
     pub(crate) wal_store: Option<pgherd_instance_protocol::WalStore>,
+    /// The control plane's lease credential (see `ClusterRuntime::lease_token`).
+    pub(crate) lease_token: &'a pgherd_instance_protocol::LeaseToken,
+    /// The `postgres` role's password (`enableSuperuserAccess`).
+    pub(crate) superuser_password: pgherd_instance_protocol::PasswordSource,
 }
 
 impl ClusterContext<'_> {
@@ -404,6 +408,8 @@ impl ClusterContext<'_> {
                 .collect(),
             lease_ms: u64::try_from(pgherd_controller::ha::PRIMARY_LEASE.as_millis())
                 .unwrap_or(u64::MAX),
+            lease_token: Some(self.lease_token.clone()),
+            superuser_password: primary_duties.then(|| self.superuser_password.clone()),
             wal_store: self.wal_store.clone(),
             pooler_auth: crate::pooler::uses_builtin_auth(self.state, self.namespace, &self.name()),
         }))

@@ -9,6 +9,7 @@ use crate::status::LocalClusterStatus;
 use crate::LocalError;
 use pgherd_api::Cluster;
 use pgherd_controller::plan::{Observation, ObservedInstance};
+use pgherd_instance_protocol::LeaseToken;
 use pgherd_instance_protocol::{DesiredRole, InstanceSpec, InstanceStatus, Role};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,9 +22,18 @@ pub const FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Fetch an instance manager's report, renewing its lease when it is a primary.
-pub async fn fetch_status(address: &InstanceAddress) -> Option<InstanceStatus> {
+pub async fn fetch_status(
+    address: &InstanceAddress,
+    lease_token: &LeaseToken,
+) -> Option<InstanceStatus> {
     let host = address.host.to_string();
-    pgherd_instance_manager::status_client::fetch(&host, address.status, true, STATUS_TIMEOUT).await
+    pgherd_instance_manager::status_client::fetch(
+        &host,
+        address.status,
+        Some(lease_token),
+        STATUS_TIMEOUT,
+    )
+    .await
 }
 
 fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
@@ -89,6 +99,7 @@ pub async fn observe(
     restart_annotation: &str,
     promote_request: Option<String>,
     unhealthy_since: &mut BTreeMap<String, Instant>,
+    lease_token: &LeaseToken,
 ) -> Result<(Observation, Seen), LocalError> {
     let mut observed = Observation {
         latest_serial: previous.map_or(0, |p| p.latest_generated_node),
@@ -120,7 +131,7 @@ pub async fn observe(
         let dir = entry.path();
         let ports: Option<InstanceAddress> = read_json(&dir.join("ports.json"))?;
         let status = match &ports {
-            Some(p) => fetch_status(p).await,
+            Some(p) => fetch_status(p, lease_token).await,
             None => None,
         };
         if let Some(p) = ports {

@@ -235,7 +235,7 @@ impl ControlPlane {
                 if let Some(e) = &status.error {
                     log(format!("{namespace}/{name}: {e}"));
                 }
-                write_json(&path, &status, 0o644)?;
+                write_json(&path, &status, 0o600)?;
             }
         }
         Ok(())

@@ -163,7 +163,7 @@ pub fn reconcile_schedules(state: &StateDir, now: i64) -> Result<Vec<String>, Lo
             ..before
         };
         if changed {
-            write_json(&status_path, &status, 0o644)?;
+            write_json(&status_path, &status, 0o600)?;
         }
     }
     Ok(created)

@@ -62,16 +62,34 @@ pub struct AppCredentials {
     pub database: String,
 }
 
-/// Create `<cluster>-app` with CloudNativePG's keys if missing; return the credentials in it.
-pub fn ensure_app_secret(
+/// A `kubernetes.io/basic-auth` Secret of CloudNativePG's: `<cluster>-app` (user type `app`)
+/// or `<cluster>-superuser` (user `postgres`, database `*`, user type `superuser`).
+#[derive(Debug, Clone, Copy)]
+pub struct BasicAuth<'a> {
+    pub namespace: &'a str,
+    pub secret_name: &'a str,
+    pub owner: &'a str,
+    pub database: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    /// The `cnpg.io/userType` label.
+    pub user_type: &'a str,
+}
+
+/// Create the Secret with CloudNativePG's keys if missing; return the credentials in it.
+pub fn ensure_basic_auth_secret(
     state: &StateDir,
-    namespace: &str,
-    secret_name: &str,
-    owner: &str,
-    database: &str,
-    host: &str,
-    port: u16,
+    target: &BasicAuth<'_>,
 ) -> Result<AppCredentials, LocalError> {
+    let BasicAuth {
+        namespace,
+        secret_name,
+        owner,
+        database,
+        host,
+        port,
+        user_type,
+    } = *target;
     if let Some(data) = read(state, namespace, secret_name)? {
         let get = |k: &str| data.get(k).map(|v| String::from_utf8_lossy(v).into_owned());
         return Ok(AppCredentials {
@@ -104,7 +122,7 @@ pub fn ensure_app_secret(
         data.insert(k.to_string(), ByteString(v.into_bytes()));
     }
     let mut labels = BTreeMap::new();
-    labels.insert("cnpg.io/userType".to_string(), "app".to_string());
+    labels.insert("cnpg.io/userType".to_string(), user_type.to_string());
     labels.insert("cnpg.io/reload".to_string(), "true".to_string());
     let secret = Secret {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -139,11 +157,19 @@ mod tests {
     fn app_secret_is_created_once_with_cnpg_keys() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path());
-        let first =
-            ensure_app_secret(&state, "default", "c-app", "app", "app", "127.0.0.1", 5432).unwrap();
+        let mut target = BasicAuth {
+            namespace: "default",
+            secret_name: "c-app",
+            owner: "app",
+            database: "app",
+            host: "127.0.0.1",
+            port: 5432,
+            user_type: "app",
+        };
+        let first = ensure_basic_auth_secret(&state, &target).unwrap();
         assert_eq!(first.password.len(), 64);
-        let second =
-            ensure_app_secret(&state, "default", "c-app", "app", "app", "127.0.0.1", 9999).unwrap();
+        target.port = 9999;
+        let second = ensure_basic_auth_secret(&state, &target).unwrap();
         assert_eq!(first, second, "existing data is never overwritten");
         let data = read(&state, "default", "c-app").unwrap().unwrap();
         for key in [

@@ -130,9 +130,30 @@ impl StateDir {
     /// Create the directory (mode 0711: others may traverse to their own subdirectories, as the
     /// PostgreSQL user must, but not list it).
     pub fn create(&self) -> Result<(), LocalError> {
-        pgherd_safe_fs::ensure_dir(&self.root, 0o711, None)
-            .map(|_| ())
-            .map_err(LocalError::Files)
+        pgherd_safe_fs::ensure_dir(&self.root, 0o711, None).map_err(LocalError::Files)?;
+        // What the user applied, its status and the secrets: this user's alone.
+        for private in ["objects", "status", "secrets"] {
+            pgherd_safe_fs::ensure_dir(&self.root.join(private), 0o700, None)
+                .map_err(LocalError::Files)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `path` (in this state directory) exists; permission denied is an error that
+    /// says so, not a "not found".
+    pub fn has(&self, path: &Path) -> Result<bool, LocalError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(LocalError::Invalid(format!(
+                    "permission denied reading {}: the state directory {} belongs to another user; run this command as that user (e.g. with sudo)",
+                    path.display(),
+                    self.root.display()
+                )))
+            }
+            Err(e) => Err(LocalError::io("cannot read", path, e)),
+        }
     }
 
     pub fn object_path(&self, kind: &str, namespace: &str, name: &str) -> PathBuf {

@@ -129,6 +129,9 @@ pub enum LocalCommand {
         cluster: String,
         #[arg(long)]
         ro: bool,
+        /// As `postgres` with the superuser Secret (needs `spec.enableSuperuserAccess: true`).
+        #[arg(long)]
+        superuser: bool,
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
         #[arg(last = true)]
@@ -157,7 +160,84 @@ fn state_dir(options: &LocalOptions) -> StateDir {
     StateDir::new(root)
 }
 
+/// The object names a command was given, as (what, name).
+fn names_of(command: &LocalCommand) -> Vec<(&'static str, &str)> {
+    use LocalCommand as C;
+    match command {
+        C::Status {
+            name, namespace, ..
+        } => {
+            let mut names = vec![("namespace", namespace.as_str())];
+            names.extend(name.as_deref().map(|n| ("cluster", n)));
+            names
+        }
+        C::Get {
+            name, namespace, ..
+        } => {
+            let mut names = vec![("namespace", namespace.as_str())];
+            names.extend(name.as_deref().map(|n| ("name", n)));
+            names
+        }
+        C::Delete {
+            name, namespace, ..
+        } => vec![("name", name), ("namespace", namespace)],
+        C::Restart { cluster, namespace }
+        | C::Psql {
+            cluster, namespace, ..
+        } => {
+            vec![("cluster", cluster), ("namespace", namespace)]
+        }
+        C::Promote {
+            cluster,
+            instance,
+            namespace,
+            ..
+        } => {
+            vec![
+                ("cluster", cluster),
+                ("instance", instance),
+                ("namespace", namespace),
+            ]
+        }
+        C::Fence {
+            cluster,
+            instance,
+            namespace,
+        }
+        | C::Unfence {
+            cluster,
+            instance,
+            namespace,
+        } => {
+            let mut names = vec![("cluster", cluster.as_str()), ("namespace", namespace)];
+            if instance != "*" {
+                names.push(("instance", instance));
+            }
+            names
+        }
+        C::Backup {
+            cluster,
+            backup_name,
+            namespace,
+            ..
+        } => {
+            let mut names = vec![("cluster", cluster.as_str()), ("namespace", namespace)];
+            names.extend(backup_name.as_deref().map(|n| ("backup name", n)));
+            names
+        }
+        C::Up { .. } | C::Apply { .. } | C::Down | C::Destroy | C::Controller => Vec::new(),
+    }
+}
+
 pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<ExitCode> {
+    // Names become paths in the state directory: the same rule as Kubernetes' object names,
+    // checked once for every verb.
+    for (what, name) in names_of(&command) {
+        if !pgherd_api::validate::is_dns1123_subdomain(name) {
+            eprintln!("invalid {what} {name:?}: names are lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253 characters)");
+            return Ok(ExitCode::from(1));
+        }
+    }
     let state = state_dir(options);
     match command {
         LocalCommand::Up {
@@ -244,7 +324,7 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         LocalCommand::Restart { cluster, namespace } => {
-            if !state.object_path("Cluster", &namespace, &cluster).exists() {
+            if !state.has(&state.object_path("Cluster", &namespace, &cluster))? {
                 eprintln!("cluster {cluster:?} not found in namespace {namespace}");
                 return Ok(ExitCode::from(1));
             }
@@ -323,11 +403,11 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             namespace,
         } => super::local_ha::fence(&state, &namespace, &cluster, &instance, false),
         LocalCommand::Down => {
-            down(&state);
+            down(&state)?;
             Ok(ExitCode::SUCCESS)
         }
         LocalCommand::Destroy => {
-            down(&state);
+            down(&state)?;
             pgherd_local::sockets::remove_all(&state);
             if state.root.exists() {
                 std::fs::remove_dir_all(&state.root)
@@ -339,9 +419,10 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
         LocalCommand::Psql {
             cluster,
             ro,
+            superuser,
             namespace,
             args,
-        } => psql(&state, &cluster, ro, &namespace, &args),
+        } => psql(&state, &cluster, (ro, superuser), &namespace, &args),
         LocalCommand::Controller => controller(&state, options),
     }
 }
@@ -591,24 +672,53 @@ fn status(
     Ok(ExitCode::SUCCESS)
 }
 
-fn down(state: &StateDir) {
+/// Stop everything of `state`; an error when something could not be stopped (another user's
+/// processes: permission denied), rather than a "stopped" that is not true.
+fn down(state: &StateDir) -> anyhow::Result<()> {
     if let Some(pid) = running_pid(&state.control_plane_pid()) {
-        stop(pid, Duration::from_secs(30));
+        let raw = i32::try_from(pid).unwrap_or(i32::MAX);
+        if let Err(nix::errno::Errno::EPERM) =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None)
+        {
+            bail!(
+                "permission denied: the control plane of {} (pid {pid}) runs as another user; run this command as that user (e.g. with sudo)",
+                state.root.display()
+            );
+        }
+        if !stop(pid, Duration::from_secs(30)) {
+            bail!(
+                "the control plane (pid {pid}) did not stop within 30 s; see {}",
+                state.control_plane_log().display()
+            );
+        }
     }
     let clusters = state.root.join("clusters");
     for ns in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
         for cluster in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
             pgherd_local::pooler_files::stop_cluster_poolers(&cluster.path());
             pgherd_local::instances::stop_cluster(&cluster.path());
+            for instance in std::fs::read_dir(cluster.path().join("instances"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if !pgherd_local::instances::is_dead(&instance.path()) {
+                    bail!(
+                        "{} still runs after the stop (permission denied?); run this command as the user that started it",
+                        instance.path().display()
+                    );
+                }
+            }
         }
     }
     outln!("stopped; data kept in {}", state.root.display());
+    Ok(())
 }
 
 fn psql(
     state: &StateDir,
     cluster: &str,
-    ro: bool,
+    (ro, superuser): (bool, bool),
     namespace: &str,
     args: &[String],
 ) -> anyhow::Result<ExitCode> {
@@ -624,21 +734,46 @@ fn psql(
         .cloned()
         .unwrap_or_default();
     let (host, port) = endpoint.rsplit_once(':').unwrap_or(("127.0.0.1", "5432"));
-    let secret = pgherd_local::secrets::read(state, namespace, &format!("{cluster}-app"))?
-        .unwrap_or_default();
-    let get = |k: &str| {
+    // The application Secret the cluster really uses (`bootstrap.initdb.secret` when the user
+    // gave one); its database from the spec when the Secret does not say.
+    let object: Option<pgherd_api::cluster::Cluster> =
+        read_json(&state.object_path("Cluster", namespace, cluster))?;
+    let (database, owner, secret_name) = match &object {
+        Some(c) if superuser => {
+            if c.spec.enable_superuser_access != Some(true) {
+                eprintln!("superuser access to {cluster} is disabled (spec.enableSuperuserAccess is false): enable it, or connect as the application user without --superuser");
+                return Ok(ExitCode::from(1));
+            }
+            let secret = c
+                .spec
+                .superuser_secret
+                .as_ref()
+                .map_or_else(|| format!("{cluster}-superuser"), |s| s.name.clone());
+            ("postgres".into(), "postgres".into(), secret)
+        }
+        Some(c) => pgherd_local::desired::application(c),
+        None => ("app".into(), "app".into(), format!("{cluster}-app")),
+    };
+    let secret = pgherd_local::secrets::read(state, namespace, &secret_name)?.unwrap_or_default();
+    let get = |k: &str, default: &str| {
         secret
             .get(k)
             .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
+            .unwrap_or_else(|| default.to_string())
     };
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new("psql")
         .env("PGHOST", host)
         .env("PGPORT", port)
-        .env("PGUSER", get("username"))
-        .env("PGPASSWORD", get("password"))
-        .env("PGDATABASE", get("dbname"))
+        .env("PGUSER", get("username", &owner))
+        .env("PGPASSWORD", get("password", ""))
+        .env(
+            "PGDATABASE",
+            // The superuser Secret's dbname is `*` (any database).
+            Some(get("dbname", &database))
+                .filter(|d| d != "*")
+                .unwrap_or(database),
+        )
         .env("PGSSLMODE", "require")
         .args(args)
         .exec();

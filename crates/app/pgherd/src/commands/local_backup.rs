@@ -46,7 +46,7 @@ fn plugin_archiver(state: &StateDir, namespace: &str, cluster: &str) -> Option<S
 
 pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitCode> {
     let ns = &request.namespace;
-    if !state.object_path("Cluster", ns, &request.cluster).exists() {
+    if !state.has(&state.object_path("Cluster", ns, &request.cluster))? {
         eprintln!("cluster {:?} not found in namespace {ns}", request.cluster);
         return Ok(ExitCode::from(1));
     }

@@ -8,16 +8,22 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 fn exists(state: &StateDir, namespace: &str, cluster: &str, instance: &str) -> Result<(), String> {
-    if !state.object_path("Cluster", namespace, cluster).exists() {
+    if !state
+        .has(&state.object_path("Cluster", namespace, cluster))
+        .map_err(|e| e.to_string())?
+    {
         return Err(format!(
             "cluster {cluster:?} not found in namespace {namespace}"
         ));
     }
     if instance != "*"
         && !state
-            .instance_dir(namespace, cluster, instance)
-            .join("instance.json")
-            .exists()
+            .has(
+                &state
+                    .instance_dir(namespace, cluster, instance)
+                    .join("instance.json"),
+            )
+            .map_err(|e| e.to_string())?
     {
         return Err(format!(
             "instance {instance:?} not found in cluster {cluster:?} (see `pgherd local status {cluster}`)"
