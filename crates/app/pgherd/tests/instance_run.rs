@@ -116,6 +116,7 @@ fn primary_and_replica_managers() {
             lease_ms: 0,
             lease_token: None,
             superuser_password: None,
+            managed_extensions: Default::default(),
             wal_store: None,
             pooler_auth: false,
             listen_host: "127.0.0.1".into(),

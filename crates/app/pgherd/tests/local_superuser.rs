@@ -148,3 +148,70 @@ fn superuser_password_follows_its_secret_and_disabling_removes_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("enableSuperuserAccess"));
 }
+
+/// `pg_stat_statements.*` and `auto_explain.*` parameters load their libraries and create the
+/// extension CloudNativePG creates (pg_stat_statements) in every database; the user's own
+/// `shared_preload_libraries` are kept after them.
+#[test]
+fn managed_extensions_are_preloaded_and_created() {
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ext.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata:
+  name: ext
+spec:
+  instances: 1
+  imageName: ghcr.io/cloudnative-pg/postgresql:15.14
+  storage:
+    size: 1Gi
+  postgresql:
+    shared_preload_libraries: [pg_prewarm]
+    parameters:
+      pg_stat_statements.max: \"1000\"
+      auto_explain.log_min_duration: \"5s\"
+",
+    )
+    .unwrap();
+    local.run_ok(&[
+        "up",
+        "-f",
+        path.to_str().unwrap(),
+        "--timeout-seconds",
+        "120",
+    ]);
+    let rw = local.status("ext").endpoints["rw"].clone();
+    let rt = pgherd_testkit::runtime();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (preload, extension): (String, i64) = rt.block_on(async {
+            let c = connect(&local.app_config("ext", &rw)).await.unwrap();
+            let preload: String = c
+                .query_one("SHOW shared_preload_libraries", &[])
+                .await
+                .unwrap()
+                .get(0);
+            let n: i64 = c
+                .query_one(
+                    "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (preload, n)
+        });
+        assert_eq!(preload, "pg_stat_statements,auto_explain,pg_prewarm");
+        if extension == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pg_stat_statements was not created in the app database"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

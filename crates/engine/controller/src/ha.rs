@@ -171,6 +171,9 @@ pub fn elect(
             target = r;
         } else if recorded.failed(failover_delay)
             && !recorded.fenced
+            // Nothing runs at all (the cluster is starting again after `down`, or the whole
+            // machine went down): there is no one to fail over to; the primary starts again.
+            && !instances.iter().all(|i| i.dead)
             // Unreachable to the controller yet followed by a majority: the controller is the
             // one cut off. A primary that reports trouble itself is failed over regardless.
             && (recorded.dead
@@ -296,6 +299,25 @@ mod tests {
     fn role_of(p: &crate::plan::Plan, name: &str) -> (DesiredRole, Option<String>) {
         let d = p.instances.iter().find(|i| i.name == name).unwrap();
         (d.role, d.upstream.clone())
+    }
+
+    #[test]
+    fn a_cluster_starting_again_with_nothing_running_is_not_failing_over() {
+        let mut o = three();
+        for i in &mut o.instances {
+            i.status = None;
+            i.dead = true;
+            i.unhealthy_for = Some(Duration::from_secs(30));
+        }
+        let p = plan(&cluster(3), &o);
+        assert_ne!(p.phase, phase::FAILING_OVER);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
+        assert!(p.fence.is_empty());
+        assert_eq!(
+            role_of(&p, "pg-1").0,
+            DesiredRole::Primary,
+            "the primary starts again"
+        );
     }
 
     #[test]

@@ -11,6 +11,14 @@ pub struct PgBinaries {
     pub major: u32,
 }
 
+/// Client tools that work against servers of older majors (`pg_basebackup` down to 9.1, `psql`
+/// down to 9.2): borrowed from a newer major when a server-only build lacks them. `pg_rewind`,
+/// `pg_controldata` and `pg_upgrade` must match their data and are never borrowed.
+const BACKWARD_COMPATIBLE: &[&str] = &["pg_basebackup", "psql"];
+
+/// How many majors above its own a borrowed tool may come from.
+const NEWER_MAJORS: u32 = 10;
+
 /// Directories searched for a major version, in order: Debian's, the PGDG RPMs', pgherd's
 /// install script's, then whatever `pg_config` on the PATH reports (used when its major matches).
 fn candidates(major: u32) -> Vec<PathBuf> {
@@ -90,9 +98,19 @@ impl PgBinaries {
         })
     }
 
-    /// Path of one binary.
+    /// Path of one binary: this major's own, or, for a client tool that works against older
+    /// servers ([`BACKWARD_COMPATIBLE`]) which a server-only build lacks, the same tool of the
+    /// nearest newer major installed.
     pub fn bin(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        let own = self.dir.join(name);
+        if own.is_file() || !BACKWARD_COMPATIBLE.contains(&name) {
+            return own;
+        }
+        ((self.major + 1)..=(self.major + NEWER_MAJORS))
+            .flat_map(candidates)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+            .unwrap_or(own)
     }
 
     /// Path of a tool that server-only builds may lack, or a clear error naming `purpose`.
@@ -101,7 +119,7 @@ impl PgBinaries {
         name: &'static str,
         purpose: &'static str,
     ) -> Result<PathBuf, InstanceError> {
-        let path = self.dir.join(name);
+        let path = self.bin(name);
         if path.is_file() {
             Ok(path)
         } else {
@@ -118,6 +136,25 @@ impl PgBinaries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_only_builds_borrow_client_tools_from_a_newer_major_only() {
+        let tmp = std::env::temp_dir().join(format!("pgherd-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap_or_default();
+        let old = PgBinaries {
+            dir: tmp.clone(),
+            major: 9,
+        };
+        // No newer major's pg_rewind is ever used; pg_basebackup falls back when one exists.
+        assert_eq!(old.bin("pg_rewind"), tmp.join("pg_rewind"));
+        let borrowed = old.bin("pg_basebackup");
+        if borrowed != tmp.join("pg_basebackup") {
+            assert!(borrowed.is_file());
+            assert!(!borrowed.starts_with(&tmp));
+        }
+        assert!(old.tool("pg_rewind", "rejoining").is_err());
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 
     #[test]
     fn missing_major_says_what_to_install() {

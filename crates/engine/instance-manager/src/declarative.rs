@@ -255,6 +255,46 @@ pub async fn reconcile_databases(
     results
 }
 
+/// What [`Applied::converge`] last did, so it does it again only on a change.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The `postgres` password (a keyed hash; see [`apply_superuser_password`]).
+    superuser_password: Option<u64>,
+    /// The managed extensions and the databases they were applied in.
+    managed_extensions: Option<String>,
+}
+
+impl Applied {
+    /// On the primary: the superuser password and the managed extensions as `spec` says; the
+    /// first failure, for the status.
+    pub async fn converge(
+        &mut self,
+        pg: &Postgres,
+        client: &Client,
+        spec: &pgherd_instance_protocol::InstanceSpec,
+    ) -> Option<String> {
+        let mut error = None;
+        if let Some(source) = &spec.superuser_password {
+            if let Err(e) =
+                apply_superuser_password(client, source, &mut self.superuser_password).await
+            {
+                error = Some(format!("superuser password: {e}"));
+            }
+        }
+        if let Err(e) = apply_managed_extensions(
+            pg,
+            client,
+            &spec.managed_extensions,
+            &mut self.managed_extensions,
+        )
+        .await
+        {
+            error.get_or_insert(format!("managed extensions: {e}"));
+        }
+        error
+    }
+}
+
 /// The `postgres` role's password as `source` says (`enableSuperuserAccess`), applied only
 /// when it differs from what this manager last applied (`applied`: a keyed hash, so the
 /// password itself is not kept): an `ALTER ROLE … PASSWORD` re-hashes and writes WAL.
@@ -296,6 +336,59 @@ pub async fn apply_superuser_password(
     )
     .await?;
     *applied = Some(fingerprint);
+    Ok(())
+}
+
+/// The extensions CloudNativePG manages (`pg_stat_statements`, `pgaudit`): created in every
+/// database that accepts connections when wanted, dropped when not. Done again only when the
+/// wish or the list of databases changed since `applied`.
+pub async fn apply_managed_extensions(
+    pg: &Postgres,
+    client: &Client,
+    wanted: &std::collections::BTreeMap<String, bool>,
+    applied: &mut Option<String>,
+) -> Result<(), String> {
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let databases: Vec<String> = client
+        .query(
+            "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname",
+            &[],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let key = format!("{wanted:?} {databases:?}");
+    if applied.as_deref() == Some(key.as_str()) {
+        return Ok(());
+    }
+    let mut statements = Vec::new();
+    for (name, on) in wanted {
+        let name = ident(name)?;
+        statements.push(if *on {
+            format!("CREATE EXTENSION IF NOT EXISTS {name}")
+        } else {
+            format!("DROP EXTENSION IF EXISTS {name}")
+        });
+    }
+    let script = statements.join("; ");
+    let mut failures = Vec::new();
+    for database in &databases {
+        let outcome = match connect(pg, database).await {
+            Ok(db) => run(&db, &script).await,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = outcome {
+            failures.push(format!("{database}: {e}"));
+        }
+    }
+    if !failures.is_empty() {
+        return Err(failures.join("; "));
+    }
+    *applied = Some(key);
     Ok(())
 }
 

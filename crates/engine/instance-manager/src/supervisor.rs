@@ -131,9 +131,9 @@ struct State {
     recovery_done: bool,
     /// Since when this replica has run without streaming from its primary.
     not_streaming_since: Option<Instant>,
-    /// The `postgres` password last applied (a keyed hash; see
-    /// `declarative::apply_superuser_password`).
-    superuser_password: Option<u64>,
+    /// What the cluster-wide in-database duties last applied (superuser password, managed
+    /// extensions), so they run only on a change.
+    applied: crate::declarative::Applied,
     /// PostgreSQL's exits on its own in a row, when the last start was, and the earliest next
     /// start: a PostgreSQL that keeps stopping (a recovery target not reachable yet, a bad
     /// setting) is restarted with growing pauses, not four times a second.
@@ -465,16 +465,8 @@ async fn converge(
         if let Err(e) = primary_duties(spec, &pg, &client, &mut status).await {
             status.error = Some(e.to_string());
         }
-        if let Some(source) = &spec.superuser_password {
-            if let Err(e) = crate::declarative::apply_superuser_password(
-                &client,
-                source,
-                &mut state.superuser_password,
-            )
-            .await
-            {
-                status.error = Some(format!("superuser password: {e}"));
-            }
+        if let Some(e) = state.applied.converge(&pg, &client, spec).await {
+            status.error = Some(e);
         }
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;

@@ -198,6 +198,11 @@ pub struct InstanceSpec {
     /// or none at all (`PASSWORD NULL`) when superuser access is disabled; `None` leaves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub superuser_password: Option<crate::PasswordSource>,
+    /// For a primary: extensions CloudNativePG manages (`pg_stat_statements`, `pgaudit`), by
+    /// name: `true` to create in every database that accepts connections (their parameters
+    /// are set), `false` to drop.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub managed_extensions: BTreeMap<String, bool>,
     /// The object store WAL is archived to (and replicas restore from); `None`:
     /// `archive_command` does nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]

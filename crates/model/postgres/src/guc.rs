@@ -123,6 +123,36 @@ pub const MANAGED_EXTENSION_PREFIXES: &[(&str, &str)] = &[
     ("pg_failover_slots.", "pg_failover_slots"),
 ];
 
+/// Of [`MANAGED_EXTENSION_PREFIXES`]' libraries, those CloudNativePG also creates as an
+/// extension in every database (`auto_explain` and `pg_failover_slots` are libraries only).
+pub const MANAGED_EXTENSIONS_CREATED: &[&str] = &["pgaudit", "pg_stat_statements"];
+
+/// `shared_preload_libraries` as CloudNativePG computes it: the libraries of the managed
+/// extensions whose parameters are set (in [`MANAGED_EXTENSION_PREFIXES`]' order), then the
+/// user's own list, each once.
+pub fn preload_libraries<'a>(
+    parameters: impl IntoIterator<Item = &'a str> + Clone,
+    user_libraries: &[String],
+) -> Vec<String> {
+    let mut out: Vec<String> = MANAGED_EXTENSION_PREFIXES
+        .iter()
+        .filter(|(prefix, _)| {
+            parameters
+                .clone()
+                .into_iter()
+                .any(|p| p.to_ascii_lowercase().starts_with(prefix))
+        })
+        .map(|(_, library)| (*library).to_string())
+        .collect();
+    for library in user_libraries {
+        let library = library.trim();
+        if !library.is_empty() && !out.iter().any(|l| l == library) {
+            out.push(library.to_string());
+        }
+    }
+    out
+}
+
 fn matches_pattern(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),
@@ -245,6 +275,21 @@ pub fn wal_level_supports_replication(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preload_libraries_follow_the_parameters_then_the_users_list() {
+        let params = [
+            "pg_stat_statements.max",
+            "auto_explain.log_min_duration",
+            "work_mem",
+        ];
+        assert_eq!(
+            preload_libraries(params, &["pg_cron".into(), "auto_explain".into()]),
+            ["pg_stat_statements", "auto_explain", "pg_cron"]
+        );
+        assert!(preload_libraries(["work_mem"], &[]).is_empty());
+        assert_eq!(preload_libraries(["PGAUDIT.log"], &[]), ["pgaudit"]);
+    }
 
     #[test]
     fn classification() {

@@ -52,8 +52,8 @@ pub struct ClusterRuntime {
     pub archive_problem: Option<String>,
     /// When the backup catalog was last read.
     pub catalog_read_at: Option<std::time::Instant>,
-    /// The credential this control plane renews the cluster's primary lease with: made anew
-    /// when the control plane starts, kept only in memory and in the instances' 0600 specs.
+    /// The credential this control plane renews the cluster's primary lease with (see
+    /// `secrets::lease_token`).
     pub lease_token: Option<pgherd_instance_protocol::LeaseToken>,
 }
 
@@ -209,8 +209,7 @@ impl ControlPlane {
         let lease_token = match &runtime.lease_token {
             Some(token) => token.clone(),
             None => {
-                let token =
-                    pgherd_instance_protocol::LeaseToken(crate::secrets::generate_password(32)?);
+                let token = crate::secrets::lease_token(&self.state, namespace, &name)?;
                 runtime.lease_token = Some(token.clone());
                 token
             }

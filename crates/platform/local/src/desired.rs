@@ -311,6 +311,24 @@ impl ClusterContext<'_> {
         let mut settings: BTreeMap<String, String> = postgresql
             .and_then(|p| p.parameters.clone())
             .unwrap_or_default();
+        let user_libraries = postgresql
+            .and_then(|p| p.shared_preload_libraries.clone())
+            .unwrap_or_default();
+        let libraries = pgherd_postgres::guc::preload_libraries(
+            settings.keys().map(String::as_str),
+            &user_libraries,
+        );
+        // Created where their parameters are set, dropped where not (as CloudNativePG does).
+        let managed =
+            pgherd_postgres::guc::preload_libraries(settings.keys().map(String::as_str), &[]);
+        let managed_extensions: BTreeMap<String, bool> =
+            pgherd_postgres::guc::MANAGED_EXTENSIONS_CREATED
+                .iter()
+                .map(|e| ((*e).to_string(), managed.iter().any(|l| l == e)))
+                .collect();
+        if !libraries.is_empty() {
+            settings.insert("shared_preload_libraries".into(), libraries.join(","));
+        }
         for (k, v) in mandatory_settings(&name, ports.host, dirs, &self.certificates) {
             settings.insert(k.to_string(), v);
         }
@@ -410,6 +428,11 @@ impl ClusterContext<'_> {
                 .unwrap_or(u64::MAX),
             lease_token: Some(self.lease_token.clone()),
             superuser_password: primary_duties.then(|| self.superuser_password.clone()),
+            managed_extensions: if primary_duties {
+                managed_extensions
+            } else {
+                BTreeMap::new()
+            },
             wal_store: self.wal_store.clone(),
             pooler_auth: crate::pooler::uses_builtin_auth(self.state, self.namespace, &self.name()),
         }))

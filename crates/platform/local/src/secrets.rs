@@ -38,6 +38,31 @@ pub fn store(state: &StateDir, namespace: &str, secret: &Secret) -> Result<(), L
     write_json(&state.secret_path(namespace, &name), &secret, 0o600)
 }
 
+/// The cluster's lease token: made once, kept in the state's private `secrets/` directory
+/// (root's, mode 0600; not a Secret object) so a restarted control plane renews with the token
+/// the instances already hold, and given to the instance managers in their 0600 specs.
+pub fn lease_token(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &str,
+) -> Result<pgherd_instance_protocol::LeaseToken, LocalError> {
+    let path = state
+        .root
+        .join("secrets")
+        .join(namespace)
+        .join(format!("{cluster}.lease-token"));
+    if let Some(token) = crate::state::read_text(&path)? {
+        if token.trim().len() >= 32 {
+            return Ok(pgherd_instance_protocol::LeaseToken(
+                token.trim().to_string(),
+            ));
+        }
+    }
+    let token = generate_password(48)?;
+    crate::state::write_atomic(&path, token.as_bytes(), 0o600)?;
+    Ok(pgherd_instance_protocol::LeaseToken(token))
+}
+
 /// The decoded data of a Secret, if it exists.
 pub fn read(
     state: &StateDir,

@@ -29,10 +29,15 @@ pub struct Started {
 }
 
 pub fn start() -> Started {
+    start_with(manifest)
+}
+
+/// `start` with the manifest `write` puts in the directory it is given.
+pub fn start_with(write: impl FnOnce(&Path) -> PathBuf) -> Started {
     let serial = exclusive();
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
-    let manifest = manifest(files.path());
+    let manifest = write(files.path());
     local.run_ok(&[
         "up",
         "-f",
@@ -54,6 +59,17 @@ pub fn manifest(dir: &Path) -> PathBuf {
 
 /// The cluster's manifest with `annotations` (YAML lines, indented by four spaces) added.
 pub fn manifest_annotated(dir: &Path, annotations: &str) -> PathBuf {
+    manifest_full(
+        dir,
+        annotations,
+        "ghcr.io/cloudnative-pg/postgresql:15.14",
+        "",
+    )
+}
+
+/// The cluster's manifest with `annotations`, `image`, and `spec` (YAML lines indented by two
+/// spaces) added under `spec`.
+pub fn manifest_full(dir: &Path, annotations: &str, image: &str, spec: &str) -> PathBuf {
     let path = dir.join("ha.yaml");
     let annotations = if annotations.is_empty() {
         String::new()
@@ -62,7 +78,7 @@ pub fn manifest_annotated(dir: &Path, annotations: &str) -> PathBuf {
     };
     std::fs::write(
         &path,
-        format!("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: ha\n{annotations}spec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n"),
+        format!("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: ha\n{annotations}spec:\n  instances: 3\n  imageName: {image}\n  storage:\n    size: 1Gi\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n{spec}"),
     )
     .unwrap();
     path
