@@ -168,6 +168,7 @@ spec:
   imageName: ghcr.io/cloudnative-pg/postgresql:15.14
   storage:
     size: 1Gi
+  enableSuperuserAccess: true
   postgresql:
     shared_preload_libraries: [pg_prewarm]
     parameters:
@@ -187,22 +188,25 @@ spec:
     let rt = pgherd_testkit::runtime();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (preload, extension): (String, i64) = rt.block_on(async {
+        // As the superuser (the generated ext-superuser Secret): only it may see the setting.
+        let out = local.run_ok(&[
+            "psql",
+            "ext",
+            "--superuser",
+            "--",
+            "-Atc",
+            "SHOW shared_preload_libraries",
+        ]);
+        let preload = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let extension: i64 = rt.block_on(async {
             let c = connect(&local.app_config("ext", &rw)).await.unwrap();
-            let preload: String = c
-                .query_one("SHOW shared_preload_libraries", &[])
-                .await
-                .unwrap()
-                .get(0);
-            let n: i64 = c
-                .query_one(
-                    "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            (preload, n)
+            c.query_one(
+                "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
         });
         assert_eq!(preload, "pg_stat_statements,auto_explain,pg_prewarm");
         if extension == 1 {
