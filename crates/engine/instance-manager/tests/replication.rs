@@ -56,6 +56,7 @@ fn replica_clones_over_tls_and_streams() {
         ca_file: certs.ca.clone(),
         cert_file: certs.replication_cert.clone(),
         key_file: certs.replication_key.clone(),
+        socket_dir: None,
     };
 
     let runtime = pgherd_testkit::runtime();

@@ -46,6 +46,10 @@ pub struct PrimaryEndpoint {
     pub port: u16,
     /// The slot the primary keeps for this replica.
     pub slot: Option<String>,
+    /// The primary's unix socket directory, when it runs on this machine (the local platform):
+    /// a clone tool built without TLS support copies through it, as the PostgreSQL user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_dir: Option<PathBuf>,
 }
 
 /// TLS files of the instance (all PEM, keys mode 0600, owned by the PostgreSQL user).

@@ -37,6 +37,8 @@ pub fn render_hba(user_lines: &[String], major: MajorVersion) -> String {
         String::from("# Written by pgherd; changes here are overwritten.\n# Fixed rules\n");
     let _ = writeln!(out, "local all {METRICS_USER} peer map={METRICS_USER}");
     out.push_str("local all all peer map=local\n");
+    // A clone through the socket by the PostgreSQL OS user (tools built without TLS).
+    out.push_str("local replication postgres peer map=local\n");
     let _ = writeln!(
         out,
         "hostssl postgres {STREAMING_REPLICA_USER} all cert map=cnpg_streaming_replica"

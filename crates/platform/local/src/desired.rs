@@ -350,6 +350,10 @@ impl ClusterContext<'_> {
                     host: p.host.to_string(),
                     port: p.postgres,
                     slot: Some(replication_slot_name(&slot_prefix, &instance.name)),
+                    socket_dir: dirs
+                        .root
+                        .parent()
+                        .map(|instances| crate::sockets::socket_dir(&instances.join(up))),
                 }),
                 None => return Ok(None),
             },
