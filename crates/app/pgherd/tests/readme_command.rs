@@ -34,6 +34,14 @@ fn the_readmes_first_command_works_as_root_with_the_default_state_dir() {
     for mount_point in ["/var/lib/pgherd", "/run/pgherd"] {
         std::fs::create_dir_all(mount_point).unwrap();
     }
+    // The longest name a Cluster may have (50 characters), in the default state directory:
+    // its sockets must still fit the kernel's 107 bytes.
+    let long = "c".repeat(50);
+    std::fs::write(
+        out.join("long-name.yaml"),
+        format!("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: {long}\nspec:\n  instances: 2\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n"),
+    )
+    .unwrap();
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_pgherd"))
         .parent()
         .unwrap()
@@ -46,6 +54,7 @@ trap 'pgherd local destroy >"$OUT/destroy.txt" 2>&1 || true' EXIT
 {COMMAND}
 pgherd local status cluster-example -o json > "$OUT/status.json"
 pgherd local psql cluster-example -- -Atc 'select 40 + 2' > "$OUT/psql.txt"
+pgherd local up -f "$OUT/long-name.yaml" > "$OUT/long-name.txt" 2>&1
 ls /var/lib/pgherd > "$OUT/state.txt"
 "#
     );
@@ -89,6 +98,8 @@ ls /var/lib/pgherd > "$OUT/state.txt"
     // It ran in the default location: the state landed in the bind-mounted /var/lib/pgherd.
     let listing = std::fs::read_to_string(out.join("state.txt")).unwrap();
     assert!(listing.contains("clusters"), "{listing}");
+    let long_up = std::fs::read_to_string(out.join("long-name.txt")).unwrap();
+    assert!(long_up.contains(&format!("{long} is healthy")), "{long_up}");
     let destroyed = std::fs::read_to_string(out.join("destroy.txt")).unwrap_or_default();
     assert!(destroyed.contains("/var/lib/pgherd"), "{destroyed}");
 }

@@ -40,15 +40,24 @@ fn assert_untouched(victim: &Path) {
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
 }
 
-#[test]
-fn planted_links_at_the_target_and_at_old_temporary_names_are_replaced_not_followed() {
+/// A private directory holding the attacker's directory and root's victim file; `None` (and a
+/// note) when not root, which these tests need to own files as another user.
+fn scene() -> Option<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)> {
     if !is_root() {
         eprintln!("skipped: needs root to own files as another user");
-        return;
+        return None;
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = attacker_dir(tmp.path());
     let victim = victim(tmp.path());
+    Some((tmp, dir, victim))
+}
+
+#[test]
+fn planted_links_at_the_target_and_at_old_temporary_names_are_replaced_not_followed() {
+    let Some((tmp, dir, victim)) = scene() else {
+        return;
+    };
     // Every name the previous writer used (.<file>.<pid>.<n>.tmp) and the file itself.
     symlink(&victim, dir.join("app-password")).unwrap();
     for n in 0..64 {
@@ -67,13 +76,9 @@ fn planted_links_at_the_target_and_at_old_temporary_names_are_replaced_not_follo
 
 #[test]
 fn a_directory_replaced_by_a_link_is_refused() {
-    if !is_root() {
-        eprintln!("skipped: needs root to own files as another user");
+    let Some((tmp, dir, victim)) = scene() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = attacker_dir(tmp.path());
-    let victim = victim(tmp.path());
+    };
     // The attacker swaps a subdirectory for a link to the victim's directory.
     symlink(tmp.path(), dir.join("run")).unwrap();
     let err = write_file(&dir.join("run/shadow"), b"x", 0o600, Some(OTHER)).unwrap_err();
@@ -90,13 +95,9 @@ fn a_directory_replaced_by_a_link_is_refused() {
 
 #[test]
 fn appends_and_chowns_refuse_links_hard_links_and_fifos() {
-    if !is_root() {
-        eprintln!("skipped: needs root to own files as another user");
+    let Some((tmp, dir, victim)) = scene() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = attacker_dir(tmp.path());
-    let victim = victim(tmp.path());
+    };
     symlink(&victim, dir.join("postgres.log")).unwrap();
     let err = open_append(&dir.join("postgres.log"), 0o600, Some(OTHER)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
