@@ -137,3 +137,29 @@ fn a_bad_label_or_secret_value_does_not_hide_other_errors() {
         assert!(text.lines().any(|l| l.starts_with(expected)), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn an_unknown_wal_archiver_plugin_is_an_error_not_wal_archived_to_nowhere() {
+    let (code, out) = validate_stdin(
+        "apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata:
+  name: c
+spec:
+  instances: 1
+  storage:
+    size: 1Gi
+  plugins:
+    - name: barman-cloud.cnpg.io
+      isWALArchiver: true
+      parameters:
+        barmanObjectName: store
+",
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("spec.plugins[0].name: unknown plugin: no WAL would be archived"),
+        "{out}"
+    );
+    assert!(out.contains("barman-cloud.cloudnative-pg.io"), "{out}");
+}

@@ -291,7 +291,24 @@ pub(super) fn validate_plugins(cluster: &Cluster, ctx: &Context, out: &mut Vec<D
         ));
     }
     for (i, plugin) in plugins.iter().enumerate() {
-        check_plugin_store(plugin, &FieldPath::new("spec.plugins").index(i), ctx, out);
+        let path = FieldPath::new("spec.plugins").index(i);
+        // A plugin pgherd does not have would be accepted and then ignored — for a WAL
+        // archiver, every WAL file "archived" to nowhere. CloudNativePG refuses to run such a
+        // cluster too ("unknown plugin being required").
+        if plugin.enabled != Some(false) && plugin.name != BARMAN_CLOUD_PLUGIN {
+            let what = if plugin.is_wal_archiver == Some(true) {
+                "unknown plugin: no WAL would be archived"
+            } else {
+                "unknown plugin"
+            };
+            out.push(
+                Diagnostic::error(path.key("name").as_str(), format!("{what} ({:?})", plugin.name))
+                    .with_hint(format!(
+                        "the plugin pgherd runs is {BARMAN_CLOUD_PLUGIN} (barman-cloud); remove the entry or set enabled: false"
+                    )),
+            );
+        }
+        check_plugin_store(plugin, &path, ctx, out);
     }
 }
 
