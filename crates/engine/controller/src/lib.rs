@@ -9,4 +9,5 @@ pub mod phase;
 pub mod pki;
 pub mod plan;
 pub mod recovery;
+mod rollout;
 pub mod synchronous;

@@ -97,49 +97,7 @@ pub fn instance_name(cluster: &str, serial: u32) -> String {
     format!("{cluster}-{serial}")
 }
 
-/// A rolling restart, when instances run under an older restart token: one instance at a
-/// time, replicas (lowest serial first) before the primary, each only once every instance is
-/// ready again.
-fn roll(
-    instances: &mut [DesiredInstance],
-    observed: &[&&ObservedInstance],
-    primary: &str,
-    token: &str,
-) -> &'static str {
-    let applied = |i: &ObservedInstance| {
-        i.status
-            .as_ref()
-            .map(|s| s.restart_token.as_str())
-            .unwrap_or_default()
-            == token
-    };
-    if observed
-        .iter()
-        .any(|i| i.spec_restart_token == token && !applied(i))
-    {
-        return phase::UPGRADING; // one is restarting already
-    }
-    let next = observed
-        .iter()
-        .filter(|i| !applied(i))
-        .min_by_key(|i| (i.name == primary, i.serial));
-    match next {
-        None => phase::HEALTHY,
-        Some(i) => {
-            if let Some(d) = instances.iter_mut().find(|d| d.name == i.name) {
-                d.restart_token = token.to_string();
-            }
-            if i.name == primary {
-                phase::PRIMARY_RESTARTING_IN_PLACE
-            } else {
-                phase::UPGRADING
-            }
-        }
-    }
-}
-
-/// The instance's report, when fresh enough to act on.
-fn fresh(i: &ObservedInstance) -> Option<&InstanceStatus> {
+pub(crate) fn fresh(i: &ObservedInstance) -> Option<&InstanceStatus> {
     i.status.as_ref().filter(|s| ha::is_fresh(s))
 }
 
@@ -201,6 +159,20 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
             .collect();
         SyncPolicy::of(cluster, &replicas, &streaming)
     };
+    // `primaryUpdateMethod: switchover`: the primary's turn in a rolling restart is a
+    // switchover to the most advanced replica (the old primary then restarts as a replica).
+    let with_request;
+    let observed =
+        match crate::rollout::switchover_for_restart(cluster, &existing, recorded, observed) {
+            Some(target) => {
+                with_request = Observation {
+                    promote_request: Some(target),
+                    ..observed.clone()
+                };
+                &with_request
+            }
+            None => observed,
+        };
     let election = ha::elect(
         &existing,
         recorded,
@@ -299,7 +271,7 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
         }
         phase::CREATING_REPLICA
     } else if ready == remaining.len() {
-        roll(
+        crate::rollout::roll(
             &mut instances,
             &remaining,
             &primary.name,

@@ -1,0 +1,160 @@
+//! Rolling restarts: one instance at a time, replicas first, and the primary's turn either a
+//! restart in place or, with `primaryUpdateMethod: switchover`, a switchover first.
+
+use crate::phase;
+use crate::plan::{fresh, DesiredInstance, Observation, ObservedInstance};
+use pgherd_api::cluster::PrimaryUpdateMethod;
+use pgherd_api::Cluster;
+
+/// A rolling restart, when instances run under an older restart token: one instance at a
+/// time, replicas (lowest serial first) before the primary, each only once every instance is
+/// ready again.
+pub(crate) fn roll(
+    instances: &mut [DesiredInstance],
+    observed: &[&&ObservedInstance],
+    primary: &str,
+    token: &str,
+) -> &'static str {
+    let applied = |i: &ObservedInstance| {
+        i.status
+            .as_ref()
+            .map(|s| s.restart_token.as_str())
+            .unwrap_or_default()
+            == token
+    };
+    if observed
+        .iter()
+        .any(|i| i.spec_restart_token == token && !applied(i))
+    {
+        return phase::UPGRADING; // one is restarting already
+    }
+    let next = observed
+        .iter()
+        .filter(|i| !applied(i))
+        .min_by_key(|i| (i.name == primary, i.serial));
+    match next {
+        None => phase::HEALTHY,
+        Some(i) => {
+            if let Some(d) = instances.iter_mut().find(|d| d.name == i.name) {
+                d.restart_token = token.to_string();
+            }
+            if i.name == primary {
+                phase::PRIMARY_RESTARTING_IN_PLACE
+            } else {
+                phase::UPGRADING
+            }
+        }
+    }
+}
+
+/// The instance's report, when fresh enough to act on.
+/// With `primaryUpdateMethod: switchover`, when a rolling restart has reached the primary (every
+/// replica runs under the new restart token and is ready, the primary does not), the replica to
+/// switch over to: the most advanced streaming one. `None` otherwise, or while another
+/// transition or request is under way.
+pub(crate) fn switchover_for_restart(
+    cluster: &Cluster,
+    existing: &[&ObservedInstance],
+    primary: &ObservedInstance,
+    observed: &Observation,
+) -> Option<String> {
+    if cluster.spec.primary_update_method != Some(PrimaryUpdateMethod::Switchover)
+        || existing.len() < 2
+        || observed.promote_request.is_some()
+        || observed
+            .target_primary
+            .as_deref()
+            .is_some_and(|t| t != primary.name)
+    {
+        return None;
+    }
+    let token = observed.restart_token.as_str();
+    let restarted = |i: &ObservedInstance| fresh(i).is_some_and(|s| s.restart_token == token);
+    let primary_status = fresh(primary)?;
+    if !primary_status.is_primary || restarted(primary) {
+        return None;
+    }
+    let replicas: Vec<&&ObservedInstance> =
+        existing.iter().filter(|i| i.name != primary.name).collect();
+    if !replicas
+        .iter()
+        .all(|i| restarted(i) && fresh(i).is_some_and(|s| s.ready))
+    {
+        return None;
+    }
+    replicas
+        .iter()
+        .filter(|i| !i.fenced)
+        .filter_map(|i| {
+            let s = fresh(i)?;
+            (s.is_wal_receiver_active && !s.is_primary).then(|| (s.wal_position(), i))
+        })
+        .max_by_key(|(lsn, i)| (*lsn, std::cmp::Reverse(i.serial)))
+        .map(|(_, i)| i.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::phase;
+    use crate::plan::plan;
+    use crate::plan::tests::{cluster, obs};
+    use pgherd_api::cluster::PrimaryUpdateMethod;
+    use pgherd_postgres::Lsn;
+
+    /// A rolling restart under token `t1` that has reached the primary (pg-1): both replicas
+    /// run under it; pg-3 received more WAL.
+    fn primarys_turn() -> crate::plan::Observation {
+        let mut o = obs(
+            &[
+                (1, Some((true, true))),
+                (2, Some((false, true))),
+                (3, Some((false, true))),
+            ],
+            Some("pg-1"),
+        );
+        o.restart_token = "t1".into();
+        for (i, lsn) in [(1, 0x300), (2, 0x100), (3, 0x200)] {
+            let instance = &mut o.instances[i - 1];
+            if i > 1 {
+                instance.spec_restart_token = "t1".into();
+            }
+            if let Some(s) = instance.status.as_mut() {
+                s.received_lsn = Some(Lsn(lsn));
+                s.current_lsn = Some(Lsn(lsn));
+                if i > 1 {
+                    s.restart_token = "t1".into();
+                }
+            }
+        }
+        o
+    }
+
+    #[test]
+    fn restart_in_place_by_default() {
+        let p = plan(&cluster(3), &primarys_turn());
+        assert_eq!(p.phase, phase::PRIMARY_RESTARTING_IN_PLACE);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
+    }
+
+    #[test]
+    fn switchover_method_switches_to_the_most_advanced_replica_first() {
+        let mut c = cluster(3);
+        c.spec.primary_update_method = Some(PrimaryUpdateMethod::Switchover);
+        let p = plan(&c, &primarys_turn());
+        assert_eq!(p.phase, phase::SWITCHOVER);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
+        assert!(
+            p.instances
+                .iter()
+                .all(|i| i.name != "pg-1" || i.restart_token.is_empty()),
+            "the primary is not restarted in place"
+        );
+        // While replicas still run the old token, nothing is switched over yet.
+        let mut o = primarys_turn();
+        if let Some(s) = o.instances[1].status.as_mut() {
+            s.restart_token = String::new();
+        }
+        let p = plan(&c, &o);
+        assert_ne!(p.phase, phase::SWITCHOVER);
+    }
+}
