@@ -21,6 +21,7 @@ pub mod ping;
 pub mod pooler;
 pub mod postgres;
 pub mod process;
+mod rejoin;
 pub mod replication;
 mod settings;
 mod sql;

@@ -286,6 +286,13 @@ impl Postgres {
         last_fatal_in(self.log_file.parent()?)
     }
 
+    /// The line of the newest log saying this standby's history diverged from its primary's
+    /// (its WAL goes past where the primary's timeline forked off): it cannot follow by
+    /// streaming and must be rewound or cloned again.
+    pub fn divergence(&self) -> Option<String> {
+        divergence_in(self.log_file.parent()?)
+    }
+
     /// The settings a standby may not run below, as recorded in `pg_control` (from the
     /// primary): `max_connections`, `max_worker_processes`, `max_wal_senders`,
     /// `max_prepared_transactions`, `max_locks_per_transaction`.
@@ -393,6 +400,16 @@ impl Postgres {
         self.pgdata.join("standby.signal").is_file()
     }
 
+    /// Remove `standby.signal` of a stopped standby, so it rejoins as a former primary does.
+    pub fn remove_standby_signal(&self) -> Result<(), InstanceError> {
+        let path = self.pgdata.join("standby.signal");
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(InstanceError::io("cannot remove", path, e)),
+        }
+    }
+
     /// The postmaster's PID from `postmaster.pid`, if the file exists.
     pub fn postmaster_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.pgdata.join("postmaster.pid")).ok()?;
@@ -478,9 +495,43 @@ fn last_fatal_in(dir: &Path) -> Option<String> {
     })
 }
 
+/// See [`Postgres::divergence`].
+fn divergence_in(dir: &Path) -> Option<String> {
+    const MARKERS: &[&str] = &[
+        "forked off current database system timeline",
+        "is not a child of this server's history",
+        "is not in this server's history",
+    ];
+    let newest = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()?;
+    // Recent lines only (a standby retries every second, and logs other lines between): an
+    // old divergence already dealt with must not count.
+    let text = log_tail(&newest.1, 16 * 1024)?;
+    text.lines()
+        .rev()
+        .take(30)
+        .find(|l| MARKERS.iter().any(|m| l.contains(m)))
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod fatal_tests {
     use super::*;
+
+    #[test]
+    fn a_standby_whose_history_diverged_is_recognised_from_recent_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("postgres.csv");
+        let forked = "2026-12-05 22:01:50.1 GMT,,,9,,,,LOG,00000,\"new timeline 35 forked off current database system timeline 34 before current recovery point 0/12030628\",,,,,,,,,\"\",\"startup\"\n";
+        let streaming = "2026-12-05 22:01:51.1 GMT,,,9,,,,LOG,00000,\"started streaming WAL from primary at 0/12000000 on timeline 34\",,,,,,,,,\"\",\"walreceiver\"\n";
+        std::fs::write(&log, format!("{forked}{streaming}")).unwrap();
+        assert!(divergence_in(dir.path()).is_some_and(|l| l.contains("forked off")));
+        std::fs::write(&log, format!("{forked}{}", streaming.repeat(40))).unwrap();
+        assert_eq!(divergence_in(dir.path()), None, "long past");
+    }
 
     #[test]
     fn the_last_fatal_message_is_found_in_plain_and_csv_logs() {

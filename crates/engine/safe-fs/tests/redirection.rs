@@ -55,7 +55,7 @@ fn scene() -> Option<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)
 
 #[test]
 fn planted_links_at_the_target_and_at_old_temporary_names_are_replaced_not_followed() {
-    let Some((tmp, dir, victim)) = scene() else {
+    let Some((_tmp, dir, victim)) = scene() else {
         return;
     };
     // Every name the previous writer used (.<file>.<pid>.<n>.tmp) and the file itself.
@@ -95,7 +95,7 @@ fn a_directory_replaced_by_a_link_is_refused() {
 
 #[test]
 fn appends_and_chowns_refuse_links_hard_links_and_fifos() {
-    let Some((tmp, dir, victim)) = scene() else {
+    let Some((_tmp, dir, victim)) = scene() else {
         return;
     };
     symlink(&victim, dir.join("postgres.log")).unwrap();
