@@ -1,4 +1,6 @@
-//! The nemesis: a seeded random schedule of the chaos suite's faults against one cluster under
+//! The nemesis: a seeded random schedule of the chaos suite's faults (node kill, replica kill,
+//! freeze, postmaster kill, control-plane kill, switchover, network partition; each instance in
+//! its own network namespace) against one cluster under
 //! a writer through `-rw` and a probe writer on every instance's own port, for a bounded time.
 //! After each fault the cluster must heal (healthy, 3 ready, the writer progressing); at the end
 //! every acknowledged commit of every writer must be on the final primary. A second writable
@@ -11,7 +13,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod chaos;
-use chaos::{healthy, instance_dir, kill_node, pid_in, signal, start, Writers, CLUSTER};
+use chaos::{
+    healthy, instance_dir, kill_node, manifest_annotated, pid_in, serial, signal, start_with,
+    Network, Writers, CLUSTER,
+};
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
@@ -87,7 +92,13 @@ fn a_random_schedule_of_faults_loses_nothing_and_heals() {
     let _replay = SeedOnFailure(seed);
     eprintln!("nemesis seed {seed}, {budget:?}");
     let mut rng = Rng(seed);
-    let started = start();
+    // Every instance in its own network namespace, so a partition can cut one off (declared
+    // before the cluster: removed after it).
+    let net = Network::create(3);
+    let prefix = net.prefix.clone();
+    let started = start_with(|dir| {
+        manifest_annotated(dir, &format!("    pgherd.io/netns-prefix: {prefix}\n"))
+    });
     let local = &started.local;
     let s = healthy(local);
     let writers = Writers::start(local, &s);
@@ -105,7 +116,7 @@ fn a_random_schedule_of_faults_loses_nothing_and_heals() {
             .map(|i| i.name.clone())
             .collect();
         let replica = replicas[usize::try_from(rng.below(replicas.len() as u64)).unwrap()].clone();
-        let fault = match rng.below(6) {
+        let fault = match rng.below(7) {
             0 => {
                 kill_node(local, &primary);
                 format!("kill the primary's node ({primary})")
@@ -133,14 +144,25 @@ fn a_random_schedule_of_faults_loses_nothing_and_heals() {
                 local.run_ok(&["up", "--detach", "-f", started.manifest.to_str().unwrap()]);
                 "kill -9 the control plane, then local up".to_string()
             }
-            _ => {
+            5 => {
                 local.run_ok(&["promote", CLUSTER, &replica]);
                 format!("switchover to {replica}")
+            }
+            _ => {
+                // Cut the primary off from everyone (controller, endpoints, replicas).
+                let cut = Duration::from_millis(2000 + rng.below(8000));
+                net.link(serial(&primary), false);
+                std::thread::sleep(cut);
+                net.link(serial(&primary), true);
+                format!("partition the primary ({primary}) for {cut:?}")
             }
         };
         eprintln!("nemesis {:>5.1}s: {fault}", began.elapsed().as_secs_f64());
         faults.push(fault);
-        // Healed: healthy with every instance ready, and the writer through -rw goes on.
+        // Healed: healthy with every instance ready, and the writer through -rw goes on. The
+        // status is first given time to see the fault (a pass is 500 ms): a status written
+        // just before it would call the cluster healed at once.
+        std::thread::sleep(Duration::from_millis(1500));
         healthy(local);
         writers.rw.wait_for_progress(10, Duration::from_secs(90));
     }

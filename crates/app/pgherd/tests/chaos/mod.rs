@@ -6,6 +6,7 @@ use pgherd_local::status::LocalClusterStatus;
 use pgherd_testkit::local::{connect, Local};
 use pgherd_testkit::writer::{self, Writer, WriterReport};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub const CLUSTER: &str = "ha";
@@ -252,4 +253,123 @@ pub fn under_load(local: &Local, what: &str, fault: impl FnOnce(&str) -> Instant
         report.acknowledged.len(),
         report.failed
     );
+}
+
+// Network namespaces: one per instance, joined by a bridge on the host (the partition test and
+// the nemesis).
+
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A bridge on the host and one namespace per instance serial, each with a veth into the
+/// bridge. Removed on drop (after the cluster, declared later, has been destroyed).
+pub struct Network {
+    pub prefix: String,
+    pub subnet: String,
+    serials: Vec<u32>,
+}
+
+impl Network {
+    pub fn create(serials: u32) -> Network {
+        let id = std::process::id();
+        let net = Network {
+            prefix: format!("pgh{}", id % 100_000),
+            subnet: format!("10.123.{}", id % 250),
+            serials: (1..=serials).collect(),
+        };
+        net.remove(); // leftovers of an earlier run with the same id
+        let bridge = net.bridge();
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}.254/24", net.subnet),
+            "dev",
+            &bridge,
+        ]);
+        ip(&["link", "set", &bridge, "up"]);
+        for serial in &net.serials {
+            let ns = net.namespace(*serial);
+            let veth = net.veth(*serial);
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
+            ip(&["link", "set", &veth, "master", &bridge]);
+            ip(&["link", "set", &veth, "up"]);
+            let addr = format!("{}.{serial}/24", net.subnet);
+            ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    fn bridge(&self) -> String {
+        format!("{}br", self.prefix)
+    }
+
+    pub fn namespace(&self, serial: u32) -> String {
+        format!("{}-{serial}", self.prefix)
+    }
+
+    fn veth(&self, serial: u32) -> String {
+        format!("{}v{serial}", self.prefix)
+    }
+
+    /// Cut (or restore) the link of instance `serial`.
+    pub fn link(&self, serial: u32, up: bool) {
+        ip(&[
+            "link",
+            "set",
+            &self.veth(serial),
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    fn remove(&self) {
+        for serial in &self.serials {
+            // Anything still running inside (the cluster's teardown should have stopped it)
+            // would keep a deleted namespace alive: kill it first.
+            if let Ok(out) = Command::new("ip")
+                .args(["netns", "pids", &self.namespace(*serial)])
+                .output()
+            {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.namespace(*serial)])
+                .output();
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.veth(*serial)])
+                .output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .output();
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+pub fn serial(instance: &str) -> u32 {
+    instance.rsplit('-').next().unwrap().parse().unwrap()
 }
