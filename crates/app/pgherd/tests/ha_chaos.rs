@@ -393,66 +393,6 @@ fn http_status(address: &str, path: &str, authorization: Option<&str>) -> u16 {
         .unwrap_or(0)
 }
 
-/// One small filesystem (tmpfs) per instance directory, as one volume per instance on
-/// Kubernetes; unmounted (lazily) on drop.
-struct Volumes {
-    dirs: Vec<PathBuf>,
-    state: PathBuf,
-}
-
-impl Volumes {
-    fn mount(local: &Local, instances: &[&str], size: &str) -> Self {
-        let mut mounted = Vec::new();
-        for name in instances {
-            let dir = instance_dir(local, name);
-            std::fs::create_dir_all(&dir).unwrap();
-            let ok = std::process::Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
-                .arg("tmpfs")
-                .arg(&dir)
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "mount a tmpfs on {}", dir.display());
-            mounted.push(dir);
-        }
-        Volumes {
-            dirs: mounted,
-            state: local.state.clone(),
-        }
-    }
-}
-
-impl Drop for Volumes {
-    fn drop(&mut self) {
-        // Dropped before the cluster (declared after it): stop the control plane and the
-        // instances first, or `local destroy` would find the unmounted directories empty and
-        // leave their processes running.
-        use pgherd_local::instances::{running_pid, stop, stop_cluster};
-        if let Some(pid) = running_pid(&self.state.join("control-plane.pid")) {
-            stop(pid, Duration::from_secs(30));
-        }
-        stop_cluster(&self.state.join(format!("clusters/default/{CLUSTER}")));
-        for dir in &self.dirs {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(dir)
-                .status();
-        }
-    }
-}
-
-/// Fill the filesystem holding `dir` with one file; returns it (delete it to free the space).
-fn fill(dir: &Path) -> PathBuf {
-    use std::io::Write;
-    let path = dir.join("filler");
-    let mut f = std::fs::File::create(&path).unwrap();
-    let block = vec![0_u8; 1 << 20];
-    while f.write_all(&block).is_ok() {}
-    let _ = f.sync_all();
-    path
-}
-
 #[test]
 fn a_full_disk_on_the_primary_fails_over_and_keeps_its_data() {
     let _serial = exclusive();

@@ -1,6 +1,7 @@
 //! The nemesis: a seeded random schedule of the chaos suite's faults (node kill, replica kill,
-//! freeze, postmaster kill, control-plane kill, switchover, network partition; each instance in
-//! its own network namespace) against one cluster under
+//! freeze, postmaster kill, control-plane kill, switchover, network partition, full disk; each
+//! instance in its own network namespace and on its own small filesystem) against one cluster
+//! under
 //! a writer through `-rw` and a probe writer on every instance's own port, for a bounded time.
 //! After each fault the cluster must heal (healthy, 3 ready, the writer progressing); at the end
 //! every acknowledged commit of every writer must be on the final primary. A second writable
@@ -14,8 +15,8 @@
 
 mod chaos;
 use chaos::{
-    healthy, instance_dir, kill_node, manifest_annotated, pid_in, serial, signal, start_with,
-    Network, Writers, CLUSTER,
+    fill, healthy, instance_dir, kill_node, manifest_annotated, pid_in, serial, signal,
+    start_prepared, Network, Volumes, Writers, CLUSTER,
 };
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
@@ -96,9 +97,12 @@ fn a_random_schedule_of_faults_loses_nothing_and_heals() {
     // before the cluster: removed after it).
     let net = Network::create(3);
     let prefix = net.prefix.clone();
-    let started = start_with(|dir| {
-        manifest_annotated(dir, &format!("    pgherd.io/netns-prefix: {prefix}\n"))
-    });
+    // And on its own small filesystem, so a disk can fill (unmounted before the network goes,
+    // after the cluster: the Volumes guard is dropped first).
+    let (started, _volumes) = start_prepared(
+        |local| Volumes::mount(local, &["ha-1", "ha-2", "ha-3"], "600m"),
+        |dir| manifest_annotated(dir, &format!("    pgherd.io/netns-prefix: {prefix}\n")),
+    );
     let local = &started.local;
     let s = healthy(local);
     let writers = Writers::start(local, &s);
@@ -116,7 +120,7 @@ fn a_random_schedule_of_faults_loses_nothing_and_heals() {
             .map(|i| i.name.clone())
             .collect();
         let replica = replicas[usize::try_from(rng.below(replicas.len() as u64)).unwrap()].clone();
-        let fault = match rng.below(7) {
+        let fault = match rng.below(8) {
             0 => {
                 kill_node(local, &primary);
                 format!("kill the primary's node ({primary})")
@@ -147,6 +151,21 @@ fn a_random_schedule_of_faults_loses_nothing_and_heals() {
             5 => {
                 local.run_ok(&["promote", CLUSTER, &replica]);
                 format!("switchover to {replica}")
+            }
+            6 => {
+                // The primary's disk fills; the space comes back once another took over.
+                let filler = fill(&instance_dir(local, &primary));
+                let moved = local.wait_for(
+                    CLUSTER,
+                    "a failover away from the full disk",
+                    Duration::from_secs(90),
+                    |s| s.current_primary.as_deref().is_some_and(|p| p != primary),
+                );
+                std::fs::remove_file(filler).unwrap();
+                format!(
+                    "fill the primary's disk ({primary}; {} took over)",
+                    moved.current_primary.unwrap_or_default()
+                )
             }
             _ => {
                 // Cut the primary off from everyone (controller, endpoints, replicas).

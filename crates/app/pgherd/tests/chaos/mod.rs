@@ -35,8 +35,18 @@ pub fn start() -> Started {
 
 /// `start` with the manifest `write` puts in the directory it is given.
 pub fn start_with(write: impl FnOnce(&Path) -> PathBuf) -> Started {
+    start_prepared(|_| (), write).0
+}
+
+/// `start_with`, running `prepare` on the fresh local platform before `local up` (mounting the
+/// instances' volumes, say); returns what `prepare` made.
+pub fn start_prepared<V>(
+    prepare: impl FnOnce(&Local) -> V,
+    write: impl FnOnce(&Path) -> PathBuf,
+) -> (Started, V) {
     let serial = exclusive();
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let prepared = prepare(&local);
     let files = tempfile::tempdir().unwrap();
     let manifest = write(files.path());
     local.run_ok(&[
@@ -46,12 +56,15 @@ pub fn start_with(write: impl FnOnce(&Path) -> PathBuf) -> Started {
         "--timeout-seconds",
         "180",
     ]);
-    Started {
-        _serial: serial,
-        local,
-        files,
-        manifest,
-    }
+    (
+        Started {
+            _serial: serial,
+            local,
+            files,
+            manifest,
+        },
+        prepared,
+    )
 }
 
 pub fn manifest(dir: &Path) -> PathBuf {
@@ -372,4 +385,64 @@ impl Drop for Network {
 
 pub fn serial(instance: &str) -> u32 {
     instance.rsplit('-').next().unwrap().parse().unwrap()
+}
+
+/// One small filesystem (tmpfs) per instance directory, as one volume per instance on
+/// Kubernetes; unmounted (lazily) on drop.
+pub struct Volumes {
+    dirs: Vec<PathBuf>,
+    state: PathBuf,
+}
+
+impl Volumes {
+    pub fn mount(local: &Local, instances: &[&str], size: &str) -> Self {
+        let mut mounted = Vec::new();
+        for name in instances {
+            let dir = instance_dir(local, name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+                .arg("tmpfs")
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mount a tmpfs on {}", dir.display());
+            mounted.push(dir);
+        }
+        Volumes {
+            dirs: mounted,
+            state: local.state.clone(),
+        }
+    }
+}
+
+impl Drop for Volumes {
+    fn drop(&mut self) {
+        // Dropped before the cluster (declared after it): stop the control plane and the
+        // instances first, or `local destroy` would find the unmounted directories empty and
+        // leave their processes running.
+        use pgherd_local::instances::{running_pid, stop, stop_cluster};
+        if let Some(pid) = running_pid(&self.state.join("control-plane.pid")) {
+            stop(pid, Duration::from_secs(30));
+        }
+        stop_cluster(&self.state.join(format!("clusters/default/{CLUSTER}")));
+        for dir in &self.dirs {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(dir)
+                .status();
+        }
+    }
+}
+
+/// Fill the filesystem holding `dir` with one file; returns it (delete it to free the space).
+pub fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0_u8; 1 << 20];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+    path
 }
