@@ -62,26 +62,33 @@ pub fn remove(dir: &Path) {
     let _ = std::fs::remove_dir_all(socket_dir(dir));
 }
 
+fn children(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Remove the socket directories of every instance and PgBouncer of the cluster whose
+/// directory is `cluster_dir`.
+pub fn remove_cluster(cluster_dir: &Path) {
+    for instance in children(&cluster_dir.join("instances")) {
+        remove(&instance);
+    }
+    for pooler in children(&cluster_dir.join("poolers")) {
+        for instance in children(&pooler) {
+            remove(&instance);
+        }
+    }
+}
+
 /// Remove the socket directories of every instance and PgBouncer in `state` (`local destroy`).
 pub fn remove_all(state: &crate::StateDir) {
-    let children = |dir: PathBuf| {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect::<Vec<_>>()
-    };
-    for namespace in children(state.root.join("clusters")) {
-        for cluster in children(namespace) {
-            for instance in children(cluster.join("instances")) {
-                remove(&instance);
-            }
-            for pooler in children(cluster.join("poolers")) {
-                for instance in children(pooler) {
-                    remove(&instance);
-                }
-            }
+    for namespace in children(&state.root.join("clusters")) {
+        for cluster in children(&namespace) {
+            remove_cluster(&cluster);
         }
     }
 }

@@ -61,11 +61,17 @@ pub enum LocalCommand {
         namespace: String,
     },
     /// Delete an object. A Cluster's instances are stopped; its data is kept until `destroy`.
+    /// Delete an object. A Cluster's instances are stopped and their data removed, as
+    /// CloudNativePG removes its PVCs; `--keep-data` keeps it (a new Cluster of that name then
+    /// refuses to start over it).
     Delete {
         kind: String,
         name: String,
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
+        /// Keep a deleted Cluster's data directories.
+        #[arg(long)]
+        keep_data: bool,
     },
     /// Rolling restart: replicas one at a time, then the primary in place.
     Restart {
@@ -303,6 +309,7 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             kind,
             name,
             namespace,
+            keep_data,
         } => {
             let Some(kind) = pgherd_local::apply::resolve_kind(&kind) else {
                 eprintln!("unknown kind {kind:?}");
@@ -313,11 +320,25 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
                 return Ok(ExitCode::from(1));
             }
             if kind == "Cluster" {
-                pgherd_local::pooler_files::stop_cluster_poolers(
-                    &state.cluster_dir(&namespace, &name),
-                );
-                pgherd_local::instances::stop_cluster(&state.cluster_dir(&namespace, &name));
-                outln!("{kind}/{name} deleted; its instances are stopped and its data is kept in {} (`pgherd local destroy` removes everything)", state.cluster_dir(&namespace, &name).display());
+                let dir = state.cluster_dir(&namespace, &name);
+                pgherd_local::pooler_files::stop_cluster_poolers(&dir);
+                pgherd_local::instances::stop_cluster(&dir);
+                if keep_data {
+                    outln!("{kind}/{name} deleted; its instances are stopped and its data is kept in {} (a new Cluster of this name will not start over it)", dir.display());
+                } else {
+                    // A pass of the control plane that read the object before it went may
+                    // still have started something: wait it out, stop again, then remove.
+                    std::thread::sleep(Duration::from_secs(1));
+                    pgherd_local::pooler_files::stop_cluster_poolers(&dir);
+                    pgherd_local::instances::stop_cluster(&dir);
+                    pgherd_local::sockets::remove_cluster(&dir);
+                    if state.has(&dir)? {
+                        std::fs::remove_dir_all(&dir)
+                            .with_context(|| format!("cannot remove {}", dir.display()))?;
+                    }
+                    let _ = std::fs::remove_file(state.status_path("Cluster", &namespace, &name));
+                    outln!("{kind}/{name} deleted with its data");
+                }
             } else {
                 outln!("{kind}/{name} deleted");
             }
@@ -453,6 +474,27 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
             for d in &m.diagnostics {
                 errors += usize::from(d.is_error());
                 eprintln!("{file}:{}: {}: {d}", m.index, m.label());
+            }
+        }
+    }
+    if errors > 0 {
+        eprintln!("nothing applied: {errors} error(s)");
+        return Ok(None);
+    }
+    // A new Cluster never starts over the data a deleted one of the same name left behind
+    // (it would come back with the old data and skip its bootstrap, silently).
+    for (file, manifests) in &loaded {
+        for m in manifests {
+            if let Some(manifest::Object::Cluster(c)) = &m.object {
+                let namespace = c.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+                let name = c.metadata.name.as_deref().unwrap_or_default();
+                let kept = state.cluster_dir(namespace, name).join("instances");
+                if !state.has(&state.object_path("Cluster", namespace, name))?
+                    && std::fs::read_dir(&kept).is_ok_and(|mut d| d.next().is_some())
+                {
+                    errors += 1;
+                    eprintln!("{file}:{}: {}: {} holds the data of a deleted cluster of this name; a new cluster does not start over it: remove that directory (or choose another name)", m.index, m.label(), kept.display());
+                }
             }
         }
     }
