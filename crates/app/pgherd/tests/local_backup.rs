@@ -593,6 +593,31 @@ spec:
     assert_eq!(base.len(), 1);
     assert!(base[0].path().join("backup.info").is_file());
     assert!(base[0].path().join("data.tar.gz").is_file());
+
+    // Recovering that PostgreSQL 15 Backup into the default image (18) is refused before
+    // anything is restored, with the image to use.
+    let backups: serde_json::Value = serde_json::from_slice(&backups.stdout).unwrap();
+    let backup_name = backups["items"][0]["metadata"]["name"].as_str().unwrap();
+    let wrong = files.path().join("wrong-major.yaml");
+    std::fs::write(
+        &wrong,
+        format!("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: wrong-major\nspec:\n  instances: 1\n  storage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      backup:\n        name: {backup_name}\n"),
+    )
+    .unwrap();
+    local.run_ok(&["apply", "-f", wrong.to_str().unwrap()]);
+    local.wait_for(
+        "wrong-major",
+        "the major mismatch reported",
+        Duration::from_secs(60),
+        |s| {
+            s.instances_status.iter().any(|i| {
+                i.error.as_deref().is_some_and(|e| {
+                    e.contains("holds PostgreSQL 15 data")
+                        && e.contains("ghcr.io/cloudnative-pg/postgresql:15")
+                })
+            })
+        },
+    );
 }
 
 /// Interoperability: a server archived by `barman-cloud-wal-archive` and backed up by

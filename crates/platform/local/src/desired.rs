@@ -193,6 +193,19 @@ impl ClusterContext<'_> {
                 crate::stores::external_store(self.state, self.namespace, self.cluster, source)?
             }
             (None, Some(backup)) => {
+                // The data's major must be the image's: refused before anything is restored
+                // (it used to restore, then fail with "database files are incompatible").
+                let status: Option<pgherd_api::kinds::backup::BackupStatus> = crate::state::read_json(
+                    &self.state.status_path("Backup", self.namespace, &backup.name),
+                )?;
+                if let Some(taken) = status.and_then(|s| s.major_version) {
+                    if taken != i64::from(self.major) {
+                        return Err(LocalError::Invalid(format!(
+                            "spec.bootstrap.recovery.backup: Backup {:?} holds PostgreSQL {taken} data, but spec.imageName runs PostgreSQL {}: set spec.imageName to a PostgreSQL {taken} image (e.g. ghcr.io/cloudnative-pg/postgresql:{taken})",
+                            backup.name, self.major
+                        )));
+                    }
+                }
                 let (store, id) = crate::stores::backup_store(self.state, self.namespace, &backup.name)?;
                 backup_id = backup_id.or(Some(id));
                 store
