@@ -246,10 +246,18 @@ fn backup_and_point_in_time_recovery() {
     moto.create_bucket("backups");
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
+    // The source runs with more connections than the recovered clusters will ask for (the
+    // default 100): recovery raises the hot-standby settings from the backup's control data.
     let (_, s) = local.up(
         files.path(),
         "src",
-        &manifest("src", &moto.endpoint(), GRANT_SWITCH),
+        &manifest(
+            "src",
+            &moto.endpoint(),
+            &format!(
+                "{GRANT_SWITCH}  postgresql:\n    parameters:\n      max_connections: \"150\"\n"
+            ),
+        ),
         2,
     );
     let rw = s.endpoints["rw"].clone();

@@ -483,10 +483,27 @@ fn last_fatal_in(dir: &Path) -> Option<String> {
             let message = line[at..]
                 .trim_start_matches("FATAL")
                 .trim_start_matches([':', ',', ' ', '"']);
-            // csvlog: FATAL","<sqlstate>","<message>",...
-            let message = match message.split_once("\",\"") {
-                Some((sqlstate, rest)) if sqlstate.len() == 5 => {
-                    rest.split("\",").next().unwrap_or(rest)
+            // csvlog: FATAL,<sqlstate>,"<message>",... (fields quoted only when they must be)
+            let message = match message.split_once(',') {
+                Some((sqlstate, rest))
+                    if sqlstate.trim_matches('"').len() == 5
+                        && sqlstate
+                            .trim_matches('"')
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric()) =>
+                {
+                    // The message, then its DETAIL when there is one (the useful part of
+                    // "recovery aborted because of insufficient parameter settings").
+                    let rest = rest.trim_start_matches('"');
+                    let (text, after) = rest.split_once("\",").unwrap_or((rest, ""));
+                    let detail = after
+                        .strip_prefix('"')
+                        .and_then(|d| d.split("\",").next())
+                        .filter(|d| !d.is_empty());
+                    return Some(match detail {
+                        Some(detail) => format!("{text}: {detail}"),
+                        None => text.trim_end_matches('"').to_string(),
+                    });
                 }
                 _ => message,
             };
@@ -551,6 +568,17 @@ mod fatal_tests {
         assert_eq!(
             last_fatal_in(dir.path()).as_deref(),
             Some("recovery ended before configured recovery target was reached")
+        );
+        // As PostgreSQL writes it: severity and SQLSTATE unquoted.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(
+            dir.path().join("postgres.1.csv"),
+            "2026-12-05 22:00:01.000 GMT,,,7,,1,,2026-12-05 22:00:00 GMT,,0,FATAL,22023,\"recovery aborted because of insufficient parameter settings\",\"max_connections = 100 is a lower setting than on the primary server, where its value was 150.\",,,,,,,,\"\",\"startup\",,0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            last_fatal_in(dir.path()).as_deref(),
+            Some("recovery aborted because of insufficient parameter settings: max_connections = 100 is a lower setting than on the primary server, where its value was 150.")
         );
     }
 

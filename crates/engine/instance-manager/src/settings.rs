@@ -13,9 +13,10 @@ pub(crate) fn effective_settings(
     pg: &Postgres,
     recovering: bool,
 ) -> Result<std::collections::BTreeMap<String, String>, InstanceError> {
-    let minimums = if spec.role == DesiredRole::Replica {
+    let minimums = if spec.role == DesiredRole::Replica || recovering {
         // A standby cannot run with less than its primary recorded (e.g. while a decrease of
-        // max_connections waits for the primary's restart).
+        // max_connections waits for the primary's restart); nor can a recovery replaying a
+        // backup taken where they were higher (CloudNativePG raises them the same way).
         match pg.controldata_minimums() {
             Ok(minimums) => minimums,
             Err(InstanceError::ToolMissing { .. }) => Vec::new(),
