@@ -15,8 +15,8 @@
 
 mod chaos;
 use chaos::{
-    fill, healthy, instance_dir, kill_node, manifest_annotated, pid_in, serial, signal,
-    start_prepared, Network, Volumes, Writers, CLUSTER,
+    fill, healthy, instance_dir, kill_node, manifest_full, pid_in, serial, signal, start_prepared,
+    Network, Volumes, Writers, CLUSTER,
 };
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
@@ -99,9 +99,18 @@ fn a_random_schedule_of_faults_loses_nothing_and_heals() {
     let prefix = net.prefix.clone();
     // And on its own small filesystem, so a disk can fill (unmounted before the network goes,
     // after the cluster: the Volumes guard is dropped first).
+    // WAL kept for replicas is bounded well below the volume (the default 512MB on a small
+    // volume leaves the replicas "nearly full", unusable for a failover, after a while).
     let (started, _volumes) = start_prepared(
-        |local| Volumes::mount(local, &["ha-1", "ha-2", "ha-3"], "600m"),
-        |dir| manifest_annotated(dir, &format!("    pgherd.io/netns-prefix: {prefix}\n")),
+        |local| Volumes::mount(local, &["ha-1", "ha-2", "ha-3"], "1g"),
+        |dir| {
+            manifest_full(
+                dir,
+                &format!("    pgherd.io/netns-prefix: {prefix}\n"),
+                "ghcr.io/cloudnative-pg/postgresql:15.14",
+                "    parameters:\n      wal_keep_size: 128MB\n      max_wal_size: 256MB\n",
+            )
+        },
     );
     let local = &started.local;
     let s = healthy(local);

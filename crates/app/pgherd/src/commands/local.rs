@@ -489,9 +489,13 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
                 let namespace = c.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
                 let name = c.metadata.name.as_deref().unwrap_or_default();
                 let kept = state.cluster_dir(namespace, name).join("instances");
-                if !state.has(&state.object_path("Cluster", namespace, name))?
-                    && std::fs::read_dir(&kept).is_ok_and(|mut d| d.next().is_some())
-                {
+                // Data: a PGDATA in any instance directory (empty directories, such as volumes
+                // mounted ahead of the cluster, are not data).
+                let holds_data = std::fs::read_dir(&kept).is_ok_and(|d| {
+                    d.flatten()
+                        .any(|i| i.path().join("pgdata/PG_VERSION").is_file())
+                });
+                if holds_data && !state.has(&state.object_path("Cluster", namespace, name))? {
                     errors += 1;
                     eprintln!("{file}:{}: {}: {} holds the data of a deleted cluster of this name; a new cluster does not start over it: remove that directory (or choose another name)", m.index, m.label(), kept.display());
                 }
