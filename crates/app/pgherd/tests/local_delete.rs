@@ -3,7 +3,7 @@
 //! coming back with the old data and skipping its bootstrap (seed 000's "Full Cluster Recovery").
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-use pgherd_testkit::local::{connect, Local};
+use pgherd_testkit::local::{cluster_manifest, connect, Local};
 use std::path::Path;
 
 fn tables(local: &Local) -> i64 {
@@ -26,23 +26,8 @@ fn tables(local: &Local) -> i64 {
 fn deleting_a_cluster_removes_its_data_or_keeps_it_out_of_a_new_ones_way() {
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("del.yaml");
-    std::fs::write(
-        &path,
-        "apiVersion: postgresql.cnpg.io/v1
-kind: Cluster
-metadata:
-  name: del
-spec:
-  instances: 1
-  imageName: ghcr.io/cloudnative-pg/postgresql:15.14
-  storage:
-    size: 1Gi
-",
-    )
-    .unwrap();
+    let (path, _) = local.up(dir.path(), "del", &cluster_manifest("del", 1, ""), 1);
     let file = path.to_str().unwrap();
-    local.run_ok(&["up", "-f", file, "--timeout-seconds", "120"]);
     assert_eq!(tables(&local), 0);
     let rt = pgherd_testkit::runtime();
     rt.block_on(async {

@@ -2,7 +2,7 @@
 //! instead of restarting it in place (issue: "primaryUpdateMethod: switchover is ignored").
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-use pgherd_testkit::local::Local;
+use pgherd_testkit::local::{cluster_manifest, Local};
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,29 +10,12 @@ use std::time::Duration;
 fn a_rolling_restart_switches_the_primary_over_when_asked() {
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("roll.yaml");
-    std::fs::write(
-        &path,
-        "apiVersion: postgresql.cnpg.io/v1
-kind: Cluster
-metadata:
-  name: roll
-spec:
-  instances: 2
-  imageName: ghcr.io/cloudnative-pg/postgresql:15.14
-  primaryUpdateMethod: switchover
-  storage:
-    size: 1Gi
-",
-    )
-    .unwrap();
-    local.run_ok(&[
-        "up",
-        "-f",
-        path.to_str().unwrap(),
-        "--timeout-seconds",
-        "120",
-    ]);
+    local.up(
+        dir.path(),
+        "roll",
+        &cluster_manifest("roll", 2, "  primaryUpdateMethod: switchover\n"),
+        2,
+    );
     let before = local.status("roll");
     let old_primary = before.current_primary.clone().unwrap();
     let pid_of = |s: &pgherd_local::status::LocalClusterStatus, name: &str| {

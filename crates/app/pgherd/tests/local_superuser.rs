@@ -4,7 +4,7 @@
 //! Secret the cluster really uses (`bootstrap.initdb.secret`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-use pgherd_testkit::local::{connect, Local};
+use pgherd_testkit::local::{cluster_manifest, connect, Local};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -156,34 +156,22 @@ fn superuser_password_follows_its_secret_and_disabling_removes_it() {
 fn managed_extensions_are_preloaded_and_created() {
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ext.yaml");
-    std::fs::write(
-        &path,
-        "apiVersion: postgresql.cnpg.io/v1
-kind: Cluster
-metadata:
-  name: ext
-spec:
-  instances: 1
-  imageName: ghcr.io/cloudnative-pg/postgresql:15.14
-  storage:
-    size: 1Gi
-  enableSuperuserAccess: true
+    local.up(
+        dir.path(),
+        "ext",
+        &cluster_manifest(
+            "ext",
+            1,
+            "  enableSuperuserAccess: true
   postgresql:
     shared_preload_libraries: [pg_prewarm]
     parameters:
       pg_stat_statements.max: \"1000\"
       auto_explain.log_min_duration: \"5s\"
 ",
-    )
-    .unwrap();
-    local.run_ok(&[
-        "up",
-        "-f",
-        path.to_str().unwrap(),
-        "--timeout-seconds",
-        "120",
-    ]);
+        ),
+        1,
+    );
     let rw = local.status("ext").endpoints["rw"].clone();
     let rt = pgherd_testkit::runtime();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -183,6 +183,14 @@ impl Drop for Local {
     }
 }
 
+/// A Cluster manifest as the tests write them: `name`, `instances`, Debian's PostgreSQL 15, 1Gi,
+/// and `spec` (YAML lines indented by two spaces) added under `spec`.
+pub fn cluster_manifest(name: &str, instances: u32, spec: &str) -> String {
+    format!(
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: {name}\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n{spec}"
+    )
+}
+
 /// Connect with `config` (no TLS; the endpoints are loopback).
 pub async fn connect(
     config: &tokio_postgres::Config,
