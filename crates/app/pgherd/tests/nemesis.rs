@@ -101,16 +101,18 @@ fn a_random_schedule_of_faults_loses_nothing_and_heals() {
     let prefix = net.prefix.clone();
     // And on its own small filesystem, so a disk can fill (unmounted before the network goes,
     // after the cluster: the Volumes guard is dropped first).
-    // WAL kept for replicas is bounded well below the volume (the default 512MB on a small
-    // volume leaves the replicas "nearly full", unusable for a failover, after a while).
+    // WAL kept for replicas is bounded well below the volume. With a failover every few
+    // seconds and little WAL, every timeline leaves its last segments inside the
+    // `wal_keep_size` window (they are only removed once older than it): 37 timelines filled a
+    // 1 GB volume with 512 MB kept, and "nearly full" replicas cannot be failed over to.
     let (started, _volumes) = start_prepared(
-        |local| Volumes::mount(local, &["ha-1", "ha-2", "ha-3"], "1g"),
+        |local| Volumes::mount(local, &["ha-1", "ha-2", "ha-3"], "2g"),
         |dir| {
             manifest_full(
                 dir,
                 &format!("    pgherd.io/netns-prefix: {prefix}\n"),
                 "ghcr.io/cloudnative-pg/postgresql:15.14",
-                "    parameters:\n      wal_keep_size: 128MB\n      max_wal_size: 256MB\n",
+                "    parameters:\n      wal_keep_size: 32MB\n      max_wal_size: 256MB\n",
             )
         },
     );
