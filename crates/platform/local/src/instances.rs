@@ -39,25 +39,22 @@ pub fn adopt_orphans() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
-/// The pid recorded in `pid_file`, if that process still runs (and may be the one recorded:
-/// see [`recorded_process`]).
+/// The pid recorded in `pid_file` (its first line), if that process still runs (and may be the
+/// one recorded: see [`recorded_process`]).
 pub fn running_pid(pid_file: &Path) -> Option<u32> {
     let text = pgherd_safe_fs::read_file(pid_file).ok()??;
-    let pid: u32 = String::from_utf8_lossy(&text).trim().parse().ok()?;
-    recorded_process(pid, pid_file).then_some(pid)
-}
-
-/// The postmaster pid recorded in `pgdata/postmaster.pid`, if that process still runs.
-pub fn running_postmaster(instance_dir: &Path) -> Option<u32> {
-    let pid_file = instance_dir.join("pgdata/postmaster.pid");
-    let text = pgherd_safe_fs::read_file(&pid_file).ok()??;
     let pid: u32 = String::from_utf8_lossy(&text)
         .lines()
         .next()?
         .trim()
         .parse()
         .ok()?;
-    recorded_process(pid, &pid_file).then_some(pid)
+    recorded_process(pid, pid_file).then_some(pid)
+}
+
+/// The postmaster pid recorded in `pgdata/postmaster.pid`, if that process still runs.
+pub fn running_postmaster(instance_dir: &Path) -> Option<u32> {
+    running_pid(&instance_dir.join("pgdata/postmaster.pid"))
 }
 
 /// Whether the running process `pid` may be the one a pid file names. Whoever owns the pid

@@ -47,10 +47,8 @@ pub fn lease_token(
     cluster: &str,
 ) -> Result<pgherd_instance_protocol::LeaseToken, LocalError> {
     let path = state
-        .root
-        .join("secrets")
-        .join(namespace)
-        .join(format!("{cluster}.lease-token"));
+        .secret_path(namespace, cluster)
+        .with_file_name(format!("{cluster}.lease-token"));
     if let Some(token) = crate::state::read_text(&path)? {
         if token.trim().len() >= 32 {
             return Ok(pgherd_instance_protocol::LeaseToken(

@@ -29,13 +29,17 @@ pub struct StateDir {
     pub root: PathBuf,
 }
 
-/// Write `value` as JSON atomically with `mode`.
-pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), LocalError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| LocalError::Corrupt {
+/// `value` as the JSON the state files hold.
+fn json_text<T: Serialize>(path: &Path, value: &T) -> Result<String, LocalError> {
+    serde_json::to_string_pretty(value).map_err(|e| LocalError::Corrupt {
         path: path.to_path_buf(),
         message: e.to_string(),
-    })?;
-    write_atomic(path, text.as_bytes(), mode)
+    })
+}
+
+/// Write `value` as JSON atomically with `mode`.
+pub fn write_json<T: Serialize>(path: &Path, value: &T, mode: u32) -> Result<(), LocalError> {
+    write_atomic(path, json_text(path, value)?.as_bytes(), mode)
 }
 
 /// Write `value` as JSON atomically with `mode`, owned by `user` (see [`OsUser::write_file`]).
@@ -45,11 +49,7 @@ pub fn write_json_owned<T: Serialize>(
     mode: u32,
     user: &OsUser,
 ) -> Result<(), LocalError> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| LocalError::Corrupt {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    Ok(user.write_file(path, text.as_bytes(), mode)?)
+    Ok(user.write_file(path, json_text(path, value)?.as_bytes(), mode)?)
 }
 
 /// Write a file atomically with `mode`, owned by this process. The path is walked without

@@ -60,7 +60,6 @@ pub enum LocalCommand {
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
-    /// Delete an object. A Cluster's instances are stopped; its data is kept until `destroy`.
     /// Delete an object. A Cluster's instances are stopped and their data removed, as
     /// CloudNativePG removes its PVCs; `--keep-data` keeps it (a new Cluster of that name then
     /// refuses to start over it).
@@ -321,16 +320,14 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             }
             if kind == "Cluster" {
                 let dir = state.cluster_dir(&namespace, &name);
-                pgherd_local::pooler_files::stop_cluster_poolers(&dir);
-                pgherd_local::instances::stop_cluster(&dir);
+                stop_cluster(&dir);
                 if keep_data {
                     outln!("{kind}/{name} deleted; its instances are stopped and its data is kept in {} (a new Cluster of this name will not start over it)", dir.display());
                 } else {
                     // A pass of the control plane that read the object before it went may
                     // still have started something: wait it out, stop again, then remove.
                     std::thread::sleep(Duration::from_secs(1));
-                    pgherd_local::pooler_files::stop_cluster_poolers(&dir);
-                    pgherd_local::instances::stop_cluster(&dir);
+                    stop_cluster(&dir);
                     pgherd_local::sockets::remove_cluster(&dir);
                     if state.has(&dir)? {
                         std::fs::remove_dir_all(&dir)
@@ -718,6 +715,12 @@ fn status(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Stop the PgBouncers and instances of the cluster whose directory is `dir`.
+fn stop_cluster(dir: &std::path::Path) {
+    pgherd_local::pooler_files::stop_cluster_poolers(dir);
+    pgherd_local::instances::stop_cluster(dir);
+}
+
 /// Stop everything of `state`; an error when something could not be stopped (another user's
 /// processes: permission denied), rather than a "stopped" that is not true.
 fn down(state: &StateDir) -> anyhow::Result<()> {
@@ -741,8 +744,7 @@ fn down(state: &StateDir) -> anyhow::Result<()> {
     let clusters = state.root.join("clusters");
     for ns in std::fs::read_dir(&clusters).into_iter().flatten().flatten() {
         for cluster in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-            pgherd_local::pooler_files::stop_cluster_poolers(&cluster.path());
-            pgherd_local::instances::stop_cluster(&cluster.path());
+            stop_cluster(&cluster.path());
             for instance in std::fs::read_dir(cluster.path().join("instances"))
                 .into_iter()
                 .flatten()
