@@ -4,6 +4,7 @@
 
 use crate::desired::InstanceAddress;
 use crate::instances::{running_pid, spawn_detached};
+use crate::plane::log;
 use crate::state::{read_json, write_json, StateDir};
 use crate::status::LocalClusterStatus;
 use crate::stores::{ClusterStore, StoreMethod, ARCHIVE_STORE_FILE};
@@ -248,11 +249,20 @@ impl BackupPass<'_> {
 /// How often the backup catalog is read (and retention applied) without a backup finishing.
 const CATALOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
+/// What a read of the backup catalog found (retention applied), or why it could not be read.
+pub type CatalogOutcome = Result<crate::backups::CatalogSummary, String>;
+
+/// How long a catalog read may take before it is given up (and tried again when next due).
+const CATALOG_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The cluster's Backups advanced one step; its catalog read (and retention applied) after
-/// a backup finishes and every half hour.
+/// a backup finishes and every half hour. The read runs beside the passes (an object store
+/// that does not answer must not hold up the cluster's failover) and its result goes into the
+/// status of the pass that finds it done.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn pass(
-    plane: &mut crate::control::ControlPlane,
+    plane: &crate::plane::Plane,
+    runtime: &mut crate::control::ClusterRuntime,
     namespace: &str,
     cluster: &Cluster,
     cluster_dir: &Path,
@@ -279,44 +289,52 @@ pub(crate) async fn pass(
     let finished = match pass.run() {
         Ok(f) => f,
         Err(e) => {
-            crate::control::log(format!("{namespace}/{name}: backups: {e}"));
+            log(format!("{namespace}/{name}: backups: {e}"));
             Vec::new()
         }
     };
     for (b, phase) in &finished {
-        crate::control::log(format!("{namespace}/{name}: backup {b} {phase}"));
+        log(format!("{namespace}/{name}: backup {b} {phase}"));
         plane.metrics.backup_finished(namespace, &name, phase);
+        runtime.catalog_read_at = None; // read it again
+    }
+    if let Some(read) = runtime.catalog_read.take_if(|r| r.is_finished()) {
+        match read.await {
+            Ok(Ok(summary)) => {
+                if summary.deleted != (0, 0) {
+                    log(format!(
+                        "{namespace}/{name}: retention deleted {} backup(s) and {} WAL file(s)",
+                        summary.deleted.0, summary.deleted.1
+                    ));
+                }
+                crate::backups::apply_catalog(status, &summary);
+            }
+            Ok(Err(e)) => log(format!("{namespace}/{name}: backup catalog: {e}")),
+            Err(e) => log(format!("{namespace}/{name}: backup catalog: {e}")),
+        }
     }
     let Some(store) = archive else { return };
-    let key = (namespace.to_string(), name.clone());
-    let runtime = plane.runtimes.entry(key).or_default();
     let due = runtime
         .catalog_read_at
         .is_none_or(|t| t.elapsed() > CATALOG_EVERY);
-    if !due && finished.is_empty() {
+    if !due || runtime.catalog_read.is_some() {
         return;
     }
     runtime.catalog_read_at = Some(std::time::Instant::now());
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        crate::backups::refresh_catalog(store, true),
-    )
-    .await
-    {
-        Ok(Ok(summary)) => {
-            if summary.deleted != (0, 0) {
-                crate::control::log(format!(
-                    "{namespace}/{name}: retention deleted {} backup(s) and {} WAL file(s)",
-                    summary.deleted.0, summary.deleted.1
-                ));
-            }
-            crate::backups::apply_catalog(status, &summary);
-        }
-        Ok(Err(e)) => crate::control::log(format!("{namespace}/{name}: backup catalog: {e}")),
-        Err(_) => crate::control::log(format!(
-            "{namespace}/{name}: backup catalog: no answer from the object store within 30 s"
-        )),
-    }
+    let store = store.clone();
+    runtime.catalog_read = Some(tokio::spawn(async move {
+        tokio::time::timeout(
+            CATALOG_READ_LIMIT,
+            crate::backups::refresh_catalog(&store, true),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from the object store within {} s",
+                CATALOG_READ_LIMIT.as_secs()
+            ))
+        })
+    }));
 }
 
 /// Folds a job's report into the Backup's status.

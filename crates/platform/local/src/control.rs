@@ -1,17 +1,20 @@
-//! The local control plane: one reconcile pass over every stored Cluster — certificates and
-//! secrets, the controller's plan, instance specs and manager processes, endpoints, status.
+//! One cluster's pass on the local platform — certificates and secrets, the controller's plan,
+//! instance specs and manager processes, endpoints, status. Each cluster has its own task
+//! (`plane::ControlPlane`); work that can take long (the backup catalog, stopping removed
+//! instances) runs beside the pass and is folded into a later one.
 
 use crate::desired::{ClusterContext, InstanceDirs};
 use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
+use crate::plane::{log, Plane};
 use crate::secrets::{ensure_basic_auth_secret, BasicAuth};
-use crate::state::{read_json, write_json, StateDir};
-use crate::status::{LocalClusterStatus, LocalCondition};
+use crate::state::{read_json, write_json};
+use crate::status::LocalClusterStatus;
 use crate::LocalError;
 use pgherd_api::Cluster;
 use pgherd_controller::plan::plan;
 use pgherd_controller::{phase, pki};
-use pgherd_instance_manager::{OsUser, PgBinaries};
+use pgherd_instance_manager::PgBinaries;
 use pgherd_instance_protocol::{CertificatePaths, InstanceSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,15 +33,6 @@ pub const PORT_ANNOTATIONS: [(&str, &str); 3] = [
     ("r", "pgherd.io/r-port"),
 ];
 
-/// One line of the control plane's log, prefixed with the time (UTC, seconds since the epoch
-/// with milliseconds: enough to follow a failover step by step).
-pub(crate) fn log(line: String) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    eprintln!("{}.{:03} {line}", now.as_secs(), now.subsec_millis());
-}
-
 /// What the control plane keeps per cluster between passes.
 #[derive(Debug, Default)]
 pub struct ClusterRuntime {
@@ -55,26 +49,55 @@ pub struct ClusterRuntime {
     /// The credential this control plane renews the cluster's primary lease with (see
     /// `secrets::lease_token`).
     pub lease_token: Option<pgherd_instance_protocol::LeaseToken>,
+    /// The endpoints' servers, stopped with the runtime (the cluster deleted).
+    listeners: Vec<Listener>,
+    /// The PostgreSQL binaries directory found for a major version (looked up once).
+    bin_dir: Option<(u32, PathBuf)>,
+    /// The plan's phase in the previous pass (the poolers hear of switchovers).
+    last_phase: String,
+    /// A backup catalog read under way (`backup_jobs`).
+    pub catalog_read: Option<tokio::task::JoinHandle<crate::backup_jobs::CatalogOutcome>>,
+    /// Removed instances being stopped and deleted.
+    removing: BTreeMap<String, tokio::task::JoinHandle<()>>,
 }
 
-/// The control plane.
+/// An endpoint's server task, aborted when dropped.
 #[derive(Debug)]
-pub struct ControlPlane {
-    pub state: StateDir,
-    /// The pgherd binary (to start instance managers).
-    pub exe: PathBuf,
-    /// OS user for PostgreSQL and the instance managers.
-    pub user: OsUser,
-    /// Explicit PostgreSQL binaries directory, if any.
-    pub postgres_bin: Option<PathBuf>,
-    pub runtimes: BTreeMap<(String, String), ClusterRuntime>,
-    /// The control plane's own counters (`/metrics`).
-    pub metrics: crate::plane_metrics::PlaneMetrics,
-    /// The poolers' endpoints and processes (`crate::pooler`).
-    pub poolers: crate::pooler::PoolerRuntimes,
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
-impl ControlPlane {
+impl Drop for ClusterRuntime {
+    fn drop(&mut self) {
+        if let Some(read) = &self.catalog_read {
+            read.abort();
+        }
+    }
+}
+
+/// One cluster's passes, run by its own task.
+#[derive(Debug)]
+pub struct ClusterTask {
+    plane: Plane,
+    namespace: String,
+    name: String,
+    runtime: ClusterRuntime,
+}
+
+impl ClusterTask {
+    pub fn new(plane: Plane, namespace: &str, name: &str) -> Self {
+        Self {
+            plane,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            runtime: ClusterRuntime::default(),
+        }
+    }
+
     fn ensure_certificates(
         &self,
         cluster_dir: &Path,
@@ -83,7 +106,7 @@ impl ControlPlane {
         let dir = cluster_dir.join("certs");
         let paths = CertificatePaths::in_dir(&dir);
         if !paths.replication_key.exists() {
-            self.user.own_dir(&dir, 0o700)?;
+            self.plane.user.own_dir(&dir, 0o700)?;
             let names = pki::server_names(cluster, "default", &["localhost".to_string()]);
             let generated = pki::generate(
                 cluster,
@@ -101,7 +124,7 @@ impl ControlPlane {
                 (&paths.replication_cert, &generated.replication.cert),
                 (&paths.replication_key, &generated.replication.key),
             ] {
-                self.user.write_file(path, text.as_bytes(), 0o600)?;
+                self.plane.user.write_file(path, text.as_bytes(), 0o600)?;
             }
         }
         Ok(paths)
@@ -109,21 +132,15 @@ impl ControlPlane {
 
     async fn ensure_endpoints(
         &mut self,
-        key: &(String, String),
         cluster: &Cluster,
         cluster_dir: &Path,
     ) -> Result<(), LocalError> {
-        if self
-            .runtimes
-            .get(key)
-            .is_some_and(|r| !r.endpoints.is_empty())
-        {
+        if !self.runtime.endpoints.is_empty() {
             return Ok(());
         }
         let ports_file = cluster_dir.join("ports.json");
         let mut ports: BTreeMap<String, u16> = read_json(&ports_file)?.unwrap_or_default();
         let annotations = cluster.metadata.annotations.clone().unwrap_or_default();
-        let mut runtime = ClusterRuntime::default();
         for (kind, annotation) in PORT_ANNOTATIONS {
             let pinned = annotations
                 .get(annotation)
@@ -142,36 +159,45 @@ impl ControlPlane {
             } else {
                 endpoints::OnRemoval::Keep
             };
-            tokio::spawn(endpoints::serve(listener, backends.clone(), on_removal));
-            runtime.endpoints.insert(kind.to_string(), (port, backends));
+            self.runtime
+                .listeners
+                .push(Listener(tokio::spawn(endpoints::serve(
+                    listener,
+                    backends.clone(),
+                    on_removal,
+                ))));
+            if kind == "rw" {
+                self.plane.pooler_board.set_cluster_rw(
+                    &self.namespace,
+                    &self.name,
+                    Some(backends.clone()),
+                );
+            }
+            self.runtime
+                .endpoints
+                .insert(kind.to_string(), (port, backends));
         }
-        write_json(&ports_file, &ports, 0o644)?;
-        self.runtimes.insert(key.clone(), runtime);
-        Ok(())
+        write_json(&ports_file, &ports, 0o644)
     }
 
-    /// One pass over one cluster.
-    pub async fn reconcile_cluster(
-        &mut self,
-        namespace: &str,
-        cluster: &Cluster,
-    ) -> Result<LocalClusterStatus, LocalError> {
-        let name = cluster.metadata.name.clone().unwrap_or_default();
-        let key = (namespace.to_string(), name.clone());
-        let cluster_dir = self.state.cluster_dir(namespace, &name);
-        self.user.own_dir(&cluster_dir, 0o711)?;
+    /// One pass over the cluster.
+    pub async fn pass(&mut self, cluster: &Cluster) -> Result<LocalClusterStatus, LocalError> {
+        let namespace = &self.namespace.clone();
+        let name = self.name.clone();
+        let cluster_dir = self.plane.state.cluster_dir(namespace, &name);
+        self.plane.user.own_dir(&cluster_dir, 0o711)?;
         let certificates = self.ensure_certificates(&cluster_dir, &name)?;
-        self.ensure_endpoints(&key, cluster, &cluster_dir).await?;
+        self.ensure_endpoints(cluster, &cluster_dir).await?;
         let rw_port = self
-            .runtimes
-            .get(&key)
-            .and_then(|r| r.endpoints.get("rw"))
+            .runtime
+            .endpoints
+            .get("rw")
             .map(|e| e.0)
             .unwrap_or_default();
 
         let (database, owner, secret_name) = crate::desired::application(cluster);
         let credentials = ensure_basic_auth_secret(
-            &self.state,
+            &self.plane.state,
             &BasicAuth {
                 namespace,
                 secret_name: &secret_name,
@@ -183,19 +209,20 @@ impl ControlPlane {
             },
         )?;
         let password_file = cluster_dir.join("app-password");
-        self.user
+        self.plane
+            .user
             .write_file(&password_file, credentials.password.as_bytes(), 0o600)?;
         let superuser_password = crate::declarative::superuser_password(
-            &self.state,
+            &self.plane.state,
             namespace,
             cluster,
-            &self.user,
+            &self.plane.user,
             rw_port,
         )?;
 
         // Observe.
         let previous: Option<LocalClusterStatus> =
-            read_json(&self.state.status_path("Cluster", namespace, &name))?;
+            read_json(&self.plane.state.status_path("Cluster", namespace, &name))?;
         let instances_dir = cluster_dir.join("instances");
         let restart_annotation = cluster
             .metadata
@@ -205,11 +232,11 @@ impl ControlPlane {
             .cloned()
             .unwrap_or_default();
         let promote_file = cluster_dir.join(PROMOTE_REQUEST);
-        let runtime = self.runtimes.entry(key.clone()).or_default();
+        let runtime = &mut self.runtime;
         let lease_token = match &runtime.lease_token {
             Some(token) => token.clone(),
             None => {
-                let token = crate::secrets::lease_token(&self.state, namespace, &name)?;
+                let token = crate::secrets::lease_token(&self.plane.state, namespace, &name)?;
                 runtime.lease_token = Some(token.clone());
                 token
             }
@@ -228,8 +255,13 @@ impl ControlPlane {
             &lease_token,
         )
         .await?;
+        // An instance being removed is no longer part of the cluster.
+        observed
+            .instances
+            .retain(|i| !self.runtime.removing.contains_key(&i.name));
         let decided = plan(cluster, &observed);
         let mut ports_by_instance = seen.ports;
+        ports_by_instance.retain(|i, _| !self.runtime.removing.contains_key(i));
         if previous.as_ref().map(|p| p.phase.as_str()) != Some(decided.phase) {
             log(format!(
                 "{namespace}/{name}: {} (primary {}, target {}){}",
@@ -263,7 +295,9 @@ impl ControlPlane {
         ) {
             if before != now {
                 let switchover = observed.promote_request.as_deref() == Some(now);
-                self.metrics.primary_changed(namespace, &name, switchover);
+                self.plane
+                    .metrics
+                    .primary_changed(namespace, &name, switchover);
             }
         }
         let request_gone = observed
@@ -277,26 +311,37 @@ impl ControlPlane {
             let _ = std::fs::remove_file(&promote_file);
             observed.promote_request = None;
         }
-        // A switchover pauses the cluster's rw poolers before the old primary is demoted.
-        self.poolers
-            .before_cluster_apply(namespace, &name, decided.phase)
-            .await;
+        // A switchover pauses the cluster's rw poolers before the old primary is demoted (the
+        // poolers are locked only when a switchover starts or ends).
+        if decided.phase == phase::SWITCHOVER || self.runtime.last_phase == phase::SWITCHOVER {
+            self.plane
+                .poolers
+                .lock()
+                .await
+                .before_cluster_apply(namespace, &name, decided.phase)
+                .await;
+        }
+        self.runtime.last_phase = decided.phase.to_string();
         // Fence first: nothing is promoted while a failed primary might still accept writes.
         for victim in &decided.fence {
             log(format!(
                 "{namespace}/{name}: fencing {victim} (stopping its PostgreSQL by force)"
             ));
-            crate::instances::kill_instance(&instances_dir.join(victim), Duration::from_secs(5));
+            let dir = instances_dir.join(victim);
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::instances::kill_instance(&dir, Duration::from_secs(5))
+            })
+            .await;
         }
 
         let roles = crate::declarative::roles(
-            &self.state,
+            &self.plane.state,
             namespace,
             cluster,
             &cluster_dir.join("role-passwords"),
-            &self.user,
+            &self.plane.user,
         )?;
-        let databases = crate::declarative::databases(&self.state, namespace, &name)?;
+        let databases = crate::declarative::databases(&self.plane.state, namespace, &name)?;
         if let Some(primary) = decided
             .current_primary
             .as_deref()
@@ -307,7 +352,7 @@ impl ControlPlane {
                     read_json(&instances_dir.join(&primary.name).join("instance.json"))?;
                 let applied = spec.filter(|s| status.applied_generation >= s.generation);
                 crate::declarative::write_database_status(
-                    &self.state,
+                    &self.plane.state,
                     namespace,
                     &status.database_results,
                     applied.as_ref(),
@@ -316,9 +361,16 @@ impl ControlPlane {
         }
 
         // Apply.
-        let bin_dir = match (&self.postgres_bin, cluster.major_version()) {
+        let bin_dir = match (&self.plane.postgres_bin, cluster.major_version()) {
             (Some(dir), _) => dir.clone(),
-            (None, Some(major)) => PgBinaries::locate(major.0, None)?.dir,
+            (None, Some(major)) => match &self.runtime.bin_dir {
+                Some((m, dir)) if *m == major.0 => dir.clone(),
+                _ => {
+                    let dir = PgBinaries::locate(major.0, None)?.dir;
+                    self.runtime.bin_dir = Some((major.0, dir.clone()));
+                    dir
+                }
+            },
             (None, None) => {
                 return Err(LocalError::Invalid(format!(
                     "cluster {name}: cannot tell the PostgreSQL major version from spec.imageName"
@@ -330,45 +382,42 @@ impl ControlPlane {
             &decided.instances,
             &instances_dir,
             &mut ports_by_instance,
-            &self.user,
+            &self.plane.user,
         )?;
         // A query file that cannot be read must not stop the cluster: the rest applies. Said
         // once, not on every pass.
-        let (monitoring, problems) = crate::monitoring::resolve(&self.state, namespace, cluster);
+        let (monitoring, problems) =
+            crate::monitoring::resolve(&self.plane.state, namespace, cluster);
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        if let Some(runtime) = self.runtimes.get_mut(&key) {
-            if runtime.monitoring_problems != problems {
-                for p in &problems {
-                    log(format!("{namespace}/{name}: metrics: {p}"));
-                }
-                runtime.monitoring_problems = problems;
+        if self.runtime.monitoring_problems != problems {
+            for p in &problems {
+                log(format!("{namespace}/{name}: metrics: {p}"));
             }
+            self.runtime.monitoring_problems = problems;
         }
         let (archive, wal_store, archive_problem) = crate::stores::prepare_archive(
-            &self.state,
+            &self.plane.state,
             namespace,
             cluster,
             &cluster_dir,
-            &self.user,
+            &self.plane.user,
         );
-        if let Some(runtime) = self.runtimes.get_mut(&key) {
-            if runtime.archive_problem != archive_problem {
-                if let Some(p) = &archive_problem {
-                    log(format!("{namespace}/{name}: WAL archive: {p}"));
-                }
-                runtime.archive_problem = archive_problem.clone();
+        if self.runtime.archive_problem != archive_problem {
+            if let Some(p) = &archive_problem {
+                log(format!("{namespace}/{name}: WAL archive: {p}"));
             }
+            self.runtime.archive_problem = archive_problem.clone();
         }
         let context_has_archive = wal_store.is_some();
         let context = ClusterContext {
-            state: &self.state,
+            state: &self.plane.state,
             namespace,
             cluster,
             plan: &decided,
             bin_dir,
             major: cluster.major_version().map_or(0, |m| m.0),
-            os_user: self.user.name.clone(),
-            user: &self.user,
+            os_user: self.plane.user.name.clone(),
+            user: &self.plane.user,
             certificates: certificates.clone(),
             database: database.clone(),
             owner: owner.clone(),
@@ -400,19 +449,12 @@ impl ControlPlane {
                 instance_errors.insert(instance.name.clone(), e.to_string());
             }
         }
-        for removed in &decided.remove {
-            let dir = instances_dir.join(removed);
-            if let Some(pid) = running_pid(&dir.join(crate::instances::MANAGER_PID)) {
-                stop(pid, Duration::from_secs(60));
-            }
-            crate::sockets::remove(&dir);
-            std::fs::remove_dir_all(&dir).map_err(|e| LocalError::io("cannot remove", &dir, e))?;
-        }
+        self.start_removals(&decided.remove, &instances_dir);
 
         let mut status = crate::view::build(
             namespace,
             &name,
-            self.runtimes.get(&key),
+            Some(&self.runtime),
             &decided,
             &observed,
             &ports_by_instance,
@@ -438,7 +480,8 @@ impl ControlPlane {
             previous.as_ref(),
         );
         crate::backup_jobs::pass(
-            self,
+            &self.plane,
+            &mut self.runtime,
             namespace,
             cluster,
             &cluster_dir,
@@ -450,16 +493,40 @@ impl ControlPlane {
         .await;
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = restart_annotation;
-        status.poolers = self.poolers.cluster_entries(namespace, &name);
+        status.poolers = self.plane.pooler_board.cluster_entries(namespace, &name);
         for p in &status.poolers {
             status.endpoints.insert(p.name.clone(), p.endpoint.clone());
         }
         write_json(
-            &self.state.status_path("Cluster", namespace, &name),
+            &self.plane.state.status_path("Cluster", namespace, &name),
             &status,
             0o600,
         )?;
         Ok(status)
+    }
+
+    /// Removed instances (scaled down) are stopped and deleted beside the passes: a stop can
+    /// take a minute. Until it is done the instance is no longer observed.
+    fn start_removals(&mut self, removed: &[String], instances_dir: &Path) {
+        self.runtime.removing.retain(|_, job| !job.is_finished());
+        for name in removed {
+            if self.runtime.removing.contains_key(name) {
+                continue;
+            }
+            let dir = instances_dir.join(name);
+            let log_name = format!("{}/{}: {name}", self.namespace, self.name);
+            let job = tokio::task::spawn_blocking(move || {
+                if let Some(pid) = running_pid(&dir.join(crate::instances::MANAGER_PID)) {
+                    stop(pid, Duration::from_secs(60));
+                }
+                crate::sockets::remove(&dir);
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => log(format!("{log_name}: removed")),
+                    Err(e) => log(format!("{log_name}: cannot remove {}: {e}", dir.display())),
+                }
+            });
+            self.runtime.removing.insert(name.clone(), job);
+        }
     }
 
     /// Write one instance's spec and start its manager when it may be started.
@@ -471,93 +538,26 @@ impl ControlPlane {
         may_start: bool,
     ) -> Result<(), LocalError> {
         let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
-        self.user.own_dir(&dirs.root, 0o700)?;
-        crate::sockets::prepare(&dirs.root, &self.user)?;
+        self.plane.user.own_dir(&dirs.root, 0o700)?;
+        crate::sockets::prepare(&dirs.root, &self.plane.user)?;
         let address = &context.ports[&instance.name];
         let Some(spec) = context.instance_spec(instance, &dirs, address)? else {
             return Ok(()); // its upstream has no ports yet
         };
-        crate::spec_file::write_spec(&self.user, &dirs.root, spec)?;
+        crate::spec_file::write_spec(&self.plane.user, &dirs.root, spec)?;
         let pid_file = dirs.root.join(crate::instances::MANAGER_PID);
         if may_start && running_pid(&pid_file).is_none() {
             let spec_path = dirs.root.join("instance.json");
             let spec_arg = spec_path.display().to_string();
             spawn_detached(
-                &self.exe,
+                &self.plane.exe,
                 &["instance", "run", "--spec", &spec_arg],
                 &dirs.root.join("manager.log"),
                 &pid_file,
-                Some(&self.user),
+                Some(&self.plane.user),
                 address.netns.as_deref(),
             )?;
         }
         Ok(())
-    }
-
-    /// One pass over every stored cluster.
-    /// Returns whether a cluster is changing primary or has its primary down: the caller
-    /// then passes again sooner.
-    pub async fn reconcile_all(&mut self) -> Result<bool, LocalError> {
-        crate::instances::reap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        match crate::schedules::reconcile_schedules(&self.state, now) {
-            Ok(created) => {
-                for b in created {
-                    log(format!("scheduled backup: created Backup {b}"));
-                }
-            }
-            Err(e) => log(format!("scheduled backups: {e}")),
-        }
-        let clusters: Vec<(String, String, Cluster)> = self.state.list_objects("Cluster")?;
-        let mut busy = false;
-        for (namespace, _, cluster) in clusters {
-            let name = cluster.metadata.name.clone().unwrap_or_default();
-            let started = std::time::Instant::now();
-            let result = self.reconcile_cluster(&namespace, &cluster).await;
-            self.metrics.reconciled(
-                &namespace,
-                &name,
-                result.is_ok(),
-                started.elapsed().as_secs_f64(),
-            );
-            if let Ok(status) = &result {
-                let primary_ready = status
-                    .instances_status
-                    .iter()
-                    .any(|i| Some(&i.name) == status.current_primary.as_ref() && i.ready);
-                busy |= !primary_ready
-                    || status.current_primary != status.target_primary
-                    || status.phase == phase::FAILING_OVER
-                    || status.phase == phase::SWITCHOVER;
-            }
-            if let Err(e) = result {
-                let mut status: LocalClusterStatus = read_json(
-                    &self.state.status_path("Cluster", &namespace, &name),
-                )?
-                .unwrap_or(LocalClusterStatus {
-                    name: name.clone(),
-                    namespace: namespace.clone(),
-                    ..Default::default()
-                });
-                status.phase = phase::CANNOT_CREATE_OBJECTS.to_string();
-                status.conditions = vec![LocalCondition {
-                    condition_type: "Ready".into(),
-                    status: "False".into(),
-                    reason: "ReconcileError".into(),
-                    message: e.to_string(),
-                }];
-                write_json(
-                    &self.state.status_path("Cluster", &namespace, &name),
-                    &status,
-                    0o600,
-                )?;
-            }
-        }
-        if let Err(e) = self.reconcile_poolers().await {
-            log(format!("poolers: {e}"));
-        }
-        Ok(busy)
     }
 }

@@ -19,6 +19,7 @@ pub mod monitoring;
 pub mod netns;
 pub mod observation;
 pub mod placement;
+pub mod plane;
 pub mod plane_metrics;
 pub mod pooler;
 pub mod pooler_files;

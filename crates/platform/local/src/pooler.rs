@@ -12,8 +12,8 @@
 //! Pooler turns it off; a pause never outlives [`SWITCHOVER_PAUSE_LIMIT`], a failover resumes
 //! at once, and a user's `paused: true` is never resumed.
 
-use crate::control::{log, ControlPlane};
 use crate::endpoints::{self, Backends};
+use crate::plane::log;
 use crate::pooler_files::{self as files, InstanceFiles, InstancePorts};
 use crate::state::{read_json, write_json, StateDir};
 use crate::status::{ClusterPooler, LocalClusterStatus};
@@ -23,7 +23,8 @@ use pgherd_api::Pooler;
 use pgherd_pooler::admin::{AdminClient, AdminTarget};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod switchover;
@@ -165,18 +166,81 @@ const ADMIN_CONNECT: Duration = Duration::from_secs(1);
 /// goes on.
 const USER_PAUSE_WAIT: Duration = Duration::from_secs(2);
 
-impl PoolerRuntimes {
+/// What the pooler pass and the clusters' tasks tell each other without waiting on each
+/// other: each pooler as the last pooler pass saw it (for its cluster's status), and each
+/// cluster's `-rw` backends (a paused pooler resumes once the new primary serves them).
+#[derive(Debug, Clone, Default)]
+pub struct PoolerBoard(Arc<Mutex<Board>>);
+
+#[derive(Debug, Default)]
+struct Board {
+    /// (namespace, cluster) → its poolers.
+    poolers: BTreeMap<(String, String), Vec<ClusterPooler>>,
+    /// (namespace, cluster) → its `-rw` endpoint's backends.
+    rw: BTreeMap<(String, String), Backends>,
+}
+
+impl PoolerBoard {
+    fn with<T>(&self, f: impl FnOnce(&mut Board) -> T) -> T {
+        // A panic while holding the lock leaves plain maps behind: still usable.
+        let mut board = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut board)
+    }
+
     /// The poolers of a cluster, for its status (`poolers`, and one endpoint each).
     pub fn cluster_entries(&self, namespace: &str, cluster: &str) -> Vec<ClusterPooler> {
-        self.runtimes
-            .iter()
-            .filter(|((ns, _), r)| ns == namespace && r.cluster == cluster)
-            .map(|(_, r)| r.entry.clone())
-            .collect()
+        self.with(|b| {
+            b.poolers
+                .get(&(namespace.to_string(), cluster.to_string()))
+                .cloned()
+                .unwrap_or_default()
+        })
+    }
+
+    /// After a pooler pass: every pooler's entry.
+    pub fn publish(&self, poolers: &PoolerRuntimes) {
+        let mut by_cluster: BTreeMap<(String, String), Vec<ClusterPooler>> = BTreeMap::new();
+        for ((ns, _), r) in &poolers.runtimes {
+            by_cluster
+                .entry((ns.clone(), r.cluster.clone()))
+                .or_default()
+                .push(r.entry.clone());
+        }
+        self.with(|b| b.poolers = by_cluster);
+    }
+
+    /// A cluster's `-rw` backends, from its task (`None`: the cluster is gone).
+    pub fn set_cluster_rw(&self, namespace: &str, cluster: &str, rw: Option<Backends>) {
+        let key = (namespace.to_string(), cluster.to_string());
+        self.with(|b| match rw {
+            Some(backends) => b.rw.insert(key, backends),
+            None => b.rw.remove(&key),
+        });
+    }
+
+    /// Whether the cluster's `-rw` endpoint has a backend.
+    fn cluster_rw_serves(&self, namespace: &str, cluster: &str) -> bool {
+        self.with(|b| {
+            b.rw.get(&(namespace.to_string(), cluster.to_string()))
+                .is_some_and(|backends| !backends.get().is_empty())
+        })
     }
 }
 
-impl ControlPlane {
+/// One pooler pass: what it needs of the control plane.
+#[derive(Debug)]
+pub struct PoolerPass<'a> {
+    pub state: &'a StateDir,
+    pub user: &'a pgherd_instance_manager::OsUser,
+    pub exe: &'a Path,
+    pub board: &'a PoolerBoard,
+    pub poolers: &'a mut PoolerRuntimes,
+}
+
+impl PoolerPass<'_> {
     /// One pass over every stored Pooler (after the clusters' pass).
     pub async fn reconcile_poolers(&mut self) -> Result<(), LocalError> {
         let poolers: Vec<(String, String, Pooler)> = self.state.list_objects("Pooler")?;
@@ -242,7 +306,7 @@ impl ControlPlane {
     }
 
     fn remove_pooler(&self, namespace: &str, cluster: &str, name: &str) {
-        let dir = files::pooler_dir(&self.state, namespace, cluster, name);
+        let dir = files::pooler_dir(self.state, namespace, cluster, name);
         for instance in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             if instance.path().is_dir() {
                 files::stop_instance(&instance.path());
@@ -326,10 +390,10 @@ impl ControlPlane {
         };
         let certs = self.state.cluster_dir(namespace, &cluster).join("certs");
         let (pooler_cert, pooler_key) =
-            files::ensure_certificate(&self.state, namespace, &cluster, &self.user)?;
-        let dir = files::pooler_dir(&self.state, namespace, &cluster, name);
+            files::ensure_certificate(self.state, namespace, &cluster, self.user)?;
+        let dir = files::pooler_dir(self.state, namespace, &cluster, name);
         self.user.own_dir(&dir, 0o700)?;
-        let password = files::admin_password(&dir, &self.user)?;
+        let password = files::admin_password(&dir, self.user)?;
         let wanted: Vec<String> = (1..=pooler.spec.instances.unwrap_or(1).max(0))
             .map(|i| format!("{name}-{i}"))
             .collect();
@@ -376,11 +440,7 @@ impl ControlPlane {
         }
         files::forget_ports(&dir, &mut ports, &wanted)?;
 
-        let rw_has_primary = self
-            .runtimes
-            .get(&(namespace.to_string(), cluster.clone()))
-            .and_then(|r| r.endpoints.get("rw"))
-            .is_some_and(|(_, b)| !b.get().is_empty());
+        let rw_has_primary = self.board.cluster_rw_serves(namespace, &cluster);
         let Some(runtime) = self.poolers.runtimes.get_mut(&key) else {
             return Ok(status);
         };
@@ -391,7 +451,7 @@ impl ControlPlane {
         runtime.last_start.retain(|k, _| wanted.contains(k));
         switchover::end_pause(runtime, &cluster_status, rw_has_primary, namespace, name).await;
         let want_paused = runtime.user_paused || runtime.switchover_since.is_some();
-        let exe = self.exe.clone();
+        let exe = self.exe.to_path_buf();
         let mut ready = Vec::new();
         for instance in &wanted {
             let Some(&instance_ports) = ports.instances.get(instance) else {
@@ -418,12 +478,12 @@ impl ControlPlane {
             };
             let rendered = pgherd_pooler::render(pooler, &upstream, &paths)
                 .map_err(|e| LocalError::Invalid(e.to_string()))?;
-            let mut changed = files::write_if_changed(&files.ini, &rendered.ini, &self.user)?;
-            changed |= files::write_if_changed(&files.hba, &rendered.hba, &self.user)?;
+            let mut changed = files::write_if_changed(&files.ini, &rendered.ini, self.user)?;
+            changed |= files::write_if_changed(&files.hba, &rendered.hba, self.user)?;
             changed |= files::write_if_changed(
                 &files.auth_file,
                 &pgherd_pooler::config::render_auth_file(&password),
-                &self.user,
+                self.user,
             )?;
             // A PgBouncer that exits at once (a bad setting) is started again at most every
             // RESTART_BACKOFF, and its log is pointed at.
@@ -446,7 +506,7 @@ impl ControlPlane {
                     }
                 }
             }
-            let (pid, started) = files::ensure_pgbouncer(&files, &self.user)?;
+            let (pid, started) = files::ensure_pgbouncer(&files, self.user)?;
             if started {
                 runtime.last_start.insert(instance.clone(), Instant::now());
             }
@@ -455,7 +515,7 @@ impl ControlPlane {
                 &files,
                 instance_ports,
                 &dir.join("admin-password"),
-                &self.user,
+                self.user,
             )?;
             let target = AdminTarget {
                 socket_dir: files.run.clone(),

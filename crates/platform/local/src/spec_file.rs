@@ -1,7 +1,7 @@
 //! An instance's spec file (`instance.json`): what its manager converges to. Written only when
 //! its content changes, with a new generation the manager reports back once applied.
 
-use crate::control::log;
+use crate::plane::log;
 use crate::state::{read_json, write_json_owned};
 use crate::LocalError;
 use pgherd_instance_manager::OsUser;

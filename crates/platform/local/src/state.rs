@@ -197,11 +197,8 @@ impl StateDir {
         self.root.join("control-plane.log")
     }
 
-    /// Every stored object of `kind`, as (namespace, name, value).
-    pub fn list_objects<T: DeserializeOwned>(
-        &self,
-        kind: &str,
-    ) -> Result<Vec<(String, String, T)>, LocalError> {
+    /// The (namespace, name) of every stored object of `kind`, sorted; nothing is parsed.
+    pub fn list_names(&self, kind: &str) -> Result<Vec<(String, String)>, LocalError> {
         let dir = self.root.join("objects").join(kind);
         let mut out = Vec::new();
         let Ok(namespaces) = std::fs::read_dir(&dir) else {
@@ -215,17 +212,27 @@ impl StateDir {
             for file in files.flatten() {
                 let path = file.path();
                 if path.extension().is_some_and(|e| e == "json") {
-                    let name = path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    if let Some(value) = read_json(&path)? {
-                        out.push((namespace.clone(), name, value));
+                    if let Some(name) = path.file_stem() {
+                        out.push((namespace.clone(), name.to_string_lossy().into_owned()));
                     }
                 }
             }
         }
-        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every stored object of `kind`, as (namespace, name, value).
+    pub fn list_objects<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<(String, String, T)>, LocalError> {
+        let mut out = Vec::new();
+        for (namespace, name) in self.list_names(kind)? {
+            if let Some(value) = read_json(&self.object_path(kind, &namespace, &name))? {
+                out.push((namespace, name, value));
+            }
+        }
         Ok(out)
     }
 }

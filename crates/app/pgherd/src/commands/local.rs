@@ -3,8 +3,8 @@
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use pgherd_api::manifest;
-use pgherd_local::control::ControlPlane;
 use pgherd_local::instances::{running_pid, spawn_detached, stop};
+use pgherd_local::plane::{ControlPlane, Plane};
 use pgherd_local::state::{read_json, StateDir, DEFAULT_NAMESPACE};
 use pgherd_local::status::LocalClusterStatus;
 use std::path::PathBuf;
@@ -844,43 +844,35 @@ fn controller(state: &StateDir, options: &LocalOptions) -> anyhow::Result<ExitCo
     )?;
     pgherd_local::instances::adopt_orphans();
     let user = pgherd_instance_manager::OsUser::for_postgres(&options.postgres_user)?;
-    let mut plane = ControlPlane {
-        state: state.clone(),
-        exe: std::env::current_exe().context("cannot find the pgherd executable")?,
+    let mut control = ControlPlane::new(Plane::new(
+        state.clone(),
+        std::env::current_exe().context("cannot find the pgherd executable")?,
         user,
-        postgres_bin: options.postgres_bin.clone(),
-        runtimes: Default::default(),
-        metrics: Default::default(),
-        poolers: Default::default(),
-    };
+        options.postgres_bin.clone(),
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        match pgherd_local::plane_metrics::listen(&plane.state).await {
+        match pgherd_local::plane_metrics::listen(&control.plane.state).await {
             Ok(listener) => {
                 tokio::spawn(pgherd_local::plane_metrics::serve(
                     listener,
-                    plane.metrics.clone(),
+                    control.plane.metrics.clone(),
                 ));
             }
             Err(e) => eprintln!("control plane metrics: {e}"),
         }
         loop {
-            // Faster passes while a primary is down or changing: each one moves a failover or
-            // switchover one step.
-            let pause = match plane.reconcile_all().await {
-                Ok(true) => Duration::from_millis(50),
-                Ok(false) => Duration::from_millis(200),
-                Err(e) => {
-                    eprintln!("reconcile: {e}");
-                    Duration::from_millis(200)
-                }
-            };
+            // Each cluster has its own task, with its own pace; this pass starts tasks for new
+            // clusters and runs the poolers.
+            if let Err(e) = control.supervise().await {
+                eprintln!("control plane: {e}");
+            }
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = term.recv() => return Ok(ExitCode::SUCCESS),
                 _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             }
