@@ -464,6 +464,10 @@ impl ClusterTask {
                 i.error.get_or_insert(e);
             }
         }
+        // Scaled down: healthy once the removed instances are gone.
+        if status.phase == phase::HEALTHY && !self.runtime.removing.is_empty() {
+            status.phase = phase::WAITING_FOR_INSTANCES.to_string();
+        }
         let primary_report = decided
             .current_primary
             .as_deref()
