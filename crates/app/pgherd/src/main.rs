@@ -1,6 +1,7 @@
 //! The `pgherd` binary: argument parsing and wiring only; the domain lives in the crates.
 
 mod commands;
+mod logging;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -47,6 +48,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init();
     let result = match cli.command {
         Command::Validate {
             files,

@@ -142,17 +142,12 @@ fn a_silent_object_store_holds_up_no_other_cluster() {
         signal(manager, false, nix::sys::signal::Signal::SIGKILL);
         at
     };
-    let after = local.wait_for(
-        PAIR,
-        "the replica promoted",
-        Duration::from_secs(15),
-        |s| {
-            s.current_primary.as_deref() == Some(replica.as_str())
-                && s.instances_status
-                    .iter()
-                    .any(|i| i.name == replica && i.ready && i.role == "primary")
-        },
-    );
+    let after = local.wait_for(PAIR, "the replica promoted", Duration::from_secs(15), |s| {
+        s.current_primary.as_deref() == Some(replica.as_str())
+            && s.instances_status
+                .iter()
+                .any(|i| i.name == replica && i.ready && i.role == "primary")
+    });
     eprintln!(
         "failover to {} {:?} after the fault",
         after.current_primary.as_deref().unwrap_or("-"),

@@ -155,20 +155,16 @@ pub async fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Insta
             };
             match restored {
                 Ok(info) => {
-                    crate::supervisor::log(
-                        &spec.name,
-                        &format!(
+                    tracing::info!(
                             "replica restored from the object store (backup {}); replaying the archive, then streaming",
                             info.backup_name().unwrap_or("-")
-                        ),
-                    );
+                        );
                     Ok(())
                 }
                 Err(e) => {
                     // No backup yet, or the store is away: the primary can still be copied.
-                    crate::supervisor::log(
-                        &spec.name,
-                        &format!("cannot restore from the object store ({e}); cloning the primary"),
+                    tracing::warn!(
+                        "cannot restore from the object store ({e}); cloning the primary"
                     );
                     pg.clone_from(&primary_source(spec)?)
                 }
@@ -202,14 +198,11 @@ async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<()
     let info = restore_into_place(pg, &target, backup_id.as_deref(), &point).await?;
     std::fs::write(pg.pgdata.join("recovery.signal"), b"")
         .map_err(|e| InstanceError::io("cannot write", pg.pgdata.join("recovery.signal"), e))?;
-    crate::supervisor::log(
-        "recovery",
-        &format!(
-            "restored backup {} ({}), replaying WAL from {}",
-            info.backup_name().unwrap_or("-"),
-            info.end_time().map(|t| t.to_string()).unwrap_or_default(),
-            target.server_name
-        ),
+    tracing::info!(
+        "restored backup {} ({}), replaying WAL from {}",
+        info.backup_name().unwrap_or("-"),
+        info.end_time().map(|t| t.to_string()).unwrap_or_default(),
+        target.server_name
     );
     Ok(())
 }

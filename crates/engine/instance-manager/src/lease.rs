@@ -6,7 +6,7 @@
 //! its place and is never self-fenced.
 
 use crate::status_client::fetch;
-use crate::supervisor::{load_spec, log, Shared};
+use crate::supervisor::{load_spec, Shared};
 use pgherd_instance_protocol::{DesiredRole, InstanceSpec};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -72,9 +72,8 @@ pub async fn watch(
                     if let Ok(mut g) = shared.write() {
                         g.self_fenced = true;
                     }
-                    log(
-                        &spec.name,
-                        "lease expired (no controller, no majority): stopping PostgreSQL",
+                    tracing::warn!(
+                        "lease expired (no controller, no majority): stopping PostgreSQL"
                     );
                     if let Ok(pg) = crate::supervisor::postgres_for(&spec) {
                         pg.kill_all();
@@ -83,7 +82,7 @@ pub async fn watch(
                     if let Ok(mut g) = shared.write() {
                         g.self_fenced = false;
                     }
-                    log(&spec.name, "lease renewed: PostgreSQL may run again");
+                    tracing::info!("lease renewed: PostgreSQL may run again");
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! reloaded when the spec changes. A custom query file that does not parse is reported in the
 //! log and left out; the rest is served.
 
-use crate::supervisor::{load_spec, log};
+use crate::supervisor::load_spec;
 use pgherd_instance_protocol::{InstanceSpec, MonitoringSpec};
 use pgherd_metrics::{ClusterFacts, Exporter, ExporterConfig, PgConnector, EXPORTER_ROLE};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::time::Duration;
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// The queries of `monitoring`; files that do not parse are logged and skipped.
-fn queries(instance: &str, monitoring: &MonitoringSpec) -> pgherd_metrics::QuerySet {
+fn queries(monitoring: &MonitoringSpec) -> pgherd_metrics::QuerySet {
     let files: Vec<(String, String)> = monitoring
         .custom_queries
         .iter()
@@ -22,10 +22,7 @@ fn queries(instance: &str, monitoring: &MonitoringSpec) -> pgherd_metrics::Query
     match pgherd_metrics::query_set(disable, &files) {
         Ok(set) => set,
         Err(e) => {
-            log(
-                instance,
-                &format!("metrics: {e}; serving the other query files"),
-            );
+            tracing::warn!("metrics: {e}; serving the other query files");
             let good: Vec<(String, String)> = files
                 .into_iter()
                 .filter(|f| pgherd_metrics::query_set(true, std::slice::from_ref(f)).is_ok())
@@ -46,11 +43,11 @@ fn exporter(spec: &InstanceSpec) -> Option<Exporter> {
     let mut config = match ExporterConfig::new(&spec.cluster) {
         Ok(config) => config,
         Err(e) => {
-            log(&spec.name, &format!("metrics: no exporter: {e}"));
+            tracing::warn!("metrics: no exporter: {e}");
             return None;
         }
     };
-    config.queries = queries(&spec.name, &spec.monitoring);
+    config.queries = queries(&spec.monitoring);
     config.cache_ttl = Duration::from_secs(spec.monitoring.queries_ttl_seconds);
     config.volumes = vec![("pgdata".to_string(), spec.pgdata.clone())];
     let exporter = Exporter::new(
@@ -93,7 +90,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
     {
-        log(&spec.name, &format!("metrics endpoint stopped: {e}"));
+        tracing::warn!("metrics endpoint stopped: {e}");
     }
     reload.abort();
 }
@@ -105,7 +102,7 @@ async fn reload(spec_path: PathBuf, mut current: MonitoringSpec, exporter: Arc<E
             continue;
         };
         if spec.monitoring != current {
-            exporter.set_queries(queries(&spec.name, &spec.monitoring));
+            exporter.set_queries(queries(&spec.monitoring));
             current = spec.monitoring.clone();
         }
         exporter.set_facts(facts(&spec));

@@ -58,9 +58,8 @@ pub async fn reconcile(pg: &Postgres, client: &Client, wanted: bool) -> Result<(
         let drop = sql::drop_role().map_err(unquotable)?;
         execute(client, "drop the pooler role", &drop).await?;
         done().clear();
-        crate::supervisor::log(
-            &pg_name(pg),
-            "dropped the PgBouncer role cnpg_pooler_pgbouncer (no Pooler uses the cluster)",
+        tracing::info!(
+            "dropped the PgBouncer role cnpg_pooler_pgbouncer (no Pooler uses the cluster)"
         );
         return Ok(());
     }
@@ -92,12 +91,4 @@ pub async fn reconcile(pg: &Postgres, client: &Client, wanted: bool) -> Result<(
         done().insert((db, oid));
     }
     Ok(())
-}
-
-fn pg_name(pg: &Postgres) -> String {
-    pg.pgdata
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

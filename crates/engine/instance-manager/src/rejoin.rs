@@ -3,7 +3,6 @@
 //! set aside.
 
 use crate::bootstrap::primary_source;
-use crate::supervisor::log;
 use crate::{InstanceError, Postgres};
 use pgherd_instance_protocol::InstanceSpec;
 
@@ -17,12 +16,12 @@ pub(crate) fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceE
                 "waiting for the new primary's first checkpoint since its promotion (pg_rewind cannot see its timeline before)",
             ));
         }
-        log(&spec.name, "rewinding onto the new primary");
+        tracing::info!("rewinding onto the new primary");
         pg.rewind_from(&source)
     });
     match rewound {
         Ok(()) => {
-            log(&spec.name, "rewound");
+            tracing::info!("rewound");
             Ok(())
         }
         Err(e @ InstanceError::NotYet(_)) => Err(e),
@@ -35,12 +34,9 @@ pub(crate) fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceE
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let aside = pg.pgdata.with_extension(format!("diverged-{now}"));
-            log(
-                &spec.name,
-                &format!(
-                    "pg_rewind failed ({rewind_error}); data kept in {}, cloning again",
-                    aside.display()
-                ),
+            tracing::warn!(
+                "pg_rewind failed ({rewind_error}); data kept in {}, cloning again",
+                aside.display()
             );
             std::fs::rename(&pg.pgdata, &aside)
                 .map_err(|e| InstanceError::io("cannot set aside", &pg.pgdata, e))?;

@@ -212,18 +212,6 @@ fn stopped_status(spec: &InstanceSpec, pg: &Postgres) -> InstanceStatus {
     status
 }
 
-/// One line of the manager's log, prefixed with the time (seconds since the epoch, UTC).
-pub fn log(instance: &str, line: &str) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    eprintln!(
-        "{}.{:03} {instance}: {line}",
-        now.as_secs(),
-        now.subsec_millis()
-    );
-}
-
 async fn converge(
     spec: &InstanceSpec,
     state: &mut State,
@@ -250,9 +238,9 @@ async fn converge(
         if state.running(&pg) && !pg.has_standby_signal() {
             // Demotion (switchover, or a failover decided while this primary was away): stop
             // with a shutdown checkpoint the standbys receive before the postmaster exits.
-            log(&spec.name, "demoting: fast shutdown");
+            tracing::info!("demoting: fast shutdown");
             state.stop(&pg);
-            log(&spec.name, "demoted: stopped");
+            tracing::info!("demoted: stopped");
             state.written_config = None;
         }
         if spec.primary.is_none() {
@@ -305,10 +293,7 @@ async fn converge(
         if state.running(&pg) && recovery_just_ended {
             // The recovery target settings are gone; they only change at a restart. Done now,
             // before anything else connects, rather than as a rolling restart later.
-            log(
-                &spec.name,
-                "recovery ended: restarting without the recovery settings",
-            );
+            tracing::info!("recovery ended: restarting without the recovery settings");
             state.stop(&pg);
         } else if state.running(&pg) {
             pg.reload()?;
@@ -382,14 +367,14 @@ async fn converge(
     state.last_failure = None;
     let promoted = spec.role == DesiredRole::Primary && !status.is_primary;
     if promoted {
-        log(&spec.name, "promoting");
+        tracing::info!("promoting");
         let in_production = pg
             .control_file()
             .is_some_and(|c| c.state == pgherd_postgres::control_file::DbState::InProduction);
         if !in_production {
             pg.promote(Duration::from_secs(60))?;
         }
-        log(&spec.name, "promoted");
+        tracing::info!("promoted");
         // pg_ctl returns when the control file says "in production", a moment before
         // sessions see the end of recovery: report the role once they do, never a replica
         // that is no longer one (promoting again would fail).
@@ -440,12 +425,9 @@ async fn converge(
                 // It replayed WAL the new primary never had (not acknowledged: the promoted
                 // replica had every acknowledged commit): waiting cannot help. Stop and rejoin
                 // as a former primary does (pg_rewind, else a new clone, the data set aside).
-                log(
-                    &spec.name,
-                    &format!(
-                        "diverged from {}'s timeline ({line}): rejoining",
-                        primary.name
-                    ),
+                tracing::info!(
+                    "diverged from {}'s timeline ({line}): rejoining",
+                    primary.name
                 );
                 state.stop(&pg);
                 pg.remove_standby_signal()?;

@@ -4,7 +4,6 @@
 
 use crate::desired::InstanceAddress;
 use crate::instances::{running_pid, spawn_detached};
-use crate::plane::log;
 use crate::state::{read_json, write_json, StateDir};
 use crate::status::LocalClusterStatus;
 use crate::stores::{ClusterStore, StoreMethod, ARCHIVE_STORE_FILE};
@@ -289,12 +288,12 @@ pub(crate) async fn pass(
     let finished = match pass.run() {
         Ok(f) => f,
         Err(e) => {
-            log(format!("{namespace}/{name}: backups: {e}"));
+            tracing::warn!("backups: {e}");
             Vec::new()
         }
     };
     for (b, phase) in &finished {
-        log(format!("{namespace}/{name}: backup {b} {phase}"));
+        tracing::info!("backup {b} {phase}");
         plane.metrics.backup_finished(namespace, &name, phase);
         runtime.catalog_read_at = None; // read it again
     }
@@ -302,15 +301,16 @@ pub(crate) async fn pass(
         match read.await {
             Ok(Ok(summary)) => {
                 if summary.deleted != (0, 0) {
-                    log(format!(
-                        "{namespace}/{name}: retention deleted {} backup(s) and {} WAL file(s)",
-                        summary.deleted.0, summary.deleted.1
-                    ));
+                    tracing::info!(
+                        "retention deleted {} backup(s) and {} WAL file(s)",
+                        summary.deleted.0,
+                        summary.deleted.1
+                    );
                 }
                 crate::backups::apply_catalog(status, &summary);
             }
-            Ok(Err(e)) => log(format!("{namespace}/{name}: backup catalog: {e}")),
-            Err(e) => log(format!("{namespace}/{name}: backup catalog: {e}")),
+            Ok(Err(e)) => tracing::warn!("backup catalog: {e}"),
+            Err(e) => tracing::warn!("backup catalog: {e}"),
         }
     }
     let Some(store) = archive else { return };

@@ -6,7 +6,7 @@
 use crate::desired::{ClusterContext, InstanceDirs};
 use crate::endpoints::{self, Backends};
 use crate::instances::{running_pid, spawn_detached, stop};
-use crate::plane::{log, Plane};
+use crate::plane::Plane;
 use crate::secrets::{ensure_basic_auth_secret, BasicAuth};
 use crate::state::{read_json, write_json};
 use crate::status::LocalClusterStatus;
@@ -263,8 +263,8 @@ impl ClusterTask {
         let mut ports_by_instance = seen.ports;
         ports_by_instance.retain(|i, _| !self.runtime.removing.contains_key(i));
         if previous.as_ref().map(|p| p.phase.as_str()) != Some(decided.phase) {
-            log(format!(
-                "{namespace}/{name}: {} (primary {}, target {}){}",
+            tracing::info!(
+                "{} (primary {}, target {}){}",
                 decided.phase,
                 decided.current_primary.as_deref().unwrap_or("-"),
                 decided.target_primary.as_deref().unwrap_or("-"),
@@ -273,21 +273,19 @@ impl ClusterTask {
                     .as_deref()
                     .map(|b| format!(": {b}"))
                     .unwrap_or_default()
-            ));
+            );
         }
-        if std::env::var_os("PGHERD_DEBUG_OBSERVATION").is_some() {
-            for i in &observed.instances {
-                eprintln!(
-                    "  {} unhealthy_for={:?} dead={} stopped={} role={:?} wal={:?} shutdown_checkpoint={:?}",
-                    i.name,
-                    i.unhealthy_for,
-                    i.dead,
-                    i.stopped,
-                    i.status.as_ref().map(|s| s.role),
-                    i.status.as_ref().and_then(|s| s.wal_position()).map(|l| l.to_string()),
-                    i.status.as_ref().and_then(|s| s.shutdown_checkpoint).map(|l| l.to_string()),
-                );
-            }
+        for i in &observed.instances {
+            tracing::debug!(
+                instance = %i.name,
+                unhealthy_for = ?i.unhealthy_for,
+                dead = i.dead,
+                stopped = i.stopped,
+                role = ?i.status.as_ref().map(|s| s.role),
+                wal = ?i.status.as_ref().and_then(|s| s.wal_position()).map(|l| l.to_string()),
+                shutdown_checkpoint = ?i.status.as_ref().and_then(|s| s.shutdown_checkpoint).map(|l| l.to_string()),
+                "observed"
+            );
         }
         if let (Some(before), Some(now)) = (
             previous.as_ref().and_then(|p| p.current_primary.as_deref()),
@@ -324,9 +322,7 @@ impl ClusterTask {
         self.runtime.last_phase = decided.phase.to_string();
         // Fence first: nothing is promoted while a failed primary might still accept writes.
         for victim in &decided.fence {
-            log(format!(
-                "{namespace}/{name}: fencing {victim} (stopping its PostgreSQL by force)"
-            ));
+            tracing::warn!("fencing {victim} (stopping its PostgreSQL by force)");
             let dir = instances_dir.join(victim);
             let _ = tokio::task::spawn_blocking(move || {
                 crate::instances::kill_instance(&dir, Duration::from_secs(5))
@@ -391,7 +387,7 @@ impl ClusterTask {
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
         if self.runtime.monitoring_problems != problems {
             for p in &problems {
-                log(format!("{namespace}/{name}: metrics: {p}"));
+                tracing::warn!("metrics: {p}");
             }
             self.runtime.monitoring_problems = problems;
         }
@@ -404,7 +400,7 @@ impl ClusterTask {
         );
         if self.runtime.archive_problem != archive_problem {
             if let Some(p) = &archive_problem {
-                log(format!("{namespace}/{name}: WAL archive: {p}"));
+                tracing::warn!("WAL archive: {p}");
             }
             self.runtime.archive_problem = archive_problem.clone();
         }
@@ -445,7 +441,7 @@ impl ClusterTask {
             let may_start = (!started || seen.managers_down.contains(&instance.name))
                 && replaced != Some(instance.name.as_str());
             if let Err(e) = self.apply_instance(&context, instance, &instances_dir, may_start) {
-                log(format!("{namespace}/{name}: {}: {e}", instance.name));
+                tracing::warn!("{}: {e}", instance.name);
                 instance_errors.insert(instance.name.clone(), e.to_string());
             }
         }
@@ -525,8 +521,8 @@ impl ClusterTask {
                 }
                 crate::sockets::remove(&dir);
                 match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => log(format!("{log_name}: removed")),
-                    Err(e) => log(format!("{log_name}: cannot remove {}: {e}", dir.display())),
+                    Ok(()) => tracing::info!("{log_name}: removed"),
+                    Err(e) => tracing::warn!("{log_name}: cannot remove {}: {e}", dir.display()),
                 }
             });
             self.runtime.removing.insert(name.clone(), job);

@@ -16,15 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// One line of the control plane's log, prefixed with the time (UTC, seconds since the epoch
-/// with milliseconds: enough to follow a failover step by step).
-pub(crate) fn log(line: String) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    eprintln!("{}.{:03} {line}", now.as_secs(), now.subsec_millis());
-}
+use tracing::Instrument as _;
 
 /// What every task of the control plane shares: its settings and the few structures that span
 /// clusters. Cheap to clone.
@@ -92,17 +84,17 @@ impl ControlPlane {
         match crate::schedules::reconcile_schedules(&self.plane.state, now) {
             Ok(created) => {
                 for b in created {
-                    log(format!("scheduled backup: created Backup {b}"));
+                    tracing::info!("scheduled backup: created Backup {b}");
                 }
             }
-            Err(e) => log(format!("scheduled backups: {e}")),
+            Err(e) => tracing::warn!("scheduled backups: {e}"),
         }
         self.tasks.retain(|(ns, name), task| {
             if !task.is_finished() {
                 return true;
             }
             if let Some(e) = panic_of(task) {
-                log(format!("{ns}/{name}: the cluster's task stopped: {e}"));
+                tracing::warn!("{ns}/{name}: the cluster's task stopped: {e}");
             }
             false
         });
@@ -110,8 +102,11 @@ impl ControlPlane {
             let key = (namespace.clone(), name.clone());
             if !self.tasks.contains_key(&key) {
                 let plane = self.plane.clone();
-                self.tasks
-                    .insert(key, tokio::spawn(run_cluster(plane, namespace, name)));
+                let span = tracing::info_span!("cluster", name = %format!("{namespace}/{name}"));
+                self.tasks.insert(
+                    key,
+                    tokio::spawn(run_cluster(plane, namespace, name).instrument(span)),
+                );
             }
         }
         let mut poolers = self.plane.poolers.lock().await;
@@ -147,7 +142,7 @@ async fn run_cluster(plane: Plane, namespace: String, name: String) {
         let cluster: Result<Option<Cluster>, LocalError> = read_json(&path);
         let pause = match cluster {
             Ok(None) => {
-                log(format!("{namespace}/{name}: deleted"));
+                tracing::info!("{namespace}/{name}: deleted");
                 plane.pooler_board.set_cluster_rw(&namespace, &name, None);
                 return;
             }
@@ -206,7 +201,7 @@ fn record_error(state: &StateDir, namespace: &str, name: &str, error: &LocalErro
     let unchanged = status.phase == phase::CANNOT_CREATE_OBJECTS
         && status.conditions.first().map(|c| &c.message) == Some(&message);
     if !unchanged {
-        log(format!("{namespace}/{name}: {message}"));
+        tracing::info!("{namespace}/{name}: {message}");
     }
     status.phase = phase::CANNOT_CREATE_OBJECTS.to_string();
     status.conditions = vec![LocalCondition {
@@ -216,6 +211,6 @@ fn record_error(state: &StateDir, namespace: &str, name: &str, error: &LocalErro
         message,
     }];
     if let Err(e) = write_json(&path, &status, 0o600) {
-        log(format!("{namespace}/{name}: cannot write its status: {e}"));
+        tracing::warn!("{namespace}/{name}: cannot write its status: {e}");
     }
 }

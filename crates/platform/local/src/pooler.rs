@@ -13,7 +13,6 @@
 //! at once, and a user's `paused: true` is never resumed.
 
 use crate::endpoints::{self, Backends};
-use crate::plane::log;
 use crate::pooler_files::{self as files, InstanceFiles, InstancePorts};
 use crate::state::{read_json, write_json, StateDir};
 use crate::status::{ClusterPooler, LocalClusterStatus};
@@ -297,7 +296,7 @@ impl PoolerPass<'_> {
                 != Some(&status)
             {
                 if let Some(e) = &status.error {
-                    log(format!("{namespace}/{name}: {e}"));
+                    tracing::warn!("{namespace}/{name}: {e}");
                 }
                 write_json(&path, &status, 0o600)?;
             }
@@ -313,7 +312,7 @@ impl PoolerPass<'_> {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
-        log(format!("{namespace}/{name}: pooler removed"));
+        tracing::info!("{namespace}/{name}: pooler removed");
     }
 
     /// Pooler directories with no stored Pooler (deleted while the control plane was down).
@@ -435,7 +434,7 @@ impl PoolerPass<'_> {
                 files::stop_instance(&entry.path());
                 std::fs::remove_dir_all(entry.path())
                     .map_err(|e| LocalError::io("cannot remove", entry.path(), e))?;
-                log(format!("{namespace}/{name}: stopped {instance}"));
+                tracing::info!("{namespace}/{name}: stopped {instance}");
             }
         }
         files::forget_ports(&dir, &mut ports, &wanted)?;
@@ -540,10 +539,10 @@ impl PoolerPass<'_> {
                     };
                 }
                 if started {
-                    log(format!(
+                    tracing::info!(
                         "{namespace}/{name}: started PgBouncer {instance} (pid {pid}, port {})",
                         instance_ports.pgbouncer
-                    ));
+                    );
                 }
             }
             // A PgBouncer just started is not listening yet: the next pass talks to it.
@@ -556,9 +555,7 @@ impl PoolerPass<'_> {
                             LocalError::Invalid(format!("Pooler {name}: {instance}: {e}"))
                         })?;
                         applied.reload = false;
-                        log(format!(
-                            "{namespace}/{name}: {instance}: configuration reloaded"
-                        ));
+                        tracing::info!("{namespace}/{name}: {instance}: configuration reloaded");
                     }
                     if applied.paused != want_paused {
                         let result = if want_paused {
@@ -570,12 +567,12 @@ impl PoolerPass<'_> {
                             // Still pausing (transactions running): it will be paused.
                             Ok(()) | Err(pgherd_pooler::AdminError::Timeout { .. }) => {
                                 applied.paused = want_paused;
-                                log(format!(
+                                tracing::info!(
                                     "{namespace}/{name}: {instance}: {}",
                                     if want_paused { "paused" } else { "resumed" }
-                                ));
+                                );
                             }
-                            Err(e) => log(format!("{namespace}/{name}: {instance}: {e}")),
+                            Err(e) => tracing::warn!("{namespace}/{name}: {instance}: {e}"),
                         }
                     }
                 }

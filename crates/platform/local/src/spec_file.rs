@@ -1,7 +1,6 @@
 //! An instance's spec file (`instance.json`): what its manager converges to. Written only when
 //! its content changes, with a new generation the manager reports back once applied.
 
-use crate::plane::log;
 use crate::state::{read_json, write_json_owned};
 use crate::LocalError;
 use pgherd_instance_manager::OsUser;
@@ -28,7 +27,7 @@ pub(crate) fn write_spec(
         (o.role, upstream(o), o.fenced) != (spec.role, upstream(&spec), spec.fenced)
     }) {
         // Who is to be primary, who follows whom: the decisions worth reading afterwards.
-        log(format!(
+        tracing::info!(
             "{}: to be {}{}{}",
             spec.name,
             match spec.role {
@@ -39,7 +38,7 @@ pub(crate) fn write_spec(
                 .map(|p| format!(" following {p}"))
                 .unwrap_or_default(),
             if spec.fenced { " (fenced)" } else { "" }
-        ));
+        );
     }
     // 0600: it may carry custom queries taken from a Secret.
     write_json_owned(&path, &spec, 0o600, user)

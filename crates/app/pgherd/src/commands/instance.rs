@@ -6,6 +6,7 @@ use clap::Subcommand;
 use pgherd_instance_manager::{http, supervisor, wal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tracing::Instrument as _;
 
 #[derive(Debug, Subcommand)]
 pub enum InstanceCommand {
@@ -214,6 +215,8 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Every line this manager logs names its instance.
+    let span = tracing::info_span!("instance", name = %spec.name);
     runtime.block_on(async {
         let listener = listen(&spec, spec.status_port, "status").await?;
         let metrics_listener = if spec.metrics_port == 0 {
@@ -223,24 +226,31 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         };
         let shared = supervisor::Shared::default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(http::serve(listener, shared.clone(), stop_rx.clone()));
+        let server = tokio::spawn(
+            (http::serve(listener, shared.clone(), stop_rx.clone())).instrument(span.clone()),
+        );
         let metrics = metrics_listener.map(|l| {
-            tokio::spawn(pgherd_instance_manager::metrics::serve(
+            tokio::spawn(
+                (pgherd_instance_manager::metrics::serve(
+                    spec_path.to_path_buf(),
+                    l,
+                    stop_rx.clone(),
+                ))
+                .instrument(span.clone()),
+            )
+        });
+        let liveness = tokio::spawn(
+            (supervisor::watch_liveness(spec_path.to_path_buf(), shared.clone(), stop_rx.clone()))
+                .instrument(span.clone()),
+        );
+        let lease = tokio::spawn(
+            (pgherd_instance_manager::lease::watch(
                 spec_path.to_path_buf(),
-                l,
+                shared.clone(),
                 stop_rx.clone(),
             ))
-        });
-        let liveness = tokio::spawn(supervisor::watch_liveness(
-            spec_path.to_path_buf(),
-            shared.clone(),
-            stop_rx.clone(),
-        ));
-        let lease = tokio::spawn(pgherd_instance_manager::lease::watch(
-            spec_path.to_path_buf(),
-            shared.clone(),
-            stop_rx.clone(),
-        ));
+            .instrument(span.clone()),
+        );
         // The loop runs blocking commands (pg_ctl, pg_rewind, pg_basebackup): on its own
         // thread and runtime, so that they never hold up the status server, the liveness
         // watch or the lease.
@@ -249,7 +259,8 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
             std::thread::Builder::new()
                 .name("converge".into())
                 .spawn(move || -> anyhow::Result<()> {
-                    current_thread()?.block_on(supervisor::run(spec_path, shared, stop_rx))?;
+                    current_thread()?
+                        .block_on(supervisor::run(spec_path, shared, stop_rx).instrument(span))?;
                     Ok(())
                 })
                 .context("cannot start the instance manager loop")?

@@ -2,7 +2,7 @@
 //! demoted and resumed once the new primary serves `-rw` (or a failover starts, or
 //! [`SWITCHOVER_PAUSE_LIMIT`] passed).
 
-use super::{admin, log, PoolerRuntime, PoolerRuntimes, PAUSE_WAIT, SWITCHOVER_PAUSE_LIMIT};
+use super::{admin, PoolerRuntime, PoolerRuntimes, PAUSE_WAIT, SWITCHOVER_PAUSE_LIMIT};
 use crate::status::LocalClusterStatus;
 use pgherd_controller::phase;
 use std::time::{Duration, Instant};
@@ -25,9 +25,7 @@ impl PoolerRuntimes {
             }
             r.switchover_handled = true;
             r.switchover_since = Some(Instant::now());
-            log(format!(
-                "{ns}/{name}: pausing for the switchover of {cluster}"
-            ));
+            tracing::info!("{ns}/{name}: pausing for the switchover of {cluster}");
             let mut waits = Vec::new();
             for (instance, target) in &r.targets {
                 if r.applied.get(instance).is_some_and(|a| a.ready) {
@@ -50,9 +48,9 @@ impl PoolerRuntimes {
                             a.paused = true;
                         }
                     }
-                    Ok(Err(e)) => log(format!(
-                        "{ns}/{name}: {instance}: {e}; the switchover goes on"
-                    )),
+                    Ok(Err(e)) => {
+                        tracing::warn!("{ns}/{name}: {instance}: {e}; the switchover goes on")
+                    }
                     Err(_) => {}
                 }
             }
@@ -97,10 +95,10 @@ pub(super) async fn end_pause(
     let Some(reason) = resume_reason(cluster_status, rw_has_primary, since.elapsed()) else {
         return;
     };
-    log(format!(
+    tracing::info!(
         "{namespace}/{name}: resuming after the switchover of {} ({reason})",
         cluster_status.name
-    ));
+    );
     runtime.switchover_since = None;
     // Server connections to the old primary go; new ones reach the new one.
     for (instance, target) in &runtime.targets {
