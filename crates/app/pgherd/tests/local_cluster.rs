@@ -196,6 +196,24 @@ fn local_cluster_lifecycle() {
     assert_eq!(got["kind"], "Cluster");
     assert_eq!(got["spec"]["instances"], 3);
     assert_eq!(got["status"]["phase"], "Cluster in healthy state");
+    // CloudNativePG's status, as `kubectl get cluster -o json` would show it.
+    let status = &got["status"];
+    assert_eq!(status["instances"], 3);
+    assert_eq!(status["readyInstances"], 3);
+    assert_eq!(status["currentPrimary"], status["targetPrimary"]);
+    assert_eq!(
+        status["instancesStatus"]["healthy"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(status["writeService"], "pg-rw");
+    assert_eq!(status["timelineID"], 1);
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["status"], "True");
+    assert!(status["conditions"][0]["lastTransitionTime"].is_string());
+    assert!(status["currentPrimaryTimestamp"].is_string());
     let out = local.run(&["get", "secrets", "pg-app", "-o", "json"]);
     let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(secret["type"], "kubernetes.io/basic-auth");

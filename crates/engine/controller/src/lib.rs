@@ -4,6 +4,7 @@
 //! Pure apart from randomness for keys and passwords: no file, network or process I/O, no
 //! platform. Depends only on the model crates.
 
+pub mod cluster_status;
 pub mod ha;
 pub mod phase;
 pub mod pki;

@@ -93,3 +93,19 @@ pub struct SqlRefs {
 
 /// A condition, as in `metav1.Condition`.
 pub type Condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// A point in time, as in `metav1.Time`.
+pub type MetaTime = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// Seconds since the epoch as the API writes a time (RFC 3339, UTC: `2023-11-14T22:13:20Z`).
+pub fn rfc3339(seconds: i64) -> String {
+    meta_time(seconds).0.to_string()
+}
+
+/// Seconds since the epoch as a `metav1.Time` (the epoch itself when out of range).
+pub fn meta_time(seconds: i64) -> MetaTime {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::from_second(seconds)
+            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    )
+}

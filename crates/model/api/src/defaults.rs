@@ -65,6 +65,14 @@ impl Cluster {
         }
     }
 
+    /// The PostgreSQL image the cluster runs (`spec.imageName`, else the default).
+    pub fn image_name(&self) -> String {
+        self.spec
+            .image_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_IMAGE_NAME.to_string())
+    }
+
     /// The PostgreSQL major version, from the image catalog entry or the image tag.
     pub fn major_version(&self) -> Option<pgherd_postgres::MajorVersion> {
         if let Some(catalog) = &self.spec.image_catalog_ref {

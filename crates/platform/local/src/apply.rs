@@ -106,11 +106,14 @@ pub fn get(
         if ns != namespace || name.is_some_and(|n| n != object_name) {
             continue;
         }
-        if let Some(status) = crate::state::read_json::<serde_json::Value>(&state.status_path(
-            kind,
-            &ns,
-            &object_name,
-        ))? {
+        // CloudNativePG's status where the local view differs (a Cluster), else the view.
+        let resource_status = state.resource_status_path(kind, &ns, &object_name);
+        let status_path = if resource_status.exists() {
+            resource_status
+        } else {
+            state.status_path(kind, &ns, &object_name)
+        };
+        if let Some(status) = crate::state::read_json::<serde_json::Value>(&status_path)? {
             if let Some(map) = value.as_object_mut() {
                 map.insert("status".to_string(), status);
             }
@@ -157,6 +160,7 @@ pub fn delete(
     match std::fs::remove_file(&path) {
         Ok(()) => {
             let _ = std::fs::remove_file(state.status_path(kind, namespace, name));
+            let _ = std::fs::remove_file(state.resource_status_path(kind, namespace, name));
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),

@@ -502,6 +502,13 @@ impl ClusterTask {
             &status,
             0o600,
         )?;
+        crate::status::write_resource_status(
+            &self.plane.state,
+            cluster,
+            &decided,
+            &observed,
+            &status,
+        )?;
         Ok(status)
     }
 

@@ -201,16 +201,25 @@ fn record_error(state: &StateDir, namespace: &str, name: &str, error: &LocalErro
     let unchanged = status.phase == phase::CANNOT_CREATE_OBJECTS
         && status.conditions.first().map(|c| &c.message) == Some(&message);
     if !unchanged {
-        tracing::info!("{namespace}/{name}: {message}");
+        tracing::warn!("{message}");
     }
     status.phase = phase::CANNOT_CREATE_OBJECTS.to_string();
     status.conditions = vec![LocalCondition {
         condition_type: "Ready".into(),
         status: "False".into(),
         reason: "ReconcileError".into(),
-        message,
+        message: message.clone(),
     }];
     if let Err(e) = write_json(&path, &status, 0o600) {
-        tracing::warn!("{namespace}/{name}: cannot write its status: {e}");
+        tracing::warn!("cannot write its status: {e}");
+    }
+    // CloudNativePG's status says the same.
+    let path = state.resource_status_path("Cluster", namespace, name);
+    let mut resource: pgherd_api::cluster::ClusterStatus =
+        read_json(&path).ok().flatten().unwrap_or_default();
+    resource.phase = Some(phase::CANNOT_CREATE_OBJECTS.to_string());
+    resource.phase_reason = Some(message.clone());
+    if let Err(e) = write_json(&path, &resource, 0o600) {
+        tracing::warn!("cannot write its status: {e}");
     }
 }

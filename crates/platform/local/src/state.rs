@@ -164,6 +164,16 @@ impl StateDir {
             .join(format!("{name}.json"))
     }
 
+    /// A resource's status as the Kubernetes API would hold it (CloudNativePG's shape), where
+    /// the local platform's own view (`status_path`) differs.
+    pub fn resource_status_path(&self, kind: &str, namespace: &str, name: &str) -> PathBuf {
+        self.root
+            .join("status")
+            .join(kind)
+            .join(namespace)
+            .join(format!("{name}.resource.json"))
+    }
+
     pub fn status_path(&self, kind: &str, namespace: &str, name: &str) -> PathBuf {
         self.root
             .join("status")

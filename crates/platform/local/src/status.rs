@@ -165,3 +165,64 @@ pub fn as_of_now(
     .to_string();
     status
 }
+
+/// CloudNativePG's `Cluster.status` for a pass (`local get cluster` shows it), built by the
+/// controller from the pass's plan and observation plus what the local view adds (backups,
+/// archiving, managed roles); timestamps carry over from the previous one.
+pub fn write_resource_status(
+    state: &crate::StateDir,
+    cluster: &pgherd_api::Cluster,
+    plan: &pgherd_controller::plan::Plan,
+    observed: &pgherd_controller::plan::Observation,
+    view: &LocalClusterStatus,
+) -> Result<(), crate::LocalError> {
+    use pgherd_controller::cluster_status::{cluster_status, ConditionInput, StatusInput};
+    let path = state.resource_status_path("Cluster", &view.namespace, &view.name);
+    let previous: Option<pgherd_api::cluster::ClusterStatus> =
+        crate::state::read_json(&path).ok().flatten();
+    let addresses = view
+        .instances_status
+        .iter()
+        .map(|i| (i.name.clone(), i.host.clone()))
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut status = cluster_status(&StatusInput {
+        cluster,
+        plan,
+        observed,
+        previous: previous.as_ref(),
+        now,
+        addresses: &addresses,
+        conditions: view
+            .conditions
+            .iter()
+            .filter(|c| c.condition_type != "Ready")
+            .map(|c| ConditionInput {
+                condition_type: c.condition_type.clone(),
+                status: c.status == "True",
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            })
+            .collect(),
+    });
+    status.first_recoverability_point = view.first_recoverability_point.clone();
+    status.last_successful_backup = view.last_successful_backup.clone();
+    status.last_failed_backup = view.last_failed_backup.clone();
+    let roles = &view.managed_roles_status;
+    if !roles.reconciled.is_empty() || !roles.cannot_reconcile.is_empty() {
+        status.managed_roles_status = Some(pgherd_api::cluster::ManagedRoles {
+            by_status: Some(BTreeMap::from([(
+                "reconciled".to_string(),
+                roles.reconciled.clone(),
+            )])),
+            cannot_reconcile: Some(roles.cannot_reconcile.clone()).filter(|c| !c.is_empty()),
+            password_status: None,
+        });
+    }
+    if previous.as_ref() != Some(&status) {
+        crate::state::write_json(&path, &status, 0o600)?;
+    }
+    Ok(())
+}

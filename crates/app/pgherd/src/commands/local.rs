@@ -334,6 +334,9 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
                             .with_context(|| format!("cannot remove {}", dir.display()))?;
                     }
                     let _ = std::fs::remove_file(state.status_path("Cluster", &namespace, &name));
+                    let _ = std::fs::remove_file(
+                        state.resource_status_path("Cluster", &namespace, &name),
+                    );
                     outln!("{kind}/{name} deleted with its data");
                 }
             } else {
