@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot set up must fail the test
 
 pub mod azurite;
+pub mod fake_platform;
 pub mod local;
 pub mod metrics;
 pub mod moto;

@@ -9,6 +9,7 @@ pub mod ha;
 pub mod phase;
 pub mod pki;
 pub mod plan;
+pub mod reconcile;
 pub mod recovery;
 mod rollout;
 pub mod synchronous;

@@ -12,10 +12,9 @@ use crate::state::{read_json, write_json};
 use crate::status::LocalClusterStatus;
 use crate::LocalError;
 use pgherd_api::Cluster;
-use pgherd_controller::plan::plan;
+use pgherd_controller::reconcile::PassOutcome;
 use pgherd_controller::{phase, pki};
-use pgherd_instance_manager::PgBinaries;
-use pgherd_instance_protocol::{CertificatePaths, InstanceSpec};
+use pgherd_instance_protocol::CertificatePaths;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,13 +51,13 @@ pub struct ClusterRuntime {
     /// The endpoints' servers, stopped with the runtime (the cluster deleted).
     listeners: Vec<Listener>,
     /// The PostgreSQL binaries directory found for a major version (looked up once).
-    bin_dir: Option<(u32, PathBuf)>,
+    pub(crate) bin_dir: Option<(u32, PathBuf)>,
     /// The plan's phase in the previous pass (the poolers hear of switchovers).
-    last_phase: String,
+    pub(crate) last_phase: String,
     /// A backup catalog read under way (`backup_jobs`).
     pub catalog_read: Option<tokio::task::JoinHandle<crate::backup_jobs::CatalogOutcome>>,
     /// Removed instances being stopped and deleted.
-    removing: BTreeMap<String, tokio::task::JoinHandle<()>>,
+    pub(crate) removing: BTreeMap<String, tokio::task::JoinHandle<()>>,
 }
 
 /// An endpoint's server task, aborted when dropped.
@@ -82,10 +81,28 @@ impl Drop for ClusterRuntime {
 /// One cluster's passes, run by its own task.
 #[derive(Debug)]
 pub struct ClusterTask {
-    plane: Plane,
-    namespace: String,
-    name: String,
-    runtime: ClusterRuntime,
+    pub(crate) plane: Plane,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) runtime: ClusterRuntime,
+}
+
+/// What a pass prepared before observing.
+#[derive(Debug)]
+pub(crate) struct Prelude {
+    pub cluster_dir: PathBuf,
+    pub instances_dir: PathBuf,
+    /// The switchover request (`local promote`).
+    pub promote_file: PathBuf,
+    pub certificates: CertificatePaths,
+    pub database: String,
+    pub owner: String,
+    pub password_file: PathBuf,
+    pub superuser_password: pgherd_instance_protocol::PasswordSource,
+    pub lease_token: pgherd_instance_protocol::LeaseToken,
+    /// The status the previous pass wrote.
+    pub previous: Option<LocalClusterStatus>,
+    pub restart_annotation: String,
 }
 
 impl ClusterTask {
@@ -180,8 +197,20 @@ impl ClusterTask {
         write_json(&ports_file, &ports, 0o644)
     }
 
-    /// One pass over the cluster.
+    /// One pass over the cluster: what the platform prepares (certificates, endpoints,
+    /// secrets), the controller's pass (`pgherd_controller::reconcile::pass`, through
+    /// [`crate::local_pass::LocalPass`]), then the status, archiving and backups.
     pub async fn pass(&mut self, cluster: &Cluster) -> Result<LocalClusterStatus, LocalError> {
+        let prelude = self.prelude(cluster).await?;
+        let mut local = crate::local_pass::LocalPass::new(self, &prelude);
+        let outcome = pgherd_controller::reconcile::pass(&mut local, cluster).await?;
+        let applied = local.finish();
+        self.postlude(cluster, &prelude, &outcome, applied).await
+    }
+
+    /// What every pass needs before observing: the cluster's directory, certificates,
+    /// endpoints, application and superuser secrets, lease token, previous status.
+    async fn prelude(&mut self, cluster: &Cluster) -> Result<Prelude, LocalError> {
         let namespace = &self.namespace.clone();
         let name = self.name.clone();
         let cluster_dir = self.plane.state.cluster_dir(namespace, &name);
@@ -194,7 +223,6 @@ impl ClusterTask {
             .get("rw")
             .map(|e| e.0)
             .unwrap_or_default();
-
         let (database, owner, secret_name) = crate::desired::application(cluster);
         let credentials = ensure_basic_auth_secret(
             &self.plane.state,
@@ -219,248 +247,67 @@ impl ClusterTask {
             &self.plane.user,
             rw_port,
         )?;
-
-        // Observe.
-        let previous: Option<LocalClusterStatus> =
-            read_json(&self.plane.state.status_path("Cluster", namespace, &name))?;
-        let instances_dir = cluster_dir.join("instances");
-        let restart_annotation = cluster
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
-            .cloned()
-            .unwrap_or_default();
-        let promote_file = cluster_dir.join(PROMOTE_REQUEST);
-        let runtime = &mut self.runtime;
-        let lease_token = match &runtime.lease_token {
+        let lease_token = match &self.runtime.lease_token {
             Some(token) => token.clone(),
             None => {
                 let token = crate::secrets::lease_token(&self.plane.state, namespace, &name)?;
-                runtime.lease_token = Some(token.clone());
+                self.runtime.lease_token = Some(token.clone());
                 token
             }
         };
-        let (mut observed, seen) = crate::observation::observe(
-            &name,
-            cluster,
-            &instances_dir,
-            previous.as_ref(),
-            &restart_annotation,
-            crate::state::read_text(&promote_file)
-                .ok()
-                .flatten()
-                .map(|s| s.trim().to_string()),
-            &mut runtime.unhealthy_since,
-            &lease_token,
-        )
-        .await?;
-        // An instance being removed is no longer part of the cluster.
-        observed
-            .instances
-            .retain(|i| !self.runtime.removing.contains_key(&i.name));
-        let decided = plan(cluster, &observed);
-        let mut ports_by_instance = seen.ports;
-        ports_by_instance.retain(|i, _| !self.runtime.removing.contains_key(i));
-        if previous.as_ref().map(|p| p.phase.as_str()) != Some(decided.phase) {
-            tracing::info!(
-                "{} (primary {}, target {}){}",
-                decided.phase,
-                decided.current_primary.as_deref().unwrap_or("-"),
-                decided.target_primary.as_deref().unwrap_or("-"),
-                decided
-                    .blocked
-                    .as_deref()
-                    .map(|b| format!(": {b}"))
-                    .unwrap_or_default()
-            );
-        }
-        for i in &observed.instances {
-            tracing::debug!(
-                instance = %i.name,
-                unhealthy_for = ?i.unhealthy_for,
-                dead = i.dead,
-                stopped = i.stopped,
-                role = ?i.status.as_ref().map(|s| s.role),
-                wal = ?i.status.as_ref().and_then(|s| s.wal_position()).map(|l| l.to_string()),
-                shutdown_checkpoint = ?i.status.as_ref().and_then(|s| s.shutdown_checkpoint).map(|l| l.to_string()),
-                "observed"
-            );
-        }
-        if let (Some(before), Some(now)) = (
-            previous.as_ref().and_then(|p| p.current_primary.as_deref()),
-            decided.current_primary.as_deref(),
-        ) {
-            if before != now {
-                let switchover = observed.promote_request.as_deref() == Some(now);
-                self.plane
-                    .metrics
-                    .primary_changed(namespace, &name, switchover);
-            }
-        }
-        let request_gone = observed
-            .promote_request
-            .as_ref()
-            .is_some_and(|r| !observed.instances.iter().any(|i| &i.name == r));
-        if observed.promote_request.is_some()
-            && (observed.promote_request == decided.current_primary || request_gone)
-        {
-            // Done (or impossible: the instance no longer exists).
-            let _ = std::fs::remove_file(&promote_file);
-            observed.promote_request = None;
-        }
-        // A switchover pauses the cluster's rw poolers before the old primary is demoted (the
-        // poolers are locked only when a switchover starts or ends).
-        if decided.phase == phase::SWITCHOVER || self.runtime.last_phase == phase::SWITCHOVER {
-            self.plane
-                .poolers
-                .lock()
-                .await
-                .before_cluster_apply(namespace, &name, decided.phase)
-                .await;
-        }
-        self.runtime.last_phase = decided.phase.to_string();
-        // Fence first: nothing is promoted while a failed primary might still accept writes.
-        for victim in &decided.fence {
-            tracing::warn!("fencing {victim} (stopping its PostgreSQL by force)");
-            let dir = instances_dir.join(victim);
-            let _ = tokio::task::spawn_blocking(move || {
-                crate::instances::kill_instance(&dir, Duration::from_secs(5))
-            })
-            .await;
-        }
-
-        let roles = crate::declarative::roles(
-            &self.plane.state,
-            namespace,
-            cluster,
-            &cluster_dir.join("role-passwords"),
-            &self.plane.user,
-        )?;
-        let databases = crate::declarative::databases(&self.plane.state, namespace, &name)?;
-        if let Some(primary) = decided
-            .current_primary
-            .as_deref()
-            .and_then(|p| observed.instances.iter().find(|i| i.name == p))
-        {
-            if let Some(status) = &primary.status {
-                let spec: Option<InstanceSpec> =
-                    read_json(&instances_dir.join(&primary.name).join("instance.json"))?;
-                let applied = spec.filter(|s| status.applied_generation >= s.generation);
-                crate::declarative::write_database_status(
-                    &self.plane.state,
-                    namespace,
-                    &status.database_results,
-                    applied.as_ref(),
-                )?;
-            }
-        }
-
-        // Apply.
-        let bin_dir = match (&self.plane.postgres_bin, cluster.major_version()) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(major)) => match &self.runtime.bin_dir {
-                Some((m, dir)) if *m == major.0 => dir.clone(),
-                _ => {
-                    let dir = PgBinaries::locate(major.0, None)?.dir;
-                    self.runtime.bin_dir = Some((major.0, dir.clone()));
-                    dir
-                }
-            },
-            (None, None) => {
-                return Err(LocalError::Invalid(format!(
-                    "cluster {name}: cannot tell the PostgreSQL major version from spec.imageName"
-                )))
-            }
-        };
-        crate::placement::place_instances(
-            cluster,
-            &decided.instances,
-            &instances_dir,
-            &mut ports_by_instance,
-            &self.plane.user,
-        )?;
-        // A query file that cannot be read must not stop the cluster: the rest applies. Said
-        // once, not on every pass.
-        let (monitoring, problems) =
-            crate::monitoring::resolve(&self.plane.state, namespace, cluster);
-        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        if self.runtime.monitoring_problems != problems {
-            for p in &problems {
-                tracing::warn!("metrics: {p}");
-            }
-            self.runtime.monitoring_problems = problems;
-        }
-        let (archive, wal_store, archive_problem) = crate::stores::prepare_archive(
-            &self.plane.state,
-            namespace,
-            cluster,
-            &cluster_dir,
-            &self.plane.user,
-        );
-        if self.runtime.archive_problem != archive_problem {
-            if let Some(p) = &archive_problem {
-                tracing::warn!("WAL archive: {p}");
-            }
-            self.runtime.archive_problem = archive_problem.clone();
-        }
-        let context_has_archive = wal_store.is_some();
-        let context = ClusterContext {
-            state: &self.plane.state,
-            namespace,
-            cluster,
-            plan: &decided,
-            bin_dir,
-            major: cluster.major_version().map_or(0, |m| m.0),
-            os_user: self.plane.user.name.clone(),
-            user: &self.plane.user,
-            certificates: certificates.clone(),
-            database: database.clone(),
-            owner: owner.clone(),
-            password_file: password_file.clone(),
-            roles,
-            databases,
-            monitoring,
-            ports: &ports_by_instance,
-            wal_store,
-            lease_token: &lease_token,
+        Ok(Prelude {
+            instances_dir: cluster_dir.join("instances"),
+            promote_file: cluster_dir.join(PROMOTE_REQUEST),
+            cluster_dir,
+            certificates,
+            database,
+            owner,
+            password_file,
             superuser_password,
-        };
-        // One instance's trouble (its disk is full, say) must not stop the others' specs: a
-        // failover away from it is exactly what needs writing then.
-        let mut instance_errors: BTreeMap<String, String> = BTreeMap::new();
-        // The primary being replaced stays down until its successor is promoted: a manager
-        // restarted meanwhile would make it look alive (just unreachable, when partitioned)
-        // and get it fenced again on every pass, with the promotion never allowed to finish.
-        let replaced = decided
-            .current_primary
-            .as_deref()
-            .filter(|c| decided.target_primary.as_deref() != Some(*c));
-        for instance in &decided.instances {
-            let started = observed.instances.iter().any(|i| i.name == instance.name);
-            let may_start = (!started || seen.managers_down.contains(&instance.name))
-                && replaced != Some(instance.name.as_str());
-            if let Err(e) = self.apply_instance(&context, instance, &instances_dir, may_start) {
-                tracing::warn!("{}: {e}", instance.name);
-                instance_errors.insert(instance.name.clone(), e.to_string());
-            }
-        }
-        self.start_removals(&decided.remove, &instances_dir);
+            lease_token,
+            previous: read_json(&self.plane.state.status_path("Cluster", namespace, &name))?,
+            restart_annotation: cluster
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(RESTARTED_AT_ANNOTATION))
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
 
+    /// After the controller's pass: the status view (and the endpoints' backends), archiving,
+    /// backups, CloudNativePG's status.
+    async fn postlude(
+        &mut self,
+        cluster: &Cluster,
+        prelude: &Prelude,
+        outcome: &PassOutcome,
+        applied: crate::local_pass::Applied,
+    ) -> Result<LocalClusterStatus, LocalError> {
+        let namespace = &self.namespace.clone();
+        let name = self.name.clone();
+        let (decided, observed) = (&outcome.plan, &outcome.observation);
+        if let Some(switchover) = outcome.primary_changed {
+            self.plane
+                .metrics
+                .primary_changed(namespace, &name, switchover);
+        }
         let mut status = crate::view::build(
             namespace,
             &name,
             Some(&self.runtime),
-            &decided,
-            &observed,
-            &ports_by_instance,
+            decided,
+            observed,
+            &applied.ports,
         );
         for i in &mut status.instances_status {
-            if let Some(e) = instance_errors.remove(&i.name) {
-                i.error.get_or_insert(e);
+            if let Some(e) = outcome.instance_errors.get(&i.name) {
+                i.error.get_or_insert(e.clone());
             }
         }
         // Scaled down: healthy once the removed instances are gone.
+        self.runtime.removing.retain(|_, job| !job.is_finished());
         if status.phase == phase::HEALTHY && !self.runtime.removing.is_empty() {
             status.phase = phase::WAITING_FOR_INSTANCES.to_string();
         }
@@ -473,26 +320,26 @@ impl ClusterTask {
         crate::backups::apply_archive_status(
             &mut status,
             &crate::backups::ArchiveView {
-                configured: context_has_archive,
-                problem: archive_problem.as_deref(),
+                configured: applied.archive_configured,
+                problem: applied.archive_problem.as_deref(),
                 report: primary_report,
             },
-            previous.as_ref(),
+            prelude.previous.as_ref(),
         );
         crate::backup_jobs::pass(
             &self.plane,
             &mut self.runtime,
             namespace,
             cluster,
-            &cluster_dir,
+            &prelude.cluster_dir,
             &mut status,
-            &ports_by_instance,
-            archive.as_ref(),
-            archive_problem.as_deref(),
+            &applied.ports,
+            applied.archive.as_ref(),
+            applied.archive_problem.as_deref(),
         )
         .await;
         status.restart_token = observed.restart_token.clone();
-        status.restart_annotation = restart_annotation;
+        status.restart_annotation = prelude.restart_annotation.clone();
         status.poolers = self.plane.pooler_board.cluster_entries(namespace, &name);
         for p in &status.poolers {
             status.endpoints.insert(p.name.clone(), p.endpoint.clone());
@@ -505,8 +352,8 @@ impl ClusterTask {
         crate::status::write_resource_status(
             &self.plane.state,
             cluster,
-            &decided,
-            &observed,
+            decided,
+            observed,
             &status,
         )?;
         Ok(status)
@@ -514,7 +361,7 @@ impl ClusterTask {
 
     /// Removed instances (scaled down) are stopped and deleted beside the passes: a stop can
     /// take a minute. Until it is done the instance is no longer observed.
-    fn start_removals(&mut self, removed: &[String], instances_dir: &Path) {
+    pub(crate) fn start_removals(&mut self, removed: &[String], instances_dir: &Path) {
         self.runtime.removing.retain(|_, job| !job.is_finished());
         for name in removed {
             if self.runtime.removing.contains_key(name) {
@@ -537,7 +384,7 @@ impl ClusterTask {
     }
 
     /// Write one instance's spec and start its manager when it may be started.
-    fn apply_instance(
+    pub(crate) fn apply_instance(
         &self,
         context: &ClusterContext<'_>,
         instance: &pgherd_controller::plan::DesiredInstance,
