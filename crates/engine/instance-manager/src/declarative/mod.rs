@@ -7,13 +7,15 @@
 //!   synchronous-standby gate, "pending" results), the per-object [`ApplyResult`].
 //! - [`roles`]: managed roles and the `postgres` password; [`password`] compares a declared
 //!   password with the stored verifier.
-//! - [`databases`]: `Database` objects, their schemas and extensions.
+//! - [`databases`]: `Database` objects, their schemas and extensions; [`extensions`]: the
+//!   extensions CloudNativePG manages in every database.
 //!
 //! Every name and value goes through `crate::sql::identifier` / `crate::sql::literal`: a name
 //! such as `a"; DROP ROLE x; --` is created literally, never executed. Each object is applied
 //! on its own; one failure is reported for that object and does not stop the others.
 
 mod databases;
+mod extensions;
 mod password;
 mod plan;
 mod roles;
@@ -24,6 +26,7 @@ use pgherd_instance_protocol::{ApplyResult, DatabaseSpec, RoleSpec};
 use tokio_postgres::Client;
 
 pub use databases::reconcile_databases;
+pub use extensions::apply_managed_extensions;
 pub use password::forget_verified_passwords;
 pub use plan::executed_statements;
 pub use roles::{apply_superuser_password, reconcile_roles};
@@ -34,14 +37,6 @@ fn ident(name: &str) -> Result<String, String> {
 
 fn literal(value: &str) -> Result<String, String> {
     crate::sql::literal(value).map_err(|e| e.to_string())
-}
-
-async fn run(client: &Client, sql: &str) -> Result<(), String> {
-    match tokio::time::timeout(crate::observe::QUERY_TIMEOUT * 6, client.batch_execute(sql)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(plan::message(&e)),
-        Err(_) => Err("timed out".to_string()),
-    }
 }
 
 /// What [`Applied::converge`] last did, so it does it again only on a change.
@@ -78,59 +73,6 @@ impl Applied {
         }
         error
     }
-}
-
-/// The extensions CloudNativePG manages (`pg_stat_statements`, `pgaudit`): created in every
-/// database that accepts connections when wanted, dropped when not. Done again only when the
-/// wish or the list of databases changed since `applied`.
-pub async fn apply_managed_extensions(
-    pg: &Postgres,
-    client: &Client,
-    wanted: &std::collections::BTreeMap<String, bool>,
-    applied: &mut Option<String>,
-) -> Result<(), String> {
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let databases: Vec<String> = client
-        .query(
-            "SELECT datname FROM pg_catalog.pg_database WHERE datallowconn ORDER BY datname",
-            &[],
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let key = format!("{wanted:?} {databases:?}");
-    if applied.as_deref() == Some(key.as_str()) {
-        return Ok(());
-    }
-    let mut statements = Vec::new();
-    for (name, on) in wanted {
-        let name = ident(name)?;
-        statements.push(if *on {
-            format!("CREATE EXTENSION IF NOT EXISTS {name}")
-        } else {
-            format!("DROP EXTENSION IF EXISTS {name}")
-        });
-    }
-    let script = statements.join("; ");
-    let mut failures = Vec::new();
-    for database in &databases {
-        let outcome = match connect(pg, database).await {
-            Ok(db) => run(&db, &script).await,
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = outcome {
-            failures.push(format!("{database}: {e}"));
-        }
-    }
-    if !failures.is_empty() {
-        return Err(failures.join("; "));
-    }
-    *applied = Some(key);
-    Ok(())
 }
 
 /// Both, for the supervisor loop.
