@@ -231,6 +231,28 @@ fn an_unchanged_spec_runs_no_statement_and_a_changed_secret_sets_the_password() 
         all_applied(&reconcile_roles(&c, &roles).await);
         assert_eq!(executed_statements() - before, 1);
 
+        // Another session holds the role's row: pending after the lock timeout, not stuck.
+        let other = connect(pg, "postgres").await.unwrap();
+        other
+            .batch_execute("BEGIN; ALTER ROLE app CONNECTION LIMIT 6")
+            .await
+            .unwrap();
+        roles[0].connection_limit = 8;
+        let started = Instant::now();
+        let results = reconcile_roles(&c, &roles).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        let message = results[0].message.clone().unwrap_or_default();
+        assert!(
+            message.starts_with("pending: waiting for a lock"),
+            "{results:?}"
+        );
+        other.batch_execute("ROLLBACK").await.unwrap();
+        all_applied(&reconcile_roles(&c, &roles).await);
+
         // dataDurability: required with no standby connected: a change is pending, at once,
         // and nothing ran; with the standby requirement gone it is applied.
         for sql in [

@@ -5,8 +5,10 @@
 //! The executor never lets a write stall the manager's converge loop: before the first write
 //! of a pass it asks whether a commit would wait for synchronous standbys that are not there
 //! (`dataDurability: required` with its standbys gone) and, if so, runs nothing and reports
-//! the object as pending; every write runs under a statement and a lock timeout, and one that
-//! runs out is pending too, tried again on the next pass.
+//! the object as pending. Every write runs under a statement and a lock timeout, and one that
+//! runs out is pending too, tried again on the next pass. PostgreSQL's statement timeout ends
+//! before the commit, so a commit that waits for standbys lost after the check is bounded by
+//! the client's own timeout, which then cancels it (the commit completes locally).
 
 use pgherd_instance_protocol::ApplyResult;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,8 @@ pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const COPY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a write waits for a lock another session holds.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// A write slower than this makes the executor check the synchronous standbys again.
+const SLOW: Duration = Duration::from_secs(1);
 /// Beyond the server's own timeout, how long the client waits for its answer.
 const CLIENT_MARGIN: Duration = Duration::from_secs(2);
 
@@ -201,7 +205,14 @@ impl<'a> Executor<'a> {
             statement.sql.clone()
         };
         EXECUTED.fetch_add(1, Ordering::Relaxed);
-        self.batch(&sql, statement.timeout).await
+        let started = std::time::Instant::now();
+        let outcome = self.batch(&sql, statement.timeout).await;
+        if started.elapsed() >= SLOW {
+            // Perhaps a commit waited for standbys that went away since the check: check
+            // again before the next write rather than wait on each.
+            self.gate = None;
+        }
+        outcome
     }
 
     async fn batch(&self, sql: &str, timeout: Duration) -> Result<(), Failure> {
@@ -222,10 +233,19 @@ impl<'a> Executor<'a> {
                     _ => Err(Failure::Failed(message(&e))),
                 }
             }
-            Err(_) => Err(Failure::Pending(format!(
-                "no answer within {} s; tried again on the next pass",
-                (timeout + CLIENT_MARGIN).as_secs()
-            ))),
+            Err(_) => {
+                // The statement timeout does not cover a commit's wait for synchronous
+                // standbys: cancel it, so the session does not stay stuck holding its locks
+                // (the commit then completes locally, with a warning).
+                let token = self.client.cancel_token();
+                let _ =
+                    tokio::time::timeout(WRITE_TIMEOUT, token.cancel_query(tokio_postgres::NoTls))
+                        .await;
+                Err(Failure::Pending(format!(
+                    "no answer within {} s (cancelled); tried again on the next pass",
+                    (timeout + CLIENT_MARGIN).as_secs()
+                )))
+            }
         }
     }
 

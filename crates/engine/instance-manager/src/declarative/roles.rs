@@ -161,8 +161,10 @@ pub(crate) fn diff_role(
         changes.push(RoleChange::Alter(attributes));
     }
     changes.extend(password_change(&role.password, current.password));
-    if role.comment != current.comment {
-        changes.push(RoleChange::Comment(role.comment.clone()));
+    // An empty comment is no comment (`COMMENT … IS ''` removes it).
+    let comment = role.comment.clone().filter(|c| !c.is_empty());
+    if comment != current.comment {
+        changes.push(RoleChange::Comment(comment));
     }
     let wanted: BTreeSet<&String> = role.in_roles.iter().collect();
     for parent in &wanted {

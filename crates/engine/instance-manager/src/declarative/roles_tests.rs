@@ -111,7 +111,7 @@ prop_compose! {
         present in any::<bool>(),
         flags in proptest::array::uniform7(any::<bool>()),
         connection_limit in -1i64..3,
-        comment in proptest::option::of(prop_oneof![Just("x".to_string()), Just("it's".to_string())]),
+        comment in proptest::option::of(prop_oneof![Just("x".to_string()), Just("it's".to_string()), Just(String::new())]),
         in_roles in proptest::collection::btree_set(names(), 0..3),
         password in password_source(),
         until in instant(),
@@ -161,7 +161,7 @@ fn satisfies(role: &RoleSpec, until: Option<i64>, observed: Option<&ObservedRole
             wanted_flags(role) == o.flags()
                 && role.connection_limit == o.connection_limit
                 && until == o.valid_until
-                && role.comment == o.comment
+                && role.comment.clone().filter(|c| !c.is_empty()) == o.comment
                 && role.in_roles.iter().cloned().collect::<BTreeSet<_>>() == o.in_roles
                 && password_ok
         }
