@@ -369,6 +369,8 @@ async fn apply_role(
         return Err(Failure::Failed(format!("{:?} is reserved", role.name)));
     }
     let current = match observed.get(&role.name) {
+        // A role to drop needs no password comparison (nor a readable password file).
+        Some(row) if !role.present => Some(row.role.clone()),
         Some(row) => Some(ObservedRole {
             password: classify(&role.name, row.verifier.as_deref(), &role.password)?,
             ..row.role.clone()
