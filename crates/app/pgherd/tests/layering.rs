@@ -68,6 +68,37 @@ fn dependencies_point_downward() {
                     "{name}: lib.rs must open with a //! paragraph saying what it owns"
                 ));
             }
+            // The header's `//! Imports: a, b.` is the crate's allow-list of pgherd crates,
+            // exactly what its Cargo.toml uses (dev-dependencies aside).
+            let declared: Option<std::collections::BTreeSet<String>> = src
+                .lines()
+                .take_while(|l| l.starts_with("//!"))
+                .find_map(|l| l.strip_prefix("//! Imports: "))
+                .map(|list| {
+                    list.trim_end_matches('.')
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty() && s != "none")
+                        .collect()
+                });
+            let used: std::collections::BTreeSet<String> = p["dependencies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["kind"].is_null())
+                .filter_map(|d| d["name"].as_str())
+                .filter(|d| layer_by_name.contains_key(d))
+                .map(str::to_string)
+                .collect();
+            match declared {
+                None => violations.push(format!(
+                    "{name}: lib.rs's header must list what it may import (`//! Imports: ...` or `//! Imports: none.`)"
+                )),
+                Some(declared) if declared != used => violations.push(format!(
+                    "{name}: imports {used:?} but its header allows {declared:?}"
+                )),
+                Some(_) => {}
+            }
         }
     }
     assert!(violations.is_empty(), "{violations:#?}");

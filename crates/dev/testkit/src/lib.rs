@@ -4,6 +4,8 @@
 //! and [`local::Local`], the local platform driven through the `pgherd` binary.
 //!
 //! For tests only; may depend on any crate but the app.
+//!
+//! Imports: pgherd-api, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol, pgherd-local, pgherd-postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a harness that cannot set up must fail the test
 
 pub mod azurite;

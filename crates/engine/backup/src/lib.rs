@@ -5,6 +5,8 @@
 //!
 //! Depends on `model/api` only (and the object-store ecosystem); never on the controller, the
 //! platforms or the instance manager — they call it.
+//!
+//! Imports: pgherd-api, pgherd-postgres.
 
 pub mod backup_info;
 pub mod backup_session;

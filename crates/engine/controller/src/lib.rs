@@ -2,7 +2,10 @@
 //! certificates and secrets first; the plan of instances, endpoints and status follows.
 //!
 //! Pure apart from randomness for keys and passwords: no file, network or process I/O, no
-//! platform. Depends only on the model crates.
+//! platform, no async runtime (the pass in `reconcile` is generic over the platform's traits).
+//! Depends only on the model crates.
+//!
+//! Imports: pgherd-api, pgherd-instance-protocol, pgherd-postgres.
 
 pub mod cluster_status;
 pub mod ha;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("PostgreSQL {major} server binaries not found (looked in {searched}); install them, e.g. `apt-get install postgresql-{major}`, or point --postgres-bin at their directory")]
     BinariesMissing { major: u32, searched: String },
     #[error("{tool} is not installed in {dir} (PostgreSQL {major}); {purpose} needs it: install the full server package, e.g. `apt-get install postgresql-{major}`, or point --postgres-bin at a directory that has it")]
@@ -94,6 +96,7 @@ impl InstanceError {
             InstanceError::Sql { .. } => "sql",
             InstanceError::Unquotable(_) => "configuration",
             InstanceError::Backup(_) => "backup",
+            InstanceError::Tls(_) => "tls",
         }
     }
 }

@@ -3,8 +3,11 @@
 //! unprivileged user, bootstrapping it with `initdb`, writing its configuration, and starting,
 //! checking and stopping the postmaster.
 //!
-//! Depends only on the model crates; it is the only component that touches PGDATA. It must not
-//! depend on a platform (Kubernetes or local) or on the app.
+//! Depends on the model crates and the engines it runs for its instance (backup, metrics,
+//! pooler, safe-fs); it is the only component that touches PGDATA. It must not depend on a
+//! platform (Kubernetes or local) or on the app.
+//!
+//! Imports: pgherd-api, pgherd-backup, pgherd-instance-protocol, pgherd-metrics, pgherd-pooler, pgherd-postgres, pgherd-safe-fs.
 
 pub mod base_backup;
 pub mod binaries;
@@ -27,6 +30,7 @@ mod settings;
 mod sql;
 pub mod status_client;
 pub mod supervisor;
+pub mod tls;
 pub mod wal;
 
 pub use binaries::PgBinaries;

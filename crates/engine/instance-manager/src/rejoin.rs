@@ -8,9 +8,9 @@ use pgherd_instance_protocol::InstanceSpec;
 
 /// A replica-to-be whose data was a primary's (no `standby.signal`): rewind it onto the new
 /// primary's timeline, or, when that is impossible, clone it again.
-pub(crate) fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
+pub(crate) async fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
     let source = primary_source(spec)?;
-    let rewound = pg.can_rewind_from(&source).and_then(|ready| {
+    let rewound = pg.can_rewind_from(&source).await.and_then(|ready| {
         if !ready {
             return Err(InstanceError::NotYet(
                 "waiting for the new primary's first checkpoint since its promotion (pg_rewind cannot see its timeline before)",

@@ -49,6 +49,33 @@ impl PrimarySource {
         ])
     }
 
+    /// A connection to the primary as `streaming_replica` over TLS (its certificate, the
+    /// cluster CA; libpq's `verify-ca`), with the same time limit as the connection string's.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, InstanceError> {
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(crate::tls::client_config(
+            &self.ca_file,
+            &self.cert_file,
+            &self.key_file,
+        )?);
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(STREAMING_REPLICA_USER)
+            .dbname("postgres")
+            .application_name(&self.application_name)
+            .ssl_mode(tokio_postgres::config::SslMode::Require)
+            .connect_timeout(std::time::Duration::from_secs(5));
+        let (client, connection) = config.connect(tls).await.map_err(|e| {
+            InstanceError::Tls(format!(
+                "could not connect to the primary at {}:{}: {e}",
+                self.host, self.port
+            ))
+        })?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
     /// The connection string through the primary's unix socket, as the PostgreSQL user (peer
     /// authentication), when the primary is on this machine.
     pub fn local_conninfo(&self) -> Option<String> {
@@ -143,20 +170,18 @@ pub async fn ensure_checkpoint_on_current_timeline(client: &Client) -> Result<()
 
 impl Postgres {
     /// Whether `source` (the new primary) can be rewound from: its control file names its
-    /// current timeline (see [`CHECKPOINTED_ON_CURRENT_TIMELINE`]).
-    pub fn can_rewind_from(&self, source: &PrimarySource) -> Result<bool, InstanceError> {
+    /// current timeline (see [`CHECKPOINTED_ON_CURRENT_TIMELINE`]). Asked over TLS with the
+    /// replication certificate, as `pg_rewind` will connect.
+    pub async fn can_rewind_from(&self, source: &PrimarySource) -> Result<bool, InstanceError> {
         self.binaries
             .tool("pg_rewind", "rejoining a former primary as a replica")?;
-        self.binaries
-            .tool("psql", "rejoining a former primary as a replica")?;
-        let mut check = self.command("psql");
-        check
-            .args(["-X", "-A", "-t", "-q", "-d"])
-            .arg(source.conninfo())
-            .arg("-c")
-            .arg(CHECKPOINTED_ON_CURRENT_TIMELINE);
-        let answer = crate::postgres::run(check, "psql (the new primary's checkpoint timeline)")?;
-        Ok(answer.trim() == "t")
+        let client = source.connect().await?;
+        in_place(
+            &client,
+            "check the new primary's checkpoint timeline",
+            CHECKPOINTED_ON_CURRENT_TIMELINE,
+        )
+        .await
     }
 
     /// Bring a former primary back in line with the new one: `pg_rewind` from `source` (it

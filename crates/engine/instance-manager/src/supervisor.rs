@@ -250,7 +250,7 @@ async fn converge(
         }
         if pg.is_initialized() && !state.running(&pg) && !pg.has_standby_signal() {
             pg.clear_stale_pid_file();
-            crate::rejoin::rejoin(&pg, spec)?;
+            crate::rejoin::rejoin(&pg, spec).await?;
             state.written_config = None;
         }
     }

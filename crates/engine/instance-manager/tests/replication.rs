@@ -150,7 +150,9 @@ fn replica_clones_over_tls_and_streams() {
         ensure_checkpoint_on_current_timeline(&r).await.unwrap();
         r.batch_execute("INSERT INTO t VALUES (3)").await.unwrap();
     });
-    assert!(primary.can_rewind_from(&new_primary).unwrap());
+    assert!(runtime
+        .block_on(primary.can_rewind_from(&new_primary))
+        .unwrap());
     primary.rewind_from(&new_primary).unwrap();
     primary
         .write_config(&pgherd_testkit::replication_settings(&certs), &hba, &ident)

@@ -7,8 +7,10 @@
 //! Integration: `Exporter::new(ExporterConfig::from_monitoring(..)?, PgConnector { .. })`, then
 //! serve [`router`] (or call [`Exporter::render`]) and feed [`ClusterFacts`] as they change.
 //!
-//! Depends on no other pgherd crate: the instance manager wires it; it must not reach into
+//! Depends on the API model only: the instance manager wires it; it must not reach into
 //! PGDATA beyond measuring the volumes it is given.
+//!
+//! Imports: pgherd-api.
 
 mod cache;
 pub mod collector;

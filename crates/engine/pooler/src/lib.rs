@@ -6,6 +6,8 @@
 //!
 //! Depends on the model crates and the metrics engine (for the text exposition) only. It does
 //! no platform I/O: callers write the rendered files and start the processes.
+//!
+//! Imports: pgherd-api, pgherd-metrics, pgherd-postgres.
 
 pub mod admin;
 pub mod config;

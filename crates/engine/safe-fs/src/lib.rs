@@ -11,6 +11,8 @@
 //! content, mode and owner already match are not rewritten.
 //!
 //! Depends on no other pgherd crate.
+//!
+//! Imports: none.
 
 mod walk;
 mod write;

@@ -6,6 +6,8 @@
 //!
 //! Pure: no I/O beyond what the caller hands in. Must not depend on any engine, platform or
 //! app crate.
+//!
+//! Imports: pgherd-postgres.
 
 pub mod barman;
 pub mod cluster;

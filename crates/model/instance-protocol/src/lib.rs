@@ -3,6 +3,8 @@
 //! both sides so they cannot drift apart.
 //!
 //! Pure data: depends only on the model crates and serde.
+//!
+//! Imports: pgherd-postgres.
 
 mod declarative;
 mod spec;

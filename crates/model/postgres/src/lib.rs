@@ -5,6 +5,8 @@
 //! Everything here is a pure function of its input.
 //!
 //! Must not depend on any other pgherd crate, on I/O, or on an async runtime.
+//!
+//! Imports: none.
 
 pub mod conf;
 pub mod control_file;

@@ -4,6 +4,8 @@
 //! loopback for the `-rw`/`-ro`/`-r` Services.
 //!
 //! Depends on the model and engine crates; nothing depends on it but the app.
+//!
+//! Imports: pgherd-api, pgherd-backup, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol, pgherd-metrics, pgherd-pooler, pgherd-postgres, pgherd-safe-fs.
 
 pub mod apply;
 pub mod backup_jobs;

@@ -1,0 +1,115 @@
+//! TLS with the cluster's certificates, for the manager's own connections: a rustls client
+//! configuration that trusts the cluster CA only and presents a client certificate, with
+//! libpq's `verify-ca` meaning (the chain is checked, the host name is not: instances are
+//! reached at addresses no certificate names).
+
+use crate::InstanceError;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use std::path::Path;
+use std::sync::Arc;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, InstanceError> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            InstanceError::Tls(format!(
+                "cannot read certificates from {}: {e}",
+                path.display()
+            ))
+        })
+}
+
+fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, InstanceError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+        InstanceError::Tls(format!(
+            "cannot read the private key {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The cluster CA as a root store.
+pub fn roots(ca_file: &Path) -> Result<rustls::RootCertStore, InstanceError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(ca_file)? {
+        roots
+            .add(cert)
+            .map_err(|e| InstanceError::Tls(format!("{}: {e}", ca_file.display())))?;
+    }
+    Ok(roots)
+}
+
+/// `verify-ca`: the server's chain must lead to the cluster CA; its names are not checked.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// A client configuration trusting `ca_file` (chain only) and presenting `cert_file`/`key_file`.
+pub fn client_config(
+    ca_file: &Path,
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<rustls::ClientConfig, InstanceError> {
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(ca_file)?),
+        provider(),
+    )
+    .build()
+    .map_err(|e| InstanceError::Tls(e.to_string()))?;
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| InstanceError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
+        .with_client_auth_cert(certificates(cert_file)?, private_key(key_file)?)
+        .map_err(|e| InstanceError::Tls(e.to_string()))
+}
