@@ -353,9 +353,17 @@ fn an_isolated_primary_stops_by_itself_and_resumes() {
         .clone();
     let until = Instant::now() + lease * 2;
     while Instant::now() < until {
-        assert_eq!(http_status(&endpoint, "/pg/status?lease=1", None), 401);
         assert_eq!(
-            http_status(&endpoint, "/pg/status?lease=1", Some("Bearer guessed")),
+            http_status(&local, &endpoint, "/pg/status?lease=1", None),
+            401
+        );
+        assert_eq!(
+            http_status(
+                &local,
+                &endpoint,
+                "/pg/status?lease=1",
+                Some("Bearer guessed")
+            ),
             401
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -374,23 +382,24 @@ fn an_isolated_primary_stops_by_itself_and_resumes() {
     writers.stop_and_check(&local);
 }
 
-/// The HTTP status code of `GET path` at `address` (a plain HTTP/1.0 request, as curl's).
-fn http_status(address: &str, path: &str, authorization: Option<&str>) -> u16 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {address}\r\n{auth}\r\n"
+/// The HTTP status code of `GET path` at `address`, as any local user gets it: over TLS
+/// trusting the cluster CA, presenting the cluster's `streaming_replica` certificate (signed by
+/// the cluster CA, but not the controller's).
+fn http_status(local: &Local, address: &str, path: &str, authorization: Option<&str>) -> u16 {
+    let certs = local
+        .state
+        .join(format!("clusters/default/{CLUSTER}/certs"));
+    pgherd_testkit::status_request(
+        address,
+        path,
+        authorization,
+        &certs.join("ca.crt"),
+        Some((
+            &certs.join("streaming_replica.crt"),
+            &certs.join("streaming_replica.key"),
+        )),
     )
-    .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    .0
 }
 
 #[test]

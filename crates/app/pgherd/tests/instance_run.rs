@@ -7,30 +7,28 @@
 use pgherd_instance_protocol::{
     Bootstrap, DesiredRole, InstanceSpec, InstanceStatus, PrimaryEndpoint,
 };
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use pgherd_testkit::free_port;
 
-fn status(port: u16) -> Option<InstanceStatus> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .write_all(b"GET /pg/status HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let body = response.split("\r\n\r\n").nth(1)?;
-    serde_json::from_str(body).ok()
+fn status(port: u16, ca: &Path) -> Option<InstanceStatus> {
+    let (code, body) =
+        pgherd_testkit::status_request(&format!("127.0.0.1:{port}"), "/pg/status", None, ca, None);
+    (code == 200).then(|| serde_json::from_slice(&body).ok())?
 }
 
-fn wait_status(port: u16, what: &str, check: impl Fn(&InstanceStatus) -> bool) -> InstanceStatus {
+fn wait_status(
+    port: u16,
+    ca: &Path,
+    what: &str,
+    check: impl Fn(&InstanceStatus) -> bool,
+) -> InstanceStatus {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut last = None;
     while Instant::now() < deadline {
-        if let Some(s) = status(port) {
+        if let Some(s) = status(port, ca) {
             if check(&s) {
                 return s;
             }
@@ -158,20 +156,28 @@ fn primary_and_replica_managers() {
     std::fs::write(&replica_spec, serde_json::to_string(&replica).unwrap()).unwrap();
 
     let _p = spawn(&primary_spec);
-    let p = wait_status(primary.status_port, "the primary", |s| {
+    let p = wait_status(primary.status_port, &certificates.ca, "the primary", |s| {
         s.is_primary && s.ready && s.applied_generation == 1
     });
     assert_eq!(p.timeline_id, Some(1));
     let mut r_manager = spawn(&replica_spec);
-    let r = wait_status(replica.status_port, "the replica to stream", |s| {
-        s.is_wal_receiver_active && s.ready
-    });
+    let r = wait_status(
+        replica.status_port,
+        &certificates.ca,
+        "the replica to stream",
+        |s| s.is_wal_receiver_active && s.ready,
+    );
     assert!(!r.is_primary);
-    wait_status(primary.status_port, "the primary to see its replica", |s| {
-        s.replication_info
-            .iter()
-            .any(|i| i.application_name == "c-2" && i.state == "streaming")
-    });
+    wait_status(
+        primary.status_port,
+        &certificates.ca,
+        "the primary to see its replica",
+        |s| {
+            s.replication_info
+                .iter()
+                .any(|i| i.application_name == "c-2" && i.state == "streaming")
+        },
+    );
 
     // The application database exists, owned by app, with the post-init objects, and the hostile
     // password was stored as a password, not run as SQL.
@@ -239,9 +245,12 @@ fn primary_and_replica_managers() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let healed = wait_status(replica.status_port, "the replica to be restarted", |s| {
-        s.ready && s.postmaster_pid.is_some_and(|p| p != old_pid)
-    });
+    let healed = wait_status(
+        replica.status_port,
+        &certificates.ca,
+        "the replica to be restarted",
+        |s| s.ready && s.postmaster_pid.is_some_and(|p| p != old_pid),
+    );
     assert!(healed.is_wal_receiver_active);
 
     // SIGTERM stops PostgreSQL cleanly.

@@ -185,3 +185,32 @@ impl Drop for TestServer {
         self.shutdown(ShutdownMode::Immediate);
     }
 }
+
+/// `GET path` on an instance manager's status endpoint (`host:port`) over TLS trusting the
+/// cluster CA `ca`, presenting `client` (certificate, key) if given; the HTTP status code (0
+/// when nothing answered) and the body.
+pub fn status_request(
+    address: &str,
+    path: &str,
+    authorization: Option<&str>,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> (u16, Vec<u8>) {
+    let tls = match client {
+        Some((cert, key)) => pgherd_instance_manager::tls::client_config(ca, cert, key),
+        None => pgherd_instance_manager::tls::anonymous_client_config(ca),
+    }
+    .expect("TLS client configuration");
+    let (host, port) = address.rsplit_once(':').expect("host:port");
+    let port: u16 = port.parse().expect("port");
+    runtime()
+        .block_on(pgherd_instance_manager::status_client::request(
+            host,
+            port,
+            &std::sync::Arc::new(tls),
+            path,
+            authorization,
+            Duration::from_secs(5),
+        ))
+        .map_or((0, Vec::new()), |(code, body)| (code, body.to_vec()))
+}

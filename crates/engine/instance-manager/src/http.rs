@@ -1,12 +1,22 @@
-//! The instance manager's HTTP endpoints on loopback: `/pg/status` (JSON [`InstanceStatus`]),
-//! `/healthz` (the manager is alive) and `/readyz` (PostgreSQL is ready).
+//! The instance manager's status endpoints, served over TLS with the instance's server
+//! certificate: `/pg/status` (JSON [`InstanceStatus`]), `/healthz` (the manager is alive) and
+//! `/readyz` (PostgreSQL is ready). Anyone may read them; a lease renewal
+//! (`/pg/status?lease=1`) is accepted only from a client presenting the controller's
+//! certificate (signed by the cluster CA) and the spec's lease token.
 
 use crate::supervisor::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use pgherd_instance_protocol::{InstanceStatus, STATUS_PATH};
+use pgherd_instance_protocol::{InstanceStatus, CONTROLLER_COMMON_NAME, STATUS_PATH};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who is on the other end of a connection: the common name of its verified client
+/// certificate, if it presented one.
+#[derive(Debug, Clone, Default)]
+pub struct PeerIdentity(pub Option<String>);
 
 /// `?lease=1`: the controller's fetch also renews a primary's lease.
 #[derive(Debug, serde::Deserialize)]
@@ -17,10 +27,17 @@ struct StatusQuery {
 async fn status(
     State(shared): State<Shared>,
     Query(query): Query<StatusQuery>,
+    identity: Option<axum::Extension<PeerIdentity>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<InstanceStatus>, StatusCode> {
     if query.lease.is_some() {
-        // Only the controller may renew: it proves it with the spec's lease token.
+        // Only the controller may renew: it proves it with its certificate and the spec's
+        // lease token.
+        let controller =
+            identity.as_ref().and_then(|i| i.0 .0.as_deref()) == Some(CONTROLLER_COMMON_NAME);
+        if !controller {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
         let offered = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -67,19 +84,42 @@ pub fn router(shared: Shared) -> Router {
         .with_state(shared)
 }
 
-/// Serve on `listener` until `stop` turns true.
+/// How long a client may take to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serve on `listener` over TLS (`tls`) until `stop` turns true.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Shared,
+    tls: Arc<rustls::ServerConfig>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(shared);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = stop.changed() => {
+                if *stop.borrow() { return Ok(()); }
+                continue;
             }
-        })
-        .await
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                return; // not TLS, or too slow
+            };
+            let identity = PeerIdentity(crate::tls::peer_common_name(
+                stream.get_ref().1.peer_certificates(),
+            ));
+            let service =
+                hyper_util::service::TowerToHyperService::new(app.layer(axum::Extension(identity)));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }

@@ -5,7 +5,7 @@
 //! promoted elsewhere never has a writable twin. A single instance has no one to be promoted in
 //! its place and is never self-fenced.
 
-use crate::status_client::fetch;
+use crate::status_client::{fetch, ClientTls};
 use crate::supervisor::{load_spec, Shared};
 use pgherd_instance_protocol::{DesiredRole, InstanceSpec};
 use std::path::PathBuf;
@@ -19,11 +19,11 @@ const PEER_TIMEOUT: Duration = Duration::from_millis(300);
 const PEER_REPORT_MAX_AGE_MS: u64 = 1000;
 
 /// Whether this primary plus the peers streaming from it are a majority of the cluster.
-async fn majority_follows(spec: &InstanceSpec) -> bool {
+async fn majority_follows(spec: &InstanceSpec, tls: &ClientTls) -> bool {
     let mut asks = tokio::task::JoinSet::new();
     for peer in &spec.peers {
-        let (host, port) = (peer.host.clone(), peer.status_port);
-        asks.spawn(async move { fetch(&host, port, None, PEER_TIMEOUT).await });
+        let (host, port, tls) = (peer.host.clone(), peer.status_port, tls.clone());
+        asks.spawn(async move { fetch(&host, port, &tls, None, PEER_TIMEOUT).await });
     }
     let mut following = 0;
     while let Some(answer) = asks.join_next().await {
@@ -47,8 +47,15 @@ pub async fn watch(
 ) {
     let started = Instant::now();
     let mut majority_at: Option<Instant> = None;
+    // The peers' reports are read over TLS, trusting the cluster CA.
+    let mut tls: Option<ClientTls> = None;
     while !*stop.borrow() {
         if let Ok(spec) = load_spec(&spec_path) {
+            if tls.is_none() {
+                tls = crate::tls::anonymous_client_config(&spec.certificates.ca)
+                    .map(std::sync::Arc::new)
+                    .ok();
+            }
             if let Ok(mut g) = shared.write() {
                 if g.lease_token != spec.lease_token {
                     g.lease_token.clone_from(&spec.lease_token);
@@ -57,8 +64,10 @@ pub async fn watch(
             let guarded =
                 spec.role == DesiredRole::Primary && spec.lease_ms > 0 && !spec.peers.is_empty();
             if guarded {
-                if majority_follows(&spec).await {
-                    majority_at = Some(Instant::now());
+                if let Some(tls) = &tls {
+                    if majority_follows(&spec, tls).await {
+                        majority_at = Some(Instant::now());
+                    }
                 }
                 let (renewed_at, self_fenced) = shared
                     .read()

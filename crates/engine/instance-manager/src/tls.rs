@@ -113,3 +113,64 @@ pub fn client_config(
         .with_client_auth_cert(certificates(cert_file)?, private_key(key_file)?)
         .map_err(|e| InstanceError::Tls(e.to_string()))
 }
+
+/// A client configuration trusting `ca_file` (chain only) that presents no certificate (a
+/// peer reading another instance's report).
+pub fn anonymous_client_config(ca_file: &Path) -> Result<rustls::ClientConfig, InstanceError> {
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots(ca_file)?),
+        provider(),
+    )
+    .build()
+    .map_err(|e| InstanceError::Tls(e.to_string()))?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| InstanceError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
+        .with_no_client_auth())
+}
+
+/// The status endpoint's server configuration: the instance's server certificate; a client
+/// certificate is asked for and, when given, must chain to the cluster CA (anyone may read a
+/// report; what needs an identity checks it, see [`peer_common_name`]).
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+    ca_file: &Path,
+) -> Result<rustls::ServerConfig, InstanceError> {
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca_file)?),
+        provider(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| InstanceError::Tls(e.to_string()))?;
+    rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| InstanceError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certificates(cert_file)?, private_key(key_file)?)
+        .map_err(|e| InstanceError::Tls(e.to_string()))
+}
+
+/// The common name of a verified client certificate chain's end entity.
+pub fn peer_common_name(chain: Option<&[CertificateDer<'_>]>) -> Option<String> {
+    let end_entity = chain?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref()).ok()?;
+    let name = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    Some(name)
+}
+
+/// The name a client asks for when connecting to an instance (the server certificate's
+/// names are not checked: see `ChainOnly`).
+pub fn server_name() -> ServerName<'static> {
+    ServerName::try_from("pgherd-instance")
+        .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()))
+}

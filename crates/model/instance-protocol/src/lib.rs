@@ -23,6 +23,10 @@ use serde::{Deserialize, Serialize};
 /// Path of the status endpoint.
 pub const STATUS_PATH: &str = "/pg/status";
 
+/// The common name of the controller's client certificate (signed by the cluster CA): the
+/// status endpoint renews a primary's lease only for a client presenting it.
+pub const CONTROLLER_COMMON_NAME: &str = "pgherd-controller";
+
 /// The role an instance plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

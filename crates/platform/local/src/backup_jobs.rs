@@ -296,6 +296,23 @@ pub(crate) async fn pass(
         tracing::info!("backup {b} {phase}");
         plane.metrics.backup_finished(namespace, &name, phase);
         runtime.catalog_read_at = None; // read it again
+                                        // The cluster's status says so at once; the catalog read that follows confirms it
+                                        // (and applies retention).
+        let stopped_at =
+            read_json::<BackupStatus>(&plane.state.status_path("Backup", namespace, b))
+                .ok()
+                .flatten()
+                .and_then(|s| s.stopped_at);
+        if let Some(at) = stopped_at {
+            let field = if phase == COMPLETED {
+                &mut status.last_successful_backup
+            } else {
+                &mut status.last_failed_backup
+            };
+            if field.as_ref().is_none_or(|before| *before < at) {
+                *field = Some(at);
+            }
+        }
     }
     if let Some(read) = runtime.catalog_read.take_if(|r| r.is_finished()) {
         match read.await {

@@ -45,9 +45,9 @@ pub struct ClusterRuntime {
     pub archive_problem: Option<String>,
     /// When the backup catalog was last read.
     pub catalog_read_at: Option<std::time::Instant>,
-    /// The credential this control plane renews the cluster's primary lease with (see
-    /// `secrets::lease_token`).
-    pub lease_token: Option<pgherd_instance_protocol::LeaseToken>,
+    /// How this control plane proves it is the controller to the instance managers (see
+    /// `secrets::lease_token`, `secrets::controller_certificate`).
+    pub controller: Option<crate::observation::Controller>,
     /// The endpoints' servers, stopped with the runtime (the cluster deleted).
     listeners: Vec<Listener>,
     /// The PostgreSQL binaries directory found for a major version (looked up once).
@@ -99,7 +99,7 @@ pub(crate) struct Prelude {
     pub owner: String,
     pub password_file: PathBuf,
     pub superuser_password: pgherd_instance_protocol::PasswordSource,
-    pub lease_token: pgherd_instance_protocol::LeaseToken,
+    pub controller: crate::observation::Controller,
     /// The status the previous pass wrote.
     pub previous: Option<LocalClusterStatus>,
     pub restart_annotation: String,
@@ -247,12 +247,25 @@ impl ClusterTask {
             &self.plane.user,
             rw_port,
         )?;
-        let lease_token = match &self.runtime.lease_token {
-            Some(token) => token.clone(),
+        let controller = match &self.runtime.controller {
+            Some(controller) => controller.clone(),
             None => {
-                let token = crate::secrets::lease_token(&self.plane.state, namespace, &name)?;
-                self.runtime.lease_token = Some(token.clone());
-                token
+                let state = &self.plane.state;
+                let (cert, key) = crate::secrets::controller_certificate(
+                    state,
+                    namespace,
+                    &name,
+                    &cluster_dir.join("certs"),
+                )?;
+                let tls =
+                    pgherd_instance_manager::tls::client_config(&certificates.ca, &cert, &key)
+                        .map_err(|e| LocalError::Invalid(format!("cluster {name}: {e}")))?;
+                let controller = crate::observation::Controller {
+                    lease_token: crate::secrets::lease_token(state, namespace, &name)?,
+                    tls: std::sync::Arc::new(tls),
+                };
+                self.runtime.controller = Some(controller.clone());
+                controller
             }
         };
         Ok(Prelude {
@@ -264,7 +277,7 @@ impl ClusterTask {
             owner,
             password_file,
             superuser_password,
-            lease_token,
+            controller,
             previous: read_json(&self.plane.state.status_path("Cluster", namespace, &name))?,
             restart_annotation: cluster
                 .metadata

@@ -118,7 +118,7 @@ impl Platform for LocalPass<'_> {
                 .flatten()
                 .map(|s| s.trim().to_string()),
             &mut self.task.runtime.unhealthy_since,
-            &self.prelude.lease_token,
+            &self.prelude.controller,
         )
         .await?;
         // An instance being removed is no longer part of the cluster.
@@ -248,7 +248,7 @@ impl Platform for LocalPass<'_> {
             monitoring,
             ports: &self.applied.ports,
             wal_store,
-            lease_token: &prelude.lease_token,
+            lease_token: &prelude.controller.lease_token,
             superuser_password: prelude.superuser_password.clone(),
         };
         let mut errors = BTreeMap::new();

@@ -21,16 +21,25 @@ pub const FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
 /// How long the control plane waits for an instance manager's report (loopback).
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How the control plane proves it is the controller to a cluster's instance managers: its
+/// client certificate (signed by the cluster CA) and the lease token.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    pub lease_token: LeaseToken,
+    pub tls: pgherd_instance_manager::status_client::ClientTls,
+}
+
 /// Fetch an instance manager's report, renewing its lease when it is a primary.
 pub async fn fetch_status(
     address: &InstanceAddress,
-    lease_token: &LeaseToken,
+    controller: &Controller,
 ) -> Option<InstanceStatus> {
     let host = address.host.to_string();
     pgherd_instance_manager::status_client::fetch(
         &host,
         address.status,
-        Some(lease_token),
+        &controller.tls,
+        Some(&controller.lease_token),
         STATUS_TIMEOUT,
     )
     .await
@@ -99,7 +108,7 @@ pub async fn observe(
     restart_annotation: &str,
     promote_request: Option<String>,
     unhealthy_since: &mut BTreeMap<String, Instant>,
-    lease_token: &LeaseToken,
+    controller: &Controller,
 ) -> Result<(Observation, Seen), LocalError> {
     let mut observed = Observation {
         latest_serial: previous.map_or(0, |p| p.latest_generated_node),
@@ -118,7 +127,9 @@ pub async fn observe(
     }
     let fenced = fenced_instances(cluster);
     let mut seen = Seen::default();
-    let now = Instant::now();
+    // Every report is asked for at once: a frozen instance costs one time limit, not one each.
+    let mut found = Vec::new();
+    let mut asks = tokio::task::JoinSet::new();
     for entry in std::fs::read_dir(instances_dir)
         .into_iter()
         .flatten()
@@ -130,10 +141,21 @@ pub async fn observe(
         };
         let dir = entry.path();
         let ports: Option<InstanceAddress> = read_json(&dir.join("ports.json"))?;
-        let status = match &ports {
-            Some(p) => fetch_status(p, lease_token).await,
-            None => None,
-        };
+        if let Some(p) = ports.clone() {
+            let (controller, instance) = (controller.clone(), instance.clone());
+            asks.spawn(async move { (instance, fetch_status(&p, &controller).await) });
+        }
+        found.push((instance, serial, dir, ports));
+    }
+    let mut reports = BTreeMap::new();
+    while let Some(answer) = asks.join_next().await {
+        if let Ok((instance, Some(status))) = answer {
+            reports.insert(instance, status);
+        }
+    }
+    let now = Instant::now();
+    for (instance, serial, dir, ports) in found {
+        let status = reports.remove(&instance);
         if let Some(p) = ports {
             seen.ports.insert(instance.clone(), p);
         }

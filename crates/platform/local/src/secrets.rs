@@ -61,6 +61,40 @@ pub fn lease_token(
     Ok(pgherd_instance_protocol::LeaseToken(token))
 }
 
+/// The controller's client certificate for a cluster (common name
+/// `pgherd_instance_protocol::CONTROLLER_COMMON_NAME`): issued once by the cluster CA in
+/// `certs`, kept beside the lease token in the state's private `secrets/` directory (root's,
+/// mode 0600), never in a directory the PostgreSQL user can write.
+pub fn controller_certificate(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &str,
+    certs: &std::path::Path,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), LocalError> {
+    let base = state.secret_path(namespace, cluster);
+    let cert = base.with_file_name(format!("{cluster}.controller.crt"));
+    let key = base.with_file_name(format!("{cluster}.controller.key"));
+    if crate::state::read_text(&cert)?.is_some() && crate::state::read_text(&key)?.is_some() {
+        return Ok((cert, key));
+    }
+    let read = |p: std::path::PathBuf| {
+        crate::state::read_text(&p)?
+            .ok_or_else(|| LocalError::io("cannot read", p, std::io::ErrorKind::NotFound.into()))
+    };
+    let ca = pgherd_controller::pki::PemPair {
+        cert: read(certs.join("ca.crt"))?,
+        key: read(certs.join("ca.key"))?,
+    };
+    let pair = pgherd_controller::pki::client_certificate(
+        &ca,
+        pgherd_instance_protocol::CONTROLLER_COMMON_NAME,
+        pgherd_controller::pki::DEFAULT_VALIDITY_DAYS,
+    )?;
+    crate::state::write_atomic(&key, pair.key.as_bytes(), 0o600)?;
+    crate::state::write_atomic(&cert, pair.cert.as_bytes(), 0o600)?;
+    Ok((cert, key))
+}
+
 /// The decoded data of a Secret, if it exists.
 pub fn read(
     state: &StateDir,

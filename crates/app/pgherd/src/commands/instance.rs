@@ -226,8 +226,16 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
         };
         let shared = supervisor::Shared::default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let tls = std::sync::Arc::new(
+            pgherd_instance_manager::tls::server_config(
+                &spec.certificates.server_cert,
+                &spec.certificates.server_key,
+                &spec.certificates.ca,
+            )
+            .context("cannot serve the status endpoint over TLS")?,
+        );
         let server = tokio::spawn(
-            (http::serve(listener, shared.clone(), stop_rx.clone())).instrument(span.clone()),
+            (http::serve(listener, shared.clone(), tls, stop_rx.clone())).instrument(span.clone()),
         );
         let metrics = metrics_listener.map(|l| {
             tokio::spawn(
