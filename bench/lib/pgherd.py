@@ -3,6 +3,7 @@ import atexit
 import base64
 import glob
 import json
+import ssl
 import os
 import shutil
 import signal
@@ -86,8 +87,13 @@ class PgherdCluster:
         status = self.status()
         names = {i["name"] for i in status["instancesStatus"]}
         primary = next(i for i in status["instancesStatus"] if i["name"] == status["currentPrimary"])
-        with urllib.request.urlopen(f"http://{primary['statusEndpoint']}/pg/status",
-                                    timeout=2) as resp:
+        # The status endpoint speaks TLS with the cluster's certificates: trust the cluster CA
+        # (instances are reached by address, which no certificate names).
+        tls = ssl.create_default_context(cafile=os.path.join(
+            self.state_dir, "clusters", self.namespace, self.name, "certs", "ca.crt"))
+        tls.check_hostname = False
+        with urllib.request.urlopen(f"https://{primary['statusEndpoint']}/pg/status",
+                                    timeout=2, context=tls) as resp:
             report = json.load(resp)
         streaming = {r["applicationName"] for r in report["replicationInfo"]
                      if r["state"] == "streaming"}

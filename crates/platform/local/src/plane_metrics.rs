@@ -163,32 +163,24 @@ impl PlaneMetrics {
 
 /// Serves `/metrics` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: PlaneMetrics) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let response = if request.starts_with("GET /metrics") {
-                let body = metrics.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    pgherd_metrics::CONTENT_TYPE,
-                    body.len()
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        pgherd_metrics::CONTENT_TYPE,
+                    )],
+                    metrics.render(),
                 )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
-            };
-            let _ = stream.write_all(response.as_bytes()).await;
-        });
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!("control plane metrics: {e}");
     }
 }
 
