@@ -10,47 +10,11 @@ use pgherd_instance_protocol::{DatabaseSpec, ExtensionSpec, PasswordSource, Role
 const HOSTILE: &str = "a\"; DROP ROLE victim; --";
 
 fn role(name: &str) -> RoleSpec {
-    RoleSpec {
-        name: name.into(),
-        present: true,
-        comment: None,
-        login: true,
-        superuser: false,
-        createdb: false,
-        createrole: false,
-        inherit: true,
-        replication: false,
-        bypassrls: false,
-        connection_limit: -1,
-        valid_until: None,
-        in_roles: vec![],
-        password: PasswordSource::Unchanged,
-    }
+    RoleSpec::login(name)
 }
 
 fn database(object: &str, name: &str, owner: &str) -> DatabaseSpec {
-    DatabaseSpec {
-        object: object.into(),
-        name: name.into(),
-        present: true,
-        owner: owner.into(),
-        template: None,
-        encoding: None,
-        locale: None,
-        locale_provider: None,
-        locale_collate: None,
-        locale_ctype: None,
-        icu_locale: None,
-        icu_rules: None,
-        builtin_locale: None,
-        collation_version: None,
-        is_template: None,
-        allow_connections: None,
-        connection_limit: None,
-        tablespace: None,
-        schemas: vec![],
-        extensions: vec![],
-    }
+    DatabaseSpec::owned_by(object, name, owner)
 }
 
 #[test]

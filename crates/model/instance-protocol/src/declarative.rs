@@ -98,3 +98,55 @@ pub struct ApplyResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+
+impl RoleSpec {
+    /// A present role named `name` that can log in, with PostgreSQL's defaults for the rest
+    /// (inherit, no connection limit, no password change).
+    pub fn login(name: &str) -> Self {
+        RoleSpec {
+            name: name.into(),
+            present: true,
+            comment: None,
+            login: true,
+            superuser: false,
+            createdb: false,
+            createrole: false,
+            inherit: true,
+            replication: false,
+            bypassrls: false,
+            connection_limit: -1,
+            valid_until: None,
+            in_roles: vec![],
+            password: PasswordSource::Unchanged,
+        }
+    }
+}
+
+impl DatabaseSpec {
+    /// A present database `name` owned by `owner`, declared by Database object `object`, with
+    /// nothing else set.
+    pub fn owned_by(object: &str, name: &str, owner: &str) -> Self {
+        DatabaseSpec {
+            object: object.into(),
+            name: name.into(),
+            present: true,
+            owner: owner.into(),
+            template: None,
+            encoding: None,
+            locale: None,
+            locale_provider: None,
+            locale_collate: None,
+            locale_ctype: None,
+            icu_locale: None,
+            icu_rules: None,
+            builtin_locale: None,
+            collation_version: None,
+            is_template: None,
+            allow_connections: None,
+            connection_limit: None,
+            tablespace: None,
+            schemas: vec![],
+            extensions: vec![],
+        }
+    }
+}

@@ -6,28 +6,7 @@ use pgherd_instance_protocol::{ExtensionSpec, SchemaSpec};
 use proptest::prelude::*;
 
 fn spec(name: &str, owner: &str) -> DatabaseSpec {
-    DatabaseSpec {
-        object: format!("{name}-object"),
-        name: name.into(),
-        present: true,
-        owner: owner.into(),
-        template: None,
-        encoding: None,
-        locale: None,
-        locale_provider: None,
-        locale_collate: None,
-        locale_ctype: None,
-        icu_locale: None,
-        icu_rules: None,
-        builtin_locale: None,
-        collation_version: None,
-        is_template: None,
-        allow_connections: None,
-        connection_limit: None,
-        tablespace: None,
-        schemas: vec![],
-        extensions: vec![],
-    }
+    DatabaseSpec::owned_by(&format!("{name}-object"), name, owner)
 }
 
 fn apply(

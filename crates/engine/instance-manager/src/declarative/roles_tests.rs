@@ -8,22 +8,7 @@ use proptest::prelude::*;
 use std::path::PathBuf;
 
 fn spec(name: &str) -> RoleSpec {
-    RoleSpec {
-        name: name.into(),
-        present: true,
-        comment: None,
-        login: true,
-        superuser: false,
-        createdb: false,
-        createrole: false,
-        inherit: true,
-        replication: false,
-        bypassrls: false,
-        connection_limit: -1,
-        valid_until: None,
-        in_roles: vec![],
-        password: PasswordSource::Unchanged,
-    }
+    RoleSpec::login(name)
 }
 
 /// What PostgreSQL does with each change, on the model.
