@@ -304,7 +304,12 @@ pub(crate) async fn pass(
                 .flatten()
                 .and_then(|s| s.stopped_at);
         if let Some(at) = stopped_at {
-            let field = if phase == COMPLETED {
+            let completed = phase == COMPLETED;
+            if completed && status.first_recoverability_point.is_none() {
+                // The first backup: its end is the earliest point to recover to.
+                status.first_recoverability_point = Some(at.clone());
+            }
+            let field = if completed {
                 &mut status.last_successful_backup
             } else {
                 &mut status.last_failed_backup
