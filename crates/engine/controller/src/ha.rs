@@ -122,11 +122,9 @@ fn seen_by_majority(instances: &[&ObservedInstance], primary: &ObservedInstance)
     let following = instances
         .iter()
         .filter(|i| {
-            i.status.as_ref().is_some_and(|s| {
-                is_fresh(s)
-                    && s.is_wal_receiver_active
-                    && s.following.as_deref() == Some(primary.name.as_str())
-            })
+            i.status
+                .as_ref()
+                .is_some_and(|s| is_fresh(s) && s.follows(&primary.name))
         })
         .count();
     (following + 1) * 2 > instances.len()
@@ -530,6 +528,34 @@ mod tests {
             plan(&cluster(3), &o).target_primary.as_deref(),
             Some("pg-3")
         );
+    }
+
+    #[test]
+    fn a_partitioned_primary_is_failed_over_before_the_wal_receivers_notice() {
+        let mut o = three();
+        o.instances[0].status = None; // the controller cannot reach pg-1's manager
+        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE);
+        for i in 1..3 {
+            if let Some(s) = o.instances[i].status.as_mut() {
+                s.following = Some("pg-1".into());
+                s.upstream_seen_ms_ago = Some(100); // they still reach it
+            }
+        }
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-1"),
+            "the controller is the one cut off"
+        );
+        // Their WAL receivers still say active (until wal_receiver_timeout), but they have not
+        // reached pg-1 for two seconds: it is cut off from everyone.
+        for i in 1..3 {
+            if let Some(s) = o.instances[i].status.as_mut() {
+                s.upstream_seen_ms_ago = Some(2000);
+            }
+        }
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
+        assert_eq!(p.fence, ["pg-1"], "fenced before anything is promoted");
     }
 
     #[test]

@@ -65,6 +65,12 @@ async fn status(
     status.observed_ms_ago = guard.observed_at.map_or(0, |t| {
         u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
     });
+    // A replica that never reached its primary says so with the largest age.
+    status.upstream_seen_ms_ago = status.following.as_ref().map(|_| {
+        guard.upstream_seen_at.map_or(u64::MAX, |t| {
+            u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+        })
+    });
     Ok(Json(status))
 }
 

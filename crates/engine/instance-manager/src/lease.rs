@@ -28,10 +28,7 @@ async fn majority_follows(spec: &InstanceSpec, tls: &ClientTls) -> bool {
     let mut following = 0;
     while let Some(answer) = asks.join_next().await {
         if let Ok(Some(s)) = answer {
-            if s.following.as_deref() == Some(spec.name.as_str())
-                && s.is_wal_receiver_active
-                && s.observed_ms_ago <= PEER_REPORT_MAX_AGE_MS
-            {
+            if s.follows(&spec.name) && s.observed_ms_ago <= PEER_REPORT_MAX_AGE_MS {
                 following += 1;
             }
         }

@@ -31,6 +31,7 @@ mod sql;
 pub mod status_client;
 pub mod supervisor;
 pub mod tls;
+pub mod upstream;
 pub mod wal;
 
 pub use binaries::PgBinaries;

@@ -30,6 +30,8 @@ pub struct Published {
     pub self_fenced: bool,
     /// The token a lease renewal must carry (from the spec).
     pub lease_token: Option<pgherd_instance_protocol::LeaseToken>,
+    /// Replica: when its primary's manager last answered as primary (`upstream::watch`).
+    pub upstream_seen_at: Option<Instant>,
 }
 
 /// How often PostgreSQL's liveness and WAL positions are refreshed between full observations.

@@ -96,6 +96,10 @@ pub struct InstanceStatus {
     /// primary when it also streams).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub following: Option<String>,
+    /// Replica: how long ago (milliseconds) its manager last reached the primary's manager
+    /// (and found it primary). Absent from managers that do not probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_seen_ms_ago: Option<u64>,
     /// Primary: stopped by itself because its lease ran out (isolated from the controller and
     /// from a majority of its peers).
     #[serde(default)]
@@ -195,6 +199,7 @@ impl InstanceStatus {
             shutdown_checkpoint: None,
             observed_ms_ago: 0,
             following: None,
+            upstream_seen_ms_ago: None,
             self_fenced: false,
             disk_full: false,
             archive: None,
@@ -208,6 +213,24 @@ impl InstanceStatus {
             Role::Primary => self.current_lsn,
             _ => self.received_lsn.max(self.replay_lsn),
         }
+    }
+}
+
+/// How recently a replica must have reached its primary's manager for its streaming to count
+/// as following that primary (see [`InstanceStatus::follows`]).
+pub const UPSTREAM_REACH_MAX_AGE_MS: u64 = 1000;
+
+impl InstanceStatus {
+    /// This replica follows `primary`: its spec says to stream from it, its WAL receiver is
+    /// active, and (when it reports it) it reached `primary`'s manager within
+    /// [`UPSTREAM_REACH_MAX_AGE_MS`]. A WAL receiver stays "active" for its whole timeout after
+    /// a partition; the reach does not.
+    pub fn follows(&self, primary: &str) -> bool {
+        self.following.as_deref() == Some(primary)
+            && self.is_wal_receiver_active
+            && self
+                .upstream_seen_ms_ago
+                .is_none_or(|ms| ms <= UPSTREAM_REACH_MAX_AGE_MS)
     }
 }
 
@@ -241,6 +264,7 @@ mod tests {
             shutdown_checkpoint: None,
             observed_ms_ago: 0,
             following: None,
+            upstream_seen_ms_ago: None,
             self_fenced: false,
             disk_full: false,
             archive: None,
@@ -255,5 +279,25 @@ mod tests {
             status.wal_position().map(|l| l.to_string()).as_deref(),
             Some("0/3000200")
         );
+    }
+
+    #[test]
+    fn a_replica_follows_its_primary_only_while_it_reaches_it() {
+        let mut s = InstanceStatus::nothing_observed("pg-2", Role::Replica, "test");
+        s.following = Some("pg-1".into());
+        s.is_wal_receiver_active = true;
+        assert!(
+            s.follows("pg-1"),
+            "a manager that does not report the reach"
+        );
+        assert!(!s.follows("pg-3"));
+        s.upstream_seen_ms_ago = Some(200);
+        assert!(s.follows("pg-1"));
+        // Cut off: its WAL receiver still says active until its own timeout.
+        s.upstream_seen_ms_ago = Some(UPSTREAM_REACH_MAX_AGE_MS + 1);
+        assert!(!s.follows("pg-1"));
+        s.upstream_seen_ms_ago = Some(0);
+        s.is_wal_receiver_active = false;
+        assert!(!s.follows("pg-1"));
     }
 }

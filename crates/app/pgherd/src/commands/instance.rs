@@ -259,6 +259,14 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
             ))
             .instrument(span.clone()),
         );
+        let upstream = tokio::spawn(
+            (pgherd_instance_manager::upstream::watch(
+                spec_path.to_path_buf(),
+                shared.clone(),
+                stop_rx.clone(),
+            ))
+            .instrument(span.clone()),
+        );
         // The loop runs blocking commands (pg_ctl, pg_rewind, pg_basebackup): on its own
         // thread and runtime, so that they never hold up the status server, the liveness
         // watch or the lease.
@@ -285,6 +293,7 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
             .map_err(|_| anyhow::anyhow!("the instance manager loop panicked"))??;
         liveness.await.context("liveness watch")?;
         lease.await.context("lease watch")?;
+        upstream.await.context("upstream watch")?;
         server.await.context("status server")??;
         if let Some(metrics) = metrics {
             metrics.await.context("metrics endpoint")?;
