@@ -1,0 +1,473 @@
+//! The write verbs and what they mean (API reference "API Concepts": create, update, patch,
+//! delete; "Resource versions"; "Generation"): names and generateName, resourceVersion
+//! preconditions, generation bumped on spec changes only, the status subresource split,
+//! finalizers and deletionTimestamp, field ownership, Secret `stringData`, CRD registration.
+//! Garbage collection runs after every write (`gc`).
+
+use crate::apply::{self, ApplyRequest};
+use crate::clock;
+use crate::crd::{self, Validation};
+use crate::error::{ApiError, Cause};
+use crate::gc::{self, Propagation};
+use crate::patch;
+use crate::registry::{Registry, ResourceType};
+use crate::store::Store;
+use base64::Engine;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Everything the server holds: the types it serves and the objects.
+#[derive(Debug)]
+pub struct State {
+    pub registry: Registry,
+    pub store: Store,
+}
+
+/// The object a request addresses.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub rt: Arc<ResourceType>,
+    pub namespace: String,
+    pub name: String,
+    /// `status`, `scale`, … or empty for the main resource.
+    pub subresource: String,
+}
+
+/// Query parameters that shape writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
+    pub force: bool,
+    pub validation: Validation,
+    pub user_agent: String,
+}
+
+impl WriteOptions {
+    fn manager(&self) -> String {
+        self.field_manager.clone().unwrap_or_else(|| {
+            let ua = self.user_agent.split('/').next().unwrap_or_default();
+            if ua.is_empty() {
+                "unknown".into()
+            } else {
+                ua.into()
+            }
+        })
+    }
+}
+
+/// A write's result: the object as stored (or as it would be, on a dry run).
+#[derive(Debug)]
+pub struct Written {
+    pub object: Value,
+    pub created: bool,
+    pub warnings: Vec<String>,
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn name_invalid(rt: &ResourceType, name: &str) -> ApiError {
+    ApiError::invalid(
+        &rt.group_kind(),
+        name,
+        &rt.plural,
+        &rt.group,
+        &[Cause {
+            field: "metadata.name".into(),
+            reason: "FieldValueInvalid",
+            message: format!(
+                "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+            ),
+        }],
+    )
+}
+
+/// The object without what does not count as spec for `generation`.
+fn spec_part(o: &Value) -> Value {
+    let mut o = o.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    o
+}
+
+impl State {
+    pub fn new(window: usize) -> Self {
+        let mut s = State {
+            registry: Registry::with_builtins(),
+            store: Store::new(window),
+        };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            if let Some(rt) = s.registry.find("", "v1", "namespaces") {
+                let t = Target { rt, namespace: String::new(), name: ns.into(), subresource: String::new() };
+                let _ = s.create(&t, obj, &WriteOptions::default());
+            }
+        }
+        s
+    }
+
+    /// Kind-specific normalisation every write goes through, then the CRD schema.
+    fn prepare(&self, t: &Target, obj: &mut Value, opts: &WriteOptions) -> Result<Vec<String>, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        obj["apiVersion"] = json!(t.rt.api_version());
+        obj["kind"] = json!(t.rt.kind);
+        if !obj["metadata"].is_object() {
+            obj["metadata"] = json!({});
+        }
+        if t.rt.namespaced {
+            obj["metadata"]["namespace"] = json!(t.namespace);
+        } else if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("namespace");
+        }
+        match (t.rt.group.as_str(), t.rt.kind.as_str()) {
+            ("", "Secret") => {
+                if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+                    for (k, v) in sd {
+                        let enc = base64::engine::general_purpose::STANDARD
+                            .encode(v.as_str().unwrap_or_default());
+                        obj["data"][k.as_str()] = json!(enc);
+                    }
+                }
+                if obj.get("type").is_none() {
+                    obj["type"] = json!("Opaque");
+                }
+            }
+            ("", "Namespace") => {
+                if obj["spec"]["finalizers"].is_null() {
+                    obj["spec"]["finalizers"] = json!(["kubernetes"]);
+                }
+                if obj["status"]["phase"].is_null() {
+                    obj["status"]["phase"] = json!("Active");
+                }
+            }
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                crd::types_of(obj)?;
+            }
+            _ => {}
+        }
+        crd::admit(&t.rt, obj, opts.validation)
+    }
+
+    fn require_namespace(&self, t: &Target) -> Result<(), ApiError> {
+        if !t.rt.namespaced {
+            return Ok(());
+        }
+        match self.store.get("/namespaces", "", &t.namespace) {
+            None => Err(ApiError::not_found("", "namespaces", &t.namespace)),
+            Some(ns) if !ns["metadata"]["deletionTimestamp"].is_null() => Err(ApiError::forbidden(format!(
+                "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                t.rt.plural, t.name, t.namespace
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub fn create(&mut self, t: &Target, mut obj: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+        let warnings = self.prepare(t, &mut obj, opts)?;
+        let mut name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if name.is_empty() {
+            if let Some(prefix) = obj["metadata"]["generateName"].as_str() {
+                name = format!("{prefix}{}", random_suffix(self.store.resource_version()));
+            }
+        }
+        if !t.name.is_empty() && t.name != name {
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        }
+        if !is_valid_name(&name) {
+            return Err(name_invalid(&t.rt, &name));
+        }
+        self.require_namespace(&Target { name: name.clone(), ..t.clone() })?;
+        let storage = t.rt.storage_key();
+        if self.store.get(&storage, &t.namespace, &name).is_some() {
+            return Err(ApiError::already_exists(&t.rt.group, &t.rt.plural, &name));
+        }
+        let meta = &mut obj["metadata"];
+        meta["name"] = json!(name);
+        meta["uid"] = json!(self.store.new_uid());
+        meta["creationTimestamp"] = json!(clock::now_rfc3339());
+        if let Some(m) = meta.as_object_mut() {
+            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+                m.remove(k);
+            }
+        }
+        if t.rt.has_generation() {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+        apply::record_update(&Value::Null, &mut obj, &opts.manager(), &t.rt.api_version(), false, t.rt.status);
+        let object = self.commit(t, obj, opts);
+        Ok(Written { object, created: true, warnings })
+    }
+
+    /// Store (unless dry run) and run what follows a write: CRD registration, collection.
+    fn commit(&mut self, t: &Target, mut obj: Value, opts: &WriteOptions) -> Value {
+        if opts.dry_run {
+            return obj;
+        }
+        let is_crd = t.rt.group == "apiextensions.k8s.io" && t.rt.kind == "CustomResourceDefinition";
+        if is_crd {
+            if let Ok(types) = crd::types_of(&obj) {
+                obj["status"] = crd::established_status(&obj);
+                let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                self.registry.set_crd_types(&name, types);
+            }
+        }
+        let deleting = !obj["metadata"]["deletionTimestamp"].is_null();
+        let no_finalizers = obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+        let stored = if deleting && no_finalizers && !t.rt.kind.eq("Namespace") {
+            let (ns, name) = crate::store::key_of(&obj);
+            self.store.put(&t.rt.storage_key(), obj);
+            self.store.remove(&t.rt.storage_key(), &ns, &name).unwrap_or(Value::Null)
+        } else {
+            self.store.put(&t.rt.storage_key(), obj)
+        };
+        gc::collect(self);
+        stored
+    }
+
+    fn current(&self, t: &Target) -> Result<Value, ApiError> {
+        self.store
+            .get(&t.rt.storage_key(), &t.namespace, &t.name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, &t.name))
+    }
+
+    pub fn get(&self, t: &Target) -> Result<Value, ApiError> {
+        let mut o = self.current(t)?;
+        o["apiVersion"] = json!(t.rt.api_version());
+        Ok(o)
+    }
+
+    /// PUT: replace the object (or its status), honouring a resourceVersion precondition.
+    pub fn update(&mut self, t: &Target, new: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+        let old = self.current(t)?;
+        let rv = new["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+        if !rv.is_empty() && Some(rv.as_str()) != old["metadata"]["resourceVersion"].as_str() {
+            return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name,
+                "the object has been modified; please apply your changes to the latest version and try again"));
+        }
+        self.write_new_version(t, old, new, opts, None)
+    }
+
+    /// The common tail of update, patch and apply.
+    fn write_new_version(&mut self, t: &Target, old: Value, mut new: Value, opts: &WriteOptions, applied_by: Option<&str>) -> Result<Written, ApiError> {
+        if new["metadata"]["name"].as_str().is_some_and(|n| n != t.name) {
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        }
+        new["metadata"]["name"] = json!(t.name);
+        let status_sub = t.subresource == "status";
+        if status_sub {
+            let status = new.get("status").cloned();
+            new = old.clone();
+            match status {
+                Some(s) => new["status"] = s,
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        } else if t.rt.status {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        let mut warnings = self.prepare(t, &mut new, opts)?;
+        // Identity and system fields come from the stored object.
+        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            match old["metadata"].get(k) {
+                Some(v) => new["metadata"][k] = v.clone(),
+                None => {
+                    if let Some(m) = new["metadata"].as_object_mut() {
+                        m.remove(k);
+                    }
+                }
+            }
+        }
+        if !old["metadata"]["deletionTimestamp"].is_null() {
+            let before: Vec<Value> = old["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+            let after: Vec<Value> = new["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+            if after.iter().any(|f| !before.contains(f)) {
+                return Err(ApiError::forbidden(format!(
+                    "{} \"{}\" is forbidden: no new finalizers can be added if the object is being deleted",
+                    t.rt.plural, t.name
+                )));
+            }
+        }
+        if t.rt.has_generation() && spec_part(&old) != spec_part(&new) {
+            let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
+            new["metadata"]["generation"] = json!(g + 1);
+        }
+        new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
+        if applied_by.is_none() {
+            apply::record_update(&old, &mut new, &opts.manager(), &t.rt.api_version(), status_sub, t.rt.status);
+        }
+        let mut cmp_old = old.clone();
+        let mut cmp_new = new.clone();
+        for o in [&mut cmp_old, &mut cmp_new] {
+            if let Some(m) = o["metadata"].as_object_mut() {
+                m.remove("resourceVersion");
+                m.remove("managedFields");
+            }
+        }
+        if cmp_old == cmp_new {
+            // A no-op write stores nothing and keeps the resourceVersion.
+            warnings.retain(|_| true);
+            return Ok(Written { object: old, created: false, warnings });
+        }
+        let object = self.commit(t, new, opts);
+        Ok(Written { object, created: false, warnings })
+    }
+
+    /// PATCH in any of the four formats.
+    pub fn patch(&mut self, t: &Target, content_type: &str, body: &[u8], opts: &WriteOptions) -> Result<Written, ApiError> {
+        let ct = content_type.split(';').next().unwrap_or_default().trim();
+        if ct == "application/apply-patch+yaml" {
+            return self.apply(t, body, opts);
+        }
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+        let old = self.current(t)?;
+        let mut new = old.clone();
+        match ct {
+            "application/merge-patch+json" => patch::merge_patch(&mut new, &patch),
+            "application/json-patch+json" => patch::json_patch(&mut new, &patch)?,
+            "application/strategic-merge-patch+json" => {
+                if t.rt.crd.is_some() {
+                    return Err(ApiError::unsupported_media(
+                        "strategic merge patch is not supported for custom resources; use a merge patch",
+                    ));
+                }
+                patch::strategic_merge(&mut new, &patch)
+            }
+            other => return Err(ApiError::unsupported_media(format!("the patch type {other:?} is not supported"))),
+        }
+        let want_rv = new["metadata"]["resourceVersion"].clone();
+        if !want_rv.is_null() && want_rv != old["metadata"]["resourceVersion"] {
+            return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name,
+                "the object has been modified; please apply your changes to the latest version and try again"));
+        }
+        self.write_new_version(t, old, new, opts, None)
+    }
+
+    /// Server-side apply: create or merge, owning fields per field manager.
+    fn apply(&mut self, t: &Target, body: &[u8], opts: &WriteOptions) -> Result<Written, ApiError> {
+        let config: Value = serde_yaml_ng::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
+        let Some(manager) = opts.field_manager.clone() else {
+            return Err(ApiError::bad_request("PATCH with apply requires the fieldManager query parameter"));
+        };
+        let current = self.store.get(&t.rt.storage_key(), &t.namespace, &t.name).cloned();
+        let status_sub = t.subresource == "status";
+        let req = ApplyRequest {
+            manager: &manager,
+            api_version: &t.rt.api_version(),
+            subresource: if status_sub { "status" } else { "" },
+            force: opts.force,
+            status: status_sub,
+            skip_status: t.rt.status,
+        };
+        let base = current.clone().unwrap_or(Value::Null);
+        let merged = apply::apply(&base, &config, &req).map_err(|conflicts| {
+            let causes: Vec<Cause> = conflicts
+                .iter()
+                .map(|c| Cause {
+                    field: c.path.clone(),
+                    reason: "FieldManagerConflict",
+                    message: format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                })
+                .collect();
+            let lines: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.message, c.field)).collect();
+            let mut e = ApiError::new(409, "Conflict", format!(
+                "Apply failed with {} conflict{}: {}",
+                causes.len(),
+                if causes.len() == 1 { "" } else { "s" },
+                lines.join("\n")
+            ));
+            e.details = Some(json!({
+                "name": t.name, "kind": t.rt.plural, "group": t.rt.group,
+                "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
+            }));
+            e
+        })?;
+        match current {
+            None => {
+                let opts = WriteOptions { field_manager: Some(manager.clone()), ..opts.clone() };
+                let managed = merged["metadata"]["managedFields"].clone();
+                let mut w = self.create(t, merged, &opts)?;
+                if !opts.dry_run {
+                    let mut obj = w.object.clone();
+                    obj["metadata"]["managedFields"] = managed;
+                    w.object = self.store.put(&t.rt.storage_key(), obj);
+                }
+                Ok(w)
+            }
+            Some(old) => {
+                let mut w = self.write_new_version(t, old, merged.clone(), opts, Some(&manager))?;
+                if !opts.dry_run && w.object["metadata"]["managedFields"] != merged["metadata"]["managedFields"] {
+                    let mut obj = w.object.clone();
+                    obj["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
+                    if self.store.get(&t.rt.storage_key(), &t.namespace, &t.name).is_some() {
+                        w.object = self.store.put(&t.rt.storage_key(), obj);
+                    }
+                }
+                Ok(w)
+            }
+        }
+    }
+
+    /// DELETE: with finalizers the object is only marked (deletionTimestamp) until they are
+    /// gone; dependents are collected per `propagation`.
+    pub fn delete(&mut self, t: &Target, propagation: Option<Propagation>, precondition_uid: Option<&str>, precondition_rv: Option<&str>, dry_run: bool) -> Result<Value, ApiError> {
+        let old = self.current(t)?;
+        if precondition_uid.is_some_and(|u| Some(u) != old["metadata"]["uid"].as_str()) {
+            return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name, "Precondition failed: UID in precondition does not match the stored object"));
+        }
+        if precondition_rv.is_some_and(|r| Some(r) != old["metadata"]["resourceVersion"].as_str()) {
+            return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name, "the object has been modified; please apply your changes to the latest version and try again"));
+        }
+        if dry_run {
+            return Ok(old);
+        }
+        let default = if t.rt.group == "batch" && t.rt.kind == "Job" { Propagation::Orphan } else { Propagation::Background };
+        let out = gc::delete_object(self, &t.rt.storage_key(), &t.namespace, &t.name, propagation.unwrap_or(default));
+        if t.rt.crd.is_none() && t.rt.kind == "CustomResourceDefinition" && self.store.get(&t.rt.storage_key(), "", &t.name).is_none() {
+            self.registry.remove_crd(&t.name);
+        }
+        gc::collect(self);
+        Ok(out.unwrap_or(old))
+    }
+}
+
+fn random_suffix(seed: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut x = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(clock::now_secs() as u64 ^ 0x5851_F42D_4C95_7F2D);
+    (0..5)
+        .map(|_| {
+            x ^= x >> 33;
+            x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
