@@ -69,7 +69,7 @@ pub fn types_of(crd: &Value) -> Result<Vec<ResourceType>, ApiError> {
         return Err(ApiError::invalid(
             "CustomResourceDefinition.apiextensions.k8s.io",
             name,
-            "customresourcedefinitions",
+            "CustomResourceDefinition",
             "apiextensions.k8s.io",
             &causes,
         ));
@@ -252,7 +252,7 @@ pub fn admit(rt: &ResourceType, object: &mut Value, validation: Validation) -> R
                 message: d.message.clone(),
             })
             .collect();
-        return Err(ApiError::invalid(&rt.group_kind(), &name, &rt.plural, &rt.group, &causes));
+        return Err(ApiError::invalid(&rt.group_kind(), &name, &rt.kind, &rt.group, &causes));
     }
     Ok(warnings)
 }

@@ -246,6 +246,11 @@ fn object_response(parts: &Parts, rt: &ResourceType, code: u16, object: &Value, 
 
 fn resource_request(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &Target, verb: &str, body: Bytes) -> Result<Response<Body>, ApiError> {
     let rt = &t.rt;
+    if header(parts, "content-type").starts_with("application/vnd.kubernetes.protobuf") {
+        return Err(ApiError::unsupported_media(
+            "kube-sim does not decode protobuf request bodies (kubectl's imperative `create <kind>` sends them); send JSON or YAML, e.g. `kubectl create -f` or `kubectl apply`",
+        ));
+    }
     let opts = write_options(parts, query);
     let scale_sub = t.subresource == "scale";
     match verb {

@@ -78,7 +78,7 @@ fn name_invalid(rt: &ResourceType, name: &str) -> ApiError {
     ApiError::invalid(
         &rt.group_kind(),
         name,
-        &rt.plural,
+        &rt.kind,
         &rt.group,
         &[Cause {
             field: "metadata.name".into(),
