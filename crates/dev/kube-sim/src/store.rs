@@ -181,6 +181,9 @@ impl Store {
     /// Forget the change log (as etcd compaction does) and end every open watch: clients that
     /// resume from an older resourceVersion get `410 Gone` and must relist.
     pub fn compact(&mut self) {
+        // Move past every resourceVersion a client may hold, so resuming from any of them
+        // is too old while a fresh list (at the new version) can watch again.
+        self.rv += 1;
         self.log.clear();
         self.compacted = self.rv;
         self.epoch.send_modify(|e| *e += 1);

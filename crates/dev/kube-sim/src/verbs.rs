@@ -175,6 +175,15 @@ impl State {
     }
 
     pub fn create(&mut self, t: &Target, mut obj: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+        // With a status subresource, status is not the creator's to set.
+        if t.rt.status {
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+            if t.rt.group.is_empty() && t.rt.kind == "Pod" {
+                obj["status"] = json!({ "phase": "Pending" });
+            }
+        }
         let warnings = self.prepare(t, &mut obj, opts)?;
         let mut name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
         if name.is_empty() {
