@@ -86,7 +86,7 @@ fn collect(v: &Value, field: &str, prefix: &mut FieldPath, out: &mut FieldSet) {
     }
 }
 
-fn find_item<'a>(items: &'a [Value], element: &str) -> Option<usize> {
+fn find_item(items: &[Value], element: &str) -> Option<usize> {
     if let Some(k) = element.strip_prefix("k:") {
         let want: Map<String, Value> = serde_json::from_str(k).ok()?;
         items
@@ -168,7 +168,11 @@ pub fn render_path(path: &[String]) -> String {
 pub fn to_fields_v1(set: &FieldSet) -> Value {
     fn build(set: &FieldSet, prefix: &[String]) -> Value {
         let mut m = Map::new();
-        if set.contains(prefix) && set.iter().any(|p| p.len() > prefix.len() && p.starts_with(prefix)) {
+        if set.contains(prefix)
+            && set
+                .iter()
+                .any(|p| p.len() > prefix.len() && p.starts_with(prefix))
+        {
             m.insert(".".into(), json!({}));
         }
         let children: BTreeSet<&String> = set
@@ -303,9 +307,8 @@ pub fn apply(current: &Value, config: &Value, req: &ApplyRequest) -> Result<Valu
             return Err(conflicts);
         }
         for e in entries.iter_mut().filter(|e| !is_mine(e)) {
-            e.fields.retain(|p| {
-                !new_set.contains(p) || value_at(current, p) == value_at(config, p)
-            });
+            e.fields
+                .retain(|p| !new_set.contains(p) || value_at(current, p) == value_at(config, p));
         }
     }
     let mut merged = if current.is_null() {
@@ -393,7 +396,14 @@ fn apply_merge(target: &mut Value, config: &Value, field: &str) {
 
 /// Ownership after a non-apply write by `manager`: it takes the fields it changed (from
 /// everyone else, without conflict), and fields that no longer exist are owned by nobody.
-pub fn record_update(old: &Value, new: &mut Value, manager: &str, api_version: &str, req_status: bool, skip_status: bool) {
+pub fn record_update(
+    old: &Value,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    req_status: bool,
+    skip_status: bool,
+) {
     let mut entries = read_managed(old);
     let new_fields = fields_of(new, req_status, skip_status);
     let changed: FieldSet = new_fields
@@ -432,12 +442,20 @@ mod tests {
     use super::*;
 
     fn req<'a>(manager: &'a str, force: bool) -> ApplyRequest<'a> {
-        ApplyRequest { manager, api_version: "v1", subresource: "", force, status: false, skip_status: true }
+        ApplyRequest {
+            manager,
+            api_version: "v1",
+            subresource: "",
+            force,
+            status: false,
+            skip_status: true,
+        }
     }
 
     #[test]
     fn conflicts_and_removal() {
-        let a = json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "data": {"k": "v", "j": "w"}});
+        let a =
+            json!({"metadata": {"name": "x", "labels": {"a": "1"}}, "data": {"k": "v", "j": "w"}});
         let obj = apply(&Value::Null, &a, &req("one", false)).unwrap();
         let b = json!({"metadata": {"name": "x"}, "data": {"k": "other"}});
         let c = apply(&obj, &b, &req("two", false)).unwrap_err();

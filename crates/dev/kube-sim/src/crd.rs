@@ -64,7 +64,11 @@ pub fn types_of(crd: &Value) -> Result<Vec<ResourceType>, ApiError> {
         "must be spec.names.plural+\".\"+spec.group",
     );
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
-    need(!versions.is_empty(), "spec.versions", "must have exactly one version marked as storage version");
+    need(
+        !versions.is_empty(),
+        "spec.versions",
+        "must have exactly one version marked as storage version",
+    );
     if !causes.is_empty() {
         return Err(ApiError::invalid(
             "CustomResourceDefinition.apiextensions.k8s.io",
@@ -81,8 +85,14 @@ pub fn types_of(crd: &Value) -> Result<Vec<ResourceType>, ApiError> {
         .map(|v| {
             let sub = &v["subresources"];
             let scale = sub.get("scale").map(|s| ScalePaths {
-                spec_replicas: s["specReplicasPath"].as_str().unwrap_or(".spec.replicas").into(),
-                status_replicas: s["statusReplicasPath"].as_str().unwrap_or(".status.replicas").into(),
+                spec_replicas: s["specReplicasPath"]
+                    .as_str()
+                    .unwrap_or(".spec.replicas")
+                    .into(),
+                status_replicas: s["statusReplicasPath"]
+                    .as_str()
+                    .unwrap_or(".status.replicas")
+                    .into(),
                 label_selector: s["labelSelectorPath"].as_str().map(String::from),
             });
             let printer_columns = v["additionalPrinterColumns"]
@@ -130,9 +140,7 @@ pub fn established_status(crd: &Value) -> Value {
         .filter(|v| v["storage"].as_bool() == Some(true))
         .map(|v| v["name"].clone())
         .collect();
-    let cond = |t: &str, reason: &str, message: &str| {
-        json!({ "type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message })
-    };
+    let cond = |t: &str, reason: &str, message: &str| json!({ "type": t, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message });
     json!({
         "conditions": [
             cond("NamesAccepted", "NoConflicts", "no conflicts found"),
@@ -176,11 +184,18 @@ pub fn apply_defaults(value: &mut Value, schema: &Value) {
 }
 
 /// Default, prune and validate a custom object in place; returns the warnings to send.
-pub fn admit(rt: &ResourceType, object: &mut Value, validation: Validation) -> Result<Vec<String>, ApiError> {
+pub fn admit(
+    rt: &ResourceType,
+    object: &mut Value,
+    validation: Validation,
+) -> Result<Vec<String>, ApiError> {
     let Some(schema) = &rt.schema else {
         return Ok(Vec::new());
     };
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let preserve_root = schema["x-kubernetes-preserve-unknown-fields"].as_bool() == Some(true);
     let Value::Object(map) = object.clone() else {
         return Err(ApiError::bad_request("the object must be a JSON object"));
@@ -231,7 +246,10 @@ pub fn admit(rt: &ResourceType, object: &mut Value, validation: Validation) -> R
         .partition(|d| d.message == "unknown field");
     let mut warnings = Vec::new();
     if !unknown.is_empty() {
-        let fields: Vec<String> = unknown.iter().map(|d| format!("unknown field \"{}\"", d.path)).collect();
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|d| format!("unknown field \"{}\"", d.path))
+            .collect();
         match validation {
             Validation::Strict => {
                 return Err(ApiError::bad_request(format!(
@@ -248,11 +266,21 @@ pub fn admit(rt: &ResourceType, object: &mut Value, validation: Validation) -> R
             .iter()
             .map(|d| Cause {
                 field: d.path.clone(),
-                reason: if d.message.contains("required") { "FieldValueRequired" } else { "FieldValueInvalid" },
+                reason: if d.message.contains("required") {
+                    "FieldValueRequired"
+                } else {
+                    "FieldValueInvalid"
+                },
                 message: d.message.clone(),
             })
             .collect();
-        return Err(ApiError::invalid(&rt.group_kind(), &name, &rt.kind, &rt.group, &causes));
+        return Err(ApiError::invalid(
+            &rt.group_kind(),
+            &name,
+            &rt.kind,
+            &rt.group,
+            &causes,
+        ));
     }
     Ok(warnings)
 }

@@ -7,7 +7,16 @@
 use crate::registry::{Registry, ResourceType};
 use serde_json::{json, Map, Value};
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 pub fn version() -> Value {
     json!({
@@ -25,7 +34,7 @@ pub fn core_versions(address: &str) -> Value {
     })
 }
 
-fn preferred<'a>(versions: &'a [String]) -> &'a str {
+fn preferred(versions: &[String]) -> &str {
     versions
         .iter()
         .find(|v| v.as_str() == "v1")
@@ -60,7 +69,12 @@ fn group(g: &str, vs: &[String]) -> Value {
 
 /// `/apis/G` (one group), if served.
 pub fn one_group(reg: &Registry, g: &str) -> Option<Value> {
-    let vs: Vec<String> = reg.group_versions().into_iter().filter(|(gg, _)| gg == g).map(|(_, v)| v).collect();
+    let vs: Vec<String> = reg
+        .group_versions()
+        .into_iter()
+        .filter(|(gg, _)| gg == g)
+        .map(|(_, v)| v)
+        .collect();
     if vs.is_empty() {
         return None;
     }
@@ -86,7 +100,11 @@ fn resource_entry(t: &ResourceType) -> Value {
 
 /// `/api/v1` or `/apis/G/V`, if served.
 pub fn resource_list(reg: &Registry, g: &str, v: &str) -> Option<Value> {
-    let types: Vec<_> = reg.all().iter().filter(|t| t.group == g && t.version == v).collect();
+    let types: Vec<_> = reg
+        .all()
+        .iter()
+        .filter(|t| t.group == g && t.version == v)
+        .collect();
     if types.is_empty() {
         return None;
     }
@@ -94,8 +112,10 @@ pub fn resource_list(reg: &Registry, g: &str, v: &str) -> Option<Value> {
     for t in types {
         resources.push(resource_entry(t));
         if t.status {
-            resources.push(json!({"name": format!("{}/status", t.plural), "singularName": "",
-                "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
+            resources.push(
+                json!({"name": format!("{}/status", t.plural), "singularName": "",
+                "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}),
+            );
         }
         if t.scale.is_some() {
             resources.push(json!({"name": format!("{}/scale", t.plural), "singularName": "",
@@ -103,8 +123,14 @@ pub fn resource_list(reg: &Registry, g: &str, v: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"]}));
         }
     }
-    let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
-    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }))
+    let gv = if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    };
+    Some(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }),
+    )
 }
 
 fn gv_path(g: &str, v: &str) -> String {
@@ -120,14 +146,22 @@ pub fn openapi_v3_root(reg: &Registry, hash: u64) -> Value {
     let mut paths = Map::new();
     for (g, v) in reg.group_versions() {
         let p = gv_path(&g, &v);
-        paths.insert(p.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={hash:016X}") }));
+        paths.insert(
+            p.clone(),
+            json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={hash:016X}") }),
+        );
     }
     json!({ "paths": paths })
 }
 
 /// `/openapi/v3/api/v1`, `/openapi/v3/apis/G/V`.
 pub fn openapi_v3_group_version(reg: &Registry, g: &str, v: &str) -> Option<Value> {
-    let types: Vec<_> = reg.all().iter().filter(|t| t.group == g && t.version == v).cloned().collect();
+    let types: Vec<_> = reg
+        .all()
+        .iter()
+        .filter(|t| t.group == g && t.version == v)
+        .cloned()
+        .collect();
     if types.is_empty() {
         return None;
     }
@@ -141,10 +175,12 @@ pub fn openapi_v3_group_version(reg: &Registry, g: &str, v: &str) -> Option<Valu
         } else {
             format!("/{}/{}", gv_path(g, v), t.plural)
         };
-        let op = |action: &str, params: Vec<Value>| json!({
-            "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk,
-            "parameters": params, "responses": {"200": {"description": "OK"}},
-        });
+        let op = |action: &str, params: Vec<Value>| {
+            json!({
+                "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk,
+                "parameters": params, "responses": {"200": {"description": "OK"}},
+            })
+        };
         paths.insert(base.clone(), json!({
             "get": op("list", vec![query("labelSelector"), query("fieldSelector")]),
             "post": op("post", vec![query("dryRun"), query("fieldManager"), query("fieldValidation")]),
@@ -158,7 +194,11 @@ pub fn openapi_v3_group_version(reg: &Registry, g: &str, v: &str) -> Option<Valu
         if let Some(schema) = &t.schema {
             let mut s = schema.clone();
             s["x-kubernetes-group-version-kind"] = json!([gvk]);
-            let prefix = if g.is_empty() { "io.k8s.api.core".to_string() } else { g.split('.').rev().collect::<Vec<_>>().join(".") };
+            let prefix = if g.is_empty() {
+                "io.k8s.api.core".to_string()
+            } else {
+                g.split('.').rev().collect::<Vec<_>>().join(".")
+            };
             schemas.insert(format!("{prefix}.{}.{}", t.version, t.kind), s);
         }
     }

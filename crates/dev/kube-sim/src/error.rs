@@ -49,8 +49,12 @@ impl ApiError {
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
         let what = qualified(group, plural);
-        ApiError::new(409, "AlreadyExists", format!("{what} \"{name}\" already exists"))
-            .with_details(group, plural, name)
+        ApiError::new(
+            409,
+            "AlreadyExists",
+            format!("{what} \"{name}\" already exists"),
+        )
+        .with_details(group, plural, name)
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
@@ -88,7 +92,13 @@ impl ApiError {
     }
 
     /// 422: the object does not pass validation; one cause per field.
-    pub fn invalid(group_kind: &str, name: &str, kind: &str, group: &str, causes: &[Cause]) -> Self {
+    pub fn invalid(
+        group_kind: &str,
+        name: &str,
+        kind: &str,
+        group: &str,
+        causes: &[Cause],
+    ) -> Self {
         let list: Vec<String> = causes
             .iter()
             .map(|c| {

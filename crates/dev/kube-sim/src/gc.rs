@@ -44,12 +44,20 @@ fn finalizers(o: &Value) -> Vec<String> {
 
 /// Delete one object: removed at once without finalizers, otherwise marked. Returns the
 /// object as it is afterwards (marked or as last seen).
-pub fn delete_object(state: &mut State, storage: &str, ns: &str, name: &str, policy: Propagation) -> Option<Value> {
+pub fn delete_object(
+    state: &mut State,
+    storage: &str,
+    ns: &str,
+    name: &str,
+    policy: Propagation,
+) -> Option<Value> {
     let mut obj = state.store.get(storage, ns, name)?.clone();
     let mut fins = finalizers(&obj);
     let already = !obj["metadata"]["deletionTimestamp"].is_null();
     match policy {
-        Propagation::Foreground if !fins.iter().any(|f| f == FOREGROUND) => fins.push(FOREGROUND.into()),
+        Propagation::Foreground if !fins.iter().any(|f| f == FOREGROUND) => {
+            fins.push(FOREGROUND.into())
+        }
         Propagation::Orphan if !fins.iter().any(|f| f == ORPHAN) => fins.push(ORPHAN.into()),
         _ => {}
     }
@@ -84,7 +92,12 @@ pub fn collect(state: &mut State) {
 
 fn pass(state: &mut State) -> bool {
     // Custom objects of CRDs that are gone.
-    let crd_names: BTreeSet<String> = state.registry.all().iter().filter_map(|t| t.crd.clone()).collect();
+    let crd_names: BTreeSet<String> = state
+        .registry
+        .all()
+        .iter()
+        .filter_map(|t| t.crd.clone())
+        .collect();
     for crd in crd_names {
         let key = "apiextensions.k8s.io/customresourcedefinitions";
         if state.store.get(key, "", &crd).is_none() {
@@ -97,7 +110,11 @@ fn pass(state: &mut State) -> bool {
                 .collect();
             state.registry.remove_crd(&crd);
             for s in storages {
-                let keys: Vec<(String, String)> = state.store.objects(&s).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+                let keys: Vec<(String, String)> = state
+                    .store
+                    .objects(&s)
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
                 for (ns, name) in keys {
                     state.store.remove(&s, &ns, &name);
                 }
@@ -120,13 +137,20 @@ fn pass(state: &mut State) -> bool {
     // Dependents.
     let mut has_dependents: BTreeSet<String> = BTreeSet::new();
     for ((s, ns, name), o) in &all {
-        let refs: Vec<Value> = o["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+        let refs: Vec<Value> = o["metadata"]["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if refs.is_empty() {
             continue;
         }
         let owners: Vec<&Value> = refs
             .iter()
-            .filter_map(|r| by_uid.get(r["uid"].as_str().unwrap_or_default()).map(|(_, o)| o))
+            .filter_map(|r| {
+                by_uid
+                    .get(r["uid"].as_str().unwrap_or_default())
+                    .map(|(_, o)| o)
+            })
             .collect();
         for r in &refs {
             if let Some(u) = r["uid"].as_str() {
@@ -140,7 +164,10 @@ fn pass(state: &mut State) -> bool {
             }
             continue;
         }
-        if let Some(orphaning) = owners.iter().find(|w| deleting(w) && finalizers(w).iter().any(|f| f == ORPHAN)) {
+        if let Some(orphaning) = owners
+            .iter()
+            .find(|w| deleting(w) && finalizers(w).iter().any(|f| f == ORPHAN))
+        {
             let uid = orphaning["metadata"]["uid"].clone();
             let mut o = o.clone();
             let kept: Vec<Value> = refs.into_iter().filter(|r| r["uid"] != uid).collect();
@@ -154,7 +181,9 @@ fn pass(state: &mut State) -> bool {
             state.store.put(s, o);
             return true;
         }
-        let all_owners_going = owners.iter().all(|w| deleting(w) && finalizers(w).iter().any(|f| f == FOREGROUND));
+        let all_owners_going = owners
+            .iter()
+            .all(|w| deleting(w) && finalizers(w).iter().any(|f| f == FOREGROUND));
         if all_owners_going && !deleting(o) {
             delete_object(state, s, ns, name, Propagation::Foreground);
             return true;
@@ -178,7 +207,10 @@ fn pass(state: &mut State) -> bool {
                 .map(|(k, _)| k.clone())
                 .collect();
             if let Some((cs, cns, cname)) = content.iter().find(|(cs, cns, cname)| {
-                state.store.get(cs, cns, cname).is_some_and(|c| !deleting(c))
+                state
+                    .store
+                    .get(cs, cns, cname)
+                    .is_some_and(|c| !deleting(c))
             }) {
                 delete_object(state, cs, cns, cname, Propagation::Background);
                 return true;

@@ -55,7 +55,12 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Serve { state_dir, port, watch_window, bookmark_interval } => {
+        Command::Serve {
+            state_dir,
+            port,
+            watch_window,
+            bookmark_interval,
+        } => {
             let running = start(Config {
                 state_dir: Some(state_dir.clone()),
                 port,
@@ -75,17 +80,33 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Token { state_dir, namespace, name, kubeconfig } => {
-            let key = std::fs::read_to_string(state_dir.join("token-key"))
-                .map_err(|e| format!("{}: {e} (is kube-sim serving this state directory?)", state_dir.join("token-key").display()))?;
-            let token = Authenticator::from_key(key.trim()).service_account_token(&namespace, &name);
+        Command::Token {
+            state_dir,
+            namespace,
+            name,
+            kubeconfig,
+        } => {
+            let key = std::fs::read_to_string(state_dir.join("token-key")).map_err(|e| {
+                format!(
+                    "{}: {e} (is kube-sim serving this state directory?)",
+                    state_dir.join("token-key").display()
+                )
+            })?;
+            let token =
+                Authenticator::from_key(key.trim()).service_account_token(&namespace, &name);
             match kubeconfig {
                 Some(path) => {
-                    let admin = std::fs::read_to_string(state_dir.join("kubeconfig")).map_err(|e| e.to_string())?;
-                    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap_or_default();
-                    let ca = std::fs::read_to_string(state_dir.join("ca.crt")).map_err(|e| e.to_string())?;
+                    let admin = std::fs::read_to_string(state_dir.join("kubeconfig"))
+                        .map_err(|e| e.to_string())?;
+                    let server = admin
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("server: "))
+                        .unwrap_or_default();
+                    let ca = std::fs::read_to_string(state_dir.join("ca.crt"))
+                        .map_err(|e| e.to_string())?;
                     let user = format!("system:serviceaccount:{namespace}:{name}");
-                    let cfg = pgherd_kube_sim::tls::kubeconfig(server, &ca, &user, &token, &namespace);
+                    let cfg =
+                        pgherd_kube_sim::tls::kubeconfig(server, &ca, &user, &token, &namespace);
                     std::fs::write(&path, cfg).map_err(|e| e.to_string())?;
                 }
                 None => println!("{token}"),

@@ -41,7 +41,11 @@ fn pointer_parts(path: &str) -> Result<Vec<String>, ApiError> {
 }
 
 fn bad(op: &Value, why: &str) -> ApiError {
-    ApiError::new(422, "Invalid", format!("the JSON patch operation {op} failed: {why}"))
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("the JSON patch operation {op} failed: {why}"),
+    )
 }
 
 fn add_at(doc: &mut Value, parts: &[String], value: Value, op: &Value) -> Result<(), ApiError> {
@@ -72,7 +76,9 @@ fn add_at(doc: &mut Value, parts: &[String], value: Value, op: &Value) -> Result
 }
 
 fn remove_at(doc: &mut Value, parts: &[String], op: &Value) -> Result<Value, ApiError> {
-    let (last, parent) = parts.split_last().ok_or_else(|| bad(op, "cannot remove root"))?;
+    let (last, parent) = parts
+        .split_last()
+        .ok_or_else(|| bad(op, "cannot remove root"))?;
     let target = walk_mut(doc, parent).ok_or_else(|| bad(op, "missing parent"))?;
     match target {
         Value::Object(m) => m.remove(last).ok_or_else(|| bad(op, "no such field")),
@@ -144,8 +150,13 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), ApiError> {
 /// Services: `port`). `None`: the list is replaced as a whole.
 pub fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-        | "imagePullSecrets" | "resourceClaims" => "name",
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
         "hostAliases" => "ip",
@@ -289,17 +300,31 @@ mod tests {
                            {"name": "b", "$patch": "delete"}]}});
         strategic_merge(&mut pod, &patch);
         assert_eq!(pod["spec"]["containers"].as_array().unwrap().len(), 1);
-        assert_eq!(pod["spec"]["containers"][0]["env"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            pod["spec"]["containers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(pod["spec"]["containers"][0]["image"], "x");
     }
 
     #[test]
     fn json_patch_ops() {
         let mut d = json!({"a": [1, 2]});
-        json_patch(&mut d, &json!([{"op": "add", "path": "/a/-", "value": 3},
-            {"op": "replace", "path": "/b", "value": 1}])).unwrap_err();
-        json_patch(&mut d, &json!([{"op": "add", "path": "/b", "value": {"c": 1}},
-            {"op": "test", "path": "/b/c", "value": 1}, {"op": "remove", "path": "/a/0"}])).unwrap();
+        json_patch(
+            &mut d,
+            &json!([{"op": "add", "path": "/a/-", "value": 3},
+            {"op": "replace", "path": "/b", "value": 1}]),
+        )
+        .unwrap_err();
+        json_patch(
+            &mut d,
+            &json!([{"op": "add", "path": "/b", "value": {"c": 1}},
+            {"op": "test", "path": "/b/c", "value": 1}, {"op": "remove", "path": "/a/0"}]),
+        )
+        .unwrap();
         assert_eq!(d, json!({"a": [2, 3], "b": {"c": 1}}));
     }
 }

@@ -71,7 +71,9 @@ impl Authenticator {
     }
 
     pub fn from_key(key: &str) -> Self {
-        Authenticator { key: key.to_string() }
+        Authenticator {
+            key: key.to_string(),
+        }
     }
 
     pub fn admin_token(&self) -> String {
@@ -80,7 +82,10 @@ impl Authenticator {
 
     /// A token for ServiceAccount `name` in `namespace`.
     pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
-        format!("sa.{namespace}.{name}.{}", digest(&self.key, &["sa", namespace, name]))
+        format!(
+            "sa.{namespace}.{name}.{}",
+            digest(&self.key, &["sa", namespace, name])
+        )
     }
 
     pub fn authenticate(&self, header: Option<&str>) -> Option<User> {
@@ -125,7 +130,11 @@ fn subject_matches(s: &Value, user: &User) -> bool {
         "User" => name == user.name,
         "Group" => user.groups.iter().any(|g| g == name),
         "ServiceAccount" => {
-            user.name == format!("system:serviceaccount:{}:{name}", s["namespace"].as_str().unwrap_or_default())
+            user.name
+                == format!(
+                    "system:serviceaccount:{}:{name}",
+                    s["namespace"].as_str().unwrap_or_default()
+                )
         }
         _ => false,
     }
@@ -148,16 +157,24 @@ fn rule_allows(rule: &Value, a: &Attributes) -> bool {
         Some(names) if !names.is_empty() => names.iter().any(|n| n.as_str() == Some(a.name)),
         _ => true,
     };
-    has(&rule["verbs"], a.verb) && has(&rule["apiGroups"], a.group) && has(&rule["resources"], &resource) && names_ok
+    has(&rule["verbs"], a.verb)
+        && has(&rule["apiGroups"], a.group)
+        && has(&rule["resources"], &resource)
+        && names_ok
 }
 
 fn role_rules(state: &State, role_ref: &Value, namespace: &str) -> Vec<Value> {
     let name = role_ref["name"].as_str().unwrap_or_default();
     let role = match role_ref["kind"].as_str() {
-        Some("ClusterRole") => state.store.get("rbac.authorization.k8s.io/clusterroles", "", name),
-        _ => state.store.get("rbac.authorization.k8s.io/roles", namespace, name),
+        Some("ClusterRole") => state
+            .store
+            .get("rbac.authorization.k8s.io/clusterroles", "", name),
+        _ => state
+            .store
+            .get("rbac.authorization.k8s.io/roles", namespace, name),
     };
-    role.and_then(|r| r["rules"].as_array().cloned()).unwrap_or_default()
+    role.and_then(|r| r["rules"].as_array().cloned())
+        .unwrap_or_default()
 }
 
 /// Whether `user` may do `a`.
@@ -165,17 +182,42 @@ pub fn authorize(state: &State, user: &User, a: &Attributes) -> bool {
     if user.is_admin() {
         return true;
     }
-    let bound = |b: &Value| b["subjects"].as_array().into_iter().flatten().any(|s| subject_matches(s, user));
-    for b in state.store.objects("rbac.authorization.k8s.io/clusterrolebindings").into_iter().flat_map(|o| o.values()) {
-        if bound(b) && role_rules(state, &b["roleRef"], "").iter().any(|r| rule_allows(r, a)) {
+    let bound = |b: &Value| {
+        b["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| subject_matches(s, user))
+    };
+    for b in state
+        .store
+        .objects("rbac.authorization.k8s.io/clusterrolebindings")
+        .into_iter()
+        .flat_map(|o| o.values())
+    {
+        if bound(b)
+            && role_rules(state, &b["roleRef"], "")
+                .iter()
+                .any(|r| rule_allows(r, a))
+        {
             return true;
         }
     }
     if a.namespace.is_empty() {
         return false;
     }
-    for ((ns, _), b) in state.store.objects("rbac.authorization.k8s.io/rolebindings").into_iter().flatten() {
-        if ns == a.namespace && bound(b) && role_rules(state, &b["roleRef"], ns).iter().any(|r| rule_allows(r, a)) {
+    for ((ns, _), b) in state
+        .store
+        .objects("rbac.authorization.k8s.io/rolebindings")
+        .into_iter()
+        .flatten()
+    {
+        if ns == a.namespace
+            && bound(b)
+            && role_rules(state, &b["roleRef"], ns)
+                .iter()
+                .any(|r| rule_allows(r, a))
+        {
             return true;
         }
     }

@@ -38,7 +38,7 @@ pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<
     };
     match routed {
         Routed::Done(r) => r,
-        Routed::Delegate(handler, target, req) => match handler.call(server, target, req).await {
+        Routed::Delegate(handler, target, req) => match handler.call(server, *target, *req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         },
@@ -48,10 +48,15 @@ pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<
 /// What routing decided: answered, or handed to a subresource served elsewhere.
 enum Routed {
     Done(Response<Body>),
-    Delegate(Arc<dyn Subresource>, Target, Request<Bytes>),
+    Delegate(Arc<dyn Subresource>, Box<Target>, Box<Request<Bytes>>),
 }
 
-pub fn json_response(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response<Body> {
+pub fn json_response(
+    code: u16,
+    value: &Value,
+    content_type: &str,
+    warnings: &[String],
+) -> Response<Body> {
     let mut b = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("Content-Type", content_type);
@@ -79,37 +84,70 @@ fn query_of(parts: &Parts) -> Query {
 }
 
 fn header<'a>(parts: &'a Parts, name: &str) -> &'a str {
-    parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
 }
 
 fn lock(server: &ApiServer) -> Result<MutexGuard<'_, State>, ApiError> {
-    server.state.lock().map_err(|_| ApiError::internal("state lock poisoned"))
+    server
+        .state
+        .lock()
+        .map_err(|_| ApiError::internal("state lock poisoned"))
 }
 
 fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, ApiError> {
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if matches!(segs.as_slice(), ["healthz"] | ["livez"] | ["readyz"]) {
-        return Ok(Routed::Done(Response::new(Full::new(Bytes::from_static(b"ok")).boxed())));
+        return Ok(Routed::Done(Response::new(
+            Full::new(Bytes::from_static(b"ok")).boxed(),
+        )));
     }
     let user = server
         .auth
-        .authenticate(parts.headers.get("authorization").and_then(|v| v.to_str().ok()))
+        .authenticate(
+            parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok()),
+        )
         .ok_or_else(ApiError::unauthorized)?;
-    let state = lock(&server)?;
+    let state = lock(server)?;
     let reg = &state.registry;
     let get = parts.method == Method::GET;
-    let found = |v: Option<Value>| v.map(|v| ok(&v)).ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    let found = |v: Option<Value>| {
+        v.map(|v| ok(&v)).ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })
+    };
     match segs.as_slice() {
         ["version"] if get => return Ok(Routed::Done(ok(&discovery::version()))),
         ["api"] if get => return Ok(Routed::Done(ok(&discovery::core_versions(&server.address)))),
         ["apis"] if get => return Ok(Routed::Done(ok(&discovery::group_list(reg)))),
         ["api", v] if get => return found(discovery::resource_list(reg, "", v)).map(Routed::Done),
         ["apis", g] if get => return found(discovery::one_group(reg, g)).map(Routed::Done),
-        ["apis", g, v] if get => return found(discovery::resource_list(reg, g, v)).map(Routed::Done),
-        ["openapi", "v3"] if get => return Ok(Routed::Done(ok(&discovery::openapi_v3_root(reg, openapi_hash(&state))))),
-        ["openapi", "v3", "api", v] if get => return found(discovery::openapi_v3_group_version(reg, "", v)).map(Routed::Done),
-        ["openapi", "v3", "apis", g, v] if get => return found(discovery::openapi_v3_group_version(reg, g, v)).map(Routed::Done),
+        ["apis", g, v] if get => {
+            return found(discovery::resource_list(reg, g, v)).map(Routed::Done)
+        }
+        ["openapi", "v3"] if get => {
+            return Ok(Routed::Done(ok(&discovery::openapi_v3_root(
+                reg,
+                openapi_hash(&state),
+            ))))
+        }
+        ["openapi", "v3", "api", v] if get => {
+            return found(discovery::openapi_v3_group_version(reg, "", v)).map(Routed::Done)
+        }
+        ["openapi", "v3", "apis", g, v] if get => {
+            return found(discovery::openapi_v3_group_version(reg, g, v)).map(Routed::Done)
+        }
         ["kube-sim", "compact"] if parts.method == Method::POST && user.is_admin() => {
             drop(state);
             server.compact();
@@ -120,21 +158,47 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] if !rest.is_empty() => ("", *v, rest),
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
-        _ => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        _ => {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ))
+        }
     };
     let namespaced_path = rest.len() >= 3
         && rest[0] == "namespaces"
-        && reg.find(group, version, rest[2]).is_some_and(|t| t.namespaced);
+        && reg
+            .find(group, version, rest[2])
+            .is_some_and(|t| t.namespaced);
     let (namespace, plural, name, sub) = if namespaced_path {
-        (Some(rest[1]), rest[2], rest.get(3).copied(), rest.get(4..).map(|s| s.join("/")))
+        (
+            Some(rest[1]),
+            rest[2],
+            rest.get(3).copied(),
+            rest.get(4..).map(|s| s.join("/")),
+        )
     } else {
-        (None, rest[0], rest.get(1).copied(), rest.get(2..).map(|s| s.join("/")))
+        (
+            None,
+            rest[0],
+            rest.get(1).copied(),
+            rest.get(2..).map(|s| s.join("/")),
+        )
     };
-    let rt = reg
-        .find(group, version, plural)
-        .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+    let rt = reg.find(group, version, plural).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    })?;
     if rt.namespaced && namespace.is_none() && name.is_some() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     let target = Target {
         rt: rt.clone(),
@@ -154,7 +218,11 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
         (&Method::PATCH, true) => "patch",
         (&Method::DELETE, true) => "delete",
         (&Method::DELETE, false) => "deletecollection",
-        _ => return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ))
+        }
     };
     let attrs = Attributes {
         verb,
@@ -167,31 +235,67 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
     if !rbac::authorize(&state, &user, &attrs) {
         return Err(forbidden(&user, &attrs));
     }
-    if !target.subresource.is_empty() && !matches!(target.subresource.as_str(), "status" | "scale") {
+    if !target.subresource.is_empty() && !matches!(target.subresource.as_str(), "status" | "scale")
+    {
         let handler = server
             .subresource(&rt.storage_key(), &target.subresource)
-            .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
-        state.get(&Target { subresource: String::new(), ..target.clone() })?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
+            })?;
+        state.get(&Target {
+            subresource: String::new(),
+            ..target.clone()
+        })?;
         drop(state);
-        let mut req = Request::builder().method(parts.method.clone()).uri(parts.uri.clone());
+        let mut req = Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone());
         for (k, v) in &parts.headers {
             req = req.header(k, v);
         }
-        let req = req.body(body).map_err(|e| ApiError::internal(e.to_string()))?;
-        return Ok(Routed::Delegate(handler, target, req));
+        let req = req
+            .body(body)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        return Ok(Routed::Delegate(handler, Box::new(target), Box::new(req)));
     }
-    if target.subresource == "status" && !rt.status || target.subresource == "scale" && rt.scale.is_none() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    if target.subresource == "status" && !rt.status
+        || target.subresource == "scale" && rt.scale.is_none()
+    {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     drop(state);
     resource_request(server, &parts, &query, &target, verb, body).map(Routed::Done)
 }
 
 fn forbidden(user: &User, a: &Attributes) -> ApiError {
-    let resource = if a.subresource.is_empty() { a.resource.to_string() } else { format!("{}/{}", a.resource, a.subresource) };
-    let scope = if a.namespace.is_empty() { "at the cluster scope".to_string() } else { format!("in the namespace \"{}\"", a.namespace) };
-    let group = if a.group.is_empty() { "\"\"".to_string() } else { format!("\"{}\"", a.group) };
-    let what = if a.name.is_empty() { String::new() } else { format!(" \"{}\"", a.name) };
+    let resource = if a.subresource.is_empty() {
+        a.resource.to_string()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace \"{}\"", a.namespace)
+    };
+    let group = if a.group.is_empty() {
+        "\"\"".to_string()
+    } else {
+        format!("\"{}\"", a.group)
+    };
+    let what = if a.name.is_empty() {
+        String::new()
+    } else {
+        format!(" \"{}\"", a.name)
+    };
     let mut e = ApiError::forbidden(format!(
         "{resource}{what} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group {group} {scope}",
         user.name, a.verb
@@ -226,25 +330,59 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     }
     serde_json::from_slice(body)
         .or_else(|_| serde_yaml_ng::from_slice(body))
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON or YAML: {e}")))
+        .map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON or YAML: {e}"))
+        })
 }
 
 fn list_selectors(query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
     Ok((
-        LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())?,
-        FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default())?,
+        LabelSelector::parse(
+            query
+                .get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )?,
+        FieldSelector::parse(
+            query
+                .get("fieldSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )?,
     ))
 }
 
-fn object_response(parts: &Parts, rt: &ResourceType, code: u16, object: &Value, warnings: &[String]) -> Response<Body> {
+fn object_response(
+    parts: &Parts,
+    rt: &ResourceType,
+    code: u16,
+    object: &Value,
+    warnings: &[String],
+) -> Response<Body> {
     if table::wants_table(header(parts, "accept")) && object["kind"] != "Status" {
-        let t = table::table(rt, std::slice::from_ref(object), json!({"resourceVersion": object["metadata"]["resourceVersion"]}));
-        return json_response(code, &t, "application/json;as=Table;v=v1;g=meta.k8s.io", warnings);
+        let t = table::table(
+            rt,
+            std::slice::from_ref(object),
+            json!({"resourceVersion": object["metadata"]["resourceVersion"]}),
+        );
+        return json_response(
+            code,
+            &t,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+            warnings,
+        );
     }
     json_response(code, object, "application/json", warnings)
 }
 
-fn resource_request(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &Target, verb: &str, body: Bytes) -> Result<Response<Body>, ApiError> {
+fn resource_request(
+    server: &Arc<ApiServer>,
+    parts: &Parts,
+    query: &Query,
+    t: &Target,
+    verb: &str,
+    body: Bytes,
+) -> Result<Response<Body>, ApiError> {
     let rt = &t.rt;
     if header(parts, "content-type").starts_with("application/vnd.kubernetes.protobuf") {
         return Err(ApiError::unsupported_media(
@@ -266,11 +404,20 @@ fn resource_request(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &T
         "watch" => watch_response(server, query, t),
         "create" => {
             if !t.subresource.is_empty() {
-                return Err(ApiError::method_not_allowed("create is not supported on this subresource"));
+                return Err(ApiError::method_not_allowed(
+                    "create is not supported on this subresource",
+                ));
             }
             let obj = parse_body(&body)?;
             let mut state = lock(server)?;
-            let w = state.create(&Target { name: String::new(), ..t.clone() }, obj, &opts)?;
+            let w = state.create(
+                &Target {
+                    name: String::new(),
+                    ..t.clone()
+                },
+                obj,
+                &opts,
+            )?;
             Ok(object_response(parts, rt, 201, &w.object, &w.warnings))
         }
         "update" => {
@@ -297,9 +444,18 @@ fn resource_request(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &T
                 let o = scale::update_scale(&mut state, t, &new, &opts)?;
                 return Ok(ok(&o));
             }
-            let existed = state.store.get(&rt.storage_key(), &t.namespace, &t.name).is_some();
+            let existed = state
+                .store
+                .get(&rt.storage_key(), &t.namespace, &t.name)
+                .is_some();
             let w = state.patch(t, ct, &body, &opts)?;
-            Ok(object_response(parts, rt, if existed { 200 } else { 201 }, &w.object, &w.warnings))
+            Ok(object_response(
+                parts,
+                rt,
+                if existed { 200 } else { 201 },
+                &w.object,
+                &w.warnings,
+            ))
         }
         "delete" => {
             let o = parse_body(&body)?;
@@ -308,9 +464,18 @@ fn resource_request(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &T
                 .or(query.get("propagationPolicy").map(String::as_str))
                 .and_then(Propagation::parse)
                 .or_else(|| (o["orphanDependents"] == json!(true)).then_some(Propagation::Orphan));
-            let dry_run = opts.dry_run || o["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All"));
+            let dry_run = opts.dry_run
+                || o["dryRun"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|x| x == "All"));
             let mut state = lock(server)?;
-            let out = state.delete(t, policy, o["preconditions"]["uid"].as_str(), o["preconditions"]["resourceVersion"].as_str(), dry_run)?;
+            let out = state.delete(
+                t,
+                policy,
+                o["preconditions"]["uid"].as_str(),
+                o["preconditions"]["resourceVersion"].as_str(),
+                dry_run,
+            )?;
             Ok(object_response(parts, rt, 200, &out, &[]))
         }
         "deletecollection" => {
@@ -321,11 +486,17 @@ fn resource_request(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &T
                 .objects(&rt.storage_key())
                 .into_iter()
                 .flatten()
-                .filter(|((ns, _), o)| (!rt.namespaced || *ns == t.namespace) && labels.matches(o) && fields.matches(o))
+                .filter(|((ns, _), o)| {
+                    (!rt.namespaced || *ns == t.namespace) && labels.matches(o) && fields.matches(o)
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             for (ns, name) in names {
-                let one = Target { namespace: ns, name, ..t.clone() };
+                let one = Target {
+                    namespace: ns,
+                    name,
+                    ..t.clone()
+                };
                 state.delete(&one, None, None, None, opts.dry_run)?;
             }
             Ok(ok(&error::success(json!({"kind": rt.plural}))))
@@ -334,7 +505,12 @@ fn resource_request(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &T
     }
 }
 
-fn list(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &Target) -> Result<Response<Body>, ApiError> {
+fn list(
+    server: &Arc<ApiServer>,
+    parts: &Parts,
+    query: &Query,
+    t: &Target,
+) -> Result<Response<Body>, ApiError> {
     let rt = &t.rt;
     let (labels, fields) = list_selectors(query)?;
     let state = lock(server)?;
@@ -344,12 +520,17 @@ fn list(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &Target) -> Re
                 .decode(c)
                 .map_err(|_| ApiError::bad_request("invalid continue token"))?;
             let s = String::from_utf8_lossy(&raw).to_string();
-            let (ns, name) = s.split_once('\u{1}').ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
+            let (ns, name) = s
+                .split_once('\u{1}')
+                .ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
             Some((ns.to_string(), name.to_string()))
         }
         None => None,
     };
-    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
     let mut items = Vec::new();
     let mut next = None;
     for ((ns, name), o) in state.store.objects(&rt.storage_key()).into_iter().flatten() {
@@ -364,7 +545,11 @@ fn list(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &Target) -> Re
         }
         if limit.is_some_and(|l| items.len() >= l) {
             let last: &Value = items.last().unwrap_or(&Value::Null);
-            let key = format!("{}\u{1}{}", last["metadata"]["namespace"].as_str().unwrap_or_default(), last["metadata"]["name"].as_str().unwrap_or_default());
+            let key = format!(
+                "{}\u{1}{}",
+                last["metadata"]["namespace"].as_str().unwrap_or_default(),
+                last["metadata"]["name"].as_str().unwrap_or_default()
+            );
             next = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key));
             break;
         }
@@ -378,14 +563,32 @@ fn list(server: &Arc<ApiServer>, parts: &Parts, query: &Query, t: &Target) -> Re
     }
     if table::wants_table(header(parts, "accept")) {
         let t = table::table(rt, &items, meta);
-        return Ok(json_response(200, &t, "application/json;as=Table;v=v1;g=meta.k8s.io", &[]));
+        return Ok(json_response(
+            200,
+            &t,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+            &[],
+        ));
     }
-    Ok(ok(&json!({ "kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": items })))
+    Ok(ok(
+        &json!({ "kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": items }),
+    ))
 }
 
-fn watch_response(server: &Arc<ApiServer>, query: &Query, t: &Target) -> Result<Response<Body>, ApiError> {
+fn watch_response(
+    server: &Arc<ApiServer>,
+    query: &Query,
+    t: &Target,
+) -> Result<Response<Body>, ApiError> {
     let (labels, fields) = list_selectors(query)?;
-    let rv = query.get("resourceVersion").filter(|r| !r.is_empty()).map(|r| r.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {r:?}")))).transpose()?;
+    let rv = query
+        .get("resourceVersion")
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            r.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {r:?}")))
+        })
+        .transpose()?;
     let req = WatchRequest {
         storage: t.rt.storage_key(),
         namespace: (t.rt.namespaced && !t.namespace.is_empty()).then(|| t.namespace.clone()),
@@ -393,15 +596,24 @@ fn watch_response(server: &Arc<ApiServer>, query: &Query, t: &Target) -> Result<
         fields,
         resource_version: rv,
         send_initial_events: query.get("sendInitialEvents").is_some_and(|s| s == "true"),
-        bookmarks: query.get("allowWatchBookmarks").is_some_and(|s| s == "true"),
-        timeout: Duration::from_secs(query.get("timeoutSeconds").and_then(|s| s.parse().ok()).unwrap_or(1800)),
+        bookmarks: query
+            .get("allowWatchBookmarks")
+            .is_some_and(|s| s == "true"),
+        timeout: Duration::from_secs(
+            query
+                .get("timeoutSeconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1800),
+        ),
         api_version: t.rt.api_version(),
         kind: t.rt.kind.clone(),
         bookmark_interval: server.bookmark_interval,
     };
     let rx = watch::start(&server.state, req)?;
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
     });
     Response::builder()
         .status(200)

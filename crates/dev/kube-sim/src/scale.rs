@@ -8,11 +8,16 @@ use crate::verbs::{State, Target, WriteOptions};
 use serde_json::{json, Value};
 
 fn segments(path: &str) -> Vec<&str> {
-    path.trim_start_matches('.').split('.').filter(|s| !s.is_empty()).collect()
+    path.trim_start_matches('.')
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 pub fn scale_of(rt: &ResourceType, o: &Value) -> Value {
-    let Some(paths) = &rt.scale else { return Value::Null };
+    let Some(paths) = &rt.scale else {
+        return Value::Null;
+    };
     let mut s = json!({
         "kind": "Scale", "apiVersion": "autoscaling/v1",
         "metadata": {
@@ -29,7 +34,12 @@ pub fn scale_of(rt: &ResourceType, o: &Value) -> Value {
 }
 
 /// Write `scale.spec.replicas` to the object.
-pub fn update_scale(state: &mut State, t: &Target, scale: &Value, opts: &WriteOptions) -> Result<Value, ApiError> {
+pub fn update_scale(
+    state: &mut State,
+    t: &Target,
+    scale: &Value,
+    opts: &WriteOptions,
+) -> Result<Value, ApiError> {
     let Some(paths) = &t.rt.scale else {
         return Err(ApiError::new(404, "NotFound", "no scale subresource"));
     };
@@ -44,7 +54,10 @@ pub fn update_scale(state: &mut State, t: &Target, scale: &Value, opts: &WriteOp
     if let Some(rv) = scale["metadata"]["resourceVersion"].as_str() {
         patch["metadata"] = json!({ "resourceVersion": rv });
     }
-    let main = Target { subresource: String::new(), ..t.clone() };
+    let main = Target {
+        subresource: String::new(),
+        ..t.clone()
+    };
     let body = serde_json::to_vec(&patch).map_err(|e| ApiError::internal(e.to_string()))?;
     let w = state.patch(&main, "application/merge-patch+json", &body, opts)?;
     Ok(scale_of(&t.rt, &w.object))

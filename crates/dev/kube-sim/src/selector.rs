@@ -190,9 +190,15 @@ mod tests {
             ("tier!=db", false),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(FieldSelector::parse("metadata.name=a").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.name!=a").unwrap().matches(&o));
+        assert!(!FieldSelector::parse("metadata.name!=a")
+            .unwrap()
+            .matches(&o));
     }
 }

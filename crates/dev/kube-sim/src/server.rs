@@ -89,7 +89,13 @@ impl ApiServer {
 
     /// A kubeconfig for a bearer token.
     pub fn kubeconfig_for(&self, user: &str, token: &str, namespace: &str) -> String {
-        tls::kubeconfig(&format!("https://{}", self.address), &self.ca_pem, user, token, namespace)
+        tls::kubeconfig(
+            &format!("https://{}", self.address),
+            &self.ca_pem,
+            user,
+            token,
+            namespace,
+        )
     }
 
     /// Forget the change log and end every watch (as an etcd compaction plus an API server
@@ -127,7 +133,9 @@ impl Drop for Running {
 /// Bind, write the kubeconfig and start serving in the background.
 pub async fn start(config: Config) -> Result<Running, ApiError> {
     let io = |e: std::io::Error| ApiError::internal(e.to_string());
-    let listener = TcpListener::bind(("127.0.0.1", config.port)).await.map_err(io)?;
+    let listener = TcpListener::bind(("127.0.0.1", config.port))
+        .await
+        .map_err(io)?;
     let address = listener.local_addr().map_err(io)?.to_string();
     let pki = tls::generate()?;
     let tls_config = tls::server_config(&pki)?;

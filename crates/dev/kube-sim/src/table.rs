@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 
 /// Whether an Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
 }
 
 fn col(name: &str, type_: &str, format: &str, priority: i64) -> PrinterColumn {
@@ -24,7 +27,11 @@ fn col(name: &str, type_: &str, format: &str, priority: i64) -> PrinterColumn {
 
 /// Evaluate a simple JSONPath such as `.status.phase` or `.spec.containers[0].image`.
 pub fn json_path<'a>(o: &'a Value, path: &str) -> Option<&'a Value> {
-    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim_start_matches('$');
+    let path = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim_start_matches('$');
     let mut cur = o;
     for seg in path.split('.').filter(|s| !s.is_empty()) {
         let (name, index) = match seg.split_once('[') {
@@ -42,7 +49,9 @@ pub fn json_path<'a>(o: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 fn age(o: &Value) -> Value {
-    let created = o["metadata"]["creationTimestamp"].as_str().and_then(clock::parse_rfc3339);
+    let created = o["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(clock::parse_rfc3339);
     match created {
         Some(t) => json!(clock::human_age(clock::now_secs() - t)),
         None => json!("<unknown>"),
@@ -53,32 +62,70 @@ fn builtin_cells(rt: &ResourceType, o: &Value) -> (Vec<PrinterColumn>, Vec<Value
     let name = o["metadata"]["name"].clone();
     match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Pod") => {
-            let statuses = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let statuses = o["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let total = o["spec"]["containers"].as_array().map_or(0, Vec::len);
-            let ready = statuses.iter().filter(|s| s["ready"] == json!(true)).count();
-            let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
+            let ready = statuses
+                .iter()
+                .filter(|s| s["ready"] == json!(true))
+                .count();
+            let restarts: i64 = statuses
+                .iter()
+                .filter_map(|s| s["restartCount"].as_i64())
+                .sum();
             (
-                vec![col("Name", "string", "name", 0), col("Ready", "string", "", 0), col("Status", "string", "", 0),
-                     col("Restarts", "string", "", 0), col("Age", "string", "", 0)],
-                vec![name, json!(format!("{ready}/{total}")), json!(o["status"]["phase"].as_str().unwrap_or("Pending")),
-                     json!(restarts.to_string()), age(o)],
+                vec![
+                    col("Name", "string", "name", 0),
+                    col("Ready", "string", "", 0),
+                    col("Status", "string", "", 0),
+                    col("Restarts", "string", "", 0),
+                    col("Age", "string", "", 0),
+                ],
+                vec![
+                    name,
+                    json!(format!("{ready}/{total}")),
+                    json!(o["status"]["phase"].as_str().unwrap_or("Pending")),
+                    json!(restarts.to_string()),
+                    age(o),
+                ],
             )
         }
         ("", "Node") => {
-            let ready = o["status"]["conditions"].as_array().into_iter().flatten()
-                .find(|c| c["type"] == "Ready").map(|c| c["status"] == "True");
-            let status = match ready { Some(true) => "Ready", Some(false) => "NotReady", None => "Unknown" };
+            let ready = o["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| c["status"] == "True");
+            let status = match ready {
+                Some(true) => "Ready",
+                Some(false) => "NotReady",
+                None => "Unknown",
+            };
             (
-                vec![col("Name", "string", "name", 0), col("Status", "string", "", 0), col("Age", "string", "", 0)],
+                vec![
+                    col("Name", "string", "name", 0),
+                    col("Status", "string", "", 0),
+                    col("Age", "string", "", 0),
+                ],
                 vec![name, json!(status), age(o)],
             )
         }
         ("", "Namespace") => (
-            vec![col("Name", "string", "name", 0), col("Status", "string", "", 0), col("Age", "string", "", 0)],
+            vec![
+                col("Name", "string", "name", 0),
+                col("Status", "string", "", 0),
+                col("Age", "string", "", 0),
+            ],
             vec![name, o["status"]["phase"].clone(), age(o)],
         ),
         _ => (
-            vec![col("Name", "string", "name", 0), col("Age", "string", "", 0)],
+            vec![
+                col("Name", "string", "name", 0),
+                col("Age", "string", "", 0),
+            ],
             vec![name, age(o)],
         ),
     }
@@ -90,7 +137,10 @@ fn cells(rt: &ResourceType, o: &Value) -> (Vec<PrinterColumn>, Vec<Value>) {
     }
     let mut cols = vec![col("Name", "string", "name", 0)];
     let mut cells = vec![o["metadata"]["name"].clone()];
-    let has_age = rt.printer_columns.iter().any(|c| c.json_path == ".metadata.creationTimestamp");
+    let has_age = rt
+        .printer_columns
+        .iter()
+        .any(|c| c.json_path == ".metadata.creationTimestamp");
     for c in &rt.printer_columns {
         cols.push(c.clone());
         let v = json_path(o, &c.json_path).cloned().unwrap_or(Value::Null);

@@ -19,7 +19,10 @@ pub struct ServerPki {
 pub fn generate() -> Result<ServerPki, ApiError> {
     let pki = pgherd_controller::pki::generate(
         "kube-sim",
-        &["localhost".to_string(), "kubernetes.default.svc".to_string()],
+        &[
+            "localhost".to_string(),
+            "kubernetes.default.svc".to_string(),
+        ],
         &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
         3650,
     )
@@ -33,9 +36,10 @@ pub fn generate() -> Result<ServerPki, ApiError> {
 
 pub fn server_config(pki: &ServerPki) -> Result<Arc<rustls::ServerConfig>, ApiError> {
     let bad = |e: &dyn std::fmt::Display| ApiError::internal(format!("TLS setup: {e}"));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(&e))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad(&e))?;
     let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).map_err(|e| bad(&e))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

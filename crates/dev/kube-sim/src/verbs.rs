@@ -109,7 +109,12 @@ impl State {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             if let Some(rt) = s.registry.find("", "v1", "namespaces") {
-                let t = Target { rt, namespace: String::new(), name: ns.into(), subresource: String::new() };
+                let t = Target {
+                    rt,
+                    namespace: String::new(),
+                    name: ns.into(),
+                    subresource: String::new(),
+                };
                 let _ = s.create(&t, obj, &WriteOptions::default());
             }
         }
@@ -117,9 +122,16 @@ impl State {
     }
 
     /// Kind-specific normalisation every write goes through, then the CRD schema.
-    fn prepare(&self, t: &Target, obj: &mut Value, opts: &WriteOptions) -> Result<Vec<String>, ApiError> {
+    fn prepare(
+        &self,
+        t: &Target,
+        obj: &mut Value,
+        opts: &WriteOptions,
+    ) -> Result<Vec<String>, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         obj["apiVersion"] = json!(t.rt.api_version());
         obj["kind"] = json!(t.rt.kind);
@@ -133,7 +145,9 @@ impl State {
         }
         match (t.rt.group.as_str(), t.rt.kind.as_str()) {
             ("", "Secret") => {
-                if let Some(Value::Object(sd)) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+                if let Some(Value::Object(sd)) =
+                    obj.as_object_mut().and_then(|m| m.remove("stringData"))
+                {
                     for (k, v) in sd {
                         let enc = base64::engine::general_purpose::STANDARD
                             .encode(v.as_str().unwrap_or_default());
@@ -174,7 +188,12 @@ impl State {
         }
     }
 
-    pub fn create(&mut self, t: &Target, mut obj: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+    pub fn create(
+        &mut self,
+        t: &Target,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
         // With a status subresource, status is not the creator's to set.
         if t.rt.status {
             if let Some(m) = obj.as_object_mut() {
@@ -185,19 +204,27 @@ impl State {
             }
         }
         let warnings = self.prepare(t, &mut obj, opts)?;
-        let mut name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let mut name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if name.is_empty() {
             if let Some(prefix) = obj["metadata"]["generateName"].as_str() {
                 name = format!("{prefix}{}", random_suffix(self.store.resource_version()));
             }
         }
         if !t.name.is_empty() && t.name != name {
-            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
         }
         if !is_valid_name(&name) {
             return Err(name_invalid(&t.rt, &name));
         }
-        self.require_namespace(&Target { name: name.clone(), ..t.clone() })?;
+        self.require_namespace(&Target {
+            name: name.clone(),
+            ..t.clone()
+        })?;
         let storage = t.rt.storage_key();
         if self.store.get(&storage, &t.namespace, &name).is_some() {
             return Err(ApiError::already_exists(&t.rt.group, &t.rt.plural, &name));
@@ -207,7 +234,12 @@ impl State {
         meta["uid"] = json!(self.store.new_uid());
         meta["creationTimestamp"] = json!(clock::now_rfc3339());
         if let Some(m) = meta.as_object_mut() {
-            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+            for k in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "selfLink",
+            ] {
                 m.remove(k);
             }
         }
@@ -217,9 +249,20 @@ impl State {
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("managedFields");
         }
-        apply::record_update(&Value::Null, &mut obj, &opts.manager(), &t.rt.api_version(), false, t.rt.status);
+        apply::record_update(
+            &Value::Null,
+            &mut obj,
+            &opts.manager(),
+            &t.rt.api_version(),
+            false,
+            t.rt.status,
+        );
         let object = self.commit(t, obj, opts);
-        Ok(Written { object, created: true, warnings })
+        Ok(Written {
+            object,
+            created: true,
+            warnings,
+        })
     }
 
     /// Store (unless dry run) and run what follows a write: CRD registration, collection.
@@ -227,20 +270,28 @@ impl State {
         if opts.dry_run {
             return obj;
         }
-        let is_crd = t.rt.group == "apiextensions.k8s.io" && t.rt.kind == "CustomResourceDefinition";
+        let is_crd =
+            t.rt.group == "apiextensions.k8s.io" && t.rt.kind == "CustomResourceDefinition";
         if is_crd {
             if let Ok(types) = crd::types_of(&obj) {
                 obj["status"] = crd::established_status(&obj);
-                let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let name = obj["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 self.registry.set_crd_types(&name, types);
             }
         }
         let deleting = !obj["metadata"]["deletionTimestamp"].is_null();
-        let no_finalizers = obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+        let no_finalizers = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
         let stored = if deleting && no_finalizers && !t.rt.kind.eq("Namespace") {
             let (ns, name) = crate::store::key_of(&obj);
             self.store.put(&t.rt.storage_key(), obj);
-            self.store.remove(&t.rt.storage_key(), &ns, &name).unwrap_or(Value::Null)
+            self.store
+                .remove(&t.rt.storage_key(), &ns, &name)
+                .unwrap_or(Value::Null)
         } else {
             self.store.put(&t.rt.storage_key(), obj)
         };
@@ -262,9 +313,17 @@ impl State {
     }
 
     /// PUT: replace the object (or its status), honouring a resourceVersion precondition.
-    pub fn update(&mut self, t: &Target, new: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+    pub fn update(
+        &mut self,
+        t: &Target,
+        new: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
         let old = self.current(t)?;
-        let rv = new["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
+        let rv = new["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if !rv.is_empty() && Some(rv.as_str()) != old["metadata"]["resourceVersion"].as_str() {
             return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name,
                 "the object has been modified; please apply your changes to the latest version and try again"));
@@ -273,9 +332,21 @@ impl State {
     }
 
     /// The common tail of update, patch and apply.
-    fn write_new_version(&mut self, t: &Target, old: Value, mut new: Value, opts: &WriteOptions, applied_by: Option<&str>) -> Result<Written, ApiError> {
-        if new["metadata"]["name"].as_str().is_some_and(|n| n != t.name) {
-            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+    fn write_new_version(
+        &mut self,
+        t: &Target,
+        old: Value,
+        mut new: Value,
+        opts: &WriteOptions,
+        applied_by: Option<&str>,
+    ) -> Result<Written, ApiError> {
+        if new["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n != t.name)
+        {
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
         }
         new["metadata"]["name"] = json!(t.name);
         let status_sub = t.subresource == "status";
@@ -302,7 +373,13 @@ impl State {
         }
         let mut warnings = self.prepare(t, &mut new, opts)?;
         // Identity and system fields come from the stored object.
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old["metadata"].get(k) {
                 Some(v) => new["metadata"][k] = v.clone(),
                 None => {
@@ -313,8 +390,14 @@ impl State {
             }
         }
         if !old["metadata"]["deletionTimestamp"].is_null() {
-            let before: Vec<Value> = old["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-            let after: Vec<Value> = new["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
+            let before: Vec<Value> = old["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let after: Vec<Value> = new["metadata"]["finalizers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if after.iter().any(|f| !before.contains(f)) {
                 return Err(ApiError::forbidden(format!(
                     "{} \"{}\" is forbidden: no new finalizers can be added if the object is being deleted",
@@ -328,7 +411,14 @@ impl State {
         }
         new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
         if applied_by.is_none() {
-            apply::record_update(&old, &mut new, &opts.manager(), &t.rt.api_version(), status_sub, t.rt.status);
+            apply::record_update(
+                &old,
+                &mut new,
+                &opts.manager(),
+                &t.rt.api_version(),
+                status_sub,
+                t.rt.status,
+            );
         }
         let mut cmp_old = old.clone();
         let mut cmp_new = new.clone();
@@ -341,14 +431,28 @@ impl State {
         if cmp_old == cmp_new {
             // A no-op write stores nothing and keeps the resourceVersion.
             warnings.retain(|_| true);
-            return Ok(Written { object: old, created: false, warnings });
+            return Ok(Written {
+                object: old,
+                created: false,
+                warnings,
+            });
         }
         let object = self.commit(t, new, opts);
-        Ok(Written { object, created: false, warnings })
+        Ok(Written {
+            object,
+            created: false,
+            warnings,
+        })
     }
 
     /// PATCH in any of the four formats.
-    pub fn patch(&mut self, t: &Target, content_type: &str, body: &[u8], opts: &WriteOptions) -> Result<Written, ApiError> {
+    pub fn patch(
+        &mut self,
+        t: &Target,
+        content_type: &str,
+        body: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
         let ct = content_type.split(';').next().unwrap_or_default().trim();
         if ct == "application/apply-patch+yaml" {
             return self.apply(t, body, opts);
@@ -368,7 +472,11 @@ impl State {
                 }
                 patch::strategic_merge(&mut new, &patch)
             }
-            other => return Err(ApiError::unsupported_media(format!("the patch type {other:?} is not supported"))),
+            other => {
+                return Err(ApiError::unsupported_media(format!(
+                    "the patch type {other:?} is not supported"
+                )))
+            }
         }
         let want_rv = new["metadata"]["resourceVersion"].clone();
         if !want_rv.is_null() && want_rv != old["metadata"]["resourceVersion"] {
@@ -380,12 +488,18 @@ impl State {
 
     /// Server-side apply: create or merge, owning fields per field manager.
     fn apply(&mut self, t: &Target, body: &[u8], opts: &WriteOptions) -> Result<Written, ApiError> {
-        let config: Value = serde_yaml_ng::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}")))?;
+        let config: Value = serde_yaml_ng::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}"))
+        })?;
         let Some(manager) = opts.field_manager.clone() else {
-            return Err(ApiError::bad_request("PATCH with apply requires the fieldManager query parameter"));
+            return Err(ApiError::bad_request(
+                "PATCH with apply requires the fieldManager query parameter",
+            ));
         };
-        let current = self.store.get(&t.rt.storage_key(), &t.namespace, &t.name).cloned();
+        let current = self
+            .store
+            .get(&t.rt.storage_key(), &t.namespace, &t.name)
+            .cloned();
         let status_sub = t.subresource == "status";
         let req = ApplyRequest {
             manager: &manager,
@@ -420,7 +534,10 @@ impl State {
         })?;
         match current {
             None => {
-                let opts = WriteOptions { field_manager: Some(manager.clone()), ..opts.clone() };
+                let opts = WriteOptions {
+                    field_manager: Some(manager.clone()),
+                    ..opts.clone()
+                };
                 let managed = merged["metadata"]["managedFields"].clone();
                 let mut w = self.create(t, merged, &opts)?;
                 if !opts.dry_run {
@@ -432,10 +549,16 @@ impl State {
             }
             Some(old) => {
                 let mut w = self.write_new_version(t, old, merged.clone(), opts, Some(&manager))?;
-                if !opts.dry_run && w.object["metadata"]["managedFields"] != merged["metadata"]["managedFields"] {
+                if !opts.dry_run
+                    && w.object["metadata"]["managedFields"] != merged["metadata"]["managedFields"]
+                {
                     let mut obj = w.object.clone();
                     obj["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
-                    if self.store.get(&t.rt.storage_key(), &t.namespace, &t.name).is_some() {
+                    if self
+                        .store
+                        .get(&t.rt.storage_key(), &t.namespace, &t.name)
+                        .is_some()
+                    {
                         w.object = self.store.put(&t.rt.storage_key(), obj);
                     }
                 }
@@ -446,10 +569,22 @@ impl State {
 
     /// DELETE: with finalizers the object is only marked (deletionTimestamp) until they are
     /// gone; dependents are collected per `propagation`.
-    pub fn delete(&mut self, t: &Target, propagation: Option<Propagation>, precondition_uid: Option<&str>, precondition_rv: Option<&str>, dry_run: bool) -> Result<Value, ApiError> {
+    pub fn delete(
+        &mut self,
+        t: &Target,
+        propagation: Option<Propagation>,
+        precondition_uid: Option<&str>,
+        precondition_rv: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let old = self.current(t)?;
         if precondition_uid.is_some_and(|u| Some(u) != old["metadata"]["uid"].as_str()) {
-            return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name, "Precondition failed: UID in precondition does not match the stored object"));
+            return Err(ApiError::conflict(
+                &t.rt.group,
+                &t.rt.plural,
+                &t.name,
+                "Precondition failed: UID in precondition does not match the stored object",
+            ));
         }
         if precondition_rv.is_some_and(|r| Some(r) != old["metadata"]["resourceVersion"].as_str()) {
             return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name, "the object has been modified; please apply your changes to the latest version and try again"));
@@ -457,9 +592,22 @@ impl State {
         if dry_run {
             return Ok(old);
         }
-        let default = if t.rt.group == "batch" && t.rt.kind == "Job" { Propagation::Orphan } else { Propagation::Background };
-        let out = gc::delete_object(self, &t.rt.storage_key(), &t.namespace, &t.name, propagation.unwrap_or(default));
-        if t.rt.crd.is_none() && t.rt.kind == "CustomResourceDefinition" && self.store.get(&t.rt.storage_key(), "", &t.name).is_none() {
+        let default = if t.rt.group == "batch" && t.rt.kind == "Job" {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        };
+        let out = gc::delete_object(
+            self,
+            &t.rt.storage_key(),
+            &t.namespace,
+            &t.name,
+            propagation.unwrap_or(default),
+        );
+        if t.rt.crd.is_none()
+            && t.rt.kind == "CustomResourceDefinition"
+            && self.store.get(&t.rt.storage_key(), "", &t.name).is_none()
+        {
             self.registry.remove_crd(&t.name);
         }
         gc::collect(self);

@@ -77,9 +77,14 @@ impl WatchRequest {
 
 /// Start a watch; lines arrive on the returned channel until the client goes, the timeout
 /// passes or the log is compacted.
-pub fn start(state: &Arc<Mutex<State>>, req: WatchRequest) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+pub fn start(
+    state: &Arc<Mutex<State>>,
+    req: WatchRequest,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    let guard = state.lock().map_err(|_| ApiError::internal("state lock poisoned"))?;
+    let guard = state
+        .lock()
+        .map_err(|_| ApiError::internal("state lock poisoned"))?;
     let store = &guard.store;
     let mut first = Vec::new();
     let from = match req.resource_version {

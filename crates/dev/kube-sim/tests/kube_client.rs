@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": name}}, "data": {"k": "v"}})).unwrap()
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": name}}, "data": {"k": "v"}}),
+    )
+    .unwrap()
 }
 
 fn api_error(e: kube::Error) -> kube::core::Status {
@@ -49,11 +52,21 @@ async fn watcher_survives_410_gone_by_relisting() {
             }
         }
     });
-    api.create(&PostParams::default(), &cm("before")).await.unwrap();
-    eventually("the first object", || seen.lock().unwrap().contains("before")).await;
+    api.create(&PostParams::default(), &cm("before"))
+        .await
+        .unwrap();
+    eventually("the first object", || {
+        seen.lock().unwrap().contains("before")
+    })
+    .await;
     s.running.server.compact();
-    api.create(&PostParams::default(), &cm("after")).await.unwrap();
-    eventually("the object made across the 410", || seen.lock().unwrap().contains("after")).await;
+    api.create(&PostParams::default(), &cm("after"))
+        .await
+        .unwrap();
+    eventually("the object made across the 410", || {
+        seen.lock().unwrap().contains("after")
+    })
+    .await;
     assert!(*inits.lock().unwrap() >= 2, "the watcher relisted");
     task.abort();
 }
@@ -62,22 +75,44 @@ async fn watcher_survives_410_gone_by_relisting() {
 // Expired Status; bookmarks carry the current resourceVersion when asked for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_watch_gets_410_and_bookmarks_arrive() {
-    let s = sim_with(Config { bookmark_interval: Duration::from_millis(200), ..Config::default() }).await;
+    let s = sim_with(Config {
+        bookmark_interval: Duration::from_millis(200),
+        ..Config::default()
+    })
+    .await;
     let api: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
     api.create(&PostParams::default(), &cm("a")).await.unwrap();
     s.running.server.compact();
-    let mut w = api.watch(&WatchParams::default(), "2").await.unwrap().boxed();
+    let mut w = api
+        .watch(&WatchParams::default(), "2")
+        .await
+        .unwrap()
+        .boxed();
     match w.next().await.unwrap().unwrap() {
         WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
         other => panic!("expected 410, got {other:?}"),
     }
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    let wp = WatchParams { bookmarks: true, ..WatchParams::default() };
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let wp = WatchParams {
+        bookmarks: true,
+        ..WatchParams::default()
+    };
     let mut w = api.watch(&wp, &rv).await.unwrap().boxed();
     api.create(&PostParams::default(), &cm("b")).await.unwrap();
     let mut kinds = Vec::new();
     while kinds.len() < 2 {
-        match tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().unwrap().unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+        {
             WatchEvent::Added(o) => kinds.push(format!("added {}", o.metadata.name.unwrap())),
             WatchEvent::Bookmark(_) => kinds.push("bookmark".into()),
             other => panic!("unexpected {other:?}"),
@@ -92,19 +127,33 @@ async fn expired_watch_gets_410_and_bookmarks_arrive() {
 async fn update_with_a_stale_resource_version_loses_the_race() {
     let s = sim().await;
     let api: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
-    let created = api.create(&PostParams::default(), &cm("race")).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &cm("race"))
+        .await
+        .unwrap();
     let mut first = created.clone();
     let mut second = created.clone();
     first.data = Some([("k".to_string(), "first".to_string())].into());
     second.data = Some([("k".to_string(), "second".to_string())].into());
-    api.replace("race", &PostParams::default(), &first).await.unwrap();
-    let e = api_error(api.replace("race", &PostParams::default(), &second).await.unwrap_err());
+    api.replace("race", &PostParams::default(), &first)
+        .await
+        .unwrap();
+    let e = api_error(
+        api.replace("race", &PostParams::default(), &second)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
     assert_eq!(api.get("race").await.unwrap().data.unwrap()["k"], "first");
     // create of an existing name: 409 AlreadyExists; generateName picks a fresh name.
-    let e = api_error(api.create(&PostParams::default(), &cm("race")).await.unwrap_err());
+    let e = api_error(
+        api.create(&PostParams::default(), &cm("race"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"));
-    let gen: ConfigMap = serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).unwrap();
+    let gen: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).unwrap();
     let made = api.create(&PostParams::default(), &gen).await.unwrap();
     assert!(made.metadata.name.unwrap().starts_with("gen-"));
 }
@@ -115,32 +164,69 @@ async fn update_with_a_stale_resource_version_loses_the_race() {
 async fn server_side_apply_reports_field_manager_conflicts() {
     let s = sim().await;
     let api: Api<Deployment> = Api::namespaced(s.client().await, "default");
-    let deploy = |image: &str, replicas: i32| json!({
+    let deploy = |image: &str, replicas: i32| {
+        json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "d"}},
                  "template": {"metadata": {"labels": {"app": "d"}},
-                              "spec": {"containers": [{"name": "main", "image": image}]}}}});
-    api.patch("d", &PatchParams::apply("operator"), &Patch::Apply(deploy("pg:15", 1))).await.unwrap();
+                              "spec": {"containers": [{"name": "main", "image": image}]}}}})
+    };
+    api.patch(
+        "d",
+        &PatchParams::apply("operator"),
+        &Patch::Apply(deploy("pg:15", 1)),
+    )
+    .await
+    .unwrap();
     let replicas = |n: i32| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": n}});
     let e = api_error(
-        api.patch("d", &PatchParams::apply("autoscaler"), &Patch::Apply(replicas(3))).await.unwrap_err(),
+        api.patch(
+            "d",
+            &PatchParams::apply("autoscaler"),
+            &Patch::Apply(replicas(3)),
+        )
+        .await
+        .unwrap_err(),
     );
     assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
-    assert!(e.message.contains(".spec.replicas") && e.message.contains("operator"), "{}", e.message);
+    assert!(
+        e.message.contains(".spec.replicas") && e.message.contains("operator"),
+        "{}",
+        e.message
+    );
     let d = api
-        .patch("d", &PatchParams::apply("autoscaler").force(), &Patch::Apply(replicas(3)))
+        .patch(
+            "d",
+            &PatchParams::apply("autoscaler").force(),
+            &Patch::Apply(replicas(3)),
+        )
         .await
         .unwrap();
     assert_eq!(d.spec.unwrap().replicas, Some(3));
-    let managers: BTreeSet<String> = d.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
-    assert_eq!(managers, BTreeSet::from(["autoscaler".to_string(), "operator".to_string()]));
+    let managers: BTreeSet<String> = d
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(
+        managers,
+        BTreeSet::from(["autoscaler".to_string(), "operator".to_string()])
+    );
     // The operator re-applies without replicas: it no longer conflicts (autoscaler owns it).
     let mut mine = deploy("pg:16", 1);
     mine["spec"].as_object_mut().unwrap().remove("replicas");
-    let d = api.patch("d", &PatchParams::apply("operator"), &Patch::Apply(mine)).await.unwrap();
+    let d = api
+        .patch("d", &PatchParams::apply("operator"), &Patch::Apply(mine))
+        .await
+        .unwrap();
     let spec = d.spec.unwrap();
     assert_eq!(spec.replicas, Some(3));
-    assert_eq!(spec.template.spec.unwrap().containers[0].image.as_deref(), Some("pg:16"));
+    assert_eq!(
+        spec.template.spec.unwrap().containers[0].image.as_deref(),
+        Some("pg:16")
+    );
 }
 
 // API reference "Labels and Selectors" (equality- and set-based) and "Field Selectors".
@@ -151,13 +237,46 @@ async fn list_filters_by_label_and_field_selectors() {
     for n in ["a", "b", "c"] {
         api.create(&PostParams::default(), &cm(n)).await.unwrap();
     }
-    let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> { l.items.into_iter().map(|o| o.metadata.name.unwrap()).collect() };
-    assert_eq!(names(api.list(&ListParams::default().labels("app in (a,c)")).await.unwrap()), ["a", "c"]);
-    assert_eq!(names(api.list(&ListParams::default().labels("app notin (a),app")).await.unwrap()), ["b", "c"]);
-    assert_eq!(names(api.list(&ListParams::default().fields("metadata.name=b")).await.unwrap()), ["b"]);
+    let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+        l.items
+            .into_iter()
+            .map(|o| o.metadata.name.unwrap())
+            .collect()
+    };
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app in (a,c)"))
+                .await
+                .unwrap()
+        ),
+        ["a", "c"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().labels("app notin (a),app"))
+                .await
+                .unwrap()
+        ),
+        ["b", "c"]
+    );
+    assert_eq!(
+        names(
+            api.list(&ListParams::default().fields("metadata.name=b"))
+                .await
+                .unwrap()
+        ),
+        ["b"]
+    );
     let page = api.list(&ListParams::default().limit(2)).await.unwrap();
     assert_eq!(page.items.len(), 2);
-    let rest = api.list(&ListParams::default().limit(2).continue_token(page.metadata.continue_.as_deref().unwrap())).await.unwrap();
+    let rest = api
+        .list(
+            &ListParams::default()
+                .limit(2)
+                .continue_token(page.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
     assert_eq!(names(rest), ["c"]);
 }
 
@@ -174,12 +293,27 @@ async fn status_and_scale_subresources_split_spec_from_status() {
     let d = api.create(&PostParams::default(), &d).await.unwrap();
     assert!(d.status.is_none(), "status dropped on create");
     let pp = PatchParams::default();
-    let d = api.patch_status("d", &pp, &Patch::Merge(json!({"status": {"replicas": 1}, "spec": {"replicas": 5}}))).await.unwrap();
-    assert_eq!((d.spec.as_ref().unwrap().replicas, d.metadata.generation), (Some(1), Some(1)));
+    let d = api
+        .patch_status(
+            "d",
+            &pp,
+            &Patch::Merge(json!({"status": {"replicas": 1}, "spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.spec.as_ref().unwrap().replicas, d.metadata.generation),
+        (Some(1), Some(1))
+    );
     assert_eq!(d.status.unwrap().replicas, Some(1));
     let scale = api.get_scale("d").await.unwrap();
     assert_eq!(scale.spec.unwrap().replicas, Some(1));
-    api.patch_scale("d", &pp, &Patch::Merge(json!({"spec": {"replicas": 4}}))).await.unwrap();
+    api.patch_scale("d", &pp, &Patch::Merge(json!({"spec": {"replicas": 4}})))
+        .await
+        .unwrap();
     let d = api.get("d").await.unwrap();
-    assert_eq!((d.spec.unwrap().replicas, d.metadata.generation), (Some(4), Some(2)));
+    assert_eq!(
+        (d.spec.unwrap().replicas, d.metadata.generation),
+        (Some(4), Some(2))
+    );
 }

@@ -20,7 +20,14 @@ async fn kubectl_discovers_version_resources_and_nodes() {
     let s = sim().await;
     assert!(s.kubectl(&["version"]).contains("Server Version: v1.33"));
     let resources = s.kubectl(&["api-resources"]);
-    for r in ["pods", "poddisruptionbudgets", "leases", "endpointslices", "clusterrolebindings", "customresourcedefinitions"] {
+    for r in [
+        "pods",
+        "poddisruptionbudgets",
+        "leases",
+        "endpointslices",
+        "clusterrolebindings",
+        "customresourcedefinitions",
+    ] {
         assert!(resources.contains(r), "{r} missing:\n{resources}");
     }
     s.kubectl(&["get", "nodes"]);
@@ -59,13 +66,22 @@ async fn client_side_apply_merges_lists_by_key_and_bumps_generation() {
     // Someone else adds an env var to container a: client-side apply must keep it.
     s.kubectl(&["patch", "deploy", "web", "--type=strategic", "-p",
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"a","env":[{"name":"B","value":"2"}]}]}}}}"#]);
-    let changed = DEPLOYMENT.replace("      - name: b\n        image: busybox\n", "").replace("replicas: 2", "replicas: 3");
+    let changed = DEPLOYMENT
+        .replace("      - name: b\n        image: busybox\n", "")
+        .replace("replicas: 2", "replicas: 3");
     let out = s.kubectl_in(&["apply", "-f", "-"], &changed);
     assert!(out.contains("configured"), "{out}");
     let d = json(&s.kubectl(&["get", "deploy", "web", "-o", "json"]));
-    let containers = d["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let containers = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(containers.len(), 1, "container b removed: {containers:?}");
-    let env: Vec<&str> = containers[0]["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let env: Vec<&str> = containers[0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(env, ["A", "B"]);
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(d["metadata"]["generation"], 3);
@@ -77,7 +93,9 @@ async fn client_side_apply_merges_lists_by_key_and_bumps_generation() {
     assert_eq!(d["items"][0]["metadata"]["generation"], 3);
     assert!(s.kubectl(&["describe", "deploy", "web"]).contains("web"));
     s.kubectl(&["delete", "deploy", "web"]);
-    assert!(s.kubectl_fails(&["get", "deploy", "web"], None).contains("NotFound"));
+    assert!(s
+        .kubectl_fails(&["get", "deploy", "web"], None)
+        .contains("NotFound"));
 }
 
 // API reference: "Server-Side Apply" — field management and conflicts: a second manager
@@ -89,17 +107,43 @@ async fn server_side_apply_conflicts_between_managers_until_forced() {
     }
     let s = sim().await;
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: one, mine: x}\n";
-    s.kubectl_in(&["apply", "--server-side", "--field-manager=alice", "-f", "-"], cm);
+    s.kubectl_in(
+        &["apply", "--server-side", "--field-manager=alice", "-f", "-"],
+        cm,
+    );
     let other = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: two}\n";
-    let err = s.kubectl_fails(&["apply", "--server-side", "--field-manager=bob", "-f", "-"], Some(other));
-    assert!(err.contains("conflict") && err.contains("alice") && err.contains(".data.k"), "{err}");
-    s.kubectl_in(&["apply", "--server-side", "--field-manager=bob", "--force-conflicts", "-f", "-"], other);
+    let err = s.kubectl_fails(
+        &["apply", "--server-side", "--field-manager=bob", "-f", "-"],
+        Some(other),
+    );
+    assert!(
+        err.contains("conflict") && err.contains("alice") && err.contains(".data.k"),
+        "{err}"
+    );
+    s.kubectl_in(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=bob",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        other,
+    );
     // alice stops sending `mine`: it is removed; `k` is bob's now and stays.
-    s.kubectl_in(&["apply", "--server-side", "--field-manager=alice", "-f", "-"],
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {}\n");
+    s.kubectl_in(
+        &["apply", "--server-side", "--field-manager=alice", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {}\n",
+    );
     let c = json(&s.kubectl(&["get", "cm", "c", "-o", "json", "--show-managed-fields"]));
     assert_eq!(c["data"], serde_json::json!({"k": "two"}));
-    let managers: Vec<&str> = c["metadata"]["managedFields"].as_array().unwrap().iter().map(|m| m["manager"].as_str().unwrap()).collect();
+    let managers: Vec<&str> = c["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
     assert!(managers.contains(&"bob"), "{managers:?}");
 }
 
@@ -111,13 +155,33 @@ async fn finalizer_holds_deletion_until_removed() {
         return;
     }
     let s = sim().await;
-    s.kubectl_in(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/hold]}\n");
+    s.kubectl_in(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/hold]}\n",
+    );
     s.kubectl(&["delete", "cm", "held", "--wait=false"]);
     let c = json(&s.kubectl(&["get", "cm", "held", "-o", "json"]));
     assert!(c["metadata"]["deletionTimestamp"].is_string(), "{c}");
     // No new finalizers on an object being deleted.
-    s.kubectl_fails(&["patch", "cm", "held", "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold","x/y"]}}"#], None);
-    s.kubectl(&["patch", "cm", "held", "--type=json", "-p", r#"[{"op":"remove","path":"/metadata/finalizers"}]"#]);
+    s.kubectl_fails(
+        &[
+            "patch",
+            "cm",
+            "held",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold","x/y"]}}"#,
+        ],
+        None,
+    );
+    s.kubectl(&[
+        "patch",
+        "cm",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
     s.kubectl(&["wait", "--for=delete", "cm/held", "--timeout=5s"]);
 }
 
@@ -134,7 +198,10 @@ async fn owner_deletion_collects_dependents_per_propagation_policy() {
     }
     let s = sim().await;
     for policy in ["background", "foreground", "orphan"] {
-        s.kubectl_in(&["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner}\n");
+        s.kubectl_in(
+            &["create", "-f", "-"],
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: owner}\n",
+        );
         let uid = s.kubectl(&["get", "cm", "owner", "-o", "jsonpath={.metadata.uid}"]);
         s.kubectl_in(&["create", "-f", "-"], &owned_cm("dep", &uid));
         s.kubectl(&["delete", "cm", "owner", &format!("--cascade={policy}")]);
@@ -161,21 +228,52 @@ async fn crds_serve_custom_resources_with_schema_validation_and_columns() {
     let s = sim().await;
     let crds = s.repo_root().join("deploy/crds");
     s.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    s.kubectl(&["wait", "--for", "condition=established", "crd/clusters.postgresql.cnpg.io", "--timeout=5s"]);
-    assert!(s.kubectl(&["api-resources", "--api-group=postgresql.cnpg.io"]).contains("clusters"));
+    s.kubectl(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/clusters.postgresql.cnpg.io",
+        "--timeout=5s",
+    ]);
+    assert!(s
+        .kubectl(&["api-resources", "--api-group=postgresql.cnpg.io"])
+        .contains("clusters"));
     let cluster = "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata: {name: pg}\nspec:\n  instances: 3\n  storage: {size: 1Gi}\n";
     s.kubectl_in(&["apply", "-f", "-"], cluster);
     let table = s.kubectl(&["get", "clusters"]);
-    assert!(table.contains("INSTANCES") && table.contains("PRIMARY") && table.contains("pg"), "{table}");
+    assert!(
+        table.contains("INSTANCES") && table.contains("PRIMARY") && table.contains("pg"),
+        "{table}"
+    );
     let bad = "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata: {name: bad}\nspec:\n  instances: three\n  storage: {size: 1Gi}\n";
     let err = s.kubectl_fails(&["apply", "-f", "-"], Some(bad));
-    assert!(err.contains("is invalid") && err.contains("spec.instances"), "{err}");
-    let unknown = cluster.replace("instances: 3", "instances: 3\n  bogus: 1").replace("name: pg", "name: pg2");
+    assert!(
+        err.contains("is invalid") && err.contains("spec.instances"),
+        "{err}"
+    );
+    let unknown = cluster
+        .replace("instances: 3", "instances: 3\n  bogus: 1")
+        .replace("name: pg", "name: pg2");
     let err = s.kubectl_fails(&["apply", "-f", "-"], Some(&unknown));
     assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
     // Status is a subresource: a spec write ignores status, a status write ignores spec.
-    s.kubectl(&["patch", "cluster", "pg", "--type=merge", "-p", r#"{"status":{"phase":"x"}}"#]);
-    s.kubectl(&["patch", "cluster", "pg", "--subresource=status", "--type=merge", "-p", r#"{"status":{"phase":"Cluster in healthy state"},"spec":{"instances":9}}"#]);
+    s.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"x"}}"#,
+    ]);
+    s.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Cluster in healthy state"},"spec":{"instances":9}}"#,
+    ]);
     let c = json(&s.kubectl(&["get", "cluster", "pg", "-o", "json"]));
     assert_eq!(c["status"]["phase"], "Cluster in healthy state");
     assert_eq!(c["spec"]["instances"], 3);
@@ -192,20 +290,47 @@ async fn rbac_refuses_a_token_without_the_needed_role() {
         return;
     }
     let s = sim().await;
-    s.kubectl_in(&["create", "-f", "-"], "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: bot}\n");
-    let token = s.running.server.auth.service_account_token("default", "bot");
+    s.kubectl_in(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: bot}\n",
+    );
+    let token = s
+        .running
+        .server
+        .auth
+        .service_account_token("default", "bot");
     let kc = s.dir.path().join("bot.kubeconfig");
-    std::fs::write(&kc, s.running.server.kubeconfig_for("bot", &token, "default")).unwrap();
+    std::fs::write(
+        &kc,
+        s.running.server.kubeconfig_for("bot", &token, "default"),
+    )
+    .unwrap();
     let out = s.kubectl_as(&kc, &["get", "configmaps"], None);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("Forbidden") && err.contains("system:serviceaccount:default:bot"), "{err}");
+    assert!(
+        !out.status.success()
+            && err.contains("Forbidden")
+            && err.contains("system:serviceaccount:default:bot"),
+        "{err}"
+    );
     s.kubectl_in(&["apply", "-f", "-"], RBAC);
     let out = s.kubectl_as(&kc, &["get", "configmaps"], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = s.kubectl_as(&kc, &["create", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.kubectl_as(
+        &kc,
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"),
+    );
     assert!(!out.status.success(), "create is not granted");
     let out = s.kubectl_as(&kc, &["get", "configmaps", "-n", "kube-system"], None);
-    assert!(!out.status.success(), "the RoleBinding grants only its namespace");
+    assert!(
+        !out.status.success(),
+        "the RoleBinding grants only its namespace"
+    );
 }
 
 const RBAC: &str = r#"

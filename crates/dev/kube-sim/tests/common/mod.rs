@@ -15,7 +15,11 @@ pub struct Sim {
 
 /// `None` (with a message) when kubectl is not installed: the test is skipped.
 pub fn kubectl_available() -> bool {
-    let ok = Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         eprintln!("SKIPPED: kubectl is not installed (scripts/install.sh installs it)");
     }
@@ -51,7 +55,12 @@ impl Sim {
             .stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("kubectl runs");
         if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         drop(child.stdin.take());
         child.wait_with_output().unwrap()
@@ -60,21 +69,35 @@ impl Sim {
     /// kubectl that must succeed; returns stdout.
     pub fn kubectl(&self, args: &[&str]) -> String {
         let out = self.kubectl_as(&self.kubeconfig(), args, None);
-        assert!(out.status.success(), "kubectl {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// kubectl with `stdin` as the manifest (`-f -`), must succeed.
     pub fn kubectl_in(&self, args: &[&str], stdin: &str) -> String {
         let out = self.kubectl_as(&self.kubeconfig(), args, Some(stdin));
-        assert!(out.status.success(), "kubectl {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// kubectl that must fail; returns stderr.
     pub fn kubectl_fails(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.kubectl_as(&self.kubeconfig(), args, stdin);
-        assert!(!out.status.success(), "kubectl {args:?} should have failed:\n{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -90,9 +113,10 @@ impl Sim {
 pub async fn client_for(kubeconfig: &str) -> kube::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
     kube::Client::try_from(config).unwrap()
 }
 
