@@ -5,7 +5,9 @@
 //! what they change without conflicts.
 
 use crate::clock;
+use crate::error::{ApiError, Cause};
 use crate::patch::{is_primitive_merge_list, merge_key};
+use crate::verbs::{State, Target, WriteOptions, Written};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
@@ -435,6 +437,94 @@ pub fn record_update(
         }
     }
     write_managed(new, &entries);
+}
+
+impl State {
+    /// Server-side apply: create or merge, owning fields per field manager.
+    pub(crate) fn apply(
+        &mut self,
+        t: &Target,
+        body: &[u8],
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let config: Value = serde_yaml_ng::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}"))
+        })?;
+        let Some(manager) = opts.field_manager.clone() else {
+            return Err(ApiError::bad_request(
+                "PATCH with apply requires the fieldManager query parameter",
+            ));
+        };
+        let current = self
+            .store
+            .get(&t.rt.storage_key(), &t.namespace, &t.name)
+            .cloned();
+        let status_sub = t.subresource == "status";
+        let req = ApplyRequest {
+            manager: &manager,
+            api_version: &t.rt.api_version(),
+            subresource: if status_sub { "status" } else { "" },
+            force: opts.force,
+            status: status_sub,
+            skip_status: t.rt.status,
+        };
+        let base = current.clone().unwrap_or(Value::Null);
+        let merged = apply(&base, &config, &req).map_err(|conflicts| {
+            let causes: Vec<Cause> = conflicts
+                .iter()
+                .map(|c| Cause {
+                    field: c.path.clone(),
+                    reason: "FieldManagerConflict",
+                    message: format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                })
+                .collect();
+            let lines: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.message, c.field)).collect();
+            let mut e = ApiError::new(409, "Conflict", format!(
+                "Apply failed with {} conflict{}: {}",
+                causes.len(),
+                if causes.len() == 1 { "" } else { "s" },
+                lines.join("\n")
+            ));
+            e.details = Some(json!({
+                "name": t.name, "kind": t.rt.plural, "group": t.rt.group,
+                "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
+            }));
+            e
+        })?;
+        match current {
+            None => {
+                let opts = WriteOptions {
+                    field_manager: Some(manager.clone()),
+                    ..opts.clone()
+                };
+                let managed = merged["metadata"]["managedFields"].clone();
+                let mut w = self.create(t, merged, &opts)?;
+                if !opts.dry_run {
+                    let mut obj = w.object.clone();
+                    obj["metadata"]["managedFields"] = managed;
+                    w.object = self.store.put(&t.rt.storage_key(), obj);
+                }
+                Ok(w)
+            }
+            Some(old) => {
+                let mut w = self.write_new_version(t, old, merged.clone(), opts, Some(&manager))?;
+                if !opts.dry_run
+                    && w.object["metadata"]["managedFields"] != merged["metadata"]["managedFields"]
+                {
+                    let mut obj = w.object.clone();
+                    obj["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
+                    if self
+                        .store
+                        .get(&t.rt.storage_key(), &t.namespace, &t.name)
+                        .is_some()
+                    {
+                        w.object = self.store.put(&t.rt.storage_key(), obj);
+                    }
+                }
+                Ok(w)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! write, so it is immediate rather than eventually consistent.
 
 use crate::clock;
-use crate::verbs::State;
+use crate::error::ApiError;
+use crate::verbs::{State, Target};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,6 +78,55 @@ pub fn delete_object(
     }
     obj["metadata"]["finalizers"] = json!(fins);
     Some(state.store.put(storage, obj))
+}
+
+impl State {
+    /// DELETE: with finalizers the object is only marked (deletionTimestamp) until they are
+    /// gone; dependents are collected per `propagation`.
+    pub fn delete(
+        &mut self,
+        t: &Target,
+        propagation: Option<Propagation>,
+        precondition_uid: Option<&str>,
+        precondition_rv: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let old = self.current(t)?;
+        if precondition_uid.is_some_and(|u| Some(u) != old["metadata"]["uid"].as_str()) {
+            return Err(ApiError::conflict(
+                &t.rt.group,
+                &t.rt.plural,
+                &t.name,
+                "Precondition failed: UID in precondition does not match the stored object",
+            ));
+        }
+        if precondition_rv.is_some_and(|r| Some(r) != old["metadata"]["resourceVersion"].as_str()) {
+            return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name, "the object has been modified; please apply your changes to the latest version and try again"));
+        }
+        if dry_run {
+            return Ok(old);
+        }
+        let default = if t.rt.group == "batch" && t.rt.kind == "Job" {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        };
+        let out = delete_object(
+            self,
+            &t.rt.storage_key(),
+            &t.namespace,
+            &t.name,
+            propagation.unwrap_or(default),
+        );
+        if t.rt.crd.is_none()
+            && t.rt.kind == "CustomResourceDefinition"
+            && self.store.get(&t.rt.storage_key(), "", &t.name).is_none()
+        {
+            self.registry.remove_crd(&t.name);
+        }
+        collect(self);
+        Ok(out.unwrap_or(old))
+    }
 }
 
 type Key = (String, String, String);

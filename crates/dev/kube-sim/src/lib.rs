@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod clock;
+mod collection;
 pub mod crd;
 pub mod discovery;
 pub mod error;

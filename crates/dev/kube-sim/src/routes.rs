@@ -12,19 +12,15 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::{ApiServer, Body, Subresource};
 use crate::table;
 use crate::verbs::{State, Target, WriteOptions};
-use crate::watch::{self, WatchRequest};
-use crate::{patch, scale};
-use base64::Engine;
+use crate::{collection, patch, scale};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
 
 pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -67,7 +63,7 @@ pub fn json_response(
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
-fn ok(value: &Value) -> Response<Body> {
+pub(crate) fn ok(value: &Value) -> Response<Body> {
     json_response(200, value, "application/json", &[])
 }
 
@@ -75,7 +71,7 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     json_response(e.code, &e.status(), "application/json", &[])
 }
 
-type Query = HashMap<String, String>;
+pub(crate) type Query = HashMap<String, String>;
 
 fn query_of(parts: &Parts) -> Query {
     form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
@@ -83,7 +79,7 @@ fn query_of(parts: &Parts) -> Query {
         .collect()
 }
 
-fn header<'a>(parts: &'a Parts, name: &str) -> &'a str {
+pub(crate) fn header<'a>(parts: &'a Parts, name: &str) -> &'a str {
     parts
         .headers
         .get(name)
@@ -91,7 +87,7 @@ fn header<'a>(parts: &'a Parts, name: &str) -> &'a str {
         .unwrap_or_default()
 }
 
-fn lock(server: &ApiServer) -> Result<MutexGuard<'_, State>, ApiError> {
+pub(crate) fn lock(server: &ApiServer) -> Result<MutexGuard<'_, State>, ApiError> {
     server
         .state
         .lock()
@@ -335,7 +331,7 @@ fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
         })
 }
 
-fn list_selectors(query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
+pub(crate) fn list_selectors(query: &Query) -> Result<(LabelSelector, FieldSelector), ApiError> {
     Ok((
         LabelSelector::parse(
             query
@@ -400,8 +396,8 @@ fn resource_request(
             }
             Ok(object_response(parts, rt, 200, &o, &[]))
         }
-        "list" => list(server, parts, query, t),
-        "watch" => watch_response(server, query, t),
+        "list" => collection::list(server, parts, query, t),
+        "watch" => collection::watch_response(server, query, t),
         "create" => {
             if !t.subresource.is_empty() {
                 return Err(ApiError::method_not_allowed(
@@ -503,122 +499,4 @@ fn resource_request(
         }
         _ => Err(ApiError::method_not_allowed("unsupported verb")),
     }
-}
-
-fn list(
-    server: &Arc<ApiServer>,
-    parts: &Parts,
-    query: &Query,
-    t: &Target,
-) -> Result<Response<Body>, ApiError> {
-    let rt = &t.rt;
-    let (labels, fields) = list_selectors(query)?;
-    let state = lock(server)?;
-    let start: Option<(String, String)> = match query.get("continue").filter(|c| !c.is_empty()) {
-        Some(c) => {
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(c)
-                .map_err(|_| ApiError::bad_request("invalid continue token"))?;
-            let s = String::from_utf8_lossy(&raw).to_string();
-            let (ns, name) = s
-                .split_once('\u{1}')
-                .ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
-            Some((ns.to_string(), name.to_string()))
-        }
-        None => None,
-    };
-    let limit = query
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
-    let mut items = Vec::new();
-    let mut next = None;
-    for ((ns, name), o) in state.store.objects(&rt.storage_key()).into_iter().flatten() {
-        if t.rt.namespaced && !t.namespace.is_empty() && *ns != t.namespace {
-            continue;
-        }
-        if start.as_ref().is_some_and(|s| (ns, name) <= (&s.0, &s.1)) {
-            continue;
-        }
-        if !(labels.matches(o) && fields.matches(o)) {
-            continue;
-        }
-        if limit.is_some_and(|l| items.len() >= l) {
-            let last: &Value = items.last().unwrap_or(&Value::Null);
-            let key = format!(
-                "{}\u{1}{}",
-                last["metadata"]["namespace"].as_str().unwrap_or_default(),
-                last["metadata"]["name"].as_str().unwrap_or_default()
-            );
-            next = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key));
-            break;
-        }
-        let mut o = o.clone();
-        o["apiVersion"] = json!(rt.api_version());
-        items.push(o);
-    }
-    let mut meta = json!({ "resourceVersion": state.store.resource_version().to_string() });
-    if let Some(n) = next {
-        meta["continue"] = json!(n);
-    }
-    if table::wants_table(header(parts, "accept")) {
-        let t = table::table(rt, &items, meta);
-        return Ok(json_response(
-            200,
-            &t,
-            "application/json;as=Table;v=v1;g=meta.k8s.io",
-            &[],
-        ));
-    }
-    Ok(ok(
-        &json!({ "kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": items }),
-    ))
-}
-
-fn watch_response(
-    server: &Arc<ApiServer>,
-    query: &Query,
-    t: &Target,
-) -> Result<Response<Body>, ApiError> {
-    let (labels, fields) = list_selectors(query)?;
-    let rv = query
-        .get("resourceVersion")
-        .filter(|r| !r.is_empty())
-        .map(|r| {
-            r.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {r:?}")))
-        })
-        .transpose()?;
-    let req = WatchRequest {
-        storage: t.rt.storage_key(),
-        namespace: (t.rt.namespaced && !t.namespace.is_empty()).then(|| t.namespace.clone()),
-        labels,
-        fields,
-        resource_version: rv,
-        send_initial_events: query.get("sendInitialEvents").is_some_and(|s| s == "true"),
-        bookmarks: query
-            .get("allowWatchBookmarks")
-            .is_some_and(|s| s == "true"),
-        timeout: Duration::from_secs(
-            query
-                .get("timeoutSeconds")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(1800),
-        ),
-        api_version: t.rt.api_version(),
-        kind: t.rt.kind.clone(),
-        bookmark_interval: server.bookmark_interval,
-    };
-    let rx = watch::start(&server.state, req)?;
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-    });
-    Response::builder()
-        .status(200)
-        .header("Content-Type", "application/json")
-        .header("Transfer-Encoding", "chunked")
-        .body(StreamBody::new(stream).boxed())
-        .map_err(|e| ApiError::internal(e.to_string()))
 }

@@ -4,11 +4,11 @@
 //! finalizers and deletionTimestamp, field ownership, Secret `stringData`, CRD registration.
 //! Garbage collection runs after every write (`gc`).
 
-use crate::apply::{self, ApplyRequest};
+use crate::apply;
 use crate::clock;
 use crate::crd::{self, Validation};
 use crate::error::{ApiError, Cause};
-use crate::gc::{self, Propagation};
+use crate::gc;
 use crate::patch;
 use crate::registry::{Registry, ResourceType};
 use crate::store::Store;
@@ -299,7 +299,7 @@ impl State {
         stored
     }
 
-    fn current(&self, t: &Target) -> Result<Value, ApiError> {
+    pub(crate) fn current(&self, t: &Target) -> Result<Value, ApiError> {
         self.store
             .get(&t.rt.storage_key(), &t.namespace, &t.name)
             .cloned()
@@ -332,7 +332,7 @@ impl State {
     }
 
     /// The common tail of update, patch and apply.
-    fn write_new_version(
+    pub(crate) fn write_new_version(
         &mut self,
         t: &Target,
         old: Value,
@@ -484,134 +484,6 @@ impl State {
                 "the object has been modified; please apply your changes to the latest version and try again"));
         }
         self.write_new_version(t, old, new, opts, None)
-    }
-
-    /// Server-side apply: create or merge, owning fields per field manager.
-    fn apply(&mut self, t: &Target, body: &[u8], opts: &WriteOptions) -> Result<Written, ApiError> {
-        let config: Value = serde_yaml_ng::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("the applied configuration is not valid YAML: {e}"))
-        })?;
-        let Some(manager) = opts.field_manager.clone() else {
-            return Err(ApiError::bad_request(
-                "PATCH with apply requires the fieldManager query parameter",
-            ));
-        };
-        let current = self
-            .store
-            .get(&t.rt.storage_key(), &t.namespace, &t.name)
-            .cloned();
-        let status_sub = t.subresource == "status";
-        let req = ApplyRequest {
-            manager: &manager,
-            api_version: &t.rt.api_version(),
-            subresource: if status_sub { "status" } else { "" },
-            force: opts.force,
-            status: status_sub,
-            skip_status: t.rt.status,
-        };
-        let base = current.clone().unwrap_or(Value::Null);
-        let merged = apply::apply(&base, &config, &req).map_err(|conflicts| {
-            let causes: Vec<Cause> = conflicts
-                .iter()
-                .map(|c| Cause {
-                    field: c.path.clone(),
-                    reason: "FieldManagerConflict",
-                    message: format!("conflict with \"{}\" using {}", c.manager, c.api_version),
-                })
-                .collect();
-            let lines: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.message, c.field)).collect();
-            let mut e = ApiError::new(409, "Conflict", format!(
-                "Apply failed with {} conflict{}: {}",
-                causes.len(),
-                if causes.len() == 1 { "" } else { "s" },
-                lines.join("\n")
-            ));
-            e.details = Some(json!({
-                "name": t.name, "kind": t.rt.plural, "group": t.rt.group,
-                "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
-            }));
-            e
-        })?;
-        match current {
-            None => {
-                let opts = WriteOptions {
-                    field_manager: Some(manager.clone()),
-                    ..opts.clone()
-                };
-                let managed = merged["metadata"]["managedFields"].clone();
-                let mut w = self.create(t, merged, &opts)?;
-                if !opts.dry_run {
-                    let mut obj = w.object.clone();
-                    obj["metadata"]["managedFields"] = managed;
-                    w.object = self.store.put(&t.rt.storage_key(), obj);
-                }
-                Ok(w)
-            }
-            Some(old) => {
-                let mut w = self.write_new_version(t, old, merged.clone(), opts, Some(&manager))?;
-                if !opts.dry_run
-                    && w.object["metadata"]["managedFields"] != merged["metadata"]["managedFields"]
-                {
-                    let mut obj = w.object.clone();
-                    obj["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
-                    if self
-                        .store
-                        .get(&t.rt.storage_key(), &t.namespace, &t.name)
-                        .is_some()
-                    {
-                        w.object = self.store.put(&t.rt.storage_key(), obj);
-                    }
-                }
-                Ok(w)
-            }
-        }
-    }
-
-    /// DELETE: with finalizers the object is only marked (deletionTimestamp) until they are
-    /// gone; dependents are collected per `propagation`.
-    pub fn delete(
-        &mut self,
-        t: &Target,
-        propagation: Option<Propagation>,
-        precondition_uid: Option<&str>,
-        precondition_rv: Option<&str>,
-        dry_run: bool,
-    ) -> Result<Value, ApiError> {
-        let old = self.current(t)?;
-        if precondition_uid.is_some_and(|u| Some(u) != old["metadata"]["uid"].as_str()) {
-            return Err(ApiError::conflict(
-                &t.rt.group,
-                &t.rt.plural,
-                &t.name,
-                "Precondition failed: UID in precondition does not match the stored object",
-            ));
-        }
-        if precondition_rv.is_some_and(|r| Some(r) != old["metadata"]["resourceVersion"].as_str()) {
-            return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name, "the object has been modified; please apply your changes to the latest version and try again"));
-        }
-        if dry_run {
-            return Ok(old);
-        }
-        let default = if t.rt.group == "batch" && t.rt.kind == "Job" {
-            Propagation::Orphan
-        } else {
-            Propagation::Background
-        };
-        let out = gc::delete_object(
-            self,
-            &t.rt.storage_key(),
-            &t.namespace,
-            &t.name,
-            propagation.unwrap_or(default),
-        );
-        if t.rt.crd.is_none()
-            && t.rt.kind == "CustomResourceDefinition"
-            && self.store.get(&t.rt.storage_key(), "", &t.name).is_none()
-        {
-            self.registry.remove_crd(&t.name);
-        }
-        gc::collect(self);
-        Ok(out.unwrap_or(old))
     }
 }
 
