@@ -455,10 +455,7 @@ impl State {
                 "PATCH with apply requires the fieldManager query parameter",
             ));
         };
-        let current = self
-            .store
-            .get(&t.rt.storage_key(), &t.namespace, &t.name)
-            .cloned();
+        let current = self.current(t).ok();
         let status_sub = t.subresource == "status";
         let req = ApplyRequest {
             manager: &manager,
@@ -502,7 +499,7 @@ impl State {
                 if !opts.dry_run {
                     let mut obj = w.object.clone();
                     obj["metadata"]["managedFields"] = managed;
-                    w.object = self.store.put(&t.rt.storage_key(), obj);
+                    w.object = self.put(t, obj);
                 }
                 Ok(w)
             }
@@ -518,7 +515,7 @@ impl State {
                         .get(&t.rt.storage_key(), &t.namespace, &t.name)
                         .is_some()
                     {
-                        w.object = self.store.put(&t.rt.storage_key(), obj);
+                        w.object = self.put(t, obj);
                     }
                 }
                 Ok(w)

@@ -2,6 +2,7 @@
 //! chunks" and "Efficient detection of changes"): list with selectors, `limit`/`continue`
 //! paging and Table output, and watch responses streamed as newline-delimited JSON.
 
+use crate::convert;
 use crate::error::ApiError;
 use crate::routes::{header, json_response, list_selectors, lock, ok, Query};
 use crate::server::{ApiServer, Body};
@@ -66,9 +67,7 @@ pub fn list(
             next = Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key));
             break;
         }
-        let mut o = o.clone();
-        o["apiVersion"] = json!(rt.api_version());
-        items.push(o);
+        items.push(convert::from_storage(rt, o.clone()));
     }
     let mut meta = json!({ "resourceVersion": state.store.resource_version().to_string() });
     if let Some(n) = next {
@@ -118,8 +117,7 @@ pub fn watch_response(
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1800),
         ),
-        api_version: t.rt.api_version(),
-        kind: t.rt.kind.clone(),
+        rt: t.rt.clone(),
         bookmark_interval: server.bookmark_interval,
     };
     let rx = watch::start(&server.state, req)?;

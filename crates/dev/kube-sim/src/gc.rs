@@ -125,7 +125,9 @@ impl State {
             self.registry.remove_crd(&t.name);
         }
         collect(self);
-        Ok(out.unwrap_or(old))
+        Ok(out
+            .map(|o| crate::convert::from_storage(&t.rt, o))
+            .unwrap_or(old))
     }
 }
 

@@ -12,10 +12,13 @@
 pub mod apply;
 pub mod clock;
 mod collection;
+pub mod convert;
 pub mod crd;
+pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod gc;
+pub mod immutable;
 pub mod patch;
 pub mod rbac;
 pub mod registry;

@@ -55,6 +55,10 @@ impl ResourceType {
 
     /// The storage key of the resource: all versions of a group's resource share it.
     pub fn storage_key(&self) -> String {
+        if self.group == "events.k8s.io" && self.plural == "events" {
+            // The same objects as core/v1 Events (see `convert`).
+            return "/events".to_string();
+        }
         format!("{}/{}", self.group, self.plural)
     }
 

@@ -6,9 +6,12 @@
 
 use crate::apply;
 use crate::clock;
+use crate::convert;
 use crate::crd::{self, Validation};
+use crate::defaults;
 use crate::error::{ApiError, Cause};
 use crate::gc;
+use crate::immutable;
 use crate::patch;
 use crate::registry::{Registry, ResourceType};
 use crate::store::Store;
@@ -171,6 +174,7 @@ impl State {
             }
             _ => {}
         }
+        defaults::apply(&t.rt, obj, &self.store);
         crd::admit(&t.rt, obj, opts.validation)
     }
 
@@ -199,7 +203,9 @@ impl State {
             if let Some(m) = obj.as_object_mut() {
                 m.remove("status");
             }
-            if t.rt.group.is_empty() && t.rt.kind == "Pod" {
+            if t.rt.group.is_empty()
+                && matches!(t.rt.kind.as_str(), "Pod" | "PersistentVolumeClaim")
+            {
                 obj["status"] = json!({ "phase": "Pending" });
             }
         }
@@ -246,6 +252,9 @@ impl State {
         if t.rt.has_generation() {
             obj["metadata"]["generation"] = json!(1);
         }
+        if t.rt.group == "batch" && t.rt.kind == "Job" {
+            defaults::job_selector(&mut obj);
+        }
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("managedFields");
         }
@@ -258,6 +267,19 @@ impl State {
             t.rt.status,
         );
         let object = self.commit(t, obj, opts);
+        if t.rt.group.is_empty() && t.rt.kind == "Namespace" && !opts.dry_run {
+            // The ServiceAccount controller's part: every namespace has `default`.
+            if let Some(rt) = self.registry.find("", "v1", "serviceaccounts") {
+                let sa = Target {
+                    rt,
+                    namespace: name.clone(),
+                    name: String::new(),
+                    subresource: String::new(),
+                };
+                let body = json!({"metadata": {"name": "default"}});
+                let _ = self.create(&sa, body, &WriteOptions::default());
+            }
+        }
         Ok(Written {
             object,
             created: true,
@@ -288,21 +310,29 @@ impl State {
             .is_none_or(|f| f.is_empty());
         let stored = if deleting && no_finalizers && !t.rt.kind.eq("Namespace") {
             let (ns, name) = crate::store::key_of(&obj);
-            self.store.put(&t.rt.storage_key(), obj);
-            self.store
-                .remove(&t.rt.storage_key(), &ns, &name)
-                .unwrap_or(Value::Null)
+            self.put(t, obj);
+            let gone = self.store.remove(&t.rt.storage_key(), &ns, &name);
+            convert::from_storage(&t.rt, gone.unwrap_or(Value::Null))
         } else {
-            self.store.put(&t.rt.storage_key(), obj)
+            self.put(t, obj)
         };
         gc::collect(self);
         stored
+    }
+
+    /// Store an object given in `t`'s version; returns it as stored, in `t`'s version.
+    pub(crate) fn put(&mut self, t: &Target, obj: Value) -> Value {
+        let stored = self
+            .store
+            .put(&t.rt.storage_key(), convert::to_storage(&t.rt, obj));
+        convert::from_storage(&t.rt, stored)
     }
 
     pub(crate) fn current(&self, t: &Target) -> Result<Value, ApiError> {
         self.store
             .get(&t.rt.storage_key(), &t.namespace, &t.name)
             .cloned()
+            .map(|o| convert::from_storage(&t.rt, o))
             .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, &t.name))
     }
 
@@ -372,6 +402,9 @@ impl State {
             }
         }
         let mut warnings = self.prepare(t, &mut new, opts)?;
+        if !status_sub {
+            immutable::check(&t.rt, &old, &mut new)?;
+        }
         // Identity and system fields come from the stored object.
         for k in [
             "uid",

@@ -4,7 +4,9 @@
 //! an ERROR event carrying a `410 Expired` Status when the resourceVersion is older than the
 //! retained change log.
 
+use crate::convert;
 use crate::error::ApiError;
+use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Change, EventType};
 use crate::verbs::State;
@@ -26,8 +28,8 @@ pub struct WatchRequest {
     pub send_initial_events: bool,
     pub bookmarks: bool,
     pub timeout: Duration,
-    pub api_version: String,
-    pub kind: String,
+    /// The type and version the client watches (objects are converted to it).
+    pub rt: Arc<ResourceType>,
     pub bookmark_interval: Duration,
 }
 
@@ -36,10 +38,11 @@ impl WatchRequest {
         self.labels.matches(o) && self.fields.matches(o)
     }
 
-    fn line(&self, type_: &str, mut object: Value) -> Bytes {
-        if object.get("kind").and_then(Value::as_str) != Some("Status") {
-            object["apiVersion"] = json!(self.api_version);
-        }
+    fn line(&self, type_: &str, object: Value) -> Bytes {
+        let object = match object.get("kind").and_then(Value::as_str) {
+            Some("Status") | None => object,
+            Some(_) => convert::from_storage(&self.rt, object),
+        };
         let mut s = json!({ "type": type_, "object": object }).to_string();
         s.push('\n');
         Bytes::from(s)
@@ -50,7 +53,11 @@ impl WatchRequest {
         if initial_end {
             meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
         }
-        self.line("BOOKMARK", json!({ "kind": self.kind, "metadata": meta }))
+        let mut b =
+            json!({ "kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta });
+        let mut s = json!({ "type": "BOOKMARK", "object": b.take() }).to_string();
+        s.push('\n');
+        Bytes::from(s)
     }
 
     /// The event a change becomes for this watch, if any.

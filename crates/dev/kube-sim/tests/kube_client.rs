@@ -317,3 +317,110 @@ async fn status_and_scale_subresources_split_spec_from_status() {
         (Some(4), Some(2))
     );
 }
+
+// API reference "Event v1 events.k8s.io" (fields mapped to core/v1 Event): an Event written
+// through events.k8s.io (kube-rs' recorder) is the same object read through core/v1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_shared_between_core_and_events_k8s_io() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let s = sim().await;
+    let client = s.client().await;
+    let new: Api<Event> = Api::namespaced(client.clone(), "default");
+    let core: Api<CoreEvent> = Api::namespaced(client, "default");
+    let ev: Event = serde_json::from_value(json!({
+        "metadata": {"name": "e1"}, "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reason": "Promoted", "note": "cluster-1 is primary", "type": "Normal", "action": "Promote",
+        "reportingController": "pgherd.io/operator", "reportingInstance": "op-1",
+        "regarding": {"kind": "Pod", "name": "cluster-1", "namespace": "default"}}))
+    .unwrap();
+    new.create(&PostParams::default(), &ev).await.unwrap();
+    let seen = core.get("e1").await.unwrap();
+    assert_eq!(seen.message.as_deref(), Some("cluster-1 is primary"));
+    assert_eq!(seen.involved_object.name.as_deref(), Some("cluster-1"));
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=cluster-1"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let back = new.get("e1").await.unwrap();
+    assert_eq!(back.note.as_deref(), Some("cluster-1 is primary"));
+}
+
+// API reference "Pod v1 core" (PodSpec/Container defaults; "Pod update and replacement":
+// most of a Pod's spec is immutable), "PersistentVolumeClaim" (requests may only grow) and
+// "Service" (clusterIP allocated, then immutable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_defaults_and_immutable_fields() {
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service, ServiceAccount};
+    let s = sim().await;
+    let client = s.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "pg", "image": "postgres:15", "ports": [{"containerPort": 5432}]}]}})).unwrap();
+    let p = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let spec = p.spec.unwrap();
+    assert_eq!(spec.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        spec.containers[0].image_pull_policy.as_deref(),
+        Some("IfNotPresent")
+    );
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
+    pods.patch(
+        "p",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"containers": [{"name": "pg", "image": "postgres:16"}]}})),
+    )
+    .await
+    .unwrap();
+    let e = api_error(
+        pods.patch("p", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"containers": [{"name": "pg", "env": [{"name": "A", "value": "1"}]}]}})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({"metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}}))
+    .unwrap();
+    pvcs.create(&PostParams::default(), &pvc).await.unwrap();
+    let grow = |size: &str| json!({"spec": {"resources": {"requests": {"storage": size}}}});
+    pvcs.patch("data", &PatchParams::default(), &Patch::Merge(grow("3Gi")))
+        .await
+        .unwrap();
+    let e = api_error(
+        pvcs.patch("data", &PatchParams::default(), &Patch::Merge(grow("1Gi")))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        e.message.contains("spec.resources.requests.storage"),
+        "{}",
+        e.message
+    );
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "pg-rw"},
+        "spec": {"selector": {"role": "primary"}, "ports": [{"name": "postgres", "port": 5432}]}}))
+    .unwrap();
+    let made = svcs
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert!(made.cluster_ip.unwrap().starts_with("10.96."));
+    assert_eq!(made.ports.unwrap()[0].protocol.as_deref(), Some("TCP"));
+    let e = api_error(
+        svcs.patch(
+            "pg-rw",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"clusterIP": "10.96.9.9"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(e.message.contains("spec.clusterIP"), "{}", e.message);
+    // Every namespace gets the `default` ServiceAccount.
+    let sas: Api<ServiceAccount> = Api::namespaced(client, "default");
+    sas.get("default").await.unwrap();
+}
