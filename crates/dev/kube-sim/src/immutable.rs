@@ -66,10 +66,8 @@ pub fn check(rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiE
     let immutable = |field: &str| format!("{field}: field is immutable");
     let (o, n) = (&old["spec"], &new["spec"]);
     match (rt.group.as_str(), rt.kind.as_str()) {
-        ("", "Pod") => {
-            if images_blanked(o) != images_blanked(n) {
-                forbid("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.schedulingGates`");
-            }
+        ("", "Pod") if images_blanked(o) != images_blanked(n) => {
+            forbid("spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations) or `spec.schedulingGates`");
         }
         ("", "PersistentVolumeClaim") => {
             let keep: &[&[&str]] = &[&["resources", "requests"], &["volumeAttributesClassName"]];
@@ -97,10 +95,8 @@ pub fn check(rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiE
                 }
             }
         }
-        ("apps", "Deployment") | ("apps", "ReplicaSet") => {
-            if o.get("selector") != n.get("selector") {
-                forbid("spec.selector", &immutable("spec.selector"));
-            }
+        ("apps", "Deployment" | "ReplicaSet") if o.get("selector") != n.get("selector") => {
+            forbid("spec.selector", &immutable("spec.selector"));
         }
         ("", "Service") => {
             if n["clusterIP"].as_str().is_none_or(str::is_empty) && o.get("clusterIP").is_some() {
@@ -112,10 +108,10 @@ pub fn check(rt: &ResourceType, old: &Value, new: &mut Value) -> Result<(), ApiE
                 forbid("spec.clusterIP", &immutable("spec.clusterIP"));
             }
         }
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            if old.get("roleRef") != new.get("roleRef") {
-                forbid("roleRef", "Invalid value: cannot change roleRef");
-            }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding")
+            if old.get("roleRef") != new.get("roleRef") =>
+        {
+            forbid("roleRef", "Invalid value: cannot change roleRef");
         }
         ("", "ConfigMap" | "Secret") if old["immutable"] == Value::Bool(true) => {
             for f in ["data", "binaryData", "immutable"] {

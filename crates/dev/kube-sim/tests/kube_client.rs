@@ -369,7 +369,9 @@ async fn built_in_defaults_and_immutable_fields() {
     pods.patch(
         "p",
         &PatchParams::default(),
-        &Patch::Strategic(json!({"spec": {"containers": [{"name": "pg", "image": "postgres:16"}]}})),
+        &Patch::Strategic(
+            json!({"spec": {"containers": [{"name": "pg", "image": "postgres:16"}]}}),
+        ),
     )
     .await
     .unwrap();
