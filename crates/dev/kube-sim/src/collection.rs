@@ -89,6 +89,7 @@ pub fn list(
 
 pub fn watch_response(
     server: &Arc<ApiServer>,
+    parts: &Parts,
     query: &Query,
     t: &Target,
 ) -> Result<Response<Body>, ApiError> {
@@ -118,6 +119,7 @@ pub fn watch_response(
                 .unwrap_or(1800),
         ),
         rt: t.rt.clone(),
+        table: table::wants_table(header(parts, "accept")),
         bookmark_interval: server.bookmark_interval,
     };
     let rx = watch::start(&server.state, req)?;

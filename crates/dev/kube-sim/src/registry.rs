@@ -267,7 +267,14 @@ impl Registry {
                     singular: b.2.to_lowercase(),
                     namespaced: b.4,
                     short_names: b.5.iter().map(|s| s.to_string()).collect(),
-                    categories: Vec::new(),
+                    categories: if matches!(
+                        b.3,
+                        "pods" | "services" | "deployments" | "replicasets" | "jobs"
+                    ) {
+                        vec!["all".to_string()]
+                    } else {
+                        Vec::new()
+                    },
                     status: b.6,
                     scale,
                     schema: None,

@@ -397,7 +397,7 @@ fn resource_request(
             Ok(object_response(parts, rt, 200, &o, &[]))
         }
         "list" => collection::list(server, parts, query, t),
-        "watch" => collection::watch_response(server, query, t),
+        "watch" => collection::watch_response(server, parts, query, t),
         "create" => {
             if !t.subresource.is_empty() {
                 return Err(ApiError::method_not_allowed(

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Change, EventType};
+use crate::table;
 use crate::verbs::State;
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -30,6 +31,8 @@ pub struct WatchRequest {
     pub timeout: Duration,
     /// The type and version the client watches (objects are converted to it).
     pub rt: Arc<ResourceType>,
+    /// Send each object as a one-row Table (`kubectl get -w`).
+    pub table: bool,
     pub bookmark_interval: Duration,
 }
 
@@ -42,6 +45,12 @@ impl WatchRequest {
         let object = match object.get("kind").and_then(Value::as_str) {
             Some("Status") | None => object,
             Some(_) => convert::from_storage(&self.rt, object),
+        };
+        let object = if self.table && object["kind"] != "Status" {
+            let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+            table::table(&self.rt, std::slice::from_ref(&object), meta)
+        } else {
+            object
         };
         let mut s = json!({ "type": type_, "object": object }).to_string();
         s.push('\n');
