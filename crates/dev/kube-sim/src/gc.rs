@@ -80,19 +80,59 @@ pub fn delete_object(
     Some(state.store.put(storage, obj))
 }
 
+/// What a DELETE asked for (API reference "DeleteOptions").
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub propagation: Option<Propagation>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// From the request body (a DeleteOptions object, possibly empty) and the query.
+    pub fn parse(
+        body: &Value,
+        query: &std::collections::HashMap<String, String>,
+        dry_run: bool,
+    ) -> Self {
+        let q = |k: &str| query.get(k).map(String::as_str);
+        DeleteOptions {
+            propagation: body["propagationPolicy"]
+                .as_str()
+                .or(q("propagationPolicy"))
+                .and_then(Propagation::parse)
+                .or_else(|| {
+                    (body["orphanDependents"] == json!(true)).then_some(Propagation::Orphan)
+                }),
+            precondition_uid: body["preconditions"]["uid"].as_str().map(String::from),
+            precondition_rv: body["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(String::from),
+            grace_period_seconds: body["gracePeriodSeconds"]
+                .as_i64()
+                .or_else(|| q("gracePeriodSeconds").and_then(|g| g.parse().ok())),
+            dry_run: dry_run
+                || body["dryRun"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|x| x == "All")),
+        }
+    }
+}
+
 impl State {
     /// DELETE: with finalizers the object is only marked (deletionTimestamp) until they are
-    /// gone; dependents are collected per `propagation`.
-    pub fn delete(
-        &mut self,
-        t: &Target,
-        propagation: Option<Propagation>,
-        precondition_uid: Option<&str>,
-        precondition_rv: Option<&str>,
-        dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    /// gone; dependents are collected per the propagation policy. A Pod bound to a node is
+    /// deleted gracefully: marked with its grace period until its kubelet deletes it with
+    /// grace 0 (API reference "Termination of Pods").
+    pub fn delete(&mut self, t: &Target, opts: &DeleteOptions) -> Result<Value, ApiError> {
         let old = self.current(t)?;
-        if precondition_uid.is_some_and(|u| Some(u) != old["metadata"]["uid"].as_str()) {
+        if opts
+            .precondition_uid
+            .as_deref()
+            .is_some_and(|u| Some(u) != old["metadata"]["uid"].as_str())
+        {
             return Err(ApiError::conflict(
                 &t.rt.group,
                 &t.rt.plural,
@@ -100,11 +140,20 @@ impl State {
                 "Precondition failed: UID in precondition does not match the stored object",
             ));
         }
-        if precondition_rv.is_some_and(|r| Some(r) != old["metadata"]["resourceVersion"].as_str()) {
+        if opts
+            .precondition_rv
+            .as_deref()
+            .is_some_and(|r| Some(r) != old["metadata"]["resourceVersion"].as_str())
+        {
             return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name, "the object has been modified; please apply your changes to the latest version and try again"));
         }
-        if dry_run {
+        if opts.dry_run {
             return Ok(old);
+        }
+        if t.rt.group.is_empty() && t.rt.kind == "Pod" {
+            if let Some(marked) = self.graceful_pod_deletion(t, &old, opts) {
+                return Ok(marked);
+            }
         }
         let default = if t.rt.group == "batch" && t.rt.kind == "Job" {
             Propagation::Orphan
@@ -116,18 +165,40 @@ impl State {
             &t.rt.storage_key(),
             &t.namespace,
             &t.name,
-            propagation.unwrap_or(default),
+            opts.propagation.unwrap_or(default),
         );
-        if t.rt.crd.is_none()
-            && t.rt.kind == "CustomResourceDefinition"
-            && self.store.get(&t.rt.storage_key(), "", &t.name).is_none()
-        {
-            self.registry.remove_crd(&t.name);
-        }
         collect(self);
         Ok(out
             .map(|o| crate::convert::from_storage(&t.rt, o))
             .unwrap_or(old))
+    }
+
+    /// Mark a bound pod for graceful deletion; `None` when it goes at once (unbound, grace 0).
+    fn graceful_pod_deletion(
+        &mut self,
+        t: &Target,
+        old: &Value,
+        opts: &DeleteOptions,
+    ) -> Option<Value> {
+        if old["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+            return None;
+        }
+        let spec_grace = old["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(30);
+        let grace = opts.grace_period_seconds.unwrap_or(spec_grace).max(0);
+        if grace == 0 {
+            return None;
+        }
+        let current = old["metadata"]["deletionGracePeriodSeconds"].as_i64();
+        if current.is_some_and(|c| c <= grace) {
+            return Some(old.clone());
+        }
+        let mut o = old.clone();
+        o["metadata"]["deletionTimestamp"] =
+            json!(clock::format_rfc3339(clock::now_secs() + grace));
+        o["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+        Some(self.put(t, o))
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::crd::Validation;
 use crate::discovery;
 use crate::error::{self, ApiError};
-use crate::gc::Propagation;
+use crate::gc::DeleteOptions;
 use crate::rbac::{self, Attributes, User};
 use crate::registry::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -455,23 +455,9 @@ fn resource_request(
         }
         "delete" => {
             let o = parse_body(&body)?;
-            let policy = o["propagationPolicy"]
-                .as_str()
-                .or(query.get("propagationPolicy").map(String::as_str))
-                .and_then(Propagation::parse)
-                .or_else(|| (o["orphanDependents"] == json!(true)).then_some(Propagation::Orphan));
-            let dry_run = opts.dry_run
-                || o["dryRun"]
-                    .as_array()
-                    .is_some_and(|d| d.iter().any(|x| x == "All"));
+            let delete = DeleteOptions::parse(&o, query, opts.dry_run);
             let mut state = lock(server)?;
-            let out = state.delete(
-                t,
-                policy,
-                o["preconditions"]["uid"].as_str(),
-                o["preconditions"]["resourceVersion"].as_str(),
-                dry_run,
-            )?;
+            let out = state.delete(t, &delete)?;
             Ok(object_response(parts, rt, 200, &out, &[]))
         }
         "deletecollection" => {
@@ -493,7 +479,10 @@ fn resource_request(
                     name,
                     ..t.clone()
                 };
-                state.delete(&one, None, None, None, opts.dry_run)?;
+                state.delete(
+                    &one,
+                    &DeleteOptions::parse(&Value::Null, query, opts.dry_run),
+                )?;
             }
             Ok(ok(&error::success(json!({"kind": rt.plural}))))
         }

@@ -426,3 +426,60 @@ async fn built_in_defaults_and_immutable_fields() {
     let sas: Api<ServiceAccount> = Api::namespaced(client, "default");
     sas.get("default").await.unwrap();
 }
+
+// API reference "Pod Lifecycle: Termination of Pods": deleting a pod bound to a node marks it
+// with its grace period; the kubelet's delete with grace 0 removes it. Unbound pods go at once.
+// And "Namespaces": deleting a namespace deletes what is in it, then the namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_pods_are_deleted_gracefully_and_namespaces_empty_themselves() {
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    use kube::api::DeleteParams;
+    let s = sim().await;
+    let client = s.client().await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "team");
+    let pod = |name: &str, node: Option<&str>| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"nodeName": node, "terminationGracePeriodSeconds": 5, "containers": [{"name": "c", "image": "x:1"}]}})).unwrap()
+    };
+    pods.create(&PostParams::default(), &pod("bound", Some("node-1")))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("loose", None))
+        .await
+        .unwrap();
+    pods.delete("loose", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(pods.get_opt("loose").await.unwrap().is_none());
+    pods.delete("bound", &DeleteParams::default())
+        .await
+        .unwrap();
+    let marked = pods.get("bound").await.unwrap();
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(5));
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    pods.delete(
+        "bound",
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(pods.get_opt("bound").await.unwrap().is_none());
+    pods.create(&PostParams::default(), &pod("inside", None))
+        .await
+        .unwrap();
+    nss.delete("team", &DeleteParams::default()).await.unwrap();
+    assert!(pods.get_opt("inside").await.unwrap().is_none());
+    assert!(nss.get_opt("team").await.unwrap().is_none());
+    let e = api_error(
+        pods.create(&PostParams::default(), &pod("late", None))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 404);
+}
