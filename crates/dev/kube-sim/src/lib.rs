@@ -20,6 +20,7 @@ pub mod error;
 pub mod gc;
 pub mod immutable;
 pub mod patch;
+mod protobuf;
 pub mod rbac;
 pub mod registry;
 mod routes;

@@ -163,24 +163,50 @@ fn rule_allows(rule: &Value, a: &Attributes) -> bool {
         && names_ok
 }
 
-fn role_rules(state: &State, role_ref: &Value, namespace: &str) -> Vec<Value> {
+fn role_rules(state: &State, role_ref: &Value, namespace: &str) -> (String, Vec<Value>) {
     let name = role_ref["name"].as_str().unwrap_or_default();
-    let role = match role_ref["kind"].as_str() {
-        Some("ClusterRole") => state
-            .store
-            .get("rbac.authorization.k8s.io/clusterroles", "", name),
-        _ => state
-            .store
-            .get("rbac.authorization.k8s.io/roles", namespace, name),
+    let (label, role) = match role_ref["kind"].as_str() {
+        Some("ClusterRole") => (
+            format!("ClusterRole/{name}"),
+            state
+                .store
+                .get("rbac.authorization.k8s.io/clusterroles", "", name),
+        ),
+        _ => (
+            format!("Role/{namespace}/{name}"),
+            state
+                .store
+                .get("rbac.authorization.k8s.io/roles", namespace, name),
+        ),
     };
-    role.and_then(|r| r["rules"].as_array().cloned())
-        .unwrap_or_default()
+    let rules = role
+        .and_then(|r| r["rules"].as_array().cloned())
+        .unwrap_or_default();
+    (label, rules)
 }
 
-/// Whether `user` may do `a`.
-pub fn authorize(state: &State, user: &User, a: &Attributes) -> bool {
+/// Why a request was allowed: `system:masters`, or the role and the index of its rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    Admin,
+    /// What every authenticated user may do (`system:basic-user`: reviewing its own access).
+    Default,
+    Rule {
+        role: String,
+        index: usize,
+    },
+}
+
+/// Which grant allows `user` to do `a`, if any.
+pub fn authorize(state: &State, user: &User, a: &Attributes) -> Option<Grant> {
     if user.is_admin() {
-        return true;
+        return Some(Grant::Admin);
+    }
+    if a.group == "authorization.k8s.io"
+        && a.resource == "selfsubjectaccessreviews"
+        && a.verb == "create"
+    {
+        return Some(Grant::Default);
     }
     let bound = |b: &Value| {
         b["subjects"]
@@ -189,22 +215,27 @@ pub fn authorize(state: &State, user: &User, a: &Attributes) -> bool {
             .flatten()
             .any(|s| subject_matches(s, user))
     };
+    let grant = |role_ref: &Value, ns: &str| {
+        let (role, rules) = role_rules(state, role_ref, ns);
+        rules
+            .iter()
+            .position(|r| rule_allows(r, a))
+            .map(|index| Grant::Rule { role, index })
+    };
     for b in state
         .store
         .objects("rbac.authorization.k8s.io/clusterrolebindings")
         .into_iter()
         .flat_map(|o| o.values())
     {
-        if bound(b)
-            && role_rules(state, &b["roleRef"], "")
-                .iter()
-                .any(|r| rule_allows(r, a))
-        {
-            return true;
+        if bound(b) {
+            if let Some(g) = grant(&b["roleRef"], "") {
+                return Some(g);
+            }
         }
     }
     if a.namespace.is_empty() {
-        return false;
+        return None;
     }
     for ((ns, _), b) in state
         .store
@@ -212,14 +243,81 @@ pub fn authorize(state: &State, user: &User, a: &Attributes) -> bool {
         .into_iter()
         .flatten()
     {
-        if ns == a.namespace
-            && bound(b)
-            && role_rules(state, &b["roleRef"], ns)
-                .iter()
-                .any(|r| rule_allows(r, a))
-        {
-            return true;
+        if ns == a.namespace && bound(b) {
+            if let Some(g) = grant(&b["roleRef"], ns) {
+                return Some(g);
+            }
         }
     }
-    false
+    None
+}
+
+/// One authorization decision, as recorded for tests that audit a role ("is the operator's
+/// ClusterRole sufficient, and which of its rules are never used?").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub user: String,
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub subresource: String,
+    pub namespace: String,
+    pub name: String,
+    pub grant: Option<Grant>,
+}
+
+impl Decision {
+    pub fn new(user: &User, a: &Attributes, grant: Option<Grant>) -> Self {
+        Decision {
+            user: user.name.clone(),
+            verb: a.verb.into(),
+            group: a.group.into(),
+            resource: a.resource.into(),
+            subresource: a.subresource.into(),
+            namespace: a.namespace.into(),
+            name: a.name.into(),
+            grant,
+        }
+    }
+}
+
+/// `SelfSubjectAccessReview` (the requester) and `SubjectAccessReview` (`spec.user`,
+/// `spec.groups`): API reference "Authorization: Checking API access". Returns the review
+/// with its `status`.
+pub fn review(state: &State, requester: &User, kind: &str, mut body: Value) -> Value {
+    let user = if kind == "SubjectAccessReview" {
+        User {
+            name: body["spec"]["user"].as_str().unwrap_or_default().into(),
+            groups: body["spec"]["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_str().map(String::from))
+                .collect(),
+        }
+    } else {
+        requester.clone()
+    };
+    let ra = &body["spec"]["resourceAttributes"];
+    let field = |k: &str| ra[k].as_str().unwrap_or_default().to_string();
+    let (verb, group, resource, sub, ns, name) = (
+        field("verb"),
+        field("group"),
+        field("resource"),
+        field("subresource"),
+        field("namespace"),
+        field("name"),
+    );
+    let attrs = Attributes {
+        verb: &verb,
+        group: &group,
+        resource: &resource,
+        subresource: &sub,
+        namespace: &ns,
+        name: &name,
+    };
+    let allowed = ra.is_object() && authorize(state, &user, &attrs).is_some()
+        || body["spec"]["nonResourceAttributes"].is_object();
+    body["status"] = serde_json::json!({ "allowed": allowed });
+    body
 }

@@ -12,7 +12,7 @@ use crate::selector::{FieldSelector, LabelSelector};
 use crate::server::{ApiServer, Body, Subresource};
 use crate::table;
 use crate::verbs::{State, Target, WriteOptions};
-use crate::{collection, patch, scale};
+use crate::{collection, patch, protobuf, scale};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -228,8 +228,34 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
         namespace: &target.namespace,
         name: &target.name,
     };
-    if !rbac::authorize(&state, &user, &attrs) {
+    let grant = rbac::authorize(&state, &user, &attrs);
+    server.record(rbac::Decision::new(&user, &attrs, grant.clone()));
+    if grant.is_none() {
         return Err(forbidden(&user, &attrs));
+    }
+    if rt.group == "authorization.k8s.io" {
+        if verb != "create" {
+            return Err(ApiError::method_not_allowed(
+                "access reviews can only be created",
+            ));
+        }
+        let request = if header(&parts, "content-type")
+            .starts_with("application/vnd.kubernetes.protobuf")
+        {
+            protobuf::decode_access_review(&body)
+                .ok_or_else(|| ApiError::bad_request("cannot decode the protobuf access review"))?
+        } else {
+            parse_body(&body)?
+        };
+        let mut review = rbac::review(&state, &user, &rt.kind, request);
+        review["apiVersion"] = json!(rt.api_version());
+        review["kind"] = json!(rt.kind);
+        return Ok(Routed::Done(json_response(
+            201,
+            &review,
+            "application/json",
+            &[],
+        )));
     }
     if !target.subresource.is_empty() && !matches!(target.subresource.as_str(), "status" | "scale")
     {

@@ -3,7 +3,7 @@
 //! pods/exec, eviction, …) plug in through [`Subresource`].
 
 use crate::error::ApiError;
-use crate::rbac::Authenticator;
+use crate::rbac::{Authenticator, Decision};
 use crate::routes;
 use crate::tls;
 use crate::verbs::{State, Target};
@@ -69,6 +69,7 @@ pub struct ApiServer {
     pub ca_pem: String,
     pub bookmark_interval: Duration,
     subresources: Mutex<Vec<Arc<dyn Subresource>>>,
+    audit: Mutex<Vec<Decision>>,
 }
 
 impl ApiServer {
@@ -85,6 +86,20 @@ impl ApiServer {
             .iter()
             .find(|s| s.handles(storage, sub))
             .cloned()
+    }
+
+    /// Every authorization decision so far (oldest first, the last 100 000 kept).
+    pub fn authorization_log(&self) -> Vec<Decision> {
+        self.audit.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn record(&self, d: Decision) {
+        if let Ok(mut a) = self.audit.lock() {
+            if a.len() >= 100_000 {
+                a.remove(0);
+            }
+            a.push(d);
+        }
     }
 
     /// A kubeconfig for a bearer token.
@@ -147,6 +162,7 @@ pub async fn start(config: Config) -> Result<Running, ApiError> {
         ca_pem: pki.ca_pem.clone(),
         bookmark_interval: config.bookmark_interval,
         subresources: Mutex::new(Vec::new()),
+        audit: Mutex::new(Vec::new()),
     });
     let kubeconfig = server.kubeconfig_for("admin", &server.auth.admin_token(), "default");
     if let Some(dir) = &config.state_dir {

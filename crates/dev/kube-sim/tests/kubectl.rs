@@ -331,6 +331,30 @@ async fn rbac_refuses_a_token_without_the_needed_role() {
         !out.status.success(),
         "the RoleBinding grants only its namespace"
     );
+    // `kubectl auth can-i` (SelfSubjectAccessReview) agrees.
+    let can = |args: &[&str]| {
+        String::from_utf8_lossy(&s.kubectl_as(&kc, args, None).stdout)
+            .trim()
+            .to_string()
+    };
+    assert_eq!(can(&["auth", "can-i", "list", "configmaps"]), "yes");
+    assert_eq!(can(&["auth", "can-i", "delete", "configmaps"]), "no");
+    // The audit says which rule served the bot, so a test can find rules never used.
+    let used: Vec<_> = s
+        .running
+        .server
+        .authorization_log()
+        .into_iter()
+        .filter(|d| d.user == "system:serviceaccount:default:bot")
+        .filter_map(|d| d.grant)
+        .collect();
+    assert!(
+        used.contains(&pgherd_kube_sim::rbac::Grant::Rule {
+            role: "Role/default/cm-reader".into(),
+            index: 0
+        }),
+        "{used:?}"
+    );
 }
 
 const RBAC: &str = r#"
