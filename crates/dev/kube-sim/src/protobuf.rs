@@ -1,12 +1,15 @@
-//! The one protobuf request body kube-sim reads: access reviews, which `kubectl auth can-i`
-//! sends only as protobuf. A minimal reader of the protobuf wire format and of the
-//! Kubernetes envelope (`k8s\0` + runtime.Unknown), mapped to the JSON the rest of the server
-//! uses. Every other protobuf body is refused with 415.
+//! The protobuf request bodies kube-sim reads. kubectl's typed clients send protobuf, and for
+//! some requests only protobuf: `kubectl create configmap|secret|namespace|serviceaccount|
+//! role|clusterrole|rolebinding|clusterrolebinding` and `kubectl auth can-i`. A minimal reader
+//! of the protobuf wire format and the Kubernetes envelope (`k8s\0` + runtime.Unknown) turns
+//! those kinds into the JSON the rest of the server uses (field numbers from the API's
+//! `generated.proto` definitions); any other protobuf body is refused with 415.
 
+use base64::Engine;
 use serde_json::{json, Map, Value};
 
 enum Field<'a> {
-    Varint,
+    Varint(u64),
     Bytes(&'a [u8]),
 }
 
@@ -30,10 +33,7 @@ fn fields(buf: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
         let key = varint(buf, &mut pos)?;
         let (number, wire) = (key >> 3, key & 7);
         let field = match wire {
-            0 => {
-                varint(buf, &mut pos)?;
-                Field::Varint
-            }
+            0 => Field::Varint(varint(buf, &mut pos)?),
             2 => {
                 let len = usize::try_from(varint(buf, &mut pos)?).ok()?;
                 let bytes = buf.get(pos..pos.checked_add(len)?)?;
@@ -55,77 +55,172 @@ fn fields(buf: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
     Some(out)
 }
 
-fn text(b: &[u8]) -> Value {
-    json!(String::from_utf8_lossy(b))
+/// How one field of a message is read.
+#[derive(Clone, Copy)]
+enum Shape {
+    Str,
+    Bool,
+    Msg(&'static [Spec]),
+    StrList,
+    MsgList(&'static [Spec]),
+    /// map<string, string>
+    StrMap,
+    /// map<string, bytes>, as base64 (how JSON carries bytes)
+    BytesMap,
 }
 
-/// Decodes one nested message.
-type Decoder = fn(&[u8]) -> Value;
+type Spec = (u64, &'static str, Shape);
 
-/// A message as JSON, naming its string fields and nested messages by number.
-fn message(
-    buf: &[u8],
-    strings: &[(u64, &str)],
-    messages: &[(u64, &str, Decoder)],
-    lists: &[(u64, &str)],
-) -> Value {
+const META: &[Spec] = &[
+    (1, "name", Shape::Str),
+    (2, "generateName", Shape::Str),
+    (3, "namespace", Shape::Str),
+    (11, "labels", Shape::StrMap),
+    (12, "annotations", Shape::StrMap),
+    (14, "finalizers", Shape::StrList),
+];
+const CONFIG_MAP: &[Spec] = &[
+    (1, "metadata", Shape::Msg(META)),
+    (2, "data", Shape::StrMap),
+    (3, "binaryData", Shape::BytesMap),
+    (4, "immutable", Shape::Bool),
+];
+const SECRET: &[Spec] = &[
+    (1, "metadata", Shape::Msg(META)),
+    (2, "data", Shape::BytesMap),
+    (3, "type", Shape::Str),
+    (4, "stringData", Shape::StrMap),
+    (5, "immutable", Shape::Bool),
+];
+const ONLY_META: &[Spec] = &[(1, "metadata", Shape::Msg(META))];
+const SERVICE_ACCOUNT: &[Spec] = &[
+    (1, "metadata", Shape::Msg(META)),
+    (4, "automountServiceAccountToken", Shape::Bool),
+];
+const RULE: &[Spec] = &[
+    (1, "verbs", Shape::StrList),
+    (2, "apiGroups", Shape::StrList),
+    (3, "resources", Shape::StrList),
+    (4, "resourceNames", Shape::StrList),
+    (5, "nonResourceURLs", Shape::StrList),
+];
+const ROLE: &[Spec] = &[
+    (1, "metadata", Shape::Msg(META)),
+    (2, "rules", Shape::MsgList(RULE)),
+];
+const SUBJECT: &[Spec] = &[
+    (1, "kind", Shape::Str),
+    (2, "apiGroup", Shape::Str),
+    (3, "name", Shape::Str),
+    (4, "namespace", Shape::Str),
+];
+const ROLE_REF: &[Spec] = &[
+    (1, "apiGroup", Shape::Str),
+    (2, "kind", Shape::Str),
+    (3, "name", Shape::Str),
+];
+const BINDING: &[Spec] = &[
+    (1, "metadata", Shape::Msg(META)),
+    (2, "subjects", Shape::MsgList(SUBJECT)),
+    (3, "roleRef", Shape::Msg(ROLE_REF)),
+];
+const RESOURCE_ATTRIBUTES: &[Spec] = &[
+    (1, "namespace", Shape::Str),
+    (2, "verb", Shape::Str),
+    (3, "group", Shape::Str),
+    (4, "version", Shape::Str),
+    (5, "resource", Shape::Str),
+    (6, "subresource", Shape::Str),
+    (7, "name", Shape::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: &[Spec] = &[(1, "path", Shape::Str), (2, "verb", Shape::Str)];
+const REVIEW_SPEC: &[Spec] = &[
+    (1, "resourceAttributes", Shape::Msg(RESOURCE_ATTRIBUTES)),
+    (
+        2,
+        "nonResourceAttributes",
+        Shape::Msg(NON_RESOURCE_ATTRIBUTES),
+    ),
+    (3, "user", Shape::Str),
+    (4, "groups", Shape::StrList),
+    (6, "uid", Shape::Str),
+];
+const REVIEW: &[Spec] = &[
+    (1, "metadata", Shape::Msg(META)),
+    (2, "spec", Shape::Msg(REVIEW_SPEC)),
+];
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn map_entry(b: &[u8]) -> (String, &[u8]) {
+    let mut key = String::new();
+    let mut value: &[u8] = &[];
+    for (n, f) in fields(b).unwrap_or_default() {
+        match (n, f) {
+            (1, Field::Bytes(k)) => key = text(k),
+            (2, Field::Bytes(v)) => value = v,
+            _ => {}
+        }
+    }
+    (key, value)
+}
+
+fn decode(buf: &[u8], specs: &[Spec]) -> Value {
     let mut m = Map::new();
     for (n, f) in fields(buf).unwrap_or_default() {
-        let Field::Bytes(b) = f else { continue };
-        if let Some((_, name)) = strings.iter().find(|(k, _)| *k == n) {
-            m.insert((*name).into(), text(b));
-        } else if let Some((_, name, dec)) = messages.iter().find(|(k, _, _)| *k == n) {
-            m.insert((*name).into(), dec(b));
-        } else if let Some((_, name)) = lists.iter().find(|(k, _)| *k == n) {
-            let list = m.entry((*name).to_string()).or_insert_with(|| json!([]));
-            if let Some(a) = list.as_array_mut() {
-                a.push(text(b));
+        let Some((_, name, shape)) = specs.iter().find(|(k, _, _)| *k == n) else {
+            continue;
+        };
+        let name = name.to_string();
+        match (*shape, f) {
+            // proto2 writes unset strings as "": JSON leaves them out.
+            (Shape::Str, Field::Bytes(b)) if !b.is_empty() => {
+                m.insert(name, json!(text(b)));
             }
+            (Shape::Bool, Field::Varint(v)) => {
+                m.insert(name, json!(v != 0));
+            }
+            (Shape::Msg(inner), Field::Bytes(b)) => {
+                m.insert(name, decode(b, inner));
+            }
+            (Shape::StrList, Field::Bytes(b)) => push(&mut m, name, json!(text(b))),
+            (Shape::MsgList(inner), Field::Bytes(b)) => push(&mut m, name, decode(b, inner)),
+            (Shape::StrMap, Field::Bytes(b)) => {
+                let (k, v) = map_entry(b);
+                m.entry(name).or_insert_with(|| json!({}))[k] = json!(text(v));
+            }
+            (Shape::BytesMap, Field::Bytes(b)) => {
+                let (k, v) = map_entry(b);
+                let enc = base64::engine::general_purpose::STANDARD.encode(v);
+                m.entry(name).or_insert_with(|| json!({}))[k] = json!(enc);
+            }
+            _ => {}
         }
     }
     Value::Object(m)
 }
 
-fn resource_attributes(b: &[u8]) -> Value {
-    let names = [
-        (1, "namespace"),
-        (2, "verb"),
-        (3, "group"),
-        (4, "version"),
-        (5, "resource"),
-        (6, "subresource"),
-        (7, "name"),
-    ];
-    message(b, &names, &[], &[])
+fn push(m: &mut Map<String, Value>, name: String, v: Value) {
+    if let Some(a) = m.entry(name).or_insert_with(|| json!([])).as_array_mut() {
+        a.push(v);
+    }
 }
 
-fn non_resource_attributes(b: &[u8]) -> Value {
-    message(b, &[(1, "path"), (2, "verb")], &[], &[])
-}
-
-fn review_spec(b: &[u8]) -> Value {
-    message(
-        b,
-        &[(3, "user"), (6, "uid")],
-        &[
-            (1, "resourceAttributes", resource_attributes),
-            (2, "nonResourceAttributes", non_resource_attributes),
-        ],
-        &[(4, "groups")],
-    )
-}
-
-/// Decode a protobuf-encoded `SelfSubjectAccessReview` or `SubjectAccessReview`.
-pub fn decode_access_review(body: &[u8]) -> Option<Value> {
+/// Decode a protobuf body of one of the kinds above into JSON (`None`: not one of them).
+pub fn decode_object(body: &[u8]) -> Option<Value> {
     let unknown = body.strip_prefix(b"k8s\0")?;
-    let mut kind = String::new();
+    let (mut api_version, mut kind) = (String::new(), String::new());
     let mut raw: &[u8] = &[];
     for (n, f) in fields(unknown)? {
         match (n, f) {
             (1, Field::Bytes(tm)) => {
                 for (k, v) in fields(tm)? {
-                    if let (2, Field::Bytes(s)) = (k, v) {
-                        kind = String::from_utf8_lossy(s).into_owned();
+                    match (k, v) {
+                        (1, Field::Bytes(s)) => api_version = text(s),
+                        (2, Field::Bytes(s)) => kind = text(s),
+                        _ => {}
                     }
                 }
             }
@@ -133,17 +228,18 @@ pub fn decode_access_review(body: &[u8]) -> Option<Value> {
             _ => {}
         }
     }
-    if !matches!(
-        kind.as_str(),
-        "SelfSubjectAccessReview" | "SubjectAccessReview"
-    ) {
-        return None;
-    }
-    let mut spec = json!({});
-    for (n, f) in fields(raw)? {
-        if let (2, Field::Bytes(s)) = (n, f) {
-            spec = review_spec(s);
-        }
-    }
-    Some(json!({ "kind": kind, "apiVersion": "authorization.k8s.io/v1", "spec": spec }))
+    let specs = match kind.as_str() {
+        "ConfigMap" => CONFIG_MAP,
+        "Secret" => SECRET,
+        "Namespace" => ONLY_META,
+        "ServiceAccount" => SERVICE_ACCOUNT,
+        "Role" | "ClusterRole" => ROLE,
+        "RoleBinding" | "ClusterRoleBinding" => BINDING,
+        "SelfSubjectAccessReview" | "SubjectAccessReview" => REVIEW,
+        _ => return None,
+    };
+    let mut obj = decode(raw, specs);
+    obj["apiVersion"] = json!(api_version);
+    obj["kind"] = json!(kind);
+    Some(obj)
 }

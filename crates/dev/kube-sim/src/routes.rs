@@ -242,7 +242,7 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
         let request = if header(&parts, "content-type")
             .starts_with("application/vnd.kubernetes.protobuf")
         {
-            protobuf::decode_access_review(&body)
+            protobuf::decode_object(&body)
                 .ok_or_else(|| ApiError::bad_request("cannot decode the protobuf access review"))?
         } else {
             parse_body(&body)?
@@ -250,6 +250,30 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
         let mut review = rbac::review(&state, &user, &rt.kind, request);
         review["apiVersion"] = json!(rt.api_version());
         review["kind"] = json!(rt.kind);
+        return Ok(Routed::Done(json_response(
+            201,
+            &review,
+            "application/json",
+            &[],
+        )));
+    }
+    if rt.storage_key() == "/serviceaccounts" && target.subresource == "token" && verb == "create" {
+        // TokenRequest (API reference "TokenRequest v1 authentication.k8s.io"): the
+        // ServiceAccount's token; kube-sim tokens do not expire.
+        state.get(&Target {
+            subresource: String::new(),
+            ..target.clone()
+        })?;
+        let token = server
+            .auth
+            .service_account_token(&target.namespace, &target.name);
+        let expiry = crate::clock::format_rfc3339(crate::clock::now_secs() + 3600 * 24 * 365);
+        let review = json!({
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": target.name, "namespace": target.namespace},
+            "spec": {"audiences": ["https://kubernetes.default.svc"]},
+            "status": {"token": token, "expirationTimestamp": expiry},
+        });
         return Ok(Routed::Done(json_response(
             201,
             &review,
@@ -406,11 +430,14 @@ fn resource_request(
     body: Bytes,
 ) -> Result<Response<Body>, ApiError> {
     let rt = &t.rt;
-    if header(parts, "content-type").starts_with("application/vnd.kubernetes.protobuf") {
-        return Err(ApiError::unsupported_media(
-            "kube-sim does not decode protobuf request bodies (kubectl's imperative `create <kind>` sends them); send JSON or YAML, e.g. `kubectl create -f` or `kubectl apply`",
-        ));
-    }
+    let body = if header(parts, "content-type").starts_with("application/vnd.kubernetes.protobuf") {
+        let decoded = protobuf::decode_object(&body).ok_or_else(|| ApiError::unsupported_media(
+            "kube-sim decodes protobuf request bodies only for ConfigMap, Secret, Namespace, ServiceAccount and RBAC objects (kubectl's imperative `create <kind>` sends protobuf); send JSON or YAML, e.g. `kubectl create -f` or `kubectl apply`",
+        ))?;
+        Bytes::from(decoded.to_string())
+    } else {
+        body
+    };
     let opts = write_options(parts, query);
     let scale_sub = t.subresource == "scale";
     match verb {

@@ -375,13 +375,67 @@ subjects:
 "#;
 
 // API reference: "Imperative Management of Kubernetes Objects" — kubectl's `create <kind>`
-// generators send protobuf, which kube-sim does not decode: the refusal must say so.
+// generators send protobuf: kube-sim reads it for Secrets, ConfigMaps, Namespaces,
+// ServiceAccounts and RBAC objects, and refuses other kinds with a clear message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn protobuf_bodies_are_refused_with_a_clear_message() {
+async fn imperative_create_sends_protobuf_for_common_kinds() {
     if !kubectl_available() {
         return;
     }
     let s = sim().await;
-    let err = s.kubectl_fails(&["create", "configmap", "x"], None);
+    s.kubectl(&["create", "namespace", "team"]);
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "team",
+        "--from-literal=ACCESS_KEY_ID=abc",
+    ]);
+    let secret = json(&s.kubectl(&["get", "secret", "creds", "-n", "team", "-o", "json"]));
+    assert_eq!(secret["data"]["ACCESS_KEY_ID"], "YWJj");
+    assert_eq!(secret["type"], "Opaque");
+    s.kubectl(&["create", "configmap", "c", "--from-literal=a=b"]);
+    assert_eq!(
+        s.kubectl(&["get", "cm", "c", "-o", "jsonpath={.data.a}"]),
+        "b"
+    );
+    s.kubectl(&["create", "serviceaccount", "bot", "-n", "team"]);
+    s.kubectl(&[
+        "create",
+        "role",
+        "r",
+        "-n",
+        "team",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    s.kubectl(&[
+        "create",
+        "rolebinding",
+        "rb",
+        "-n",
+        "team",
+        "--role=r",
+        "--serviceaccount=team:bot",
+    ]);
+    let rb = json(&s.kubectl(&["get", "rolebinding", "rb", "-n", "team", "-o", "json"]));
+    assert_eq!(rb["roleRef"]["name"], "r");
+    assert_eq!(rb["subjects"][0]["name"], "bot");
+    // TokenRequest: a token for the ServiceAccount that RBAC then judges.
+    let token = s.kubectl(&["create", "token", "bot", "-n", "team"]);
+    let kc = s.dir.path().join("bot.kubeconfig");
+    std::fs::write(
+        &kc,
+        s.running.server.kubeconfig_for("bot", token.trim(), "team"),
+    )
+    .unwrap();
+    assert!(s.kubectl_as(&kc, &["get", "pods"], None).status.success());
+    assert!(!s
+        .kubectl_as(&kc, &["get", "secrets"], None)
+        .status
+        .success());
+    let err = s.kubectl_fails(&["create", "deployment", "d", "--image=x"], None);
     assert!(err.contains("protobuf"), "{err}");
 }
