@@ -5,10 +5,10 @@ mod common;
 use common::sim;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube_client::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube_runtime::controller::{Action, Controller};
+use kube_runtime::watcher;
+use kube_client::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ struct Ctx {
     client: Client,
 }
 
-async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
+async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, kube_client::Error> {
     let ns = cm.namespace().unwrap();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let name = format!("{}-copy", cm.name_any());
@@ -42,7 +42,7 @@ async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
     Ok(Action::await_change())
 }
 
-fn error_policy(_: Arc<ConfigMap>, _: &kube::Error, _: Arc<Ctx>) -> Action {
+fn error_policy(_: Arc<ConfigMap>, _: &kube_client::Error, _: Arc<Ctx>) -> Action {
     Action::requeue(Duration::from_millis(100))
 }
 

@@ -8,8 +8,8 @@ use common::{eventually, sim, sim_with};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::watcher;
+use kube_client::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube_runtime::watcher;
 use pgherd_kube_sim::Config;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -23,9 +23,9 @@ fn cm(name: &str) -> ConfigMap {
     .unwrap()
 }
 
-fn api_error(e: kube::Error) -> kube::core::Status {
+fn api_error(e: kube_client::Error) -> kube_client::core::Status {
     match e {
-        kube::Error::Api(ae) => *ae,
+        kube_client::Error::Api(ae) => *ae,
         other => panic!("expected an API error, got {other:?}"),
     }
 }
@@ -237,7 +237,7 @@ async fn list_filters_by_label_and_field_selectors() {
     for n in ["a", "b", "c"] {
         api.create(&PostParams::default(), &cm(n)).await.unwrap();
     }
-    let names = |l: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
+    let names = |l: kube_client::core::ObjectList<ConfigMap>| -> Vec<String> {
         l.items
             .into_iter()
             .map(|o| o.metadata.name.unwrap())
@@ -433,7 +433,7 @@ async fn built_in_defaults_and_immutable_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_pods_are_deleted_gracefully_and_namespaces_empty_themselves() {
     use k8s_openapi::api::core::v1::{Namespace, Pod};
-    use kube::api::DeleteParams;
+    use kube_client::api::DeleteParams;
     let s = sim().await;
     let client = s.client().await;
     let nss: Api<Namespace> = Api::all(client.clone());

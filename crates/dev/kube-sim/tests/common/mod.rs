@@ -101,7 +101,7 @@ impl Sim {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    pub async fn client(&self) -> kube::Client {
+    pub async fn client(&self) -> kube_client::Client {
         client_for(&self.running.kubeconfig).await
     }
 
@@ -110,14 +110,14 @@ impl Sim {
     }
 }
 
-pub async fn client_for(kubeconfig: &str) -> kube::Client {
+pub async fn client_for(kubeconfig: &str) -> kube_client::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let kc = kube_client::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
     let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        kube_client::Config::from_custom_kubeconfig(kc, &kube_client::config::KubeConfigOptions::default())
             .await
             .unwrap();
-    kube::Client::try_from(config).unwrap()
+    kube_client::Client::try_from(config).unwrap()
 }
 
 /// Poll `f` until it returns true (or fail after 10 s).
