@@ -20,7 +20,9 @@ const METADATA_FIELDS: [&str; 4] = ["labels", "annotations", "finalizers", "owne
 /// The fields an object sets, as ownership sees them. `status`: whether this is the status
 /// subresource (only `status` counts) or the main resource (`status` does not count, when the
 /// kind has a status subresource: `skip_status`).
-pub fn fields_of(object: &Value, status: bool, skip_status: bool) -> FieldSet {
+/// `keyed`: lists with a built-in merge key are maps of items (built-in kinds); custom
+/// resources' lists are atomic (their CRDs declare no `x-kubernetes-list-type`).
+pub fn fields_of(object: &Value, status: bool, skip_status: bool, keyed: bool) -> FieldSet {
     let mut out = FieldSet::new();
     let Value::Object(m) = object else { return out };
     for (k, v) in m {
@@ -36,13 +38,13 @@ pub fn fields_of(object: &Value, status: bool, skip_status: bool) -> FieldSet {
             for f in METADATA_FIELDS {
                 if let Some(child) = v.get(f) {
                     let mut p = vec!["f:metadata".to_string(), format!("f:{f}")];
-                    collect(child, f, &mut p, &mut out);
+                    collect(child, f, &mut p, &mut out, true);
                 }
             }
             continue;
         }
         let mut p = vec![format!("f:{k}")];
-        collect(v, k, &mut p, &mut out);
+        collect(v, k, &mut p, &mut out, keyed);
     }
     out
 }
@@ -51,29 +53,29 @@ fn item_key(key: &str, item: &Value) -> String {
     format!("k:{}", json!({ key: item[key] }))
 }
 
-fn collect(v: &Value, field: &str, prefix: &mut FieldPath, out: &mut FieldSet) {
+fn collect(v: &Value, field: &str, prefix: &mut FieldPath, out: &mut FieldSet, keyed: bool) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, c) in m {
                 prefix.push(format!("f:{k}"));
-                collect(c, k, prefix, out);
+                collect(c, k, prefix, out, keyed);
                 prefix.pop();
             }
         }
-        Value::Array(items) if is_primitive_merge_list(field) => {
+        Value::Array(items) if keyed && is_primitive_merge_list(field) => {
             for x in items {
                 prefix.push(format!("v:{x}"));
                 out.insert(prefix.clone());
                 prefix.pop();
             }
         }
-        Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+        Value::Array(items) if keyed && items.iter().all(Value::is_object) && !items.is_empty() => {
             match merge_key(field, items) {
                 Some(key) => {
                     for item in items {
                         prefix.push(item_key(key, item));
                         out.insert(prefix.clone());
-                        collect(item, "", prefix, out);
+                        collect(item, "", prefix, out, keyed);
                         prefix.pop();
                     }
                 }
@@ -220,6 +222,8 @@ pub struct Managed {
     pub api_version: String,
     pub subresource: String,
     pub fields: FieldSet,
+    /// When the entry last changed (empty: now).
+    pub time: String,
 }
 
 pub fn read_managed(object: &Value) -> Vec<Managed> {
@@ -233,6 +237,7 @@ pub fn read_managed(object: &Value) -> Vec<Managed> {
             api_version: e["apiVersion"].as_str().unwrap_or_default().into(),
             subresource: e["subresource"].as_str().unwrap_or_default().into(),
             fields: from_fields_v1(&e["fieldsV1"]),
+            time: e["time"].as_str().unwrap_or_default().into(),
         })
         .collect()
 }
@@ -244,7 +249,8 @@ pub fn write_managed(object: &mut Value, entries: &[Managed]) {
         .map(|e| {
             let mut v = json!({
                 "manager": e.manager, "operation": e.operation, "apiVersion": e.api_version,
-                "time": clock::now_rfc3339(), "fieldsType": "FieldsV1",
+                "time": if e.time.is_empty() { clock::now_rfc3339() } else { e.time.clone() },
+                "fieldsType": "FieldsV1",
                 "fieldsV1": to_fields_v1(&e.fields),
             });
             if !e.subresource.is_empty() {
@@ -279,13 +285,15 @@ pub struct ApplyRequest<'a> {
     pub force: bool,
     pub status: bool,
     pub skip_status: bool,
+    /// Built-in kind: lists with merge keys are keyed (see [`fields_of`]).
+    pub keyed: bool,
 }
 
 /// Apply `config` over `current` (`Value::Null` when creating); returns the merged object
 /// with its `managedFields`, or the conflicts.
 pub fn apply(current: &Value, config: &Value, req: &ApplyRequest) -> Result<Value, Vec<Conflict>> {
     let mut entries = read_managed(current);
-    let new_set = fields_of(config, req.status, req.skip_status);
+    let new_set = fields_of(config, req.status, req.skip_status, req.keyed);
     let is_mine = |e: &Managed| {
         e.manager == req.manager && e.operation == "Apply" && e.subresource == req.subresource
     };
@@ -318,7 +326,7 @@ pub fn apply(current: &Value, config: &Value, req: &ApplyRequest) -> Result<Valu
     } else {
         current.clone()
     };
-    apply_merge(&mut merged, config, "");
+    apply_merge(&mut merged, config, "", req.keyed);
     let old_set = entries
         .iter()
         .find(|e| is_mine(e))
@@ -336,21 +344,42 @@ pub fn apply(current: &Value, config: &Value, req: &ApplyRequest) -> Result<Valu
             remove_path(&mut merged, p);
         }
     }
-    entries.retain(|e| !is_mine(e));
-    entries.push(Managed {
+    // The entry keeps its time (and the object its managedFields) when nothing changed, so a
+    // controller re-applying the same intent writes nothing.
+    let without_managed = |o: &Value| {
+        let mut o = o.clone();
+        if let Some(m) = o["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
+        o
+    };
+    let unchanged = old_set == new_set && without_managed(&merged) == without_managed(current);
+    let mine = Managed {
         manager: req.manager.into(),
         operation: "Apply".into(),
         api_version: req.api_version.into(),
         subresource: req.subresource.into(),
         fields: new_set,
-    });
+        time: String::new(),
+    };
+    match entries.iter_mut().find(|e| is_mine(e)) {
+        Some(e) => {
+            let time = if unchanged {
+                e.time.clone()
+            } else {
+                String::new()
+            };
+            *e = Managed { time, ..mine };
+        }
+        None => entries.push(mine),
+    }
     write_managed(&mut merged, &entries);
     Ok(merged)
 }
 
 /// Merge an applied configuration: maps field by field, keyed lists item by item, sets by
 /// value, everything else replaced.
-fn apply_merge(target: &mut Value, config: &Value, field: &str) {
+fn apply_merge(target: &mut Value, config: &Value, field: &str, keyed: bool) {
     match config {
         Value::Object(c) => {
             if !target.is_object() {
@@ -362,27 +391,28 @@ fn apply_merge(target: &mut Value, config: &Value, field: &str) {
                         let tm = t.entry(k.clone()).or_insert_with(|| json!({}));
                         for f in METADATA_FIELDS.iter().chain(["name", "namespace"].iter()) {
                             if let Some(cv) = v.get(*f) {
-                                apply_merge(&mut tm[*f], cv, f);
+                                apply_merge(&mut tm[*f], cv, f, true);
                             }
                         }
                         continue;
                     }
-                    apply_merge(t.entry(k.clone()).or_insert(Value::Null), v, k);
+                    apply_merge(t.entry(k.clone()).or_insert(Value::Null), v, k, keyed);
                 }
             }
         }
         Value::Array(items) => {
-            let keyed = merge_key(field, items).filter(|_| items.iter().all(Value::is_object));
-            match (target.as_array_mut(), keyed) {
+            let key =
+                merge_key(field, items).filter(|_| keyed && items.iter().all(Value::is_object));
+            match (target.as_array_mut(), key) {
                 (Some(cur), Some(key)) => {
                     for item in items {
                         match cur.iter().position(|c| c[key] == item[key]) {
-                            Some(i) => apply_merge(&mut cur[i], item, ""),
+                            Some(i) => apply_merge(&mut cur[i], item, "", keyed),
                             None => cur.push(item.clone()),
                         }
                     }
                 }
-                (Some(cur), None) if is_primitive_merge_list(field) => {
+                (Some(cur), None) if keyed && is_primitive_merge_list(field) => {
                     for x in items {
                         if !cur.contains(x) {
                             cur.push(x.clone());
@@ -405,9 +435,10 @@ pub fn record_update(
     api_version: &str,
     req_status: bool,
     skip_status: bool,
+    keyed: bool,
 ) {
     let mut entries = read_managed(old);
-    let new_fields = fields_of(new, req_status, skip_status);
+    let new_fields = fields_of(new, req_status, skip_status, keyed);
     let changed: FieldSet = new_fields
         .iter()
         .filter(|p| value_at(old, p) != value_at(new, p))
@@ -426,13 +457,17 @@ pub fn record_update(
         match entries.iter_mut().find(|e| {
             e.manager == manager && e.operation == "Update" && e.subresource == subresource
         }) {
-            Some(e) => e.fields.extend(changed),
+            Some(e) => {
+                e.fields.extend(changed);
+                e.time = String::new();
+            }
             None => entries.push(Managed {
                 manager: manager.into(),
                 operation: "Update".into(),
                 api_version: api_version.into(),
                 subresource: subresource.into(),
                 fields: changed,
+                time: String::new(),
             }),
         }
     }
@@ -464,6 +499,7 @@ impl State {
             force: opts.force,
             status: status_sub,
             skip_status: t.rt.status,
+            keyed: t.rt.crd.is_none(),
         };
         let base = current.clone().unwrap_or(Value::Null);
         let merged = apply(&base, &config, &req).map_err(|conflicts| {
@@ -505,9 +541,18 @@ impl State {
             }
             Some(old) => {
                 let mut w = self.write_new_version(t, old, merged.clone(), opts, Some(&manager))?;
-                if !opts.dry_run
-                    && w.object["metadata"]["managedFields"] != merged["metadata"]["managedFields"]
-                {
+                // A no-op apply may still change ownership (a second manager sharing fields);
+                // only then is it written.
+                let ownership = |o: &Value| {
+                    let mut m = o["metadata"]["managedFields"].clone();
+                    for e in m.as_array_mut().into_iter().flatten() {
+                        if let Some(e) = e.as_object_mut() {
+                            e.remove("time");
+                        }
+                    }
+                    m
+                };
+                if !opts.dry_run && ownership(&w.object) != ownership(&merged) {
                     let mut obj = w.object.clone();
                     obj["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
                     if self
@@ -536,6 +581,7 @@ mod tests {
             force,
             status: false,
             skip_status: true,
+            keyed: true,
         }
     }
 
@@ -553,7 +599,25 @@ mod tests {
         let a2 = json!({"metadata": {"name": "x", "labels": {"a": "1"}}});
         let obj = apply(&obj, &a2, &req("one", false)).unwrap();
         assert_eq!(obj["data"], json!({"k": "other"}));
-        let set = fields_of(&obj, false, true);
+        let set = fields_of(&obj, false, true, true);
         assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
+    }
+
+    #[test]
+    fn custom_resource_lists_are_atomic() {
+        let mut r = req("one", false);
+        r.keyed = false;
+        let a = json!({"metadata": {"name": "x", "finalizers": ["a/b"]}, "spec": {"env": [{"name": "A"}, {"name": "B"}]}});
+        let obj = apply(&Value::Null, &a, &r).unwrap();
+        let set = fields_of(&obj, false, true, false);
+        assert!(set.contains(&vec!["f:spec".to_string(), "f:env".to_string()]));
+        assert!(set.contains(&vec![
+            "f:metadata".to_string(),
+            "f:finalizers".to_string(),
+            "v:\"a/b\"".to_string()
+        ]));
+        let b = json!({"metadata": {"name": "x"}, "spec": {"env": [{"name": "A"}]}});
+        let obj = apply(&obj, &b, &r).unwrap();
+        assert_eq!(obj["spec"]["env"], json!([{"name": "A"}]));
     }
 }

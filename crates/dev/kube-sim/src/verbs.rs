@@ -265,6 +265,7 @@ impl State {
             &t.rt.api_version(),
             false,
             t.rt.status,
+            t.rt.crd.is_none(),
         );
         let object = self.commit(t, obj, opts);
         if t.rt.group.is_empty() && t.rt.kind == "Namespace" && !opts.dry_run {
@@ -442,8 +443,8 @@ impl State {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
             new["metadata"]["generation"] = json!(g + 1);
         }
-        new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
         if applied_by.is_none() {
+            new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
             apply::record_update(
                 &old,
                 &mut new,
@@ -451,6 +452,7 @@ impl State {
                 &t.rt.api_version(),
                 status_sub,
                 t.rt.status,
+                t.rt.crd.is_none(),
             );
         }
         let mut cmp_old = old.clone();

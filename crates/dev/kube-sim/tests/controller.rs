@@ -6,9 +6,9 @@ use common::sim;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube_client::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube_client::{Client, Resource, ResourceExt};
 use kube_runtime::controller::{Action, Controller};
 use kube_runtime::watcher;
-use kube_client::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,7 +59,8 @@ async fn copied(secrets: &Api<Secret>, want: Option<&str>) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the copy never became {want:?}");
+    let last = secrets.get_opt("app-copy").await.unwrap();
+    panic!("the copy never became {want:?}: {last:?}");
 }
 
 // API reference "Controllers" (watch, reconcile on change of the primary and of owned
@@ -85,6 +86,31 @@ async fn a_controller_converges_and_its_objects_are_collected() {
     .unwrap();
     cms.create(&PostParams::default(), &cm).await.unwrap();
     copied(&secrets, Some("one")).await;
+    // Converged means quiet: re-applying the same intent writes nothing (no reconcile loop
+    // fed by its own writes).
+    let rv = secrets
+        .get("app-copy")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    cms.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"touch": "1"}}})),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        secrets
+            .get("app-copy")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        rv
+    );
     cms.patch(
         "app",
         &PatchParams::default(),

@@ -218,9 +218,19 @@ async fn server_side_apply_reports_field_manager_conflicts() {
     let mut mine = deploy("pg:16", 1);
     mine["spec"].as_object_mut().unwrap().remove("replicas");
     let d = api
+        .patch(
+            "d",
+            &PatchParams::apply("operator"),
+            &Patch::Apply(mine.clone()),
+        )
+        .await
+        .unwrap();
+    // The same intent again is a no-op: same resourceVersion.
+    let again = api
         .patch("d", &PatchParams::apply("operator"), &Patch::Apply(mine))
         .await
         .unwrap();
+    assert_eq!(again.metadata.resource_version, d.metadata.resource_version);
     let spec = d.spec.unwrap();
     assert_eq!(spec.replicas, Some(3));
     assert_eq!(
