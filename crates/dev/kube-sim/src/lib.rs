@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod immutable;
+pub mod managed_fields;
 pub mod patch;
 mod protobuf;
 pub mod rbac;
