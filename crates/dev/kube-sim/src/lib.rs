@@ -20,6 +20,7 @@ pub mod error;
 pub mod gc;
 pub mod immutable;
 pub mod managed_fields;
+pub mod meta_validation;
 pub mod patch;
 mod protobuf;
 pub mod rbac;

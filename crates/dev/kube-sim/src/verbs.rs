@@ -12,6 +12,7 @@ use crate::defaults;
 use crate::error::{ApiError, Cause};
 use crate::gc;
 use crate::immutable;
+use crate::meta_validation;
 use crate::patch;
 use crate::registry::{Registry, ResourceType};
 use crate::store::Store;
@@ -67,32 +68,6 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
-fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-fn name_invalid(rt: &ResourceType, name: &str) -> ApiError {
-    ApiError::invalid(
-        &rt.group_kind(),
-        name,
-        &rt.kind,
-        &rt.group,
-        &[Cause {
-            field: "metadata.name".into(),
-            reason: "FieldValueInvalid",
-            message: format!(
-                "Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-            ),
-        }],
-    )
-}
-
 /// The object without what does not count as spec for `generation`.
 fn spec_part(o: &Value) -> Value {
     let mut o = o.clone();
@@ -140,6 +115,13 @@ impl State {
         obj["kind"] = json!(t.rt.kind);
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
+        }
+        if let Some(ns) = obj["metadata"]["namespace"].as_str() {
+            if t.rt.namespaced && !ns.is_empty() && ns != t.namespace {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
         }
         if t.rt.namespaced {
             obj["metadata"]["namespace"] = json!(t.namespace);
@@ -224,8 +206,18 @@ impl State {
                 "the name of the object does not match the name on the URL",
             ));
         }
-        if !is_valid_name(&name) {
-            return Err(name_invalid(&t.rt, &name));
+        if name.is_empty() {
+            return Err(ApiError::invalid(
+                &t.rt.group_kind(),
+                "",
+                &t.rt.kind,
+                &t.rt.group,
+                &[Cause {
+                    field: "metadata.name".into(),
+                    reason: "FieldValueRequired",
+                    message: "Required value: name or generateName is required".into(),
+                }],
+            ));
         }
         self.require_namespace(&Target {
             name: name.clone(),
@@ -235,8 +227,18 @@ impl State {
         if self.store.get(&storage, &t.namespace, &name).is_some() {
             return Err(ApiError::already_exists(&t.rt.group, &t.rt.plural, &name));
         }
+        obj["metadata"]["name"] = json!(name);
+        let problems = meta_validation::check(&t.rt, &obj);
+        if !problems.is_empty() {
+            return Err(ApiError::invalid(
+                &t.rt.group_kind(),
+                &name,
+                &t.rt.kind,
+                &t.rt.group,
+                &problems,
+            ));
+        }
         let meta = &mut obj["metadata"];
-        meta["name"] = json!(name);
         meta["uid"] = json!(self.store.new_uid());
         meta["creationTimestamp"] = json!(clock::now_rfc3339());
         if let Some(m) = meta.as_object_mut() {
@@ -355,6 +357,20 @@ impl State {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        if rv.is_empty() && t.rt.crd.is_some() {
+            // Custom resources allow no unconditional update.
+            return Err(ApiError::invalid(
+                &t.rt.group_kind(),
+                &t.name,
+                &t.rt.kind,
+                &t.rt.group,
+                &[Cause {
+                    field: "metadata.resourceVersion".into(),
+                    reason: "FieldValueInvalid",
+                    message: "Invalid value: 0x0: must be specified for an update".into(),
+                }],
+            ));
+        }
         if !rv.is_empty() && Some(rv.as_str()) != old["metadata"]["resourceVersion"].as_str() {
             return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &t.name,
                 "the object has been modified; please apply your changes to the latest version and try again"));
@@ -405,6 +421,16 @@ impl State {
         let mut warnings = self.prepare(t, &mut new, opts)?;
         if !status_sub {
             immutable::check(&t.rt, &old, &mut new)?;
+            let problems = meta_validation::check(&t.rt, &new);
+            if !problems.is_empty() {
+                return Err(ApiError::invalid(
+                    &t.rt.group_kind(),
+                    &t.name,
+                    &t.rt.kind,
+                    &t.rt.group,
+                    &problems,
+                ));
+            }
         }
         // Identity and system fields come from the stored object.
         for k in [

@@ -147,6 +147,7 @@ pub fn start(
             tokio::select! {
                 _ = &mut deadline => return,
                 _ = epoch.changed() => return,
+                _ = tx.closed() => return,
                 _ = ticker.tick(), if req.bookmarks => {
                     if tx.send(req.bookmark(last_rv, false)).await.is_err() { return; }
                 }

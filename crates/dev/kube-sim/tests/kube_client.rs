@@ -493,3 +493,46 @@ async fn bound_pods_are_deleted_gracefully_and_namespaces_empty_themselves() {
     );
     assert_eq!(e.code, 404);
 }
+
+// API reference "Object Names and IDs" (DNS label / subdomain names) and "Labels and
+// Selectors: Syntax and character set": too-long names and label values are refused with 422
+// and the field path; an object in the body for another namespace than the URL's is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_labels_and_namespaces_are_validated() {
+    use k8s_openapi::api::core::v1::Service;
+    let s = sim().await;
+    let client = s.client().await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let long = format!("cluster-{}-rw", "x".repeat(60));
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": long}, "spec": {"ports": [{"port": 5432}]}}),
+    )
+    .unwrap();
+    let e = api_error(svcs.create(&PostParams::default(), &svc).await.unwrap_err());
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    assert!(e.message.contains("metadata.name"), "{}", e.message);
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let bad_label: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "c", "labels": {"cnpg.io/cluster": "y".repeat(64)}}}),
+    )
+    .unwrap();
+    let e = api_error(
+        api.create(&PostParams::default(), &bad_label)
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        e.message.contains("metadata.labels[cnpg.io/cluster]"),
+        "{}",
+        e.message
+    );
+    let elsewhere: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c", "namespace": "kube-system"}}))
+            .unwrap();
+    let e = api_error(
+        api.create(&PostParams::default(), &elsewhere)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 400);
+}
