@@ -9,6 +9,7 @@
 //! Test infrastructure, never shipped. May import model and engine crates (the CRD schema
 //! walk from `pgherd-api`, the PKI from `pgherd-controller`); nothing depends on it but tests.
 
+pub mod admission;
 pub mod apply;
 pub mod clock;
 mod collection;

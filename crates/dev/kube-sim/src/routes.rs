@@ -2,6 +2,7 @@
 //! `/api/v1/...` and `/apis/G/V/...` resource paths (namespaced or not, with subresources),
 //! the verb each method means, authentication and authorization, and the JSON responses.
 
+use crate::admission::{self, PendingWrite};
 use crate::crd::Validation;
 use crate::discovery;
 use crate::error::{self, ApiError};
@@ -38,6 +39,10 @@ pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<
             Ok(r) => r,
             Err(e) => error_response(&e),
         },
+        Routed::Admit(write) => match admission::admitted_write(&server, *write).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        },
     }
 }
 
@@ -45,6 +50,8 @@ pub async fn handle(server: Arc<ApiServer>, req: Request<Incoming>) -> Response<
 enum Routed {
     Done(Response<Body>),
     Delegate(Arc<dyn Subresource>, Box<Target>, Box<Request<Bytes>>),
+    /// A write that registered admission plugins must see first.
+    Admit(Box<PendingWrite>),
 }
 
 pub fn json_response(
@@ -318,6 +325,19 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
         ));
     }
     drop(state);
+    let admitted_verb = matches!(verb, "create" | "update" | "patch")
+        && matches!(target.subresource.as_str(), "" | "status");
+    if admitted_verb && server.has_admission() {
+        return Ok(Routed::Admit(Box::new(PendingWrite {
+            target,
+            verb: verb.to_string(),
+            opts: write_options(&parts, &query),
+            content_type: header(&parts, "content-type").to_string(),
+            accept: header(&parts, "accept").to_string(),
+            body: json_body(&parts, body)?,
+            user,
+        })));
+    }
     resource_request(server, &parts, &query, &target, verb, body).map(Routed::Done)
 }
 
@@ -360,7 +380,7 @@ fn openapi_hash(state: &State) -> u64 {
     h.finish()
 }
 
-fn write_options(parts: &Parts, query: &Query) -> WriteOptions {
+pub(crate) fn write_options(parts: &Parts, query: &Query) -> WriteOptions {
     WriteOptions {
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
         field_manager: query.get("fieldManager").cloned(),
@@ -370,7 +390,7 @@ fn write_options(parts: &Parts, query: &Query) -> WriteOptions {
     }
 }
 
-fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+pub(crate) fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(Value::Null);
     }
@@ -398,14 +418,14 @@ pub(crate) fn list_selectors(query: &Query) -> Result<(LabelSelector, FieldSelec
     ))
 }
 
-fn object_response(
-    parts: &Parts,
+pub(crate) fn object_response(
+    accept: &str,
     rt: &ResourceType,
     code: u16,
     object: &Value,
     warnings: &[String],
 ) -> Response<Body> {
-    if table::wants_table(header(parts, "accept")) && object["kind"] != "Status" {
+    if table::wants_table(accept) && object["kind"] != "Status" {
         let t = table::table(
             rt,
             std::slice::from_ref(object),
@@ -421,6 +441,17 @@ fn object_response(
     json_response(code, object, "application/json", warnings)
 }
 
+/// The request body as JSON bytes (protobuf bodies of the kinds kube-sim reads converted).
+pub(crate) fn json_body(parts: &Parts, body: Bytes) -> Result<Bytes, ApiError> {
+    if !header(parts, "content-type").starts_with("application/vnd.kubernetes.protobuf") {
+        return Ok(body);
+    }
+    let decoded = protobuf::decode_object(&body).ok_or_else(|| ApiError::unsupported_media(
+        "kube-sim decodes protobuf request bodies only for ConfigMap, Secret, Namespace, ServiceAccount and RBAC objects (kubectl's imperative `create <kind>` sends protobuf); send JSON or YAML, e.g. `kubectl create -f` or `kubectl apply`",
+    ))?;
+    Ok(Bytes::from(decoded.to_string()))
+}
+
 fn resource_request(
     server: &Arc<ApiServer>,
     parts: &Parts,
@@ -430,14 +461,7 @@ fn resource_request(
     body: Bytes,
 ) -> Result<Response<Body>, ApiError> {
     let rt = &t.rt;
-    let body = if header(parts, "content-type").starts_with("application/vnd.kubernetes.protobuf") {
-        let decoded = protobuf::decode_object(&body).ok_or_else(|| ApiError::unsupported_media(
-            "kube-sim decodes protobuf request bodies only for ConfigMap, Secret, Namespace, ServiceAccount and RBAC objects (kubectl's imperative `create <kind>` sends protobuf); send JSON or YAML, e.g. `kubectl create -f` or `kubectl apply`",
-        ))?;
-        Bytes::from(decoded.to_string())
-    } else {
-        body
-    };
+    let body = json_body(parts, body)?;
     let opts = write_options(parts, query);
     let scale_sub = t.subresource == "scale";
     match verb {
@@ -447,7 +471,7 @@ fn resource_request(
             if scale_sub {
                 return Ok(ok(&scale::scale_of(rt, &o)));
             }
-            Ok(object_response(parts, rt, 200, &o, &[]))
+            Ok(object_response(header(parts, "accept"), rt, 200, &o, &[]))
         }
         "list" => collection::list(server, parts, query, t),
         "watch" => collection::watch_response(server, parts, query, t),
@@ -467,7 +491,13 @@ fn resource_request(
                 obj,
                 &opts,
             )?;
-            Ok(object_response(parts, rt, 201, &w.object, &w.warnings))
+            Ok(object_response(
+                header(parts, "accept"),
+                rt,
+                201,
+                &w.object,
+                &w.warnings,
+            ))
         }
         "update" => {
             let obj = parse_body(&body)?;
@@ -477,7 +507,13 @@ fn resource_request(
                 return Ok(ok(&o));
             }
             let w = state.update(t, obj, &opts)?;
-            Ok(object_response(parts, rt, 200, &w.object, &w.warnings))
+            Ok(object_response(
+                header(parts, "accept"),
+                rt,
+                200,
+                &w.object,
+                &w.warnings,
+            ))
         }
         "patch" => {
             let mut state = lock(server)?;
@@ -499,7 +535,7 @@ fn resource_request(
                 .is_some();
             let w = state.patch(t, ct, &body, &opts)?;
             Ok(object_response(
-                parts,
+                header(parts, "accept"),
                 rt,
                 if existed { 200 } else { 201 },
                 &w.object,
@@ -511,7 +547,7 @@ fn resource_request(
             let delete = DeleteOptions::parse(&o, query, opts.dry_run);
             let mut state = lock(server)?;
             let out = state.delete(t, &delete)?;
-            Ok(object_response(parts, rt, 200, &out, &[]))
+            Ok(object_response(header(parts, "accept"), rt, 200, &out, &[]))
         }
         "deletecollection" => {
             let (labels, fields) = list_selectors(query)?;

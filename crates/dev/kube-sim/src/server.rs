@@ -2,6 +2,7 @@
 //! hands every request to `routes`. Subresources served by other parts of kube-sim (pods/log,
 //! pods/exec, eviction, …) plug in through [`Subresource`].
 
+use crate::admission::Admission;
 use crate::error::ApiError;
 use crate::rbac::{Authenticator, Decision};
 use crate::routes;
@@ -70,6 +71,7 @@ pub struct ApiServer {
     pub bookmark_interval: Duration,
     subresources: Mutex<Vec<Arc<dyn Subresource>>>,
     audit: Mutex<Vec<Decision>>,
+    admissions: Mutex<Vec<Arc<dyn Admission>>>,
 }
 
 impl ApiServer {
@@ -86,6 +88,24 @@ impl ApiServer {
             .iter()
             .find(|s| s.handles(storage, sub))
             .cloned()
+    }
+
+    /// Register an admission plugin (run in registration order on every write).
+    pub fn add_admission(&self, plugin: Arc<dyn Admission>) {
+        if let Ok(mut a) = self.admissions.lock() {
+            a.push(plugin);
+        }
+    }
+
+    pub(crate) fn has_admission(&self) -> bool {
+        self.admissions.lock().is_ok_and(|a| !a.is_empty())
+    }
+
+    pub(crate) fn admissions(&self) -> Vec<Arc<dyn Admission>> {
+        self.admissions
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 
     /// Every authorization decision so far (oldest first, the last 100 000 kept).
@@ -163,6 +183,7 @@ pub async fn start(config: Config) -> Result<Running, ApiError> {
         bookmark_interval: config.bookmark_interval,
         subresources: Mutex::new(Vec::new()),
         audit: Mutex::new(Vec::new()),
+        admissions: Mutex::new(Vec::new()),
     });
     let kubeconfig = server.kubeconfig_for("admin", &server.auth.admin_token(), "default");
     if let Some(dir) = &config.state_dir {
