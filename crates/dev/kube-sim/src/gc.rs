@@ -10,7 +10,7 @@ use crate::clock;
 use crate::error::ApiError;
 use crate::verbs::{State, Target};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// `propagationPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,17 +213,22 @@ pub fn collect(state: &mut State) {
     }
 }
 
+/// One step of collection, decided from a read-only look at the store (no copies of
+/// objects that need nothing).
+enum Step {
+    /// A CRD is gone: its types and custom objects go too.
+    DropCrd(String),
+    Delete(Key, Propagation),
+    Put(String, Value),
+    Remove(Key),
+}
+
 fn pass(state: &mut State) -> bool {
-    // Custom objects of CRDs that are gone.
-    let crd_names: BTreeSet<String> = state
-        .registry
-        .all()
-        .iter()
-        .filter_map(|t| t.crd.clone())
-        .collect();
-    for crd in crd_names {
-        let key = "apiextensions.k8s.io/customresourcedefinitions";
-        if state.store.get(key, "", &crd).is_none() {
+    let Some(step) = next_step(state) else {
+        return false;
+    };
+    match step {
+        Step::DropCrd(crd) => {
             let storages: BTreeSet<String> = state
                 .registry
                 .all()
@@ -242,48 +247,75 @@ fn pass(state: &mut State) -> bool {
                     state.store.remove(&s, &ns, &name);
                 }
             }
-            return true;
         }
-    }
-    let mut by_uid: BTreeMap<String, (Key, Value)> = BTreeMap::new();
-    let mut all: Vec<(Key, Value)> = Vec::new();
-    for s in state.store.storage_keys() {
-        for ((ns, name), o) in state.store.objects(&s).into_iter().flatten() {
-            let k = (s.clone(), ns.clone(), name.clone());
-            if let Some(uid) = o["metadata"]["uid"].as_str() {
-                by_uid.insert(uid.to_string(), (k.clone(), o.clone()));
+        Step::Delete((s, ns, name), policy) => {
+            delete_object(state, &s, &ns, &name, policy);
+        }
+        Step::Put(s, o) => {
+            let gone = !o["metadata"]["deletionTimestamp"].is_null()
+                && finalizers(&o).is_empty()
+                && s != "/namespaces";
+            let (ns, name) = crate::store::key_of(&o);
+            state.store.put(&s, o);
+            if gone {
+                state.store.remove(&s, &ns, &name);
             }
-            all.push((k, o.clone()));
+        }
+        Step::Remove((s, ns, name)) => {
+            state.store.remove(&s, &ns, &name);
         }
     }
-    let deleting = |o: &Value| !o["metadata"]["deletionTimestamp"].is_null();
-    // Dependents.
-    let mut has_dependents: BTreeSet<String> = BTreeSet::new();
-    for ((s, ns, name), o) in &all {
-        let refs: Vec<Value> = o["metadata"]["ownerReferences"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if refs.is_empty() {
-            continue;
+    true
+}
+
+fn deleting(o: &Value) -> bool {
+    !o["metadata"]["deletionTimestamp"].is_null()
+}
+
+fn next_step(state: &State) -> Option<Step> {
+    for t in state.registry.all() {
+        if let Some(crd) = &t.crd {
+            if state
+                .store
+                .get("apiextensions.k8s.io/customresourcedefinitions", "", crd)
+                .is_none()
+            {
+                return Some(Step::DropCrd(crd.clone()));
+            }
         }
+    }
+    let storages = state.store.storage_keys();
+    let all = || {
+        storages.iter().flat_map(|s| {
+            state
+                .store
+                .objects(s)
+                .into_iter()
+                .flatten()
+                .map(move |((ns, name), o)| (s, ns, name, o))
+        })
+    };
+    let key = |s: &str, ns: &str, name: &str| (s.to_string(), ns.to_string(), name.to_string());
+    let by_uid: HashMap<&str, &Value> = all()
+        .filter_map(|(_, _, _, o)| Some((o["metadata"]["uid"].as_str()?, o)))
+        .collect();
+    // Dependents.
+    let mut has_dependents: HashSet<&str> = HashSet::new();
+    for (s, ns, name, o) in all() {
+        let Some(refs) = o["metadata"]["ownerReferences"]
+            .as_array()
+            .filter(|r| !r.is_empty())
+        else {
+            continue;
+        };
+        has_dependents.extend(refs.iter().filter_map(|r| r["uid"].as_str()));
         let owners: Vec<&Value> = refs
             .iter()
-            .filter_map(|r| {
-                by_uid
-                    .get(r["uid"].as_str().unwrap_or_default())
-                    .map(|(_, o)| o)
-            })
+            .filter_map(|r| by_uid.get(r["uid"].as_str().unwrap_or_default()).copied())
             .collect();
-        for r in &refs {
-            if let Some(u) = r["uid"].as_str() {
-                has_dependents.insert(u.to_string());
-            }
-        }
         if owners.is_empty() {
             if !deleting(o) {
-                delete_object(state, s, ns, name, Propagation::Background);
-                return true;
+                return Some(Step::Delete(key(s, ns, name), Propagation::Background));
             }
             continue;
         }
@@ -291,9 +323,9 @@ fn pass(state: &mut State) -> bool {
             .iter()
             .find(|w| deleting(w) && finalizers(w).iter().any(|f| f == ORPHAN))
         {
-            let uid = orphaning["metadata"]["uid"].clone();
+            let uid = &orphaning["metadata"]["uid"];
+            let kept: Vec<Value> = refs.iter().filter(|r| r["uid"] != *uid).cloned().collect();
             let mut o = o.clone();
-            let kept: Vec<Value> = refs.into_iter().filter(|r| r["uid"] != uid).collect();
             if kept.is_empty() {
                 if let Some(m) = o["metadata"].as_object_mut() {
                     m.remove("ownerReferences");
@@ -301,22 +333,17 @@ fn pass(state: &mut State) -> bool {
             } else {
                 o["metadata"]["ownerReferences"] = json!(kept);
             }
-            state.store.put(s, o);
-            return true;
+            return Some(Step::Put(s.clone(), o));
         }
         let all_owners_going = owners
             .iter()
             .all(|w| deleting(w) && finalizers(w).iter().any(|f| f == FOREGROUND));
         if all_owners_going && !deleting(o) {
-            delete_object(state, s, ns, name, Propagation::Foreground);
-            return true;
+            return Some(Step::Delete(key(s, ns, name), Propagation::Foreground));
         }
     }
     // Owners waiting on dependents, namespaces waiting on content, finalized objects.
-    for ((s, ns, name), o) in &all {
-        if !deleting(o) {
-            continue;
-        }
+    for (s, ns, name, o) in all().filter(|(_, _, _, o)| deleting(o)) {
         let uid = o["metadata"]["uid"].as_str().unwrap_or_default();
         let mut fins = finalizers(o);
         let before = fins.len();
@@ -324,40 +351,23 @@ fn pass(state: &mut State) -> bool {
             fins.retain(|f| f != FOREGROUND && f != ORPHAN);
         }
         if s == "/namespaces" {
-            let content: Vec<Key> = all
-                .iter()
-                .filter(|((_, ons, _), _)| ons == name)
-                .map(|(k, _)| k.clone())
-                .collect();
-            if let Some((cs, cns, cname)) = content.iter().find(|(cs, cns, cname)| {
-                state
-                    .store
-                    .get(cs, cns, cname)
-                    .is_some_and(|c| !deleting(c))
-            }) {
-                delete_object(state, cs, cns, cname, Propagation::Background);
-                return true;
+            let mut content = all().filter(|(_, cns, _, _)| *cns == name).peekable();
+            let empty = content.peek().is_none();
+            if let Some((cs, cns, cname, _)) = content.find(|(_, _, _, c)| !deleting(c)) {
+                return Some(Step::Delete(key(cs, cns, cname), Propagation::Background));
             }
-            if content.is_empty() && fins.is_empty() {
-                state.store.remove(s, ns, name);
-                return true;
+            if empty && fins.is_empty() {
+                return Some(Step::Remove(key(s, ns, name)));
             }
         }
         if fins.len() != before {
             let mut o = o.clone();
             o["metadata"]["finalizers"] = json!(fins);
-            if fins.is_empty() && s != "/namespaces" {
-                state.store.put(s, o);
-                state.store.remove(s, ns, name);
-            } else {
-                state.store.put(s, o);
-            }
-            return true;
+            return Some(Step::Put(s.clone(), o));
         }
         if fins.is_empty() && s != "/namespaces" {
-            state.store.remove(s, ns, name);
-            return true;
+            return Some(Step::Remove(key(s, ns, name)));
         }
     }
-    false
+    None
 }
