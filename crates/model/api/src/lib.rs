@@ -29,3 +29,4 @@ pub mod manifest;
 pub mod quantity;
 pub mod structural;
 pub mod validate;
+pub mod yaml11;

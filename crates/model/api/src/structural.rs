@@ -43,7 +43,11 @@ pub fn check(
                 if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
                     let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
                     d = d.with_hint(format!("one of: {}", names.join(", ")));
-                } else if matches!(other, Value::Number(_) | Value::Bool(_)) {
+                } else if matches!(other, Value::Bool(_)) {
+                    d = d.with_hint(
+                        "put the value in quotes (\"on\", \"true\"): Kubernetes reads YAML 1.1, where unquoted on/off/yes/no/true/false are booleans",
+                    );
+                } else if matches!(other, Value::Number(_)) {
                     d = d.with_hint(format!("put the value in quotes: \"{other}\""));
                 }
                 out.push(d);
@@ -75,7 +79,10 @@ pub fn check(
         },
         Some("boolean") => match value {
             Value::Bool(_) => Some(value.clone()),
-            Value::String(s) if matches!(s.as_str(), "true" | "false") => {
+            Value::String(s)
+                if matches!(s.as_str(), "true" | "false")
+                    || crate::yaml11::yaml11_bool(s).is_some() =>
+            {
                 out.push(
                     type_error(path, "a boolean", value)
                         .with_hint(format!("remove the quotes: {s}")),
