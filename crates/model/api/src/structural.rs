@@ -228,6 +228,19 @@ fn check_array(
         out.push(type_error(path, "a list", value));
         return None;
     };
+    let bound = |name: &str| schema.get(name).and_then(Value::as_u64);
+    if let Some(min) = bound("minItems").filter(|min| (items.len() as u64) < *min) {
+        out.push(Diagnostic::error(
+            path.as_str(),
+            format!("must have at least {min} item(s), got {}", items.len()),
+        ));
+    }
+    if let Some(max) = bound("maxItems").filter(|max| (items.len() as u64) > *max) {
+        out.push(Diagnostic::error(
+            path.as_str(),
+            format!("must have at most {max} items, got {}", items.len()),
+        ));
+    }
     let item_schema = schema.get("items");
     let kept = items
         .iter()
