@@ -31,6 +31,7 @@ pub mod document;
 pub mod duration;
 pub mod limits;
 pub mod manifest;
+mod metadata;
 pub mod object;
 pub mod quantity;
 pub mod structural;
