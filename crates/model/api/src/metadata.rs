@@ -109,4 +109,3 @@ pub(crate) fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) -> Value {
     }
     Value::Object(kept)
 }
-

@@ -25,6 +25,10 @@ pub fn store(state: &StateDir, manifests: &[Manifest]) -> Result<Vec<String>, Lo
                     .to_json()
                     .map_err(|e| LocalError::Invalid(format!("{kind}/{name}: {e}")))?;
                 write_json(&state.object_path(kind, &namespace, &name), &value, 0o600)?;
+                if let Some(why) = not_honoured(other) {
+                    let status = serde_json::json!({"applied": false, "message": why});
+                    write_json(&state.status_path(kind, &namespace, &name), &status, 0o600)?;
+                }
             }
         }
         stored.push(format!("{kind}/{namespace}/{name}"));
@@ -58,24 +62,62 @@ pub fn annotate_cluster(
     write_json(&path, &cluster, 0o600)
 }
 
-/// The stored kind a user means by `kind` (`cluster`, `clusters`, `Cluster`, `secret`, ...).
+/// The stored kind a user means by `kind` (`cluster`, `clusters`, `Cluster`, `secret`,
+/// `imagecatalogs`, ...).
 pub fn resolve_kind(kind: &str) -> Option<&'static str> {
-    const KINDS: [&str; 8] = [
-        "Cluster",
-        "Backup",
-        "ScheduledBackup",
-        "Pooler",
-        "Database",
-        "ObjectStore",
-        "Secret",
-        "ConfigMap",
-    ];
     let lower = kind.to_ascii_lowercase();
     let singular = lower.strip_suffix('s').unwrap_or(&lower);
-    KINDS
+    pgherd_api::object::KINDS
         .iter()
         .copied()
         .find(|k| k.to_ascii_lowercase() == lower || k.to_ascii_lowercase() == singular)
+}
+
+/// Why the local platform stores `object` but does not carry it out (yet), if it does not:
+/// said at apply time and kept as the object's status, never silently ignored.
+pub fn not_honoured(object: &Object) -> Option<&'static str> {
+    match object {
+        Object::Publication(_) => Some(
+            "stored, but the local platform does not create publications yet: nothing is created in PostgreSQL (create it with `pgherd local psql`)",
+        ),
+        Object::Subscription(_) => Some(
+            "stored, but the local platform does not create subscriptions yet: nothing is created in PostgreSQL (create it with `pgherd local psql`)",
+        ),
+        Object::DatabaseRole(_) => Some(
+            "stored, but the local platform does not manage DatabaseRole objects yet: declare the role in the Cluster's spec.managed.roles instead",
+        ),
+        _ => None,
+    }
+}
+
+/// The stored objects other documents may refer to (image catalogs, clusters), as manifests
+/// to validate a new input against: a Cluster applied on its own must still name a major its
+/// stored catalog has.
+pub fn stored_references(state: &StateDir) -> Result<Vec<Manifest>, LocalError> {
+    let mut out = Vec::new();
+    let mut push = |kind: &str, object: Object| {
+        let name = object.metadata().name.clone().unwrap_or_default();
+        out.push(Manifest {
+            index: 0,
+            kind: kind.to_string(),
+            name,
+            object: Some(object),
+            diagnostics: Vec::new(),
+        });
+    };
+    for (_, _, c) in state.list_objects::<pgherd_api::ImageCatalog>("ImageCatalog")? {
+        push("ImageCatalog", Object::ImageCatalog(Box::new(c)));
+    }
+    for (_, _, c) in state.list_objects::<pgherd_api::ClusterImageCatalog>("ClusterImageCatalog")? {
+        push(
+            "ClusterImageCatalog",
+            Object::ClusterImageCatalog(Box::new(c)),
+        );
+    }
+    for (_, _, c) in state.list_objects::<pgherd_api::Cluster>("Cluster")? {
+        push("Cluster", Object::Cluster(Box::new(c)));
+    }
+    Ok(out)
 }
 
 /// Stored objects of `kind` (optionally one `name`), Kubernetes-shaped, with their status.
