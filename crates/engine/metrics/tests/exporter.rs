@@ -39,6 +39,20 @@ async fn default_queries_are_served_and_counters_move() {
         .unwrap_or_else(|| panic!("xact_commit for app in\n{text}"))
     };
     let before = commits(&text);
+    // The shared-objects row, as CloudNativePG's default query gives it.
+    assert!(
+        value(&text, "cnpg_pg_stat_database_blks_hit", &["datname=\"\""]).is_some(),
+        "no datname=\"\" row in\n{text}"
+    );
+    // No backup yet: the backup timestamps are there, at 0.
+    assert_eq!(
+        value(&text, "cnpg_collector_last_failed_backup_timestamp", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&text, "cnpg_collector_first_recoverability_point", &[]),
+        Some(0.0)
+    );
     assert_eq!(
         value(&text, "cnpg_collector_up", &["cluster=\"c1\""]),
         Some(1.0)

@@ -11,7 +11,7 @@ pub use declarative::{
     ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
 };
 pub use spec::{
-    Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, LeaseToken,
+    BackupFacts, Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, LeaseToken,
     MonitoringSpec, Peer, PrimaryEndpoint, WalStore,
 };
 

@@ -243,6 +243,19 @@ pub struct MonitoringSpec {
     /// How long query results are cached, in seconds (`metricsQueriesTTL`); 0: not cached.
     #[serde(default)]
     pub queries_ttl_seconds: u64,
+    /// What the platform knows of the cluster's backups (from its catalog).
+    #[serde(default)]
+    pub backups: BackupFacts,
+}
+
+/// The cluster's backups as the `cnpg_collector_*backup*` metrics report them, in seconds since
+/// the epoch; `None` (no backup yet) is reported as 0, as CloudNativePG does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupFacts {
+    pub first_recoverability_point: Option<i64>,
+    pub last_available_backup: Option<i64>,
+    pub last_failed_backup: Option<i64>,
 }
 
 /// One custom query file and where it came from (for error messages).

@@ -334,7 +334,9 @@ impl ControlPlane {
         )?;
         // A query file that cannot be read must not stop the cluster: the rest applies. Said
         // once, not on every pass.
-        let (monitoring, problems) = crate::monitoring::resolve(&self.state, namespace, cluster);
+        let (mut monitoring, problems) =
+            crate::monitoring::resolve(&self.state, namespace, cluster);
+        monitoring.backups = crate::monitoring::backup_facts(previous.as_ref());
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
         if let Some(runtime) = self.runtimes.get_mut(&key) {
             if runtime.monitoring_problems != problems {

@@ -39,6 +39,21 @@ impl PlaneMetrics {
                 .entry((namespace.into(), cluster.into(), result))
                 .or_default() += 1;
             c.reconcile_seconds += seconds;
+            // Every counter of a known cluster exists from its first pass, at 0: `increase()`
+            // over a series that appears with its first event misses that event.
+            let key: ClusterKey = (namespace.into(), cluster.into());
+            c.failovers.entry(key.clone()).or_default();
+            c.switchovers.entry(key).or_default();
+            for phase in ["completed", "failed"] {
+                c.backups
+                    .entry((namespace.into(), cluster.into(), phase.into()))
+                    .or_default();
+            }
+            for result in ["success", "error"] {
+                c.reconciles
+                    .entry((namespace.into(), cluster.into(), result))
+                    .or_default();
+            }
         });
     }
 
@@ -243,6 +258,23 @@ mod tests {
             "pgherd_failovers_total{namespace=\"default\",cluster=\"pg\"} 1",
             "pgherd_switchovers_total{namespace=\"default\",cluster=\"pg\"} 2",
             "pgherd_backups_total{namespace=\"default\",cluster=\"pg\",phase=\"completed\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn counters_exist_at_zero_from_a_clusters_first_pass() {
+        let m = PlaneMetrics::default();
+        m.reconciled("default", "pg", true, 0.01);
+        let text = m.render();
+        for line in [
+            "pgherd_failovers_total{namespace=\"default\",cluster=\"pg\"} 0",
+            "pgherd_switchovers_total{namespace=\"default\",cluster=\"pg\"} 0",
+            "pgherd_backups_total{namespace=\"default\",cluster=\"pg\",phase=\"completed\"} 0",
+            "pgherd_backups_total{namespace=\"default\",cluster=\"pg\",phase=\"failed\"} 0",
+            "pgherd_reconcile_total{namespace=\"default\",cluster=\"pg\",result=\"error\"} 0",
+            "controller_runtime_reconcile_errors_total{controller=\"cluster\"} 0",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
