@@ -196,13 +196,18 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
     }
     // Not carried out on the local platform yet: said at apply time and kept as the status.
     assert!(
-        stderr(&out).contains("Publication/orders-all: warning: stored, but the local platform does not create publications yet"),
+        stderr(&out).contains("DatabaseRole/shop-analyst: warning: stored, but the local platform does not manage DatabaseRole objects yet"),
         "{}",
         stderr(&out)
     );
-    let got = local(&state, &["get", "subscription", "orders-sub", "-o", "json"]);
+    let got = local(
+        &state,
+        &["get", "databaserole", "shop-analyst", "-o", "json"],
+    );
     let got: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
     assert_eq!(got["status"]["applied"], false, "{got}");
+    // Publications and subscriptions are carried out by the clusters' primaries.
+    assert!(!stderr(&out).contains("Publication/"), "{}", stderr(&out));
     for (kind, name) in [
         ("publications", "orders-all"),
         ("imagecatalog", "postgres-images"),

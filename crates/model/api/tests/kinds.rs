@@ -168,6 +168,16 @@ fn subscription_rules() {
     // Without the Cluster among the documents, the name cannot be checked.
     assert!(errors(&validated(&format!("{SUB}  externalClusterName: other\n"))).is_empty());
     refused(SUB, "spec.externalClusterName", "required");
+    let named = |name: &str, extra: &str| {
+        format!("{SUB}  externalClusterName: x\n{extra}")
+            .replace("  name: s\n", &format!("  name: {name}\n"))
+    };
+    refused(&named("Orders-Sub", ""), "spec.name", "replication slot");
+    assert!(errors(&validated(&named(
+        "Orders-Sub",
+        "  parameters: {slot_name: orders_sub}\n"
+    )))
+    .is_empty());
     refused(
         &format!("{SUB}  externalClusterName: source\n  subscriptionReclaimPolicy: Delete\n"),
         "spec.subscriptionReclaimPolicy",

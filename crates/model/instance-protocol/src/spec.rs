@@ -186,6 +186,12 @@ pub struct InstanceSpec {
     /// For a primary: databases to keep in the declared state.
     #[serde(default)]
     pub databases: Vec<crate::DatabaseSpec>,
+    /// For a primary: publications to keep in the declared state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publications: Vec<crate::PublicationSpec>,
+    /// For a primary: subscriptions to keep in the declared state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<crate::SubscriptionSpec>,
     /// The other instances' managers (a primary renews its lease through a majority of them
     /// when the controller is away).
     #[serde(default)]

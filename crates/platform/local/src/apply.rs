@@ -77,12 +77,6 @@ pub fn resolve_kind(kind: &str) -> Option<&'static str> {
 /// said at apply time and kept as the object's status, never silently ignored.
 pub fn not_honoured(object: &Object) -> Option<&'static str> {
     match object {
-        Object::Publication(_) => Some(
-            "stored, but the local platform does not create publications yet: nothing is created in PostgreSQL (create it with `pgherd local psql`)",
-        ),
-        Object::Subscription(_) => Some(
-            "stored, but the local platform does not create subscriptions yet: nothing is created in PostgreSQL (create it with `pgherd local psql`)",
-        ),
         Object::DatabaseRole(_) => Some(
             "stored, but the local platform does not manage DatabaseRole objects yet: declare the role in the Cluster's spec.managed.roles instead",
         ),
@@ -170,6 +164,27 @@ pub fn delete(
     namespace: &str,
     name: &str,
 ) -> Result<bool, LocalError> {
+    if matches!(kind, "Publication" | "Subscription")
+        && crate::logical::drops_on_delete(kind, &state.object_path(kind, namespace, name))?
+    {
+        // Like a finalizer: the primary drops it, then the control plane removes the object.
+        let path = state.object_path(kind, namespace, name);
+        if let Some(mut value) = crate::state::read_json::<serde_json::Value>(&path)? {
+            if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                let annotations = meta
+                    .entry("annotations")
+                    .or_insert_with(|| serde_json::json!({}));
+                if let Some(a) = annotations.as_object_mut() {
+                    a.insert(
+                        crate::declarative::DELETING_ANNOTATION.to_string(),
+                        "true".into(),
+                    );
+                }
+            }
+            write_json(&path, &value, 0o600)?;
+            return Ok(true);
+        }
+    }
     if kind == "Database" {
         let path = state.object_path(kind, namespace, name);
         if let Some(mut db) =

@@ -297,6 +297,21 @@ impl ControlPlane {
             &self.user,
         )?;
         let databases = crate::declarative::databases(&self.state, namespace, &name)?;
+        let publications = crate::logical::publications(&self.state, namespace, &name)?;
+        let (subscriptions, unspecified) = crate::logical::subscriptions(
+            &self.state,
+            namespace,
+            cluster,
+            &cluster_dir.join("external"),
+            &self.user,
+        )?;
+        crate::logical::write_status(
+            &self.state,
+            "Subscription",
+            namespace,
+            &unspecified,
+            &|_| false,
+        )?;
         if let Some(primary) = decided
             .current_primary
             .as_deref()
@@ -312,6 +327,7 @@ impl ControlPlane {
                     &status.database_results,
                     applied.as_ref(),
                 )?;
+                crate::logical::write_results(&self.state, namespace, status, applied.as_ref())?;
             }
         }
 
@@ -377,6 +393,8 @@ impl ControlPlane {
             password_file: password_file.clone(),
             roles,
             databases,
+            publications,
+            subscriptions,
             monitoring,
             ports: &ports_by_instance,
             wal_store,

@@ -135,6 +135,8 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) password_file: PathBuf,
     pub(crate) roles: Vec<RoleSpec>,
     pub(crate) databases: Vec<DatabaseSpec>,
+    pub(crate) publications: Vec<pgherd_instance_protocol::PublicationSpec>,
+    pub(crate) subscriptions: Vec<pgherd_instance_protocol::SubscriptionSpec>,
     pub(crate) monitoring: pgherd_instance_protocol::MonitoringSpec,
     pub(crate) ports: &'a BTreeMap<String, InstanceAddress>,
     /// Where WAL is archived, if anywhere.
@@ -425,6 +427,16 @@ impl ClusterContext<'_> {
             },
             databases: if primary_duties {
                 self.databases.clone()
+            } else {
+                Vec::new()
+            },
+            publications: if primary_duties {
+                self.publications.clone()
+            } else {
+                Vec::new()
+            },
+            subscriptions: if primary_duties {
+                self.subscriptions.clone()
             } else {
                 Vec::new()
             },

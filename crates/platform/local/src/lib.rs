@@ -15,6 +15,7 @@ pub mod endpoints;
 pub mod error;
 pub mod instances;
 pub mod key_refs;
+pub mod logical;
 pub mod monitoring;
 pub mod netns;
 pub mod observation;

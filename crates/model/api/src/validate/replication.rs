@@ -128,6 +128,27 @@ pub fn validate_subscription(s: &Subscription, ctx: &Context) -> Vec<Diagnostic>
         check_sql_name("spec.publicationDBName", "database", db, &mut out);
     }
     check_parameters(spec.parameters.as_ref(), &mut out);
+    // CREATE SUBSCRIPTION names the publisher's replication slot after the subscription.
+    let slot_name_given = spec
+        .parameters
+        .as_ref()
+        .is_some_and(|p| p.contains_key("slot_name"));
+    let valid_slot = |n: &str| {
+        n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    if !spec.name.is_empty() && !slot_name_given && !valid_slot(&spec.name) {
+        out.push(
+            Diagnostic::error(
+                "spec.name",
+                format!(
+                    "{:?} cannot name the replication slot the subscription creates on the publisher (slot names allow lowercase letters, digits and _ only)",
+                    spec.name
+                ),
+            )
+            .with_hint("rename the subscription, or name the slot in spec.parameters.slot_name"),
+        );
+    }
     if spec.external_cluster_name.is_empty() {
         out.push(
             Diagnostic::error("spec.externalClusterName", "required field is missing").with_hint(
