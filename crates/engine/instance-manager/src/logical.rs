@@ -230,7 +230,40 @@ async fn apply_subscription(pg: &Postgres, s: &SubscriptionSpec) -> Result<(), S
     for statement in subscription_sql(s, existing.as_ref())? {
         run(&client, &statement).await?;
     }
+    if !s.present {
+        return Ok(());
+    }
+    // A subscription created before its publication (both applied at once, each by its own
+    // cluster) starts with no tables and would stay so: refresh until it has some.
+    if subscription_tables(&client, &s.name).await? == 0 {
+        run(
+            &client,
+            &format!("ALTER SUBSCRIPTION {} REFRESH PUBLICATION", ident(&s.name)?),
+        )
+        .await?;
+        if subscription_tables(&client, &s.name).await? == 0 {
+            return Err(format!(
+                "publication {:?} has no tables on the publisher yet (or does not exist there): refreshing until it has",
+                s.publication
+            ));
+        }
+    }
     Ok(())
+}
+
+/// How many tables subscription `name` (of the current database) replicates.
+async fn subscription_tables(client: &Client, name: &str) -> Result<i64, String> {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_subscription_rel r \
+             JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid \
+             JOIN pg_catalog.pg_database d ON d.oid = s.subdbid \
+             WHERE s.subname = $1 AND d.datname = current_database()",
+            &[&name],
+        )
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| e.to_string())
 }
 
 /// What was last applied, so an unchanged object is not re-applied on every pass.

@@ -134,3 +134,82 @@ fn a_publication_and_a_subscription_carry_rows_and_are_dropped() {
     subscriber.stop();
     publisher.stop();
 }
+
+/// Both objects applied at once, each by its own cluster: the subscription may come first. It
+/// says so, and catches up once the publication exists.
+#[test]
+fn a_subscription_created_before_its_publication_catches_up() {
+    let publisher = pgherd_testkit::TestServer::start_logical();
+    let subscriber = pgherd_testkit::TestServer::start();
+    let rt = pgherd_testkit::runtime();
+    rt.block_on(async {
+        for server in [&publisher, &subscriber] {
+            connect(&server.pg, "postgres")
+                .await
+                .unwrap()
+                .batch_execute(
+                    "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1)",
+                )
+                .await
+                .unwrap();
+        }
+        connect(&subscriber.pg, "postgres")
+            .await
+            .unwrap()
+            .batch_execute("TRUNCATE items")
+            .await
+            .unwrap();
+        let subscription = SubscriptionSpec {
+            object: "s".into(),
+            name: "early".into(),
+            dbname: "postgres".into(),
+            present: true,
+            publication: "late".into(),
+            conninfo: format!(
+                "host='{}' port='{}' dbname='postgres' user='postgres'",
+                publisher.pg.socket_dir.display(),
+                publisher.pg.port
+            ),
+            parameters: BTreeMap::new(),
+        };
+        let mut on_subscriber = Logical::default();
+        let (_, first) = on_subscriber
+            .converge(&subscriber.pg, &[], std::slice::from_ref(&subscription))
+            .await;
+        assert!(!first[0].applied, "{first:?}");
+        assert!(
+            first[0]
+                .message
+                .as_deref()
+                .unwrap_or("")
+                .contains("no tables on the publisher yet"),
+            "{first:?}"
+        );
+
+        let publication = PublicationSpec {
+            object: "p".into(),
+            name: "late".into(),
+            dbname: "postgres".into(),
+            present: true,
+            target: PublicationTarget::AllTables,
+            parameters: BTreeMap::new(),
+        };
+        let (published, _) = Logical::default()
+            .converge(&publisher.pg, &[publication], &[])
+            .await;
+        assert!(published[0].applied, "{published:?}");
+        let (_, second) = on_subscriber
+            .converge(&subscriber.pg, &[], std::slice::from_ref(&subscription))
+            .await;
+        assert!(second[0].applied, "{second:?}");
+        let target = connect(&subscriber.pg, "postgres").await.unwrap();
+        wait_for(&target, "SELECT count(*) FROM items", 1).await;
+        let gone = SubscriptionSpec {
+            present: false,
+            ..subscription
+        };
+        assert!(on_subscriber.converge(&subscriber.pg, &[], &[gone]).await.1[0].applied);
+    });
+    subscriber.stop();
+    publisher.stop();
+}
