@@ -25,10 +25,6 @@ pub fn store(state: &StateDir, manifests: &[Manifest]) -> Result<Vec<String>, Lo
                     .to_json()
                     .map_err(|e| LocalError::Invalid(format!("{kind}/{name}: {e}")))?;
                 write_json(&state.object_path(kind, &namespace, &name), &value, 0o600)?;
-                if let Some(why) = not_honoured(other) {
-                    let status = serde_json::json!({"applied": false, "message": why});
-                    write_json(&state.status_path(kind, &namespace, &name), &status, 0o600)?;
-                }
             }
         }
         stored.push(format!("{kind}/{namespace}/{name}"));
@@ -73,13 +69,21 @@ pub fn resolve_kind(kind: &str) -> Option<&'static str> {
         .find(|k| k.to_ascii_lowercase() == lower || k.to_ascii_lowercase() == singular)
 }
 
-/// Why the local platform stores `object` but does not carry it out (yet), if it does not:
-/// said at apply time and kept as the object's status, never silently ignored.
+/// What of `object` the local platform does not carry out (yet), if anything: said at apply
+/// time (and in the object's status where it has a field for it), never silently ignored.
 pub fn not_honoured(object: &Object) -> Option<&'static str> {
     match object {
-        Object::DatabaseRole(_) => Some(
-            "stored, but the local platform does not manage DatabaseRole objects yet: declare the role in the Cluster's spec.managed.roles instead",
-        ),
+        Object::DatabaseRole(r)
+            if r
+                .spec
+                .client_certificate
+                .as_ref()
+                .is_some_and(|c| c.enabled != Some(false)) =>
+        {
+            Some(
+                "clientCertificate: the local platform does not issue client certificates yet; the role is managed without one",
+            )
+        }
         _ => None,
     }
 }
@@ -164,9 +168,13 @@ pub fn delete(
     namespace: &str,
     name: &str,
 ) -> Result<bool, LocalError> {
-    if matches!(kind, "Publication" | "Subscription")
-        && crate::logical::drops_on_delete(kind, &state.object_path(kind, namespace, name))?
-    {
+    let path = state.object_path(kind, namespace, name);
+    let drops_first = match kind {
+        "Publication" | "Subscription" => crate::logical::drops_on_delete(kind, &path)?,
+        "DatabaseRole" => crate::database_roles::drops_on_delete(&path)?,
+        _ => false,
+    };
+    if drops_first {
         // Like a finalizer: the primary drops it, then the control plane removes the object.
         let path = state.object_path(kind, namespace, name);
         if let Some(mut value) = crate::state::read_json::<serde_json::Value>(&path)? {

@@ -328,6 +328,13 @@ impl ControlPlane {
                     applied.as_ref(),
                 )?;
                 crate::logical::write_results(&self.state, namespace, status, applied.as_ref())?;
+                crate::database_roles::write_status(
+                    &self.state,
+                    namespace,
+                    cluster,
+                    &status.role_results,
+                    applied.as_ref(),
+                )?;
             }
         }
 

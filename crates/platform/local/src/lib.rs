@@ -9,6 +9,7 @@ pub mod apply;
 pub mod backup_jobs;
 pub mod backups;
 pub mod control;
+pub mod database_roles;
 pub mod declarative;
 pub mod desired;
 pub mod endpoints;
