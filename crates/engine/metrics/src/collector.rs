@@ -180,7 +180,7 @@ pub fn fact_families(facts: &ClusterFacts) -> Vec<Family> {
     }
     let mut sync = Family::new(
         "cnpg_collector_sync_replicas",
-        "Synchronous replicas (value=expected|observed|min|max)",
+        "Synchronous replicas (value=observed|expected|streaming|min|max)",
         MetricKind::Gauge,
     );
     // Unset min/max are CloudNativePG's defaults, 0.
