@@ -475,6 +475,7 @@ impl ControlPlane {
             archive_problem.as_deref(),
         )
         .await;
+        self.metrics.controller_pass("backup", true);
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = restart_annotation;
         status.poolers = self.poolers.cluster_entries(namespace, &name);
@@ -531,11 +532,15 @@ impl ControlPlane {
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         match crate::schedules::reconcile_schedules(&self.state, now) {
             Ok(created) => {
+                self.metrics.controller_pass("scheduledbackup", true);
                 for b in created {
                     log(format!("scheduled backup: created Backup {b}"));
                 }
             }
-            Err(e) => log(format!("scheduled backups: {e}")),
+            Err(e) => {
+                self.metrics.controller_pass("scheduledbackup", false);
+                log(format!("scheduled backups: {e}"));
+            }
         }
         let clusters: Vec<(String, String, Cluster)> = self.state.list_objects("Cluster")?;
         let mut busy = false;
@@ -582,7 +587,9 @@ impl ControlPlane {
                 )?;
             }
         }
-        if let Err(e) = self.reconcile_poolers().await {
+        let poolers = self.reconcile_poolers().await;
+        self.metrics.controller_pass("pooler", poolers.is_ok());
+        if let Err(e) = poolers {
             log(format!("poolers: {e}"));
         }
         Ok(busy)

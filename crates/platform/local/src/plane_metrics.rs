@@ -16,7 +16,13 @@ struct Counters {
     failovers: BTreeMap<ClusterKey, u64>,
     switchovers: BTreeMap<ClusterKey, u64>,
     backups: BTreeMap<(String, String, String), u64>,
+    /// Passes of the controllers other than the cluster's, by result.
+    controllers: BTreeMap<(&'static str, &'static str), u64>,
 }
+
+/// The controllers besides `cluster` whose passes are counted (CloudNativePG's operator runs
+/// one controller per kind; its dashboard shows each).
+pub const CONTROLLERS: &[&str] = &["backup", "pooler", "scheduledbackup"];
 
 /// Counters shared by the reconcile loop and the metrics endpoint.
 #[derive(Debug, Default, Clone)]
@@ -55,6 +61,12 @@ impl PlaneMetrics {
                     .or_default();
             }
         });
+    }
+
+    /// One pass of `controller` (one of [`CONTROLLERS`]) ended, `ok` or with an error.
+    pub fn controller_pass(&self, controller: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.with(|c| *c.controllers.entry((controller, result)).or_default() += 1);
     }
 
     /// The cluster's primary changed: by a switchover (requested) or a failover.
@@ -118,6 +130,24 @@ impl PlaneMetrics {
             total.push(labels, *n as f64);
         }
         errors.push(controller(), by_result["error"] as f64);
+        // The other controllers, every series from the start.
+        for name in CONTROLLERS {
+            for result in ["success", "error"] {
+                let n = c.controllers.get(&(*name, result)).copied().unwrap_or(0);
+                total.push(
+                    vec![
+                        ("controller".into(), (*name).to_string()),
+                        ("result".into(), result.to_string()),
+                    ],
+                    n as f64,
+                );
+            }
+            let failed = c.controllers.get(&(*name, "error")).copied().unwrap_or(0);
+            errors.push(
+                vec![("controller".into(), (*name).to_string())],
+                failed as f64,
+            );
+        }
         families.extend([total, errors, per_cluster]);
         families.push(
             Family::new(
@@ -275,6 +305,17 @@ mod tests {
             "pgherd_backups_total{namespace=\"default\",cluster=\"pg\",phase=\"failed\"} 0",
             "pgherd_reconcile_total{namespace=\"default\",cluster=\"pg\",result=\"error\"} 0",
             "controller_runtime_reconcile_errors_total{controller=\"cluster\"} 0",
+            "controller_runtime_reconcile_total{controller=\"pooler\",result=\"success\"} 0",
+            "controller_runtime_reconcile_errors_total{controller=\"scheduledbackup\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        m.controller_pass("pooler", true);
+        m.controller_pass("backup", false);
+        let text = m.render();
+        for line in [
+            "controller_runtime_reconcile_total{controller=\"pooler\",result=\"success\"} 1",
+            "controller_runtime_reconcile_errors_total{controller=\"backup\"} 1",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
