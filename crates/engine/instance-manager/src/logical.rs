@@ -285,7 +285,7 @@ impl Logical {
             .insert(key, (fingerprint, Instant::now(), result.clone()));
     }
 
-    /// Apply every publication and subscription; one result each, by object name.
+    /// Apply every publication and subscription now; one result each, by object name.
     pub async fn converge(
         &mut self,
         pg: &Postgres,
@@ -331,6 +331,93 @@ impl Logical {
             subscribed.push(result);
         }
         (published, subscribed)
+    }
+}
+
+type Results = (Vec<ApplyResult>, Vec<ApplyResult>);
+/// A round's results, each with the fingerprint of the spec it was produced under.
+type Round = (Vec<(String, ApplyResult)>, Vec<(String, ApplyResult)>);
+
+/// [`Logical`] run off the supervisor's loop: a subscription talks to another server, which
+/// may be slow or gone, and the primary's own duties (status, lease) must not wait for it.
+/// Each pass starts a round when none is running and reports the last round's results.
+#[derive(Debug, Default)]
+pub struct BackgroundLogical {
+    state: std::sync::Arc<tokio::sync::Mutex<Logical>>,
+    results: std::sync::Arc<std::sync::Mutex<Round>>,
+    round: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl BackgroundLogical {
+    /// Start a round for `publications` and `subscriptions` unless one is running; the
+    /// results of the last finished round for the objects still declared as they were then.
+    pub fn converge(
+        &mut self,
+        pg: &Postgres,
+        publications: &[PublicationSpec],
+        subscriptions: &[SubscriptionSpec],
+    ) -> Results {
+        if publications.is_empty() && subscriptions.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        if self.round.as_ref().is_none_or(|r| r.is_finished()) {
+            let (state, results) = (self.state.clone(), self.results.clone());
+            let (pg, publications, subscriptions) =
+                (pg.clone(), publications.to_vec(), subscriptions.to_vec());
+            self.round = Some(tokio::spawn(async move {
+                let done = state
+                    .lock()
+                    .await
+                    .converge(&pg, &publications, &subscriptions)
+                    .await;
+                let fingerprints = |specs: Vec<String>, results: Vec<ApplyResult>| {
+                    specs.into_iter().zip(results).collect::<Vec<_>>()
+                };
+                let round = (
+                    fingerprints(
+                        publications.iter().map(|p| format!("{p:?}")).collect(),
+                        done.0,
+                    ),
+                    fingerprints(
+                        subscriptions.iter().map(|s| format!("{s:?}")).collect(),
+                        done.1,
+                    ),
+                );
+                if let Ok(mut r) = results.lock() {
+                    *r = round;
+                }
+            }));
+        }
+        let Ok(last) = self.results.lock() else {
+            return (Vec::new(), Vec::new());
+        };
+        // Only results produced under the spec now declared: a result for an older spec (the
+        // object applied before it was marked for dropping, say) would be read as this one's.
+        let keep = |round: &[(String, ApplyResult)], current: Vec<String>| -> Vec<ApplyResult> {
+            round
+                .iter()
+                .filter(|(fingerprint, _)| current.contains(fingerprint))
+                .map(|(_, r)| r.clone())
+                .collect()
+        };
+        (
+            keep(
+                &last.0,
+                publications.iter().map(|p| format!("{p:?}")).collect(),
+            ),
+            keep(
+                &last.1,
+                subscriptions.iter().map(|s| format!("{s:?}")).collect(),
+            ),
+        )
+    }
+}
+
+impl Drop for BackgroundLogical {
+    fn drop(&mut self) {
+        if let Some(round) = &self.round {
+            round.abort();
+        }
     }
 }
 

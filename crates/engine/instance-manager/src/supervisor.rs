@@ -135,7 +135,7 @@ struct State {
     /// extensions), so they run only on a change.
     applied: crate::declarative::Applied,
     /// What the publications and subscriptions last applied, so they run only on a change.
-    logical: crate::logical::Logical,
+    logical: crate::logical::BackgroundLogical,
     /// PostgreSQL's exits on its own in a row, when the last start was, and the earliest next
     /// start: a PostgreSQL that keeps stopping (a recovery target not reachable yet, a bad
     /// setting) is restarted with growing pauses, not four times a second.
@@ -428,10 +428,10 @@ async fn converge(
         if let Some(e) = state.applied.converge(&pg, &client, spec).await {
             status.error = Some(e);
         }
-        let (publications, subscriptions) = state
-            .logical
-            .converge(&pg, &spec.publications, &spec.subscriptions)
-            .await;
+        let (publications, subscriptions) =
+            state
+                .logical
+                .converge(&pg, &spec.publications, &spec.subscriptions);
         status.publication_results = publications;
         status.subscription_results = subscriptions;
     }

@@ -213,3 +213,46 @@ fn a_subscription_created_before_its_publication_catches_up() {
     subscriber.stop();
     publisher.stop();
 }
+
+/// A publisher that accepts connections and never answers: the supervisor's pass does not wait
+/// for it (the round runs in the background) and the failure is reported once it times out.
+#[test]
+fn a_silent_publisher_does_not_hold_the_supervisor() {
+    use pgherd_instance_manager::logical::BackgroundLogical;
+    let subscriber = pgherd_testkit::TestServer::start();
+    let rt = pgherd_testkit::runtime();
+    rt.block_on(async {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let subscription = SubscriptionSpec {
+            object: "s".into(),
+            name: "silent".into(),
+            dbname: "postgres".into(),
+            present: true,
+            publication: "p".into(),
+            conninfo: format!("host=127.0.0.1 port={port} dbname=postgres connect_timeout=2"),
+            parameters: BTreeMap::new(),
+        };
+        let mut logical = BackgroundLogical::default();
+        let started = Instant::now();
+        let first = logical.converge(&subscriber.pg, &[], std::slice::from_ref(&subscription));
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert!(
+            first.1.is_empty(),
+            "no result before the round ends: {first:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, results) =
+                logical.converge(&subscriber.pg, &[], std::slice::from_ref(&subscription));
+            if let Some(r) = results.first() {
+                assert!(!r.applied, "{r:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "no result");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(silent);
+    });
+    subscriber.stop();
+}

@@ -151,6 +151,10 @@ fn conninfo(
     if let Some(db) = dbname {
         parameters.insert("dbname".into(), db.to_string());
     }
+    // A publisher that does not answer must not hold CREATE SUBSCRIPTION for ever.
+    parameters
+        .entry("connect_timeout".into())
+        .or_insert_with(|| "10".into());
     if let Some(selector) = &external.password {
         let secret = selector.name.clone().unwrap_or_default();
         let password = crate::secrets::read(state, namespace, &secret)
