@@ -48,7 +48,9 @@ pub fn check(
                         "put the value in quotes (\"on\", \"true\"): Kubernetes reads YAML 1.1, where unquoted on/off/yes/no/true/false are booleans",
                     );
                 } else if matches!(other, Value::Number(_)) {
-                    d = d.with_hint(format!("put the value in quotes: \"{other}\""));
+                    d = d.with_hint(format!(
+                        "put the value in quotes as written (unquoted, Kubernetes reads it as the number {other}: 0600 is octal 384, 1_000 is 1000)"
+                    ));
                 }
                 out.push(d);
                 None

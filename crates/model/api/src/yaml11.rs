@@ -11,6 +11,10 @@
 //! character directly). Tests pin this down; if a future serde_yaml_ng stops borrowing, words
 //! are simply kept as strings (YAML 1.2's reading) and those tests fail.
 //!
+//! Numbers too: go-yaml v2 reads `0600` as octal 384, `1_000` as 1000 and `09` as 9.0, all
+//! (written 9, as its JSON is), all of which YAML 1.2 leaves strings; so `log_file_mode: 0600` under `parameters` is refused, as
+//! the API server refuses it, and `instances: 03` is 3.
+//!
 //! Map keys become strings as in Kubernetes' YAML-to-JSON conversion (`true`, `1`, ...);
 //! duplicate keys are an error, as in the API server's strict decoding.
 
@@ -25,6 +29,60 @@ pub fn yaml11_bool(word: &str) -> Option<bool> {
         "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => Some(false),
         _ => None,
     }
+}
+
+/// The YAML 1.1 number (as go-yaml v2 resolves it) of a plain scalar YAML 1.2 leaves a string:
+/// `_` separators (`1_000`), octal with a leading zero (`0600` is 384), `0o17`, `0b101`, and
+/// decimal floats with leading zeros (`09` is 9.0).
+pub fn yaml11_number(word: &str) -> Option<Value> {
+    let plain = word.replace('_', "");
+    let (negative, digits) = match plain.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, plain.strip_prefix('+').unwrap_or(&plain)),
+    };
+    let radix = |prefix: &str, radix: u32| {
+        digits
+            .strip_prefix(prefix)
+            .filter(|d| !d.is_empty())
+            .and_then(|d| i64::from_str_radix(d, radix).ok())
+    };
+    let integer = radix("0b", 2)
+        .or_else(|| radix("0o", 8))
+        .or_else(|| radix("0x", 16))
+        .or_else(|| {
+            let octal = digits.len() > 1 && digits.starts_with('0');
+            (octal && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+                .then(|| i64::from_str_radix(digits, 8).ok())
+                .flatten()
+        })
+        .or_else(|| {
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| digits.parse::<i64>().ok())
+                .flatten()
+        });
+    if let Some(n) = integer {
+        return Some(Value::Number(if negative { -n } else { n }.into()));
+    }
+    // go-yaml v2's float syntax: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?
+    let (mantissa, exponent) = match digits.find(['e', 'E']) {
+        Some(i) => (&digits[..i], Some(&digits[i + 1..])),
+        None => (digits, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = all_digits(whole)
+        && all_digits(fraction)
+        && (!whole.is_empty() || !fraction.is_empty())
+        && (mantissa.contains('.') || !whole.is_empty());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && all_digits(e)
+    });
+    if !(mantissa_ok && exponent_ok) || (whole.is_empty() && !mantissa.starts_with('.')) {
+        return None;
+    }
+    let value: f64 = plain.parse().ok()?;
+    Number::from_f64(value).map(Value::Number)
 }
 
 /// Deserialize one YAML document into JSON with YAML 1.1 scalar resolution. `input` must be
@@ -110,10 +168,14 @@ impl<'de> Visitor<'de> for Yaml11<'_> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Value, E> {
-        match yaml11_bool(v) {
-            Some(b) if self.is_plain(v) => Ok(Value::Bool(b)),
-            _ => Ok(Value::String(v.to_string())),
+        if !self.is_plain(v) {
+            return Ok(Value::String(v.to_string()));
         }
+        Ok(match (yaml11_bool(v), yaml11_number(v)) {
+            (Some(b), _) => Value::Bool(b),
+            (None, Some(n)) => n,
+            (None, None) => Value::String(v.to_string()),
+        })
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
@@ -203,6 +265,21 @@ mod tests {
             v,
             json!({"a": [true, "off", "no", true], "b": {"x": false, "z": "on"}, "c": [true, "on"]})
         );
+    }
+
+    #[test]
+    fn yaml11_numbers_that_yaml12_reads_as_strings() {
+        let v = read("a: 0600\nb: 1_000\nc: 0o17\nd: 0b101\ne: 09\nf: -010\ng: '0600'\nh: 1.2.3\ni: 0x1F\nj: 08.5\n")
+            .unwrap();
+        assert_eq!(
+            v,
+            json!({"a": 384, "b": 1000, "c": 15, "d": 5, "e": 9, "f": -8, "g": "0600", "h": "1.2.3", "i": 31, "j": 8.5})
+        );
+        for word in [
+            "1_0a", "0b", "0x", "_", "1e", "e5", ".", "10.0.0.1", "v1", "1:20",
+        ] {
+            assert_eq!(yaml11_number(word), None, "{word}");
+        }
     }
 
     #[test]

@@ -102,3 +102,33 @@ fn unquoted_booleans_in_labels_are_refused_too() {
         docs[0].diagnostics
     );
 }
+
+#[test]
+fn yaml11_numbers_as_kubernetes_reads_them() {
+    // `log_file_mode: 0600` is the octal number 384 to Kubernetes: refused under parameters.
+    let text = format!("{CLUSTER}  postgresql:\n    parameters:\n      log_file_mode: 0600\n      max_connections: \"0100\"\n");
+    let docs = validated(&text);
+    let errors: Vec<_> = docs[0]
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "spec.postgresql.parameters.log_file_mode");
+    assert!(errors[0].message.contains("the number 384"), "{errors:?}");
+    assert!(
+        errors[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("quotes as written"),
+        "{errors:?}"
+    );
+    // And `instances: 03` is 3.
+    let docs = validated(&CLUSTER.replace("instances: 3", "instances: 03"));
+    assert!(!docs[0].has_errors(), "{:?}", docs[0].diagnostics);
+    let Some(Object::Cluster(c)) = &docs[0].object else {
+        panic!("a cluster")
+    };
+    assert_eq!(c.spec.instances, Some(3));
+}
