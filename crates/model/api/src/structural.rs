@@ -49,7 +49,7 @@ pub fn check(
                     );
                 } else if matches!(other, Value::Number(_)) {
                     d = d.with_hint(format!(
-                        "put the value in quotes as written (unquoted, Kubernetes reads it as the number {other}: 0600 is octal 384, 1_000 is 1000)"
+                        "put the value in quotes as written (unquoted, it is the number {other})"
                     ));
                 }
                 out.push(d);
