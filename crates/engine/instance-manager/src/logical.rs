@@ -212,8 +212,14 @@ async fn apply_publication(pg: &Postgres, p: &PublicationSpec) -> Result<(), Str
     Ok(())
 }
 
+/// How long a statement that talks to the publisher may take. PostgreSQL's walreceiver
+/// connection ignores libpq's `connect_timeout`, so a publisher that accepts and never answers
+/// would hold `CREATE SUBSCRIPTION` (and its backend) for ever; a statement timeout cancels it.
+const PUBLISHER_STATEMENT_TIMEOUT: &str = "SET statement_timeout = '20s'";
+
 async fn apply_subscription(pg: &Postgres, s: &SubscriptionSpec) -> Result<(), String> {
     let client = connect(pg, &s.dbname).await.map_err(|e| e.to_string())?;
+    run(&client, PUBLISHER_STATEMENT_TIMEOUT).await?;
     let existing = client
         .query_opt(
             "SELECT s.subconninfo, s.subpublications::text[] FROM pg_catalog.pg_subscription s \

@@ -241,12 +241,21 @@ fn a_silent_publisher_does_not_hold_the_supervisor() {
             first.1.is_empty(),
             "no result before the round ends: {first:?}"
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // The statement timeout (20 s) ends the round: the walreceiver connection ignores
+        // connect_timeout.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (_, results) =
                 logical.converge(&subscriber.pg, &[], std::slice::from_ref(&subscription));
             if let Some(r) = results.first() {
                 assert!(!r.applied, "{r:?}");
+                assert!(
+                    r.message
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("statement timeout"),
+                    "cancelled by the server, not left running: {r:?}"
+                );
                 break;
             }
             assert!(Instant::now() < deadline, "no result");
