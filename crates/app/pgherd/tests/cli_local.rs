@@ -210,6 +210,10 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         let got = local(&state, &["get", kind, name, "-o", "json"]);
         assert!(got.status.success(), "{kind}: {}", stderr(&got));
     }
+    // Reclaim policy delete, but no cluster to drop it from: the object goes at once.
+    local(&state, &["delete", "publication", "orders-some"]);
+    let got = local(&state, &["get", "publication", "orders-some", "-o", "json"]);
+    assert_eq!(got.status.code(), Some(1), "{}", stdout(&got));
     // A cluster applied on its own is checked against the catalog already stored.
     let file = tmp.path().join("c.yaml");
     std::fs::write(

@@ -175,9 +175,16 @@ pub fn delete(
         _ => false,
     };
     if drops_first {
-        // Like a finalizer: the primary drops it, then the control plane removes the object.
-        let path = state.object_path(kind, namespace, name);
-        if let Some(mut value) = crate::state::read_json::<serde_json::Value>(&path)? {
+        // Like a finalizer: the primary drops it, then the control plane removes the object
+        // (at once when its cluster is gone: nothing is left to drop it from).
+        let value = crate::state::read_json::<serde_json::Value>(&path)?;
+        let cluster = value
+            .as_ref()
+            .and_then(|v| v.pointer("/spec/cluster/name"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let cluster_exists = state.has(&state.object_path("Cluster", namespace, cluster))?;
+        if let Some(mut value) = value.filter(|_| cluster_exists) {
             if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
                 let annotations = meta
                     .entry("annotations")
