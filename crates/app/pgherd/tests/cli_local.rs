@@ -224,6 +224,23 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         ),
     )
     .unwrap();
+    // A setting the local platform cannot carry out on this major is said at apply time.
+    let slots = tmp.path().join("slots.yaml");
+    std::fs::write(
+        &slots,
+        CLUSTER.replace(
+            "  instances: 1\n",
+            "  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n",
+        ),
+    )
+    .unwrap();
+    let out = local(&state, &["apply", "-f", slots.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("synchronizeLogicalDecoding needs PostgreSQL 17"),
+        "{}",
+        stderr(&out)
+    );
     let out = local(&state, &["apply", "-f", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(

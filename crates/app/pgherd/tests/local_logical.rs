@@ -206,3 +206,74 @@ fn a_subscription_carries_a_publications_rows_between_local_clusters() {
         1
     );
 }
+
+/// PostgreSQL 17+ with `replicationSlots.highAvailability.synchronizeLogicalDecoding`: the
+/// standby keeps a copy of the subscription's failover slot, so the subscription goes on from
+/// the new primary after a switchover of the publisher.
+#[test]
+fn a_subscription_survives_a_switchover_of_its_publisher() {
+    if pgherd_instance_manager::PgBinaries::locate(18, None).is_err() {
+        eprintln!("PostgreSQL 18 not installed (scripts/install.sh); skipped");
+        return;
+    }
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let dir = tempfile::tempdir().unwrap();
+    let on_18 = |m: String| m.replace("postgresql:15.14", "postgresql:18.1");
+    let publisher = format!(
+        "  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n{PUBLISHER}"
+    );
+    local.up(
+        dir.path(),
+        "shop",
+        &on_18(cluster_manifest("shop", 2, &publisher)),
+        2,
+    );
+    let subscriber = format!(
+        "{}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: shop-root\ntype: kubernetes.io/basic-auth\nstringData:\n  username: postgres\n  password: shop-Root-1\n",
+        on_18(cluster_manifest("reports", 1, SUBSCRIBER))
+    );
+    local.up(dir.path(), "reports", &subscriber, 1);
+    let table = "CREATE TABLE items (id int PRIMARY KEY, note text)";
+    execute(&local, "shop", table);
+    execute(&local, "shop", "INSERT INTO items VALUES (1, 'first')");
+    execute(&local, "reports", table);
+    let objects = dir.path().join("objects.yaml");
+    std::fs::write(
+        &objects,
+        OBJECTS.replace(
+            "  subscriptionReclaimPolicy: delete\n",
+            "  parameters:\n    failover: \"true\"\n",
+        ),
+    )
+    .unwrap();
+    local.run_ok(&["apply", "-f", objects.to_str().unwrap()]);
+    wait("the initial copy", &local, || {
+        count(&local, "reports", "SELECT count(*) FROM items") == 1
+    });
+    // The standby has a synchronized copy of the slot.
+    let ro = local.status("shop").endpoints["ro"].clone();
+    wait("the slot synchronized to the standby", &local, || {
+        pgherd_testkit::runtime().block_on(async {
+            let c = connect(&local.app_config("shop", &ro)).await.unwrap();
+            c.query_one(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'orders_sub' AND synced",
+                &[],
+            )
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+        })
+    });
+    local.run_ok(&["promote", "shop", "shop-2"]);
+    local.wait_for("shop", "shop-2 primary", Duration::from_secs(120), |s| {
+        s.current_primary.as_deref() == Some("shop-2") && s.ready_instances == 2
+    });
+    execute(
+        &local,
+        "shop",
+        "INSERT INTO items VALUES (2, 'after the switchover')",
+    );
+    wait("a row written on the new primary", &local, || {
+        count(&local, "reports", "SELECT count(*) FROM items WHERE id = 2") == 1
+    });
+}

@@ -73,6 +73,19 @@ pub fn resolve_kind(kind: &str) -> Option<&'static str> {
 /// time (and in the object's status where it has a field for it), never silently ignored.
 pub fn not_honoured(object: &Object) -> Option<&'static str> {
     match object {
+        Object::Cluster(c)
+            if c.spec
+                .replication_slots
+                .as_ref()
+                .and_then(|r| r.high_availability.as_ref())
+                .and_then(|h| h.synchronize_logical_decoding)
+                == Some(true)
+                && c.major_version().is_some_and(|m| m.0 < 17) =>
+        {
+            Some(
+                "replicationSlots.highAvailability.synchronizeLogicalDecoding needs PostgreSQL 17 or newer on the local platform (pg_failover_slots is not supported yet): logical slots are not copied to the standbys, and a subscription breaks at a switchover",
+            )
+        }
         Object::DatabaseRole(r)
             if r
                 .spec

@@ -347,6 +347,20 @@ impl ClusterContext<'_> {
         for (k, v) in mandatory_settings(&name, ports.host, dirs, &self.certificates) {
             settings.insert(k.to_string(), v);
         }
+        // synchronizeLogicalDecoding: standbys keep copies of the failover-enabled logical
+        // slots (PostgreSQL 17+), so a subscription follows a switchover of its publisher.
+        let synchronize_logical = self
+            .cluster
+            .spec
+            .replication_slots
+            .as_ref()
+            .and_then(|r| r.high_availability.as_ref())
+            .and_then(|h| h.synchronize_logical_decoding)
+            == Some(true);
+        if synchronize_logical && self.major >= 17 {
+            settings.insert("sync_replication_slots".into(), "on".into());
+            settings.insert("hot_standby_feedback".into(), "on".into());
+        }
         // A replica whose primary changed reconnects within a second, not PostgreSQL's 5 s
         // (a switchover needs its target streaming). The user's value wins.
         settings
