@@ -45,7 +45,11 @@ from referencing import Registry, Resource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRDS_PATH = REPO_ROOT / "deploy" / "crds" / "crds.yaml"
-FIXTURE_DIRS = (REPO_ROOT / "tests" / "fixtures" / "seeds", REPO_ROOT / "examples")
+FIXTURE_DIRS = (
+    REPO_ROOT / "tests" / "fixtures" / "seeds",
+    REPO_ROOT / "tests" / "fixtures" / "kinds",
+    REPO_ROOT / "examples",
+)
 CNPG_GROUPS = ("postgresql.cnpg.io", "barmancloud.cnpg.io")
 
 # The Kubernetes version pgherd's Rust types are generated for (k8s-openapi feature `v1_33`).

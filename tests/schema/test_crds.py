@@ -39,7 +39,9 @@ def test_crd_file_holds_crds():
     names = [_crd_id(c) for c in CRDS]
     assert len(names) == len(set(names)), f"duplicate CRDs: {names}"
     kinds = {(c["spec"]["group"], c["spec"]["names"]["kind"]) for c in CRDS}
-    for expected in [("postgresql.cnpg.io", k) for k in ("Cluster", "Backup", "ScheduledBackup", "Pooler", "Database")]:
+    for expected in [("postgresql.cnpg.io", k) for k in (
+        "Cluster", "Backup", "ScheduledBackup", "Pooler", "Database", "Publication", "Subscription",
+        "ImageCatalog", "ClusterImageCatalog", "DatabaseRole")]:
         assert expected in kinds, f"{expected} missing from {crdcheck.CRDS_PATH}"
 
 

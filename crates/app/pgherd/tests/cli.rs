@@ -130,7 +130,7 @@ fn a_bad_label_or_secret_value_does_not_hide_other_errors() {
     for expected in [
         "<stdin>:1: Secret/s: data.k: not valid base64",
         "<stdin>:2: Cluster/c: metadata.labels.a: must be a string",
-        "<stdin>:2: Cluster/c: spec.postgresql.parameters.max_connections: must be a string, got the number 200 (hint: put the value in quotes: \"200\")",
+        "<stdin>:2: Cluster/c: spec.postgresql.parameters.max_connections: must be a string, got the number 200 (hint: put the value in quotes as written (unquoted, it is the number 200))",
         "<stdin>:2: Cluster/c: spec.postgresql.parameters.port: this parameter is set by the operator",
         "<stdin>:2: Cluster/c: spec.postgresql.pg_hba[0]: invalid pg_hba line",
     ] {

@@ -173,3 +173,80 @@ fn oversized_and_deeply_nested_input_is_refused_quickly_with_the_limit() {
     );
     assert!(stderr(&out).contains("256 KiB"), "{}", stderr(&out));
 }
+
+#[test]
+fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let corpus = common::repo_root().join("tests/fixtures/kinds");
+    let out = local(&state, &["apply", "-f", corpus.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for stored in [
+        "Publication/default/orders-all",
+        "Subscription/default/orders-sub",
+        "ImageCatalog/default/postgres-images",
+        "ClusterImageCatalog/default/postgres-images-global",
+        "DatabaseRole/default/shop-analyst",
+    ] {
+        assert!(
+            stdout(&out).contains(&format!("{stored} applied")),
+            "{stored}: {}",
+            stdout(&out)
+        );
+    }
+    // Not carried out on the local platform yet: said at apply time.
+    assert!(
+        stderr(&out).contains("DatabaseRole/shop-analyst: warning: clientCertificate: the local platform does not issue client certificates yet"),
+        "{}",
+        stderr(&out)
+    );
+    // Publications and subscriptions are carried out by the clusters' primaries.
+    assert!(!stderr(&out).contains("Publication/"), "{}", stderr(&out));
+    for (kind, name) in [
+        ("publications", "orders-all"),
+        ("imagecatalog", "postgres-images"),
+        ("databaserole", "shop-analyst"),
+    ] {
+        let got = local(&state, &["get", kind, name, "-o", "json"]);
+        assert!(got.status.success(), "{kind}: {}", stderr(&got));
+    }
+    // Reclaim policy delete, but no cluster to drop it from: the object goes at once.
+    local(&state, &["delete", "publication", "orders-some"]);
+    let got = local(&state, &["get", "publication", "orders-some", "-o", "json"]);
+    assert_eq!(got.status.code(), Some(1), "{}", stdout(&got));
+    // A cluster applied on its own is checked against the catalog already stored.
+    let file = tmp.path().join("c.yaml");
+    std::fs::write(
+        &file,
+        CLUSTER.replace(
+            "  instances: 1\n",
+            "  instances: 1\n  imageCatalogRef: {apiGroup: postgresql.cnpg.io, kind: ImageCatalog, name: postgres-images, major: 15}\n",
+        ),
+    )
+    .unwrap();
+    // A setting the local platform cannot carry out on this major is said at apply time.
+    let slots = tmp.path().join("slots.yaml");
+    std::fs::write(
+        &slots,
+        CLUSTER.replace(
+            "  instances: 1\n",
+            "  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n",
+        ),
+    )
+    .unwrap();
+    let out = local(&state, &["apply", "-f", slots.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("synchronizeLogicalDecoding needs PostgreSQL 17"),
+        "{}",
+        stderr(&out)
+    );
+    let out = local(&state, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("spec.imageCatalogRef.major")
+            && stderr(&out).contains("no image for major version 15"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -110,6 +110,8 @@ fn primary_and_replica_managers() {
             restart_token: String::new(),
             roles: vec![],
             databases: vec![],
+            publications: vec![],
+            subscriptions: vec![],
             peers: vec![],
             lease_ms: 0,
             lease_token: None,

@@ -144,14 +144,27 @@ impl TestServer {
 
     /// Like `start`, with other server binaries (another major).
     pub fn start_with(binaries: PgBinaries) -> Self {
+        Self::start_configured(binaries, "")
+    }
+
+    /// Like `start`, with `wal_level = logical` (a publisher).
+    pub fn start_logical() -> Self {
+        Self::start_configured(binaries(), "wal_level = logical\n")
+    }
+
+    /// Like `start_with`, with `conf` added to `postgresql.auto.conf`.
+    pub fn start_configured(binaries: PgBinaries, conf: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut pg = instance(dir.path(), "pg");
         pg.binaries = binaries;
         pg.initdb(&InitDbOptions::default()).unwrap();
         pg.write_file("pg_hba.conf", "local all all trust\n")
             .unwrap();
-        pg.write_file("postgresql.auto.conf", "listen_addresses = ''\n")
-            .unwrap();
+        pg.write_file(
+            "postgresql.auto.conf",
+            &format!("listen_addresses = ''\n{conf}"),
+        )
+        .unwrap();
         let mut child = pg.start().unwrap();
         pg.wait_ready_child(&mut child, Duration::from_secs(60))
             .unwrap();

@@ -17,6 +17,7 @@ pub mod declarative;
 pub mod error;
 pub mod http;
 pub mod lease;
+pub mod logical;
 pub mod metrics;
 pub mod observe;
 pub mod os_user;

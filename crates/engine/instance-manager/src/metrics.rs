@@ -33,10 +33,20 @@ fn queries(monitoring: &MonitoringSpec) -> pgherd_metrics::QuerySet {
 }
 
 fn facts(spec: &InstanceSpec) -> ClusterFacts {
+    let backups = &spec.monitoring.backups;
+    let seconds = |t: Option<i64>| t.map(|t| t as f64);
     ClusterFacts {
         fencing_on: spec.fenced,
+        first_recoverability_point: seconds(backups.first_recoverability_point),
+        last_available_backup_timestamp: seconds(backups.last_available_backup),
+        last_failed_backup_timestamp: seconds(backups.last_failed_backup),
         ..ClusterFacts::default()
     }
+}
+
+/// Whether two monitoring specs run the same queries (backup facts change without a reload).
+fn same_queries(a: &MonitoringSpec, b: &MonitoringSpec) -> bool {
+    a.disable_default_queries == b.disable_default_queries && a.custom_queries == b.custom_queries
 }
 
 fn exporter(spec: &InstanceSpec) -> Option<Exporter> {
@@ -101,8 +111,10 @@ async fn reload(spec_path: PathBuf, mut current: MonitoringSpec, exporter: Arc<E
         let Ok(spec) = load_spec(Path::new(&spec_path)) else {
             continue;
         };
-        if spec.monitoring != current {
+        if !same_queries(&spec.monitoring, &current) {
             exporter.set_queries(queries(&spec.monitoring));
+        }
+        if spec.monitoring != current {
             current = spec.monitoring.clone();
         }
         exporter.set_facts(facts(&spec));

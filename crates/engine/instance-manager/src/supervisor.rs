@@ -136,6 +136,8 @@ struct State {
     /// What the cluster-wide in-database duties last applied (superuser password, managed
     /// extensions), so they run only on a change.
     applied: crate::declarative::Applied,
+    /// What the publications and subscriptions last applied, so they run only on a change.
+    logical: crate::logical::BackgroundLogical,
     /// PostgreSQL's exits on its own in a row, when the last start was, and the earliest next
     /// start: a PostgreSQL that keeps stopping (a recovery target not reachable yet, a bad
     /// setting) is restarted with growing pauses, not four times a second.
@@ -413,6 +415,12 @@ async fn converge(
         if let Some(e) = state.applied.converge(&pg, &client, spec).await {
             status.error = Some(e);
         }
+        let (publications, subscriptions) =
+            state
+                .logical
+                .converge(&pg, &spec.publications, &spec.subscriptions);
+        status.publication_results = publications;
+        status.subscription_results = subscriptions;
     }
     status.ready = status.is_primary || status.is_wal_receiver_active;
     status.following = spec.primary.as_ref().map(|p| p.name.clone());

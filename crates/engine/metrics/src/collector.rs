@@ -154,8 +154,14 @@ pub fn fact_families(facts: &ClusterFacts) -> Vec<Family> {
         )
         .with(vec![], flag(facts.manual_switchover_required)),
     ];
-    let optional = [
-        ("cnpg_collector_nodes_used", facts.nodes_used.map(f64::from)),
+    if let Some(nodes) = facts.nodes_used {
+        out.push(
+            family("cnpg_collector_nodes_used", MetricKind::Gauge).with(vec![], f64::from(nodes)),
+        );
+    }
+    // Always there, 0 before the first backup (as in CloudNativePG), so an alert on them sees a
+    // cluster that never backed up.
+    let backups = [
         (
             "cnpg_collector_first_recoverability_point",
             facts.first_recoverability_point,
@@ -169,23 +175,23 @@ pub fn fact_families(facts: &ClusterFacts) -> Vec<Family> {
             facts.last_failed_backup_timestamp,
         ),
     ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            out.push(family(name, MetricKind::Gauge).with(vec![], value));
-        }
+    for (name, value) in backups {
+        out.push(family(name, MetricKind::Gauge).with(vec![], value.unwrap_or(0.0)));
     }
     let mut sync = Family::new(
         "cnpg_collector_sync_replicas",
-        "Synchronous replicas (value=expected|observed|min|max)",
+        "Synchronous replicas (value=observed|expected|streaming|min|max)",
         MetricKind::Gauge,
     );
+    // Unset min/max are CloudNativePG's defaults, 0.
     for (label, value) in [
         ("min", facts.sync_replicas_min),
         ("max", facts.sync_replicas_max),
     ] {
-        if let Some(value) = value {
-            sync.push(vec![("value".into(), label.into())], f64::from(value));
-        }
+        sync.push(
+            vec![("value".into(), label.into())],
+            f64::from(value.unwrap_or(0)),
+        );
     }
     out.push(sync);
     if let Some(size) = facts.wal_volume_size_bytes {
@@ -226,7 +232,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn facts_become_metrics_and_unknowns_are_left_out() {
+    fn facts_become_metrics_and_unknowns_are_zero_or_left_out() {
         let facts = ClusterFacts {
             fencing_on: true,
             sync_replicas_min: Some(1),
@@ -243,11 +249,25 @@ mod tests {
             get("cnpg_collector_replica_mode").unwrap().samples[0].value,
             0.0
         );
-        assert!(get("cnpg_collector_last_failed_backup_timestamp").is_none());
+        // Before any backup, 0 (as in CloudNativePG), not absent.
+        for name in [
+            "cnpg_collector_last_failed_backup_timestamp",
+            "cnpg_collector_first_recoverability_point",
+        ] {
+            assert_eq!(get(name).unwrap().samples[0].value, 0.0, "{name}");
+        }
         assert_eq!(
-            get("cnpg_collector_sync_replicas").unwrap().samples.len(),
-            1
+            get("cnpg_collector_last_available_backup_timestamp")
+                .unwrap()
+                .samples[0]
+                .value,
+            1.7e9
         );
+        // Unset min/max are CloudNativePG's default 0.
+        let sync = &get("cnpg_collector_sync_replicas").unwrap().samples;
+        assert_eq!(sync.len(), 2);
+        assert_eq!(sync[1].value, 0.0);
+        assert!(get("cnpg_collector_nodes_used").is_none());
         assert!(families.iter().all(|f| !f.help.is_empty()));
     }
 

@@ -19,7 +19,9 @@ impl ResultSet {
     }
 }
 
-/// A number from a text value: numbers, booleans (`t`/`f`), NULL as NaN.
+/// A number from a text value: numbers, booleans (`t`/`f`), timestamps and dates (ISO, as
+/// the exporter's sessions write them) as seconds since the epoch, as CloudNativePG converts
+/// them; NULL as NaN.
 pub fn to_number(value: Option<&str>) -> Option<f64> {
     let Some(text) = value else {
         return Some(f64::NAN);
@@ -28,9 +30,12 @@ pub fn to_number(value: Option<&str>) -> Option<f64> {
         "t" | "true" => Some(1.0),
         "f" | "false" => Some(0.0),
         "NaN" => Some(f64::NAN),
-        "Infinity" => Some(f64::INFINITY),
-        "-Infinity" => Some(f64::NEG_INFINITY),
-        other => other.parse().ok(),
+        "Infinity" | "infinity" => Some(f64::INFINITY),
+        "-Infinity" | "-infinity" => Some(f64::NEG_INFINITY),
+        other => other
+            .parse()
+            .ok()
+            .or_else(|| crate::timestamp::epoch_seconds(other)),
     }
 }
 

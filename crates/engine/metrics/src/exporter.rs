@@ -119,7 +119,6 @@ fn now_epoch() -> f64 {
 
 struct ServerInfo {
     version: ServerVersion,
-    full: String,
     in_recovery: bool,
 }
 
@@ -127,7 +126,7 @@ async fn server_info(sessions: &mut Sessions<'_>, db: &str) -> Result<ServerInfo
     let result = sessions
         .run(
             db,
-            "SELECT pg_catalog.current_setting('server_version_num'), pg_catalog.current_setting('server_version'), pg_catalog.pg_is_in_recovery()",
+            "SELECT pg_catalog.current_setting('server_version_num'), pg_catalog.pg_is_in_recovery()",
         )
         .await?;
     let row = result.rows.first().ok_or_else(|| RunError {
@@ -137,8 +136,7 @@ async fn server_info(sessions: &mut Sessions<'_>, db: &str) -> Result<ServerInfo
     let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
     Ok(ServerInfo {
         version: ServerVersion::from_version_num(cell(0).parse().unwrap_or(0)),
-        full: cell(1),
-        in_recovery: cell(2) == "t",
+        in_recovery: cell(1) == "t",
     })
 }
 
@@ -239,16 +237,16 @@ impl Exporter {
                 message: e.message,
             }),
             Ok(info) => {
+                // CloudNativePG's label and value: "major.minor" (15.4), without a packager's
+                // suffix such as Debian's " (Debian 15.4-1.pgdg120+1)".
+                let major_minor = format!("{}.{}", info.version.major, info.version.minor);
                 let _ = exposition.add(
                     collector::family("cnpg_collector_postgres_version", MetricKind::Gauge).with(
                         vec![
-                            ("full".into(), info.full.clone()),
+                            ("full".into(), major_minor.clone()),
                             ("cluster".into(), self.config.cluster_name.clone()),
                         ],
-                        // CloudNativePG's value: "major.minor" read as a number (15.4).
-                        format!("{}.{}", info.version.major, info.version.minor)
-                            .parse()
-                            .unwrap_or(info.version.major as f64),
+                        major_minor.parse().unwrap_or(info.version.major as f64),
                     ),
                 );
                 let queries_started = Instant::now();

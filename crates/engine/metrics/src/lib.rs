@@ -20,6 +20,7 @@ mod exporter;
 pub mod exposition;
 pub mod query_config;
 pub mod runner;
+mod timestamp;
 pub mod version;
 
 pub use collector::{ClusterFacts, Volumes};

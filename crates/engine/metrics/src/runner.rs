@@ -214,7 +214,11 @@ impl<'c> Sessions<'c> {
                     )
                 })?
                 .map_err(|e| run_error(ErrorCategory::Connect, e))?;
-            let setup = format!("SET search_path TO {SEARCH_PATH}");
+            // ISO dates in UTC: timestamp columns are read back as seconds since the epoch,
+            // and a `timestamp` without a zone means UTC, as in CloudNativePG's pods.
+            let setup = format!(
+                "SET search_path TO {SEARCH_PATH}; SET TimeZone TO 'UTC'; SET DateStyle TO 'ISO, YMD'"
+            );
             tokio::time::timeout(budget, client.batch_execute(&setup))
                 .await
                 .map_err(|_| run_error(ErrorCategory::Connect, "session setup timed out"))?

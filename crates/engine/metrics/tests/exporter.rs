@@ -39,6 +39,20 @@ async fn default_queries_are_served_and_counters_move() {
         .unwrap_or_else(|| panic!("xact_commit for app in\n{text}"))
     };
     let before = commits(&text);
+    // The shared-objects row, as CloudNativePG's default query gives it.
+    assert!(
+        value(&text, "cnpg_pg_stat_database_blks_hit", &["datname=\"\""]).is_some(),
+        "no datname=\"\" row in\n{text}"
+    );
+    // No backup yet: the backup timestamps are there, at 0.
+    assert_eq!(
+        value(&text, "cnpg_collector_last_failed_backup_timestamp", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&text, "cnpg_collector_first_recoverability_point", &[]),
+        Some(0.0)
+    );
     assert_eq!(
         value(&text, "cnpg_collector_up", &["cluster=\"c1\""]),
         Some(1.0)
@@ -65,6 +79,23 @@ async fn default_queries_are_served_and_counters_move() {
     );
     assert_eq!(
         value(&text, "cnpg_collector_sync_replicas", &["value=\"min\""]),
+        Some(0.0)
+    );
+    // As CloudNativePG: observed is what synchronous_standby_names requests.
+    assert_eq!(
+        value(
+            &text,
+            "cnpg_collector_sync_replicas",
+            &["value=\"observed\""]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "cnpg_collector_sync_replicas",
+            &["value=\"streaming\""]
+        ),
         Some(0.0)
     );
     assert!(value(&text, "cnpg_collector_lo_pages", &["datname=\"app\""]).is_some());
@@ -102,10 +133,12 @@ async fn default_queries_are_served_and_counters_move() {
         value(&text, "cnpg_collector_last_available_backup_timestamp", &[]),
         Some(1.7e9)
     );
-    assert!(
-        text.contains("cnpg_collector_postgres_version{full=\"15."),
-        "{text}"
-    );
+    // "major.minor" as CloudNativePG has it, without Debian's " (Debian ...)" suffix.
+    let version = regex::Regex::new(
+        r#"cnpg_collector_postgres_version\{full="15\.[0-9]+",cluster="c1"\} 15\.[0-9]+\n"#,
+    )
+    .unwrap();
+    assert!(version.is_match(&text), "{text}");
     assert!(!text.contains("cnpg_pg_stat_checkpointer"), "PG17+ only");
     assert_eq!(
         value(

@@ -10,9 +10,14 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     vec![
         crate::Backup::crd(),
         crate::Cluster::crd(),
+        crate::ClusterImageCatalog::crd(),
         crate::Database::crd(),
+        crate::DatabaseRole::crd(),
+        crate::ImageCatalog::crd(),
         crate::Pooler::crd(),
+        crate::Publication::crd(),
         crate::ScheduledBackup::crd(),
+        crate::Subscription::crd(),
         crate::ObjectStore::crd(),
     ]
 }

@@ -6,6 +6,7 @@ use crate::kinds::backup::{Backup, BackupMethod};
 use crate::kinds::database::{Database, DatabaseReclaimPolicy};
 use crate::kinds::object_store::ObjectStore;
 use crate::kinds::pooler::{PgBouncerPoolMode, Pooler, PoolerType};
+use crate::kinds::publication::ReclaimPolicy;
 use crate::kinds::scheduled_backup::{BackupOwnerReference, ScheduledBackup};
 use pgherd_postgres::guc::DEFAULT_PARAMETERS;
 use pgherd_postgres::version::major_from_image;
@@ -241,9 +242,7 @@ impl Defaults for Cluster {
             .iter_mut()
             .flat_map(|m| m.roles.iter_mut().flatten())
         {
-            set(&mut role.ensure, EnsureOption::Present);
-            set(&mut role.inherit, true);
-            set(&mut role.connection_limit, -1);
+            default_role(role);
         }
         for service in spec
             .managed
@@ -369,4 +368,50 @@ impl Defaults for ObjectStore {
             set(&mut sidecar.retention_policy_interval_seconds, 1800);
         }
     }
+}
+
+/// The defaults of a role, in `spec.managed.roles` and in a DatabaseRole alike.
+fn default_role(role: &mut crate::cluster::RoleConfiguration) {
+    set(&mut role.ensure, EnsureOption::Present);
+    set(&mut role.inherit, true);
+    set(&mut role.connection_limit, -1);
+}
+
+impl Defaults for crate::DatabaseRole {
+    fn apply_defaults(&mut self) {
+        default_role(&mut self.spec.role);
+        set(
+            &mut self.spec.database_role_reclaim_policy,
+            ReclaimPolicy::Retain,
+        );
+        if let Some(certificate) = &mut self.spec.client_certificate {
+            set(&mut certificate.enabled, true);
+        }
+    }
+}
+
+impl Defaults for crate::Publication {
+    fn apply_defaults(&mut self) {
+        set(
+            &mut self.spec.publication_reclaim_policy,
+            ReclaimPolicy::Retain,
+        );
+    }
+}
+
+impl Defaults for crate::Subscription {
+    fn apply_defaults(&mut self) {
+        set(
+            &mut self.spec.subscription_reclaim_policy,
+            ReclaimPolicy::Retain,
+        );
+    }
+}
+
+impl Defaults for crate::ImageCatalog {
+    fn apply_defaults(&mut self) {}
+}
+
+impl Defaults for crate::ClusterImageCatalog {
+    fn apply_defaults(&mut self) {}
 }

@@ -1,7 +1,8 @@
 //! Splitting manifest text into documents: multi-document YAML (`---`), JSON, and `kind: List`
-//! wrappers. Every document keeps its 1-based position in the file so errors can point at it.
+//! wrappers, with scalars read as YAML 1.1 (as Kubernetes does, see [`crate::yaml11`]). Every
+//! document keeps its 1-based position in the file so errors can point at it.
 
-use serde::Deserialize;
+use serde::de::DeserializeSeed;
 use serde_json::Value;
 
 /// One document of a manifest file, before any schema is applied.
@@ -27,11 +28,10 @@ pub fn parse_documents(text: &str) -> Vec<RawDocument> {
     let trimmed = text.trim_start_matches('\u{feff}');
     for (i, document) in serde_yaml_ng::Deserializer::from_str(trimmed).enumerate() {
         let index = i + 1;
-        // Through serde_yaml_ng's own Value first: it rejects duplicate keys, which a direct
-        // conversion would silently resolve to the last one.
-        let parsed = serde_yaml_ng::Value::deserialize(document)
-            .map_err(|e| yaml_error_message(&e))
-            .and_then(|v| serde_json::to_value(v).map_err(|e| format!("unsupported YAML: {e}")));
+        // YAML 1.1 scalars, as Kubernetes reads them; duplicate keys are an error.
+        let parsed = crate::yaml11::Yaml11 { input: trimmed }
+            .deserialize(document)
+            .map_err(|e| yaml_error_message(&e));
         match parsed {
             Ok(Value::Null) => {} // an empty document, e.g. a trailing `---`
             Ok(value) => expand_list(index, value, &mut out),

@@ -1,5 +1,6 @@
 //! The CloudNativePG-compatible API: the `postgresql.cnpg.io/v1` kinds (Cluster, Backup,
-//! ScheduledBackup, Pooler, Database) and `barmancloud.cnpg.io/v1` ObjectStore, with their
+//! ScheduledBackup, Pooler, Database, Publication, Subscription, ImageCatalog,
+//! ClusterImageCatalog, DatabaseRole) and `barmancloud.cnpg.io/v1` ObjectStore, with their
 //! defaults, their validation (every error at once, each with a field path and a fix), the
 //! parsing of manifest files (multi-document YAML or JSON, plus the `v1` Secrets and ConfigMaps
 //! users keep beside them), and the CRDs generated from the types.
@@ -17,9 +18,13 @@ pub mod kinds;
 pub use cluster::{Cluster, ClusterSpec, ClusterStatus};
 pub use kinds::backup::{Backup, BackupSpec};
 pub use kinds::database::{Database, DatabaseSpec};
+pub use kinds::database_role::{DatabaseRole, DatabaseRoleSpec};
+pub use kinds::image_catalog::{ClusterImageCatalog, ImageCatalog, ImageCatalogSpec};
 pub use kinds::object_store::{ObjectStore, ObjectStoreSpec};
 pub use kinds::pooler::{Pooler, PoolerSpec};
+pub use kinds::publication::{Publication, PublicationSpec};
 pub use kinds::scheduled_backup::{ScheduledBackup, ScheduledBackupSpec};
+pub use kinds::subscription::{Subscription, SubscriptionSpec};
 pub mod crd;
 pub mod cron;
 pub mod defaults;
@@ -28,6 +33,9 @@ pub mod document;
 pub mod duration;
 pub mod limits;
 pub mod manifest;
+mod metadata;
+pub mod object;
 pub mod quantity;
 pub mod structural;
 pub mod validate;
+pub mod yaml11;

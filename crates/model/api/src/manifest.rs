@@ -8,9 +8,9 @@
 use crate::defaults::Defaults;
 use crate::diagnostics::{did_you_mean, Diagnostic, FieldPath, Severity};
 use crate::document::{parse_documents, RawDocument};
+use crate::metadata::check_metadata;
 use crate::structural;
-use crate::validate::{self, Context, KnownObject};
-use crate::{Backup, Cluster, Database, ObjectStore, Pooler, ScheduledBackup};
+use crate::validate::{self, Context, KnownCatalog, KnownObject};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,62 +21,7 @@ pub const CNPG_GROUP: &str = "postgresql.cnpg.io";
 /// API group of the barman-cloud plugin's kinds.
 pub const BARMAN_GROUP: &str = "barmancloud.cnpg.io";
 
-/// A decoded object of a kind pgherd understands.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Object {
-    Cluster(Box<Cluster>),
-    Backup(Box<Backup>),
-    ScheduledBackup(Box<ScheduledBackup>),
-    Pooler(Box<Pooler>),
-    Database(Box<Database>),
-    ObjectStore(Box<ObjectStore>),
-    Secret(Box<Secret>),
-    ConfigMap(Box<ConfigMap>),
-}
-
-impl Object {
-    /// The object's kind.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Object::Cluster(_) => "Cluster",
-            Object::Backup(_) => "Backup",
-            Object::ScheduledBackup(_) => "ScheduledBackup",
-            Object::Pooler(_) => "Pooler",
-            Object::Database(_) => "Database",
-            Object::ObjectStore(_) => "ObjectStore",
-            Object::Secret(_) => "Secret",
-            Object::ConfigMap(_) => "ConfigMap",
-        }
-    }
-
-    /// The object's metadata.
-    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-        match self {
-            Object::Cluster(o) => &o.metadata,
-            Object::Backup(o) => &o.metadata,
-            Object::ScheduledBackup(o) => &o.metadata,
-            Object::Pooler(o) => &o.metadata,
-            Object::Database(o) => &o.metadata,
-            Object::ObjectStore(o) => &o.metadata,
-            Object::Secret(o) => &o.metadata,
-            Object::ConfigMap(o) => &o.metadata,
-        }
-    }
-
-    /// The object as JSON, Kubernetes-shaped.
-    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
-        match self {
-            Object::Cluster(o) => serde_json::to_value(o),
-            Object::Backup(o) => serde_json::to_value(o),
-            Object::ScheduledBackup(o) => serde_json::to_value(o),
-            Object::Pooler(o) => serde_json::to_value(o),
-            Object::Database(o) => serde_json::to_value(o),
-            Object::ObjectStore(o) => serde_json::to_value(o),
-            Object::Secret(o) => serde_json::to_value(o),
-            Object::ConfigMap(o) => serde_json::to_value(o),
-        }
-    }
-}
+pub use crate::object::Object;
 
 /// One document of a manifest file after loading.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,16 +54,21 @@ impl Manifest {
     }
 }
 
-const CNPG_KINDS: &[&str] = &["Cluster", "Backup", "ScheduledBackup", "Pooler", "Database"];
-/// CloudNativePG kinds pgherd does not serve yet.
-const UNSUPPORTED_CNPG_KINDS: &[&str] = &[
-    "ImageCatalog",
-    "ClusterImageCatalog",
+const CNPG_KINDS: &[&str] = &[
+    "Cluster",
+    "Backup",
+    "ScheduledBackup",
+    "Pooler",
+    "Database",
     "Publication",
     "Subscription",
-    "FailoverQuorum",
+    "ImageCatalog",
+    "ClusterImageCatalog",
     "DatabaseRole",
 ];
+/// CloudNativePG kinds pgherd does not serve: FailoverQuorum is the operator's own record,
+/// never written by users.
+const UNSUPPORTED_CNPG_KINDS: &[&str] = &["FailoverQuorum"];
 
 fn crd_schemas() -> &'static BTreeMap<String, Value> {
     static SCHEMAS: OnceLock<BTreeMap<String, Value>> = OnceLock::new();
@@ -158,111 +108,6 @@ fn config_map_schema() -> Value {
         "data": {"type": "object", "additionalProperties": {"type": "string"}},
         "binaryData": {"type": "object", "additionalProperties": {"type": "string"}},
         "immutable": {"type": "boolean"}}})
-}
-
-const METADATA_FIELDS: &[&str] = &[
-    "name",
-    "namespace",
-    "labels",
-    "annotations",
-    "generateName",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "finalizers",
-    "ownerReferences",
-    "managedFields",
-    "selfLink",
-];
-
-/// Check `metadata` and return what can be kept of it (fields of the wrong type are dropped,
-/// so one bad label does not stop the rest of the object from being validated).
-fn check_metadata(doc: &Value, out: &mut Vec<Diagnostic>) -> Value {
-    let path = FieldPath::new("metadata");
-    let Some(meta) = doc.get("metadata") else {
-        out.push(
-            Diagnostic::error("metadata", "required field is missing")
-                .with_hint("add metadata.name"),
-        );
-        return json!({});
-    };
-    let Some(meta) = meta.as_object() else {
-        out.push(Diagnostic::error("metadata", "must be an object"));
-        return json!({});
-    };
-    let mut kept = serde_json::Map::new();
-    for (key, value) in meta {
-        if !METADATA_FIELDS.contains(&key.as_str()) {
-            let mut d = Diagnostic::error(path.key(key).as_str(), "unknown field");
-            if let Some(best) = did_you_mean(key, METADATA_FIELDS.iter().copied()) {
-                d = d.with_hint(format!("did you mean metadata.{best}?"));
-            }
-            out.push(d);
-        } else if matches!(key.as_str(), "labels" | "annotations") {
-            match value.as_object() {
-                Some(map) => {
-                    let mut strings = serde_json::Map::new();
-                    for (k, v) in map {
-                        if v.is_string() {
-                            strings.insert(k.clone(), v.clone());
-                        } else {
-                            out.push(
-                                Diagnostic::error(
-                                    path.key(key).key(k).as_str(),
-                                    "must be a string",
-                                )
-                                .with_hint(format!("put the value in quotes: \"{v}\"")),
-                            );
-                        }
-                    }
-                    kept.insert(key.clone(), Value::Object(strings));
-                }
-                None if value.is_null() => {}
-                None => out.push(Diagnostic::error(
-                    path.key(key).as_str(),
-                    "must be a map of strings",
-                )),
-            }
-        } else if matches!(key.as_str(), "name" | "namespace" | "generateName")
-            && !value.is_string()
-        {
-            out.push(Diagnostic::error(
-                path.key(key).as_str(),
-                "must be a string",
-            ));
-        } else if matches!(key.as_str(), "name" | "namespace" | "generateName") {
-            kept.insert(key.clone(), value.clone());
-        }
-        // Server-owned fields (uid, resourceVersion, managedFields, ...) are accepted and
-        // dropped, as `kubectl apply` of an exported object does.
-    }
-    let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
-    if name.is_empty() {
-        out.push(Diagnostic::error(
-            "metadata.name",
-            "required field is missing",
-        ));
-    } else if !validate::is_dns1123_subdomain(name) {
-        out.push(
-            Diagnostic::error(
-                "metadata.name",
-                format!("{name:?} is not a valid object name"),
-            )
-            .with_hint("use lowercase letters, digits, '-' and '.'"),
-        );
-    }
-    if let Some(ns) = meta.get("namespace").and_then(Value::as_str) {
-        if !validate::is_dns1035_label(ns) && !validate::is_dns1123_subdomain(ns) {
-            out.push(Diagnostic::error(
-                "metadata.namespace",
-                format!("{ns:?} is not a valid namespace"),
-            ));
-        }
-    }
-    Value::Object(kept)
 }
 
 /// Secret `data` values must be base64; report each bad one and drop it.
@@ -368,6 +213,9 @@ fn classify(doc: &Value, out: &mut Vec<Diagnostic>) -> Option<Kind> {
 fn decode<T: serde::de::DeserializeOwned>(value: Value, out: &mut Vec<Diagnostic>) -> Option<T> {
     match serde_json::from_value(value) {
         Ok(v) => Some(v),
+        // A required field that failed its schema check was dropped, so decoding fails too;
+        // the schema error already says what to fix.
+        Err(_) if out.iter().any(Diagnostic::is_error) => None,
         Err(e) => {
             out.push(Diagnostic::error(
                 "",
@@ -376,6 +224,18 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value, out: &mut Vec<Diagnostic
             None
         }
     }
+}
+
+/// Decode a served kind and apply its defaults.
+fn typed<T: serde::de::DeserializeOwned + Defaults>(
+    value: Value,
+    out: &mut Vec<Diagnostic>,
+    wrap: fn(Box<T>) -> Object,
+) -> Option<Object> {
+    decode::<T>(value, out).map(|mut o| {
+        o.apply_defaults();
+        wrap(Box::new(o))
+    })
 }
 
 fn load_document(raw: RawDocument) -> Manifest {
@@ -472,32 +332,17 @@ fn load_document(raw: RawDocument) -> Manifest {
         check_secret_data(&mut pruned, &mut out);
     }
     let object = match kind {
-        Kind::Served("Cluster") => decode::<Cluster>(pruned, &mut out).map(|mut c| {
-            c.apply_defaults();
-            Object::Cluster(Box::new(c))
-        }),
-        Kind::Served("Backup") => decode::<Backup>(pruned, &mut out).map(|mut b| {
-            b.apply_defaults();
-            Object::Backup(Box::new(b))
-        }),
-        Kind::Served("ScheduledBackup") => {
-            decode::<ScheduledBackup>(pruned, &mut out).map(|mut b| {
-                b.apply_defaults();
-                Object::ScheduledBackup(Box::new(b))
-            })
-        }
-        Kind::Served("Pooler") => decode::<Pooler>(pruned, &mut out).map(|mut p| {
-            p.apply_defaults();
-            Object::Pooler(Box::new(p))
-        }),
-        Kind::Served("Database") => decode::<Database>(pruned, &mut out).map(|mut d| {
-            d.apply_defaults();
-            Object::Database(Box::new(d))
-        }),
-        Kind::Served(_) => decode::<ObjectStore>(pruned, &mut out).map(|mut s| {
-            s.apply_defaults();
-            Object::ObjectStore(Box::new(s))
-        }),
+        Kind::Served("Cluster") => typed(pruned, &mut out, Object::Cluster),
+        Kind::Served("Backup") => typed(pruned, &mut out, Object::Backup),
+        Kind::Served("ScheduledBackup") => typed(pruned, &mut out, Object::ScheduledBackup),
+        Kind::Served("Pooler") => typed(pruned, &mut out, Object::Pooler),
+        Kind::Served("Database") => typed(pruned, &mut out, Object::Database),
+        Kind::Served("Publication") => typed(pruned, &mut out, Object::Publication),
+        Kind::Served("Subscription") => typed(pruned, &mut out, Object::Subscription),
+        Kind::Served("ImageCatalog") => typed(pruned, &mut out, Object::ImageCatalog),
+        Kind::Served("ClusterImageCatalog") => typed(pruned, &mut out, Object::ClusterImageCatalog),
+        Kind::Served("DatabaseRole") => typed(pruned, &mut out, Object::DatabaseRole),
+        Kind::Served(_) => typed(pruned, &mut out, Object::ObjectStore),
         Kind::Secret => decode::<Secret>(pruned, &mut out).map(|s| Object::Secret(Box::new(s))),
         Kind::ConfigMap => {
             decode::<ConfigMap>(pruned, &mut out).map(|c| Object::ConfigMap(Box::new(c)))
@@ -596,6 +441,23 @@ pub fn validate_all(manifests: &mut [&mut Manifest]) {
             Some(Object::ObjectStore(o)) => {
                 ctx.object_stores.push(known(&o.metadata, BTreeSet::new()))
             }
+            Some(Object::Cluster(c)) => {
+                let externals = c.spec.external_clusters.iter().flatten();
+                let keys = externals.map(|e| e.name.clone()).collect();
+                ctx.clusters.push(known(&c.metadata, keys));
+            }
+            Some(Object::ImageCatalog(c)) => ctx.image_catalogs.push(KnownCatalog::new(
+                "ImageCatalog",
+                c.metadata.namespace.clone(),
+                c.metadata.name.as_deref().unwrap_or_default(),
+                &c.spec,
+            )),
+            Some(Object::ClusterImageCatalog(c)) => ctx.image_catalogs.push(KnownCatalog::new(
+                "ClusterImageCatalog",
+                None,
+                c.metadata.name.as_deref().unwrap_or_default(),
+                &c.spec.0,
+            )),
             _ => {}
         }
     }
@@ -606,25 +468,33 @@ pub fn validate_all(manifests: &mut [&mut Manifest]) {
             .filter(|d| d.is_error())
             .map(|d| d.path.clone())
             .collect();
+        let namespaced =
+            |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| Context {
+                namespace: meta.namespace.clone(),
+                ..ctx.clone()
+            };
         let found = match &m.object {
-            Some(Object::Cluster(c)) => {
-                let ctx = Context {
-                    namespace: c.metadata.namespace.clone(),
-                    ..ctx.clone()
-                };
-                validate::validate_cluster(c, &ctx)
-            }
+            Some(Object::Cluster(c)) => validate::validate_cluster(c, &namespaced(&c.metadata)),
             Some(Object::Backup(b)) => validate::validate_backup(b),
             Some(Object::ScheduledBackup(b)) => validate::validate_scheduled_backup(b),
-            Some(Object::Pooler(p)) => validate::validate_pooler(p),
+            Some(Object::Pooler(p)) => {
+                let mut found = validate::validate_pooler(p);
+                validate::validate_pooler_catalog_ref(p, &namespaced(&p.metadata), &mut found);
+                found
+            }
             Some(Object::Database(d)) => validate::validate_database(d),
             Some(Object::ObjectStore(o)) => {
-                let ctx = Context {
-                    namespace: o.metadata.namespace.clone(),
-                    ..ctx.clone()
-                };
-                validate::validate_object_store(o, &ctx)
+                validate::validate_object_store(o, &namespaced(&o.metadata))
             }
+            Some(Object::Publication(p)) => validate::validate_publication(p),
+            Some(Object::Subscription(s)) => {
+                validate::validate_subscription(s, &namespaced(&s.metadata))
+            }
+            Some(Object::DatabaseRole(r)) => {
+                validate::validate_database_role(r, &namespaced(&r.metadata))
+            }
+            Some(Object::ImageCatalog(c)) => validate::validate_image_catalog(&c.spec),
+            Some(Object::ClusterImageCatalog(c)) => validate::validate_image_catalog(&c.spec.0),
             _ => Vec::new(),
         };
         // A field that already failed its schema check was dropped before decoding; anything

@@ -43,8 +43,14 @@ pub fn check(
                 if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
                     let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
                     d = d.with_hint(format!("one of: {}", names.join(", ")));
-                } else if matches!(other, Value::Number(_) | Value::Bool(_)) {
-                    d = d.with_hint(format!("put the value in quotes: \"{other}\""));
+                } else if matches!(other, Value::Bool(_)) {
+                    d = d.with_hint(
+                        "put the value in quotes (\"on\", \"true\"): Kubernetes reads YAML 1.1, where unquoted on/off/yes/no/true/false are booleans",
+                    );
+                } else if matches!(other, Value::Number(_)) {
+                    d = d.with_hint(format!(
+                        "put the value in quotes as written (unquoted, it is the number {other})"
+                    ));
                 }
                 out.push(d);
                 None
@@ -75,7 +81,10 @@ pub fn check(
         },
         Some("boolean") => match value {
             Value::Bool(_) => Some(value.clone()),
-            Value::String(s) if matches!(s.as_str(), "true" | "false") => {
+            Value::String(s)
+                if matches!(s.as_str(), "true" | "false")
+                    || crate::yaml11::yaml11_bool(s).is_some() =>
+            {
                 out.push(
                     type_error(path, "a boolean", value)
                         .with_hint(format!("remove the quotes: {s}")),
@@ -221,6 +230,19 @@ fn check_array(
         out.push(type_error(path, "a list", value));
         return None;
     };
+    let bound = |name: &str| schema.get(name).and_then(Value::as_u64);
+    if let Some(min) = bound("minItems").filter(|min| (items.len() as u64) < *min) {
+        out.push(Diagnostic::error(
+            path.as_str(),
+            format!("must have at least {min} item(s), got {}", items.len()),
+        ));
+    }
+    if let Some(max) = bound("maxItems").filter(|max| (items.len() as u64) > *max) {
+        out.push(Diagnostic::error(
+            path.as_str(),
+            format!("must have at most {max} items, got {}", items.len()),
+        ));
+    }
     let item_schema = schema.get("items");
     let kept = items
         .iter()

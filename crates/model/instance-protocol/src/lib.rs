@@ -7,13 +7,15 @@
 //! Imports: pgherd-postgres.
 
 mod declarative;
+mod logical;
 mod spec;
 
 pub use declarative::{
     ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
 };
+pub use logical::{PublicationObject, PublicationSpec, PublicationTarget, SubscriptionSpec};
 pub use spec::{
-    Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, LeaseToken,
+    BackupFacts, Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, LeaseToken,
     MonitoringSpec, Peer, PrimaryEndpoint, WalStore,
 };
 
@@ -84,6 +86,12 @@ pub struct InstanceStatus {
     /// Primary: the result of applying each Database.
     #[serde(default)]
     pub database_results: Vec<ApplyResult>,
+    /// Primary: the result of applying each Publication (by object name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publication_results: Vec<ApplyResult>,
+    /// Primary: the result of applying each Subscription (by object name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscription_results: Vec<ApplyResult>,
     /// Down after a clean shutdown: where its shutdown checkpoint record starts. A replica that
     /// received WAL past this point has everything the stopped primary committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,6 +204,8 @@ impl InstanceStatus {
             error: None,
             role_results: Vec::new(),
             database_results: Vec::new(),
+            publication_results: Vec::new(),
+            subscription_results: Vec::new(),
             shutdown_checkpoint: None,
             observed_ms_ago: 0,
             following: None,
@@ -261,6 +271,8 @@ mod tests {
             error: None,
             role_results: vec![],
             database_results: vec![],
+            publication_results: vec![],
+            subscription_results: vec![],
             shutdown_checkpoint: None,
             observed_ms_ago: 0,
             following: None,

@@ -186,6 +186,12 @@ pub struct InstanceSpec {
     /// For a primary: databases to keep in the declared state.
     #[serde(default)]
     pub databases: Vec<crate::DatabaseSpec>,
+    /// For a primary: publications to keep in the declared state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publications: Vec<crate::PublicationSpec>,
+    /// For a primary: subscriptions to keep in the declared state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<crate::SubscriptionSpec>,
     /// The other instances' managers (a primary renews its lease through a majority of them
     /// when the controller is away).
     #[serde(default)]
@@ -243,6 +249,19 @@ pub struct MonitoringSpec {
     /// How long query results are cached, in seconds (`metricsQueriesTTL`); 0: not cached.
     #[serde(default)]
     pub queries_ttl_seconds: u64,
+    /// What the platform knows of the cluster's backups (from its catalog).
+    #[serde(default)]
+    pub backups: BackupFacts,
+}
+
+/// The cluster's backups as the `cnpg_collector_*backup*` metrics report them, in seconds since
+/// the epoch; `None` (no backup yet) is reported as 0, as CloudNativePG does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupFacts {
+    pub first_recoverability_point: Option<i64>,
+    pub last_available_backup: Option<i64>,
+    pub last_failed_backup: Option<i64>,
 }
 
 /// One custom query file and where it came from (for error messages).

@@ -58,24 +58,77 @@ pub fn annotate_cluster(
     write_json(&path, &cluster, 0o600)
 }
 
-/// The stored kind a user means by `kind` (`cluster`, `clusters`, `Cluster`, `secret`, ...).
+/// The stored kind a user means by `kind` (`cluster`, `clusters`, `Cluster`, `secret`,
+/// `imagecatalogs`, ...).
 pub fn resolve_kind(kind: &str) -> Option<&'static str> {
-    const KINDS: [&str; 8] = [
-        "Cluster",
-        "Backup",
-        "ScheduledBackup",
-        "Pooler",
-        "Database",
-        "ObjectStore",
-        "Secret",
-        "ConfigMap",
-    ];
     let lower = kind.to_ascii_lowercase();
     let singular = lower.strip_suffix('s').unwrap_or(&lower);
-    KINDS
+    pgherd_api::object::KINDS
         .iter()
         .copied()
         .find(|k| k.to_ascii_lowercase() == lower || k.to_ascii_lowercase() == singular)
+}
+
+/// What of `object` the local platform does not carry out (yet), if anything: said at apply
+/// time (and in the object's status where it has a field for it), never silently ignored.
+pub fn not_honoured(object: &Object) -> Option<&'static str> {
+    match object {
+        Object::Cluster(c)
+            if c.spec
+                .replication_slots
+                .as_ref()
+                .and_then(|r| r.high_availability.as_ref())
+                .and_then(|h| h.synchronize_logical_decoding)
+                == Some(true)
+                && c.major_version().is_some_and(|m| m.0 < 17) =>
+        {
+            Some(
+                "replicationSlots.highAvailability.synchronizeLogicalDecoding needs PostgreSQL 17 or newer on the local platform (pg_failover_slots is not supported yet): logical slots are not copied to the standbys, and a subscription breaks at a switchover",
+            )
+        }
+        Object::DatabaseRole(r)
+            if r
+                .spec
+                .client_certificate
+                .as_ref()
+                .is_some_and(|c| c.enabled != Some(false)) =>
+        {
+            Some(
+                "clientCertificate: the local platform does not issue client certificates yet; the role is managed without one",
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The stored objects other documents may refer to (image catalogs, clusters), as manifests
+/// to validate a new input against: a Cluster applied on its own must still name a major its
+/// stored catalog has.
+pub fn stored_references(state: &StateDir) -> Result<Vec<Manifest>, LocalError> {
+    let mut out = Vec::new();
+    let mut push = |kind: &str, object: Object| {
+        let name = object.metadata().name.clone().unwrap_or_default();
+        out.push(Manifest {
+            index: 0,
+            kind: kind.to_string(),
+            name,
+            object: Some(object),
+            diagnostics: Vec::new(),
+        });
+    };
+    for (_, _, c) in state.list_objects::<pgherd_api::ImageCatalog>("ImageCatalog")? {
+        push("ImageCatalog", Object::ImageCatalog(Box::new(c)));
+    }
+    for (_, _, c) in state.list_objects::<pgherd_api::ClusterImageCatalog>("ClusterImageCatalog")? {
+        push(
+            "ClusterImageCatalog",
+            Object::ClusterImageCatalog(Box::new(c)),
+        );
+    }
+    for (_, _, c) in state.list_objects::<pgherd_api::Cluster>("Cluster")? {
+        push("Cluster", Object::Cluster(Box::new(c)));
+    }
+    Ok(out)
 }
 
 /// Stored objects of `kind` (optionally one `name`), Kubernetes-shaped, with their status.
@@ -131,6 +184,38 @@ pub fn delete(
     namespace: &str,
     name: &str,
 ) -> Result<bool, LocalError> {
+    let path = state.object_path(kind, namespace, name);
+    let drops_first = match kind {
+        "Publication" | "Subscription" => crate::logical::drops_on_delete(kind, &path)?,
+        "DatabaseRole" => crate::database_roles::drops_on_delete(&path)?,
+        _ => false,
+    };
+    if drops_first {
+        // Like a finalizer: the primary drops it, then the control plane removes the object
+        // (at once when its cluster is gone: nothing is left to drop it from).
+        let value = crate::state::read_json::<serde_json::Value>(&path)?;
+        let cluster = value
+            .as_ref()
+            .and_then(|v| v.pointer("/spec/cluster/name"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let cluster_exists = state.has(&state.object_path("Cluster", namespace, cluster))?;
+        if let Some(mut value) = value.filter(|_| cluster_exists) {
+            if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+                let annotations = meta
+                    .entry("annotations")
+                    .or_insert_with(|| serde_json::json!({}));
+                if let Some(a) = annotations.as_object_mut() {
+                    a.insert(
+                        crate::declarative::DELETING_ANNOTATION.to_string(),
+                        "true".into(),
+                    );
+                }
+            }
+            write_json(&path, &value, 0o600)?;
+            return Ok(true);
+        }
+    }
     if kind == "Database" {
         let path = state.object_path(kind, namespace, name);
         if let Some(mut db) =

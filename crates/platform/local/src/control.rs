@@ -351,6 +351,7 @@ impl ClusterTask {
             applied.archive_problem.as_deref(),
         )
         .await;
+        self.plane.metrics.controller_pass("backup", true);
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = prelude.restart_annotation.clone();
         status.poolers = self.plane.pooler_board.cluster_entries(namespace, &name);

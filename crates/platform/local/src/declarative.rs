@@ -33,42 +33,75 @@ pub fn roles(
         .flat_map(|m| m.roles.iter().flatten())
         .enumerate()
     {
-        let password = if r.disable_password == Some(true) {
-            PasswordSource::Disabled
-        } else if let Some(secret) = &r.password_secret {
-            match crate::secrets::read(state, namespace, &secret.name)?
-                .and_then(|d| d.get("password").cloned())
-            {
-                Some(password) => {
-                    user.own_dir(secrets_dir, 0o700)?;
-                    let path = secrets_dir.join(format!("role-{i}"));
-                    user.write_file(&path, &password, 0o600)?;
-                    PasswordSource::File { path }
-                }
-                // The Secret may be created later (ExternalSecrets): leave the password alone.
-                None => PasswordSource::Unchanged,
-            }
-        } else {
-            PasswordSource::Unchanged
-        };
-        out.push(RoleSpec {
-            name: r.name.clone(),
-            present: present(r.ensure),
-            comment: r.comment.clone(),
-            login: r.login.unwrap_or(false),
-            superuser: r.superuser.unwrap_or(false),
-            createdb: r.createdb.unwrap_or(false),
-            createrole: r.createrole.unwrap_or(false),
-            inherit: r.inherit.unwrap_or(true),
-            replication: r.replication.unwrap_or(false),
-            bypassrls: r.bypassrls.unwrap_or(false),
-            connection_limit: r.connection_limit.unwrap_or(-1),
-            valid_until: r.valid_until.clone(),
-            in_roles: r.in_roles.clone().unwrap_or_default(),
-            password,
-        });
+        let file = secrets_dir.join(format!("role-{i}"));
+        out.push(role_spec(
+            state,
+            namespace,
+            r,
+            present(r.ensure),
+            &file,
+            user,
+        )?);
     }
+    let inline: Vec<String> = out.iter().map(|r| r.name.clone()).collect();
+    out.extend(crate::database_roles::specs(
+        state,
+        namespace,
+        cluster,
+        &inline,
+        secrets_dir,
+        user,
+    )?);
     Ok(out)
+}
+
+/// One role as the instance manager applies it; its password (from its Secret) is copied to
+/// `password_file`, owned by the PostgreSQL user, mode 0600.
+pub(crate) fn role_spec(
+    state: &StateDir,
+    namespace: &str,
+    r: &pgherd_api::cluster::RoleConfiguration,
+    present: bool,
+    password_file: &Path,
+    user: &OsUser,
+) -> Result<RoleSpec, LocalError> {
+    let password = if r.disable_password == Some(true) {
+        PasswordSource::Disabled
+    } else if let Some(secret) = &r.password_secret {
+        match crate::secrets::read(state, namespace, &secret.name)?
+            .and_then(|d| d.get("password").cloned())
+        {
+            Some(password) => {
+                if let Some(dir) = password_file.parent() {
+                    user.own_dir(dir, 0o700)?;
+                }
+                user.write_file(password_file, &password, 0o600)?;
+                PasswordSource::File {
+                    path: password_file.to_path_buf(),
+                }
+            }
+            // The Secret may be created later (ExternalSecrets): leave the password alone.
+            None => PasswordSource::Unchanged,
+        }
+    } else {
+        PasswordSource::Unchanged
+    };
+    Ok(RoleSpec {
+        name: r.name.clone(),
+        present,
+        comment: r.comment.clone(),
+        login: r.login.unwrap_or(false),
+        superuser: r.superuser.unwrap_or(false),
+        createdb: r.createdb.unwrap_or(false),
+        createrole: r.createrole.unwrap_or(false),
+        inherit: r.inherit.unwrap_or(true),
+        replication: r.replication.unwrap_or(false),
+        bypassrls: r.bypassrls.unwrap_or(false),
+        connection_limit: r.connection_limit.unwrap_or(-1),
+        valid_until: r.valid_until.clone(),
+        in_roles: r.in_roles.clone().unwrap_or_default(),
+        password,
+    })
 }
 
 /// The `postgres` role's password as CloudNativePG's `enableSuperuserAccess` has it: from

@@ -135,6 +135,8 @@ pub(crate) struct ClusterContext<'a> {
     pub(crate) password_file: PathBuf,
     pub(crate) roles: Vec<RoleSpec>,
     pub(crate) databases: Vec<DatabaseSpec>,
+    pub(crate) publications: Vec<pgherd_instance_protocol::PublicationSpec>,
+    pub(crate) subscriptions: Vec<pgherd_instance_protocol::SubscriptionSpec>,
     pub(crate) monitoring: pgherd_instance_protocol::MonitoringSpec,
     pub(crate) ports: &'a BTreeMap<String, InstanceAddress>,
     /// Where WAL is archived, if anywhere.
@@ -345,6 +347,20 @@ impl ClusterContext<'_> {
         for (k, v) in mandatory_settings(&name, ports.host, dirs, &self.certificates) {
             settings.insert(k.to_string(), v);
         }
+        // synchronizeLogicalDecoding: standbys keep copies of the failover-enabled logical
+        // slots (PostgreSQL 17+), so a subscription follows a switchover of its publisher.
+        let synchronize_logical = self
+            .cluster
+            .spec
+            .replication_slots
+            .as_ref()
+            .and_then(|r| r.high_availability.as_ref())
+            .and_then(|h| h.synchronize_logical_decoding)
+            == Some(true);
+        if synchronize_logical && self.major >= 17 {
+            settings.insert("sync_replication_slots".into(), "on".into());
+            settings.insert("hot_standby_feedback".into(), "on".into());
+        }
         // A replica whose primary changed reconnects within a second, not PostgreSQL's 5 s
         // (a switchover needs its target streaming). The user's value wins.
         settings
@@ -425,6 +441,16 @@ impl ClusterContext<'_> {
             },
             databases: if primary_duties {
                 self.databases.clone()
+            } else {
+                Vec::new()
+            },
+            publications: if primary_duties {
+                self.publications.clone()
+            } else {
+                Vec::new()
+            },
+            subscriptions: if primary_duties {
+                self.subscriptions.clone()
             } else {
                 Vec::new()
             },

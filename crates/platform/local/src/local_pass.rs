@@ -73,8 +73,9 @@ impl<'a> LocalPass<'a> {
         }
     }
 
-    /// The primary's Database results become the Databases' status.
-    fn database_status(&self, plan: &Plan) -> Result<(), LocalError> {
+    /// The primary's results for Databases, Publications, Subscriptions and DatabaseRoles
+    /// become their status.
+    fn database_status(&self, cluster: &Cluster, plan: &Plan) -> Result<(), LocalError> {
         let Some(primary) = plan.current_primary.as_deref().and_then(|p| {
             self.observation
                 .as_ref()
@@ -91,10 +92,19 @@ impl<'a> LocalPass<'a> {
                     .join("instance.json"),
             )?;
             let applied = spec.filter(|s| status.applied_generation >= s.generation);
+            let (state, namespace) = (&self.task.plane.state, &self.task.namespace);
             crate::declarative::write_database_status(
-                &self.task.plane.state,
-                &self.task.namespace,
+                state,
+                namespace,
                 &status.database_results,
+                applied.as_ref(),
+            )?;
+            crate::logical::write_results(state, namespace, status, applied.as_ref())?;
+            crate::database_roles::write_status(
+                state,
+                namespace,
+                cluster,
+                &status.role_results,
                 applied.as_ref(),
             )?;
         }
@@ -200,7 +210,16 @@ impl Platform for LocalPass<'_> {
             &self.task.plane.user,
         )?;
         let databases = crate::declarative::databases(state, namespace, &self.task.name)?;
-        self.database_status(plan)?;
+        let publications = crate::logical::publications(state, namespace, &self.task.name)?;
+        let (subscriptions, unspecified) = crate::logical::subscriptions(
+            state,
+            namespace,
+            cluster,
+            &self.prelude.cluster_dir.join("external"),
+            &self.task.plane.user,
+        )?;
+        crate::logical::write_status(state, "Subscription", namespace, &unspecified, &|_| false)?;
+        self.database_status(cluster, plan)?;
         let bin_dir = self.bin_dir(cluster)?;
         let (task, prelude) = (&mut *self.task, self.prelude);
         let (state, namespace, user) = (&task.plane.state, &task.namespace, &task.plane.user);
@@ -213,7 +232,8 @@ impl Platform for LocalPass<'_> {
         )?;
         // A query file that cannot be read must not stop the cluster: the rest applies. Said
         // once, not on every pass.
-        let (monitoring, problems) = crate::monitoring::resolve(state, namespace, cluster);
+        let (mut monitoring, problems) = crate::monitoring::resolve(state, namespace, cluster);
+        monitoring.backups = crate::monitoring::backup_facts(prelude.previous.as_ref());
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
         if task.runtime.monitoring_problems != problems {
             for p in &problems {
@@ -245,6 +265,8 @@ impl Platform for LocalPass<'_> {
             password_file: prelude.password_file.clone(),
             roles,
             databases,
+            publications,
+            subscriptions,
             monitoring,
             ports: &self.applied.ports,
             wal_store,

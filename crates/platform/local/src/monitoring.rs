@@ -5,10 +5,24 @@ use crate::key_refs::{config_map_key, secret_key};
 use crate::state::StateDir;
 use crate::LocalError;
 use pgherd_api::Cluster;
-use pgherd_instance_protocol::{CustomQueries, MonitoringSpec};
+use pgherd_instance_protocol::{BackupFacts, CustomQueries, MonitoringSpec};
 
 /// CloudNativePG's default `metricsQueriesTTL`.
 const DEFAULT_TTL_SECONDS: u64 = 30;
+
+/// The backup facts of a cluster's status (RFC 3339 timestamps) as the metrics want them.
+pub fn backup_facts(status: Option<&crate::status::LocalClusterStatus>) -> BackupFacts {
+    let seconds = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(pgherd_backup::timestamp::parse_time)
+            .map(time::OffsetDateTime::unix_timestamp)
+    };
+    status.map_or_else(BackupFacts::default, |s| BackupFacts {
+        first_recoverability_point: seconds(&s.first_recoverability_point),
+        last_available_backup: seconds(&s.last_successful_backup),
+        last_failed_backup: seconds(&s.last_failed_backup),
+    })
+}
 
 /// The resolved spec, and what could not be resolved: a query file that cannot be read (a
 /// ConfigMap not applied yet, say) is left out, an invalid TTL falls back to the default;
@@ -64,6 +78,7 @@ pub fn resolve(
         disable_default_queries: monitoring.disable_default_queries.unwrap_or(false),
         custom_queries,
         queries_ttl_seconds,
+        ..MonitoringSpec::default()
     };
     (spec, problems)
 }

@@ -83,11 +83,15 @@ impl ControlPlane {
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         match crate::schedules::reconcile_schedules(&self.plane.state, now) {
             Ok(created) => {
+                self.plane.metrics.controller_pass("scheduledbackup", true);
                 for b in created {
                     tracing::info!("scheduled backup: created Backup {b}");
                 }
             }
-            Err(e) => tracing::warn!("scheduled backups: {e}"),
+            Err(e) => {
+                self.plane.metrics.controller_pass("scheduledbackup", false);
+                tracing::warn!("scheduled backups: {e}");
+            }
         }
         self.tasks.retain(|(ns, name), task| {
             if !task.is_finished() {
@@ -120,6 +124,7 @@ impl ControlPlane {
         .reconcile_poolers()
         .await;
         self.plane.pooler_board.publish(&poolers);
+        self.plane.metrics.controller_pass("pooler", result.is_ok());
         result
     }
 }

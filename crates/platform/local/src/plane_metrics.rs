@@ -16,7 +16,13 @@ struct Counters {
     failovers: BTreeMap<ClusterKey, u64>,
     switchovers: BTreeMap<ClusterKey, u64>,
     backups: BTreeMap<(String, String, String), u64>,
+    /// Passes of the controllers other than the cluster's, by result.
+    controllers: BTreeMap<(&'static str, &'static str), u64>,
 }
+
+/// The controllers besides `cluster` whose passes are counted (CloudNativePG's operator runs
+/// one controller per kind; its dashboard shows each).
+pub const CONTROLLERS: &[&str] = &["backup", "pooler", "scheduledbackup"];
 
 /// Counters shared by the reconcile loop and the metrics endpoint.
 #[derive(Debug, Default, Clone)]
@@ -39,7 +45,28 @@ impl PlaneMetrics {
                 .entry((namespace.into(), cluster.into(), result))
                 .or_default() += 1;
             c.reconcile_seconds += seconds;
+            // Every counter of a known cluster exists from its first pass, at 0: `increase()`
+            // over a series that appears with its first event misses that event.
+            let key: ClusterKey = (namespace.into(), cluster.into());
+            c.failovers.entry(key.clone()).or_default();
+            c.switchovers.entry(key).or_default();
+            for phase in ["completed", "failed"] {
+                c.backups
+                    .entry((namespace.into(), cluster.into(), phase.into()))
+                    .or_default();
+            }
+            for result in ["success", "error"] {
+                c.reconciles
+                    .entry((namespace.into(), cluster.into(), result))
+                    .or_default();
+            }
         });
+    }
+
+    /// One pass of `controller` (one of [`CONTROLLERS`]) ended, `ok` or with an error.
+    pub fn controller_pass(&self, controller: &'static str, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.with(|c| *c.controllers.entry((controller, result)).or_default() += 1);
     }
 
     /// The cluster's primary changed: by a switchover (requested) or a failover.
@@ -103,6 +130,24 @@ impl PlaneMetrics {
             total.push(labels, *n as f64);
         }
         errors.push(controller(), by_result["error"] as f64);
+        // The other controllers, every series from the start.
+        for name in CONTROLLERS {
+            for result in ["success", "error"] {
+                let n = c.controllers.get(&(*name, result)).copied().unwrap_or(0);
+                total.push(
+                    vec![
+                        ("controller".into(), (*name).to_string()),
+                        ("result".into(), result.to_string()),
+                    ],
+                    n as f64,
+                );
+            }
+            let failed = c.controllers.get(&(*name, "error")).copied().unwrap_or(0);
+            errors.push(
+                vec![("controller".into(), (*name).to_string())],
+                failed as f64,
+            );
+        }
         families.extend([total, errors, per_cluster]);
         families.push(
             Family::new(
@@ -235,6 +280,34 @@ mod tests {
             "pgherd_failovers_total{namespace=\"default\",cluster=\"pg\"} 1",
             "pgherd_switchovers_total{namespace=\"default\",cluster=\"pg\"} 2",
             "pgherd_backups_total{namespace=\"default\",cluster=\"pg\",phase=\"completed\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn counters_exist_at_zero_from_a_clusters_first_pass() {
+        let m = PlaneMetrics::default();
+        m.reconciled("default", "pg", true, 0.01);
+        let text = m.render();
+        for line in [
+            "pgherd_failovers_total{namespace=\"default\",cluster=\"pg\"} 0",
+            "pgherd_switchovers_total{namespace=\"default\",cluster=\"pg\"} 0",
+            "pgherd_backups_total{namespace=\"default\",cluster=\"pg\",phase=\"completed\"} 0",
+            "pgherd_backups_total{namespace=\"default\",cluster=\"pg\",phase=\"failed\"} 0",
+            "pgherd_reconcile_total{namespace=\"default\",cluster=\"pg\",result=\"error\"} 0",
+            "controller_runtime_reconcile_errors_total{controller=\"cluster\"} 0",
+            "controller_runtime_reconcile_total{controller=\"pooler\",result=\"success\"} 0",
+            "controller_runtime_reconcile_errors_total{controller=\"scheduledbackup\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        m.controller_pass("pooler", true);
+        m.controller_pass("backup", false);
+        let text = m.render();
+        for line in [
+            "controller_runtime_reconcile_total{controller=\"pooler\",result=\"success\"} 1",
+            "controller_runtime_reconcile_errors_total{controller=\"backup\"} 1",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }

@@ -281,7 +281,10 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             namespace,
         } => {
             let Some(kind) = pgherd_local::apply::resolve_kind(&kind) else {
-                eprintln!("unknown kind {kind:?}; use one of: cluster, backup, scheduledbackup, pooler, database, objectstore, secret, configmap");
+                eprintln!(
+                    "unknown kind {kind:?}; use one of: {}",
+                    pgherd_api::object::KINDS.join(", ").to_ascii_lowercase()
+                );
                 return Ok(ExitCode::from(1));
             };
             let objects = pgherd_local::apply::get(&state, kind, &namespace, name.as_deref())?;
@@ -465,8 +468,13 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
         eprintln!("nothing to apply: {} hold(s) no objects", files.join(", "));
         return Ok(None);
     }
-    let mut all: Vec<&mut manifest::Manifest> =
-        loaded.iter_mut().flat_map(|(_, m)| m.iter_mut()).collect();
+    // Stored catalogs and clusters come after the input, so the input's own win.
+    let mut stored_refs = pgherd_local::apply::stored_references(state)?;
+    let mut all: Vec<&mut manifest::Manifest> = loaded
+        .iter_mut()
+        .flat_map(|(_, m)| m.iter_mut())
+        .chain(stored_refs.iter_mut())
+        .collect();
     manifest::validate_all(&mut all);
     let mut errors = 0;
     for (file, manifests) in &loaded {
@@ -513,6 +521,17 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
     }
     for s in &stored {
         outln!("{s} applied");
+    }
+    for (file, manifests) in &loaded {
+        for m in manifests.iter() {
+            if let Some(why) = m
+                .object
+                .as_ref()
+                .and_then(pgherd_local::apply::not_honoured)
+            {
+                eprintln!("{file}:{}: {}: warning: {why}", m.index, m.label());
+            }
+        }
     }
     Ok(Some(stored))
 }

@@ -2,7 +2,7 @@
 //! tablespaces.
 
 use super::Context;
-use crate::cluster::{Cluster, DataDurability};
+use crate::cluster::{Cluster, DataDurability, RoleConfiguration};
 use crate::diagnostics::{did_you_mean, Diagnostic, FieldPath};
 use pgherd_postgres::guc::{self, ParameterRule, DEFAULT_PARAMETERS};
 use pgherd_postgres::hba;
@@ -279,33 +279,43 @@ pub(super) fn validate_managed_roles(cluster: &Cluster, ctx: &Context, out: &mut
     let mut seen = BTreeSet::new();
     for (i, role) in roles.into_iter().flatten().enumerate() {
         let path = FieldPath::new("spec.managed.roles").index(i);
-        if RESERVED_ROLES.contains(&role.name.as_str())
-            || role.name.starts_with("cnpg_")
-            || role.name.starts_with("pg_")
-        {
-            out.push(Diagnostic::error(path.key("name").as_str(), format!("{:?} is reserved", role.name)).with_hint("postgres, streaming_replica and names starting with cnpg_ or pg_ belong to the operator or PostgreSQL"));
-        }
-        if role.name.is_empty() || role.name.len() > 63 {
-            out.push(Diagnostic::error(
-                path.key("name").as_str(),
-                "a role name must have 1 to 63 characters",
-            ));
-        }
+        validate_role(role, &path, ctx, out);
         if !seen.insert(role.name.as_str()) {
             out.push(Diagnostic::error(
                 path.key("name").as_str(),
                 format!("duplicate role {:?}", role.name),
             ));
         }
-        if role.disable_password == Some(true) && role.password_secret.is_some() {
-            out.push(Diagnostic::error(
-                path.key("disablePassword").as_str(),
-                "cannot be used together with passwordSecret",
-            ));
-        }
-        if let Some(secret) = &role.password_secret {
-            ctx.secret(&path.key("passwordSecret").key("name"), &secret.name, out);
-        }
+    }
+}
+
+/// The rules of one role, at `path`: an entry of `spec.managed.roles` or a DatabaseRole's spec.
+pub(super) fn validate_role(
+    role: &RoleConfiguration,
+    path: &FieldPath,
+    ctx: &Context,
+    out: &mut Vec<Diagnostic>,
+) {
+    if RESERVED_ROLES.contains(&role.name.as_str())
+        || role.name.starts_with("cnpg_")
+        || role.name.starts_with("pg_")
+    {
+        out.push(Diagnostic::error(path.key("name").as_str(), format!("{:?} is reserved", role.name)).with_hint("postgres, streaming_replica and names starting with cnpg_ or pg_ belong to the operator or PostgreSQL"));
+    }
+    if role.name.is_empty() || role.name.len() > 63 {
+        out.push(Diagnostic::error(
+            path.key("name").as_str(),
+            "a role name must have 1 to 63 characters",
+        ));
+    }
+    if role.disable_password == Some(true) && role.password_secret.is_some() {
+        out.push(Diagnostic::error(
+            path.key("disablePassword").as_str(),
+            "cannot be used together with passwordSecret",
+        ));
+    }
+    if let Some(secret) = &role.password_secret {
+        ctx.secret(&path.key("passwordSecret").key("name"), &secret.name, out);
     }
 }
 

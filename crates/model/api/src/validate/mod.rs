@@ -5,12 +5,17 @@
 //! elsewhere (ExternalSecrets, SealedSecrets, `kubectl create secret`).
 
 mod backup_config;
+mod catalogs;
 mod cluster;
 mod cluster_config;
 mod cluster_sources;
 mod names;
 mod others;
+mod replication;
 
+pub use catalogs::{
+    validate_cluster_catalog_ref, validate_image_catalog, validate_pooler_catalog_ref, KnownCatalog,
+};
 pub use cluster::validate_cluster;
 pub use cluster_sources::BARMAN_CLOUD_PLUGIN;
 pub use names::{is_dns1035_label, is_dns1123_subdomain};
@@ -18,6 +23,7 @@ pub use others::{
     validate_backup, validate_database, validate_object_store, validate_pooler,
     validate_scheduled_backup,
 };
+pub use replication::{validate_database_role, validate_publication, validate_subscription};
 
 use crate::common::{ConfigMapKeySelector, SecretKeySelector};
 use crate::diagnostics::{Diagnostic, FieldPath};
@@ -37,6 +43,9 @@ pub struct Context {
     pub secrets: Vec<KnownObject>,
     pub config_maps: Vec<KnownObject>,
     pub object_stores: Vec<KnownObject>,
+    /// Clusters, with the names of their `spec.externalClusters` as keys.
+    pub clusters: Vec<KnownObject>,
+    pub image_catalogs: Vec<KnownCatalog>,
     /// Namespace of the object being validated.
     pub namespace: Option<String>,
 }
@@ -116,6 +125,15 @@ impl Context {
         if self.find(&self.object_stores, name).is_none() {
             out.push(missing("ObjectStore", path, name));
         }
+    }
+}
+
+fn check_cluster_ref(name: &str, out: &mut Vec<Diagnostic>) {
+    if name.is_empty() {
+        out.push(
+            Diagnostic::error("spec.cluster.name", "required field is missing")
+                .with_hint("name the Cluster this object belongs to"),
+        );
     }
 }
 

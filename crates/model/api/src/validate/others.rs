@@ -1,7 +1,7 @@
 //! Backup, ScheduledBackup, Pooler, Database and ObjectStore.
 
 use super::backup_config::validate_store_credentials;
-use super::{is_dns1035_label, Context};
+use super::{check_cluster_ref, is_dns1035_label, Context};
 use crate::diagnostics::{did_you_mean, Diagnostic, FieldPath};
 use crate::kinds::backup::{Backup, BackupMethod, BackupPluginConfiguration};
 use crate::kinds::database::Database;
@@ -9,15 +9,6 @@ use crate::kinds::object_store::ObjectStore;
 use crate::kinds::pooler::{Pooler, ALLOWED_PGBOUNCER_PARAMETERS};
 use crate::kinds::scheduled_backup::ScheduledBackup;
 use pgherd_postgres::hba;
-
-fn check_cluster_ref(name: &str, out: &mut Vec<Diagnostic>) {
-    if name.is_empty() {
-        out.push(
-            Diagnostic::error("spec.cluster.name", "required field is missing")
-                .with_hint("name the Cluster this object belongs to"),
-        );
-    }
-}
 
 /// The rules a Backup and a ScheduledBackup share: which cluster, and which method with which
 /// options.
