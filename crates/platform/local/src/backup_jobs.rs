@@ -317,6 +317,7 @@ pub(crate) async fn pass(
             if field.as_ref().is_none_or(|before| *before < at) {
                 *field = Some(at);
             }
+            crate::backups::set_last_backup_condition(status);
         }
     }
     if let Some(read) = runtime.catalog_read.take_if(|r| r.is_finished()) {

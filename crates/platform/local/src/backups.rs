@@ -225,11 +225,16 @@ pub fn apply_catalog(status: &mut LocalClusterStatus, summary: &CatalogSummary) 
     status.first_recoverability_point = summary.first_recoverability_point.clone();
     status.last_successful_backup = summary.last_successful_backup.clone();
     status.last_failed_backup = summary.last_failed_backup.clone();
+    set_last_backup_condition(status);
+}
+
+/// `LastBackupSucceeded` from the status' last successful and last failed backup times.
+pub fn set_last_backup_condition(status: &mut LocalClusterStatus) {
     status
         .conditions
         .retain(|c| c.condition_type != LAST_BACKUP_SUCCEEDED);
-    let succeeded = match (&summary.last_successful_backup, &summary.last_failed_backup) {
-        (_, None) if summary.last_successful_backup.is_none() => return,
+    let succeeded = match (&status.last_successful_backup, &status.last_failed_backup) {
+        (_, None) if status.last_successful_backup.is_none() => return,
         (Some(ok), Some(failed)) => ok >= failed,
         (Some(_), None) => true,
         (None, _) => false,
