@@ -71,6 +71,8 @@ pub struct ClusterSecrets {
     pub ca: secret::CertificatePair,
     pub server: secret::CertificatePair,
     pub replication: secret::CertificatePair,
+    /// PgBouncer's client certificate, while any Pooler uses the cluster.
+    pub pooler: Option<secret::CertificatePair>,
 }
 
 /// Every object of a cluster with the given instances.
@@ -123,6 +125,9 @@ pub fn cluster_objects(
         .extend(secret::server_secret(cluster, &secrets.server)?);
     out.secrets
         .extend(secret::replication_secret(cluster, &secrets.replication)?);
+    if let Some(pooler) = &secrets.pooler {
+        out.secrets.push(secret::pooler_secret(cluster, pooler)?);
+    }
     out.pod_disruption_budgets = pdb::pod_disruption_budgets(cluster)?;
     let (account, role, binding) = rbac::cluster_rbac(cluster)?;
     out.service_account = account;

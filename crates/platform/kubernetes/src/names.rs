@@ -167,6 +167,12 @@ pub fn replication_secret(cluster: &str) -> String {
     format!("{cluster}-replication")
 }
 
+/// The PgBouncer client certificate's Secret (`NAME-pooler`), made while a Pooler uses the
+/// cluster.
+pub fn pooler_secret(cluster: &str) -> String {
+    format!("{cluster}-pooler")
+}
+
 /// The primary's PodDisruptionBudget (`NAME-primary`).
 pub fn primary_pdb(cluster: &str) -> String {
     format!("{cluster}-primary")

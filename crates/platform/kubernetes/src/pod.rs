@@ -64,6 +64,7 @@ pub const CONTROLLER_MOUNT: &str = "/controller";
 pub const RUN_MOUNT: &str = "/run";
 pub const SHM_MOUNT: &str = "/dev/shm";
 pub const PROJECTED_MOUNT: &str = "/projected";
+pub const EXTENSIONS_MOUNT: &str = "/extensions";
 pub const SERVICE_ACCOUNT_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// Volume names.
@@ -331,6 +332,26 @@ fn volumes(
             ..Volume::default()
         });
         mounts.push(mount(PROJECTED_VOLUME, PROJECTED_MOUNT));
+    }
+    for extension in cluster
+        .spec
+        .postgresql
+        .iter()
+        .flat_map(|p| p.extensions.iter().flatten())
+    {
+        // The volume is named after the extension, as CloudNativePG does; `_` (allowed in
+        // extension names) is not allowed in volume names.
+        let volume = extension.name.replace('_', "-");
+        base.owner().check_name("volume name", &volume)?;
+        volumes.push(Volume {
+            name: volume.clone(),
+            image: Some(extension.image.clone()),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            read_only: Some(true),
+            ..mount(&volume, &format!("{EXTENSIONS_MOUNT}/{}", extension.name))
+        });
     }
     volumes.push(api_access_volume());
     mounts.push(VolumeMount {

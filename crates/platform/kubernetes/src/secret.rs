@@ -1,7 +1,7 @@
 //! The cluster's Secrets with CloudNativePG's types and keys: `NAME-app` and `NAME-superuser`
 //! (`kubernetes.io/basic-auth`: username, user, password, dbname, host, port, pgpass, uri,
-//! jdbc-uri, fqdn-uri, fqdn-jdbc-uri), `NAME-ca` (ca.crt, ca.key), `NAME-server` and
-//! `NAME-replication` (`kubernetes.io/tls`: tls.crt, tls.key).
+//! jdbc-uri, fqdn-uri, fqdn-jdbc-uri), `NAME-ca` (ca.crt, ca.key), `NAME-server`,
+//! `NAME-replication` and `NAME-pooler` (`kubernetes.io/tls`: tls.crt, tls.key).
 //!
 //! Passwords and PEMs are generated elsewhere and passed in; the input types print them
 //! redacted, and nothing here logs. The operator never overwrites the data of an existing
@@ -215,9 +215,12 @@ fn certificates(cluster: &Cluster) -> pgherd_api::cluster::CertificatesConfigura
     cluster.spec.certificates.clone().unwrap_or_default()
 }
 
-/// `NAME-ca` (`ca.crt`, `ca.key`), unless the user provides the server CA.
+/// `NAME-ca` (`ca.crt`, `ca.key`): the operator's CA, which signs whichever side the user
+/// does not provide (server certificates, or client certificates such as
+/// `streaming_replica`'s). Not needed when the user provides both CAs.
 pub fn ca_secret(cluster: &Cluster, ca: &CertificatePair) -> Result<Option<Secret>> {
-    if certificates(cluster).server_ca_secret.is_some() {
+    let user = certificates(cluster);
+    if user.server_ca_secret.is_some() && user.client_ca_secret.is_some() {
         return Ok(None);
     }
     let name = names::ca_secret(cluster.metadata.name.as_deref().unwrap_or_default());
@@ -250,6 +253,13 @@ pub fn replication_secret(cluster: &Cluster, client: &CertificatePair) -> Result
     }
     let name = names::replication_secret(cluster.metadata.name.as_deref().unwrap_or_default());
     tls_secret(cluster, &name, client).map(Some)
+}
+
+/// `NAME-pooler` (`kubernetes.io/tls`, CN `cnpg_pooler_pgbouncer`): the client certificate
+/// PgBouncer authenticates with; the operator makes it while any Pooler uses the cluster.
+pub fn pooler_secret(cluster: &Cluster, client: &CertificatePair) -> Result<Secret> {
+    let name = names::pooler_secret(cluster.metadata.name.as_deref().unwrap_or_default());
+    tls_secret(cluster, &name, client)
 }
 
 fn tls_secret(cluster: &Cluster, name: &str, pair: &CertificatePair) -> Result<Secret> {
@@ -319,6 +329,29 @@ mod tests {
         );
         assert_eq!(get("pgpass"), "pg-rw:5432:app:app:p@ss\n");
         assert_eq!(s.metadata.labels.unwrap()["cnpg.io/userType"], "app");
+    }
+
+    #[test]
+    fn the_operator_ca_stays_while_one_side_is_the_operators() {
+        let pair = CertificatePair {
+            certificate_pem: "c".into(),
+            private_key_pem: "k".into(),
+        };
+        let mut c = cluster();
+        let certificates = c.spec.certificates.get_or_insert_with(Default::default);
+        certificates.server_ca_secret = Some("my-ca".into());
+        certificates.server_tls_secret = Some("my-server".into());
+        assert!(ca_secret(&c, &pair).unwrap().is_some());
+        assert!(server_secret(&c, &pair).unwrap().is_none());
+        assert!(replication_secret(&c, &pair).unwrap().is_some());
+        let certificates = c.spec.certificates.get_or_insert_with(Default::default);
+        certificates.client_ca_secret = Some("my-client-ca".into());
+        assert!(ca_secret(&c, &pair).unwrap().is_none());
+        let secret_key = CertificatePair {
+            certificate_pem: "cert".into(),
+            private_key_pem: "PRIVATE-KEY-BYTES".into(),
+        };
+        assert!(!format!("{secret_key:?}").contains("PRIVATE-KEY-BYTES"));
     }
 
     #[test]

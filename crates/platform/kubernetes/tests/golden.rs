@@ -67,24 +67,28 @@ fn inputs() -> Vec<(String, PathBuf)> {
     out
 }
 
-fn secrets() -> ClusterSecrets {
-    let pair = |what: &str| CertificatePair {
+fn test_pair(what: &str) -> CertificatePair {
+    CertificatePair {
         certificate_pem: format!(
             "-----BEGIN CERTIFICATE-----\n{what}\n-----END CERTIFICATE-----\n"
         ),
         private_key_pem: format!(
             "-----BEGIN PRIVATE KEY-----\n{what}\n-----END PRIVATE KEY-----\n"
         ),
-    };
+    }
+}
+
+fn secrets() -> ClusterSecrets {
     ClusterSecrets {
         app: Credentials {
             username: String::new(),
             password: "app-password-for-tests".to_string(),
         },
         superuser_password: "superuser-password-for-tests".to_string(),
-        ca: pair("test-ca"),
-        server: pair("test-server"),
-        replication: pair("test-replication"),
+        ca: test_pair("test-ca"),
+        server: test_pair("test-server"),
+        replication: test_pair("test-replication"),
+        pooler: None,
     }
 }
 
@@ -93,7 +97,12 @@ fn push<T: Serialize>(docs: &mut Vec<String>, object: &T) {
     docs.push(serde_yaml_ng::to_string(&value).unwrap());
 }
 
-fn render_cluster(mut cluster: Cluster, operator: &OperatorSettings, docs: &mut Vec<String>) {
+fn render_cluster(
+    mut cluster: Cluster,
+    operator: &OperatorSettings,
+    pooled: bool,
+    docs: &mut Vec<String>,
+) {
     let name = cluster.metadata.name.clone().unwrap_or_default();
     cluster
         .metadata
@@ -107,6 +116,9 @@ fn render_cluster(mut cluster: Cluster, operator: &OperatorSettings, docs: &mut 
         .and_then(|s| s.current_primary.clone())
         .unwrap_or_else(|| format!("{name}-1"));
     let mut secrets = secrets();
+    if pooled {
+        secrets.pooler = Some(test_pair("test-pooler"));
+    }
     secrets.app.username = cluster
         .application_owner()
         .unwrap_or(pgherd_api::defaults::DEFAULT_APP_DATABASE)
@@ -159,6 +171,14 @@ fn render(path: &Path) -> String {
     validate_all(&mut manifests.iter_mut().collect::<Vec<_>>());
     let operator = OperatorSettings::new(OPERATOR_IMAGE);
     let mut docs = Vec::new();
+    // Clusters some Pooler of the same file uses get their `NAME-pooler` secret.
+    let pooled: std::collections::BTreeSet<String> = manifests
+        .iter()
+        .filter_map(|m| match &m.object {
+            Some(Object::Pooler(p)) => Some(p.spec.cluster.name.clone()),
+            _ => None,
+        })
+        .collect();
     for m in manifests {
         assert!(
             !m.has_errors(),
@@ -168,7 +188,10 @@ fn render(path: &Path) -> String {
             m.diagnostics
         );
         match m.object {
-            Some(Object::Cluster(c)) => render_cluster(*c, &operator, &mut docs),
+            Some(Object::Cluster(c)) => {
+                let uses = pooled.contains(c.metadata.name.as_deref().unwrap_or_default());
+                render_cluster(*c, &operator, uses, &mut docs)
+            }
             Some(Object::Pooler(p)) => render_pooler(*p, &operator, &mut docs),
             _ => {}
         }
