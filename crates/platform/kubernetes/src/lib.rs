@@ -23,6 +23,7 @@ mod probes;
 pub mod pvc;
 pub mod rbac;
 pub mod secret;
+mod security;
 pub mod service;
 
 pub use affinity::instance_affinity;

@@ -18,19 +18,19 @@ use crate::affinity::instance_affinity;
 use crate::error::{BuildError, Result};
 use crate::labels::{self, map, Base, InstanceRole};
 use crate::probes::instance_probes;
+use crate::security::{container_security, pod_security, seccomp};
 use crate::{names, pvc, OperatorSettings};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, KeyToPath,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, ProjectedVolumeSource,
-    SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
-};
 use k8s_openapi::api::core::v1::{ConfigMapProjection, DownwardAPIProjection};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, KeyToPath,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ProjectedVolumeSource,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+};
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, ObjectFieldSelector};
 use pgherd_api::cluster::LogLevel;
 use pgherd_api::defaults::DEFAULT_IMAGE_NAME;
 use pgherd_api::Cluster;
-use serde::{de::DeserializeOwned, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -98,30 +98,6 @@ pub fn postgres_image(cluster: &Cluster) -> Result<String> {
     Ok(DEFAULT_IMAGE_NAME.to_string())
 }
 
-/// `user`'s fields over `base`'s, one by one (CloudNativePG's rule for security contexts).
-pub(crate) fn overlay<T: Serialize + DeserializeOwned>(
-    base: &Base,
-    what: &'static str,
-    generated: T,
-    user: Option<&T>,
-) -> Result<T> {
-    let Some(user) = user else {
-        return Ok(generated);
-    };
-    let merge = |source| BuildError::Merge {
-        kind: base.kind,
-        owner: base.name.clone(),
-        what,
-        source,
-    };
-    let mut out = serde_json::to_value(&generated).map_err(merge)?;
-    let over = serde_json::to_value(user).map_err(merge)?;
-    if let (Some(out), serde_json::Value::Object(over)) = (out.as_object_mut(), over) {
-        out.extend(over);
-    }
-    serde_json::from_value(out).map_err(merge)
-}
-
 /// Hex SHA-256 of `value`'s JSON.
 pub(crate) fn spec_hash<T: Serialize>(base: &Base, value: &T) -> Result<String> {
     let json = serde_json::to_vec(value).map_err(|source| BuildError::Merge {
@@ -134,60 +110,6 @@ pub(crate) fn spec_hash<T: Serialize>(base: &Base, value: &T) -> Result<String> 
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
-}
-
-/// The pod-level security context: `postgresUID/GID` as user, group and fsGroup, non-root,
-/// `seccompProfile` (RuntimeDefault), then the user's `podSecurityContext` field by field.
-fn pod_security(base: &Base, cluster: &Cluster) -> Result<PodSecurityContext> {
-    let uid = cluster.spec.postgres_uid.unwrap_or(26);
-    let gid = cluster.spec.postgres_gid.unwrap_or(26);
-    let generated = PodSecurityContext {
-        run_as_user: Some(uid),
-        run_as_group: Some(gid),
-        fs_group: Some(gid),
-        run_as_non_root: Some(true),
-        seccomp_profile: Some(seccomp(cluster)),
-        ..PodSecurityContext::default()
-    };
-    overlay(
-        base,
-        "spec.podSecurityContext",
-        generated,
-        cluster.spec.pod_security_context.as_ref(),
-    )
-}
-
-fn seccomp(cluster: &Cluster) -> SeccompProfile {
-    cluster
-        .spec
-        .seccomp_profile
-        .clone()
-        .unwrap_or_else(|| SeccompProfile {
-            type_: "RuntimeDefault".to_string(),
-            localhost_profile: None,
-        })
-}
-
-/// The containers' security context: no capabilities, no privilege, read-only root, then the
-/// user's `securityContext` field by field.
-pub(crate) fn container_security(
-    base: &Base,
-    seccomp_profile: SeccompProfile,
-    user: Option<&SecurityContext>,
-) -> Result<SecurityContext> {
-    let generated = SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".to_string()]),
-            add: None,
-        }),
-        privileged: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        seccomp_profile: Some(seccomp_profile),
-        ..SecurityContext::default()
-    };
-    overlay(base, "spec.securityContext", generated, user)
 }
 
 fn mount(name: &str, path: &str) -> VolumeMount {
@@ -524,4 +446,115 @@ pub fn instance_claims(cluster: &Cluster, serial: u32) -> Result<Vec<String>> {
         .into_iter()
         .filter_map(|p| p.metadata.name)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::api::core::v1::SecurityContext;
+    use pgherd_api::cluster::{ImageCatalogRef, StorageConfiguration, TablespaceConfiguration};
+
+    fn cluster() -> Cluster {
+        let mut c = Cluster::new("pg", Default::default());
+        c.metadata.uid = Some("u".into());
+        c.metadata.namespace = Some("ns".into());
+        c.spec.storage = Some(StorageConfiguration {
+            size: Some("1Gi".into()),
+            ..Default::default()
+        });
+        c
+    }
+
+    fn operator() -> OperatorSettings {
+        OperatorSettings::new("op:1")
+    }
+
+    #[test]
+    fn the_manager_is_copied_and_runs_first() {
+        let pod = instance_pod(&cluster(), &operator(), 2, Some("pg-1")).unwrap();
+        let spec = pod.spec.unwrap();
+        let init = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some("op:1"));
+        assert_eq!(
+            init.command.as_deref().unwrap(),
+            ["/manager", "bootstrap", "/controller/manager"]
+        );
+        let postgres = &spec.containers[0];
+        assert_eq!(postgres.name, "postgres");
+        assert_eq!(
+            postgres.command.as_deref().unwrap()[..3],
+            ["/controller/manager", "instance", "run"]
+        );
+        assert_eq!(spec.hostname.as_deref(), Some("pg-2"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        let labels = pod.metadata.labels.unwrap();
+        assert_eq!(labels["cnpg.io/instanceName"], "pg-2");
+        assert_eq!(labels["role"], "replica");
+        assert_eq!(pod.metadata.annotations.unwrap()["cnpg.io/nodeSerial"], "2");
+    }
+
+    #[test]
+    fn the_spec_hash_changes_with_the_spec_and_not_with_the_role() {
+        let hash = |c: &Cluster, primary| {
+            instance_pod(c, &operator(), 1, primary)
+                .unwrap()
+                .metadata
+                .annotations
+                .unwrap()[labels::POD_SPEC_HASH]
+                .clone()
+        };
+        let mut c = cluster();
+        let before = hash(&c, Some("pg-1"));
+        assert_eq!(before, hash(&c, Some("pg-2")), "a role change is a relabel");
+        c.spec.image_name = Some("ghcr.io/cloudnative-pg/postgresql:17.5".into());
+        assert_ne!(before, hash(&c, Some("pg-1")));
+    }
+
+    #[test]
+    fn user_security_fields_override_one_by_one() {
+        let mut c = cluster();
+        c.spec.postgres_uid = Some(1000);
+        c.spec.security_context = Some(SecurityContext {
+            read_only_root_filesystem: Some(false),
+            ..Default::default()
+        });
+        let spec = instance_pod(&c, &operator(), 1, None)
+            .unwrap()
+            .spec
+            .unwrap();
+        let pod = spec.security_context.unwrap();
+        assert_eq!((pod.run_as_user, pod.run_as_group), (Some(1000), Some(26)));
+        let container = spec.containers[0].security_context.clone().unwrap();
+        assert_eq!(container.read_only_root_filesystem, Some(false));
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+    }
+
+    #[test]
+    fn an_unresolved_image_catalog_is_an_error() {
+        let mut c = cluster();
+        c.spec.image_catalog_ref = Some(ImageCatalogRef {
+            kind: "ClusterImageCatalog".into(),
+            name: "postgresql".into(),
+            major: 17,
+            ..Default::default()
+        });
+        let err = instance_pod(&c, &operator(), 1, None).unwrap_err();
+        assert!(err.to_string().contains("status.image"), "{err}");
+    }
+
+    #[test]
+    fn a_tablespace_name_that_overflows_is_refused_with_the_cluster_named() {
+        let mut c = cluster();
+        c.spec.tablespaces = Some(vec![TablespaceConfiguration {
+            name: "t".repeat(60),
+            storage: c.spec.storage.clone().unwrap(),
+            ..Default::default()
+        }]);
+        let err = instance_pod(&c, &operator(), 1, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Cluster \"pg\""), "{err}");
+        assert!(err.contains("limit of 63"), "{err}");
+    }
 }

@@ -10,9 +10,9 @@
 use crate::error::{BuildError, Result};
 use crate::labels::{self, map, Base};
 use crate::pod::{
-    container_security, overlay, spec_hash, BOOTSTRAP_CONTAINER, CONTROLLER_MOUNT, MANAGER_PATH,
-    OPERATOR_BINARY, SCRATCH_VOLUME,
+    spec_hash, BOOTSTRAP_CONTAINER, CONTROLLER_MOUNT, MANAGER_PATH, OPERATOR_BINARY, SCRATCH_VOLUME,
 };
+use crate::security::{container_security, overlay};
 use crate::OperatorSettings;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
