@@ -39,6 +39,12 @@ enum Command {
         #[command(subcommand)]
         command: commands::instance::InstanceCommand,
     },
+    /// Copy this binary to DEST (the init container of a Kubernetes pod puts the manager where
+    /// the PostgreSQL image's container runs it, as CloudNativePG's `manager bootstrap` does).
+    Bootstrap {
+        /// Where to copy the binary (created with mode 0755, replacing what is there).
+        dest: std::path::PathBuf,
+    },
     /// PgBouncer helpers (run next to each PgBouncer by the local platform).
     Pooler {
         #[command(subcommand)]
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         Command::Instance { command } => commands::instance::dispatch(command),
         Command::Local { options, command } => commands::local::run(&options, command),
         Command::Pooler { command } => commands::pooler::run(command),
+        Command::Bootstrap { dest } => commands::bootstrap::run(&dest),
     };
     match result {
         Ok(code) => code,

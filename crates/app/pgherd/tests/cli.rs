@@ -163,3 +163,20 @@ spec:
     );
     assert!(out.contains("barman-cloud.cloudnative-pg.io"), "{out}");
 }
+
+#[test]
+fn bootstrap_copies_the_manager_where_the_postgres_container_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("manager");
+    std::fs::write(&dest, "an older manager").unwrap();
+    let out = common::pgherd(&["bootstrap", dest.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dest).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o755);
+    let copied = std::process::Command::new(&dest)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&copied.stdout).starts_with("pgherd "));
+}

@@ -87,6 +87,9 @@ pub fn router(shared: Shared) -> Router {
         .route(STATUS_PATH, get(status))
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route("/readyz", get(ready))
+        // The kubelet's startup probe: started once PostgreSQL is ready the first time (until
+        // then the liveness probe waits).
+        .route("/startupz", get(ready))
         .with_state(shared)
 }
 

@@ -29,6 +29,7 @@ macro_rules! out {
     };
 }
 
+pub mod bootstrap;
 pub mod crds;
 pub mod instance;
 pub mod local;
