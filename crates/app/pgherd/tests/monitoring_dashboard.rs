@@ -61,8 +61,34 @@ const NEEDS_EVENT: &[(&str, &str)] = &[(
 /// reason (none must be silently skipped).
 const KNOWN_GAPS: &[(&str, &str)] = &[];
 
-/// Alerts allowed to be pending on a healthy cluster, with the reason.
-const EXPECTED_PENDING: &[(&str, &str)] = &[];
+/// Template variables whose own query finds nothing locally: known gaps, with the reason and
+/// the value the test gives them instead.
+const VARIABLE_GAPS: &[(&str, &str)] = &[(
+    "operatorNamespace",
+    "the dashboard finds the operator's namespace from its admission webhook's request counter \
+     (controller_runtime_webhook_requests_total{webhook=\"/mutate-postgresql-cnpg-io-v1-cluster\"}); \
+     the local platform has no admission webhook (`pgherd local up`/`apply` default and validate \
+     manifests in the CLI), so the variable's list is empty: the test, like a user, sets it to \
+     the namespace label given to the control plane's target",
+)];
+
+/// The share of the host file system holding `path` that is not available (what
+/// `PgherdDiskAlmostFull` measures: locally an instance's volumes are the host's file system).
+fn host_disk_used(path: &Path) -> f64 {
+    let out = Command::new("df").arg("-Pk").arg(path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let fields: Vec<f64> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    match fields.as_slice() {
+        [size, _used, available, ..] if *size > 0.0 => 1.0 - available / size,
+        _ => panic!("df: {text}"),
+    }
+}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
@@ -376,6 +402,8 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+    // A few more rule evaluations (every second) over the complete data.
+    std::thread::sleep(Duration::from_secs(3));
 
     // The template variables, resolved by their own queries as Grafana does.
     let dashboard: Value = serde_json::from_str(
@@ -412,7 +440,11 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
         "controller_runtime_webhook_requests_total{webhook=\"/mutate-postgresql-cnpg-io-v1-cluster\"}",
         "namespace",
     );
-    let operator_gap = operator.is_empty();
+    if operator.is_empty() {
+        assert!(VARIABLE_GAPS.iter().any(|(v, _)| *v == "operatorNamespace"));
+    } else {
+        assert_eq!(operator, [OPERATOR_NAMESPACE], "$operatorNamespace");
+    }
     let vars: Vec<(&str, String)> = vec![
         ("operatorNamespace", OPERATOR_NAMESPACE.to_string()),
         ("namespace", NAMESPACE.to_string()),
@@ -465,8 +497,11 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
     println!(
         "{} panel queries: {counts:?}; $operatorNamespace resolved by its own query: {}",
         queries.len(),
-        !operator_gap
+        !operator.is_empty()
     );
+    for (var, why) in VARIABLE_GAPS {
+        println!("known gap: ${var}: {why}");
+    }
     for (list, what) in [
         (KUBERNETES_ONLY, "Kubernetes-only"),
         (NEEDS_EVENT, "needs an event"),
@@ -477,7 +512,19 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
         }
     }
 
-    // Alerts: none firing, none pending beyond the reviewed list.
+    // Alerts: none firing, none pending but for a reason outside the cluster.
+    let disk = host_disk_used(&local.state);
+    let mut expected_pending: Vec<(&str, String)> = Vec::new();
+    if disk > 0.8 {
+        expected_pending.push((
+            "PgherdDiskAlmostFull",
+            format!(
+                "this machine's file system is {:.0} % used (the volumes of a local cluster \
+                 are the host's file system): a true alert about the host",
+                disk * 100.0
+            ),
+        ));
+    }
     let rules = api(&addr, "/api/v1/rules?type=alert");
     let mut active = Vec::new();
     let mut alerts = 0;
@@ -492,12 +539,15 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
         assert_eq!(rule["health"], "ok", "{rule}");
         if rule["state"] != "inactive" {
             println!("alert {name}: {} {}", rule["state"], rule["alerts"]);
-            if rule["state"] == "firing" || !EXPECTED_PENDING.iter().any(|(n, _)| *n == name) {
-                active.push(format!("{name} ({})", rule["state"]));
+            match expected_pending.iter().find(|(n, _)| *n == name) {
+                Some((_, why)) if rule["state"] == "pending" => println!("  expected: {why}"),
+                _ => active.push(format!("{name} ({})", rule["state"])),
             }
         }
     }
     let firing = query(&addr, "ALERTS{alertstate=\"firing\"}").unwrap();
+    let pending = query(&addr, "ALERTS{alertstate=\"pending\"}").unwrap();
+    println!("pending alerts (ALERTS): {}", pending.len());
     println!(
         "{alerts} alert rules evaluated; firing: {}; took {:?}",
         firing.len(),
@@ -508,5 +558,4 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
         "panel queries failing:\n{}\nalerts active: {active:?}",
         failures.join("\n")
     );
-    let _ = operator_gap;
 }
