@@ -5,16 +5,17 @@
 //! labels a PodMonitor gives (`namespace`, `pod`, `job`), and loading CloudNativePG's rules and
 //! pgherd's own. Every panel query of the dashboard is evaluated through the HTTP API with its
 //! template variables resolved as Grafana resolves them: each one that does not need
-//! Kubernetes returns data; no alert is pending or firing on the healthy cluster.
+//! Kubernetes returns data, and so does every query of pgherd's own dashboard; no alert is
+//! pending or firing on the healthy cluster.
 //!
 //! The queries that cannot have data here are listed below, each with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use pgherd_testkit::local::{cluster_manifest, connect, Local};
+use pgherd_testkit::prometheus::{api, label_values, query, Target};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The names CloudNativePG's rendered rules were written for (see its README).
@@ -51,11 +52,18 @@ const KUBERNETES_ONLY: &[(&str, &str)] = &[
 ];
 
 /// Panel queries that have data only after an event a new, healthy cluster has not had.
-const NEEDS_EVENT: &[(&str, &str)] = &[(
-    "first_recoverability_point\",namespace=~\"$namespace\",pod=~\"$instances\"})*1000 > 0",
-    "shows the first recoverability point only once a base backup completed (the exporter \
-     gives 0 before, as CloudNativePG's does); this test takes no backup",
-)];
+const NEEDS_EVENT: &[(&str, &str)] = &[
+    (
+        "first_recoverability_point\",namespace=~\"$namespace\",pod=~\"$instances\"})*1000 > 0",
+        "shows the first recoverability point only once a base backup completed (the exporter \
+         gives 0 before, as CloudNativePG's does); this test takes no backup",
+    ),
+    (
+        "increase(cnpg_collector_query_errors_total",
+        "pgherd's dashboard: a query's error counter exists once that query failed (its labels \
+         name the query, database and category); a healthy cluster has none",
+    ),
+];
 
 /// Panel queries that return nothing because pgherd lacks something: known gaps, each with its
 /// reason (none must be silently skipped).
@@ -92,142 +100,6 @@ fn host_disk_used(path: &Path) -> f64 {
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
-}
-
-/// `GET path` from Prometheus at `addr`; the JSON body.
-fn api(addr: &str, path: &str) -> Value {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to Prometheus");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: prometheus\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {head}\n{body}"))
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// An instant query: the result's series (a scalar counts as one), or the error.
-fn query(addr: &str, promql: &str) -> Result<Vec<Value>, String> {
-    let v = api(
-        addr,
-        &format!("/api/v1/query?query={}", percent_encode(promql)),
-    );
-    if v["status"] != "success" {
-        return Err(format!("{}: {}", v["errorType"], v["error"]));
-    }
-    match v["data"]["resultType"].as_str() {
-        Some("vector") | Some("matrix") => {
-            Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
-        }
-        _ => Ok(vec![v["data"]["result"].clone()]),
-    }
-}
-
-/// The values of `label` in the series `promql` returns.
-fn label_values(addr: &str, promql: &str, label: &str) -> Vec<String> {
-    let mut values: Vec<String> = query(addr, promql)
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["metric"][label].as_str().map(str::to_string))
-        .collect();
-    values.sort();
-    values.dedup();
-    values
-}
-
-/// The real Prometheus, killed on drop.
-struct Prometheus {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One scrape target with its static labels.
-struct Target {
-    job: String,
-    addr: String,
-    labels: Vec<(&'static str, String)>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_prometheus(targets: &[Target], rules: &[PathBuf]) -> Prometheus {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = String::from(
-        "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 1s\nrule_files:\n",
-    );
-    for r in rules {
-        config.push_str(&format!("  - {:?}\n", r.canonicalize().unwrap()));
-    }
-    config.push_str("scrape_configs:\n");
-    for t in targets {
-        // One job per target: the job label is the PodMonitor's ("namespace/cluster").
-        config.push_str(&format!(
-            "  - job_name: {:?}\n    static_configs:\n      - targets: [{:?}]\n        labels:\n",
-            format!("{}#{}", t.job, t.addr),
-            t.addr
-        ));
-        config.push_str(&format!("          job: {:?}\n", t.job));
-        for (k, v) in &t.labels {
-            config.push_str(&format!("          {k}: {v:?}\n"));
-        }
-    }
-    let file = dir.path().join("prometheus.yml");
-    std::fs::write(&file, &config).unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", file.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus runs (Debian's prometheus package, scripts/install.sh)");
-    let p = Prometheus {
-        child,
-        addr,
-        _dir: dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&p.addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus did not start:\n{config}\n{}",
-            std::fs::read_to_string(p._dir.path().join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    p
 }
 
 /// Every panel query of the dashboard: (panel title, expression).
@@ -280,6 +152,61 @@ fn classify(expr: &str) -> (Class, &'static str) {
         }
     }
     (Class::Data, "")
+}
+
+/// Evaluates each of `queries` with `vars` substituted: the table (series, class, panel,
+/// query), what went wrong, and the count per class.
+fn evaluate(
+    addr: &str,
+    queries: &[(String, String)],
+    vars: &[(&str, String)],
+) -> (
+    String,
+    Vec<String>,
+    std::collections::BTreeMap<&'static str, usize>,
+) {
+    let mut table = String::new();
+    let mut failures = Vec::new();
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for (title, expr) in queries {
+        let promql = substitute(expr, vars);
+        assert!(
+            !promql.contains("$__") && !promql.contains("${"),
+            "{promql}"
+        );
+        let (class, why) = classify(expr);
+        let result = query(addr, &promql);
+        let series = result.as_ref().map(Vec::len).unwrap_or(0);
+        let label = match class {
+            Class::Data => "data",
+            Class::Kubernetes => "kubernetes-only",
+            Class::Event => "needs-event",
+            Class::Gap => "known-gap",
+        };
+        *counts.entry(label).or_default() += 1;
+        let one_line: String = expr
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(110)
+            .collect();
+        table.push_str(&format!(
+            "{series:>4}  {label:<16} {title:<34} {one_line}\n"
+        ));
+        match (&result, class) {
+            (Err(e), _) => failures.push(format!("{title}: {promql}: {e}")),
+            (Ok(r), Class::Data) if r.is_empty() => {
+                failures.push(format!("{title}: no data: {promql}"))
+            }
+            (Ok(r), Class::Kubernetes | Class::Event) if !r.is_empty() => failures.push(format!(
+                "{title}: listed as without data ({why}) but returns {} series: {promql}",
+                r.len()
+            )),
+            _ => {}
+        }
+    }
+    (table, failures, counts)
 }
 
 const POOLER: &str = "cluster-example-pooler-rw";
@@ -356,7 +283,7 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
     });
 
     let root = repo_root();
-    let prometheus = start_prometheus(
+    let prometheus = pgherd_testkit::prometheus::start(
         &targets,
         &[
             root.join("deploy/monitoring/cloudnative-pg/alerts.yaml"),
@@ -455,44 +382,9 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
         ("__range", "1m".to_string()),
     ];
 
-    // Every panel query.
+    // Every panel query, CloudNativePG's dashboard's and pgherd's own.
     let queries = panel_queries(&dashboard);
-    let mut table = String::new();
-    let mut failures = Vec::new();
-    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
-    for (title, expr) in &queries {
-        let promql = substitute(expr, &vars);
-        assert!(
-            !promql.contains("$__") && !promql.contains("${"),
-            "{promql}"
-        );
-        let (class, why) = classify(expr);
-        let result = query(&addr, &promql);
-        let series = result.as_ref().map(Vec::len).unwrap_or(0);
-        let label = match class {
-            Class::Data => "data",
-            Class::Kubernetes => "kubernetes-only",
-            Class::Event => "needs-event",
-            Class::Gap => "known-gap",
-        };
-        *counts.entry(label).or_default() += 1;
-        let one_line: String = expr.split_whitespace().collect::<Vec<_>>().join(" ");
-        table.push_str(&format!(
-            "{series:>4}  {label:<16} {title:<34} {}\n",
-            &one_line[..one_line.len().min(110)]
-        ));
-        match (&result, class) {
-            (Err(e), _) => failures.push(format!("{title}: {promql}: {e}")),
-            (Ok(r), Class::Data) if r.is_empty() => {
-                failures.push(format!("{title}: no data: {promql}"))
-            }
-            (Ok(r), Class::Kubernetes | Class::Event) if !r.is_empty() => failures.push(format!(
-                "{title}: listed as without data ({why}) but returns {} series: {promql}",
-                r.len()
-            )),
-            _ => {}
-        }
-    }
+    let (table, mut failures, counts) = evaluate(&addr, &queries, &vars);
     println!("series class            panel                              query\n{table}");
     println!(
         "{} panel queries: {counts:?}; $operatorNamespace resolved by its own query: {}",
@@ -502,6 +394,24 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
     for (var, why) in VARIABLE_GAPS {
         println!("known gap: ${var}: {why}");
     }
+    let own: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/monitoring/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let own_queries = panel_queries(&own);
+    let own_vars: Vec<(&str, String)> = vec![
+        ("cluster", CLUSTER.to_string()),
+        ("instance", ".*".to_string()), // "All"
+        ("__rate_interval", RATE_INTERVAL.to_string()),
+    ];
+    let (own_table, own_failures, own_counts) = evaluate(&addr, &own_queries, &own_vars);
+    println!("pgherd's dashboard:\n{own_table}");
+    println!("{} panel queries: {own_counts:?}", own_queries.len());
+    failures.extend(
+        own_failures
+            .into_iter()
+            .map(|f| format!("pgherd's dashboard: {f}")),
+    );
     for (list, what) in [
         (KUBERNETES_ONLY, "Kubernetes-only"),
         (NEEDS_EVENT, "needs an event"),
