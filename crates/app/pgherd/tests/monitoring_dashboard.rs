@@ -453,8 +453,9 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
     // since the last replayed commit whenever a standby's received and replayed positions
     // differ: on an idle cluster a WAL record without a commit (the running-transactions
     // snapshot every 15 s, a checkpoint) reads as seconds of lag for one collection, cached for
-    // metricsQueriesTTL (30 s). Their `for: 5m` absorbs it; accepted as pending only while every
-    // standby has replayed all it received (pgherd's own view, not the exporter's).
+    // metricsQueriesTTL (30 s); CloudNativePG has the same (cloudnative-pg/cloudnative-pg#2003).
+    // Their `for: 5m` absorbs it; accepted as pending only while every standby has replayed all
+    // it received (pgherd's own view, not the exporter's).
     let caught_up = local
         .status(CLUSTER)
         .instances_status
