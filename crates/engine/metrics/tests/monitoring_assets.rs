@@ -114,3 +114,23 @@ fn dashboard_queries_are_valid_promql_on_exported_metrics() {
     std::fs::write(&path, rules).unwrap();
     promtool(&["check", "rules", path.to_str().unwrap()]);
 }
+
+/// CloudNativePG's rules as shipped (rendered from the chart's templates, see the README there)
+/// load; that they stay quiet on a healthy cluster is `monitoring_dashboard` in the pgherd
+/// crate's tests (a real Prometheus against a local cluster).
+#[test]
+fn cloudnative_pg_rules_load_and_their_origin_is_stated() {
+    promtool(&["check", "rules", "cloudnative-pg/alerts.yaml"]);
+    let readme = read("cloudnative-pg/README.md");
+    for needle in [
+        "cloudnative-pg/grafana-dashboards",
+        "cloudnative-pg/charts",
+        "Apache-2.0",
+    ] {
+        assert!(readme.contains(needle), "README.md does not say {needle}");
+    }
+    assert!(read("cloudnative-pg/LICENSE").contains("Apache License"));
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("cloudnative-pg/grafana-dashboard.json")).unwrap();
+    assert!(dashboard["templating"]["list"].as_array().is_some());
+}
