@@ -4,25 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
-use common::sim;
+use common::{api_error, cm, sim};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube_client::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::sync::Arc;
-
-fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(
-        json!({"metadata": {"name": name, "labels": {"app": name}}, "data": {"k": "v"}}),
-    )
-    .unwrap()
-}
-
-fn api_error(e: kube_client::Error) -> kube_client::core::Status {
-    match e {
-        kube_client::Error::Api(ae) => *ae,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
 
 // API reference "Object Names and IDs" (DNS label / subdomain names) and "Labels and
 // Selectors: Syntax and character set": too-long names and label values are refused with 422

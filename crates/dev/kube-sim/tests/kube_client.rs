@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
-use common::{eventually, sim, sim_with};
+use common::{api_error, cm, eventually, sim, sim_with};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -15,20 +15,6 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(
-        json!({"metadata": {"name": name, "labels": {"app": name}}, "data": {"k": "v"}}),
-    )
-    .unwrap()
-}
-
-fn api_error(e: kube_client::Error) -> kube_client::core::Status {
-    match e {
-        kube_client::Error::Api(ae) => *ae,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
 
 // API reference "API Concepts: Efficient detection of changes" and "410 Gone responses": a
 // watch resumed from a compacted resourceVersion gets 410, and kube-runtime's watcher relists

@@ -48,11 +48,7 @@ pub async fn watch(
     let mut tls: Option<ClientTls> = None;
     while !*stop.borrow() {
         if let Ok(spec) = load_spec(&spec_path) {
-            if tls.is_none() {
-                tls = crate::tls::anonymous_client_config(&spec.certificates.ca)
-                    .map(std::sync::Arc::new)
-                    .ok();
-            }
+            let peers_tls = crate::tls::peer_client(&mut tls, &spec);
             if let Ok(mut g) = shared.write() {
                 if g.lease_token != spec.lease_token {
                     g.lease_token.clone_from(&spec.lease_token);
@@ -61,7 +57,7 @@ pub async fn watch(
             let guarded =
                 spec.role == DesiredRole::Primary && spec.lease_ms > 0 && !spec.peers.is_empty();
             if guarded {
-                if let Some(tls) = &tls {
+                if let Some(tls) = &peers_tls {
                     if majority_follows(&spec, tls).await {
                         majority_at = Some(Instant::now());
                     }

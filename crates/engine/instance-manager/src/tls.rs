@@ -174,3 +174,17 @@ pub fn server_name() -> ServerName<'static> {
     ServerName::try_from("pgherd-instance")
         .unwrap_or(ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()))
 }
+
+/// The client a manager reads its peers' reports with (the cluster CA, no certificate), built
+/// once from the spec and kept: `None` until the CA can be read.
+pub fn peer_client(
+    cached: &mut Option<crate::status_client::ClientTls>,
+    spec: &pgherd_instance_protocol::InstanceSpec,
+) -> Option<crate::status_client::ClientTls> {
+    if cached.is_none() {
+        *cached = anonymous_client_config(&spec.certificates.ca)
+            .map(Arc::new)
+            .ok();
+    }
+    cached.clone()
+}

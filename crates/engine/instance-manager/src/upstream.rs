@@ -25,17 +25,13 @@ pub async fn watch(
     let mut tls: Option<ClientTls> = None;
     while !*stop.borrow() {
         if let Ok(spec) = load_spec(&spec_path) {
-            if tls.is_none() {
-                tls = crate::tls::anonymous_client_config(&spec.certificates.ca)
-                    .map(std::sync::Arc::new)
-                    .ok();
-            }
+            let peers_tls = crate::tls::peer_client(&mut tls, &spec);
             let upstream = spec
                 .primary
                 .as_ref()
                 .filter(|_| spec.role == DesiredRole::Replica)
                 .and_then(|p| spec.peers.iter().find(|peer| peer.name == p.name));
-            match (upstream, &tls) {
+            match (upstream, &peers_tls) {
                 (Some(peer), Some(tls)) => {
                     let answered =
                         fetch(&peer.host, peer.status_port, tls, None, PROBE_TIMEOUT).await;

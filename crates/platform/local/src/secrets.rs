@@ -74,15 +74,22 @@ pub fn controller_certificate(
     let base = state.secret_path(namespace, cluster);
     let cert = base.with_file_name(format!("{cluster}.controller.crt"));
     let key = base.with_file_name(format!("{cluster}.controller.key"));
-    if crate::state::read_text(&cert)?.is_some() && crate::state::read_text(&key)?.is_some() {
-        return Ok((cert, key));
-    }
+    // The CA that issued them: a cluster deleted and made again under the same name has a new
+    // CA, and a certificate from the old one would be refused.
+    let issuer = base.with_file_name(format!("{cluster}.controller.ca"));
     let read = |p: std::path::PathBuf| {
         crate::state::read_text(&p)?
             .ok_or_else(|| LocalError::io("cannot read", p, std::io::ErrorKind::NotFound.into()))
     };
+    let ca_cert = read(certs.join("ca.crt"))?;
+    if crate::state::read_text(&cert)?.is_some()
+        && crate::state::read_text(&key)?.is_some()
+        && crate::state::read_text(&issuer)?.as_deref() == Some(ca_cert.as_str())
+    {
+        return Ok((cert, key));
+    }
     let ca = pgherd_controller::pki::PemPair {
-        cert: read(certs.join("ca.crt"))?,
+        cert: ca_cert,
         key: read(certs.join("ca.key"))?,
     };
     let pair = pgherd_controller::pki::client_certificate(
@@ -92,6 +99,7 @@ pub fn controller_certificate(
     )?;
     crate::state::write_atomic(&key, pair.key.as_bytes(), 0o600)?;
     crate::state::write_atomic(&cert, pair.cert.as_bytes(), 0o600)?;
+    crate::state::write_atomic(&issuer, ca.cert.as_bytes(), 0o600)?;
     Ok((cert, key))
 }
 

@@ -132,3 +132,20 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// A ConfigMap `name` labelled `app=name` with one key.
+pub fn cm(name: &str) -> k8s_openapi::api::core::v1::ConfigMap {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": name}},
+        "data": {"k": "v"}
+    }))
+    .unwrap()
+}
+
+/// The API's `Status` from an error that must be one.
+pub fn api_error(e: kube_client::Error) -> kube_client::core::Status {
+    match e {
+        kube_client::Error::Api(ae) => *ae,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
