@@ -16,8 +16,11 @@ use tokio_postgres::Client;
 /// How long an applied object is trusted before it is checked again.
 pub const RECHECK: Duration = Duration::from_secs(30);
 
-/// Subscription parameters `ALTER SUBSCRIPTION ... SET` accepts; the others (`connect`,
-/// `create_slot`, `copy_data`, `enabled`) only apply at creation, as in CloudNativePG.
+/// Subscription parameters `ALTER SUBSCRIPTION ... SET` accepts on an enabled subscription; the
+/// others (`connect`, `create_slot`, `copy_data`, `enabled`) only apply at creation, as in
+/// CloudNativePG, and so do `failover` and `two_phase` (PostgreSQL changes them only on a
+/// disabled subscription: altering them on every pass failed and kept the pass from refreshing
+/// a subscription created before its publication).
 const ALTERABLE_SUBSCRIPTION_PARAMETERS: &[&str] = &[
     "slot_name",
     "synchronous_commit",
@@ -27,8 +30,6 @@ const ALTERABLE_SUBSCRIPTION_PARAMETERS: &[&str] = &[
     "password_required",
     "run_as_owner",
     "origin",
-    "failover",
-    "two_phase",
 ];
 
 fn ident(name: &str) -> Result<String, String> {
