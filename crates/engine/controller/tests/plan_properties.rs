@@ -1,0 +1,145 @@
+//! Properties of the controller's decisions over arbitrary observations (issue 13, "done
+//! when"): whatever the platform reports, at most one instance is planned primary, nothing is
+//! promoted while the old primary may still accept writes, and the promoted instance is never
+//! the one being fenced.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use pgherd_api::Cluster;
+use pgherd_controller::plan::{instance_name, plan, Observation, ObservedInstance};
+use pgherd_instance_protocol::{DesiredRole, InstanceStatus, Role};
+use pgherd_postgres::Lsn;
+use proptest::prelude::*;
+use std::time::Duration;
+
+/// One instance as a platform might report it: any combination of report, liveness and flags.
+fn instance(serial: u32, primary_name: String) -> impl Strategy<Value = ObservedInstance> {
+    let report = prop::option::of((
+        any::<bool>(),                // reports primary
+        any::<bool>(),                // ready
+        any::<bool>(),                // WAL receiver active
+        0u64..0x2000,                 // WAL position
+        0u64..3000,                   // report age (ms)
+        prop::option::of(0u64..3000), // upstream reach age
+    ));
+    (
+        report,
+        prop::option::of(0u64..10_000), // unhealthy for (ms)
+        any::<bool>(),                  // dead
+        any::<bool>(),                  // stopped
+        prop::bool::weighted(0.1),      // fenced by the user
+        any::<bool>(),                  // told primary
+    )
+        .prop_map(move |(report, unhealthy, dead, stopped, fenced, told)| {
+            let name = instance_name("pg", serial);
+            let status = report.map(|(is_primary, ready, receiving, lsn, age, reach)| {
+                let role = if is_primary {
+                    Role::Primary
+                } else {
+                    Role::Replica
+                };
+                InstanceStatus {
+                    is_primary,
+                    ready,
+                    is_wal_receiver_active: receiving && !is_primary,
+                    following: (!is_primary).then(|| primary_name.clone()),
+                    current_lsn: Some(Lsn(lsn)),
+                    received_lsn: Some(Lsn(lsn)),
+                    timeline_id: Some(1),
+                    observed_ms_ago: age,
+                    upstream_seen_ms_ago: reach,
+                    applied_generation: 1,
+                    ..InstanceStatus::nothing_observed(&name, role, "test")
+                }
+            });
+            ObservedInstance {
+                serial,
+                name,
+                status,
+                spec_restart_token: String::new(),
+                unhealthy_for: unhealthy.map(Duration::from_millis),
+                // A dead instance is also provably stopped.
+                dead,
+                stopped: stopped || dead,
+                fenced,
+                told_primary: told,
+            }
+        })
+}
+
+/// A cluster of 1–5 instances with a recorded primary, maybe a transition and a switchover
+/// request under way.
+fn observation() -> impl Strategy<Value = (i64, Observation)> {
+    (1u32..=5).prop_flat_map(|n| {
+        (
+            Just(n),
+            1..=n,                       // recorded primary
+            1..=n,                       // target primary
+            prop::option::of(1..=n + 1), // switchover request (n + 1: no such instance)
+        )
+            .prop_flat_map(|(n, recorded, target, request)| {
+                let primary = instance_name("pg", recorded);
+                let instances: Vec<_> = (1..=n).map(|s| instance(s, primary.clone())).collect();
+                (instances, Just((n, recorded, target, request)))
+            })
+            .prop_map(|(instances, (n, recorded, target, request))| {
+                (
+                    i64::from(n),
+                    Observation {
+                        instances,
+                        latest_serial: n,
+                        current_primary: Some(instance_name("pg", recorded)),
+                        target_primary: Some(instance_name("pg", target)),
+                        promote_request: request.map(|r| instance_name("pg", r)),
+                        restart_token: String::new(),
+                    },
+                )
+            })
+    })
+}
+
+fn cluster(instances: i64) -> Cluster {
+    let mut c = Cluster::new("pg", Default::default());
+    c.spec.instances = Some(instances);
+    c
+}
+
+proptest! {
+    #[test]
+    fn one_primary_and_no_promotion_without_the_old_one_stopped((n, observed) in observation()) {
+        let decided = plan(&cluster(n), &observed);
+        let primaries: Vec<&str> = decided
+            .instances
+            .iter()
+            .filter(|i| i.role == DesiredRole::Primary)
+            .map(|i| i.name.as_str())
+            .collect();
+        prop_assert!(primaries.len() <= 1, "two primaries planned: {primaries:?}");
+        let recorded = decided.current_primary.as_deref();
+        if let Some(&promoted) = primaries.first() {
+            prop_assert!(
+                !decided.fence.iter().any(|f| f == promoted),
+                "{promoted} is promoted and fenced at once"
+            );
+            if Some(promoted) != recorded {
+                // A promotion: the instance was already told (its promotion was decided with
+                // the old primary stopped), or the old primary is provably stopped now.
+                let newly = observed
+                    .instances
+                    .iter()
+                    .find(|i| i.name == promoted)
+                    .is_some_and(|i| !i.told_primary);
+                let old_stopped = recorded.is_none_or(|r| {
+                    observed
+                        .instances
+                        .iter()
+                        .find(|i| i.name == r)
+                        .is_none_or(|i| i.stopped)
+                });
+                prop_assert!(
+                    !newly || old_stopped,
+                    "{promoted} promoted while {recorded:?} may still accept writes"
+                );
+            }
+        }
+    }
+}
