@@ -93,30 +93,13 @@ impl ServerCertVerifier for ChainOnly {
     }
 }
 
-/// A client configuration trusting `ca_file` (chain only) and presenting `cert_file`/`key_file`.
-pub fn client_config(
+/// A client configuration being built: TLS 1.2+, trusting `ca_file` (chain only).
+fn client_trusting(
     ca_file: &Path,
-    cert_file: &Path,
-    key_file: &Path,
-) -> Result<rustls::ClientConfig, InstanceError> {
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots(ca_file)?),
-        provider(),
-    )
-    .build()
-    .map_err(|e| InstanceError::Tls(e.to_string()))?;
-    rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| InstanceError::Tls(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
-        .with_client_auth_cert(certificates(cert_file)?, private_key(key_file)?)
-        .map_err(|e| InstanceError::Tls(e.to_string()))
-}
-
-/// A client configuration trusting `ca_file` (chain only) that presents no certificate (a
-/// peer reading another instance's report).
-pub fn anonymous_client_config(ca_file: &Path) -> Result<rustls::ClientConfig, InstanceError> {
+) -> Result<
+    rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    InstanceError,
+> {
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots(ca_file)?),
         provider(),
@@ -127,8 +110,24 @@ pub fn anonymous_client_config(ca_file: &Path) -> Result<rustls::ClientConfig, I
         .with_safe_default_protocol_versions()
         .map_err(|e| InstanceError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
-        .with_no_client_auth())
+        .with_custom_certificate_verifier(Arc::new(ChainOnly(verifier))))
+}
+
+/// A client configuration trusting `ca_file` (chain only) and presenting `cert_file`/`key_file`.
+pub fn client_config(
+    ca_file: &Path,
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<rustls::ClientConfig, InstanceError> {
+    client_trusting(ca_file)?
+        .with_client_auth_cert(certificates(cert_file)?, private_key(key_file)?)
+        .map_err(|e| InstanceError::Tls(e.to_string()))
+}
+
+/// A client configuration trusting `ca_file` (chain only) that presents no certificate (a
+/// peer reading another instance's report).
+pub fn anonymous_client_config(ca_file: &Path) -> Result<rustls::ClientConfig, InstanceError> {
+    Ok(client_trusting(ca_file)?.with_no_client_auth())
 }
 
 /// The status endpoint's server configuration: the instance's server certificate; a client

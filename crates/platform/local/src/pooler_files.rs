@@ -18,7 +18,6 @@ use crate::instances::{running_pid, spawn_detached, stop};
 use crate::placement::free_port;
 use crate::state::{read_json, write_json, StateDir};
 use crate::LocalError;
-use pgherd_controller::pki;
 use pgherd_instance_manager::OsUser;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -152,15 +151,7 @@ pub fn ensure_certificate(
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    let read = |p: PathBuf| {
-        crate::state::read_text(&p)?
-            .ok_or_else(|| LocalError::io("cannot read", p, std::io::ErrorKind::NotFound.into()))
-    };
-    let ca = pki::PemPair {
-        cert: read(certs.join("ca.crt"))?,
-        key: read(certs.join("ca.key"))?,
-    };
-    let pair = pki::client_certificate(&ca, pgherd_pooler::AUTH_USER, pki::DEFAULT_VALIDITY_DAYS)?;
+    let pair = crate::secrets::issue_client_certificate(&certs, pgherd_pooler::AUTH_USER)?;
     for (path, text) in [(&cert, &pair.cert), (&key, &pair.key)] {
         user.write_file(path, text.as_bytes(), 0o600)?;
     }

@@ -77,30 +77,40 @@ pub fn controller_certificate(
     // The CA that issued them: a cluster deleted and made again under the same name has a new
     // CA, and a certificate from the old one would be refused.
     let issuer = base.with_file_name(format!("{cluster}.controller.ca"));
-    let read = |p: std::path::PathBuf| {
-        crate::state::read_text(&p)?
-            .ok_or_else(|| LocalError::io("cannot read", p, std::io::ErrorKind::NotFound.into()))
-    };
-    let ca_cert = read(certs.join("ca.crt"))?;
+    let ca_cert = read_required(&certs.join("ca.crt"))?;
     if crate::state::read_text(&cert)?.is_some()
         && crate::state::read_text(&key)?.is_some()
         && crate::state::read_text(&issuer)?.as_deref() == Some(ca_cert.as_str())
     {
         return Ok((cert, key));
     }
-    let ca = pgherd_controller::pki::PemPair {
-        cert: ca_cert,
-        key: read(certs.join("ca.key"))?,
-    };
-    let pair = pgherd_controller::pki::client_certificate(
-        &ca,
-        pgherd_instance_protocol::CONTROLLER_COMMON_NAME,
-        pgherd_controller::pki::DEFAULT_VALIDITY_DAYS,
-    )?;
+    let pair = issue_client_certificate(certs, pgherd_instance_protocol::CONTROLLER_COMMON_NAME)?;
     crate::state::write_atomic(&key, pair.key.as_bytes(), 0o600)?;
     crate::state::write_atomic(&cert, pair.cert.as_bytes(), 0o600)?;
-    crate::state::write_atomic(&issuer, ca.cert.as_bytes(), 0o600)?;
+    crate::state::write_atomic(&issuer, ca_cert.as_bytes(), 0o600)?;
     Ok((cert, key))
+}
+
+fn read_required(path: &std::path::Path) -> Result<String, LocalError> {
+    crate::state::read_text(path)?
+        .ok_or_else(|| LocalError::io("cannot read", path, std::io::ErrorKind::NotFound.into()))
+}
+
+/// A client certificate with common name `user`, issued by the cluster CA kept in `certs`
+/// (`ca.crt`, `ca.key`).
+pub fn issue_client_certificate(
+    certs: &std::path::Path,
+    user: &str,
+) -> Result<pgherd_controller::pki::PemPair, LocalError> {
+    let ca = pgherd_controller::pki::PemPair {
+        cert: read_required(&certs.join("ca.crt"))?,
+        key: read_required(&certs.join("ca.key"))?,
+    };
+    Ok(pgherd_controller::pki::client_certificate(
+        &ca,
+        user,
+        pgherd_controller::pki::DEFAULT_VALIDITY_DAYS,
+    )?)
 }
 
 /// The decoded data of a Secret, if it exists.
