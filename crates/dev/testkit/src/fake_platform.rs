@@ -58,8 +58,8 @@ impl Platform for FakePlatform {
         Ok(())
     }
 
-    async fn before_apply(&mut self, phase: &'static str) {
-        self.calls.push(Call::BeforeApply(phase));
+    async fn before_apply(&mut self, plan: &Plan) {
+        self.calls.push(Call::BeforeApply(plan.phase));
     }
 
     async fn fence(&mut self, instance: &str) {

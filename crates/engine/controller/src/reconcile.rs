@@ -41,8 +41,8 @@ pub trait Platform {
     async fn observe(&mut self, cluster: &Cluster) -> Result<Observed, Self::Error>;
     /// The switchover request is done or impossible: forget it.
     async fn clear_switchover_request(&mut self) -> Result<(), Self::Error>;
-    /// The plan's phase, before any instance changes.
-    async fn before_apply(&mut self, phase: &'static str);
+    /// The plan (its phase and target primary), before any instance changes.
+    async fn before_apply(&mut self, plan: &Plan);
     /// Stop this instance's PostgreSQL by force, now (returns once it is stopped or the
     /// platform gave up).
     async fn fence(&mut self, instance: &str);
@@ -129,7 +129,7 @@ pub async fn pass<P: Platform>(
             observation.promote_request = None;
         }
     }
-    platform.before_apply(decided.phase).await;
+    platform.before_apply(&decided).await;
     for victim in &decided.fence {
         tracing::warn!("fencing {victim} (stopping its PostgreSQL by force)");
         platform.fence(victim).await;

@@ -171,19 +171,19 @@ impl Platform for LocalPass<'_> {
         }
     }
 
-    async fn before_apply(&mut self, plan_phase: &'static str) {
+    async fn before_apply(&mut self, plan: &Plan) {
         // The poolers are locked only when a switchover starts or ends.
         let runtime = &mut self.task.runtime;
-        if plan_phase == phase::SWITCHOVER || runtime.last_phase == phase::SWITCHOVER {
+        if plan.phase == phase::SWITCHOVER || runtime.last_phase == phase::SWITCHOVER {
             self.task
                 .plane
                 .poolers
                 .lock()
                 .await
-                .before_cluster_apply(&self.task.namespace, &self.task.name, plan_phase)
+                .before_cluster_apply(&self.task.namespace, &self.task.name, plan)
                 .await;
         }
-        self.task.runtime.last_phase = plan_phase.to_string();
+        self.task.runtime.last_phase = plan.phase.to_string();
     }
 
     async fn fence(&mut self, instance: &str) {

@@ -102,6 +102,9 @@ struct PoolerRuntime {
     /// When each instance's PgBouncer was last started by this control plane.
     last_start: BTreeMap<String, Instant>,
     switchover_since: Option<Instant>,
+    /// The primary the paused switchover hands over to: the pause ends once the cluster's
+    /// status names it (a status written before the switchover started must not end it).
+    switchover_to: Option<String>,
     /// The switchover under way was already paused for (it is paused once, even when the
     /// pause ended by its time limit before the switchover did).
     switchover_handled: bool,
@@ -422,6 +425,7 @@ impl PoolerPass<'_> {
                     targets: BTreeMap::new(),
                     last_start: BTreeMap::new(),
                     switchover_since: None,
+                    switchover_to: None,
                     switchover_handled: false,
                     entry: ClusterPooler::default(),
                 },

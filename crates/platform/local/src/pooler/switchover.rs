@@ -4,19 +4,19 @@
 
 use super::{admin, PoolerRuntime, PoolerRuntimes, PAUSE_WAIT, SWITCHOVER_PAUSE_LIMIT};
 use crate::status::LocalClusterStatus;
-use pgherd_controller::phase;
+use pgherd_controller::{phase, plan::Plan};
 use std::time::{Duration, Instant};
 
 impl PoolerRuntimes {
     /// Before a cluster pass applies its plan: when it starts a switchover, pause the
     /// cluster's `rw` poolers (each `PAUSE` returns once running transactions finished, or
     /// after [`PAUSE_WAIT`]), so the old primary is demoted with no transaction in flight.
-    pub async fn before_cluster_apply(&mut self, namespace: &str, cluster: &str, plan_phase: &str) {
+    pub async fn before_cluster_apply(&mut self, namespace: &str, cluster: &str, plan: &Plan) {
         for ((ns, name), r) in &mut self.runtimes {
             if ns != namespace || r.cluster != cluster {
                 continue;
             }
-            if plan_phase != phase::SWITCHOVER {
+            if plan.phase != phase::SWITCHOVER {
                 r.switchover_handled = false;
                 continue;
             }
@@ -25,6 +25,7 @@ impl PoolerRuntimes {
             }
             r.switchover_handled = true;
             r.switchover_since = Some(Instant::now());
+            r.switchover_to = plan.target_primary.clone();
             tracing::info!("{ns}/{name}: pausing for the switchover of {cluster}");
             let mut waits = Vec::new();
             for (instance, target) in &r.targets {
@@ -58,15 +59,19 @@ impl PoolerRuntimes {
     }
 }
 
-/// Why a switchover pause ends now, if it does: the new primary serves `-rw` (the switchover
-/// is over), a failover started (a failed primary finishes no transaction: waiting is
-/// pointless), or the pause lasted [`SWITCHOVER_PAUSE_LIMIT`].
+/// Why a switchover pause to `new_primary` ends now, if it does: the new primary serves `-rw`
+/// (the switchover is over), a failover started (a failed primary finishes no transaction:
+/// waiting is pointless), or the pause lasted [`SWITCHOVER_PAUSE_LIMIT`]. The cluster's status
+/// may predate the switchover (it is written after the pass that paused): only a status naming
+/// `new_primary` as the current primary ends it.
 pub(crate) fn resume_reason(
     cluster: &LocalClusterStatus,
+    new_primary: Option<&str>,
     rw_has_primary: bool,
     paused_for: Duration,
 ) -> Option<&'static str> {
     if cluster.current_primary.is_some()
+        && cluster.current_primary.as_deref() == new_primary
         && cluster.current_primary == cluster.target_primary
         && cluster.phase != phase::SWITCHOVER
         && rw_has_primary
@@ -92,7 +97,9 @@ pub(super) async fn end_pause(
     let Some(since) = runtime.switchover_since else {
         return;
     };
-    let Some(reason) = resume_reason(cluster_status, rw_has_primary, since.elapsed()) else {
+    let new_primary = runtime.switchover_to.as_deref();
+    let Some(reason) = resume_reason(cluster_status, new_primary, rw_has_primary, since.elapsed())
+    else {
         return;
     };
     tracing::info!(
@@ -100,6 +107,7 @@ pub(super) async fn end_pause(
         cluster_status.name
     );
     runtime.switchover_since = None;
+    runtime.switchover_to = None;
     // Server connections to the old primary go; new ones reach the new one.
     for (instance, target) in &runtime.targets {
         if runtime.applied.get(instance).is_some_and(|a| a.paused) {
@@ -134,21 +142,35 @@ mod tests {
     #[test]
     fn a_pause_ends_with_its_switchover_a_failover_or_its_time_limit() {
         let short = Duration::from_secs(1);
+        let to = Some("c-2");
         // Under way: the old primary is being demoted, or the new one is not serving yet.
         assert_eq!(
-            resume_reason(&cluster(phase::SWITCHOVER, "c-1", "c-2"), false, short),
+            resume_reason(&cluster(phase::SWITCHOVER, "c-1", "c-2"), to, false, short),
             None
         );
         assert_eq!(
-            resume_reason(&cluster(phase::HEALTHY, "c-2", "c-2"), false, short),
+            resume_reason(&cluster(phase::HEALTHY, "c-2", "c-2"), to, false, short),
+            None
+        );
+        // A status written before the switchover started (healthy, the old primary serving
+        // -rw) does not end it: a CI failure, transactions failed through the resumed pooler.
+        assert_eq!(
+            resume_reason(&cluster(phase::HEALTHY, "c-1", "c-1"), to, true, short),
             None
         );
         // Over.
-        assert!(resume_reason(&cluster(phase::HEALTHY, "c-2", "c-2"), true, short).is_some());
-        assert!(resume_reason(&cluster(phase::FAILING_OVER, "c-1", "c-2"), false, short).is_some());
+        assert!(resume_reason(&cluster(phase::HEALTHY, "c-2", "c-2"), to, true, short).is_some());
+        assert!(resume_reason(
+            &cluster(phase::FAILING_OVER, "c-1", "c-2"),
+            to,
+            false,
+            short
+        )
+        .is_some());
         // Never stuck.
         assert!(resume_reason(
             &cluster(phase::SWITCHOVER, "c-1", "c-2"),
+            to,
             false,
             SWITCHOVER_PAUSE_LIMIT
         )
