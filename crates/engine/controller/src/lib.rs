@@ -9,6 +9,7 @@
 
 pub mod cluster_status;
 pub mod ha;
+pub mod instance_spec;
 pub mod phase;
 pub mod pki;
 pub mod plan;

@@ -408,8 +408,7 @@ impl ClusterTask {
         let dirs = InstanceDirs::new(instances_dir.join(&instance.name));
         self.plane.user.own_dir(&dirs.root, 0o700)?;
         crate::sockets::prepare(&dirs.root, &self.plane.user)?;
-        let address = &context.ports[&instance.name];
-        let Some(spec) = context.instance_spec(instance, &dirs, address)? else {
+        let Some(spec) = context.instance_spec(instance, &dirs)? else {
             return Ok(()); // its upstream has no ports yet
         };
         crate::spec_file::write_spec(&self.plane.user, &dirs.root, spec)?;
@@ -423,7 +422,10 @@ impl ClusterTask {
                 &dirs.root.join("manager.log"),
                 &pid_file,
                 Some(&self.plane.user),
-                address.netns.as_deref(),
+                context
+                    .ports
+                    .get(&instance.name)
+                    .and_then(|a| a.netns.as_deref()),
             )?;
         }
         Ok(())

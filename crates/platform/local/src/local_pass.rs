@@ -10,6 +10,7 @@ use crate::state::read_json;
 use crate::stores::ClusterStore;
 use crate::LocalError;
 use pgherd_api::Cluster;
+use pgherd_controller::instance_spec::SpecContext;
 use pgherd_controller::phase;
 use pgherd_controller::plan::{Observation, Plan};
 use pgherd_controller::reconcile::{Observed, Platform};
@@ -250,28 +251,33 @@ impl Platform for LocalPass<'_> {
             task.runtime.archive_problem = archive_problem.clone();
         }
         self.applied.archive_configured = wal_store.is_some();
+        let addresses = crate::desired::addresses(&self.applied.ports, &prelude.instances_dir);
         let context = ClusterContext {
             state,
             namespace,
-            cluster,
-            plan,
-            bin_dir,
-            major: cluster.major_version().map_or(0, |m| m.0),
-            os_user: user.name.clone(),
             user,
-            certificates: prelude.certificates.clone(),
             database: prelude.database.clone(),
             owner: prelude.owner.clone(),
             password_file: prelude.password_file.clone(),
-            roles,
-            databases,
-            publications,
-            subscriptions,
-            monitoring,
             ports: &self.applied.ports,
-            wal_store,
-            lease_token: &prelude.controller.lease_token,
-            superuser_password: prelude.superuser_password.clone(),
+            spec: SpecContext {
+                cluster,
+                plan,
+                bin_dir,
+                major: cluster.major_version().map_or(0, |m| m.0),
+                os_user: user.name.clone(),
+                certificates: prelude.certificates.clone(),
+                roles,
+                databases,
+                publications,
+                subscriptions,
+                monitoring,
+                addresses: &addresses,
+                wal_store,
+                lease_token: Some(prelude.controller.lease_token.clone()),
+                superuser_password: prelude.superuser_password.clone(),
+                pooler_auth: crate::pooler::uses_builtin_auth(state, namespace, &task.name),
+            },
         };
         let mut errors = BTreeMap::new();
         for instance in &plan.instances {

@@ -1,0 +1,272 @@
+//! One instance's spec from the plan: what every platform writes the same way (PostgreSQL
+//! settings and libraries, replication slots, peers, the primary's duties, the lease). The
+//! platform supplies only where things are: the instance's directories and addresses, its
+//! bootstrap (which reads platform files), certificates and password files.
+
+use crate::plan::{DesiredInstance, Plan};
+use pgherd_api::cluster::replication_slot_name;
+use pgherd_api::Cluster;
+use pgherd_instance_protocol::{
+    Bootstrap, CertificatePaths, DatabaseSpec, DesiredRole, InstanceSpec, LeaseToken,
+    MonitoringSpec, PasswordSource, Peer, PrimaryEndpoint, PublicationSpec, RoleSpec,
+    SubscriptionSpec, WalStore,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where an instance can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// The address its PostgreSQL and manager listen on.
+    pub host: String,
+    pub port: u16,
+    pub status_port: u16,
+    /// 0: no metrics exporter.
+    pub metrics_port: u16,
+    /// Its PostgreSQL's socket directory, when other instances can reach it (one machine).
+    pub socket_dir: Option<PathBuf>,
+}
+
+/// Where an instance keeps its files (as its manager sees them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub pgdata: PathBuf,
+    pub socket_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+/// What every instance spec of one cluster shares in a pass.
+#[derive(Debug)]
+pub struct SpecContext<'a> {
+    pub cluster: &'a Cluster,
+    pub plan: &'a Plan,
+    pub bin_dir: PathBuf,
+    pub major: u32,
+    pub os_user: String,
+    pub certificates: CertificatePaths,
+    pub roles: Vec<RoleSpec>,
+    pub databases: Vec<DatabaseSpec>,
+    pub publications: Vec<PublicationSpec>,
+    pub subscriptions: Vec<SubscriptionSpec>,
+    pub monitoring: MonitoringSpec,
+    /// Every instance's address, by name (instances not placed yet are absent).
+    pub addresses: &'a BTreeMap<String, Address>,
+    /// Where WAL is archived, if anywhere.
+    pub wal_store: Option<WalStore>,
+    /// The controller's lease credential.
+    pub lease_token: Option<LeaseToken>,
+    /// The `postgres` role's password (`enableSuperuserAccess`).
+    pub superuser_password: PasswordSource,
+    /// The cluster's poolers use the built-in authentication role.
+    pub pooler_auth: bool,
+}
+
+/// The settings pgherd owns: the user's values for them are replaced.
+fn mandatory_settings(
+    cluster: &str,
+    host: &str,
+    place: &Placement,
+    certs: &CertificatePaths,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("listen_addresses", host.to_string()),
+        (
+            "unix_socket_directories",
+            place.socket_dir.display().to_string(),
+        ),
+        ("hot_standby", "on".to_string()),
+        ("restart_after_crash", "off".to_string()),
+        ("ssl", "on".to_string()),
+        ("ssl_cert_file", certs.server_cert.display().to_string()),
+        ("ssl_key_file", certs.server_key.display().to_string()),
+        ("ssl_ca_file", certs.ca.display().to_string()),
+        ("cluster_name", cluster.to_string()),
+        ("log_directory", place.log_dir.display().to_string()),
+        ("archive_command", ":".to_string()),
+    ]
+}
+
+impl SpecContext<'_> {
+    fn name(&self) -> String {
+        self.cluster.metadata.name.clone().unwrap_or_default()
+    }
+
+    /// The prefix of the replication slots the controller owns.
+    pub fn slot_prefix(&self) -> String {
+        self.cluster
+            .spec
+            .replication_slots
+            .as_ref()
+            .and_then(|r| r.high_availability.as_ref())
+            .and_then(|h| h.slot_prefix.clone())
+            .unwrap_or_else(|| "_cnpg_".to_string())
+    }
+
+    fn settings(&self, instance: &DesiredInstance, host: &str, place: &Placement) -> Settings {
+        let postgresql = self.cluster.spec.postgresql.as_ref();
+        let mut settings: BTreeMap<String, String> = postgresql
+            .and_then(|p| p.parameters.clone())
+            .unwrap_or_default();
+        let user_libraries = postgresql
+            .and_then(|p| p.shared_preload_libraries.clone())
+            .unwrap_or_default();
+        let libraries = pgherd_postgres::guc::preload_libraries(
+            settings.keys().map(String::as_str),
+            &user_libraries,
+        );
+        // Created where their parameters are set, dropped where not (as CloudNativePG does).
+        let managed =
+            pgherd_postgres::guc::preload_libraries(settings.keys().map(String::as_str), &[]);
+        let managed_extensions: BTreeMap<String, bool> =
+            pgherd_postgres::guc::MANAGED_EXTENSIONS_CREATED
+                .iter()
+                .map(|e| ((*e).to_string(), managed.iter().any(|l| l == e)))
+                .collect();
+        if !libraries.is_empty() {
+            settings.insert("shared_preload_libraries".into(), libraries.join(","));
+        }
+        for (k, v) in mandatory_settings(&self.name(), host, place, &self.certificates) {
+            settings.insert(k.to_string(), v);
+        }
+        // synchronizeLogicalDecoding: standbys keep copies of the failover-enabled logical
+        // slots (PostgreSQL 17+), so a subscription follows a switchover of its publisher.
+        let synchronize_logical = self
+            .cluster
+            .spec
+            .replication_slots
+            .as_ref()
+            .and_then(|r| r.high_availability.as_ref())
+            .and_then(|h| h.synchronize_logical_decoding)
+            == Some(true);
+        if synchronize_logical && self.major >= 17 {
+            settings.insert("sync_replication_slots".into(), "on".into());
+            settings.insert("hot_standby_feedback".into(), "on".into());
+        }
+        // A replica whose primary changed reconnects within a second, not PostgreSQL's 5 s
+        // (a switchover needs its target streaming). The user's value wins.
+        settings
+            .entry("wal_retrieve_retry_interval".to_string())
+            .or_insert_with(|| "1s".to_string());
+        if instance.role == DesiredRole::Primary {
+            settings.insert(
+                "synchronous_standby_names".into(),
+                self.plan.synchronous_standby_names.clone(),
+            );
+        }
+        Settings {
+            settings,
+            managed_extensions,
+        }
+    }
+
+    /// The spec of `instance` placed at `place` and reachable at `addresses[instance]`, or
+    /// `None` while it cannot be written yet (it has no address, or it is a replica whose
+    /// upstream has none).
+    pub fn instance_spec(
+        &self,
+        instance: &DesiredInstance,
+        place: &Placement,
+        bootstrap: Bootstrap,
+    ) -> Option<InstanceSpec> {
+        let address = self.addresses.get(&instance.name)?;
+        let slot_prefix = self.slot_prefix();
+        let postgresql = self.cluster.spec.postgresql.as_ref();
+        let Settings {
+            settings,
+            managed_extensions,
+        } = self.settings(instance, &address.host, place);
+        let upstream = match (&instance.upstream, instance.role) {
+            (Some(up), DesiredRole::Replica) => {
+                let p = self.addresses.get(up)?;
+                Some(PrimaryEndpoint {
+                    name: up.clone(),
+                    host: p.host.clone(),
+                    port: p.port,
+                    slot: Some(replication_slot_name(&slot_prefix, &instance.name)),
+                    socket_dir: p.socket_dir.clone(),
+                })
+            }
+            _ => None,
+        };
+        let primary_duties = instance.role == DesiredRole::Primary;
+        Some(InstanceSpec {
+            cluster: self.name(),
+            name: instance.name.clone(),
+            generation: 0,
+            pgdata: place.pgdata.clone(),
+            socket_dir: place.socket_dir.clone(),
+            log_dir: place.log_dir.clone(),
+            listen_host: address.host.clone(),
+            port: address.port,
+            status_port: address.status_port,
+            metrics_port: address.metrics_port,
+            monitoring: self.monitoring.clone(),
+            bin_dir: self.bin_dir.clone(),
+            major: self.major,
+            os_user: self.os_user.clone(),
+            role: instance.role,
+            bootstrap,
+            primary: upstream,
+            settings,
+            pg_hba: postgresql
+                .and_then(|p| p.pg_hba.clone())
+                .unwrap_or_default(),
+            pg_ident: postgresql
+                .and_then(|p| p.pg_ident.clone())
+                .unwrap_or_default(),
+            certificates: self.certificates.clone(),
+            // Every other instance may stream from whichever instance is primary.
+            replica_slots: self
+                .plan
+                .instances
+                .iter()
+                .filter(|i| i.name != instance.name)
+                .map(|i| replication_slot_name(&slot_prefix, &i.name))
+                .collect(),
+            slot_prefix,
+            fenced: instance.fenced,
+            restart_token: instance.restart_token.clone(),
+            roles: duty(primary_duties, &self.roles),
+            databases: duty(primary_duties, &self.databases),
+            publications: duty(primary_duties, &self.publications),
+            subscriptions: duty(primary_duties, &self.subscriptions),
+            peers: self
+                .plan
+                .instances
+                .iter()
+                .filter(|i| i.name != instance.name)
+                .filter_map(|i| {
+                    self.addresses.get(&i.name).map(|p| Peer {
+                        name: i.name.clone(),
+                        host: p.host.clone(),
+                        status_port: p.status_port,
+                    })
+                })
+                .collect(),
+            lease_ms: u64::try_from(crate::ha::PRIMARY_LEASE.as_millis()).unwrap_or(u64::MAX),
+            lease_token: self.lease_token.clone(),
+            superuser_password: primary_duties.then(|| self.superuser_password.clone()),
+            managed_extensions: if primary_duties {
+                managed_extensions
+            } else {
+                BTreeMap::new()
+            },
+            wal_store: self.wal_store.clone(),
+            pooler_auth: self.pooler_auth,
+        })
+    }
+}
+
+/// What only the primary does: the rest get nothing.
+fn duty<T: Clone>(primary: bool, all: &[T]) -> Vec<T> {
+    if primary {
+        all.to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+struct Settings {
+    settings: BTreeMap<String, String>,
+    managed_extensions: BTreeMap<String, bool>,
+}
