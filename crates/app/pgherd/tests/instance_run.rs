@@ -268,3 +268,143 @@ fn primary_and_replica_managers() {
     );
     std::mem::forget(r_manager);
 }
+
+/// On Kubernetes the manager starts with no spec: it serves on `$POD_IP` with the mounted
+/// certificates and takes its spec over the protocol (`PUT /pg/spec`) from the controller's
+/// certificate only, and only for its own instance.
+#[test]
+fn a_pushed_spec_is_taken_from_the_controller_only() {
+    use pgherd_instance_manager::{status_client, tls};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let user = pgherd_instance_manager::OsUser::for_postgres("postgres").unwrap();
+    user.own_dir(root, 0o755).unwrap();
+    let bin = pgherd_testkit::binaries();
+    let certs_dir = root.join("certs");
+    let certificates = pgherd_testkit::write_certificates(&certs_dir, &user);
+    let ca = pgherd_controller::pki::PemPair {
+        cert: std::fs::read_to_string(&certificates.ca).unwrap(),
+        key: std::fs::read_to_string(certs_dir.join("ca.key")).unwrap(),
+    };
+    let issue = |name: &str| {
+        let pair = pgherd_controller::pki::client_certificate(&ca, name, 1).unwrap();
+        let (cert, key) = (
+            root.join(format!("{name}.crt")),
+            root.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, pair.cert).unwrap();
+        std::fs::write(&key, pair.key).unwrap();
+        (cert, key)
+    };
+    let (controller_cert, controller_key) = issue(pgherd_instance_protocol::CONTROLLER_COMMON_NAME);
+    let (other_cert, other_key) = issue("app");
+    let instance = root.join("c-1");
+    user.own_dir(&instance, 0o700).unwrap();
+    let status_port = free_port();
+    let spec_path = instance.join("instance.json");
+    let _manager = Manager(
+        Command::new(env!("CARGO_BIN_EXE_pgherd"))
+            .args(["instance", "run", "--spec"])
+            .arg(&spec_path)
+            .arg("--pushed-with-certificates")
+            .arg(&certs_dir)
+            .args(["--status-port", &status_port.to_string()])
+            .env("POD_IP", "127.0.0.1")
+            .env("POD_NAME", "c-1")
+            .spawn()
+            .unwrap(),
+    );
+    let spec = |name: &str| InstanceSpec {
+        cluster: "c".into(),
+        name: name.into(),
+        generation: 1,
+        pgdata: instance.join("pgdata"),
+        socket_dir: instance.join("run"),
+        log_dir: instance.join("log"),
+        port: free_port(),
+        status_port,
+        bin_dir: bin.dir.clone(),
+        major: 15,
+        os_user: "postgres".into(),
+        role: DesiredRole::Primary,
+        bootstrap: Bootstrap::Initdb {
+            initdb_args: vec![],
+            database: "app".into(),
+            owner: "app".into(),
+            owner_password_file: None,
+            post_init_sql: vec![],
+            post_init_template_sql: vec![],
+            post_init_application_sql: vec![],
+        },
+        primary: None,
+        settings: pgherd_testkit::replication_settings(&certificates),
+        pg_hba: vec![],
+        pg_ident: vec!["local root postgres".into()],
+        certificates: certificates.clone(),
+        replica_slots: vec![],
+        slot_prefix: "_cnpg_".into(),
+        fenced: false,
+        restart_token: String::new(),
+        roles: vec![],
+        databases: vec![],
+        publications: vec![],
+        subscriptions: vec![],
+        peers: vec![],
+        lease_ms: 0,
+        lease_token: None,
+        superuser_password: None,
+        managed_extensions: Default::default(),
+        wal_store: None,
+        pooler_auth: false,
+        listen_host: "127.0.0.1".into(),
+        metrics_port: 0,
+        monitoring: Default::default(),
+    };
+    let runtime = pgherd_testkit::runtime();
+    let push = |spec: &InstanceSpec, client: Option<(&Path, &Path)>| {
+        let config = match client {
+            Some((cert, key)) => tls::client_config(&certificates.ca, cert, key),
+            None => tls::anonymous_client_config(&certificates.ca),
+        }
+        .unwrap();
+        let config = std::sync::Arc::new(config);
+        runtime.block_on(status_client::push_spec(
+            "127.0.0.1",
+            status_port,
+            &config,
+            spec,
+            Duration::from_secs(5),
+        ))
+    };
+    // The endpoint serves before any spec: the kubelet's probes and the controller reach it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pgherd_testkit::status_request(
+        &format!("127.0.0.1:{status_port}"),
+        "/healthz",
+        None,
+        &certificates.ca,
+        None,
+    )
+    .0 != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the manager never served /healthz"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = push(&spec("c-1"), None).unwrap_err();
+    assert!(refused.contains("401"), "{refused}");
+    let refused = push(&spec("c-1"), Some((&other_cert, &other_key))).unwrap_err();
+    assert!(refused.contains("401"), "{refused}");
+    let refused = push(&spec("c-2"), Some((&controller_cert, &controller_key))).unwrap_err();
+    assert!(
+        refused.contains("409") && refused.contains("c-2"),
+        "{refused}"
+    );
+    assert!(!spec_path.exists(), "a refused spec was written");
+    push(&spec("c-1"), Some((&controller_cert, &controller_key))).unwrap();
+    wait_status(status_port, &certificates.ca, "the pushed primary", |s| {
+        s.is_primary && s.ready && s.applied_generation == 1
+    });
+}

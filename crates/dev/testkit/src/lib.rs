@@ -60,7 +60,8 @@ pub fn write_private(path: &Path, text: &str, user: &OsUser) {
     user.own_file(path).unwrap();
 }
 
-/// Generate a cluster's certificates (valid for `localhost` and 127.0.0.1) into `dir`.
+/// Generate a cluster's certificates (valid for `localhost` and 127.0.0.1) into `dir`, with
+/// the CA's key as `ca.key` (a test issues client certificates from it).
 pub fn write_certificates(dir: &Path, user: &OsUser) -> CertificatePaths {
     let pki = pgherd_controller::pki::generate(
         "c",
@@ -77,6 +78,7 @@ pub fn write_certificates(dir: &Path, user: &OsUser) -> CertificatePaths {
         (&paths.server_key, &pki.server.key),
         (&paths.replication_cert, &pki.replication.cert),
         (&paths.replication_key, &pki.replication.key),
+        (&dir.join("ca.key"), &pki.ca.key),
     ] {
         write_private(path, text, user);
     }

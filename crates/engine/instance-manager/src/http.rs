@@ -7,9 +7,12 @@
 use crate::supervisor::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
-use pgherd_instance_protocol::{InstanceStatus, CONTROLLER_COMMON_NAME, STATUS_PATH};
+use pgherd_instance_protocol::{
+    InstanceSpec, InstanceStatus, CONTROLLER_COMMON_NAME, SPEC_PATH, STATUS_PATH,
+};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +20,76 @@ use std::time::Duration;
 /// certificate, if it presented one.
 #[derive(Debug, Clone, Default)]
 pub struct PeerIdentity(pub Option<String>);
+
+/// Where a manager that takes its spec over the protocol keeps it (on Kubernetes: the pod's
+/// own scratch volume), and the instance it runs (a spec for another is refused).
+#[derive(Debug, Clone)]
+pub struct SpecSink {
+    pub path: PathBuf,
+    pub instance: String,
+}
+
+/// `PUT /pg/spec`: only the controller (its certificate) may set the spec, only for this
+/// instance; written whole (a temporary file renamed over the old), mode 0600.
+async fn accept_spec(
+    sink: Option<axum::Extension<SpecSink>>,
+    identity: Option<axum::Extension<PeerIdentity>>,
+    body: axum::body::Bytes,
+) -> (StatusCode, String) {
+    let Some(axum::Extension(sink)) = sink else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this instance manager reads its spec from a file".into(),
+        );
+    };
+    if identity.as_ref().and_then(|i| i.0 .0.as_deref()) != Some(CONTROLLER_COMMON_NAME) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "only the controller may set the spec".into(),
+        );
+    }
+    let spec: InstanceSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not an instance spec: {e}"),
+            )
+        }
+    };
+    if spec.name != sink.instance {
+        return (
+            StatusCode::CONFLICT,
+            format!(
+                "this is the manager of {}, not of {}",
+                sink.instance, spec.name
+            ),
+        );
+    }
+    match write_private(&sink.path, &body) {
+        Ok(()) => (StatusCode::NO_CONTENT, String::new()),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot write {}: {e}", sink.path.display()),
+        ),
+    }
+}
+
+/// Replace `path` with `bytes` (mode 0600) in one rename.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
 
 /// `?lease=1`: the controller's fetch also renews a primary's lease.
 #[derive(Debug, serde::Deserialize)]
@@ -85,6 +158,7 @@ async fn ready(State(shared): State<Shared>) -> StatusCode {
 pub fn router(shared: Shared) -> Router {
     Router::new()
         .route(STATUS_PATH, get(status))
+        .route(SPEC_PATH, put(accept_spec))
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route("/readyz", get(ready))
         // The kubelet's startup probe: started once PostgreSQL is ready the first time (until
@@ -101,10 +175,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Shared,
     tls: Arc<rustls::ServerConfig>,
+    spec_sink: Option<SpecSink>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(shared);
+    let mut app = router(shared);
+    if let Some(sink) = spec_sink {
+        app = app.layer(axum::Extension(sink));
+    }
     loop {
         let (tcp, _) = tokio::select! {
             accepted = listener.accept() => accepted?,

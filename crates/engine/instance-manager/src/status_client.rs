@@ -3,9 +3,11 @@
 //! renewing a primary's lease as it goes), a primary does it for its peers. One HTTP/1.1
 //! request per connection through hyper, on a short timeout.
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use pgherd_instance_protocol::{InstanceStatus, LeaseToken, LEASE_QUERY, STATUS_PATH};
+use pgherd_instance_protocol::{
+    InstanceSpec, InstanceStatus, LeaseToken, LEASE_QUERY, SPEC_PATH, STATUS_PATH,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +24,30 @@ pub async fn request(
     authorization: Option<&str>,
     timeout: Duration,
 ) -> Option<(u16, Bytes)> {
+    send(
+        host,
+        port,
+        tls,
+        (hyper::Method::GET, path),
+        authorization,
+        Bytes::new(),
+        timeout,
+    )
+    .await
+}
+
+/// `method path` at `host:port` with `body` (JSON when not empty) and an optional
+/// `Authorization` header; the status code and body, or `None` when nothing answered within
+/// `timeout`.
+pub async fn send(
+    host: &str,
+    port: u16,
+    tls: &ClientTls,
+    (method, path): (hyper::Method, &str),
+    authorization: Option<&str>,
+    body: Bytes,
+    timeout: Duration,
+) -> Option<(u16, Bytes)> {
     let attempt = async {
         let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
         let _ = tcp.set_nodelay(true);
@@ -34,11 +60,17 @@ pub async fn request(
                 .await
                 .ok()?;
         let driver = tokio::spawn(connection);
-        let mut builder = hyper::Request::get(path).header(hyper::header::HOST, host);
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, host);
         if let Some(value) = authorization {
             builder = builder.header(hyper::header::AUTHORIZATION, value);
         }
-        let request = builder.body(Empty::<Bytes>::new()).ok()?;
+        if !body.is_empty() {
+            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = builder.body(Full::new(body)).ok()?;
         let response = sender.send_request(request).await.ok()?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.ok()?.to_bytes();
@@ -68,4 +100,34 @@ pub async fn fetch(
     (status == 200)
         .then(|| serde_json::from_slice(&body).ok())
         .flatten()
+}
+
+/// Give an instance manager its spec (`PUT /pg/spec`; accepted only from the controller's
+/// certificate, by a manager that takes its spec over the protocol).
+pub async fn push_spec(
+    host: &str,
+    port: u16,
+    tls: &ClientTls,
+    spec: &InstanceSpec,
+    timeout: Duration,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(spec).map_err(|e| e.to_string())?;
+    match send(
+        host,
+        port,
+        tls,
+        (hyper::Method::PUT, SPEC_PATH),
+        None,
+        Bytes::from(body),
+        timeout,
+    )
+    .await
+    {
+        Some((status, _)) if (200..300).contains(&status) => Ok(()),
+        Some((status, body)) => Err(format!(
+            "the instance manager refused its spec (HTTP {status}): {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+        None => Err("the instance manager did not answer".to_string()),
+    }
 }

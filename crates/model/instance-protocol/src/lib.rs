@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 /// Path of the status endpoint.
 pub const STATUS_PATH: &str = "/pg/status";
 
+/// Path where a manager that takes its spec over the protocol (on Kubernetes) receives it
+/// (`PUT`, JSON [`InstanceSpec`]); only the controller's certificate may write it.
+pub const SPEC_PATH: &str = "/pg/spec";
+
 /// The common name of the controller's client certificate (signed by the cluster CA): the
 /// status endpoint renews a primary's lease only for a client presenting it.
 pub const CONTROLLER_COMMON_NAME: &str = "pgherd-controller";

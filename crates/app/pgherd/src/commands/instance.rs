@@ -15,6 +15,15 @@ pub enum InstanceCommand {
         /// The instance spec (JSON) written by the controller; re-read every second.
         #[arg(long)]
         spec: PathBuf,
+        /// The spec arrives over the instance protocol (`PUT /pg/spec`, from the controller's
+        /// certificate only) and is kept at `--spec` (on Kubernetes): the status endpoint
+        /// serves on `$POD_IP` (port `--status-port`) with the certificates in this directory
+        /// (`ca.crt`, `server.crt`, `server.key`) from the start; PostgreSQL waits for a spec.
+        #[arg(long)]
+        pushed_with_certificates: Option<PathBuf>,
+        /// The status port in pushed mode.
+        #[arg(long, default_value_t = 8000)]
+        status_port: u16,
     },
     /// PostgreSQL's `archive_command`: upload one WAL file (and other ready ones, up to
     /// `wal.maxParallel`) to the object store. Run in PGDATA.
@@ -93,7 +102,17 @@ pub enum InstanceCommand {
 
 pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
     match command {
-        InstanceCommand::Run { spec } => run(&spec),
+        InstanceCommand::Run {
+            spec,
+            pushed_with_certificates,
+            status_port,
+        } => run(
+            &spec,
+            pushed_with_certificates.map(|certificates| Pushed {
+                certificates,
+                status_port,
+            }),
+        ),
         InstanceCommand::WalArchive {
             store,
             spool,
@@ -208,35 +227,103 @@ fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
-    let spec = supervisor::load_spec(spec_path)?;
+/// A manager whose spec arrives over the instance protocol (on Kubernetes).
+struct Pushed {
+    certificates: PathBuf,
+    status_port: u16,
+}
+
+/// A required environment variable (set by the pod spec).
+fn required_env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .with_context(|| {
+            format!("{name} is not set: a manager that takes its spec over the protocol needs it (the pod spec sets it)")
+        })
+}
+
+/// Wait for the controller to push the first spec; `None` when asked to stop first.
+async fn first_spec(
+    spec_path: &Path,
+    term: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<Option<pgherd_instance_protocol::InstanceSpec>> {
+    loop {
+        if spec_path.exists() {
+            return Ok(Some(supervisor::load_spec(spec_path)?));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+            _ = term.recv() => return Ok(None),
+            _ = tokio::signal::ctrl_c() => return Ok(None),
+        }
+    }
+}
+
+fn run(spec_path: &Path, pushed: Option<Pushed>) -> anyhow::Result<ExitCode> {
+    let file_spec = match pushed {
+        Some(_) => None,
+        None => Some(supervisor::load_spec(spec_path)?),
+    };
+    let instance = match &file_spec {
+        Some(spec) => spec.name.clone(),
+        None => required_env("POD_NAME")?,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     // Every line this manager logs names its instance.
-    let span = tracing::info_span!("instance", name = %spec.name);
+    let span = tracing::info_span!("instance", name = %instance);
     runtime.block_on(async {
-        let listener = listen(&spec, spec.status_port, "status").await?;
-        let metrics_listener = if spec.metrics_port == 0 {
-            None
-        } else {
-            Some(listen(&spec, spec.metrics_port, "metrics").await?)
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let (listener, certificates, sink) = match (&file_spec, &pushed) {
+            (Some(spec), _) => (
+                listen(&spec.listen_host, spec.status_port, "status", &instance).await?,
+                spec.certificates.clone(),
+                None,
+            ),
+            (None, Some(p)) => (
+                listen(&required_env("POD_IP")?, p.status_port, "status", &instance).await?,
+                pgherd_instance_protocol::CertificatePaths::in_dir(&p.certificates),
+                Some(http::SpecSink {
+                    path: spec_path.to_path_buf(),
+                    instance: instance.clone(),
+                }),
+            ),
+            (None, None) => unreachable!("a spec file or a pushed spec"),
         };
         let shared = supervisor::Shared::default();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let tls = std::sync::Arc::new(
             pgherd_instance_manager::tls::server_config(
-                &spec.certificates.server_cert,
-                &spec.certificates.server_key,
-                &spec.certificates.ca,
+                &certificates.server_cert,
+                &certificates.server_key,
+                &certificates.ca,
             )
             .context("cannot serve the status endpoint over TLS")?,
         );
         let server = tokio::spawn(
-            (http::serve(listener, shared.clone(), tls, stop_rx.clone())).instrument(span.clone()),
+            (http::serve(listener, shared.clone(), tls, sink, stop_rx.clone()))
+                .instrument(span.clone()),
         );
+        let spec = match file_spec {
+            Some(spec) => spec,
+            None => match first_spec(spec_path, &mut term).await? {
+                Some(spec) => spec,
+                None => {
+                    stop_tx.send(true).ok();
+                    server.await.context("status server")??;
+                    return Ok(ExitCode::SUCCESS);
+                }
+            },
+        };
+        let metrics_listener = if spec.metrics_port == 0 {
+            None
+        } else {
+            Some(listen(&spec.listen_host, spec.metrics_port, "metrics", &instance).await?)
+        };
         let metrics = metrics_listener.map(|l| {
             tokio::spawn(
                 (pgherd_instance_manager::metrics::serve(
@@ -281,7 +368,6 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
                 })
                 .context("cannot start the instance manager loop")?
         };
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -304,16 +390,12 @@ fn run(spec_path: &Path) -> anyhow::Result<ExitCode> {
 
 /// A listener on the instance's address for one of its ports.
 async fn listen(
-    spec: &pgherd_instance_protocol::InstanceSpec,
+    host: &str,
     port: u16,
     what: &str,
+    instance: &str,
 ) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind((spec.listen_host.as_str(), port))
+    tokio::net::TcpListener::bind((host, port))
         .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}:{port} ({what} port of {})",
-                spec.listen_host, spec.name
-            )
-        })
+        .with_context(|| format!("cannot listen on {host}:{port} ({what} port of {instance})"))
 }
