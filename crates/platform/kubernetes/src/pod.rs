@@ -6,12 +6,16 @@
 //! image) runs it as its first process:
 //!
 //! ```text
-//! /controller/manager instance run --spec /controller/instance.json
+//! /controller/manager instance run --spec /controller/instance.json \
+//!     --pushed-with-certificates /controller/certificates
 //! ```
 //!
-//! which is `pgherd instance run --spec FILE`, the same command the local platform runs. The
-//! spec file lives in the pod's scratch directory; the Kubernetes platform delivers it (the
-//! instance manager writes what the operator sends it), so a spec change never restarts the pod.
+//! which is `pgherd instance run`, the command the local platform runs, in pushed mode: the
+//! manager serves the instance protocol on `$POD_IP` with the cluster's certificates (projected
+//! from the `-ca`, `-server` and `-replication` Secrets) and the operator sends it its spec
+//! (`PUT /pg/spec`, from the operator's certificate only), kept in the pod's scratch directory;
+//! a spec change never restarts the pod. The application owner's and the superuser's passwords
+//! are projected into `/controller/secrets`.
 //! Logging follows the cluster's `logLevel` through `PGHERD_LOG`, in JSON (`PGHERD_LOG_FORMAT`).
 
 use crate::affinity::instance_affinity;
@@ -22,8 +26,8 @@ use crate::security::{container_security, pod_security, seccomp};
 use crate::{names, pvc, OperatorSettings};
 use k8s_openapi::api::core::v1::{ConfigMapProjection, DownwardAPIProjection};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, KeyToPath,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ProjectedVolumeSource,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
+    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ProjectedVolumeSource, SecretProjection,
     ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, ObjectFieldSelector};
@@ -44,6 +48,16 @@ pub const OPERATOR_BINARY: &str = "/manager";
 pub const MANAGER_PATH: &str = "/controller/manager";
 /// The instance spec file `pgherd instance run --spec` reads.
 pub const INSTANCE_SPEC_PATH: &str = "/controller/instance.json";
+/// Where the cluster's certificates are projected (`ca.crt`, `server.crt`, `server.key`,
+/// `streaming_replica.crt`, `streaming_replica.key`).
+pub const CERTIFICATES_MOUNT: &str = "/controller/certificates";
+/// Where the passwords the instance manager sets are projected (`app.password`,
+/// `superuser.password`).
+pub const PASSWORDS_MOUNT: &str = "/controller/secrets";
+/// The application owner's password file (from the `-app` Secret, or `bootstrap.*.secret`).
+pub const APP_PASSWORD_FILE: &str = "/controller/secrets/app.password";
+/// The `postgres` role's password file (from the superuser Secret).
+pub const SUPERUSER_PASSWORD_FILE: &str = "/controller/secrets/superuser.password";
 
 /// PostgreSQL's port and its container port name.
 pub const POSTGRES_PORT: i32 = 5432;
@@ -74,6 +88,8 @@ pub const SCRATCH_VOLUME: &str = "scratch-data";
 pub const SHM_VOLUME: &str = "shm";
 pub const PROJECTED_VOLUME: &str = "projected";
 pub const API_ACCESS_VOLUME: &str = "kube-api-access";
+pub const CERTIFICATES_VOLUME: &str = "certificates";
+pub const PASSWORDS_VOLUME: &str = "passwords";
 
 /// Lifetime of the projected service-account token (as kubelet's own projection).
 const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
@@ -195,6 +211,75 @@ fn api_access_volume() -> Volume {
     }
 }
 
+/// One projected Secret: `(key, path)` pairs.
+fn secret_projection(secret: &str, items: &[(&str, &str)], optional: bool) -> VolumeProjection {
+    VolumeProjection {
+        secret: Some(SecretProjection {
+            name: secret.to_string(),
+            items: Some(
+                items
+                    .iter()
+                    .map(|(key, path)| KeyToPath {
+                        key: (*key).to_string(),
+                        path: (*path).to_string(),
+                        mode: None,
+                    })
+                    .collect(),
+            ),
+            optional: optional.then_some(true),
+        }),
+        ..VolumeProjection::default()
+    }
+}
+
+/// A projected volume readable by the pod's group only (files owned by root, group
+/// `fsGroup`, mode 0640: what PostgreSQL accepts for a key owned by root).
+fn projected(name: &str, sources: Vec<VolumeProjection>) -> Volume {
+    Volume {
+        name: name.to_string(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o640),
+            sources: Some(sources),
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The cluster's certificates and the passwords the manager sets, as the instance spec names
+/// them.
+fn credential_volumes(cluster: &Cluster, base: &Base) -> [Volume; 2] {
+    let name = &base.name;
+    let certificates = projected(
+        CERTIFICATES_VOLUME,
+        vec![
+            secret_projection(&names::ca_secret(name), &[("ca.crt", "ca.crt")], false),
+            secret_projection(
+                &names::server_secret(name),
+                &[("tls.crt", "server.crt"), ("tls.key", "server.key")],
+                false,
+            ),
+            secret_projection(
+                &names::replication_secret(name),
+                &[
+                    ("tls.crt", "streaming_replica.crt"),
+                    ("tls.key", "streaming_replica.key"),
+                ],
+                false,
+            ),
+        ],
+    );
+    let app_secret = crate::secret::app_secret_name(cluster);
+    let superuser_secret = crate::secret::superuser_secret_name(cluster);
+    let passwords = projected(
+        PASSWORDS_VOLUME,
+        vec![
+            secret_projection(&app_secret, &[("password", "app.password")], true),
+            secret_projection(&superuser_secret, &[("password", "superuser.password")], true),
+        ],
+    );
+    [certificates, passwords]
+}
+
 /// Volumes of the pod and mounts of the `postgres` container.
 fn volumes(
     base: &Base,
@@ -275,6 +360,18 @@ fn volumes(
             ..mount(&volume, &format!("{EXTENSIONS_MOUNT}/{}", extension.name))
         });
     }
+    for volume in credential_volumes(cluster, base) {
+        let path = if volume.name == CERTIFICATES_VOLUME {
+            CERTIFICATES_MOUNT
+        } else {
+            PASSWORDS_MOUNT
+        };
+        mounts.push(VolumeMount {
+            read_only: Some(true),
+            ..mount(&volume.name, path)
+        });
+        volumes.push(volume);
+    }
     volumes.push(api_access_volume());
     mounts.push(VolumeMount {
         read_only: Some(true),
@@ -299,6 +396,17 @@ fn instance_env(base: &Base, cluster: &Cluster, instance: &str) -> Vec<EnvVar> {
     let mut out = vec![
         env("PGDATA", PGDATA),
         env("POD_NAME", instance),
+        EnvVar {
+            name: "POD_IP".to_string(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: Some("v1".to_string()),
+                    field_path: "status.podIP".to_string(),
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
         env("NAMESPACE", base.namespace_or_default()),
         env("CLUSTER_NAME", &base.name),
         env("PSQL_HISTORY", "/controller/tmp/.psql_history"),
@@ -354,6 +462,8 @@ pub fn instance_pod(
                 "run",
                 "--spec",
                 INSTANCE_SPEC_PATH,
+                "--pushed-with-certificates",
+                CERTIFICATES_MOUNT,
             ]
             .map(String::from)
             .to_vec(),

@@ -125,6 +125,40 @@ fn basic_auth(
     })
 }
 
+/// The Secret holding the application owner's password: the bootstrap's `secret`, else
+/// `NAME-app`.
+pub fn app_secret_name(cluster: &Cluster) -> String {
+    let bootstrap = cluster.spec.bootstrap.as_ref();
+    bootstrap
+        .and_then(|b| b.initdb.as_ref())
+        .and_then(|i| i.secret.as_ref())
+        .or_else(|| {
+            bootstrap
+                .and_then(|b| b.recovery.as_ref())
+                .and_then(|r| r.secret.as_ref())
+        })
+        .or_else(|| {
+            bootstrap
+                .and_then(|b| b.pg_basebackup.as_ref())
+                .and_then(|c| c.secret.as_ref())
+        })
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| names::app_secret(cluster.metadata.name.as_deref().unwrap_or_default()))
+}
+
+/// The Secret holding the `postgres` role's password: `superuserSecret`, else
+/// `NAME-superuser`.
+pub fn superuser_secret_name(cluster: &Cluster) -> String {
+    cluster
+        .spec
+        .superuser_secret
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| {
+            names::superuser_secret(cluster.metadata.name.as_deref().unwrap_or_default())
+        })
+}
+
 /// `NAME-app`, unless the bootstrap names the user's own secret. `credentials.username` is the
 /// application owner; the database is the bootstrap's (`app` by default).
 pub fn app_secret(
