@@ -61,7 +61,33 @@ pub struct SpecContext<'a> {
     pub pooler_auth: bool,
 }
 
-/// The settings pgherd owns: the user's values for them are replaced.
+/// The application database, its owner and the Secret holding the owner's password (the
+/// bootstrap's, else `NAME-app`).
+pub fn application(cluster: &Cluster) -> (String, String, String) {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let bootstrap = cluster.spec.bootstrap.as_ref();
+    let (database, owner, secret) = match bootstrap.and_then(|b| b.recovery.as_ref()) {
+        Some(r) => (
+            r.database.clone(),
+            r.owner.clone(),
+            r.secret.as_ref().map(|s| s.name.clone()),
+        ),
+        None => {
+            let i = bootstrap.and_then(|b| b.initdb.clone()).unwrap_or_default();
+            (i.database, i.owner, i.secret.map(|s| s.name))
+        }
+    };
+    let database =
+        database.unwrap_or_else(|| pgherd_api::defaults::DEFAULT_APP_DATABASE.to_string());
+    let owner = owner.unwrap_or_else(|| database.clone());
+    (
+        database,
+        owner,
+        secret.unwrap_or_else(|| format!("{name}-app")),
+    )
+}
+
+/// Settings pgherd fixes whatever the manifest says (as CloudNativePG's mandatory settings).
 fn mandatory_settings(
     cluster: &str,
     host: &str,

@@ -7,7 +7,6 @@ use crate::state::StateDir;
 use crate::LocalError;
 use pgherd_api::cluster::BootstrapInitDb;
 use pgherd_api::common::SqlRefs;
-use pgherd_api::Cluster;
 use pgherd_controller::instance_spec::{Address, Placement, SpecContext};
 use pgherd_controller::plan::{DataSource, DesiredInstance};
 use pgherd_instance_protocol::{Bootstrap, InstanceSpec};
@@ -59,31 +58,8 @@ impl InstanceDirs {
     }
 }
 
-/// Settings the local platform fixes, whatever the manifest says (as CloudNativePG's mandatory
-/// settings).
-pub fn application(cluster: &Cluster) -> (String, String, String) {
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    let bootstrap = cluster.spec.bootstrap.as_ref();
-    let (database, owner, secret) = match bootstrap.and_then(|b| b.recovery.as_ref()) {
-        Some(r) => (
-            r.database.clone(),
-            r.owner.clone(),
-            r.secret.as_ref().map(|s| s.name.clone()),
-        ),
-        None => {
-            let i = bootstrap.and_then(|b| b.initdb.clone()).unwrap_or_default();
-            (i.database, i.owner, i.secret.map(|s| s.name))
-        }
-    };
-    let database =
-        database.unwrap_or_else(|| pgherd_api::defaults::DEFAULT_APP_DATABASE.to_string());
-    let owner = owner.unwrap_or_else(|| database.clone());
-    (
-        database,
-        owner,
-        secret.unwrap_or_else(|| format!("{name}-app")),
-    )
-}
+pub use pgherd_controller::instance_spec::application;
+
 
 /// Where new replicas get their data: `primary` (a copy of it, the default) or
 /// `object-store` (the latest backup, then the archived WAL, then streaming).
