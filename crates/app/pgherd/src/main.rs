@@ -45,6 +45,11 @@ enum Command {
         /// Where to copy the binary (created with mode 0755, replacing what is there).
         dest: std::path::PathBuf,
     },
+    /// Run the Kubernetes operator (in its pod, or anywhere with a kubeconfig).
+    Operator {
+        #[command(flatten)]
+        options: commands::operator::OperatorOptions,
+    },
     /// PgBouncer helpers (run next to each PgBouncer by the local platform).
     Pooler {
         #[command(subcommand)]
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Command::Local { options, command } => commands::local::run(&options, command),
         Command::Pooler { command } => commands::pooler::run(command),
         Command::Bootstrap { dest } => commands::bootstrap::run(&dest),
+        Command::Operator { options } => commands::operator::run(options),
     };
     match result {
         Ok(code) => code,

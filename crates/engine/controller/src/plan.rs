@@ -30,6 +30,20 @@ pub struct ObservedInstance {
     pub told_primary: bool,
 }
 
+/// CloudNativePG's fencing annotation: a JSON list of instance names, `["*"]` for all.
+pub const FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
+
+/// The instances fenced by the `cnpg.io/fencedInstances` annotation.
+pub fn fenced_instances(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(FENCED_INSTANCES_ANNOTATION))
+        .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
+        .unwrap_or_default()
+}
+
 /// The cluster as observed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observation {

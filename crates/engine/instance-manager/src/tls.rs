@@ -100,8 +100,17 @@ fn client_trusting(
     rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
     InstanceError,
 > {
+    client_trusting_roots(roots(ca_file)?)
+}
+
+fn client_trusting_roots(
+    roots: rustls::RootCertStore,
+) -> Result<
+    rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    InstanceError,
+> {
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots(ca_file)?),
+        Arc::new(roots),
         provider(),
     )
     .build()
@@ -121,6 +130,32 @@ pub fn client_config(
 ) -> Result<rustls::ClientConfig, InstanceError> {
     client_trusting(ca_file)?
         .with_client_auth_cert(certificates(cert_file)?, private_key(key_file)?)
+        .map_err(|e| InstanceError::Tls(e.to_string()))
+}
+
+/// [`client_config`] from PEM text held in memory (the operator keeps the cluster CA and its
+/// own certificate in Secrets and memory, never in files).
+pub fn client_config_from_pem(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<rustls::ClientConfig, InstanceError> {
+    let bad = |what: &str, e: rustls_pki_types::pem::Error| {
+        InstanceError::Tls(format!("cannot read {what}: {e}"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| bad("the CA certificate", e))?)
+            .map_err(|e| InstanceError::Tls(format!("the CA certificate: {e}")))?;
+    }
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("the client certificate", e))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| bad("the client key", e))?;
+    client_trusting_roots(roots)?
+        .with_client_auth_cert(chain, key)
         .map_err(|e| InstanceError::Tls(e.to_string()))
 }
 

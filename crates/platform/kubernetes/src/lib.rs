@@ -11,13 +11,14 @@
 //! Pure: no API calls, no I/O, no async runtime. May depend on model crates (`pgherd-api`),
 //! engine and platform crates, `k8s-openapi` and `kube`'s core types; never on the app.
 //!
-//! Imports: pgherd-api.
+//! Imports: pgherd-api, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol.
 
 mod affinity;
 pub mod error;
 pub mod labels;
 pub mod monitor;
 pub mod names;
+pub mod operator;
 pub mod pdb;
 pub mod pod;
 pub mod pooler;

@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// CloudNativePG's fencing annotation: a JSON list of instance names, `["*"]` for all.
-pub const FENCED_INSTANCES_ANNOTATION: &str = "cnpg.io/fencedInstances";
+pub use pgherd_controller::plan::{fenced_instances, FENCED_INSTANCES_ANNOTATION};
 
 /// How long the control plane waits for an instance manager's report (loopback).
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
@@ -53,16 +52,6 @@ fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
         .ok()
 }
 
-/// The instances fenced by the `cnpg.io/fencedInstances` annotation.
-pub fn fenced_instances(cluster: &Cluster) -> Vec<String> {
-    cluster
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(FENCED_INSTANCES_ANNOTATION))
-        .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
-        .unwrap_or_default()
-}
 
 /// Running as it should: a fresh report of a running PostgreSQL with room to write.
 fn healthy(status: Option<&InstanceStatus>) -> bool {

@@ -7,22 +7,11 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use std::collections::BTreeMap;
-use std::io::Read;
 
 /// A random password of `len` characters from `[A-Za-z0-9]`.
 pub fn generate_password(len: usize) -> Result<String, LocalError> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut bytes = vec![0u8; len * 2];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| LocalError::io("cannot read", "/dev/urandom", e))?;
-    // 248 = 62 * 4: reject bytes above it so every character is equally likely.
-    Ok(bytes
-        .iter()
-        .filter(|b| **b < 248)
-        .take(len)
-        .map(|b| ALPHABET[(*b % 62) as usize] as char)
-        .collect())
+    pgherd_controller::pki::generate_password(len)
+        .map_err(|e| LocalError::io("cannot read", "/dev/urandom", e))
 }
 
 /// Store a Secret, turning `stringData` into `data`.

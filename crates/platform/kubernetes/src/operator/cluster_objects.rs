@@ -1,0 +1,115 @@
+//! The Cluster's objects besides its instances: Services (`-rw`, `-ro`, `-r`, managed ones),
+//! PodDisruptionBudgets, ServiceAccount, Role and RoleBinding, server-side applied with the
+//! operator's field manager. Applied when they change, and once a minute in case someone
+//! edited or deleted one.
+
+use super::{OperatorError, FIELD_MANAGER};
+use crate::{pdb, rbac, service};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, Resource};
+use pgherd_api::Cluster;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+
+/// How often unchanged objects are applied again.
+const REAPPLY_EVERY: Duration = Duration::from_secs(60);
+
+/// What was last applied, and when.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    digest: Vec<u8>,
+    at: Option<Instant>,
+}
+
+async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<(), OperatorError>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Everything to apply, built from the Cluster.
+struct Objects {
+    services: Vec<Service>,
+    budgets: Vec<PodDisruptionBudget>,
+    account: Option<ServiceAccount>,
+    role: Role,
+    binding: RoleBinding,
+}
+
+fn build(cluster: &Cluster) -> Result<Objects, OperatorError> {
+    let mut services = service::default_services(cluster)?;
+    services.extend(
+        service::additional_services(cluster)?
+            .into_iter()
+            .map(|m| m.service),
+    );
+    let (account, role, binding) = rbac::cluster_rbac(cluster)?;
+    Ok(Objects {
+        services,
+        budgets: pdb::pod_disruption_budgets(cluster)?,
+        account,
+        role,
+        binding,
+    })
+}
+
+fn digest(objects: &Objects) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    let mut add = |value: serde_json::Result<Vec<u8>>| hasher.update(value.unwrap_or_default());
+    for s in &objects.services {
+        add(serde_json::to_vec(s));
+    }
+    for b in &objects.budgets {
+        add(serde_json::to_vec(b));
+    }
+    add(serde_json::to_vec(&objects.account));
+    add(serde_json::to_vec(&objects.role));
+    add(serde_json::to_vec(&objects.binding));
+    hasher.finalize().to_vec()
+}
+
+/// Apply the Cluster's objects if they changed (or a while passed).
+pub(crate) async fn apply(
+    client: &Client,
+    cluster: &Cluster,
+    applied: &mut Applied,
+) -> Result<(), OperatorError> {
+    let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
+    let objects = build(cluster)?;
+    let digest = digest(&objects);
+    if applied.digest == digest && applied.at.is_some_and(|t| t.elapsed() < REAPPLY_EVERY) {
+        return Ok(());
+    }
+    if let Some(account) = &objects.account {
+        apply_one(client, namespace, account).await?;
+    }
+    apply_one(client, namespace, &objects.role).await?;
+    apply_one(client, namespace, &objects.binding).await?;
+    for s in &objects.services {
+        apply_one(client, namespace, s).await?;
+    }
+    for b in &objects.budgets {
+        apply_one(client, namespace, b).await?;
+    }
+    applied.digest = digest;
+    applied.at = Some(Instant::now());
+    Ok(())
+}

@@ -1,0 +1,542 @@
+//! The controller's pass on Kubernetes: the [`Platform`] the local platform also implements.
+//! Observing is listing the Cluster's PVCs and Pods and asking each running manager for its
+//! report (which renews a primary's lease); applying is creating missing PVCs and Pods,
+//! pushing each manager its spec over the instance protocol and labelling the pods so the
+//! Services follow the roles; fencing is deleting a pod at once.
+
+use super::pods::{self, InstanceObjects};
+use super::ClusterRuntime;
+use super::OperatorError;
+use crate::pod::{
+    APP_PASSWORD_FILE, CERTIFICATES_MOUNT, PGDATA, POSTGRES_PORT, STATUS_PORT,
+    SUPERUSER_PASSWORD_FILE,
+};
+use crate::{labels, OperatorSettings};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use pgherd_api::Cluster;
+use pgherd_controller::cluster_status::ConditionInput;
+use pgherd_controller::instance_spec::{Address, Placement, SpecContext};
+use pgherd_controller::plan::{fenced_instances, DataSource, Observation, ObservedInstance, Plan};
+use pgherd_controller::reconcile::{Observed, Platform};
+use pgherd_instance_manager::status_client::{self, ClientTls};
+use pgherd_instance_protocol::{
+    Bootstrap, CertificatePaths, DesiredRole, InstanceStatus, LeaseToken,
+    PasswordSource, Role,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// How long the operator waits for a manager (across the pod network).
+const MANAGER_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// The annotation `kubectl cnpg restart` (and `kubectl rollout restart`-style tools) set on the
+/// Cluster: a new value rolls every instance.
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
+/// Where an instance's files are, as its manager sees them inside the pod.
+fn placement() -> Placement {
+    Placement {
+        pgdata: PGDATA.into(),
+        socket_dir: "/controller/run".into(),
+        log_dir: "/controller/log".into(),
+    }
+}
+
+fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
+    instance
+        .strip_prefix(cluster)?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
+
+/// One pass over one Cluster.
+pub(crate) struct KubePass<'a> {
+    client: Client,
+    cluster: &'a Cluster,
+    namespace: String,
+    name: String,
+    settings: &'a OperatorSettings,
+    runtime: &'a mut ClusterRuntime,
+    controller: ClientTls,
+    lease_token: LeaseToken,
+    instances: BTreeMap<String, InstanceObjects>,
+    reports: BTreeMap<String, InstanceStatus>,
+    conditions: Vec<ConditionInput>,
+}
+
+impl<'a> KubePass<'a> {
+    pub(crate) fn new(
+        client: Client,
+        cluster: &'a Cluster,
+        settings: &'a OperatorSettings,
+        runtime: &'a mut ClusterRuntime,
+        controller: ClientTls,
+        lease_token: LeaseToken,
+    ) -> Self {
+        KubePass {
+            client,
+            namespace: cluster
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            name: cluster.metadata.name.clone().unwrap_or_default(),
+            cluster,
+            settings,
+            runtime,
+            controller,
+            lease_token,
+            instances: BTreeMap::new(),
+            reports: BTreeMap::new(),
+            conditions: Vec::new(),
+        }
+    }
+
+    /// Each instance's pod address (for the Cluster's status).
+    pub(crate) fn pod_addresses(&self) -> BTreeMap<String, String> {
+        self.instances
+            .iter()
+            .filter_map(|(name, i)| i.pod_ip().map(|ip| (name.clone(), ip)))
+            .collect()
+    }
+
+    /// Conditions this platform adds to the status.
+    pub(crate) fn conditions(&self) -> Vec<ConditionInput> {
+        self.conditions.clone()
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn claims(&self) -> Api<PersistentVolumeClaim> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn addresses(&self) -> BTreeMap<String, Address> {
+        self.pod_addresses()
+            .into_iter()
+            .map(|(name, host)| {
+                (
+                    name,
+                    Address {
+                        host,
+                        port: POSTGRES_PORT as u16,
+                        status_port: STATUS_PORT as u16,
+                        metrics_port: crate::pod::METRICS_PORT as u16,
+                        socket_dir: None,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Its PostgreSQL provably accepts no write: nothing of the instance runs, or its manager
+    /// reports it stopped under a spec that keeps it stopped.
+    fn stopped(&self, name: &str, objects: &InstanceObjects) -> bool {
+        if objects.nothing_runs() {
+            return true;
+        }
+        match (self.reports.get(name), self.runtime.pushed.get(name)) {
+            (Some(s), Some(spec)) => {
+                s.role == Role::Down
+                    && s.applied_generation >= spec.generation
+                    && (spec.fenced
+                        || (spec.role == DesiredRole::Replica && spec.primary.is_none()))
+            }
+            _ => false,
+        }
+    }
+
+    fn bootstrap(&self, data_source: DataSource) -> Result<Bootstrap, OperatorError> {
+        Ok(match data_source {
+            DataSource::Clone => Bootstrap::Clone,
+            DataSource::Initdb => {
+                let initdb = self
+                    .cluster
+                    .spec
+                    .bootstrap
+                    .as_ref()
+                    .and_then(|b| b.initdb.clone())
+                    .unwrap_or_default();
+                let (database, owner, _) =
+                    pgherd_controller::instance_spec::application(self.cluster);
+                Bootstrap::Initdb {
+                    initdb_args: pgherd_instance_manager::InitDbOptions::from_spec(&initdb)
+                        .args()
+                        .map_err(|e| OperatorError::Invalid(e.to_string()))?,
+                    database,
+                    owner,
+                    owner_password_file: Some(APP_PASSWORD_FILE.into()),
+                    post_init_sql: initdb.post_init_sql.unwrap_or_default(),
+                    post_init_template_sql: initdb.post_init_template_sql.unwrap_or_default(),
+                    post_init_application_sql: initdb
+                        .post_init_application_sql
+                        .unwrap_or_default(),
+                }
+            }
+        })
+    }
+
+    /// Create the instance's PVCs that are missing.
+    async fn ensure_claims(&self, serial: u32) -> Result<(), OperatorError> {
+        let instance = crate::names::instance_name(&self.name, serial);
+        let have = self
+            .instances
+            .get(&instance)
+            .map(|i| i.claims.clone())
+            .unwrap_or_default();
+        for claim in crate::pvc::instance_pvcs(self.cluster, serial, crate::pvc::PvcStatus::Ready)?
+        {
+            let name = claim.metadata.name.clone().unwrap_or_default();
+            if have.contains(&name) {
+                continue;
+            }
+            match self.claims().create(&PostParams::default(), &claim).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_pod(&self, serial: u32) -> Result<(), OperatorError> {
+        let pod = crate::pod::instance_pod(self.cluster, self.settings, serial, None)?;
+        match self.pods().create(&PostParams::default(), &pod).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The role label `instance` should carry now: primary only once it reports being one
+    /// (so `-rw` never points at an instance still promoting, or at one being demoted).
+    fn role_label(&self, instance: &str, plan: &Plan) -> &'static str {
+        let planned_primary = plan
+            .instances
+            .iter()
+            .any(|i| i.name == instance && i.role == DesiredRole::Primary);
+        let reports_primary = self.reports.get(instance).is_some_and(|s| s.is_primary);
+        if planned_primary && reports_primary {
+            crate::labels::InstanceRole::Primary.as_str()
+        } else {
+            crate::labels::InstanceRole::Replica.as_str()
+        }
+    }
+
+    async fn label(&self, instance: &str, role: &str) -> Result<(), OperatorError> {
+        let current = self.instances.get(instance).and_then(|i| {
+            Some((
+                i.label(labels::INSTANCE_ROLE)?,
+                i.label(labels::LEGACY_ROLE)?,
+            ))
+        });
+        if current.as_ref().is_some_and(|(a, b)| a == role && b == role) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "metadata": {"labels": {labels::INSTANCE_ROLE: role, labels::LEGACY_ROLE: role}}
+        });
+        self.pods()
+            .patch(instance, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+}
+
+impl Platform for KubePass<'_> {
+    type Error = OperatorError;
+
+    async fn observe(&mut self, cluster: &Cluster) -> Result<Observed, OperatorError> {
+        self.instances = pods::list(&self.client, &self.namespace, &self.name).await?;
+        let mut asks = tokio::task::JoinSet::new();
+        for (name, objects) in &self.instances {
+            if let Some(ip) = objects.pod_ip() {
+                let (name, tls, token) =
+                    (name.clone(), self.controller.clone(), self.lease_token.clone());
+                asks.spawn(async move {
+                    let report = status_client::fetch(
+                        &ip,
+                        STATUS_PORT as u16,
+                        &tls,
+                        Some(&token),
+                        MANAGER_TIMEOUT,
+                    )
+                    .await;
+                    (name, report)
+                });
+            }
+        }
+        self.reports.clear();
+        while let Some(answer) = asks.join_next().await {
+            if let Ok((name, Some(report))) = answer {
+                self.reports.insert(name, report);
+            }
+        }
+        let previous = cluster.status.as_ref();
+        let current = previous.and_then(|s| s.current_primary.clone());
+        let stored_target = previous.and_then(|s| s.target_primary.clone());
+        // A target the operator did not write is a user's switchover request.
+        let request = match (&stored_target, &current) {
+            (Some(t), Some(c)) if t != c && self.runtime.written_target.as_ref() != Some(t) => {
+                Some(t.clone())
+            }
+            _ => None,
+        };
+        let target = if request.is_some() {
+            current.clone()
+        } else {
+            stored_target.clone()
+        };
+        let fenced = fenced_instances(cluster);
+        let now = Instant::now();
+        let mut observation = Observation {
+            latest_serial: previous
+                .and_then(|s| s.latest_generated_node)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            current_primary: current.or(target.clone()),
+            target_primary: target,
+            promote_request: request,
+            instances: Vec::new(),
+            restart_token: cluster
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(RESTARTED_AT))
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let mut not_running = BTreeSet::new();
+        for (name, objects) in &self.instances {
+            let Some(serial) = serial_of(&self.name, name) else {
+                continue;
+            };
+            observation.latest_serial = observation.latest_serial.max(serial);
+            if objects.pod.is_none() {
+                not_running.insert(name.clone());
+            }
+            let status = self.reports.get(name).cloned();
+            let healthy = status.as_ref().is_some_and(|s| {
+                s.role != Role::Down && !s.disk_full && pgherd_controller::ha::is_fresh(s)
+            });
+            let unhealthy_for = if healthy {
+                self.runtime.unhealthy_since.remove(name);
+                None
+            } else {
+                Some(now.duration_since(
+                    *self
+                        .runtime
+                        .unhealthy_since
+                        .entry(name.clone())
+                        .or_insert(now),
+                ))
+            };
+            let pushed = self.runtime.pushed.get(name);
+            observation.instances.push(ObservedInstance {
+                serial,
+                name: name.clone(),
+                dead: objects.nothing_runs(),
+                stopped: self.stopped(name, objects),
+                fenced: fenced.iter().any(|f| f == "*" || f == name),
+                // What it was told: remembered, else what its label says (operator restart).
+                told_primary: match pushed {
+                    Some(spec) => spec.role == DesiredRole::Primary,
+                    None => {
+                        objects.label(labels::INSTANCE_ROLE).as_deref()
+                            == Some(crate::labels::InstanceRole::Primary.as_str())
+                    }
+                },
+                spec_restart_token: match pushed {
+                    Some(spec) => spec.restart_token.clone(),
+                    None => status
+                        .as_ref()
+                        .map(|s| s.restart_token.clone())
+                        .unwrap_or_default(),
+                },
+                status,
+                unhealthy_for,
+            });
+        }
+        self.runtime
+            .unhealthy_since
+            .retain(|name, _| self.instances.contains_key(name));
+        Ok(Observed {
+            observation,
+            not_running,
+            previous_phase: previous.and_then(|s| s.phase.clone()),
+            previous_primary: previous.and_then(|s| s.current_primary.clone()),
+        })
+    }
+
+    async fn clear_switchover_request(&mut self) -> Result<(), OperatorError> {
+        // The status written after this pass records the plan's target: the request is
+        // answered there.
+        Ok(())
+    }
+
+    async fn before_apply(&mut self, _plan: &Plan) {}
+
+    async fn fence(&mut self, instance: &str) {
+        // Deleting the pod at once stops its processes; its data stays.
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        if let Err(e) = self.pods().delete(instance, &params).await {
+            tracing::warn!("cannot delete pod {instance} to fence it: {e}");
+        }
+    }
+
+    async fn apply_instances(
+        &mut self,
+        cluster: &Cluster,
+        plan: &Plan,
+        starts: &BTreeSet<String>,
+    ) -> Result<BTreeMap<String, String>, OperatorError> {
+        let mut errors = BTreeMap::new();
+        for instance in &plan.instances {
+            let made = async {
+                self.ensure_claims(instance.serial).await?;
+                if starts.contains(&instance.name)
+                    && self
+                        .instances
+                        .get(&instance.name)
+                        .is_none_or(|i| i.pod.is_none())
+                {
+                    self.create_pod(instance.serial).await?;
+                }
+                Ok::<_, OperatorError>(())
+            }
+            .await;
+            if let Err(e) = made {
+                errors.insert(instance.name.clone(), e.to_string());
+            }
+        }
+        let major = cluster.major_version().map_or(0, |m| m.0);
+        let addresses = self.addresses();
+        let context = SpecContext {
+            cluster,
+            plan,
+            bin_dir: format!("/usr/lib/postgresql/{major}/bin").into(),
+            major,
+            os_user: "postgres".into(),
+            certificates: CertificatePaths::in_dir(CERTIFICATES_MOUNT.as_ref()),
+            roles: Vec::new(),
+            databases: Vec::new(),
+            publications: Vec::new(),
+            subscriptions: Vec::new(),
+            monitoring: Default::default(),
+            addresses: &addresses,
+            wal_store: None,
+            lease_token: Some(self.lease_token.clone()),
+            superuser_password: if cluster.spec.enable_superuser_access == Some(true) {
+                PasswordSource::File {
+                    path: SUPERUSER_PASSWORD_FILE.into(),
+                }
+            } else {
+                PasswordSource::Disabled
+            },
+            pooler_auth: false,
+        };
+        let mut pushes = tokio::task::JoinSet::new();
+        for instance in &plan.instances {
+            let Some(host) = addresses.get(&instance.name).map(|a| a.host.clone()) else {
+                continue;
+            };
+            let bootstrap = match self.bootstrap(instance.data_source) {
+                Ok(b) => b,
+                Err(e) => {
+                    errors.insert(instance.name.clone(), e.to_string());
+                    continue;
+                }
+            };
+            let Some(mut spec) = context.instance_spec(instance, &placement(), bootstrap) else {
+                continue;
+            };
+            let applied = self
+                .reports
+                .get(&instance.name)
+                .map_or(0, |s| s.applied_generation);
+            let previous = self.runtime.pushed.get(&instance.name);
+            let unchanged = previous.is_some_and(|p| {
+                let mut p = p.clone();
+                p.generation = 0;
+                p == spec
+            });
+            spec.generation = match previous {
+                Some(p) if unchanged => p.generation,
+                Some(p) => p.generation.max(applied) + 1,
+                None => applied + 1,
+            };
+            let delivered = unchanged && applied >= spec.generation;
+            self.runtime
+                .pushed
+                .insert(instance.name.clone(), spec.clone());
+            if !delivered {
+                let tls = self.controller.clone();
+                pushes.spawn(async move {
+                    let result = status_client::push_spec(
+                        &host,
+                        STATUS_PORT as u16,
+                        &tls,
+                        &spec,
+                        MANAGER_TIMEOUT,
+                    )
+                    .await;
+                    (spec.name.clone(), result)
+                });
+            }
+        }
+        while let Some(done) = pushes.join_next().await {
+            if let Ok((name, Err(e))) = done {
+                // Not delivered: forget it, so the next pass sends it again.
+                self.runtime.pushed.remove(&name);
+                tracing::debug!("{name}: spec not delivered: {e}");
+            }
+        }
+        for instance in &plan.instances {
+            if self
+                .instances
+                .get(&instance.name)
+                .is_some_and(|i| i.pod_ip().is_some())
+            {
+                let role = self.role_label(&instance.name, plan);
+                if let Err(e) = self.label(&instance.name, role).await {
+                    errors.insert(instance.name.clone(), e.to_string());
+                }
+            }
+        }
+        self.runtime
+            .pushed
+            .retain(|name, _| self.instances.contains_key(name));
+        Ok(errors)
+    }
+
+    async fn remove_instances(&mut self, instances: &[String]) {
+        for instance in instances {
+            let claims = self
+                .instances
+                .get(instance)
+                .map(|i| i.claims.clone())
+                .unwrap_or_default();
+            if let Err(e) = self.pods().delete(instance, &DeleteParams::default()).await {
+                if !matches!(&e, kube::Error::Api(r) if r.code == 404) {
+                    tracing::warn!("cannot delete pod {instance}: {e}");
+                }
+            }
+            for claim in claims {
+                if let Err(e) = self.claims().delete(&claim, &DeleteParams::default()).await {
+                    if !matches!(&e, kube::Error::Api(r) if r.code == 404) {
+                        tracing::warn!("cannot delete PVC {claim}: {e}");
+                    }
+                }
+            }
+            self.runtime.pushed.remove(instance);
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The operator: a kube-runtime controller over Clusters (woken by the Pods they own, and
+//! every [`PASS_INTERVAL`] to renew the primaries' leases). Each reconcile of a Cluster:
+//!
+//! 1. its Secrets (`-ca`, `-server`, `-replication`, `-app`, `-superuser`): made once, never
+//!    overwritten ([`credentials`]);
+//! 2. its Services, PodDisruptionBudgets, ServiceAccount, Role and RoleBinding, server-side
+//!    applied with the operator's field manager ([`cluster_objects`]);
+//! 3. the controller's pass (`pgherd_controller::reconcile::pass`) over [`kube_pass::KubePass`]:
+//!    the same ordering and safety rules as the local platform;
+//! 4. `Cluster.status` in CloudNativePG's shape ([`status`]).
+//!
+//! One reconcile per Cluster at a time (kube-runtime's guarantee); Clusters reconcile
+//! concurrently, so one cluster's slow API calls or unreachable instances never delay another's
+//! failover.
+
+mod cluster_objects;
+mod credentials;
+mod kube_pass;
+mod pods;
+mod status;
+
+use crate::OperatorSettings;
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use pgherd_api::Cluster;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use credentials::lease_token;
+
+/// How often a Cluster is reconciled when nothing wakes it: well within the primary's lease
+/// (`pgherd_controller::ha::PRIMARY_LEASE`), which each pass renews.
+pub const PASS_INTERVAL: Duration = Duration::from_millis(1000);
+
+/// The operator's field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "pgherd-operator";
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error(transparent)]
+    Build(#[from] crate::BuildError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("certificates: {0}")]
+    Pki(#[from] pgherd_controller::pki::PkiError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the operator remembers about one Cluster between passes (lost on restart: each item
+/// is rebuilt from the API and the instances).
+#[derive(Default)]
+pub(crate) struct ClusterRuntime {
+    /// Since when each instance has been unhealthy.
+    pub(crate) unhealthy_since: BTreeMap<String, Instant>,
+    /// The spec last given to each instance, with its generation.
+    pub(crate) pushed: BTreeMap<String, pgherd_instance_protocol::InstanceSpec>,
+    /// The target primary the operator last wrote to status (a different one there is a
+    /// user's switchover request: `kubectl cnpg promote`).
+    pub(crate) written_target: Option<String>,
+    /// The controller's client certificate, for the CA that issued it.
+    pub(crate) controller: Option<credentials::ControllerIdentity>,
+    /// The Cluster's other objects as last applied.
+    pub(crate) objects: cluster_objects::Applied,
+}
+
+/// The operator's shared state.
+pub struct Operator {
+    client: Client,
+    settings: OperatorSettings,
+    clusters: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<ClusterRuntime>>>>,
+}
+
+impl std::fmt::Debug for Operator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operator")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Operator {
+    pub fn new(client: Client, settings: OperatorSettings) -> Self {
+        Operator {
+            client,
+            settings,
+            clusters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn runtime(&self, key: &(String, String)) -> Arc<tokio::sync::Mutex<ClusterRuntime>> {
+        let mut clusters = self
+            .clusters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clusters.entry(key.clone()).or_default().clone()
+    }
+
+    fn forget(&self, key: &(String, String)) {
+        self.clusters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// A client for the API server the environment names: `KUBECONFIG` (or `~/.kube/config`), else
+/// the pod's service account.
+pub async fn connect() -> Result<Client, OperatorError> {
+    // One TLS provider for the process (the workspace's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Ok(Client::try_default().await?)
+}
+
+/// Run the operator until SIGTERM/ctrl-c.
+pub async fn run(client: Client, settings: OperatorSettings) {
+    let operator = Arc::new(Operator::new(client.clone(), settings));
+    let clusters = Api::<Cluster>::all(client.clone());
+    let pods = Api::<Pod>::all(client);
+    Controller::new(clusters, watcher::Config::default())
+        .owns(
+            pods,
+            watcher::Config::default().labels(crate::labels::CLUSTER),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, operator)
+        .for_each(|outcome| async move {
+            if let Err(e) = outcome {
+                tracing::debug!("reconcile: {e}");
+            }
+        })
+        .await;
+}
+
+fn key_of(cluster: &Cluster) -> (String, String) {
+    (
+        cluster
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        cluster.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+async fn reconcile(cluster: Arc<Cluster>, operator: Arc<Operator>) -> Result<Action, OperatorError> {
+    let key = key_of(&cluster);
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // Everything it made is owned by it: the garbage collector removes it.
+        operator.forget(&key);
+        return Ok(Action::await_change());
+    }
+    let runtime = operator.runtime(&key);
+    let mut runtime = runtime.lock().await;
+    let span = tracing::info_span!("cluster", name = %format!("{}/{}", key.0, key.1));
+    use tracing::Instrument as _;
+    async {
+        let result = reconcile_cluster(&cluster, &operator, &mut runtime).await;
+        if let Err(e) = &result {
+            tracing::warn!("{e}");
+            // Said where `kubectl get cluster` and `kubectl cnpg status` show it.
+            let _ = status::write_error(&operator.client, &cluster, &e.to_string()).await;
+        }
+        result
+    }
+    .instrument(span)
+    .await?;
+    Ok(Action::requeue(PASS_INTERVAL))
+}
+
+async fn reconcile_cluster(
+    cluster: &Cluster,
+    operator: &Operator,
+    runtime: &mut ClusterRuntime,
+) -> Result<(), OperatorError> {
+    let client = &operator.client;
+    let cluster = &checked(cluster)?;
+    let credentials = credentials::ensure(client, cluster, &operator.settings).await?;
+    cluster_objects::apply(client, cluster, &mut runtime.objects).await?;
+    let controller = credentials::controller_identity(runtime, &credentials)?;
+    let mut platform = kube_pass::KubePass::new(
+        client.clone(),
+        cluster,
+        &operator.settings,
+        runtime,
+        controller,
+        credentials.lease_token.clone(),
+    );
+    let outcome = pgherd_controller::reconcile::pass(&mut platform, cluster).await?;
+    let addresses = platform.pod_addresses();
+    let conditions = platform.conditions();
+    drop(platform);
+    runtime.written_target = outcome.plan.target_primary.clone();
+    status::write(client, cluster, &outcome, &addresses, conditions).await?;
+    Ok(())
+}
+
+/// `cluster` with its defaults, if it is valid and pgherd runs everything it asks for on
+/// Kubernetes; else every problem, each with its field path.
+fn checked(cluster: &Cluster) -> Result<Cluster, OperatorError> {
+    use pgherd_api::defaults::Defaults as _;
+    let mut cluster = cluster.clone();
+    cluster.apply_defaults();
+    let context = pgherd_api::validate::Context {
+        namespace: cluster.metadata.namespace.clone(),
+        ..Default::default()
+    };
+    let mut problems: Vec<String> = pgherd_api::validate::validate_cluster(&cluster, &context)
+        .into_iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    problems.extend(unsupported(&cluster));
+    if problems.is_empty() {
+        Ok(cluster)
+    } else {
+        Err(OperatorError::Invalid(problems.join("; ")))
+    }
+}
+
+/// What the Kubernetes platform does not run yet: refused, never accepted and ignored.
+fn unsupported(cluster: &Cluster) -> Vec<String> {
+    let spec = &cluster.spec;
+    let bootstrap = spec.bootstrap.as_ref();
+    let mut out = Vec::new();
+    let mut refuse = |field: &str, what: &str| {
+        out.push(format!(
+            "{field}: {what} is not supported by pgherd's Kubernetes operator yet (the local platform runs it: pgherd local up -f FILE)"
+        ));
+    };
+    if spec.backup.is_some() {
+        refuse("spec.backup", "WAL archiving and base backups");
+    }
+    if spec.plugins.as_ref().is_some_and(|p| !p.is_empty()) {
+        refuse("spec.plugins", "CNPG-I plugins (barman-cloud)");
+    }
+    if bootstrap.is_some_and(|b| b.recovery.is_some()) {
+        refuse("spec.bootstrap.recovery", "recovery from a backup");
+    }
+    if bootstrap.is_some_and(|b| b.pg_basebackup.is_some()) {
+        refuse("spec.bootstrap.pg_basebackup", "cloning another cluster");
+    }
+    if cluster.is_replica() {
+        refuse("spec.replica", "replica clusters");
+    }
+    if spec.managed.as_ref().is_some_and(|m| m.roles.as_ref().is_some_and(|r| !r.is_empty())) {
+        refuse("spec.managed.roles", "managed roles");
+    }
+    if spec.wal_storage.is_some() {
+        refuse("spec.walStorage", "a separate WAL volume");
+    }
+    if spec.tablespaces.as_ref().is_some_and(|t| !t.is_empty()) {
+        refuse("spec.tablespaces", "tablespaces");
+    }
+    if let Some(c) = &spec.certificates {
+        if c.server_tls_secret.is_some()
+            || c.server_ca_secret.is_some()
+            || c.client_ca_secret.is_some()
+            || c.replication_tls_secret.is_some()
+        {
+            refuse("spec.certificates", "user-provided certificates");
+        }
+    }
+    let initdb = bootstrap.and_then(|b| b.initdb.as_ref());
+    if initdb.is_some_and(|i| {
+        i.post_init_sql_refs.is_some()
+            || i.post_init_template_sql_refs.is_some()
+            || i.post_init_application_sql_refs.is_some()
+    }) {
+        refuse("spec.bootstrap.initdb", "postInit*SQLRefs (SQL from Secrets and ConfigMaps)");
+    }
+    out
+}
+
+fn error_policy(_cluster: Arc<Cluster>, _error: &OperatorError, _operator: Arc<Operator>) -> Action {
+    Action::requeue(PASS_INTERVAL)
+}

@@ -1,0 +1,79 @@
+//! `Cluster.status` in CloudNativePG's shape (the controller's builder), written through the
+//! status subresource with a merge patch when it changed.
+
+use super::OperatorError;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use pgherd_api::Cluster;
+use pgherd_controller::cluster_status::{cluster_status, ConditionInput, StatusInput};
+use pgherd_controller::reconcile::PassOutcome;
+use std::collections::BTreeMap;
+
+fn api(client: &Client, cluster: &Cluster) -> Api<Cluster> {
+    Api::namespaced(
+        client.clone(),
+        cluster.metadata.namespace.as_deref().unwrap_or("default"),
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Write the status of the pass.
+pub(crate) async fn write(
+    client: &Client,
+    cluster: &Cluster,
+    outcome: &PassOutcome,
+    addresses: &BTreeMap<String, String>,
+    conditions: Vec<ConditionInput>,
+) -> Result<(), OperatorError> {
+    let status = cluster_status(&StatusInput {
+        cluster,
+        plan: &outcome.plan,
+        observed: &outcome.observation,
+        previous: cluster.status.as_ref(),
+        now: now(),
+        addresses,
+        conditions,
+    });
+    if cluster.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({ "status": status });
+    api(client, cluster)
+        .patch_status(
+            cluster.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Say why the Cluster cannot be reconciled (`kubectl get cluster` shows the phase and
+/// `kubectl cnpg status` the reason).
+pub(crate) async fn write_error(
+    client: &Client,
+    cluster: &Cluster,
+    message: &str,
+) -> Result<(), OperatorError> {
+    let phase = "Cluster cannot be reconciled";
+    let current = cluster.status.as_ref();
+    if current.and_then(|s| s.phase.as_deref()) == Some(phase)
+        && current.and_then(|s| s.phase_reason.as_deref()) == Some(message)
+    {
+        return Ok(());
+    }
+    let patch = serde_json::json!({ "status": { "phase": phase, "phaseReason": message } });
+    api(client, cluster)
+        .patch_status(
+            cluster.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
