@@ -180,3 +180,23 @@ def test_checker_rejects_a_broken_object():
     errors = crdcheck._format_errors(validator.iter_errors(broken))
     assert any("port" in e and "integer" in e for e in errors), errors
     assert any("selectorr" in e for e in errors), errors
+
+
+RELEASE = crdcheck.REPO_ROOT / "deploy" / "pgherd.yaml"
+RELEASE_DOCS = [
+    d for d in crdcheck.load_yaml_documents(RELEASE)
+    if d is not None and d.get("kind") != "CustomResourceDefinition"
+]
+
+
+@pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+@pytest.mark.parametrize("doc", RELEASE_DOCS, ids=[f"{d['kind']}/{d['metadata']['name']}" for d in RELEASE_DOCS])
+def test_release_manifest_matches_official_openapi_schema(doc, k8s_version):
+    """deploy/pgherd.yaml (`pgherd manifests`) besides its CRDs (checked by test_crds)."""
+    schema = crdcheck.official_schema(doc["kind"], doc["apiVersion"], k8s_version)
+    validator = jsonschema.Draft202012Validator(schema, registry=crdcheck._registry(k8s_version, True))
+    errors = crdcheck._format_errors(validator.iter_errors(doc))
+    assert not errors, _fmt(errors)
+    if doc["kind"] == "Deployment":
+        template = doc["spec"]["template"]
+        assert doc["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()

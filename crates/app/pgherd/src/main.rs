@@ -45,6 +45,12 @@ enum Command {
         /// Where to copy the binary (created with mode 0755, replacing what is there).
         dest: std::path::PathBuf,
     },
+    /// Print the operator's release manifest (apply with `kubectl apply --server-side -f -`).
+    Manifests {
+        /// The operator image (default: this build's).
+        #[arg(long)]
+        image: Option<String>,
+    },
     /// Run the Kubernetes operator (in its pod, or anywhere with a kubeconfig).
     Operator {
         #[command(flatten)]
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         Command::Local { options, command } => commands::local::run(&options, command),
         Command::Pooler { command } => commands::pooler::run(command),
         Command::Bootstrap { dest } => commands::bootstrap::run(&dest),
+        Command::Manifests { image } => commands::manifests::run(image),
         Command::Operator { options } => commands::operator::run(options),
     };
     match result {

@@ -123,6 +123,26 @@ fn crds_output_matches_the_committed_file() {
 }
 
 #[test]
+fn release_manifest_matches_the_committed_file() {
+    let out = pgherd(&["manifests"]);
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(repo_root().join("deploy/pgherd.yaml"))
+        .expect("deploy/pgherd.yaml is committed");
+    assert!(
+        stdout(&out) == committed,
+        "deploy/pgherd.yaml is out of date: run `cargo run -q -p pgherd -- manifests > deploy/pgherd.yaml`"
+    );
+    // CloudNativePG's names, which the seeds' runbooks use.
+    for name in [
+        "name: cnpg-system",
+        "name: cnpg-controller-manager",
+        "app.kubernetes.io/name: cloudnative-pg",
+    ] {
+        assert!(committed.contains(name), "{name} missing");
+    }
+}
+
+#[test]
 fn a_bad_label_or_secret_value_does_not_hide_other_errors() {
     let manifest = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ndata:\n  k: \"%%%\"\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: c\n  labels:\n    a: 1\nspec:\n  storage:\n    size: 1Gi\n  postgresql:\n    parameters:\n      max_connections: 200\n      port: \"5433\"\n    pg_hba:\n      - host all all 10.0.0.0/33 md5\n";
     let (code, text) = validate_stdin(manifest);

@@ -146,6 +146,27 @@ pub fn client_certificate(ca: &PemPair, user: &str, days: i64) -> Result<PemPair
     client_pair(user, days, &issuer)
 }
 
+/// A random password of `len` characters from `[A-Za-z0-9]` (from `/dev/urandom`).
+pub fn generate_password(len: usize) -> std::io::Result<String> {
+    use std::io::Read;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(len);
+    let mut random = std::fs::File::open("/dev/urandom")?;
+    while out.len() < len {
+        let mut bytes = vec![0u8; len * 2];
+        random.read_exact(&mut bytes)?;
+        // 248 = 62 * 4: bytes above it are dropped so every character is equally likely.
+        out.extend(
+            bytes
+                .iter()
+                .filter(|b| **b < 248)
+                .take(len - out.len())
+                .map(|b| ALPHABET[usize::from(*b % 62)] as char),
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,25 +189,4 @@ mod tests {
         assert!(pooler.cert.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_ne!(pooler.cert, pki.replication.cert);
     }
-}
-
-/// A random password of `len` characters from `[A-Za-z0-9]` (from `/dev/urandom`).
-pub fn generate_password(len: usize) -> std::io::Result<String> {
-    use std::io::Read;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(len);
-    let mut random = std::fs::File::open("/dev/urandom")?;
-    while out.len() < len {
-        let mut bytes = vec![0u8; len * 2];
-        random.read_exact(&mut bytes)?;
-        // 248 = 62 * 4: bytes above it are dropped so every character is equally likely.
-        out.extend(
-            bytes
-                .iter()
-                .filter(|b| **b < 248)
-                .take(len - out.len())
-                .map(|b| ALPHABET[usize::from(*b % 62)] as char),
-        );
-    }
-    Ok(out)
 }

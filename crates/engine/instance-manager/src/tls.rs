@@ -109,12 +109,10 @@ fn client_trusting_roots(
     rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
     InstanceError,
 > {
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider(),
-    )
-    .build()
-    .map_err(|e| InstanceError::Tls(e.to_string()))?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| InstanceError::Tls(e.to_string()))?;
     Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| InstanceError::Tls(e.to_string()))?
@@ -152,8 +150,8 @@ pub fn client_config_from_pem(
     let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad("the client certificate", e))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| bad("the client key", e))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad("the client key", e))?;
     client_trusting_roots(roots)?
         .with_client_auth_cert(chain, key)
         .map_err(|e| InstanceError::Tls(e.to_string()))

@@ -15,6 +15,7 @@
 
 mod affinity;
 pub mod error;
+pub mod install;
 pub mod labels;
 pub mod monitor;
 pub mod names;

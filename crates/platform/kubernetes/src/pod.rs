@@ -274,7 +274,11 @@ fn credential_volumes(cluster: &Cluster, base: &Base) -> [Volume; 2] {
         PASSWORDS_VOLUME,
         vec![
             secret_projection(&app_secret, &[("password", "app.password")], true),
-            secret_projection(&superuser_secret, &[("password", "superuser.password")], true),
+            secret_projection(
+                &superuser_secret,
+                &[("password", "superuser.password")],
+                true,
+            ),
         ],
     );
     [certificates, passwords]

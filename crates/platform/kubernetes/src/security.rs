@@ -55,25 +55,25 @@ pub(crate) fn pod_security(base: &Base, cluster: &Cluster) -> Result<PodSecurity
     )
 }
 
+/// The container runtime's default seccomp profile.
+pub(crate) fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_string(),
+        localhost_profile: None,
+    }
+}
+
 pub(crate) fn seccomp(cluster: &Cluster) -> SeccompProfile {
     cluster
         .spec
         .seccomp_profile
         .clone()
-        .unwrap_or_else(|| SeccompProfile {
-            type_: "RuntimeDefault".to_string(),
-            localhost_profile: None,
-        })
+        .unwrap_or_else(runtime_default_seccomp)
 }
 
-/// The containers' security context: no capabilities, no privilege, read-only root, then the
-/// user's `securityContext` field by field.
-pub(crate) fn container_security(
-    base: &Base,
-    seccomp_profile: SeccompProfile,
-    user: Option<&SecurityContext>,
-) -> Result<SecurityContext> {
-    let generated = SecurityContext {
+/// No capabilities, no privilege, read-only root, not root (Kubernetes' restricted profile).
+pub(crate) fn restricted(seccomp_profile: SeccompProfile) -> SecurityContext {
+    SecurityContext {
         allow_privilege_escalation: Some(false),
         capabilities: Some(Capabilities {
             drop: Some(vec!["ALL".to_string()]),
@@ -84,6 +84,20 @@ pub(crate) fn container_security(
         run_as_non_root: Some(true),
         seccomp_profile: Some(seccomp_profile),
         ..SecurityContext::default()
-    };
-    overlay(base, "spec.securityContext", generated, user)
+    }
+}
+
+/// The containers' security context: no capabilities, no privilege, read-only root, then the
+/// user's `securityContext` field by field.
+pub(crate) fn container_security(
+    base: &Base,
+    seccomp_profile: SeccompProfile,
+    user: Option<&SecurityContext>,
+) -> Result<SecurityContext> {
+    overlay(
+        base,
+        "spec.securityContext",
+        restricted(seccomp_profile),
+        user,
+    )
 }

@@ -60,7 +60,6 @@ impl InstanceDirs {
 
 pub use pgherd_controller::instance_spec::application;
 
-
 /// Where new replicas get their data: `primary` (a copy of it, the default) or
 /// `object-store` (the latest backup, then the archived WAL, then streaming).
 pub const REPLICA_SOURCE_ANNOTATION: &str = "pgherd.io/replica-source";

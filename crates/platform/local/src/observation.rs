@@ -52,7 +52,6 @@ fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
         .ok()
 }
 
-
 /// Running as it should: a fresh report of a running PostgreSQL with room to write.
 fn healthy(status: Option<&InstanceStatus>) -> bool {
     status

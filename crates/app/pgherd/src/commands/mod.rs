@@ -35,6 +35,7 @@ pub mod instance;
 pub mod local;
 pub mod local_backup;
 pub mod local_ha;
+pub mod manifests;
 pub mod operator;
 pub mod pooler;
 pub mod validate;

@@ -11,7 +11,11 @@ pub struct OperatorOptions {
     #[arg(long, env = "OPERATOR_IMAGE_NAME")]
     image: Option<String>,
     /// The Kubernetes cluster's DNS domain.
-    #[arg(long, env = "KUBERNETES_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "KUBERNETES_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
     cluster_domain: String,
 }
 

@@ -22,8 +22,7 @@ use pgherd_controller::plan::{fenced_instances, DataSource, Observation, Observe
 use pgherd_controller::reconcile::{Observed, Platform};
 use pgherd_instance_manager::status_client::{self, ClientTls};
 use pgherd_instance_protocol::{
-    Bootstrap, CertificatePaths, DesiredRole, InstanceStatus, LeaseToken,
-    PasswordSource, Role,
+    Bootstrap, CertificatePaths, DesiredRole, InstanceStatus, LeaseToken, PasswordSource, Role,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -173,9 +172,7 @@ impl<'a> KubePass<'a> {
                     owner_password_file: Some(APP_PASSWORD_FILE.into()),
                     post_init_sql: initdb.post_init_sql.unwrap_or_default(),
                     post_init_template_sql: initdb.post_init_template_sql.unwrap_or_default(),
-                    post_init_application_sql: initdb
-                        .post_init_application_sql
-                        .unwrap_or_default(),
+                    post_init_application_sql: initdb.post_init_application_sql.unwrap_or_default(),
                 }
             }
         })
@@ -235,7 +232,10 @@ impl<'a> KubePass<'a> {
                 i.label(labels::LEGACY_ROLE)?,
             ))
         });
-        if current.as_ref().is_some_and(|(a, b)| a == role && b == role) {
+        if current
+            .as_ref()
+            .is_some_and(|(a, b)| a == role && b == role)
+        {
             return Ok(());
         }
         let patch = serde_json::json!({
@@ -256,8 +256,11 @@ impl Platform for KubePass<'_> {
         let mut asks = tokio::task::JoinSet::new();
         for (name, objects) in &self.instances {
             if let Some(ip) = objects.pod_ip() {
-                let (name, tls, token) =
-                    (name.clone(), self.controller.clone(), self.lease_token.clone());
+                let (name, tls, token) = (
+                    name.clone(),
+                    self.controller.clone(),
+                    self.lease_token.clone(),
+                );
                 asks.spawn(async move {
                     let report = status_client::fetch(
                         &ip,
@@ -328,13 +331,15 @@ impl Platform for KubePass<'_> {
                 self.runtime.unhealthy_since.remove(name);
                 None
             } else {
-                Some(now.duration_since(
-                    *self
-                        .runtime
-                        .unhealthy_since
-                        .entry(name.clone())
-                        .or_insert(now),
-                ))
+                Some(
+                    now.duration_since(
+                        *self
+                            .runtime
+                            .unhealthy_since
+                            .entry(name.clone())
+                            .or_insert(now),
+                    ),
+                )
             };
             let pushed = self.runtime.pushed.get(name);
             observation.instances.push(ObservedInstance {

@@ -71,11 +71,14 @@ pub(crate) struct ClusterRuntime {
     pub(crate) objects: cluster_objects::Applied,
 }
 
+/// A Cluster's namespace and name.
+type ClusterKey = (String, String);
+
 /// The operator's shared state.
 pub struct Operator {
     client: Client,
     settings: OperatorSettings,
-    clusters: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<ClusterRuntime>>>>,
+    clusters: Mutex<HashMap<ClusterKey, Arc<tokio::sync::Mutex<ClusterRuntime>>>>,
 }
 
 impl std::fmt::Debug for Operator {
@@ -95,7 +98,7 @@ impl Operator {
         }
     }
 
-    fn runtime(&self, key: &(String, String)) -> Arc<tokio::sync::Mutex<ClusterRuntime>> {
+    fn runtime(&self, key: &ClusterKey) -> Arc<tokio::sync::Mutex<ClusterRuntime>> {
         let mut clusters = self
             .clusters
             .lock()
@@ -103,7 +106,7 @@ impl Operator {
         clusters.entry(key.clone()).or_default().clone()
     }
 
-    fn forget(&self, key: &(String, String)) {
+    fn forget(&self, key: &ClusterKey) {
         self.clusters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -139,7 +142,7 @@ pub async fn run(client: Client, settings: OperatorSettings) {
         .await;
 }
 
-fn key_of(cluster: &Cluster) -> (String, String) {
+fn key_of(cluster: &Cluster) -> ClusterKey {
     (
         cluster
             .metadata
@@ -150,7 +153,10 @@ fn key_of(cluster: &Cluster) -> (String, String) {
     )
 }
 
-async fn reconcile(cluster: Arc<Cluster>, operator: Arc<Operator>) -> Result<Action, OperatorError> {
+async fn reconcile(
+    cluster: Arc<Cluster>,
+    operator: Arc<Operator>,
+) -> Result<Action, OperatorError> {
     let key = key_of(&cluster);
     if cluster.metadata.deletion_timestamp.is_some() {
         // Everything it made is owned by it: the garbage collector removes it.
@@ -250,7 +256,11 @@ fn unsupported(cluster: &Cluster) -> Vec<String> {
     if cluster.is_replica() {
         refuse("spec.replica", "replica clusters");
     }
-    if spec.managed.as_ref().is_some_and(|m| m.roles.as_ref().is_some_and(|r| !r.is_empty())) {
+    if spec
+        .managed
+        .as_ref()
+        .is_some_and(|m| m.roles.as_ref().is_some_and(|r| !r.is_empty()))
+    {
         refuse("spec.managed.roles", "managed roles");
     }
     if spec.wal_storage.is_some() {
@@ -274,11 +284,18 @@ fn unsupported(cluster: &Cluster) -> Vec<String> {
             || i.post_init_template_sql_refs.is_some()
             || i.post_init_application_sql_refs.is_some()
     }) {
-        refuse("spec.bootstrap.initdb", "postInit*SQLRefs (SQL from Secrets and ConfigMaps)");
+        refuse(
+            "spec.bootstrap.initdb",
+            "postInit*SQLRefs (SQL from Secrets and ConfigMaps)",
+        );
     }
     out
 }
 
-fn error_policy(_cluster: Arc<Cluster>, _error: &OperatorError, _operator: Arc<Operator>) -> Action {
+fn error_policy(
+    _cluster: Arc<Cluster>,
+    _error: &OperatorError,
+    _operator: Arc<Operator>,
+) -> Action {
     Action::requeue(PASS_INTERVAL)
 }
