@@ -1,0 +1,245 @@
+//! `pgherd operator` against kube-sim's API server, driven with the installed `kubectl` as a
+//! user would: the CRDs applied server-side, a Cluster applied, and the objects the operator
+//! makes read back (CloudNativePG's Secrets and keys, Services and selectors, PVC, the instance
+//! Pod taking its spec over the protocol), its status written through the status subresource,
+//! and a Cluster asking for what the Kubernetes platform does not run refused with the field.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod common;
+
+use common::repo_root;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+/// The API server, on its own runtime, for the test's lifetime.
+struct Sim {
+    _runtime: tokio::runtime::Runtime,
+    _running: pgherd_kube_sim::Running,
+    dir: tempfile::TempDir,
+}
+
+impl Sim {
+    fn start() -> Sim {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = pgherd_kube_sim::Config {
+            state_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let running = runtime.block_on(pgherd_kube_sim::start(config)).unwrap();
+        Sim {
+            _runtime: runtime,
+            _running: running,
+            dir,
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn kubectl_output(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("KUBECACHEDIR", self.dir.path().join("cache"))
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("kubectl runs (scripts/install.sh installs it)")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_output(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.kubectl_output(&all);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Poll `f` until it returns `Some` (or fail after `seconds`).
+    fn eventually<T>(&self, what: &str, seconds: u64, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+struct Operator(Child);
+
+impl Operator {
+    fn start(kubeconfig: &Path, log: &Path) -> Operator {
+        Operator(
+            Command::new(env!("CARGO_BIN_EXE_pgherd"))
+                .arg("operator")
+                .env("KUBECONFIG", kubeconfig)
+                .env("PGHERD_LOG", "info")
+                .stdout(std::fs::File::create(log).unwrap())
+                .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn str_at<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(serde_json::Value::as_str)
+}
+
+#[test]
+fn the_operator_makes_a_clusters_objects_and_status() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: kubectl is not installed (scripts/install.sh installs it)");
+        return;
+    }
+    let sim = Sim::start();
+    let crds = repo_root().join("deploy/crds");
+    sim.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
+    let log = sim.dir.path().join("operator.log");
+    let _operator = Operator::start(&sim.kubeconfig(), &log);
+
+    let manifest = sim.dir.path().join("cluster.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    initdb:\n      database: shop\n      owner: shopper\n",
+    )
+    .unwrap();
+    sim.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+
+    // The status, through the status subresource, in CloudNativePG's shape.
+    let status = sim.eventually("the Cluster's status", 60, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        (str_at(&c, "/status/phase") == Some("Setting up primary")).then_some(c)
+    });
+    assert_eq!(str_at(&status, "/status/targetPrimary"), Some("pg-1"));
+    assert_eq!(
+        status.pointer("/status/latestGeneratedNode"),
+        Some(&1.into())
+    );
+    assert_eq!(str_at(&status, "/status/writeService"), Some("pg-rw"));
+
+    // Secrets with CloudNativePG's names and keys; the application owner is the bootstrap's.
+    let app = sim.eventually("pg-app", 30, || sim.json(&["get", "secret", "pg-app"]));
+    for key in [
+        "username", "password", "dbname", "host", "port", "uri", "jdbc-uri",
+    ] {
+        assert!(
+            app.pointer(&format!("/data/{key}")).is_some(),
+            "pg-app has no {key}"
+        );
+    }
+    let username = str_at(&app, "/data/username").unwrap();
+    assert_eq!(
+        base64_decode(username),
+        "shopper",
+        "the owner named in bootstrap.initdb"
+    );
+    let ca = sim.json(&["get", "secret", "pg-ca"]).unwrap();
+    assert!(ca.pointer("/data/ca.crt").is_some() && ca.pointer("/data/ca.key").is_some());
+    for (name, kind) in [
+        ("pg-server", "kubernetes.io/tls"),
+        ("pg-replication", "kubernetes.io/tls"),
+    ] {
+        let s = sim.json(&["get", "secret", name]).unwrap();
+        assert_eq!(str_at(&s, "/type"), Some(kind), "{name}");
+    }
+
+    // Services selecting by the role labels the operator moves.
+    let rw = sim.json(&["get", "service", "pg-rw"]).unwrap();
+    assert_eq!(
+        str_at(&rw, "/spec/selector/cnpg.io~1instanceRole"),
+        Some("primary")
+    );
+    let ro = sim.json(&["get", "service", "pg-ro"]).unwrap();
+    assert_eq!(
+        str_at(&ro, "/spec/selector/cnpg.io~1instanceRole"),
+        Some("replica")
+    );
+    assert!(sim.json(&["get", "service", "pg-r"]).is_some());
+
+    // The first instance: its PVC, and a pod that takes its spec over the protocol.
+    sim.eventually("PVC pg-1", 30, || sim.json(&["get", "pvc", "pg-1"]));
+    let pod = sim.eventually("pod pg-1", 30, || sim.json(&["get", "pod", "pg-1"]));
+    let command = pod
+        .pointer("/spec/containers/0/command")
+        .unwrap()
+        .to_string();
+    assert!(command.contains("--pushed-with-certificates"), "{command}");
+    let env = pod.pointer("/spec/containers/0/env").unwrap().to_string();
+    assert!(env.contains("status.podIP"), "{env}");
+    assert_eq!(
+        str_at(&pod, "/metadata/ownerReferences/0/kind"),
+        Some("Cluster")
+    );
+    // No replica is made before the primary runs (nothing runs pods on this API server).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(sim.json(&["get", "pod", "pg-2"]).is_none());
+
+    // `kubectl get cluster` shows CloudNativePG's columns.
+    let table = sim.kubectl(&["get", "cluster", "pg"]);
+    assert!(table.contains("Setting up primary"), "{table}");
+
+    // What the Kubernetes platform does not run yet is refused, with the field, not ignored.
+    let refused = sim.dir.path().join("refused.yaml");
+    std::fs::write(
+        &refused,
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: archived\nspec:\n  instances: 1\n  storage:\n    size: 1Gi\n  backup:\n    barmanObjectStore:\n      destinationPath: s3://bucket/\n      s3Credentials:\n        inheritFromIAMRole: true\n",
+    )
+    .unwrap();
+    sim.kubectl(&["apply", "-f", refused.to_str().unwrap()]);
+    let reason = sim.eventually("the refusal", 30, || {
+        let c = sim.json(&["get", "cluster", "archived"])?;
+        str_at(&c, "/status/phaseReason").map(str::to_string)
+    });
+    assert!(reason.contains("spec.backup"), "{reason}");
+    assert!(sim.json(&["get", "pod", "archived-1"]).is_none());
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("password"),
+        "a credential reached the operator's log"
+    );
+}
+
+fn base64_decode(text: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap(),
+    )
+    .unwrap()
+}
