@@ -95,8 +95,8 @@ impl Operator {
                 .arg("operator")
                 .env("KUBECONFIG", kubeconfig)
                 .env("PGHERD_LOG", "info")
-                .stdout(std::fs::File::create(log).unwrap())
-                .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+                .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+                .stderr(std::fs::File::create(log).unwrap())
                 .spawn()
                 .unwrap(),
         )
@@ -242,4 +242,87 @@ fn base64_decode(text: &str) -> String {
             .unwrap(),
     )
     .unwrap()
+}
+
+/// Two operators, one leading: the other takes the Lease over once the leader is gone, and
+/// reconciles from then on.
+#[test]
+fn a_second_operator_takes_over_when_the_leader_dies() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: kubectl is not installed (scripts/install.sh installs it)");
+        return;
+    }
+    let sim = Sim::start();
+    let crds = repo_root().join("deploy/crds");
+    sim.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
+    let start = |name: &str| {
+        let log = sim.dir.path().join(format!("{name}.log"));
+        Operator(
+            Command::new(env!("CARGO_BIN_EXE_pgherd"))
+                .arg("operator")
+                .env("KUBECONFIG", sim.kubeconfig())
+                .env("POD_NAME", name)
+                .env("OPERATOR_NAMESPACE", "default")
+                .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut a = Some(start("op-a"));
+    let mut b = Some(start("op-b"));
+    let holder = |sim: &Sim| {
+        sim.json(&["get", "lease", "pgherd-operator"])
+            .and_then(|l| str_at(&l, "/spec/holderIdentity").map(str::to_string))
+    };
+    let leader = sim.eventually("a leader", 30, || holder(&sim));
+    // Only the leader reconciles: one Cluster made now gets its status from it.
+    let manifest = sim.dir.path().join("one.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: one\nspec:\n  instances: 1\n  storage:\n    size: 1Gi\n",
+    )
+    .unwrap();
+    sim.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+    sim.eventually("one's status", 30, || {
+        sim.json(&["get", "cluster", "one"])
+            .and_then(|c| str_at(&c, "/status/phase").map(str::to_string))
+    });
+    let follower_log = if leader == "op-a" {
+        "op-b.log"
+    } else {
+        "op-a.log"
+    };
+    let leader_log = std::fs::read_to_string(sim.dir.path().join(format!("{leader}.log"))).unwrap();
+    assert!(leader_log.contains("reconciling"), "{leader_log}");
+    let follower_log = std::fs::read_to_string(sim.dir.path().join(follower_log)).unwrap();
+    assert!(
+        !follower_log.contains("reconciling"),
+        "the follower reconciled:\n{follower_log}"
+    );
+
+    // The leader dies: the other takes over within a lease duration or two.
+    if leader == "op-a" {
+        drop(a.take());
+    } else {
+        drop(b.take());
+    }
+    let new_leader = sim.eventually("a new leader", 40, || holder(&sim).filter(|h| *h != leader));
+    assert_ne!(new_leader, leader);
+    let manifest = sim.dir.path().join("two.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: two\nspec:\n  instances: 1\n  storage:\n    size: 1Gi\n",
+    )
+    .unwrap();
+    sim.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+    sim.eventually("two's status from the new leader", 30, || {
+        sim.json(&["get", "cluster", "two"])
+            .and_then(|c| str_at(&c, "/status/phase").map(str::to_string))
+    });
 }

@@ -140,6 +140,20 @@ fn env_value(name: &str, value: &str) -> EnvVar {
     }
 }
 
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_string()),
+                field_path: field_path.to_string(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
 /// The operator's Deployment, running `image`'s `/manager operator`.
 pub fn deployment(image: &str) -> Deployment {
     let selector = labels();
@@ -149,17 +163,8 @@ pub fn deployment(image: &str) -> Deployment {
         command: Some(vec!["/manager".to_string(), "operator".to_string()]),
         env: Some(vec![
             env_value("OPERATOR_IMAGE_NAME", image),
-            EnvVar {
-                name: "OPERATOR_NAMESPACE".to_string(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        api_version: Some("v1".to_string()),
-                        field_path: "metadata.namespace".to_string(),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-            },
+            field_env("OPERATOR_NAMESPACE", "metadata.namespace"),
+            field_env("POD_NAME", "metadata.name"),
             env_value("PGHERD_LOG_FORMAT", "json"),
         ]),
         ports: Some(vec![ContainerPort {
@@ -192,14 +197,15 @@ pub fn deployment(image: &str) -> Deployment {
     Deployment {
         metadata: meta(DEPLOYMENT, Some(NAMESPACE)),
         spec: Some(DeploymentSpec {
-            // One replica until leader election lands: two would both reconcile.
-            replicas: Some(1),
+            // Two, one leading (Lease `pgherd-operator`): one node's loss does not stop
+            // failovers for longer than the Lease takes to pass.
+            replicas: Some(2),
             selector: LabelSelector {
                 match_labels: Some(selector.clone()),
                 ..LabelSelector::default()
             },
             strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".to_string()),
+                type_: Some("RollingUpdate".to_string()),
                 ..DeploymentStrategy::default()
             }),
             template: PodTemplateSpec {

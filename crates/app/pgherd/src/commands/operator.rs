@@ -10,6 +10,12 @@ pub struct OperatorOptions {
     /// variable).
     #[arg(long, env = "OPERATOR_IMAGE_NAME")]
     image: Option<String>,
+    /// The namespace of the leader-election Lease (the operator's own namespace in its pod).
+    #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Run without leader election (one operator only).
+    #[arg(long)]
+    no_leader_election: bool,
     /// The Kubernetes cluster's DNS domain.
     #[arg(
         long,
@@ -38,7 +44,18 @@ pub fn run(options: OperatorOptions) -> anyhow::Result<ExitCode> {
             .await
             .context("cannot reach the Kubernetes API")?;
         tracing::info!("operator started (image {})", settings.image);
-        pgherd_kubernetes::operator::run(client, settings).await;
+        if options.no_leader_election {
+            pgherd_kubernetes::operator::run(client, settings).await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // The pod's name when in a pod, else this host and process.
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        pgherd_kubernetes::operator::run_leading(client, settings, &options.namespace, identity)
+            .await
+            .map_err(anyhow::Error::msg)?;
         Ok(ExitCode::SUCCESS)
     })
 }

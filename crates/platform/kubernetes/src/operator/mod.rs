@@ -16,6 +16,7 @@
 mod cluster_objects;
 mod credentials;
 mod kube_pass;
+pub mod leader;
 mod pods;
 mod status;
 
@@ -120,6 +121,27 @@ pub async fn connect() -> Result<Client, OperatorError> {
     // One TLS provider for the process (the workspace's).
     let _ = rustls::crypto::ring::default_provider().install_default();
     Ok(Client::try_default().await?)
+}
+
+/// Lead (see [`leader`]) and run the operator while leading; returns `Err` when leadership is
+/// lost (the caller exits: a restarted process is a candidate again), `Ok` on SIGTERM/ctrl-c.
+pub async fn run_leading(
+    client: Client,
+    settings: OperatorSettings,
+    namespace: &str,
+    identity: String,
+) -> Result<(), String> {
+    let mut candidate = leader::Candidate::new(client.clone(), namespace, identity);
+    tracing::info!("{}: waiting to lead", candidate.identity());
+    tokio::select! {
+        () = candidate.acquire() => {}
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    }
+    tracing::info!("{}: leading", candidate.identity());
+    tokio::select! {
+        () = run(client, settings) => Ok(()),
+        () = candidate.keep() => Err("leadership lost".to_string()),
+    }
 }
 
 /// Run the operator until SIGTERM/ctrl-c.
