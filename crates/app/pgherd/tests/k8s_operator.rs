@@ -226,6 +226,20 @@ fn the_operator_makes_a_clusters_objects_and_status() {
     });
     assert!(reason.contains("spec.backup"), "{reason}");
     assert!(sim.json(&["get", "pod", "archived-1"]).is_none());
+
+    // Kinds the operator does not run yet say so in their status.
+    let database = sim.dir.path().join("database.yaml");
+    std::fs::write(
+        &database,
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: inventory\nspec:\n  name: inventory\n  owner: shopper\n  cluster:\n    name: pg\n",
+    )
+    .unwrap();
+    sim.kubectl(&["apply", "-f", database.to_str().unwrap()]);
+    let said = sim.eventually("the Database's status", 30, || {
+        let d = sim.json(&["get", "database", "inventory"])?;
+        str_at(&d, "/status/message").map(str::to_string)
+    });
+    assert!(said.contains("not reconciled"), "{said}");
     assert!(
         !std::fs::read_to_string(&log)
             .unwrap_or_default()

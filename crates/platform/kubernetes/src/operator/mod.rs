@@ -19,6 +19,7 @@ mod kube_pass;
 pub mod leader;
 mod pods;
 mod status;
+mod unsupported;
 
 use crate::OperatorSettings;
 use futures_util::StreamExt as _;
@@ -147,6 +148,7 @@ pub async fn run_leading(
 /// Run the operator until SIGTERM/ctrl-c.
 pub async fn run(client: Client, settings: OperatorSettings) {
     let operator = Arc::new(Operator::new(client.clone(), settings));
+    let marker = tokio::spawn(unsupported::run(client.clone()));
     let clusters = Api::<Cluster>::all(client.clone());
     let pods = Api::<Pod>::all(client);
     Controller::new(clusters, watcher::Config::default())
@@ -162,6 +164,7 @@ pub async fn run(client: Client, settings: OperatorSettings) {
             }
         })
         .await;
+    marker.abort();
 }
 
 fn key_of(cluster: &Cluster) -> ClusterKey {
