@@ -30,6 +30,11 @@ use std::time::{Duration, Instant};
 /// How long the operator waits for a manager (across the pod network).
 const MANAGER_TIMEOUT: Duration = Duration::from_millis(800);
 
+/// Added to the primary's lease before a silent instance counts as stopped: its manager
+/// counts the lease from the renewal it received, which is before the operator read the
+/// answer; the margin covers clock rates and scheduling.
+const LEASE_MARGIN: Duration = Duration::from_millis(500);
+
 /// The annotation `kubectl cnpg restart` (and `kubectl rollout restart`-style tools) set on the
 /// Cluster: a new value rolls every instance.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
@@ -133,10 +138,33 @@ impl<'a> KubePass<'a> {
             .collect()
     }
 
-    /// Its PostgreSQL provably accepts no write: nothing of the instance runs, or its manager
+    /// Nothing of the instance runs, as far as can be proven: its pod is gone (or ended), no
+    /// other instance still hears from it, and its lease has run out since its manager last
+    /// answered. A pod missing from the API is not proof on its own: a forced deletion, or a
+    /// node cut off from the API server, leaves its processes running; a primary that hears
+    /// from neither the operator nor a majority of its peers stops writing when its lease runs
+    /// out (lease-expiry evidence).
+    fn gone(&self, name: &str, objects: &InstanceObjects) -> bool {
+        if !objects.nothing_runs() {
+            return false;
+        }
+        let heard = self
+            .reports
+            .values()
+            .any(|s| pgherd_controller::ha::is_fresh(s) && s.follows(name));
+        let silent_for = self
+            .runtime
+            .last_report
+            .get(name)
+            .or(self.runtime.since.as_ref())
+            .map_or(Duration::ZERO, Instant::elapsed);
+        !heard && silent_for >= pgherd_controller::ha::PRIMARY_LEASE + LEASE_MARGIN
+    }
+
+    /// Its PostgreSQL provably accepts no write: it is [`gone`](Self::gone), or its manager
     /// reports it stopped under a spec that keeps it stopped.
     fn stopped(&self, name: &str, objects: &InstanceObjects) -> bool {
-        if objects.nothing_runs() {
+        if self.gone(name, objects) {
             return true;
         }
         match (self.reports.get(name), self.runtime.pushed.get(name)) {
@@ -275,8 +303,12 @@ impl Platform for KubePass<'_> {
             }
         }
         self.reports.clear();
+        self.runtime.since.get_or_insert_with(Instant::now);
         while let Some(answer) = asks.join_next().await {
             if let Ok((name, Some(report))) = answer {
+                self.runtime
+                    .last_report
+                    .insert(name.clone(), Instant::now());
                 self.reports.insert(name, report);
             }
         }
@@ -345,7 +377,7 @@ impl Platform for KubePass<'_> {
             observation.instances.push(ObservedInstance {
                 serial,
                 name: name.clone(),
-                dead: objects.nothing_runs(),
+                dead: self.gone(name, objects),
                 stopped: self.stopped(name, objects),
                 fenced: fenced.iter().any(|f| f == "*" || f == name),
                 // What it was told: remembered, else what its label says (operator restart).
@@ -369,6 +401,9 @@ impl Platform for KubePass<'_> {
         }
         self.runtime
             .unhealthy_since
+            .retain(|name, _| self.instances.contains_key(name));
+        self.runtime
+            .last_report
             .retain(|name, _| self.instances.contains_key(name));
         Ok(Observed {
             observation,

@@ -62,6 +62,11 @@ pub enum OperatorError {
 pub(crate) struct ClusterRuntime {
     /// Since when each instance has been unhealthy.
     pub(crate) unhealthy_since: BTreeMap<String, Instant>,
+    /// When each instance's manager last answered (and so had its lease renewed).
+    pub(crate) last_report: BTreeMap<String, Instant>,
+    /// When this operator first reconciled the Cluster (an instance never heard from counts
+    /// from here).
+    pub(crate) since: Option<Instant>,
     /// The spec last given to each instance, with its generation.
     pub(crate) pushed: BTreeMap<String, pgherd_instance_protocol::InstanceSpec>,
     /// The target primary the operator last wrote to status (a different one there is a
