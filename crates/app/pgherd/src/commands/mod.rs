@@ -35,5 +35,6 @@ pub mod instance;
 pub mod local;
 pub mod local_backup;
 pub mod local_ha;
+pub mod plugin;
 pub mod pooler;
 pub mod validate;
