@@ -211,6 +211,7 @@ async fn verbs_make_cloudnativepg_writes() {
 
     // status: the sections in order, -o json parses, the missing pods/proxy is said.
     let text = env.ok(&["cnpg", "status", "postgres-cluster", "-n", "saasodoo"]);
+    eprintln!("{text}");
     let mut at = 0;
     for section in [
         "Cluster Summary",
