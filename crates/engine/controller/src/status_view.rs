@@ -258,10 +258,13 @@ pub fn build(input: ViewInput<'_>) -> StatusView {
             .system_id
             .clone()
             .or_else(|| instances.iter().find_map(|i| i.system_id.clone())),
-        image: status
-            .image
-            .clone()
-            .or_else(|| input.cluster.and_then(|c| c.spec.image_name.clone())),
+        image: status.image.clone().or_else(|| {
+            // Without a catalog, the image is the spec's or the default.
+            input
+                .cluster
+                .filter(|c| c.spec.image_catalog_ref.is_none())
+                .map(Cluster::image_name)
+        }),
         primary: primary_name.clone(),
         primary_start_time: status.current_primary_timestamp.clone(),
         target_primary: status
