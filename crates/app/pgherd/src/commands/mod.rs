@@ -36,5 +36,6 @@ pub mod local;
 pub mod local_backup;
 pub mod local_ha;
 pub mod plugin;
+pub mod plugin_args;
 pub mod pooler;
 pub mod validate;
