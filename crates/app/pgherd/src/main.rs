@@ -64,6 +64,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .first()
+        .is_some_and(|argv0| commands::plugin::invoked_as_plugin(argv0))
+    {
+        return commands::plugin::main(args);
+    }
     let cli = Cli::parse();
     logging::init();
     let result = match cli.command {

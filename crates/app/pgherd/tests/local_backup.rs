@@ -307,7 +307,11 @@ fn backup_and_point_in_time_recovery() {
     assert!(s.first_recoverability_point.is_some());
     let text = String::from_utf8_lossy(&local.run_ok(&["status", "src"]).stdout).into_owned();
     assert!(
-        text.contains("WAL archiving: ok") && text.contains("backups: last successful 20"),
+        text.lines()
+            .any(|l| l.starts_with("Working WAL archiving:") && l.ends_with(" OK"))
+            && text
+                .lines()
+                .any(|l| l.starts_with("Last Successful Backup:") && l.contains(" 20")),
         "{text}"
     );
     assert!(s

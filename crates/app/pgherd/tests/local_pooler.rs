@@ -312,7 +312,13 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
     let ro = s.endpoints["pp-pooler-ro"].clone();
     assert_eq!(rw_status.endpoint.as_deref(), Some(rw.as_str()));
     let text = String::from_utf8_lossy(&local.run_ok(&["status", "pp"]).stdout).into_owned();
-    assert!(text.contains("pooler pp-pooler-rw (rw)"), "{text}");
+    assert!(
+        text.contains("Poolers status")
+            && text
+                .lines()
+                .any(|l| l.starts_with("pp-pooler-rw ") && l.contains(" rw ")),
+        "{text}"
+    );
 
     // Secrets: the pooler's client certificate is a 0600 secret; no password in any status.
     use std::os::unix::fs::PermissionsExt;

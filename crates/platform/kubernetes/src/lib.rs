@@ -8,10 +8,11 @@
 //! its Cluster/Pooler (controller, blocking deletion) and carries its `inheritedMetadata`.
 //! Names and label values over Kubernetes' limits are errors, never truncated.
 //!
-//! Pure: no API calls, no I/O, no async runtime. May depend on model crates (`pgherd-api`),
-//! engine and platform crates, `k8s-openapi` and `kube`'s core types; never on the app.
+//! The builders are pure: no API calls, no I/O, no async runtime. The API calls of the
+//! `kubectl cnpg` plugin live apart, in `plugin` (kube-rs client, tokio). May depend on model
+//! crates, engine and platform crates, `k8s-openapi` and `kube`; never on the app.
 //!
-//! Imports: pgherd-api, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol.
+//! Imports: pgherd-api, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol, pgherd-postgres.
 
 mod affinity;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod monitor;
 pub mod names;
 pub mod operator;
 pub mod pdb;
+pub mod plugin;
 pub mod pod;
 pub mod pooler;
 mod probes;

@@ -226,3 +226,103 @@ pub fn write_resource_status(
     }
     Ok(())
 }
+
+/// The shared status view ([`pgherd_controller::status_view`]) of a local cluster: the stored
+/// Cluster with the CloudNativePG-shaped status the control plane wrote, and the local view's
+/// instances, poolers, endpoints and WAL archiving. `pgherd local status` renders it with the
+/// renderer `kubectl cnpg status` uses.
+pub fn shared_view(
+    state: &crate::StateDir,
+    view: &LocalClusterStatus,
+    now: i64,
+) -> pgherd_controller::status_view::StatusView {
+    use pgherd_controller::status_view::{build, InstanceFacts, PoolerRow, ViewInput};
+    let mut cluster: Option<pgherd_api::Cluster> =
+        crate::state::read_json(&state.object_path("Cluster", &view.namespace, &view.name))
+            .ok()
+            .flatten();
+    let resource_status: Option<pgherd_api::cluster::ClusterStatus> = crate::state::read_json(
+        &state.resource_status_path("Cluster", &view.namespace, &view.name),
+    )
+    .ok()
+    .flatten();
+    if let Some(c) = cluster.as_mut() {
+        let mut status = resource_status.unwrap_or_default();
+        // The local view is fresher than the resource status (and knows when the control plane
+        // is down): its phase and counts win.
+        status.phase = Some(view.phase.clone());
+        status.instances = i64::try_from(view.instances).ok();
+        status.ready_instances = i64::try_from(view.ready_instances).ok();
+        status.current_primary = view.current_primary.clone();
+        status.target_primary = view.target_primary.clone();
+        status.timeline_id = view.timeline.map(i64::from);
+        status.first_recoverability_point = view.first_recoverability_point.clone();
+        status.last_successful_backup = view.last_successful_backup.clone();
+        status.last_failed_backup = view.last_failed_backup.clone();
+        let mut conditions: Vec<pgherd_api::common::Condition> =
+            status.conditions.take().unwrap_or_default();
+        for local in &view.conditions {
+            conditions.retain(|c| c.type_ != local.condition_type);
+            conditions.push(pgherd_api::common::Condition {
+                type_: local.condition_type.clone(),
+                status: local.status.clone(),
+                reason: local.reason.clone(),
+                message: local.message.clone(),
+                last_transition_time: pgherd_api::common::meta_time(now),
+                observed_generation: None,
+            });
+        }
+        status.conditions = Some(conditions);
+        c.status = Some(status);
+    }
+    let instances = view
+        .instances_status
+        .iter()
+        .map(|i| InstanceFacts {
+            name: i.name.clone(),
+            node: Some(format!("{}:{}", i.host, i.port)),
+            role: Some(i.role.clone()),
+            ready: Some(i.ready),
+            current_lsn: i.lsn.as_deref().and_then(|l| l.parse().ok()),
+            timeline: if i.role == "down" {
+                None
+            } else {
+                view.timeline
+            },
+            lag_bytes: i.lag_bytes,
+            archive: (view.current_primary.as_deref() == Some(i.name.as_str()))
+                .then(|| view.wal_archive.clone())
+                .flatten(),
+            problem: i.error.clone(),
+            ..InstanceFacts::default()
+        })
+        .collect();
+    let poolers = view
+        .poolers
+        .iter()
+        .map(|p| PoolerRow {
+            name: p.name.clone(),
+            pooler_type: p.pooler_type.clone(),
+            instances: p.instances,
+            ready_instances: p.ready_instances,
+            endpoint: Some(p.endpoint.clone()),
+            paused: p.paused,
+        })
+        .collect();
+    let endpoints = view
+        .endpoints
+        .iter()
+        .filter(|(kind, _)| !view.poolers.iter().any(|p| &p.name == *kind))
+        .map(|(kind, addr)| (format!("{}-{kind}", view.name), addr.clone()))
+        .collect();
+    build(ViewInput {
+        cluster: cluster.as_ref(),
+        namespace: view.namespace.clone(),
+        name: view.name.clone(),
+        instances,
+        poolers,
+        endpoints,
+        now,
+        notes: Vec::new(),
+    })
+}

@@ -50,6 +50,9 @@ pub enum LocalCommand {
         output: Option<String>,
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
+        /// Also show the phase reason and the conditions.
+        #[arg(short = 'v', long = "verbose")]
+        verbose: bool,
     },
     /// Objects as stored, Kubernetes-shaped (Secrets with base64 `data`), with their status.
     Get {
@@ -273,7 +276,8 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             name,
             output,
             namespace,
-        } => status(&state, name, output.as_deref(), &namespace),
+            verbose,
+        } => status(&state, name, output.as_deref(), &namespace, verbose),
         LocalCommand::Get {
             kind,
             name,
@@ -652,6 +656,7 @@ fn status(
     name: Option<String>,
     output: Option<&str>,
     namespace: &str,
+    verbose: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut statuses = Vec::new();
     for (ns, cluster_name, _) in state.list_objects::<serde_json::Value>("Cluster")? {
@@ -685,52 +690,18 @@ fn status(
         Some("yaml") => out!("{}", serde_yaml_ng::to_string(&statuses)?),
         Some(other) => bail!("unknown output format {other:?}; use json or yaml"),
         None => {
-            for s in &statuses {
-                outln!(
-                    "Cluster {}/{}: {} ({}/{} ready), primary {}, timeline {}",
-                    s.namespace,
-                    s.name,
-                    s.phase,
-                    s.ready_instances,
-                    s.instances,
-                    s.current_primary.as_deref().unwrap_or("none"),
-                    s.timeline.map_or("-".into(), |t| t.to_string())
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            for (i, s) in statuses.iter().enumerate() {
+                if i > 0 {
+                    outln!();
+                }
+                let view = pgherd_local::status::shared_view(state, s, now);
+                out!(
+                    "{}",
+                    pgherd_controller::status_render::render(&view, verbose)
                 );
-                for (kind, addr) in &s.endpoints {
-                    if !s.poolers.iter().any(|p| &p.name == kind) {
-                        outln!("  {}-{kind}: {addr}", s.name);
-                    }
-                }
-                for p in &s.poolers {
-                    outln!(
-                        "  pooler {} ({}): {} {} ({}/{} ready){}",
-                        p.name,
-                        p.pooler_type,
-                        p.endpoint,
-                        p.phase,
-                        p.ready_instances,
-                        p.instances,
-                        if p.paused { ", paused" } else { "" }
-                    );
-                }
-                for i in &s.instances_status {
-                    outln!(
-                        "  {:<24} {:<8} ready={:<5} lsn={:<12} lag={} port={} metrics={}",
-                        i.name,
-                        i.role,
-                        i.ready,
-                        i.lsn.as_deref().unwrap_or("-"),
-                        i.lag_bytes.map_or("-".into(), |l| l.to_string()),
-                        i.port,
-                        i.metrics
-                    );
-                    if let Some(error) = &i.error {
-                        outln!("  {:<24} error: {error}", "");
-                    }
-                }
-                for line in super::local_backup::summary(s) {
-                    outln!("  {line}");
-                }
             }
         }
     }

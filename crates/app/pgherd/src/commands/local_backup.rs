@@ -198,33 +198,3 @@ impl Progress {
         }
     }
 }
-
-/// The archiving and backup lines of `local status` (none when the cluster has no object
-/// store).
-pub fn summary(s: &pgherd_local::status::LocalClusterStatus) -> Vec<String> {
-    let mut lines = Vec::new();
-    let condition = |t: &str| s.conditions.iter().find(|c| c.condition_type == t);
-    if let Some(archive) = &s.wal_archive {
-        let state = match condition(pgherd_local::backups::CONTINUOUS_ARCHIVING) {
-            Some(c) if c.status == "False" => format!("FAILING: {}", c.message),
-            Some(_) => "ok".to_string(),
-            None => "waiting for the first WAL file".to_string(),
-        };
-        lines.push(format!(
-            "WAL archiving: {state} (last archived {} at {})",
-            archive.last_archived_wal.as_deref().unwrap_or("-"),
-            archive.last_archived_time.as_deref().unwrap_or("-"),
-        ));
-    } else if let Some(c) = condition(pgherd_local::backups::CONTINUOUS_ARCHIVING) {
-        lines.push(format!("WAL archiving: FAILING: {}", c.message));
-    }
-    if s.last_successful_backup.is_some() || s.last_failed_backup.is_some() {
-        lines.push(format!(
-            "backups: last successful {}, last failed {}, recoverable from {}",
-            s.last_successful_backup.as_deref().unwrap_or("-"),
-            s.last_failed_backup.as_deref().unwrap_or("-"),
-            s.first_recoverability_point.as_deref().unwrap_or("-"),
-        ));
-    }
-    lines
-}

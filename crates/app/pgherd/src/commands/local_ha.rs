@@ -1,7 +1,7 @@
 //! `pgherd local promote|fence|unfence`: the HA verbs of `kubectl cnpg`, against the local
 //! platform's state directory.
 
-use pgherd_local::observation::FENCED_INSTANCES_ANNOTATION;
+use pgherd_controller::operations::FENCED_INSTANCES_ANNOTATION;
 use pgherd_local::state::{read_json, StateDir};
 use pgherd_local::status::LocalClusterStatus;
 use std::process::ExitCode;
@@ -95,20 +95,11 @@ pub fn fence(
     }
     let stored: Option<pgherd_api::Cluster> =
         read_json(&state.object_path("Cluster", namespace, cluster))?;
-    let mut fenced = stored
-        .map(|c| pgherd_local::observation::fenced_instances(&c))
+    let current = stored
+        .map(|c| pgherd_controller::operations::fenced_instances(&c))
         .unwrap_or_default();
-    if on {
-        if !fenced.iter().any(|f| f == instance) {
-            fenced.push(instance.to_string());
-        }
-    } else if instance == "*" {
-        fenced.clear();
-    } else {
-        fenced.retain(|f| f != instance);
-    }
-    let value = (!fenced.is_empty())
-        .then(|| serde_json::to_string(&fenced))
+    let value = pgherd_controller::operations::fencing_change(&current, instance, on)
+        .map(|fenced| serde_json::to_string(&fenced))
         .transpose()?;
     pgherd_local::apply::annotate_cluster(
         state,

@@ -37,5 +37,7 @@ pub mod local_backup;
 pub mod local_ha;
 pub mod manifests;
 pub mod operator;
+pub mod plugin;
+pub mod plugin_args;
 pub mod pooler;
 pub mod validate;
