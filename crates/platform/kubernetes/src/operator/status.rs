@@ -42,15 +42,25 @@ pub(crate) async fn write(
     if cluster.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let patch = serde_json::json!({ "status": status });
-    api(client, cluster)
+    // Conditioned on the version read: a status written meanwhile (`kubectl cnpg promote`
+    // setting targetPrimary) is never overwritten with an older one; the next pass re-reads.
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": cluster.metadata.resource_version },
+        "status": status,
+    });
+    match api(client, cluster)
         .patch_status(
             cluster.metadata.name.as_deref().unwrap_or_default(),
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
-        .await?;
-    Ok(())
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Written meanwhile: the next pass starts from what is stored.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Say why the Cluster cannot be reconciled (`kubectl get cluster` shows the phase and
