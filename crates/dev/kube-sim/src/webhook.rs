@@ -424,21 +424,40 @@ fn verdict(name: &str, uid: &str, body: &[u8], mutating: bool) -> Result<Verdict
         }
         return Ok(Verdict::Denied(error));
     }
-    let patch = match response["patch"].as_str() {
+    // `patch` is a `[]byte` on the API server: a base64 string, or a list of byte values
+    // (which Go's decoder also takes).
+    let raw = match &response["patch"] {
+        Value::Null => None,
+        Value::String(encoded) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| format!("response.patch is not base64: {e}"))?,
+        ),
+        Value::Array(bytes) => Some(
+            bytes
+                .iter()
+                .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or("response.patch is neither base64 nor a list of bytes")?,
+        ),
+        other => {
+            return Err(format!(
+                "response.patch is neither base64 nor a list of bytes: {other}"
+            ))
+        }
+    };
+    let patch = match raw {
         None => None,
         Some(_) if !mutating => {
             return Err("a validating webhook may not return a patch".to_string())
         }
-        Some(encoded) => {
+        Some(raw) => {
             if response["patchType"].as_str() != Some("JSONPatch") {
                 return Err(format!(
                     "patchType must be JSONPatch, got {}",
                     response["patchType"]
                 ));
             }
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map_err(|e| format!("response.patch is not base64: {e}"))?;
             Some(
                 serde_json::from_slice(&raw)
                     .map_err(|e| format!("response.patch is not a JSON patch: {e}"))?,
@@ -631,5 +650,11 @@ mod tests {
             Ok(Verdict::Allowed { patch: Some(_), .. })
         ));
         assert!(verdict("h", "u", b"<html>", true).is_err());
+        let bytes: Vec<u8> = br#"[{"op":"add","path":"/a","value":1}]"#.to_vec();
+        let listed = json!({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u","allowed":true,"patchType":"JSONPatch","patch":bytes}});
+        assert!(matches!(
+            verdict("h", "u", listed.to_string().as_bytes(), true),
+            Ok(Verdict::Allowed { patch: Some(_), .. })
+        ));
     }
 }

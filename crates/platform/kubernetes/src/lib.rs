@@ -29,6 +29,7 @@ pub mod rbac;
 pub mod secret;
 mod security;
 pub mod service;
+pub mod webhook;
 
 pub use affinity::instance_affinity;
 pub use error::{BuildError, Result};
