@@ -296,6 +296,16 @@ fn the_operators_webhooks_default_and_validate_clusters() {
     );
     assert_eq!(stored.pointer("/spec/instances"), Some(&1.into()));
 
+    // pgherd validate's warnings reach kubectl as warnings; the Cluster is stored.
+    let warned = sim
+        .apply(&minimal("pg-async").replace("instances: 1", "instances: 2"))
+        .unwrap();
+    assert!(
+        warned.contains("Warning: ") && warned.contains("no synchronous replication"),
+        "{warned}"
+    );
+    assert!(sim.json(&["get", "cluster", "pg-async"]).is_some());
+
     // A second replica, not leading, serves the same certificate: the configurations are
     // pointed at it and the first replica stopped.
     let port_b = free_port().to_string();

@@ -65,7 +65,7 @@ fn answer(path: &str, review: &Value) -> Value {
 async fn hooks() -> Hooks {
     let pki = pgherd_controller::pki::generate(
         "hooks",
-        &["localhost".to_string()],
+        &["localhost".to_string(), "hooks.default.svc".to_string()],
         &[std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)],
         1,
     )
@@ -388,4 +388,55 @@ async fn failure_policy_decides_when_the_webhook_is_down() {
     );
     assert_eq!(e.code, 500, "failurePolicy defaults to Fail");
     assert!(e.message.contains("tls"), "{}", e.message);
+}
+
+// "Dynamic Admission Control" → "Contacting the webhook" (service reference): the API server
+// calls `clientConfig.service` through the Service's cluster IP and port, and checks the
+// certificate against `NAME.NAMESPACE.svc`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_reached_through_a_service_reference() {
+    let s = sim().await;
+    let h = hooks().await;
+    let port: u16 = h.url.rsplit_once(':').unwrap().1.parse().unwrap();
+    // A Service whose cluster IP is where the test server listens (kube-sim does not forward
+    // Service ports by itself).
+    let service = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "hooks", "namespace": "default"},
+        "spec": {"clusterIP": "127.0.0.1", "ports": [{"port": port, "targetPort": port}]}});
+    s.kubectl_in(&["create", "-f", "-"], &service.to_string());
+    let mut config = configuration(
+        "MutatingWebhookConfiguration",
+        "label.example.com",
+        "https://unused.invalid",
+        &h.ca_bundle,
+        json!({}),
+    );
+    config["webhooks"][0]["clientConfig"] = json!({
+        "service": {"namespace": "default", "name": "hooks", "path": "/label", "port": port},
+        "caBundle": h.ca_bundle,
+    });
+    s.kubectl_in(&["create", "-f", "-"], &config.to_string());
+    let api: Api<ConfigMap> = Api::namespaced(s.client().await, "default");
+    let made = api
+        .create(&PostParams::default(), &cm("via-service"))
+        .await
+        .unwrap();
+    assert_eq!(made.metadata.labels.unwrap()["mutated"], "yes");
+
+    // A Service that does not exist: a failure, refused under the default failurePolicy.
+    config["metadata"]["name"] = json!("missing.example.com");
+    config["webhooks"][0]["name"] = json!("missing.example.com");
+    config["webhooks"][0]["clientConfig"]["service"]["name"] = json!("nowhere");
+    s.kubectl_in(&["create", "-f", "-"], &config.to_string());
+    let e = api_error(
+        api.create(&PostParams::default(), &cm("refused"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 500);
+    assert!(
+        e.message.contains("service \"default/nowhere\" not found"),
+        "{}",
+        e.message
+    );
 }
