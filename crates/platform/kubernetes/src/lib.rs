@@ -8,8 +8,10 @@
 //! its Cluster/Pooler (controller, blocking deletion) and carries its `inheritedMetadata`.
 //! Names and label values over Kubernetes' limits are errors, never truncated.
 //!
-//! Pure: no API calls, no I/O, no async runtime. May depend on model crates (`pgherd-api`),
-//! engine and platform crates, `k8s-openapi` and `kube`'s core types; never on the app.
+//! The builders are pure: no API calls, no I/O, no async runtime. The operator ([`operator`])
+//! and its admission webhooks ([`webhook`]) are the parts that talk to the API. May depend on
+//! model crates (`pgherd-api`), engine and platform crates, `k8s-openapi` and `kube`; never on
+//! the app.
 //!
 //! Imports: pgherd-api, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol.
 
