@@ -200,3 +200,45 @@ def test_release_manifest_matches_official_openapi_schema(doc, k8s_version):
     if doc["kind"] == "Deployment":
         template = doc["spec"]["template"]
         assert doc["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+
+
+def test_release_webhooks_reach_the_operator():
+    """The webhook Service selects the operator's pods and targets their webhook port; both
+    configurations call it at CloudNativePG's paths for CloudNativePG's kinds (and pgherd's
+    other validated kinds), fail closed and have no side effects."""
+    by_kind = {}
+    for d in RELEASE_DOCS:
+        by_kind.setdefault(d["kind"], []).append(d)
+    for kind in ("Service", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        assert kind in by_kind, f"no {kind} in deploy/pgherd.yaml"
+    deployment = by_kind["Deployment"][0]
+    service = next(s for s in by_kind["Service"] if s["metadata"]["name"] == "cnpg-webhook-service")
+    pod = deployment["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == 443
+    container_ports = {p.get("name"): p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports") or []}
+    assert container_ports.get(port["targetPort"]) == 9443, container_ports
+    expected = {
+        "MutatingWebhookConfiguration": {"cluster", "backup", "scheduledbackup", "database"},
+        "ValidatingWebhookConfiguration": {"cluster", "backup", "scheduledbackup", "database", "pooler"},
+    }
+    for kind, prefix in (("MutatingWebhookConfiguration", "mutate"), ("ValidatingWebhookConfiguration", "validate")):
+        (config,) = by_kind[kind]
+        seen = set()
+        for hook in config["webhooks"]:
+            ref = hook["clientConfig"]["service"]
+            assert (ref["name"], ref["namespace"], ref.get("port", 443)) == (
+                "cnpg-webhook-service", service["metadata"]["namespace"], 443)
+            assert "caBundle" not in hook["clientConfig"], "the operator patches the CA in"
+            assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+            assert hook["admissionReviewVersions"] == ["v1"]
+            (rule,) = hook["rules"]
+            assert rule["apiGroups"] == ["postgresql.cnpg.io"] and rule["apiVersions"] == ["v1"]
+            assert sorted(rule["operations"]) == ["CREATE", "UPDATE"]
+            (resource,) = rule["resources"]
+            singular = ref["path"].rsplit("-", 1)[1]
+            assert ref["path"] == f"/{prefix}-postgresql-cnpg-io-v1-{singular}"
+            assert resource.startswith(singular), (resource, ref["path"])
+            seen.add(singular)
+        assert expected[kind] <= seen, (kind, seen)

@@ -92,7 +92,7 @@ impl Operator {
     fn start(kubeconfig: &Path, log: &Path) -> Operator {
         Operator(
             Command::new(env!("CARGO_BIN_EXE_pgherd"))
-                .arg("operator")
+                .args(["operator", "--no-webhooks"])
                 .env("KUBECONFIG", kubeconfig)
                 .env("PGHERD_LOG", "info")
                 .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
@@ -278,7 +278,7 @@ fn a_second_operator_takes_over_when_the_leader_dies() {
         let log = sim.dir.path().join(format!("{name}.log"));
         Operator(
             Command::new(env!("CARGO_BIN_EXE_pgherd"))
-                .arg("operator")
+                .args(["operator", "--no-webhooks"])
                 .env("KUBECONFIG", sim.kubeconfig())
                 .env("POD_NAME", name)
                 .env("OPERATOR_NAMESPACE", "default")

@@ -4,8 +4,9 @@
 //! plugin in turn (a mutating plugin returns a changed object, a validating one returns it
 //! unchanged or an error, which fails the request), and then stored if nothing changed in
 //! between (a patch is recomputed and retried on such a race, as the API server does). The
-//! webhook client (calling Validating/MutatingWebhookConfigurations over TLS) is a plugin to be
-//! written; with none registered writes go straight to the store.
+//! webhook client (`webhook`, calling Mutating/ValidatingWebhookConfigurations over TLS) is
+//! such a plugin, registered at server start; while no plugin is active (no webhook
+//! configured) writes go straight to the store.
 
 use crate::error::ApiError;
 use crate::rbac::User;
@@ -44,6 +45,20 @@ pub struct AdmissionRequest {
 pub trait Admission: Send + Sync + std::fmt::Debug {
     /// The object to store (changed by a mutating plugin), or why the request is refused.
     fn admit(&self, request: AdmissionRequest) -> BoxFuture<Result<Value, ApiError>>;
+
+    /// Whether the plugin has anything to do now (while none has, writes skip admission).
+    fn active(&self) -> bool {
+        true
+    }
+
+    /// [`Admission::admit`], with warnings for the client (`Warning` headers).
+    fn admit_with_warnings(
+        &self,
+        request: AdmissionRequest,
+    ) -> BoxFuture<Result<(Value, Vec<String>), ApiError>> {
+        let admitted = self.admit(request);
+        Box::pin(async move { admitted.await.map(|object| (object, Vec::new())) })
+    }
 }
 
 /// A write waiting for admission.
@@ -92,9 +107,11 @@ pub async fn admitted_write(
             (written.object, old, written.warnings)
         };
         let mut object = candidate;
+        let mut warnings = warnings;
         for plugin in server.admissions() {
-            object = plugin
-                .admit(AdmissionRequest {
+            let admitted;
+            (object, admitted) = plugin
+                .admit_with_warnings(AdmissionRequest {
                     operation: if old.is_some() {
                         Operation::Update
                     } else {
@@ -113,6 +130,7 @@ pub async fn admitted_write(
                     old_object: old.clone(),
                 })
                 .await?;
+            warnings.extend(admitted);
         }
         let mut state = lock(server)?;
         let old_rv = old

@@ -2,9 +2,9 @@
 //! built-in kinds the operator and its users touch and the CRDs installed into it, with the
 //! real semantics of discovery, get/list/watch, create/update/patch (merge, JSON, strategic,
 //! server-side apply), deletion with finalizers and garbage collection, CRD schemas, tables,
-//! bearer tokens and RBAC. It owns the in-memory object store and everything that gives
-//! requests their meaning; the process kubelet, admission webhooks, pods/log, pods/exec and
-//! eviction plug in through [`server::Subresource`] and are not here.
+//! bearer tokens, RBAC and admission webhooks (`webhook`). It owns the in-memory object store
+//! and everything that gives requests their meaning; the process kubelet, pods/log, pods/exec
+//! and eviction plug in through [`server::Subresource`] and are not here.
 //!
 //! Test infrastructure, never shipped. May import model and engine crates (the CRD schema
 //! walk from `pgherd-api`, the PKI from `pgherd-controller`); nothing depends on it but tests.
@@ -37,6 +37,7 @@ pub mod table;
 pub mod tls;
 pub mod verbs;
 pub mod watch;
+pub mod webhook;
 
 pub use error::ApiError;
 pub use server::{start, ApiServer, Config, Running};

@@ -98,7 +98,9 @@ impl ApiServer {
     }
 
     pub(crate) fn has_admission(&self) -> bool {
-        self.admissions.lock().is_ok_and(|a| !a.is_empty())
+        self.admissions
+            .lock()
+            .is_ok_and(|a| a.iter().any(|p| p.active()))
     }
 
     pub(crate) fn admissions(&self) -> Vec<Arc<dyn Admission>> {
@@ -185,6 +187,9 @@ pub async fn start(config: Config) -> Result<Running, ApiError> {
         audit: Mutex::new(Vec::new()),
         admissions: Mutex::new(Vec::new()),
     });
+    server.add_admission(Arc::new(crate::webhook::Webhooks::new(
+        server.state.clone(),
+    )));
     let kubeconfig = server.kubeconfig_for("admin", &server.auth.admin_token(), "default");
     if let Some(dir) = &config.state_dir {
         std::fs::create_dir_all(dir).map_err(io)?;

@@ -78,8 +78,47 @@ pub fn generate(
     ips: &[IpAddr],
     days: i64,
 ) -> Result<ClusterPki, PkiError> {
+    let (ca, ca_key_pem, server) =
+        ca_and_server(cluster, &format!("{cluster}-rw"), dns_names, ips, days)?;
+    let replication = client_pair(pgherd_postgres::conf::STREAMING_REPLICA_USER, days, &ca)?;
+    Ok(ClusterPki {
+        ca: PemPair {
+            cert: ca.pem(),
+            key: ca_key_pem,
+        },
+        server,
+        replication,
+    })
+}
+
+/// A self-signed CA named `ca_name` and a server certificate named `server_name` for
+/// `dns_names` and `ips`, signed by it (e.g. the operator's webhook server).
+pub fn generate_server(
+    ca_name: &str,
+    server_name: &str,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    days: i64,
+) -> Result<(PemPair, PemPair), PkiError> {
+    let (ca, ca_key_pem, server) = ca_and_server(ca_name, server_name, dns_names, ips, days)?;
+    Ok((
+        PemPair {
+            cert: ca.pem(),
+            key: ca_key_pem,
+        },
+        server,
+    ))
+}
+
+fn ca_and_server(
+    ca_name: &str,
+    server_name: &str,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    days: i64,
+) -> Result<(CertifiedIssuer<'static, KeyPair>, String, PemPair), PkiError> {
     let ca_key = KeyPair::generate()?;
-    let mut ca_params = params(cluster, days)?;
+    let mut ca_params = params(ca_name, days)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -90,7 +129,7 @@ pub fn generate(
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
 
     let server_key = KeyPair::generate()?;
-    let mut server_params = params(&format!("{cluster}-rw"), days)?;
+    let mut server_params = params(server_name, days)?;
     server_params.subject_alt_names = dns_names
         .iter()
         .map(|n| n.clone().try_into().map(SanType::DnsName))
@@ -102,20 +141,11 @@ pub fn generate(
     ];
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server = server_params.signed_by(&server_key, &ca)?;
-
-    let replication = client_pair(pgherd_postgres::conf::STREAMING_REPLICA_USER, days, &ca)?;
-
-    Ok(ClusterPki {
-        ca: PemPair {
-            cert: ca.pem(),
-            key: ca_key_pem,
-        },
-        server: PemPair {
-            cert: server.pem(),
-            key: server_key.serialize_pem(),
-        },
-        replication,
-    })
+    let server = PemPair {
+        cert: server.pem(),
+        key: server_key.serialize_pem(),
+    };
+    Ok((ca, ca_key_pem, server))
 }
 
 /// A client certificate for database user `user` (its common name), signed by `issuer`.

@@ -1,8 +1,9 @@
 //! The operator's release manifest (`pgherd manifests`), under CloudNativePG's names so the
 //! seeds' runbooks keep working (`kubectl logs -n cnpg-system deployment/cnpg-controller-manager`,
 //! `-l app.kubernetes.io/name=cloudnative-pg`): Namespace `cnpg-system`, the CRDs, ServiceAccount
-//! and ClusterRole `cnpg-manager` with its binding, and Deployment `cnpg-controller-manager`
-//! running `pgherd operator`. Applied with `kubectl apply --server-side` (the CRDs are too large
+//! and ClusterRole `cnpg-manager` with its binding, Service `cnpg-webhook-service`, Deployment
+//! `cnpg-controller-manager` running `pgherd operator`, and the Mutating/Validating webhook
+//! configurations (see [`crate::webhook`]). Applied with `kubectl apply --server-side` (the CRDs are too large
 //! for client-side apply's annotation).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
@@ -23,18 +24,19 @@ pub const DEPLOYMENT: &str = "cnpg-controller-manager";
 /// Its ServiceAccount and ClusterRole.
 pub const SERVICE_ACCOUNT: &str = "cnpg-manager";
 
-fn labels() -> BTreeMap<String, String> {
+/// The operator pods' labels (the Deployment's selector, the webhook Service's).
+pub(crate) fn pod_labels() -> BTreeMap<String, String> {
     BTreeMap::from([(
         "app.kubernetes.io/name".to_string(),
         "cloudnative-pg".to_string(),
     )])
 }
 
-fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+pub(crate) fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: namespace.map(str::to_string),
-        labels: Some(labels()),
+        labels: Some(pod_labels()),
         ..ObjectMeta::default()
     }
 }
@@ -127,6 +129,16 @@ pub fn cluster_role() -> ClusterRole {
                 &["objectstores"],
                 &["get", "list", "watch"],
             ),
+            // The webhook configurations' caBundle (patched, never created: they come with
+            // the release).
+            rule(
+                &["admissionregistration.k8s.io"],
+                &[
+                    "mutatingwebhookconfigurations",
+                    "validatingwebhookconfigurations",
+                ],
+                &["get", "patch"],
+            ),
         ]),
         ..ClusterRole::default()
     }
@@ -156,7 +168,7 @@ fn field_env(name: &str, field_path: &str) -> EnvVar {
 
 /// The operator's Deployment, running `image`'s `/manager operator`.
 pub fn deployment(image: &str) -> Deployment {
-    let selector = labels();
+    let selector = pod_labels();
     let container = Container {
         name: "manager".to_string(),
         image: Some(image.to_string()),
@@ -167,12 +179,20 @@ pub fn deployment(image: &str) -> Deployment {
             field_env("POD_NAME", "metadata.name"),
             env_value("PGHERD_LOG_FORMAT", "json"),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("metrics".to_string()),
-            container_port: 8080,
-            protocol: Some("TCP".to_string()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("metrics".to_string()),
+                container_port: 8080,
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some(crate::webhook::config::PORT_NAME.to_string()),
+                container_port: i32::from(crate::webhook::config::DEFAULT_PORT),
+                protocol: Some("TCP".to_string()),
+                ..ContainerPort::default()
+            },
+        ]),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".to_string(), Quantity("100m".to_string())),
@@ -264,6 +284,19 @@ pub fn release(image: &str) -> Vec<serde_json::Value> {
             ..Subject::default()
         }]),
     }));
+    out.push(serde_json::to_value(crate::webhook::config::service(
+        NAMESPACE,
+    )));
     out.push(serde_json::to_value(deployment(image)));
+    let endpoint = crate::webhook::config::Endpoint::Service {
+        namespace: NAMESPACE,
+    };
+    // Without caBundle: the operator patches in the CA of the certificate it makes.
+    out.push(serde_json::to_value(crate::webhook::config::mutating(
+        endpoint, None,
+    )));
+    out.push(serde_json::to_value(crate::webhook::config::validating(
+        endpoint, None,
+    )));
     out.into_iter().filter_map(Result::ok).collect()
 }

@@ -8,9 +8,10 @@
 //! its Cluster/Pooler (controller, blocking deletion) and carries its `inheritedMetadata`.
 //! Names and label values over Kubernetes' limits are errors, never truncated.
 //!
-//! The builders are pure: no API calls, no I/O, no async runtime. The API calls of the
-//! `kubectl cnpg` plugin live apart, in `plugin` (kube-rs client, tokio). May depend on model
-//! crates, engine and platform crates, `k8s-openapi` and `kube`; never on the app.
+//! The builders are pure: no API calls, no I/O, no async runtime. The operator ([`operator`]),
+//! its admission webhooks ([`webhook`]) and the `kubectl cnpg` plugin's calls ([`plugin`]) are
+//! the parts that talk to the API. May depend on model crates, engine and platform crates,
+//! `k8s-openapi` and `kube`; never on the app.
 //!
 //! Imports: pgherd-api, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol, pgherd-postgres.
 
@@ -31,6 +32,7 @@ pub mod rbac;
 pub mod secret;
 mod security;
 pub mod service;
+pub mod webhook;
 
 pub use affinity::instance_affinity;
 pub use error::{BuildError, Result};

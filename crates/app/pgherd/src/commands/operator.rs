@@ -23,6 +23,20 @@ pub struct OperatorOptions {
         default_value = "cluster.local"
     )]
     cluster_domain: String,
+    /// Port of the admission webhook server (HTTPS; every replica serves it, leading or not).
+    #[arg(long, env = "WEBHOOK_PORT", default_value_t = pgherd_kubernetes::webhook::config::DEFAULT_PORT)]
+    webhook_port: u16,
+    /// Address the webhook server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    webhook_address: std::net::IpAddr,
+    /// For an operator run outside the cluster (tests, local runs): the webhook configurations
+    /// call `https://HOST:PORT` instead of Service cnpg-webhook-service; the operator creates
+    /// them itself and its certificate is made valid for HOST.
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
+    /// Serve no admission webhooks.
+    #[arg(long, conflicts_with = "webhook_url")]
+    no_webhooks: bool,
 }
 
 /// The image of this build.
@@ -44,6 +58,21 @@ pub fn run(options: OperatorOptions) -> anyhow::Result<ExitCode> {
             .await
             .context("cannot reach the Kubernetes API")?;
         tracing::info!("operator started (image {})", settings.image);
+        if !options.no_webhooks {
+            let webhooks = pgherd_kubernetes::webhook::Webhooks::bind(
+                pgherd_kubernetes::webhook::WebhookOptions {
+                    host: options.webhook_address,
+                    port: options.webhook_port,
+                    namespace: options.namespace.clone(),
+                    cluster_domain: settings.cluster_domain.clone(),
+                    url: options.webhook_url.clone(),
+                },
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            // Every replica serves webhooks, leading or not; ends with the runtime.
+            tokio::spawn(webhooks.run(client.clone()));
+        }
         if options.no_leader_election {
             pgherd_kubernetes::operator::run(client, settings).await;
             return Ok(ExitCode::SUCCESS);

@@ -89,7 +89,7 @@ impl Context {
 fn missing_catalog(path: &FieldPath, kind: &str, name: &str) -> Diagnostic {
     Diagnostic::warning(
         path.key("name").as_str(),
-        format!("{kind} {name:?} is not among the documents given"),
+        format!("{kind} {name:?} {}", super::NOT_GIVEN),
     )
     .with_hint(format!(
         "make sure the {kind} exists before the object is applied"

@@ -137,12 +137,17 @@ fn check_cluster_ref(name: &str, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// How a warning about a reference to an object not given ends.
+const NOT_GIVEN: &str = "is not among the documents given";
+
+/// Whether `d` only says that a referenced object was not among the documents given: a check
+/// that needs the other documents, which an admission webhook (one object at a time) has not.
+pub fn is_unresolved_reference(d: &Diagnostic) -> bool {
+    !d.is_error() && d.message.ends_with(NOT_GIVEN)
+}
+
 fn missing(kind: &str, path: &FieldPath, name: &str) -> Diagnostic {
-    Diagnostic::warning(
-        path.as_str(),
-        format!("{kind} {name:?} is not among the documents given"),
-    )
-    .with_hint(format!(
+    Diagnostic::warning(path.as_str(), format!("{kind} {name:?} {NOT_GIVEN}")).with_hint(format!(
         "make sure the {kind} exists before the object is applied"
     ))
 }

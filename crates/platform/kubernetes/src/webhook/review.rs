@@ -1,0 +1,491 @@
+//! Answering one AdmissionReview (pure: bytes in, status and bytes out).
+//!
+//! - **mutate**: the object decoded into the model, its defaults applied
+//!   (`Defaults::apply_defaults`, as `pgherd validate --show-defaults` shows them) and the
+//!   JSON patch from the object as sent to the defaulted one returned; an object the model
+//!   cannot decode is allowed unchanged (the validating webhook says what is wrong with it).
+//! - **validate**: the same pipeline as `pgherd validate` (schema walk, decoding, defaults,
+//!   semantic rules) on the one object; errors refuse it with 422 `Invalid`, one cause per
+//!   problem with its field path, message and hint; warnings come back as AdmissionResponse
+//!   warnings. References to Secrets, ConfigMaps, ObjectStores and catalogs cannot be checked
+//!   from one object and are not reported. On UPDATE the same rules apply to the new object
+//!   (the model has no rules about changes yet); an object being deleted is always allowed,
+//!   so its finalizers can be removed.
+//!
+//! A body that is not an `admission.k8s.io/v1` AdmissionReview, or a path that names no
+//! served kind, is answered with an HTTP error saying so; a review for another kind than the
+//! path's is refused with a message naming both.
+
+use super::kinds::{self, Action, Kind};
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::response::{StatusCause, StatusDetails};
+use kube::core::DynamicObject;
+use pgherd_api::defaults::Defaults;
+use pgherd_api::diagnostics::Diagnostic;
+use serde_json::Value;
+
+/// The largest review read (the API server's request limit is 3 MiB; a review carries the
+/// object twice on UPDATE).
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// An HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    fn text(status: u16, message: String) -> Answer {
+        Answer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: format!("{message}\n").into_bytes(),
+        }
+    }
+
+    fn review(response: AdmissionResponse) -> Answer {
+        let encoded = serde_json::to_value(response.into_review()).map(|mut review| {
+            // kube-core writes the patch as a list of byte values (which the API server's
+            // decoder also takes); the documented form is a base64 string.
+            if let Some(bytes) = review["response"]["patch"].as_array() {
+                let raw: Vec<u8> = bytes
+                    .iter()
+                    .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                    .collect();
+                use base64::Engine as _;
+                review["response"]["patch"] =
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(raw));
+            }
+            review
+        });
+        match encoded.and_then(|review| serde_json::to_vec(&review)) {
+            Ok(body) => Answer {
+                status: 200,
+                content_type: "application/json",
+                body,
+            },
+            Err(e) => Answer::text(500, format!("cannot encode the AdmissionReview: {e}")),
+        }
+    }
+}
+
+/// Answer a POST of `body` to `path`.
+pub fn handle(path: &str, body: &[u8]) -> Answer {
+    let Some((action, kind)) = kinds::route(path) else {
+        let served: Vec<String> = kinds::KINDS
+            .iter()
+            .flat_map(|k| [k.path(Action::Mutate), k.path(Action::Validate)])
+            .collect();
+        return Answer::text(
+            404,
+            format!(
+                "no admission webhook at {path:?}; served paths: {}",
+                served.join(", ")
+            ),
+        );
+    };
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Answer::text(
+                400,
+                format!("the request body is not JSON ({e}); expected an admission.k8s.io/v1 AdmissionReview"),
+            )
+        }
+    };
+    if value["apiVersion"] != "admission.k8s.io/v1" || value["kind"] != "AdmissionReview" {
+        return Answer::text(
+            400,
+            format!(
+                "expected an admission.k8s.io/v1 AdmissionReview, got apiVersion {} kind {} (the webhook configuration must list admissionReviewVersions: [v1])",
+                value["apiVersion"], value["kind"]
+            ),
+        );
+    }
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_value(value.clone()) {
+        Ok(r) => r,
+        Err(e) => return Answer::text(400, format!("not a valid AdmissionReview: {e}")),
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(r) => r,
+        Err(_) => return Answer::text(400, "the AdmissionReview has no request".to_string()),
+    };
+    Answer::review(respond(action, kind, &request, &value["request"]))
+}
+
+fn respond(
+    action: Action,
+    kind: &Kind,
+    request: &AdmissionRequest<DynamicObject>,
+    raw: &Value,
+) -> AdmissionResponse {
+    let response = AdmissionResponse::from(request);
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return response;
+    }
+    if request.kind.group != kind.group || request.kind.kind != kind.kind {
+        return response.deny(format!(
+            "this webhook serves {} ({}), not {} ({}): fix the rules of the webhook configuration that sent it here",
+            kind.kind, kind.group, request.kind.kind, request.kind.group
+        ));
+    }
+    let Some(object) = raw.get("object").filter(|o| o.is_object()) else {
+        return response.deny("the AdmissionReview carries no object");
+    };
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        // Written by the operator through the status subresource; never defaulted or
+        // validated here.
+        map.remove("status");
+    }
+    match action {
+        Action::Mutate => mutate(response, kind, &object),
+        Action::Validate => validate(response, kind, request, &object),
+    }
+}
+
+/// The object as the model writes it, before and after its defaults.
+fn defaulted<T>(object: &Value) -> Result<(Value, Value), serde_json::Error>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + Defaults,
+{
+    let mut typed: T = serde_json::from_value(object.clone())?;
+    let before = serde_json::to_value(&typed)?;
+    typed.apply_defaults();
+    Ok((before, serde_json::to_value(&typed)?))
+}
+
+fn defaulted_kind(kind: &str, object: &Value) -> Option<(Value, Value)> {
+    use pgherd_api::*;
+    let result = match kind {
+        "Cluster" => defaulted::<Cluster>(object),
+        "Backup" => defaulted::<Backup>(object),
+        "ScheduledBackup" => defaulted::<ScheduledBackup>(object),
+        "Database" => defaulted::<Database>(object),
+        "Pooler" => defaulted::<Pooler>(object),
+        "Publication" => defaulted::<Publication>(object),
+        "Subscription" => defaulted::<Subscription>(object),
+        "DatabaseRole" => defaulted::<DatabaseRole>(object),
+        "ImageCatalog" => defaulted::<ImageCatalog>(object),
+        "ClusterImageCatalog" => defaulted::<ClusterImageCatalog>(object),
+        _ => return None,
+    };
+    result.ok()
+}
+
+/// The JSON patch turning `object` into its defaulted form, if it has defaults to fill in.
+pub fn defaults_patch(kind: &str, object: &Value) -> Option<json_patch::Patch> {
+    let (before, after) = defaulted_kind(kind, object)?;
+    let patch = json_patch::diff(&before, &after);
+    if patch.0.is_empty() {
+        return None;
+    }
+    // The model's rendering of the object may differ from what was sent (a field it does not
+    // know, another number format): the patch must apply to what was sent.
+    let mut check = object.clone();
+    if json_patch::patch(&mut check, &patch).is_ok() {
+        return Some(patch);
+    }
+    // Else: the spec as the model defaults it, everything else as sent.
+    let mut target = object.clone();
+    target["spec"] = after.get("spec").cloned().unwrap_or(Value::Null);
+    let patch = json_patch::diff(object, &target);
+    (!patch.0.is_empty()).then_some(patch)
+}
+
+fn mutate(response: AdmissionResponse, kind: &Kind, object: &Value) -> AdmissionResponse {
+    let Some(patch) = defaults_patch(kind.kind, object) else {
+        return response;
+    };
+    match response.clone().with_patch(patch) {
+        Ok(patched) => patched,
+        Err(e) => response.deny(format!("cannot encode the defaults as a JSON patch: {e}")),
+    }
+}
+
+/// Every problem `pgherd validate` reports for `object` alone.
+pub fn diagnostics(object: &Value) -> Vec<Diagnostic> {
+    let text = object.to_string();
+    let mut manifests = pgherd_api::manifest::load(&text);
+    {
+        let mut all: Vec<&mut pgherd_api::manifest::Manifest> = manifests.iter_mut().collect();
+        pgherd_api::manifest::validate_all(&mut all);
+    }
+    manifests
+        .into_iter()
+        .flat_map(|m| m.diagnostics)
+        .filter(|d| !pgherd_api::validate::is_unresolved_reference(d))
+        .collect()
+}
+
+/// A problem without its path, as a cause's message: `what is wrong (hint: what to do)`.
+fn cause_message(d: &Diagnostic) -> String {
+    match &d.hint {
+        Some(hint) => format!("{} (hint: {hint})", d.message),
+        None => d.message.clone(),
+    }
+}
+
+fn validate(
+    response: AdmissionResponse,
+    kind: &Kind,
+    request: &AdmissionRequest<DynamicObject>,
+    object: &Value,
+) -> AdmissionResponse {
+    if matches!(request.operation, Operation::Update)
+        && object
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+    {
+        return response;
+    }
+    let found = diagnostics(object);
+    let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
+        found.iter().partition(|d| d.is_error());
+    let mut response = response;
+    if !warnings.is_empty() {
+        response.warnings = Some(
+            warnings
+                .iter()
+                .map(|d| match d.path.as_str() {
+                    "" => cause_message(d),
+                    path => format!("{path}: {}", cause_message(d)),
+                })
+                .collect(),
+        );
+    }
+    if errors.is_empty() {
+        return response;
+    }
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or(&request.name)
+        .to_string();
+    let listed: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
+    let mut response = response.deny(format!(
+        "{}.{} {name:?} is invalid: {}",
+        kind.kind,
+        kind.group,
+        listed.join("; ")
+    ));
+    response.result.code = 422;
+    response.result.reason = "Invalid".to_string();
+    response.result.details = Some(StatusDetails {
+        name,
+        group: kind.group.to_string(),
+        kind: kind.kind.to_string(),
+        causes: errors
+            .iter()
+            .map(|d| StatusCause {
+                reason: "FieldValueInvalid".to_string(),
+                message: cause_message(d),
+                field: d.path.clone(),
+            })
+            .collect(),
+        uid: String::new(),
+        retry_after_seconds: 0,
+    });
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use base64::Engine as _;
+    use serde_json::json;
+
+    fn review(operation: &str, kind: &str, object: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "6f1c",
+                "kind": {"group": "postgresql.cnpg.io", "version": "v1", "kind": kind},
+                "resource": {"group": "postgresql.cnpg.io", "version": "v1", "resource": "clusters"},
+                "name": object["metadata"]["name"],
+                "namespace": "default",
+                "operation": operation,
+                "userInfo": {"username": "admin"},
+                "object": object,
+                "oldObject": null,
+                "dryRun": false,
+            }
+        }))
+        .unwrap()
+    }
+
+    fn response(answer: &Answer) -> Value {
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let v: Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(v["kind"], "AdmissionReview");
+        assert_eq!(v["response"]["uid"], "6f1c");
+        v["response"].clone()
+    }
+
+    fn cluster(spec: Value) -> Value {
+        json!({"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+               "metadata": {"name": "pg", "namespace": "default", "uid": "u1", "resourceVersion": "7", "creationTimestamp": "2025-01-01T00:00:00Z"},
+               "spec": spec})
+    }
+
+    #[test]
+    fn mutate_answers_the_patch_to_the_defaulted_object() {
+        let object = cluster(json!({"instances": 3, "storage": {"size": "1Gi"}}));
+        let answer = handle(
+            "/mutate-postgresql-cnpg-io-v1-cluster",
+            &review("CREATE", "Cluster", object.clone()),
+        );
+        let r = response(&answer);
+        assert_eq!(r["allowed"], true);
+        assert_eq!(r["patchType"], "JSONPatch");
+        let patch: json_patch::Patch = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(r["patch"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &patch).unwrap();
+        assert_eq!(
+            patched["spec"]["imageName"],
+            pgherd_api::defaults::DEFAULT_IMAGE_NAME
+        );
+        assert_eq!(patched["spec"]["instances"], 3, "what was set stays");
+        assert_eq!(
+            patched["metadata"], object["metadata"],
+            "metadata untouched"
+        );
+        // Defaulting twice changes nothing more.
+        let again = handle(
+            "/mutate-postgresql-cnpg-io-v1-cluster",
+            &review("UPDATE", "Cluster", patched),
+        );
+        assert!(response(&again).get("patch").is_none());
+    }
+
+    #[test]
+    fn validate_refuses_with_every_error_and_its_field() {
+        let object = cluster(
+            json!({"instances": 0, "storage": {"size": "lots"}, "minSyncReplicas": 1, "maxSyncReplicas": 0}),
+        );
+        let answer = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review("CREATE", "Cluster", object.clone()),
+        );
+        let r = response(&answer);
+        assert_eq!(r["allowed"], false);
+        assert_eq!(r["status"]["code"], 422);
+        assert_eq!(r["status"]["reason"], "Invalid");
+        let message = r["status"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("Cluster.postgresql.cnpg.io \"pg\" is invalid: "),
+            "{message}"
+        );
+        let expected: Vec<String> = diagnostics(&object)
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect();
+        assert!(expected.len() >= 2, "{expected:?}");
+        for e in &expected {
+            assert!(message.contains(e.as_str()), "{message} lacks {e}");
+        }
+        let causes = r["status"]["details"]["causes"].as_array().unwrap();
+        assert_eq!(causes.len(), expected.len());
+        assert!(
+            causes.iter().any(|c| c["field"] == "spec.instances"),
+            "{causes:?}"
+        );
+    }
+
+    #[test]
+    fn warnings_are_returned_and_unresolvable_references_dropped() {
+        let object = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
+            "bootstrap": {"initdb": {"database": "app", "owner": "app", "secret": {"name": "app-credentials"}}}}));
+        let found = diagnostics(&object);
+        assert!(
+            found
+                .iter()
+                .all(|d| !d.message.contains("not among the documents")),
+            "{found:?}"
+        );
+        let r = response(&handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review("CREATE", "Cluster", object),
+        ));
+        assert_eq!(r["allowed"], true);
+    }
+
+    #[test]
+    fn objects_being_deleted_and_deletes_are_allowed() {
+        let mut object = cluster(json!({"instances": 0}));
+        let r = response(&handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review("DELETE", "Cluster", object.clone()),
+        ));
+        assert_eq!(r["allowed"], true);
+        object["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
+        let r = response(&handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review("UPDATE", "Cluster", object),
+        ));
+        assert_eq!(r["allowed"], true);
+    }
+
+    #[test]
+    fn bad_input_gets_a_clear_error() {
+        let a = handle("/validate-postgresql-cnpg-io-v1-cluster", b"{not json");
+        assert_eq!(a.status, 400);
+        assert!(String::from_utf8_lossy(&a.body).contains("not JSON"));
+        let a = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#,
+        );
+        assert_eq!(a.status, 400);
+        assert!(String::from_utf8_lossy(&a.body).contains("admissionReviewVersions"));
+        let a = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+        );
+        assert_eq!(a.status, 400);
+        let a = handle("/validate-apps-v1-deployment", b"{}");
+        assert_eq!(a.status, 404);
+        assert!(String::from_utf8_lossy(&a.body).contains("/validate-postgresql-cnpg-io-v1-pooler"));
+        // A review of another kind than the path's.
+        let r = response(&handle(
+            "/validate-postgresql-cnpg-io-v1-pooler",
+            &review("CREATE", "Cluster", cluster(json!({}))),
+        ));
+        assert_eq!(r["allowed"], false);
+        assert!(r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("serves Pooler"));
+        // No object.
+        let mut body: Value =
+            serde_json::from_slice(&review("CREATE", "Cluster", cluster(json!({})))).unwrap();
+        body["request"]["object"] = Value::Null;
+        let r = response(&handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &serde_json::to_vec(&body).unwrap(),
+        ));
+        assert_eq!(r["allowed"], false);
+        // An object the model cannot decode: no patch, never a panic.
+        let r = response(&handle(
+            "/mutate-postgresql-cnpg-io-v1-cluster",
+            &review("CREATE", "Cluster", cluster(json!({"instances": "three"}))),
+        ));
+        assert_eq!(r["allowed"], true);
+        assert!(r.get("patch").is_none());
+    }
+}
