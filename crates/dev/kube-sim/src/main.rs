@@ -44,6 +44,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One crypto provider for every TLS user in the process (the workspace's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -111,7 +111,7 @@ impl Sim {
 }
 
 pub async fn client_for(kubeconfig: &str) -> kube_client::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let kc = kube_client::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
     let config = kube_client::Config::from_custom_kubeconfig(
         kc,
