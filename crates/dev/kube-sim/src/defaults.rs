@@ -172,8 +172,10 @@ fn next_cluster_ip(store: &Store) -> String {
         .flat_map(|o| o.values())
         .filter_map(|s| s["spec"]["clusterIP"].as_str().map(String::from))
         .collect();
-    (10u32..65_000)
-        .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
+    // Loopback addresses, so the kubelet's proxy can listen on them (127.20.0.1 is the
+    // `kubernetes` Service's when the kubelet runs).
+    (2u32..65_000)
+        .map(|n| format!("127.20.{}.{}", n / 256, n % 256))
         .find(|ip| !used.contains(ip))
-        .unwrap_or_else(|| "10.96.255.254".into())
+        .unwrap_or_else(|| "127.20.255.254".into())
 }

@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod immutable;
+pub mod kubelet;
 pub mod managed_fields;
 pub mod meta_validation;
 pub mod patch;
