@@ -87,6 +87,8 @@ pub struct PodHandle {
 /// Shared by the loops and the fault commands.
 #[derive(Debug, Default)]
 pub struct Shared {
+    /// The server's loopback network `127.B` (see `Store::network`).
+    pub network: u8,
     pub nodes: BTreeMap<String, NodeRuntime>,
     /// By pod uid.
     pub pods: BTreeMap<String, PodHandle>,
@@ -138,6 +140,7 @@ pub struct Kubelet {
     pub shared: Arc<Mutex<Shared>>,
     pub root: PathBuf,
     tasks: Vec<JoinHandle<()>>,
+    _network_claim: std::net::TcpListener,
 }
 
 impl Drop for Kubelet {
@@ -161,7 +164,14 @@ impl Kubelet {
         let root = state_dir.join("kubelet");
         std::fs::create_dir_all(root.join("faults"))?;
         let api = Api::new(server.clone(), "kubelet");
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let (network, claim) = nodes::claim_network()?;
+        if let Ok(mut s) = server.state.lock() {
+            s.store.network = network;
+        }
+        let shared = Arc::new(Mutex::new(Shared {
+            network,
+            ..Shared::default()
+        }));
         nodes::create(&api, &shared, config.nodes);
         server.add_subresource(Arc::new(logs::PodLogs { root: root.clone() }));
         server.add_subresource(Arc::new(scheduler::Binding));
@@ -184,6 +194,7 @@ impl Kubelet {
             shared,
             root,
             tasks,
+            _network_claim: claim,
         })
     }
 
@@ -268,7 +279,7 @@ fn sync_pods(ctx: &Arc<Ctx>, shared: &Arc<Mutex<Shared>>, refresh: bool) {
                 .map(String::from)
                 .unwrap_or_else(|| allocate_ip(&sh, &pods, index));
             let frozen = sh.nodes[node].frozen.subscribe();
-            let handle = start_pod(ctx, pod, &ip, &nodes::node_ip(index), &frozen);
+            let handle = start_pod(ctx, pod, &ip, &nodes::node_ip(sh.network, index), &frozen);
             sh.pods.insert(uid.clone(), handle);
         }
         let Some(h) = sh.pods.get(&uid) else { continue };
@@ -291,7 +302,7 @@ fn sync_pods(ctx: &Arc<Ctx>, shared: &Arc<Mutex<Shared>>, refresh: bool) {
             let _ = std::fs::remove_dir_all(ctx.root.join("pods").join(&uid));
             continue;
         }
-        let host_ip = nodes::node_ip(index);
+        let host_ip = nodes::node_ip(sh.network, index);
         let status = state.to_status(pod, &ip, &host_ip, node_ready);
         let _ = ctx.api.update_status("pods", &ns, &name, status);
         if refresh && !state.finished {
@@ -316,7 +327,7 @@ fn sync_pods(ctx: &Arc<Ctx>, shared: &Arc<Mutex<Shared>>, refresh: bool) {
     }
 }
 
-/// A free pod IP on node `index`: `127.10.INDEX.2`…`254`.
+/// A free pod IP on node `index`: `127.B.INDEX.2`…`254`.
 fn allocate_ip(sh: &Shared, pods: &[Value], index: usize) -> String {
     let used: BTreeSet<String> = sh
         .pods
@@ -328,9 +339,9 @@ fn allocate_ip(sh: &Shared, pods: &[Value], index: usize) -> String {
         )
         .collect();
     (2..255)
-        .map(|k| format!("127.10.{index}.{k}"))
+        .map(|k| format!("127.{}.{index}.{k}", sh.network))
         .find(|ip| !used.contains(ip))
-        .unwrap_or_else(|| format!("127.10.{index}.254"))
+        .unwrap_or_else(|| format!("127.{}.{index}.254", sh.network))
 }
 
 fn start_pod(

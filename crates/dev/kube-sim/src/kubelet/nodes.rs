@@ -4,7 +4,7 @@
 //!
 //! - `node-1`…`node-N`, labelled `kubernetes.io/hostname`, `kubernetes.io/os`,
 //!   `topology.kubernetes.io/zone` (`zone-a`, `zone-b`, `zone-c` in turn), address
-//!   `127.10.N.1`, Ready while their kubelet runs.
+//!   `127.B.N.1` (B: the server's network), Ready while their kubelet runs.
 //! - The node lifecycle controller: a node not heard from for the grace period gets
 //!   Ready=Unknown (reason `NodeStatusUnknown`) and the `node.kubernetes.io/unreachable`
 //!   NoSchedule taint, and its pods Ready=False; both are undone when it reports again.
@@ -23,9 +23,24 @@ use std::time::Instant;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
-/// The address of node `index` (pods' host IP).
-pub fn node_ip(index: usize) -> String {
-    format!("127.10.{index}.1")
+/// The address of node `index` (pods' host IP) in network `127.B`.
+pub fn node_ip(network: u8, index: usize) -> String {
+    format!("127.{network}.{index}.1")
+}
+
+/// Claim a free loopback network `127.B` for this server by listening on `127.B.0.1:1`
+/// (held as long as the listener lives), so servers on one machine never share addresses.
+pub fn claim_network() -> std::io::Result<(u8, std::net::TcpListener)> {
+    let start = 20 + (std::process::id() % 100) as u8;
+    let mut last = None;
+    for i in 0..200u16 {
+        let b = 20 + ((u16::from(start - 20) + i) % 200) as u8;
+        match std::net::TcpListener::bind((std::net::Ipv4Addr::new(127, b, 0, 1), 1)) {
+            Ok(l) => return Ok((b, l)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback network")))
 }
 
 pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, count: usize) {
@@ -52,7 +67,9 @@ pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, count: usize) {
 pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Duration) {
     let mut lost = Vec::new();
     let mut alive = Vec::new();
+    let mut network = 0;
     if let Ok(mut s) = shared.lock() {
+        network = s.network;
         for (name, n) in s.nodes.iter_mut() {
             if n.mode == Mode::Running {
                 n.last_heartbeat = Instant::now();
@@ -82,7 +99,7 @@ pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Durat
                     condition(&node["status"], "DiskPressure", false, "KubeletHasNoDiskPressure"),
                     condition(&node["status"], "PIDPressure", false, "KubeletHasSufficientPID"),
                 ],
-                "addresses": [{"type": "InternalIP", "address": node_ip(index)}, {"type": "Hostname", "address": name}],
+                "addresses": [{"type": "InternalIP", "address": node_ip(network, index)}, {"type": "Hostname", "address": name}],
                 "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
                 "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
                 "nodeInfo": {"kubeletVersion": "v1.32.0-kube-sim", "containerRuntimeVersion": "kube-sim://processes",
