@@ -156,7 +156,7 @@ pub async fn http_get(host: &str, port: u16, path: &str, https: bool) -> Option<
 
 async fn status_of<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> Option<u16> {
     s.write_all(request.as_bytes()).await.ok()?;
-    let mut buf = vec![0u8; 64];
+    let mut buf = [0u8; 64];
     let mut got = 0;
     while got < 12 {
         let n = s.read(&mut buf[got..]).await.ok()?;
