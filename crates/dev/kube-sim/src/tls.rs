@@ -21,7 +21,10 @@ pub fn generate() -> Result<ServerPki, ApiError> {
         "kube-sim",
         &[
             "localhost".to_string(),
+            "kubernetes".to_string(),
+            "kubernetes.default".to_string(),
             "kubernetes.default.svc".to_string(),
+            "kubernetes.default.svc.cluster.local".to_string(),
         ],
         &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
         3650,

@@ -315,3 +315,68 @@ spec:
         "the container was not restarted"
     );
 }
+
+/// Docs "Configure Liveness, Readiness and Startup Probes": an HTTPS readiness probe on a
+/// named port (the certificate is not verified), a startup probe gating the others, and a
+/// failing exec liveness probe restarting the container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_drive_readiness_and_restarts() {
+    if !kubectl_available() || !kubelet_available() {
+        return;
+    }
+    if !std::path::Path::new("/usr/bin/python3").exists()
+        || !std::path::Path::new("/usr/bin/openssl").exists()
+    {
+        eprintln!("SKIPPED: needs /usr/bin/python3 and /usr/bin/openssl");
+        return;
+    }
+    let sim = cluster(1).await;
+    sim.kubectl_in(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: https}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: debian:12
+    command: [sh, -c]
+    args:
+    - |
+      rm -f /tmp/die; cd /tmp
+      openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=self -days 1 -keyout k.pem -out c.pem 2>/dev/null
+      exec python3 -c "
+      import http.server, ssl
+      s = http.server.HTTPServer(('$(POD_IP)', 8443), http.server.SimpleHTTPRequestHandler)
+      c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain('c.pem', 'k.pem')
+      s.socket = c.wrap_socket(s.socket, server_side=True); s.serve_forever()"
+    env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
+    ports: [{name: status, containerPort: 8443}]
+    startupProbe: {tcpSocket: {port: status}, periodSeconds: 1, failureThreshold: 30}
+    readinessProbe: {httpGet: {path: /, port: status, scheme: HTTPS}, periodSeconds: 1}
+    livenessProbe: {exec: {command: [sh, -c, "test ! -f /tmp/die"]}, periodSeconds: 1, failureThreshold: 1}
+"#,
+    );
+    sim.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/https",
+        "--timeout=30s",
+    ]);
+    let pod = sim.object("pods", "default", "https").unwrap();
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["started"], true);
+    assert_eq!(status["restartCount"], 0);
+    // The liveness probe fails: the container is restarted, then Ready again.
+    let uid = pod["metadata"]["uid"].as_str().unwrap();
+    let root = sim.kubelet.as_ref().unwrap().root.clone();
+    std::fs::write(root.join("pods").join(uid).join("tmp/die"), "").unwrap();
+    wait_for("a restart and readiness again", 30, || {
+        let p = sim.object("pods", "default", "https")?;
+        let s = &p["status"]["containerStatuses"][0];
+        (s["restartCount"] == 1 && s["ready"] == true).then_some(())
+    })
+    .await;
+}

@@ -173,6 +173,7 @@ impl Kubelet {
             ..Shared::default()
         }));
         nodes::create(&api, &shared, config.nodes);
+        nodes::publish_api_service(&api);
         server.add_subresource(Arc::new(logs::PodLogs { root: root.clone() }));
         server.add_subresource(Arc::new(scheduler::Binding));
         let ctx = Arc::new(Ctx {

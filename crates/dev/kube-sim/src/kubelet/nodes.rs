@@ -216,3 +216,30 @@ pub fn publish_root_ca(api: &Api) {
         let _ = api.create("configmaps", name, cm);
     }
 }
+
+/// The `kubernetes` Service in `default` (docs "Accessing the Kubernetes API from a Pod"):
+/// port 443 forwarding to the API server, through an EndpointSlice naming its address.
+pub fn publish_api_service(api: &Api) {
+    let (host, port) = api
+        .server
+        .address
+        .rsplit_once(':')
+        .unwrap_or(("127.0.0.1", "443"));
+    let port: u16 = port.parse().unwrap_or(443);
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]}});
+    let Ok(svc) = api.create("services", "default", svc) else {
+        return;
+    };
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": "kubernetes",
+                "uid": svc["metadata"]["uid"], "controller": true}]},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [host], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+    let _ = api.create("discovery.k8s.io/endpointslices", "default", slice);
+}
