@@ -1,5 +1,5 @@
 //! Services and names: a real PostgreSQL 15 from a CloudNativePG image name, reached through a
-//! Service by name from another pod and through the ClusterIP from the test. Each test cites
+//! Service by name from another pod, through the ClusterIP from the test, and by `kubectl exec`. Each test cites
 //! the Kubernetes documentation section it follows.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -67,8 +67,9 @@ spec:
 
 /// Docs "Service" (selector, named targetPort, ClusterIP), "EndpointSlices", "DNS for
 /// Services and Pods" (`NAME`, `NAME.NS`, `NAME.NS.svc.cluster.local`), "Persistent Volumes"
-/// (a claim bound with its requested capacity) and "Virtual IPs and Service Proxies"
-/// (connections to an address that stops being an endpoint are closed).
+/// (a claim bound with its requested capacity), "Virtual IPs and Service Proxies"
+/// (connections to an address that stops being an endpoint are closed) and "Get a Shell to a
+/// Running Container" (`kubectl exec`, exit codes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_is_reached_through_a_service_by_name_and_cluster_ip() {
     if !kubectl_available() || !kubelet_available() {
@@ -140,6 +141,20 @@ async fn postgres_is_reached_through_a_service_by_name_and_cluster_ip() {
         "42\n",
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // `kubectl exec` (WebSocket, v5.channel.k8s.io): psql inside the PostgreSQL container.
+    let out = sim.kubectl(&[
+        "exec", "pg-1", "--", "psql", "-h", "/tmp", "-U", "postgres", "-tAc", "select 1",
+    ]);
+    assert_eq!(out, "1\n");
+    let fails = sim.kubectl_fails(
+        &["exec", "pg-1", "--", "sh", "-c", "echo oops >&2; exit 4"],
+        None,
+    );
+    assert!(
+        fails.contains("oops") && fails.contains("exit code 4"),
+        "{fails}"
     );
 
     // A connection through the Service is closed when the pod stops being an endpoint,

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod container;
 pub mod env;
+pub mod exec;
 pub mod hosts;
 pub mod images;
 pub mod logs;
@@ -176,6 +177,9 @@ impl Kubelet {
         nodes::publish_api_service(&api);
         server.add_subresource(Arc::new(logs::PodLogs { root: root.clone() }));
         server.add_subresource(Arc::new(scheduler::Binding));
+        server.add_subresource(Arc::new(exec::PodExec {
+            shared: shared.clone(),
+        }));
         let ctx = Arc::new(Ctx {
             api: api.clone(),
             root: root.clone(),

@@ -382,6 +382,7 @@ async fn supervise_once(
     let start = Instant::now();
     if let Ok(mut s) = st.lock() {
         s.pids.insert(name.clone(), pid);
+        s.launches.insert(name.clone(), launch.clone());
     }
     update(st, slot, |c| {
         if matches!(c.state, CState::Terminated { .. }) {

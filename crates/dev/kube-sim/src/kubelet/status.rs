@@ -109,6 +109,8 @@ pub struct PodState {
     pub start_time: String,
     /// Main process of each running container.
     pub pids: BTreeMap<String, u32>,
+    /// How each container was last started (for `pods/exec`).
+    pub launches: BTreeMap<String, super::container::Launch>,
 }
 
 impl PodState {
@@ -139,6 +141,7 @@ impl PodState {
                 .as_str()
                 .map_or_else(clock::now_rfc3339, String::from),
             pids: BTreeMap::new(),
+            launches: BTreeMap::new(),
         }
     }
 
