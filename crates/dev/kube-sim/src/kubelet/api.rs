@@ -126,6 +126,14 @@ impl Api {
             .object)
     }
 
+    /// Delete as a client would (default grace period and propagation).
+    pub fn delete(&self, resource: &str, ns: &str, name: &str) -> Result<(), ApiError> {
+        let t = self.target(resource, ns, name, "")?;
+        self.lock()?
+            .delete(&t, &DeleteOptions::default())
+            .map(|_| ())
+    }
+
     /// Delete with grace 0 (what the kubelet does once a pod's containers are gone).
     pub fn delete_now(
         &self,

@@ -20,6 +20,7 @@ pub mod proxy;
 pub mod scheduler;
 pub mod status;
 pub mod volumes;
+pub mod workloads;
 
 use crate::server::ApiServer;
 use api::Api;
@@ -230,11 +231,13 @@ async fn control_loop(ctx: Arc<Ctx>, shared: Arc<Mutex<Shared>>, config: Kubelet
         return;
     };
     let mut last_refresh = Instant::now();
+    let workload_api = Api::new(ctx.api.server.clone(), "kube-controller-manager");
     loop {
         node_faults::take_requests(&ctx.root.join("faults"), &shared);
         nodes::heartbeat(&ctx.api, &shared, config.node_grace);
         nodes::provision_claims(&ctx.api, &ctx.root);
         nodes::publish_root_ca(&ctx.api);
+        workloads::reconcile(&workload_api);
         scheduler::schedule(&ctx.api);
         let refresh = last_refresh.elapsed() > Duration::from_secs(2);
         if refresh {
