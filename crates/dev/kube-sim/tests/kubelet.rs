@@ -70,9 +70,17 @@ spec:
     - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
     - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
     - {name: PW, valueFrom: {secretKeyRef: {name: creds, key: password}}}
-    volumeMounts: [{name: creds, mountPath: /etc/creds, readOnly: true}]
+    volumeMounts:
+    - {name: creds, mountPath: /etc/creds, readOnly: true}
+    - {name: api, mountPath: /var/run/secrets/tokens}
   volumes:
   - {name: creds, secret: {secretName: creds, defaultMode: 0440}}
+  - name: api
+    projected:
+      sources:
+      - serviceAccountToken: {path: token, expirationSeconds: 3607}
+      - configMap: {name: kube-root-ca.crt, items: [{key: ca.crt, path: ca.crt}]}
+      - downwardAPI: {items: [{path: namespace, fieldRef: {fieldPath: metadata.namespace}}]}
 "#,
     );
     sim.kubectl(&[
@@ -98,6 +106,57 @@ spec:
         "{logs}"
     );
     assert!(logs.contains("file=hunter2 mode=440:postgres"), "{logs}");
+
+    // Docs "Projected Volumes" and "Configure Service Accounts for Pods": a token the API
+    // server accepts, its CA from `kube-root-ca.crt`, the namespace.
+    let server = &sim.running.server;
+    let token = sim.kubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "cat",
+        "/var/run/secrets/tokens/token",
+    ]);
+    assert_eq!(
+        token,
+        server.auth.service_account_token("default", "default")
+    );
+    let ca = sim.kubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "cat",
+        "/var/run/secrets/tokens/ca.crt",
+    ]);
+    assert_eq!(ca, server.ca_pem);
+    let ns = sim.kubectl(&[
+        "exec",
+        "shell",
+        "--",
+        "cat",
+        "/var/run/secrets/tokens/namespace",
+    ]);
+    assert_eq!(ns, "default");
+
+    // Docs "DNS for Services and Pods": a Service created later is resolvable in the running
+    // container (its hosts file is rewritten in place).
+    sim.kubectl_in(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: late}\nspec: {ports: [{port: 80}], selector: {app: none}}\n",
+    );
+    let ip = sim.object("services", "default", "late").unwrap()["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the new Service in the pod's hosts file", 15, || {
+        let hosts = sim.kubectl(&["exec", "shell", "--", "cat", "/etc/hosts"]);
+        hosts
+            .contains(&format!(
+                "{ip}\tlate late.default late.default.svc late.default.svc.cluster.local"
+            ))
+            .then_some(())
+    })
+    .await;
 
     // The container ignores SIGTERM: it is killed after the grace period (capped at 3 s
     // for tests), then the kubelet removes the object.

@@ -88,6 +88,19 @@ async fn postgres_is_reached_through_a_service_by_name_and_cluster_ip() {
     .await;
     assert_eq!(pvc["status"]["capacity"]["storage"], "1Gi");
     sim.kubectl(&["wait", "--for=condition=Ready", "pod/pg-1", "--timeout=60s"]);
+    // Expansion: a larger request is reflected in the capacity.
+    sim.kubectl(&[
+        "patch",
+        "pvc",
+        "pgdata",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    wait_for("the claim to grow", 10, || {
+        let pvc = sim.object("persistentvolumeclaims", "default", "pgdata")?;
+        (pvc["status"]["capacity"]["storage"] == "2Gi").then_some(())
+    })
+    .await;
     let pod = sim.object("pods", "default", "pg-1").unwrap();
     let pod_ip = pod["status"]["podIP"].as_str().unwrap().to_string();
     assert_eq!(
