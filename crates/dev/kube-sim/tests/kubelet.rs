@@ -304,9 +304,9 @@ fn process_state(pid: u32) -> char {
 
 /// Docs "Nodes: Node status, Heartbeats, Node controller" (a node not heard from becomes
 /// Ready=Unknown and its pods not Ready) and "Taints and Tolerations"
-/// (`node.kubernetes.io/unreachable`), through `kube-sim node freeze|restore`.
+/// (`node.kubernetes.io/unreachable`), through `kube-sim node freeze|kill|restore`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn frozen_node_goes_not_ready_and_recovers_on_restore() {
+async fn frozen_or_killed_node_goes_not_ready_and_recovers_on_restore() {
     if !kubectl_available() || !kubelet_available() {
         return;
     }
@@ -373,6 +373,26 @@ spec:
         Some(pid),
         "the container was not restarted"
     );
+
+    // `kill`: the node's processes die and nothing runs there until `restore`, which starts
+    // the pod again as after a reboot.
+    node("kill");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || process_state(pid) == 'Z');
+    wait_for("node-2 to go NotReady again", 20, || {
+        sim.condition_is("nodes", "", "node-2", "Ready", "Unknown")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(main_pid(&sim, "default", "frozen"), None);
+    node("restore");
+    wait_for("the pod to run again", 20, || {
+        let p = sim.object("pods", "default", "frozen")?;
+        let s = &p["status"]["containerStatuses"][0];
+        (s["restartCount"] == 1 && sim.condition_is("pods", "default", "frozen", "Ready", "True"))
+            .then_some(())
+    })
+    .await;
+    assert_ne!(main_pid(&sim, "default", "frozen"), Some(pid));
 }
 
 /// Docs "Configure Liveness, Readiness and Startup Probes": an HTTPS readiness probe on a

@@ -84,12 +84,14 @@ pub fn write_in_place(path: &Path, content: &str) -> std::io::Result<bool> {
     if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
         return Ok(false);
     }
+    // Overwrite from the start, then cut the rest: a reader never sees an empty file.
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .open(path)?;
     f.write_all(content.as_bytes())?;
+    f.set_len(content.len() as u64)?;
     Ok(true)
 }
 
