@@ -160,7 +160,11 @@ pub fn spawn(l: &Launch, log: &Path) -> std::io::Result<tokio::process::Child> {
     .stdout(out)
     .stderr(err)
     .process_group(0);
-    tokio::process::Command::from(cmd).spawn()
+    let mut cmd = tokio::process::Command::from(cmd);
+    // Should the kubelet's task be dropped without stopping the container (shutdown), the
+    // main process does not outlive it.
+    cmd.kill_on_drop(true);
+    cmd.spawn()
 }
 
 /// Run `argv` inside a running container (its namespaces, user and environment), for exec

@@ -94,6 +94,8 @@ pub struct Shared {
     pub nodes: BTreeMap<String, NodeRuntime>,
     /// By pod uid.
     pub pods: BTreeMap<String, PodHandle>,
+    /// The kubelet is shutting down: start nothing more.
+    pub stopped: bool,
 }
 
 impl Shared {
@@ -151,6 +153,8 @@ impl Drop for Kubelet {
             t.abort();
         }
         if let Ok(mut s) = self.shared.lock() {
+            // A pass already under way must not start what is being killed here.
+            s.stopped = true;
             s.kill_pods(None);
         }
     }
@@ -252,6 +256,9 @@ async fn control_loop(ctx: Arc<Ctx>, shared: Arc<Mutex<Shared>>, config: Kubelet
 fn sync_pods(ctx: &Arc<Ctx>, shared: &Arc<Mutex<Shared>>, refresh: bool) {
     let pods = ctx.api.list("pods");
     let Ok(mut sh) = shared.lock() else { return };
+    if sh.stopped {
+        return;
+    }
     let live: BTreeMap<String, (usize, bool)> = sh
         .nodes
         .iter()

@@ -121,7 +121,7 @@ pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Durat
                 changed = true;
                 c["status"] = json!("Unknown");
                 c["reason"] = json!("NodeStatusUnknown");
-                c["message"] = json!("Kubelet stopped posting node status.");
+                c["message"] = json!("the node's kubelet has not reported within the grace period");
                 c["lastTransitionTime"] = json!(clock::now_rfc3339());
             }
         }
