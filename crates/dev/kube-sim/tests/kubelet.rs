@@ -180,7 +180,7 @@ spec:
 }
 
 /// Docs "Pod Lifecycle: Container restart policy" (Always, exponential back-off,
-/// restartCount) and "kubectl logs --previous".
+/// restartCount), "kubectl logs --previous", and "Images" (a pull that cannot succeed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_containers_restart_with_back_off_and_keep_previous_logs() {
     if !kubectl_available() || !kubelet_available() {
@@ -212,6 +212,19 @@ spec:
     assert_eq!(s["ready"], false);
     let previous = sim.kubectl(&["logs", "crash", "--previous"]);
     assert_eq!(previous, "run\n");
+    let table = sim.kubectl(&["get", "pod", "crash", "-o", "wide", "--no-headers"]);
+    assert!(table.contains("node-1"), "{table}");
+
+    // An image kube-sim does not map cannot be "pulled" (docs "Images": ImagePullBackOff).
+    sim.kubectl_in(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: unmapped}\nspec: {containers: [{name: main, image: quay.io/nobody/nothing:1}]}\n",
+    );
+    wait_for("an image pull back-off", 15, || {
+        let out = sim.kubectl(&["get", "pod", "unmapped", "--no-headers"]);
+        out.contains("ImagePullBackOff").then_some(())
+    })
+    .await;
 }
 
 /// Docs "Assigning Pods to Nodes" (nodeSelector, preferred inter-pod anti-affinity on

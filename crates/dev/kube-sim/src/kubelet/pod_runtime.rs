@@ -208,17 +208,24 @@ async fn back_off(ctx: &Ctx, slot: Slot, st: &Mutex<PodState>, sig: &mut Signals
         .0
         .saturating_mul(1u32 << restarts.clamp(0, 16))
         .min(ctx.backoff.1);
-    update(st, slot, |c| {
-        if matches!(c.state, CState::Terminated { .. }) {
+    update(st, slot, |c| match &c.state {
+        CState::Terminated { .. } => {
             c.last = Some(c.state.clone());
+            c.state = CState::Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: format!(
+                    "back-off {}s restarting failed container={name}",
+                    delay.as_secs()
+                ),
+            };
         }
-        c.state = CState::Waiting {
-            reason: "CrashLoopBackOff".into(),
-            message: format!(
-                "back-off {}s restarting failed container={name}",
-                delay.as_secs()
-            ),
-        };
+        CState::Waiting { reason, message } if reason == "ErrImagePull" => {
+            c.state = CState::Waiting {
+                reason: "ImagePullBackOff".into(),
+                message: message.clone(),
+            };
+        }
+        _ => {}
     });
     sig.sleep(delay).await || wait_thawed(sig).await
 }
