@@ -180,7 +180,8 @@ spec:
 }
 
 /// Docs "Pod Lifecycle: Container restart policy" (Always, exponential back-off,
-/// restartCount), "kubectl logs --previous", and "Images" (a pull that cannot succeed).
+/// restartCount), "kubectl logs --previous", "Images" (a pull that cannot succeed) and
+/// "Events" (`kubectl describe`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashing_containers_restart_with_back_off_and_keep_previous_logs() {
     if !kubectl_available() || !kubelet_available() {
@@ -214,6 +215,14 @@ spec:
     assert_eq!(previous, "run\n");
     let table = sim.kubectl(&["get", "pod", "crash", "-o", "wide", "--no-headers"]);
     assert!(table.contains("node-1"), "{table}");
+    // The scheduler's and the kubelet's events, as `kubectl describe` shows them.
+    let described = sim.kubectl(&["describe", "pod", "crash"]);
+    for reason in ["Scheduled", "Started", "BackOff"] {
+        assert!(
+            described.contains(reason),
+            "no {reason} event:\n{described}"
+        );
+    }
 
     // An image kube-sim does not map cannot be "pulled" (docs "Images": ImagePullBackOff).
     sim.kubectl_in(

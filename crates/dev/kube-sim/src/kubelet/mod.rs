@@ -7,6 +7,7 @@
 pub mod api;
 pub mod container;
 pub mod env;
+pub mod events;
 pub mod exec;
 pub mod hosts;
 pub mod images;

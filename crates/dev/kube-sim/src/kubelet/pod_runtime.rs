@@ -120,7 +120,7 @@ pub async fn run(ctx: Arc<Ctx>, pod: Value, st: Arc<Mutex<PodState>>, mut sig: S
                     return finish(&st);
                 }
                 Outcome::Exited(_) | Outcome::NotStarted => {
-                    if back_off(&ctx, Slot::Init(i), &st, &mut sig).await {
+                    if back_off(&ctx, &pod, Slot::Init(i), &st, &mut sig).await {
                         return finish(&st);
                     }
                 }
@@ -153,7 +153,7 @@ pub async fn run(ctx: Arc<Ctx>, pod: Value, st: Arc<Mutex<PodState>>, mut sig: S
                 if !restart {
                     return codes.last().copied();
                 }
-                if back_off(ctx, Slot::Main(i), st, &mut sig).await {
+                if back_off(ctx, pod, Slot::Main(i), st, &mut sig).await {
                     return None;
                 }
             }
@@ -195,8 +195,18 @@ fn finish(st: &Mutex<PodState>) {
     }
 }
 
+fn event(ctx: &Ctx, pod: &Value, type_: &str, reason: &str, message: &str) {
+    super::events::record(&ctx.api, pod, type_, reason, message, "kubelet");
+}
+
 /// Wait before a restart (CrashLoopBackOff); returns whether stopping.
-async fn back_off(ctx: &Ctx, slot: Slot, st: &Mutex<PodState>, sig: &mut Signals) -> bool {
+async fn back_off(
+    ctx: &Ctx,
+    pod: &Value,
+    slot: Slot,
+    st: &Mutex<PodState>,
+    sig: &mut Signals,
+) -> bool {
     let mut restarts = 0;
     let mut name = String::new();
     update(st, slot, |c| {
@@ -208,6 +218,17 @@ async fn back_off(ctx: &Ctx, slot: Slot, st: &Mutex<PodState>, sig: &mut Signals
         .0
         .saturating_mul(1u32 << restarts.clamp(0, 16))
         .min(ctx.backoff.1);
+    let mut crashed = false;
+    update(st, slot, |c| {
+        crashed = matches!(c.state, CState::Terminated { .. })
+    });
+    if crashed {
+        let msg = format!(
+            "back-off {}s restarting failed container {name}",
+            delay.as_secs()
+        );
+        event(ctx, pod, "Warning", "BackOff", &msg);
+    }
     update(st, slot, |c| match &c.state {
         CState::Terminated { .. } => {
             c.last = Some(c.state.clone());
@@ -352,6 +373,19 @@ async fn supervise_once(
     let (launch, name) = match launch(ctx, pod, pod_dir, prepared, c) {
         Ok(l) => l,
         Err((reason, message)) => {
+            let mut first = false;
+            update(st, slot, |c| {
+                first = !matches!(&c.state, CState::Waiting { message: m, .. } if *m == message);
+            });
+            if first {
+                event(
+                    ctx,
+                    pod,
+                    "Warning",
+                    "Failed",
+                    &format!("{reason}: {message}"),
+                );
+            }
             update(st, slot, |c| c.state = CState::Waiting { reason, message });
             return if sig.sleep(Duration::from_secs(1)).await {
                 Outcome::Stopped
@@ -385,6 +419,13 @@ async fn supervise_once(
         }
     };
     let pid = child.id().unwrap_or(0);
+    event(
+        ctx,
+        pod,
+        "Normal",
+        "Started",
+        &format!("started container {name} (pid {pid})"),
+    );
     let started_at = clock::now_rfc3339();
     let start = Instant::now();
     if let Ok(mut s) = st.lock() {
@@ -421,6 +462,7 @@ async fn supervise_once(
             s = child.wait() => break s.ok(),
             _ = sig.stop.changed() => {
                 if let Some(g) = sig.stopping() {
+                    event(ctx, pod, "Normal", "Killing", &format!("stopping container {name}"));
                     break terminate(&mut child, pid, g).await;
                 }
             }
@@ -436,7 +478,10 @@ async fn supervise_once(
                         let ok = probes::run(&p.spec, c, &pod_ip, pid, &launch).await;
                         match p.record(ok, Instant::now()) {
                             Some(true) => started = true,
-                            Some(false) => break terminate(&mut child, pid, grace).await,
+                            Some(false) => {
+                                event(ctx, pod, "Warning", "Unhealthy", &format!("startup probe of {name} failed"));
+                                break terminate(&mut child, pid, grace).await;
+                            }
                             None => {}
                         }
                     }
@@ -448,6 +493,8 @@ async fn supervise_once(
                 if let Some(p) = liveness.as_mut().filter(|p| p.due(now)) {
                     let ok = probes::run(&p.spec, c, &pod_ip, pid, &launch).await;
                     if p.record(ok, Instant::now()) == Some(false) {
+                        let msg = format!("liveness probe of {name} failed: restarting it");
+                        event(ctx, pod, "Warning", "Unhealthy", &msg);
                         break terminate(&mut child, pid, grace).await;
                     }
                 }
@@ -455,6 +502,9 @@ async fn supervise_once(
                     Some(p) if p.due(now) => {
                         let ok = probes::run(&p.spec, c, &pod_ip, pid, &launch).await;
                         if let Some(v) = p.record(ok, Instant::now()) {
+                            if !v {
+                                event(ctx, pod, "Warning", "Unhealthy", &format!("readiness probe of {name} failed"));
+                            }
                             update(st, slot, |c| c.ready = v);
                         }
                     }

@@ -59,10 +59,34 @@ pub fn schedule(api: &Api) {
             Ok(node) => {
                 let node = node_name(node).to_string();
                 if let Ok(p) = bind(&api.server, &ns, &name, &node) {
+                    let msg = format!("assigned {ns}/{name} to {node}");
+                    super::events::record(
+                        api,
+                        &p,
+                        "Normal",
+                        "Scheduled",
+                        &msg,
+                        "default-scheduler",
+                    );
                     bound.push(p);
                 }
             }
             Err(why) => {
+                let said = pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "PodScheduled" && c["message"] == why.as_str());
+                if !said {
+                    super::events::record(
+                        api,
+                        pod,
+                        "Warning",
+                        "FailedScheduling",
+                        &why,
+                        "default-scheduler",
+                    );
+                }
                 let mut status = pod["status"].clone();
                 let mut c = condition(&status, "PodScheduled", false, "Unschedulable");
                 c["message"] = json!(why);
