@@ -102,9 +102,10 @@ pub fn script(l: &Launch) -> String {
         s.push_str(&format!(
             "if [ -d {src} ]; then mkdir -p {dst}; elif [ ! -e {dst} ]; then mkdir -p \"$(dirname {dst})\"; : > {dst}; fi\n"
         ));
-        s.push_str(&format!("/usr/bin/mount --bind {src} {dst}\n"));
+        // -n: no utab under /run (which may be a volume by now).
+        s.push_str(&format!("/usr/bin/mount -n --bind {src} {dst}\n"));
         if *ro {
-            s.push_str(&format!("/usr/bin/mount -o remount,bind,ro {dst}\n"));
+            s.push_str(&format!("/usr/bin/mount -n -o remount,bind,ro {dst}\n"));
         }
     }
     if let Some(w) = &l.workdir {
