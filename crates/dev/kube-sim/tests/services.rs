@@ -109,15 +109,24 @@ async fn postgres_is_reached_through_a_service_by_name_and_cluster_ip() {
     );
 
     // The EndpointSlice lists the ready pod on the named port's number.
-    let slice = sim.kubectl(&[
-        "get",
-        "endpointslices",
-        "-l",
-        "kubernetes.io/service-name=pg",
-        "-o",
-        "jsonpath={.items[0].endpoints[0].addresses[0]} {.items[0].ports[0].port} {.items[0].endpoints[0].conditions.ready}",
-    ]);
-    assert_eq!(slice, format!("{pod_ip} 5432 true"));
+    // (The EndpointSlice controller follows the pod's readiness asynchronously.)
+    let want = format!("{pod_ip} 5432 true");
+    wait_for("the EndpointSlice to list the ready pod", 15, || {
+        let out = sim.kubectl_as(
+            &sim.kubeconfig(),
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=pg",
+                "-o",
+                "jsonpath={.items[0].endpoints[0].addresses[0]} {.items[0].ports[0].port} {.items[0].endpoints[0].conditions.ready}",
+            ],
+            None,
+        );
+        (String::from_utf8_lossy(&out.stdout) == want).then_some(())
+    })
+    .await;
 
     // From another pod, by name.
     sim.kubectl_in(&["apply", "-f", "-"], CLIENT);
