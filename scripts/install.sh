@@ -12,8 +12,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # Debian packages: PostgreSQL server binaries; prometheus for promtool (the metrics tests check
 # the exposition, the alert rules and their unit tests, deploy/monitoring); barman-cloud's
 # clients (the backup engine's tests check byte-compatibility against them); pgbouncer (Pooler)
-# and iproute2 (the partition test puts instances in network namespaces).
-APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2 unzip util-linux)
+# and iproute2 (the partition test puts instances in network namespaces). kube-sim's process
+# kubelet runs containers with util-linux's unshare/setpriv/nsenter, mount and hostname; its
+# probe test serves HTTPS with a certificate made by openssl.
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2 unzip util-linux mount hostname openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

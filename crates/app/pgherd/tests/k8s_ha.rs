@@ -211,7 +211,9 @@ impl Writer {
                     }
                     let c = client.as_ref().unwrap();
                     next += 1;
-                    let insert = c.execute("INSERT INTO ledger (id) VALUES ($1)", &[&next]);
+                    let id = next;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+                    let insert = c.execute("INSERT INTO ledger (id) VALUES ($1)", &params);
                     match tokio::time::timeout(Duration::from_secs(5), insert).await {
                         Ok(Ok(_)) => a.lock().unwrap().push(next),
                         _ => client = None,
@@ -284,9 +286,10 @@ impl WritableChecker {
                             writable += 1;
                         }
                     }
-                    let mut most = m.lock().unwrap();
-                    *most = (*most).max(writable);
-                    drop(most);
+                    {
+                        let mut most = m.lock().unwrap();
+                        *most = (*most).max(writable);
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             });
@@ -311,7 +314,11 @@ fn kubelet_available() -> bool {
     let ok = ["/usr/bin/unshare", "/usr/bin/setpriv", "/usr/bin/nsenter"]
         .iter()
         .all(|p| Path::new(p).exists())
-        && Command::new("kubectl").arg("version").arg("--client").output().is_ok()
+        && Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_ok()
         && nix::unistd::Uid::effective().is_root();
     if !ok {
         eprintln!("SKIPPED: needs root, util-linux and kubectl (scripts/install.sh)");
@@ -353,7 +360,9 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         })
     };
     let status = healthy(&sim, 300);
-    let primary = str_at(&status, "/status/currentPrimary").unwrap().to_string();
+    let primary = str_at(&status, "/status/currentPrimary")
+        .unwrap()
+        .to_string();
     // `kubectl get cluster` shows it the way CloudNativePG does.
     let table = sim.kubectl(&["get", "cluster", "pg"]);
     assert!(table.contains("Cluster in healthy state"), "{table}");
@@ -366,7 +375,9 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     let (rw, ro) = (service_ip("pg-rw"), service_ip("pg-ro"));
     let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
     let refresh_ips = |sim: &Sim| {
-        let pods = sim.json(&["get", "pods", "-l", "cnpg.io/cluster=pg"]).unwrap();
+        let pods = sim
+            .json(&["get", "pods", "-l", "cnpg.io/cluster=pg"])
+            .unwrap();
         let mut ips = pod_ips.lock().unwrap();
         for pod in pods["items"].as_array().unwrap() {
             if let Some(ip) = str_at(pod, "/status/podIP") {
@@ -382,7 +393,10 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
             .unwrap();
         // -ro reaches a replica.
         let r = connect(&ro, &password).await.expect("-ro answers");
-        let row = r.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap();
+        let row = r
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap();
         assert!(row.get::<_, bool>(0), "-ro reached the primary");
     });
     let checker = WritableChecker::start(pod_ips.clone(), password.clone());
@@ -417,7 +431,10 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     refresh_ips(&sim);
     let acked = writer.stop();
     let most_writable = checker.stop();
-    assert!(most_writable <= 1, "{most_writable} writable primaries at once");
+    assert!(
+        most_writable <= 1,
+        "{most_writable} writable primaries at once"
+    );
 
     // Every acknowledged commit is on the new primary.
     let found: BTreeSet<i64> = sim.runtime.block_on(async {

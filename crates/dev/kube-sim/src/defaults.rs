@@ -1,7 +1,7 @@
 //! The defaults the API server fills into built-in kinds (API reference, per kind: PodSpec,
 //! Container, Probe, ServiceSpec, DeploymentSpec, JobSpec, PersistentVolumeClaimSpec), so an
 //! object read back looks as it would from a real cluster — which matters to anything that
-//! compares what it wrote with what it reads. ClusterIPs are allocated from 10.96.0.0/16.
+//! compares what it wrote with what it reads. ClusterIPs are loopback addresses (`127.B.0.x`, see `Store::network`).
 
 use crate::registry::ResourceType;
 use crate::store::Store;
@@ -172,8 +172,11 @@ fn next_cluster_ip(store: &Store) -> String {
         .flat_map(|o| o.values())
         .filter_map(|s| s["spec"]["clusterIP"].as_str().map(String::from))
         .collect();
-    (10u32..65_000)
-        .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
+    // Loopback addresses of the server's network, so the kubelet's proxy can listen on them.
+    let b = store.network;
+    (2u32..254)
+        .map(|n| format!("127.{b}.0.{n}"))
+        .chain((200u32..255).flat_map(|c| (1u32..255).map(move |n| format!("127.{b}.{c}.{n}"))))
         .find(|ip| !used.contains(ip))
-        .unwrap_or_else(|| "10.96.255.254".into())
+        .unwrap_or_else(|| format!("127.{b}.254.254"))
 }

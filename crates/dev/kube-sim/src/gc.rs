@@ -43,6 +43,18 @@ fn finalizers(o: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A pod bound to a node and marked with a grace period: its kubelet stops its containers,
+/// then deletes it with grace 0; nothing else removes it before that.
+fn in_graceful_deletion(storage: &str, o: &Value) -> bool {
+    storage == "/pods"
+        && o["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+        && o["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .is_some_and(|g| g > 0)
+}
+
 /// Delete one object: removed at once without finalizers, otherwise marked. Returns the
 /// object as it is afterwards (marked or as last seen).
 pub fn delete_object(
@@ -63,7 +75,7 @@ pub fn delete_object(
         _ => {}
     }
     let is_namespace = storage == "/namespaces";
-    if fins.is_empty() && !is_namespace {
+    if fins.is_empty() && !is_namespace && !in_graceful_deletion(storage, &obj) {
         return state.store.remove(storage, ns, name);
     }
     if already && fins == finalizers(&obj) {
@@ -188,6 +200,15 @@ impl State {
             .unwrap_or(30);
         let grace = opts.grace_period_seconds.unwrap_or(spec_grace).max(0);
         if grace == 0 {
+            if old["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .is_some_and(|g| g > 0)
+            {
+                // The kubelet's final delete (or a forced one): no grace left to wait for.
+                let mut o = old.clone();
+                o["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                self.put(t, o);
+            }
             return None;
         }
         let current = old["metadata"]["deletionGracePeriodSeconds"].as_i64();
@@ -249,12 +270,15 @@ fn pass(state: &mut State) -> bool {
             }
         }
         Step::Delete((s, ns, name), policy) => {
-            delete_object(state, &s, &ns, &name, policy);
+            if !mark_pod_for_kubelet(state, &s, &ns, &name) {
+                delete_object(state, &s, &ns, &name, policy);
+            }
         }
         Step::Put(s, o) => {
             let gone = !o["metadata"]["deletionTimestamp"].is_null()
                 && finalizers(&o).is_empty()
-                && s != "/namespaces";
+                && s != "/namespaces"
+                && !in_graceful_deletion(&s, &o);
             let (ns, name) = crate::store::key_of(&o);
             state.store.put(&s, o);
             if gone {
@@ -265,6 +289,28 @@ fn pass(state: &mut State) -> bool {
             state.store.remove(&s, &ns, &name);
         }
     }
+    true
+}
+
+/// A bound pod the collector deletes goes as any deleted pod does: marked with its
+/// termination grace period for its kubelet to stop (returns false for anything else).
+fn mark_pod_for_kubelet(state: &mut State, storage: &str, ns: &str, name: &str) -> bool {
+    let Some(o) = state.store.get(storage, ns, name) else {
+        return false;
+    };
+    let grace = o["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(30);
+    let bound = o["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty());
+    if storage != "/pods" || !bound || deleting(o) || grace <= 0 {
+        return false;
+    }
+    let mut o = o.clone();
+    o["metadata"]["deletionTimestamp"] = json!(clock::format_rfc3339(clock::now_secs() + grace));
+    o["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+    state.store.put(storage, o);
     true
 }
 
@@ -365,7 +411,7 @@ fn next_step(state: &State) -> Option<Step> {
             o["metadata"]["finalizers"] = json!(fins);
             return Some(Step::Put(s.clone(), o));
         }
-        if fins.is_empty() && s != "/namespaces" {
+        if fins.is_empty() && s != "/namespaces" && !in_graceful_deletion(s, o) {
             return Some(Step::Remove(key(s, ns, name)));
         }
     }

@@ -3,8 +3,11 @@
 //! real semantics of discovery, get/list/watch, create/update/patch (merge, JSON, strategic,
 //! server-side apply), deletion with finalizers and garbage collection, CRD schemas, tables,
 //! bearer tokens, RBAC and admission webhooks (`webhook`). It owns the in-memory object store
-//! and everything that gives requests their meaning; the process kubelet, pods/log, pods/exec
-//! and eviction plug in through [`server::Subresource`] and are not here.
+//! and everything that gives requests their meaning. [`kubelet`] adds simulated nodes whose
+//! pods run as local processes, the controllers around them (scheduler, PVC provisioner, node
+//! lifecycle, EndpointSlices, Deployments/ReplicaSets/Jobs), a Service proxy on loopback
+//! ClusterIPs, and `pods/log`, `pods/exec` and `pods/binding` through
+//! [`server::Subresource`]; eviction is not here yet.
 //!
 //! Test infrastructure, never shipped. May import model and engine crates (the CRD schema
 //! walk from `pgherd-api`, the PKI from `pgherd-controller`); nothing depends on it but tests.
@@ -22,6 +25,7 @@ pub mod discovery;
 pub mod error;
 pub mod gc;
 pub mod immutable;
+pub mod kubelet;
 pub mod managed_fields;
 pub mod meta_validation;
 pub mod patch;

@@ -1,6 +1,7 @@
 //! `kube-sim`: run the API server (`serve`), or mint a ServiceAccount token (`token`).
 
 use clap::{Parser, Subcommand};
+use pgherd_kube_sim::kubelet::{node_faults, Kubelet, KubeletConfig};
 use pgherd_kube_sim::rbac::Authenticator;
 use pgherd_kube_sim::{start, Config};
 use std::path::PathBuf;
@@ -29,6 +30,29 @@ enum Command {
         /// Seconds between watch bookmarks.
         #[arg(long, default_value_t = 5)]
         bookmark_interval: u64,
+        /// Simulated nodes whose kubelet runs pods as local processes (0: API server only).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Extra image → command rules (JSON or YAML), tried before the built-in ones.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// What pgherd's image's `/manager` is (default: `pgherd` next to this executable).
+        #[arg(long)]
+        pgherd_bin: Option<PathBuf>,
+        /// Cap on pods' termination grace periods, in seconds.
+        #[arg(long)]
+        max_grace_seconds: Option<u64>,
+        /// Seconds without a kubelet heartbeat before a node goes NotReady.
+        #[arg(long, default_value_t = 5)]
+        node_grace_seconds: u64,
+    },
+    /// Inject a node fault into a running server: kill, freeze or restore NODE.
+    Node {
+        /// kill | freeze | restore
+        action: String,
+        node: String,
+        #[arg(long)]
+        state_dir: PathBuf,
     },
     /// Print a bearer token for ServiceAccount NAME in NAMESPACE (from STATE_DIR's key).
     Token {
@@ -44,6 +68,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One crypto provider for every TLS user in the process (the workspace's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -60,6 +86,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             port,
             watch_window,
             bookmark_interval,
+            nodes,
+            images,
+            pgherd_bin,
+            max_grace_seconds,
+            node_grace_seconds,
         } => {
             let running = start(Config {
                 state_dir: Some(state_dir.clone()),
@@ -69,17 +100,48 @@ async fn run(cli: Cli) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.to_string())?;
+            let kubelet = if nodes > 0 {
+                let bin = pgherd_bin.unwrap_or_else(|| {
+                    std::env::current_exe()
+                        .ok()
+                        .and_then(|e| e.parent().map(|d| d.join("pgherd")))
+                        .unwrap_or_else(|| PathBuf::from("pgherd"))
+                });
+                let mut config = KubeletConfig::new(nodes, bin);
+                if let Some(file) = images {
+                    config.images.load(&file)?;
+                }
+                config.max_grace = max_grace_seconds.map(Duration::from_secs);
+                config.node_grace = Duration::from_secs(node_grace_seconds.max(1));
+                Some(
+                    Kubelet::start(running.server.clone(), &state_dir, config)
+                        .map_err(|e| e.to_string())?,
+                )
+            } else {
+                None
+            };
             eprintln!(
-                "kube-sim: serving {} (KUBECONFIG={})",
+                "kube-sim: serving {} (KUBECONFIG={}), {nodes} node(s)",
                 running.url,
                 state_dir.join("kubeconfig").display()
             );
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .map_err(|e| e.to_string())?;
             tokio::select! {
                 _ = running.wait() => {}
                 _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
             }
+            // Dropping the kubelet kills every process it started.
+            drop(kubelet);
             Ok(())
         }
+        Command::Node {
+            action,
+            node,
+            state_dir,
+        } => node_faults::request(&state_dir, &node, &action),
         Command::Token {
             state_dir,
             namespace,

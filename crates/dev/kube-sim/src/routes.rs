@@ -310,9 +310,11 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
         for (k, v) in &parts.headers {
             req = req.header(k, v);
         }
-        let req = req
+        let mut req = req
             .body(body)
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        // The connection upgrade (WebSocket for pods/exec) travels in the extensions.
+        *req.extensions_mut() = parts.extensions;
         return Ok(Routed::Delegate(handler, Box::new(target), Box::new(req)));
     }
     if target.subresource == "status" && !rt.status

@@ -215,6 +215,7 @@ pub async fn start(config: Config) -> Result<Running, ApiError> {
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
             });
         }

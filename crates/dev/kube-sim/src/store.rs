@@ -51,6 +51,9 @@ pub struct Store {
     uids: u64,
     tx: broadcast::Sender<Arc<Change>>,
     epoch: watch::Sender<u64>,
+    /// Second octet of this server's loopback network: ClusterIPs are `127.B.0.x` and
+    /// `127.B.200+.x`, node `N`'s pods `127.B.N.x` (the kubelet claims a free B).
+    pub network: u8,
 }
 
 impl Store {
@@ -67,6 +70,7 @@ impl Store {
             uids: 0,
             tx,
             epoch,
+            network: 20,
         }
     }
 

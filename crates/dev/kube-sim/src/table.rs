@@ -58,6 +58,42 @@ fn age(o: &Value) -> Value {
     }
 }
 
+/// The STATUS column of a pod: Terminating, a container's waiting reason (init containers
+/// as `Init:…`), Completed, or the phase.
+fn pod_status(o: &Value, statuses: &[Value]) -> String {
+    if !o["metadata"]["deletionTimestamp"].is_null() {
+        return "Terminating".into();
+    }
+    let inits = o["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let done = inits
+        .iter()
+        .filter(|s| s["state"]["terminated"]["exitCode"] == 0)
+        .count();
+    if done < inits.len() {
+        let waiting = inits
+            .iter()
+            .find_map(|s| s["state"]["waiting"]["reason"].as_str())
+            .filter(|r| *r != "PodInitializing");
+        return match waiting {
+            Some(r) => format!("Init:{r}"),
+            None => format!("Init:{done}/{}", inits.len()),
+        };
+    }
+    if let Some(r) = statuses
+        .iter()
+        .find_map(|s| s["state"]["waiting"]["reason"].as_str())
+    {
+        return r.into();
+    }
+    match o["status"]["phase"].as_str().unwrap_or("Pending") {
+        "Succeeded" => "Completed".into(),
+        p => p.into(),
+    }
+}
+
 fn builtin_cells(rt: &ResourceType, o: &Value) -> (Vec<PrinterColumn>, Vec<Value>) {
     let name = o["metadata"]["name"].clone();
     match (rt.group.as_str(), rt.kind.as_str()) {
@@ -82,13 +118,17 @@ fn builtin_cells(rt: &ResourceType, o: &Value) -> (Vec<PrinterColumn>, Vec<Value
                     col("Status", "string", "", 0),
                     col("Restarts", "string", "", 0),
                     col("Age", "string", "", 0),
+                    col("IP", "string", "", 1),
+                    col("Node", "string", "", 1),
                 ],
                 vec![
                     name,
                     json!(format!("{ready}/{total}")),
-                    json!(o["status"]["phase"].as_str().unwrap_or("Pending")),
+                    json!(pod_status(o, &statuses)),
                     json!(restarts.to_string()),
                     age(o),
+                    json!(o["status"]["podIP"].as_str().unwrap_or("<none>")),
+                    json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>")),
                 ],
             )
         }

@@ -21,7 +21,10 @@ pub fn generate() -> Result<ServerPki, ApiError> {
         "kube-sim",
         &[
             "localhost".to_string(),
+            "kubernetes".to_string(),
+            "kubernetes.default".to_string(),
             "kubernetes.default.svc".to_string(),
+            "kubernetes.default.svc.cluster.local".to_string(),
         ],
         &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
         3650,
@@ -41,7 +44,7 @@ pub fn server_config(pki: &ServerPki) -> Result<Arc<rustls::ServerConfig>, ApiEr
             .collect::<Result<_, _>>()
             .map_err(|e| bad(&e))?;
     let key = PrivateKeyDer::from_pem_slice(pki.key_pem.as_bytes()).map_err(|e| bad(&e))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(&e))?

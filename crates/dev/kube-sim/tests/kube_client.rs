@@ -406,7 +406,7 @@ async fn built_in_defaults_and_immutable_fields() {
         .unwrap()
         .spec
         .unwrap();
-    assert!(made.cluster_ip.unwrap().starts_with("10.96."));
+    assert!(made.cluster_ip.unwrap().starts_with("127."));
     assert_eq!(made.ports.unwrap()[0].protocol.as_deref(), Some("TCP"));
     let e = api_error(
         svcs.patch(

@@ -3,12 +3,15 @@
 //! kube-rs client for it.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // tests may panic
 
+use pgherd_kube_sim::kubelet::{Kubelet, KubeletConfig};
 use pgherd_kube_sim::{start, Config, Running};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 pub struct Sim {
+    /// First, so it is dropped (killing every process it started) before the directory goes.
+    pub kubelet: Option<Kubelet>,
     pub running: Running,
     pub dir: tempfile::TempDir,
 }
@@ -34,10 +37,77 @@ pub async fn sim_with(mut config: Config) -> Sim {
     let dir = tempfile::tempdir().unwrap();
     config.state_dir = Some(dir.path().to_path_buf());
     let running = start(config).await.unwrap();
-    Sim { running, dir }
+    Sim {
+        kubelet: None,
+        running,
+        dir,
+    }
+}
+
+/// A server with `nodes` nodes whose kubelet runs pods as local processes; short grace
+/// periods and back-offs for tests. Dropping it kills every process it started.
+pub async fn cluster(nodes: usize) -> Sim {
+    let mut sim = sim().await;
+    let mut config = KubeletConfig::new(nodes, PathBuf::from(env!("CARGO_BIN_EXE_kube-sim")));
+    config.max_grace = Some(Duration::from_secs(3));
+    config.node_grace = Duration::from_secs(2);
+    config.backoff = (Duration::from_millis(200), Duration::from_secs(2));
+    let kubelet = Kubelet::start(sim.running.server.clone(), sim.dir.path(), config).unwrap();
+    sim.kubelet = Some(kubelet);
+    sim
+}
+
+/// Whether this machine can run the kubelet (root, util-linux's unshare/setpriv/nsenter).
+pub fn kubelet_available() -> bool {
+    let ok = [
+        "/usr/bin/unshare",
+        "/usr/bin/setpriv",
+        "/usr/bin/nsenter",
+        "/usr/bin/mount",
+    ]
+    .iter()
+    .all(|p| Path::new(p).exists())
+        && Command::new("/usr/bin/unshare")
+            .args(["--mount", "--uts", "true"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "SKIPPED: the kubelet needs root and util-linux (scripts/install.sh installs it)"
+        );
+    }
+    ok
 }
 
 impl Sim {
+    /// An object from the store, as the API has it (`pods`, `nodes`, …).
+    pub fn object(&self, resource: &str, ns: &str, name: &str) -> Option<serde_json::Value> {
+        let key = match resource.rsplit_once('/') {
+            Some((g, p)) => format!("{g}/{p}"),
+            None => format!("/{resource}"),
+        };
+        let state = self.running.server.state.lock().unwrap();
+        state.store.get(&key, ns, name).cloned()
+    }
+
+    /// Whether a pod's (or node's) condition `type_` has `status`.
+    pub fn condition_is(
+        &self,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        type_: &str,
+        status: &str,
+    ) -> bool {
+        self.object(resource, ns, name).is_some_and(|o| {
+            o["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == type_ && c["status"] == status)
+        })
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
     }
@@ -111,7 +181,7 @@ impl Sim {
 }
 
 pub async fn client_for(kubeconfig: &str) -> kube_client::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let kc = kube_client::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
     let config = kube_client::Config::from_custom_kubeconfig(
         kc,
@@ -120,6 +190,20 @@ pub async fn client_for(kubeconfig: &str) -> kube_client::Client {
     .await
     .unwrap();
     kube_client::Client::try_from(config).unwrap()
+}
+
+/// Poll `f` until it returns `Some` (or fail after `secs` seconds).
+pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Poll `f` until it returns true (or fail after 10 s).
