@@ -181,6 +181,20 @@ async fn connect(host: &str, password: &str) -> Option<tokio_postgres::Client> {
     Some(client)
 }
 
+/// `connect`, retried for up to 30 s (a Service follows its pods' labels a moment later).
+async fn connect_soon(host: &str, password: &str) -> Option<tokio_postgres::Client> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(c) = connect(host, password).await {
+            return Some(c);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Commits through `host` (the `-rw` ClusterIP) until stopped, reconnecting on failure.
 struct Writer {
     acked: Arc<Mutex<Vec<i64>>>,
@@ -387,12 +401,12 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     };
     refresh_ips(&sim);
     sim.runtime.block_on(async {
-        let c = connect(&rw, &password).await.expect("-rw answers");
+        let c = connect_soon(&rw, &password).await.expect("-rw answers");
         c.batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY)")
             .await
             .unwrap();
         // -ro reaches a replica.
-        let r = connect(&ro, &password).await.expect("-ro answers");
+        let r = connect_soon(&ro, &password).await.expect("-ro answers");
         let row = r
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
@@ -438,7 +452,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
 
     // Every acknowledged commit is on the new primary.
     let found: BTreeSet<i64> = sim.runtime.block_on(async {
-        let c = connect(&rw, &password).await.expect("-rw answers");
+        let c = connect_soon(&rw, &password).await.expect("-rw answers");
         c.query("SELECT id FROM ledger", &[])
             .await
             .unwrap()
