@@ -288,21 +288,33 @@ impl WritableChecker {
             rt.block_on(async move {
                 while !s.load(Ordering::Relaxed) {
                     let ips: Vec<String> = pod_ips.lock().unwrap().iter().cloned().collect();
-                    let mut writable = 0;
-                    for ip in ips {
-                        let ask = async {
-                            let c = connect(&ip, &password).await?;
-                            let row = c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
-                            Some(!row.get::<_, bool>(0))
-                        };
-                        if tokio::time::timeout(Duration::from_secs(2), ask).await == Ok(Some(true))
-                        {
-                            writable += 1;
+                    // Asked at once, so one sweep is one moment.
+                    let asks = ips.into_iter().map(|ip| {
+                        let password = password.clone();
+                        async move {
+                            let ask = async {
+                                let c = connect(&ip, &password).await?;
+                                let row =
+                                    c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
+                                Some(!row.get::<_, bool>(0))
+                            };
+                            let writable = tokio::time::timeout(Duration::from_secs(1), ask).await
+                                == Ok(Some(true));
+                            (ip, writable)
                         }
+                    });
+                    let answers = futures_util::future::join_all(asks).await;
+                    let writable: Vec<String> = answers
+                        .into_iter()
+                        .filter(|(_, w)| *w)
+                        .map(|(ip, _)| ip)
+                        .collect();
+                    if writable.len() > 1 {
+                        eprintln!("writable at once: {writable:?}");
                     }
                     {
                         let mut most = m.lock().unwrap();
-                        *most = (*most).max(writable);
+                        *most = (*most).max(writable.len());
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

@@ -146,9 +146,16 @@ pub fn spawn(l: &Launch, log: &Path) -> std::io::Result<tokio::process::Child> {
         .open(log)?;
     let err = out.try_clone()?;
     let mut cmd = std::process::Command::new("/usr/bin/unshare");
+    // A PID namespace of its own, as a container has: a daemon that detaches (`pg_ctl start`
+    // leaves the postmaster to init) stays in it, and killing its init (the forked shell; it
+    // dies with `unshare`) ends every process in it, as a runtime ending a cgroup would.
     cmd.args([
         "--mount",
         "--uts",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
         "--propagation",
         "private",
         "--",
@@ -171,9 +178,12 @@ pub fn spawn(l: &Launch, log: &Path) -> std::io::Result<tokio::process::Child> {
 /// Run `argv` inside a running container (its namespaces, user and environment), for exec
 /// probes and `pods/exec`.
 pub fn exec_in(pid: u32, l: &Launch, argv: &[String]) -> tokio::process::Command {
+    // The namespaces' init: `unshare`'s child (`unshare` itself stays in the host's PID
+    // namespace).
+    let target = crate::kubelet::process::namespace_init(pid).unwrap_or(pid);
     let mut cmd = std::process::Command::new("/usr/bin/nsenter");
-    cmd.arg(format!("--target={pid}"))
-        .args(["--mount", "--uts"]);
+    cmd.arg(format!("--target={target}"))
+        .args(["--mount", "--uts", "--pid"]);
     if let Some(w) = &l.workdir {
         cmd.arg(format!("--wd={w}"));
     }

@@ -45,9 +45,38 @@ pub fn signal_main(pid: u32, sig: Signal) {
     let _ = kill(to_pid(pid), sig);
 }
 
-/// Signal the whole container: its process group and every descendant.
+fn pid_namespace(pid: u32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
+}
+
+/// The init of the container's own PID namespace: the descendant of `pid` (the `unshare`
+/// process, which stays in the host's namespace) that is in another PID namespace.
+pub fn namespace_init(pid: u32) -> Option<u32> {
+    let host = pid_namespace(pid)?;
+    tree(pid)
+        .into_iter()
+        .find(|p| *p != pid && pid_namespace(*p).is_some_and(|ns| ns != host))
+}
+
+/// The container's processes: its process tree, and every process in its PID namespace (a
+/// daemon that detached was reparented to the namespace's init, out of the tree).
+pub fn members(pid: u32) -> Vec<u32> {
+    let mut out: BTreeSet<u32> = tree(pid).into_iter().collect();
+    if let Some(ns) = namespace_init(pid).and_then(pid_namespace) {
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+                if pid_namespace(p).as_ref() == Some(&ns) {
+                    out.insert(p);
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Signal the whole container: its process group and every member.
 pub fn signal_all(pid: u32, sig: Signal) {
-    let members = tree(pid);
+    let members = members(pid);
     let _ = killpg(to_pid(pid), sig);
     for p in members {
         let _ = kill(to_pid(p), sig);
