@@ -3,7 +3,9 @@
 //! init container): `pgherd operator` brings a three-instance Cluster with quorum synchronous
 //! replication to healthy; a writer commits through the `-rw` Service's ClusterIP while the
 //! primary's node is killed; the operator fails over (lease-expiry evidence), the Service
-//! follows the new primary, and every acknowledged commit is found there. A checker asks every
+//! follows the new primary; the old primary's instance rejoins on another node; a switchover
+//! through `status.targetPrimary` (what `kubectl cnpg promote` writes) moves the primary again;
+//! every acknowledged commit is found on the last primary. A checker asks every
 //! instance's PostgreSQL whether it is writable throughout: never two at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -453,6 +455,39 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     println!(
         "failover: node {node} killed, {new_primary} primary and writes flowing after {:?} ({before} commits before)",
         killed.elapsed()
+    );
+    // The old primary's instance comes back on another node (its PVC outlives the pod) and
+    // rejoins as a replica: three ready again.
+    let status = healthy(&sim, 180);
+    refresh_ips(&sim);
+
+    // A switchover as `kubectl cnpg promote` asks for it: status.targetPrimary.
+    let target = ["pg-1", "pg-2", "pg-3"]
+        .into_iter()
+        .find(|i| Some(*i) != str_at(&status, "/status/currentPrimary"))
+        .unwrap();
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!("{{\"status\":{{\"targetPrimary\":\"{target}\"}}}}"),
+    ]);
+    let switched = Instant::now();
+    sim.eventually("the switchover", 120, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        (str_at(&c, "/status/currentPrimary") == Some(target)).then_some(())
+    });
+    assert!(
+        writer.wait_for_more(20, 60),
+        "no commits through -rw after the switchover to {target}\n{}",
+        sim.diagnostics()
+    );
+    println!(
+        "switchover: {target} primary and writes flowing after {:?}",
+        switched.elapsed()
     );
     refresh_ips(&sim);
     let acked = writer.stop();

@@ -38,6 +38,9 @@ pub use credentials::lease_token;
 /// (`pgherd_controller::ha::PRIMARY_LEASE`), which each pass renews.
 pub const PASS_INTERVAL: Duration = Duration::from_millis(1000);
 
+/// How often a Cluster in transition is reconciled.
+pub const TRANSITION_INTERVAL: Duration = Duration::from_millis(250);
+
 /// The operator's field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "pgherd-operator";
 
@@ -197,7 +200,7 @@ async fn reconcile(
     let mut runtime = runtime.lock().await;
     let span = tracing::info_span!("cluster", name = %format!("{}/{}", key.0, key.1));
     use tracing::Instrument as _;
-    async {
+    let phase = async {
         let result = reconcile_cluster(&cluster, &operator, &mut runtime).await;
         if let Err(e) = &result {
             tracing::warn!("{e}");
@@ -208,14 +211,23 @@ async fn reconcile(
     }
     .instrument(span)
     .await?;
-    Ok(Action::requeue(PASS_INTERVAL))
+    // A cluster in transition (failover, switchover, new instances) is looked at again soon:
+    // each step of a transition waits for the next pass.
+    Ok(Action::requeue(
+        if phase == pgherd_controller::phase::HEALTHY {
+            PASS_INTERVAL
+        } else {
+            TRANSITION_INTERVAL
+        },
+    ))
 }
 
+/// One pass; the phase it decided.
 async fn reconcile_cluster(
     cluster: &Cluster,
     operator: &Operator,
     runtime: &mut ClusterRuntime,
-) -> Result<(), OperatorError> {
+) -> Result<&'static str, OperatorError> {
     let client = &operator.client;
     let cluster = &checked(cluster)?;
     let credentials = credentials::ensure(client, cluster, &operator.settings).await?;
@@ -235,7 +247,7 @@ async fn reconcile_cluster(
     drop(platform);
     runtime.written_target = outcome.plan.target_primary.clone();
     status::write(client, cluster, &outcome, &addresses, conditions).await?;
-    Ok(())
+    Ok(outcome.plan.phase)
 }
 
 /// `cluster` with its defaults, if it is valid and pgherd runs everything it asks for on
