@@ -6,130 +6,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+mod k8s;
 
-use common::repo_root;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::time::{Duration, Instant};
-
-/// The API server, on its own runtime, for the test's lifetime.
-struct Sim {
-    _runtime: tokio::runtime::Runtime,
-    _running: pgherd_kube_sim::Running,
-    dir: tempfile::TempDir,
-}
-
-impl Sim {
-    fn start() -> Sim {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = pgherd_kube_sim::Config {
-            state_dir: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        };
-        let running = runtime.block_on(pgherd_kube_sim::start(config)).unwrap();
-        Sim {
-            _runtime: runtime,
-            _running: running,
-            dir,
-        }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    fn kubectl_output(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("KUBECACHEDIR", self.dir.path().join("cache"))
-            .env("HOME", self.dir.path())
-            .output()
-            .expect("kubectl runs (scripts/install.sh installs it)")
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        let out = self.kubectl_output(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Option<serde_json::Value> {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let out = self.kubectl_output(&all);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    }
-
-    /// Poll `f` until it returns `Some` (or fail after `seconds`).
-    fn eventually<T>(&self, what: &str, seconds: u64, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-struct Operator(Child);
-
-impl Operator {
-    fn start(kubeconfig: &Path, log: &Path) -> Operator {
-        Operator(
-            Command::new(env!("CARGO_BIN_EXE_pgherd"))
-                .args(["operator", "--no-webhooks"])
-                .env("KUBECONFIG", kubeconfig)
-                .env("PGHERD_LOG", "info")
-                .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
-                .stderr(std::fs::File::create(log).unwrap())
-                .spawn()
-                .unwrap(),
-        )
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn str_at<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(serde_json::Value::as_str)
-}
+use k8s::{base64_decode, kubectl_available, str_at, Operator, Sim};
+use std::time::Duration;
 
 #[test]
 fn the_operator_makes_a_clusters_objects_and_status() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: kubectl is not installed (scripts/install.sh installs it)");
+    if !kubectl_available() {
         return;
     }
     let sim = Sim::start();
-    let crds = repo_root().join("deploy/crds");
-    sim.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    let log = sim.dir.path().join("operator.log");
-    let _operator = Operator::start(&sim.kubeconfig(), &log);
+    sim.install_crds();
+    let operator = Operator::start(&sim, "operator", &["--no-webhooks"]);
 
     let manifest = sim.dir.path().join("cluster.yaml");
     std::fs::write(
@@ -240,54 +129,25 @@ fn the_operator_makes_a_clusters_objects_and_status() {
         str_at(&d, "/status/message").map(str::to_string)
     });
     assert!(said.contains("not reconciled"), "{said}");
+    let logged = operator.logged();
+    assert!(logged.contains("Setting up primary"), "{logged}");
+    let password = sim.secret_value("pg-app", "password");
     assert!(
-        !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("password"),
+        !logged.contains(&password),
         "a credential reached the operator's log"
     );
-}
-
-fn base64_decode(text: &str) -> String {
-    use base64::Engine as _;
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// Two operators, one leading: the other takes the Lease over once the leader is gone, and
 /// reconciles from then on.
 #[test]
 fn a_second_operator_takes_over_when_the_leader_dies() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: kubectl is not installed (scripts/install.sh installs it)");
+    if !kubectl_available() {
         return;
     }
     let sim = Sim::start();
-    let crds = repo_root().join("deploy/crds");
-    sim.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    let start = |name: &str| {
-        let log = sim.dir.path().join(format!("{name}.log"));
-        Operator(
-            Command::new(env!("CARGO_BIN_EXE_pgherd"))
-                .args(["operator", "--no-webhooks"])
-                .env("KUBECONFIG", sim.kubeconfig())
-                .env("POD_NAME", name)
-                .env("OPERATOR_NAMESPACE", "default")
-                .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    sim.install_crds();
+    let start = |name: &str| Operator::start(&sim, name, &["--no-webhooks"]);
     let mut a = Some(start("op-a"));
     let mut b = Some(start("op-b"));
     let holder = |sim: &Sim| {

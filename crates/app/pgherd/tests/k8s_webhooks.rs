@@ -7,153 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
+mod k8s;
 
-use common::repo_root;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// The API server, on its own runtime, for the test's lifetime.
-struct Sim {
-    _runtime: tokio::runtime::Runtime,
-    _running: pgherd_kube_sim::Running,
-    dir: tempfile::TempDir,
-}
-
-impl Sim {
-    fn start() -> Sim {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let config = pgherd_kube_sim::Config {
-            state_dir: Some(dir.path().to_path_buf()),
-            ..Default::default()
-        };
-        let running = runtime.block_on(pgherd_kube_sim::start(config)).unwrap();
-        Sim {
-            _runtime: runtime,
-            _running: running,
-            dir,
-        }
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write as _;
-        let mut child = Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .env("KUBECACHEDIR", self.dir.path().join("cache"))
-            .env("HOME", self.dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs (scripts/install.sh installs it)");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        let out = self.kubectl_output(args, None);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Option<serde_json::Value> {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let out = self.kubectl_output(&all, None);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    }
-
-    /// `kubectl apply -f -` of `manifest`: Ok(stdout+stderr) or Err(stderr).
-    fn apply(&self, manifest: &str) -> Result<String, String> {
-        let out = self.kubectl_output(&["apply", "-f", "-"], Some(manifest));
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.success() {
-            Ok(format!("{}{stderr}", String::from_utf8_lossy(&out.stdout)))
-        } else {
-            Err(stderr)
-        }
-    }
-
-    /// Poll `f` until it returns `Some` (or fail after `seconds`, with `log`'s tail).
-    fn eventually<T>(
-        &self,
-        what: &str,
-        seconds: u64,
-        logs: &[&Path],
-        mut f: impl FnMut() -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                let tails: Vec<String> = logs
-                    .iter()
-                    .map(|l| {
-                        let text = std::fs::read_to_string(l).unwrap_or_default();
-                        let lines: Vec<&str> = text.lines().collect();
-                        format!(
-                            "--- {}:\n{}",
-                            l.display(),
-                            lines[lines.len().saturating_sub(30)..].join("\n")
-                        )
-                    })
-                    .collect();
-                panic!("timed out waiting for {what}\n{}", tails.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-}
-
-struct Operator(Child);
-
-impl Operator {
-    fn start(sim: &Sim, name: &str, args: &[&str]) -> (Operator, PathBuf) {
-        let log = sim.dir.path().join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_pgherd"))
-            .arg("operator")
-            .args(args)
-            .env("KUBECONFIG", sim.kubeconfig())
-            .env("POD_NAME", name)
-            .env("OPERATOR_NAMESPACE", "default")
-            .env("PGHERD_LOG", "info")
-            .stdout(std::fs::File::create(log.with_extension("out")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        (Operator(child), log)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use k8s::{str_at, Operator, Sim};
+use std::path::Path;
+use std::process::Command;
 
 /// A port nobody listens on now.
 fn free_port() -> u16 {
@@ -162,10 +20,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn str_at<'a>(v: &'a serde_json::Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(serde_json::Value::as_str)
 }
 
 const INVALID: &str = "apiVersion: postgresql.cnpg.io/v1
@@ -215,13 +69,12 @@ fn the_operators_webhooks_default_and_validate_clusters() {
         return;
     }
     let sim = Sim::start();
-    let crds = repo_root().join("deploy/crds");
-    sim.kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
+    sim.install_crds();
 
     let port_a = free_port();
     let url = format!("https://127.0.0.1:{port_a}");
     let port_a = port_a.to_string();
-    let (operator_a, log_a) = Operator::start(
+    let operator_a = Operator::start(
         &sim,
         "op-a",
         &[
@@ -235,7 +88,7 @@ fn the_operators_webhooks_default_and_validate_clusters() {
     );
 
     // The certificate Secret and both configurations, with the CA patched in.
-    let secret = sim.eventually("Secret cnpg-webhook-cert", 60, &[&log_a], || {
+    let secret = sim.eventually("Secret cnpg-webhook-cert", 60, || {
         sim.json(&["get", "secret", "cnpg-webhook-cert"])
     });
     assert_eq!(str_at(&secret, "/type"), Some("kubernetes.io/tls"));
@@ -244,7 +97,7 @@ fn the_operators_webhooks_default_and_validate_clusters() {
         "mutatingwebhookconfiguration/cnpg-mutating-webhook-configuration",
         "validatingwebhookconfiguration/cnpg-validating-webhook-configuration",
     ] {
-        let config = sim.eventually(kind, 60, &[&log_a], || {
+        let config = sim.eventually(kind, 60, || {
             let c = sim.json(&["get", kind])?;
             (str_at(&c, "/webhooks/0/clientConfig/caBundle") == Some(ca.as_str())).then_some(c)
         });
@@ -259,19 +112,14 @@ fn the_operators_webhooks_default_and_validate_clusters() {
     // An invalid Cluster: refused with every error `pgherd validate` reports, paths shown.
     let expected = validate_errors(sim.dir.path(), INVALID);
     assert!(expected.len() >= 2, "{expected:?}");
-    let refused = sim.eventually(
-        "the invalid Cluster refused by the webhook",
-        60,
-        &[&log_a],
-        || {
-            match sim.apply(INVALID) {
-                Err(e) if e.contains("is invalid") => Some(e),
-                Err(e) if e.contains("failed calling webhook") => None, // not serving yet
-                Err(e) => panic!("refused for another reason: {e}"),
-                Ok(out) => panic!("an invalid Cluster was accepted: {out}"),
-            }
-        },
-    );
+    let refused = sim.eventually("the invalid Cluster refused by the webhook", 60, || {
+        match sim.apply(INVALID) {
+            Err(e) if e.contains("is invalid") => Some(e),
+            Err(e) if e.contains("failed calling webhook") => None, // not serving yet
+            Err(e) => panic!("refused for another reason: {e}"),
+            Ok(out) => panic!("an invalid Cluster was accepted: {out}"),
+        }
+    });
     for error in &expected {
         assert!(
             refused.contains(error.as_str()),
@@ -309,13 +157,13 @@ fn the_operators_webhooks_default_and_validate_clusters() {
     // A second replica, not leading, serves the same certificate: the configurations are
     // pointed at it and the first replica stopped.
     let port_b = free_port().to_string();
-    let (operator_b, log_b) = Operator::start(
+    let operator_b = Operator::start(
         &sim,
         "op-b",
         &["--webhook-address", "127.0.0.1", "--webhook-port", &port_b],
     );
-    sim.eventually("op-b serving webhooks", 60, &[&log_b], || {
-        std::fs::read_to_string(&log_b)
+    sim.eventually("op-b serving webhooks", 60, || {
+        std::fs::read_to_string(&operator_b.log)
             .unwrap_or_default()
             .contains("serving admission webhooks")
             .then_some(())
@@ -370,7 +218,7 @@ fn the_operators_webhooks_default_and_validate_clusters() {
 
     // No operator left: failurePolicy Fail refuses Cluster writes.
     drop(operator_b);
-    let refused = sim.eventually("a Cluster refused with no webhook server", 30, &[], || {
+    let refused = sim.eventually("a Cluster refused with no webhook server", 30, || {
         sim.apply(&minimal("pg3")).err()
     });
     assert!(refused.contains("failed calling webhook"), "{refused}");

@@ -1,0 +1,150 @@
+//! Load for the HA tests: a writer committing through a Service and a checker asking every
+//! instance whether it accepts writes.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test uses a part
+
+use super::connect;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Commits through `host` (the `-rw` ClusterIP) until stopped, reconnecting on failure.
+pub struct Writer {
+    acked: Arc<Mutex<Vec<i64>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(host: String, password: String) -> Writer {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (acked.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut next = 0_i64;
+                let mut client = None;
+                while !s.load(Ordering::Relaxed) {
+                    if client.is_none() {
+                        client = connect(&host, &password).await;
+                        if client.is_none() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    }
+                    let c = client.as_ref().unwrap();
+                    next += 1;
+                    let id = next;
+                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
+                    let insert = c.execute("INSERT INTO ledger (id) VALUES ($1)", &params);
+                    match tokio::time::timeout(Duration::from_secs(5), insert).await {
+                        Ok(Ok(_)) => a.lock().unwrap().push(next),
+                        _ => client = None,
+                    }
+                }
+            });
+        });
+        Writer {
+            acked,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    pub fn wait_for_more(&self, more: usize, seconds: u64) -> bool {
+        let target = self.count() + more;
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        while Instant::now() < deadline {
+            if self.count() >= target {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn stop(mut self) -> Vec<i64> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// Asks every pod's PostgreSQL every 200 ms whether it accepts writes; records the most seen
+/// at once.
+pub struct WritableChecker {
+    most: Arc<Mutex<usize>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WritableChecker {
+    pub fn start(pod_ips: Arc<Mutex<BTreeSet<String>>>, password: String) -> WritableChecker {
+        let most = Arc::new(Mutex::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (most.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                while !s.load(Ordering::Relaxed) {
+                    let ips: Vec<String> = pod_ips.lock().unwrap().iter().cloned().collect();
+                    // Asked at once, so one sweep is one moment.
+                    let asks = ips.into_iter().map(|ip| {
+                        let password = password.clone();
+                        async move {
+                            let ask = async {
+                                let c = connect(&ip, &password).await?;
+                                let row =
+                                    c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
+                                Some(!row.get::<_, bool>(0))
+                            };
+                            let writable = tokio::time::timeout(Duration::from_secs(1), ask).await
+                                == Ok(Some(true));
+                            (ip, writable)
+                        }
+                    });
+                    let answers = futures_util::future::join_all(asks).await;
+                    let writable: Vec<String> = answers
+                        .into_iter()
+                        .filter(|(_, w)| *w)
+                        .map(|(ip, _)| ip)
+                        .collect();
+                    if writable.len() > 1 {
+                        eprintln!("writable at once: {writable:?}");
+                    }
+                    {
+                        let mut most = m.lock().unwrap();
+                        *most = (*most).max(writable.len());
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+        });
+        WritableChecker {
+            most,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stop(mut self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        *self.most.lock().unwrap()
+    }
+}
