@@ -3,7 +3,7 @@
 //! init container): `pgherd operator` brings a three-instance Cluster with quorum synchronous
 //! replication to healthy; a writer commits through the `-rw` Service's ClusterIP while the
 //! primary's node is killed; the operator fails over (lease-expiry evidence), the Service
-//! follows the new primary; the old primary's instance rejoins on another node; a switchover
+//! follows the new primary; the node comes back and the old primary's instance rejoins; a switchover
 //! through `status.targetPrimary` (what `kubectl cnpg promote` writes) moves the primary again;
 //! every acknowledged commit is found on the last primary. A checker asks every instance's
 //! PostgreSQL whether it is writable throughout: never two at once.
@@ -29,7 +29,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     let manifest = sim.dir.path().join("pg.yaml");
     std::fs::write(
         &manifest,
-        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n",
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  affinity:\n    podAntiAffinityType: required\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n",
     )
     .unwrap();
     sim.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
@@ -110,8 +110,14 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         "failover: node {node} killed, {new_primary} primary and writes flowing after {:?} ({before} commits before)",
         killed.elapsed()
     );
-    // The old primary's instance comes back on another node (its PVC outlives the pod) and
-    // rejoins as a replica: three ready again.
+    // The node comes back; the old primary's instance (its pod waited: the instances' anti-
+    // affinity is required) is scheduled again, its PVC outliving the pod, and rejoins as a
+    // replica: three ready again.
+    sim.kubelet
+        .as_ref()
+        .unwrap()
+        .fault(&node, "restore")
+        .unwrap();
     let status = healthy(&sim, 180);
     refresh_ips(&sim);
 

@@ -427,8 +427,10 @@ impl Platform for KubePass<'_> {
             grace_period_seconds: Some(0),
             ..DeleteParams::default()
         };
-        if let Err(e) = self.pods().delete(instance, &params).await {
-            tracing::warn!("cannot delete pod {instance} to fence it: {e}");
+        match self.pods().delete(instance, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {} // gone already
+            Err(e) => tracing::warn!("cannot delete pod {instance} to fence it: {e}"),
         }
     }
 
