@@ -49,6 +49,17 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     let table = sim.kubectl(&["get", "cluster", "pg"]);
     assert!(table.contains("Cluster in healthy state"), "{table}");
 
+    // The runbooks' verbs against the running cluster: `kubectl cnpg status` and `psql`
+    // (exec into the primary's pod).
+    let said = sim.kubectl(&["cnpg", "status", "pg"]);
+    for section in ["Streaming Replication status", "Instances status", &primary] {
+        assert!(
+            said.contains(section),
+            "no {section:?} in kubectl cnpg status:\n{said}"
+        );
+    }
+    let answer = sim.kubectl(&["cnpg", "psql", "pg", "--", "-Atc", "SELECT 6 * 7"]);
+    assert_eq!(answer.trim(), "42", "kubectl cnpg psql");
     let password = sim.secret_value("pg-app", "password");
     let service_ip = |name: &str| {
         let s = sim.json(&["get", "service", name]).unwrap();

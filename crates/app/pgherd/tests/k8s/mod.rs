@@ -70,6 +70,10 @@ impl Sim {
             ..Default::default()
         };
         let running = runtime.block_on(pgherd_kube_sim::start(config)).unwrap();
+        // kubectl finds pgherd as its `cnpg` plugin, as a user installs it.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_pgherd"), bin.join("kubectl-cnpg")).unwrap();
         let kubelet = (nodes > 0).then(|| {
             let mut config = KubeletConfig::new(nodes, PathBuf::from(env!("CARGO_BIN_EXE_pgherd")));
             config.max_grace = Some(Duration::from_secs(5));
@@ -93,8 +97,14 @@ impl Sim {
     /// `kubectl ARGS` with `stdin` as its input.
     pub fn kubectl_output(&self, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write as _;
+        let path = format!(
+            "{}:{}",
+            self.dir.path().join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let mut child = Command::new("kubectl")
             .args(args)
+            .env("PATH", path)
             .env("KUBECONFIG", self.kubeconfig())
             .env("KUBECACHEDIR", self.dir.path().join("cache"))
             .env("HOME", self.dir.path())
