@@ -4,7 +4,8 @@
 //! replication to healthy; a writer commits through the `-rw` Service's ClusterIP while the
 //! primary's node is killed; the operator fails over (lease-expiry evidence), the Service
 //! follows the new primary; the node comes back and the old primary's instance rejoins; a switchover
-//! through `status.targetPrimary` (what `kubectl cnpg promote` writes) moves the primary again;
+//! by `kubectl cnpg promote` moves the primary again; `kubectl cnpg fencing on|off` stops and
+//! restores a replica;
 //! every acknowledged commit is found on the last primary. A checker asks every instance's
 //! PostgreSQL whether it is writable throughout: never two at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
@@ -16,7 +17,7 @@ use k8s::load::{WritableChecker, Writer};
 use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[test]
 fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit() {
@@ -132,20 +133,12 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     let status = healthy(&sim, 180);
     refresh_ips(&sim);
 
-    // A switchover as `kubectl cnpg promote` asks for it: status.targetPrimary.
+    // A switchover as a runbook asks for it: `kubectl cnpg promote` (status.targetPrimary).
     let target = ["pg-1", "pg-2", "pg-3"]
         .into_iter()
         .find(|i| Some(*i) != str_at(&status, "/status/currentPrimary"))
         .unwrap();
-    sim.kubectl(&[
-        "patch",
-        "cluster",
-        "pg",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &format!("{{\"status\":{{\"targetPrimary\":\"{target}\"}}}}"),
-    ]);
+    sim.kubectl(&["cnpg", "promote", "pg", target]);
     let switched = Instant::now();
     sim.eventually("the switchover", 120, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
@@ -160,6 +153,32 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         "switchover: {target} primary and writes flowing after {:?}",
         switched.elapsed()
     );
+    // Fencing a replica as a runbook does: its PostgreSQL stops (no longer reachable) while
+    // the primary keeps committing; unfenced, it streams again.
+    let fenced = ["pg-1", "pg-2", "pg-3"]
+        .into_iter()
+        .find(|i| *i != target)
+        .unwrap();
+    let fenced_ip = {
+        let pod = sim.json(&["get", "pod", fenced]).unwrap();
+        str_at(&pod, "/status/podIP").unwrap().to_string()
+    };
+    sim.kubectl(&["cnpg", "fencing", "on", "pg", fenced]);
+    sim.eventually("the fenced instance's PostgreSQL to stop", 60, || {
+        std::net::TcpStream::connect_timeout(
+            &format!("{fenced_ip}:5432").parse().unwrap(),
+            Duration::from_millis(300),
+        )
+        .is_err()
+        .then_some(())
+    });
+    assert!(
+        writer.wait_for_more(20, 60),
+        "no commits while {fenced} is fenced"
+    );
+    sim.kubectl(&["cnpg", "fencing", "off", "pg", fenced]);
+    healthy(&sim, 120);
+
     refresh_ips(&sim);
     let acked = writer.stop();
     let most_writable = checker.stop();
