@@ -41,7 +41,7 @@ impl Writer {
                     let id = next;
                     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
                     let insert = c.execute("INSERT INTO ledger (id) VALUES ($1)", &params);
-                    match tokio::time::timeout(Duration::from_secs(5), insert).await {
+                    match tokio::time::timeout(Duration::from_secs(2), insert).await {
                         Ok(Ok(_)) => a.lock().unwrap().push(next),
                         _ => client = None,
                     }
