@@ -143,3 +143,88 @@ proptest! {
         }
     }
 }
+
+/// A cluster of `n` instances with quorum synchronous replication (`ANY k`), `required`.
+fn quorum_cluster(n: i64, k: i64) -> Cluster {
+    let mut c = cluster(n);
+    c.spec.postgresql = Some(pgherd_api::cluster::PostgresConfiguration {
+        synchronous: Some(pgherd_api::cluster::SynchronousReplicaConfiguration {
+            method: pgherd_api::cluster::SynchronousReplicaMethod::Any,
+            number: k,
+            max_standby_names_from_cluster: None,
+            standby_names_pre: None,
+            standby_names_post: None,
+            data_durability: Some(pgherd_api::cluster::DataDurability::Required),
+            failover_quorum: None,
+            node_failure_domain_keys: None,
+            pod_failure_domain_keys: None,
+        }),
+        ..Default::default()
+    });
+    c
+}
+
+/// A standby the controller can compare: running, fresh, not fenced.
+fn comparable(i: &ObservedInstance) -> bool {
+    !i.fenced
+        && i.status.as_ref().is_some_and(|s| {
+            s.role == Role::Replica && !s.is_primary && !s.disk_full && s.observed_ms_ago <= 1000
+        })
+}
+
+proptest! {
+    /// Under `required` quorum replication a commit is acknowledged once any `k` of the `n - 1`
+    /// standbys have it. A failover may promote only when every possible set of `k` standbys
+    /// includes one the controller can compare (at most `k - 1` are out of sight), and then only
+    /// the most advanced of those: it has every acknowledged commit.
+    #[test]
+    fn a_failover_under_required_quorum_keeps_every_acknowledged_commit(
+        (n, mut observed) in observation(),
+        k in 1i64..=4,
+    ) {
+        prop_assume!(n >= 2 && k < n);
+        // A fresh decision of this pass: no transition or request under way.
+        observed.target_primary = observed.current_primary.clone();
+        observed.promote_request = None;
+        let decided = plan(&quorum_cluster(n, k), &observed);
+        let recorded = observed.current_primary.clone().unwrap();
+        let promoted = decided
+            .instances
+            .iter()
+            .find(|i| i.role == DesiredRole::Primary && i.name != recorded)
+            .map(|i| i.name.clone());
+        let Some(promoted) = promoted else {
+            return Ok(());
+        };
+        let newly = observed
+            .instances
+            .iter()
+            .find(|i| i.name == promoted)
+            .is_some_and(|i| !i.told_primary);
+        prop_assume!(newly);
+        let standbys: Vec<&ObservedInstance> =
+            observed.instances.iter().filter(|i| i.name != recorded).collect();
+        let seen: Vec<&&ObservedInstance> = standbys.iter().filter(|i| comparable(i)).collect();
+        let out_of_sight = standbys.len() - seen.len();
+        prop_assert!(
+            out_of_sight < usize::try_from(k).unwrap(),
+            "{promoted} promoted with {out_of_sight} of {} standbys out of sight under ANY {k}",
+            standbys.len()
+        );
+        let position = |name: &str| {
+            observed
+                .instances
+                .iter()
+                .find(|i| i.name == name)
+                .and_then(|i| i.status.as_ref())
+                .and_then(|s| s.wal_position())
+        };
+        for other in seen {
+            prop_assert!(
+                position(&promoted) >= position(&other.name),
+                "{promoted} promoted behind {}",
+                other.name
+            );
+        }
+    }
+}
