@@ -61,6 +61,60 @@ fn spawn(spec: &Path) -> Manager {
     )
 }
 
+/// An instance spec for these tests: PostgreSQL 15 from `bin_dir` under `dir`, TLS with
+/// `certificates`, on free ports (the status port given).
+#[allow(clippy::too_many_arguments)]
+fn test_spec(
+    name: &str,
+    dir: &Path,
+    bin_dir: &Path,
+    certificates: &pgherd_instance_protocol::CertificatePaths,
+    status_port: u16,
+    role: DesiredRole,
+    bootstrap: Bootstrap,
+    primary: Option<PrimaryEndpoint>,
+    slots: Vec<String>,
+) -> InstanceSpec {
+    InstanceSpec {
+        cluster: "c".into(),
+        name: name.into(),
+        generation: 1,
+        pgdata: dir.join("pgdata"),
+        socket_dir: dir.join("run"),
+        log_dir: dir.join("log"),
+        port: free_port(),
+        status_port,
+        bin_dir: bin_dir.to_path_buf(),
+        major: 15,
+        os_user: "postgres".into(),
+        role,
+        bootstrap,
+        primary,
+        settings: pgherd_testkit::replication_settings(certificates),
+        pg_hba: vec![],
+        pg_ident: vec!["local root postgres".into()],
+        certificates: certificates.clone(),
+        replica_slots: slots,
+        slot_prefix: "_cnpg_".into(),
+        fenced: false,
+        restart_token: String::new(),
+        roles: vec![],
+        databases: vec![],
+        publications: vec![],
+        subscriptions: vec![],
+        peers: vec![],
+        lease_ms: 0,
+        lease_token: None,
+        superuser_password: None,
+        managed_extensions: Default::default(),
+        wal_store: None,
+        pooler_auth: false,
+        listen_host: "127.0.0.1".into(),
+        metrics_port: 0,
+        monitoring: Default::default(),
+    }
+}
+
 #[test]
 fn primary_and_replica_managers() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,44 +139,17 @@ fn primary_and_replica_managers() {
                 primary: Option<PrimaryEndpoint>,
                 slots: Vec<String>| {
         let d = instance_dir(name);
-        InstanceSpec {
-            cluster: "c".into(),
-            name: name.into(),
-            generation: 1,
-            pgdata: d.join("pgdata"),
-            socket_dir: d.join("run"),
-            log_dir: d.join("log"),
-            port: free_port(),
-            status_port: free_port(),
-            bin_dir: bin.dir.clone(),
-            major: 15,
-            os_user: "postgres".into(),
+        test_spec(
+            name,
+            &d,
+            &bin.dir,
+            &certificates,
+            free_port(),
             role,
             bootstrap,
             primary,
-            settings: pgherd_testkit::replication_settings(&certificates),
-            pg_hba: vec![],
-            pg_ident: vec!["local root postgres".into()],
-            certificates: certificates.clone(),
-            replica_slots: slots,
-            slot_prefix: "_cnpg_".into(),
-            fenced: false,
-            restart_token: String::new(),
-            roles: vec![],
-            databases: vec![],
-            publications: vec![],
-            subscriptions: vec![],
-            peers: vec![],
-            lease_ms: 0,
-            lease_token: None,
-            superuser_password: None,
-            managed_extensions: Default::default(),
-            wal_store: None,
-            pooler_auth: false,
-            listen_host: "127.0.0.1".into(),
-            metrics_port: 0,
-            monitoring: Default::default(),
-        }
+            slots,
+        )
     };
     let primary = spec(
         "c-1",
@@ -314,51 +341,26 @@ fn a_pushed_spec_is_taken_from_the_controller_only() {
             .spawn()
             .unwrap(),
     );
-    let spec = |name: &str| InstanceSpec {
-        cluster: "c".into(),
-        name: name.into(),
-        generation: 1,
-        pgdata: instance.join("pgdata"),
-        socket_dir: instance.join("run"),
-        log_dir: instance.join("log"),
-        port: free_port(),
-        status_port,
-        bin_dir: bin.dir.clone(),
-        major: 15,
-        os_user: "postgres".into(),
-        role: DesiredRole::Primary,
-        bootstrap: Bootstrap::Initdb {
-            initdb_args: vec![],
-            database: "app".into(),
-            owner: "app".into(),
-            owner_password_file: None,
-            post_init_sql: vec![],
-            post_init_template_sql: vec![],
-            post_init_application_sql: vec![],
-        },
-        primary: None,
-        settings: pgherd_testkit::replication_settings(&certificates),
-        pg_hba: vec![],
-        pg_ident: vec!["local root postgres".into()],
-        certificates: certificates.clone(),
-        replica_slots: vec![],
-        slot_prefix: "_cnpg_".into(),
-        fenced: false,
-        restart_token: String::new(),
-        roles: vec![],
-        databases: vec![],
-        publications: vec![],
-        subscriptions: vec![],
-        peers: vec![],
-        lease_ms: 0,
-        lease_token: None,
-        superuser_password: None,
-        managed_extensions: Default::default(),
-        wal_store: None,
-        pooler_auth: false,
-        listen_host: "127.0.0.1".into(),
-        metrics_port: 0,
-        monitoring: Default::default(),
+    let spec = |name: &str| {
+        test_spec(
+            name,
+            &instance,
+            &bin.dir,
+            &certificates,
+            status_port,
+            DesiredRole::Primary,
+            Bootstrap::Initdb {
+                initdb_args: vec![],
+                database: "app".into(),
+                owner: "app".into(),
+                owner_password_file: None,
+                post_init_sql: vec![],
+                post_init_template_sql: vec![],
+                post_init_application_sql: vec![],
+            },
+            None,
+            vec![],
+        )
     };
     let runtime = pgherd_testkit::runtime();
     let push = |spec: &InstanceSpec, client: Option<(&Path, &Path)>| {

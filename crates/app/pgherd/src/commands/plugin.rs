@@ -387,16 +387,7 @@ async fn run(cli: PluginCli) -> Result<ExitCode, PluginError> {
                     dry_run,
                 ),
             };
-            let pod = target.psql_pod(&cluster, false).await?;
-            let argv = exec::exec_argv(
-                &flags,
-                &target.namespace,
-                &pod,
-                false,
-                false,
-                &exec::psql_command(&dbname, &sql),
-            );
-            return run_kubectl(&argv, dry_run);
+            return run_sql_on_primary(&target, &flags, &cluster, &dbname, &sql, dry_run).await;
         }
         Verb::Subscription { action } => {
             let (cluster, dbname, sql, dry_run) = match action {
@@ -437,16 +428,7 @@ async fn run(cli: PluginCli) -> Result<ExitCode, PluginError> {
                     dry_run,
                 ),
             };
-            let pod = target.psql_pod(&cluster, false).await?;
-            let argv = exec::exec_argv(
-                &flags,
-                &target.namespace,
-                &pod,
-                false,
-                false,
-                &exec::psql_command(&dbname, &sql),
-            );
-            return run_kubectl(&argv, dry_run);
+            return run_sql_on_primary(&target, &flags, &cluster, &dbname, &sql, dry_run).await;
         }
         Verb::Certificate {
             secret,
@@ -468,6 +450,28 @@ async fn run(cli: PluginCli) -> Result<ExitCode, PluginError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run `sql` in database `dbname` with psql in the primary's pod (what `publication` and
+/// `subscription` do), or with `dry_run` print the command.
+async fn run_sql_on_primary(
+    target: &plugin::Target,
+    flags: &exec::KubectlFlags,
+    cluster: &str,
+    dbname: &str,
+    sql: &str,
+    dry_run: bool,
+) -> Result<ExitCode, PluginError> {
+    let pod = target.psql_pod(cluster, false).await?;
+    let argv = exec::exec_argv(
+        flags,
+        &target.namespace,
+        &pod,
+        false,
+        false,
+        &exec::psql_command(dbname, sql),
+    );
+    run_kubectl(&argv, dry_run)
 }
 
 /// Run (or with `dry_run` print) a kubectl command line; its exit code is ours.
