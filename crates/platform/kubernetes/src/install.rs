@@ -172,11 +172,18 @@ pub fn deployment(image: &str) -> Deployment {
     let container = Container {
         name: "manager".to_string(),
         image: Some(image.to_string()),
-        command: Some(vec!["/manager".to_string(), "operator".to_string()]),
+        // The webhook server listens on the pod's address (not every address: a test cluster
+        // whose pods share one network, as kube-sim's, runs both replicas side by side).
+        command: Some(vec![
+            "/manager".to_string(),
+            "operator".to_string(),
+            "--webhook-address=$(POD_IP)".to_string(),
+        ]),
         env: Some(vec![
             env_value("OPERATOR_IMAGE_NAME", image),
             field_env("OPERATOR_NAMESPACE", "metadata.namespace"),
             field_env("POD_NAME", "metadata.name"),
+            field_env("POD_IP", "status.podIP"),
             env_value("PGHERD_LOG_FORMAT", "json"),
         ]),
         ports: Some(vec![

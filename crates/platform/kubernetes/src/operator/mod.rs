@@ -148,7 +148,11 @@ pub async fn run_leading(
     }
     tracing::info!("{}: leading", candidate.identity());
     tokio::select! {
-        () = run(client, settings) => Ok(()),
+        () = run(client, settings) => {
+            // Stopped by a signal: the other replica leads at once.
+            candidate.release().await;
+            Ok(())
+        }
         () = candidate.keep() => Err("leadership lost".to_string()),
     }
 }
