@@ -253,6 +253,51 @@ impl<'a> KubePass<'a> {
         }
     }
 
+    /// Pods built from an older pod template (a changed `imageName`, resources, affinity…)
+    /// are not rolled yet: say so in a condition instead of leaving the change silently
+    /// unapplied.
+    fn note_outdated_pods(&mut self, cluster: &Cluster, plan: &Plan) {
+        let mut outdated = Vec::new();
+        for instance in &plan.instances {
+            let Some(pod) = self
+                .instances
+                .get(&instance.name)
+                .and_then(|i| i.pod.as_ref())
+            else {
+                continue;
+            };
+            let running = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(labels::POD_SPEC_HASH));
+            let wanted = crate::pod::instance_pod(cluster, self.settings, instance.serial, None)
+                .ok()
+                .and_then(|p| p.metadata.annotations)
+                .and_then(|a| a.get(labels::POD_SPEC_HASH).cloned());
+            if running.is_some() && wanted.is_some() && running != wanted.as_ref() {
+                outdated.push(instance.name.clone());
+            }
+        }
+        self.conditions.push(ConditionInput {
+            condition_type: "PodTemplateApplied".into(),
+            status: outdated.is_empty(),
+            reason: if outdated.is_empty() {
+                "PodsUpToDate".into()
+            } else {
+                "PodsNotRolled".into()
+            },
+            message: if outdated.is_empty() {
+                "every instance pod runs the current pod template".into()
+            } else {
+                format!(
+                    "{} run an older pod template: pgherd's operator does not roll instance pods yet; delete a replica's pod (then switch over and delete the old primary's) to recreate it with the new one",
+                    outdated.join(", ")
+                )
+            },
+        });
+    }
+
     async fn label(&self, instance: &str, role: &str) -> Result<(), OperatorError> {
         let current = self.instances.get(instance).and_then(|i| {
             Some((
@@ -556,6 +601,7 @@ impl Platform for KubePass<'_> {
         self.runtime
             .pushed
             .retain(|name, _| self.instances.contains_key(name));
+        self.note_outdated_pods(cluster, plan);
         Ok(errors)
     }
 
