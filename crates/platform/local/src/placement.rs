@@ -10,8 +10,26 @@ use pgherd_instance_manager::OsUser;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// A free TCP port on loopback (the kernel's choice).
+/// Ports handed out, below Linux's ephemeral range (32768–60999): a port the kernel chose for
+/// a bind to port 0 is also what it hands to outgoing connections, so between the choice and
+/// PostgreSQL's bind a client connection could take it (and hold it: "could not create any
+/// TCP/IP sockets" on every start, seen in CI).
+const PORTS: std::ops::Range<u16> = 20000..32000;
+
+/// A TCP port free on loopback now, outside the ephemeral range (the kernel's choice when none
+/// of a hundred random tries is free).
 pub(crate) fn free_port() -> Result<u16, LocalError> {
+    use std::hash::{BuildHasher, Hasher};
+    for attempt in 0..100u32 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(attempt);
+        hasher.write_u32(std::process::id());
+        let span = u64::from(PORTS.end - PORTS.start);
+        let port = PORTS.start + u16::try_from(hasher.finish() % span).unwrap_or(0);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(LocalError::NoPort)?;
     listener
         .local_addr()
