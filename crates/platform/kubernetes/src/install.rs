@@ -6,11 +6,11 @@
 //! configurations (see [`crate::webhook`]). Applied with `kubectl apply --server-side` (the CRDs are too large
 //! for client-side apply's annotation).
 
+use crate::pod::field_env;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, Namespace,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
-    ServiceAccount, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, Namespace, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -149,20 +149,6 @@ fn env_value(name: &str, value: &str) -> EnvVar {
         name: name.to_string(),
         value: Some(value.to_string()),
         value_from: None,
-    }
-}
-
-fn field_env(name: &str, field_path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value: None,
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                api_version: Some("v1".to_string()),
-                field_path: field_path.to_string(),
-            }),
-            ..EnvVarSource::default()
-        }),
     }
 }
 

@@ -144,6 +144,21 @@ fn env(name: &str, value: &str) -> EnvVar {
     }
 }
 
+/// An environment variable from the downward API (`fieldRef`).
+pub(crate) fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_string()),
+                field_path: field_path.to_string(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
 fn port(name: &str, number: i32) -> ContainerPort {
     ContainerPort {
         name: Some(name.to_string()),
@@ -400,17 +415,7 @@ fn instance_env(base: &Base, cluster: &Cluster, instance: &str) -> Vec<EnvVar> {
     let mut out = vec![
         env("PGDATA", PGDATA),
         env("POD_NAME", instance),
-        EnvVar {
-            name: "POD_IP".to_string(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    api_version: Some("v1".to_string()),
-                    field_path: "status.podIP".to_string(),
-                }),
-                ..EnvVarSource::default()
-            }),
-        },
+        field_env("POD_IP", "status.podIP"),
         env("NAMESPACE", base.namespace_or_default()),
         env("CLUSTER_NAME", &base.name),
         env("PSQL_HISTORY", "/controller/tmp/.psql_history"),

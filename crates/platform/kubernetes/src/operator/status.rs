@@ -16,6 +16,21 @@ fn api(client: &Client, cluster: &Cluster) -> Api<Cluster> {
     )
 }
 
+/// Merge `patch` into the Cluster through its status subresource.
+async fn patch_status(
+    client: &Client,
+    cluster: &Cluster,
+    patch: &serde_json::Value,
+) -> Result<Cluster, kube::Error> {
+    api(client, cluster)
+        .patch_status(
+            cluster.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -48,14 +63,7 @@ pub(crate) async fn write(
         "metadata": { "resourceVersion": cluster.metadata.resource_version },
         "status": status,
     });
-    match api(client, cluster)
-        .patch_status(
-            cluster.metadata.name.as_deref().unwrap_or_default(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
+    match patch_status(client, cluster, &patch).await {
         Ok(_) => Ok(()),
         // Written meanwhile: the next pass starts from what is stored.
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
@@ -78,12 +86,6 @@ pub(crate) async fn write_error(
         return Ok(());
     }
     let patch = serde_json::json!({ "status": { "phase": phase, "phaseReason": message } });
-    api(client, cluster)
-        .patch_status(
-            cluster.metadata.name.as_deref().unwrap_or_default(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    patch_status(client, cluster, &patch).await?;
     Ok(())
 }
