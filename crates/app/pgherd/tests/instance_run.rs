@@ -109,6 +109,7 @@ fn test_spec(
         managed_extensions: Default::default(),
         wal_store: None,
         pooler_auth: false,
+        files: Default::default(),
         listen_host: "127.0.0.1".into(),
         metrics_port: 0,
         monitoring: Default::default(),

@@ -188,16 +188,9 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     );
 
     // Every acknowledged commit is on the new primary.
-    let found: BTreeSet<i64> = sim.runtime.block_on(async {
-        let c = connect_soon(&rw, &password).await.expect("-rw answers");
-        c.query("SELECT id FROM ledger", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, i64>(0))
-            .collect()
-    });
-    let lost: Vec<&i64> = acked.iter().filter(|id| !found.contains(id)).collect();
+    let lost = sim
+        .runtime
+        .block_on(k8s::load::lost(&rw, &password, &acked));
     assert!(
         lost.is_empty(),
         "{} acknowledged commits lost: {:?}",

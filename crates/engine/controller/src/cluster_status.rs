@@ -19,6 +19,62 @@ pub struct ConditionInput {
     pub message: String,
 }
 
+/// CloudNativePG's WAL-archiving condition type.
+pub const CONTINUOUS_ARCHIVING: &str = "ContinuousArchiving";
+
+/// `ContinuousArchiving` from why the store cannot be used (`problem`) or the primary's last
+/// `archive_command` outcome; `None` while nothing was archived yet and nothing failed.
+pub fn archiving_condition(
+    problem: Option<&str>,
+    report: Option<&pgherd_instance_protocol::ArchiveReport>,
+) -> Option<ConditionInput> {
+    let failing = |message: String| ConditionInput {
+        condition_type: CONTINUOUS_ARCHIVING.into(),
+        status: false,
+        reason: "ContinuousArchivingFailing".into(),
+        message,
+    };
+    match (problem, report) {
+        (Some(problem), _) => Some(failing(problem.to_string())),
+        (None, Some(r)) if r.failing() => Some(failing(r.last_error.clone().unwrap_or_default())),
+        (None, Some(r)) if r.last_archived_wal.is_some() => Some(ConditionInput {
+            condition_type: CONTINUOUS_ARCHIVING.into(),
+            status: true,
+            reason: "ContinuousArchivingSuccess".into(),
+            message: String::new(),
+        }),
+        _ => None,
+    }
+}
+
+/// CloudNativePG's condition on the last backup.
+pub const LAST_BACKUP_SUCCEEDED: &str = "LastBackupSucceeded";
+
+/// `LastBackupSucceeded` from the last successful and the last failed backup's times (RFC
+/// 3339, so they compare as text); `None` before any backup.
+pub fn last_backup_condition(
+    last_successful: Option<&str>,
+    last_failed: Option<&str>,
+) -> Option<ConditionInput> {
+    let succeeded = match (last_successful, last_failed) {
+        (None, None) => return None,
+        (Some(ok), Some(failed)) => ok >= failed,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+    };
+    Some(ConditionInput {
+        condition_type: LAST_BACKUP_SUCCEEDED.into(),
+        status: succeeded,
+        reason: if succeeded {
+            "LastBackupSucceeded"
+        } else {
+            "LastBackupFailed"
+        }
+        .into(),
+        message: String::new(),
+    })
+}
+
 /// What the status is built from.
 #[derive(Debug)]
 pub struct StatusInput<'a> {

@@ -8,7 +8,7 @@ use pgherd_api::cluster::replication_slot_name;
 use pgherd_api::Cluster;
 use pgherd_instance_protocol::{
     Bootstrap, CertificatePaths, DatabaseSpec, DesiredRole, InstanceSpec, LeaseToken,
-    MonitoringSpec, PasswordSource, Peer, PrimaryEndpoint, PublicationSpec, RoleSpec,
+    MonitoringSpec, PasswordSource, Peer, PrimaryEndpoint, PublicationSpec, PushedFiles, RoleSpec,
     SubscriptionSpec, WalStore,
 };
 use std::collections::BTreeMap;
@@ -59,6 +59,8 @@ pub struct SpecContext<'a> {
     pub superuser_password: PasswordSource,
     /// The cluster's poolers use the built-in authentication role.
     pub pooler_auth: bool,
+    /// Files sent with every instance's spec (platforms that push specs).
+    pub files: PushedFiles,
 }
 
 /// The application database, its owner and the Secret holding the owner's password (the
@@ -279,6 +281,7 @@ impl SpecContext<'_> {
             },
             wal_store: self.wal_store.clone(),
             pooler_auth: self.pooler_auth,
+            files: self.files.clone(),
         })
     }
 }

@@ -10,6 +10,7 @@
 //! Imports: pgherd-api, pgherd-instance-protocol, pgherd-postgres.
 
 pub mod cluster_status;
+pub mod declarative;
 pub mod ha;
 pub mod instance_spec;
 pub mod operations;

@@ -74,6 +74,24 @@ impl BackupReport {
         }
     }
 
+    /// This report folded into the Backup's status (CloudNativePG's phases `completed` and
+    /// `failed`; a running report leaves the phase as it is).
+    pub fn fold_into(&self, status: &mut pgherd_api::kinds::backup::BackupStatus) {
+        status.backup_id = self.backup_id.clone().or(status.backup_id.take());
+        status.begin_wal = self.begin_wal.clone();
+        status.end_wal = self.end_wal.clone();
+        status.begin_lsn = self.begin_lsn.clone();
+        status.end_lsn = self.end_lsn.clone();
+        if let Some(started) = &self.started_at {
+            status.started_at = Some(started.clone());
+        }
+        status.stopped_at = self.stopped_at.clone();
+        status.error = self.error.clone();
+        if matches!(self.phase.as_str(), "completed" | "failed") {
+            status.phase = Some(self.phase.clone());
+        }
+    }
+
     /// Reads a report (`None` when there is none yet or it is unreadable).
     pub fn read(path: &Path) -> Option<BackupReport> {
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()

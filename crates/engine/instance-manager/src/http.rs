@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use pgherd_instance_protocol::{
-    InstanceSpec, InstanceStatus, CONTROLLER_COMMON_NAME, SPEC_PATH, STATUS_PATH,
+    InstanceSpec, InstanceStatus, BACKUP_PATH, CONTROLLER_COMMON_NAME, SPEC_PATH, STATUS_PATH,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +27,84 @@ pub struct PeerIdentity(pub Option<String>);
 pub struct SpecSink {
     pub path: PathBuf,
     pub instance: String,
+    /// The base backups the controller started here.
+    pub backups: Arc<crate::backup_runs::BackupRuns>,
+}
+
+impl SpecSink {
+    pub fn new(path: PathBuf, instance: String) -> Self {
+        SpecSink {
+            backups: Arc::new(crate::backup_runs::BackupRuns::new(&path)),
+            path,
+            instance,
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct BackupQuery {
+    name: String,
+}
+
+/// The controller's side of [`SpecSink`]: `None` (with the answer to give) unless this
+/// manager takes its spec over the protocol and the caller is the controller.
+fn controller_sink(
+    sink: Option<axum::Extension<SpecSink>>,
+    identity: Option<axum::Extension<PeerIdentity>>,
+) -> Result<SpecSink, (StatusCode, String)> {
+    let Some(axum::Extension(sink)) = sink else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "this instance manager reads its spec from a file".into(),
+        ));
+    };
+    if identity.as_ref().and_then(|i| i.0 .0.as_deref()) != Some(CONTROLLER_COMMON_NAME) {
+        return Err((
+            StatusCode::UNAUTHORIZED,
+            "only the controller may do this".into(),
+        ));
+    }
+    Ok(sink)
+}
+
+/// `POST /pg/backup?name=NAME`: start a base backup (or return the one started before).
+async fn start_backup(
+    sink: Option<axum::Extension<SpecSink>>,
+    identity: Option<axum::Extension<PeerIdentity>>,
+    axum::extract::Query(query): axum::extract::Query<BackupQuery>,
+) -> (StatusCode, String) {
+    let sink = match controller_sink(sink, identity) {
+        Ok(s) => s,
+        Err(answer) => return answer,
+    };
+    let backups = sink.backups.clone();
+    match tokio::task::spawn_blocking(move || backups.start(&query.name)).await {
+        Ok(Ok(report)) => (
+            StatusCode::ACCEPTED,
+            serde_json::to_string(&report).unwrap_or_default(),
+        ),
+        Ok(Err(e)) => (StatusCode::CONFLICT, e),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /pg/backup?name=NAME`: how the backup goes.
+async fn backup_report(
+    sink: Option<axum::Extension<SpecSink>>,
+    identity: Option<axum::Extension<PeerIdentity>>,
+    axum::extract::Query(query): axum::extract::Query<BackupQuery>,
+) -> (StatusCode, String) {
+    let sink = match controller_sink(sink, identity) {
+        Ok(s) => s,
+        Err(answer) => return answer,
+    };
+    match sink.backups.report(&query.name) {
+        Some(report) => (
+            StatusCode::OK,
+            serde_json::to_string(&report).unwrap_or_default(),
+        ),
+        None => (StatusCode::NOT_FOUND, format!("no backup {:?}", query.name)),
+    }
 }
 
 /// `PUT /pg/spec`: only the controller (its certificate) may set the spec, only for this
@@ -36,18 +114,10 @@ async fn accept_spec(
     identity: Option<axum::Extension<PeerIdentity>>,
     body: axum::body::Bytes,
 ) -> (StatusCode, String) {
-    let Some(axum::Extension(sink)) = sink else {
-        return (
-            StatusCode::NOT_FOUND,
-            "this instance manager reads its spec from a file".into(),
-        );
+    let sink = match controller_sink(sink, identity) {
+        Ok(s) => s,
+        Err(answer) => return answer,
     };
-    if identity.as_ref().and_then(|i| i.0 .0.as_deref()) != Some(CONTROLLER_COMMON_NAME) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "only the controller may set the spec".into(),
-        );
-    }
     let spec: InstanceSpec = match serde_json::from_slice(&body) {
         Ok(spec) => spec,
         Err(e) => {
@@ -66,29 +136,22 @@ async fn accept_spec(
             ),
         );
     }
-    match write_private(&sink.path, &body) {
+    let mut spec = spec;
+    if let Err(e) = crate::pushed_files::store(&sink.path, &spec.files) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    spec.files = Default::default();
+    let stored = match serde_json::to_vec(&spec) {
+        Ok(bytes) => bytes,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match crate::pushed_files::write_private(&sink.path, &stored) {
         Ok(()) => (StatusCode::NO_CONTENT, String::new()),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("cannot write {}: {e}", sink.path.display()),
         ),
     }
-}
-
-/// Replace `path` with `bytes` (mode 0600) in one rename.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// `?lease=1`: the controller's fetch also renews a primary's lease.
@@ -159,6 +222,7 @@ pub fn router(shared: Shared) -> Router {
     Router::new()
         .route(STATUS_PATH, get(status))
         .route(SPEC_PATH, put(accept_spec))
+        .route(BACKUP_PATH, get(backup_report).post(start_backup))
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route("/readyz", get(ready))
         // The kubelet's startup probe: started once PostgreSQL is ready the first time (until

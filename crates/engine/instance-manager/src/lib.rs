@@ -9,6 +9,7 @@
 //!
 //! Imports: pgherd-api, pgherd-backup, pgherd-instance-protocol, pgherd-metrics, pgherd-pooler, pgherd-postgres, pgherd-safe-fs.
 
+pub mod backup_runs;
 pub mod base_backup;
 pub mod binaries;
 pub mod bootstrap;
@@ -25,6 +26,7 @@ pub mod ping;
 pub mod pooler;
 pub mod postgres;
 pub mod process;
+pub mod pushed_files;
 mod rejoin;
 pub mod replication;
 mod settings;

@@ -6,7 +6,7 @@
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use pgherd_instance_protocol::{
-    InstanceSpec, InstanceStatus, LeaseToken, LEASE_QUERY, SPEC_PATH, STATUS_PATH,
+    InstanceSpec, InstanceStatus, LeaseToken, BACKUP_PATH, LEASE_QUERY, SPEC_PATH, STATUS_PATH,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +126,46 @@ pub async fn push_spec(
         Some((status, _)) if (200..300).contains(&status) => Ok(()),
         Some((status, body)) => Err(format!(
             "the instance manager refused its spec (HTTP {status}): {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+        None => Err("the instance manager did not answer".to_string()),
+    }
+}
+
+/// Start the base backup `name` on an instance (`POST /pg/backup?name=NAME`, accepted only from
+/// the controller's certificate), or read how it goes (`GET`, `start: false`); `Ok(None)`: the
+/// instance knows no backup of that name.
+pub async fn backup(
+    host: &str,
+    port: u16,
+    tls: &ClientTls,
+    name: &str,
+    start: bool,
+    timeout: Duration,
+) -> Result<Option<crate::base_backup::BackupReport>, String> {
+    let path = format!("{BACKUP_PATH}?name={name}");
+    let method = if start {
+        hyper::Method::POST
+    } else {
+        hyper::Method::GET
+    };
+    match send(
+        host,
+        port,
+        tls,
+        (method, &path),
+        None,
+        Bytes::new(),
+        timeout,
+    )
+    .await
+    {
+        Some((status, body)) if (200..300).contains(&status) => serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| format!("not a backup report: {e}")),
+        Some((404, _)) if !start => Ok(None),
+        Some((status, body)) => Err(format!(
+            "the instance manager refused (HTTP {status}): {}",
             String::from_utf8_lossy(&body).trim()
         )),
         None => Err("the instance manager did not answer".to_string()),

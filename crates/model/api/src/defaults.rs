@@ -17,6 +17,8 @@ pub const DEFAULT_IMAGE_NAME: &str = "ghcr.io/cloudnative-pg/postgresql:18.6-sys
 pub const DEFAULT_APP_DATABASE: &str = "app";
 /// Annotation turning WAL archiving off.
 pub const SKIP_WAL_ARCHIVING_ANNOTATION: &str = "cnpg.io/skipWalArchiving";
+/// Annotation letting a new cluster archive into a folder that already holds WAL.
+pub const SKIP_EMPTY_WAL_ARCHIVE_CHECK: &str = "cnpg.io/skipEmptyWalArchiveCheck";
 
 /// Objects that know their defaults.
 pub trait Defaults {

@@ -14,9 +14,10 @@ pub use declarative::{
     ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
 };
 pub use logical::{PublicationObject, PublicationSpec, PublicationTarget, SubscriptionSpec};
+pub use spec::{pushed_file_path, pushed_files_dir};
 pub use spec::{
     BackupFacts, Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, LeaseToken,
-    MonitoringSpec, Peer, PrimaryEndpoint, WalStore,
+    MonitoringSpec, Peer, PrimaryEndpoint, PushedFiles, WalStore, PUSHED_FILES_DIR,
 };
 
 use pgherd_postgres::Lsn;
@@ -28,6 +29,9 @@ pub const STATUS_PATH: &str = "/pg/status";
 /// Path where a manager that takes its spec over the protocol (on Kubernetes) receives it
 /// (`PUT`, JSON [`InstanceSpec`]); only the controller's certificate may write it.
 pub const SPEC_PATH: &str = "/pg/spec";
+/// Start (`POST`) or read (`GET`) a base backup: `?name=NAME`, the Backup object's name;
+/// only from the controller's certificate.
+pub const BACKUP_PATH: &str = "/pg/backup";
 
 /// The common name of the controller's client certificate (signed by the cluster CA): the
 /// status endpoint renews a primary's lease only for a client presenting it.

@@ -27,6 +27,52 @@ impl LeaseToken {
     }
 }
 
+/// Files the controller sends with a pushed spec (passwords, object-store credentials), by
+/// name: the manager writes each, mode 0600, into [`PUSHED_FILES_DIR`] beside its spec before
+/// the spec takes effect, and removes those no longer sent. Never printed.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PushedFiles(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for PushedFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl PushedFiles {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `name` may name a pushed file: a plain file name, nothing a path could hide
+    /// behind (`..`, `/`, a leading dot).
+    pub fn valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 100
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }
+}
+
+/// The directory, beside a pushed spec's file, where its [`PushedFiles`] are written.
+pub const PUSHED_FILES_DIR: &str = "pushed";
+
+/// Where the pushed files are, for the manager whose spec is at `spec_path`.
+pub fn pushed_files_dir(spec_path: &std::path::Path) -> PathBuf {
+    spec_path
+        .parent()
+        .unwrap_or(std::path::Path::new("/"))
+        .join(PUSHED_FILES_DIR)
+}
+
+/// Where the pushed file `name` is, for the manager whose spec is at `spec_path`.
+pub fn pushed_file_path(spec_path: &std::path::Path, name: &str) -> PathBuf {
+    pushed_files_dir(spec_path).join(name)
+}
+
 /// The role the controller wants an instance to have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -217,6 +263,10 @@ pub struct InstanceSpec {
     /// `archive_command` does nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_store: Option<WalStore>,
+    /// Files sent with a pushed spec (see [`PushedFiles`]); empty where the platform writes
+    /// files itself (local).
+    #[serde(default, skip_serializing_if = "PushedFiles::is_empty")]
+    pub files: PushedFiles,
     /// For a primary: keep PgBouncer's authentication role `cnpg_pooler_pgbouncer` and
     /// `public.user_search(text)` (a Pooler with built-in authentication uses the cluster);
     /// false drops them.

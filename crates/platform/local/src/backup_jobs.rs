@@ -9,7 +9,7 @@ use crate::status::LocalClusterStatus;
 use crate::stores::{ClusterStore, StoreMethod, ARCHIVE_STORE_FILE};
 use crate::LocalError;
 use pgherd_api::cluster::BackupTarget;
-use pgherd_api::kinds::backup::{Backup, BackupMethod, BackupStatus, InstanceId};
+use pgherd_api::kinds::backup::{Backup, BackupStatus, InstanceId};
 use pgherd_api::Cluster;
 use pgherd_instance_manager::base_backup::BackupReport;
 use pgherd_instance_manager::OsUser;
@@ -148,19 +148,10 @@ impl BackupPass<'_> {
             )),
             Err(problem) => return Err(format!("the cluster's object store cannot be used: {problem}")),
         };
-        let method = backup.spec.method.unwrap_or_default();
-        match (method, store.method) {
-            (BackupMethod::VolumeSnapshot, _) => {
-                return Err("method volumeSnapshot: the local platform has no volume snapshots; use barmanObjectStore or plugin".into())
-            }
-            (BackupMethod::BarmanObjectStore, StoreMethod::Plugin) => {
-                return Err("method barmanObjectStore: the cluster archives through the barman-cloud plugin; use method: plugin with pluginConfiguration.name: barman-cloud.cloudnative-pg.io".into())
-            }
-            (BackupMethod::Plugin, StoreMethod::BarmanObjectStore) => {
-                return Err("method plugin: the cluster has no barman-cloud plugin; use method: barmanObjectStore".into())
-            }
-            _ => {}
-        }
+        pgherd_backup::store::archive_source::check_method(
+            backup.spec.method.unwrap_or_default(),
+            store.method == StoreMethod::Plugin,
+        )?;
         let target = backup
             .spec
             .target
@@ -363,21 +354,7 @@ pub(crate) async fn pass(
 /// Folds a job's report into the Backup's status.
 fn apply_report(status: &mut BackupStatus, report: Option<&BackupReport>, alive: bool, dir: &Path) {
     if let Some(r) = report {
-        status.backup_id = r.backup_id.clone().or(status.backup_id.take());
-        status.begin_wal = r.begin_wal.clone();
-        status.end_wal = r.end_wal.clone();
-        status.begin_lsn = r.begin_lsn.clone();
-        status.end_lsn = r.end_lsn.clone();
-        if let Some(started) = &r.started_at {
-            status.started_at = Some(started.clone());
-        }
-        status.stopped_at = r.stopped_at.clone();
-        status.error = r.error.clone();
-        match r.phase.as_str() {
-            "completed" => status.phase = Some(COMPLETED.into()),
-            "failed" => status.phase = Some(FAILED.into()),
-            _ => {}
-        }
+        r.fold_into(status);
     }
     if !terminal(status) && !alive {
         status.phase = Some(FAILED.into());

@@ -41,34 +41,24 @@ pub fn apply_archive_status(
     if let Some(report) = view.report {
         status.wal_archive = Some(report.clone());
     }
-    let condition = match (view.problem, status.wal_archive.as_ref()) {
-        (Some(problem), _) => LocalCondition {
-            condition_type: CONTINUOUS_ARCHIVING.into(),
-            status: "False".into(),
-            reason: "ContinuousArchivingFailing".into(),
-            message: problem.to_string(),
-        },
-        (None, Some(report)) if report.failing() => LocalCondition {
-            condition_type: CONTINUOUS_ARCHIVING.into(),
-            status: "False".into(),
-            reason: "ContinuousArchivingFailing".into(),
-            message: report.last_error.clone().unwrap_or_default(),
-        },
-        (None, Some(report)) if report.last_archived_wal.is_some() => LocalCondition {
-            condition_type: CONTINUOUS_ARCHIVING.into(),
-            status: "True".into(),
-            reason: "ContinuousArchivingSuccess".into(),
-            message: String::new(),
-        },
+    let Some(c) = pgherd_controller::cluster_status::archiving_condition(
+        view.problem,
+        status.wal_archive.as_ref(),
+    ) else {
         // Nothing archived yet: say so only if it was said before.
-        _ => return,
+        return;
     };
-    status.conditions.push(condition);
+    status.conditions.push(LocalCondition {
+        condition_type: c.condition_type,
+        status: if c.status { "True" } else { "False" }.into(),
+        reason: c.reason,
+        message: c.message,
+    });
 }
 
 /// CloudNativePG's condition types.
-pub const CONTINUOUS_ARCHIVING: &str = "ContinuousArchiving";
-pub const LAST_BACKUP_SUCCEEDED: &str = "LastBackupSucceeded";
+pub use pgherd_controller::cluster_status::CONTINUOUS_ARCHIVING;
+pub use pgherd_controller::cluster_status::LAST_BACKUP_SUCCEEDED;
 
 #[cfg(test)]
 mod tests {
@@ -233,21 +223,16 @@ pub fn set_last_backup_condition(status: &mut LocalClusterStatus) {
     status
         .conditions
         .retain(|c| c.condition_type != LAST_BACKUP_SUCCEEDED);
-    let succeeded = match (&status.last_successful_backup, &status.last_failed_backup) {
-        (_, None) if status.last_successful_backup.is_none() => return,
-        (Some(ok), Some(failed)) => ok >= failed,
-        (Some(_), None) => true,
-        (None, _) => false,
+    let Some(c) = pgherd_controller::cluster_status::last_backup_condition(
+        status.last_successful_backup.as_deref(),
+        status.last_failed_backup.as_deref(),
+    ) else {
+        return;
     };
     status.conditions.push(LocalCondition {
-        condition_type: LAST_BACKUP_SUCCEEDED.into(),
-        status: if succeeded { "True" } else { "False" }.into(),
-        reason: if succeeded {
-            "LastBackupSucceeded"
-        } else {
-            "LastBackupFailed"
-        }
-        .into(),
-        message: String::new(),
+        condition_type: c.condition_type,
+        status: if c.status { "True" } else { "False" }.into(),
+        reason: c.reason,
+        message: c.message,
     });
 }

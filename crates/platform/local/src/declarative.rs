@@ -65,43 +65,29 @@ pub(crate) fn role_spec(
     password_file: &Path,
     user: &OsUser,
 ) -> Result<RoleSpec, LocalError> {
-    let password = if r.disable_password == Some(true) {
-        PasswordSource::Disabled
-    } else if let Some(secret) = &r.password_secret {
-        match crate::secrets::read(state, namespace, &secret.name)?
-            .and_then(|d| d.get("password").cloned())
-        {
-            Some(password) => {
-                if let Some(dir) = password_file.parent() {
-                    user.own_dir(dir, 0o700)?;
+    let password = match &r.password_secret {
+        Some(secret) if r.disable_password != Some(true) => {
+            match crate::secrets::read(state, namespace, &secret.name)?
+                .and_then(|d| d.get(pgherd_controller::declarative::PASSWORD_KEY).cloned())
+            {
+                Some(password) => {
+                    if let Some(dir) = password_file.parent() {
+                        user.own_dir(dir, 0o700)?;
+                    }
+                    user.write_file(password_file, &password, 0o600)?;
+                    PasswordSource::File {
+                        path: password_file.to_path_buf(),
+                    }
                 }
-                user.write_file(password_file, &password, 0o600)?;
-                PasswordSource::File {
-                    path: password_file.to_path_buf(),
-                }
+                // The Secret may be created later (ExternalSecrets): leave the password alone.
+                None => PasswordSource::Unchanged,
             }
-            // The Secret may be created later (ExternalSecrets): leave the password alone.
-            None => PasswordSource::Unchanged,
         }
-    } else {
-        PasswordSource::Unchanged
+        _ => PasswordSource::Unchanged,
     };
-    Ok(RoleSpec {
-        name: r.name.clone(),
-        present,
-        comment: r.comment.clone(),
-        login: r.login.unwrap_or(false),
-        superuser: r.superuser.unwrap_or(false),
-        createdb: r.createdb.unwrap_or(false),
-        createrole: r.createrole.unwrap_or(false),
-        inherit: r.inherit.unwrap_or(true),
-        replication: r.replication.unwrap_or(false),
-        bypassrls: r.bypassrls.unwrap_or(false),
-        connection_limit: r.connection_limit.unwrap_or(-1),
-        valid_until: r.valid_until.clone(),
-        in_roles: r.in_roles.clone().unwrap_or_default(),
-        password,
-    })
+    Ok(pgherd_controller::declarative::role_spec(
+        r, present, password,
+    ))
 }
 
 /// The `postgres` role's password as CloudNativePG's `enableSuperuserAccess` has it: from

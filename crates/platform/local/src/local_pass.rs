@@ -277,6 +277,7 @@ impl Platform for LocalPass<'_> {
                 lease_token: Some(prelude.controller.lease_token.clone()),
                 superuser_password: prelude.superuser_password.clone(),
                 pooler_auth: crate::pooler::uses_builtin_auth(state, namespace, &task.name),
+                files: Default::default(),
             },
         };
         let mut errors = BTreeMap::new();

@@ -8,14 +8,12 @@ use crate::LocalError;
 use pgherd_api::barman::BarmanObjectStoreConfiguration;
 use pgherd_api::cluster::PluginConfiguration;
 use pgherd_api::kinds::object_store::ObjectStore;
-use pgherd_api::validate::BARMAN_CLOUD_PLUGIN;
 use pgherd_api::Cluster;
 use pgherd_backup::store::StoreTarget;
 use pgherd_instance_manager::OsUser;
 use std::path::Path;
 
-/// Skip the empty-archive check of a new cluster (CloudNativePG's annotation).
-pub const SKIP_EMPTY_WAL_ARCHIVE_CHECK: &str = "cnpg.io/skipEmptyWalArchiveCheck";
+pub use pgherd_api::defaults::SKIP_EMPTY_WAL_ARCHIVE_CHECK;
 
 /// How a cluster reaches its archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +69,6 @@ fn resolve(
     Ok(target)
 }
 
-/// The barman-cloud plugin entry of `plugins` that archives WAL, if any.
-fn wal_archiver(plugins: Option<&Vec<PluginConfiguration>>) -> Option<&PluginConfiguration> {
-    plugins?.iter().find(|p| {
-        p.name == BARMAN_CLOUD_PLUGIN && p.enabled != Some(false) && p.is_wal_archiver == Some(true)
-    })
-}
-
 /// The store a barman-cloud plugin entry names (`parameters.barmanObjectName`), with its
 /// server folder (`parameters.serverName`, else `default_server`).
 fn plugin_store(
@@ -87,22 +78,27 @@ fn plugin_store(
     default_server: &str,
     field: &str,
 ) -> Result<(StoreTarget, Option<String>, String), LocalError> {
-    let parameters = plugin.parameters.clone().unwrap_or_default();
-    let name = parameters.get("barmanObjectName").ok_or_else(|| {
-        LocalError::Invalid(format!(
-            "{field}.parameters.barmanObjectName: missing (hint: name the ObjectStore the plugin uses)"
-        ))
-    })?;
+    let (name, server) =
+        pgherd_backup::store::archive_source::plugin_store(plugin, default_server, field)
+            .map_err(LocalError::Invalid)?;
+    object_store_target(state, namespace, &name, server)
+        .map_err(|e| LocalError::Invalid(format!("{field}.parameters.barmanObjectName: {e}")))
+}
+
+/// The `ObjectStore` `name` resolved for the server folder `server`, with its retention policy
+/// and its name for messages.
+fn object_store_target(
+    state: &StateDir,
+    namespace: &str,
+    name: &str,
+    server: String,
+) -> Result<(StoreTarget, Option<String>, String), LocalError> {
     let store: ObjectStore = read_json(&state.object_path("ObjectStore", namespace, name))?
         .ok_or_else(|| {
             LocalError::Invalid(format!(
-                "{field}.parameters.barmanObjectName: ObjectStore {name:?} not found in namespace {namespace} (hint: apply it (apiVersion: barmancloud.cnpg.io/v1, kind: ObjectStore) before the Cluster)"
+                "ObjectStore {name:?} not found in namespace {namespace} (hint: apply it (apiVersion: barmancloud.cnpg.io/v1, kind: ObjectStore) before the Cluster)"
             ))
         })?;
-    let server = parameters
-        .get("serverName")
-        .cloned()
-        .unwrap_or_else(|| default_server.to_string());
     let source = format!("ObjectStore/{name}");
     let target = resolve(
         state,
@@ -120,36 +116,41 @@ pub fn cluster_store(
     namespace: &str,
     cluster: &Cluster,
 ) -> Result<Option<ClusterStore>, LocalError> {
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    if let Some(plugin) = wal_archiver(cluster.spec.plugins.as_ref()) {
-        let (target, retention_policy, source) = plugin_store(
-            state,
-            namespace,
-            plugin,
-            &name,
-            "spec.plugins[barman-cloud]",
-        )?;
-        return Ok(Some(ClusterStore {
-            target,
-            method: StoreMethod::Plugin,
+    use pgherd_backup::store::archive_source::{self, ArchiveSource};
+    match archive_source::archive_source(cluster).map_err(LocalError::Invalid)? {
+        None => Ok(None),
+        Some(ArchiveSource::Plugin {
+            object_store,
+            server_name,
+        }) => {
+            let (target, retention_policy, source) =
+                object_store_target(state, namespace, &object_store, server_name).map_err(|e| {
+                    LocalError::Invalid(format!(
+                        "{}.parameters.barmanObjectName: {e}",
+                        archive_source::PLUGIN_FIELD
+                    ))
+                })?;
+            Ok(Some(ClusterStore {
+                target,
+                method: StoreMethod::Plugin,
+                retention_policy,
+                source,
+            }))
+        }
+        Some(ArchiveSource::InTree {
+            configuration,
+            server_name,
             retention_policy,
-            source,
-        }));
+        }) => {
+            let field = archive_source::IN_TREE_FIELD;
+            Ok(Some(ClusterStore {
+                target: resolve(state, namespace, configuration, server_name, field)?,
+                method: StoreMethod::BarmanObjectStore,
+                retention_policy,
+                source: field.to_string(),
+            }))
+        }
     }
-    let Some(backup) = &cluster.spec.backup else {
-        return Ok(None);
-    };
-    let Some(configuration) = &backup.barman_object_store else {
-        return Ok(None);
-    };
-    let server = configuration.server_name.clone().unwrap_or(name);
-    let field = "spec.backup.barmanObjectStore";
-    Ok(Some(ClusterStore {
-        target: resolve(state, namespace, configuration, server, field)?,
-        method: StoreMethod::BarmanObjectStore,
-        retention_policy: backup.retention_policy.clone(),
-        source: field.to_string(),
-    }))
 }
 
 /// The store of the external cluster `source` (a recovery source).

@@ -287,10 +287,10 @@ fn run(spec_path: &Path, pushed: Option<Pushed>) -> anyhow::Result<ExitCode> {
             (None, Some(p)) => (
                 listen(&required_env("POD_IP")?, p.status_port, "status", &instance).await?,
                 pgherd_instance_protocol::CertificatePaths::in_dir(&p.certificates),
-                Some(http::SpecSink {
-                    path: spec_path.to_path_buf(),
-                    instance: instance.clone(),
-                }),
+                Some(http::SpecSink::new(
+                    spec_path.to_path_buf(),
+                    instance.clone(),
+                )),
             ),
             (None, None) => unreachable!("a spec file or a pushed spec"),
         };

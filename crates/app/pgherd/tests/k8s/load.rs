@@ -80,6 +80,25 @@ impl Writer {
     }
 }
 
+/// The acknowledged ids not found in `ledger` on the primary behind `host`.
+pub async fn lost(host: &str, password: &str, acked: &[i64]) -> Vec<i64> {
+    let c = super::connect_soon(host, password)
+        .await
+        .expect("the primary answers");
+    let found: BTreeSet<i64> = c
+        .query("SELECT id FROM ledger", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect();
+    acked
+        .iter()
+        .filter(|id| !found.contains(id))
+        .copied()
+        .collect()
+}
+
 /// Asks every pod's PostgreSQL every 200 ms whether it accepts writes; records the most seen
 /// at once.
 pub struct WritableChecker {

@@ -6,6 +6,7 @@
 //! Keys are bucket-relative strings separated by `/`, without a leading `/`; "directories"
 //! end with `/`.
 
+pub mod archive_source;
 pub mod barman_config;
 pub mod cloud;
 pub mod fault;
@@ -13,6 +14,7 @@ pub mod location;
 pub mod resilient;
 pub mod target;
 
+pub use archive_source::{archive_source, ArchiveSource};
 pub use barman_config::{server_prefix, SecretResolver};
 pub use cloud::{open, AzureKeys, CloudStore, S3Keys, StoreConfig};
 pub use fault::{FaultPlan, Faulty};

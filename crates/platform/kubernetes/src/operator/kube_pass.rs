@@ -5,6 +5,7 @@
 //! Services follow the roles; fencing is deleting a pod at once.
 
 use super::pods::{self, InstanceObjects};
+use super::references::{self, Resolved};
 use super::ClusterRuntime;
 use super::OperatorError;
 use crate::pod::{
@@ -16,7 +17,9 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use pgherd_api::Cluster;
-use pgherd_controller::cluster_status::ConditionInput;
+use pgherd_controller::cluster_status::{
+    archiving_condition, ConditionInput, CONTINUOUS_ARCHIVING,
+};
 use pgherd_controller::instance_spec::{Address, Placement, SpecContext};
 use pgherd_controller::plan::{fenced_instances, DataSource, Observation, ObservedInstance, Plan};
 use pgherd_controller::reconcile::{Observed, Platform};
@@ -69,6 +72,10 @@ pub(crate) struct KubePass<'a> {
     instances: BTreeMap<String, InstanceObjects>,
     reports: BTreeMap<String, InstanceStatus>,
     conditions: Vec<ConditionInput>,
+    /// The cluster's references (role passwords, archive) as pushed this pass.
+    resolved: Resolved,
+    /// Why the references could not be read this pass.
+    reference_problem: Option<String>,
 }
 
 impl<'a> KubePass<'a> {
@@ -96,6 +103,8 @@ impl<'a> KubePass<'a> {
             instances: BTreeMap::new(),
             reports: BTreeMap::new(),
             conditions: Vec::new(),
+            resolved: Resolved::default(),
+            reference_problem: None,
         }
     }
 
@@ -110,6 +119,76 @@ impl<'a> KubePass<'a> {
     /// Conditions this platform adds to the status.
     pub(crate) fn conditions(&self) -> Vec<ConditionInput> {
         self.conditions.clone()
+    }
+
+    /// What the cluster's Backups need from this pass.
+    pub(crate) fn backup_pass<'p>(
+        &'p self,
+        plan: &'p Plan,
+        addresses: &'p BTreeMap<String, String>,
+    ) -> super::backups::BackupPass<'p> {
+        super::backups::BackupPass {
+            client: &self.client,
+            cluster: self.cluster,
+            archive: self.resolved.archive.as_ref(),
+            archive_problem: self.reference_problem.as_deref(),
+            plan,
+            reports: &self.reports,
+            addresses,
+            tls: &self.controller,
+        }
+    }
+
+    /// `status.managedRolesStatus` from the primary's report, when it reported.
+    pub(crate) fn managed_roles_status(
+        &self,
+        plan: &Plan,
+    ) -> Option<pgherd_api::cluster::ManagedRoles> {
+        let primary = plan.current_primary.as_deref()?;
+        let report = self.reports.get(primary)?;
+        pgherd_controller::declarative::managed_roles_status(&report.role_results)
+    }
+
+    /// Read what the cluster refers to; on failure push what was pushed before, and say why
+    /// in `ContinuousArchiving` when the cluster archives.
+    async fn resolve_references(&mut self, cluster: &Cluster) {
+        match references::resolve(&self.client, &self.namespace, cluster).await {
+            Ok(resolved) => {
+                self.resolved = resolved;
+                self.reference_problem = None;
+            }
+            Err(e) => {
+                tracing::warn!("{}/{}: {e}", self.namespace, self.name);
+                self.resolved = references::fallback(cluster, self.runtime.pushed.values());
+                self.reference_problem = Some(e.to_string());
+            }
+        }
+    }
+
+    /// `ContinuousArchiving` from the store's problem or the primary's last outcome; the one
+    /// stored is kept while the primary does not report.
+    fn archiving_condition(&self, cluster: &Cluster, plan: &Plan) -> Option<ConditionInput> {
+        self.resolved.wal_store.as_ref()?;
+        let report = plan
+            .current_primary
+            .as_deref()
+            .and_then(|p| self.reports.get(p))
+            .and_then(|r| r.archive.as_ref());
+        archiving_condition(self.reference_problem.as_deref(), report).or_else(|| {
+            let stored = cluster
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == CONTINUOUS_ARCHIVING)?;
+            Some(ConditionInput {
+                condition_type: stored.type_.clone(),
+                status: stored.status == "True",
+                reason: stored.reason.clone(),
+                message: stored.message.clone(),
+            })
+        })
     }
 
     fn pods(&self) -> Api<Pod> {
@@ -450,6 +529,7 @@ impl Platform for KubePass<'_> {
         self.runtime
             .last_report
             .retain(|name, _| self.instances.contains_key(name));
+        self.resolve_references(cluster).await;
         Ok(Observed {
             observation,
             not_running,
@@ -513,13 +593,13 @@ impl Platform for KubePass<'_> {
             major,
             os_user: "postgres".into(),
             certificates: CertificatePaths::in_dir(CERTIFICATES_MOUNT.as_ref()),
-            roles: Vec::new(),
+            roles: self.resolved.roles.clone(),
             databases: Vec::new(),
             publications: Vec::new(),
             subscriptions: Vec::new(),
             monitoring: Default::default(),
             addresses: &addresses,
-            wal_store: None,
+            wal_store: self.resolved.wal_store.clone(),
             lease_token: Some(self.lease_token.clone()),
             superuser_password: if cluster.spec.enable_superuser_access == Some(true) {
                 PasswordSource::File {
@@ -529,6 +609,7 @@ impl Platform for KubePass<'_> {
                 PasswordSource::Disabled
             },
             pooler_auth: false,
+            files: self.resolved.files.clone(),
         };
         let mut pushes = tokio::task::JoinSet::new();
         for instance in &plan.instances {
@@ -602,6 +683,9 @@ impl Platform for KubePass<'_> {
             .pushed
             .retain(|name, _| self.instances.contains_key(name));
         self.note_outdated_pods(cluster, plan);
+        if let Some(condition) = self.archiving_condition(cluster, plan) {
+            self.conditions.push(condition);
+        }
         Ok(errors)
     }
 

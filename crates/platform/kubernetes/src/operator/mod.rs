@@ -13,11 +13,13 @@
 //! concurrently, so one cluster's slow API calls or unreachable instances never delay another's
 //! failover.
 
+mod backups;
 mod cluster_objects;
 mod credentials;
 mod kube_pass;
 pub mod leader;
 mod pods;
+mod references;
 mod status;
 mod unsupported;
 
@@ -247,10 +249,16 @@ async fn reconcile_cluster(
     );
     let outcome = pgherd_controller::reconcile::pass(&mut platform, cluster).await?;
     let addresses = platform.pod_addresses();
-    let conditions = platform.conditions();
+    let backups = platform.backup_pass(&outcome.plan, &addresses).run().await;
+    let facts = status::PassFacts {
+        conditions: platform.conditions(),
+        managed_roles: platform.managed_roles_status(&outcome.plan),
+        addresses,
+        backups,
+    };
     drop(platform);
     runtime.written_target = outcome.plan.target_primary.clone();
-    status::write(client, cluster, &outcome, &addresses, conditions).await?;
+    status::write(client, cluster, &outcome, facts).await?;
     Ok(outcome.plan.phase)
 }
 
@@ -287,11 +295,12 @@ fn unsupported(cluster: &Cluster) -> Vec<String> {
             "{field}: {what} is not supported by pgherd's Kubernetes operator yet (the local platform runs it: pgherd local up -f FILE)"
         ));
     };
-    if spec.backup.is_some() {
-        refuse("spec.backup", "WAL archiving and base backups");
-    }
-    if spec.plugins.as_ref().is_some_and(|p| !p.is_empty()) {
-        refuse("spec.plugins", "CNPG-I plugins (barman-cloud)");
+    if spec
+        .backup
+        .as_ref()
+        .is_some_and(|b| b.volume_snapshot.is_some())
+    {
+        refuse("spec.backup.volumeSnapshot", "volume snapshot backups");
     }
     if bootstrap.is_some_and(|b| b.recovery.is_some()) {
         refuse("spec.bootstrap.recovery", "recovery from a backup");
@@ -301,13 +310,6 @@ fn unsupported(cluster: &Cluster) -> Vec<String> {
     }
     if cluster.is_replica() {
         refuse("spec.replica", "replica clusters");
-    }
-    if spec
-        .managed
-        .as_ref()
-        .is_some_and(|m| m.roles.as_ref().is_some_and(|r| !r.is_empty()))
-    {
-        refuse("spec.managed.roles", "managed roles");
     }
     if spec.wal_storage.is_some() {
         refuse("spec.walStorage", "a separate WAL volume");

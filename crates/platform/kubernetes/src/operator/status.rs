@@ -4,8 +4,11 @@
 use super::OperatorError;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
+use pgherd_api::cluster::{ClusterStatus, ManagedRoles};
 use pgherd_api::Cluster;
-use pgherd_controller::cluster_status::{cluster_status, ConditionInput, StatusInput};
+use pgherd_controller::cluster_status::{
+    cluster_status, last_backup_condition, ConditionInput, StatusInput,
+};
 use pgherd_controller::reconcile::PassOutcome;
 use std::collections::BTreeMap;
 
@@ -37,23 +40,64 @@ fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// What the platform's pass adds to the controller's status.
+pub(crate) struct PassFacts {
+    /// Each instance's pod address.
+    pub addresses: BTreeMap<String, String>,
+    pub conditions: Vec<ConditionInput>,
+    /// From the primary's report, when it reported.
+    pub managed_roles: Option<ManagedRoles>,
+    /// Backups that finished in this pass.
+    pub backups: Vec<super::backups::Finished>,
+}
+
+/// The Cluster's backup fields with the backups that finished in this pass: the last
+/// successful and failed backup, and the first recoverability point (the end of the first
+/// backup, until a catalog read says otherwise).
+fn backup_fields(
+    previous: Option<&ClusterStatus>,
+    finished: &[super::backups::Finished],
+) -> (Option<String>, Option<String>, Option<String>) {
+    let mut ok = previous.and_then(|s| s.last_successful_backup.clone());
+    let mut failed = previous.and_then(|s| s.last_failed_backup.clone());
+    let mut first = previous.and_then(|s| s.first_recoverability_point.clone());
+    for f in finished {
+        let field = if f.completed { &mut ok } else { &mut failed };
+        if field.as_ref().is_none_or(|before| *before < f.stopped_at) {
+            *field = Some(f.stopped_at.clone());
+        }
+        if f.completed && first.is_none() {
+            first = Some(f.stopped_at.clone());
+        }
+    }
+    (ok, failed, first)
+}
+
 /// Write the status of the pass.
 pub(crate) async fn write(
     client: &Client,
     cluster: &Cluster,
     outcome: &PassOutcome,
-    addresses: &BTreeMap<String, String>,
-    conditions: Vec<ConditionInput>,
+    facts: PassFacts,
 ) -> Result<(), OperatorError> {
-    let status = cluster_status(&StatusInput {
+    let (ok, failed, first) = backup_fields(cluster.status.as_ref(), &facts.backups);
+    let mut conditions = facts.conditions;
+    conditions.extend(last_backup_condition(ok.as_deref(), failed.as_deref()));
+    let mut status = cluster_status(&StatusInput {
         cluster,
         plan: &outcome.plan,
         observed: &outcome.observation,
         previous: cluster.status.as_ref(),
         now: now(),
-        addresses,
+        addresses: &facts.addresses,
         conditions,
     });
+    status.last_successful_backup = ok;
+    status.last_failed_backup = failed;
+    status.first_recoverability_point = first;
+    if facts.managed_roles.is_some() {
+        status.managed_roles_status = facts.managed_roles;
+    }
     if cluster.status.as_ref() == Some(&status) {
         return Ok(());
     }

@@ -1,0 +1,237 @@
+//! Backups and managed roles on Kubernetes, end to end on kube-sim with its process kubelet
+//! and a real S3-compatible server (moto): a two-instance Cluster with a managed role whose
+//! password is in a Secret and `spec.backup.barmanObjectStore`; the role logs in with that
+//! password; WAL reaches the bucket (`ContinuousArchiving` True); `kubectl cnpg backup` makes
+//! a Backup that the operator has an instance take over the instance protocol, completed with
+//! CloudNativePG's status fields and found in the object store's catalog; the Cluster's
+//! status records it. A concurrent writer runs throughout and loses nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod common;
+mod k8s;
+
+use k8s::load::Writer;
+use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
+use pgherd_testkit::moto::{Moto, ACCESS_KEY, SECRET_KEY};
+use std::time::Duration;
+
+#[test]
+fn a_cluster_on_kubernetes_archives_wal_takes_a_backup_and_manages_its_roles() {
+    if !kubelet_available() {
+        return;
+    }
+    let moto = Moto::start();
+    moto.create_bucket("backups");
+    let sim = Sim::with_nodes(2);
+    sim.install_crds();
+    let operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
+    let manifest = sim.dir.path().join("pg.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"apiVersion: v1
+kind: Secret
+metadata:
+  name: store-creds
+stringData:
+  ACCESS_KEY_ID: {ACCESS_KEY}
+  ACCESS_SECRET_KEY: {SECRET_KEY}
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/basic-auth
+metadata:
+  name: reporting-password
+stringData:
+  username: reporting
+  password: "it's-a-s3cret"
+---
+apiVersion: postgresql.cnpg.io/v1
+kind: Cluster
+metadata:
+  name: pg
+spec:
+  instances: 2
+  imageName: ghcr.io/cloudnative-pg/postgresql:15
+  storage:
+    size: 1Gi
+  managed:
+    roles:
+      - name: reporting
+        login: true
+        inRoles: [pg_read_all_data]
+        passwordSecret:
+          name: reporting-password
+  backup:
+    barmanObjectStore:
+      destinationPath: s3://backups/
+      endpointURL: {endpoint}
+      s3Credentials:
+        accessKeyId:
+          name: store-creds
+          key: ACCESS_KEY_ID
+        secretAccessKey:
+          name: store-creds
+          key: ACCESS_SECRET_KEY
+"#,
+            endpoint = moto.endpoint()
+        ),
+    )
+    .unwrap();
+    sim.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+    let status = sim.eventually("a healthy cluster", 300, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let ready = c.pointer("/status/readyInstances")?.as_i64()?;
+        (str_at(&c, "/status/phase") == Some("Cluster in healthy state") && ready == 2).then_some(c)
+    });
+    assert!(
+        str_at(&status, "/status/phaseReason").is_none(),
+        "{status:#}"
+    );
+    let rw = sim.json(&["get", "service", "pg-rw"]).unwrap();
+    let rw = str_at(&rw, "/spec/clusterIP").unwrap().to_string();
+    let password = sim.secret_value("pg-app", "password");
+    sim.runtime.block_on(async {
+        let c = connect_soon(&rw, &password).await.expect("-rw answers");
+        c.batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY)")
+            .await
+            .unwrap();
+    });
+    let writer = Writer::start(rw.clone(), password.clone());
+    assert!(writer.wait_for_more(20, 60), "no commits through -rw");
+
+    // The managed role, with the password from its Secret.
+    sim.eventually("the role reconciled", 60, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let reconciled = c.pointer("/status/managedRolesStatus/byStatus/reconciled")?;
+        reconciled
+            .as_array()?
+            .iter()
+            .any(|r| r == "reporting")
+            .then_some(())
+    });
+    let answer = sim.runtime.block_on(async {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&rw)
+            .port(5432)
+            .user("reporting")
+            .password("it's-a-s3cret")
+            .dbname("app")
+            .connect_timeout(Duration::from_secs(5));
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("the managed role logs in with its Secret's password");
+        tokio::spawn(connection);
+        let row = client
+            .query_one("SELECT pg_has_role('pg_read_all_data', 'MEMBER')", &[])
+            .await
+            .unwrap();
+        row.get::<_, bool>(0)
+    });
+    assert!(answer, "inRoles applied");
+
+    // WAL reaches the bucket.
+    sim.kubectl(&["cnpg", "psql", "pg", "--", "-Atc", "SELECT pg_switch_wal()"]);
+    sim.eventually("ContinuousArchiving True", 120, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let conditions = c.pointer("/status/conditions")?.as_array()?;
+        conditions
+            .iter()
+            .any(|c| {
+                str_at(c, "/type") == Some("ContinuousArchiving")
+                    && str_at(c, "/status") == Some("True")
+            })
+            .then_some(())
+    });
+
+    // `kubectl cnpg backup`: a Backup taken by an instance over the protocol.
+    let said = sim.kubectl(&["cnpg", "backup", "pg", "--backup-name", "first"]);
+    assert!(said.contains("first"), "{said}");
+    let backup = sim.eventually("the Backup completed", 300, || {
+        let b = sim.json(&["get", "backup", "first"])?;
+        match str_at(&b, "/status/phase") {
+            Some("completed") => Some(b),
+            Some("failed") => panic!("the backup failed: {b:#}"),
+            _ => None,
+        }
+    });
+    for field in [
+        "backupId",
+        "beginWal",
+        "endWal",
+        "startedAt",
+        "stoppedAt",
+        "destinationPath",
+    ] {
+        assert!(
+            backup.pointer(&format!("/status/{field}")).is_some(),
+            "no status.{field}: {backup:#}"
+        );
+    }
+    assert_eq!(str_at(&backup, "/status/method"), Some("barmanObjectStore"));
+    assert_eq!(str_at(&backup, "/status/serverName"), Some("pg"));
+    // prefer-standby (the default): the replica took it.
+    let primary = str_at(&status, "/status/currentPrimary")
+        .unwrap()
+        .to_string();
+    let taken_by = str_at(&backup, "/status/instanceID/podName").unwrap();
+    assert_ne!(taken_by, primary, "prefer-standby picks the standby");
+
+    // In the object store's catalog, as barman-cloud lays it out.
+    let id = str_at(&backup, "/status/backupId").unwrap().to_string();
+    let target = pgherd_backup::store::StoreTarget {
+        configuration: serde_json::from_value(serde_json::json!({
+            "destinationPath": "s3://backups/",
+            "endpointURL": moto.endpoint(),
+            "s3Credentials": {
+                "accessKeyId": {"name": "c", "key": "id"},
+                "secretAccessKey": {"name": "c", "key": "secret"}
+            }
+        }))
+        .unwrap(),
+        server_name: "pg".into(),
+        secrets: [("c/id", ACCESS_KEY), ("c/secret", SECRET_KEY)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let found = sim.runtime.block_on(async {
+        let (store, server) = target.open(Default::default(), Default::default()).unwrap();
+        let catalog = pgherd_backup::catalog::BackupCatalog::load(&store, &server)
+            .await
+            .unwrap();
+        let found = catalog.done().any(|e| e.id.as_str() == id);
+        found
+    });
+    assert!(found, "backup {id} is not in the bucket's catalog");
+
+    // The Cluster's status records it.
+    sim.eventually("lastSuccessfulBackup", 60, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        c.pointer("/status/lastSuccessfulBackup")?;
+        c.pointer("/status/firstRecoverabilityPoint")?;
+        let conditions = c.pointer("/status/conditions")?.as_array()?;
+        conditions
+            .iter()
+            .any(|c| {
+                str_at(c, "/type") == Some("LastBackupSucceeded")
+                    && str_at(c, "/status") == Some("True")
+            })
+            .then_some(())
+    });
+
+    let acked = writer.stop();
+    let lost = sim
+        .runtime
+        .block_on(k8s::load::lost(&rw, &password, &acked));
+    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
+    let logged = operator.logged();
+    for secret in ["it's-a-s3cret", SECRET_KEY] {
+        assert!(
+            !logged.contains(secret),
+            "a credential reached the operator's log"
+        );
+    }
+}

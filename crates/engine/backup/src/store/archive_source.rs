@@ -1,0 +1,100 @@
+//! Which object store a Cluster archives to, as every platform reads it: the barman-cloud
+//! plugin's `ObjectStore` when a plugin entry archives WAL, else the in-tree
+//! `spec.backup.barmanObjectStore`. The platform then reads the ObjectStore and the Secrets.
+
+use pgherd_api::barman::BarmanObjectStoreConfiguration;
+use pgherd_api::cluster::PluginConfiguration;
+use pgherd_api::validate::BARMAN_CLOUD_PLUGIN;
+use pgherd_api::Cluster;
+
+/// The field a plugin's store is configured under, for messages.
+pub const PLUGIN_FIELD: &str = "spec.plugins[barman-cloud]";
+/// The in-tree store's field.
+pub const IN_TREE_FIELD: &str = "spec.backup.barmanObjectStore";
+
+/// Where a cluster's WAL and base backups go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArchiveSource<'a> {
+    /// `spec.backup.barmanObjectStore`.
+    InTree {
+        configuration: &'a BarmanObjectStoreConfiguration,
+        server_name: String,
+        retention_policy: Option<String>,
+    },
+    /// The barman-cloud plugin with the `ObjectStore` named `object_store`.
+    Plugin {
+        object_store: String,
+        server_name: String,
+    },
+}
+
+/// The barman-cloud plugin entry of `plugins` that archives WAL, if any.
+pub fn wal_archiver(plugins: Option<&Vec<PluginConfiguration>>) -> Option<&PluginConfiguration> {
+    plugins?.iter().find(|p| {
+        p.name == BARMAN_CLOUD_PLUGIN && p.enabled != Some(false) && p.is_wal_archiver == Some(true)
+    })
+}
+
+/// The ObjectStore a barman-cloud plugin entry names (`parameters.barmanObjectName`) and its
+/// server folder (`parameters.serverName`, else `default_server`).
+pub fn plugin_store(
+    plugin: &PluginConfiguration,
+    default_server: &str,
+    field: &str,
+) -> Result<(String, String), String> {
+    let parameters = plugin.parameters.clone().unwrap_or_default();
+    let name = parameters.get("barmanObjectName").ok_or_else(|| {
+        format!(
+            "{field}.parameters.barmanObjectName: missing (hint: name the ObjectStore the plugin uses)"
+        )
+    })?;
+    let server = parameters
+        .get("serverName")
+        .cloned()
+        .unwrap_or_else(|| default_server.to_string());
+    Ok((name.clone(), server))
+}
+
+/// The cluster's own archive, if it has one.
+pub fn archive_source(cluster: &Cluster) -> Result<Option<ArchiveSource<'_>>, String> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    if let Some(plugin) = wal_archiver(cluster.spec.plugins.as_ref()) {
+        let (object_store, server_name) = plugin_store(plugin, &name, PLUGIN_FIELD)?;
+        return Ok(Some(ArchiveSource::Plugin {
+            object_store,
+            server_name,
+        }));
+    }
+    let Some(backup) = &cluster.spec.backup else {
+        return Ok(None);
+    };
+    let Some(configuration) = &backup.barman_object_store else {
+        return Ok(None);
+    };
+    Ok(Some(ArchiveSource::InTree {
+        configuration,
+        server_name: configuration.server_name.clone().unwrap_or(name),
+        retention_policy: backup.retention_policy.clone(),
+    }))
+}
+
+/// Whether a Backup of `method` can be taken by a cluster whose archive is the plugin's
+/// (`plugin`) or the in-tree store; the error is the Backup's `status.error`.
+pub fn check_method(
+    method: pgherd_api::kinds::backup::BackupMethod,
+    plugin: bool,
+) -> Result<(), String> {
+    use pgherd_api::kinds::backup::BackupMethod;
+    match (method, plugin) {
+        (BackupMethod::VolumeSnapshot, _) => Err(
+            "method volumeSnapshot: pgherd takes no volume snapshots; use barmanObjectStore or plugin".into(),
+        ),
+        (BackupMethod::BarmanObjectStore, true) => Err(
+            "method barmanObjectStore: the cluster archives through the barman-cloud plugin; use method: plugin with pluginConfiguration.name: barman-cloud.cloudnative-pg.io".into(),
+        ),
+        (BackupMethod::Plugin, false) => Err(
+            "method plugin: the cluster has no barman-cloud plugin; use method: barmanObjectStore".into(),
+        ),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,101 @@
+//! The declarative parts of a cluster as every platform hands them to the primary's manager
+//! (managed roles), and the primary's results back as the Cluster's status. The platform only
+//! resolves where passwords are.
+
+use pgherd_api::cluster::{ManagedRoles, RoleConfiguration};
+use pgherd_instance_protocol::{ApplyResult, PasswordSource, RoleSpec};
+use std::collections::BTreeMap;
+
+/// The Secret key a managed role's password is read from (CloudNativePG's `kubernetes.io/
+/// basic-auth` Secrets).
+pub const PASSWORD_KEY: &str = "password";
+
+/// One role as the instance manager applies it, its password from where the platform put it.
+/// `present`: `false` for `ensure: absent`.
+pub fn role_spec(r: &RoleConfiguration, present: bool, password: PasswordSource) -> RoleSpec {
+    let password = if r.disable_password == Some(true) {
+        PasswordSource::Disabled
+    } else {
+        password
+    };
+    RoleSpec {
+        name: r.name.clone(),
+        present,
+        comment: r.comment.clone(),
+        login: r.login.unwrap_or(false),
+        superuser: r.superuser.unwrap_or(false),
+        createdb: r.createdb.unwrap_or(false),
+        createrole: r.createrole.unwrap_or(false),
+        inherit: r.inherit.unwrap_or(true),
+        replication: r.replication.unwrap_or(false),
+        bypassrls: r.bypassrls.unwrap_or(false),
+        connection_limit: r.connection_limit.unwrap_or(-1),
+        valid_until: r.valid_until.clone(),
+        in_roles: r.in_roles.clone().unwrap_or_default(),
+        password,
+    }
+}
+
+/// `status.managedRolesStatus` from the primary's results: the roles applied under
+/// `byStatus.reconciled`, the rest under `cannotReconcile` with their errors; `None` when no
+/// role is managed.
+pub fn managed_roles_status(results: &[ApplyResult]) -> Option<ManagedRoles> {
+    if results.is_empty() {
+        return None;
+    }
+    let mut reconciled = Vec::new();
+    let mut cannot: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in results {
+        if r.applied {
+            reconciled.push(r.name.clone());
+        } else {
+            cannot.insert(r.name.clone(), r.message.iter().cloned().collect());
+        }
+    }
+    Some(ManagedRoles {
+        by_status: Some(BTreeMap::from([("reconciled".to_string(), reconciled)])),
+        cannot_reconcile: Some(cannot).filter(|c| !c.is_empty()),
+        password_status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_disabled_password_wins_over_its_secret() {
+        let r = RoleConfiguration {
+            name: "app2".into(),
+            disable_password: Some(true),
+            login: Some(true),
+            ..Default::default()
+        };
+        let spec = role_spec(&r, true, PasswordSource::File { path: "/x".into() });
+        assert_eq!(spec.password, PasswordSource::Disabled);
+        assert!(spec.login && spec.inherit && spec.connection_limit == -1);
+    }
+
+    #[test]
+    fn results_become_cloudnativepgs_status() {
+        let results = vec![
+            ApplyResult {
+                name: "a".into(),
+                applied: true,
+                message: None,
+            },
+            ApplyResult {
+                name: "b".into(),
+                applied: false,
+                message: Some("role \"x\" does not exist".into()),
+            },
+        ];
+        let s = managed_roles_status(&results).unwrap();
+        assert_eq!(s.by_status.unwrap()["reconciled"], ["a"]);
+        assert_eq!(
+            s.cannot_reconcile.unwrap()["b"],
+            ["role \"x\" does not exist"]
+        );
+        assert!(managed_roles_status(&[]).is_none());
+    }
+}

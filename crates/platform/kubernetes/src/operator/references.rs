@@ -1,0 +1,245 @@
+//! What a Cluster's spec refers to in other objects — the Secrets of its managed roles, the
+//! object store it archives to (`spec.backup.barmanObjectStore`, or the barman-cloud plugin's
+//! `ObjectStore`) and that store's Secrets — read from the API and turned into what its
+//! managers are pushed: role specs whose passwords are pushed files, and the archive's store
+//! as a pushed file (mode 0600 in the pod, sent over mutual TLS, never in the pod template).
+
+use super::OperatorError;
+use crate::pod::INSTANCE_SPEC_PATH;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::Client;
+use pgherd_api::barman::BarmanObjectStoreConfiguration;
+use pgherd_api::cluster::EnsureOption;
+use pgherd_api::defaults::SKIP_EMPTY_WAL_ARCHIVE_CHECK;
+use pgherd_api::kinds::object_store::ObjectStore;
+use pgherd_api::Cluster;
+use pgherd_backup::store::archive_source::{self, ArchiveSource};
+use pgherd_backup::store::StoreTarget;
+use pgherd_controller::declarative::{role_spec, PASSWORD_KEY};
+use pgherd_instance_protocol::{pushed_file_path, PasswordSource, PushedFiles, RoleSpec, WalStore};
+use std::collections::BTreeMap;
+
+/// The pushed file holding the cluster's archive store.
+pub(crate) const ARCHIVE_STORE_FILE: &str = "archive-store.json";
+
+/// The cluster's archive, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct Archive {
+    pub target: StoreTarget,
+    /// `barmanObjectStore` or `plugin` (a Backup's method).
+    pub method: &'static str,
+}
+
+/// What the cluster's references resolve to in one pass.
+#[derive(Debug, Default)]
+pub(crate) struct Resolved {
+    pub roles: Vec<RoleSpec>,
+    pub files: PushedFiles,
+    pub wal_store: Option<WalStore>,
+    pub archive: Option<Archive>,
+}
+
+/// Secrets read once per pass.
+struct Secrets {
+    api: Api<Secret>,
+    read: BTreeMap<String, Option<BTreeMap<String, String>>>,
+}
+
+impl Secrets {
+    async fn get(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<&BTreeMap<String, String>>, OperatorError> {
+        if !self.read.contains_key(name) {
+            let secret = self.api.get_opt(name).await?;
+            let data = secret.map(|s| {
+                let mut out: BTreeMap<String, String> = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect();
+                out.extend(s.string_data.unwrap_or_default());
+                out
+            });
+            self.read.insert(name.to_string(), data);
+        }
+        Ok(self.read.get(name).and_then(|d| d.as_ref()))
+    }
+}
+
+fn pushed(name: &str) -> std::path::PathBuf {
+    pushed_file_path(INSTANCE_SPEC_PATH.as_ref(), name)
+}
+
+/// Resolve `cluster`'s references in `namespace`.
+pub(crate) async fn resolve(
+    client: &Client,
+    namespace: &str,
+    cluster: &Cluster,
+) -> Result<Resolved, OperatorError> {
+    let mut secrets = Secrets {
+        api: Api::namespaced(client.clone(), namespace),
+        read: BTreeMap::new(),
+    };
+    let mut out = Resolved::default();
+    for (i, r) in cluster
+        .spec
+        .managed
+        .iter()
+        .flat_map(|m| m.roles.iter().flatten())
+        .enumerate()
+    {
+        let mut password = PasswordSource::Unchanged;
+        if let Some(secret) = &r.password_secret {
+            // A Secret not there yet (ExternalSecrets) leaves the password alone.
+            if let Some(value) = secrets
+                .get(&secret.name)
+                .await?
+                .and_then(|d| d.get(PASSWORD_KEY))
+            {
+                let file = format!("role-{i}");
+                out.files.0.insert(file.clone(), value.clone());
+                password = PasswordSource::File {
+                    path: pushed(&file),
+                };
+            }
+        }
+        let present = r.ensure != Some(EnsureOption::Absent);
+        out.roles.push(role_spec(r, present, password));
+    }
+    if let Some(archive) = archive(client, namespace, cluster, &mut secrets).await? {
+        let json = serde_json::to_string(&archive.target)
+            .map_err(|e| OperatorError::Invalid(format!("archive store: {e}")))?;
+        out.files.0.insert(ARCHIVE_STORE_FILE.to_string(), json);
+        out.wal_store = Some(WalStore {
+            store_file: pushed(ARCHIVE_STORE_FILE),
+            skip_empty_check: cluster
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SKIP_EMPTY_WAL_ARCHIVE_CHECK))
+                .is_some_and(|v| v == "enabled"),
+        });
+        out.archive = Some(archive);
+    }
+    Ok(out)
+}
+
+/// The cluster's archive with its Secrets, if it has one.
+async fn archive(
+    client: &Client,
+    namespace: &str,
+    cluster: &Cluster,
+    secrets: &mut Secrets,
+) -> Result<Option<Archive>, OperatorError> {
+    match archive_source::archive_source(cluster).map_err(OperatorError::Invalid)? {
+        None => Ok(None),
+        Some(ArchiveSource::InTree {
+            configuration,
+            server_name,
+            retention_policy: _,
+        }) => Ok(Some(Archive {
+            target: target(
+                configuration,
+                server_name,
+                secrets,
+                archive_source::IN_TREE_FIELD,
+            )
+            .await?,
+            method: "barmanObjectStore",
+        })),
+        Some(ArchiveSource::Plugin {
+            object_store,
+            server_name,
+        }) => {
+            let field = format!(
+                "{}.parameters.barmanObjectName",
+                archive_source::PLUGIN_FIELD
+            );
+            let resource = ApiResource::erase::<ObjectStore>(&());
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &resource);
+            let object = api.get_opt(&object_store).await?.ok_or_else(|| {
+                OperatorError::Invalid(format!(
+                    "{field}: ObjectStore {object_store:?} not found in namespace {namespace} (hint: apply it: apiVersion barmancloud.cnpg.io/v1, kind ObjectStore)"
+                ))
+            })?;
+            let store: ObjectStore = serde_json::to_value(&object)
+                .and_then(serde_json::from_value)
+                .map_err(|e| OperatorError::Invalid(format!("ObjectStore {object_store}: {e}")))?;
+            Ok(Some(Archive {
+                target: target(
+                    &store.spec.configuration,
+                    server_name,
+                    secrets,
+                    &format!("ObjectStore/{object_store} spec.configuration"),
+                )
+                .await?,
+                method: "plugin",
+            }))
+        }
+    }
+}
+
+/// A store configuration with the values of the Secret keys it names.
+async fn target(
+    configuration: &BarmanObjectStoreConfiguration,
+    server_name: String,
+    secrets: &mut Secrets,
+    field: &str,
+) -> Result<StoreTarget, OperatorError> {
+    let mut values = BTreeMap::new();
+    for selector in StoreTarget::referenced_secrets(configuration) {
+        let value = secrets
+            .get(&selector.name)
+            .await?
+            .and_then(|d| d.get(&selector.key))
+            .cloned()
+            .ok_or_else(|| {
+                OperatorError::Invalid(format!(
+                    "{field}: key {:?} of Secret {:?} not found in the cluster's namespace",
+                    selector.key, selector.name
+                ))
+            })?;
+        values.insert(StoreTarget::secret_key(&selector), value);
+    }
+    let target = StoreTarget {
+        configuration: configuration.clone(),
+        server_name,
+        secrets: values,
+    };
+    target
+        .store_config()
+        .map_err(|e| OperatorError::Invalid(format!("{field}: {e}")))?;
+    Ok(target)
+}
+
+/// What to push when the references cannot be read this pass: what was pushed before (its
+/// files, archive and roles), and an archive that still points at its file even when none was
+/// ever sent, so `archive_command` fails and PostgreSQL keeps its WAL rather than discarding
+/// it.
+pub(crate) fn fallback<'a>(
+    cluster: &Cluster,
+    previous: impl Iterator<Item = &'a pgherd_instance_protocol::InstanceSpec>,
+) -> Resolved {
+    let mut out = Resolved::default();
+    for spec in previous {
+        if out.files.is_empty() {
+            out.files = spec.files.clone();
+        }
+        if spec.role == pgherd_instance_protocol::DesiredRole::Primary {
+            out.roles = spec.roles.clone();
+        }
+    }
+    if archive_source::archive_source(cluster).is_ok_and(|a| a.is_some())
+        || out.files.0.contains_key(ARCHIVE_STORE_FILE)
+    {
+        out.wal_store = Some(WalStore {
+            store_file: pushed(ARCHIVE_STORE_FILE),
+            skip_empty_check: false,
+        });
+    }
+    out
+}
