@@ -63,6 +63,7 @@ spec:
         passwordSecret:
           name: reporting-password
   backup:
+    retentionPolicy: 30d
     barmanObjectStore:
       destinationPath: s3://backups/
       endpointURL: {endpoint}

@@ -12,6 +12,7 @@ pub mod backup_info;
 pub mod backup_session;
 pub mod base_backup;
 pub mod catalog;
+pub mod catalog_summary;
 pub mod compression;
 pub mod layout;
 pub mod pylit;

@@ -144,15 +144,7 @@ mod tests {
     }
 }
 
-/// What the cluster's backup catalog says (after retention, when applied).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CatalogSummary {
-    pub first_recoverability_point: Option<String>,
-    pub last_successful_backup: Option<String>,
-    pub last_failed_backup: Option<String>,
-    /// Backups and WAL files retention deleted.
-    pub deleted: (usize, usize),
-}
+pub use pgherd_backup::catalog_summary::CatalogSummary;
 
 /// Reads the catalog of the cluster's archive and, when `retention` is true and the store has
 /// a retention policy, deletes what the recovery window no longer needs (never the last good
@@ -161,53 +153,12 @@ pub async fn refresh_catalog(
     store: &crate::stores::ClusterStore,
     retention: bool,
 ) -> Result<CatalogSummary, String> {
-    use pgherd_backup::catalog::{apply_retention, BackupCatalog};
-    use pgherd_backup::store::RetryPolicy;
-    let (object_store, server) = store
-        .target
-        .open(RetryPolicy::default(), Default::default())
-        .map_err(|e| e.to_string())?;
-    let mut catalog = BackupCatalog::load(&object_store, &server)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut summary = CatalogSummary::default();
-    let window = store
-        .retention_policy
-        .as_deref()
-        .map(str::parse::<pgherd_backup::retention::RecoveryWindow>)
-        .transpose()
-        .map_err(|e| format!("{}: retentionPolicy: {e}", store.source))?;
-    if let (true, Some(window)) = (retention, window) {
-        let plan =
-            pgherd_backup::retention::plan(&catalog, window, time::OffsetDateTime::now_utc());
-        if !plan.obsolete.is_empty() || plan.wal_cutoff.is_some() {
-            summary.deleted = apply_retention(&object_store, &server, &plan)
-                .await
-                .map_err(|e| e.to_string())?;
-            if summary.deleted.0 > 0 {
-                catalog = BackupCatalog::load(&object_store, &server)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-    }
-    let done: Vec<_> = catalog.done().collect();
-    summary.first_recoverability_point = done
-        .first()
-        .and_then(|b| b.info.end_time())
-        .map(pgherd_backup::timestamp::rfc3339);
-    summary.last_successful_backup = done
-        .last()
-        .and_then(|b| b.info.end_time())
-        .map(pgherd_backup::timestamp::rfc3339);
-    summary.last_failed_backup = catalog
-        .backups
-        .iter()
-        .filter(|b| b.info.status() == pgherd_backup::BackupStatus::Failed)
-        .filter_map(|b| b.info.end_time().or(b.info.begin_time()))
-        .max()
-        .map(pgherd_backup::timestamp::rfc3339);
-    Ok(summary)
+    pgherd_backup::catalog_summary::refresh(
+        &store.target,
+        store.retention_policy.as_deref().filter(|_| retention),
+        &store.source,
+    )
+    .await
 }
 
 /// Puts a catalog summary into the status, with the `LastBackupSucceeded` condition.

@@ -121,6 +121,11 @@ impl<'a> KubePass<'a> {
         self.conditions.clone()
     }
 
+    /// The cluster's archive, resolved.
+    pub(crate) fn archive(&self) -> Option<&super::references::Archive> {
+        self.resolved.archive.as_ref()
+    }
+
     /// What the cluster's Backups need from this pass.
     pub(crate) fn backup_pass<'p>(
         &'p self,

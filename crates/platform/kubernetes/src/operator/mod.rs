@@ -14,6 +14,7 @@
 //! failover.
 
 mod backups;
+mod catalog;
 mod cluster_objects;
 mod credentials;
 mod kube_pass;
@@ -81,6 +82,8 @@ pub(crate) struct ClusterRuntime {
     pub(crate) controller: Option<credentials::ControllerIdentity>,
     /// The Cluster's other objects as last applied.
     pub(crate) objects: cluster_objects::Applied,
+    /// Reads of its backup catalog.
+    pub(crate) catalog: catalog::CatalogReads,
 }
 
 /// A Cluster's namespace and name.
@@ -250,13 +253,21 @@ async fn reconcile_cluster(
     let outcome = pgherd_controller::reconcile::pass(&mut platform, cluster).await?;
     let addresses = platform.pod_addresses();
     let backups = platform.backup_pass(&outcome.plan, &addresses).run().await;
+    let conditions = platform.conditions();
+    let managed_roles = platform.managed_roles_status(&outcome.plan);
+    let archive = platform.archive().cloned();
+    drop(platform);
+    let catalog = runtime
+        .catalog
+        .step(archive.as_ref(), !backups.is_empty())
+        .await;
     let facts = status::PassFacts {
-        conditions: platform.conditions(),
-        managed_roles: platform.managed_roles_status(&outcome.plan),
+        conditions,
+        managed_roles,
         addresses,
         backups,
+        catalog,
     };
-    drop(platform);
     runtime.written_target = outcome.plan.target_primary.clone();
     status::write(client, cluster, &outcome, facts).await?;
     Ok(outcome.plan.phase)

@@ -29,6 +29,9 @@ pub(crate) struct Archive {
     pub target: StoreTarget,
     /// `barmanObjectStore` or `plugin` (a Backup's method).
     pub method: &'static str,
+    pub retention_policy: Option<String>,
+    /// Where its configuration is, for messages.
+    pub source: String,
 }
 
 /// What the cluster's references resolve to in one pass.
@@ -139,7 +142,7 @@ async fn archive(
         Some(ArchiveSource::InTree {
             configuration,
             server_name,
-            retention_policy: _,
+            retention_policy,
         }) => Ok(Some(Archive {
             target: target(
                 configuration,
@@ -149,6 +152,8 @@ async fn archive(
             )
             .await?,
             method: "barmanObjectStore",
+            retention_policy,
+            source: archive_source::IN_TREE_FIELD.to_string(),
         })),
         Some(ArchiveSource::Plugin {
             object_store,
@@ -178,6 +183,8 @@ async fn archive(
                 )
                 .await?,
                 method: "plugin",
+                retention_policy: store.spec.retention_policy.clone(),
+                source: format!("ObjectStore/{object_store}"),
             }))
         }
     }

@@ -6,6 +6,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use pgherd_api::cluster::{ClusterStatus, ManagedRoles};
 use pgherd_api::Cluster;
+use pgherd_backup::catalog_summary::CatalogSummary;
 use pgherd_controller::cluster_status::{
     cluster_status, last_backup_condition, ConditionInput, StatusInput,
 };
@@ -49,6 +50,8 @@ pub(crate) struct PassFacts {
     pub managed_roles: Option<ManagedRoles>,
     /// Backups that finished in this pass.
     pub backups: Vec<super::backups::Finished>,
+    /// What a read of the backup catalog found, when one finished.
+    pub catalog: Option<CatalogSummary>,
 }
 
 /// The Cluster's backup fields with the backups that finished in this pass: the last
@@ -56,11 +59,21 @@ pub(crate) struct PassFacts {
 /// backup, until a catalog read says otherwise).
 fn backup_fields(
     previous: Option<&ClusterStatus>,
+    catalog: Option<&CatalogSummary>,
     finished: &[super::backups::Finished],
 ) -> (Option<String>, Option<String>, Option<String>) {
-    let mut ok = previous.and_then(|s| s.last_successful_backup.clone());
-    let mut failed = previous.and_then(|s| s.last_failed_backup.clone());
-    let mut first = previous.and_then(|s| s.first_recoverability_point.clone());
+    let (mut ok, mut failed, mut first) = match catalog {
+        Some(c) => (
+            c.last_successful_backup.clone(),
+            c.last_failed_backup.clone(),
+            c.first_recoverability_point.clone(),
+        ),
+        None => (
+            previous.and_then(|s| s.last_successful_backup.clone()),
+            previous.and_then(|s| s.last_failed_backup.clone()),
+            previous.and_then(|s| s.first_recoverability_point.clone()),
+        ),
+    };
     for f in finished {
         let field = if f.completed { &mut ok } else { &mut failed };
         if field.as_ref().is_none_or(|before| *before < f.stopped_at) {
@@ -80,7 +93,11 @@ pub(crate) async fn write(
     outcome: &PassOutcome,
     facts: PassFacts,
 ) -> Result<(), OperatorError> {
-    let (ok, failed, first) = backup_fields(cluster.status.as_ref(), &facts.backups);
+    let (ok, failed, first) = backup_fields(
+        cluster.status.as_ref(),
+        facts.catalog.as_ref(),
+        &facts.backups,
+    );
     let mut conditions = facts.conditions;
     conditions.extend(last_backup_condition(ok.as_deref(), failed.as_deref()));
     let mut status = cluster_status(&StatusInput {
@@ -132,4 +149,46 @@ pub(crate) async fn write_error(
     let patch = serde_json::json!({ "status": { "phase": phase, "phaseReason": message } });
     patch_status(client, cluster, &patch).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::backups::Finished;
+
+    #[test]
+    fn finished_backups_and_catalog_reads_become_the_backup_fields() {
+        let done = |completed, at: &str| Finished {
+            completed,
+            stopped_at: at.into(),
+        };
+        // The first backup: its end is the first point to recover to.
+        let (ok, failed, first) = backup_fields(None, None, &[done(true, "2026-12-06T08:00:00Z")]);
+        assert_eq!(ok.as_deref(), Some("2026-12-06T08:00:00Z"));
+        assert_eq!(first.as_deref(), Some("2026-12-06T08:00:00Z"));
+        assert_eq!(failed, None);
+        // A later failure is recorded beside it; the first point stays.
+        let previous = ClusterStatus {
+            last_successful_backup: ok,
+            first_recoverability_point: first,
+            ..Default::default()
+        };
+        let (ok, failed, first) = backup_fields(
+            Some(&previous),
+            None,
+            &[done(false, "2026-12-06T09:00:00Z")],
+        );
+        assert_eq!(ok.as_deref(), Some("2026-12-06T08:00:00Z"));
+        assert_eq!(failed.as_deref(), Some("2026-12-06T09:00:00Z"));
+        assert_eq!(first.as_deref(), Some("2026-12-06T08:00:00Z"));
+        // A catalog read (retention applied) says what the store holds now.
+        let catalog = CatalogSummary {
+            first_recoverability_point: Some("2026-12-06T08:30:00Z".into()),
+            last_successful_backup: Some("2026-12-06T08:30:00Z".into()),
+            ..Default::default()
+        };
+        let (_, failed, first) = backup_fields(Some(&previous), Some(&catalog), &[]);
+        assert_eq!(first.as_deref(), Some("2026-12-06T08:30:00Z"));
+        assert_eq!(failed, None);
+    }
 }
