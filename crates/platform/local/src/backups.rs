@@ -60,6 +60,50 @@ pub fn apply_archive_status(
 pub use pgherd_controller::cluster_status::CONTINUOUS_ARCHIVING;
 pub use pgherd_controller::cluster_status::LAST_BACKUP_SUCCEEDED;
 
+pub use pgherd_backup::catalog_summary::CatalogSummary;
+
+/// Reads the catalog of the cluster's archive and, when `retention` is true and the store has
+/// a retention policy, deletes what the recovery window no longer needs (never the last good
+/// backup).
+pub async fn refresh_catalog(
+    store: &crate::stores::ClusterStore,
+    retention: bool,
+) -> Result<CatalogSummary, String> {
+    pgherd_backup::catalog_summary::refresh(
+        &store.target,
+        store.retention_policy.as_deref().filter(|_| retention),
+        &store.source,
+    )
+    .await
+}
+
+/// Puts a catalog summary into the status, with the `LastBackupSucceeded` condition.
+pub fn apply_catalog(status: &mut LocalClusterStatus, summary: &CatalogSummary) {
+    status.first_recoverability_point = summary.first_recoverability_point.clone();
+    status.last_successful_backup = summary.last_successful_backup.clone();
+    status.last_failed_backup = summary.last_failed_backup.clone();
+    set_last_backup_condition(status);
+}
+
+/// `LastBackupSucceeded` from the status' last successful and last failed backup times.
+pub fn set_last_backup_condition(status: &mut LocalClusterStatus) {
+    status
+        .conditions
+        .retain(|c| c.condition_type != LAST_BACKUP_SUCCEEDED);
+    let Some(c) = pgherd_controller::cluster_status::last_backup_condition(
+        status.last_successful_backup.as_deref(),
+        status.last_failed_backup.as_deref(),
+    ) else {
+        return;
+    };
+    status.conditions.push(LocalCondition {
+        condition_type: c.condition_type,
+        status: if c.status { "True" } else { "False" }.into(),
+        reason: c.reason,
+        message: c.message,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,48 +186,4 @@ mod tests {
             Some(("False", "ContinuousArchivingFailing"))
         );
     }
-}
-
-pub use pgherd_backup::catalog_summary::CatalogSummary;
-
-/// Reads the catalog of the cluster's archive and, when `retention` is true and the store has
-/// a retention policy, deletes what the recovery window no longer needs (never the last good
-/// backup).
-pub async fn refresh_catalog(
-    store: &crate::stores::ClusterStore,
-    retention: bool,
-) -> Result<CatalogSummary, String> {
-    pgherd_backup::catalog_summary::refresh(
-        &store.target,
-        store.retention_policy.as_deref().filter(|_| retention),
-        &store.source,
-    )
-    .await
-}
-
-/// Puts a catalog summary into the status, with the `LastBackupSucceeded` condition.
-pub fn apply_catalog(status: &mut LocalClusterStatus, summary: &CatalogSummary) {
-    status.first_recoverability_point = summary.first_recoverability_point.clone();
-    status.last_successful_backup = summary.last_successful_backup.clone();
-    status.last_failed_backup = summary.last_failed_backup.clone();
-    set_last_backup_condition(status);
-}
-
-/// `LastBackupSucceeded` from the status' last successful and last failed backup times.
-pub fn set_last_backup_condition(status: &mut LocalClusterStatus) {
-    status
-        .conditions
-        .retain(|c| c.condition_type != LAST_BACKUP_SUCCEEDED);
-    let Some(c) = pgherd_controller::cluster_status::last_backup_condition(
-        status.last_successful_backup.as_deref(),
-        status.last_failed_backup.as_deref(),
-    ) else {
-        return;
-    };
-    status.conditions.push(LocalCondition {
-        condition_type: c.condition_type,
-        status: if c.status { "True" } else { "False" }.into(),
-        reason: c.reason,
-        message: c.message,
-    });
 }
