@@ -4,7 +4,7 @@
 //! password; WAL reaches the bucket (`ContinuousArchiving` True); `kubectl cnpg backup` makes
 //! a Backup that the operator has an instance take over the instance protocol, completed with
 //! CloudNativePG's status fields and found in the object store's catalog; the Cluster's
-//! status records it. A concurrent writer runs throughout and loses nothing.
+//! status records it; a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -222,6 +222,38 @@ spec:
             })
             .then_some(())
     });
+
+    // A ScheduledBackup with `immediate`: a Backup at once, labelled and owned by it.
+    sim.apply(
+        "apiVersion: postgresql.cnpg.io/v1\nkind: ScheduledBackup\nmetadata:\n  name: daily\nspec:\n  schedule: \"0 0 0 * * *\"\n  immediate: true\n  backupOwnerReference: self\n  cluster:\n    name: pg\n",
+    )
+    .unwrap();
+    let scheduled = sim.eventually("the scheduled Backup completed", 300, || {
+        let list = sim.json(&["get", "backups", "-l", "cnpg.io/scheduled-backup=daily"])?;
+        let b = list["items"].as_array()?.first()?.clone();
+        match str_at(&b, "/status/phase") {
+            Some("completed") => Some(b),
+            Some("failed") => panic!("the scheduled backup failed: {b:#}"),
+            _ => None,
+        }
+    });
+    let schedule = sim.json(&["get", "scheduledbackup", "daily"]).unwrap();
+    assert_eq!(
+        str_at(&scheduled, "/metadata/ownerReferences/0/uid"),
+        str_at(&schedule, "/metadata/uid"),
+        "owned by its schedule"
+    );
+    assert!(str_at(&scheduled, "/metadata/name")
+        .unwrap()
+        .starts_with("daily-"));
+    assert!(
+        schedule.pointer("/status/lastScheduleTime").is_some(),
+        "{schedule:#}"
+    );
+    assert!(
+        schedule.pointer("/status/nextScheduleTime").is_some(),
+        "{schedule:#}"
+    );
 
     let acked = writer.stop();
     let lost = sim

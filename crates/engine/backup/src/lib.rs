@@ -18,6 +18,7 @@ pub mod layout;
 pub mod pylit;
 pub mod restore;
 pub mod retention;
+pub mod schedule;
 pub mod store;
 pub mod timestamp;
 pub mod wal_archive;

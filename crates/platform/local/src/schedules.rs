@@ -4,36 +4,11 @@
 
 use crate::state::{read_json, write_json, StateDir};
 use crate::LocalError;
-use pgherd_api::kinds::backup::{Backup, BackupSpec, BackupStatus};
-use pgherd_api::kinds::scheduled_backup::{
-    BackupOwnerReference, ScheduledBackup, ScheduledBackupStatus,
-};
-use std::collections::BTreeMap;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use pgherd_api::kinds::backup::{Backup, BackupStatus};
+use pgherd_api::kinds::scheduled_backup::{ScheduledBackup, ScheduledBackupStatus};
+use pgherd_backup::schedule;
 
-/// Label CloudNativePG puts on the Backups a schedule creates.
-pub const SCHEDULED_BACKUP_LABEL: &str = "cnpg.io/scheduled-backup";
-/// Label of the Backup `immediate` creates.
-pub const IMMEDIATE_BACKUP_LABEL: &str = "cnpg.io/immediateBackup";
-
-fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .map(pgherd_backup::timestamp::rfc3339)
-        .unwrap_or_default()
-}
-
-fn unix(text: Option<&str>) -> Option<i64> {
-    OffsetDateTime::parse(text?, &Rfc3339)
-        .ok()
-        .map(OffsetDateTime::unix_timestamp)
-}
-
-fn stamp(unix: i64) -> String {
-    pgherd_backup::timestamp::name_stamp(
-        OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-    )
-}
+pub use pgherd_backup::schedule::{IMMEDIATE_BACKUP_LABEL, SCHEDULED_BACKUP_LABEL};
 
 /// Whether a Backup the schedule created is still to finish.
 fn unfinished(state: &StateDir, namespace: &str, schedule: &str) -> Result<bool, LocalError> {
@@ -56,113 +31,24 @@ fn unfinished(state: &StateDir, namespace: &str, schedule: &str) -> Result<bool,
     Ok(false)
 }
 
-fn create_backup(
-    state: &StateDir,
-    namespace: &str,
-    schedule: &ScheduledBackup,
-    name: &str,
-    immediate: bool,
-) -> Result<(), LocalError> {
-    let path = state.object_path("Backup", namespace, name);
-    if path.exists() {
-        return Ok(()); // created by an earlier pass: idempotent
-    }
-    let spec = &schedule.spec;
-    let mut backup = Backup::new(
-        name,
-        BackupSpec {
-            cluster: spec.cluster.clone(),
-            target: spec.target,
-            method: spec.method,
-            plugin_configuration: spec.plugin_configuration.clone(),
-            online: spec.online,
-            online_configuration: spec.online_configuration.clone(),
-        },
-    );
-    let schedule_name = schedule.metadata.name.clone().unwrap_or_default();
-    let mut labels = BTreeMap::from([(SCHEDULED_BACKUP_LABEL.to_string(), schedule_name.clone())]);
-    if immediate {
-        labels.insert(IMMEDIATE_BACKUP_LABEL.into(), "true".into());
-    }
-    backup.metadata.labels = Some(labels);
-    backup.metadata.namespace = Some(namespace.to_string());
-    let owner = match spec.backup_owner_reference.unwrap_or_default() {
-        BackupOwnerReference::None => None,
-        BackupOwnerReference::SelfRef => Some(("ScheduledBackup", schedule_name)),
-        BackupOwnerReference::Cluster => Some(("Cluster", spec.cluster.name.clone())),
-    };
-    if let Some((kind, owner_name)) = owner {
-        backup.metadata.owner_references = Some(vec![
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "postgresql.cnpg.io/v1".into(),
-                kind: kind.into(),
-                name: owner_name,
-                ..Default::default()
-            },
-        ]);
-    }
-    write_json(&path, &backup, 0o600)
-}
-
 /// One pass over every ScheduledBackup at `now` (seconds since the epoch). Returns the
 /// Backups created.
 pub fn reconcile_schedules(state: &StateDir, now: i64) -> Result<Vec<String>, LocalError> {
     let mut created = Vec::new();
     for (namespace, name, schedule) in state.list_objects::<ScheduledBackup>("ScheduledBackup")? {
         let status_path = state.status_path("ScheduledBackup", &namespace, &name);
-        let mut status: ScheduledBackupStatus = read_json(&status_path)?.unwrap_or_default();
-        let before = status.clone();
-        status.last_check_time = Some(rfc3339(now));
-        match pgherd_api::cron::parse(&schedule.spec.schedule) {
-            Err(e) => {
-                status.error = Some(format!(
-                    "spec.schedule: {e} (hint: six fields, seconds first: \"0 0 0 * * *\" is every midnight)"
-                ));
-                status.next_schedule_time = None;
+        let before: ScheduledBackupStatus = read_json(&status_path)?.unwrap_or_default();
+        let running = unfinished(state, &namespace, &name)?;
+        let (status, due) = schedule::step(&schedule, before.clone(), now, running);
+        for d in due {
+            let path = state.object_path("Backup", &namespace, &d.name);
+            // Created by an earlier pass: idempotent.
+            if !path.exists() {
+                write_json(&path, &schedule::backup(&schedule, &namespace, &d), 0o600)?;
             }
-            Ok(_) if schedule.spec.suspend == Some(true) => {
-                status.error = None;
-                status.next_schedule_time = None;
-            }
-            Ok(cron) => {
-                status.error = None;
-                if schedule.spec.immediate == Some(true) && status.last_schedule_time.is_none() {
-                    let backup = format!("{name}-{}", stamp(now));
-                    create_backup(state, &namespace, &schedule, &backup, true)?;
-                    created.push(backup);
-                    status.last_schedule_time = Some(rfc3339(now));
-                }
-                let next =
-                    unix(status.next_schedule_time.as_deref()).or_else(|| cron.next_after(now));
-                match next {
-                    Some(due) if due <= now => {
-                        if !unfinished(state, &namespace, &name)? {
-                            let backup = format!("{name}-{}", stamp(due));
-                            create_backup(state, &namespace, &schedule, &backup, false)?;
-                            created.push(backup);
-                            status.last_schedule_time = Some(rfc3339(due));
-                            status.next_schedule_time = cron.next_after(now).map(rfc3339);
-                        }
-                    }
-                    Some(due) => status.next_schedule_time = Some(rfc3339(due)),
-                    None => {
-                        status.error = Some(format!(
-                            "spec.schedule: {:?} never fires",
-                            schedule.spec.schedule
-                        ));
-                    }
-                }
-            }
+            created.push(d.name);
         }
-        // lastCheckTime alone does not rewrite the file.
-        let changed = ScheduledBackupStatus {
-            last_check_time: None,
-            ..status.clone()
-        } != ScheduledBackupStatus {
-            last_check_time: None,
-            ..before
-        };
-        if changed {
+        if schedule::changed(&before, &status) {
             write_json(&status_path, &status, 0o600)?;
         }
     }

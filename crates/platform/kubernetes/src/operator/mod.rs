@@ -21,6 +21,7 @@ mod kube_pass;
 pub mod leader;
 mod pods;
 mod references;
+mod schedules;
 mod status;
 mod unsupported;
 
@@ -166,6 +167,7 @@ pub async fn run_leading(
 pub async fn run(client: Client, settings: OperatorSettings) {
     let operator = Arc::new(Operator::new(client.clone(), settings));
     let marker = tokio::spawn(unsupported::run(client.clone()));
+    let schedules = tokio::spawn(schedules::run(client.clone()));
     let clusters = Api::<Cluster>::all(client.clone());
     let pods = Api::<Pod>::all(client);
     Controller::new(clusters, watcher::Config::default())
@@ -182,6 +184,7 @@ pub async fn run(client: Client, settings: OperatorSettings) {
         })
         .await;
     marker.abort();
+    schedules.abort();
 }
 
 fn key_of(cluster: &Cluster) -> ClusterKey {

@@ -21,7 +21,6 @@ fn message(kind: &str) -> String {
 fn status_patch(kind: &str) -> serde_json::Value {
     let message = message(kind);
     match kind {
-        "ScheduledBackup" => serde_json::json!({"status": {"error": message}}),
         "Pooler" => {
             serde_json::json!({"status": {"phase": "failed", "phaseReason": message, "error": message}})
         }
@@ -38,7 +37,6 @@ pub(crate) async fn run(client: Client) {
     let kinds = [
         resource::<pgherd_api::Database>(),
         resource::<pgherd_api::Pooler>(),
-        resource::<pgherd_api::ScheduledBackup>(),
         resource::<pgherd_api::Publication>(),
         resource::<pgherd_api::Subscription>(),
         resource::<pgherd_api::DatabaseRole>(),
