@@ -4,7 +4,8 @@
 //! password; WAL reaches the bucket (`ContinuousArchiving` True); `kubectl cnpg backup` makes
 //! a Backup that the operator has an instance take over the instance protocol, completed with
 //! CloudNativePG's status fields and found in the object store's catalog; the Cluster's
-//! status records it; a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
+//! status records it; new Clusters recover from the Backup and from the store
+//! (`externalClusters`); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -148,6 +149,7 @@ spec:
     });
 
     // `kubectl cnpg backup`: a Backup taken by an instance over the protocol.
+    let before_backup = writer.count();
     let said = sim.kubectl(&["cnpg", "backup", "pg", "--backup-name", "first"]);
     assert!(said.contains("first"), "{said}");
     let backup = sim.eventually("the Backup completed", 300, || {
@@ -256,6 +258,47 @@ spec:
     );
 
     let acked = writer.stop();
+    let lost = sim
+        .runtime
+        .block_on(k8s::load::lost(&rw, &password, &acked));
+    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
+
+    // Recovery, as the seeds' runbooks do it: from the Backup object, and from the object store
+    // through spec.externalClusters; each comes up with the rows committed before the backup.
+    let store = format!(
+        "destinationPath: s3://backups/\n      endpointURL: {}\n      s3Credentials:\n        accessKeyId:\n          name: store-creds\n          key: ACCESS_KEY_ID\n        secretAccessKey:\n          name: store-creds\n          key: ACCESS_SECRET_KEY\n",
+        moto.endpoint()
+    );
+    sim.apply(&format!(
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-backup\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      backup:\n        name: first\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-store\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      source: origin\n  externalClusters:\n    - name: origin\n      barmanObjectStore:\n        serverName: pg\n        {}",
+        store.replace("\n      ", "\n        ")
+    ))
+    .unwrap();
+    for restored in ["from-backup", "from-store"] {
+        sim.eventually(&format!("{restored} healthy"), 300, || {
+            let c = sim.json(&["get", "cluster", restored])?;
+            (str_at(&c, "/status/phase") == Some("Cluster in healthy state")).then_some(())
+        });
+        let ip = sim
+            .json(&["get", "service", &format!("{restored}-rw")])
+            .unwrap();
+        let ip = str_at(&ip, "/spec/clusterIP").unwrap().to_string();
+        // The application owner gets the new cluster's password, as CloudNativePG does.
+        let own = sim.secret_value(&format!("{restored}-app"), "password");
+        let rows: i64 = sim.runtime.block_on(async {
+            let c = connect_soon(&ip, &own)
+                .await
+                .expect("the restored -rw answers");
+            c.query_one("SELECT count(*) FROM ledger", &[])
+                .await
+                .unwrap()
+                .get(0)
+        });
+        assert!(
+            rows >= i64::try_from(before_backup).unwrap(),
+            "{restored}: {rows} rows, {before_backup} were committed before the backup"
+        );
+    }
     let lost = sim
         .runtime
         .block_on(k8s::load::lost(&rw, &password, &acked));

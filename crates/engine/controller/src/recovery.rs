@@ -1,8 +1,66 @@
 //! `bootstrap.recovery`: the PostgreSQL settings of a point-in-time recovery from
 //! `recoveryTarget`, as CloudNativePG writes them (`recovery_target_action = promote`).
 
-use pgherd_api::cluster::RecoveryTarget;
+use pgherd_api::cluster::{BootstrapRecovery, RecoveryTarget};
+use pgherd_instance_protocol::Bootstrap;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Where a recovery's data comes from, as the platform resolved it.
+#[derive(Debug, Clone)]
+pub struct RecoverySource {
+    /// The source's store (configuration and secrets), where the instance reads it.
+    pub store_file: PathBuf,
+    /// The Backup object's id (`recovery.backup.name`), when recovering from one.
+    pub backup_id: Option<String>,
+}
+
+/// The first instance's bootstrap for `recovery` (the application database and owner are
+/// [`crate::instance_spec::application`]'s).
+pub fn bootstrap(
+    recovery: &BootstrapRecovery,
+    source: RecoverySource,
+    database: String,
+    owner: String,
+    owner_password_file: PathBuf,
+) -> Result<Bootstrap, String> {
+    let target = recovery.recovery_target.as_ref();
+    let target_time = target
+        .and_then(|t| t.target_time.as_deref())
+        .map(parse_target_time)
+        .transpose()?
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    Ok(Bootstrap::Recovery {
+        store_file: source.store_file,
+        backup_id: target
+            .and_then(|t| t.backup_id.clone())
+            .or(source.backup_id),
+        target_time,
+        target_lsn: target.and_then(|t| t.target_lsn.clone()),
+        recovery_settings: recovery_settings(target)?,
+        database,
+        owner,
+        owner_password_file: Some(owner_password_file),
+    })
+}
+
+/// A Backup whose data is of another major than the image runs is refused before anything is
+/// restored (it would restore, then fail with "database files are incompatible").
+pub fn check_backup_major(
+    backup: &str,
+    taken: Option<i64>,
+    image_major: u32,
+) -> Result<(), String> {
+    match taken {
+        Some(taken) if taken != i64::from(image_major) => Err(format!(
+            "spec.bootstrap.recovery.backup: Backup {backup:?} holds PostgreSQL {taken} data, but spec.imageName runs PostgreSQL {image_major}: set spec.imageName to a PostgreSQL {taken} image (e.g. ghcr.io/cloudnative-pg/postgresql:{taken})"
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// The recovery settings for `target` (none given: recover to the end of the archive).
 /// The error names the field and what to do.

@@ -117,3 +117,32 @@ impl BackupRuns {
         Some(report)
     }
 }
+
+/// `pg_switch_wal()` on this instance when it is a primary (a base backup taken on a standby
+/// ends in a WAL segment only the primary can close and archive); the LSN it returned, or
+/// `None` on a standby.
+pub async fn switch_wal(spec_path: &Path) -> Result<Option<String>, String> {
+    let spec = load_spec(spec_path).map_err(|e| e.to_string())?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(&spec.socket_dir)
+        .port(spec.port)
+        .user("postgres")
+        .dbname("postgres")
+        .application_name("pgherd-instance-manager")
+        .connect_timeout(crate::observe::QUERY_TIMEOUT);
+    let (client, connection) = crate::sql::timed("connect", config.connect(tokio_postgres::NoTls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let row = crate::sql::timed(
+        "pg_switch_wal",
+        client.query_one(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_switch_wal()::text END",
+            &[],
+        ),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(row.get(0))
+}

@@ -7,10 +7,11 @@
 use crate::supervisor::Shared;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use pgherd_instance_protocol::{
     InstanceSpec, InstanceStatus, BACKUP_PATH, CONTROLLER_COMMON_NAME, SPEC_PATH, STATUS_PATH,
+    SWITCH_WAL_PATH,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,6 +86,22 @@ async fn start_backup(
         ),
         Ok(Err(e)) => (StatusCode::CONFLICT, e),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `POST /pg/switch-wal`: close the current WAL segment, if this is the primary.
+async fn switch_wal(
+    sink: Option<axum::Extension<SpecSink>>,
+    identity: Option<axum::Extension<PeerIdentity>>,
+) -> (StatusCode, String) {
+    let sink = match controller_sink(sink, identity) {
+        Ok(s) => s,
+        Err(answer) => return answer,
+    };
+    match crate::backup_runs::switch_wal(&sink.path).await {
+        Ok(Some(lsn)) => (StatusCode::OK, lsn),
+        Ok(None) => (StatusCode::CONFLICT, "not a primary".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
 
@@ -223,6 +240,7 @@ pub fn router(shared: Shared) -> Router {
         .route(STATUS_PATH, get(status))
         .route(SPEC_PATH, put(accept_spec))
         .route(BACKUP_PATH, get(backup_report).post(start_backup))
+        .route(SWITCH_WAL_PATH, post(switch_wal))
         .route("/healthz", get(|| async { StatusCode::OK }))
         .route("/readyz", get(ready))
         // The kubelet's startup probe: started once PostgreSQL is ready the first time (until

@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use pgherd_instance_protocol::{
     InstanceSpec, InstanceStatus, LeaseToken, BACKUP_PATH, LEASE_QUERY, SPEC_PATH, STATUS_PATH,
+    SWITCH_WAL_PATH,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,6 +165,33 @@ pub async fn backup(
             .map(Some)
             .map_err(|e| format!("not a backup report: {e}")),
         Some((404, _)) if !start => Ok(None),
+        Some((status, body)) => Err(format!(
+            "the instance manager refused (HTTP {status}): {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+        None => Err("the instance manager did not answer".to_string()),
+    }
+}
+
+/// Ask a primary to close its current WAL segment (`POST /pg/switch-wal`).
+pub async fn switch_wal(
+    host: &str,
+    port: u16,
+    tls: &ClientTls,
+    timeout: Duration,
+) -> Result<(), String> {
+    match send(
+        host,
+        port,
+        tls,
+        (hyper::Method::POST, SWITCH_WAL_PATH),
+        None,
+        Bytes::new(),
+        timeout,
+    )
+    .await
+    {
+        Some((200, _)) => Ok(()),
         Some((status, body)) => Err(format!(
             "the instance manager refused (HTTP {status}): {}",
             String::from_utf8_lossy(&body).trim()

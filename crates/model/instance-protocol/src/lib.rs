@@ -32,6 +32,9 @@ pub const SPEC_PATH: &str = "/pg/spec";
 /// Start (`POST`) or read (`GET`) a base backup: `?name=NAME`, the Backup object's name;
 /// only from the controller's certificate.
 pub const BACKUP_PATH: &str = "/pg/backup";
+/// `POST`: a primary closes its current WAL segment (`pg_switch_wal()`), so the segment a
+/// standby's backup ends in is archived; only from the controller's certificate.
+pub const SWITCH_WAL_PATH: &str = "/pg/switch-wal";
 
 /// The common name of the controller's client certificate (signed by the cluster CA): the
 /// status endpoint renews a primary's lease only for a client presenting it.

@@ -136,28 +136,23 @@ impl ClusterContext<'_> {
         &self,
         recovery: &pgherd_api::cluster::BootstrapRecovery,
     ) -> Result<Bootstrap, LocalError> {
-        let target = recovery.recovery_target.as_ref();
-        let mut backup_id = target.and_then(|t| t.backup_id.clone());
+        let mut backup_id = None;
         let store = match (&recovery.source, &recovery.backup) {
             (Some(source), _) => {
                 crate::stores::external_store(self.state, self.namespace, self.spec.cluster, source)?
             }
             (None, Some(backup)) => {
-                // The data's major must be the image's: refused before anything is restored
-                // (it used to restore, then fail with "database files are incompatible").
                 let status: Option<pgherd_api::kinds::backup::BackupStatus> = crate::state::read_json(
                     &self.state.status_path("Backup", self.namespace, &backup.name),
                 )?;
-                if let Some(taken) = status.and_then(|s| s.major_version) {
-                    if taken != i64::from(self.spec.major) {
-                        return Err(LocalError::Invalid(format!(
-                            "spec.bootstrap.recovery.backup: Backup {:?} holds PostgreSQL {taken} data, but spec.imageName runs PostgreSQL {}: set spec.imageName to a PostgreSQL {taken} image (e.g. ghcr.io/cloudnative-pg/postgresql:{taken})",
-                            backup.name, self.spec.major
-                        )));
-                    }
-                }
+                pgherd_controller::recovery::check_backup_major(
+                    &backup.name,
+                    status.and_then(|s| s.major_version),
+                    self.spec.major,
+                )
+                .map_err(LocalError::Invalid)?;
                 let (store, id) = crate::stores::backup_store(self.state, self.namespace, &backup.name)?;
-                backup_id = backup_id.or(Some(id));
+                backup_id = Some(id);
                 store
             }
             (None, None) => {
@@ -171,26 +166,17 @@ impl ClusterContext<'_> {
             .cluster_dir(self.namespace, &self.name())
             .join(RECOVERY_STORE_FILE);
         crate::stores::write_target(&store_file, &store, self.user)?;
-        let recovery_settings =
-            pgherd_controller::recovery::recovery_settings(target).map_err(LocalError::Invalid)?;
-        Ok(Bootstrap::Recovery {
-            store_file,
-            backup_id,
-            target_time: target
-                .and_then(|t| t.target_time.as_deref())
-                .map(pgherd_controller::recovery::parse_target_time)
-                .transpose()
-                .map_err(LocalError::Invalid)?
-                .and_then(|t| {
-                    t.format(&time::format_description::well_known::Rfc3339)
-                        .ok()
-                }),
-            target_lsn: target.and_then(|t| t.target_lsn.clone()),
-            recovery_settings,
-            database: self.database.clone(),
-            owner: self.owner.clone(),
-            owner_password_file: Some(self.password_file.clone()),
-        })
+        pgherd_controller::recovery::bootstrap(
+            recovery,
+            pgherd_controller::recovery::RecoverySource {
+                store_file,
+                backup_id,
+            },
+            self.database.clone(),
+            self.owner.clone(),
+            self.password_file.clone(),
+        )
+        .map_err(LocalError::Invalid)
     }
 
     /// `bootstrap.initdb` (or `bootstrap.recovery`) for the first instance; the referenced SQL

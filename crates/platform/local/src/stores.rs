@@ -6,7 +6,6 @@
 use crate::state::{read_json, write_json_owned, StateDir};
 use crate::LocalError;
 use pgherd_api::barman::BarmanObjectStoreConfiguration;
-use pgherd_api::cluster::PluginConfiguration;
 use pgherd_api::kinds::object_store::ObjectStore;
 use pgherd_api::Cluster;
 use pgherd_backup::store::StoreTarget;
@@ -67,22 +66,6 @@ fn resolve(
         .store_config()
         .map_err(|e| LocalError::Invalid(format!("{field}: {e}")))?;
     Ok(target)
-}
-
-/// The store a barman-cloud plugin entry names (`parameters.barmanObjectName`), with its
-/// server folder (`parameters.serverName`, else `default_server`).
-fn plugin_store(
-    state: &StateDir,
-    namespace: &str,
-    plugin: &PluginConfiguration,
-    default_server: &str,
-    field: &str,
-) -> Result<(StoreTarget, Option<String>, String), LocalError> {
-    let (name, server) =
-        pgherd_backup::store::archive_source::plugin_store(plugin, default_server, field)
-            .map_err(LocalError::Invalid)?;
-    object_store_target(state, namespace, &name, server)
-        .map_err(|e| LocalError::Invalid(format!("{field}.parameters.barmanObjectName: {e}")))
 }
 
 /// The `ObjectStore` `name` resolved for the server folder `server`, with its retention policy
@@ -160,43 +143,25 @@ pub fn external_store(
     cluster: &Cluster,
     source: &str,
 ) -> Result<StoreTarget, LocalError> {
-    let externals = cluster.spec.external_clusters.clone().unwrap_or_default();
-    let (index, external) = externals
-        .iter()
-        .enumerate()
-        .find(|(_, e)| e.name == source)
-        .ok_or_else(|| {
-            LocalError::Invalid(format!(
-                "spec.bootstrap.recovery.source: external cluster {source:?} not found in spec.externalClusters"
-            ))
-        })?;
-    let field = format!("spec.externalClusters[{index}]");
-    if let Some(plugin) = &external.plugin {
-        return Ok(plugin_store(
-            state,
-            namespace,
-            plugin,
-            &external.name,
-            &format!("{field}.plugin"),
-        )?
-        .0);
+    use pgherd_backup::store::archive_source::{external_source, ArchiveSource};
+    let (found, field) = external_source(cluster, source).map_err(LocalError::Invalid)?;
+    match found {
+        ArchiveSource::Plugin {
+            object_store,
+            server_name,
+        } => Ok(
+            object_store_target(state, namespace, &object_store, server_name)
+                .map_err(|e| {
+                    LocalError::Invalid(format!("{field}.parameters.barmanObjectName: {e}"))
+                })?
+                .0,
+        ),
+        ArchiveSource::InTree {
+            configuration,
+            server_name,
+            ..
+        } => resolve(state, namespace, configuration, server_name, &field),
     }
-    let configuration = external.barman_object_store.as_ref().ok_or_else(|| {
-        LocalError::Invalid(format!(
-            "{field}: external cluster {source:?} has neither barmanObjectStore nor plugin (hint: recovery from an object store needs one of them)"
-        ))
-    })?;
-    let server = configuration
-        .server_name
-        .clone()
-        .unwrap_or_else(|| external.name.clone());
-    resolve(
-        state,
-        namespace,
-        configuration,
-        server,
-        &format!("{field}.barmanObjectStore"),
-    )
 }
 
 /// Writes `target` to `path` (0600, owned by `user`) when its content changed.

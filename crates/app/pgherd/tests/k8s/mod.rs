@@ -206,6 +206,25 @@ impl Sim {
                 ));
             }
         }
+        // PostgreSQL's own logs, in the pods' log directories.
+        let mut dirs = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+                if path.is_dir() && !is_link {
+                    dirs.push(path);
+                } else if dir.file_name().is_some_and(|n| n == "log") && path.is_file() {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    out.push_str(&format!(
+                        "--- {}\n{}\n",
+                        path.display(),
+                        lines[lines.len().saturating_sub(20)..].join("\n")
+                    ));
+                }
+            }
+        }
         for entry in std::fs::read_dir(self.dir.path())
             .into_iter()
             .flatten()

@@ -78,6 +78,57 @@ pub fn archive_source(cluster: &Cluster) -> Result<Option<ArchiveSource<'_>>, St
     }))
 }
 
+/// The store of the external cluster `source` (a recovery source): its barman-cloud plugin's
+/// ObjectStore, else its `barmanObjectStore`; the server folder defaults to its name. The
+/// second value is the field it is configured under, for messages.
+pub fn external_source<'a>(
+    cluster: &'a Cluster,
+    source: &str,
+) -> Result<(ArchiveSource<'a>, String), String> {
+    let externals = cluster
+        .spec
+        .external_clusters
+        .as_deref()
+        .unwrap_or_default();
+    let (index, external) = externals
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.name == source)
+        .ok_or_else(|| {
+            format!(
+                "spec.bootstrap.recovery.source: external cluster {source:?} not found in spec.externalClusters"
+            )
+        })?;
+    let field = format!("spec.externalClusters[{index}]");
+    if let Some(plugin) = &external.plugin {
+        let field = format!("{field}.plugin");
+        let (object_store, server_name) = plugin_store(plugin, &external.name, &field)?;
+        return Ok((
+            ArchiveSource::Plugin {
+                object_store,
+                server_name,
+            },
+            field,
+        ));
+    }
+    let configuration = external.barman_object_store.as_ref().ok_or_else(|| {
+        format!(
+            "{field}: external cluster {source:?} has neither barmanObjectStore nor plugin (hint: recovery from an object store needs one of them)"
+        )
+    })?;
+    Ok((
+        ArchiveSource::InTree {
+            configuration,
+            server_name: configuration
+                .server_name
+                .clone()
+                .unwrap_or_else(|| external.name.clone()),
+            retention_policy: None,
+        },
+        format!("{field}.barmanObjectStore"),
+    ))
+}
+
 /// Whether a Backup of `method` can be taken by a cluster whose archive is the plugin's
 /// (`plugin`) or the in-tree store; the error is the Backup's `status.error`.
 pub fn check_method(

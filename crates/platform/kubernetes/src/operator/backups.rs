@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 const RUNNING: &str = "running";
+/// A standby's backup is done, and waits for the primary to archive the WAL it ends in.
+const FINALIZING: &str = "finalizing";
 const PENDING: &str = "pending";
 const FAILED: &str = "failed";
 const COMPLETED: &str = "completed";
@@ -100,7 +102,7 @@ impl BackupPass<'_> {
             let name = backup.metadata.name.clone().unwrap_or_default();
             let mut status = backup.status.clone().unwrap_or_default();
             let before = status.clone();
-            if status.phase.as_deref() == Some(RUNNING) {
+            if matches!(status.phase.as_deref(), Some(RUNNING | FINALIZING)) {
                 self.follow(&name, &mut status).await;
                 busy |= !terminal(&status);
             } else if busy {
@@ -159,12 +161,62 @@ impl BackupPass<'_> {
         )
         .await
         {
-            Ok(Some(report)) => report.fold_into(status),
+            Ok(Some(report)) => {
+                report.fold_into(status);
+                let on_standby = self.plan.current_primary.as_deref() != Some(instance.as_str());
+                if on_standby
+                    && status.phase.as_deref() == Some(COMPLETED)
+                    && !self.archived(status.end_wal.as_deref())
+                {
+                    // Restorable only once the primary archived the segment the backup
+                    // ends in: close it now rather than at archive_timeout.
+                    status.phase = Some(FINALIZING.into());
+                    self.switch_wal().await;
+                }
+            }
             Ok(None) => fail(
                 status,
                 format!("instance {instance} restarted while taking the backup; take it again"),
             ),
             Err(e) => tracing::debug!("Backup {name}: {e}"),
+        }
+    }
+
+    /// Whether the primary reports `end_wal`'s segment (or a later one) archived.
+    fn archived(&self, end_wal: Option<&str>) -> bool {
+        // A segment's log and number (its timeline aside); not `.partial` or `.history`.
+        let segment = |name: &str| {
+            (name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| name[8..].to_string())
+        };
+        let archived = self
+            .plan
+            .current_primary
+            .as_deref()
+            .and_then(|p| self.reports.get(p))
+            .and_then(|r| r.archive.as_ref())
+            .and_then(|a| a.last_archived_wal.as_deref())
+            .and_then(segment);
+        match (end_wal.and_then(segment), archived) {
+            (Some(end), Some(archived)) => archived >= end,
+            _ => false,
+        }
+    }
+
+    /// Ask the primary to close its current WAL segment.
+    async fn switch_wal(&self) {
+        let Some(host) = self
+            .plan
+            .current_primary
+            .as_deref()
+            .and_then(|p| self.addresses.get(p))
+        else {
+            return;
+        };
+        if let Err(e) =
+            status_client::switch_wal(host, STATUS_PORT as u16, self.tls, MANAGER_TIMEOUT).await
+        {
+            tracing::debug!("switching WAL on the primary: {e}");
         }
     }
 

@@ -265,6 +265,41 @@ impl<'a> KubePass<'a> {
     fn bootstrap(&self, data_source: DataSource) -> Result<Bootstrap, OperatorError> {
         Ok(match data_source {
             DataSource::Clone => Bootstrap::Clone,
+            DataSource::Initdb
+                if self
+                    .cluster
+                    .spec
+                    .bootstrap
+                    .as_ref()
+                    .is_some_and(|b| b.recovery.is_some()) =>
+            {
+                let recovery = self
+                    .cluster
+                    .spec
+                    .bootstrap
+                    .as_ref()
+                    .and_then(|b| b.recovery.clone())
+                    .unwrap_or_default();
+                let source = self.resolved.recovery.clone().ok_or_else(|| {
+                    OperatorError::Invalid(
+                        self.resolved
+                            .recovery_problem
+                            .clone()
+                            .or_else(|| self.reference_problem.clone())
+                            .unwrap_or_else(|| "the recovery source cannot be read".into()),
+                    )
+                })?;
+                let (database, owner, _) =
+                    pgherd_controller::instance_spec::application(self.cluster);
+                pgherd_controller::recovery::bootstrap(
+                    &recovery,
+                    source,
+                    database,
+                    owner,
+                    APP_PASSWORD_FILE.into(),
+                )
+                .map_err(OperatorError::Invalid)?
+            }
             DataSource::Initdb => {
                 let initdb = self
                     .cluster

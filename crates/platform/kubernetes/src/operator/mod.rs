@@ -316,8 +316,14 @@ fn unsupported(cluster: &Cluster) -> Vec<String> {
     {
         refuse("spec.backup.volumeSnapshot", "volume snapshot backups");
     }
-    if bootstrap.is_some_and(|b| b.recovery.is_some()) {
-        refuse("spec.bootstrap.recovery", "recovery from a backup");
+    if bootstrap
+        .and_then(|b| b.recovery.as_ref())
+        .is_some_and(|r| r.volume_snapshots.is_some())
+    {
+        refuse(
+            "spec.bootstrap.recovery.volumeSnapshots",
+            "recovery from volume snapshots",
+        );
     }
     if bootstrap.is_some_and(|b| b.pg_basebackup.is_some()) {
         refuse("spec.bootstrap.pg_basebackup", "cloning another cluster");

@@ -12,16 +12,20 @@ use kube::Client;
 use pgherd_api::barman::BarmanObjectStoreConfiguration;
 use pgherd_api::cluster::EnsureOption;
 use pgherd_api::defaults::SKIP_EMPTY_WAL_ARCHIVE_CHECK;
+use pgherd_api::kinds::backup::Backup;
 use pgherd_api::kinds::object_store::ObjectStore;
 use pgherd_api::Cluster;
 use pgherd_backup::store::archive_source::{self, ArchiveSource};
 use pgherd_backup::store::StoreTarget;
 use pgherd_controller::declarative::{role_spec, PASSWORD_KEY};
+use pgherd_controller::recovery::RecoverySource;
 use pgherd_instance_protocol::{pushed_file_path, PasswordSource, PushedFiles, RoleSpec, WalStore};
 use std::collections::BTreeMap;
 
 /// The pushed file holding the cluster's archive store.
 pub(crate) const ARCHIVE_STORE_FILE: &str = "archive-store.json";
+/// The pushed file holding `bootstrap.recovery`'s source store.
+pub(crate) const RECOVERY_STORE_FILE: &str = "recovery-store.json";
 
 /// The cluster's archive, resolved.
 #[derive(Debug, Clone)]
@@ -41,6 +45,11 @@ pub(crate) struct Resolved {
     pub files: PushedFiles,
     pub wal_store: Option<WalStore>,
     pub archive: Option<Archive>,
+    /// `bootstrap.recovery`'s source, pushed as a file.
+    pub recovery: Option<RecoverySource>,
+    /// Why the recovery source cannot be read (it matters only while the first instance is
+    /// being made).
+    pub recovery_problem: Option<String>,
 }
 
 /// Secrets read once per pass.
@@ -127,6 +136,19 @@ pub(crate) async fn resolve(
         });
         out.archive = Some(archive);
     }
+    match recovery_source(client, namespace, cluster, &mut secrets).await {
+        Ok(None) => {}
+        Ok(Some((target, backup_id))) => {
+            let json = serde_json::to_string(&target)
+                .map_err(|e| OperatorError::Invalid(format!("recovery store: {e}")))?;
+            out.files.0.insert(RECOVERY_STORE_FILE.to_string(), json);
+            out.recovery = Some(RecoverySource {
+                store_file: pushed(RECOVERY_STORE_FILE),
+                backup_id,
+            });
+        }
+        Err(e) => out.recovery_problem = Some(e.to_string()),
+    }
     Ok(out)
 }
 
@@ -163,31 +185,149 @@ async fn archive(
                 "{}.parameters.barmanObjectName",
                 archive_source::PLUGIN_FIELD
             );
-            let resource = ApiResource::erase::<ObjectStore>(&());
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), namespace, &resource);
-            let object = api.get_opt(&object_store).await?.ok_or_else(|| {
-                OperatorError::Invalid(format!(
-                    "{field}: ObjectStore {object_store:?} not found in namespace {namespace} (hint: apply it: apiVersion barmancloud.cnpg.io/v1, kind ObjectStore)"
-                ))
-            })?;
-            let store: ObjectStore = serde_json::to_value(&object)
-                .and_then(serde_json::from_value)
-                .map_err(|e| OperatorError::Invalid(format!("ObjectStore {object_store}: {e}")))?;
+            let (target, retention_policy) = object_store_target(
+                client,
+                namespace,
+                &object_store,
+                server_name,
+                secrets,
+                &field,
+            )
+            .await?;
             Ok(Some(Archive {
-                target: target(
-                    &store.spec.configuration,
-                    server_name,
-                    secrets,
-                    &format!("ObjectStore/{object_store} spec.configuration"),
-                )
-                .await?,
+                target,
                 method: "plugin",
-                retention_policy: store.spec.retention_policy.clone(),
+                retention_policy,
                 source: format!("ObjectStore/{object_store}"),
             }))
         }
     }
+}
+
+/// The `ObjectStore` `name` for the server folder `server`, with its retention policy.
+async fn object_store_target(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    server: String,
+    secrets: &mut Secrets,
+    field: &str,
+) -> Result<(StoreTarget, Option<String>), OperatorError> {
+    let resource = ApiResource::erase::<ObjectStore>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let object = api.get_opt(name).await?.ok_or_else(|| {
+        OperatorError::Invalid(format!(
+            "{field}: ObjectStore {name:?} not found in namespace {namespace} (hint: apply it: apiVersion barmancloud.cnpg.io/v1, kind ObjectStore)"
+        ))
+    })?;
+    let store: ObjectStore = serde_json::to_value(&object)
+        .and_then(serde_json::from_value)
+        .map_err(|e| OperatorError::Invalid(format!("ObjectStore {name}: {e}")))?;
+    let target = target(
+        &store.spec.configuration,
+        server,
+        secrets,
+        &format!("ObjectStore/{name} spec.configuration"),
+    )
+    .await?;
+    Ok((target, store.spec.retention_policy.clone()))
+}
+
+/// Where `bootstrap.recovery` takes its data from: an external cluster's store, or the store
+/// and id of a completed Backup (whose major must be the image's).
+async fn recovery_source(
+    client: &Client,
+    namespace: &str,
+    cluster: &Cluster,
+    secrets: &mut Secrets,
+) -> Result<Option<(StoreTarget, Option<String>)>, OperatorError> {
+    let Some(recovery) = cluster
+        .spec
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.recovery.as_ref())
+    else {
+        return Ok(None);
+    };
+    if let Some(source) = &recovery.source {
+        let (found, field) =
+            archive_source::external_source(cluster, source).map_err(OperatorError::Invalid)?;
+        let target = match found {
+            ArchiveSource::Plugin {
+                object_store,
+                server_name,
+            } => {
+                let field = format!("{field}.parameters.barmanObjectName");
+                object_store_target(
+                    client,
+                    namespace,
+                    &object_store,
+                    server_name,
+                    secrets,
+                    &field,
+                )
+                .await?
+                .0
+            }
+            ArchiveSource::InTree {
+                configuration,
+                server_name,
+                ..
+            } => target(configuration, server_name, secrets, &field).await?,
+        };
+        return Ok(Some((target, None)));
+    }
+    let Some(backup) = &recovery.backup else {
+        return Err(OperatorError::Invalid(
+            "spec.bootstrap.recovery: needs source (an external cluster with an object store) or backup.name (hint: volumeSnapshots are not supported by pgherd)".into(),
+        ));
+    };
+    let field = "spec.bootstrap.recovery.backup.name";
+    let found = Api::<Backup>::namespaced(client.clone(), namespace)
+        .get_opt(&backup.name)
+        .await?
+        .ok_or_else(|| {
+            OperatorError::Invalid(format!(
+                "{field}: Backup {:?} not found in namespace {namespace} (hint: kubectl get backups)",
+                backup.name
+            ))
+        })?;
+    let status = found.status.clone().unwrap_or_default();
+    let id = status
+        .backup_id
+        .clone()
+        .filter(|_| status.phase.as_deref() == Some("completed"))
+        .ok_or_else(|| {
+            OperatorError::Invalid(format!(
+                "{field}: Backup {:?} has not completed (phase {:?})",
+                backup.name,
+                status.phase.as_deref().unwrap_or("new")
+            ))
+        })?;
+    pgherd_controller::recovery::check_backup_major(
+        &backup.name,
+        status.major_version,
+        cluster.major_version().map_or(0, |m| m.0),
+    )
+    .map_err(OperatorError::Invalid)?;
+    let source = Api::<Cluster>::namespaced(client.clone(), namespace)
+        .get_opt(&found.spec.cluster.name)
+        .await?
+        .ok_or_else(|| {
+            OperatorError::Invalid(format!(
+                "{field}: Backup {:?} was taken of Cluster {:?}, which no longer exists; recover from its object store with recovery.source and spec.externalClusters instead",
+                backup.name, found.spec.cluster.name
+            ))
+        })?;
+    let archive = archive(client, namespace, &source, secrets)
+        .await?
+        .ok_or_else(|| {
+            OperatorError::Invalid(format!(
+                "{field}: Cluster {:?} has no object store any more",
+                found.spec.cluster.name
+            ))
+        })?;
+    Ok(Some((archive.target, Some(id))))
 }
 
 /// A store configuration with the values of the Secret keys it names.
