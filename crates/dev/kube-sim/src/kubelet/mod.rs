@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod container;
+pub mod disruption;
 pub mod env;
 pub mod events;
 pub mod exec;
@@ -237,12 +238,14 @@ async fn control_loop(ctx: Arc<Ctx>, shared: Arc<Mutex<Shared>>, config: Kubelet
     };
     let mut last_refresh = Instant::now();
     let workload_api = Api::new(ctx.api.server.clone(), "kube-controller-manager");
+    let disruption_api = Api::new(ctx.api.server.clone(), "disruption-controller");
     loop {
         node_faults::take_requests(&ctx.root.join("faults"), &shared);
         nodes::heartbeat(&ctx.api, &shared, config.node_grace);
         nodes::provision_claims(&ctx.api, &ctx.root);
         nodes::publish_root_ca(&ctx.api);
         workloads::reconcile(&workload_api);
+        disruption::reconcile(&disruption_api);
         scheduler::schedule(&ctx.api);
         let refresh = last_refresh.elapsed() > Duration::from_secs(2);
         if refresh {

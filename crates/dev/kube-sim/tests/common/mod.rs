@@ -180,6 +180,21 @@ impl Sim {
     }
 }
 
+/// A kube-rs client that returns `429`s instead of retrying them (kube-client retries 429,
+/// 503 and 504 with back-off by default).
+pub async fn client_without_retry(kubeconfig: &str) -> kube_client::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kc = kube_client::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let mut config = kube_client::Config::from_custom_kubeconfig(
+        kc,
+        &kube_client::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    config.default_retry = false;
+    kube_client::Client::try_from(config).unwrap()
+}
+
 pub async fn client_for(kubeconfig: &str) -> kube_client::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kc = kube_client::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
