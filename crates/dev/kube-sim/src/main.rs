@@ -46,9 +46,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         node_grace_seconds: u64,
     },
-    /// Inject a node fault into a running server: kill, freeze or restore NODE.
+    /// Inject a node fault into a running server: kill, freeze, partition or restore NODE.
     Node {
-        /// kill | freeze | restore
+        /// kill | freeze | partition | restore
         action: String,
         node: String,
         #[arg(long)]

@@ -15,6 +15,7 @@ pub mod images;
 pub mod logs;
 pub mod node_faults;
 pub mod nodes;
+pub mod partition;
 pub mod pod_runtime;
 pub mod probes;
 pub mod process;
@@ -98,6 +99,10 @@ pub struct Shared {
     pub pods: BTreeMap<String, PodHandle>,
     /// The kubelet is shutting down: start nothing more.
     pub stopped: bool,
+    /// The indexes of the partitioned nodes (the proxy stalls connections to their pods).
+    pub partitioned: watch::Sender<BTreeSet<usize>>,
+    /// The API server's port on 127.0.0.1 (cut off from partitioned nodes).
+    pub api_port: u16,
 }
 
 impl Shared {
@@ -158,6 +163,19 @@ impl Drop for Kubelet {
             // A pass already under way must not start what is being killed here.
             s.stopped = true;
             s.kill_pods(None);
+            if !s.partitioned.borrow().is_empty() {
+                partition::remove_rules(s.network);
+            }
+            // The killed processes may take a moment to leave their cgroups.
+            let network = s.network;
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    if partition::remove_cgroups(network) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
         }
     }
 }
@@ -176,8 +194,17 @@ impl Kubelet {
         if let Ok(mut s) = server.state.lock() {
             s.store.network = network;
         }
+        let api_port = server
+            .address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0);
+        // Leftovers of a server killed with this network (ours, since we hold its claim).
+        partition::remove_rules(network);
+        partition::remove_cgroups(network);
         let shared = Arc::new(Mutex::new(Shared {
             network,
+            api_port,
             ..Shared::default()
         }));
         nodes::create(&api, &shared, config.nodes);
@@ -210,7 +237,7 @@ impl Kubelet {
         })
     }
 
-    /// Apply a node fault (`kill`, `freeze`, `restore`) now.
+    /// Apply a node fault (`kill`, `freeze`, `partition`, `restore`) now.
     pub fn fault(&self, node: &str, action: &str) -> Result<(), String> {
         node_faults::apply(&self.shared, node, action)
     }
