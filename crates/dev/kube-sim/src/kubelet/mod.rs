@@ -22,6 +22,7 @@ pub mod process;
 pub mod proxy;
 pub mod scheduler;
 pub mod status;
+pub mod tty;
 pub mod volumes;
 pub mod workloads;
 
