@@ -20,6 +20,7 @@ pub mod pod_runtime;
 pub mod probes;
 pub mod process;
 pub mod proxy;
+pub mod resources;
 pub mod scheduler;
 pub mod status;
 pub mod tty;
@@ -53,9 +54,47 @@ pub struct KubeletConfig {
     pub node_grace: Duration,
     /// Restart back-off: first delay, maximum.
     pub backoff: (Duration, Duration),
+    /// Every node's allocatable cpu and memory (quantities), unless overridden per node.
+    pub node_cpu: String,
+    pub node_memory: String,
+    /// Per node name: (cpu, memory).
+    pub node_resources: BTreeMap<String, (String, String)>,
 }
 
 impl KubeletConfig {
+    /// The allocatable (and capacity) of node `name`.
+    pub fn allocatable(&self, name: &str) -> Value {
+        let (cpu, memory) = self
+            .node_resources
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| (self.node_cpu.clone(), self.node_memory.clone()));
+        json!({"cpu": cpu, "memory": memory, "pods": "110"})
+    }
+
+    /// Check the resource quantities (clear errors for bad ones).
+    pub fn check(&self) -> Result<(), String> {
+        let all = std::iter::once((
+            "every node".to_string(),
+            (&self.node_cpu, &self.node_memory),
+        ))
+        .chain(
+            self.node_resources
+                .iter()
+                .map(|(n, (c, m))| (n.clone(), (c, m))),
+        );
+        for (node, (cpu, memory)) in all {
+            for (what, q) in [("cpu", cpu), ("memory", memory)] {
+                if resources::quantity(&json!(q)).is_none_or(|v| v < 0.0) {
+                    return Err(format!(
+                        "{node}: {what} {q:?} is not a quantity (e.g. 4, 500m, 8Gi)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(nodes: usize, pgherd_bin: PathBuf) -> Self {
         KubeletConfig {
             nodes,
@@ -63,6 +102,9 @@ impl KubeletConfig {
             max_grace: None,
             node_grace: Duration::from_secs(5),
             backoff: (Duration::from_secs(1), Duration::from_secs(30)),
+            node_cpu: "8".into(),
+            node_memory: "32Gi".into(),
+            node_resources: BTreeMap::new(),
         }
     }
 }
@@ -208,7 +250,8 @@ impl Kubelet {
             api_port,
             ..Shared::default()
         }));
-        nodes::create(&api, &shared, config.nodes);
+        config.check().map_err(std::io::Error::other)?;
+        nodes::create(&api, &shared, &config);
         nodes::publish_api_service(&api);
         server.add_subresource(Arc::new(logs::PodLogs { root: root.clone() }));
         server.add_subresource(Arc::new(scheduler::Binding));

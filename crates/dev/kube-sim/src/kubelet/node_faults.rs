@@ -34,6 +34,8 @@ pub struct NodeRuntime {
     /// Whether the node lifecycle controller sees it Ready.
     pub ready: bool,
     pub frozen: watch::Sender<bool>,
+    /// Its allocatable resources (`status.allocatable`).
+    pub allocatable: serde_json::Value,
 }
 
 impl NodeRuntime {
@@ -45,6 +47,7 @@ impl NodeRuntime {
             lease_renewed: None,
             ready: true,
             frozen: watch::channel(false).0,
+            allocatable: serde_json::json!({"cpu": "8", "memory": "32Gi", "pods": "110"}),
         }
     }
 }

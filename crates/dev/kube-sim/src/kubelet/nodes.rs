@@ -45,8 +45,8 @@ pub fn claim_network() -> std::io::Result<(u8, std::net::TcpListener)> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback network")))
 }
 
-pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, count: usize) {
-    for index in 1..=count {
+pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, config: &super::KubeletConfig) {
+    for index in 1..=config.nodes {
         let name = format!("node-{index}");
         let zone = ["zone-a", "zone-b", "zone-c"][(index - 1) % 3];
         let node = json!({
@@ -60,7 +60,9 @@ pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, count: usize) {
             let _ = api.create("nodes", "", node);
         }
         if let Ok(mut s) = shared.lock() {
-            s.nodes.insert(name, NodeRuntime::new(index));
+            let mut runtime = NodeRuntime::new(index);
+            runtime.allocatable = config.allocatable(&name);
+            s.nodes.insert(name, runtime);
         }
     }
 }
@@ -84,7 +86,7 @@ pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Durat
             }
             n.ready = n.last_heartbeat.elapsed() < grace;
             if n.ready {
-                alive.push((name.clone(), n.index));
+                alive.push((name.clone(), n.index, n.allocatable.clone()));
             } else {
                 lost.push(name.clone());
             }
@@ -93,7 +95,7 @@ pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Durat
     for name in renew {
         renew_lease(api, &name);
     }
-    for (name, index) in alive {
+    for (name, index, allocatable) in alive {
         let Some(node) = api.get("nodes", "", &name) else {
             continue;
         };
@@ -111,8 +113,8 @@ pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Durat
                     condition(&node["status"], "PIDPressure", false, "KubeletHasSufficientPID"),
                 ],
                 "addresses": [{"type": "InternalIP", "address": node_ip(network, index)}, {"type": "Hostname", "address": name}],
-                "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-                "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+                "capacity": allocatable,
+                "allocatable": allocatable,
                 "nodeInfo": {"kubeletVersion": "v1.32.0-kube-sim", "containerRuntimeVersion": "kube-sim://processes",
                     "operatingSystem": "linux", "architecture": "amd64", "osImage": "kube-sim", "kernelVersion": "",
                     "machineID": name, "systemUUID": name, "bootID": "", "kubeProxyVersion": ""},

@@ -47,11 +47,17 @@ pub async fn sim_with(mut config: Config) -> Sim {
 /// A server with `nodes` nodes whose kubelet runs pods as local processes; short grace
 /// periods and back-offs for tests. Dropping it kills every process it started.
 pub async fn cluster(nodes: usize) -> Sim {
+    cluster_with(nodes, |_| {}).await
+}
+
+/// [`cluster`] with the kubelet's configuration changed by `adjust`.
+pub async fn cluster_with(nodes: usize, adjust: impl FnOnce(&mut KubeletConfig)) -> Sim {
     let mut sim = sim().await;
     let mut config = KubeletConfig::new(nodes, PathBuf::from(env!("CARGO_BIN_EXE_kube-sim")));
     config.max_grace = Some(Duration::from_secs(3));
     config.node_grace = Duration::from_secs(2);
     config.backoff = (Duration::from_millis(200), Duration::from_secs(2));
+    adjust(&mut config);
     let kubelet = Kubelet::start(sim.running.server.clone(), sim.dir.path(), config).unwrap();
     sim.kubelet = Some(kubelet);
     sim
