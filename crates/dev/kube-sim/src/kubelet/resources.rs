@@ -155,7 +155,7 @@ mod tests {
         let node = json!({"status": {"allocatable": {"cpu": "4", "memory": "2Gi", "pods": "3"}}});
         assert_eq!(misfit(&p, &node, &[]), None);
         assert_eq!(misfit(&p, &node, &[&p]), Some("Insufficient cpu".into()));
-        let small = pod("100m", "1536Mi");
+        let small = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "100m", "memory": "1536Mi"}}}]}});
         assert_eq!(
             misfit(&small, &node, &[&small]),
             Some("Insufficient memory".into())
