@@ -245,6 +245,7 @@ impl Kubelet {
         // Leftovers of a server killed with this network (ours, since we hold its claim).
         partition::remove_rules(network);
         partition::remove_cgroups(network);
+        partition::remove_stale_cgroups();
         let shared = Arc::new(Mutex::new(Shared {
             network,
             api_port,

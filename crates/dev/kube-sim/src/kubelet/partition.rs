@@ -164,6 +164,30 @@ pub fn remove_cgroups(network: u8) -> bool {
     !dir.exists()
 }
 
+/// Remove the cgroups of servers that are gone (their network `127.B` no longer claimed: the
+/// claim listener on `127.B.0.1:1` can be bound again), which a test process may leave behind
+/// when it exits before its kubelet's cleanup is done.
+pub fn remove_stale_cgroups() {
+    let Some(root) = cgroup2_root() else { return };
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(b) = name
+            .strip_prefix("kube-sim-")
+            .and_then(|b| b.parse::<u8>().ok())
+        else {
+            continue;
+        };
+        let unclaimed =
+            std::net::TcpListener::bind((std::net::Ipv4Addr::new(127, b, 0, 1), 1)).is_ok();
+        if unclaimed {
+            remove_cgroups(b);
+        }
+    }
+}
+
 /// `sh -c 'echo $$ > PROCS; exec "$@"'`: `program args` started inside the cgroup whose
 /// `cgroup.procs` is `procs` (before it can fork anything), or as it is without one.
 pub fn in_cgroup(procs: Option<&Path>, program: &str) -> Command {
