@@ -14,8 +14,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # clients (the backup engine's tests check byte-compatibility against them); pgbouncer (Pooler)
 # and iproute2 (the partition test puts instances in network namespaces). kube-sim's process
 # kubelet runs containers with util-linux's unshare/setpriv/nsenter, mount and hostname; its
-# probe test serves HTTPS with a certificate made by openssl.
-APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2 unzip util-linux mount hostname openssl)
+# probe test serves HTTPS with a certificate made by openssl; `kube-sim node partition` cuts a
+# node off with iptables rules.
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2 unzip util-linux mount hostname openssl iptables)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

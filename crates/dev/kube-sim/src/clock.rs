@@ -15,6 +15,15 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(now_secs())
 }
 
+/// Now as a `MicroTime` (`2026-01-02T03:04:05.123456Z`), as Leases carry it.
+pub fn now_micro() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = format_rfc3339(now.as_secs() as i64);
+    format!("{}.{:06}Z", secs.trim_end_matches('Z'), now.subsec_micros())
+}
+
 pub fn format_rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);

@@ -122,6 +122,13 @@ pub fn resource_list(reg: &Registry, g: &str, v: &str) -> Option<Value> {
                 "namespaced": t.namespaced, "group": "autoscaling", "version": "v1", "kind": "Scale",
                 "verbs": ["get", "patch", "update"]}));
         }
+        if t.group.is_empty() && t.plural == "pods" {
+            // `kubectl drain` looks for this entry before it evicts (else it deletes).
+            resources.push(
+                json!({"name": "pods/eviction", "singularName": "", "namespaced": true,
+                "group": "policy", "version": "v1", "kind": "Eviction", "verbs": ["create"]}),
+            );
+        }
     }
     let gv = if g.is_empty() {
         v.to_string()

@@ -7,7 +7,7 @@
 //! pods run as local processes, the controllers around them (scheduler, PVC provisioner, node
 //! lifecycle, EndpointSlices, Deployments/ReplicaSets/Jobs), a Service proxy on loopback
 //! ClusterIPs, and `pods/log`, `pods/exec` and `pods/binding` through
-//! [`server::Subresource`]; eviction is not here yet.
+//! [`server::Subresource`]. [`eviction`] serves `pods/eviction` against PodDisruptionBudgets.
 //!
 //! Test infrastructure, never shipped. May import model and engine crates (the CRD schema
 //! walk from `pgherd-api`, the PKI from `pgherd-controller`); nothing depends on it but tests.
@@ -23,6 +23,7 @@ pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod eviction;
 pub mod gc;
 pub mod immutable;
 pub mod kubelet;

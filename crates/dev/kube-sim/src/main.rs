@@ -45,10 +45,19 @@ enum Command {
         /// Seconds without a kubelet heartbeat before a node goes NotReady.
         #[arg(long, default_value_t = 5)]
         node_grace_seconds: u64,
+        /// Every node's allocatable cpu (a quantity: 8, 500m).
+        #[arg(long, default_value = "8")]
+        node_cpu: String,
+        /// Every node's allocatable memory (a quantity: 32Gi).
+        #[arg(long, default_value = "32Gi")]
+        node_memory: String,
+        /// One node's allocatable instead: NODE=CPU,MEMORY (e.g. node-2=2,4Gi); repeatable.
+        #[arg(long)]
+        node_resources: Vec<String>,
     },
-    /// Inject a node fault into a running server: kill, freeze or restore NODE.
+    /// Inject a node fault into a running server: kill, freeze, partition or restore NODE.
     Node {
-        /// kill | freeze | restore
+        /// kill | freeze | partition | restore
         action: String,
         node: String,
         #[arg(long)]
@@ -91,6 +100,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             pgherd_bin,
             max_grace_seconds,
             node_grace_seconds,
+            node_cpu,
+            node_memory,
+            node_resources,
         } => {
             let running = start(Config {
                 state_dir: Some(state_dir.clone()),
@@ -113,6 +125,22 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
                 config.max_grace = max_grace_seconds.map(Duration::from_secs);
                 config.node_grace = Duration::from_secs(node_grace_seconds.max(1));
+                config.node_cpu = node_cpu;
+                config.node_memory = node_memory;
+                for r in node_resources {
+                    let parsed = r
+                        .split_once('=')
+                        .and_then(|(n, q)| Some((n, q.split_once(',')?)));
+                    let Some((node, (cpu, memory))) = parsed else {
+                        return Err(format!(
+                            "--node-resources {r:?}: expected NODE=CPU,MEMORY (e.g. node-2=2,4Gi)"
+                        ));
+                    };
+                    config
+                        .node_resources
+                        .insert(node.to_string(), (cpu.to_string(), memory.to_string()));
+                }
+                config.check()?;
                 Some(
                     Kubelet::start(running.server.clone(), &state_dir, config)
                         .map_err(|e| e.to_string())?,

@@ -75,7 +75,18 @@ pub(crate) fn ok(value: &Value) -> Response<Body> {
 }
 
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(e.code, &e.status(), "application/json", &[])
+    let mut r = json_response(e.code, &e.status(), "application/json", &[]);
+    // As the API server's error writer: a suggested retry delay travels as `Retry-After`.
+    let retry = e
+        .details
+        .as_ref()
+        .and_then(|d| d["retryAfterSeconds"].as_u64());
+    if let Some(secs) = retry.filter(|s| *s > 0) {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+        }
+    }
+    r
 }
 
 pub(crate) type Query = HashMap<String, String>;

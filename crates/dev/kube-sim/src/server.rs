@@ -187,6 +187,7 @@ pub async fn start(config: Config) -> Result<Running, ApiError> {
         audit: Mutex::new(Vec::new()),
         admissions: Mutex::new(Vec::new()),
     });
+    server.add_subresource(Arc::new(crate::eviction::Eviction));
     server.add_admission(Arc::new(crate::webhook::Webhooks::new(
         server.state.clone(),
     )));

@@ -110,6 +110,19 @@ impl Api {
         Ok(state.update(&t, obj, &self.options())?.object)
     }
 
+    /// Replace the status of `obj` (as read, with its resourceVersion: `409` when it changed
+    /// meanwhile, as a controller's status update).
+    pub fn replace_status(&self, resource: &str, obj: Value) -> Result<Value, ApiError> {
+        let m = &obj["metadata"];
+        let t = self.target(
+            resource,
+            m["namespace"].as_str().unwrap_or_default(),
+            m["name"].as_str().unwrap_or_default(),
+            "status",
+        )?;
+        Ok(self.lock()?.update(&t, obj, &self.options())?.object)
+    }
+
     /// A JSON merge patch of the main resource.
     pub fn merge_patch(
         &self,

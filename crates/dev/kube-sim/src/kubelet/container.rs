@@ -27,6 +27,8 @@ pub struct Launch {
     pub groups: Vec<u32>,
     /// Where the script goes.
     pub script: PathBuf,
+    /// The node's cgroup (`cgroup.procs`) the container and its execs run in (see `partition`).
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The user and groups a container runs as: its securityContext over the pod's.
@@ -89,7 +91,7 @@ pub fn argv(
     argv
 }
 
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
@@ -145,7 +147,7 @@ pub fn spawn(l: &Launch, log: &Path) -> std::io::Result<tokio::process::Child> {
         .append(true)
         .open(log)?;
     let err = out.try_clone()?;
-    let mut cmd = std::process::Command::new("/usr/bin/unshare");
+    let mut cmd = super::partition::in_cgroup(l.cgroup.as_deref(), "/usr/bin/unshare");
     // A PID namespace of its own, as a container has: a daemon that detaches (`pg_ctl start`
     // leaves the postmaster to init) stays in it, and killing its init (the forked shell; it
     // dies with `unshare`) ends every process in it, as a runtime ending a cgroup would.
@@ -181,7 +183,7 @@ pub fn exec_in(pid: u32, l: &Launch, argv: &[String]) -> tokio::process::Command
     // The namespaces' init: `unshare`'s child (`unshare` itself stays in the host's PID
     // namespace).
     let target = crate::kubelet::process::namespace_init(pid).unwrap_or(pid);
-    let mut cmd = std::process::Command::new("/usr/bin/nsenter");
+    let mut cmd = super::partition::in_cgroup(l.cgroup.as_deref(), "/usr/bin/nsenter");
     cmd.arg(format!("--target={target}"))
         .args(["--mount", "--uts", "--pid"]);
     if let Some(w) = &l.workdir {

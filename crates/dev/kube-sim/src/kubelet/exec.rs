@@ -2,7 +2,8 @@
 //! protocol `v5.channel.k8s.io`/`v4.channel.k8s.io` kubectl speaks): the command runs inside
 //! the container (its mount namespace, user and environment, via `nsenter`); each binary
 //! message starts with its channel — 0 stdin, 1 stdout, 2 stderr, 3 the final Status
-//! (exit code), 255 (v5) closing a stream. No TTY and no SPDY.
+//! (exit code), 4 terminal resizes (with `tty=true`, see `tty`), 255 (v5) closing a stream.
+//! No SPDY.
 
 use super::Shared;
 use crate::error::ApiError;
@@ -53,7 +54,8 @@ impl Subresource for PodExec {
                     .iter()
                     .any(|(n, v)| n == k && (v == "true" || v == "1"))
             };
-            let (stdin, stdout, stderr) = (flag("stdin"), flag("stdout"), flag("stderr"));
+            let (stdin, stdout, stderr, tty) =
+                (flag("stdin"), flag("stdout"), flag("stderr"), flag("tty"));
             if argv.is_empty() {
                 return Err(ApiError::bad_request("you must specify at least 1 command"));
             }
@@ -116,6 +118,9 @@ impl Subresource for PodExec {
             );
             let accept = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
             let mut cmd = super::container::exec_in(pid, &launch, &argv);
+            if tty {
+                cmd = super::tty::on_terminal(&cmd);
+            }
             cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
                 .stdout(if stdout {
                     Stdio::piped()
@@ -132,7 +137,7 @@ impl Subresource for PodExec {
             tokio::spawn(async move {
                 if let Ok(io) = upgrade.await {
                     let io = hyper_util::rt::TokioIo::new(io);
-                    session(io, cmd, protocol == "v5.channel.k8s.io").await;
+                    session(io, cmd, protocol == "v5.channel.k8s.io", tty).await;
                 }
             });
             Response::builder()
@@ -152,6 +157,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     io: S,
     mut cmd: tokio::process::Command,
     v5: bool,
+    tty: bool,
 ) {
     let (mut rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::channel::<(u8, Vec<u8>)>(64);
@@ -183,6 +189,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     };
     let mut stdin = child.stdin.take();
+    let pid = child.id().filter(|_| tty);
     let pumps: Vec<_> = [
         (
             1u8,
@@ -236,6 +243,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                                 if i.write_all(&payload[1..]).await.is_err() {
                                     stdin = None;
                                 }
+                            }
+                        }
+                        4 => {
+                            let size = super::tty::parse_resize(&payload[1..]);
+                            if let (Some(pid), Some((w, h))) = (pid, size) {
+                                tokio::spawn(super::tty::resize(pid, w, h));
                             }
                         }
                         255 if v5 && payload.get(1) == Some(&0) => stdin = None,

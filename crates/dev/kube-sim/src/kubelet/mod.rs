@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod container;
+pub mod disruption;
 pub mod env;
 pub mod events;
 pub mod exec;
@@ -14,12 +15,15 @@ pub mod images;
 pub mod logs;
 pub mod node_faults;
 pub mod nodes;
+pub mod partition;
 pub mod pod_runtime;
 pub mod probes;
 pub mod process;
 pub mod proxy;
+pub mod resources;
 pub mod scheduler;
 pub mod status;
+pub mod tty;
 pub mod volumes;
 pub mod workloads;
 
@@ -50,9 +54,47 @@ pub struct KubeletConfig {
     pub node_grace: Duration,
     /// Restart back-off: first delay, maximum.
     pub backoff: (Duration, Duration),
+    /// Every node's allocatable cpu and memory (quantities), unless overridden per node.
+    pub node_cpu: String,
+    pub node_memory: String,
+    /// Per node name: (cpu, memory).
+    pub node_resources: BTreeMap<String, (String, String)>,
 }
 
 impl KubeletConfig {
+    /// The allocatable (and capacity) of node `name`.
+    pub fn allocatable(&self, name: &str) -> Value {
+        let (cpu, memory) = self
+            .node_resources
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| (self.node_cpu.clone(), self.node_memory.clone()));
+        json!({"cpu": cpu, "memory": memory, "pods": "110"})
+    }
+
+    /// Check the resource quantities (clear errors for bad ones).
+    pub fn check(&self) -> Result<(), String> {
+        let all = std::iter::once((
+            "every node".to_string(),
+            (&self.node_cpu, &self.node_memory),
+        ))
+        .chain(
+            self.node_resources
+                .iter()
+                .map(|(n, (c, m))| (n.clone(), (c, m))),
+        );
+        for (node, (cpu, memory)) in all {
+            for (what, q) in [("cpu", cpu), ("memory", memory)] {
+                if resources::quantity(&json!(q)).is_none_or(|v| v < 0.0) {
+                    return Err(format!(
+                        "{node}: {what} {q:?} is not a quantity (e.g. 4, 500m, 8Gi)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(nodes: usize, pgherd_bin: PathBuf) -> Self {
         KubeletConfig {
             nodes,
@@ -60,6 +102,9 @@ impl KubeletConfig {
             max_grace: None,
             node_grace: Duration::from_secs(5),
             backoff: (Duration::from_secs(1), Duration::from_secs(30)),
+            node_cpu: "8".into(),
+            node_memory: "32Gi".into(),
+            node_resources: BTreeMap::new(),
         }
     }
 }
@@ -97,6 +142,10 @@ pub struct Shared {
     pub pods: BTreeMap<String, PodHandle>,
     /// The kubelet is shutting down: start nothing more.
     pub stopped: bool,
+    /// The indexes of the partitioned nodes (the proxy stalls connections to their pods).
+    pub partitioned: watch::Sender<BTreeSet<usize>>,
+    /// The API server's port on 127.0.0.1 (cut off from partitioned nodes).
+    pub api_port: u16,
 }
 
 impl Shared {
@@ -157,6 +206,19 @@ impl Drop for Kubelet {
             // A pass already under way must not start what is being killed here.
             s.stopped = true;
             s.kill_pods(None);
+            if !s.partitioned.borrow().is_empty() {
+                partition::remove_rules(s.network);
+            }
+            // The killed processes may take a moment to leave their cgroups.
+            let network = s.network;
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    if partition::remove_cgroups(network) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
         }
     }
 }
@@ -175,11 +237,22 @@ impl Kubelet {
         if let Ok(mut s) = server.state.lock() {
             s.store.network = network;
         }
+        let api_port = server
+            .address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0);
+        // Leftovers of a server killed with this network (ours, since we hold its claim).
+        partition::remove_rules(network);
+        partition::remove_cgroups(network);
+        partition::remove_stale_cgroups();
         let shared = Arc::new(Mutex::new(Shared {
             network,
+            api_port,
             ..Shared::default()
         }));
-        nodes::create(&api, &shared, config.nodes);
+        config.check().map_err(std::io::Error::other)?;
+        nodes::create(&api, &shared, &config);
         nodes::publish_api_service(&api);
         server.add_subresource(Arc::new(logs::PodLogs { root: root.clone() }));
         server.add_subresource(Arc::new(scheduler::Binding));
@@ -209,7 +282,7 @@ impl Kubelet {
         })
     }
 
-    /// Apply a node fault (`kill`, `freeze`, `restore`) now.
+    /// Apply a node fault (`kill`, `freeze`, `partition`, `restore`) now.
     pub fn fault(&self, node: &str, action: &str) -> Result<(), String> {
         node_faults::apply(&self.shared, node, action)
     }
@@ -237,12 +310,14 @@ async fn control_loop(ctx: Arc<Ctx>, shared: Arc<Mutex<Shared>>, config: Kubelet
     };
     let mut last_refresh = Instant::now();
     let workload_api = Api::new(ctx.api.server.clone(), "kube-controller-manager");
+    let disruption_api = Api::new(ctx.api.server.clone(), "disruption-controller");
     loop {
         node_faults::take_requests(&ctx.root.join("faults"), &shared);
         nodes::heartbeat(&ctx.api, &shared, config.node_grace);
         nodes::provision_claims(&ctx.api, &ctx.root);
         nodes::publish_root_ca(&ctx.api);
         workloads::reconcile(&workload_api);
+        disruption::reconcile(&disruption_api);
         scheduler::schedule(&ctx.api);
         let refresh = last_refresh.elapsed() > Duration::from_secs(2);
         if refresh {

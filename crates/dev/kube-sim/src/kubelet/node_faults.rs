@@ -1,6 +1,9 @@
 //! Node faults: `kill` (SIGKILL every process of the node's pods and run nothing more there,
 //! as a node losing power), `freeze` (SIGSTOP them and silence the node's kubelet, as a hung
-//! machine) and `restore` (SIGCONT, or after a kill start the pods again as after a reboot).
+//! machine), `partition` (cut the node's pods off the network of the other nodes, the
+//! ClusterIPs and the API server — see `partition` — while they and the kubelet's probes and
+//! restarts go on, the kubelet no longer reporting, as a node behind a broken switch) and
+//! `restore` (SIGCONT, reconnect, or after a kill start the pods again as after a reboot).
 //! A faulty node stops heart-beating, so the node lifecycle controller marks it NotReady after
 //! the grace period. `kube-sim node ACTION NODE --state-dir DIR` asks a running server by
 //! writing `DIR/kubelet/faults/NODE`; the server applies it and removes the file.
@@ -17,6 +20,7 @@ pub enum Mode {
     Running,
     Frozen,
     Killed,
+    Partitioned,
 }
 
 /// A node as the kubelet keeps it.
@@ -25,9 +29,13 @@ pub struct NodeRuntime {
     pub index: usize,
     pub mode: Mode,
     pub last_heartbeat: Instant,
+    /// When the node's Lease was last renewed (never: `None`).
+    pub lease_renewed: Option<Instant>,
     /// Whether the node lifecycle controller sees it Ready.
     pub ready: bool,
     pub frozen: watch::Sender<bool>,
+    /// Its allocatable resources (`status.allocatable`).
+    pub allocatable: serde_json::Value,
 }
 
 impl NodeRuntime {
@@ -36,8 +44,10 @@ impl NodeRuntime {
             index,
             mode: Mode::Running,
             last_heartbeat: Instant::now(),
+            lease_renewed: None,
             ready: true,
             frozen: watch::channel(false).0,
+            allocatable: serde_json::json!({"cpu": "8", "memory": "32Gi", "pods": "110"}),
         }
     }
 }
@@ -62,15 +72,41 @@ pub fn apply(shared: &Arc<Mutex<Shared>>, node: &str, action: &str) -> Result<()
             s.signal_node(node, Signal::SIGSTOP);
         }
         "freeze" => {}
+        "partition" if mode == Mode::Running => {
+            let index = s.nodes[node].index;
+            let mut cut = s.partitioned.borrow().clone();
+            cut.insert(index);
+            super::partition::apply_rules(s.network, s.api_port, &cut)?;
+            s.partitioned.send_replace(cut);
+            set_mode(&mut s, node, Mode::Partitioned);
+        }
+        "partition" if mode == Mode::Partitioned => {}
+        "partition" => {
+            return Err(format!(
+                "node {node} is {}: restore it before partitioning it",
+                if mode == Mode::Frozen {
+                    "frozen"
+                } else {
+                    "killed"
+                }
+            ))
+        }
         "restore" => {
             if mode == Mode::Frozen {
                 s.signal_node(node, Signal::SIGCONT);
+            }
+            if mode == Mode::Partitioned {
+                let index = s.nodes[node].index;
+                let mut cut = s.partitioned.borrow().clone();
+                cut.remove(&index);
+                super::partition::apply_rules(s.network, s.api_port, &cut)?;
+                s.partitioned.send_replace(cut);
             }
             set_mode(&mut s, node, Mode::Running);
         }
         other => {
             return Err(format!(
-                "unknown node action {other:?} (kill, freeze, restore)"
+                "unknown node action {other:?} (kill, freeze, partition, restore)"
             ))
         }
     }

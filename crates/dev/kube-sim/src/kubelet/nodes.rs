@@ -8,6 +8,8 @@
 //! - The node lifecycle controller: a node not heard from for the grace period gets
 //!   Ready=Unknown (reason `NodeStatusUnknown`) and the `node.kubernetes.io/unreachable`
 //!   NoSchedule taint, and its pods Ready=False; both are undone when it reports again.
+//! - Each running node's kubelet renews its Lease `kube-node-lease/NODE`; a faulty node's
+//!   Lease goes stale.
 //! - The provisioner binds every pending claim at once (capacity = request; a claim's
 //!   directory is created empty) and follows requests up on resize.
 
@@ -43,8 +45,8 @@ pub fn claim_network() -> std::io::Result<(u8, std::net::TcpListener)> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free loopback network")))
 }
 
-pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, count: usize) {
-    for index in 1..=count {
+pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, config: &super::KubeletConfig) {
+    for index in 1..=config.nodes {
         let name = format!("node-{index}");
         let zone = ["zone-a", "zone-b", "zone-c"][(index - 1) % 3];
         let node = json!({
@@ -58,7 +60,9 @@ pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, count: usize) {
             let _ = api.create("nodes", "", node);
         }
         if let Ok(mut s) = shared.lock() {
-            s.nodes.insert(name, NodeRuntime::new(index));
+            let mut runtime = NodeRuntime::new(index);
+            runtime.allocatable = config.allocatable(&name);
+            s.nodes.insert(name, runtime);
         }
     }
 }
@@ -67,22 +71,31 @@ pub fn create(api: &Api, shared: &Arc<Mutex<Shared>>, count: usize) {
 pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Duration) {
     let mut lost = Vec::new();
     let mut alive = Vec::new();
+    let mut renew = Vec::new();
     let mut network = 0;
+    let renew_every = (grace / 2).min(std::time::Duration::from_secs(10));
     if let Ok(mut s) = shared.lock() {
         network = s.network;
         for (name, n) in s.nodes.iter_mut() {
             if n.mode == Mode::Running {
                 n.last_heartbeat = Instant::now();
+                if n.lease_renewed.is_none_or(|t| t.elapsed() >= renew_every) {
+                    n.lease_renewed = Some(Instant::now());
+                    renew.push(name.clone());
+                }
             }
             n.ready = n.last_heartbeat.elapsed() < grace;
             if n.ready {
-                alive.push((name.clone(), n.index));
+                alive.push((name.clone(), n.index, n.allocatable.clone()));
             } else {
                 lost.push(name.clone());
             }
         }
     }
-    for (name, index) in alive {
+    for name in renew {
+        renew_lease(api, &name);
+    }
+    for (name, index, allocatable) in alive {
         let Some(node) = api.get("nodes", "", &name) else {
             continue;
         };
@@ -100,8 +113,8 @@ pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Durat
                     condition(&node["status"], "PIDPressure", false, "KubeletHasSufficientPID"),
                 ],
                 "addresses": [{"type": "InternalIP", "address": node_ip(network, index)}, {"type": "Hostname", "address": name}],
-                "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110"},
-                "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
+                "capacity": allocatable,
+                "allocatable": allocatable,
                 "nodeInfo": {"kubeletVersion": "v1.32.0-kube-sim", "containerRuntimeVersion": "kube-sim://processes",
                     "operatingSystem": "linux", "architecture": "amd64", "osImage": "kube-sim", "kernelVersion": "",
                     "machineID": name, "systemUUID": name, "bootID": "", "kubeProxyVersion": ""},
@@ -147,6 +160,36 @@ pub fn heartbeat(api: &Api, shared: &Arc<Mutex<Shared>>, grace: std::time::Durat
         }
     }
 }
+
+/// The node's heartbeat Lease (docs "Nodes": heartbeats; "Leases": node heartbeats): in
+/// `kube-node-lease`, named after the node and owned by it, held by the node, 40 s long,
+/// `renewTime` renewed by the kubelet while it runs (every 10 s, or half the grace period when
+/// that is shorter).
+fn renew_lease(api: &Api, node: &str) {
+    const RESOURCE: &str = "coordination.k8s.io/leases";
+    let now = clock::now_micro();
+    match api.get(RESOURCE, LEASE_NAMESPACE, node) {
+        Some(mut lease) => {
+            lease["spec"]["renewTime"] = json!(now);
+            lease["spec"]["holderIdentity"] = json!(node);
+            lease["spec"]["leaseDurationSeconds"] = json!(40);
+            let _ = api.update(RESOURCE, lease);
+        }
+        None => {
+            let Some(n) = api.get("nodes", "", node) else {
+                return;
+            };
+            let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": node, "namespace": LEASE_NAMESPACE,
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node,
+                        "uid": n["metadata"]["uid"]}]},
+                "spec": {"holderIdentity": node, "leaseDurationSeconds": 40, "renewTime": now}});
+            let _ = api.create(RESOURCE, LEASE_NAMESPACE, lease);
+        }
+    }
+}
+
+const LEASE_NAMESPACE: &str = "kube-node-lease";
 
 fn set_unreachable_taint(api: &Api, node: &Value, on: bool) {
     let taints: Vec<Value> = node["spec"]["taints"]

@@ -350,6 +350,9 @@ fn launch(
             gid,
             groups,
             script: pod_dir.join("run").join(format!("{name}.sh")),
+            cgroup: pod["status"]["podIP"]
+                .as_str()
+                .and_then(super::partition::cgroup_procs_for_ip),
         },
         name,
     ))

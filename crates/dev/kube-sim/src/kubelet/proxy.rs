@@ -14,7 +14,7 @@ use super::hosts;
 use super::Shared;
 use crate::selector::LabelSelector;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -183,6 +183,10 @@ async fn pass(
             wanted.insert(key, (format!("{ip}:{p}"), backends));
         }
     }
+    let (network, partitioned) = match shared.lock() {
+        Ok(s) => (s.network, s.partitioned.subscribe()),
+        Err(_) => return,
+    };
     forwarders.retain(|k, _| wanted.contains_key(k));
     for (key, (listen, backends)) in wanted {
         match forwarders.get(&key) {
@@ -201,7 +205,11 @@ async fn pass(
                     continue;
                 };
                 let (tx, rx) = watch::channel(backends);
-                let task = tokio::spawn(forward(listener, rx));
+                let cut = Partitions {
+                    network,
+                    nodes: partitioned.clone(),
+                };
+                let task = tokio::spawn(forward(listener, rx, cut));
                 forwarders.insert(key, Forwarder { backends: tx, task });
             }
         }
@@ -311,9 +319,29 @@ fn write_slice(api: &Api, svc: &Value, eps: &[Endpoint], slices: &[Value]) {
     };
 }
 
+/// The partitioned nodes, to tell whether an endpoint is cut off.
+#[derive(Debug, Clone)]
+struct Partitions {
+    network: u8,
+    nodes: watch::Receiver<BTreeSet<usize>>,
+}
+
+impl Partitions {
+    fn cut(&self, target: &SocketAddr) -> bool {
+        super::partition::node_of_ip(&target.ip(), self.network)
+            .is_some_and(|n| self.nodes.borrow().contains(&n))
+    }
+}
+
 /// Accept connections and pipe each to an endpoint (round robin); a connection ends when its
-/// endpoint leaves the list.
-async fn forward(listener: TcpListener, backends: watch::Receiver<Vec<SocketAddr>>) {
+/// endpoint leaves the list. An endpoint on a partitioned node is unreachable, as its packets
+/// would be dropped: a connection to it waits (neither connecting nor closing) until the
+/// partition ends or the endpoint leaves the list, and an established one stalls meanwhile.
+async fn forward(
+    listener: TcpListener,
+    backends: watch::Receiver<Vec<SocketAddr>>,
+    partitions: Partitions,
+) {
     let mut next = 0usize;
     loop {
         let Ok((mut client, _)) = listener.accept().await else {
@@ -326,10 +354,8 @@ async fn forward(listener: TcpListener, backends: watch::Receiver<Vec<SocketAddr
         next = next.wrapping_add(1);
         let target = list[next % list.len()];
         let mut watch = backends.clone();
+        let mut cut = partitions.clone();
         tokio::spawn(async move {
-            let Ok(mut server) = TcpStream::connect(target).await else {
-                return;
-            };
             let gone = async {
                 loop {
                     if watch.changed().await.is_err() {
@@ -340,9 +366,32 @@ async fn forward(listener: TcpListener, backends: watch::Receiver<Vec<SocketAddr
                     }
                 }
             };
-            tokio::select! {
-                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                _ = gone => {}
+            tokio::pin!(gone);
+            while cut.cut(&target) {
+                tokio::select! {
+                    _ = &mut gone => return,
+                    r = cut.nodes.changed() => if r.is_err() { return },
+                }
+            }
+            let Ok(mut server) = TcpStream::connect(target).await else {
+                return;
+            };
+            let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+            tokio::pin!(copy);
+            loop {
+                if cut.cut(&target) {
+                    // Stalled: the copy is not polled until the partition ends.
+                    tokio::select! {
+                        _ = &mut gone => return,
+                        r = cut.nodes.changed() => if r.is_err() { return },
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    _ = &mut copy => return,
+                    _ = &mut gone => return,
+                    r = cut.nodes.changed() => if r.is_err() { return },
+                }
             }
         });
     }

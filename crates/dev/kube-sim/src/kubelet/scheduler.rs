@@ -1,7 +1,8 @@
 //! The scheduler (Kubernetes docs "Assigning Pods to Nodes", "Taints and Tolerations",
 //! "Scheduling Framework"): a pending pod with no `spec.nodeName` and the default scheduler
 //! goes to a feasible node — Ready, matching `nodeSelector` and required node affinity,
-//! tolerating its NoSchedule/NoExecute taints, not violating required pod anti-affinity on a
+//! tolerating its NoSchedule/NoExecute taints, with room for its cpu/memory requests and one
+//! more pod in the node's allocatable (`resources`), not violating required pod anti-affinity on a
 //! topology key — scored by preferred node affinity, preferred pod (anti-)affinity and the
 //! number of pods already there (spreading). Binding sets `spec.nodeName` and the
 //! `PodScheduled` condition, as a `pods/binding` does; an unschedulable pod gets
@@ -201,12 +202,16 @@ pub fn choose<'a>(pod: &Value, nodes: &'a [Value], bound: &[Value]) -> Result<&'
         }
     }
     best.map(|(_, n)| n).ok_or_else(|| {
-        reasons.sort();
-        reasons.dedup();
+        // As the scheduler's FitError: each reason with the number of nodes it applies to.
+        let mut counts = std::collections::BTreeMap::new();
+        for r in reasons {
+            *counts.entry(r).or_insert(0) += 1;
+        }
+        let list: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
         format!(
             "0/{} nodes are available: {}.",
             nodes.len(),
-            reasons.join(", ")
+            list.join(", ")
         )
     })
 }
@@ -256,6 +261,13 @@ fn feasible(pod: &Value, node: &Value, nodes: &[Value], bound: &[Value]) -> Resu
                 taint["value"].as_str().unwrap_or_default()
             ));
         }
+    }
+    let here: Vec<&Value> = bound
+        .iter()
+        .filter(|p| p["spec"]["nodeName"].as_str() == Some(node_name(node)))
+        .collect();
+    if let Some(why) = super::resources::misfit(pod, node, &here) {
+        return Err(why);
     }
     let anti =
         &spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];

@@ -202,7 +202,7 @@ impl PodState {
             "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
             "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
             "startTime": self.start_time,
-            "qosClass": old["qosClass"].as_str().unwrap_or("BestEffort"),
+            "qosClass": super::resources::qos_class(pod),
             "containerStatuses": self.containers.iter().map(|c| c.to_json(uid)).collect::<Vec<_>>(),
         });
         if !self.init.is_empty() {

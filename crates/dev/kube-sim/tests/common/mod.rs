@@ -47,11 +47,17 @@ pub async fn sim_with(mut config: Config) -> Sim {
 /// A server with `nodes` nodes whose kubelet runs pods as local processes; short grace
 /// periods and back-offs for tests. Dropping it kills every process it started.
 pub async fn cluster(nodes: usize) -> Sim {
+    cluster_with(nodes, |_| {}).await
+}
+
+/// [`cluster`] with the kubelet's configuration changed by `adjust`.
+pub async fn cluster_with(nodes: usize, adjust: impl FnOnce(&mut KubeletConfig)) -> Sim {
     let mut sim = sim().await;
     let mut config = KubeletConfig::new(nodes, PathBuf::from(env!("CARGO_BIN_EXE_kube-sim")));
     config.max_grace = Some(Duration::from_secs(3));
     config.node_grace = Duration::from_secs(2);
     config.backoff = (Duration::from_millis(200), Duration::from_secs(2));
+    adjust(&mut config);
     let kubelet = Kubelet::start(sim.running.server.clone(), sim.dir.path(), config).unwrap();
     sim.kubelet = Some(kubelet);
     sim
@@ -178,6 +184,21 @@ impl Sim {
     pub fn repo_root(&self) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
     }
+}
+
+/// A kube-rs client that returns `429`s instead of retrying them (kube-client retries 429,
+/// 503 and 504 with back-off by default).
+pub async fn client_without_retry(kubeconfig: &str) -> kube_client::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kc = kube_client::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    let mut config = kube_client::Config::from_custom_kubeconfig(
+        kc,
+        &kube_client::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    config.default_retry = false;
+    kube_client::Client::try_from(config).unwrap()
 }
 
 pub async fn client_for(kubeconfig: &str) -> kube_client::Client {
