@@ -14,6 +14,7 @@ pub mod base_backup;
 pub mod catalog;
 pub mod compression;
 pub mod layout;
+pub mod parallel_gzip;
 pub mod pylit;
 pub mod restore;
 pub mod retention;
