@@ -3,10 +3,18 @@
 engine against barman-cloud (barman-cli-cloud) and pgBackRest, in one run on this machine,
 all against the same S3-compatible server (one bucket, a folder per tool and test).
 
+What is timed (wall clock, time.monotonic in this script):
+
 1. WAL archiving, live: for each tool a fresh PostgreSQL 15 with archive_mode=on and the tool's
    archive_command, archive_timeout off, and a load (bulk INSERTs) that writes --wal-mb of WAL
    as fast as it can. Sampled every 0.25 s: pg_stat_archiver and the backlog of .ready files.
    segments/s = segments archived / (load start -> the last segment archived).
+   Backlog drain: archive_command set to '' (PostgreSQL keeps the .ready files), every helper
+   process of the tool stopped (pgherd's background shipper, pgBackRest's async archive-push:
+   nothing may upload the backlog before the clock starts; the number of segments already in
+   the bucket when it starts is printed and must be 0), --wal-mb more WAL written, then the
+   tool's command set again: the clock runs from that reload until pg_stat_archiver reports
+   the last segment archived.
 2. WAL archiving, synthetic: --segments 16 MiB segments (copies of real ones from the live
    load) with .ready files in a data directory's pg_wal, archived by calling the tool's
    archive_command the way PostgreSQL does: one call per segment, one after the other, the
@@ -15,12 +23,20 @@ all against the same S3-compatible server (one bucket, a folder per tool and tes
    archived by the tool under test; each tool takes a full backup (immediate checkpoint) and
    restores it into an empty directory; the restored server is started with the tool's
    restore_command, recovers and must give the same table checksums. MB/s = size of the data
-   directory without pg_wal / time of the backup (restore) command.
+   directory without pg_wal / time of the backup (restore) command, from its start to its exit
+   (the restore includes each tool's own flushing, if any; "restored server up" is from
+   pg_ctl start to the first answer of the promoted server).
 
-Same compression for all (--compression gzip|none), same parallelism (--jobs for base backups:
-pgherd data.jobs, barman-cloud-backup --jobs, pgBackRest process-max; --wal-parallel for WAL:
-pgherd wal.maxParallel, pgBackRest archive-push process-max with archive-async;
-barman-cloud-wal-archive ships one file per call).
+Same compression for all (--compression gzip|none; gzip at level 6 for all: pgherd's fixed
+level, pgBackRest compress-level=6, barman-cloud through bench/lib/barman_gzip_level, as it has
+no option and Python defaults to 9), same parallelism (--jobs for base backups: pgherd
+data.jobs, barman-cloud-backup --jobs, pgBackRest process-max; --wal-parallel for WAL: pgherd
+wal.maxParallel, pgBackRest archive-push process-max with archive-async, barman-cloud through
+bench/lib/cnpg-wal-archive.sh, which runs that many barman-cloud-wal-archive processes at once
+as CloudNativePG's instance manager does). Every test runs --rounds times (tools in turn,
+their order rotating each round); the table gives median [min-max] over the rounds and the
+ratio of the medians. The S3 server must answer a request on a reused connection within
+--max-request-ms (checked before anything runs); /proc/loadavg is recorded before each test.
 """
 import argparse
 import glob
@@ -28,6 +44,8 @@ import json
 import os
 import resource
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +60,7 @@ from lib import pgherd, procs, s3, stats  # noqa: E402
 from lib.standalone import Instance, as_postgres, dir_size, make_dir  # noqa: E402
 
 SEGMENT = 16 * 1024 * 1024
+WAL_WRAPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib", "cnpg-wal-archive.sh")
 MB = 1_000_000
 TOOLS = ["pgherd", "barman", "pgbackrest"]
 LABELS = {"pgherd": "pgherd", "barman": "barman-cloud", "pgbackrest": "pgBackRest"}
@@ -77,6 +96,11 @@ def parse_args():
                         help="S3 server: s3s-fs when installed, else moto (default auto)")
     parser.add_argument("--wal-timeout", type=int, default=900,
                         help="seconds the archiver may take to catch up after the load (default 900)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times every test runs for every tool (default 3)")
+    parser.add_argument("--max-request-ms", type=float, default=10.0,
+                        help="refuse to run when the S3 server's median request time on a"
+                             " reused connection is above this (default 10 ms)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (debugging)")
     parser.add_argument("--pgherd-bin",
@@ -89,6 +113,11 @@ def parse_args():
     if "pgherd" in args.tools and not all(c in commands for c in ("wal-archive", "backup")):
         parser.error(f"{args.pgherd_bin} has no `instance wal-archive`/`instance backup`:"
                      " build this tree (cargo build --release -p pgherd) and set PGHERD_BIN")
+    if args.compression == "gzip":
+        shim = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib", "barman_gzip_level")
+        args.python_path = shim
+    else:
+        args.python_path = None
     args.tests = args.tests.split(",")
     args.tools = args.tools.split(",")
     for tool in args.tools:
@@ -130,6 +159,26 @@ class Tool:
     def prefix(self):
         """The bucket prefix this tool writes under."""
         return f"{self.name}-{self.test}/"
+
+    def quiesce(self, timeout=10):
+        """Stop every process of this tool still running (each names a file of self.dir on its
+        command line: pgherd's shipper, pgBackRest's async archive-push, a barman-cloud
+        call): given `timeout` s to exit by itself, then SIGTERM. Returns how many were
+        signalled."""
+        def mine():
+            found = []
+            for entry in os.listdir("/proc"):
+                if entry.isdigit() and int(entry) != os.getpid() and self.dir in procs.cmdline(int(entry)):
+                    found.append(int(entry))
+            return found
+        deadline = time.monotonic() + timeout
+        while mine() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = mine()
+        for pid in left:
+            procs.signal_pid(pid, signal.SIGTERM)
+        procs.wait_until(lambda: not mine(), 30, 0.1, f"{LABELS[self.name]}'s processes to exit")
+        return len(left)
 
 
 class Pgherd(Tool):
@@ -198,8 +247,13 @@ class Barman(Tool):
         return ["--gzip"] if self.args.compression == "gzip" else []
 
     def archive_command(self):
-        return " ".join(["barman-cloud-wal-archive", *self.common(), *self.gzip(), self.url(),
-                         "bench", "%p"])
+        # As CloudNativePG runs it: wal.maxParallel barman-cloud-wal-archive processes at once
+        spool = os.path.join(self.dir, "archive-spool")
+        if not os.path.isdir(spool):
+            make_dir(spool)
+        return " ".join([WAL_WRAPPER, str(self.args.wal_parallel), spool, "%p",
+                         "barman-cloud-wal-archive", *self.common(), *self.gzip(), self.url(),
+                         "bench"])
 
     def restore_command(self):
         return " ".join(["barman-cloud-wal-restore", *self.common(), self.url(), "bench",
@@ -246,6 +300,7 @@ repo1-s3-key={s3.ACCESS_KEY}
 repo1-s3-key-secret={s3.SECRET_KEY}
 repo1-retention-full=10
 compress-type={compress}
+compress-level=6
 process-max={self.args.jobs}
 start-fast=y
 archive-async=y
@@ -305,6 +360,9 @@ class Bench:
         self.home = make_dir(os.path.join(workdir, "home"), 0o755)
         self.env = dict(os.environ, HOME=self.home, **server.env())
         self.env.pop("PGHOST", None)
+        if args.python_path:  # barman-cloud's gzip level (see bench/lib/barman_gzip_level)
+            self.env["PYTHONPATH"] = args.python_path
+            self.env["BENCH_GZIP_LEVEL"] = "6"
         self.results = {"wal_live": {}, "wal_synthetic": {}, "base": {}}
         self.sample_segments = []
 
@@ -325,9 +383,9 @@ class Bench:
 
     # --- WAL, live ---
 
-    def wal_live(self, tool_name):
-        tool = TOOL_CLASSES[tool_name](self, "wal-live")
-        instance = self.instance(f"wal-live-{tool_name}")
+    def wal_live(self, tool_name, round_no=1):
+        tool = TOOL_CLASSES[tool_name](self, f"wal-live-{round_no}")
+        instance = self.instance(f"wal-live-{tool_name}-{round_no}")
         instance.initdb()
         if isinstance(tool, Pgbackrest):
             tool.write_config(instance)
@@ -383,9 +441,15 @@ class Bench:
         cur.execute("ALTER SYSTEM SET archive_command = ''")
         cur.execute("SELECT pg_reload_conf()")
         time.sleep(0.5)
+        # Nothing of the tool may go on uploading while the backlog builds up (pgherd's
+        # shipper would otherwise only exit after 30 s idle, pgBackRest's async archive-push
+        # once its queue is empty).
+        stopped = tool.quiesce()
+        stored_before = self.server.prefix_size(tool.prefix())[0]
         last = self._write_wal(cur, target)
         backlog = self._ready(instance)
         base_count = self._archiver(cur)[0]
+        stored_early = self.server.prefix_size(tool.prefix())[0] - stored_before
         cur.execute("ALTER SYSTEM SET archive_command = %s", (tool.archive_command(),))
         start = time.monotonic()
         cur.execute("SELECT pg_reload_conf()")
@@ -396,8 +460,15 @@ class Bench:
         drained = count - base_count
         result.update({"drain_backlog": backlog, "drain_segments": drained, "drain_s": drain_s,
                        "drain_segments_per_s": drained / drain_s,
+                       "drain_uploaded_before_clock": stored_early,
+                       "drain_helpers_stopped": stopped,
                        "failed_count": failed_after})
-        self.log(f"  {LABELS[tool.name]}: drained a backlog of {backlog} segments in {drain_s:.1f} s")
+        self.log(f"  {LABELS[tool.name]}: drained a backlog of {backlog} segments in {drain_s:.1f} s"
+                 f" ({stored_early} objects uploaded before the clock started; {stopped}"
+                 " helper processes stopped first)")
+        if stored_early:
+            raise RuntimeError(f"{stored_early} objects were uploaded while the backlog was built:"
+                               " the drain would not measure the tool")
         return result
 
     def _write_wal(self, cur, target):
@@ -460,13 +531,13 @@ class Bench:
 
     # --- WAL, synthetic ---
 
-    def wal_synthetic(self, tool_name):
-        tool = TOOL_CLASSES[tool_name](self, "wal-synthetic")
+    def wal_synthetic(self, tool_name, round_no=1):
+        tool = TOOL_CLASSES[tool_name](self, f"wal-synthetic-{round_no}")
         if isinstance(tool, Pgbackrest):
             # archive-push checks the data directory's pg_control against its stanza: it needs
             # a real cluster, which the live test has.
             return None
-        pgdata = make_dir(os.path.join(self.workdir, f"wal-synthetic-{tool_name}"))
+        pgdata = make_dir(os.path.join(self.workdir, f"wal-synthetic-{tool_name}-{round_no}"))
         status = make_dir(os.path.join(pgdata, "pg_wal", "archive_status"))
         wal_dir = os.path.dirname(status)
         shutil.chown(wal_dir, "postgres", "postgres")
@@ -530,12 +601,16 @@ class Bench:
             self.log(f"base: loaded in {time.monotonic() - start:.0f} s; data directory without"
                      f" pg_wal {size / MB:.0f} MB; checksum {expected}")
             self.results["base_size_bytes"] = size
-            for name in tools:
-                try:
-                    results[name] = self._backup_restore(instance, name, size, expected)
-                except Exception as error:  # noqa: BLE001 - report it, go on with the others
-                    self.log(f"base: {LABELS[name]} FAILED: {error}")
-                    results[name] = {"error": str(error)}
+            for round_no in range(1, self.args.rounds + 1):
+                for name in rotated(tools, round_no):
+                    self.log(f"base: {LABELS[name]}, round {round_no}; load {procs.loadavg()}")
+                    try:
+                        result = self._backup_restore(instance, name, size, expected, round_no)
+                    except Exception as error:  # noqa: BLE001 - report it, go on with the others
+                        self.log(f"base: {LABELS[name]} FAILED: {error}")
+                        result = {"error": str(error)}
+                    result["loadavg"] = procs.loadavg()
+                    results.setdefault(name, []).append(result)
         finally:
             # Immediate: a fast shutdown would wait for the last segments to be archived
             # (pgBackRest's asynchronous archive-push can take its 60 s archive-timeout).
@@ -543,8 +618,8 @@ class Bench:
             shutil.rmtree(os.path.dirname(instance.datadir), ignore_errors=True)
         return results
 
-    def _backup_restore(self, instance, name, size, expected):
-        tool = TOOL_CLASSES[name](self, "base")
+    def _backup_restore(self, instance, name, size, expected, round_no=1):
+        tool = TOOL_CLASSES[name](self, f"base-{round_no}")
         if isinstance(tool, Pgbackrest):
             tool.write_config(instance)
         instance.query("ALTER SYSTEM SET archive_command = %s", (tool.archive_command(),))
@@ -561,7 +636,7 @@ class Bench:
         objects, stored = self.server.prefix_size(tool.prefix())
         self.log(f"  {LABELS[name]}: backup {backup_s:.1f} s ({size / MB / backup_s:.1f} MB/s),"
                  f" {stored / MB:.0f} MB in the store")
-        dest_base = make_dir(os.path.join(self.workdir, f"restore-{name}"), 0o755)
+        dest_base = make_dir(os.path.join(self.workdir, f"restore-{name}-{round_no}"), 0o755)
         dest = make_dir(os.path.join(dest_base, "data"))
         restored = Instance(dest, make_dir(os.path.join(dest_base, "sock"), 0o755),
                             procs.free_ports(1)[0], os.path.join(dest_base, "postgres.log"),
@@ -605,6 +680,19 @@ def fmt(value, digits=1):
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def spread(values, digits=1):
+    """median [min-max] of a list of per-round values ('' when none)."""
+    if not values:
+        return ""
+    return stats.fmt_spread(stats.summary(values), digits)
+
+
+def rotated(items, round_no):
+    """`items` starting at a different one each round (who goes first changes)."""
+    shift = (round_no - 1) % len(items) if items else 0
+    return items[shift:] + items[:shift]
+
+
 def report(results, args, server_description):
     tools = args.tools
     header = ["", *[LABELS[t] for t in tools]]
@@ -613,12 +701,13 @@ def report(results, args, server_description):
     rows = []
 
     def row(label, per_tool, higher_is_better=True, digits=1):
-        values = [per_tool.get(t) for t in tools]
-        cells = [label, *[fmt(v, digits) for v in values]]
+        """per_tool: {tool: [value per round]}; median [min-max], ratios of the medians."""
+        medians = {t: statistics.median(v) for t, v in per_tool.items() if v}
+        cells = [label, *[spread(per_tool.get(t), digits) for t in tools]]
         if "pgherd" in tools:
-            mine = per_tool.get("pgherd")
+            mine = medians.get("pgherd")
             for t in others:
-                theirs = per_tool.get(t)
+                theirs = medians.get(t)
                 if mine is None or theirs is None:
                     cells.append("")
                 else:
@@ -626,8 +715,12 @@ def report(results, args, server_description):
                                                  else stats.ratio(theirs, mine)))
         rows.append(cells)
 
-    def pick(section, key):
-        return {t: r.get(key) for t, r in results[section].items() if r and "error" not in r}
+    def ok(section):
+        return {t: [r for r in rounds if "error" not in r] for t, rounds in results[section].items()}
+
+    def pick(section, key, scale=1):
+        return {t: [r[key] / scale for r in rounds if r.get(key) is not None]
+                for t, rounds in ok(section).items()}
 
     if results["wal_live"]:
         row("WAL live: segments/s (load start -> last archived)", pick("wal_live", "segments_per_s"), digits=2)
@@ -638,50 +731,59 @@ def report(results, args, server_description):
             pick("wal_live", "drain_segments_per_s"), digits=2)
         row("  backlog drained (segments)", pick("wal_live", "drain_segments"), digits=0)
         row("  failed archive_command calls (both)", pick("wal_live", "failed_count"), False, 0)
-        row("  stored (MB)", {t: r["store_bytes"] / MB for t, r in results["wal_live"].items()
-                              if r and "error" not in r}, False, 0)
+        row("  objects uploaded before the drain's clock started", pick("wal_live", "drain_uploaded_before_clock"), False, 0)
+        row("  stored (MB)", pick("wal_live", "store_bytes", MB), False, 0)
     if results["wal_synthetic"]:
         row(f"WAL synthetic: segments/s ({args.segments} x 16 MiB, one call each)",
             pick("wal_synthetic", "segments_per_s"), digits=2)
-        row("  seconds per call, median", {t: r["call_s"]["median"] for t, r in results["wal_synthetic"].items()
-                                           if r and "error" not in r}, False, 3)
-        row("  seconds per call, max", {t: r["call_s"]["max"] for t, r in results["wal_synthetic"].items()
-                                        if r and "error" not in r}, False, 3)
+        row("  seconds per call, median", {t: [r["call_s"]["median"] for r in rounds]
+                                           for t, rounds in ok("wal_synthetic").items()}, False, 3)
+        row("  seconds per call, max", {t: [r["call_s"]["max"] for r in rounds]
+                                        for t, rounds in ok("wal_synthetic").items()}, False, 3)
     if results["base"]:
         size = results.get("base_size_bytes", 0) / MB
         row(f"base backup: MB/s ({size:.0f} MB data directory)", pick("base", "backup_mb_s"))
         row("  backup command (s)", pick("base", "backup_s"), False)
         row("  CPU of the backup command, user+sys (s)", pick("base", "backup_cpu_s"), False)
-        row("  stored (MB)", {t: r["store_bytes"] / MB for t, r in results["base"].items()
-                              if "error" not in r}, False, 0)
+        row("  stored (MB)", pick("base", "store_bytes", MB), False, 0)
         row("restore: MB/s", pick("base", "restore_mb_s"))
         row("  restore command (s)", pick("base", "restore_s"), False)
         row("  CPU of the restore command, user+sys (s)", pick("base", "restore_cpu_s"), False)
         row("  restored server up, recovery included (s)", pick("base", "recovery_s"), False)
         row("restore + restored server up: MB/s", pick("base", "restore_up_mb_s"))
-        rows.append(["  restored table checksums match",
-                     *[("yes" if r.get("verified") else "NO") if (r := results["base"].get(t)) and "error" not in r
-                       else ("FAILED" if r else "") for t in tools]])
+        def verified(tool):
+            rounds = results["base"].get(tool) or []
+            good = sum(1 for r in rounds if "error" not in r and r.get("verified"))
+            return f"{good} of {len(rounds)}" if rounds else ""
+        rows.append(["  restored table checksums match (rounds)", *[verified(t) for t in tools]])
     rows = [row + [""] * (len(header) - len(row)) for row in rows]
-    print(f"\nBackup bench: one run, S3 server: {server_description}; compression {args.compression};"
+    loads = [float(r["loadavg"].split()[0]) for section in ("wal_live", "wal_synthetic", "base")
+             for rounds in results[section].values() for r in rounds if "loadavg" in r]
+    print(f"\nBackup bench: {args.rounds} round(s), median [min-max]; S3 server: {server_description};"
+          f" compression {args.compression}{' (level 6 for all)' if args.compression == 'gzip' else ''};"
           f" WAL parallelism {args.wal_parallel}, base backup parallelism {args.jobs};"
-          " ratios above 1x mean pgherd is faster")
+          " ratios of the medians, above 1x means pgherd is faster")
+    if loads:
+        print(f"1-minute load average before the tests: {min(loads):.2f}-{max(loads):.2f}"
+              f" ({os.cpu_count()} CPUs); S3 request on a reused connection:"
+              f" {results.get('s3_request_ms', {}).get('median', float('nan')):.1f} ms (median)")
     print(stats.table(header, rows))
     for section in ("wal_live", "wal_synthetic", "base"):
-        for tool, result in results[section].items():
-            if result and "error" in result:
-                print(f"{section} {LABELS[tool]} failed: {result['error'][:2000]}")
+        for tool, rounds in results[section].items():
+            for result in rounds:
+                if "error" in result:
+                    print(f"{section} {LABELS[tool]} failed: {result['error'][:2000]}")
     print("\nTargets for pgherd:")
     for section, key, label in (("wal_live", "segments_per_s", "WAL live"),
                                 ("wal_live", "drain_segments_per_s", "WAL backlog drain"),
                                 ("wal_synthetic", "segments_per_s", "WAL synthetic")):
-        rates = pick(section, key)
+        rates = {t: statistics.median(v) for t, v in pick(section, key).items() if v}
         if rates.get("pgherd") and rates.get("barman"):
             ratio = rates["pgherd"] / rates["barman"]
             print(f"  {label}: segments/s >= {WAL_TARGET_RATIO}x barman-cloud: {ratio:.1f}x"
                   f" {'met' if ratio >= WAL_TARGET_RATIO else 'MISSED'}")
     for key, label in (("backup_mb_s", "base backup"), ("restore_mb_s", "restore")):
-        rates = pick("base", key)
+        rates = {t: statistics.median(v) for t, v in pick("base", key).items() if v}
         if rates.get("pgherd") and rates.get("pgbackrest"):
             ratio = rates["pgherd"] / rates["pgbackrest"]
             print(f"  {label} MB/s >= pgBackRest's: {ratio:.2f}x {'met' if ratio >= 1 else 'MISSED'}")
@@ -707,26 +809,32 @@ def main():
             print(f"pgherd: {args.pgherd_bin} ({machine['pgherd']}); {machine['barman_cloud']};"
                   f" {machine['pgbackrest']}; {machine['postgres']}; S3: {server.description};"
                   f" {machine['cpus']} CPUs", flush=True)
+            latency = server.check_request_latency(args.max_request_ms)
             bench = Bench(args, workdir, server)
             results = bench.results
+            results["s3_request_ms"] = latency
+            bench.log(f"S3 requests on a reused connection: {latency}")
             for test in args.tests:
                 if test == "base":
                     results["base"] = bench.base(args.tools)
                     continue
                 section = {"wal-live": "wal_live", "wal-synthetic": "wal_synthetic"}[test]
-                for tool in args.tools:
-                    if tool == "pgbackrest" and test == "wal-synthetic":
-                        continue
-                    bench.log(f"{test}: {LABELS[tool]}")
-                    try:
-                        result = getattr(bench, section)(tool)
-                    except Exception as error:  # noqa: BLE001 - report it, go on
-                        bench.log(f"{test}: {LABELS[tool]} FAILED: {error}")
-                        result = {"error": str(error)}
-                    if result is not None:
-                        results[section][tool] = result
-                        if "error" not in result:
-                            bench.log(f"  {LABELS[tool]}: {result['segments_per_s']:.2f} segments/s")
+                for round_no in range(1, args.rounds + 1):
+                    for tool in rotated(args.tools, round_no):
+                        if tool == "pgbackrest" and test == "wal-synthetic":
+                            continue
+                        bench.log(f"{test}: {LABELS[tool]}, round {round_no}; load {procs.loadavg()}")
+                        load = procs.loadavg()
+                        try:
+                            result = getattr(bench, section)(tool, round_no)
+                        except Exception as error:  # noqa: BLE001 - report it, go on
+                            bench.log(f"{test}: {LABELS[tool]} FAILED: {error}")
+                            result = {"error": str(error)}
+                        if result is not None:
+                            result["loadavg"] = load
+                            results[section].setdefault(tool, []).append(result)
+                            if "error" not in result:
+                                bench.log(f"  {LABELS[tool]}: {result['segments_per_s']:.2f} segments/s")
     finally:
         if args.keep:
             print(f"work directory kept: {workdir}")

@@ -7,9 +7,21 @@ Every system runs a 3-node cluster of PostgreSQL 15 with synchronous replication
 synchronous standby; writes wait for it). A writer (one connection, autocommit, one INSERT
 of a new increasing id at a time, reconnecting 50 ms after an error) runs during each test:
 
-- failover: kill -9 of the primary's HA agent and postmaster together; the time from the kill
-  to the first acknowledged write sent after it.
+- failover, process death: kill -9 of the primary's HA agent and postmaster together; the
+  time from the kill to the first acknowledged write sent after it. On one host pgherd's
+  local platform sees the node's pids vanish (it polls them every 200 ms); Patroni has no
+  such shortcut and waits for its leader key to expire: this row favours pgherd.
+- failover, frozen primary: SIGSTOP of the primary's HA agent and postmaster (and its
+  children) together, as a stalled VM: the pids stay, the kernel still answers TCP, nothing
+  answers PostgreSQL's protocol; neither system can tell it from a slow node but by timeouts.
+  The time from the SIGSTOP to the first acknowledged write sent after it; once another node
+  is primary the frozen processes get SIGCONT (the VM resumes) and must rejoin. This is the
+  fair "node lost" comparison on one host (a network partition is left out, see
+  bench/README.md).
 - switchover: pgherd `local promote`, Patroni POST /switchover; how long the command took.
+
+The writer gives up on an INSERT unanswered after --client-timeout seconds (default 1) and
+reconnects, for every system (a frozen server never answers on an open connection).
 
 In both, the writer goes on until the cluster is back to 3 healthy nodes (the old primary
 rejoined as a replica) and --settle seconds more; every gap between acknowledged writes longer
@@ -47,9 +59,11 @@ PATRONI_DCS = {"synchronous_mode": True, "synchronous_mode_strict": True,
                "synchronous_node_count": 1}
 # A node that comes back after a failover is rewound (or, failing that, cloned again), as
 # pgherd does; Patroni already runs PostgreSQL with wal_log_hints=on.
-PATRONI_POSTGRESQL = {"use_pg_rewind": True,
+PATRONI_POSTGRESQL = {"basebackup": {"checkpoint": "fast"},  # as pgherd clones
+                      "use_pg_rewind": True,
                       "remove_data_directory_on_rewind_failure": True,
                       "remove_data_directory_on_diverged_timelines": True}
+CLIENT_TIMEOUT = [1.0]  # --client-timeout
 OUTAGE_S = 0.2  # a gap between acks longer than this is an outage (acks come every few ms)
 SYSTEMS = ["pgherd", "patroni-default", "patroni-fast"]
 LABELS = {"pgherd": "pgherd", "patroni-default": "Patroni default",
@@ -67,6 +81,12 @@ def parse_args():
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)} (default all)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument("--tests", default="failover,freeze,switchover",
+                        help="comma-separated, in each run: failover (kill -9), freeze (SIGSTOP),"
+                             " switchover (default all)")
+    parser.add_argument("--client-timeout", type=float, default=1.0,
+                        help="seconds the writer waits for an INSERT before it reconnects"
+                             " (default 1)")
     parser.add_argument("--warmup", type=float, default=1.0,
                         help="seconds of writes before each kill or switchover (default 1)")
     parser.add_argument("--settle", type=float, default=2.0,
@@ -81,6 +101,7 @@ def parse_args():
                         help="where the logs of a system that misbehaved are copied"
                              " (default /tmp)")
     args = parser.parse_args()
+    args.tests = [t.strip() for t in args.tests.split(",") if t.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
@@ -129,6 +150,20 @@ class Pgherd(System):
         primary = self.cluster.primary()
         return primary["name"], self.cluster.kill_node(primary["name"], primary["pid"])
 
+    def freeze_primary(self):
+        primary = self.cluster.primary()
+        return (primary["name"], *self.cluster.freeze_node(primary["name"], primary["pid"]))
+
+    def wait_new_primary(self, old_primary):
+        procs.wait_until(lambda: self._primary_or_none() not in (None, old_primary),
+                         self.timeout, what="a new pgherd primary")
+
+    def _primary_or_none(self):
+        try:
+            return self.primary()
+        except Exception:  # noqa: BLE001 - no primary at the moment
+            return None
+
     def after_failover(self, old_primary):
         """Nothing to do: the control plane restarts the old primary's node, which rejoins."""
 
@@ -175,6 +210,14 @@ class Patroni(System):
         leader = self.cluster.leader()
         return leader, self.cluster.kill_node(leader)
 
+    def freeze_primary(self):
+        leader = self.cluster.leader()
+        return (leader, *self.cluster.freeze_node(leader))
+
+    def wait_new_primary(self, old_primary):
+        procs.wait_until(lambda: self.cluster.leader() not in (None, old_primary),
+                         self.timeout, what="a new Patroni leader")
+
     def after_failover(self, old_primary):
         """Once another node leads, start the dead node's patroni again."""
         procs.wait_until(lambda: self.cluster.leader() not in (None, old_primary),
@@ -217,7 +260,7 @@ class BenchFailure(Exception):
 
 def start_writer(system, first_id, warmup, timeout):
     """A running writer with `warmup` seconds of acknowledged writes behind it."""
-    w = writer.Writer(system.writer_dsn(), first_id)
+    w = writer.Writer(system.writer_dsn(), first_id, statement_timeout=CLIENT_TIMEOUT[0])
     w.start()
     if not w.wait_acks(1, timeout):
         w.stop()
@@ -289,6 +332,30 @@ def failover_test(system, first_id, args):
             "lost_ids": lost[:20], "errors": len(w.errors), "next_id": w.next_id}
 
 
+def freeze_test(system, first_id, args):
+    """Freeze the primary's node (SIGSTOP); time to the first write acknowledged after it;
+    once another node is primary, resume the frozen one and wait until healthy."""
+    w = start_writer(system, first_id, args.warmup, args.timeout)
+    old, frozen, thaw = system.freeze_primary()
+    try:
+        first = first_ack(w, frozen, args.timeout)
+        system.wait_new_primary(old)
+    except BaseException:
+        thaw()
+        w.stop()
+        raise
+    thawed = time.monotonic()
+    thaw()
+    healthy = until_healthy(system, w, args.settle)
+    new = system.primary()
+    lost = check_lost(system, w)
+    return {"old_primary": old, "new_primary": new, "failover_s": first[2] - frozen,
+            "longest_gap_s": w.longest_gap(frozen), **outages(w, frozen),
+            "frozen_for_s": thawed - frozen,
+            "healthy_s": healthy - frozen, "acked": len(w.acks), "lost": len(lost),
+            "lost_ids": lost[:20], "errors": len(w.errors), "next_id": w.next_id}
+
+
 def switchover_test(system, first_id, args):
     """Switch over under writes; the command's time and the outages until healthy."""
     w = start_writer(system, first_id, args.warmup, args.timeout)
@@ -324,14 +391,17 @@ def save_logs(system, name, args):
 
 def bench_system(name, workdir, runs, args):
     """Start `name`'s cluster, run `runs` failovers and switchovers (alternating), stop it."""
-    result = {"failover": [], "switchover": [], "failure": None}
+    result = {"failover": [], "freeze": [], "switchover": [], "failure": None}
+    tests = [(kind, test) for kind, test in (("failover", failover_test), ("freeze", freeze_test),
+                                             ("switchover", switchover_test))
+             if kind in args.tests]
     next_id = 1
     with make_system(name, workdir, args) as system:
         try:
             system.start()
             writer.create_table(system.writer_dsn())
             for number in range(1, runs + 1):
-                for kind, test in (("failover", failover_test), ("switchover", switchover_test)):
+                for kind, test in tests:
                     run = test(system, next_id, args)
                     next_id = run.pop("next_id")
                     result[kind].append(run)
@@ -354,8 +424,9 @@ def bench_system(name, workdir, runs, args):
 
 def describe_run(kind, run):
     moved = f"{run['old_primary']} -> {run['new_primary']}"
-    if kind == "failover":
-        return (f"{moved}: first write {run['failover_s']:.2f} s after the kill, longest gap"
+    if kind in ("failover", "freeze"):
+        event = "the kill" if kind == "failover" else "the SIGSTOP"
+        return (f"{moved}: first write {run['failover_s']:.2f} s after {event}, longest gap"
                 f" {run['longest_gap_s']:.2f} s, healthy again at {run['healthy_s']:.1f} s;"
                 f" outages (at, s) {run['gaps']}; {run['acked']} acked, {run['lost']} lost")
     return (f"{moved}: longest gap {run['longest_gap_s']:.2f} s, command"
@@ -372,6 +443,14 @@ ROWS = [  # (label, test, field, digits, with a p95 row)
     ("failover: no writes, kill -> healthy + settle (s)", "failover", "unavailable_s", 2, True),
     ("failover: outages (gaps > 0.2 s) in that time", "failover", "outages", 0, False),
     ("failover: kill -9 -> 3 healthy nodes again (s)", "failover", "healthy_s", 1, False),
+    ("frozen primary: SIGSTOP -> first acknowledged write (s)", "freeze", "failover_s", 2, True),
+    ("frozen primary: longest gap between acknowledged writes (s)", "freeze", "longest_gap_s",
+     2, True),
+    ("frozen primary: no writes, SIGSTOP -> healthy + settle (s)", "freeze", "unavailable_s", 2,
+     True),
+    ("frozen primary: outages (gaps > 0.2 s) in that time", "freeze", "outages", 0, False),
+    ("frozen primary: SIGSTOP -> resumed, rejoined, 3 healthy (s)", "freeze", "healthy_s", 1,
+     False),
     ("switchover: longest gap between acknowledged writes (s)", "switchover", "longest_gap_s", 2,
      True),
     ("switchover: no writes, command -> healthy + settle (s)", "switchover", "unavailable_s", 2,
@@ -390,10 +469,11 @@ def summarize(results):
         for _, kind, field, _, _ in ROWS:
             values = [run[field] for run in result[kind] if run[field] is not None]
             rows[f"{kind}.{field}"] = stats.summary(values) if values else None
-        runs = result["failover"] + result["switchover"]
+        runs = result["failover"] + result["freeze"] + result["switchover"]
         summary[name] = {"rows": rows, "lost": sum(r["lost"] for r in runs),
                          "acked": sum(r["acked"] for r in runs),
                          "failovers": len(result["failover"]),
+                         "freezes": len(result["freeze"]),
                          "switchovers": len(result["switchover"]),
                          "failure": result["failure"]}
     return summary
@@ -417,6 +497,8 @@ def report(summary):
     rows = []
     for label, kind, field, digits, with_p95 in ROWS:
         key = f"{kind}.{field}"
+        if all(summary[n]["rows"][key] is None for n in names):
+            continue
         for stat, shown in [("median", label), *([("p95", "  p95")] if with_p95 else [])]:
             values = {n: summary[n]["rows"][key] for n in names}
             ratios = [("" if field == "outages" else
@@ -426,8 +508,9 @@ def report(summary):
     rows.append(["lost acknowledged writes (all runs)",
                  *(f"{summary[n]['lost']} of {summary[n]['acked']}" for n in names),
                  *("" for _ in patronis)])
-    rows.append(["runs: failovers / switchovers",
-                 *(f"{summary[n]['failovers']} / {summary[n]['switchovers']}" for n in names),
+    rows.append(["runs: failovers / freezes / switchovers",
+                 *(f"{summary[n]['failovers']} / {summary[n]['freezes']} / {summary[n]['switchovers']}"
+                   for n in names),
                  *("" for _ in patronis)])
     print("\nFailover bench: 3 nodes, synchronous replication; median [min-max] and p95;"
           " ratios of medians (p95 rows: of p95s), above 1x means pgherd is faster")
@@ -439,6 +522,7 @@ def report(summary):
 
 def main():
     args = parse_args()
+    CLIENT_TIMEOUT[0] = args.client_timeout
     procs.exit_on_signals()
     workdir = tempfile.mkdtemp(prefix="pgherd-bench-", dir="/tmp")
     os.chmod(workdir, 0o755)  # the postgres user traverses it to its data directories
@@ -446,19 +530,25 @@ def main():
     try:
         machine = procs.versions(args.pgherd_bin)
         print(f"pgherd: {args.pgherd_bin} ({machine['pgherd']}); {machine['patroni']};"
-              f" {machine['etcd']}; {machine['postgres']}; {machine['cpus']} CPUs", flush=True)
+              f" {machine['etcd']}; {machine['postgres']}; {machine['cpus']} CPUs;"
+              f" load {procs.loadavg()}", flush=True)
+        loads = []
         for name in args.systems:
             runs = args.runs
             if name == "patroni-default" and args.runs_patroni_default is not None:
                 runs = args.runs_patroni_default
+            loads.append(procs.loadavg())
             results[name] = bench_system(name, os.path.join(workdir, name), runs, args)
+            loads.append(procs.loadavg())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     summary = summarize(results)
     report(summary)
+    print(f"1-minute load average before/after each system: {', '.join(loads)}"
+          f" ({os.cpu_count()} CPUs)")
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"machine": machine, "patroni_timing": PATRONI_TIMING,
+            json.dump({"machine": machine, "loadavg": loads, "patroni_timing": PATRONI_TIMING,
                        "patroni_dcs": PATRONI_DCS, "patroni_postgresql": PATRONI_POSTGRESQL,
                        "summary": summary, "runs": results}, file, indent=2)
     if any(s["failure"] or s["lost"] for s in summary.values()):

@@ -3,9 +3,15 @@
 local platform against Patroni + etcd, in one run on this machine.
 
 Each round starts both from nothing: pgherd (`local up` on a fresh state dir, control plane
-included) and Patroni (a fresh etcd plus three Patroni nodes with Patroni's default timing).
-A cluster counts as healthy when one primary is writable, both replicas stream from it and a
-write has committed. RSS is sampled once the cluster has been healthy for --settle seconds.
+included) and Patroni (a fresh etcd plus three Patroni nodes with Patroni's default timing, or
+its fastest documented one with --patroni-timing fast). Both clone replicas with a fast
+checkpoint (pgherd's pg_basebackup --checkpoint=fast; Patroni `basebackup: {checkpoint: fast}`).
+
+What is timed: from launching the first process (`pgherd local up`; etcd) until one primary is
+writable, both replicas are `streaming` from it by name, and one INSERT has committed
+(time.monotonic in this script). RSS is sampled once the cluster has been healthy for --settle
+seconds. Rounds alternate which system goes first; the table gives median [min-max] over the
+rounds, and /proc/loadavg before each round is printed and kept in --json.
 """
 import argparse
 import json
@@ -26,12 +32,20 @@ MANIFEST = os.path.join(BENCH_DIR, "cluster-3.yaml")
 CLUSTER = "bench"  # metadata.name in MANIFEST
 NODES = 3
 TARGETS = {"healthy_s": 10, "agent_mib": 15, "control_plane_mib": 30}
+PATRONI_TIMING = {"default": {"ttl": 30, "loop_wait": 10, "retry_timeout": 10},
+                  "fast": {"ttl": 20, "loop_wait": 1, "retry_timeout": 3}}
+# Replicas are cloned with a fast checkpoint, as pgherd clones them (pg_basebackup's default is
+# a spread checkpoint); Patroni documents pg_basebackup options under `basebackup`.
+PATRONI_POSTGRESQL = {"basebackup": {"checkpoint": "fast"}}
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each system (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of each system (default 5)")
+    parser.add_argument("--patroni-timing", choices=sorted(PATRONI_TIMING), default="default",
+                        help="Patroni's DCS timing: its defaults (ttl 30, loop_wait 10) or its"
+                             " documented minimums (ttl 20, loop_wait 1, retry_timeout 3)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds healthy before sampling RSS (default 5)")
@@ -72,7 +86,8 @@ def bench_pgherd(workdir, args):
 def bench_patroni(workdir, args):
     """One Patroni round: etcd + Patroni nodes, leader writable with replicas streaming, a
     write on the leader, RSS; stop."""
-    with patroni.PatroniCluster(workdir, nodes=NODES) as cluster:
+    with patroni.PatroniCluster(workdir, nodes=NODES, postgresql=PATRONI_POSTGRESQL,
+                                **PATRONI_TIMING[args.patroni_timing]) as cluster:
         start = time.monotonic()
         cluster.start()
         try:
@@ -104,8 +119,11 @@ def run_rounds(workdir, args):
         order = list(BENCHES) if number % 2 else list(reversed(BENCHES))
         result = {}
         for system in order:
+            load = procs.loadavg()
             result[system] = BENCHES[system](os.path.join(workdir, f"{system}-{number}"), args)
-            print(f"round {number}/{args.rounds} {describe(system, result[system])}", flush=True)
+            result[system]["loadavg"] = load
+            print(f"round {number}/{args.rounds} {describe(system, result[system])}; load before"
+                  f" {load}", flush=True)
         rounds.append(result)
     return rounds
 
@@ -147,8 +165,12 @@ def report(summary, rounds):
         row(f"total: {NODES} agents + control plane (MiB)", "total_mib"),
     ]
     header = ["", "pgherd", "Patroni + etcd", "Patroni/pgherd"]
+    loads = [float(r[s]["loadavg"].split()[0]) for r in rounds for s in r]
     print(f"\nStartup bench: {len(rounds)} round(s); median [min-max]; HA agent ="
-          " pgherd instance manager vs patroni; control plane = pgherd control plane vs etcd")
+          " pgherd instance manager vs patroni; control plane = pgherd control plane vs etcd;"
+          f" Patroni timing {PATRONI_TIMING[ARGS.patroni_timing]}, basebackup checkpoint fast")
+    print(f"1-minute load average before the rounds: {min(loads):.2f}-{max(loads):.2f}"
+          f" ({os.cpu_count()} CPUs)")
     print(stats.table(header, rows))
     print("\nTargets for pgherd:")
     checks = [(f"healthy 3-instance cluster < {TARGETS['healthy_s']} s",
@@ -161,8 +183,12 @@ def report(summary, rounds):
         print(f"  {label}: {value:.1f} {unit} {'met' if value < target else 'MISSED'}")
 
 
+ARGS = None
+
+
 def main():
-    args = parse_args()
+    global ARGS
+    args = ARGS = parse_args()
     procs.exit_on_signals()
     workdir = tempfile.mkdtemp(prefix="pgherd-bench-", dir="/tmp")
     os.chmod(workdir, 0o755)  # the postgres user traverses it to its data directories

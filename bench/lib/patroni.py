@@ -74,6 +74,21 @@ class PatroniCluster:
         agent.wait()
         return killed
 
+    def freeze_node(self, name):
+        """Node `name` freezes (a stalled VM): SIGSTOP of its postmaster and the postmaster's
+        children, and of its patroni process group. Returns (monotonic time, a function that
+        resumes them)."""
+        postmaster = self.postmaster_pid(name)
+        stopped = procs.freeze_tree(postmaster) if postmaster else []
+        agent = self.agents[name]
+        procs.signal_group(agent.pid, signal.SIGSTOP)
+        frozen = time.monotonic()
+
+        def thaw():
+            procs.signal_group(agent.pid, signal.SIGCONT)
+            procs.thaw(stopped)
+        return frozen, thaw
+
     def restart_node(self, name):
         """Start node `name`'s patroni again (as a supervisor would after it died)."""
         if self.agents[name].poll() is None:

@@ -1,6 +1,7 @@
 """PostgreSQL access for the benches, through psycopg2 (Debian's python3-psycopg2)."""
 import importlib.util
 import os
+import time
 import sys
 from contextlib import closing
 
@@ -39,3 +40,36 @@ def write_probe(dsn):
         cur.execute("CREATE TABLE IF NOT EXISTS bench_probe"
                     " (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
         cur.execute("INSERT INTO bench_probe DEFAULT VALUES")
+
+
+def wait_async(conn, timeout, what):
+    """Drive an asynchronous psycopg2 connection until its operation is done; after `timeout`
+    s without the answer, an OperationalError (the caller drops the connection)."""
+    import select
+    import psycopg2
+    import psycopg2.extensions as ext
+    deadline = time.monotonic() + timeout
+    while True:
+        state = conn.poll()
+        if state == ext.POLL_OK:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise psycopg2.OperationalError(f"{what}: no answer within {timeout} s")
+        if state == ext.POLL_READ:
+            select.select([conn.fileno()], [], [], left)
+        elif state == ext.POLL_WRITE:
+            select.select([], [conn.fileno()], [], left)
+
+
+def connect_async(dsn, timeout):
+    """An asynchronous connection (autocommit, as every async psycopg2 connection), with
+    libpq's connect_timeout and the same limit on the whole handshake."""
+    import psycopg2
+    conn = psycopg2.connect(dsn, connect_timeout=timeout, async_=1)
+    try:
+        wait_async(conn, timeout, "connect")
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -147,6 +147,22 @@ class PgherdCluster:
             procs.kill_pid(manager)
         return time.monotonic()
 
+    def freeze_node(self, instance, postmaster):
+        """The node of `instance` freezes (a stalled VM): SIGSTOP of its postmaster and the
+        postmaster's children, and of its instance manager's process group. Returns (monotonic
+        time, a function that resumes them)."""
+        manager = procs.read_pid(os.path.join(self.instance_dir(instance), "manager.pid"))
+        stopped = procs.freeze_tree(postmaster)
+        if manager:
+            procs.signal_group(manager, signal.SIGSTOP)
+        frozen = time.monotonic()
+
+        def thaw():
+            if manager:
+                procs.signal_group(manager, signal.SIGCONT)
+            procs.thaw(stopped)
+        return frozen, thaw
+
     def promote(self, instance, timeout=120):
         """`local promote CLUSTER INSTANCE` (a switchover): returns once it is the primary."""
         self._local("promote", self.name, instance, "-n", self.namespace,

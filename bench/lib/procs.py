@@ -164,3 +164,26 @@ def versions(pgherd_binary):
             "etcd": first_line(["etcd", "--version"]),
             "postgres": first_line(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
             "cpus": os.cpu_count()}
+
+
+def loadavg():
+    """The first three fields of /proc/loadavg (1, 5 and 15-minute load averages)."""
+    with open("/proc/loadavg") as file:
+        return " ".join(file.read().split()[:3])
+
+
+def freeze_tree(pid):
+    """SIGSTOP a process and its direct children (a frozen node: the processes keep their
+    sockets, the kernel keeps answering TCP, nothing answers PostgreSQL's protocol). Returns
+    the pids stopped, for thaw()."""
+    signal_pid(pid, signal.SIGSTOP)
+    stopped = [pid, *children(pid)]
+    for child in stopped[1:]:
+        signal_pid(child, signal.SIGSTOP)
+    return stopped
+
+
+def thaw(pids):
+    """SIGCONT every pid of `pids` still there."""
+    for pid in pids:
+        signal_pid(pid, signal.SIGCONT)

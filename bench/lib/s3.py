@@ -18,7 +18,9 @@ ACCESS_KEY = "benchaccesskey"
 SECRET_KEY = "benchsecretkey0123456789"
 REGION = "us-east-1"
 BUCKET = "bench"
-S3S_FS_PATHS = ["/usr/local/bin/s3s-fs", os.path.expanduser("~/.cargo/bin/s3s-fs")]
+# The TCP_NODELAY build of bench/install.sh first: stock s3s-fs leaves Nagle on.
+S3S_FS_PATHS = ["/usr/local/lib/pgherd-bench/s3s-fs-nodelay/bin/s3s-fs", "/usr/local/bin/s3s-fs",
+                os.path.expanduser("~/.cargo/bin/s3s-fs")]
 
 
 def find_s3s_fs():
@@ -51,6 +53,8 @@ class S3Server:
         self.tls = None
         self.tls_port = None
         self.description = None
+        self.max_request_ms = 10.0
+        self.tls_latency = None
 
     def __enter__(self):
         self.start()
@@ -71,7 +75,8 @@ class S3Server:
                    "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, root]
             self.kind = "s3s-fs"
             version = subprocess.run([s3s_fs, "--version"], capture_output=True, text=True)
-            self.description = f"s3s-fs ({(version.stdout or '').strip() or s3s_fs}), files in {root}"
+            build = ", TCP_NODELAY build" if "nodelay" in s3s_fs else ""
+            self.description = f"s3s-fs ({(version.stdout or '').strip() or s3s_fs}{build}), files in {root}"
         else:
             python = find_moto_python()
             if not python:
@@ -105,7 +110,10 @@ class S3Server:
         self.tls_port = procs.free_ports(1)[0]
         conf = os.path.join(self.workdir, "stunnel.conf")
         with open(conf, "w") as file:
-            file.write(f"foreground = yes\npid =\n[s3]\naccept = 127.0.0.1:{self.tls_port}\n"
+            # TCP_NODELAY both ways: with Nagle on, a request on a reused connection waits
+            # for the peer's delayed ACK (~40 ms).
+            file.write(f"foreground = yes\npid =\nsocket = l:TCP_NODELAY=1\nsocket = r:TCP_NODELAY=1\n"
+                       f"[s3]\naccept = 127.0.0.1:{self.tls_port}\n"
                        f"connect = 127.0.0.1:{self.port}\ncert = {cert}\nkey = {key}\n")
         stunnel = shutil.which("stunnel4") or shutil.which("stunnel")
         if not stunnel:
@@ -122,6 +130,45 @@ class S3Server:
             except OSError:
                 return False
         procs.wait_until(listening, timeout, 0.1, "stunnel")
+        import urllib3
+        urllib3.disable_warnings()  # the self-signed certificate, in the check below
+        self.tls_latency = self.request_latency(f"https://127.0.0.1:{self.tls_port}")
+        if self.tls_latency["median"] > self.max_request_ms:
+            raise SystemExit(f"requests through stunnel take {self.tls_latency['median']:.1f} ms"
+                             f" on a reused connection (limit {self.max_request_ms} ms)")
+
+    def request_latency(self, endpoint=None, requests=30):
+        """Seconds per signed GET of a small object on one reused connection (boto3 keeps it
+        open), after a few warm-up requests: stats.summary in milliseconds."""
+        import time
+        import boto3
+        import botocore.config
+        from . import stats
+        client = boto3.client("s3", endpoint_url=endpoint or self.endpoint,
+                              aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                              region_name=REGION, verify=False,
+                              config=botocore.config.Config(max_pool_connections=1))
+        client.put_object(Bucket=BUCKET, Key="latency-probe", Body=b"x" * 1024)
+        times = []
+        for i in range(requests + 3):
+            start = time.monotonic()
+            client.get_object(Bucket=BUCKET, Key="latency-probe")["Body"].read()
+            if i >= 3:
+                times.append((time.monotonic() - start) * 1000)
+        client.delete_object(Bucket=BUCKET, Key="latency-probe")
+        return {k: round(v, 2) for k, v in stats.summary(times).items()}
+
+    def check_request_latency(self, limit_ms):
+        """Refuse to go on (SystemExit) when the median request on a reused connection takes
+        more than `limit_ms`: the bench would measure the server, not the tools."""
+        self.max_request_ms = limit_ms
+        measured = self.request_latency()
+        if measured["median"] > limit_ms:
+            raise SystemExit(f"the S3 server ({self.description}) takes {measured['median']:.1f} ms"
+                             f" per request on a reused connection (limit {limit_ms} ms): Nagle's"
+                             " algorithm on its sockets? Run bench/install.sh (s3s-fs with"
+                             " TCP_NODELAY)")
+        return measured
 
     def stop(self):
         for proc in (self.tls, self.proc):

@@ -36,9 +36,13 @@ class Writer(threading.Thread):
 
     acks: [(id, sent, acknowledged)] in order; errors: [(time, message)]."""
 
-    def __init__(self, dsn, first_id=1, backoff=0.05, connect_timeout=2):
+    def __init__(self, dsn, first_id=1, backoff=0.05, connect_timeout=2, statement_timeout=None):
+        """`statement_timeout`: seconds the client waits for an INSERT's answer before it drops
+        the connection and reconnects (a frozen server never answers, and its kernel keeps
+        the TCP connection alive); None waits forever."""
         super().__init__(daemon=True)
         self.dsn = dsn
+        self.statement_timeout = statement_timeout
         self.next_id = first_id
         self.backoff = backoff
         self.connect_timeout = connect_timeout
@@ -53,7 +57,9 @@ class Writer(threading.Thread):
         while not self._stopping.is_set():
             try:
                 if conn is None:
-                    conn = pg.connect(self.dsn, timeout=self.connect_timeout)
+                    conn = (pg.connect(self.dsn, timeout=self.connect_timeout)
+                            if self.statement_timeout is None
+                            else pg.connect_async(self.dsn, self.connect_timeout))
                 self._insert(conn)
             except psycopg2.Error as error:
                 self.errors.append((time.monotonic(), str(error).strip().splitlines()[0]
@@ -73,6 +79,8 @@ class Writer(threading.Thread):
         with conn.cursor() as cur:
             sent = time.monotonic()
             cur.execute(f"INSERT INTO {TABLE} (id) VALUES (%s)", (value,))
+            if self.statement_timeout is not None:
+                pg.wait_async(conn, self.statement_timeout, "INSERT")
         acknowledged = time.monotonic()
         with self._acked:
             self.acks.append((value, sent, acknowledged))

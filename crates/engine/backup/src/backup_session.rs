@@ -6,7 +6,7 @@
 //! with `status=FAILED` and the error.
 
 use crate::backup_info::{BackupInfo, BackupStatus, Tablespace};
-use crate::base_backup::{upload_tar_with_trailer, Progress, TarError, Trailer};
+use crate::base_backup::{upload_tar_with_trailer, Progress, TarError, TarOptions, Trailer};
 use crate::catalog::put_backup_info;
 use crate::compression::Compression;
 use crate::layout::{BackupId, ServerPrefix};
@@ -63,6 +63,8 @@ pub struct BaseBackupOptions {
     pub compression: Option<Compression>,
     /// `data.immediateCheckpoint`.
     pub immediate_checkpoint: bool,
+    /// `data.jobs`: threads compressing the tarballs (0 or 1: one).
+    pub jobs: usize,
     /// Counts the bytes put into the tarballs as they go.
     pub progress: Progress,
 }
@@ -277,6 +279,11 @@ async fn copy_and_stop(
     info: &mut BackupInfo,
 ) -> Result<(), BaseBackupError> {
     let mut size = 0;
+    let tar_options = TarOptions {
+        compression: options.compression,
+        jobs: options.jobs,
+        progress: options.progress.clone(),
+    };
     let spaces = tablespaces(client).await?;
     info.set_tablespaces(&spaces);
     for ts in &spaces {
@@ -286,9 +293,8 @@ async fn copy_and_stop(
             &key,
             Path::new(&ts.location),
             false,
-            options.compression,
+            &tar_options,
             Trailer::fixed(vec![]),
-            options.progress.clone(),
         )
         .await;
         match up {
@@ -306,15 +312,7 @@ async fn copy_and_stop(
         files: files_rx,
     };
     let key = server.data_tar_key(id, options.compression);
-    let upload = upload_tar_with_trailer(
-        store,
-        &key,
-        pgdata,
-        true,
-        options.compression,
-        trailer,
-        options.progress.clone(),
-    );
+    let upload = upload_tar_with_trailer(store, &key, pgdata, true, &tar_options, trailer);
     let stopper = async {
         // Stop the backup whether the walk finished or failed (the sender is then dropped).
         let _ = walked_rx.await;

@@ -3,7 +3,8 @@
 //! recreates (WAL, temporary and runtime files), `global/pg_control` last, and the
 //! `backup_label` / `tablespace_map` returned by `pg_backup_stop` added at the end; one
 //! `<oid>.tar[.ext]` per tablespace. The `pg_backup_start`/`pg_backup_stop` calls are the
-//! caller's.
+//! caller's. With `jobs` > 1 a gzip tarball is compressed on that many threads, still as one
+//! gzip member (see [`crate::parallel_gzip`]), so barman-cloud-restore reads it as before.
 
 use crate::compression::{Compression, Encoder};
 use crate::store::{ByteStream, ObjectStore, StoreError};
@@ -282,29 +283,47 @@ pub async fn upload_tar(
     compression: Option<Compression>,
     extra_files: Vec<(String, Vec<u8>)>,
 ) -> Result<TarUpload, TarError> {
+    let options = TarOptions {
+        compression,
+        ..TarOptions::default()
+    };
     upload_tar_with_trailer(
         store,
         key,
         root,
         is_pgdata,
-        compression,
+        &options,
         Trailer::fixed(extra_files),
-        Progress::default(),
     )
     .await
 }
 
-/// [`upload_tar`] with the files to append delivered later through a [`Trailer`], counting
-/// the bytes put in the tar into `progress`.
+/// How a tarball is compressed, and where its progress is counted.
+#[derive(Debug, Clone, Default)]
+pub struct TarOptions {
+    /// The compression (`data.compression`).
+    pub compression: Option<Compression>,
+    /// Compression threads (`data.jobs`; 0 and 1 both mean one, on the tar's own thread).
+    pub jobs: usize,
+    /// Counts the bytes put in the tar.
+    pub progress: Progress,
+}
+
+/// [`upload_tar`] with the files to append delivered later through a [`Trailer`], compressed
+/// on `options.jobs` threads, counting the bytes put in the tar into `options.progress`.
 pub async fn upload_tar_with_trailer(
     store: &dyn ObjectStore,
     key: &str,
     root: &Path,
     is_pgdata: bool,
-    compression: Option<Compression>,
+    options: &TarOptions,
     trailer: Trailer,
-    progress: Progress,
 ) -> Result<TarUpload, TarError> {
+    let TarOptions {
+        compression,
+        jobs,
+        progress,
+    } = options.clone();
     let (tx, rx) = mpsc::channel::<Result<Bytes, StoreError>>(8);
     let root_owned = root.to_path_buf();
     let error_tx = tx.clone();
@@ -318,7 +337,7 @@ pub async fn upload_tar_with_trailer(
                 tx,
                 buf: Vec::with_capacity(CHUNK),
             };
-            let encoder = Encoder::maybe(compression, sink).map_err(io_err)?;
+            let encoder = Encoder::parallel(compression, jobs, sink).map_err(io_err)?;
             let counting = CountingWriter {
                 inner: encoder,
                 count: 0,

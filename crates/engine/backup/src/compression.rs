@@ -3,8 +3,13 @@
 //! *framing* format python-snappy's `stream_compress` writes), zstd (`.zst`, zstd frames) and
 //! lz4 (`.lz4`, the lz4 frame format).
 
+use crate::parallel_gzip::ParallelGzEncoder;
 use pgherd_api::barman::{DataCompression, WalCompression};
 use std::io::{self, Read, Write};
+
+/// The gzip level of every gzip stream the engine writes (Python's `gzip` module, which
+/// barman-cloud uses, defaults to 9; pgBackRest and `gzip` itself to 6).
+pub const GZIP_LEVEL: u32 = 6;
 
 /// A compression algorithm barman-cloud knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,6 +138,8 @@ pub enum Encoder<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
     /// lz4 frame
     Lz4(lz4_flex::frame::FrameEncoder<W>),
+    /// gzip compressed in blocks on several threads (one gzip member all the same)
+    ParallelGzip(ParallelGzEncoder<W>),
     /// no compression
     Plain(W),
 }
@@ -151,7 +158,7 @@ impl<W: Write> Encoder<W> {
             // zstd level 3; the formats do not depend on the level.
             Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
                 inner,
-                flate2::Compression::new(6),
+                flate2::Compression::new(GZIP_LEVEL),
             )),
             Compression::Bzip2 => Encoder::Bzip2(bzip2::write::BzEncoder::new(
                 inner,
@@ -172,6 +179,18 @@ impl<W: Write> Encoder<W> {
         }
     }
 
+    /// Compresses with `compression` on `jobs` threads where the format allows it without
+    /// changing what readers see (gzip: one member compressed in blocks, see
+    /// [`crate::parallel_gzip`]); otherwise as [`Encoder::maybe`].
+    pub fn parallel(compression: Option<Compression>, jobs: usize, inner: W) -> io::Result<Self> {
+        match compression {
+            Some(Compression::Gzip) if jobs > 1 => Ok(Encoder::ParallelGzip(
+                ParallelGzEncoder::new(inner, GZIP_LEVEL, jobs)?,
+            )),
+            _ => Self::maybe(compression, inner),
+        }
+    }
+
     /// Writes the end of the stream and returns the inner writer.
     pub fn finish(self) -> io::Result<W> {
         match self {
@@ -181,6 +200,7 @@ impl<W: Write> Encoder<W> {
             Encoder::Snappy(e) => e.into_inner().map_err(|e| e.into_error()),
             Encoder::Zstd(e) => e.finish(),
             Encoder::Lz4(e) => e.finish().map_err(io::Error::other),
+            Encoder::ParallelGzip(e) => e.finish(),
             Encoder::Plain(w) => Ok(w),
         }
     }
@@ -195,6 +215,7 @@ impl<W: Write> Write for Encoder<W> {
             Encoder::Snappy(e) => e.write(buf),
             Encoder::Zstd(e) => e.write(buf),
             Encoder::Lz4(e) => e.write(buf),
+            Encoder::ParallelGzip(e) => e.write(buf),
             Encoder::Plain(w) => w.write(buf),
         }
     }
@@ -207,6 +228,7 @@ impl<W: Write> Write for Encoder<W> {
             Encoder::Snappy(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
             Encoder::Lz4(e) => e.flush(),
+            Encoder::ParallelGzip(e) => e.flush(),
             Encoder::Plain(w) => w.flush(),
         }
     }

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod catalog_summary;
 pub mod compression;
 pub mod layout;
+pub mod parallel_gzip;
 pub mod pylit;
 pub mod restore;
 pub mod retention;

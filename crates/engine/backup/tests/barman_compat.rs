@@ -2,13 +2,14 @@
 //! `scripts/install.sh`) against a real S3-compatible server (moto): barman restores what
 //! pgherd archived, pgherd restores what barman archived at the same keys, barman's empty
 //! archive check and backup list read pgherd's objects, and `barman-cloud-restore` unpacks a
-//! base backup pgherd wrote.
+//! base backup pgherd wrote, also one compressed on several threads (block-parallel gzip),
+//! which `gzip -t` and `tar -tzf` accept too.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
 use common::MotoStores as _;
 
-use pgherd_backup::base_backup::upload_tar;
+use pgherd_backup::base_backup::{upload_tar, upload_tar_with_trailer, TarOptions, Trailer};
 use pgherd_backup::catalog::{put_backup_info, BackupCatalog};
 use pgherd_backup::layout::{BackupId, ServerPrefix, WalFileName};
 use pgherd_backup::store::ObjectStore;
@@ -250,6 +251,147 @@ async fn barman_cloud_lists_and_restores_a_pgherd_base_backup() {
             std::fs::read(ours.join(f)).unwrap(),
             std::fs::read(restore_to.join(f)).unwrap(),
             "{f}"
+        );
+    }
+}
+
+/// Files of several sizes, compressible and not, some far larger than a compression block.
+fn big_pgdata(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut state = 0x853c_49e6_748f_ea9b_u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
+            .collect()
+    };
+    let mut files = vec![
+        ("PG_VERSION".to_string(), b"16\n".to_vec()),
+        ("global/pg_control".to_string(), b"control".to_vec()),
+        ("base/1/empty".to_string(), Vec::new()),
+        ("base/1/one".to_string(), b"x".to_vec()),
+    ];
+    for (i, size) in [
+        3 * 1024 * 1024 + 17,
+        256 * 1024,
+        256 * 1024 - 1,
+        1_000_000,
+        8 * 1024 * 1024,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // Half the files noise, half pages of a repeated row (like table data).
+        let content = if i % 2 == 0 {
+            noise(size)
+        } else {
+            b"row 42 | pgherd | 2024-01-31 | "
+                .iter()
+                .copied()
+                .cycle()
+                .take(size)
+                .collect()
+        };
+        files.push((format!("base/5/{}", 16384 + i), content));
+    }
+    for (name, content) in &files {
+        let p = root.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barman_cloud_gzip_and_tar_read_a_backup_compressed_on_several_threads() {
+    let moto = common::Moto::start();
+    moto.create_bucket("compat");
+    let store = moto.store("compat", "pg");
+    let server = ServerPrefix::new("pg", "main").unwrap();
+    let pgdata = tempfile::tempdir().unwrap();
+    let files = big_pgdata(pgdata.path());
+
+    let id: BackupId = "20240201T101010".parse().unwrap();
+    let label = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2024-02-01 10:10:10 UTC\nLABEL: barman_20240201T101010\nSTART TIMELINE: 1\n";
+    let key = server.data_tar_key(&id, Some(Compression::Gzip));
+    let options = TarOptions {
+        compression: Some(Compression::Gzip),
+        jobs: 3,
+        ..TarOptions::default()
+    };
+    let tar = upload_tar_with_trailer(
+        &store,
+        &key,
+        pgdata.path(),
+        true,
+        &options,
+        Trailer::fixed(vec![("backup_label".into(), label.as_bytes().to_vec())]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(options.progress.bytes(), tar.content_size);
+
+    let mut info = BackupInfo::new();
+    info.set_status(BackupStatus::Done);
+    info.set_backup_label(Some(label));
+    info.set_begin("000000010000000000000002", "0/2000028", 40);
+    info.set_end("000000010000000000000002", "0/2000100", 256);
+    info.set_begin_time(time::macros::datetime!(2024-02-01 10:10:10 UTC));
+    info.set_end_time(time::macros::datetime!(2024-02-01 10:10:13 UTC));
+    info.set_timeline(1);
+    info.set_version(160002);
+    info.set_systemid("7331553211246551063");
+    info.set_size(tar.content_size);
+    info.set_compression(Some("gzip"));
+    info.set_source(pgdata.path().to_str().unwrap(), "cloud");
+    put_backup_info(&store, &server, &id, &info).await.unwrap();
+
+    // The object is one gzip member `gzip -t` accepts, with a tar `tar -tzf` lists.
+    let target = tempfile::tempdir().unwrap();
+    let object = target.path().join("data.tar.gz");
+    std::fs::write(&object, store.get(&key).await.unwrap()).unwrap();
+    let run = |cmd: &str, args: &[&str]| {
+        let out = Command::new(cmd).args(args).output().unwrap();
+        ok(&out, cmd);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run("gzip", &["-t", object.to_str().unwrap()]);
+    let listing = run("tar", &["-tzf", object.to_str().unwrap()]);
+    for (name, _) in &files {
+        assert!(
+            listing.lines().any(|l| l == name),
+            "{name} not in {listing}"
+        );
+    }
+
+    // barman-cloud-restore (Python's tarfile, streaming) and pgherd restore the same files.
+    let theirs = target.path().join("barman");
+    let out = barman(
+        &moto,
+        "barman-cloud-restore",
+        &[DEST, "main", "20240201T101010", theirs.to_str().unwrap()],
+    );
+    ok(&out, "barman-cloud-restore");
+    let ours = target.path().join("ours");
+    pgherd_backup::restore::restore_backup(&store, &server, "latest", &ours, &Default::default())
+        .await
+        .unwrap();
+    for (name, content) in files
+        .iter()
+        .chain([("backup_label".to_string(), label.as_bytes().to_vec())].iter())
+    {
+        assert_eq!(
+            &std::fs::read(theirs.join(name)).unwrap(),
+            content,
+            "{name}, barman"
+        );
+        assert_eq!(
+            &std::fs::read(ours.join(name)).unwrap(),
+            content,
+            "{name}, pgherd"
         );
     }
 }

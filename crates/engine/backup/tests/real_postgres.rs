@@ -83,6 +83,8 @@ fn backup_archive_and_restore_a_real_server() {
             backup_name: Some("backup-test".into()),
             compression: Some(Compression::Gzip),
             immediate_checkpoint: true,
+            // Compressed on 3 threads: the restore below reads the block-parallel gzip.
+            jobs: 3,
             progress: Progress::default(),
         };
         let estimate = estimated_size(&pg.pgdata, true);

@@ -202,6 +202,7 @@ async fn backup(
         backup_name: request.backup_name.clone(),
         compression: target.data_compression(),
         immediate_checkpoint: target.immediate_checkpoint(),
+        jobs: target.data_jobs(),
         progress,
     };
     let (id, info) = take_base_backup(&client, &store, &server, &request.pgdata, &options)
