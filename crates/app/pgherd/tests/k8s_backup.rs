@@ -4,7 +4,7 @@
 //! password; WAL reaches the bucket (`ContinuousArchiving` True); `kubectl cnpg backup` makes
 //! a Backup that the operator has an instance take over the instance protocol, completed with
 //! CloudNativePG's status fields and found in the object store's catalog; the Cluster's
-//! status records it; new Clusters recover from the Backup and from the store
+//! status records it; a Database object is created and, deleted, dropped; new Clusters recover from the Backup and from the store
 //! (`externalClusters`); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -17,7 +17,7 @@ use pgherd_testkit::moto::{Moto, ACCESS_KEY, SECRET_KEY};
 use std::time::Duration;
 
 #[test]
-fn a_cluster_on_kubernetes_archives_wal_takes_a_backup_and_manages_its_roles() {
+fn a_cluster_on_kubernetes_archives_backs_up_recovers_and_manages_roles_and_databases() {
     if !kubelet_available() {
         return;
     }
@@ -133,6 +133,50 @@ spec:
         row.get::<_, bool>(0)
     });
     assert!(answer, "inRoles applied");
+
+    // A Database object: created by the primary, its status applied; deleted with
+    // databaseReclaimPolicy delete, the database is dropped before the object goes.
+    sim.apply(
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: inventory\nspec:\n  name: inventory\n  owner: app\n  databaseReclaimPolicy: delete\n  cluster:\n    name: pg\n",
+    )
+    .unwrap();
+    let database = sim.eventually("the Database applied", 60, || {
+        let d = sim.json(&["get", "database", "inventory"])?;
+        (d.pointer("/status/applied")? == &serde_json::Value::Bool(true)).then_some(d)
+    });
+    assert_eq!(
+        database
+            .pointer("/metadata/finalizers/0")
+            .and_then(|f| f.as_str()),
+        Some("cnpg.io/deleteDatabase")
+    );
+    let exists = |sim: &Sim| -> bool {
+        sim.runtime.block_on(async {
+            let c = connect_soon(&rw, &password).await.expect("-rw answers");
+            c.query_one(
+                "SELECT count(*) FROM pg_database WHERE datname = 'inventory'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+                == 1
+        })
+    };
+    assert!(
+        exists(&sim),
+        "the Database object's database was not created"
+    );
+    sim.kubectl(&["delete", "database", "inventory", "--wait=false"]);
+    sim.eventually("the Database object gone", 60, || {
+        sim.json(&["get", "database", "inventory"])
+            .is_none()
+            .then_some(())
+    });
+    assert!(
+        !exists(&sim),
+        "databaseReclaimPolicy delete left the database"
+    );
 
     // WAL reaches the bucket.
     sim.kubectl(&["cnpg", "psql", "pg", "--", "-Atc", "SELECT pg_switch_wal()"]);

@@ -117,15 +117,15 @@ fn the_operator_makes_a_clusters_objects_and_status() {
     assert!(sim.json(&["get", "pod", "archived-1"]).is_none());
 
     // Kinds the operator does not run yet say so in their status.
-    let database = sim.dir.path().join("database.yaml");
+    let publication = sim.dir.path().join("publication.yaml");
     std::fs::write(
-        &database,
-        "apiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: inventory\nspec:\n  name: inventory\n  owner: shopper\n  cluster:\n    name: pg\n",
+        &publication,
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Publication\nmetadata:\n  name: orders\nspec:\n  name: orders\n  dbname: shop\n  cluster:\n    name: pg\n  target:\n    allTables: true\n",
     )
     .unwrap();
-    sim.kubectl(&["apply", "-f", database.to_str().unwrap()]);
-    let said = sim.eventually("the Database's status", 30, || {
-        let d = sim.json(&["get", "database", "inventory"])?;
+    sim.kubectl(&["apply", "-f", publication.to_str().unwrap()]);
+    let said = sim.eventually("the Publication's status", 30, || {
+        let d = sim.json(&["get", "publication", "orders"])?;
         str_at(&d, "/status/message").map(str::to_string)
     });
     assert!(said.contains("not reconciled"), "{said}");

@@ -2,8 +2,11 @@
 //! (managed roles), and the primary's results back as the Cluster's status. The platform only
 //! resolves where passwords are.
 
-use pgherd_api::cluster::{ManagedRoles, RoleConfiguration};
-use pgherd_instance_protocol::{ApplyResult, PasswordSource, RoleSpec};
+use pgherd_api::cluster::{EnsureOption, ManagedRoles, RoleConfiguration};
+use pgherd_api::Database;
+use pgherd_instance_protocol::{
+    ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
+};
 use std::collections::BTreeMap;
 
 /// The Secret key a managed role's password is read from (CloudNativePG's `kubernetes.io/
@@ -33,6 +36,57 @@ pub fn role_spec(r: &RoleConfiguration, present: bool, password: PasswordSource)
         valid_until: r.valid_until.clone(),
         in_roles: r.in_roles.clone().unwrap_or_default(),
         password,
+    }
+}
+
+fn present(ensure: Option<EnsureOption>) -> bool {
+    ensure != Some(EnsureOption::Absent)
+}
+
+/// The `Database` object `object` as the primary's manager applies it; `dropping`: it is
+/// being deleted with `databaseReclaimPolicy: delete`, so the database goes too.
+pub fn database_spec(object: &str, d: &Database, dropping: bool) -> DatabaseSpec {
+    let s = d.spec.clone();
+    DatabaseSpec {
+        object: object.to_string(),
+        name: s.name,
+        present: present(s.ensure) && !dropping,
+        owner: s.owner,
+        template: s.template,
+        encoding: s.encoding,
+        locale: s.locale,
+        locale_provider: s.locale_provider,
+        locale_collate: s.locale_collate,
+        locale_ctype: s.locale_ctype,
+        icu_locale: s.icu_locale,
+        icu_rules: s.icu_rules,
+        builtin_locale: s.builtin_locale,
+        collation_version: s.collation_version,
+        is_template: s.is_template,
+        allow_connections: s.allow_connections,
+        connection_limit: s.connection_limit,
+        tablespace: s.tablespace,
+        schemas: s
+            .schemas
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| SchemaSpec {
+                name: x.name,
+                present: present(x.ensure),
+                owner: x.owner,
+            })
+            .collect(),
+        extensions: s
+            .extensions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|x| ExtensionSpec {
+                name: x.name,
+                present: present(x.ensure),
+                version: x.version,
+                schema: x.schema,
+            })
+            .collect(),
     }
 }
 

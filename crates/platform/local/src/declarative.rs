@@ -7,9 +7,7 @@ use crate::LocalError;
 use pgherd_api::cluster::EnsureOption;
 use pgherd_api::{Cluster, Database};
 use pgherd_instance_manager::OsUser;
-use pgherd_instance_protocol::{
-    ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
-};
+use pgherd_instance_protocol::{ApplyResult, DatabaseSpec, PasswordSource, RoleSpec};
 use std::path::Path;
 
 fn present(ensure: Option<EnsureOption>) -> bool {
@@ -156,49 +154,7 @@ pub fn databases(
         .into_iter()
         .filter(|(ns, _, d)| ns == namespace && d.spec.cluster.name == cluster)
         .map(|(_, object, d)| {
-            let being_deleted = deleting(&d);
-            let s = d.spec;
-            DatabaseSpec {
-                object,
-                name: s.name,
-                present: present(s.ensure) && !being_deleted,
-                owner: s.owner,
-                template: s.template,
-                encoding: s.encoding,
-                locale: s.locale,
-                locale_provider: s.locale_provider,
-                locale_collate: s.locale_collate,
-                locale_ctype: s.locale_ctype,
-                icu_locale: s.icu_locale,
-                icu_rules: s.icu_rules,
-                builtin_locale: s.builtin_locale,
-                collation_version: s.collation_version,
-                is_template: s.is_template,
-                allow_connections: s.allow_connections,
-                connection_limit: s.connection_limit,
-                tablespace: s.tablespace,
-                schemas: s
-                    .schemas
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|x| SchemaSpec {
-                        name: x.name,
-                        present: present(x.ensure),
-                        owner: x.owner,
-                    })
-                    .collect(),
-                extensions: s
-                    .extensions
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|x| ExtensionSpec {
-                        name: x.name,
-                        present: present(x.ensure),
-                        version: x.version,
-                        schema: x.schema,
-                    })
-                    .collect(),
-            }
+            pgherd_controller::declarative::database_spec(&object, &d, deleting(&d))
         })
         .collect())
 }

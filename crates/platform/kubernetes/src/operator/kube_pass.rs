@@ -76,6 +76,9 @@ pub(crate) struct KubePass<'a> {
     resolved: Resolved,
     /// Why the references could not be read this pass.
     reference_problem: Option<String>,
+    /// The cluster's Database objects, and what the primary applies of them.
+    databases: Vec<pgherd_api::Database>,
+    database_specs: Vec<pgherd_instance_protocol::DatabaseSpec>,
 }
 
 impl<'a> KubePass<'a> {
@@ -105,6 +108,8 @@ impl<'a> KubePass<'a> {
             conditions: Vec::new(),
             resolved: Resolved::default(),
             reference_problem: None,
+            databases: Vec::new(),
+            database_specs: Vec::new(),
         }
     }
 
@@ -152,6 +157,29 @@ impl<'a> KubePass<'a> {
         let primary = plan.current_primary.as_deref()?;
         let report = self.reports.get(primary)?;
         pgherd_controller::declarative::managed_roles_status(&report.role_results)
+    }
+
+    /// The Database objects' status from the primary's results (for the spec it applied).
+    pub(crate) async fn write_database_status(&self, plan: &Plan) {
+        let Some(primary) = plan.current_primary.as_deref() else {
+            return;
+        };
+        let Some(report) = self.reports.get(primary) else {
+            return;
+        };
+        let applied = self
+            .runtime
+            .pushed
+            .get(primary)
+            .filter(|spec| report.applied_generation >= spec.generation);
+        super::databases::write_status(
+            &self.client,
+            &self.namespace,
+            &self.databases,
+            &report.database_results,
+            applied,
+        )
+        .await;
     }
 
     /// Read what the cluster refers to; on failure push what was pushed before, and say why
@@ -570,6 +598,28 @@ impl Platform for KubePass<'_> {
             .last_report
             .retain(|name, _| self.instances.contains_key(name));
         self.resolve_references(cluster).await;
+        match super::databases::list(&self.client, &self.namespace, &self.name).await {
+            Ok(list) => {
+                self.database_specs =
+                    super::databases::specs(&self.client, &self.namespace, &list).await;
+                self.databases = list;
+            }
+            Err(e) => {
+                // Push what was pushed before rather than dropping the databases from the spec.
+                tracing::debug!(
+                    "{}/{}: cannot list Databases: {e}",
+                    self.namespace,
+                    self.name
+                );
+                self.database_specs = self
+                    .runtime
+                    .pushed
+                    .values()
+                    .find(|s| s.role == DesiredRole::Primary)
+                    .map(|s| s.databases.clone())
+                    .unwrap_or_default();
+            }
+        }
         Ok(Observed {
             observation,
             not_running,
@@ -634,7 +684,7 @@ impl Platform for KubePass<'_> {
             os_user: "postgres".into(),
             certificates: CertificatePaths::in_dir(CERTIFICATES_MOUNT.as_ref()),
             roles: self.resolved.roles.clone(),
-            databases: Vec::new(),
+            databases: self.database_specs.clone(),
             publications: Vec::new(),
             subscriptions: Vec::new(),
             monitoring: Default::default(),

@@ -17,6 +17,7 @@ mod backups;
 mod catalog;
 mod cluster_objects;
 mod credentials;
+mod databases;
 mod kube_pass;
 pub mod leader;
 mod pods;
@@ -256,6 +257,7 @@ async fn reconcile_cluster(
     let outcome = pgherd_controller::reconcile::pass(&mut platform, cluster).await?;
     let addresses = platform.pod_addresses();
     let backups = platform.backup_pass(&outcome.plan, &addresses).run().await;
+    platform.write_database_status(&outcome.plan).await;
     let conditions = platform.conditions();
     let managed_roles = platform.managed_roles_status(&outcome.plan);
     let archive = platform.archive().cloned();

@@ -35,7 +35,6 @@ fn resource<K: Resource<DynamicType = ()>>() -> ApiResource {
 /// Mark every object of the kinds not run on Kubernetes, until stopped.
 pub(crate) async fn run(client: Client) {
     let kinds = [
-        resource::<pgherd_api::Database>(),
         resource::<pgherd_api::Pooler>(),
         resource::<pgherd_api::Publication>(),
         resource::<pgherd_api::Subscription>(),
