@@ -547,8 +547,7 @@ pub fn instance_pod(
     })
 }
 
-/// Copied from the Cluster onto its pods: a changed value rolls them (`kubectl cnpg restart`).
-pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+pub use pgherd_controller::operations::RESTARTED_AT_ANNOTATION as RESTARTED_AT;
 
 /// The labels a pod of `instance` must carry for `role` (what the operator patches when the
 /// primary changes): `cnpg.io/instanceRole` and the legacy `role`.

@@ -19,9 +19,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Annotations pinning endpoint ports (`"5432"`); otherwise free ports are allocated once.
-/// Annotation whose change rolls every instance (`kubectl cnpg restart`, `local restart`).
-pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
+pub use pgherd_controller::operations::RESTARTED_AT_ANNOTATION;
 
 /// File in the cluster directory holding a requested switchover's target (`local promote`).
 pub const PROMOTE_REQUEST: &str = "promote-request";

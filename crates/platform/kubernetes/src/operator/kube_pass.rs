@@ -38,9 +38,7 @@ const MANAGER_TIMEOUT: Duration = Duration::from_millis(800);
 /// answer; the margin covers clock rates and scheduling.
 const LEASE_MARGIN: Duration = Duration::from_millis(500);
 
-/// The annotation `kubectl cnpg restart` (and `kubectl rollout restart`-style tools) set on the
-/// Cluster: a new value rolls every instance.
-pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+use pgherd_controller::operations::RESTARTED_AT_ANNOTATION as RESTARTED_AT;
 
 /// Where an instance's files are, as its manager sees them inside the pod.
 fn placement() -> Placement {
@@ -775,6 +773,22 @@ impl Platform for KubePass<'_> {
         self.note_outdated_pods(cluster, plan);
         if let Some(condition) = self.archiving_condition(cluster, plan) {
             self.conditions.push(condition);
+        }
+        if cluster
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(pgherd_controller::operations::HIBERNATION_ANNOTATION))
+            .is_some_and(|v| v == "on")
+        {
+            // Accepted but not done would be a silent lie: say so where CloudNativePG reports
+            // hibernation.
+            self.conditions.push(ConditionInput {
+                condition_type: pgherd_controller::operations::HIBERNATION_ANNOTATION.into(),
+                status: false,
+                reason: "NotSupported".into(),
+                message: "pgherd does not hibernate clusters yet: the instances keep running (remove the annotation or scale down instead)".into(),
+            });
         }
         Ok(errors)
     }
