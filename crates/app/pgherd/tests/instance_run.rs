@@ -80,6 +80,7 @@ fn test_spec(
         name: name.into(),
         generation: 1,
         pgdata: dir.join("pgdata"),
+        wal_dir: None,
         socket_dir: dir.join("run"),
         log_dir: dir.join("log"),
         port: free_port(),

@@ -56,6 +56,8 @@ spec:
   imageName: ghcr.io/cloudnative-pg/postgresql:15
   storage:
     size: 1Gi
+  walStorage:
+    size: 1Gi
   managed:
     roles:
       - name: reporting
@@ -90,6 +92,23 @@ spec:
         str_at(&status, "/status/phaseReason").is_none(),
         "{status:#}"
     );
+    // walStorage: each instance's WAL on its own PVC, PGDATA's pg_wal linking there (the
+    // primary made by initdb, the replica by a clone).
+    for instance in ["pg-1", "pg-2"] {
+        assert!(sim
+            .json(&["get", "pvc", &format!("{instance}-wal")])
+            .is_some());
+        let link = sim.kubectl(&[
+            "exec",
+            instance,
+            "-c",
+            "postgres",
+            "--",
+            "readlink",
+            "/var/lib/postgresql/data/pgdata/pg_wal",
+        ]);
+        assert_eq!(link.trim(), "/var/lib/postgresql/wal/pg_wal", "{instance}");
+    }
     let rw = sim.json(&["get", "service", "pg-rw"]).unwrap();
     let rw = str_at(&rw, "/spec/clusterIP").unwrap().to_string();
     let password = sim.secret_value("pg-app", "password");
@@ -314,7 +333,7 @@ spec:
         moto.endpoint()
     );
     sim.apply(&format!(
-        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-backup\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      backup:\n        name: first\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-store\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      source: origin\n  externalClusters:\n    - name: origin\n      barmanObjectStore:\n        serverName: pg\n        {}",
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-backup\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  walStorage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      backup:\n        name: first\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-store\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      source: origin\n  externalClusters:\n    - name: origin\n      barmanObjectStore:\n        serverName: pg\n        {}",
         store.replace("\n      ", "\n        ")
     ))
     .unwrap();

@@ -217,6 +217,28 @@ fn write_tar<W: Write>(
             if is_dir {
                 stack.push(rel_path.clone());
             }
+            // An excluded directory kept elsewhere (`pg_wal` on its own volume) is written as
+            // the empty directory it stands for, as pg_basebackup does: its link's target
+            // means nothing where the backup is restored.
+            let top_level = rel_path.components().count() == 1;
+            if is_pgdata && top_level && meta.file_type().is_symlink() {
+                let name = rel_path.to_str().unwrap_or_default();
+                if EXCLUDED_CONTENTS.contains(&name) {
+                    let mut header = tar::Header::new_gnu();
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_size(0);
+                    header.set_mode(0o700);
+                    header.set_mtime(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs()),
+                    );
+                    header.set_cksum();
+                    tar.append_data(&mut header, &rel_path, io::empty())
+                        .map_err(read_err(&path))?;
+                    continue;
+                }
+            }
             match tar.append_path_with_name(&path, &rel_path) {
                 Ok(()) => {}
                 // Files removed while the backup runs are fine (PostgreSQL recreates them).
@@ -415,5 +437,43 @@ mod tests {
         assert!(excluded(Path::new("base/pgsql_tmp"), true));
         assert!(!excluded(Path::new("base/1/1259"), false));
         assert!(!excluded(Path::new("postgresql.conf"), false));
+    }
+
+    #[test]
+    fn a_linked_pg_wal_is_written_as_an_empty_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pgdata, wal) = (tmp.path().join("pgdata"), tmp.path().join("wal"));
+        std::fs::create_dir_all(pgdata.join("base")).unwrap();
+        std::fs::create_dir_all(&wal).unwrap();
+        std::fs::write(wal.join("000000010000000000000001"), "segment").unwrap();
+        std::fs::write(pgdata.join("PG_VERSION"), "15\n").unwrap();
+        std::os::unix::fs::symlink(&wal, pgdata.join("pg_wal")).unwrap();
+        let out = write_tar(&pgdata, true, Trailer::fixed(Vec::new()), Vec::new()).unwrap();
+        let mut archive = tar::Archive::new(out.as_slice());
+        let entries: Vec<(String, tar::EntryType)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                )
+            })
+            .collect();
+        let wal_entry = entries
+            .iter()
+            .find(|(p, _)| p.trim_end_matches('/') == "pg_wal");
+        assert_eq!(
+            wal_entry.map(|(_, t)| *t),
+            Some(tar::EntryType::Directory),
+            "{entries:?}"
+        );
+        assert!(
+            !entries
+                .iter()
+                .any(|(p, _)| p.contains("000000010000000000000001")),
+            "WAL segments are not part of a base backup"
+        );
     }
 }

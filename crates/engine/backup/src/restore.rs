@@ -252,6 +252,13 @@ pub async fn restore_backup(
     };
     unpack_dir(dest)?;
     unpack_tar(store, &data_key, data_compression, dest).await?;
+    // A backup of data whose `pg_wal` was a link (WAL on its own volume, taken by a tool that
+    // kept the link) restores with a directory: the link's target is not here.
+    let wal = dest.join("pg_wal");
+    if std::fs::symlink_metadata(&wal).is_ok_and(|m| m.file_type().is_symlink()) {
+        let _ = std::fs::remove_file(&wal);
+    }
+    unpack_dir(&wal.join("archive_status"))?;
     let tablespaces = entry.info.tablespaces().unwrap_or_default();
     for ts in tablespaces {
         let Some((key, compression)) = find(&format!("{}.tar", ts.oid)) else {

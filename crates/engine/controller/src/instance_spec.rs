@@ -31,6 +31,8 @@ pub struct Address {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
     pub pgdata: PathBuf,
+    /// WAL's own directory (`walStorage`), if any.
+    pub wal_dir: Option<PathBuf>,
     pub socket_dir: PathBuf,
     pub log_dir: PathBuf,
 }
@@ -222,6 +224,7 @@ impl SpecContext<'_> {
             name: instance.name.clone(),
             generation: 0,
             pgdata: place.pgdata.clone(),
+            wal_dir: place.wal_dir.clone(),
             socket_dir: place.socket_dir.clone(),
             log_dir: place.log_dir.clone(),
             listen_host: address.host.clone(),

@@ -36,6 +36,7 @@ pub mod supervisor;
 pub mod tls;
 pub mod upstream;
 pub mod wal;
+pub mod wal_dir;
 
 pub use binaries::PgBinaries;
 pub use error::InstanceError;

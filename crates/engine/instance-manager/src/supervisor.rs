@@ -258,8 +258,17 @@ async fn converge(
             state.written_config = None;
         }
     }
+    if let Some(wal_dir) = &spec.wal_dir {
+        // A crash between the old `pg_wal` going and its link being made: finish it.
+        if pg.is_initialized() && std::fs::symlink_metadata(pg.pgdata.join("pg_wal")).is_err() {
+            crate::wal_dir::relocate(&pg.pgdata, wal_dir)?;
+        }
+    }
     if !pg.is_initialized() {
         create_data(&pg, spec).await?;
+        if let Some(wal_dir) = &spec.wal_dir {
+            crate::wal_dir::relocate(&pg.pgdata, wal_dir)?;
+        }
         // A new cluster checks its archive is empty before it first archives; a copy of
         // another instance is not a new cluster.
         let flag = crate::wal::CHECK_EMPTY_WAL_ARCHIVE;

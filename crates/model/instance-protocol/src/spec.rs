@@ -181,6 +181,10 @@ pub struct InstanceSpec {
     /// Bumped by the controller on every change, echoed in status once applied.
     pub generation: u64,
     pub pgdata: PathBuf,
+    /// Where WAL is kept when it has a volume of its own (`walStorage`): PGDATA's `pg_wal`
+    /// links there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_dir: Option<PathBuf>,
     pub socket_dir: PathBuf,
     pub log_dir: PathBuf,
     /// The address PostgreSQL and the instance manager listen on (loopback unless the

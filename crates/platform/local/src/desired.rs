@@ -264,6 +264,8 @@ impl ClusterContext<'_> {
             },
         };
         let place = Placement {
+            // One machine, one filesystem: walStorage's size has no volume to size here.
+            wal_dir: None,
             pgdata: dirs.root.join("pgdata"),
             socket_dir: dirs.run.clone(),
             log_dir: dirs.log.clone(),

@@ -40,10 +40,16 @@ const LEASE_MARGIN: Duration = Duration::from_millis(500);
 
 use pgherd_controller::operations::RESTARTED_AT_ANNOTATION as RESTARTED_AT;
 
-/// Where an instance's files are, as its manager sees them inside the pod.
-fn placement() -> Placement {
+/// Where an instance's files are, as its manager sees them inside the pod (WAL on its own
+/// volume with `walStorage`).
+fn placement(cluster: &Cluster) -> Placement {
     Placement {
         pgdata: PGDATA.into(),
+        wal_dir: cluster
+            .spec
+            .wal_storage
+            .is_some()
+            .then(|| std::path::Path::new(crate::pod::WAL_MOUNT).join("pg_wal")),
         socket_dir: "/controller/run".into(),
         log_dir: "/controller/log".into(),
     }
@@ -711,7 +717,8 @@ impl Platform for KubePass<'_> {
                     continue;
                 }
             };
-            let Some(mut spec) = context.instance_spec(instance, &placement(), bootstrap) else {
+            let Some(mut spec) = context.instance_spec(instance, &placement(cluster), bootstrap)
+            else {
                 continue;
             };
             let applied = self

@@ -333,9 +333,6 @@ fn unsupported(cluster: &Cluster) -> Vec<String> {
     if cluster.is_replica() {
         refuse("spec.replica", "replica clusters");
     }
-    if spec.wal_storage.is_some() {
-        refuse("spec.walStorage", "a separate WAL volume");
-    }
     if spec.tablespaces.as_ref().is_some_and(|t| !t.is_empty()) {
         refuse("spec.tablespaces", "tablespaces");
     }
