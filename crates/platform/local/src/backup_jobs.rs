@@ -9,7 +9,7 @@ use crate::status::LocalClusterStatus;
 use crate::stores::{ClusterStore, StoreMethod, ARCHIVE_STORE_FILE};
 use crate::LocalError;
 use pgherd_api::cluster::BackupTarget;
-use pgherd_api::kinds::backup::{Backup, BackupStatus, InstanceId};
+use pgherd_api::kinds::backup::{Backup, BackupStatus};
 use pgherd_api::Cluster;
 use pgherd_instance_manager::base_backup::BackupReport;
 use pgherd_instance_manager::OsUser;
@@ -200,23 +200,13 @@ impl BackupPass<'_> {
             address.netns.as_deref(),
         )
         .map_err(|e| e.to_string())?;
-        let cfg = &store.target.configuration;
-        *status = BackupStatus {
-            phase: Some(RUNNING.into()),
-            backup_name: Some(name.to_string()),
-            started_at: Some(pgherd_backup::timestamp::rfc3339_now()),
-            method: Some(store.method.as_str().into()),
-            online: Some(true),
-            destination_path: Some(cfg.destination_path.clone()),
-            endpoint_url: cfg.endpoint_url.clone(),
-            server_name: Some(store.target.server_name.clone()),
-            major_version: self.cluster.major_version().map(|m| i64::from(m.0)),
-            instance_id: Some(InstanceId {
-                pod_name: Some(instance),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        *status = pgherd_backup::store::archive_source::started_status(
+            name,
+            store.method.as_str(),
+            &store.target,
+            self.cluster.major_version().map(|m| m.0),
+            instance,
+        );
         Ok(true)
     }
 

@@ -1,7 +1,7 @@
 //! WAL archiving and backups in a cluster's status: the `ContinuousArchiving` condition from
 //! the primary's last `archive_command` outcome, and the backup fields kept between passes.
 
-use crate::status::{LocalClusterStatus, LocalCondition};
+use crate::status::LocalClusterStatus;
 use pgherd_instance_protocol::ArchiveReport;
 
 /// What the pass knows about the cluster's archive.
@@ -48,12 +48,7 @@ pub fn apply_archive_status(
         // Nothing archived yet: say so only if it was said before.
         return;
     };
-    status.conditions.push(LocalCondition {
-        condition_type: c.condition_type,
-        status: if c.status { "True" } else { "False" }.into(),
-        reason: c.reason,
-        message: c.message,
-    });
+    status.conditions.push(c.into());
 }
 
 /// CloudNativePG's condition types.
@@ -96,12 +91,7 @@ pub fn set_last_backup_condition(status: &mut LocalClusterStatus) {
     ) else {
         return;
     };
-    status.conditions.push(LocalCondition {
-        condition_type: c.condition_type,
-        status: if c.status { "True" } else { "False" }.into(),
-        reason: c.reason,
-        message: c.message,
-    });
+    status.conditions.push(c.into());
 }
 
 #[cfg(test)]

@@ -110,6 +110,17 @@ pub struct LocalCondition {
     pub message: String,
 }
 
+impl From<pgherd_controller::cluster_status::ConditionInput> for LocalCondition {
+    fn from(c: pgherd_controller::cluster_status::ConditionInput) -> Self {
+        LocalCondition {
+            condition_type: c.condition_type,
+            status: if c.status { "True" } else { "False" }.into(),
+            reason: c.reason,
+            message: c.message,
+        }
+    }
+}
+
 /// Phase shown when nothing of the cluster runs (after `local down`, or before `local up`).
 pub const PHASE_STOPPED: &str = "Stopped";
 /// Phase shown while the control plane is down but instances still run (they outlive it).

@@ -149,3 +149,32 @@ pub fn check_method(
         _ => Ok(()),
     }
 }
+
+/// A Backup's status as it starts: taken by `instance` into `target`'s store with `method`
+/// (`barmanObjectStore` or `plugin`), of a cluster running PostgreSQL `major`.
+pub fn started_status(
+    backup: &str,
+    method: &str,
+    target: &crate::store::StoreTarget,
+    major: Option<u32>,
+    instance: String,
+) -> pgherd_api::kinds::backup::BackupStatus {
+    use pgherd_api::kinds::backup::{BackupStatus, InstanceId};
+    let cfg = &target.configuration;
+    BackupStatus {
+        phase: Some("running".into()),
+        backup_name: Some(backup.to_string()),
+        started_at: Some(crate::timestamp::rfc3339_now()),
+        method: Some(method.into()),
+        online: Some(true),
+        destination_path: Some(cfg.destination_path.clone()),
+        endpoint_url: cfg.endpoint_url.clone(),
+        server_name: Some(target.server_name.clone()),
+        major_version: major.map(i64::from),
+        instance_id: Some(InstanceId {
+            pod_name: Some(instance),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -10,9 +10,9 @@ use crate::pod::STATUS_PORT;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
 use pgherd_api::cluster::BackupTarget;
-use pgherd_api::kinds::backup::{Backup, BackupStatus, InstanceId};
+use pgherd_api::kinds::backup::{Backup, BackupStatus};
 use pgherd_api::Cluster;
-use pgherd_backup::store::archive_source::check_method;
+use pgherd_backup::store::archive_source::{check_method, started_status};
 use pgherd_controller::plan::Plan;
 use pgherd_instance_manager::status_client::{self, ClientTls};
 use pgherd_instance_protocol::{InstanceStatus, Role};
@@ -265,23 +265,13 @@ impl BackupPass<'_> {
         )
         .await?
         .ok_or_else(|| format!("instance {instance} did not start the backup"))?;
-        let cfg = &archive.target.configuration;
-        *status = BackupStatus {
-            phase: Some(RUNNING.into()),
-            backup_name: Some(name.to_string()),
-            started_at: report.started_at.clone(),
-            method: Some(archive.method.into()),
-            online: Some(true),
-            destination_path: Some(cfg.destination_path.clone()),
-            endpoint_url: cfg.endpoint_url.clone(),
-            server_name: Some(archive.target.server_name.clone()),
-            major_version: self.cluster.major_version().map(|m| i64::from(m.0)),
-            instance_id: Some(InstanceId {
-                pod_name: Some(instance),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        *status = started_status(
+            name,
+            archive.method,
+            &archive.target,
+            self.cluster.major_version().map(|m| m.0),
+            instance,
+        );
         report.fold_into(status);
         Ok(true)
     }
