@@ -60,6 +60,19 @@ pub fn segment_name(timeline: Timeline, lsn: Lsn, segment_size: u64) -> String {
     )
 }
 
+/// Whether the segment `end` (a WAL file name) is archived once `last_archived` is: the same or
+/// a later segment, whatever its timeline; `.partial` and `.history` files never count.
+pub fn archived_through(end: &str, last_archived: &str) -> bool {
+    let segment = |name: &str| {
+        (name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| name[8..].to_ascii_uppercase())
+    };
+    match (segment(end), segment(last_archived)) {
+        (Some(end), Some(archived)) => archived >= end,
+        _ => false,
+    }
+}
+
 impl serde::Serialize for Lsn {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -76,6 +89,17 @@ impl<'de> serde::Deserialize<'de> for Lsn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_segment_is_archived_once_it_or_a_later_one_is() {
+        let end = "000000010000000000000003";
+        assert!(archived_through(end, "000000010000000000000003"));
+        assert!(archived_through(end, "000000020000000000000004"));
+        assert!(!archived_through(end, "000000010000000000000002"));
+        assert!(!archived_through(end, "000000010000000000000003.partial"));
+        assert!(!archived_through(end, "00000002.history"));
+        assert!(!archived_through("garbage", "000000010000000000000009"));
+    }
 
     #[test]
     fn parse_and_print() {

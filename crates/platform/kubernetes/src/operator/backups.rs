@@ -184,21 +184,15 @@ impl BackupPass<'_> {
 
     /// Whether the primary reports `end_wal`'s segment (or a later one) archived.
     fn archived(&self, end_wal: Option<&str>) -> bool {
-        // A segment's log and number (its timeline aside); not `.partial` or `.history`.
-        let segment = |name: &str| {
-            (name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()))
-                .then(|| name[8..].to_string())
-        };
         let archived = self
             .plan
             .current_primary
             .as_deref()
             .and_then(|p| self.reports.get(p))
             .and_then(|r| r.archive.as_ref())
-            .and_then(|a| a.last_archived_wal.as_deref())
-            .and_then(segment);
-        match (end_wal.and_then(segment), archived) {
-            (Some(end), Some(archived)) => archived >= end,
+            .and_then(|a| a.last_archived_wal.as_deref());
+        match (end_wal, archived) {
+            (Some(end), Some(archived)) => pgherd_postgres::wal::archived_through(end, archived),
             _ => false,
         }
     }
