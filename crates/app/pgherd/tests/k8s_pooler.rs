@@ -6,7 +6,7 @@
 //! promote` switches over while a writer commits through the pooler: no acknowledged commit is
 //! lost and the pooler follows the new primary. `paused` pauses PgBouncer, `instances` scales
 //! the Deployment, a Pooler with an unsupported field is refused in its status with the field
-//! named, and deleting a Pooler removes its objects.
+//! named (a PodMonitor without its CRD too), and deleting a Pooler removes its objects.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -23,6 +23,8 @@ const CLUSTER: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadat
 const POOLER: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:\n  name: pg-pooler-rw\nspec:\n  cluster:\n    name: pg\n  instances: 2\n  type: rw\n  pgbouncer:\n    poolMode: transaction\n    parameters:\n      max_client_conn: \"200\"\n      default_pool_size: \"10\"\n";
 
 const REFUSED: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:\n  name: pg-pooler-custom\nspec:\n  cluster:\n    name: pg\n  pgbouncer:\n    poolMode: session\n    authQuerySecret:\n      name: my-auth\n    authQuery: SELECT usename, passwd FROM my_search($1)\n";
+
+const MONITORED: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:\n  name: pg-pooler-monitored\nspec:\n  cluster:\n    name: pg\n  monitoring:\n    enablePodMonitor: true\n  pgbouncer:\n    poolMode: session\n";
 
 /// Commits through `host` with the simple query protocol (PgBouncer 1.18 in transaction mode
 /// keeps no prepared statement across transactions) until stopped, reconnecting on failure.
@@ -315,6 +317,19 @@ fn a_pooler_on_kubernetes_pools_writes_and_follows_a_switchover() {
             .is_none(),
         "a refused Pooler got a Deployment"
     );
+    // A PodMonitor without the Prometheus Operator's CRD: said, nothing runs.
+    sim.apply(MONITORED).unwrap();
+    let said = sim.eventually("the monitored pooler's status", 60, || {
+        let p = sim.json(&["get", "pooler", "pg-pooler-monitored"])?;
+        str_at(&p, "/status/error").map(str::to_string)
+    });
+    assert!(
+        said.contains("spec.monitoring.enablePodMonitor") && said.contains("CRD"),
+        "{said}"
+    );
+    assert!(sim
+        .json(&["get", "deployment", "pg-pooler-monitored"])
+        .is_none());
 
     // Deleting the Pooler removes its objects.
     sim.kubectl(&["delete", "pooler", "pg-pooler-rw"]);

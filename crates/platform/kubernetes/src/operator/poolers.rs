@@ -2,13 +2,16 @@
 //! and every [`EVERY`] for their status). Each reconcile of a Pooler `P` of cluster `C`:
 //!
 //! 1. refuses what the Kubernetes operator does not run (custom auth and TLS Secrets, an image
-//!    catalog, PodMonitors, a parameter outside CloudNativePG's allow-list, a Pooler named like
-//!    its cluster) in the Pooler's status, each problem naming its field — nothing is applied;
+//!    catalog, TLS on the metrics port, a parameter outside CloudNativePG's allow-list, a Pooler
+//!    named like its cluster) in the Pooler's status, each problem naming its field — nothing
+//!    is applied;
 //! 2. makes `C-pooler` (`kubernetes.io/tls`): `cnpg_pooler_pgbouncer`'s client certificate,
 //!    issued by the cluster's CA once and owned by the Cluster, as CloudNativePG;
 //! 3. server-side applies `P`'s ServiceAccount, Role and RoleBinding (its pods read their Pooler
 //!    and those Secrets), Deployment (`spec.instances` replicas; the pods run
-//!    [`crate::pooler_pod`]) and Service, all owned by the Pooler (deleting it removes them);
+//!    [`crate::pooler_pod`]), Service and, with `monitoring.enablePodMonitor`, PodMonitor
+//!    (refused in the status when the Prometheus Operator's CRD is not installed), all owned by
+//!    the Pooler (deleting it removes them);
 //! 4. writes `P.status`: `instances` (the Deployment's pods, as CloudNativePG), the Secrets'
 //!    versions (`secrets.serverCA`, `clientCA`, `serverTLS`, `pgBouncerSecrets.authQuery`), and
 //!    pgherd's `phase` (`active`, `paused`, `pending`, `failed`) with `phaseReason`/`error`.
@@ -153,13 +156,6 @@ pub(crate) fn refused(pooler: &Pooler) -> Vec<String> {
         );
     }
     if let Some(m) = &spec.monitoring {
-        if m.enable_pod_monitor == Some(true) {
-            refuse(
-                "spec.monitoring.enablePodMonitor",
-                "a PodMonitor",
-                "remove it and scrape port 9127 (metrics) of the pods labelled cnpg.io/poolerName",
-            );
-        }
         if m.tls.as_ref().and_then(|t| t.enabled) == Some(true) {
             refuse(
                 "spec.monitoring.tls",
@@ -317,6 +313,10 @@ async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action,
             return Ok(Action::await_change());
         }
     };
+    if let Err(why) = pod_monitor(client, namespace, name, objects.pod_monitor.as_ref()).await? {
+        write_status(client, &pooler, not_running("failed", &why)).await?;
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
     if let Some(account) = &objects.service_account {
         apply_one(client, namespace, account).await?;
     }
@@ -353,6 +353,43 @@ async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action,
     Ok(Action::requeue(EVERY))
 }
 
+/// Apply the Pooler's PodMonitor, or delete the one it had; `Err` (said in the status) when it
+/// wants one and the PodMonitor CRD is not installed.
+async fn pod_monitor(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    monitor: Option<&Value>,
+) -> Result<Result<(), String>, OperatorError> {
+    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PodMonitor"),
+        "podmonitors",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let Some(monitor) = monitor else {
+        return match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(Ok(())),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(Ok(())),
+            Err(e) => Err(e.into()),
+        };
+    };
+    match api
+        .patch(
+            name,
+            &PatchParams::apply(super::FIELD_MANAGER).force(),
+            &Patch::Apply(monitor),
+        )
+        .await
+    {
+        Ok(_) => Ok(Ok(())),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Err(format!(
+            "Pooler {name}: spec.monitoring.enablePodMonitor: the PodMonitor CRD (monitoring.coreos.com/v1) is not installed; install the Prometheus Operator's CRDs or remove it"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn error_policy(pooler: Arc<Pooler>, error: &OperatorError, _context: Arc<Context>) -> Action {
     tracing::warn!(
         "Pooler {}/{}: {error}",
@@ -383,12 +420,9 @@ mod tests {
 
     #[test]
     fn unsupported_fields_are_refused_by_name() {
-        let p = pooler("    authQuerySecret:\n      name: s\n    authQuery: SELECT 1\n  monitoring:\n    enablePodMonitor: true\n");
+        let p = pooler("    authQuerySecret:\n      name: s\n    authQuery: SELECT 1\n  monitoring:\n    tls:\n      enabled: true\n");
         let said = refused(&p).join("\n");
-        for field in [
-            "spec.pgbouncer.authQuerySecret",
-            "spec.monitoring.enablePodMonitor",
-        ] {
+        for field in ["spec.pgbouncer.authQuerySecret", "spec.monitoring.tls"] {
             assert!(said.contains(field), "{field}: {said}");
         }
         assert!(said.contains("Pooler pg-pooler-rw"), "{said}");
