@@ -270,14 +270,15 @@ fn a_pooler_on_kubernetes_pools_writes_and_follows_a_switchover() {
         assert_eq!(one(&c, "SELECT host(inet_server_addr())").await, target_ip);
     });
 
-    // `paused`: the pods PAUSE their PgBouncer; `instances`: the Deployment scales.
+    // `paused`: the pods PAUSE their PgBouncer; a parameter is reloaded; `instances`: the
+    // Deployment scales.
     sim.kubectl(&[
         "patch",
         "pooler",
         "pg-pooler-rw",
         "--type=merge",
         "-p",
-        r#"{"spec":{"pgbouncer":{"paused":true},"instances":1}}"#,
+        r#"{"spec":{"pgbouncer":{"paused":true,"parameters":{"max_client_conn":"300"}},"instances":1}}"#,
     ]);
     sim.eventually("the pooler paused and scaled to 1", 120, || {
         let p = sim.json(&["get", "pooler", "pg-pooler-rw"])?;
@@ -296,9 +297,9 @@ fn a_pooler_on_kubernetes_pools_writes_and_follows_a_switchover() {
             .clone();
         let name = str_at(&pod, "/metadata/name")?.to_string();
         let logs = sim.kubectl_output(&["logs", &name, "-c", "pgbouncer"], None);
-        String::from_utf8_lossy(&logs.stdout)
-            .contains("PgBouncer paused")
-            .then_some(())
+        let logs = String::from_utf8_lossy(&logs.stdout).into_owned();
+        assert!(!logs.contains(&password), "a pooler pod logged a password");
+        (logs.contains("PgBouncer paused") && logs.contains("configuration reloaded")).then_some(())
     });
 
     // An unsupported field is refused in the Pooler's status, naming it; nothing runs for it.

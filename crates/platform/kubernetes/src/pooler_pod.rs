@@ -64,8 +64,15 @@ impl PodSettings {
         })
     }
 
+    /// The pod's address and its loopback (`kubectl port-forward` connects there); without
+    /// `POD_IP`, every address. PgBouncer listens on the addresses it can bind and warns about
+    /// the others (where pods share the host's network, as on kube-sim, only one pod has the
+    /// loopback).
     fn listen_addr(&self) -> String {
-        self.pod_ip.clone().unwrap_or_else(|| "*".into())
+        match &self.pod_ip {
+            Some(ip) => format!("{ip},127.0.0.1"),
+            None => "*".into(),
+        }
     }
 }
 
