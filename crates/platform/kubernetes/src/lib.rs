@@ -9,11 +9,12 @@
 //! Names and label values over Kubernetes' limits are errors, never truncated.
 //!
 //! The builders are pure: no API calls, no I/O, no async runtime. The operator ([`operator`]),
-//! its admission webhooks ([`webhook`]) and the `kubectl cnpg` plugin's calls ([`plugin`]) are
-//! the parts that talk to the API. May depend on model crates, engine and platform crates,
+//! its admission webhooks ([`webhook`]), the `kubectl cnpg` plugin's calls ([`plugin`]) and a
+//! Pooler pod's process ([`pooler_pod`]) are the parts that talk to the API. May depend on
+//! model crates, engine and platform crates,
 //! `k8s-openapi` and `kube`; never on the app.
 //!
-//! Imports: pgherd-api, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol, pgherd-postgres.
+//! Imports: pgherd-api, pgherd-backup, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol, pgherd-pooler, pgherd-postgres.
 
 mod affinity;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod pdb;
 pub mod plugin;
 pub mod pod;
 pub mod pooler;
+pub mod pooler_pod;
 mod probes;
 pub mod pvc;
 pub mod rbac;

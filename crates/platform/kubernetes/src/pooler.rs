@@ -2,8 +2,9 @@
 //! [`crate::rbac`], its PodMonitor in [`crate::monitor`]).
 //!
 //! The pods run the PgBouncer image with pgherd's binary copied in by the same init container
-//! as instances, as their first process: `/controller/manager pooler run` (the sibling of
-//! `pgherd pooler metrics`). The user's `template` is merged over the generated pod: its
+//! as instances, as their first process: `/controller/manager pooler run` (see
+//! [`crate::pooler_pod`]: it reads its Pooler and the cluster's Secrets with the pod's
+//! ServiceAccount, renders PgBouncer's files and runs PgBouncer and its exporter). The user's `template` is merged over the generated pod: its
 //! fields replace the generated ones, its `pgbouncer` container's fields replace the generated
 //! container's, other containers and volumes are added.
 
@@ -176,6 +177,8 @@ pub fn pooler_deployment(pooler: &Pooler, operator: &OperatorSettings) -> Result
             env("PGDATABASE", "pgbouncer"),
             env("PGHOST", "/controller/run"),
             env("PGHERD_LOG_FORMAT", "json"),
+            // PgBouncer and its exporter listen on the pod's address (as instances do).
+            crate::pod::field_env("POD_IP", "status.podIP"),
         ]),
         ports: Some(vec![
             ContainerPort {

@@ -1,4 +1,6 @@
-//! `pgherd pooler metrics`: the `cnpg_pgbouncer_*` exporter of one PgBouncer (wiring only).
+//! `pgherd pooler run`: a Pooler pod's first process on Kubernetes
+//! (`pgherd_kubernetes::pooler_pod`); `pgherd pooler metrics`: the `cnpg_pgbouncer_*` exporter
+//! of one PgBouncer (the local platform's). Wiring only.
 
 use anyhow::Context as _;
 use clap::Subcommand;
@@ -10,6 +12,10 @@ use std::sync::Arc;
 
 #[derive(Debug, Subcommand)]
 pub enum PoolerCommand {
+    /// Run PgBouncer in a Pooler's pod: read the Pooler and the cluster's Secrets with the pod's
+    /// ServiceAccount (`NAMESPACE`, `POOLER_NAME`, `POD_IP`), render PgBouncer's files, run it,
+    /// serve its metrics on :9127, reload on change, stop it on SIGTERM.
+    Run,
     /// Serve PgBouncer's metrics (`/metrics`) from its admin console.
     Metrics {
         /// PgBouncer's unix socket directory.
@@ -28,12 +34,15 @@ pub enum PoolerCommand {
 }
 
 pub fn run(command: PoolerCommand) -> anyhow::Result<ExitCode> {
-    let PoolerCommand::Metrics {
-        socket_dir,
-        port,
-        listen,
-        password_file,
-    } = command;
+    let (socket_dir, port, listen, password_file) = match command {
+        PoolerCommand::Run => return run_in_pod(),
+        PoolerCommand::Metrics {
+            socket_dir,
+            port,
+            listen,
+            password_file,
+        } => (socket_dir, port, listen, password_file),
+    };
     let password = std::fs::read_to_string(&password_file)
         .with_context(|| format!("cannot read {}", password_file.display()))?
         .trim()
@@ -56,4 +65,17 @@ pub fn run(command: PoolerCommand) -> anyhow::Result<ExitCode> {
             .context("metrics server")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn run_in_pod() -> anyhow::Result<ExitCode> {
+    let settings = pgherd_kubernetes::pooler_pod::PodSettings::from_env()
+        .map_err(|e| anyhow::anyhow!("pooler run: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(pgherd_kubernetes::pooler_pod::run(settings))
+        .map_err(|e| anyhow::anyhow!("pooler run: {e}"))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,9 @@
 //!   unpacks it) at `/usr/lib/postgresql/MAJOR`, its `bin` first on the PATH, user `postgres`
 //!   (uid 26) with home `/var/lib/postgresql` as in those images;
 //! - pgherd's image (`ghcr.io/pgherd/pgherd:*`): `/manager` is the built `pgherd` binary;
+//! - PgBouncer images (`ghcr.io/cloudnative-pg/pgbouncer:*`, and any image whose repository
+//!   ends in `pgbouncer`): the host's `pgbouncer` (Debian's `/usr/sbin/pgbouncer`) on the PATH,
+//!   user `pgbouncer` (uid 998) as in CloudNativePG's image;
 //! - shell images (`busybox`, `alpine`, `debian`, `ubuntu`, with or without a registry): the
 //!   host's own tools, entrypoint `/bin/sh`-less (the container's command runs as given).
 //!
@@ -113,6 +116,9 @@ impl Images {
             });
         }
         let last = repo.rsplit('/').next().unwrap_or(repo);
+        if last == "pgbouncer" {
+            return pgbouncer_image(image);
+        }
         if matches!(last, "busybox" | "alpine" | "debian" | "ubuntu") {
             return Ok(Image {
                 entrypoint: Vec::new(),
@@ -142,6 +148,25 @@ fn split_reference(image: &str) -> (&str, &str) {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (image, "latest"),
     }
+}
+
+/// PgBouncer's image: the host's `pgbouncer` on the PATH (the container's command, pgherd's
+/// `pooler run`, starts it).
+fn pgbouncer_image(image: &str) -> Result<Image, String> {
+    let installed = ["/usr/sbin", "/usr/bin", "/usr/local/bin"]
+        .iter()
+        .any(|d| Path::new(d).join("pgbouncer").is_file());
+    if !installed {
+        return Err(format!(
+            "image {image:?}: pgbouncer is not installed here (apt-get install pgbouncer)"
+        ));
+    }
+    Ok(Image {
+        entrypoint: vec!["pgbouncer".into()],
+        cmd: vec!["/etc/pgbouncer/pgbouncer.ini".into()],
+        path: SYSTEM_PATH.into(),
+        files: Vec::new(),
+    })
 }
 
 /// Where this machine has PostgreSQL `major` installed (the directory holding `bin`).
@@ -204,5 +229,11 @@ mod tests {
         assert_eq!(pgherd.files, vec![("/manager".into(), "/bin/true".into())]);
         assert!(images.resolve("busybox:1.36").is_ok());
         assert!(images.resolve("quay.io/nope/nope:1").is_err());
+        if Path::new("/usr/sbin/pgbouncer").is_file() {
+            let p = images
+                .resolve("ghcr.io/cloudnative-pg/pgbouncer:1.24.1")
+                .unwrap();
+            assert_eq!(p.entrypoint, vec!["pgbouncer".to_string()]);
+        }
     }
 }

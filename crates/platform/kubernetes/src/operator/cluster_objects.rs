@@ -26,7 +26,11 @@ pub(crate) struct Applied {
     at: Option<Instant>,
 }
 
-async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<(), OperatorError>
+pub(crate) async fn apply_one<K>(
+    client: &Client,
+    namespace: &str,
+    object: &K,
+) -> Result<(), OperatorError>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Serialize

@@ -57,7 +57,7 @@ fn pair(certificate: &PemPair) -> CertificatePair {
 }
 
 /// Create `secret` unless it exists (another writer may have made it meanwhile: theirs stays).
-async fn create(api: &Api<Secret>, secret: Option<Secret>) -> Result<(), OperatorError> {
+pub(crate) async fn create(api: &Api<Secret>, secret: Option<Secret>) -> Result<(), OperatorError> {
     let Some(secret) = secret else {
         return Ok(());
     };

@@ -702,7 +702,7 @@ impl Platform for KubePass<'_> {
             } else {
                 PasswordSource::Disabled
             },
-            pooler_auth: false,
+            pooler_auth: self.runtime.pooler_auth,
             files: self.resolved.files.clone(),
         };
         let mut pushes = tokio::task::JoinSet::new();

@@ -9,6 +9,8 @@
 //!    the same ordering and safety rules as the local platform;
 //! 4. `Cluster.status` in CloudNativePG's shape ([`status`]).
 //!
+//! Poolers have a controller of their own ([`poolers`]), run next to this one.
+//!
 //! One reconcile per Cluster at a time (kube-runtime's guarantee); Clusters reconcile
 //! concurrently, so one cluster's slow API calls or unreachable instances never delay another's
 //! failover.
@@ -21,6 +23,7 @@ mod databases;
 mod kube_pass;
 pub mod leader;
 mod pods;
+mod poolers;
 mod references;
 mod schedules;
 mod status;
@@ -86,6 +89,9 @@ pub(crate) struct ClusterRuntime {
     pub(crate) objects: cluster_objects::Applied,
     /// Reads of its backup catalog.
     pub(crate) catalog: catalog::CatalogReads,
+    /// A Pooler with the built-in authentication uses the cluster: its primary keeps
+    /// PgBouncer's auth role and `user_search` (set before each pass).
+    pub(crate) pooler_auth: bool,
 }
 
 /// A Cluster's namespace and name.
@@ -96,6 +102,8 @@ pub struct Operator {
     client: Client,
     settings: OperatorSettings,
     clusters: Mutex<HashMap<ClusterKey, Arc<tokio::sync::Mutex<ClusterRuntime>>>>,
+    /// Every Pooler, as the Pooler controller watches them.
+    poolers: std::sync::OnceLock<kube::runtime::reflector::Store<pgherd_api::Pooler>>,
 }
 
 impl std::fmt::Debug for Operator {
@@ -112,6 +120,7 @@ impl Operator {
             client,
             settings,
             clusters: Mutex::new(HashMap::new()),
+            poolers: std::sync::OnceLock::new(),
         }
     }
 
@@ -166,7 +175,11 @@ pub async fn run_leading(
 
 /// Run the operator until SIGTERM/ctrl-c.
 pub async fn run(client: Client, settings: OperatorSettings) {
-    let operator = Arc::new(Operator::new(client.clone(), settings));
+    let (pooler_controller, pooler_store) = poolers::controller(&client);
+    let operator = Operator::new(client.clone(), settings.clone());
+    let _ = operator.poolers.set(pooler_store);
+    let operator = Arc::new(operator);
+    let pooler_task = tokio::spawn(poolers::run(pooler_controller, client.clone(), settings));
     let marker = tokio::spawn(unsupported::run(client.clone()));
     let schedules = tokio::spawn(schedules::run(client.clone()));
     let clusters = Api::<Cluster>::all(client.clone());
@@ -186,6 +199,7 @@ pub async fn run(client: Client, settings: OperatorSettings) {
         .await;
     marker.abort();
     schedules.abort();
+    pooler_task.abort();
 }
 
 fn key_of(cluster: &Cluster) -> ClusterKey {
@@ -244,6 +258,13 @@ async fn reconcile_cluster(
     let client = &operator.client;
     let cluster = &checked(cluster)?;
     let credentials = credentials::ensure(client, cluster, &operator.settings).await?;
+    runtime.pooler_auth = poolers::uses_builtin_auth(
+        client,
+        operator.poolers.get(),
+        cluster.metadata.namespace.as_deref().unwrap_or("default"),
+        cluster.metadata.name.as_deref().unwrap_or_default(),
+    )
+    .await;
     cluster_objects::apply(client, cluster, &mut runtime.objects).await?;
     let controller = credentials::controller_identity(runtime, &credentials)?;
     let mut platform = kube_pass::KubePass::new(

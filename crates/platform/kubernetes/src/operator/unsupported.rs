@@ -19,13 +19,7 @@ fn message(kind: &str) -> String {
 
 /// The status patch saying so, in the fields `kind` has for it.
 fn status_patch(kind: &str) -> serde_json::Value {
-    let message = message(kind);
-    match kind {
-        "Pooler" => {
-            serde_json::json!({"status": {"phase": "failed", "phaseReason": message, "error": message}})
-        }
-        _ => serde_json::json!({"status": {"applied": false, "message": message}}),
-    }
+    serde_json::json!({"status": {"applied": false, "message": message(kind)}})
 }
 
 fn resource<K: Resource<DynamicType = ()>>() -> ApiResource {
@@ -35,7 +29,6 @@ fn resource<K: Resource<DynamicType = ()>>() -> ApiResource {
 /// Mark every object of the kinds not run on Kubernetes, until stopped.
 pub(crate) async fn run(client: Client) {
     let kinds = [
-        resource::<pgherd_api::Pooler>(),
         resource::<pgherd_api::Publication>(),
         resource::<pgherd_api::Subscription>(),
         resource::<pgherd_api::DatabaseRole>(),
