@@ -297,6 +297,15 @@ fn backup_and_point_in_time_recovery() {
     assert_eq!(status["phase"], "completed", "{backup}");
     assert_eq!(status["instanceID"]["podName"], "src-2", "{backup}");
     let backup_id = status["backupId"].as_str().unwrap().to_string();
+    // Taken on the standby, it completed only once the primary archived the segment it ends
+    // in: restorable at once.
+    let end_wal = status["endWal"].as_str().unwrap().to_string();
+    let now = local.wait_for("src", "its status", Duration::from_secs(5), |_| true);
+    assert!(
+        pgherd_postgres::wal::archived_through(&end_wal, &last_archived(&now)),
+        "completed with {end_wal} not archived (last {})",
+        last_archived(&now)
+    );
     assert!(
         status["beginWal"].is_string() && status["endLSN"].is_string(),
         "{backup}"

@@ -30,14 +30,27 @@ pub struct SpecSink {
     pub instance: String,
     /// The base backups the controller started here.
     pub backups: Arc<crate::backup_runs::BackupRuns>,
+    /// The spec may be pushed (`PUT /pg/spec`); else the platform writes its file.
+    pub accepts_pushes: bool,
 }
 
 impl SpecSink {
+    /// A manager that takes its spec over the protocol.
     pub fn new(path: PathBuf, instance: String) -> Self {
         SpecSink {
             backups: Arc::new(crate::backup_runs::BackupRuns::new(&path)),
             path,
             instance,
+            accepts_pushes: true,
+        }
+    }
+
+    /// A manager whose spec the platform writes to `path`: the controller's other calls
+    /// (backups, WAL switch) are served, pushes are not.
+    pub fn reading(path: PathBuf, instance: String) -> Self {
+        SpecSink {
+            accepts_pushes: false,
+            ..SpecSink::new(path, instance)
         }
     }
 }
@@ -56,7 +69,7 @@ fn controller_sink(
     let Some(axum::Extension(sink)) = sink else {
         return Err((
             StatusCode::NOT_FOUND,
-            "this instance manager reads its spec from a file".into(),
+            "this instance manager serves no controller calls".into(),
         ));
     };
     if identity.as_ref().and_then(|i| i.0 .0.as_deref()) != Some(CONTROLLER_COMMON_NAME) {
@@ -132,7 +145,13 @@ async fn accept_spec(
     body: axum::body::Bytes,
 ) -> (StatusCode, String) {
     let sink = match controller_sink(sink, identity) {
-        Ok(s) => s,
+        Ok(s) if s.accepts_pushes => s,
+        Ok(_) => {
+            return (
+                StatusCode::NOT_FOUND,
+                "this instance manager reads its spec from a file".into(),
+            )
+        }
         Err(answer) => return answer,
     };
     let spec: InstanceSpec = match serde_json::from_slice(&body) {

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 /// Backup phases (CloudNativePG's names).
 pub const PENDING: &str = "pending";
 pub const RUNNING: &str = "running";
+/// A standby's backup is done and waits for the primary to archive the WAL it ends in.
+pub const FINALIZING: &str = "finalizing";
 pub const COMPLETED: &str = "completed";
 pub const FAILED: &str = "failed";
 
@@ -87,9 +89,32 @@ impl BackupPass<'_> {
         )
     }
 
+    /// Whether a backup that ended in `end_wal` is restorable: taken on the primary (it waited
+    /// for its WAL to be archived), or the primary has archived that segment since.
+    fn restorable(&self, status: &BackupStatus) -> bool {
+        let taken_by = status
+            .instance_id
+            .as_ref()
+            .and_then(|i| i.pod_name.as_deref());
+        if taken_by.is_some() && taken_by == self.status.current_primary.as_deref() {
+            return true;
+        }
+        let archived = self
+            .status
+            .wal_archive
+            .as_ref()
+            .and_then(|a| a.last_archived_wal.as_deref());
+        match (status.end_wal.as_deref(), archived) {
+            (Some(end), Some(archived)) => pgherd_postgres::wal::archived_through(end, archived),
+            _ => false,
+        }
+    }
+
     /// One pass: finished jobs recorded, the next pending Backup started. Returns the names of
-    /// the Backups that finished in this pass, with their phase (completed or failed).
-    pub fn run(&self) -> Result<Vec<(String, String)>, LocalError> {
+    /// the Backups that finished in this pass, with their phase (completed or failed), and
+    /// whether the primary must close its WAL segment (a standby's backup waits for it).
+    pub fn run(&self) -> Result<(Vec<(String, String)>, bool), LocalError> {
+        let mut switch_wal = false;
         let mut finished = Vec::new();
         let mut busy = false;
         let backups = self.backups()?;
@@ -97,11 +122,15 @@ impl BackupPass<'_> {
             if terminal(&status) {
                 continue;
             }
-            if status.phase.as_deref() == Some(RUNNING) {
+            if matches!(status.phase.as_deref(), Some(RUNNING | FINALIZING)) {
                 let dir = job_dir(self.cluster_dir, &name);
                 let report = BackupReport::read(&dir.join("report.json"));
                 let alive = running_pid(&dir.join("backup.pid")).is_some();
                 apply_report(&mut status, report.as_ref(), alive, &dir);
+                if status.phase.as_deref() == Some(COMPLETED) && !self.restorable(&status) {
+                    status.phase = Some(FINALIZING.into());
+                    switch_wal = true;
+                }
                 if terminal(&status) {
                     finished.push((name.clone(), status.phase.clone().unwrap_or_default()));
                 }
@@ -129,7 +158,7 @@ impl BackupPass<'_> {
             }
             self.write_status(&name, &status)?;
         }
-        Ok(finished)
+        Ok((finished, switch_wal))
     }
 
     /// Starts the backup job (`false`: no instance is ready to take it yet); the error is the
@@ -250,6 +279,7 @@ pub(crate) async fn pass(
     ports: &BTreeMap<String, InstanceAddress>,
     archive: Option<&ClusterStore>,
     archive_problem: Option<&str>,
+    controller_tls: &pgherd_instance_manager::status_client::ClientTls,
 ) {
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let pass = crate::backup_jobs::BackupPass {
@@ -266,13 +296,30 @@ pub(crate) async fn pass(
         exe: &plane.exe,
         user: &plane.user,
     };
-    let finished = match pass.run() {
+    let (finished, switch_wal) = match pass.run() {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!("backups: {e}");
-            Vec::new()
+            (Vec::new(), false)
         }
     };
+    if switch_wal {
+        // A standby's backup is restorable once the primary archived the segment it ends in:
+        // close that segment now rather than at archive_timeout.
+        let primary = status.current_primary.as_deref().and_then(|p| ports.get(p));
+        if let Some(address) = primary {
+            if let Err(e) = pgherd_instance_manager::status_client::switch_wal(
+                &address.host.to_string(),
+                address.status,
+                controller_tls,
+                std::time::Duration::from_secs(2),
+            )
+            .await
+            {
+                tracing::debug!("switching WAL on the primary: {e}");
+            }
+        }
+    }
     for (b, phase) in &finished {
         tracing::info!("backup {b} {phase}");
         plane.metrics.backup_finished(namespace, &name, phase);

@@ -347,6 +347,7 @@ impl ClusterTask {
             &applied.ports,
             applied.archive.as_ref(),
             applied.archive_problem.as_deref(),
+            &prelude.controller.tls,
         )
         .await;
         self.plane.metrics.controller_pass("backup", true);

@@ -282,7 +282,10 @@ fn run(spec_path: &Path, pushed: Option<Pushed>) -> anyhow::Result<ExitCode> {
             (Some(spec), _) => (
                 listen(&spec.listen_host, spec.status_port, "status", &instance).await?,
                 spec.certificates.clone(),
-                None,
+                Some(http::SpecSink::reading(
+                    spec_path.to_path_buf(),
+                    instance.clone(),
+                )),
             ),
             (None, Some(p)) => (
                 listen(&required_env("POD_IP")?, p.status_port, "status", &instance).await?,
