@@ -388,11 +388,17 @@ impl Postgres {
         }
     }
 
-    /// Whether the filesystem holding PGDATA has less than [`DISK_RESERVE`] left: PostgreSQL
-    /// there cannot be relied on to write (a new WAL segment alone needs 16 MB).
+    /// Whether the filesystem holding PGDATA, or the one holding its WAL (`pg_wal` links to its
+    /// own volume with `walStorage`), has less than [`DISK_RESERVE`] left: PostgreSQL there
+    /// cannot be relied on to write (a new WAL segment alone needs 16 MB).
     pub fn disk_nearly_full(&self) -> bool {
-        nix::sys::statvfs::statvfs(&self.pgdata)
-            .is_ok_and(|v| v.blocks_available().saturating_mul(v.fragment_size()) < DISK_RESERVE)
+        [self.pgdata.clone(), self.pgdata.join("pg_wal")]
+            .iter()
+            .any(|dir| {
+                nix::sys::statvfs::statvfs(dir).is_ok_and(|v| {
+                    v.blocks_available().saturating_mul(v.fragment_size()) < DISK_RESERVE
+                })
+            })
     }
 
     /// Whether PGDATA is set up to start as a standby.
