@@ -1,7 +1,7 @@
 //! The operator installed as a user installs it, on kube-sim with its kubelet: `kubectl apply
 //! --server-side -f deploy/pgherd.yaml` runs two operator pods in `cnpg-system` from the
 //! operator image (this build's binary), under the release's ServiceAccount and ClusterRole
-//! (kube-sim enforces RBAC); a Cluster becomes healthy; the runbooks' `kubectl logs -n
+//! (kube-sim enforces RBAC); a Cluster becomes healthy; the leader serves its metrics; the runbooks' `kubectl logs -n
 //! cnpg-system deployment/cnpg-controller-manager` works; an invalid Cluster is refused by the
 //! webhook reached through its Service; the leading operator pod is deleted and the other one
 //! carries out a switchover; a new pod template is reported as not rolled yet.
@@ -82,6 +82,24 @@ fn the_release_manifest_runs_the_operator_in_the_cluster() {
         .json(&["get", "lease", "-n", "cnpg-system", "pgherd-operator"])
         .unwrap();
     let leader = str_at(&lease, "/spec/holderIdentity").unwrap().to_string();
+    // The leader serves its metrics on its pod's port 8080, under controller-runtime's names.
+    let pod = sim
+        .json(&["get", "pod", "-n", "cnpg-system", &leader])
+        .unwrap();
+    let ip = str_at(&pod, "/status/podIP").unwrap().to_string();
+    let metrics = sim.eventually("the operator's metrics", 30, || {
+        let text = http_get(&ip, 8080, "/metrics")?;
+        text.contains(
+            "controller_runtime_reconcile_total{controller=\"cluster\",result=\"success\"}",
+        )
+        .then_some(text)
+    });
+    assert!(
+        metrics.contains(
+            "pgherd_reconcile_total{namespace=\"default\",cluster=\"pg\",result=\"success\"}"
+        ),
+        "{metrics}"
+    );
     sim.kubectl(&[
         "delete",
         "pod",
@@ -126,4 +144,24 @@ fn the_release_manifest_runs_the_operator_in_the_cluster() {
             .and_then(|c| c["message"].as_str().map(str::to_string))
     });
     assert!(said.contains("pg-1") && said.contains("pg-2"), "{said}");
+}
+
+/// The body of `GET http://HOST:PORT/PATH`, if it answered 200.
+fn http_get(host: &str, port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((host, port)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    // `HTTP/1.0 200 OK` or `HTTP/1.1 200 OK`.
+    let code = head.lines().next()?.split_whitespace().nth(1)?;
+    (code == "200").then(|| body.to_string())
 }

@@ -14,6 +14,7 @@
 
 mod cache;
 pub mod collector;
+pub mod controller_metrics;
 pub mod conversion;
 pub mod duration;
 mod exporter;

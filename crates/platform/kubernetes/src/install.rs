@@ -164,6 +164,7 @@ pub fn deployment(image: &str) -> Deployment {
             "/manager".to_string(),
             "operator".to_string(),
             "--webhook-address=$(POD_IP)".to_string(),
+            "--metrics-bind-address=$(POD_IP):8080".to_string(),
         ]),
         env: Some(vec![
             env_value("OPERATOR_IMAGE_NAME", image),

@@ -37,6 +37,11 @@ pub struct OperatorOptions {
     /// Serve no admission webhooks.
     #[arg(long, conflicts_with = "webhook_url")]
     no_webhooks: bool,
+    /// Serve the operator's metrics (`/metrics`: controller-runtime's reconcile counters and
+    /// pgherd's failover, switchover and backup counters) on this address (CloudNativePG's
+    /// flag; the release passes the pod's address and port 8080).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_bind_address: Option<std::net::SocketAddr>,
 }
 
 /// The image of this build.
@@ -58,6 +63,16 @@ pub fn run(options: OperatorOptions) -> anyhow::Result<ExitCode> {
             .await
             .context("cannot reach the Kubernetes API")?;
         tracing::info!("operator started (image {})", settings.image);
+        let metrics = pgherd_kubernetes::operator::ControllerMetrics::default();
+        if let Some(address) = options.metrics_bind_address {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot serve metrics on {address}"))?;
+            tokio::spawn(pgherd_kubernetes::operator::serve_metrics(
+                listener,
+                metrics.clone(),
+            ));
+        }
         if !options.no_webhooks {
             let webhooks = pgherd_kubernetes::webhook::Webhooks::bind(
                 pgherd_kubernetes::webhook::WebhookOptions {
@@ -74,7 +89,7 @@ pub fn run(options: OperatorOptions) -> anyhow::Result<ExitCode> {
             tokio::spawn(webhooks.run(client.clone()));
         }
         if options.no_leader_election {
-            pgherd_kubernetes::operator::run(client, settings).await;
+            pgherd_kubernetes::operator::run(client, settings, metrics).await;
             return Ok(ExitCode::SUCCESS);
         }
         // The pod's name when in a pod, else this host and process.
@@ -82,9 +97,15 @@ pub fn run(options: OperatorOptions) -> anyhow::Result<ExitCode> {
             let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
             format!("{}-{}", host.trim(), std::process::id())
         });
-        pgherd_kubernetes::operator::run_leading(client, settings, &options.namespace, identity)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        pgherd_kubernetes::operator::run_leading(
+            client,
+            settings,
+            metrics,
+            &options.namespace,
+            identity,
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
         Ok(ExitCode::SUCCESS)
     })
 }

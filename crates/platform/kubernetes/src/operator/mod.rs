@@ -36,6 +36,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use pgherd_api::Cluster;
+pub use pgherd_metrics::controller_metrics::{serve as serve_metrics, ControllerMetrics};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -104,6 +105,8 @@ pub struct Operator {
     clusters: Mutex<HashMap<ClusterKey, Arc<tokio::sync::Mutex<ClusterRuntime>>>>,
     /// Every Pooler, as the Pooler controller watches them.
     poolers: std::sync::OnceLock<kube::runtime::reflector::Store<pgherd_api::Pooler>>,
+    /// Reconciles, failovers, switchovers and backups, served on `/metrics`.
+    metrics: ControllerMetrics,
 }
 
 impl std::fmt::Debug for Operator {
@@ -115,12 +118,13 @@ impl std::fmt::Debug for Operator {
 }
 
 impl Operator {
-    pub fn new(client: Client, settings: OperatorSettings) -> Self {
+    pub fn new(client: Client, settings: OperatorSettings, metrics: ControllerMetrics) -> Self {
         Operator {
             client,
             settings,
             clusters: Mutex::new(HashMap::new()),
             poolers: std::sync::OnceLock::new(),
+            metrics,
         }
     }
 
@@ -153,6 +157,7 @@ pub async fn connect() -> Result<Client, OperatorError> {
 pub async fn run_leading(
     client: Client,
     settings: OperatorSettings,
+    metrics: ControllerMetrics,
     namespace: &str,
     identity: String,
 ) -> Result<(), String> {
@@ -164,7 +169,7 @@ pub async fn run_leading(
     }
     tracing::info!("{}: leading", candidate.identity());
     tokio::select! {
-        () = run(client, settings) => {
+        () = run(client, settings, metrics) => {
             // Stopped by a signal: the other replica leads at once.
             candidate.release().await;
             Ok(())
@@ -174,9 +179,9 @@ pub async fn run_leading(
 }
 
 /// Run the operator until SIGTERM/ctrl-c.
-pub async fn run(client: Client, settings: OperatorSettings) {
+pub async fn run(client: Client, settings: OperatorSettings, metrics: ControllerMetrics) {
     let (pooler_controller, pooler_store) = poolers::controller(&client);
-    let operator = Operator::new(client.clone(), settings.clone());
+    let operator = Operator::new(client.clone(), settings.clone(), metrics);
     let _ = operator.poolers.set(pooler_store);
     let operator = Arc::new(operator);
     let pooler_task = tokio::spawn(poolers::run(pooler_controller, client.clone(), settings));
@@ -227,8 +232,15 @@ async fn reconcile(
     let mut runtime = runtime.lock().await;
     let span = tracing::info_span!("cluster", name = %format!("{}/{}", key.0, key.1));
     use tracing::Instrument as _;
+    let started = Instant::now();
     let phase = async {
         let result = reconcile_cluster(&cluster, &operator, &mut runtime).await;
+        operator.metrics.reconciled(
+            &key.0,
+            &key.1,
+            result.is_ok(),
+            started.elapsed().as_secs_f64(),
+        );
         if let Err(e) = &result {
             tracing::warn!("{e}");
             // Said where `kubectl get cluster` and `kubectl cnpg status` show it.
@@ -278,6 +290,20 @@ async fn reconcile_cluster(
     let outcome = pgherd_controller::reconcile::pass(&mut platform, cluster).await?;
     let addresses = platform.pod_addresses();
     let backups = platform.backup_pass(&outcome.plan, &addresses).run().await;
+    let (namespace, name) = key_of(cluster);
+    for finished in &backups {
+        let phase = if finished.completed {
+            "completed"
+        } else {
+            "failed"
+        };
+        operator.metrics.backup_finished(&namespace, &name, phase);
+    }
+    if let Some(switchover) = outcome.primary_changed {
+        operator
+            .metrics
+            .primary_changed(&namespace, &name, switchover);
+    }
     platform.write_database_status(&outcome.plan).await;
     let conditions = platform.conditions();
     let managed_roles = platform.managed_roles_status(&outcome.plan);
