@@ -273,6 +273,9 @@ spec:
     });
     assert!(found, "backup {id} is not in the bucket's catalog");
 
+    let events = sim.kubectl(&["describe", "cluster", "pg"]);
+    assert!(events.contains("BackupCompleted"), "{events}");
+
     // The Cluster's status records it.
     sim.eventually("lastSuccessfulBackup", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;

@@ -153,6 +153,19 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         "switchover: {target} primary and writes flowing after {:?}",
         switched.elapsed()
     );
+    // Both are in the Cluster's events, as `kubectl describe cluster` shows them.
+    sim.eventually("the failover and switchover events", 30, || {
+        let events = sim.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=pg",
+            "-o",
+            "json",
+        ]);
+        (events.contains("FailoverCompleted") && events.contains("SwitchoverCompleted"))
+            .then_some(())
+    });
     // Fencing a replica as a runbook does: its PostgreSQL stops (no longer reachable) while
     // the primary keeps committing; unfenced, it streams again.
     let fenced = ["pg-1", "pg-2", "pg-3"]

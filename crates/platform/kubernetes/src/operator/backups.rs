@@ -32,6 +32,8 @@ const MANAGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// A Backup that finished in this pass: completed or not, and when.
 #[derive(Debug, Clone)]
 pub(crate) struct Finished {
+    /// The Backup's name.
+    pub name: String,
     pub completed: bool,
     pub stopped_at: String,
 }
@@ -124,6 +126,7 @@ impl BackupPass<'_> {
                     status.phase.as_deref().unwrap_or_default()
                 );
                 finished.push(Finished {
+                    name: name.clone(),
                     completed: status.phase.as_deref() == Some(COMPLETED),
                     stopped_at: status
                         .stopped_at

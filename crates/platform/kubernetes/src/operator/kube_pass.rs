@@ -83,6 +83,8 @@ pub(crate) struct KubePass<'a> {
     /// The cluster's Database objects, and what the primary applies of them.
     databases: Vec<pgherd_api::Database>,
     database_specs: Vec<pgherd_instance_protocol::DatabaseSpec>,
+    /// The user's switchover request this pass saw.
+    request_seen: Option<String>,
 }
 
 impl<'a> KubePass<'a> {
@@ -114,6 +116,7 @@ impl<'a> KubePass<'a> {
             reference_problem: None,
             databases: Vec::new(),
             database_specs: Vec::new(),
+            request_seen: None,
         }
     }
 
@@ -128,6 +131,11 @@ impl<'a> KubePass<'a> {
     /// Conditions this platform adds to the status.
     pub(crate) fn conditions(&self) -> Vec<ConditionInput> {
         self.conditions.clone()
+    }
+
+    /// The user's switchover request this pass saw (before the pass answered it).
+    pub(crate) fn request_seen(&self) -> Option<String> {
+        self.request_seen.clone()
     }
 
     /// The cluster's archive, resolved.
@@ -511,17 +519,25 @@ impl Platform for KubePass<'_> {
         let previous = cluster.status.as_ref();
         let current = previous.and_then(|s| s.current_primary.clone());
         let stored_target = previous.and_then(|s| s.target_primary.clone());
-        // A target the operator did not write is a user's switchover request.
-        let request = match (&stored_target, &current) {
-            (Some(t), Some(c)) if t != c && self.runtime.written_target.as_ref() != Some(t) => {
-                Some(t.clone())
+        // A target the operator did not write is a user's switchover request
+        // (`kubectl cnpg promote`); it stands, in the operator's memory, until that instance is
+        // primary or the controller gives it up, as the local platform's request file does.
+        let adopted = stored_target.is_some() && self.runtime.written_target == stored_target;
+        if let (Some(t), Some(c), false) = (&stored_target, &current, adopted) {
+            if t != c {
+                self.runtime.requested_primary = Some(t.clone());
             }
-            _ => None,
-        };
-        let target = if request.is_some() {
-            current.clone()
-        } else {
+        }
+        if self.runtime.requested_primary.is_some() && self.runtime.requested_primary == current {
+            self.runtime.requested_primary = None;
+        }
+        let request = self.runtime.requested_primary.clone();
+        self.request_seen = request.clone();
+        // The target the controller decided (and wrote); a user's target is a request only.
+        let target = if adopted {
             stored_target.clone()
+        } else {
+            current.clone()
         };
         let fenced = fenced_instances(cluster);
         let now = Instant::now();
@@ -633,8 +649,9 @@ impl Platform for KubePass<'_> {
     }
 
     async fn clear_switchover_request(&mut self) -> Result<(), OperatorError> {
-        // The status written after this pass records the plan's target: the request is
-        // answered there.
+        // Done, or it names an instance that no longer exists. The status written after this
+        // pass records the plan's target.
+        self.runtime.requested_primary = None;
         Ok(())
     }
 

@@ -20,6 +20,7 @@ mod catalog;
 mod cluster_objects;
 mod credentials;
 mod databases;
+mod events;
 mod kube_pass;
 pub mod leader;
 mod pods;
@@ -84,6 +85,12 @@ pub(crate) struct ClusterRuntime {
     /// The target primary the operator last wrote to status (a different one there is a
     /// user's switchover request: `kubectl cnpg promote`).
     pub(crate) written_target: Option<String>,
+    /// The primary this operator last decided (its own memory: the cached Cluster's status
+    /// may lag behind its own writes): a change of primary is counted and reported once.
+    pub(crate) last_primary: Option<String>,
+    /// A user's pending switchover (`kubectl cnpg promote` wrote `status.targetPrimary`),
+    /// until that instance is primary or the controller gives the request up.
+    pub(crate) requested_primary: Option<String>,
     /// The controller's client certificate, for the CA that issued it.
     pub(crate) controller: Option<credentials::ControllerIdentity>,
     /// The Cluster's other objects as last applied.
@@ -107,6 +114,8 @@ pub struct Operator {
     poolers: std::sync::OnceLock<kube::runtime::reflector::Store<pgherd_api::Pooler>>,
     /// Reconciles, failovers, switchovers and backups, served on `/metrics`.
     metrics: ControllerMetrics,
+    /// Events on Clusters.
+    events: events::Events,
 }
 
 impl std::fmt::Debug for Operator {
@@ -120,11 +129,12 @@ impl std::fmt::Debug for Operator {
 impl Operator {
     pub fn new(client: Client, settings: OperatorSettings, metrics: ControllerMetrics) -> Self {
         Operator {
-            client,
             settings,
             clusters: Mutex::new(HashMap::new()),
             poolers: std::sync::OnceLock::new(),
             metrics,
+            events: events::Events::new(client.clone()),
+            client,
         }
     }
 
@@ -290,25 +300,13 @@ async fn reconcile_cluster(
     let outcome = pgherd_controller::reconcile::pass(&mut platform, cluster).await?;
     let addresses = platform.pod_addresses();
     let backups = platform.backup_pass(&outcome.plan, &addresses).run().await;
-    let (namespace, name) = key_of(cluster);
-    for finished in &backups {
-        let phase = if finished.completed {
-            "completed"
-        } else {
-            "failed"
-        };
-        operator.metrics.backup_finished(&namespace, &name, phase);
-    }
-    if let Some(switchover) = outcome.primary_changed {
-        operator
-            .metrics
-            .primary_changed(&namespace, &name, switchover);
-    }
     platform.write_database_status(&outcome.plan).await;
     let conditions = platform.conditions();
     let managed_roles = platform.managed_roles_status(&outcome.plan);
     let archive = platform.archive().cloned();
+    let requested = platform.request_seen();
     drop(platform);
+    report(operator, cluster, runtime, &outcome, &backups, requested).await;
     let catalog = runtime
         .catalog
         .step(archive.as_ref(), !backups.is_empty())
@@ -323,6 +321,51 @@ async fn reconcile_cluster(
     runtime.written_target = outcome.plan.target_primary.clone();
     status::write(client, cluster, &outcome, facts).await?;
     Ok(outcome.plan.phase)
+}
+
+/// Count and publish what a pass did: finished backups, and a change of primary (as a
+/// switchover when it went where a user asked).
+async fn report(
+    operator: &Operator,
+    cluster: &Cluster,
+    runtime: &mut ClusterRuntime,
+    outcome: &pgherd_controller::reconcile::PassOutcome,
+    backups: &[backups::Finished],
+    requested: Option<String>,
+) {
+    let (namespace, name) = key_of(cluster);
+    for finished in backups {
+        let phase = if finished.completed {
+            "completed"
+        } else {
+            "failed"
+        };
+        operator.metrics.backup_finished(&namespace, &name, phase);
+        let event = events::ClusterEvent::BackupFinished {
+            name: finished.name.clone(),
+            completed: finished.completed,
+        };
+        operator.events.publish(cluster, event).await;
+    }
+    let change = match (&runtime.last_primary, &outcome.plan.current_primary) {
+        (Some(before), Some(now)) if before != now => Some(requested.as_ref() == Some(now)),
+        _ => None,
+    };
+    if outcome.plan.current_primary.is_some() {
+        runtime.last_primary = outcome.plan.current_primary.clone();
+    }
+    if let Some(switchover) = change {
+        operator
+            .metrics
+            .primary_changed(&namespace, &name, switchover);
+        let promoted = outcome.plan.current_primary.clone().unwrap_or_default();
+        let event = if switchover {
+            events::ClusterEvent::SwitchedOver { promoted }
+        } else {
+            events::ClusterEvent::FailedOver { promoted }
+        };
+        operator.events.publish(cluster, event).await;
+    }
 }
 
 /// `cluster` with its defaults, if it is valid and pgherd runs everything it asks for on

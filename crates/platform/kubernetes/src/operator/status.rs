@@ -159,6 +159,7 @@ mod tests {
     #[test]
     fn finished_backups_and_catalog_reads_become_the_backup_fields() {
         let done = |completed, at: &str| Finished {
+            name: "b".into(),
             completed,
             stopped_at: at.into(),
         };

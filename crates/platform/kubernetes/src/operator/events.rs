@@ -1,0 +1,98 @@
+//! Events on a Cluster for what a user must be able to see afterwards in `kubectl describe`
+//! and `kubectl get events`: failovers, switchovers and finished backups (events.k8s.io,
+//! which `kubectl describe` shows with the core ones; the release's RBAC grants both).
+//! Publishing is best effort: an event that cannot be written never fails a pass.
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use pgherd_api::Cluster;
+
+/// The reporting controller's name (CloudNativePG's).
+const CONTROLLER: &str = "cloudnative-pg";
+
+/// What happened to a Cluster.
+#[derive(Debug, Clone)]
+pub(crate) enum ClusterEvent {
+    /// The primary failed and `promoted` took over.
+    FailedOver { promoted: String },
+    /// A requested switchover made `promoted` the primary.
+    SwitchedOver { promoted: String },
+    /// Backup `name` finished.
+    BackupFinished { name: String, completed: bool },
+}
+
+impl ClusterEvent {
+    fn event(&self) -> Event {
+        let (type_, reason, note, action) = match self {
+            ClusterEvent::FailedOver { promoted } => (
+                EventType::Warning,
+                "FailoverCompleted",
+                format!("The primary failed: {promoted} was promoted"),
+                "Failover",
+            ),
+            ClusterEvent::SwitchedOver { promoted } => (
+                EventType::Normal,
+                "SwitchoverCompleted",
+                format!("{promoted} is the new primary"),
+                "Switchover",
+            ),
+            ClusterEvent::BackupFinished {
+                name,
+                completed: true,
+            } => (
+                EventType::Normal,
+                "BackupCompleted",
+                format!("Backup {name} completed"),
+                "Backup",
+            ),
+            ClusterEvent::BackupFinished {
+                name,
+                completed: false,
+            } => (
+                EventType::Warning,
+                "BackupFailed",
+                format!("Backup {name} failed: see its status.error"),
+                "Backup",
+            ),
+        };
+        Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        }
+    }
+}
+
+/// Publishes a Cluster's events.
+#[derive(Clone)]
+pub(crate) struct Events {
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Events")
+    }
+}
+
+impl Events {
+    pub(crate) fn new(client: Client) -> Self {
+        let reporter = Reporter {
+            controller: CONTROLLER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Events {
+            recorder: Recorder::new(client, reporter),
+        }
+    }
+
+    /// Publish `what` on `cluster` (logged, not returned, when it cannot be written).
+    pub(crate) async fn publish(&self, cluster: &Cluster, what: ClusterEvent) {
+        let reference = cluster.object_ref(&());
+        if let Err(e) = self.recorder.publish(&what.event(), &reference).await {
+            tracing::warn!("cannot publish an event: {e}");
+        }
+    }
+}
