@@ -14,7 +14,7 @@
 //! model crates, engine and platform crates,
 //! `k8s-openapi` and `kube`; never on the app.
 //!
-//! Imports: pgherd-api, pgherd-backup, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol, pgherd-pooler, pgherd-postgres.
+//! Imports: pgherd-api, pgherd-backup, pgherd-controller, pgherd-instance-manager, pgherd-instance-protocol, pgherd-metrics, pgherd-pooler, pgherd-postgres.
 
 mod affinity;
 pub mod error;
