@@ -169,23 +169,12 @@ impl BackupPass<'_> {
         backup: &Backup,
         status: &mut BackupStatus,
     ) -> Result<bool, String> {
-        let store = match self.store {
-            Ok(Some(store)) => store,
-            Ok(None) => return Err(format!(
-                "Cluster {:?} has no object store: configure spec.backup.barmanObjectStore or the barman-cloud plugin (spec.plugins with isWALArchiver: true)",
-                self.cluster_name()
-            )),
-            Err(problem) => return Err(format!("the cluster's object store cannot be used: {problem}")),
-        };
-        pgherd_backup::store::archive_source::check_method(
-            backup.spec.method.unwrap_or_default(),
-            store.method == StoreMethod::Plugin,
+        let (store, target) = pgherd_backup::store::archive_source::backup_archive(
+            backup,
+            self.cluster,
+            self.store,
+            |store| store.method == StoreMethod::Plugin,
         )?;
-        let target = backup
-            .spec
-            .target
-            .or_else(|| self.cluster.spec.backup.as_ref().and_then(|b| b.target))
-            .unwrap_or_default();
         let Some(instance) = self.pick_instance(target) else {
             return Ok(false);
         };

@@ -150,6 +150,40 @@ pub fn check_method(
     }
 }
 
+/// What a Backup needs before an instance takes it: the cluster's archive (`Err`: why it
+/// cannot be used now; `Ok(None)`: it has none), of the kind the Backup's method asks for
+/// (`plugin` tells whether an archive is the barman-cloud plugin's); and which instance takes
+/// it, the Backup's `target` else the cluster's `spec.backup.target`. The error is the Backup's
+/// `status.error`.
+pub fn backup_archive<T>(
+    backup: &pgherd_api::kinds::backup::Backup,
+    cluster: &Cluster,
+    archive: Result<Option<T>, &str>,
+    plugin: impl Fn(&T) -> bool,
+) -> Result<(T, pgherd_api::cluster::BackupTarget), String> {
+    let archive = match archive {
+        Ok(Some(archive)) => archive,
+        Ok(None) => {
+            return Err(format!(
+                "Cluster {:?} has no object store: configure spec.backup.barmanObjectStore or the barman-cloud plugin (spec.plugins with isWALArchiver: true)",
+                backup.spec.cluster.name
+            ))
+        }
+        Err(problem) => {
+            return Err(format!(
+                "the cluster's object store cannot be used: {problem}"
+            ))
+        }
+    };
+    check_method(backup.spec.method.unwrap_or_default(), plugin(&archive))?;
+    let target = backup
+        .spec
+        .target
+        .or_else(|| cluster.spec.backup.as_ref().and_then(|b| b.target))
+        .unwrap_or_default();
+    Ok((archive, target))
+}
+
 /// A Backup's status as it starts: taken by `instance` into `target`'s store with `method`
 /// (`barmanObjectStore` or `plugin`), of a cluster running PostgreSQL `major`.
 pub fn started_status(

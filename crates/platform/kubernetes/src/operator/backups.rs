@@ -12,7 +12,7 @@ use kube::Client;
 use pgherd_api::cluster::BackupTarget;
 use pgherd_api::kinds::backup::{Backup, BackupStatus};
 use pgherd_api::Cluster;
-use pgherd_backup::store::archive_source::{check_method, started_status};
+use pgherd_backup::store::archive_source::{backup_archive, started_status};
 use pgherd_controller::plan::Plan;
 use pgherd_instance_manager::status_client::{self, ClientTls};
 use pgherd_instance_protocol::{InstanceStatus, Role};
@@ -225,27 +225,12 @@ impl BackupPass<'_> {
         backup: &Backup,
         status: &mut BackupStatus,
     ) -> Result<bool, String> {
-        let archive = match (self.archive, self.archive_problem) {
-            (_, Some(problem)) => {
-                return Err(format!("the cluster's object store cannot be used: {problem}"))
-            }
-            (Some(archive), None) => archive,
-            (None, None) => {
-                return Err(format!(
-                    "Cluster {:?} has no object store: configure spec.backup.barmanObjectStore or the barman-cloud plugin (spec.plugins with isWALArchiver: true)",
-                    backup.spec.cluster.name
-                ))
-            }
+        let usable = match self.archive_problem {
+            Some(problem) => Err(problem),
+            None => Ok(self.archive),
         };
-        check_method(
-            backup.spec.method.unwrap_or_default(),
-            archive.method == "plugin",
-        )?;
-        let target = backup
-            .spec
-            .target
-            .or_else(|| self.cluster.spec.backup.as_ref().and_then(|b| b.target))
-            .unwrap_or_default();
+        let (archive, target) =
+            backup_archive(backup, self.cluster, usable, |a| a.method == "plugin")?;
         let Some(instance) = self.pick(target) else {
             return Ok(false);
         };
