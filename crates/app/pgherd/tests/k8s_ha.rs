@@ -5,7 +5,8 @@
 //! primary's node is killed; the operator fails over (lease-expiry evidence), the Service
 //! follows the new primary; the node comes back and the old primary's instance rejoins; a switchover
 //! by `kubectl cnpg promote` moves the primary again; `kubectl cnpg fencing on|off` stops and
-//! restores a replica;
+//! restores a replica; a switchover asked for while its target is fenced stands in
+//! `status.targetPrimary` across an operator restart and is carried out once unfenced;
 //! every acknowledged commit is found on the last primary. A checker asks every instance's
 //! PostgreSQL whether it is writable throughout: never two at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
@@ -26,7 +27,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     }
     let sim = Sim::with_nodes(3);
     sim.install_crds();
-    let _operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
+    let operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
     let manifest = sim.dir.path().join("pg.yaml");
     std::fs::write(
         &manifest,
@@ -189,8 +190,37 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         writer.wait_for_more(20, 60),
         "no commits while {fenced} is fenced"
     );
+    // A switchover to the fenced instance cannot happen yet: the request stands in
+    // `status.targetPrimary` as the user wrote it (CloudNativePG's meaning), survives a
+    // restart of the operator, and is carried out once the instance is unfenced.
+    sim.kubectl(&["cnpg", "promote", "pg", fenced]);
+    std::thread::sleep(Duration::from_secs(3));
+    let pending = sim.json(&["get", "cluster", "pg"]).unwrap();
+    assert_eq!(str_at(&pending, "/status/currentPrimary"), Some(target));
+    assert_eq!(str_at(&pending, "/status/targetPrimary"), Some(fenced));
+    drop(operator);
+    let _operator = Operator::start(
+        &sim,
+        "operator-2",
+        &["--no-webhooks", "--no-leader-election"],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let pending = sim.json(&["get", "cluster", "pg"]).unwrap();
+    assert_eq!(
+        str_at(&pending, "/status/targetPrimary"),
+        Some(fenced),
+        "the request was lost when the operator restarted"
+    );
     sim.kubectl(&["cnpg", "fencing", "off", "pg", fenced]);
+    sim.eventually("the switchover asked for before the restart", 120, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        (str_at(&c, "/status/currentPrimary") == Some(fenced)).then_some(())
+    });
     healthy(&sim, 120);
+    assert!(
+        writer.wait_for_more(20, 60),
+        "no commits through -rw after the switchover to {fenced}"
+    );
 
     refresh_ips(&sim);
     let acked = writer.stop();

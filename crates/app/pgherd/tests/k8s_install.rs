@@ -4,7 +4,7 @@
 //! (kube-sim enforces RBAC); a Cluster becomes healthy; the leader serves its metrics; the runbooks' `kubectl logs -n
 //! cnpg-system deployment/cnpg-controller-manager` works; an invalid Cluster is refused by the
 //! webhook reached through its Service; the leading operator pod is deleted and the other one
-//! carries out a switchover; a new pod template is reported as not rolled yet.
+//! carries out a switchover.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -124,26 +124,6 @@ fn the_release_manifest_runs_the_operator_in_the_cluster() {
             && str_at(&c, "/status/phase") == Some("Cluster in healthy state"))
         .then_some(())
     });
-
-    // A new pod template (another minor) is not rolled into running pods yet: the status says
-    // so rather than leaving the change silently unapplied.
-    sim.kubectl(&[
-        "patch",
-        "cluster",
-        "pg",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"imageName":"ghcr.io/cloudnative-pg/postgresql:15.14"}}"#,
-    ]);
-    let said = sim.eventually("the PodTemplateApplied condition", 60, || {
-        let c = sim.json(&["get", "cluster", "pg"])?;
-        c.pointer("/status/conditions")?
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "PodTemplateApplied" && c["status"] == "False")
-            .and_then(|c| c["message"].as_str().map(str::to_string))
-    });
-    assert!(said.contains("pg-1") && said.contains("pg-2"), "{said}");
 }
 
 /// The body of `GET http://HOST:PORT/PATH`, if it answered 200.

@@ -131,6 +131,7 @@ pub fn healthy(name: &str, n: u32) -> Observed {
                 stopped: false,
                 fenced: false,
                 told_primary: is_primary,
+                restart_recreates: false,
             }
         })
         .collect();

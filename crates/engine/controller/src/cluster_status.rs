@@ -112,6 +112,17 @@ fn stamped(
     }
 }
 
+/// The `targetPrimary` to write: a user's pending switchover request as they wrote it
+/// (CloudNativePG's meaning, and what survives a restart of the controller), else the
+/// controller's own target.
+pub fn status_target(plan: &Plan, observed: &Observation) -> Option<String> {
+    observed
+        .promote_request
+        .clone()
+        .filter(|r| plan.current_primary.as_ref() != Some(r))
+        .or_else(|| plan.target_primary.clone())
+}
+
 /// Build the status.
 pub fn cluster_status(input: &StatusInput<'_>) -> ClusterStatus {
     let name = input.cluster.metadata.name.clone().unwrap_or_default();
@@ -168,6 +179,24 @@ pub fn cluster_status(input: &StatusInput<'_>) -> ClusterStatus {
         });
 
     let ready = plan.phase == phase::HEALTHY;
+    // Why the cluster is not healthy: the plan's reason, else the first error an instance
+    // reports (a recovery that cannot start, a clone that fails), so `kubectl get cluster` /
+    // `kubectl cnpg status` say it without reading the pods' logs.
+    let reason = plan.blocked.clone().or_else(|| {
+        (!ready)
+            .then(|| {
+                plan.instances.iter().find_map(|d| {
+                    let error = by_name
+                        .get(d.name.as_str())?
+                        .status
+                        .as_ref()?
+                        .error
+                        .as_ref()?;
+                    Some(format!("{}: {error}", d.name))
+                })
+            })
+            .flatten()
+    });
     let mut wanted = vec![ConditionInput {
         condition_type: "Ready".into(),
         status: ready,
@@ -180,7 +209,7 @@ pub fn cluster_status(input: &StatusInput<'_>) -> ClusterStatus {
         message: if ready {
             "Cluster is Ready".into()
         } else {
-            plan.blocked
+            reason
                 .clone()
                 .unwrap_or_else(|| "Cluster Is Not Ready".into())
         },
@@ -208,11 +237,12 @@ pub fn cluster_status(input: &StatusInput<'_>) -> ClusterStatus {
         })
         .collect();
 
+    let target_primary = status_target(plan, input.observed);
     let mut names: Vec<String> = plan.instances.iter().map(|d| d.name.clone()).collect();
     names.sort();
     ClusterStatus {
         phase: Some(plan.phase.to_string()),
-        phase_reason: plan.blocked.clone(),
+        phase_reason: reason,
         instances: i64::try_from(plan.instances.len()).ok(),
         ready_instances: i64::try_from(plan.ready_instances).ok(),
         selector: Some(instance_selector(&name)),
@@ -227,12 +257,12 @@ pub fn cluster_status(input: &StatusInput<'_>) -> ClusterStatus {
         ),
         current_primary: plan.current_primary.clone(),
         target_primary_timestamp: stamped(
-            plan.target_primary.as_ref(),
+            target_primary.as_ref(),
             previous.target_primary.as_ref(),
             previous.target_primary_timestamp.as_ref(),
             input.now,
         ),
-        target_primary: plan.target_primary.clone(),
+        target_primary,
         current_primary_failing_since_timestamp: failing_since,
         timeline_id: primary_status
             .and_then(|s| s.timeline_id)
@@ -378,6 +408,50 @@ mod tests {
         assert_ne!(
             after.target_primary_timestamp,
             again.target_primary_timestamp
+        );
+    }
+
+    #[test]
+    fn a_pending_switchover_request_stays_the_target_until_done_and_errors_give_the_reason() {
+        let c = cluster(3);
+        let mut o = obs(
+            &[
+                (1, Some((true, true))),
+                (2, Some((false, true))),
+                (3, Some((false, true))),
+            ],
+            Some("pg-1"),
+        );
+        o.promote_request = Some("pg-3".into());
+        let p = plan(&c, &o);
+        let addresses = BTreeMap::new();
+        let s = cluster_status(&input(&c, &p, &o, None, 1_700_000_000, &addresses));
+        // As the user wrote it, whatever the controller decided for this pass.
+        assert_eq!(s.target_primary.as_deref(), Some("pg-3"));
+        assert_eq!(status_target(&p, &o).as_deref(), Some("pg-3"));
+        // Done: the request names the primary, and the target is the controller's again.
+        o.promote_request = Some("pg-1".into());
+        assert_eq!(status_target(&p, &o), p.target_primary);
+
+        // An instance that cannot progress gives the reason when nothing else does.
+        let mut o = obs(
+            &[(1, Some((true, true))), (2, Some((false, false)))],
+            Some("pg-1"),
+        );
+        o.instances[1].status.as_mut().unwrap().error = Some("cannot clone: refused".into());
+        let c = cluster(2);
+        let p = plan(&c, &o);
+        assert_ne!(p.phase, phase::HEALTHY);
+        assert_eq!(p.blocked, None);
+        let s = cluster_status(&input(&c, &p, &o, None, 1_700_000_000, &addresses));
+        assert_eq!(
+            s.phase_reason.as_deref(),
+            Some("pg-2: cannot clone: refused")
+        );
+        let ready = s.conditions.iter().flatten().find(|c| c.type_ == "Ready");
+        assert_eq!(
+            ready.map(|c| c.message.as_str()),
+            Some("pg-2: cannot clone: refused")
         );
     }
 }

@@ -28,6 +28,10 @@ pub struct ObservedInstance {
     /// Its spec tells it to be primary: it may be promoting or promoted, whatever its last
     /// report says.
     pub told_primary: bool,
+    /// Its restart is a new instance process tree (Kubernetes: a pod from a changed pod
+    /// template), not a PostgreSQL restart: a primary's turn is then always a switchover first
+    /// (recreating a primary in place would be an outage its failover could race).
+    pub restart_recreates: bool,
 }
 
 /// CloudNativePG's fencing annotation: a JSON list of instance names, `["*"]` for all.
@@ -356,6 +360,7 @@ pub(crate) mod tests {
                         stopped: false,
                         fenced: false,
                         told_primary: false,
+                        restart_recreates: false,
                     }
                 })
                 .collect(),

@@ -47,10 +47,10 @@ pub(crate) fn roll(
     }
 }
 
-/// The instance's report, when fresh enough to act on.
-/// With `primaryUpdateMethod: switchover`, when a rolling restart has reached the primary (every
-/// replica runs under the new restart token and is ready, the primary does not), the replica to
-/// switch over to: the most advanced streaming one. `None` otherwise, or while another
+/// With `primaryUpdateMethod: switchover` (or when the primary's restart recreates it), when a
+/// rolling restart has reached the primary (every replica runs under the new restart token and
+/// is ready, the primary does not), the replica to switch over to: the most advanced streaming
+/// one. `None` otherwise, or while another
 /// transition or request is under way.
 pub(crate) fn switchover_for_restart(
     cluster: &Cluster,
@@ -58,7 +58,9 @@ pub(crate) fn switchover_for_restart(
     primary: &ObservedInstance,
     observed: &Observation,
 ) -> Option<String> {
-    if cluster.spec.primary_update_method != Some(PrimaryUpdateMethod::Switchover)
+    let by_switchover = cluster.spec.primary_update_method == Some(PrimaryUpdateMethod::Switchover)
+        || primary.restart_recreates;
+    if !by_switchover
         || existing.len() < 2
         || observed.promote_request.is_some()
         || observed
@@ -134,6 +136,15 @@ mod tests {
         let p = plan(&cluster(3), &primarys_turn());
         assert_eq!(p.phase, phase::PRIMARY_RESTARTING_IN_PLACE);
         assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
+    }
+
+    #[test]
+    fn a_primary_whose_restart_recreates_it_is_switched_over_first_whatever_the_method() {
+        let mut o = primarys_turn();
+        o.instances[0].restart_recreates = true;
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.phase, phase::SWITCHOVER);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
     }
 
     #[test]

@@ -62,6 +62,7 @@ fn instance(serial: u32, primary_name: String) -> impl Strategy<Value = Observed
                 stopped: stopped || dead,
                 fenced,
                 told_primary: told,
+                restart_recreates: false,
             }
         })
 }

@@ -142,6 +142,8 @@ struct State {
     /// start: a PostgreSQL that keeps stopping (a recovery target not reachable yet, a bad
     /// setting) is restarted with growing pauses, not four times a second.
     crash_loop: crate::crash_loop::CrashLoop,
+    /// The last pass error written to the log (each distinct one is logged once).
+    logged_error: Option<String>,
 }
 
 fn publish(shared: &Shared, status: InstanceStatus) {
@@ -545,8 +547,20 @@ pub async fn run(
                 let due = last_converge.is_none_or(|t| t.elapsed() >= CONVERGE_EVERY);
                 if changed || exited || due {
                     match converge(spec, &mut state, &shared).await {
-                        Ok(status) => publish(&shared, status),
-                        Err(e) => publish(&shared, down_status(spec, Some(e.to_string()))),
+                        Ok(status) => {
+                            state.logged_error = None;
+                            publish(&shared, status);
+                        }
+                        Err(e) => {
+                            let error = e.to_string();
+                            // In the log once per distinct error, not only in the status: a
+                            // manager that cannot progress says why in `kubectl logs` too.
+                            if state.logged_error.as_deref() != Some(error.as_str()) {
+                                tracing::warn!("{error}");
+                                state.logged_error = Some(error.clone());
+                            }
+                            publish(&shared, down_status(spec, Some(error)));
+                        }
                     }
                     last_converge = Some(Instant::now());
                     last_spec = Some(spec.clone());

@@ -162,6 +162,7 @@ pub async fn observe(
             dead: spec.is_some() && crate::instances::is_dead(&dir),
             stopped: stopped(&dir, status.as_ref(), spec.as_ref()),
             fenced: fenced.iter().any(|f| f == "*" || f == &instance),
+            restart_recreates: false,
             told_primary: spec
                 .as_ref()
                 .is_some_and(|s| s.role == DesiredRole::Primary),

@@ -55,7 +55,7 @@ fn placement(cluster: &Cluster) -> Placement {
     }
 }
 
-fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
+pub(crate) fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
     instance
         .strip_prefix(cluster)?
         .strip_prefix('-')?
@@ -85,6 +85,10 @@ pub(crate) struct KubePass<'a> {
     database_specs: Vec<pgherd_instance_protocol::DatabaseSpec>,
     /// The user's switchover request this pass saw.
     request_seen: Option<String>,
+    /// Instances whose pod runs an older pod template (rolled by the controller's rollout).
+    outdated: BTreeSet<String>,
+    /// The restart token the cluster asks for (`kubectl cnpg restart`).
+    restart_token: String,
 }
 
 impl<'a> KubePass<'a> {
@@ -117,6 +121,8 @@ impl<'a> KubePass<'a> {
             databases: Vec::new(),
             database_specs: Vec::new(),
             request_seen: None,
+            outdated: BTreeSet::new(),
+            restart_token: String::new(),
         }
     }
 
@@ -397,6 +403,33 @@ impl<'a> KubePass<'a> {
         }
     }
 
+    /// Delete `instance`'s pod (gracefully: its manager stops PostgreSQL cleanly) so the next
+    /// pass creates it again from the current template, on the PVCs it keeps.
+    async fn recreate_pod(&mut self, instance: &str) {
+        let terminating = self
+            .instances
+            .get(instance)
+            .and_then(|i| i.pod.as_ref())
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+        if terminating {
+            return;
+        }
+        tracing::info!(
+            "{}/{}: recreating {instance}'s pod from the new pod template",
+            self.namespace,
+            self.name
+        );
+        match self.pods().delete(instance, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => tracing::warn!("cannot delete pod {instance} to recreate it: {e}"),
+        }
+        // The new pod starts under the cluster's restart token: its turn is this one.
+        if let Some(spec) = self.runtime.pushed.get_mut(instance) {
+            spec.restart_token = self.restart_token.clone();
+        }
+    }
+
     /// The role label `instance` should carry now: primary only once it reports being one
     /// (so `-rw` never points at an instance still promoting, or at one being demoted).
     fn role_label(&self, instance: &str, plan: &Plan) -> &'static str {
@@ -410,51 +443,6 @@ impl<'a> KubePass<'a> {
         } else {
             crate::labels::InstanceRole::Replica.as_str()
         }
-    }
-
-    /// Pods built from an older pod template (a changed `imageName`, resources, affinity…)
-    /// are not rolled yet: say so in a condition instead of leaving the change silently
-    /// unapplied.
-    fn note_outdated_pods(&mut self, cluster: &Cluster, plan: &Plan) {
-        let mut outdated = Vec::new();
-        for instance in &plan.instances {
-            let Some(pod) = self
-                .instances
-                .get(&instance.name)
-                .and_then(|i| i.pod.as_ref())
-            else {
-                continue;
-            };
-            let running = pod
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(labels::POD_SPEC_HASH));
-            let wanted = crate::pod::instance_pod(cluster, self.settings, instance.serial, None)
-                .ok()
-                .and_then(|p| p.metadata.annotations)
-                .and_then(|a| a.get(labels::POD_SPEC_HASH).cloned());
-            if running.is_some() && wanted.is_some() && running != wanted.as_ref() {
-                outdated.push(instance.name.clone());
-            }
-        }
-        self.conditions.push(ConditionInput {
-            condition_type: "PodTemplateApplied".into(),
-            status: outdated.is_empty(),
-            reason: if outdated.is_empty() {
-                "PodsUpToDate".into()
-            } else {
-                "PodsNotRolled".into()
-            },
-            message: if outdated.is_empty() {
-                "every instance pod runs the current pod template".into()
-            } else {
-                format!(
-                    "{} run an older pod template: pgherd's operator does not roll instance pods yet; delete a replica's pod (then switch over and delete the old primary's) to recreate it with the new one",
-                    outdated.join(", ")
-                )
-            },
-        });
     }
 
     async fn label(&self, instance: &str, role: &str) -> Result<(), OperatorError> {
@@ -520,8 +508,9 @@ impl Platform for KubePass<'_> {
         let current = previous.and_then(|s| s.current_primary.clone());
         let stored_target = previous.and_then(|s| s.target_primary.clone());
         // A target the operator did not write is a user's switchover request
-        // (`kubectl cnpg promote`); it stands, in the operator's memory, until that instance is
-        // primary or the controller gives it up, as the local platform's request file does.
+        // (`kubectl cnpg promote`); it stands until that instance is primary or the controller
+        // gives it up, as the local platform's request file does. The status keeps showing it
+        // meanwhile, so an operator that restarts finds it there again.
         let adopted = stored_target.is_some() && self.runtime.written_target == stored_target;
         if let (Some(t), Some(c), false) = (&stored_target, &current, adopted) {
             if t != c {
@@ -535,7 +524,10 @@ impl Platform for KubePass<'_> {
         self.request_seen = request.clone();
         // The target the controller decided (and wrote); a user's target is a request only.
         let target = if adopted {
-            stored_target.clone()
+            self.runtime
+                .decided_target
+                .clone()
+                .or(stored_target.clone())
         } else {
             current.clone()
         };
@@ -593,6 +585,7 @@ impl Platform for KubePass<'_> {
                 stopped: self.stopped(name, objects),
                 fenced: fenced.iter().any(|f| f == "*" || f == name),
                 // What it was told: remembered, else what its label says (operator restart).
+                restart_recreates: false,
                 told_primary: match pushed {
                     Some(spec) => spec.role == DesiredRole::Primary,
                     None => {
@@ -611,6 +604,14 @@ impl Platform for KubePass<'_> {
                 unhealthy_for,
             });
         }
+        self.outdated =
+            super::template_roll::outdated(cluster, self.settings, &self.instances, &self.name);
+        for instance in &mut observation.instances {
+            if self.outdated.contains(&instance.name) {
+                super::template_roll::mark(instance);
+            }
+        }
+        self.restart_token = observation.restart_token.clone();
         self.runtime
             .unhealthy_since
             .retain(|name, _| self.instances.contains_key(name));
@@ -677,6 +678,15 @@ impl Platform for KubePass<'_> {
         starts: &BTreeSet<String>,
     ) -> Result<BTreeMap<String, String>, OperatorError> {
         let mut errors = BTreeMap::new();
+        let mut recreating = BTreeSet::new();
+        for instance in &plan.instances {
+            if self.outdated.contains(&instance.name)
+                && super::template_roll::chosen(&instance.restart_token, &self.restart_token)
+            {
+                self.recreate_pod(&instance.name).await;
+                recreating.insert(instance.name.clone());
+            }
+        }
         for instance in &plan.instances {
             let made = async {
                 self.ensure_claims(instance.serial).await?;
@@ -724,9 +734,16 @@ impl Platform for KubePass<'_> {
         };
         let mut pushes = tokio::task::JoinSet::new();
         for instance in &plan.instances {
+            if recreating.contains(&instance.name) {
+                continue;
+            }
             let Some(host) = addresses.get(&instance.name).map(|a| a.host.clone()) else {
                 continue;
             };
+            // An instance waiting for its turn to be recreated keeps the token it runs under.
+            let mut instance = instance.clone();
+            instance.restart_token = super::template_roll::unmarked(&instance.restart_token);
+            let instance = &instance;
             let bootstrap = match self.bootstrap(instance.data_source) {
                 Ok(b) => b,
                 Err(e) => {
@@ -794,7 +811,8 @@ impl Platform for KubePass<'_> {
         self.runtime
             .pushed
             .retain(|name, _| self.instances.contains_key(name));
-        self.note_outdated_pods(cluster, plan);
+        self.conditions
+            .push(super::template_roll::condition(&self.outdated));
         if let Some(condition) = self.archiving_condition(cluster, plan) {
             self.conditions.push(condition);
         }

@@ -28,6 +28,7 @@ mod poolers;
 mod references;
 mod schedules;
 mod status;
+mod template_roll;
 mod unsupported;
 
 use crate::OperatorSettings;
@@ -85,6 +86,9 @@ pub(crate) struct ClusterRuntime {
     /// The target primary the operator last wrote to status (a different one there is a
     /// user's switchover request: `kubectl cnpg promote`).
     pub(crate) written_target: Option<String>,
+    /// The target primary the controller last decided (while a user's request stands, the
+    /// status shows the request, as CloudNativePG's does, and this is the controller's own).
+    pub(crate) decided_target: Option<String>,
     /// The primary this operator last decided (its own memory: the cached Cluster's status
     /// may lag behind its own writes): a change of primary is counted and reported once.
     pub(crate) last_primary: Option<String>,
@@ -318,7 +322,9 @@ async fn reconcile_cluster(
         backups,
         catalog,
     };
-    runtime.written_target = outcome.plan.target_primary.clone();
+    runtime.written_target =
+        pgherd_controller::cluster_status::status_target(&outcome.plan, &outcome.observation);
+    runtime.decided_target = outcome.plan.target_primary.clone();
     status::write(client, cluster, &outcome, facts).await?;
     Ok(outcome.plan.phase)
 }

@@ -1,0 +1,158 @@
+//! A changed pod template rolls the instance pods, as CloudNativePG rolls them, on kube-sim
+//! with its process kubelet: a three-instance Cluster's `imageName` moves to another minor
+//! under a writer; the replicas' pods are recreated one at a time, then the primary's after a
+//! switchover; every pod ends on the new template, `PodTemplateApplied` is True again, no
+//! acknowledged commit is lost and never two instances are writable at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+mod common;
+mod k8s;
+
+use k8s::load::{WritableChecker, Writer};
+use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+const NEW_IMAGE: &str = "ghcr.io/cloudnative-pg/postgresql:15.14";
+
+#[test]
+fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover() {
+    if !kubelet_available() {
+        return;
+    }
+    let sim = Sim::with_nodes(3);
+    sim.install_crds();
+    let _operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
+    sim.apply("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n")
+        .unwrap();
+    let healthy = |seconds: u64| {
+        sim.eventually("a healthy cluster", seconds, || {
+            let c = sim.json(&["get", "cluster", "pg"])?;
+            let ready = c.pointer("/status/readyInstances")?.as_i64()?;
+            (str_at(&c, "/status/phase") == Some("Cluster in healthy state") && ready == 3)
+                .then_some(c)
+        })
+    };
+    let status = healthy(300);
+    let primary = str_at(&status, "/status/currentPrimary")
+        .unwrap()
+        .to_string();
+    let password = sim.secret_value("pg-app", "password");
+    let rw = {
+        let s = sim.json(&["get", "service", "pg-rw"]).unwrap();
+        str_at(&s, "/spec/clusterIP").unwrap().to_string()
+    };
+    let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
+    let refresh_ips = || {
+        let pods = sim
+            .json(&["get", "pods", "-l", "cnpg.io/cluster=pg"])
+            .unwrap();
+        let mut ips = pod_ips.lock().unwrap();
+        for pod in pods["items"].as_array().unwrap() {
+            if let Some(ip) = str_at(pod, "/status/podIP") {
+                ips.insert(ip.to_string());
+            }
+        }
+    };
+    refresh_ips();
+    sim.runtime.block_on(async {
+        let c = connect_soon(&rw, &password).await.expect("-rw answers");
+        c.batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY)")
+            .await
+            .unwrap();
+    });
+    let checker = WritableChecker::start(pod_ips.clone(), password.clone());
+    let writer = Writer::start(rw.clone(), password.clone());
+    assert!(
+        writer.wait_for_more(50, 60),
+        "no commits through -rw\n{}",
+        sim.diagnostics()
+    );
+    let uids = |sim: &Sim| -> Vec<(String, String, String)> {
+        let pods = sim
+            .json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])
+            .unwrap();
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let image = p
+                    .pointer("/spec/containers")
+                    .and_then(|c| c.as_array())
+                    .and_then(|c| c.iter().find(|c| c["name"] == "postgres"))
+                    .and_then(|c| c["image"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                (
+                    str_at(p, "/metadata/name").unwrap().to_string(),
+                    str_at(p, "/metadata/uid").unwrap().to_string(),
+                    image,
+                )
+            })
+            .collect()
+    };
+    let before = uids(&sim);
+    assert_eq!(before.len(), 3);
+
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"imageName":"{NEW_IMAGE}"}}}}"#),
+    ]);
+    // Rolling: never more than one instance pod missing or being recreated at a time.
+    let mut most_missing = 0;
+    let done = sim.eventually("every pod on the new template", 300, || {
+        refresh_ips();
+        let now = uids(&sim);
+        most_missing = most_missing.max(3 - now.len());
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let applied = c
+            .pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "PodTemplateApplied" && c["status"] == "True");
+        let rolled = now.len() == 3 && now.iter().all(|(_, _, image)| image == NEW_IMAGE);
+        (applied && rolled).then_some(now)
+    });
+    for (name, uid, _) in &before {
+        assert!(
+            !done.iter().any(|(n, u, _)| n == name && u == uid),
+            "{name}'s pod was not recreated"
+        );
+    }
+    assert!(
+        most_missing <= 1,
+        "{most_missing} instance pods gone at once"
+    );
+    let status = healthy(180);
+    let new_primary = str_at(&status, "/status/currentPrimary").unwrap();
+    assert_ne!(
+        new_primary, primary,
+        "the primary's pod is recreated after a switchover, not in place"
+    );
+    refresh_ips();
+    assert!(
+        writer.wait_for_more(20, 60),
+        "no commits through -rw after the roll\n{}",
+        sim.diagnostics()
+    );
+    let acked = writer.stop();
+    let most_writable = checker.stop();
+    assert!(
+        most_writable <= 1,
+        "{most_writable} writable primaries at once"
+    );
+    let lost = sim
+        .runtime
+        .block_on(k8s::load::lost(&rw, &password, &acked));
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged commits lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
