@@ -2,7 +2,8 @@
 //! with its process kubelet: a three-instance Cluster's `imageName` moves to another minor
 //! under a writer; the replicas' pods are recreated one at a time, then the primary's after a
 //! switchover; every pod ends on the new template, `PodTemplateApplied` is True again, no
-//! acknowledged commit is lost and never two instances are writable at once.
+//! acknowledged commit is lost and never two instances are writable at once. Then the Cluster
+//! is scaled up to four and down to two, as seed 002's runbook does, under the same writer.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 const NEW_IMAGE: &str = "ghcr.io/cloudnative-pg/postgresql:15.14";
 
 #[test]
-fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover() {
+fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover_then_scaling() {
     if !kubelet_available() {
         return;
     }
@@ -129,7 +130,9 @@ fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover(
         "{most_missing} instance pods gone at once"
     );
     let status = healthy(180);
-    let new_primary = str_at(&status, "/status/currentPrimary").unwrap();
+    let new_primary = str_at(&status, "/status/currentPrimary")
+        .unwrap()
+        .to_string();
     assert_ne!(
         new_primary, primary,
         "the primary's pod is recreated after a switchover, not in place"
@@ -138,6 +141,45 @@ fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover(
     assert!(
         writer.wait_for_more(20, 60),
         "no commits through -rw after the roll\n{}",
+        sim.diagnostics()
+    );
+
+    // Scaling as seed 002's runbook does it (`kubectl patch cluster … {"spec":{"instances":N}}`):
+    // up to 4 (a new replica cloned from the primary), then down to 2 (the newest replicas go,
+    // with their PVCs; never the primary).
+    let scale = |n: u32| {
+        sim.kubectl(&[
+            "patch",
+            "cluster",
+            "pg",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"instances":{n}}}}}"#),
+        ]);
+        sim.eventually(&format!("{n} ready instances"), 240, || {
+            refresh_ips();
+            let c = sim.json(&["get", "cluster", "pg"])?;
+            let ready = c.pointer("/status/readyInstances")?.as_i64()?;
+            let pods = sim.json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])?;
+            let claims = sim.json(&["get", "pvc", "-l", "cnpg.io/cluster=pg"])?;
+            (str_at(&c, "/status/phase") == Some("Cluster in healthy state")
+                && ready == i64::from(n)
+                && pods["items"].as_array()?.len() == n as usize
+                && claims["items"].as_array()?.len() == n as usize)
+                .then_some(())
+        });
+    };
+    scale(4);
+    scale(2);
+    let status = sim.json(&["get", "cluster", "pg"]).unwrap();
+    assert_eq!(
+        str_at(&status, "/status/currentPrimary"),
+        Some(new_primary.as_str()),
+        "scaling down moved the primary"
+    );
+    assert!(
+        writer.wait_for_more(20, 60),
+        "no commits through -rw after scaling\n{}",
         sim.diagnostics()
     );
     let acked = writer.stop();
