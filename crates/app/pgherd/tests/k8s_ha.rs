@@ -2,7 +2,8 @@
 //! PostgreSQL 15 from CloudNativePG's image name, pgherd's manager copied into each pod by its
 //! init container): `pgherd operator` brings a three-instance Cluster with quorum synchronous
 //! replication to healthy; a writer commits through the `-rw` Service's ClusterIP while the
-//! primary's node is killed; the operator fails over (lease-expiry evidence), the Service
+//! primary's node is killed and the operator restarted in the middle of the failover; the
+//! operator fails over (lease-expiry evidence), the Service
 //! follows the new primary; the node comes back and the old primary's instance rejoins; a switchover
 //! by `kubectl cnpg promote` moves the primary again; `kubectl cnpg fencing on|off` stops and
 //! restores a replica; a switchover asked for while its target is fenced stands in
@@ -107,6 +108,16 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     let node = str_at(&pod, "/spec/nodeName").unwrap().to_string();
     let killed = Instant::now();
     sim.kubelet.as_ref().unwrap().fault(&node, "kill").unwrap();
+    // The operator dies in the middle of the failover (before the lost primary's lease has
+    // expired) and a new one takes over: it starts its own evidence clock, so it may take
+    // longer, but it never promotes while the old primary could still be writable.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(operator);
+    let operator = Operator::start(
+        &sim,
+        "operator-2",
+        &["--no-webhooks", "--no-leader-election"],
+    );
     let new_primary = sim.eventually("a new primary", 120, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/currentPrimary")
@@ -120,7 +131,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         sim.diagnostics()
     );
     println!(
-        "failover: node {node} killed, {new_primary} primary and writes flowing after {:?} ({before} commits before)",
+        "failover: node {node} killed (the operator restarted 2 s in), {new_primary} primary and writes flowing after {:?} ({before} commits before)",
         killed.elapsed()
     );
     // The node comes back; the old primary's instance (its pod waited: the instances' anti-
