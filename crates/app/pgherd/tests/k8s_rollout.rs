@@ -2,8 +2,10 @@
 //! with its process kubelet: a three-instance Cluster's `imageName` moves to another minor
 //! under a writer; the replicas' pods are recreated one at a time, then the primary's after a
 //! switchover; every pod ends on the new template, `PodTemplateApplied` is True again, no
-//! acknowledged commit is lost and never two instances are writable at once. Then the Cluster
-//! is scaled up to four and down to two, as seed 002's runbook does, under the same writer.
+//! acknowledged commit is lost and never two instances are writable at once. Then the primary's
+//! node is drained (`kubectl drain`: the primary is switched over before its pod is evicted),
+//! and the Cluster is scaled up to four and down to two, as seed 002's runbook does, all under
+//! the same writer.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -17,7 +19,7 @@ use std::sync::{Arc, Mutex};
 const NEW_IMAGE: &str = "ghcr.io/cloudnative-pg/postgresql:15.14";
 
 #[test]
-fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover_then_scaling() {
+fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     if !kubelet_available() {
         return;
     }
@@ -35,6 +37,14 @@ fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover_
         })
     };
     let status = healthy(300);
+    let healthy_with = |n: i64, seconds: u64| {
+        sim.eventually("a healthy cluster", seconds, || {
+            let c = sim.json(&["get", "cluster", "pg"])?;
+            let ready = c.pointer("/status/readyInstances")?.as_i64()?;
+            (str_at(&c, "/status/phase") == Some("Cluster in healthy state") && ready == n)
+                .then_some(c)
+        })
+    };
     let primary = str_at(&status, "/status/currentPrimary")
         .unwrap()
         .to_string();
@@ -144,6 +154,54 @@ fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover_
         sim.diagnostics()
     );
 
+    // A node drain, as an administrator runs it: the primary is switched over to a replica on
+    // another node before its pod is evicted (the primary's PDB holds the eviction until then),
+    // and the drain completes.
+    let primary_node = {
+        let pod = sim.json(&["get", "pod", &new_primary]).unwrap();
+        str_at(&pod, "/spec/nodeName").unwrap().to_string()
+    };
+    let drain = {
+        let kubeconfig = sim.kubeconfig();
+        let node = primary_node.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new("kubectl")
+                .env("KUBECONFIG", kubeconfig)
+                .args([
+                    "drain",
+                    &node,
+                    "--ignore-daemonsets",
+                    "--delete-emptydir-data",
+                    "--timeout=180s",
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    let moved_to = sim.eventually("the primary off the drained node", 120, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let p = str_at(&c, "/status/currentPrimary")?.to_string();
+        (p != new_primary).then_some(p)
+    });
+    let drained = drain.join().unwrap();
+    assert!(
+        drained.status.success(),
+        "kubectl drain: {}{}",
+        String::from_utf8_lossy(&drained.stdout),
+        String::from_utf8_lossy(&drained.stderr)
+    );
+    let pod = sim.json(&["get", "pod", &moved_to]).unwrap();
+    assert_ne!(str_at(&pod, "/spec/nodeName"), Some(primary_node.as_str()));
+    refresh_ips();
+    assert!(
+        writer.wait_for_more(20, 60),
+        "no commits through -rw after the drain\n{}",
+        sim.diagnostics()
+    );
+    sim.kubectl(&["uncordon", &primary_node]);
+    healthy(180);
+    let new_primary = moved_to;
+
     // Scaling as seed 002's runbook does it (`kubectl patch cluster … {"spec":{"instances":N}}`):
     // up to 4 (a new replica cloned from the primary), then down to 2 (the newest replicas go,
     // with their PVCs; never the primary).
@@ -182,6 +240,50 @@ fn a_new_image_rolls_the_pods_replicas_first_and_the_primary_after_a_switchover_
         "no commits through -rw after scaling\n{}",
         sim.diagnostics()
     );
+    // Growing the storage: each data PVC is patched to the new size in place (no new pod);
+    // shrinking is refused with the claim named.
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
+    ]);
+    sim.eventually("the PVCs grown to 2Gi", 60, || {
+        let claims = sim.json(&["get", "pvc", "-l", "cnpg.io/cluster=pg"])?;
+        let items = claims["items"].as_array()?;
+        (items.len() == 2
+            && items
+                .iter()
+                .all(|c| str_at(c, "/spec/resources/requests/storage") == Some("2Gi")))
+        .then_some(())
+    });
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"1Gi"}}}"#,
+    ]);
+    let refused = sim.eventually("the shrink refused", 60, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        str_at(&c, "/status/phaseReason")
+            .filter(|r| r.contains("cannot shrink"))
+            .map(str::to_string)
+    });
+    assert!(refused.contains("2Gi"), "{refused}");
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
+    ]);
+    healthy_with(2, 60);
+
     let acked = writer.stop();
     let most_writable = checker.stop();
     assert!(

@@ -132,6 +132,7 @@ pub fn healthy(name: &str, n: u32) -> Observed {
                 fenced: false,
                 told_primary: is_primary,
                 restart_recreates: false,
+                draining: false,
             }
         })
         .collect();

@@ -32,6 +32,9 @@ pub struct ObservedInstance {
     /// template), not a PostgreSQL restart: a primary's turn is then always a switchover first
     /// (recreating a primary in place would be an outage its failover could race).
     pub restart_recreates: bool,
+    /// It runs where it is about to be evicted from (Kubernetes: a cordoned node, or one with
+    /// a drain taint): a primary there is switched over to a replica elsewhere first.
+    pub draining: bool,
 }
 
 /// CloudNativePG's fencing annotation: a JSON list of instance names, `["*"]` for all.
@@ -177,20 +180,22 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
             .collect();
         SyncPolicy::of(cluster, &replicas, &streaming)
     };
-    // `primaryUpdateMethod: switchover`: the primary's turn in a rolling restart is a
-    // switchover to the most advanced replica (the old primary then restarts as a replica).
+    // Planned switchovers: with `primaryUpdateMethod: switchover`, the primary's turn in a
+    // rolling restart (the old primary then restarts as a replica); and a primary on a node
+    // being drained, before its pod is evicted.
     let with_request;
-    let observed =
-        match crate::rollout::switchover_for_restart(cluster, &existing, recorded, observed) {
-            Some(target) => {
-                with_request = Observation {
-                    promote_request: Some(target),
-                    ..observed.clone()
-                };
-                &with_request
-            }
-            None => observed,
-        };
+    let planned = crate::rollout::switchover_for_restart(cluster, &existing, recorded, observed)
+        .or_else(|| crate::rollout::switchover_off_draining_node(&existing, recorded, observed));
+    let observed = match planned {
+        Some(target) => {
+            with_request = Observation {
+                promote_request: Some(target),
+                ..observed.clone()
+            };
+            &with_request
+        }
+        None => observed,
+    };
     let election = ha::elect(
         &existing,
         recorded,
@@ -361,6 +366,7 @@ pub(crate) mod tests {
                         fenced: false,
                         told_primary: false,
                         restart_recreates: false,
+                        draining: false,
                     }
                 })
                 .collect(),

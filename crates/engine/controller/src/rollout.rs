@@ -84,8 +84,15 @@ pub(crate) fn switchover_for_restart(
     {
         return None;
     }
+    most_advanced_streaming(replicas.iter().map(|i| **i))
+}
+
+/// The replica a planned switchover goes to: the most advanced streaming one that is not
+/// fenced (the lowest serial among equals).
+pub(crate) fn most_advanced_streaming<'a>(
+    replicas: impl Iterator<Item = &'a ObservedInstance>,
+) -> Option<String> {
     replicas
-        .iter()
         .filter(|i| !i.fenced)
         .filter_map(|i| {
             let s = fresh(i)?;
@@ -93,6 +100,33 @@ pub(crate) fn switchover_for_restart(
         })
         .max_by_key(|(lsn, i)| (*lsn, std::cmp::Reverse(i.serial)))
         .map(|(_, i)| i.name.clone())
+}
+
+/// When the primary runs on a node being drained (cordoned, or carrying a drain taint), the
+/// replica to switch over to before its pod is evicted, as CloudNativePG does: the most advanced
+/// streaming one on a node that is not being drained. `None` otherwise, or while another
+/// transition or request is under way.
+pub(crate) fn switchover_off_draining_node(
+    existing: &[&ObservedInstance],
+    primary: &ObservedInstance,
+    observed: &Observation,
+) -> Option<String> {
+    if !primary.draining
+        || observed.promote_request.is_some()
+        || observed
+            .target_primary
+            .as_deref()
+            .is_some_and(|t| t != primary.name)
+        || !fresh(primary).is_some_and(|s| s.is_primary)
+    {
+        return None;
+    }
+    most_advanced_streaming(
+        existing
+            .iter()
+            .filter(|i| i.name != primary.name && !i.draining)
+            .copied(),
+    )
 }
 
 #[cfg(test)]
@@ -136,6 +170,34 @@ mod tests {
         let p = plan(&cluster(3), &primarys_turn());
         assert_eq!(p.phase, phase::PRIMARY_RESTARTING_IN_PLACE);
         assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
+    }
+
+    #[test]
+    fn a_primary_on_a_draining_node_is_switched_over_to_a_replica_elsewhere() {
+        let mut o = obs(
+            &[
+                (1, Some((true, true))),
+                (2, Some((false, true))),
+                (3, Some((false, true))),
+            ],
+            Some("pg-1"),
+        );
+        for (i, lsn) in [(0, 0x300), (1, 0x200), (2, 0x100)] {
+            let s = o.instances[i].status.as_mut().unwrap();
+            s.received_lsn = Some(Lsn(lsn));
+            s.current_lsn = Some(Lsn(lsn));
+        }
+        // Not draining: nothing moves.
+        assert_eq!(plan(&cluster(3), &o).phase, phase::HEALTHY);
+        // pg-1's node is drained, and so is pg-2's (the most advanced replica): pg-3.
+        o.instances[0].draining = true;
+        o.instances[1].draining = true;
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.phase, phase::SWITCHOVER);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
+        // Every replica's node drained too: the primary stays (nowhere better to go).
+        o.instances[2].draining = true;
+        assert_eq!(plan(&cluster(3), &o).phase, phase::HEALTHY);
     }
 
     #[test]

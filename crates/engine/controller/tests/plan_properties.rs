@@ -63,6 +63,7 @@ fn instance(serial: u32, primary_name: String) -> impl Strategy<Value = Observed
                 fenced,
                 told_primary: told,
                 restart_recreates: false,
+                draining: false,
             }
         })
 }

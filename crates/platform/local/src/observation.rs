@@ -163,6 +163,7 @@ pub async fn observe(
             stopped: stopped(&dir, status.as_ref(), spec.as_ref()),
             fenced: fenced.iter().any(|f| f == "*" || f == &instance),
             restart_recreates: false,
+            draining: false,
             told_primary: spec
                 .as_ref()
                 .is_some_and(|s| s.role == DesiredRole::Primary),

@@ -383,6 +383,7 @@ impl<'a> KubePass<'a> {
         {
             let name = claim.metadata.name.clone().unwrap_or_default();
             if have.contains(&name) {
+                self.resize_claim(&instance, &claim).await?;
                 continue;
             }
             match self.claims().create(&PostParams::default(), &claim).await {
@@ -392,6 +393,52 @@ impl<'a> KubePass<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Grow an existing claim to the size the Cluster asks for now (online where the
+    /// StorageClass allows expansion); a smaller size is refused, as Kubernetes refuses it.
+    async fn resize_claim(
+        &self,
+        instance: &str,
+        wanted: &PersistentVolumeClaim,
+    ) -> Result<(), OperatorError> {
+        let name = wanted.metadata.name.clone().unwrap_or_default();
+        let desired = wanted
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"));
+        let current = self
+            .instances
+            .get(instance)
+            .and_then(|i| i.claim_requests.get(&name));
+        let (Some(desired), Some(current)) = (desired, current) else {
+            return Ok(());
+        };
+        match crate::pvc::resize(current, desired) {
+            crate::pvc::Resize::Grow => {
+                tracing::info!(
+                    "{}/{}: growing PVC {name} from {} to {}",
+                    self.namespace,
+                    self.name,
+                    current.0,
+                    desired.0
+                );
+                let patch = serde_json::json!({
+                    "spec": { "resources": { "requests": { "storage": desired.0 } } }
+                });
+                self.claims()
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                Ok(())
+            }
+            crate::pvc::Resize::RefuseShrink => Err(OperatorError::Invalid(format!(
+                "PVC {name} requests {} and the Cluster asks for {}: a claim cannot shrink (set the size back to at least {})",
+                current.0, desired.0, current.0
+            ))),
+            crate::pvc::Resize::Unchanged | crate::pvc::Resize::Unknown => Ok(()),
+        }
     }
 
     async fn create_pod(&self, serial: u32) -> Result<(), OperatorError> {
@@ -532,6 +579,7 @@ impl Platform for KubePass<'_> {
             current.clone()
         };
         let fenced = fenced_instances(cluster);
+        let draining = super::pods::draining_nodes(&self.client).await;
         let now = Instant::now();
         let mut observation = Observation {
             latest_serial: previous
@@ -586,6 +634,7 @@ impl Platform for KubePass<'_> {
                 fenced: fenced.iter().any(|f| f == "*" || f == name),
                 // What it was told: remembered, else what its label says (operator restart).
                 restart_recreates: false,
+                draining: objects.node().is_some_and(|n| draining.contains(n)),
                 told_primary: match pushed {
                     Some(spec) => spec.role == DesiredRole::Primary,
                     None => {

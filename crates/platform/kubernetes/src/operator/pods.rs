@@ -13,6 +13,9 @@ pub(crate) struct InstanceObjects {
     pub(crate) pod: Option<Pod>,
     /// Its claims (data first when it has one).
     pub(crate) claims: Vec<String>,
+    /// What each claim requests (`spec.resources.requests.storage`).
+    pub(crate) claim_requests:
+        BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
 }
 
 impl InstanceObjects {
@@ -69,6 +72,17 @@ pub(crate) async fn list(
         };
         let claim_name = claim.metadata.name.clone().unwrap_or_default();
         let entry = out.entry(instance.clone()).or_default();
+        if let Some(request) = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+        {
+            entry
+                .claim_requests
+                .insert(claim_name.clone(), request.clone());
+        }
         if claim_name == instance {
             entry.claims.insert(0, claim_name);
         } else {
@@ -93,4 +107,83 @@ pub(crate) async fn list(
         }
     }
     Ok(out)
+}
+
+/// Taints that say a node is being drained (CloudNativePG's defaults: cordoning's own, the
+/// cluster autoscaler's and Karpenter's).
+const DRAIN_TAINTS: [&str; 4] = [
+    "node.kubernetes.io/unschedulable",
+    "ToBeDeletedByClusterAutoscaler",
+    "karpenter.sh/disrupted",
+    "karpenter.sh/disruption",
+];
+
+/// Whether `node` is cordoned or carries a drain taint: its pods are about to be evicted.
+pub(crate) fn is_draining(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    let Some(spec) = &node.spec else {
+        return false;
+    };
+    spec.unschedulable == Some(true)
+        || spec
+            .taints
+            .iter()
+            .flatten()
+            .any(|t| DRAIN_TAINTS.contains(&t.key.as_str()))
+}
+
+/// The nodes being drained, by name. An error (nodes not readable) reads as none: no planned
+/// switchover is better than one for a wrong reason.
+pub(crate) async fn draining_nodes(client: &Client) -> std::collections::BTreeSet<String> {
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    match nodes.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .filter(|n| is_draining(n))
+            .filter_map(|n| n.metadata.name.clone())
+            .collect(),
+        Err(e) => {
+            tracing::debug!("cannot list nodes: {e}");
+            Default::default()
+        }
+    }
+}
+
+impl InstanceObjects {
+    /// The node its pod runs on.
+    pub(crate) fn node(&self) -> Option<&str> {
+        self.pod.as_ref()?.spec.as_ref()?.node_name.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Node, NodeSpec, Taint};
+
+    #[test]
+    fn a_cordoned_or_drain_tainted_node_is_draining() {
+        let node = |spec: NodeSpec| Node {
+            spec: Some(spec),
+            ..Node::default()
+        };
+        assert!(!is_draining(&node(NodeSpec::default())));
+        assert!(is_draining(&node(NodeSpec {
+            unschedulable: Some(true),
+            ..NodeSpec::default()
+        })));
+        let taint = |key: &str| Taint {
+            key: key.into(),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        };
+        assert!(is_draining(&node(NodeSpec {
+            taints: Some(vec![taint("karpenter.sh/disrupted")]),
+            ..NodeSpec::default()
+        })));
+        assert!(!is_draining(&node(NodeSpec {
+            taints: Some(vec![taint("example.com/other")]),
+            ..NodeSpec::default()
+        })));
+    }
 }

@@ -109,6 +109,15 @@ pub(crate) async fn write(
         addresses: &facts.addresses,
         conditions,
     });
+    // What the pass could not do to an instance's objects (a claim that cannot shrink, a pod
+    // the API refused) is said even while PostgreSQL is healthy.
+    if status.phase_reason.is_none() {
+        status.phase_reason = outcome
+            .instance_errors
+            .iter()
+            .next()
+            .map(|(instance, error)| format!("{instance}: {error}"));
+    }
     status.last_successful_backup = ok;
     status.last_failed_backup = failed;
     status.first_recoverability_point = first;

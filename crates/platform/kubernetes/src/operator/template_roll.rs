@@ -114,6 +114,7 @@ mod tests {
             fenced: false,
             told_primary: false,
             restart_recreates: false,
+            draining: false,
         };
         mark(&mut i);
         assert!(i.restart_recreates);
