@@ -8,30 +8,24 @@ use super::pods::{self, InstanceObjects};
 use super::references::{self, Resolved};
 use super::ClusterRuntime;
 use super::OperatorError;
-use crate::pod::{
-    APP_PASSWORD_FILE, CERTIFICATES_MOUNT, PGDATA, POSTGRES_PORT, STATUS_PORT,
-    SUPERUSER_PASSWORD_FILE,
-};
+use crate::pod::{APP_PASSWORD_FILE, PGDATA, POSTGRES_PORT, STATUS_PORT};
 use crate::{labels, OperatorSettings};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::api::DeleteParams;
+use kube::Client;
 use pgherd_api::Cluster;
 use pgherd_controller::cluster_status::{
     archiving_condition, ConditionInput, CONTINUOUS_ARCHIVING,
 };
-use pgherd_controller::instance_spec::{Address, Placement, SpecContext};
+use pgherd_controller::instance_spec::{Address, Placement};
 use pgherd_controller::plan::{fenced_instances, DataSource, Observation, ObservedInstance, Plan};
 use pgherd_controller::reconcile::{Observed, Platform};
 use pgherd_instance_manager::status_client::{self, ClientTls};
-use pgherd_instance_protocol::{
-    Bootstrap, CertificatePaths, DesiredRole, InstanceStatus, LeaseToken, PasswordSource, Role,
-};
+use pgherd_instance_protocol::{Bootstrap, DesiredRole, InstanceStatus, LeaseToken, Role};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// How long the operator waits for a manager (across the pod network).
-const MANAGER_TIMEOUT: Duration = Duration::from_millis(800);
+pub(super) const MANAGER_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// Added to the primary's lease before a silent instance counts as stopped: its manager
 /// counts the lease from the renewal it received, which is before the operator read the
@@ -42,7 +36,7 @@ use pgherd_controller::operations::RESTARTED_AT_ANNOTATION as RESTARTED_AT;
 
 /// Where an instance's files are, as its manager sees them inside the pod (WAL on its own
 /// volume with `walStorage`).
-fn placement(cluster: &Cluster) -> Placement {
+pub(super) fn placement(cluster: &Cluster) -> Placement {
     Placement {
         pgdata: PGDATA.into(),
         wal_dir: cluster
@@ -65,30 +59,30 @@ pub(crate) fn serial_of(cluster: &str, instance: &str) -> Option<u32> {
 
 /// One pass over one Cluster.
 pub(crate) struct KubePass<'a> {
-    client: Client,
-    cluster: &'a Cluster,
-    namespace: String,
-    name: String,
-    settings: &'a OperatorSettings,
-    runtime: &'a mut ClusterRuntime,
-    controller: ClientTls,
-    lease_token: LeaseToken,
-    instances: BTreeMap<String, InstanceObjects>,
-    reports: BTreeMap<String, InstanceStatus>,
-    conditions: Vec<ConditionInput>,
+    pub(super) client: Client,
+    pub(super) cluster: &'a Cluster,
+    pub(super) namespace: String,
+    pub(super) name: String,
+    pub(super) settings: &'a OperatorSettings,
+    pub(super) runtime: &'a mut ClusterRuntime,
+    pub(super) controller: ClientTls,
+    pub(super) lease_token: LeaseToken,
+    pub(super) instances: BTreeMap<String, InstanceObjects>,
+    pub(super) reports: BTreeMap<String, InstanceStatus>,
+    pub(super) conditions: Vec<ConditionInput>,
     /// The cluster's references (role passwords, archive) as pushed this pass.
-    resolved: Resolved,
+    pub(super) resolved: Resolved,
     /// Why the references could not be read this pass.
-    reference_problem: Option<String>,
+    pub(super) reference_problem: Option<String>,
     /// The cluster's Database objects, and what the primary applies of them.
-    databases: Vec<pgherd_api::Database>,
-    database_specs: Vec<pgherd_instance_protocol::DatabaseSpec>,
+    pub(super) databases: Vec<pgherd_api::Database>,
+    pub(super) database_specs: Vec<pgherd_instance_protocol::DatabaseSpec>,
     /// The user's switchover request this pass saw.
-    request_seen: Option<String>,
+    pub(super) request_seen: Option<String>,
     /// Instances whose pod runs an older pod template (rolled by the controller's rollout).
-    outdated: BTreeSet<String>,
+    pub(super) outdated: BTreeSet<String>,
     /// The restart token the cluster asks for (`kubectl cnpg restart`).
-    restart_token: String,
+    pub(super) restart_token: String,
 }
 
 impl<'a> KubePass<'a> {
@@ -242,15 +236,7 @@ impl<'a> KubePass<'a> {
         })
     }
 
-    fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    fn claims(&self) -> Api<PersistentVolumeClaim> {
-        Api::namespaced(self.client.clone(), &self.namespace)
-    }
-
-    fn addresses(&self) -> BTreeMap<String, Address> {
+    pub(super) fn addresses(&self) -> BTreeMap<String, Address> {
         self.pod_addresses()
             .into_iter()
             .map(|(name, host)| {
@@ -308,7 +294,7 @@ impl<'a> KubePass<'a> {
         }
     }
 
-    fn bootstrap(&self, data_source: DataSource) -> Result<Bootstrap, OperatorError> {
+    pub(super) fn bootstrap(&self, data_source: DataSource) -> Result<Bootstrap, OperatorError> {
         Ok(match data_source {
             DataSource::Clone => Bootstrap::Clone,
             DataSource::Initdb
@@ -369,149 +355,6 @@ impl<'a> KubePass<'a> {
                 }
             }
         })
-    }
-
-    /// Create the instance's PVCs that are missing.
-    async fn ensure_claims(&self, serial: u32) -> Result<(), OperatorError> {
-        let instance = crate::names::instance_name(&self.name, serial);
-        let have = self
-            .instances
-            .get(&instance)
-            .map(|i| i.claims.clone())
-            .unwrap_or_default();
-        for claim in crate::pvc::instance_pvcs(self.cluster, serial, crate::pvc::PvcStatus::Ready)?
-        {
-            let name = claim.metadata.name.clone().unwrap_or_default();
-            if have.contains(&name) {
-                self.resize_claim(&instance, &claim).await?;
-                continue;
-            }
-            match self.claims().create(&PostParams::default(), &claim).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Grow an existing claim to the size the Cluster asks for now (online where the
-    /// StorageClass allows expansion); a smaller size is refused, as Kubernetes refuses it.
-    async fn resize_claim(
-        &self,
-        instance: &str,
-        wanted: &PersistentVolumeClaim,
-    ) -> Result<(), OperatorError> {
-        let name = wanted.metadata.name.clone().unwrap_or_default();
-        let desired = wanted
-            .spec
-            .as_ref()
-            .and_then(|s| s.resources.as_ref())
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get("storage"));
-        let current = self
-            .instances
-            .get(instance)
-            .and_then(|i| i.claim_requests.get(&name));
-        let (Some(desired), Some(current)) = (desired, current) else {
-            return Ok(());
-        };
-        match crate::pvc::resize(current, desired) {
-            crate::pvc::Resize::Grow => {
-                tracing::info!(
-                    "{}/{}: growing PVC {name} from {} to {}",
-                    self.namespace,
-                    self.name,
-                    current.0,
-                    desired.0
-                );
-                let patch = serde_json::json!({
-                    "spec": { "resources": { "requests": { "storage": desired.0 } } }
-                });
-                self.claims()
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
-                Ok(())
-            }
-            crate::pvc::Resize::RefuseShrink => Err(OperatorError::Invalid(format!(
-                "PVC {name} requests {} and the Cluster asks for {}: a claim cannot shrink (set the size back to at least {})",
-                current.0, desired.0, current.0
-            ))),
-            crate::pvc::Resize::Unchanged | crate::pvc::Resize::Unknown => Ok(()),
-        }
-    }
-
-    async fn create_pod(&self, serial: u32) -> Result<(), OperatorError> {
-        let pod = crate::pod::instance_pod(self.cluster, self.settings, serial, None)?;
-        match self.pods().create(&PostParams::default(), &pod).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Delete `instance`'s pod (gracefully: its manager stops PostgreSQL cleanly) so the next
-    /// pass creates it again from the current template, on the PVCs it keeps.
-    async fn recreate_pod(&mut self, instance: &str) {
-        let terminating = self
-            .instances
-            .get(instance)
-            .and_then(|i| i.pod.as_ref())
-            .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
-        if terminating {
-            return;
-        }
-        tracing::info!(
-            "{}/{}: recreating {instance}'s pod from the new pod template",
-            self.namespace,
-            self.name
-        );
-        match self.pods().delete(instance, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => tracing::warn!("cannot delete pod {instance} to recreate it: {e}"),
-        }
-        // The new pod starts under the cluster's restart token: its turn is this one.
-        if let Some(spec) = self.runtime.pushed.get_mut(instance) {
-            spec.restart_token = self.restart_token.clone();
-        }
-    }
-
-    /// The role label `instance` should carry now: primary only once it reports being one
-    /// (so `-rw` never points at an instance still promoting, or at one being demoted).
-    fn role_label(&self, instance: &str, plan: &Plan) -> &'static str {
-        let planned_primary = plan
-            .instances
-            .iter()
-            .any(|i| i.name == instance && i.role == DesiredRole::Primary);
-        let reports_primary = self.reports.get(instance).is_some_and(|s| s.is_primary);
-        if planned_primary && reports_primary {
-            crate::labels::InstanceRole::Primary.as_str()
-        } else {
-            crate::labels::InstanceRole::Replica.as_str()
-        }
-    }
-
-    async fn label(&self, instance: &str, role: &str) -> Result<(), OperatorError> {
-        let current = self.instances.get(instance).and_then(|i| {
-            Some((
-                i.label(labels::INSTANCE_ROLE)?,
-                i.label(labels::LEGACY_ROLE)?,
-            ))
-        });
-        if current
-            .as_ref()
-            .is_some_and(|(a, b)| a == role && b == role)
-        {
-            return Ok(());
-        }
-        let patch = serde_json::json!({
-            "metadata": {"labels": {labels::INSTANCE_ROLE: role, labels::LEGACY_ROLE: role}}
-        });
-        self.pods()
-            .patch(instance, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        Ok(())
     }
 }
 
@@ -754,97 +597,8 @@ impl Platform for KubePass<'_> {
                 errors.insert(instance.name.clone(), e.to_string());
             }
         }
-        let major = cluster.major_version().map_or(0, |m| m.0);
-        let addresses = self.addresses();
-        let context = SpecContext {
-            cluster,
-            plan,
-            bin_dir: format!("/usr/lib/postgresql/{major}/bin").into(),
-            major,
-            os_user: "postgres".into(),
-            certificates: CertificatePaths::in_dir(CERTIFICATES_MOUNT.as_ref()),
-            roles: self.resolved.roles.clone(),
-            databases: self.database_specs.clone(),
-            publications: Vec::new(),
-            subscriptions: Vec::new(),
-            monitoring: Default::default(),
-            addresses: &addresses,
-            wal_store: self.resolved.wal_store.clone(),
-            lease_token: Some(self.lease_token.clone()),
-            superuser_password: if cluster.spec.enable_superuser_access == Some(true) {
-                PasswordSource::File {
-                    path: SUPERUSER_PASSWORD_FILE.into(),
-                }
-            } else {
-                PasswordSource::Disabled
-            },
-            pooler_auth: self.runtime.pooler_auth,
-            files: self.resolved.files.clone(),
-        };
-        let mut pushes = tokio::task::JoinSet::new();
-        for instance in &plan.instances {
-            if recreating.contains(&instance.name) {
-                continue;
-            }
-            let Some(host) = addresses.get(&instance.name).map(|a| a.host.clone()) else {
-                continue;
-            };
-            // An instance waiting for its turn to be recreated keeps the token it runs under.
-            let mut instance = instance.clone();
-            instance.restart_token = super::template_roll::unmarked(&instance.restart_token);
-            let instance = &instance;
-            let bootstrap = match self.bootstrap(instance.data_source) {
-                Ok(b) => b,
-                Err(e) => {
-                    errors.insert(instance.name.clone(), e.to_string());
-                    continue;
-                }
-            };
-            let Some(mut spec) = context.instance_spec(instance, &placement(cluster), bootstrap)
-            else {
-                continue;
-            };
-            let applied = self
-                .reports
-                .get(&instance.name)
-                .map_or(0, |s| s.applied_generation);
-            let previous = self.runtime.pushed.get(&instance.name);
-            let unchanged = previous.is_some_and(|p| {
-                let mut p = p.clone();
-                p.generation = 0;
-                p == spec
-            });
-            spec.generation = match previous {
-                Some(p) if unchanged => p.generation,
-                Some(p) => p.generation.max(applied) + 1,
-                None => applied + 1,
-            };
-            let delivered = unchanged && applied >= spec.generation;
-            self.runtime
-                .pushed
-                .insert(instance.name.clone(), spec.clone());
-            if !delivered {
-                let tls = self.controller.clone();
-                pushes.spawn(async move {
-                    let result = status_client::push_spec(
-                        &host,
-                        STATUS_PORT as u16,
-                        &tls,
-                        &spec,
-                        MANAGER_TIMEOUT,
-                    )
-                    .await;
-                    (spec.name.clone(), result)
-                });
-            }
-        }
-        while let Some(done) = pushes.join_next().await {
-            if let Ok((name, Err(e))) = done {
-                // Not delivered: forget it, so the next pass sends it again.
-                self.runtime.pushed.remove(&name);
-                tracing::debug!("{name}: spec not delivered: {e}");
-            }
-        }
+        self.push_specs(cluster, plan, &recreating, &mut errors)
+            .await;
         for instance in &plan.instances {
             if self
                 .instances
