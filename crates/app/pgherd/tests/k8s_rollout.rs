@@ -4,8 +4,9 @@
 //! switchover; every pod ends on the new template, `PodTemplateApplied` is True again, no
 //! acknowledged commit is lost and never two instances are writable at once. Then the primary's
 //! node is drained (`kubectl drain`: the primary is switched over before its pod is evicted),
-//! and the Cluster is scaled up to four and down to two, as seed 002's runbook does, all under
-//! the same writer.
+//! the Cluster is scaled up to four and down to two, as seed 002's runbook does, its storage
+//! grown, and it is hibernated and woken (`kubectl cnpg hibernate on|off`), all under the same
+//! writer.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -283,6 +284,67 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
     ]);
     healthy_with(2, 60);
+
+    // Hibernation, as `kubectl cnpg hibernate on|off` asks for it: every pod goes once its
+    // PostgreSQL stopped, the PVCs stay, the primary is kept; waking brings the same primary
+    // back first, then the replica.
+    let hibernated = |c: &serde_json::Value| -> Option<(String, String)> {
+        c.pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "cnpg.io/hibernation")
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or_default().to_string(),
+                    c["reason"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+    };
+    sim.kubectl(&["cnpg", "hibernate", "on", "pg"]);
+    sim.eventually("the cluster hibernated", 120, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let pods = sim.json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])?;
+        (hibernated(&c) == Some(("True".into(), "Hibernated".into()))
+            && pods["items"].as_array()?.is_empty())
+        .then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let asleep = sim.json(&["get", "cluster", "pg"]).unwrap();
+    assert_eq!(
+        str_at(&asleep, "/status/currentPrimary"),
+        Some(new_primary.as_str())
+    );
+    let pods = sim
+        .json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])
+        .unwrap();
+    assert!(
+        pods["items"].as_array().unwrap().is_empty(),
+        "a pod came back"
+    );
+    let claims = sim
+        .json(&["get", "pvc", "-l", "cnpg.io/cluster=pg"])
+        .unwrap();
+    assert_eq!(
+        claims["items"].as_array().unwrap().len(),
+        2,
+        "the PVCs stay"
+    );
+    let said = sim.kubectl(&["cnpg", "status", "pg"]);
+    assert!(said.contains("Hibernat"), "{said}");
+    sim.kubectl(&["cnpg", "hibernate", "off", "pg"]);
+    let awake = healthy_with(2, 180);
+    assert_eq!(
+        str_at(&awake, "/status/currentPrimary"),
+        Some(new_primary.as_str()),
+        "waking failed over"
+    );
+    assert_eq!(hibernated(&awake), None);
+    refresh_ips();
+    assert!(
+        writer.wait_for_more(20, 60),
+        "no commits through -rw after waking\n{}",
+        sim.diagnostics()
+    );
 
     let acked = writer.stop();
     let most_writable = checker.stop();

@@ -12,6 +12,7 @@
 pub mod cluster_status;
 pub mod declarative;
 pub mod ha;
+pub mod hibernation;
 pub mod instance_spec;
 pub mod operations;
 pub mod phase;

@@ -11,3 +11,6 @@ pub const APPLYING_CONFIGURATION: &str = "Applying configuration";
 pub const PRIMARY_RESTARTING_IN_PLACE: &str = "Primary instance is being restarted in-place";
 pub const INVALID_DEFINITION: &str = "Invalid cluster definition";
 pub const CANNOT_CREATE_OBJECTS: &str = "Unable to create required cluster objects";
+/// pgherd's: CloudNativePG leaves the last phase in place while hibernated (its reconciliation
+/// stops); pgherd says it.
+pub const HIBERNATION: &str = "Cluster in hibernation";

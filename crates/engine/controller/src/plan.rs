@@ -66,6 +66,9 @@ pub struct Observation {
     pub target_primary: Option<String>,
     /// A requested switchover (`local promote`, `kubectl cnpg promote`).
     pub promote_request: Option<String>,
+    /// A hibernation started and the cluster has not finished waking from it (the platform
+    /// reads it back from the previous status; see [`crate::hibernation`]).
+    pub hibernated: bool,
 }
 
 /// How a new instance gets its data.
@@ -111,6 +114,8 @@ pub struct Plan {
     pub synchronous_standby_names: String,
     /// Why the cluster cannot make progress (e.g. a failover that would lose commits).
     pub blocked: Option<String>,
+    /// Hibernating, waking, or neither.
+    pub hibernation: crate::hibernation::Hibernation,
 }
 
 /// `<cluster>-<serial>`.
@@ -154,6 +159,7 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
             fence: Vec::new(),
             synchronous_standby_names: String::new(),
             blocked: None,
+            hibernation: Default::default(),
         };
     }
 
@@ -184,6 +190,7 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
     // rolling restart (the old primary then restarts as a replica); and a primary on a node
     // being drained, before its pod is evicted.
     let with_request;
+    let as_observed = observed;
     let planned = crate::rollout::switchover_for_restart(cluster, &existing, recorded, observed)
         .or_else(|| crate::rollout::switchover_off_draining_node(&existing, recorded, observed));
     let observed = match planned {
@@ -308,7 +315,7 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
     let synchronous_standby_names = sync_around(&election.target)
         .map(|p| p.standby_names())
         .unwrap_or_default();
-    Plan {
+    let awake = Plan {
         instances,
         remove,
         phase,
@@ -319,7 +326,9 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
         fence: election.fence,
         synchronous_standby_names,
         blocked: election.blocked,
-    }
+        hibernation: Default::default(),
+    };
+    crate::hibernation::apply(cluster, as_observed, &existing, recorded, awake)
 }
 
 #[cfg(test)]
@@ -375,6 +384,7 @@ pub(crate) mod tests {
             restart_token: String::new(),
             target_primary: None,
             promote_request: None,
+            hibernated: false,
         }
     }
 

@@ -73,6 +73,9 @@ pub struct PassOutcome {
 
 /// Which instances may be started in this pass (step 5 above).
 pub fn starts(plan: &Plan, observed: &Observed) -> BTreeSet<String> {
+    if plan.hibernation == crate::hibernation::Hibernation::Hibernating {
+        return BTreeSet::new();
+    }
     let replaced = plan
         .current_primary
         .as_deref()

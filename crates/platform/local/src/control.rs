@@ -317,6 +317,11 @@ impl ClusterTask {
                 i.error.get_or_insert(e.clone());
             }
         }
+        // Hibernation: every instance's PostgreSQL stopped (the managers stay, idle).
+        let all_stopped = observed.instances.iter().all(|i| i.stopped);
+        if let Some(c) = pgherd_controller::hibernation::condition(cluster, decided, all_stopped) {
+            status.conditions.push(c.into());
+        }
         // Scaled down: healthy once the removed instances are gone.
         self.runtime.removing.retain(|_, job| !job.is_finished());
         if status.phase == phase::HEALTHY && !self.runtime.removing.is_empty() {

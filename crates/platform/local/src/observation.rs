@@ -104,6 +104,12 @@ pub async fn observe(
             .and_then(|p| p.current_primary.clone().or(p.target_primary.clone())),
         target_primary: previous.and_then(|p| p.target_primary.clone()),
         promote_request: promote_request.filter(|r| !r.is_empty()),
+        hibernated: pgherd_controller::hibernation::in_progress(
+            previous
+                .into_iter()
+                .flat_map(|p| &p.conditions)
+                .map(|c| (c.condition_type.as_str(), c.reason.as_str())),
+        ),
         instances: Vec::new(),
         restart_token: previous
             .map(|p| p.restart_token.clone())

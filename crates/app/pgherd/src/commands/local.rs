@@ -128,6 +128,15 @@ pub enum LocalCommand {
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
+    /// Hibernate a cluster (`kubectl cnpg hibernate on|off`, `cnpg.io/hibernation`): `on` stops
+    /// PostgreSQL on every instance and keeps the data and the primary; `off` starts the
+    /// primary, then the replicas.
+    Hibernate {
+        state: super::plugin_args::OnOff,
+        cluster: String,
+        #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
+        namespace: String,
+    },
     /// Stop everything, keep the data; `local up` resumes it.
     Down,
     /// Stop everything and delete the state directory.
@@ -233,6 +242,9 @@ fn names_of(command: &LocalCommand) -> Vec<(&'static str, &str)> {
             names.extend(backup_name.as_deref().map(|n| ("backup name", n)));
             names
         }
+        C::Hibernate {
+            cluster, namespace, ..
+        } => vec![("cluster", cluster), ("namespace", namespace)],
         C::Up { .. } | C::Apply { .. } | C::Down | C::Destroy | C::Controller => Vec::new(),
     }
 }
@@ -430,6 +442,16 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             instance,
             namespace,
         } => super::local_ha::fence(&state, &namespace, &cluster, &instance, false),
+        LocalCommand::Hibernate {
+            state: on_off,
+            cluster,
+            namespace,
+        } => super::local_ha::hibernate(
+            &state,
+            &namespace,
+            &cluster,
+            matches!(on_off, super::plugin_args::OnOff::On),
+        ),
         LocalCommand::Down => {
             down(&state)?;
             Ok(ExitCode::SUCCESS)

@@ -114,3 +114,29 @@ pub fn fence(
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `local hibernate on|off CLUSTER`: the `cnpg.io/hibernation` annotation, as `kubectl cnpg
+/// hibernate` writes it; the control plane does the rest (`pgherd_controller::hibernation`).
+pub fn hibernate(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &str,
+    on: bool,
+) -> anyhow::Result<ExitCode> {
+    if let Err(e) = exists(state, namespace, cluster, "*") {
+        eprintln!("{e}");
+        return Ok(ExitCode::from(1));
+    }
+    pgherd_local::apply::annotate_cluster(
+        state,
+        namespace,
+        cluster,
+        pgherd_controller::operations::HIBERNATION_ANNOTATION,
+        Some(if on { "on" } else { "off" }),
+    )?;
+    outln!(
+        "{cluster}: hibernation {} (`pgherd local status {cluster}` shows its progress)",
+        if on { "on" } else { "off" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

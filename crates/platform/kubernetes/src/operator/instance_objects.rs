@@ -101,28 +101,37 @@ impl KubePass<'_> {
     /// Delete `instance`'s pod (gracefully: its manager stops PostgreSQL cleanly) so the next
     /// pass creates it again from the current template, on the PVCs it keeps.
     pub(super) async fn recreate_pod(&mut self, instance: &str) {
-        let terminating = self
-            .instances
-            .get(instance)
-            .and_then(|i| i.pod.as_ref())
-            .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
-        if terminating {
-            return;
+        if self
+            .delete_pod(instance, "to recreate it from the new pod template")
+            .await
+        {
+            // The new pod starts under the cluster's restart token: its turn is this one.
+            if let Some(spec) = self.runtime.pushed.get_mut(instance) {
+                spec.restart_token = self.restart_token.clone();
+            }
+        }
+    }
+
+    /// Delete `instance`'s pod gracefully (its manager stops PostgreSQL cleanly; its PVCs
+    /// stay), unless it is already being deleted. Whether a deletion was asked for.
+    pub(super) async fn delete_pod(&mut self, instance: &str, why: &str) -> bool {
+        let Some(pod) = self.instances.get(instance).and_then(|i| i.pod.as_ref()) else {
+            return false;
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            return false;
         }
         tracing::info!(
-            "{}/{}: recreating {instance}'s pod from the new pod template",
+            "{}/{}: deleting {instance}'s pod {why}",
             self.namespace,
             self.name
         );
         match self.pods().delete(instance, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => tracing::warn!("cannot delete pod {instance} to recreate it: {e}"),
+            Err(e) => tracing::warn!("cannot delete pod {instance} {why}: {e}"),
         }
-        // The new pod starts under the cluster's restart token: its turn is this one.
-        if let Some(spec) = self.runtime.pushed.get_mut(instance) {
-            spec.restart_token = self.restart_token.clone();
-        }
+        true
     }
 
     /// The role label `instance` should carry now: primary only once it reports being one

@@ -432,6 +432,13 @@ impl Platform for KubePass<'_> {
             current_primary: current.or(target.clone()),
             target_primary: target,
             promote_request: request,
+            hibernated: pgherd_controller::hibernation::in_progress(
+                previous
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
+            ),
             instances: Vec::new(),
             restart_token: cluster
                 .metadata
@@ -619,21 +626,24 @@ impl Platform for KubePass<'_> {
         if let Some(condition) = self.archiving_condition(cluster, plan) {
             self.conditions.push(condition);
         }
-        if cluster
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(pgherd_controller::operations::HIBERNATION_ANNOTATION))
-            .is_some_and(|v| v == "on")
+        if plan.hibernation == pgherd_controller::hibernation::Hibernation::Hibernating {
+            // Hibernating: each pod goes once its PostgreSQL stopped cleanly (its spec keeps
+            // it stopped); the PVCs stay.
+            let stopped: Vec<String> = self
+                .instances
+                .iter()
+                .filter(|(name, objects)| objects.pod.is_some() && self.stopped(name, objects))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for instance in stopped {
+                self.delete_pod(&instance, "to hibernate the cluster").await;
+            }
+        }
+        let no_pod_left = self.instances.values().all(|i| i.pod.is_none());
+        if let Some(condition) =
+            pgherd_controller::hibernation::condition(cluster, plan, no_pod_left)
         {
-            // Accepted but not done would be a silent lie: say so where CloudNativePG reports
-            // hibernation.
-            self.conditions.push(ConditionInput {
-                condition_type: pgherd_controller::operations::HIBERNATION_ANNOTATION.into(),
-                status: false,
-                reason: "NotSupported".into(),
-                message: "pgherd does not hibernate clusters yet: the instances keep running (remove the annotation or scale down instead)".into(),
-            });
+            self.conditions.push(condition);
         }
         Ok(errors)
     }
