@@ -61,6 +61,13 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
             "no {section:?} in kubectl cnpg status:\n{said}"
         );
     }
+    println!("kubectl cnpg status pg:\n{said}");
+    // Each instance manager's report read through the API server's pods/proxy, as
+    // CloudNativePG's plugin reads it.
+    assert!(
+        !said.contains("could not be read through pods/proxy"),
+        "kubectl cnpg status:\n{said}"
+    );
     let answer = sim.kubectl(&["cnpg", "psql", "pg", "--", "-Atc", "SELECT 6 * 7"]);
     assert_eq!(answer.trim(), "42", "kubectl cnpg psql");
     let password = sim.secret_value("pg-app", "password");

@@ -238,13 +238,27 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
             ))
         }
     };
+    // `pods/NAME/proxy/PATH`: the name may carry a scheme and a port (`https:NAME:8000`), and
+    // the authorization is for `pods/proxy` on the object itself.
+    let proxied = target.subresource == "proxy" || target.subresource.starts_with("proxy/");
+    let object_name = if proxied {
+        crate::kubelet::pod_proxy::parse_target(&target.name)
+            .map(|(_, name, _)| name.to_string())
+            .unwrap_or_else(|_| target.name.clone())
+    } else {
+        target.name.clone()
+    };
     let attrs = Attributes {
         verb,
         group,
         resource: &rt.plural,
-        subresource: &target.subresource,
+        subresource: if proxied {
+            "proxy"
+        } else {
+            &target.subresource
+        },
         namespace: &target.namespace,
-        name: &target.name,
+        name: &object_name,
     };
     let grant = rbac::authorize(&state, &user, &attrs);
     server.record(rbac::Decision::new(&user, &attrs, grant.clone()));
@@ -280,6 +294,7 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
         // ServiceAccount's token; kube-sim tokens do not expire.
         state.get(&Target {
             subresource: String::new(),
+            name: object_name.clone(),
             ..target.clone()
         })?;
         let token = server
@@ -312,6 +327,7 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
             })?;
         state.get(&Target {
             subresource: String::new(),
+            name: object_name.clone(),
             ..target.clone()
         })?;
         drop(state);

@@ -419,7 +419,8 @@ spec:
 
 /// Docs "Configure Liveness, Readiness and Startup Probes": an HTTPS readiness probe on a
 /// named port (the certificate is not verified), a startup probe gating the others, and a
-/// failing exec liveness probe restarting the container.
+/// failing exec liveness probe restarting the container; the same server read through
+/// `pods/proxy`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_drive_readiness_and_restarts() {
     if !kubectl_available() || !kubelet_available() {
@@ -466,6 +467,14 @@ spec:
         "pod/https",
         "--timeout=30s",
     ]);
+    // API reference "Pod v1 core: proxy": the API server forwards to the pod's port over
+    // HTTPS without verifying its certificate (`https:NAME:PORT`); the server lists /tmp.
+    let listing = sim.kubectl(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/https:https:8443/proxy/",
+    ]);
+    assert!(listing.contains("c.pem"), "{listing}");
     let pod = sim.object("pods", "default", "https").unwrap();
     let status = &pod["status"]["containerStatuses"][0];
     assert_eq!(status["started"], true);

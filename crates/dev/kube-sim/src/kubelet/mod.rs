@@ -16,6 +16,7 @@ pub mod logs;
 pub mod node_faults;
 pub mod nodes;
 pub mod partition;
+pub mod pod_proxy;
 pub mod pod_runtime;
 pub mod probes;
 pub mod process;
@@ -256,6 +257,7 @@ impl Kubelet {
         nodes::publish_api_service(&api);
         server.add_subresource(Arc::new(logs::PodLogs { root: root.clone() }));
         server.add_subresource(Arc::new(scheduler::Binding));
+        server.add_subresource(Arc::new(pod_proxy::PodProxy));
         server.add_subresource(Arc::new(exec::PodExec {
             shared: shared.clone(),
         }));

@@ -135,23 +135,32 @@ pub async fn http_get(host: &str, port: u16, path: &str, https: bool) -> Option<
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.32\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
     if https {
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NoVerification))
-        .with_no_client_auth();
-        let name = ServerName::try_from(host.to_string()).ok()?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .ok()?;
+        let tls = tls_unverified(host, tcp).await?;
         status_of(tls, &request).await
     } else {
         status_of(tcp, &request).await
     }
+}
+
+/// TLS over `tcp` without verifying the server's certificate, as the kubelet probes pods and
+/// the API server proxies to them.
+pub(crate) async fn tls_unverified(
+    host: &str,
+    tcp: TcpStream,
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(NoVerification))
+    .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string()).ok()?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .ok()
 }
 
 async fn status_of<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> Option<u16> {
