@@ -55,7 +55,14 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     // The runbooks' verbs against the running cluster: `kubectl cnpg status` and `psql`
     // (exec into the primary's pod).
     let said = sim.kubectl(&["cnpg", "status", "pg"]);
-    for section in ["Streaming Replication status", "Instances status", &primary] {
+    for section in [
+        "Certificates Status",
+        "pg-ca",
+        "pg-server",
+        "Streaming Replication status",
+        "Instances status",
+        &primary,
+    ] {
         assert!(
             said.contains(section),
             "no {section:?} in kubectl cnpg status:\n{said}"

@@ -100,6 +100,42 @@ fn the_release_manifest_runs_the_operator_in_the_cluster() {
         ),
         "{metrics}"
     );
+    // The admission requests (the refused Cluster, the applied one) under controller-runtime's
+    // webhook metrics, on whichever operator pod the webhook Service sent them to.
+    let pods = sim
+        .json(&[
+            "get",
+            "pods",
+            "-n",
+            "cnpg-system",
+            "-l",
+            "app.kubernetes.io/name=cloudnative-pg",
+        ])
+        .unwrap();
+    let counted: Vec<String> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| str_at(p, "/status/podIP"))
+        .filter_map(|ip| http_get(ip, 8080, "/metrics"))
+        .flat_map(|text| {
+            text.lines()
+                .filter(|l| l.starts_with("controller_runtime_webhook_requests_total{"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for webhook in [
+        "/validate-postgresql-cnpg-io-v1-cluster",
+        "/mutate-postgresql-cnpg-io-v1-cluster",
+    ] {
+        assert!(
+            counted
+                .iter()
+                .any(|l| l.contains(&format!("webhook=\"{webhook}\"")) && !l.ends_with(" 0")),
+            "no request to {webhook} counted: {counted:?}"
+        );
+    }
     sim.kubectl(&[
         "delete",
         "pod",

@@ -186,6 +186,17 @@ pub fn server_config(
         .map_err(|e| InstanceError::Tls(e.to_string()))
 }
 
+/// When the first certificate in `pem` expires (RFC 3339, UTC), as CloudNativePG reports it in
+/// `status.certificates.expirations`.
+pub fn expiration(pem: &str) -> Option<String> {
+    use rustls::pki_types::pem::PemObject as _;
+    let der = CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let at = cert.validity().not_after.to_datetime();
+    at.format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 /// The common name of a verified client certificate chain's end entity.
 pub fn peer_common_name(chain: Option<&[CertificateDer<'_>]>) -> Option<String> {
     let end_entity = chain?.first()?;

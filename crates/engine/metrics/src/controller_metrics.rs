@@ -18,6 +18,10 @@ struct Counters {
     backups: BTreeMap<(String, String, String), u64>,
     /// Passes of the controllers other than the cluster's, by result.
     controllers: BTreeMap<(&'static str, &'static str), u64>,
+    /// Admission requests by webhook path and HTTP status code.
+    webhook_requests: BTreeMap<(String, u16), u64>,
+    /// Admission requests being served, by webhook path.
+    webhook_in_flight: BTreeMap<String, i64>,
 }
 
 /// The controllers besides `cluster` whose passes are counted (CloudNativePG's operator runs
@@ -86,6 +90,22 @@ impl ControllerMetrics {
         self.with(|c| {
             *c.backups
                 .entry((namespace.into(), cluster.into(), phase.into()))
+                .or_default() += 1;
+        });
+    }
+
+    /// An admission request to `webhook` (its path) started (`in_flight`), or ended with
+    /// `code` (controller-runtime's `controller_runtime_webhook_requests_*`).
+    pub fn webhook_started(&self, webhook: &str) {
+        self.with(|c| *c.webhook_in_flight.entry(webhook.into()).or_default() += 1);
+    }
+
+    /// See [`Self::webhook_started`].
+    pub fn webhook_finished(&self, webhook: &str, code: u16) {
+        self.with(|c| {
+            *c.webhook_in_flight.entry(webhook.into()).or_default() -= 1;
+            *c.webhook_requests
+                .entry((webhook.into(), code))
                 .or_default() += 1;
         });
     }
@@ -197,6 +217,29 @@ impl ControllerMetrics {
             );
         }
         families.push(backups);
+        let mut requests = Family::new(
+            "controller_runtime_webhook_requests_total",
+            "Total number of admission requests by HTTP status code.",
+            MetricKind::Counter,
+        );
+        for ((webhook, code), n) in &c.webhook_requests {
+            requests.push(
+                vec![
+                    ("code".into(), code.to_string()),
+                    ("webhook".into(), webhook.clone()),
+                ],
+                *n as f64,
+            );
+        }
+        let mut in_flight = Family::new(
+            "controller_runtime_webhook_requests_in_flight",
+            "Current number of admission requests being served.",
+            MetricKind::Gauge,
+        );
+        for (webhook, n) in &c.webhook_in_flight {
+            in_flight.push(vec![("webhook".into(), webhook.clone())], *n as f64);
+        }
+        families.extend([requests, in_flight]);
         let mut exposition = Exposition::default();
         for family in families {
             // Names are distinct constants: no kind conflict is possible.

@@ -86,7 +86,7 @@ pub fn run(options: OperatorOptions) -> anyhow::Result<ExitCode> {
             .await
             .map_err(anyhow::Error::msg)?;
             // Every replica serves webhooks, leading or not; ends with the runtime.
-            tokio::spawn(webhooks.run(client.clone()));
+            tokio::spawn(webhooks.run(client.clone(), metrics.clone()));
         }
         if options.no_leader_election {
             pgherd_kubernetes::operator::run(client, settings, metrics).await;

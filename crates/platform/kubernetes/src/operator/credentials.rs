@@ -25,6 +25,8 @@ const VALIDITY_DAYS: i64 = 90;
 pub(crate) struct ClusterCredentials {
     pub(crate) ca: PemPair,
     pub(crate) lease_token: LeaseToken,
+    /// When each certificate Secret's certificate expires (`status.certificates.expirations`).
+    pub(crate) expirations: std::collections::BTreeMap<String, String>,
 }
 
 /// The operator's client identity towards one cluster's managers.
@@ -112,14 +114,23 @@ pub(crate) async fn ensure(
             }
         }
     };
+    let mut expirations = std::collections::BTreeMap::new();
+    if let Some(at) = pgherd_instance_manager::tls::expiration(&ca.cert) {
+        expirations.insert(ca_name.clone(), at);
+    }
     for (secret_name, what) in [
         (names::server_secret(name), "server"),
         (names::replication_secret(name), "replication"),
     ] {
-        if api.get_opt(&secret_name).await?.is_none() {
+        let Some(stored) = api.get_opt(&secret_name).await? else {
             return Err(OperatorError::Invalid(format!(
                 "Secret {namespace}/{secret_name} (the {what} certificate) is missing while {ca_name} exists: delete {ca_name} and the operator makes all three again"
             )));
+        };
+        if let Some(at) =
+            data(&stored, "tls.crt").and_then(|c| pgherd_instance_manager::tls::expiration(&c))
+        {
+            expirations.insert(secret_name, at);
         }
     }
     let (_, owner, app_secret_name) = pgherd_controller::instance_spec::application(cluster);
@@ -152,6 +163,7 @@ pub(crate) async fn ensure(
     Ok(ClusterCredentials {
         lease_token: lease_token(&ca.key),
         ca,
+        expirations,
     })
 }
 

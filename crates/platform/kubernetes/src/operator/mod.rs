@@ -323,12 +323,36 @@ async fn reconcile_cluster(
         addresses,
         backups,
         catalog,
+        certificates: certificates_status(cluster, credentials.expirations.clone()),
     };
     runtime.written_target =
         pgherd_controller::cluster_status::status_target(&outcome.plan, &outcome.observation);
     runtime.decided_target = outcome.plan.target_primary.clone();
     status::write(client, cluster, &outcome, facts).await?;
     Ok(outcome.plan.phase)
+}
+
+/// `status.certificates` as CloudNativePG writes it: which Secrets serve as CAs and
+/// certificates, the server's extra names, and when each certificate expires.
+fn certificates_status(
+    cluster: &Cluster,
+    expirations: BTreeMap<String, String>,
+) -> pgherd_api::cluster::CertificatesStatus {
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    pgherd_api::cluster::CertificatesStatus {
+        configuration: pgherd_api::cluster::CertificatesConfiguration {
+            server_ca_secret: Some(crate::names::ca_secret(name)),
+            server_tls_secret: Some(crate::names::server_secret(name)),
+            replication_tls_secret: Some(crate::names::replication_secret(name)),
+            client_ca_secret: Some(crate::names::ca_secret(name)),
+            server_alt_dns_names: cluster
+                .spec
+                .certificates
+                .as_ref()
+                .and_then(|c| c.server_alt_dns_names.clone()),
+        },
+        expirations: Some(expirations),
+    }
 }
 
 /// Count and publish what a pass did: finished backups, and a change of primary (as a

@@ -52,6 +52,8 @@ pub(crate) struct PassFacts {
     pub backups: Vec<super::backups::Finished>,
     /// What a read of the backup catalog found, when one finished.
     pub catalog: Option<CatalogSummary>,
+    /// The certificates in use and when each expires.
+    pub certificates: pgherd_api::cluster::CertificatesStatus,
 }
 
 /// The Cluster's backup fields with the backups that finished in this pass: the last
@@ -118,6 +120,7 @@ pub(crate) async fn write(
             .next()
             .map(|(instance, error)| format!("{instance}: {error}"));
     }
+    status.certificates = Some(facts.certificates);
     status.last_successful_backup = ok;
     status.last_failed_backup = failed;
     status.first_recoverability_point = first;

@@ -103,8 +103,12 @@ impl Webhooks {
         self.listener.local_addr().ok()
     }
 
-    /// Serve until dropped.
-    pub async fn run(self, client: Client) {
+    /// Serve until dropped, counting requests in `metrics`.
+    pub async fn run(
+        self,
+        client: Client,
+        metrics: pgherd_metrics::controller_metrics::ControllerMetrics,
+    ) {
         let Webhooks {
             listener,
             options,
@@ -148,7 +152,7 @@ impl Webhooks {
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
-        let serving = tokio::spawn(server::serve(listener, tls.clone()));
+        let serving = tokio::spawn(server::serve(listener, tls.clone(), metrics));
         let _stop = AbortOnDrop(serving);
         let mut applied_for: Option<String> = None;
         let mut missing_said = false;

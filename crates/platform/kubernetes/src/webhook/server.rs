@@ -48,6 +48,23 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Full<Byte
     response
 }
 
+/// Serve one request, counted under its webhook path (controller-runtime's metrics).
+async fn counted(
+    request: Request<hyper::body::Incoming>,
+    metrics: &pgherd_metrics::controller_metrics::ControllerMetrics,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_string();
+    let webhook = request.method() == hyper::Method::POST;
+    if webhook {
+        metrics.webhook_started(&path);
+    }
+    let response = handle(request).await;
+    if webhook {
+        metrics.webhook_finished(&path, response.status().as_u16());
+    }
+    response
+}
+
 async fn handle(request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
     let method = request.method().clone();
@@ -90,7 +107,11 @@ async fn handle(request: Request<hyper::body::Incoming>) -> Response<Full<Bytes>
 }
 
 /// Serve on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, tls: CurrentTls) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: CurrentTls,
+    metrics: pgherd_metrics::controller_metrics::ControllerMetrics,
+) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -104,6 +125,7 @@ pub async fn serve(listener: TcpListener, tls: CurrentTls) {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let stream = match tokio_rustls::TlsAcceptor::from(config).accept(tcp).await {
                 Ok(s) => s,
@@ -112,8 +134,9 @@ pub async fn serve(listener: TcpListener, tls: CurrentTls) {
                     return;
                 }
             };
+            let metrics = &metrics;
             let service = hyper::service::service_fn(|request| async move {
-                Ok::<_, Infallible>(handle(request).await)
+                Ok::<_, Infallible>(counted(request, metrics).await)
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
