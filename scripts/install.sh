@@ -15,8 +15,9 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # and iproute2 (the partition test puts instances in network namespaces). kube-sim's process
 # kubelet runs containers with util-linux's unshare/setpriv/nsenter, mount and hostname; its
 # probe test serves HTTPS with a certificate made by openssl; `kube-sim node partition` cuts a
-# node off with iptables rules.
-APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2 unzip util-linux mount hostname openssl iptables)
+# node off with iptables rules. musl-tools builds the operator image's static binary
+# (scripts/build-static.sh).
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates prometheus barman-cli-cloud pgbouncer iproute2 unzip util-linux mount hostname openssl iptables musl-tools)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -128,6 +129,9 @@ if command -v rustup >/dev/null 2>&1; then
   for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
   done
+  # The operator image's binary is linked statically against musl (scripts/build-static.sh).
+  rustup target list --installed 2>/dev/null | grep -q '^x86_64-unknown-linux-musl$' \
+    || rustup target add x86_64-unknown-linux-musl >/dev/null
 fi
 
 # Python packages for the schema tests and the S3 test server (pinned).

@@ -15,6 +15,10 @@ cargo clippy --workspace --all-targets --locked -q -- -D warnings
 # Property tests run a bounded number of cases in CI; raise it locally for deeper runs.
 export PROPTEST_CASES="${PROPTEST_CASES:-512}"
 
+log "static build of the operator image's binary (musl)"
+./scripts/build-static.sh -q
+export PGHERD_STATIC_BINARY="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-musl/release/pgherd"
+
 log "cargo test (unit, seeds, CRD drift, layering, robustness)"
 cargo test --workspace --locked -q
 

@@ -190,7 +190,9 @@ pub fn server_config(
 /// `status.certificates.expirations`.
 pub fn expiration(pem: &str) -> Option<String> {
     use rustls::pki_types::pem::PemObject as _;
-    let der = CertificateDer::pem_slice_iter(pem.as_bytes()).next()?.ok()?;
+    let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()?
+        .ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
     let at = cert.validity().not_after.to_datetime();
     at.format(&time::format_description::well_known::Rfc3339)

@@ -25,7 +25,11 @@ pub(crate) fn parse_target(text: &str) -> Result<(bool, &str, Option<u16>), ApiE
         [name] => ("http", *name, ""),
         [name, port] => ("http", *name, *port),
         [scheme, name, port] => (*scheme, *name, *port),
-        _ => return Err(ApiError::bad_request(format!("invalid pod proxy target {text:?}"))),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "invalid pod proxy target {text:?}"
+            )))
+        }
     };
     let https = match scheme {
         "http" | "" => false,
@@ -39,9 +43,10 @@ pub(crate) fn parse_target(text: &str) -> Result<(bool, &str, Option<u16>), ApiE
     let port = if port.is_empty() {
         None
     } else {
-        Some(port.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid port {port:?} in {text:?}"))
-        })?)
+        Some(
+            port.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid port {port:?} in {text:?}")))?,
+        )
     };
     Ok((https, name, port))
 }
@@ -147,7 +152,10 @@ mod tests {
     #[test]
     fn proxy_targets_read_as_the_api_server_reads_them() {
         assert_eq!(parse_target("pg-1").unwrap(), (false, "pg-1", None));
-        assert_eq!(parse_target("pg-1:8000").unwrap(), (false, "pg-1", Some(8000)));
+        assert_eq!(
+            parse_target("pg-1:8000").unwrap(),
+            (false, "pg-1", Some(8000))
+        );
         assert_eq!(
             parse_target("https:pg-1:8000").unwrap(),
             (true, "pg-1", Some(8000))

@@ -17,9 +17,9 @@ use pgherd_controller::cluster_status::ConditionInput;
 use pgherd_controller::plan::ObservedInstance;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Appended to the restart tokens of an instance whose pod runs an older template: no token the
-/// cluster asks for can equal it.
-const OLDER_TEMPLATE: &str = "#older-pod-template";
+/// Put before the restart tokens of an instance whose pod runs an older template: no token the
+/// cluster asks for can equal it, nor share its base (what precedes a `#`).
+const OLDER_TEMPLATE: &str = "older-pod-template~";
 
 /// The instances whose pod was built from another template than the one built now.
 pub(crate) fn outdated(
@@ -54,16 +54,16 @@ pub(crate) fn outdated(
 /// under any token, and recreated by its restart.
 pub(crate) fn mark(instance: &mut ObservedInstance) {
     instance.restart_recreates = true;
-    instance.spec_restart_token.push_str(OLDER_TEMPLATE);
+    instance.spec_restart_token.insert_str(0, OLDER_TEMPLATE);
     if let Some(status) = instance.status.as_mut() {
-        status.restart_token.push_str(OLDER_TEMPLATE);
+        status.restart_token.insert_str(0, OLDER_TEMPLATE);
     }
 }
 
 /// The restart token to give an instance's manager: the one it runs under, without the mark.
 pub(crate) fn unmarked(token: &str) -> String {
     token
-        .strip_suffix(OLDER_TEMPLATE)
+        .strip_prefix(OLDER_TEMPLATE)
         .unwrap_or(token)
         .to_string()
 }
@@ -123,5 +123,11 @@ mod tests {
         assert!(!chosen(&i.spec_restart_token, ""));
         assert_eq!(unmarked(&i.spec_restart_token), "");
         assert_eq!(unmarked("2026-12-06T10:00:00Z"), "2026-12-06T10:00:00Z");
+        // A marked token never shares the cluster token's base (what precedes a `#`).
+        let mut j = i.clone();
+        j.spec_restart_token = "t1#pg-2".into();
+        mark(&mut j);
+        assert!(!j.spec_restart_token.starts_with("t1"));
+        assert_eq!(unmarked(&j.spec_restart_token), "t1#pg-2");
     }
 }
