@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Build pgherd as one statically linked binary (musl), as the operator image ships it:
+# target/x86_64-unknown-linux-musl/release/pgherd. Needs musl-tools and the Rust musl target
+# (scripts/install.sh installs both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-musl-gcc}"
+exec cargo build --release --locked --target x86_64-unknown-linux-musl -p pgherd "$@"
