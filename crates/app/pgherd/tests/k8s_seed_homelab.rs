@@ -1,3 +1,10 @@
+//! Two seeds' runbooks on kube-sim, their commands and manifests unchanged but for the object
+//! store's endpoint and credentials and the image (PostgreSQL 15, whose complete tool set this
+//! machine has). Seed 003 (a homelab archiving WAL through the barman-cloud plugin): its own
+//! `ObjectStore` and Cluster manifest from `tests/fixtures/seeds`, WAL archived with its
+//! encryption settings, a plugin backup (`kubectl cnpg backup --method plugin`), and the
+//! runbook's "Increase Storage" (PVCs grown in place).
+//!
 //! Seed 004 (a homelab's "PostgreSQL High Availability for Homepage") walked on kube-sim as its
 //! README runs it against CloudNativePG, its commands unchanged: `kubectl wait
 //! --for=condition=Ready cluster/homepage-postgres -n postgres-ha`, `kubectl get cluster`, the
@@ -397,4 +404,160 @@ fn seed_004_runbook_on_kubernetes() {
             "a credential reached the operator's log"
         );
     }
+}
+
+/// Seed 003's "WAL Archiving" manifest (the plugin and its ObjectStore), applied as stored in
+/// `tests/fixtures/seeds` with the store's endpoint and the image changed.
+#[test]
+fn seed_003_plugin_archiving_on_kubernetes() {
+    if !kubelet_available() {
+        return;
+    }
+    let moto = Moto::start();
+    moto.create_bucket("homelab-cnpg-b2");
+    let sim = Sim::with_nodes(2);
+    sim.install_crds();
+    let operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
+    sim.kubectl(&["create", "namespace", "immich"]);
+    sim.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: b2-cnpg-credentials\n  namespace: immich\nstringData:\n  AWS_ACCESS_KEY_ID: {ACCESS_KEY}\n  AWS_SECRET_ACCESS_KEY: {SECRET_KEY}\n"
+    ))
+    .unwrap();
+    let fixture = std::fs::read_to_string(
+        common::repo_root().join("tests/fixtures/seeds/003-cluster-wal-archiving-plugin.yaml"),
+    )
+    .unwrap();
+    let manifest = fixture
+        .replace("https://s3.us-west-000.backblazeb2.com", &moto.endpoint())
+        .replace(
+            "ghcr.io/cloudnative-pg/postgresql:17.2",
+            "ghcr.io/cloudnative-pg/postgresql:15",
+        );
+    assert_ne!(manifest, fixture);
+    sim.apply(&manifest).unwrap();
+    let waited = sim.kubectl_output(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "cluster/immich-postgres",
+            "-n",
+            "immich",
+            "--timeout=300s",
+        ],
+        None,
+    );
+    assert!(
+        waited.status.success(),
+        "kubectl wait: {}\n{}",
+        String::from_utf8_lossy(&waited.stderr),
+        sim.diagnostics()
+    );
+    let rw = {
+        let s = sim
+            .json(&["get", "service", "-n", "immich", "immich-postgres-rw"])
+            .unwrap();
+        str_at(&s, "/spec/clusterIP").unwrap().to_string()
+    };
+    let password = {
+        let s = sim
+            .json(&["get", "secret", "-n", "immich", "immich-postgres-app"])
+            .unwrap();
+        k8s::base64_decode(str_at(&s, "/data/password").unwrap())
+    };
+    let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
+    let refresh_ips = || {
+        let pods = sim
+            .json(&[
+                "get",
+                "pods",
+                "-n",
+                "immich",
+                "-l",
+                "cnpg.io/podRole=instance",
+            ])
+            .unwrap();
+        let mut ips = pod_ips.lock().unwrap();
+        for pod in pods["items"].as_array().unwrap() {
+            if let Some(ip) = str_at(pod, "/status/podIP") {
+                ips.insert(ip.to_string());
+            }
+        }
+    };
+    refresh_ips();
+    sim.runtime.block_on(async {
+        let c = connect_soon(&rw, &password).await.expect("-rw answers");
+        c.batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY)")
+            .await
+            .unwrap();
+    });
+    let checker = WritableChecker::start(pod_ips.clone(), password.clone());
+    let writer = Writer::start(rw.clone(), password.clone());
+    assert!(writer.wait_for_more(20, 60), "no commits through -rw");
+
+    // WAL archived through the plugin's ObjectStore (gzip, AES256 server-side encryption).
+    sim.eventually("ContinuousArchiving", 120, || {
+        let c = sim.json(&["get", "cluster", "-n", "immich", "immich-postgres"])?;
+        c.pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "ContinuousArchiving" && c["status"] == "True")
+            .then_some(())
+    });
+    // A backup through the plugin, as `kubectl cnpg backup` takes it.
+    sim.kubectl(&[
+        "cnpg",
+        "backup",
+        "immich-postgres",
+        "-n",
+        "immich",
+        "--backup-name",
+        "immich-now",
+        "--method",
+        "plugin",
+        "--plugin-name",
+        "barman-cloud.cloudnative-pg.io",
+    ]);
+    sim.eventually("the plugin backup completed", 300, || {
+        let b = sim.json(&["get", "backup", "-n", "immich", "immich-now"])?;
+        match str_at(&b, "/status/phase") {
+            Some("completed") => Some(()),
+            Some("failed") => panic!("the plugin backup failed: {b:#}"),
+            _ => None,
+        }
+    });
+    // "Increase Storage": the claims grow in place.
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "immich-postgres",
+        "-n",
+        "immich",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"25Gi"}}}"#,
+    ]);
+    sim.eventually("the PVCs grown to 25Gi", 60, || {
+        let claims = sim.json(&["get", "pvc", "-n", "immich"])?;
+        let items = claims["items"].as_array()?;
+        (items.len() == 2
+            && items
+                .iter()
+                .all(|c| str_at(c, "/spec/resources/requests/storage") == Some("25Gi")))
+        .then_some(())
+    });
+    assert!(writer.wait_for_more(20, 60), "no commits after the growth");
+    let acked = writer.stop();
+    let most_writable = checker.stop();
+    assert!(
+        most_writable <= 1,
+        "{most_writable} writable primaries at once"
+    );
+    let lost = sim
+        .runtime
+        .block_on(k8s::load::lost(&rw, &password, &acked));
+    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
+    assert!(
+        !operator.logged().contains(SECRET_KEY),
+        "a credential reached the operator's log"
+    );
 }
