@@ -13,6 +13,7 @@ pub mod cluster_status;
 pub mod declarative;
 pub mod ha;
 pub mod instance_spec;
+pub mod major_upgrade;
 pub mod operations;
 pub mod phase;
 pub mod pki;
