@@ -14,6 +14,7 @@ pub mod base_backup;
 pub mod binaries;
 pub mod bootstrap;
 mod crash_loop;
+pub mod major_upgrade;
 pub mod declarative;
 pub mod error;
 pub mod http;

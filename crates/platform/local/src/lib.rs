@@ -19,6 +19,7 @@ pub mod error;
 pub mod instances;
 pub mod key_refs;
 mod local_pass;
+mod major_upgrade;
 pub mod logical;
 pub mod monitoring;
 pub mod netns;

@@ -480,6 +480,12 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
         .chain(stored_refs.iter_mut())
         .collect();
     manifest::validate_all(&mut all);
+    drop(all);
+    for (_, manifests) in &mut loaded {
+        for m in manifests.iter_mut() {
+            pgherd_local::apply::check_image_change(state, m)?;
+        }
+    }
     let mut errors = 0;
     for (file, manifests) in &loaded {
         for m in manifests {
