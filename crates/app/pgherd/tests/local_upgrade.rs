@@ -168,7 +168,7 @@ fn upgrade_15_to_18_keeps_data_and_roles_and_stays_highly_available() {
     // CloudNativePG's status: pgDataImageInfo, no target left.
     let out = local.run_ok(&["get", "cluster", CLUSTER, "-o", "json"]);
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let status = &got[0]["status"];
+    let status = &got["status"];
     assert_eq!(status["pgDataImageInfo"]["majorVersion"], 18, "{status:#}");
     assert_eq!(status["pgDataImageInfo"]["image"], TO, "{status:#}");
     assert!(status.get("targetPGDataImageInfo").is_none(), "{status:#}");
