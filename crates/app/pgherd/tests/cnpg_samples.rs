@@ -25,7 +25,9 @@ fn read(out: &Path, name: &str) -> String {
 #[test]
 fn cloudnativepg_samples_run_as_written() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: the samples run as root with the default state directory (CI runs as root)");
+        eprintln!(
+            "skipped: the samples run as root with the default state directory (CI runs as root)"
+        );
         return;
     }
     let samples = repo_root().join(SAMPLES);
@@ -45,7 +47,10 @@ fn cloudnativepg_samples_run_as_written() {
     moto.create_bucket("cluster-example-full-backup");
     let full = std::fs::read_to_string(samples.join("cluster-example-full.yaml")).unwrap();
     let unreachable = "endpointURL: http://custom-endpoint:1234";
-    assert!(full.contains(unreachable), "the sample changed: {unreachable:?} is gone");
+    assert!(
+        full.contains(unreachable),
+        "the sample changed: {unreachable:?} is gone"
+    );
     std::fs::write(
         out.join("cluster-example-full.yaml"),
         full.replace(unreachable, &format!("endpointURL: {}", moto.endpoint())),

@@ -33,10 +33,7 @@ fn write_manifest(dir: &Path, image: &str, instances: u32) -> std::path::PathBuf
         .replace("instances: 3", &format!("instances: {instances}"));
     let text = if instances == 1 {
         // No synchronous standby to wait for.
-        text.replace(
-            "    synchronous:\n      method: any\n      number: 1\n",
-            "",
-        )
+        text.replace("    synchronous:\n      method: any\n      number: 1\n", "")
     } else {
         text
     };
@@ -146,8 +143,13 @@ fn upgrade_15_to_18_keeps_data_and_roles_and_stays_highly_available() {
     let rt = pgherd_testkit::runtime();
     rt.block_on(async {
         let mut alice = local.app_config(CLUSTER, &rw);
-        alice.user("alice").password(ROLE_PASSWORD).dbname("postgres");
-        let c = connect(&alice).await.expect("alice logs in after the upgrade");
+        alice
+            .user("alice")
+            .password(ROLE_PASSWORD)
+            .dbname("postgres");
+        let c = connect(&alice)
+            .await
+            .expect("alice logs in after the upgrade");
         let v: String = c
             .query_one("SHOW server_version_num", &[])
             .await
@@ -175,16 +177,20 @@ fn upgrade_15_to_18_keeps_data_and_roles_and_stays_highly_available() {
     // The old data was kept until the upgraded cluster was healthy, then removed.
     for i in &s.instances_status {
         assert!(
-            !instance_dir(local, &i.name).join("pgdata.major-15").exists(),
+            !instance_dir(local, &i.name)
+                .join("pgdata.major-15")
+                .exists(),
             "{}",
             i.name
         );
     }
 
     // Highly available on 18: a failover under a writer loses nothing acknowledged.
-    under_load(local, "after the upgrade: kill the primary's node", |primary| {
-        kill_node(local, primary)
-    });
+    under_load(
+        local,
+        "after the upgrade: kill the primary's node",
+        |primary| kill_node(local, primary),
+    );
     healthy(local);
 
     // Back to 15: refused, with the reason.

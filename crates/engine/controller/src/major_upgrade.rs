@@ -163,7 +163,9 @@ pub fn decide(facts: &UpgradeFacts<'_>) -> Step {
         };
     }
     let this_attempt = facts.attempt.filter(|a| {
-        a.to == *wanted && a.from.major_version == data.major_version && a.retry_token == facts.retry_token
+        a.to == *wanted
+            && a.from.major_version == data.major_version
+            && a.retry_token == facts.retry_token
     });
     if let Some(failure) = this_attempt.and_then(|a| a.failure.as_ref()) {
         return Step::Run {
@@ -259,16 +261,28 @@ mod tests {
         assert!(image_change_errors(Some(&info(15)), 18).is_empty());
         let down = image_change_errors(Some(&info(18)), 15);
         assert_eq!(down.len(), 1);
-        assert!(down[0].starts_with("can't downgrade from major 18 to 15"), "{down:?}");
+        assert!(
+            down[0].starts_with("can't downgrade from major 18 to 15"),
+            "{down:?}"
+        );
         let old = image_change_errors(Some(&info(14)), 15);
-        assert!(old[0].contains("only supported to version 16 or higher"), "{old:?}");
+        assert!(
+            old[0].contains("only supported to version 16 or higher"),
+            "{old:?}"
+        );
     }
 
     #[test]
     fn an_upgrade_stops_everything_then_runs_the_job_on_the_primary_then_finishes() {
         let (data, wanted) = (info(15), info(18));
         let running = vec!["pg-1".to_string(), "pg-2".to_string()];
-        let step = decide(&facts(Some(&data), &wanted, None, &running, JobState::Absent));
+        let step = decide(&facts(
+            Some(&data),
+            &wanted,
+            None,
+            &running,
+            JobState::Absent,
+        ));
         assert_eq!(step, Step::Stop(running.clone()));
         assert_eq!(step.phase(), Some(phase::MAJOR_UPGRADE));
         let step = decide(&facts(Some(&data), &wanted, None, &[], JobState::Absent));
@@ -279,12 +293,30 @@ mod tests {
             }
         );
         let a = attempt(None);
-        let step = decide(&facts(Some(&data), &wanted, Some(&a), &[], JobState::Running));
+        let step = decide(&facts(
+            Some(&data),
+            &wanted,
+            Some(&a),
+            &[],
+            JobState::Running,
+        ));
         assert!(matches!(step, Step::Upgrade { .. }));
-        let step = decide(&facts(Some(&data), &wanted, Some(&a), &[], JobState::Succeeded));
+        let step = decide(&facts(
+            Some(&data),
+            &wanted,
+            Some(&a),
+            &[],
+            JobState::Succeeded,
+        ));
         assert_eq!(step, Step::Finish { data: info(18) });
         // Then the data is 18: nothing more to do.
-        let step = decide(&facts(Some(&info(18)), &wanted, None, &running, JobState::Absent));
+        let step = decide(&facts(
+            Some(&info(18)),
+            &wanted,
+            None,
+            &running,
+            JobState::Absent,
+        ));
         assert_eq!(
             step,
             Step::Run {
@@ -325,13 +357,28 @@ mod tests {
             panic!("{step:?}")
         };
         assert_eq!(d, &data);
-        assert!(problem.as_deref().unwrap_or_default().contains("runs PostgreSQL 15"));
+        assert!(problem
+            .as_deref()
+            .unwrap_or_default()
+            .contains("runs PostgreSQL 15"));
         // A restart retries: all instances stop again.
-        let mut retry = facts(Some(&data), &wanted, Some(&failed), &running, JobState::Absent);
+        let mut retry = facts(
+            Some(&data),
+            &wanted,
+            Some(&failed),
+            &running,
+            JobState::Absent,
+        );
         retry.retry_token = "2026-01-01";
         assert_eq!(decide(&retry), Step::Stop(running.clone()));
         // Setting the image back gives up the upgrade.
-        let step = decide(&facts(Some(&data), &info(15), Some(&failed), &running, JobState::Absent));
+        let step = decide(&facts(
+            Some(&data),
+            &info(15),
+            Some(&failed),
+            &running,
+            JobState::Absent,
+        ));
         assert_eq!(
             step,
             Step::Run {
@@ -343,7 +390,13 @@ mod tests {
 
     #[test]
     fn a_downgrade_past_validation_keeps_the_data_major_running() {
-        let step = decide(&facts(Some(&info(18)), &info(15), None, &[], JobState::Absent));
+        let step = decide(&facts(
+            Some(&info(18)),
+            &info(15),
+            None,
+            &[],
+            JobState::Absent,
+        ));
         let Step::Run { data, problem } = step else {
             panic!()
         };

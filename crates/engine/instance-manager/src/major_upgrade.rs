@@ -57,7 +57,9 @@ pub fn check_data_major(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Instan
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            aside = pg.pgdata.with_file_name(format!("{}-{now}", set_aside_name(found)));
+            aside = pg
+                .pgdata
+                .with_file_name(format!("{}-{now}", set_aside_name(found)));
         }
         tracing::info!(
             "the data is PostgreSQL {found}, the binaries {}: set aside in {}, cloning again",
@@ -169,7 +171,10 @@ pub fn upgrade_tools(major: u32) -> Result<PgBinaries, InstanceError> {
 
 /// The version a tool prints, without the program name ("(PostgreSQL) 18.6").
 fn version_line(dir: &Path, tool: &str) -> Option<String> {
-    let out = Command::new(dir.join(tool)).arg("--version").output().ok()?;
+    let out = Command::new(dir.join(tool))
+        .arg("--version")
+        .output()
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().next()?;
     Some(line.split_once(' ')?.1.trim().to_string())
@@ -226,8 +231,10 @@ async fn upgrade(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceError
         )));
     }
     for tool in OLD_TOOLS {
-        old.binaries
-            .tool(*tool, "pg_upgrade (it runs the old server and reads its control file)")?;
+        old.binaries.tool(
+            tool,
+            "pg_upgrade (it runs the old server and reads its control file)",
+        )?;
     }
     let tools = upgrade_tools(to_major)?;
     tracing::info!(
@@ -270,8 +277,7 @@ async fn upgrade(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceError
             .arg("--new-port")
             .arg(old.port.to_string())
             // The old server's archiver has no business during the upgrade.
-            .arg("--old-options")
-            .arg("-c archive_mode=off")
+            .arg("--old-options=-c archive_mode=off")
             .arg("--copy");
         if check {
             command.arg("--check");
@@ -449,7 +455,10 @@ mod tests {
         ] {
             assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
         }
-        assert!(!old.initdb_args(17).iter().any(|a| a == "--no-data-checksums"));
+        assert!(!old
+            .initdb_args(17)
+            .iter()
+            .any(|a| a == "--no-data-checksums"));
         let icu = OldCluster {
             provider: "i".into(),
             provider_locale: Some("en-US".into()),

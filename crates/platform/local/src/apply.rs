@@ -127,8 +127,11 @@ pub fn check_image_change(state: &StateDir, manifest: &mut Manifest) -> Result<(
     let data = status
         .and_then(|s| s.pg_data_image_info)
         .or_else(|| view.and_then(|v| v.pg_data_image_info));
-    let field = pgherd_controller::major_upgrade::image_field(cluster.spec.image_catalog_ref.is_some());
-    for error in pgherd_controller::major_upgrade::image_change_errors(data.as_ref(), i64::from(major.0)) {
+    let field =
+        pgherd_controller::major_upgrade::image_field(cluster.spec.image_catalog_ref.is_some());
+    for error in
+        pgherd_controller::major_upgrade::image_change_errors(data.as_ref(), i64::from(major.0))
+    {
         manifest
             .diagnostics
             .push(pgherd_api::diagnostics::Diagnostic::error(field, error));

@@ -15,9 +15,7 @@ use pgherd_controller::major_upgrade::{
     decide, failed_reason, upgrading_reason, JobState, Step, UpgradeAttempt, UpgradeFacts,
 };
 use pgherd_controller::phase;
-use pgherd_instance_manager::major_upgrade::{
-    set_aside_name, UpgradeResult, RESULT_FILE,
-};
+use pgherd_instance_manager::major_upgrade::{set_aside_name, UpgradeResult, RESULT_FILE};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -134,7 +132,8 @@ pub(crate) async fn step(
         }
         Step::Finish { data } => {
             if let Some(a) = &attempt {
-                let _ = std::fs::remove_file(prelude.instances_dir.join(&a.instance).join(RESULT_FILE));
+                let _ =
+                    std::fs::remove_file(prelude.instances_dir.join(&a.instance).join(RESULT_FILE));
             }
             tracing::info!(
                 "major upgrade done: the data is PostgreSQL {}; the replicas clone it again",
@@ -149,7 +148,10 @@ pub(crate) async fn step(
             })
         }
         Step::Failed { message } => {
-            tracing::error!("major upgrade to {} failed: {message}", wanted.major_version);
+            tracing::error!(
+                "major upgrade to {} failed: {message}",
+                wanted.major_version
+            );
             let mut status = base();
             if let (Some(a), Some(d)) = (&attempt, &data) {
                 status.phase_reason = Some(failed_reason(d, &wanted, &message));
@@ -286,9 +288,10 @@ pub(crate) fn after_pass(
         status.phase_reason = Some(problem);
         return;
     }
-    let done = status.major_upgrade.as_ref().filter(|a| {
-        a.failure.is_none() && data.as_ref().is_some_and(|d| *d == a.to)
-    });
+    let done = status
+        .major_upgrade
+        .as_ref()
+        .filter(|a| a.failure.is_none() && data.as_ref().is_some_and(|d| *d == a.to));
     if let (Some(a), true) = (done, status.phase == phase::HEALTHY) {
         let old = u32::try_from(a.from.major_version).unwrap_or_default();
         for (_, dir) in instance_dirs(instances_dir) {

@@ -611,7 +611,17 @@ fn wait_healthy(
             };
             let phase = status
                 .as_ref()
-                .map(|s| format!("{} ({}/{} ready)", s.phase, s.ready_instances, s.instances))
+                .map(|s| {
+                    let reason = s
+                        .phase_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{} ({}/{} ready){reason}",
+                        s.phase, s.ready_instances, s.instances
+                    )
+                })
                 .unwrap_or_else(|| "pending".into());
             if last.get(name) != Some(&phase) {
                 eprintln!("{name}: {phase}");
