@@ -12,15 +12,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
-use common::repo_root;
-use std::path::Path;
-use std::process::Command;
+use common::{repo_root, DefaultStateDir};
 
 const SAMPLES: &str = "tests/fixtures/cnpg-samples";
-
-fn read(out: &Path, name: &str) -> String {
-    std::fs::read_to_string(out.join(name)).unwrap_or_default()
-}
 
 #[test]
 fn cloudnativepg_samples_run_as_written() {
@@ -31,18 +25,8 @@ fn cloudnativepg_samples_run_as_written() {
         return;
     }
     let samples = repo_root().join(SAMPLES);
-    let tmp = tempfile::tempdir().unwrap();
-    let (state, run, out) = (
-        tmp.path().join("state"),
-        tmp.path().join("run"),
-        tmp.path().join("out"),
-    );
-    for d in [&state, &run, &out] {
-        std::fs::create_dir(d).unwrap();
-    }
-    for mount_point in ["/var/lib/pgherd", "/run/pgherd"] {
-        std::fs::create_dir_all(mount_point).unwrap();
-    }
+    let prepared = DefaultStateDir::prepare();
+    let out = prepared.1.clone();
     let moto = pgherd_testkit::moto::Moto::start();
     moto.create_bucket("cluster-example-full-backup");
     let full = std::fs::read_to_string(samples.join("cluster-example-full.yaml")).unwrap();
@@ -56,16 +40,8 @@ fn cloudnativepg_samples_run_as_written() {
         full.replace(unreachable, &format!("endpointURL: {}", moto.endpoint())),
     )
     .unwrap();
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_pgherd"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
     let script = format!(
-        r#"set -e
-mount --bind "$STATE" /var/lib/pgherd
-mount --bind "$RUNDIR" /run/pgherd
-trap 'pgherd local destroy >"$OUT/destroy.txt" 2>&1 || true' EXIT
-port() {{ python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoints"]["rw"].split(":")[1])' "$1"; }}
+        r#"port() {{ python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoints"]["rw"].split(":")[1])' "$1"; }}
 
 pgherd local up -f {samples}/cluster-example.yaml > "$OUT/example.txt" 2>&1
 pgherd local status cluster-example -o json > "$OUT/example.json"
@@ -87,29 +63,11 @@ pgherd local backup cluster-example-full > "$OUT/full-backup.txt" 2>&1
 "#,
         samples = samples.display()
     );
-    let output = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "bash", "-c", &script])
-        .current_dir(repo_root())
-        .env_remove("PGHERD_STATE_DIR")
-        .env_remove("XDG_STATE_HOME")
-        .env("HOME", "/root")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("STATE", &state)
-        .env("RUNDIR", &run)
-        .env("OUT", &out)
-        .output()
-        .expect("unshare runs");
-    let log = std::fs::read_to_string(state.join("control-plane.log")).unwrap_or_default();
+    let ran = DefaultStateDir::run(prepared, &script);
+    let (output, log) = (&ran.output, ran.log());
     let outputs: String = ["example.txt", "roles.txt", "full.txt", "full-backup.txt"]
         .iter()
-        .map(|f| format!("--- {f}\n{}", read(&out, f)))
+        .map(|f| format!("--- {f}\n{}", ran.read(f)))
         .collect();
     assert!(
         output.status.success(),
@@ -122,7 +80,7 @@ pgherd local backup cluster-example-full > "$OUT/full-backup.txt" 2>&1
         ("cluster-example-with-roles", "roles.json", "roles.txt"),
         ("cluster-example-full", "full.json", "full.txt"),
     ] {
-        let up = read(&out, text);
+        let up = ran.read(text);
         assert!(up.contains(&format!("{name} is healthy")), "{up}");
         // Nothing in CloudNativePG's own samples is refused or ignored: the only warning is
         // pgherd's advice about asynchronous replication.
@@ -132,18 +90,18 @@ pgherd local backup cluster-example-full > "$OUT/full-backup.txt" 2>&1
             .filter(|l| l.contains("warning") && !l.contains(advice))
             .collect();
         assert!(other.is_empty(), "{name}: {other:?}");
-        let status: serde_json::Value = serde_json::from_str(&read(&out, file)).unwrap();
+        let status: serde_json::Value = serde_json::from_str(&ran.read(file)).unwrap();
         assert_eq!(status["readyInstances"], 3, "{name}: {status:#}");
     }
-    assert_eq!(read(&out, "dante.txt").trim(), "dante|4|t|f|t");
-    assert_eq!(read(&out, "full-app.txt").trim(), "app|1");
-    let superuser = read(&out, "full-superuser.txt");
+    assert_eq!(ran.read("dante.txt").trim(), "dante|4|t|f|t");
+    assert_eq!(ran.read("full-app.txt").trim(), "app|1");
+    let superuser = ran.read("full-superuser.txt");
     let fields: Vec<&str> = superuser.trim().split('|').collect();
     assert_eq!(fields[0], "postgres", "{superuser}");
     assert!(fields[1].contains("pg_stat_statements"), "{superuser}");
     assert!(fields[1].contains("auto_explain"), "{superuser}");
     assert_eq!(fields[2], "all", "{superuser}");
     assert_eq!(fields[3], "10s", "{superuser}");
-    let backup = read(&out, "full-backup.txt");
+    let backup = ran.read("full-backup.txt");
     assert!(backup.contains("completed"), "{backup}");
 }
