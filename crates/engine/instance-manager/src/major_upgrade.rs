@@ -230,6 +230,11 @@ async fn upgrade(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceError
             aside.display()
         )));
     }
+    if std::fs::symlink_metadata(old.pgdata.join("pg_wal")).is_ok_and(|m| m.is_symlink()) {
+        return Err(InstanceError::InvalidSetting(
+            "the data's pg_wal is on its own volume (walStorage), which the major upgrade does not handle yet; nothing was changed".into(),
+        ));
+    }
     for tool in OLD_TOOLS {
         old.binaries.tool(
             tool,
