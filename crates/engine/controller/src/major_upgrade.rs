@@ -136,7 +136,10 @@ pub fn decide(facts: &UpgradeFacts<'_>) -> Step {
     };
     // A job that finished moved the data: whatever the spec says now, the data is its target.
     if facts.job == JobState::Succeeded {
-        if let Some(attempt) = facts.attempt {
+        if let Some(attempt) = facts
+            .attempt
+            .filter(|a| a.to.major_version != data.major_version)
+        {
             return Step::Finish {
                 data: attempt.to.clone(),
             };
@@ -309,13 +312,14 @@ mod tests {
             JobState::Succeeded,
         ));
         assert_eq!(step, Step::Finish { data: info(18) });
-        // Then the data is 18: nothing more to do.
+        // Then the data is 18: nothing more to do (the job's result stays, the attempt too
+        // until its old data is removed).
         let step = decide(&facts(
             Some(&info(18)),
             &wanted,
-            None,
+            Some(&a),
             &running,
-            JobState::Absent,
+            JobState::Succeeded,
         ));
         assert_eq!(
             step,

@@ -52,14 +52,16 @@ pub fn check_data_major(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Instan
         return Ok(());
     };
     if spec.role == pgherd_instance_protocol::DesiredRole::Replica && found < spec.major {
-        let mut aside = pg.pgdata.with_file_name(set_aside_name(found));
+        let aside = pg.pgdata.with_file_name(set_aside_name(found));
         if aside.exists() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            aside = pg
-                .pgdata
-                .with_file_name(format!("{}-{now}", set_aside_name(found)));
+            // Set aside once already: the primary it was cloned from again still runs the old
+            // major (an image changed without the upgrade). One copy, never a disk-filling loop.
+            return Err(InstanceError::InvalidSetting(format!(
+                "{} holds PostgreSQL {found} data again and {} is kept already: its primary does not run PostgreSQL {} yet (upgrade the primary first)",
+                pg.pgdata.display(),
+                aside.display(),
+                spec.major
+            )));
         }
         tracing::info!(
             "the data is PostgreSQL {found}, the binaries {}: set aside in {}, cloning again",
@@ -183,6 +185,15 @@ fn version_line(dir: &Path, tool: &str) -> Option<String> {
 /// Upgrade the data of the instance `spec` describes (stopped, of major `spec.major`) to
 /// `to_major`, and write the outcome into [`RESULT_FILE`] beside its data.
 pub async fn run_job(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceError> {
+    let pg = crate::supervisor::postgres_for(spec)?;
+    let file = instance_dir(&pg)?.join(RESULT_FILE);
+    // An earlier attempt's outcome is not this one's.
+    match std::fs::remove_file(&file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(InstanceError::io("cannot remove", &file, e))
+        }
+        _ => {}
+    }
     let outcome = upgrade(spec, to_major).await;
     let result = UpgradeResult {
         to_major,
@@ -192,8 +203,6 @@ pub async fn run_job(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceE
             Err(e) => e.to_string(),
         },
     };
-    let pg = crate::supervisor::postgres_for(spec)?;
-    let file = instance_dir(&pg)?.join(RESULT_FILE);
     let text = serde_json::to_vec(&result).unwrap_or_default();
     pg.user.write_file(&file, &text, 0o600)?;
     outcome

@@ -16,6 +16,7 @@ use pgherd_controller::major_upgrade::{
 };
 use pgherd_controller::phase;
 use pgherd_instance_manager::major_upgrade::{set_aside_name, UpgradeResult, RESULT_FILE};
+use pgherd_instance_manager::OsUser;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -131,10 +132,6 @@ pub(crate) async fn step(
             Ok(Upgrade::UnderWay(Box::new(status)))
         }
         Step::Finish { data } => {
-            if let Some(a) = &attempt {
-                let _ =
-                    std::fs::remove_file(prelude.instances_dir.join(&a.instance).join(RESULT_FILE));
-            }
             tracing::info!(
                 "major upgrade done: the data is PostgreSQL {}; the replicas clone it again",
                 data.major_version
@@ -194,7 +191,6 @@ fn under_way(
 
 /// Start `pgherd instance upgrade` on the instance in `dir`, as the PostgreSQL user.
 fn start_job(task: &ClusterTask, dir: &Path, wanted: &ImageInfo) -> Result<(), LocalError> {
-    let _ = std::fs::remove_file(dir.join(RESULT_FILE));
     let spec = dir.join("instance.json").display().to_string();
     let to = wanted.major_version.to_string();
     tracing::info!(
@@ -274,6 +270,7 @@ fn data_of_existing(instances_dir: &Path, wanted: &ImageInfo) -> Option<ImageInf
 /// upgraded cluster is healthy, the old data set aside during the upgrade is removed.
 pub(crate) fn after_pass(
     status: &mut LocalClusterStatus,
+    user: &OsUser,
     instances_dir: &Path,
     data: Option<ImageInfo>,
     problem: Option<String>,
@@ -294,18 +291,44 @@ pub(crate) fn after_pass(
         .filter(|a| a.failure.is_none() && data.as_ref().is_some_and(|d| *d == a.to));
     if let (Some(a), true) = (done, status.phase == phase::HEALTHY) {
         let old = u32::try_from(a.from.major_version).unwrap_or_default();
+        let mut removed = true;
         for (_, dir) in instance_dirs(instances_dir) {
             let aside = dir.join(set_aside_name(old));
             if aside.exists() {
-                match std::fs::remove_dir_all(&aside) {
-                    Ok(()) => tracing::info!(
-                        "the upgraded cluster is healthy: removed the old data in {}",
-                        aside.display()
-                    ),
-                    Err(e) => tracing::warn!("cannot remove {}: {e}", aside.display()),
-                }
+                removed &= remove_as(user, &aside);
             }
         }
-        status.major_upgrade = None;
+        if removed {
+            status.major_upgrade = None;
+        }
+    }
+}
+
+/// Remove `dir` (in the PostgreSQL user's directories) as that user: the root control plane
+/// never deletes along a path another user can change.
+fn remove_as(user: &OsUser, dir: &Path) -> bool {
+    let mut rm = std::process::Command::new("rm");
+    user.apply(&mut rm);
+    rm.arg("-rf").arg("--").arg(dir);
+    match rm.output() {
+        Ok(out) if out.status.success() => {
+            tracing::info!(
+                "the upgraded cluster is healthy: removed the old data in {}",
+                dir.display()
+            );
+            true
+        }
+        Ok(out) => {
+            tracing::warn!(
+                "cannot remove {}: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!("cannot remove {}: {e}", dir.display());
+            false
+        }
     }
 }
