@@ -47,11 +47,15 @@ pub fn data_major(pgdata: &Path) -> Option<u32> {
 /// Before PostgreSQL starts: data of another major than the binaries'. A replica's is set
 /// aside (`pgdata.major-<old>`) and cloned again from its primary (after a major upgrade of
 /// the primary); a primary's is never started (it needs the upgrade job, or the old image).
-pub fn check_data_major(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
-    let Some(found) = data_major(&pg.pgdata).filter(|m| *m != spec.major) else {
+pub fn check_data_major(
+    pg: &Postgres,
+    role: pgherd_instance_protocol::DesiredRole,
+    major: u32,
+) -> Result<(), InstanceError> {
+    let Some(found) = data_major(&pg.pgdata).filter(|m| *m != major) else {
         return Ok(());
     };
-    if spec.role == pgherd_instance_protocol::DesiredRole::Replica && found < spec.major {
+    if role == pgherd_instance_protocol::DesiredRole::Replica && found < major {
         let aside = pg.pgdata.with_file_name(set_aside_name(found));
         if aside.exists() {
             // Set aside once already: the primary it was cloned from again still runs the old
@@ -60,12 +64,12 @@ pub fn check_data_major(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Instan
                 "{} holds PostgreSQL {found} data again and {} is kept already: its primary does not run PostgreSQL {} yet (upgrade the primary first)",
                 pg.pgdata.display(),
                 aside.display(),
-                spec.major
+                major
             )));
         }
         tracing::info!(
             "the data is PostgreSQL {found}, the binaries {}: set aside in {}, cloning again",
-            spec.major,
+            major,
             aside.display()
         );
         return std::fs::rename(&pg.pgdata, &aside)
@@ -74,7 +78,7 @@ pub fn check_data_major(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Instan
     Err(InstanceError::InvalidSetting(format!(
         "{} holds PostgreSQL {found} data and the binaries are PostgreSQL {}: not starting (a major upgrade runs pg_upgrade on the primary first; a downgrade is impossible)",
         pg.pgdata.display(),
-        spec.major
+        major
     )))
 }
 
@@ -482,6 +486,43 @@ mod tests {
         let args = icu.initdb_args(18);
         assert!(args.iter().any(|a| a == "--icu-locale=en-US"));
         assert!(args.iter().any(|a| a == "--data-checksums"));
+    }
+
+    #[test]
+    fn a_replica_sets_data_of_an_older_major_aside_once_and_a_primary_never_starts_it() {
+        use pgherd_instance_protocol::DesiredRole;
+        let tmp = tempfile::tempdir().unwrap();
+        let pg = Postgres {
+            binaries: PgBinaries {
+                dir: tmp.path().into(),
+                major: 18,
+            },
+            pgdata: tmp.path().join("pgdata"),
+            socket_dir: tmp.path().into(),
+            port: 5432,
+            user: OsUser::for_postgres("postgres").unwrap(),
+            log_file: tmp.path().join("postgres.log"),
+        };
+        let old_data = || {
+            std::fs::create_dir_all(&pg.pgdata).unwrap();
+            std::fs::write(pg.pgdata.join("PG_VERSION"), "15\n").unwrap();
+        };
+        old_data();
+        assert!(check_data_major(&pg, DesiredRole::Replica, 15).is_ok());
+        let err = check_data_major(&pg, DesiredRole::Primary, 18).unwrap_err();
+        assert!(err.to_string().contains("not starting"), "{err}");
+        assert!(pg.pgdata.exists());
+        check_data_major(&pg, DesiredRole::Replica, 18).unwrap();
+        assert!(!pg.pgdata.exists());
+        assert_eq!(data_major(&tmp.path().join("pgdata.major-15")), Some(15));
+        // Cloned from a primary still on 15: kept once, then an error, not another copy.
+        old_data();
+        let err = check_data_major(&pg, DesiredRole::Replica, 18).unwrap_err();
+        assert!(
+            err.to_string().contains("upgrade the primary first"),
+            "{err}"
+        );
+        assert!(pg.pgdata.exists());
     }
 
     #[test]
