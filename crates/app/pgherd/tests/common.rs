@@ -20,3 +20,82 @@ pub fn pgherd(args: &[&str]) -> Output {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// A script run as root with pgherd's default locations (`/var/lib/pgherd`, `/run/pgherd`)
+/// bind-mounted from temporary directories in a private mount namespace, so what it runs is
+/// neither seen by nor touches the machine's own. `pgherd local destroy` runs when it exits.
+/// The script sees `$OUT` (a directory for its results), `pgherd` on the PATH, no state
+/// directory set, and runs in the repository's root.
+#[derive(Debug)]
+pub struct DefaultStateDir {
+    pub output: Output,
+    /// What was `/var/lib/pgherd`.
+    pub state: PathBuf,
+    /// `$OUT`.
+    pub out: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl DefaultStateDir {
+    /// A fresh `$OUT` to put files in before [`DefaultStateDir::run`].
+    pub fn prepare() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["state", "run", "out"] {
+            std::fs::create_dir(tmp.path().join(d)).unwrap();
+        }
+        let out = tmp.path().join("out");
+        (tmp, out)
+    }
+
+    /// Run `script` (bash, `set -e`) in the private namespace made from `prepared`.
+    pub fn run(prepared: (tempfile::TempDir, PathBuf), script: &str) -> DefaultStateDir {
+        let (tmp, out) = prepared;
+        let (state, run) = (tmp.path().join("state"), tmp.path().join("run"));
+        for mount_point in ["/var/lib/pgherd", "/run/pgherd"] {
+            std::fs::create_dir_all(mount_point).unwrap();
+        }
+        let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_pgherd"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let script = format!(
+            "set -e\nmount --bind \"$STATE\" /var/lib/pgherd\nmount --bind \"$RUNDIR\" /run/pgherd\n\
+             trap 'pgherd local destroy >\"$OUT/destroy.txt\" 2>&1 || true' EXIT\n{script}"
+        );
+        let output = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "bash", "-c", &script])
+            .current_dir(repo_root())
+            .env_remove("PGHERD_STATE_DIR")
+            .env_remove("XDG_STATE_HOME")
+            .env("HOME", "/root")
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("STATE", &state)
+            .env("RUNDIR", &run)
+            .env("OUT", &out)
+            .output()
+            .expect("unshare runs");
+        DefaultStateDir {
+            output,
+            state,
+            out,
+            _tmp: tmp,
+        }
+    }
+
+    /// A file the script wrote into `$OUT` (empty when missing).
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.out.join(name)).unwrap_or_default()
+    }
+
+    /// The control plane's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.state.join("control-plane.log")).unwrap_or_default()
+    }
+}

@@ -6,8 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
-use common::repo_root;
-use std::process::Command;
+use common::{repo_root, DefaultStateDir};
 
 const COMMAND: &str = "pgherd local up -f examples/cluster-example.yaml";
 
@@ -22,67 +21,31 @@ fn the_readmes_first_command_works_as_root_with_the_default_state_dir() {
         eprintln!("skipped: the README's command is checked as root (CI runs as root)");
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let (state, run, out) = (
-        tmp.path().join("state"),
-        tmp.path().join("run"),
-        tmp.path().join("out"),
-    );
-    for d in [&state, &run, &out] {
-        std::fs::create_dir(d).unwrap();
-    }
-    for mount_point in ["/var/lib/pgherd", "/run/pgherd"] {
-        std::fs::create_dir_all(mount_point).unwrap();
-    }
+    let prepared = DefaultStateDir::prepare();
     // The longest name a Cluster may have (50 characters), in the default state directory:
     // its sockets must still fit the kernel's 107 bytes.
     let long = "c".repeat(50);
     std::fs::write(
-        out.join("long-name.yaml"),
+        prepared.1.join("long-name.yaml"),
         format!("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: {long}\nspec:\n  instances: 2\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  storage:\n    size: 1Gi\n"),
     )
     .unwrap();
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_pgherd"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
     let script = format!(
-        r#"set -e
-mount --bind "$STATE" /var/lib/pgherd
-mount --bind "$RUNDIR" /run/pgherd
-trap 'pgherd local destroy >"$OUT/destroy.txt" 2>&1 || true' EXIT
-{COMMAND}
+        r#"{COMMAND}
 pgherd local status cluster-example -o json > "$OUT/status.json"
 pgherd local psql cluster-example -- -Atc 'select 40 + 2' > "$OUT/psql.txt"
 pgherd local up -f "$OUT/long-name.yaml" > "$OUT/long-name.txt" 2>&1
 ls /var/lib/pgherd > "$OUT/state.txt"
 "#
     );
-    let output = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "bash", "-c", &script])
-        .current_dir(repo_root())
-        .env_remove("PGHERD_STATE_DIR")
-        .env_remove("XDG_STATE_HOME")
-        .env("HOME", "/root")
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("STATE", &state)
-        .env("RUNDIR", &run)
-        .env("OUT", &out)
-        .output()
-        .expect("unshare runs");
-    let log = std::fs::read_to_string(state.join("control-plane.log")).unwrap_or_default();
+    let ran = DefaultStateDir::run(prepared, &script);
+    let (output, out) = (&ran.output, &ran.out);
     assert!(
         output.status.success(),
-        "{COMMAND} failed:\n{}\n{}\ncontrol plane:\n{log}",
+        "{COMMAND} failed:\n{}\n{}\ncontrol plane:\n{}",
         String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&output.stderr),
+        ran.log()
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("cluster-example is healthy"), "{stdout}");

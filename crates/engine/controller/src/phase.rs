@@ -5,6 +5,7 @@ pub const CREATING_REPLICA: &str = "Creating a new replica";
 pub const HEALTHY: &str = "Cluster in healthy state";
 pub const WAITING_FOR_INSTANCES: &str = "Waiting for the instances to become active";
 pub const UPGRADING: &str = "Upgrading cluster";
+pub const MAJOR_UPGRADE: &str = "Upgrading Postgres major version";
 pub const SWITCHOVER: &str = "Switchover in progress";
 pub const FAILING_OVER: &str = "Failing over";
 pub const APPLYING_CONFIGURATION: &str = "Applying configuration";

@@ -32,7 +32,7 @@ fn candidates(major: u32) -> Vec<PathBuf> {
 }
 
 /// The directories that hold `major`'s binaries and no other's.
-fn major_dirs(major: u32) -> Vec<PathBuf> {
+pub(crate) fn major_dirs(major: u32) -> Vec<PathBuf> {
     vec![
         PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
         PathBuf::from(format!("/usr/pgsql-{major}/bin")),

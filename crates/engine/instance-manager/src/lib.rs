@@ -19,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod lease;
 pub mod logical;
+pub mod major_upgrade;
 pub mod metrics;
 pub mod observe;
 pub mod os_user;

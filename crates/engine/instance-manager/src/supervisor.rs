@@ -240,6 +240,9 @@ async fn converge(
         );
         return Ok(status);
     }
+    if !state.running(&pg) {
+        crate::major_upgrade::check_data_major(&pg, spec.role, spec.major)?;
+    }
     if spec.role == DesiredRole::Replica {
         if state.running(&pg) && !pg.has_standby_signal() {
             // Demotion (switchover, or a failover decided while this primary was away): stop

@@ -101,6 +101,44 @@ pub fn not_honoured(object: &Object) -> Option<&'static str> {
     }
 }
 
+/// CloudNativePG's image-change rule, checked against the stored Cluster's status as its
+/// webhook checks `old.status.pgDataImageInfo`: a Cluster may not ask for an older major than
+/// its data (nor upgrade to a major below 16). Errors are added to the manifest.
+pub fn check_image_change(state: &StateDir, manifest: &mut Manifest) -> Result<(), LocalError> {
+    let Some(Object::Cluster(cluster)) = &manifest.object else {
+        return Ok(());
+    };
+    let Some(major) = cluster.major_version() else {
+        return Ok(());
+    };
+    let namespace = cluster
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    if !state.has(&state.object_path("Cluster", &namespace, &name))? {
+        return Ok(());
+    }
+    let status: Option<pgherd_api::cluster::ClusterStatus> =
+        crate::state::read_json(&state.resource_status_path("Cluster", &namespace, &name))?;
+    let view: Option<crate::status::LocalClusterStatus> =
+        crate::state::read_json(&state.status_path("Cluster", &namespace, &name))?;
+    let data = status
+        .and_then(|s| s.pg_data_image_info)
+        .or_else(|| view.and_then(|v| v.pg_data_image_info));
+    let field =
+        pgherd_controller::major_upgrade::image_field(cluster.spec.image_catalog_ref.is_some());
+    for error in
+        pgherd_controller::major_upgrade::image_change_errors(data.as_ref(), i64::from(major.0))
+    {
+        manifest
+            .diagnostics
+            .push(pgherd_api::diagnostics::Diagnostic::error(field, error));
+    }
+    Ok(())
+}
+
 /// The stored objects other documents may refer to (image catalogs, clusters), as manifests
 /// to validate a new input against: a Cluster applied on its own must still name a major its
 /// stored catalog has.

@@ -30,6 +30,13 @@ pub const PORT_ANNOTATIONS: [(&str, &str); 3] = [
     ("r", "pgherd.io/r-port"),
 ];
 
+/// What the pass knows of the data's image, a problem with it and the last major upgrade.
+type UpgradeRecord = (
+    Option<pgherd_api::cluster::ImageInfo>,
+    Option<String>,
+    Option<pgherd_controller::major_upgrade::UpgradeAttempt>,
+);
+
 /// What the control plane keeps per cluster between passes.
 #[derive(Debug, Default)]
 pub struct ClusterRuntime {
@@ -200,10 +207,26 @@ impl ClusterTask {
     /// [`crate::local_pass::LocalPass`]), then the status, archiving and backups.
     pub async fn pass(&mut self, cluster: &Cluster) -> Result<LocalClusterStatus, LocalError> {
         let prelude = self.prelude(cluster).await?;
-        let mut local = crate::local_pass::LocalPass::new(self, &prelude);
+        let (data, problem, attempt) =
+            match crate::major_upgrade::step(self, cluster, &prelude).await? {
+                crate::major_upgrade::Upgrade::UnderWay(status) => {
+                    return self.write_upgrade_status(*status);
+                }
+                crate::major_upgrade::Upgrade::Continue {
+                    data,
+                    problem,
+                    attempt,
+                } => (data, problem, attempt),
+            };
+        let major = data
+            .as_ref()
+            .and_then(|d| u32::try_from(d.major_version).ok());
+        let mut local = crate::local_pass::LocalPass::new(self, &prelude, major);
         let outcome = pgherd_controller::reconcile::pass(&mut local, cluster).await?;
         let applied = local.finish();
-        self.postlude(cluster, &prelude, &outcome, applied).await
+        let upgrade = (data, problem, attempt);
+        self.postlude(cluster, &prelude, &outcome, applied, upgrade)
+            .await
     }
 
     /// What every pass needs before observing: the cluster's directory, certificates,
@@ -295,6 +318,7 @@ impl ClusterTask {
         prelude: &Prelude,
         outcome: &PassOutcome,
         applied: crate::local_pass::Applied,
+        upgrade: UpgradeRecord,
     ) -> Result<LocalClusterStatus, LocalError> {
         let namespace = &self.namespace.clone();
         let name = self.name.clone();
@@ -358,6 +382,15 @@ impl ClusterTask {
         self.plane.metrics.controller_pass("backup", true);
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = prelude.restart_annotation.clone();
+        let (data, problem, attempt) = upgrade;
+        crate::major_upgrade::after_pass(
+            &mut status,
+            &self.plane.user,
+            &prelude.instances_dir,
+            data,
+            problem,
+            attempt,
+        );
         status.poolers = self.plane.pooler_board.cluster_entries(namespace, &name);
         for p in &status.poolers {
             status.endpoints.insert(p.name.clone(), p.endpoint.clone());
@@ -374,6 +407,42 @@ impl ClusterTask {
             observed,
             &status,
         )?;
+        Ok(status)
+    }
+
+    /// A pass taken by a major upgrade: its status, as CloudNativePG shows it.
+    fn write_upgrade_status(
+        &self,
+        status: LocalClusterStatus,
+    ) -> Result<LocalClusterStatus, LocalError> {
+        let state = &self.plane.state;
+        write_json(
+            &state.status_path("Cluster", &self.namespace, &self.name),
+            &status,
+            0o600,
+        )?;
+        let path = state.resource_status_path("Cluster", &self.namespace, &self.name);
+        let mut resource: pgherd_api::cluster::ClusterStatus =
+            read_json(&path)?.unwrap_or_default();
+        resource.phase = Some(status.phase.clone());
+        resource.phase_reason = status.phase_reason.clone();
+        resource.ready_instances = Some(0);
+        resource.target_pg_data_image_info = status.major_upgrade.as_ref().map(|a| a.to.clone());
+        if let Some(conditions) = resource.conditions.as_mut() {
+            for c in conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+                if c.status != "False" {
+                    c.last_transition_time = pgherd_api::common::meta_time(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)),
+                    );
+                }
+                c.status = "False".into();
+                c.reason = "ClusterIsNotReady".into();
+                c.message = status.phase_reason.clone().unwrap_or_default();
+            }
+        }
+        write_json(&path, &resource, 0o600)?;
         Ok(status)
     }
 

@@ -20,6 +20,7 @@ pub mod instances;
 pub mod key_refs;
 mod local_pass;
 pub mod logical;
+mod major_upgrade;
 pub mod monitoring;
 pub mod netns;
 pub mod observation;

@@ -26,6 +26,9 @@ pub(crate) struct LocalPass<'a> {
     prelude: &'a Prelude,
     observation: Option<Observation>,
     applied: Applied,
+    /// The data's major (`pgDataImageInfo`): the binaries run it, whatever the spec asks
+    /// for, until a major upgrade moved the data.
+    major: Option<u32>,
 }
 
 /// What applying found out, for the rest of the pass (status, backups).
@@ -42,12 +45,13 @@ pub(crate) struct Applied {
 }
 
 impl<'a> LocalPass<'a> {
-    pub fn new(task: &'a mut ClusterTask, prelude: &'a Prelude) -> Self {
+    pub fn new(task: &'a mut ClusterTask, prelude: &'a Prelude, major: Option<u32>) -> Self {
         Self {
             task,
             prelude,
             observation: None,
             applied: Applied::default(),
+            major,
         }
     }
 
@@ -57,13 +61,14 @@ impl<'a> LocalPass<'a> {
 
     /// The PostgreSQL binaries for the cluster's major version (looked up once).
     fn bin_dir(&mut self, cluster: &Cluster) -> Result<std::path::PathBuf, LocalError> {
-        match (&self.task.plane.postgres_bin, cluster.major_version()) {
+        let major = self.major_of(cluster);
+        match (&self.task.plane.postgres_bin, major) {
             (Some(dir), _) => Ok(dir.clone()),
             (None, Some(major)) => match &self.task.runtime.bin_dir {
-                Some((m, dir)) if *m == major.0 => Ok(dir.clone()),
+                Some((m, dir)) if *m == major => Ok(dir.clone()),
                 _ => {
-                    let dir = PgBinaries::locate(major.0, None)?.dir;
-                    self.task.runtime.bin_dir = Some((major.0, dir.clone()));
+                    let dir = PgBinaries::locate(major, None)?.dir;
+                    self.task.runtime.bin_dir = Some((major, dir.clone()));
                     Ok(dir)
                 }
             },
@@ -72,6 +77,11 @@ impl<'a> LocalPass<'a> {
                 self.task.name
             ))),
         }
+    }
+
+    /// The major the instances run: the data's, else the spec's.
+    fn major_of(&self, cluster: &Cluster) -> Option<u32> {
+        self.major.or_else(|| cluster.major_version().map(|m| m.0))
     }
 
     /// The primary's results for Databases, Publications, Subscriptions and DatabaseRoles
@@ -222,6 +232,7 @@ impl Platform for LocalPass<'_> {
         crate::logical::write_status(state, "Subscription", namespace, &unspecified, &|_| false)?;
         self.database_status(cluster, plan)?;
         let bin_dir = self.bin_dir(cluster)?;
+        let major = self.major_of(cluster).unwrap_or(0);
         let (task, prelude) = (&mut *self.task, self.prelude);
         let (state, namespace, user) = (&task.plane.state, &task.namespace, &task.plane.user);
         crate::placement::place_instances(
@@ -264,7 +275,7 @@ impl Platform for LocalPass<'_> {
                 cluster,
                 plan,
                 bin_dir,
-                major: cluster.major_version().map_or(0, |m| m.0),
+                major,
                 os_user: user.name.clone(),
                 certificates: prelude.certificates.clone(),
                 roles,

@@ -35,6 +35,10 @@ pub struct LocalClusterStatus {
     pub name: String,
     pub namespace: String,
     pub phase: String,
+    /// Why the cluster is in this phase, when there is more to say (a major upgrade, its
+    /// failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_reason: Option<String>,
     pub instances: usize,
     pub ready_instances: usize,
     pub current_primary: Option<String>,
@@ -73,6 +77,12 @@ pub struct LocalClusterStatus {
     /// the pooler's name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub poolers: Vec<ClusterPooler>,
+    /// The image and major the data was made with (CloudNativePG's `pgDataImageInfo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg_data_image_info: Option<pgherd_api::cluster::ImageInfo>,
+    /// The last major upgrade, while it runs, failed, or its old data waits to be removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub major_upgrade: Option<pgherd_controller::major_upgrade::UpgradeAttempt>,
 }
 
 /// A Pooler in its cluster's status.
@@ -231,6 +241,14 @@ pub fn write_resource_status(
             cannot_reconcile: Some(roles.cannot_reconcile.clone()).filter(|c| !c.is_empty()),
             password_status: None,
         });
+    }
+    status.phase = Some(view.phase.clone());
+    if view.phase_reason.is_some() {
+        status.phase_reason = view.phase_reason.clone();
+    }
+    if let Some(data) = &view.pg_data_image_info {
+        status.image = Some(data.image.clone());
+        status.pg_data_image_info = Some(data.clone());
     }
     if previous.as_ref() != Some(&status) {
         crate::state::write_json(&path, &status, 0o600)?;

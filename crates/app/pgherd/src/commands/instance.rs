@@ -88,6 +88,16 @@ pub enum InstanceCommand {
         #[arg(long)]
         report: PathBuf,
     },
+    /// Upgrade the stopped instance's data to a newer major with `pg_upgrade` (the major-upgrade
+    /// job, run as the PostgreSQL user while every instance of the cluster is stopped); the
+    /// outcome goes to `major-upgrade.json` beside PGDATA.
+    Upgrade {
+        /// The instance's spec (the old major's).
+        #[arg(long)]
+        spec: PathBuf,
+        #[arg(long)]
+        to_major: u32,
+    },
     /// Restore a base backup from the object store into an empty directory.
     Restore {
         #[arg(long)]
@@ -153,6 +163,14 @@ pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
                 "backup {} completed",
                 done.backup_id.as_deref().unwrap_or_default()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        InstanceCommand::Upgrade { spec, to_major } => {
+            let spec = supervisor::load_spec(&spec)?;
+            current_thread()?.block_on(pgherd_instance_manager::major_upgrade::run_job(
+                &spec, to_major,
+            ))?;
+            println!("{}: upgraded to PostgreSQL {to_major}", spec.name);
             Ok(ExitCode::SUCCESS)
         }
         InstanceCommand::Restore {

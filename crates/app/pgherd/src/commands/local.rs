@@ -502,6 +502,12 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
         .chain(stored_refs.iter_mut())
         .collect();
     manifest::validate_all(&mut all);
+    drop(all);
+    for (_, manifests) in &mut loaded {
+        for m in manifests.iter_mut() {
+            pgherd_local::apply::check_image_change(state, m)?;
+        }
+    }
     let mut errors = 0;
     for (file, manifests) in &loaded {
         for m in manifests {
@@ -627,7 +633,17 @@ fn wait_healthy(
             };
             let phase = status
                 .as_ref()
-                .map(|s| format!("{} ({}/{} ready)", s.phase, s.ready_instances, s.instances))
+                .map(|s| {
+                    let reason = s
+                        .phase_reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
+                    format!(
+                        "{} ({}/{} ready){reason}",
+                        s.phase, s.ready_instances, s.instances
+                    )
+                })
                 .unwrap_or_else(|| "pending".into());
             if last.get(name) != Some(&phase) {
                 eprintln!("{name}: {phase}");
