@@ -15,10 +15,8 @@
 mod common;
 mod k8s;
 
-use k8s::load::{WritableChecker, Writer};
+use k8s::load::HaLoad;
 use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -83,24 +81,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         str_at(&s, "/spec/clusterIP").unwrap().to_string()
     };
     let (rw, ro) = (service_ip("pg-rw"), service_ip("pg-ro"));
-    let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
-    let refresh_ips = |sim: &Sim| {
-        let pods = sim
-            .json(&["get", "pods", "-l", "cnpg.io/cluster=pg"])
-            .unwrap();
-        let mut ips = pod_ips.lock().unwrap();
-        for pod in pods["items"].as_array().unwrap() {
-            if let Some(ip) = str_at(pod, "/status/podIP") {
-                ips.insert(ip.to_string());
-            }
-        }
-    };
-    refresh_ips(&sim);
     sim.runtime.block_on(async {
-        let c = connect_soon(&rw, &password).await.expect("-rw answers");
-        c.batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY)")
-            .await
-            .unwrap();
         // -ro reaches a replica.
         let r = connect_soon(&ro, &password).await.expect("-ro answers");
         let row = r
@@ -109,13 +90,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
             .unwrap();
         assert!(row.get::<_, bool>(0), "-ro reached the primary");
     });
-    let checker = WritableChecker::start(pod_ips.clone(), password.clone());
-    let writer = Writer::start(rw.clone(), password.clone());
-    assert!(
-        writer.wait_for_more(50, 60),
-        "no commits through -rw\n{}",
-        sim.diagnostics()
-    );
+    let load = HaLoad::start(&sim, "default", "pg", &rw, &password);
 
     // The primary's node dies.
     let pod = sim.json(&["get", "pod", &primary]).unwrap();
@@ -138,12 +113,8 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
             .filter(|p| *p != primary)
             .map(str::to_string)
     });
-    let before = writer.count();
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits through -rw after the failover to {new_primary}\n{}",
-        sim.diagnostics()
-    );
+    let before = load.writer.count();
+    load.flowing(&sim, &format!("the failover to {new_primary}"));
     println!(
         "failover: node {node} killed (the operator restarted 2 s in), {new_primary} primary and writes flowing after {:?} ({before} commits before)",
         killed.elapsed()
@@ -157,7 +128,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         .fault(&node, "restore")
         .unwrap();
     let status = healthy(&sim, 180);
-    refresh_ips(&sim);
+    load.refresh_ips(&sim);
 
     // A switchover as a runbook asks for it: `kubectl cnpg promote` (status.targetPrimary).
     let target = ["pg-1", "pg-2", "pg-3"]
@@ -170,11 +141,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         let c = sim.json(&["get", "cluster", "pg"])?;
         (str_at(&c, "/status/currentPrimary") == Some(target)).then_some(())
     });
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits through -rw after the switchover to {target}\n{}",
-        sim.diagnostics()
-    );
+    load.flowing(&sim, &format!("the switchover to {target}"));
     println!(
         "switchover: {target} primary and writes flowing after {:?}",
         switched.elapsed()
@@ -211,10 +178,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         .is_err()
         .then_some(())
     });
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits while {fenced} is fenced"
-    );
+    load.flowing(&sim, &format!("{fenced} was fenced"));
     // A switchover to the fenced instance cannot happen yet: the request stands in
     // `status.targetPrimary` as the user wrote it (CloudNativePG's meaning), survives a
     // restart of the operator, and is carried out once the instance is unfenced.
@@ -226,7 +190,7 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     drop(operator);
     let _operator = Operator::start(
         &sim,
-        "operator-2",
+        "operator-3",
         &["--no-webhooks", "--no-leader-election"],
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -242,27 +206,8 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
         (str_at(&c, "/status/currentPrimary") == Some(fenced)).then_some(())
     });
     healthy(&sim, 120);
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits through -rw after the switchover to {fenced}"
-    );
+    load.flowing(&sim, &format!("the switchover to {fenced}"));
 
-    refresh_ips(&sim);
-    let acked = writer.stop();
-    let most_writable = checker.stop();
-    assert!(
-        most_writable <= 1,
-        "{most_writable} writable primaries at once"
-    );
-
-    // Every acknowledged commit is on the new primary.
-    let lost = sim
-        .runtime
-        .block_on(k8s::load::lost(&rw, &password, &acked));
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged commits lost: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    // Every acknowledged commit is on the last primary; never two writable at once.
+    load.finish(&sim);
 }

@@ -12,10 +12,8 @@
 mod common;
 mod k8s;
 
-use k8s::load::{WritableChecker, Writer};
-use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use k8s::load::HaLoad;
+use k8s::{kubelet_available, str_at, Operator, Sim};
 
 const NEW_IMAGE: &str = "ghcr.io/cloudnative-pg/postgresql:15.14";
 
@@ -54,32 +52,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         let s = sim.json(&["get", "service", "pg-rw"]).unwrap();
         str_at(&s, "/spec/clusterIP").unwrap().to_string()
     };
-    let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
-    let refresh_ips = || {
-        let pods = sim
-            .json(&["get", "pods", "-l", "cnpg.io/cluster=pg"])
-            .unwrap();
-        let mut ips = pod_ips.lock().unwrap();
-        for pod in pods["items"].as_array().unwrap() {
-            if let Some(ip) = str_at(pod, "/status/podIP") {
-                ips.insert(ip.to_string());
-            }
-        }
-    };
-    refresh_ips();
-    sim.runtime.block_on(async {
-        let c = connect_soon(&rw, &password).await.expect("-rw answers");
-        c.batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY)")
-            .await
-            .unwrap();
-    });
-    let checker = WritableChecker::start(pod_ips.clone(), password.clone());
-    let writer = Writer::start(rw.clone(), password.clone());
-    assert!(
-        writer.wait_for_more(50, 60),
-        "no commits through -rw\n{}",
-        sim.diagnostics()
-    );
+    let load = HaLoad::start(&sim, "default", "pg", &rw, &password);
     let uids = |sim: &Sim| -> Vec<(String, String, String)> {
         let pods = sim
             .json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])
@@ -118,7 +91,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     // Rolling: never more than one instance pod missing or being recreated at a time.
     let mut most_missing = 0;
     let done = sim.eventually("every pod on the new template", 300, || {
-        refresh_ips();
+        load.refresh_ips(&sim);
         let now = uids(&sim);
         most_missing = most_missing.max(3 - now.len());
         let c = sim.json(&["get", "cluster", "pg"])?;
@@ -148,12 +121,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         new_primary, primary,
         "the primary's pod is recreated after a switchover, not in place"
     );
-    refresh_ips();
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits through -rw after the roll\n{}",
-        sim.diagnostics()
-    );
+    load.flowing(&sim, "the roll");
 
     // A node drain, as an administrator runs it: the primary is switched over to a replica on
     // another node before its pod is evicted (the primary's PDB holds the eviction until then),
@@ -193,12 +161,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     );
     let pod = sim.json(&["get", "pod", &moved_to]).unwrap();
     assert_ne!(str_at(&pod, "/spec/nodeName"), Some(primary_node.as_str()));
-    refresh_ips();
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits through -rw after the drain\n{}",
-        sim.diagnostics()
-    );
+    load.flowing(&sim, "the drain");
     sim.kubectl(&["uncordon", &primary_node]);
     healthy(180);
     let new_primary = moved_to;
@@ -216,7 +179,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
             &format!(r#"{{"spec":{{"instances":{n}}}}}"#),
         ]);
         sim.eventually(&format!("{n} ready instances"), 240, || {
-            refresh_ips();
+            load.refresh_ips(&sim);
             let c = sim.json(&["get", "cluster", "pg"])?;
             let ready = c.pointer("/status/readyInstances")?.as_i64()?;
             let pods = sim.json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])?;
@@ -236,11 +199,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         Some(new_primary.as_str()),
         "scaling down moved the primary"
     );
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits through -rw after scaling\n{}",
-        sim.diagnostics()
-    );
+    load.flowing(&sim, "scaling");
     // Growing the storage: each data PVC is patched to the new size in place (no new pod);
     // shrinking is refused with the claim named.
     sim.kubectl(&[
@@ -339,26 +298,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         "waking failed over"
     );
     assert_eq!(hibernated(&awake), None);
-    refresh_ips();
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits through -rw after waking\n{}",
-        sim.diagnostics()
-    );
+    load.flowing(&sim, "waking");
 
-    let acked = writer.stop();
-    let most_writable = checker.stop();
-    assert!(
-        most_writable <= 1,
-        "{most_writable} writable primaries at once"
-    );
-    let lost = sim
-        .runtime
-        .block_on(k8s::load::lost(&rw, &password, &acked));
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged commits lost: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    load.finish(&sim);
 }

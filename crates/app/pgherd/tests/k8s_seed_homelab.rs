@@ -28,11 +28,9 @@
 mod common;
 mod k8s;
 
-use k8s::load::{WritableChecker, Writer};
+use k8s::load::HaLoad;
 use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
 use pgherd_testkit::moto::{Moto, ACCESS_KEY, SECRET_KEY};
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NS: &str = "postgres-ha";
@@ -229,30 +227,13 @@ fn seed_004_runbook_on_kubernetes() {
             .unwrap();
         k8s::base64_decode(str_at(&s, "/data/password").unwrap())
     };
-    let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
-    let refresh_ips = || {
-        let pods = sim
-            .json(&["get", "pods", "-n", NS, "-l", "cnpg.io/podRole=instance"])
-            .unwrap();
-        let mut ips = pod_ips.lock().unwrap();
-        for pod in pods["items"].as_array().unwrap() {
-            if let Some(ip) = str_at(pod, "/status/podIP") {
-                ips.insert(ip.to_string());
-            }
-        }
-    };
-    refresh_ips();
     sim.runtime.block_on(async {
         let c = connect_soon(&rw, &password).await.expect("-rw answers");
-        c.batch_execute(
-            "CREATE TABLE ledger (id bigint PRIMARY KEY); CREATE TABLE marks (id int PRIMARY KEY)",
-        )
-        .await
-        .unwrap();
+        c.batch_execute("CREATE TABLE marks (id int PRIMARY KEY)")
+            .await
+            .unwrap();
     });
-    let checker = WritableChecker::start(pod_ips.clone(), password.clone());
-    let writer = Writer::start(rw.clone(), password.clone());
-    assert!(writer.wait_for_more(20, 60), "no commits through -rw");
+    let load = HaLoad::start(&sim, NS, "homepage-postgres", &rw, &password);
 
     // "Manual Backup", from its heredoc, then "List Backups".
     let applied = sim.kubectl_output(&["apply", "-f", "-"], Some(MANUAL_BACKUP));
@@ -376,27 +357,8 @@ fn seed_004_runbook_on_kubernetes() {
         let c = sim.json(&["get", "cluster", "-n", NS, "homepage-postgres"])?;
         (str_at(&c, "/status/currentPrimary") == Some("homepage-postgres-2")).then_some(())
     });
-    refresh_ips();
-    assert!(
-        writer.wait_for_more(20, 60),
-        "no commits through -rw after the switchover\n{}",
-        sim.diagnostics()
-    );
-    let acked = writer.stop();
-    let most_writable = checker.stop();
-    assert!(
-        most_writable <= 1,
-        "{most_writable} writable primaries at once"
-    );
-    let lost = sim
-        .runtime
-        .block_on(k8s::load::lost(&rw, &password, &acked));
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged commits lost: {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
+    load.flowing(&sim, "the switchover");
+    load.finish(&sim);
     let logged = operator.logged();
     for secret in [SUPERUSER_PASSWORD, SECRET_KEY] {
         assert!(
@@ -464,35 +426,7 @@ fn seed_003_plugin_archiving_on_kubernetes() {
             .unwrap();
         k8s::base64_decode(str_at(&s, "/data/password").unwrap())
     };
-    let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
-    let refresh_ips = || {
-        let pods = sim
-            .json(&[
-                "get",
-                "pods",
-                "-n",
-                "immich",
-                "-l",
-                "cnpg.io/podRole=instance",
-            ])
-            .unwrap();
-        let mut ips = pod_ips.lock().unwrap();
-        for pod in pods["items"].as_array().unwrap() {
-            if let Some(ip) = str_at(pod, "/status/podIP") {
-                ips.insert(ip.to_string());
-            }
-        }
-    };
-    refresh_ips();
-    sim.runtime.block_on(async {
-        let c = connect_soon(&rw, &password).await.expect("-rw answers");
-        c.batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY)")
-            .await
-            .unwrap();
-    });
-    let checker = WritableChecker::start(pod_ips.clone(), password.clone());
-    let writer = Writer::start(rw.clone(), password.clone());
-    assert!(writer.wait_for_more(20, 60), "no commits through -rw");
+    let load = HaLoad::start(&sim, "immich", "immich-postgres", &rw, &password);
 
     // WAL archived through the plugin's ObjectStore (gzip, AES256 server-side encryption).
     sim.eventually("ContinuousArchiving", 120, || {
@@ -545,17 +479,8 @@ fn seed_003_plugin_archiving_on_kubernetes() {
                 .all(|c| str_at(c, "/spec/resources/requests/storage") == Some("25Gi")))
         .then_some(())
     });
-    assert!(writer.wait_for_more(20, 60), "no commits after the growth");
-    let acked = writer.stop();
-    let most_writable = checker.stop();
-    assert!(
-        most_writable <= 1,
-        "{most_writable} writable primaries at once"
-    );
-    let lost = sim
-        .runtime
-        .block_on(k8s::load::lost(&rw, &password, &acked));
-    assert!(lost.is_empty(), "{} acknowledged commits lost", lost.len());
+    load.flowing(&sim, "the growth");
+    load.finish(&sim);
     assert!(
         !operator.logged().contains(SECRET_KEY),
         "a credential reached the operator's log"

@@ -167,3 +167,96 @@ impl WritableChecker {
         *self.most.lock().unwrap()
     }
 }
+
+/// What every HA test on kube-sim runs: a `ledger` table, a writer through the `-rw` Service
+/// and a checker sweeping every instance pod of the cluster; [`HaLoad::finish`] checks that
+/// nothing acknowledged was lost and never two instances were writable at once.
+pub struct HaLoad {
+    pub writer: Writer,
+    checker: WritableChecker,
+    pod_ips: Arc<Mutex<BTreeSet<String>>>,
+    namespace: String,
+    cluster: String,
+    rw: String,
+    password: String,
+}
+
+impl HaLoad {
+    /// Start on `cluster` in `namespace`, whose `-rw` ClusterIP is `rw`, as the application
+    /// owner with `password`; waits for the first commits.
+    pub fn start(
+        sim: &super::Sim,
+        namespace: &str,
+        cluster: &str,
+        rw: &str,
+        password: &str,
+    ) -> HaLoad {
+        sim.runtime.block_on(async {
+            let c = super::connect_soon(rw, password)
+                .await
+                .expect("-rw answers");
+            c.batch_execute("CREATE TABLE IF NOT EXISTS ledger (id bigint PRIMARY KEY)")
+                .await
+                .unwrap();
+        });
+        let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
+        let load = HaLoad {
+            checker: WritableChecker::start(pod_ips.clone(), password.to_string()),
+            writer: Writer::start(rw.to_string(), password.to_string()),
+            pod_ips,
+            namespace: namespace.to_string(),
+            cluster: cluster.to_string(),
+            rw: rw.to_string(),
+            password: password.to_string(),
+        };
+        load.refresh_ips(sim);
+        assert!(
+            load.writer.wait_for_more(20, 60),
+            "no commits through -rw\n{}",
+            sim.diagnostics()
+        );
+        load
+    }
+
+    /// Add the cluster's current pod addresses to what the checker sweeps (pods come and go).
+    pub fn refresh_ips(&self, sim: &super::Sim) {
+        let selector = format!("cnpg.io/cluster={},cnpg.io/podRole=instance", self.cluster);
+        let Some(pods) = sim.json(&["get", "pods", "-n", &self.namespace, "-l", &selector]) else {
+            return;
+        };
+        let mut ips = self.pod_ips.lock().unwrap();
+        for pod in pods["items"].as_array().into_iter().flatten() {
+            if let Some(ip) = super::str_at(pod, "/status/podIP") {
+                ips.insert(ip.to_string());
+            }
+        }
+    }
+
+    /// Commits flow through `-rw` again (after a failover, a roll, a wake-up…).
+    pub fn flowing(&self, sim: &super::Sim, after: &str) {
+        self.refresh_ips(sim);
+        assert!(
+            self.writer.wait_for_more(20, 60),
+            "no commits through -rw after {after}\n{}",
+            sim.diagnostics()
+        );
+    }
+
+    /// Stop, and check: never two writable at once, every acknowledged commit on the primary.
+    pub fn finish(self, sim: &super::Sim) {
+        self.refresh_ips(sim);
+        let acked = self.writer.stop();
+        let most_writable = self.checker.stop();
+        assert!(
+            most_writable <= 1,
+            "{most_writable} writable primaries at once"
+        );
+        let lost = sim.runtime.block_on(lost(&self.rw, &self.password, &acked));
+        assert!(
+            lost.is_empty(),
+            "{} acknowledged commits lost: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(10)]
+        );
+    }
+}
