@@ -83,13 +83,15 @@ impl ControlPlane {
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         match crate::schedules::reconcile_schedules(&self.plane.state, now) {
             Ok(created) => {
-                self.plane.metrics.controller_pass("scheduledbackup", true);
+                self.plane.metrics.controller_pass("scheduled-backup", true);
                 for b in created {
                     tracing::info!("scheduled backup: created Backup {b}");
                 }
             }
             Err(e) => {
-                self.plane.metrics.controller_pass("scheduledbackup", false);
+                self.plane
+                    .metrics
+                    .controller_pass("scheduled-backup", false);
                 tracing::warn!("scheduled backups: {e}");
             }
         }
