@@ -353,6 +353,7 @@ impl ClusterTask {
         self.plane.metrics.controller_pass("backup", true);
         status.restart_token = observed.restart_token.clone();
         status.restart_annotation = prelude.restart_annotation.clone();
+        status.image = cluster.image_name();
         status.poolers = self.plane.pooler_board.cluster_entries(namespace, &name);
         for p in &status.poolers {
             status.endpoints.insert(p.name.clone(), p.endpoint.clone());

@@ -153,9 +153,13 @@ async fn run_cluster(plane: Plane, namespace: String, name: String) {
                 plane.pooler_board.set_cluster_rw(&namespace, &name, None);
                 return;
             }
-            Ok(Some(cluster)) => {
+            Ok(Some(mut cluster)) => {
                 let started = std::time::Instant::now();
-                let result = task.pass(&cluster).await;
+                let result =
+                    match crate::catalog_image::resolve(&plane.state, &namespace, &mut cluster) {
+                        Ok(()) => task.pass(&cluster).await,
+                        Err(e) => Err(e),
+                    };
                 plane.metrics.reconciled(
                     &namespace,
                     &name,
