@@ -79,12 +79,17 @@ fn validate_annotations(cluster: &Cluster, out: &mut Vec<Diagnostic>) {
         }
     }
     if let Some(v) = annotations.get(LIVENESS_PINGER_ANNOTATION) {
-        let parsed: Result<serde_json::Map<String, serde_json::Value>, _> = serde_json::from_str(v);
+        let parsed = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(v)
+            .map_err(|e| e.to_string())
+            .and_then(|m| match m.get("enabled") {
+                Some(serde_json::Value::Bool(_)) => Ok(()),
+                _ => Err("the enabled field (a boolean) is missing".to_string()),
+            });
         if let Err(e) = parsed {
             out.push(
                 Diagnostic::error(
                     annotation_path(LIVENESS_PINGER_ANNOTATION),
-                    format!("not a JSON object: {e}"),
+                    format!("not the liveness pinger's configuration: {e}"),
                 )
                 .with_hint(
                     r#"e.g. {"enabled": true, "requestTimeout": 1000, "connectionTimeout": 1000}"#,
@@ -250,7 +255,7 @@ fn validate_extensions(cluster: &Cluster, out: &mut Vec<Diagnostic>) {
             ));
             continue;
         }
-        let volume = e.name.to_ascii_lowercase().replace('_', "-");
+        let volume = format!("ext-{}", e.name.replace('_', "-"));
         if !volumes.insert(volume.clone()) {
             out.push(Diagnostic::error(
                 path.key("name").as_str(),
