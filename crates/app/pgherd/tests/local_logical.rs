@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use pgherd_testkit::local::{cluster_manifest, connect, Local};
+use pgherd_testkit::writer::Writer;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -220,7 +221,7 @@ fn a_subscription_survives_a_switchover_of_its_publisher() {
     let dir = tempfile::tempdir().unwrap();
     let on_18 = |m: String| m.replace("postgresql:15.14", "postgresql:18.1");
     let publisher = format!(
-        "  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n{PUBLISHER}"
+        "  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n  postgresql:\n    parameters:\n      hot_standby_feedback: \"on\"\n      sync_replication_slots: \"on\"\n{PUBLISHER}"
     );
     local.up(
         dir.path(),
@@ -237,6 +238,20 @@ fn a_subscription_survives_a_switchover_of_its_publisher() {
     execute(&local, "shop", table);
     execute(&local, "shop", "INSERT INTO items VALUES (1, 'first')");
     execute(&local, "reports", table);
+    // The writer's table, on both sides before the subscription starts.
+    let rw = local.status("shop").endpoints["rw"].clone();
+    let writer_config = local.app_config("shop", &rw);
+    let rt = pgherd_testkit::runtime();
+    rt.block_on(pgherd_testkit::writer::prepare(&writer_config))
+        .unwrap();
+    execute(
+        &local,
+        "reports",
+        &format!(
+            "CREATE TABLE {} (source text NOT NULL, seq bigint NOT NULL, PRIMARY KEY (source, seq))",
+            pgherd_testkit::writer::TABLE
+        ),
+    );
     let objects = dir.path().join("objects.yaml");
     std::fs::write(
         &objects,
@@ -264,10 +279,17 @@ fn a_subscription_survives_a_switchover_of_its_publisher() {
             .unwrap_or(false)
         })
     });
+    // A writer commits through the publisher's -rw across the switchover: every acknowledged
+    // commit must be on the new primary (so there never were two writable primaries taking
+    // them) and must reach the subscriber.
+    let writer = Writer::start("logical", writer_config, Duration::from_millis(10));
+    writer.wait_for_progress(20, Duration::from_secs(30));
     local.run_ok(&["promote", "shop", "shop-2"]);
     local.wait_for("shop", "shop-2 primary", Duration::from_secs(120), |s| {
         s.current_primary.as_deref() == Some("shop-2") && s.ready_instances == 2
     });
+    writer.wait_for_progress(20, Duration::from_secs(60));
+    let report = writer.stop();
     execute(
         &local,
         "shop",
@@ -276,4 +298,27 @@ fn a_subscription_survives_a_switchover_of_its_publisher() {
     wait("a row written on the new primary", &local, || {
         count(&local, "reports", "SELECT count(*) FROM items WHERE id = 2") == 1
     });
+    let on = |cluster: &str| {
+        let endpoint = local.status(cluster).endpoints["rw"].clone();
+        let config = local.app_config(cluster, &endpoint);
+        rt.block_on(async {
+            let c = connect(&config).await.unwrap();
+            pgherd_testkit::writer::missing(&c, &report).await.unwrap()
+        })
+    };
+    let lost = on("shop");
+    assert!(
+        lost.is_empty(),
+        "acknowledged commits lost on the publisher: {lost:?}"
+    );
+    wait(
+        "every acknowledged commit at the subscriber",
+        &local,
+        || on("reports").is_empty(),
+    );
+    eprintln!(
+        "logical replication across a switchover: {} commits acknowledged, {} in doubt",
+        report.acknowledged.len(),
+        report.failed
+    );
 }

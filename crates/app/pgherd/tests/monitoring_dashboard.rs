@@ -343,6 +343,22 @@ fn cloudnative_pg_dashboard_and_alerts_on_a_local_cluster() {
     ] {
         assert_eq!(query(&addr, &promql).unwrap().len(), 1, "{what}: {promql}");
     }
+    // Every controller's reconcile counters, from the start (CloudNativePG's operator exports
+    // one controller per kind under these names).
+    for controller in [
+        "cluster",
+        "backup",
+        "pooler",
+        "scheduled-backup",
+        "database-role",
+    ] {
+        for result in ["success", "error"] {
+            let promql = format!(
+                "controller_runtime_reconcile_total{{namespace=\"{OPERATOR_NAMESPACE}\",controller=\"{controller}\",result=\"{result}\"}}"
+            );
+            assert_eq!(query(&addr, &promql).unwrap().len(), 1, "{promql}");
+        }
+    }
     // A few more rule evaluations (every second) over the complete data.
     std::thread::sleep(Duration::from_secs(3));
 

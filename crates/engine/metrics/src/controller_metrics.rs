@@ -24,9 +24,10 @@ struct Counters {
     webhook_in_flight: BTreeMap<String, i64>,
 }
 
-/// The controllers besides `cluster` whose passes are counted (CloudNativePG's operator runs
-/// one controller per kind; its dashboard shows each).
-pub const CONTROLLERS: &[&str] = &["backup", "pooler", "scheduledbackup"];
+/// The controllers besides `cluster` whose passes are counted, under the names CloudNativePG
+/// 1.30's operator gives its controllers (`scheduled-backup`, `database-role`; its dashboard
+/// also matches the older `scheduledbackup`).
+pub const CONTROLLERS: &[&str] = &["backup", "pooler", "scheduled-backup", "database-role"];
 
 /// Counters shared by the reconcile loop and the metrics endpoint.
 #[derive(Debug, Default, Clone)]
@@ -307,7 +308,7 @@ mod tests {
             "pgherd_reconcile_total{namespace=\"default\",cluster=\"pg\",result=\"error\"} 0",
             "controller_runtime_reconcile_errors_total{controller=\"cluster\"} 0",
             "controller_runtime_reconcile_total{controller=\"pooler\",result=\"success\"} 0",
-            "controller_runtime_reconcile_errors_total{controller=\"scheduledbackup\"} 0",
+            "controller_runtime_reconcile_errors_total{controller=\"scheduled-backup\"} 0",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }

@@ -68,12 +68,18 @@ impl Cluster {
         }
     }
 
-    /// The PostgreSQL image the cluster runs (`spec.imageName`, else the default).
+    /// The PostgreSQL image the cluster runs: `spec.imageName`, else the catalog's image as
+    /// resolved into `status.image` (with `spec.imageCatalogRef`), else the default.
     pub fn image_name(&self) -> String {
-        self.spec
-            .image_name
-            .clone()
-            .unwrap_or_else(|| DEFAULT_IMAGE_NAME.to_string())
+        if let Some(image) = &self.spec.image_name {
+            return image.clone();
+        }
+        if self.spec.image_catalog_ref.is_some() {
+            if let Some(image) = self.status.as_ref().and_then(|s| s.image.clone()) {
+                return image;
+            }
+        }
+        DEFAULT_IMAGE_NAME.to_string()
     }
 
     /// The PostgreSQL major version, from the image catalog entry or the image tag.

@@ -391,6 +391,7 @@ impl ClusterTask {
             problem,
             attempt,
         );
+        status.image = cluster.image_name();
         status.poolers = self.plane.pooler_board.cluster_entries(namespace, &name);
         for p in &status.poolers {
             status.endpoints.insert(p.name.clone(), p.endpoint.clone());

@@ -10,6 +10,7 @@
 pub mod apply;
 pub mod backup_jobs;
 pub mod backups;
+pub mod catalog_image;
 pub mod control;
 pub mod database_roles;
 pub mod declarative;

@@ -111,13 +111,18 @@ impl<'a> LocalPass<'a> {
                 applied.as_ref(),
             )?;
             crate::logical::write_results(state, namespace, status, applied.as_ref())?;
-            crate::database_roles::write_status(
+            let roles = crate::database_roles::write_status(
                 state,
                 namespace,
                 cluster,
                 &status.role_results,
                 applied.as_ref(),
-            )?;
+            );
+            self.task
+                .plane
+                .metrics
+                .controller_pass("database-role", roles.is_ok());
+            roles?;
         }
         Ok(())
     }

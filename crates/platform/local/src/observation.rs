@@ -11,6 +11,7 @@ use pgherd_api::Cluster;
 use pgherd_controller::plan::{Observation, ObservedInstance};
 use pgherd_instance_protocol::LeaseToken;
 use pgherd_instance_protocol::{DesiredRole, InstanceSpec, InstanceStatus, Role};
+use pgherd_postgres::version::major_from_image;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -118,6 +119,16 @@ pub async fn observe(
     if previous.is_some_and(|p| p.restart_annotation != restart_annotation) {
         // `local restart` (or kubectl cnpg restart): roll every instance.
         observed.restart_token = restart_annotation.to_string();
+    }
+    // A new image of the same major (an imageName update, or the catalog's entry for the
+    // cluster's major changed): roll every instance onto it, as CloudNativePG rolls its pods.
+    let image = cluster.image_name();
+    if previous.is_some_and(|p| {
+        !p.image.is_empty()
+            && p.image != image
+            && major_from_image(&p.image).ok() == cluster.major_version()
+    }) {
+        observed.restart_token = format!("image-{image}");
     }
     let fenced = fenced_instances(cluster);
     let mut seen = Seen::default();

@@ -83,13 +83,15 @@ impl ControlPlane {
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         match crate::schedules::reconcile_schedules(&self.plane.state, now) {
             Ok(created) => {
-                self.plane.metrics.controller_pass("scheduledbackup", true);
+                self.plane.metrics.controller_pass("scheduled-backup", true);
                 for b in created {
                     tracing::info!("scheduled backup: created Backup {b}");
                 }
             }
             Err(e) => {
-                self.plane.metrics.controller_pass("scheduledbackup", false);
+                self.plane
+                    .metrics
+                    .controller_pass("scheduled-backup", false);
                 tracing::warn!("scheduled backups: {e}");
             }
         }
@@ -151,9 +153,13 @@ async fn run_cluster(plane: Plane, namespace: String, name: String) {
                 plane.pooler_board.set_cluster_rw(&namespace, &name, None);
                 return;
             }
-            Ok(Some(cluster)) => {
+            Ok(Some(mut cluster)) => {
                 let started = std::time::Instant::now();
-                let result = task.pass(&cluster).await;
+                let result =
+                    match crate::catalog_image::resolve(&plane.state, &namespace, &mut cluster) {
+                        Ok(()) => task.pass(&cluster).await,
+                        Err(e) => Err(e),
+                    };
                 plane.metrics.reconciled(
                     &namespace,
                     &name,

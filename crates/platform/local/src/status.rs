@@ -60,6 +60,10 @@ pub struct LocalClusterStatus {
     /// The restart annotation value last acted on.
     #[serde(default)]
     pub restart_annotation: String,
+    /// The PostgreSQL image the instances run (`spec.imageName` or the catalog's); when it
+    /// changes within the same major, the cluster is rolled.
+    #[serde(default)]
+    pub image: String,
     /// The primary's last WAL archive outcome (`lastArchivedWAL`, `lastFailedWAL`, ...), when
     /// the cluster archives to an object store.
     #[serde(default, skip_serializing_if = "Option::is_none")]

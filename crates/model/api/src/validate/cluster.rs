@@ -111,6 +111,7 @@ pub fn validate_cluster(cluster: &Cluster, ctx: &Context) -> Vec<Diagnostic> {
     validate_tablespaces(cluster, &mut out);
     validate_services(cluster, &mut out);
     validate_misc(cluster, ctx, &mut out);
+    super::cluster_extra::validate_cluster_extra(cluster, &mut out);
     super::validate_cluster_catalog_ref(cluster, ctx, &mut out);
     out
 }

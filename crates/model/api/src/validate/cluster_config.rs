@@ -8,7 +8,7 @@ use pgherd_postgres::guc::{self, ParameterRule, DEFAULT_PARAMETERS};
 use pgherd_postgres::hba;
 use std::collections::BTreeSet;
 
-fn postgres_bool(value: &str) -> Option<bool> {
+pub(super) fn postgres_bool(value: &str) -> Option<bool> {
     let v = value.trim().to_ascii_lowercase();
     if v.is_empty() {
         return None;

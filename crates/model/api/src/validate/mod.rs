@@ -8,6 +8,7 @@ mod backup_config;
 mod catalogs;
 mod cluster;
 mod cluster_config;
+mod cluster_extra;
 mod cluster_sources;
 mod names;
 mod others;

@@ -233,6 +233,19 @@ pub fn validate_database(db: &Database) -> Vec<Diagnostic> {
                 format!("duplicate foreign data wrapper {:?}", fdw.name),
             ));
         }
+        let path = format!("spec.fdws[{i}]");
+        unique_names(
+            &path,
+            "options",
+            fdw.options.iter().flatten().map(|o| &o.name),
+            &mut out,
+        );
+        unique_names(
+            &path,
+            "usage",
+            fdw.usage.iter().flatten().map(|u| &u.name),
+            &mut out,
+        );
     }
     let mut seen = std::collections::BTreeSet::new();
     for (i, server) in s.servers.iter().flatten().enumerate() {
@@ -242,6 +255,19 @@ pub fn validate_database(db: &Database) -> Vec<Diagnostic> {
                 format!("duplicate server {:?}", server.name),
             ));
         }
+        let path = format!("spec.servers[{i}]");
+        unique_names(
+            &path,
+            "options",
+            server.options.iter().flatten().map(|o| &o.name),
+            &mut out,
+        );
+        unique_names(
+            &path,
+            "usage",
+            server.usage.iter().flatten().map(|u| &u.name),
+            &mut out,
+        );
         let absent = server.ensure == Some(crate::cluster::EnsureOption::Absent);
         if !absent && !fdws.contains(&server.fdw.as_str()) {
             out.push(Diagnostic::error(
@@ -263,6 +289,24 @@ pub fn validate_database(db: &Database) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// Names in `parent.list` given twice (CloudNativePG's `validateNameOptionsUsages`).
+fn unique_names<'a>(
+    parent: &str,
+    list: &str,
+    names: impl Iterator<Item = &'a String>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, name) in names.enumerate() {
+        if !seen.insert(name) {
+            out.push(Diagnostic::error(
+                format!("{parent}.{list}[{i}].name"),
+                format!("{name:?} is given twice"),
+            ));
+        }
+    }
 }
 
 /// Every problem with an ObjectStore.
