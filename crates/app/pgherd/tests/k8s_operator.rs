@@ -200,3 +200,66 @@ fn a_second_operator_takes_over_when_the_leader_dies() {
             .and_then(|c| str_at(&c, "/status/phase").map(str::to_string))
     });
 }
+
+/// `spec.imageCatalogRef`: the operator resolves the catalog's image for the Cluster's major
+/// into `status.image` and builds the instance pod from it; a changed entry changes the pod
+/// template (the instances then roll, as `k8s_rollout` shows for `imageName`); a catalog
+/// without the major is said in the status with the field.
+#[test]
+fn an_image_catalog_gives_the_clusters_image() {
+    if !kubectl_available() {
+        return;
+    }
+    let sim = Sim::start();
+    sim.install_crds();
+    let _operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
+    sim.apply("apiVersion: postgresql.cnpg.io/v1\nkind: ImageCatalog\nmetadata:\n  name: postgresql\nspec:\n  images:\n    - major: 15\n      image: ghcr.io/cloudnative-pg/postgresql:15.13\n    - major: 16\n      image: ghcr.io/cloudnative-pg/postgresql:16.9\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: cat\nspec:\n  instances: 1\n  imageCatalogRef:\n    apiGroup: postgresql.cnpg.io\n    kind: ImageCatalog\n    name: postgresql\n    major: 15\n  storage:\n    size: 1Gi\n")
+        .unwrap();
+    let postgres_image = |sim: &Sim| {
+        let pod = sim.json(&["get", "pod", "cat-1"])?;
+        pod.pointer("/spec/containers")?
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "postgres")
+            .and_then(|c| c["image"].as_str().map(str::to_string))
+    };
+    let image = sim.eventually("the pod from the catalog's image", 60, || {
+        postgres_image(&sim)
+    });
+    assert_eq!(image, "ghcr.io/cloudnative-pg/postgresql:15.13");
+    let c = sim.json(&["get", "cluster", "cat"]).unwrap();
+    assert_eq!(
+        str_at(&c, "/status/image"),
+        Some("ghcr.io/cloudnative-pg/postgresql:15.13")
+    );
+    // A new entry for the major: the pod template changes (the roll is the usual one).
+    sim.kubectl(&[
+        "patch",
+        "imagecatalog",
+        "postgresql",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"images":[{"major":15,"image":"ghcr.io/cloudnative-pg/postgresql:15.14"}]}}"#,
+    ]);
+    sim.eventually("status.image from the new entry", 60, || {
+        let c = sim.json(&["get", "cluster", "cat"])?;
+        (str_at(&c, "/status/image") == Some("ghcr.io/cloudnative-pg/postgresql:15.14"))
+            .then_some(())
+    });
+    // The catalog has no image for the major asked for: said, with the field.
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "cat",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"imageCatalogRef":{"major":16}}}"#,
+    ]);
+    let reason = sim.eventually("the missing major said", 60, || {
+        let c = sim.json(&["get", "cluster", "cat"])?;
+        str_at(&c, "/status/phaseReason")
+            .filter(|r| r.contains("imageCatalogRef.major"))
+            .map(str::to_string)
+    });
+    assert!(reason.contains("no image for major version 16"), "{reason}");
+}

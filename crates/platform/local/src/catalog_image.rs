@@ -26,18 +26,8 @@ pub fn resolve(state: &StateDir, namespace: &str, cluster: &mut Cluster) -> Resu
         ))?
         .map(|c| c.spec),
     };
-    let Some(spec) = spec else {
-        return Err(LocalError::Invalid(format!(
-            "spec.imageCatalogRef: {} {:?} is not stored: apply it (pgherd local apply -f ...)",
-            reference.kind, reference.name
-        )));
-    };
-    let Some(entry) = spec.images.iter().find(|i| i.major == reference.major) else {
-        return Err(LocalError::Invalid(format!(
-            "spec.imageCatalogRef.major: {} {:?} has no image for major version {}: add one to the catalog",
-            reference.kind, reference.name, reference.major
-        )));
-    };
-    cluster.status.get_or_insert_with(Default::default).image = Some(entry.image.clone());
+    let image = pgherd_api::kinds::image_catalog::resolve_image(&reference, spec.as_ref())
+        .map_err(LocalError::Invalid)?;
+    cluster.status.get_or_insert_with(Default::default).image = Some(image);
     Ok(())
 }

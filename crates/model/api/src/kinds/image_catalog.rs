@@ -83,3 +83,29 @@ impl ImageCatalogSpec {
         self.images.iter().find(|i| i.major == major)
     }
 }
+
+/// The image `reference` picks from `catalog` (the catalog it names, if it could be found): as
+/// CloudNativePG resolves `spec.imageCatalogRef`. A missing catalog or major is an error naming
+/// the field and what to do; both platforms say the same.
+pub fn resolve_image(
+    reference: &crate::cluster::ImageCatalogRef,
+    catalog: Option<&ImageCatalogSpec>,
+) -> Result<String, String> {
+    let Some(catalog) = catalog else {
+        return Err(format!(
+            "spec.imageCatalogRef: {} {:?} does not exist: create it, or name an existing one",
+            reference.kind, reference.name
+        ));
+    };
+    catalog
+        .images
+        .iter()
+        .find(|i| i.major == reference.major)
+        .map(|i| i.image.clone())
+        .ok_or_else(|| {
+            format!(
+                "spec.imageCatalogRef.major: {} {:?} has no image for major version {}: add one to the catalog",
+                reference.kind, reference.name, reference.major
+            )
+        })
+}

@@ -21,6 +21,7 @@ mod cluster_objects;
 mod credentials;
 mod databases;
 mod events;
+mod image_catalogs;
 mod instance_objects;
 mod kube_pass;
 pub mod leader;
@@ -284,7 +285,7 @@ async fn reconcile_cluster(
     runtime: &mut ClusterRuntime,
 ) -> Result<&'static str, OperatorError> {
     let client = &operator.client;
-    let cluster = &checked(cluster)?;
+    let cluster = &image_catalogs::resolve(client, &checked(cluster)?).await?;
     let credentials = credentials::ensure(client, cluster, &operator.settings).await?;
     runtime.pooler_auth = poolers::uses_builtin_auth(
         client,
