@@ -91,6 +91,7 @@ fn observation() -> impl Strategy<Value = (i64, Observation)> {
                         target_primary: Some(instance_name("pg", target)),
                         promote_request: request.map(|r| instance_name("pg", r)),
                         restart_token: String::new(),
+                        instance_restarts: Default::default(),
                     },
                 )
             })

@@ -550,6 +550,8 @@ impl Platform for KubePass<'_> {
             target_primary: target,
             promote_request: request,
             instances: Vec::new(),
+            // A single instance restarts by its Pod being deleted (`kubectl cnpg restart`).
+            instance_restarts: Default::default(),
             restart_token: cluster
                 .metadata
                 .annotations
