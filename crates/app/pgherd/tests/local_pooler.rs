@@ -367,6 +367,20 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
             );
         }
 
+        // Seed 002's `psql -h <pooler> -U postgres pgbouncer -c 'SHOW POOLS'`: the admin
+        // console over TCP admits nobody (as CloudNativePG's), and says so at once instead of
+        // leaving the client waiting until it times out.
+        let mut tcp_admin = local.app_config("pp", &rw);
+        tcp_admin
+            .user("postgres")
+            .dbname("pgbouncer")
+            .connect_timeout(Duration::from_secs(60));
+        let refused = tokio::time::timeout(Duration::from_secs(90), connect(&tcp_admin))
+            .await
+            .expect("an answer, not a wait");
+        let error = refused.err().expect("refused");
+        let message = error.as_db_error().map(|d| d.message().to_string());
+        assert_eq!(message.as_deref(), Some("login rejected"), "{error:?}");
         // The admin console.
         let admin = AdminClient::connect(&admin_target(&local, "pp-pooler-rw", &rw_status, 0)).await.unwrap();
         let pools = admin.show("POOLS").await.unwrap();
