@@ -546,7 +546,13 @@ pub async fn run(
                 if changed || exited || due {
                     match converge(spec, &mut state, &shared).await {
                         Ok(status) => publish(&shared, status),
-                        Err(e) => publish(&shared, down_status(spec, Some(e.to_string()))),
+                        Err(e) => publish(
+                            &shared,
+                            InstanceStatus {
+                                stuck: e.needs_user(),
+                                ..down_status(spec, Some(e.to_string()))
+                            },
+                        ),
                     }
                     last_converge = Some(Instant::now());
                     last_spec = Some(spec.clone());
@@ -554,7 +560,13 @@ pub async fn run(
             }
             Err(e) => {
                 if let Some(spec) = &last_spec {
-                    publish(&shared, down_status(spec, Some(e.to_string())));
+                    publish(
+                        &shared,
+                        InstanceStatus {
+                            stuck: e.needs_user(),
+                            ..down_status(spec, Some(e.to_string()))
+                        },
+                    );
                 }
             }
         }
