@@ -207,7 +207,7 @@ fn shell_word(s: &str) -> String {
 impl WalCommands {
     /// Commands for `store`, keeping their spools and report in `run_dir`.
     pub fn new(store: &WalStore, run_dir: &Path) -> Result<Self, InstanceError> {
-        let exe = std::env::current_exe()
+        let exe = crate::process::pgherd_exe()
             .map_err(|e| InstanceError::io("cannot find", "the pgherd executable", e))?;
         Ok(WalCommands {
             exe,
@@ -316,7 +316,7 @@ impl Shipper {
         if self.running() {
             return true;
         }
-        let Ok(exe) = std::env::current_exe() else {
+        let Ok(exe) = crate::process::pgherd_exe() else {
             return false;
         };
         use std::os::unix::process::CommandExt as _;
