@@ -230,7 +230,7 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         &slots,
         CLUSTER.replace(
             "  instances: 1\n",
-            "  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n",
+            "  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n  walStorage:\n    size: 1Gi\n",
         ),
     )
     .unwrap();
@@ -238,6 +238,14 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("synchronizeLogicalDecoding needs PostgreSQL 17"),
+        "{}",
+        stderr(&out)
+    );
+    // A separate WAL volume is not made here: said, not silently ignored.
+    assert!(
+        stderr(&out).contains(
+            "warning: spec.walStorage: the local platform keeps WAL in the data directory"
+        ),
         "{}",
         stderr(&out)
     );
