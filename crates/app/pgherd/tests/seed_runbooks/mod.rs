@@ -177,3 +177,59 @@ pub fn socket_query(local: &Local, namespace: &str, cluster: &str, db: &str, sql
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Waits until `writer` committed 5 more rows (after `what`), with the logs if it does not.
+pub fn commits_again(local: &Local, writer: &pgherd_testkit::writer::Writer, what: &str) {
+    let acked = writer.acknowledged();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while writer.acknowledged() < acked + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no commit after {what} ({acked} before)\n{}",
+            local.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `cluster` is healthy with `ready` ready instances.
+pub fn healthy(local: &Local, namespace: &str, cluster: &str, what: &str, ready: u64) -> Value {
+    wait_status(
+        local,
+        namespace,
+        cluster,
+        what,
+        Duration::from_secs(180),
+        |s| s["phase"] == "Cluster in healthy state" && s["readyInstances"] == ready,
+    )
+}
+
+/// `kubectl cnpg promote CLUSTER <another instance>` (`-2`, or `alternative` when `-2` is the
+/// primary) while `writer` commits: the writer commits again, the cluster is healthy with
+/// `ready` instances and the new primary. Returns the status.
+pub fn switch_over(
+    local: &Local,
+    namespace: &str,
+    cluster: &str,
+    alternative: u32,
+    ready: u64,
+    writer: &pgherd_testkit::writer::Writer,
+) -> Value {
+    let current = status(local, namespace, cluster)["currentPrimary"].clone();
+    let target = if current == format!("{cluster}-2").as_str() {
+        format!("{cluster}-{alternative}")
+    } else {
+        format!("{cluster}-2")
+    };
+    run_ns(local, namespace, &["promote", cluster, &target]);
+    commits_again(local, writer, "the switchover");
+    let s = healthy(
+        local,
+        namespace,
+        cluster,
+        "healthy after the switchover",
+        ready,
+    );
+    assert_eq!(s["currentPrimary"], target.as_str());
+    s
+}
