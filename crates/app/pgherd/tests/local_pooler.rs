@@ -378,7 +378,9 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
         let refused = tokio::time::timeout(Duration::from_secs(90), connect(&tcp_admin))
             .await
             .expect("an answer, not a wait");
-        let error = refused.err().expect("refused");
+        let Err(error) = refused else {
+            panic!("the admin console over TCP let postgres in")
+        };
         let message = error.as_db_error().map(|d| d.message().to_string());
         assert_eq!(message.as_deref(), Some("login rejected"), "{error:?}");
         // The admin console.

@@ -870,7 +870,9 @@ fn seed_002_saasodoo_runbook() {
         )
         .await
         .expect("an answer, not a wait");
-        let e = refused.err().expect("refused");
+        let Err(e) = refused else {
+            panic!("the admin console over TCP let postgres in")
+        };
         assert_eq!(
             e.as_db_error().map(|d| d.message()),
             Some("login rejected"),
