@@ -3,6 +3,10 @@
 //! what the seed describes but does not show written out as it describes it. Helpers shared by
 //! the per-seed tests.
 
+mod seed_001;
+mod seed_002;
+mod seed_004;
+
 use pgherd_testkit::local::Local;
 use serde_json::Value;
 use std::path::Path;
