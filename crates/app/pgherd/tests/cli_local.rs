@@ -249,6 +249,25 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         "{}",
         stderr(&out)
     );
+    // A clone from another cluster would run as an empty initdb here: refused, nothing stored.
+    let clone = tmp.path().join("clone.yaml");
+    std::fs::write(
+        &clone,
+        CLUSTER.replace(
+            "  instances: 1\n",
+            "  instances: 1\n  bootstrap:\n    pg_basebackup:\n      source: origin\n  externalClusters:\n    - name: origin\n      connectionParameters:\n        host: origin-rw\n        user: streaming_replica\n",
+        ),
+    )
+    .unwrap();
+    let out = local(&state, &["apply", "-f", clone.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("error: spec.bootstrap.pg_basebackup: the local platform does not clone")
+            && stderr(&out).contains("nothing applied"),
+        "{}",
+        stderr(&out)
+    );
     let out = local(&state, &["apply", "-f", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(

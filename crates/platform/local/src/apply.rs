@@ -69,6 +69,30 @@ pub fn resolve_kind(kind: &str) -> Option<&'static str> {
         .find(|k| k.to_ascii_lowercase() == lower || k.to_ascii_lowercase() == singular)
 }
 
+/// What of `object` the local platform cannot carry out and would otherwise run as something
+/// else, losing or diverging data: refused at apply time (Kubernetes refuses them in the
+/// object's status).
+pub fn refused_here(object: &Object) -> Vec<&'static str> {
+    let mut errors = Vec::new();
+    if let Object::Cluster(c) = object {
+        if c.spec
+            .bootstrap
+            .as_ref()
+            .is_some_and(|b| b.pg_basebackup.is_some())
+        {
+            errors.push(
+                "spec.bootstrap.pg_basebackup: the local platform does not clone from another cluster yet; it would start an empty cluster instead (hint: take a backup of the source and use bootstrap.recovery)",
+            );
+        }
+        if c.is_replica() {
+            errors.push(
+                "spec.replica: the local platform does not run replica clusters yet; it would run a writable primary diverging from its source (hint: remove spec.replica, or run it on Kubernetes once supported)",
+            );
+        }
+    }
+    errors
+}
+
 /// What of `object` the local platform does not carry out (yet): said at apply time (and in
 /// the object's status where it has a field for it), never silently ignored. Whatever could
 /// lose data is refused by validation instead.
@@ -91,6 +115,22 @@ pub fn not_honoured(object: &Object) -> Vec<&'static str> {
             if c.spec.wal_storage.is_some() {
                 notes.push(
                     "spec.walStorage: the local platform keeps WAL in the data directory (pg_wal); no separate WAL volume is made",
+                );
+            }
+            if c.spec.primary_update_strategy
+                == Some(pgherd_api::cluster::PrimaryUpdateStrategy::Supervised)
+            {
+                notes.push(
+                    "spec.primaryUpdateStrategy: supervised is not carried out locally yet: a rolling restart restarts (or switches over) the primary without waiting for `local promote`",
+                );
+            }
+            if c.spec.start_delay.is_some()
+                || c.spec.stop_delay.is_some()
+                || c.spec.smart_shutdown_timeout.is_some()
+                || c.spec.switchover_delay.is_some()
+            {
+                notes.push(
+                    "spec.startDelay/stopDelay/smartShutdownTimeout/switchoverDelay: the local platform uses its own timings (a fast shutdown within 10 s, then the processes killed; readiness within 120 s)",
                 );
             }
             if c.spec.tablespaces.as_ref().is_some_and(|t| !t.is_empty()) {

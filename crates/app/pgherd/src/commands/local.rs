@@ -510,6 +510,17 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
                     eprintln!("{file}:{}: {}: {} holds the data of a deleted cluster of this name; a new cluster does not start over it: remove that directory (or choose another name)", m.index, m.label(), kept.display());
                 }
             }
+            // What the local platform would run differently from what was asked, in a way
+            // that loses or diverges data: refused, not run otherwise.
+            for why in m
+                .object
+                .as_ref()
+                .map(pgherd_local::apply::refused_here)
+                .unwrap_or_default()
+            {
+                errors += 1;
+                eprintln!("{file}:{}: {}: error: {why}", m.index, m.label());
+            }
         }
     }
     if errors > 0 {
