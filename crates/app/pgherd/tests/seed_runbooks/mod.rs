@@ -3,6 +3,7 @@
 //! what the seed describes but does not show written out as it describes it. Helpers shared by
 //! the per-seed tests.
 
+mod seed_000;
 mod seed_001;
 mod seed_002;
 mod seed_004;
