@@ -231,7 +231,7 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         &slots,
         CLUSTER.replace(
             "  instances: 1\n",
-            "  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n",
+            "  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n  walStorage:\n    size: 1Gi\n",
         ),
     )
     .unwrap();
@@ -240,6 +240,33 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
     assert!(
         stderr(&out).contains("spec.replicationSlots.highAvailability.synchronizeLogicalDecoding")
             && stderr(&out).contains("needs PostgreSQL 17"),
+        "{}",
+        stderr(&out)
+    );
+    // A separate WAL volume is not made here: said, not silently ignored.
+    assert!(
+        stderr(&out).contains(
+            "warning: spec.walStorage: the local platform keeps WAL in the data directory"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // A clone from another cluster would run as an empty initdb here: refused, nothing stored.
+    let clone = tmp.path().join("clone.yaml");
+    std::fs::write(
+        &clone,
+        CLUSTER.replace(
+            "  instances: 1\n",
+            "  instances: 1\n  bootstrap:\n    pg_basebackup:\n      source: origin\n  externalClusters:\n    - name: origin\n      connectionParameters:\n        host: origin-rw\n        user: streaming_replica\n",
+        ),
+    )
+    .unwrap();
+    let out = local(&state, &["apply", "-f", clone.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("error: spec.bootstrap.pg_basebackup: the local platform does not clone")
+            && stderr(&out).contains("nothing applied"),
         "{}",
         stderr(&out)
     );

@@ -244,6 +244,28 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     ]);
     healthy_with(2, 60);
 
+    // `kubectl cnpg restart pg --primary` (seed 002's runbook line): the primary restarts in
+    // place, and stays the primary.
+    let started_at = |sim: &Sim| -> Option<String> {
+        sim.runtime.block_on(async {
+            let c = k8s::connect(&rw, &password).await?;
+            c.query_one("SELECT pg_postmaster_start_time()::text", &[])
+                .await
+                .ok()
+                .map(|r| r.get(0))
+        })
+    };
+    let before_restart = started_at(&sim).expect("-rw answers");
+    sim.kubectl(&["cnpg", "restart", "pg", "--primary"]);
+    sim.eventually("the primary restarted in place", 120, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        (str_at(&c, "/status/phase") == Some("Cluster in healthy state")
+            && str_at(&c, "/status/currentPrimary") == Some(new_primary.as_str())
+            && started_at(&sim).is_some_and(|t| t != before_restart))
+        .then_some(())
+    });
+    load.flowing(&sim, "the primary's restart");
+
     // Hibernation, as `kubectl cnpg hibernate on|off` asks for it: every pod goes once its
     // PostgreSQL stopped, the PVCs stay, the primary is kept; waking brings the same primary
     // back first, then the replica.

@@ -378,6 +378,55 @@ fn backup_and_point_in_time_recovery() {
     );
     assert_eq!(s.ready_instances, 0);
     local.run_ok(&["delete", "cluster", "too-early"]);
+    // `local up` of a recovery that cannot work stops at once (exit 1, no waiting out its
+    // timeout): its stderr.
+    let up_refused = |name: &str, manifest: String| {
+        let file = files.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, manifest).unwrap();
+        let out = local.run(&[
+            "up",
+            "-f",
+            file.to_str().unwrap(),
+            "--timeout-seconds",
+            "900",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        err
+    };
+    // A serverName with nothing under it: the server names and backups the store does hold.
+    let err = up_refused(
+        "wrong-server",
+        recovery_manifest("wrong-server", &moto.endpoint(), "")
+            .replace("serverName: src", "serverName: srcx"),
+    );
+    assert!(
+        err.contains("cannot start")
+            && err.contains("server names in the store: src (backups ")
+            && err.contains(&backup_id),
+        "{err}"
+    );
+    local.run_ok(&["delete", "cluster", "wrong-server"]);
+    // The backup the catalog offers is PostgreSQL 15: an image of another major is refused
+    // before anything is restored, naming the image to use.
+    let err = up_refused(
+        "wrong-major",
+        recovery_manifest("wrong-major", &moto.endpoint(), "")
+            .replace("postgresql:15.14", "postgresql:16"),
+    );
+    assert!(
+        err.contains("holds PostgreSQL 15 data")
+            && err.contains("ghcr.io/cloudnative-pg/postgresql:15")
+            && !err.contains("incompatible"),
+        "{err}"
+    );
+    let s = local.status("wrong-major");
+    assert_eq!(s.ready_instances, 0);
+    // Plain `local status` shows the reason too.
+    let text =
+        String::from_utf8_lossy(&local.run_ok(&["status", "wrong-major"]).stdout).into_owned();
+    assert!(text.contains("holds PostgreSQL 15 data"), "{text}");
+    local.run_ok(&["delete", "cluster", "wrong-major"]);
     // A target after the end of the archive: PostgreSQL's reason, in the instance's status.
     let late = files.path().join("late.yaml");
     std::fs::write(

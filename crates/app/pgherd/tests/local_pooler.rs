@@ -367,6 +367,22 @@ fn poolers_serve_reload_and_ride_switchovers_and_failovers() {
             );
         }
 
+        // Seed 002's `psql -h <pooler> -U postgres pgbouncer -c 'SHOW POOLS'`: the admin
+        // console over TCP admits nobody (as CloudNativePG's), and says so at once instead of
+        // leaving the client waiting until it times out.
+        let mut tcp_admin = local.app_config("pp", &rw);
+        tcp_admin
+            .user("postgres")
+            .dbname("pgbouncer")
+            .connect_timeout(Duration::from_secs(60));
+        let refused = tokio::time::timeout(Duration::from_secs(90), connect(&tcp_admin))
+            .await
+            .expect("an answer, not a wait");
+        let Err(error) = refused else {
+            panic!("the admin console over TCP let postgres in")
+        };
+        let message = error.as_db_error().map(|d| d.message().to_string());
+        assert_eq!(message.as_deref(), Some("login rejected"), "{error:?}");
         // The admin console.
         let admin = AdminClient::connect(&admin_target(&local, "pp-pooler-rw", &rw_status, 0)).await.unwrap();
         let pools = admin.show("POOLS").await.unwrap();
@@ -687,4 +703,56 @@ async fn auth_objects(local: &Local, rw: &str, db: &str) -> (bool, bool) {
     .await
     .unwrap();
     (role == "1", function == "1")
+}
+
+/// A transaction left open through the `rw` pooler holds its switchover `PAUSE` past its
+/// 10 s wait: the switchover goes on, and the pooler is resumed afterwards all the same
+/// (issue 21: a timed-out PAUSE was not recorded, so no RESUME was ever sent and every new
+/// client waited for good).
+#[test]
+fn a_pause_that_times_out_is_resumed_after_the_switchover() {
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let files = tempfile::tempdir().unwrap();
+    let m = manifest(files.path(), Rw { instances: 1, ..RW });
+    local.run_ok(&["up", "-f", m.to_str().unwrap(), "--timeout-seconds", "180"]);
+    healthy_with_primary(&local, "pp-1");
+    wait_pooler(&local, "pp-pooler-rw", "1 ready instance", |p| {
+        p.phase == "active" && p.ready_instances == 1
+    });
+    let s = local.wait_for(
+        "pp",
+        "the pooler's endpoint",
+        Duration::from_secs(30),
+        |s| s.endpoints.contains_key("pp-pooler-rw"),
+    );
+    let through = local.app_config("pp", &s.endpoints["pp-pooler-rw"]);
+    let rt = pgherd_testkit::runtime();
+    let holder = rt.block_on(async {
+        let c = connect(&through).await.unwrap();
+        c.batch_execute("BEGIN; SELECT 1").await.unwrap();
+        c
+    });
+    local.run_ok(&["promote", "pp", "pp-2"]);
+    healthy_with_primary(&local, "pp-2");
+    drop(holder);
+    let answer = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let attempt = tokio::time::timeout(Duration::from_secs(5), async {
+                let c = connect(&through).await?;
+                c.query_one("SELECT pg_is_in_recovery()", &[]).await
+            })
+            .await;
+            if let Ok(Ok(row)) = attempt {
+                return row.get::<_, bool>(0);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pooler still holds new clients after the switchover\n{}",
+                local.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    assert!(!answer, "through the pooler to the new primary");
 }

@@ -124,3 +124,82 @@ fn a_catalog_change_rolls_the_clusters_that_use_it() {
         report.longest_gap()
     );
 }
+
+/// `local restart CLUSTER INSTANCE` and `--primary` (the seeds' `kubectl cnpg restart
+/// postgres-cluster --primary`): that instance alone restarts, in place (the primary stays
+/// the primary), while a writer commits through -rw and loses nothing it was told was
+/// committed.
+#[test]
+fn a_single_instance_restarts_alone() {
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let dir = tempfile::tempdir().unwrap();
+    let (_, before) = local.up(dir.path(), "one", &cluster_manifest("one", 2, ""), 2);
+    let primary = before.current_primary.clone().unwrap();
+    let replica = before
+        .instances_status
+        .iter()
+        .find(|i| i.name != primary)
+        .unwrap()
+        .name
+        .clone();
+    let pid = |s: &pgherd_local::status::LocalClusterStatus, name: &str| {
+        s.instances_status
+            .iter()
+            .find(|i| i.name == name)
+            .and_then(|i| i.pid)
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = local.app_config("one", &before.endpoints["rw"]);
+    rt.block_on(pgherd_testkit::writer::prepare(&config))
+        .unwrap();
+    let writer = Writer::start("single", config.clone(), Duration::from_millis(10));
+    writer.wait_for_progress(5, Duration::from_secs(10));
+
+    // Not an instance of the cluster: refused, naming those that are.
+    let out = local.run(&["restart", "one", "7"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&replica),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The replica by its serial.
+    let serial = replica.rsplit('-').next().unwrap();
+    local.run_ok(&["restart", "one", serial]);
+    let (p0, r0) = (pid(&before, &primary), pid(&before, &replica));
+    let s = local.wait_for(
+        "one",
+        "the replica restarted",
+        Duration::from_secs(60),
+        |s| s.ready_instances == 2 && pid(s, &replica).is_some_and(|p| Some(p) != r0),
+    );
+    assert_eq!(pid(&s, &primary), p0, "the primary was not restarted");
+
+    // `--primary`: in place, the same primary afterwards; the replica untouched.
+    let r1 = pid(&s, &replica);
+    let out = local.run_ok(&["restart", "one", "--primary"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in-place"));
+    let s = local.wait_for(
+        "one",
+        "the primary restarted",
+        Duration::from_secs(60),
+        |s| {
+            s.ready_instances == 2
+                && s.phase == "Cluster in healthy state"
+                && pid(s, &primary).is_some_and(|p| Some(p) != p0)
+        },
+    );
+    assert_eq!(s.current_primary.as_deref(), Some(primary.as_str()));
+    assert_eq!(pid(&s, &replica), r1, "the replica was not restarted");
+    writer.wait_for_progress(5, Duration::from_secs(30));
+
+    let report = writer.stop();
+    let missing = rt
+        .block_on(async {
+            let client = pgherd_testkit::local::connect(&config).await?;
+            pgherd_testkit::writer::missing(&client, &report).await
+        })
+        .unwrap();
+    assert!(missing.is_empty(), "acknowledged commits lost: {missing:?}");
+}

@@ -157,3 +157,5 @@ fn every_invalid_seed_has_a_test() {
         );
     }
 }
+
+mod seed_runbooks;

@@ -120,8 +120,14 @@ impl Local {
     pub fn logs(&self) -> String {
         let mut out =
             std::fs::read_to_string(self.state.join("control-plane.log")).unwrap_or_default();
-        let clusters = self.state.join("clusters/default");
-        for cluster in std::fs::read_dir(clusters).into_iter().flatten().flatten() {
+        // Every namespace's clusters.
+        let namespaces = std::fs::read_dir(self.state.join("clusters"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        let clusters =
+            namespaces.flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten());
+        for cluster in clusters {
             let instances = cluster.path().join("instances");
             for entry in std::fs::read_dir(instances).into_iter().flatten().flatten() {
                 let log =

@@ -129,6 +129,62 @@ impl BackupCatalog {
     }
 }
 
+/// A server folder of a store: its name and its completed backups' ids (oldest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerBackups {
+    /// The server name (`serverName`).
+    pub name: String,
+    /// Its `DONE` backups.
+    pub backups: Vec<String>,
+}
+
+/// Every server folder next to `server` (under the same destination path) with its completed
+/// backups: what a recovery source whose `serverName` finds nothing can choose from.
+pub async fn servers_beside(
+    store: &dyn ObjectStore,
+    server: &ServerPrefix,
+) -> Result<Vec<ServerBackups>, CatalogError> {
+    let prefix = server.bucket_prefix();
+    let dir = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let mut found = Vec::new();
+    for sub in store.list_dir(&dir).await?.dirs {
+        let name = sub.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        let Ok(other) = ServerPrefix::new(prefix, name) else {
+            continue;
+        };
+        let catalog = BackupCatalog::load(store, &other).await?;
+        let wals = store.list_dir(&other.wals_dir()).await?;
+        let has_wal = !wals.dirs.is_empty() || !wals.objects.is_empty();
+        if catalog.backups.is_empty() && !has_wal {
+            continue; // not a server's folder
+        }
+        found.push(ServerBackups {
+            name: name.to_string(),
+            backups: catalog.done().map(|b| b.id.as_str().to_string()).collect(),
+        });
+    }
+    Ok(found)
+}
+
+/// `servers` as an error message's list: `a (backups X, Y), b (no completed backup)`.
+pub fn describe_servers(servers: &[ServerBackups]) -> String {
+    if servers.is_empty() {
+        return "none".into();
+    }
+    servers
+        .iter()
+        .map(|s| match s.backups.as_slice() {
+            [] => format!("{} (no completed backup)", s.name),
+            ids => format!("{} (backups {})", s.name, ids.join(", ")),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a recovery must reach, for choosing the backup to restore from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecoveryPoint {

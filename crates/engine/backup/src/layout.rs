@@ -213,6 +213,11 @@ impl ServerPrefix {
         &self.root
     }
 
+    /// `<prefix>`: where the store's other servers' folders are (empty at the bucket's root).
+    pub fn bucket_prefix(&self) -> &str {
+        self.root.rsplit_once('/').map_or("", |(p, _)| p)
+    }
+
     /// `<root>/wals/`.
     pub fn wals_dir(&self) -> String {
         format!("{}/wals/", self.root)

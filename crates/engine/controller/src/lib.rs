@@ -21,7 +21,7 @@ pub mod pki;
 pub mod plan;
 pub mod reconcile;
 pub mod recovery;
-mod rollout;
+pub mod rollout;
 pub mod status_render;
 pub mod status_view;
 pub mod synchronous;

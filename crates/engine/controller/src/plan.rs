@@ -69,6 +69,10 @@ pub struct Observation {
     /// A hibernation started and the cluster has not finished waking from it (the platform
     /// reads it back from the previous status; see [`crate::hibernation`]).
     pub hibernated: bool,
+    /// Single-instance restarts the user asked for (`local restart CLUSTER INSTANCE`): the
+    /// instance and the request's token. A request stays recorded; a new token restarts it
+    /// again (see [`crate::rollout::with_request`]).
+    pub instance_restarts: std::collections::BTreeMap<String, String>,
 }
 
 /// How a new instance gets its data.
@@ -238,7 +242,10 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
                 } else {
                     DataSource::Clone
                 },
-                restart_token: i.spec_restart_token.clone(),
+                restart_token: crate::rollout::with_request(
+                    crate::rollout::base_token(&i.spec_restart_token),
+                    observed.instance_restarts.get(&i.name),
+                ),
                 // The old primary waits, stopped, for the new one; everyone else keeps
                 // following the recorded primary until the new one runs.
                 upstream: (role == DesiredRole::Replica && !(transition && is_recorded))
@@ -385,6 +392,7 @@ pub(crate) mod tests {
             target_primary: None,
             promote_request: None,
             hibernated: false,
+            instance_restarts: Default::default(),
         }
     }
 

@@ -16,15 +16,16 @@ pub(crate) fn roll(
     token: &str,
 ) -> &'static str {
     let applied = |i: &ObservedInstance| {
-        i.status
-            .as_ref()
-            .map(|s| s.restart_token.as_str())
-            .unwrap_or_default()
-            == token
+        base_token(
+            i.status
+                .as_ref()
+                .map(|s| s.restart_token.as_str())
+                .unwrap_or_default(),
+        ) == token
     };
     if observed
         .iter()
-        .any(|i| i.spec_restart_token == token && !applied(i))
+        .any(|i| base_token(&i.spec_restart_token) == token && !applied(i))
     {
         return phase::UPGRADING; // one is restarting already
     }
@@ -36,7 +37,8 @@ pub(crate) fn roll(
         None => phase::HEALTHY,
         Some(i) => {
             if let Some(d) = instances.iter_mut().find(|d| d.name == i.name) {
-                d.restart_token = token.to_string();
+                let request = request_of(&d.restart_token).map(str::to_string);
+                d.restart_token = with_request(token, request.as_ref());
             }
             if i.name == primary {
                 phase::PRIMARY_RESTARTING_IN_PLACE
@@ -44,6 +46,33 @@ pub(crate) fn roll(
                 phase::UPGRADING
             }
         }
+    }
+}
+
+/// Separates the cluster's restart token from a single instance's restart request in the
+/// token an instance's spec carries (`<cluster token>#<request>`).
+const REQUEST_SEPARATOR: char = '#';
+
+/// The cluster-wide part of an instance's restart token (what a rolling restart compares).
+pub fn base_token(token: &str) -> &str {
+    token
+        .split_once(REQUEST_SEPARATOR)
+        .map_or(token, |(b, _)| b)
+}
+
+/// The single-instance restart request part of an instance's restart token, if any.
+pub fn request_of(token: &str) -> Option<&str> {
+    token.split_once(REQUEST_SEPARATOR).map(|(_, r)| r)
+}
+
+/// The token for an instance's spec: the cluster's `base`, plus the user's last restart
+/// request for this instance. A new request changes the token, so the instance manager
+/// restarts PostgreSQL in place (a replica as a deleted Pod would be, the primary as
+/// CloudNativePG's in-place restart); the rolling restart compares only the base.
+pub fn with_request(base: &str, request: Option<&String>) -> String {
+    match request.filter(|r| !r.is_empty()) {
+        Some(r) => format!("{base}{REQUEST_SEPARATOR}{r}"),
+        None => base.to_string(),
     }
 }
 
@@ -71,7 +100,8 @@ pub(crate) fn switchover_for_restart(
         return None;
     }
     let token = observed.restart_token.as_str();
-    let restarted = |i: &ObservedInstance| fresh(i).is_some_and(|s| s.restart_token == token);
+    let restarted =
+        |i: &ObservedInstance| fresh(i).is_some_and(|s| base_token(&s.restart_token) == token);
     let primary_status = fresh(primary)?;
     if !primary_status.is_primary || restarted(primary) {
         return None;
@@ -229,5 +259,48 @@ mod tests {
         }
         let p = plan(&c, &o);
         assert_ne!(p.phase, phase::SWITCHOVER);
+    }
+
+    #[test]
+    fn a_single_instance_restart_touches_that_instance_only_and_survives_a_rollout() {
+        let mut o = crate::plan::tests::obs(
+            &[
+                (1, Some((true, true))),
+                (2, Some((false, true))),
+                (3, Some((false, true))),
+            ],
+            Some("pg-1"),
+        );
+        o.instance_restarts.insert("pg-3".into(), "r1".into());
+        let p = plan(&cluster(3), &o);
+        let tokens: Vec<&str> = p
+            .instances
+            .iter()
+            .map(|i| i.restart_token.as_str())
+            .collect();
+        assert_eq!(tokens, ["", "", "#r1"]);
+        assert_eq!(p.phase, phase::HEALTHY, "no rolling restart for it");
+        // The primary in place, the same way.
+        o.instance_restarts.insert("pg-1".into(), "r2".into());
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.instances[0].restart_token, "#r2");
+        // Restarted: a later rolling restart keeps the request, so it does not restart again
+        // after the roll.
+        for (i, t) in [(0, "#r2"), (2, "#r1")] {
+            o.instances[i].spec_restart_token = t.into();
+            o.instances[i].status.as_mut().unwrap().restart_token = t.into();
+        }
+        o.restart_token = "t1".into();
+        let p = plan(&cluster(3), &o);
+        let tokens: Vec<&str> = p
+            .instances
+            .iter()
+            .map(|i| i.restart_token.as_str())
+            .collect();
+        assert_eq!(tokens, ["#r2", "t1", "#r1"], "the lowest replica first");
+        o.instances[1].spec_restart_token = "t1".into();
+        o.instances[1].status.as_mut().unwrap().restart_token = "t1".into();
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.instances[2].restart_token, "t1#r1");
     }
 }

@@ -94,6 +94,7 @@ fn observation() -> impl Strategy<Value = (i64, Observation)> {
                         promote_request: request.map(|r| instance_name("pg", r)),
                         restart_token: String::new(),
                         hibernated: false,
+                        instance_restarts: Default::default(),
                     },
                 )
             })

@@ -53,7 +53,7 @@ impl BackupRuns {
         let dir = self.dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find pgherd: {e}"))?;
+        let exe = crate::process::pgherd_exe().map_err(|e| format!("cannot find pgherd: {e}"))?;
         let log = std::fs::File::create(dir.join(format!("{name}.log")))
             .map_err(|e| format!("cannot create the backup's log: {e}"))?;
         let report = self.report_path(name);

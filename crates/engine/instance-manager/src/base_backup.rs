@@ -224,34 +224,62 @@ pub fn sync_filesystem(dir: &Path) -> Result<(), InstanceError> {
 }
 
 /// Restores into the empty `pgdata` the backup `selector` (an id, a name, `latest`) or, without
-/// one, the backup CloudNativePG would pick for `point`. Returns its info.
+/// one, the backup CloudNativePG would pick for `point`. Returns its info. With `major` (the
+/// binaries that will run it), a backup of another PostgreSQL major is refused before anything
+/// is downloaded, naming the image to use; a server folder with no backup to use names the
+/// server folders (and their backups) the store does hold.
 pub async fn restore(
     target: &StoreTarget,
     selector: Option<&str>,
     point: &RecoveryPoint,
     timeline: Option<u32>,
     pgdata: &Path,
+    major: Option<u32>,
 ) -> Result<BackupInfo, InstanceError> {
     let (store, server) = target
         .open(RetryPolicy::default(), CancellationToken::new())
         .map_err(store_error)?;
-    let selector = match selector {
-        Some(s) => s.to_string(),
-        None => {
-            let catalog = BackupCatalog::load(&store, &server)
-                .await
-                .map_err(store_error)?;
-            let entry = catalog.for_recovery(point, timeline).ok_or_else(|| {
-                InstanceError::Backup(format!(
-                    "no completed backup in {} can reach the recovery target ({} backups listed); take a backup first or choose a later target",
-                    server.root(),
-                    catalog.done().count()
-                ))
-            })?;
-            entry.id.as_str().to_string()
-        }
+    let catalog = BackupCatalog::load(&store, &server)
+        .await
+        .map_err(store_error)?;
+    let entry = match selector {
+        Some(s) => catalog.find(s),
+        None => catalog.for_recovery(point, timeline),
     };
-    restore_backup(&store, &server, &selector, pgdata, &BTreeMap::new())
+    let Some(entry) = entry else {
+        let servers = pgherd_backup::catalog::servers_beside(&store, &server)
+            .await
+            .map(|s| pgherd_backup::catalog::describe_servers(&s))
+            .unwrap_or_else(|e| format!("unknown (cannot list them: {e})"));
+        let what = match selector {
+            Some(s) => format!("no backup {s:?} in {}", server.root()),
+            None => format!(
+                "no completed backup in {} can reach the recovery target",
+                server.root()
+            ),
+        };
+        // Trying again finds the same: the recovery source or target must change.
+        return Err(InstanceError::InvalidSetting(format!(
+            "spec.bootstrap.recovery: {what} ({} backups listed); server names in the store: {servers} (hint: check the source's serverName, take a backup first or choose a later target)",
+            catalog.done().count()
+        )));
+    };
+    if let (Some(major), Some(version)) = (major, entry.info.version()) {
+        let taken = if version >= 100_000 {
+            version / 10_000
+        } else {
+            version / 100
+        };
+        if taken != major {
+            return Err(InstanceError::InvalidSetting(format!(
+                "spec.bootstrap.recovery: backup {} in {} holds PostgreSQL {taken} data, but spec.imageName runs PostgreSQL {major}: set spec.imageName to a PostgreSQL {taken} image (e.g. ghcr.io/cloudnative-pg/postgresql:{taken})",
+                entry.id.as_str(),
+                server.root()
+            )));
+        }
+    }
+    let id = entry.id.as_str().to_string();
+    restore_backup(&store, &server, &id, pgdata, &BTreeMap::new())
         .await
         .map_err(store_error)
 }

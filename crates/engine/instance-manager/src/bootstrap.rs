@@ -220,7 +220,15 @@ async fn restore_into_place(
         std::fs::remove_dir_all(&staging)
             .map_err(|e| InstanceError::io("cannot remove", &staging, e))?;
     }
-    let info = crate::base_backup::restore(target, backup_id, point, None, &staging).await?;
+    let info = crate::base_backup::restore(
+        target,
+        backup_id,
+        point,
+        None,
+        &staging,
+        Some(pg.binaries.major),
+    )
+    .await?;
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| InstanceError::io("cannot set the mode of", &staging, e))?;

@@ -67,6 +67,10 @@ pub enum InstanceError {
     Backup(String),
 }
 
+/// How many exits in a row, each before PostgreSQL became ready, say that it cannot start
+/// as configured (rather than a crash it recovers from).
+pub const CRASH_LOOP_NEEDS_USER: u32 = 3;
+
 impl InstanceError {
     pub(crate) fn io(
         action: &'static str,
@@ -77,6 +81,23 @@ impl InstanceError {
             action,
             path: path.into(),
             source,
+        }
+    }
+
+    /// Whether trying again cannot help: the spec (or the machine) must change first (missing
+    /// binaries or user, a setting or recovery source that cannot work, PostgreSQL exiting
+    /// at every start). `local up` stops waiting on such an error.
+    pub fn needs_user(&self) -> bool {
+        match self {
+            InstanceError::BinariesMissing { .. }
+            | InstanceError::WrongMajor { .. }
+            | InstanceError::ToolMissing { .. }
+            | InstanceError::NoSuchUser(_)
+            | InstanceError::RootUser
+            | InstanceError::InvalidSetting(_)
+            | InstanceError::Unquotable(_) => true,
+            InstanceError::CrashLoop { exits, .. } => *exits >= CRASH_LOOP_NEEDS_USER,
+            _ => false,
         }
     }
 

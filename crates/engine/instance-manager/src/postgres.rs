@@ -295,8 +295,15 @@ impl Postgres {
 
     /// The settings a standby may not run below, as recorded in `pg_control` (from the
     /// primary): `max_connections`, `max_worker_processes`, `max_wal_senders`,
-    /// `max_prepared_transactions`, `max_locks_per_transaction`.
+    /// `max_prepared_transactions`, `max_locks_per_transaction`. Read from `global/pg_control`
+    /// itself (server-only builds have no `pg_controldata`); `pg_controldata` only for a
+    /// control file version pgherd does not know.
     pub fn controldata_minimums(&self) -> Result<Vec<(&'static str, u64)>, InstanceError> {
+        let path = self.pgdata.join("global/pg_control");
+        let bytes = std::fs::read(&path).map_err(|e| InstanceError::io("cannot read", &path, e))?;
+        if let Some(settings) = pgherd_postgres::control_file::standby_settings(&bytes) {
+            return Ok(settings);
+        }
         self.binaries.tool(
             "pg_controldata",
             "reading the primary's settings recorded in a standby's pg_control",

@@ -83,3 +83,34 @@ mod tests {
         }
     }
 }
+
+/// The pgherd executable, for the commands PostgreSQL and the manager start (`archive_command`,
+/// `restore_command`, WAL shipping, backups). When the binary was replaced on disk while this
+/// process runs (an upgrade, a rebuild), Linux reports the running one as `PATH (deleted)`: a
+/// command naming that path cannot start (exit 127: WAL archiving failed on every segment), so
+/// the file now at `PATH` is used.
+pub fn pgherd_exe() -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(replaced_binary(&exe).unwrap_or(exe))
+}
+
+/// `PATH` for a running executable reported as `PATH (deleted)` when a file is at `PATH`.
+fn replaced_binary(exe: &std::path::Path) -> Option<std::path::PathBuf> {
+    let text = exe.to_str()?;
+    let path = std::path::PathBuf::from(text.strip_suffix(" (deleted)")?);
+    path.is_file().then_some(path)
+}
+
+#[cfg(test)]
+mod exe_tests {
+    #[test]
+    fn a_replaced_binary_is_used_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("pgherd");
+        let deleted = std::path::PathBuf::from(format!("{} (deleted)", bin.display()));
+        assert_eq!(super::replaced_binary(&deleted), None, "nothing there yet");
+        std::fs::write(&bin, b"").unwrap();
+        assert_eq!(super::replaced_binary(&deleted), Some(bin.clone()));
+        assert_eq!(super::replaced_binary(&bin), None);
+    }
+}

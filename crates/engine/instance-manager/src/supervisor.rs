@@ -476,7 +476,11 @@ async fn converge(
     }
     status.disk_full = pg.disk_nearly_full();
     if status.is_primary && spec.wal_store.is_some() {
-        status.archive = Some(crate::wal::last_archive_report(&spec.socket_dir));
+        let report = crate::wal::last_archive_report(&spec.socket_dir);
+        status.archive = Some(match archiver_stat(&client).await {
+            Some(stat) => crate::wal::with_archiver_stat(report, &stat),
+            None => report,
+        });
     }
     status.applied_generation = spec.generation;
     status.restart_token = spec.restart_token.clone();
@@ -484,6 +488,28 @@ async fn converge(
 }
 
 /// On the primary: the replication role and slots, managed roles and databases.
+/// `pg_stat_archiver`, when it can be read.
+async fn archiver_stat(client: &tokio_postgres::Client) -> Option<crate::wal::ArchiverStat> {
+    let row = crate::sql::timed(
+        "pg_stat_archiver",
+        client.query_one(
+            "SELECT last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time), \
+             failed_count, last_failed_wal, \
+             to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+             FROM pg_catalog.pg_stat_archiver",
+            &[],
+        ),
+    )
+    .await
+    .ok()?;
+    Some(crate::wal::ArchiverStat {
+        failing: row.get(0),
+        failed_count: row.get(1),
+        last_failed_wal: row.get(2),
+        last_failed_time: row.get(3),
+    })
+}
+
 async fn primary_duties(
     spec: &InstanceSpec,
     pg: &Postgres,
@@ -562,7 +588,13 @@ pub async fn run(
                                 tracing::warn!("{error}");
                                 state.logged_error = Some(error.clone());
                             }
-                            publish(&shared, down_status(spec, Some(error)));
+                            publish(
+                                &shared,
+                                InstanceStatus {
+                                    stuck: e.needs_user(),
+                                    ..down_status(spec, Some(error))
+                                },
+                            );
                         }
                     }
                     last_converge = Some(Instant::now());
@@ -571,7 +603,13 @@ pub async fn run(
             }
             Err(e) => {
                 if let Some(spec) = &last_spec {
-                    publish(&shared, down_status(spec, Some(e.to_string())));
+                    publish(
+                        &shared,
+                        InstanceStatus {
+                            stuck: e.needs_user(),
+                            ..down_status(spec, Some(e.to_string()))
+                        },
+                    );
                 }
             }
         }

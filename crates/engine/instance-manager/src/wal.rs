@@ -41,6 +41,33 @@ pub fn last_archive_report(run_dir: &Path) -> ArchiveReport {
     read_report(&run_dir.join(ARCHIVE_REPORT))
 }
 
+/// What PostgreSQL's `pg_stat_archiver` says of the archiver.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiverStat {
+    /// Its last failure came after its last success (or there was none).
+    pub failing: bool,
+    pub failed_count: i64,
+    pub last_failed_wal: Option<String>,
+    /// RFC 3339.
+    pub last_failed_time: Option<String>,
+}
+
+/// `report` (what `archive_command` recorded itself) corrected by `pg_stat_archiver`: a command
+/// that could not even start (its executable gone, exit 127) or was killed records nothing, so
+/// the report would keep saying the last success while every segment fails and piles up.
+pub fn with_archiver_stat(mut report: ArchiveReport, stat: &ArchiverStat) -> ArchiveReport {
+    if stat.failing && !report.failing() {
+        report.last_failed_wal = stat.last_failed_wal.clone();
+        report.last_failed_time = stat.last_failed_time.clone();
+        report.last_error = Some(format!(
+            "archive_command failed without a word ({} failures in pg_stat_archiver, the last for {}): see the PostgreSQL log",
+            stat.failed_count,
+            stat.last_failed_wal.as_deref().unwrap_or("-")
+        ));
+    }
+    report
+}
+
 /// How long one `archive_command` or `restore_command` call may retry the store before it
 /// fails (PostgreSQL calls it again).
 fn policy(deadline: Duration) -> RetryPolicy {
@@ -207,7 +234,7 @@ fn shell_word(s: &str) -> String {
 impl WalCommands {
     /// Commands for `store`, keeping their spools and report in `run_dir`.
     pub fn new(store: &WalStore, run_dir: &Path) -> Result<Self, InstanceError> {
-        let exe = std::env::current_exe()
+        let exe = crate::process::pgherd_exe()
             .map_err(|e| InstanceError::io("cannot find", "the pgherd executable", e))?;
         Ok(WalCommands {
             exe,
@@ -250,6 +277,36 @@ impl WalCommands {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_archiver_the_report_missed_is_failing() {
+        let ok = ArchiveReport {
+            last_archived_wal: Some("000000010000000000000023".into()),
+            ..ArchiveReport::default()
+        };
+        let stat = ArchiverStat {
+            failing: true,
+            failed_count: 7,
+            last_failed_wal: Some("000000010000000000000024".into()),
+            last_failed_time: Some("2026-12-06T09:51:51Z".into()),
+        };
+        let merged = with_archiver_stat(ok.clone(), &stat);
+        assert!(merged.failing());
+        assert_eq!(merged.last_failed_wal, stat.last_failed_wal);
+        assert_eq!(merged.last_archived_wal, ok.last_archived_wal);
+        // Not failing now: the report stands.
+        let healthy = ArchiverStat {
+            failing: false,
+            ..stat.clone()
+        };
+        assert_eq!(with_archiver_stat(ok.clone(), &healthy), ok);
+        // The command's own account of a failure is kept as it said it.
+        let own = ArchiveReport {
+            last_error: Some("the store refused".into()),
+            ..ok
+        };
+        assert_eq!(with_archiver_stat(own.clone(), &stat), own);
+    }
 
     #[test]
     fn commands_quote_their_paths_for_the_shell() {
@@ -316,7 +373,7 @@ impl Shipper {
         if self.running() {
             return true;
         }
-        let Ok(exe) = std::env::current_exe() else {
+        let Ok(exe) = crate::process::pgherd_exe() else {
             return false;
         };
         use std::os::unix::process::CommandExt as _;

@@ -122,7 +122,15 @@ impl AdminClient {
 
     /// `PAUSE`: returns once every server connection is released (transactions finished).
     pub async fn pause(&self, timeout: Duration) -> Result<(), AdminError> {
-        self.command("PAUSE", timeout).await.map(drop)
+        match self.command("PAUSE", timeout).await {
+            // A PAUSE given earlier is still in effect (or pending): paused is what was asked.
+            Err(AdminError::Command { message, .. })
+                if message.contains("already suspended/paused") =>
+            {
+                Ok(())
+            }
+            other => other.map(drop),
+        }
     }
 
     /// `RESUME` after `PAUSE`; a PgBouncer that is not paused answers with an error, which

@@ -162,7 +162,6 @@ pub fn render(
     let path = |p: &PathBuf| p.display().to_string();
     for (k, v) in [
         ("pool_mode", pool_mode.to_string()),
-        ("auth_user", AUTH_USER.to_string()),
         ("auth_query", auth_query.to_string()),
         // Forced: the platform owns these.
         ("listen_addr", paths.listen_addr.clone()),
@@ -182,9 +181,14 @@ pub fn render(
         settings.insert(k.to_string(), v);
     }
     let mut ini = String::from("# Written by pgherd; changes here are overwritten.\n[databases]\n");
+    // `auth_user` on the databases rather than globally (CloudNativePG sets it globally, with
+    // `auth_dbname`, which PgBouncer < 1.20 lacks): a global one makes PgBouncer look a user
+    // of the admin console up by `auth_query` in the `pgbouncer` database, which has no
+    // server, and the client waits until it times out. So a login to the admin console other
+    // than CloudNativePG's own (`pgbouncer` on the unix socket) is refused at once.
     let _ = writeln!(
         ini,
-        "* = host={} port={}\n\n[pgbouncer]",
+        "* = host={} port={} auth_user={AUTH_USER}\n\n[pgbouncer]",
         upstream.host, upstream.port
     );
     for (k, v) in &settings {
@@ -201,6 +205,9 @@ pub fn render(
         hba.push_str(line.trim());
         hba.push('\n');
     }
+    // Over TCP the admin console admits nobody (CloudNativePG's `pgbouncer` has no password
+    // there): "login rejected" at once rather than a password prompt that cannot succeed.
+    hba.push_str("host pgbouncer all 0.0.0.0/0 reject\nhost pgbouncer all ::/0 reject\n");
     hba.push_str("host all all 0.0.0.0/0 md5\nhost all all ::/0 md5\n");
     Ok(Rendered { ini, hba })
 }
@@ -252,14 +259,14 @@ mod tests {
         };
         let r = render(&p, &up, &paths()).unwrap();
         assert!(
-            r.ini
-                .contains("[databases]\n* = host=127.0.0.1 port=5555\n"),
+            r.ini.contains(
+                "[databases]\n* = host=127.0.0.1 port=5555 auth_user=cnpg_pooler_pgbouncer\n"
+            ),
             "{}",
             r.ini
         );
         for line in [
             "pool_mode = transaction",
-            "auth_user = cnpg_pooler_pgbouncer",
             "auth_query = SELECT usename, passwd FROM public.user_search($1)",
             "auth_type = hba",
             "client_tls_sslmode = prefer",
@@ -277,7 +284,12 @@ mod tests {
             assert!(r.ini.contains(&format!("{line}\n")), "{line}\n{}", r.ini);
         }
         assert!(r.hba.starts_with("# Written"));
-        assert!(r.hba.contains("local pgbouncer pgbouncer scram-sha-256\nhost all app 10.0.0.0/8 md5\nhost all all 0.0.0.0/0 md5\nhost all all ::/0 md5\n"), "{}", r.hba);
+        assert!(r.hba.contains("local pgbouncer pgbouncer scram-sha-256\nhost all app 10.0.0.0/8 md5\nhost pgbouncer all 0.0.0.0/0 reject\nhost pgbouncer all ::/0 reject\nhost all all 0.0.0.0/0 md5\nhost all all ::/0 md5\n"), "{}", r.hba);
+        assert!(
+            !r.ini.contains("\nauth_user ="),
+            "no global auth_user: {}",
+            r.ini
+        );
     }
 
     #[test]

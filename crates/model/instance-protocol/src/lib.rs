@@ -91,6 +91,9 @@ pub struct InstanceStatus {
     /// What went wrong last, if anything (no secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `error` will not go away by trying again: the spec (or the machine) must change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stuck: bool,
     /// Primary: the result of applying each managed role.
     #[serde(default)]
     pub role_results: Vec<ApplyResult>,
@@ -213,6 +216,7 @@ impl InstanceStatus {
             applied_generation: 0,
             restart_token: String::new(),
             error: None,
+            stuck: false,
             role_results: Vec::new(),
             database_results: Vec::new(),
             publication_results: Vec::new(),
@@ -280,6 +284,7 @@ mod tests {
             applied_generation: 3,
             restart_token: String::new(),
             error: None,
+            stuck: false,
             role_results: vec![],
             database_results: vec![],
             publication_results: vec![],

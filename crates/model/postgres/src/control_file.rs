@@ -1,7 +1,8 @@
 //! The few fields of `global/pg_control` the instance manager needs without running
-//! `pg_controldata` (server-only builds lack it): the cluster state and the latest checkpoint.
-//! The leading fields of `ControlFileData` have kept this layout since PostgreSQL 9.3
-//! (little-endian on the platforms pgherd runs on).
+//! `pg_controldata` (server-only builds lack it): the cluster state, the latest checkpoint and
+//! the hot-standby settings the server ran with. The leading fields of `ControlFileData` have
+//! kept this layout since PostgreSQL 9.3 (little-endian on the platforms pgherd runs on); the
+//! settings' offsets are those of the control file versions listed in [`standby_settings`].
 
 use crate::Lsn;
 
@@ -73,6 +74,38 @@ pub fn parse(bytes: &[u8]) -> Option<ControlFile> {
     })
 }
 
+/// The `pg_control_version`s whose settings block pgherd knows (PostgreSQL 13–16: 1300,
+/// 17: 1700, 18: 1800), all with `MaxConnections` at the same offset: after the checkpoint copy,
+/// the unlogged/minimum-recovery/backup positions, `wal_level` and `wal_log_hints`.
+const SETTINGS_VERSIONS: [u32; 3] = [1300, 1700, 1800];
+/// Offset of `MaxConnections`; `max_worker_processes`, `max_wal_senders`,
+/// `max_prepared_xacts` and `max_locks_per_xact` follow as 32-bit integers.
+const SETTINGS_OFFSET: usize = 180;
+
+/// The settings a hot standby may not run below, as the server that wrote the file ran with
+/// them (what `pg_controldata` prints as "max_connections setting" and so on), by their
+/// `postgresql.conf` names. `None` for a control file version pgherd does not know or a
+/// file too short.
+pub fn standby_settings(bytes: &[u8]) -> Option<Vec<(&'static str, u64)>> {
+    if !SETTINGS_VERSIONS.contains(&u32_at(bytes, 8)?) {
+        return None;
+    }
+    // The settings block is in the order of `HOT_STANDBY_PARAMETERS`.
+    crate::guc::HOT_STANDBY_PARAMETERS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let value = i32::from_le_bytes(
+                bytes
+                    .get(SETTINGS_OFFSET + 4 * i..SETTINGS_OFFSET + 4 * i + 4)?
+                    .try_into()
+                    .ok()?,
+            );
+            Some((*name, u64::try_from(value).ok()?))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +124,26 @@ mod tests {
         assert!(c.state.is_clean_shutdown());
         assert_eq!(c.checkpoint.to_string(), "0/2053C38");
         assert_eq!(c.timeline, 3);
+        bytes[8..12].copy_from_slice(&1201_u32.to_le_bytes());
+        assert_eq!(
+            standby_settings(&bytes),
+            None,
+            "an unknown layout is not read"
+        );
+        bytes[8..12].copy_from_slice(&1700_u32.to_le_bytes());
+        for (i, v) in [123_i32, 9, 11, 13, 77].iter().enumerate() {
+            bytes[180 + 4 * i..184 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(
+            standby_settings(&bytes).unwrap(),
+            [
+                ("max_connections", 123),
+                ("max_worker_processes", 9),
+                ("max_wal_senders", 11),
+                ("max_prepared_transactions", 13),
+                ("max_locks_per_transaction", 77)
+            ]
+        );
         bytes[16..20].copy_from_slice(&9_u32.to_le_bytes());
         assert_eq!(parse(&bytes), None);
         assert_eq!(parse(&bytes[..20]), None);

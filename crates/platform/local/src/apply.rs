@@ -69,36 +69,89 @@ pub fn resolve_kind(kind: &str) -> Option<&'static str> {
         .find(|k| k.to_ascii_lowercase() == lower || k.to_ascii_lowercase() == singular)
 }
 
-/// What of `object` the local platform does not carry out (yet), if anything: said at apply
-/// time (and in the object's status where it has a field for it), never silently ignored.
-pub fn not_honoured(object: &Object) -> Option<&'static str> {
+/// What of `object` the local platform cannot carry out and would otherwise run as something
+/// else, losing or diverging data: refused at apply time (Kubernetes refuses them in the
+/// object's status).
+pub fn refused_here(object: &Object) -> Vec<&'static str> {
+    let mut errors = Vec::new();
+    if let Object::Cluster(c) = object {
+        if c.spec
+            .bootstrap
+            .as_ref()
+            .is_some_and(|b| b.pg_basebackup.is_some())
+        {
+            errors.push(
+                "spec.bootstrap.pg_basebackup: the local platform does not clone from another cluster yet; it would start an empty cluster instead (hint: take a backup of the source and use bootstrap.recovery)",
+            );
+        }
+        if c.is_replica() {
+            errors.push(
+                "spec.replica: the local platform does not run replica clusters yet; it would run a writable primary diverging from its source (hint: remove spec.replica, or run it on Kubernetes once supported)",
+            );
+        }
+    }
+    errors
+}
+
+/// What of `object` the local platform does not carry out (yet): said at apply time (and in
+/// the object's status where it has a field for it), never silently ignored. Whatever could
+/// lose data is refused by validation instead.
+pub fn not_honoured(object: &Object) -> Vec<&'static str> {
+    let mut notes = Vec::new();
     match object {
-        Object::Cluster(c)
+        Object::Cluster(c) => {
             if c.spec
                 .replication_slots
                 .as_ref()
                 .and_then(|r| r.high_availability.as_ref())
                 .and_then(|h| h.synchronize_logical_decoding)
                 == Some(true)
-                && c.major_version().is_some_and(|m| m.0 < 17) =>
-        {
-            Some(
-                "replicationSlots.highAvailability.synchronizeLogicalDecoding needs PostgreSQL 17 or newer on the local platform (pg_failover_slots is not supported yet): logical slots are not copied to the standbys, and a subscription breaks at a switchover",
-            )
+                && c.major_version().is_some_and(|m| m.0 < 17)
+            {
+                notes.push(
+                    "replicationSlots.highAvailability.synchronizeLogicalDecoding needs PostgreSQL 17 or newer on the local platform (pg_failover_slots is not supported yet): logical slots are not copied to the standbys, and a subscription breaks at a switchover",
+                );
+            }
+            if c.spec.wal_storage.is_some() {
+                notes.push(
+                    "spec.walStorage: the local platform keeps WAL in the data directory (pg_wal); no separate WAL volume is made",
+                );
+            }
+            if c.spec.primary_update_strategy
+                == Some(pgherd_api::cluster::PrimaryUpdateStrategy::Supervised)
+            {
+                notes.push(
+                    "spec.primaryUpdateStrategy: supervised is not carried out locally yet: a rolling restart restarts (or switches over) the primary without waiting for `local promote`",
+                );
+            }
+            if c.spec.start_delay.is_some()
+                || c.spec.stop_delay.is_some()
+                || c.spec.smart_shutdown_timeout.is_some()
+                || c.spec.switchover_delay.is_some()
+            {
+                notes.push(
+                    "spec.startDelay/stopDelay/smartShutdownTimeout/switchoverDelay: the local platform uses its own timings (a fast shutdown within 10 s, then the processes killed; readiness within 120 s)",
+                );
+            }
+            if c.spec.tablespaces.as_ref().is_some_and(|t| !t.is_empty()) {
+                notes.push(
+                    "spec.tablespaces: the local platform does not create declarative tablespaces yet; objects placed in them fail to be created",
+                );
+            }
         }
         Object::DatabaseRole(r)
-            if r
-                .spec
+            if r.spec
                 .client_certificate
                 .as_ref()
                 .is_some_and(|c| c.enabled != Some(false)) =>
         {
-            Some(
+            notes.push(
                 "clientCertificate: the local platform does not issue client certificates yet; the role is managed without one",
-            )
+            );
         }
-        _ => None,
+        _ => {}
     }
+    notes
 }
 
 /// CloudNativePG's image-change rule, checked against the stored Cluster's status as its

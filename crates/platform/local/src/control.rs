@@ -24,6 +24,10 @@ pub use pgherd_controller::operations::RESTARTED_AT_ANNOTATION;
 /// File in the cluster directory holding a requested switchover's target (`local promote`).
 pub const PROMOTE_REQUEST: &str = "promote-request";
 
+/// File in the cluster directory holding the single-instance restarts asked for (`local
+/// restart CLUSTER INSTANCE`): a JSON object, instance name to the request's token.
+pub const RESTART_REQUESTS: &str = "restart-requests.json";
+
 pub const PORT_ANNOTATIONS: [(&str, &str); 3] = [
     ("rw", "pgherd.io/rw-port"),
     ("ro", "pgherd.io/ro-port"),

@@ -147,6 +147,13 @@ impl Platform for LocalPass<'_> {
             &self.prelude.controller,
         )
         .await?;
+        observation.instance_restarts = read_json(
+            &self
+                .prelude
+                .cluster_dir
+                .join(crate::control::RESTART_REQUESTS),
+        )?
+        .unwrap_or_default();
         // An instance being removed is no longer part of the cluster.
         let removing = &self.task.runtime.removing;
         observation

@@ -115,6 +115,7 @@ pub async fn observe(
         restart_token: previous
             .map(|p| p.restart_token.clone())
             .unwrap_or_default(),
+        instance_restarts: Default::default(),
     };
     if previous.is_some_and(|p| p.restart_annotation != restart_annotation) {
         // `local restart` (or kubectl cnpg restart): roll every instance.
@@ -193,9 +194,9 @@ pub async fn observe(
     // A setting that needs a restart: roll the cluster once every instance runs the current
     // token.
     let rollout_done = observed.instances.iter().all(|i| {
-        i.status
-            .as_ref()
-            .is_some_and(|s| s.restart_token == observed.restart_token)
+        i.status.as_ref().is_some_and(|s| {
+            pgherd_controller::rollout::base_token(&s.restart_token) == observed.restart_token
+        })
     });
     if rollout_done
         && observed

@@ -196,6 +196,9 @@ fn busy(status: &LocalClusterStatus) -> bool {
         || status.phase == phase::SWITCHOVER
 }
 
+/// The Ready condition's reason when a pass failed on a manifest that cannot work as it is.
+pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";
+
 /// A pass that failed: the cluster's status says why, the rest of its status is kept.
 fn record_error(state: &StateDir, namespace: &str, name: &str, error: &LocalError) {
     let path = state.status_path("Cluster", namespace, name);
@@ -218,7 +221,12 @@ fn record_error(state: &StateDir, namespace: &str, name: &str, error: &LocalErro
     status.conditions = vec![LocalCondition {
         condition_type: "Ready".into(),
         status: "False".into(),
-        reason: "ReconcileError".into(),
+        // A manifest that cannot work says so (`local up` stops waiting on it).
+        reason: if matches!(error, LocalError::Invalid(_)) {
+            INVALID_CONFIGURATION.into()
+        } else {
+            "ReconcileError".into()
+        },
         message: message.clone(),
     }];
     if let Err(e) = write_json(&path, &status, 0o600) {

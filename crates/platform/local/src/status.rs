@@ -26,6 +26,9 @@ pub struct LocalInstanceStatus {
     pub metrics: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `error` will not go away by trying again: the manifest (or the machine) must change.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stuck: bool,
 }
 
 /// A cluster's local status.

@@ -75,6 +75,7 @@ pub(crate) fn build(
                 SocketAddr::new(a.host, a.metrics).to_string()
             }),
             error: status.and_then(|s| s.error.clone()),
+            stuck: status.is_some_and(|s| s.stuck && s.error.is_some()),
         });
     }
     let mut endpoints = BTreeMap::new();

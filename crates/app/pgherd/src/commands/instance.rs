@@ -186,6 +186,7 @@ pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
                     &pgherd_backup::catalog::RecoveryPoint::Latest,
                     None,
                     &pgdata,
+                    None,
                 ))?;
             pgherd_instance_manager::base_backup::sync_filesystem(&pgdata)?;
             println!(

@@ -75,9 +75,17 @@ pub enum LocalCommand {
         #[arg(long)]
         keep_data: bool,
     },
-    /// Rolling restart: replicas one at a time, then the primary in place.
+    /// Restart (`kubectl cnpg restart`): with CLUSTER only, a rolling restart (replicas one at
+    /// a time, then the primary: in place, or a switchover first under
+    /// `primaryUpdateMethod: switchover`); with INSTANCE (name or serial) or `--primary`, that
+    /// one instance restarted in place.
     Restart {
         cluster: String,
+        /// The instance to restart alone (`<cluster>-2` or `2`).
+        instance: Option<String>,
+        /// Restart the current primary alone, in place.
+        #[arg(long, conflicts_with = "instance")]
+        primary: bool,
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
     },
@@ -198,7 +206,9 @@ fn names_of(command: &LocalCommand) -> Vec<(&'static str, &str)> {
         C::Delete {
             name, namespace, ..
         } => vec![("name", name), ("namespace", namespace)],
-        C::Restart { cluster, namespace }
+        C::Restart {
+            cluster, namespace, ..
+        }
         | C::Psql {
             cluster, namespace, ..
         } => {
@@ -363,24 +373,12 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
             }
             Ok(ExitCode::SUCCESS)
         }
-        LocalCommand::Restart { cluster, namespace } => {
-            if !state.has(&state.object_path("Cluster", &namespace, &cluster))? {
-                eprintln!("cluster {cluster:?} not found in namespace {namespace}");
-                return Ok(ExitCode::from(1));
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            pgherd_local::apply::annotate_cluster(
-                &state,
-                &namespace,
-                &cluster,
-                pgherd_local::control::RESTARTED_AT_ANNOTATION,
-                Some(&now.to_string()),
-            )?;
-            outln!("{cluster}: rolling restart requested");
-            Ok(ExitCode::SUCCESS)
-        }
+        LocalCommand::Restart {
+            cluster,
+            instance,
+            primary,
+            namespace,
+        } => super::local_ha::restart(&state, &namespace, &cluster, instance.as_deref(), primary),
         LocalCommand::Promote {
             cluster,
             instance,
@@ -540,6 +538,17 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
                     eprintln!("{file}:{}: {}: {} holds the data of a deleted cluster of this name; a new cluster does not start over it: remove that directory (or choose another name)", m.index, m.label(), kept.display());
                 }
             }
+            // What the local platform would run differently from what was asked, in a way
+            // that loses or diverges data: refused, not run otherwise.
+            for why in m
+                .object
+                .as_ref()
+                .map(pgherd_local::apply::refused_here)
+                .unwrap_or_default()
+            {
+                errors += 1;
+                eprintln!("{file}:{}: {}: error: {why}", m.index, m.label());
+            }
         }
     }
     if errors > 0 {
@@ -556,10 +565,11 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
     }
     for (file, manifests) in &loaded {
         for m in manifests.iter() {
-            if let Some(why) = m
+            for why in m
                 .object
                 .as_ref()
-                .and_then(pgherd_local::apply::not_honoured)
+                .map(pgherd_local::apply::not_honoured)
+                .unwrap_or_default()
             {
                 eprintln!("{file}:{}: {}: warning: {why}", m.index, m.label());
             }
@@ -662,7 +672,16 @@ fn wait_healthy(
             }
             match status {
                 Some(s) if s.phase == pgherd_controller::phase::HEALTHY => {}
-                _ => all_healthy = false,
+                Some(s) => {
+                    all_healthy = false;
+                    if let Some(reason) = cannot_start(&s) {
+                        eprintln!(
+                            "{name} cannot start: {reason}\n  fix the manifest and apply it again (see `pgherd local status {name}`)"
+                        );
+                        return Ok(ExitCode::from(1));
+                    }
+                }
+                None => all_healthy = false,
             }
         }
         if all_healthy {
@@ -687,6 +706,24 @@ fn wait_healthy(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Why a cluster cannot get further without a change to its manifest (or the machine): a
+/// pass refused the manifest, or an instance reports an error that trying again cannot fix.
+fn cannot_start(s: &LocalClusterStatus) -> Option<String> {
+    if s.phase == pgherd_controller::phase::CANNOT_CREATE_OBJECTS {
+        if let Some(c) = s
+            .conditions
+            .iter()
+            .find(|c| c.reason == pgherd_local::plane::INVALID_CONFIGURATION)
+        {
+            return Some(c.message.clone());
+        }
+    }
+    s.instances_status
+        .iter()
+        .find(|i| i.stuck)
+        .and_then(|i| Some(format!("{}: {}", i.name, i.error.as_deref()?)))
 }
 
 fn status(

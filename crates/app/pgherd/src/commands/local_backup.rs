@@ -92,6 +92,8 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
     let started = Instant::now();
     let mut last = String::new();
     let mut shown = Progress::default();
+    let mut running_since: Option<Instant> = None;
+    let mut told_checkpoint = false;
     while started.elapsed() < request.timeout {
         let status: BackupStatus =
             read_json(&state.status_path("Backup", ns, &name))?.unwrap_or_default();
@@ -113,10 +115,20 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
         match phase.as_str() {
             COMPLETED | FAILED => shown.end_line(),
             RUNNING => {
-                if let Some((done, total)) =
-                    pgherd_local::backup_jobs::progress(state, ns, &request.cluster, &name)
-                {
+                let running_since = *running_since.get_or_insert_with(Instant::now);
+                let progress =
+                    pgherd_local::backup_jobs::progress(state, ns, &request.cluster, &name);
+                if let Some((done, total)) = progress {
                     shown.show(&name, done, total, started.elapsed());
+                }
+                let uploading = progress.is_some_and(|(done, _)| done > 0);
+                if !uploading && !told_checkpoint && running_since.elapsed() > CHECKPOINT_HINT_AFTER
+                {
+                    // pg_backup_start has not returned: PostgreSQL is checkpointing (a
+                    // restartpoint on a standby), spread unless asked to be immediate.
+                    told_checkpoint = true;
+                    shown.end_line();
+                    outln!("{name}: waiting for PostgreSQL's backup-start checkpoint (a restartpoint on a standby); without immediateCheckpoint it is spread over checkpoint_completion_target x checkpoint_timeout (4.5 min by default): set immediateCheckpoint: true in the object store's data section to start at once");
                 }
             }
             _ => {}
@@ -149,6 +161,10 @@ pub fn backup(state: &StateDir, request: &BackupRequest) -> anyhow::Result<ExitC
     );
     Ok(ExitCode::from(1))
 }
+
+/// How long a backup may run without uploading before `local backup` says it waits for the
+/// backup-start checkpoint.
+const CHECKPOINT_HINT_AFTER: Duration = Duration::from_secs(5);
 
 /// The progress of a running backup on the terminal: one line rewritten in place on a
 /// terminal, a line every 10 s otherwise (logs, pipes).

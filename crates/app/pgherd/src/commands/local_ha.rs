@@ -38,6 +38,77 @@ fn status(state: &StateDir, namespace: &str, cluster: &str) -> Option<LocalClust
         .flatten()
 }
 
+/// `local restart CLUSTER [INSTANCE] [--primary]`, as `kubectl cnpg restart`: the whole cluster
+/// rolled (the restart annotation changed), or one instance restarted in place (the primary as
+/// CloudNativePG's in-place restart, a replica as its deleted Pod; its data kept either way).
+pub fn restart(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &str,
+    instance: Option<&str>,
+    primary: bool,
+) -> anyhow::Result<ExitCode> {
+    if !state.has(&state.object_path("Cluster", namespace, cluster))? {
+        eprintln!("cluster {cluster:?} not found in namespace {namespace}");
+        return Ok(ExitCode::from(1));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    if instance.is_none() && !primary {
+        pgherd_local::apply::annotate_cluster(
+            state,
+            namespace,
+            cluster,
+            pgherd_local::control::RESTARTED_AT_ANNOTATION,
+            Some(&now.as_secs().to_string()),
+        )?;
+        outln!("{cluster}: rolling restart requested");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let current = status(state, namespace, cluster);
+    let target = match instance {
+        Some(given) => {
+            let names: Vec<String> = current
+                .as_ref()
+                .map(|s| s.instances_status.iter().map(|i| i.name.clone()).collect())
+                .unwrap_or_default();
+            match pgherd_controller::operations::resolve_instance(cluster, &names, given) {
+                Ok(name) => name,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        None => match current.as_ref().and_then(|s| s.current_primary.clone()) {
+            Some(p) => p,
+            None => {
+                eprintln!(
+                    "cluster {cluster:?} has no primary yet (see `pgherd local status {cluster}`); nothing to restart"
+                );
+                return Ok(ExitCode::from(1));
+            }
+        },
+    };
+    let path = state
+        .cluster_dir(namespace, cluster)
+        .join(pgherd_local::control::RESTART_REQUESTS);
+    let mut requests: std::collections::BTreeMap<String, String> =
+        read_json(&path)?.unwrap_or_default();
+    requests.insert(target.clone(), now.as_nanos().to_string());
+    pgherd_local::state::write_json(&path, &requests, 0o644)?;
+    let is_primary = current
+        .as_ref()
+        .is_some_and(|s| s.current_primary.as_deref() == Some(target.as_str()));
+    if is_primary {
+        outln!("{cluster}: in-place restart of the primary {target} requested");
+    } else {
+        outln!("{cluster}: restart of instance {target} requested");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Request a switchover to `instance` and wait until it is the primary.
 pub fn promote(
     state: &StateDir,

@@ -294,6 +294,57 @@ impl<'a> KubePass<'a> {
         }
     }
 
+    /// `kubectl cnpg restart CLUSTER --primary` (or naming the primary) writes CloudNativePG's
+    /// in-place restart phase with the user's reason: the primary then restarts in place,
+    /// through the request part of its restart token. Requests an instance already runs under
+    /// (an operator restarted since) are kept, so nothing restarts twice.
+    fn note_primary_restart(
+        &mut self,
+        previous: Option<&pgherd_api::cluster::ClusterStatus>,
+        primary: Option<&str>,
+        observation: &Observation,
+    ) {
+        for i in &observation.instances {
+            let running = i.status.as_ref().and_then(|s| {
+                pgherd_controller::rollout::request_of(&s.restart_token).map(str::to_string)
+            });
+            if let Some(request) = running {
+                self.runtime
+                    .instance_restarts
+                    .entry(i.name.clone())
+                    .or_insert(request);
+            }
+        }
+        let (phase, reason) = pgherd_controller::operations::primary_restart_phase();
+        let asked = previous.is_some_and(|s| {
+            s.phase.as_deref() == Some(phase) && s.phase_reason.as_deref() == Some(reason)
+        });
+        if let (true, Some(primary)) = (asked, primary) {
+            let token = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+                .to_string();
+            if self
+                .runtime
+                .instance_restarts
+                .get(primary)
+                .is_none_or(|t| *t < token)
+            {
+                tracing::info!(
+                    "{}/{}: restarting the primary {primary} in place, as asked",
+                    self.namespace,
+                    self.name
+                );
+                self.runtime
+                    .instance_restarts
+                    .insert(primary.to_string(), token);
+            }
+        }
+        self.runtime
+            .instance_restarts
+            .retain(|name, _| self.instances.contains_key(name));
+    }
+
     pub(super) fn bootstrap(&self, data_source: DataSource) -> Result<Bootstrap, OperatorError> {
         Ok(match data_source {
             DataSource::Clone => Bootstrap::Clone,
@@ -440,6 +491,9 @@ impl Platform for KubePass<'_> {
                     .map(|c| (c.type_.as_str(), c.reason.as_str())),
             ),
             instances: Vec::new(),
+            // A replica restarts by its Pod being deleted (`kubectl cnpg restart`); the primary
+            // in place, through its restart token (below).
+            instance_restarts: Default::default(),
             restart_token: cluster
                 .metadata
                 .annotations
@@ -503,6 +557,12 @@ impl Platform for KubePass<'_> {
                 unhealthy_for,
             });
         }
+        self.note_primary_restart(
+            previous,
+            observation.current_primary.as_deref(),
+            &observation,
+        );
+        observation.instance_restarts = self.runtime.instance_restarts.clone();
         self.outdated =
             super::template_roll::outdated(cluster, self.settings, &self.instances, &self.name);
         for instance in &mut observation.instances {

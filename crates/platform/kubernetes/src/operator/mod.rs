@@ -98,6 +98,9 @@ pub(crate) struct ClusterRuntime {
     /// A user's pending switchover (`kubectl cnpg promote` wrote `status.targetPrimary`),
     /// until that instance is primary or the controller gives the request up.
     pub(crate) requested_primary: Option<String>,
+    /// In-place restarts of single instances the user asked for (`kubectl cnpg restart
+    /// CLUSTER --primary`, or naming the primary): instance → request token.
+    pub(crate) instance_restarts: BTreeMap<String, String>,
     /// The controller's client certificate, for the CA that issued it.
     pub(crate) controller: Option<credentials::ControllerIdentity>,
     /// The Cluster's other objects as last applied.

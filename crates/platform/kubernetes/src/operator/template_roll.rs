@@ -69,9 +69,10 @@ pub(crate) fn unmarked(token: &str) -> String {
 }
 
 /// Whether the plan chose this outdated instance for its turn: its desired token is the
-/// cluster's (an instance not chosen keeps its marked one).
+/// cluster's, whatever single-instance request follows it (an instance not chosen keeps its
+/// marked one).
 pub(crate) fn chosen(desired_token: &str, cluster_token: &str) -> bool {
-    desired_token == cluster_token
+    pgherd_controller::rollout::base_token(desired_token) == cluster_token
 }
 
 /// `PodTemplateApplied`: whether every instance pod runs the current template.
@@ -121,6 +122,7 @@ mod tests {
         // The cluster's token is empty until a first `kubectl cnpg restart`.
         assert_ne!(i.spec_restart_token, "");
         assert!(!chosen(&i.spec_restart_token, ""));
+        assert!(chosen("t1#restart-1", "t1"));
         assert_eq!(unmarked(&i.spec_restart_token), "");
         assert_eq!(unmarked("2026-12-06T10:00:00Z"), "2026-12-06T10:00:00Z");
         // A marked token never shares the cluster token's base (what precedes a `#`).

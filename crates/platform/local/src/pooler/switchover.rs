@@ -35,8 +35,19 @@ impl PoolerRuntimes {
                         instance.clone(),
                         tokio::spawn(async move {
                             match admin(&target).await {
-                                Some(c) => c.pause(PAUSE_WAIT).await.map_err(|e| e.to_string()),
-                                None => Err("its admin console does not answer".to_string()),
+                                // A PAUSE that has not finished within the wait stays in
+                                // effect in PgBouncer: paused all the same (it must be
+                                // resumed), though the switchover does not wait longer.
+                                Some(c) => match c.pause(PAUSE_WAIT).await {
+                                    Ok(()) => Ok(()),
+                                    Err(e @ pgherd_pooler::AdminError::Timeout { .. }) => {
+                                        Err((true, e.to_string()))
+                                    }
+                                    Err(e) => Err((false, e.to_string())),
+                                },
+                                None => {
+                                    Err((false, "its admin console does not answer".to_string()))
+                                }
                             }
                         }),
                     ));
@@ -49,7 +60,12 @@ impl PoolerRuntimes {
                             a.paused = true;
                         }
                     }
-                    Ok(Err(e)) => {
+                    Ok(Err((pausing, e))) => {
+                        if pausing {
+                            if let Some(a) = r.applied.get_mut(&instance) {
+                                a.paused = true;
+                            }
+                        }
                         tracing::warn!("{ns}/{name}: {instance}: {e}; the switchover goes on")
                     }
                     Err(_) => {}
