@@ -6,6 +6,7 @@
 mod seed_000;
 mod seed_001;
 mod seed_002;
+mod seed_003;
 mod seed_004;
 
 use pgherd_testkit::local::Local;
