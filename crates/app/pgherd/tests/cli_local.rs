@@ -231,7 +231,7 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         &slots,
         CLUSTER.replace(
             "  instances: 1\n",
-            "  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n  walStorage:\n    size: 1Gi\n",
+            "  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15.14\n  replicationSlots:\n    highAvailability:\n      synchronizeLogicalDecoding: true\n",
         ),
     )
     .unwrap();
@@ -244,6 +244,16 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         stderr(&out)
     );
     // A separate WAL volume is not made here: said, not silently ignored.
+    let wal = tmp.path().join("wal.yaml");
+    std::fs::write(
+        &wal,
+        CLUSTER.replace(
+            "  instances: 1\n",
+            "  instances: 1\n  walStorage:\n    size: 1Gi\n",
+        ),
+    )
+    .unwrap();
+    let out = local(&state, &["apply", "-f", wal.to_str().unwrap()]);
     assert!(
         stderr(&out).contains(
             "warning: spec.walStorage: the local platform keeps WAL in the data directory"
