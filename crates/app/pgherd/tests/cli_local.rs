@@ -249,7 +249,7 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         &wal,
         CLUSTER.replace(
             "  instances: 1\n",
-            "  instances: 1\n  walStorage:\n    size: 1Gi\n",
+            "  instances: 1\n  stopDelay: 30\n  walStorage:\n    size: 1Gi\n",
         ),
     )
     .unwrap();
@@ -258,6 +258,12 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         stderr(&out).contains(
             "warning: spec.walStorage: the local platform keeps WAL in the data directory"
         ),
+        "{}",
+        stderr(&out)
+    );
+    // Timings of the user's own are said; the defaults every Cluster carries are not.
+    assert!(
+        stderr(&out).contains("spec.startDelay/stopDelay/smartShutdownTimeout/switchoverDelay"),
         "{}",
         stderr(&out)
     );

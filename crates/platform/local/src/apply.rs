@@ -124,10 +124,14 @@ pub fn not_honoured(object: &Object) -> Vec<&'static str> {
                     "spec.primaryUpdateStrategy: supervised is not carried out locally yet: a rolling restart restarts (or switches over) the primary without waiting for `local promote`",
                 );
             }
-            if c.spec.start_delay.is_some()
-                || c.spec.stop_delay.is_some()
-                || c.spec.smart_shutdown_timeout.is_some()
-                || c.spec.switchover_delay.is_some()
+            // Said when the user asked for timings of their own: the defaults (which every
+            // defaulted Cluster carries) are CloudNativePG's upper bounds, which the local
+            // platform's own, shorter ones stay within.
+            let asked = |value: Option<i32>, default: i32| value.is_some_and(|v| v != default);
+            if asked(c.spec.start_delay, 3600)
+                || asked(c.spec.stop_delay, 1800)
+                || asked(c.spec.smart_shutdown_timeout, 180)
+                || asked(c.spec.switchover_delay, 3600)
             {
                 notes.push(
                     "spec.startDelay/stopDelay/smartShutdownTimeout/switchoverDelay: the local platform uses its own timings (a fast shutdown within 10 s, then the processes killed; readiness within 120 s)",
