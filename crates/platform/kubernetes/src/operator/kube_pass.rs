@@ -324,21 +324,14 @@ impl<'a> KubePass<'a> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos())
                 .to_string();
-            if self
-                .runtime
+            tracing::info!(
+                "{}/{}: restarting the primary {primary} in place, as asked",
+                self.namespace,
+                self.name
+            );
+            self.runtime
                 .instance_restarts
-                .get(primary)
-                .is_none_or(|t| *t < token)
-            {
-                tracing::info!(
-                    "{}/{}: restarting the primary {primary} in place, as asked",
-                    self.namespace,
-                    self.name
-                );
-                self.runtime
-                    .instance_restarts
-                    .insert(primary.to_string(), token);
-            }
+                .insert(primary.to_string(), token);
         }
         self.runtime
             .instance_restarts
