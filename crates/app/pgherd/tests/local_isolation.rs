@@ -21,6 +21,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PAIR: &str = "pair";
+/// Synchronous replication (`dataDurability: required`): only then is a failover after a
+/// killed primary bound to keep every acknowledged commit. Asynchronous, the killed primary
+/// may take its last commits with it, as with CloudNativePG.
+const PAIR_SPEC: &str =
+    "  postgresql:\n    synchronous:\n      method: any\n      number: 1\n      dataDurability: required\n";
 
 /// An "object store" that accepts every connection and never says a word. Returns its URL
 /// and the number of connections accepted so far.
@@ -94,7 +99,7 @@ fn a_silent_object_store_holds_up_no_other_cluster() {
     let _serial = exclusive();
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
-    let (_, s) = local.up(files.path(), PAIR, &cluster_manifest(PAIR, 2, ""), 2);
+    let (_, s) = local.up(files.path(), PAIR, &cluster_manifest(PAIR, 2, PAIR_SPEC), 2);
     let primary = s.current_primary.clone().unwrap();
     let replica = s
         .instances_status
@@ -111,13 +116,18 @@ fn a_silent_object_store_holds_up_no_other_cluster() {
     rw.wait_for_progress(20, Duration::from_secs(20));
 
     // 1. The replica is frozen: the primary keeps its lease only through the control plane,
-    //    which meanwhile meets a cluster whose object store never answers.
+    //    which meanwhile meets a cluster whose object store never answers. (Commits wait for
+    //    the frozen synchronous standby meanwhile; the primary must still be up and primary.)
     freeze(&local, &replica, true);
     apply_stuck(&local, files.path(), "stuck-a");
     // Longer than the primary's lease: an unrenewed lease would have stopped it by now.
     let lease = pgherd_controller::ha::PRIMARY_LEASE;
     std::thread::sleep(lease * 2);
-    rw.wait_for_progress(20, lease);
+    pgherd_testkit::runtime().block_on(async {
+        let c = connect(&config).await.expect("the primary stopped serving");
+        let row = c.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap();
+        assert!(!row.get::<_, bool>(0), "the primary is no longer primary");
+    });
     let log = std::fs::read_to_string(pair_dir(&local, &primary).join("manager.log")).unwrap();
     assert!(
         !log.contains("lease expired"),
@@ -128,6 +138,7 @@ fn a_silent_object_store_holds_up_no_other_cluster() {
     local.wait_for(PAIR, "both ready", Duration::from_secs(60), |s| {
         s.ready_instances == 2 && s.phase == HEALTHY
     });
+    rw.wait_for_progress(20, Duration::from_secs(30));
 
     // 2. The primary's node dies while another new cluster's object store is silent: the
     //    failover happens as it would alone (seconds, not the catalog's 30 s time limit).
