@@ -125,7 +125,10 @@ fn a_silent_object_store_holds_up_no_other_cluster() {
     std::thread::sleep(lease * 2);
     pgherd_testkit::runtime().block_on(async {
         let c = connect(&config).await.expect("the primary stopped serving");
-        let row = c.query_one("SELECT pg_is_in_recovery()", &[]).await.unwrap();
+        let row = c
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap();
         assert!(!row.get::<_, bool>(0), "the primary is no longer primary");
     });
     let log = std::fs::read_to_string(pair_dir(&local, &primary).join("manager.log")).unwrap();
