@@ -1,10 +1,13 @@
 //! The Cluster's objects besides its instances: Services (`-rw`, `-ro`, `-r`, managed ones),
-//! PodDisruptionBudgets, ServiceAccount, Role and RoleBinding, server-side applied with the
-//! operator's field manager. Applied when they change, and once a minute in case someone
-//! edited or deleted one.
+//! PodDisruptionBudgets, ServiceAccount, Role and RoleBinding, and with
+//! `monitoring.enablePodMonitor` its PodMonitor, server-side applied with the operator's field
+//! manager. Applied when they change, and once a minute in case someone edited or deleted one.
+//! A PodMonitor whose CRD is not installed is skipped (the cluster runs without it, as
+//! CloudNativePG's does) and said once per change, in a Warning event on the Cluster.
 
+use super::pod_monitors::{self, CrdMissing};
 use super::{OperatorError, FIELD_MANAGER};
-use crate::{pdb, rbac, service};
+use crate::{monitor, pdb, rbac, service};
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -56,6 +59,7 @@ struct Objects {
     account: Option<ServiceAccount>,
     role: Role,
     binding: RoleBinding,
+    pod_monitor: Option<serde_json::Value>,
 }
 
 fn build(cluster: &Cluster) -> Result<Objects, OperatorError> {
@@ -72,6 +76,7 @@ fn build(cluster: &Cluster) -> Result<Objects, OperatorError> {
         account,
         role,
         binding,
+        pod_monitor: monitor::cluster_pod_monitor(cluster)?,
     })
 }
 
@@ -87,20 +92,24 @@ fn digest(objects: &Objects) -> Vec<u8> {
     add(serde_json::to_vec(&objects.account));
     add(serde_json::to_vec(&objects.role));
     add(serde_json::to_vec(&objects.binding));
+    add(serde_json::to_vec(&objects.pod_monitor));
     hasher.finalize().to_vec()
 }
 
-/// Apply the Cluster's objects if they changed (or a while passed).
+/// Apply the Cluster's objects if they changed (or a while passed). Returns what could not be
+/// carried out, when the objects changed since the last pass (to be said once).
 pub(crate) async fn apply(
     client: &Client,
     cluster: &Cluster,
     applied: &mut Applied,
-) -> Result<(), OperatorError> {
+) -> Result<Option<String>, OperatorError> {
     let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
     let objects = build(cluster)?;
     let digest = digest(&objects);
-    if applied.digest == digest && applied.at.is_some_and(|t| t.elapsed() < REAPPLY_EVERY) {
-        return Ok(());
+    let changed = applied.digest != digest;
+    if !changed && applied.at.is_some_and(|t| t.elapsed() < REAPPLY_EVERY) {
+        return Ok(None);
     }
     if let Some(account) = &objects.account {
         apply_one(client, namespace, account).await?;
@@ -113,7 +122,16 @@ pub(crate) async fn apply(
     for b in &objects.budgets {
         apply_one(client, namespace, b).await?;
     }
+    let monitor = objects.pod_monitor.as_ref();
+    let unmet = match pod_monitors::apply(client, namespace, name, monitor).await? {
+        Err(CrdMissing) => {
+            let why = pod_monitors::crd_missing_message(&format!("Cluster {namespace}/{name}"));
+            tracing::warn!("{why}");
+            changed.then_some(why)
+        }
+        Ok(()) => None,
+    };
     applied.digest = digest;
     applied.at = Some(Instant::now());
-    Ok(())
+    Ok(unmet)
 }

@@ -2,14 +2,18 @@
 //! [`database_spec`]); each gets CloudNativePG's finalizer `cnpg.io/deleteDatabase` so that
 //! deleting one with `databaseReclaimPolicy: delete` drops the database before the object goes
 //! (with `retain` the finalizer is removed at once and the database stays); the primary's
-//! results become their status.
+//! results become their status. A Database deleted while its Cluster does not exist (deleted
+//! first, as seed 002's cleanup does) has nothing to drop: [`release_orphans`] removes the
+//! finalizer, as CloudNativePG's database controller does, so `kubectl delete` returns.
 
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
 use pgherd_api::kinds::database::{DatabaseReclaimPolicy, DatabaseStatus};
+use pgherd_api::Cluster;
 use pgherd_api::Database;
 use pgherd_controller::declarative::database_spec;
 use pgherd_instance_protocol::{ApplyResult, DatabaseSpec, InstanceSpec};
+use std::time::Duration;
 
 /// CloudNativePG's finalizer on Database objects.
 pub(crate) const FINALIZER: &str = "cnpg.io/deleteDatabase";
@@ -141,5 +145,39 @@ pub(crate) async fn write_status(
         {
             tracing::debug!("Database {}: cannot write its status: {e}", r.name);
         }
+    }
+}
+
+/// How often deleted Databases of missing Clusters are looked for.
+const ORPHANS_EVERY: Duration = Duration::from_secs(3);
+
+/// Remove the finalizer of every deleted Database whose Cluster does not exist, until stopped.
+pub(crate) async fn release_orphans(client: Client) {
+    loop {
+        if let Ok(list) = Api::<Database>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+        {
+            for d in list.into_iter().filter(deleting) {
+                if !finalizers(&d).iter().any(|f| f == FINALIZER) {
+                    continue;
+                }
+                let namespace = d.metadata.namespace.clone().unwrap_or_default();
+                let clusters: Api<Cluster> = Api::namespaced(client.clone(), &namespace);
+                if let Ok(None) = clusters.get_opt(&d.spec.cluster.name).await {
+                    tracing::info!(
+                        "Database {namespace}/{}: its Cluster {} does not exist; nothing to drop",
+                        name(&d),
+                        d.spec.cluster.name
+                    );
+                    let list = finalizers(&d)
+                        .into_iter()
+                        .filter(|f| f != FINALIZER)
+                        .collect();
+                    set_finalizers(&client, &namespace, &d, list).await;
+                }
+            }
+        }
+        tokio::time::sleep(ORPHANS_EVERY).await;
     }
 }

@@ -1,5 +1,6 @@
 //! Events on a Cluster for what a user must be able to see afterwards in `kubectl describe`
-//! and `kubectl get events`: failovers, switchovers and finished backups (events.k8s.io,
+//! and `kubectl get events`: failovers, switchovers, finished backups and settings that could
+//! not be carried out (events.k8s.io,
 //! which `kubectl describe` shows with the core ones; the release's RBAC grants both).
 //! Publishing is best effort: an event that cannot be written never fails a pass.
 
@@ -19,6 +20,8 @@ pub(crate) enum ClusterEvent {
     SwitchedOver { promoted: String },
     /// Backup `name` finished.
     BackupFinished { name: String, completed: bool },
+    /// A setting of the Cluster could not be carried out (`note` says which and why).
+    NotCarriedOut { note: String },
 }
 
 impl ClusterEvent {
@@ -53,6 +56,12 @@ impl ClusterEvent {
                 "BackupFailed",
                 format!("Backup {name} failed: see its status.error"),
                 "Backup",
+            ),
+            ClusterEvent::NotCarriedOut { note } => (
+                EventType::Warning,
+                "NotCarriedOut",
+                note.clone(),
+                "Reconcile",
             ),
         };
         Event {

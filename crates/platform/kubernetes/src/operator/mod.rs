@@ -25,6 +25,7 @@ mod image_catalogs;
 mod instance_objects;
 mod kube_pass;
 pub mod leader;
+mod pod_monitors;
 mod pods;
 mod poolers;
 mod references;
@@ -207,6 +208,7 @@ pub async fn run(client: Client, settings: OperatorSettings, metrics: Controller
     let pooler_task = tokio::spawn(poolers::run(pooler_controller, client.clone(), settings));
     let marker = tokio::spawn(unsupported::run(client.clone()));
     let schedules = tokio::spawn(schedules::run(client.clone()));
+    let orphans = tokio::spawn(databases::release_orphans(client.clone()));
     let clusters = Api::<Cluster>::all(client.clone());
     let pods = Api::<Pod>::all(client);
     Controller::new(clusters, watcher::Config::default())
@@ -224,6 +226,7 @@ pub async fn run(client: Client, settings: OperatorSettings, metrics: Controller
         .await;
     marker.abort();
     schedules.abort();
+    orphans.abort();
     pooler_task.abort();
 }
 
@@ -297,7 +300,10 @@ async fn reconcile_cluster(
         cluster.metadata.name.as_deref().unwrap_or_default(),
     )
     .await;
-    cluster_objects::apply(client, cluster, &mut runtime.objects).await?;
+    if let Some(note) = cluster_objects::apply(client, cluster, &mut runtime.objects).await? {
+        let event = events::ClusterEvent::NotCarriedOut { note };
+        operator.events.publish(cluster, event).await;
+    }
     let controller = credentials::controller_identity(runtime, &credentials)?;
     let mut platform = kube_pass::KubePass::new(
         client.clone(),

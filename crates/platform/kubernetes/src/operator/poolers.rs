@@ -19,6 +19,7 @@
 //! The Clusters' reconciles ask [`uses_builtin_auth`] whether their primary keeps PgBouncer's
 //! auth role `cnpg_pooler_pgbouncer` and `public.user_search`.
 
+use super::pod_monitors::{self, CrdMissing};
 use super::{cluster_objects::apply_one, OperatorError};
 use crate::pooler_pod::{config_paths, upstream};
 use crate::{labels, names, secret, OperatorSettings};
@@ -313,7 +314,9 @@ async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action,
             return Ok(Action::await_change());
         }
     };
-    if let Err(why) = pod_monitor(client, namespace, name, objects.pod_monitor.as_ref()).await? {
+    let monitor = objects.pod_monitor.as_ref();
+    if let Err(CrdMissing) = pod_monitors::apply(client, namespace, name, monitor).await? {
+        let why = pod_monitors::crd_missing_message(&format!("Pooler {name}"));
         write_status(client, &pooler, not_running("failed", &why)).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
@@ -351,43 +354,6 @@ async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action,
     });
     write_status(client, &pooler, status).await?;
     Ok(Action::requeue(EVERY))
-}
-
-/// Apply the Pooler's PodMonitor, or delete the one it had; `Err` (said in the status) when it
-/// wants one and the PodMonitor CRD is not installed.
-async fn pod_monitor(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    monitor: Option<&Value>,
-) -> Result<Result<(), String>, OperatorError> {
-    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PodMonitor"),
-        "podmonitors",
-    );
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
-    let Some(monitor) = monitor else {
-        return match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => Ok(Ok(())),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(Ok(())),
-            Err(e) => Err(e.into()),
-        };
-    };
-    match api
-        .patch(
-            name,
-            &PatchParams::apply(super::FIELD_MANAGER).force(),
-            &Patch::Apply(monitor),
-        )
-        .await
-    {
-        Ok(_) => Ok(Ok(())),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Err(format!(
-            "Pooler {name}: spec.monitoring.enablePodMonitor: the PodMonitor CRD (monitoring.coreos.com/v1) is not installed; install the Prometheus Operator's CRDs or remove it"
-        ))),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn error_policy(pooler: Arc<Pooler>, error: &OperatorError, _context: Arc<Context>) -> Action {
