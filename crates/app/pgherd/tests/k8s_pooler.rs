@@ -12,11 +12,9 @@
 mod common;
 mod k8s;
 
-use k8s::{connect, connect_soon, kubelet_available, str_at, Operator, Sim};
+use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
 use std::io::{Read as _, Write as _};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CLUSTER: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 2\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n";
 
@@ -25,79 +23,6 @@ const POOLER: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:
 const REFUSED: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:\n  name: pg-pooler-custom\nspec:\n  cluster:\n    name: pg\n  pgbouncer:\n    poolMode: session\n    authQuerySecret:\n      name: my-auth\n    authQuery: SELECT usename, passwd FROM my_search($1)\n";
 
 const MONITORED: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:\n  name: pg-pooler-monitored\nspec:\n  cluster:\n    name: pg\n  monitoring:\n    enablePodMonitor: true\n  pgbouncer:\n    poolMode: session\n";
-
-/// Commits through `host` with the simple query protocol (PgBouncer 1.18 in transaction mode
-/// keeps no prepared statement across transactions) until stopped, reconnecting on failure.
-struct SimpleWriter {
-    acked: Arc<Mutex<Vec<i64>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl SimpleWriter {
-    fn start(host: String, password: String) -> SimpleWriter {
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (a, s) = (acked.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut next = 0_i64;
-                let mut client = None;
-                while !s.load(Ordering::Relaxed) {
-                    if client.is_none() {
-                        client = connect(&host, &password).await;
-                        if client.is_none() {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    }
-                    let c: &tokio_postgres::Client = client.as_ref().unwrap();
-                    next += 1;
-                    let insert = format!("INSERT INTO ledger (id) VALUES ({next})");
-                    match tokio::time::timeout(Duration::from_secs(5), c.batch_execute(&insert))
-                        .await
-                    {
-                        Ok(Ok(())) => a.lock().unwrap().push(next),
-                        _ => client = None,
-                    }
-                }
-            });
-        });
-        SimpleWriter {
-            acked,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    fn wait_for_more(&self, more: usize, seconds: u64) -> bool {
-        let target = self.count() + more;
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        while Instant::now() < deadline {
-            if self.count() >= target {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    fn stop(mut self) -> Vec<i64> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        self.acked.lock().unwrap().clone()
-    }
-}
 
 /// The first row's first column of `sql` (simple query protocol).
 async fn one(client: &tokio_postgres::Client, sql: &str) -> String {
@@ -225,7 +150,7 @@ fn a_pooler_on_kubernetes_pools_writes_and_follows_a_switchover() {
         assert_eq!(one(&c, "SELECT pg_is_in_recovery()").await, "f");
         assert_eq!(one(&c, "SELECT host(inet_server_addr())").await, primary_ip);
     });
-    let writer = SimpleWriter::start(pooler_ip.clone(), password.clone());
+    let writer = k8s::load::Writer::start(pooler_ip.clone(), password.clone());
     assert!(
         writer.wait_for_more(50, 60),
         "no commits through the pooler\n{}",

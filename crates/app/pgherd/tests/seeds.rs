@@ -159,3 +159,4 @@ fn every_invalid_seed_has_a_test() {
 }
 
 mod seed_runbooks;
+mod seed_stacks;

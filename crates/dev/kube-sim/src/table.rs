@@ -153,6 +153,44 @@ fn builtin_cells(rt: &ResourceType, o: &Value) -> (Vec<PrinterColumn>, Vec<Value
                 vec![name, json!(status), age(o)],
             )
         }
+        ("", "Event") => {
+            // As the API server prints them: the last time seen (the newest of the core and
+            // the events.k8s.io timestamps), type, reason, the object as kind/name, message.
+            let last = ["lastTimestamp", "eventTime", "firstTimestamp"]
+                .iter()
+                .filter_map(|f| o[*f].as_str())
+                .chain(o["series"]["lastObservedTime"].as_str())
+                .filter_map(clock::parse_rfc3339)
+                .max();
+            let last_seen = match last {
+                Some(t) => json!(clock::human_age(clock::now_secs() - t)),
+                None => age(o),
+            };
+            let involved = &o["involvedObject"];
+            let object = format!(
+                "{}/{}",
+                involved["kind"].as_str().unwrap_or_default().to_lowercase(),
+                involved["name"].as_str().unwrap_or_default()
+            );
+            (
+                vec![
+                    col("Last Seen", "string", "", 0),
+                    col("Type", "string", "", 0),
+                    col("Reason", "string", "", 0),
+                    col("Object", "string", "", 0),
+                    col("Message", "string", "", 0),
+                    col("Name", "string", "name", 1),
+                ],
+                vec![
+                    last_seen,
+                    o["type"].clone(),
+                    o["reason"].clone(),
+                    json!(object),
+                    o["message"].clone(),
+                    name,
+                ],
+            )
+        }
         ("", "Namespace") => (
             vec![
                 col("Name", "string", "name", 0),

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Commits through `host` (the `-rw` ClusterIP) until stopped, reconnecting on failure.
+/// Commits through `host` (the `-rw` ClusterIP, or a pooler's) until stopped, reconnecting on
+/// failure.
 pub struct Writer {
     acked: Arc<Mutex<Vec<i64>>>,
     stop: Arc<AtomicBool>,
@@ -38,9 +39,9 @@ impl Writer {
                     }
                     let c = client.as_ref().unwrap();
                     next += 1;
-                    let id = next;
-                    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&id];
-                    let insert = c.execute("INSERT INTO ledger (id) VALUES ($1)", &params);
+                    // The simple protocol: it also passes a transaction-mode PgBouncer.
+                    let sql = format!("INSERT INTO ledger (id) VALUES ({next})");
+                    let insert = c.batch_execute(&sql);
                     match tokio::time::timeout(Duration::from_secs(2), insert).await {
                         Ok(Ok(_)) => a.lock().unwrap().push(next),
                         _ => client = None,
@@ -191,6 +192,19 @@ impl HaLoad {
         rw: &str,
         password: &str,
     ) -> HaLoad {
+        Self::start_via(sim, namespace, cluster, rw, rw, password)
+    }
+
+    /// [`HaLoad::start`] with the writer committing through `via` (a pooler's ClusterIP);
+    /// the check at the end still reads the primary through `rw`.
+    pub fn start_via(
+        sim: &super::Sim,
+        namespace: &str,
+        cluster: &str,
+        rw: &str,
+        via: &str,
+        password: &str,
+    ) -> HaLoad {
         sim.runtime.block_on(async {
             let c = super::connect_soon(rw, password)
                 .await
@@ -202,7 +216,7 @@ impl HaLoad {
         let pod_ips = Arc::new(Mutex::new(BTreeSet::new()));
         let load = HaLoad {
             checker: WritableChecker::start(pod_ips.clone(), password.to_string()),
-            writer: Writer::start(rw.to_string(), password.to_string()),
+            writer: Writer::start(via.to_string(), password.to_string()),
             pod_ips,
             namespace: namespace.to_string(),
             cluster: cluster.to_string(),

@@ -179,9 +179,9 @@ impl Sim {
     pub fn diagnostics(&self) -> String {
         let mut out = String::new();
         for args in [
-            &["get", "cluster", "-o", "yaml"][..],
-            &["get", "pods", "-o", "wide"][..],
-            &["get", "events"][..],
+            &["get", "cluster", "-A", "-o", "yaml"][..],
+            &["get", "pods", "-A", "-o", "wide"][..],
+            &["get", "events", "-A"][..],
         ] {
             let o = self.kubectl_output(args, None);
             out.push_str(&format!(
@@ -192,16 +192,18 @@ impl Sim {
         }
         if self.kubelet.is_some() {
             let pods = self
-                .json(&["get", "pods"])
+                .json(&["get", "pods", "-A"])
                 .and_then(|p| p["items"].as_array().cloned())
                 .unwrap_or_default();
             for pod in pods {
                 let name = str_at(&pod, "/metadata/name")
                     .unwrap_or_default()
                     .to_string();
-                let o = self.kubectl_output(&["logs", &name, "--tail", "30"], None);
+                let namespace = str_at(&pod, "/metadata/namespace").unwrap_or("default");
+                let args = ["logs", "-n", namespace, &name, "--tail", "30"];
+                let o = self.kubectl_output(&args, None);
                 out.push_str(&format!(
-                    "--- logs {name}\n{}\n",
+                    "--- logs {namespace}/{name}\n{}\n",
                     String::from_utf8_lossy(&o.stdout)
                 ));
             }

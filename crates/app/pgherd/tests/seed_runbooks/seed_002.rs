@@ -12,51 +12,23 @@
 #[test]
 fn seed_002_saasodoo_runbook() {
     use super::*;
+    use crate::seed_stacks::saasodoo::{self as stack, cluster, DATABASES as databases};
+    use crate::seed_stacks::saasodoo::{NAMESPACE as NS, ROLES as roles};
     use pgherd_testkit::local::{connect, Local};
     use std::time::Duration;
-    const NS: &str = "saasodoo";
-    let roles = [
-        ("auth_service", "cnpg-auth-service"),
-        ("billing_service", "cnpg-billing-service"),
-        ("instance_service", "cnpg-instance-service"),
-        ("database_service", "cnpg-database-service"),
-        ("readonly_user", "cnpg-readonly-user"),
-        ("backup_user", "cnpg-backup-user"),
-        ("notification_service", "cnpg-notification-service"),
-        ("analytics_service", "cnpg-analytics-service"),
-    ];
-    let databases = [
-        ("auth", "auth_service"),
-        ("billing", "billing_service"),
-        ("instance", "instance_service"),
-        ("communication", "notification_service"),
-        ("analytics", "analytics_service"),
-    ];
     let local = Local::new(std::path::Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
-    let mut secrets = String::new();
-    let mut managed = String::new();
-    for (role, secret) in roles {
-        secrets.push_str(&format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret}\n  namespace: {NS}\n  labels:\n    app.kubernetes.io/name: postgres\ntype: kubernetes.io/basic-auth\nstringData:\n  username: {role}\n  password: {role}-pw\n---\n"));
-        let extra = match role {
-            "backup_user" => "        replication: true\n",
-            _ => "",
-        };
-        managed.push_str(&format!("      - name: {role}\n        ensure: present\n        login: true\n{extra}        passwordSecret:\n          name: {secret}\n"));
-    }
-    let cluster = |instances: u32| {
-        format!("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: postgres-cluster\n  namespace: {NS}\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:18.1\n  minSyncReplicas: 1\n  maxSyncReplicas: 2\n  enableSuperuserAccess: true\n  storage:\n    size: 20Gi\n    storageClass: rook-cephfs\n  monitoring:\n    enablePodMonitor: true\n  managed:\n    roles:\n{managed}")
-    };
-    let mut dbs = String::new();
-    for (db, owner) in databases {
-        dbs.push_str(&format!("---\napiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: {db}\n  namespace: {NS}\nspec:\n  name: {db}\n  owner: {owner}\n  cluster:\n    name: postgres-cluster\n"));
-    }
-    let pooler = format!("---\napiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:\n  name: postgres-cluster-pooler-rw\n  namespace: {NS}\nspec:\n  cluster:\n    name: postgres-cluster\n  instances: 2\n  type: rw\n  pgbouncer:\n    poolMode: transaction\n");
     // Steps 2–4 and 6: secrets, cluster, databases, pooler.
     let stack = write(
         files.path(),
         "stack.yaml",
-        &format!("{secrets}{}{dbs}{pooler}", cluster(3)),
+        &format!(
+            "{}{}{}{}",
+            stack::secrets(),
+            cluster(3),
+            stack::databases(),
+            stack::pooler()
+        ),
     );
     local.run_ok(&["up", "-f", &stack, "--timeout-seconds", "300"]);
     let s = wait_status(
@@ -139,7 +111,12 @@ fn seed_002_saasodoo_runbook() {
         assert!(version.starts_with("PostgreSQL 18"), "{version}");
     });
     // A service writes through the pooler for the HA steps.
-    let service = config(&pooler_rw, "auth_service", "auth_service-pw", "auth");
+    let service = config(
+        &pooler_rw,
+        "auth_service",
+        &stack::password("auth_service"),
+        "auth",
+    );
     rt.block_on(pgherd_testkit::writer::prepare(&service))
         .unwrap();
     let writer = pgherd_testkit::writer::Writer::start(
