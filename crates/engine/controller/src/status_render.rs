@@ -343,6 +343,10 @@ mod tests {
                 write_lsn: Some(Lsn(0x3000148)),
                 flush_lsn: Some(Lsn(0x3000148)),
                 replay_lsn: Some(Lsn(0x3000100)),
+                write_lag: None,
+                flush_lag: None,
+                replay_lag: None,
+                sync_priority: None,
             }],
             ..Default::default()
         };
