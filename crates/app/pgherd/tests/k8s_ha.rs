@@ -50,9 +50,9 @@ fn a_cluster_on_kubernetes_fails_over_from_a_lost_node_without_losing_a_commit()
     let table = sim.kubectl(&["get", "cluster", "pg"]);
     assert!(table.contains("Cluster in healthy state"), "{table}");
 
-    // The runbooks' verbs against the running cluster: `kubectl cnpg status` and `psql`
-    // (exec into the primary's pod).
-    let said = sim.kubectl(&["cnpg", "status", "pg"]);
+    // The runbooks' verbs against the running cluster: `kubectl cnpg status` (certificates
+    // with -v -v, as CloudNativePG's plugin) and `psql` (exec into the primary's pod).
+    let said = sim.kubectl(&["cnpg", "status", "pg", "-v", "-v"]);
     for section in [
         "Certificates Status",
         "pg-ca",

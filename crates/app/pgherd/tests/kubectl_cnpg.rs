@@ -209,8 +209,17 @@ async fn verbs_make_cloudnativepg_writes() {
     make_cluster(&env, "saasodoo", "postgres-cluster");
     let ns = ["-n", "saasodoo"];
 
-    // status: the sections in order, -o json parses, the missing pods/proxy is said.
-    let text = env.ok(&["cnpg", "status", "postgres-cluster", "-n", "saasodoo"]);
+    // status: the sections in order (certificates with -v -v, as CloudNativePG's plugin), -o
+    // json parses, the missing pods/proxy is said.
+    let text = env.ok(&[
+        "cnpg",
+        "status",
+        "postgres-cluster",
+        "-n",
+        "saasodoo",
+        "-v",
+        "-v",
+    ]);
     eprintln!("{text}");
     let mut at = 0;
     for section in [

@@ -1,115 +1,182 @@
 //! The text of `status` (both `kubectl cnpg status` and `pgherd local status`): the sections
-//! of [`StatusView`] in CloudNativePG's order — cluster summary, certificates, continuous
-//! backup, streaming replication, instances, poolers — as labelled lines and aligned tables.
-//! `verbose` adds the phase reason, conditions and endpoints. Pure.
+//! of [`StatusView`] with CloudNativePG's titles, labels, column headers and order, laid out
+//! as its plugin lays them out (compared section by section with its documented output in
+//! `tests/status_golden.rs`). `verbosity` is the number of `-v`: one adds replication slot
+//! details, the unmanaged replication slots, managed roles, tablespaces (and pgherd's
+//! conditions); two adds the certificates. pgherd adds poolers, endpoints and notes. Pure.
 
+mod text;
+mod verbose;
+
+use crate::operations;
 use crate::status_view::StatusView;
 use std::fmt::Write;
+use text::{dash, fields, go_duration, go_time, table};
+use verbose::{managed_roles, tablespaces, unmanaged_slots};
 
-/// Titles of the sections, in order (tests and docs refer to them).
-pub const SECTIONS: [&str; 6] = [
-    "Cluster Summary",
-    "Certificates Status",
-    "Continuous Backup status",
-    "Streaming Replication status",
-    "Instances status",
-    "Poolers status",
+pub const CLUSTER_SUMMARY: &str = "Cluster Summary";
+pub const REPLICA_CLUSTER_SUMMARY: &str = "Replica Cluster Summary";
+pub const HIBERNATION: &str = "Hibernation";
+pub const CERTIFICATES: &str = "Certificates Status";
+pub const CONTINUOUS_BACKUP: &str = "Continuous Backup status";
+pub const STREAMING_REPLICATION: &str = "Streaming Replication status";
+pub const UNMANAGED_SLOTS: &str = "Unmanaged Replication Slot Status";
+pub const MANAGED_ROLES: &str = "Managed roles status";
+pub const IRRECONCILABLE_ROLES: &str = "Irreconcilable roles";
+pub const TABLESPACES: &str = "Tablespaces status";
+pub const INSTANCES: &str = "Instances status";
+/// pgherd's: the Poolers in front of the cluster.
+pub const POOLERS: &str = "Poolers status";
+/// pgherd's (verbose): the Cluster's conditions.
+pub const CONDITIONS: &str = "Conditions";
+
+/// Titles of the sections, in the order they are printed (a section without anything to say
+/// is left out; see [`render`]).
+pub const SECTIONS: [&str; 12] = [
+    CLUSTER_SUMMARY,
+    HIBERNATION,
+    CERTIFICATES,
+    CONTINUOUS_BACKUP,
+    STREAMING_REPLICATION,
+    UNMANAGED_SLOTS,
+    MANAGED_ROLES,
+    IRRECONCILABLE_ROLES,
+    TABLESPACES,
+    INSTANCES,
+    POOLERS,
+    CONDITIONS,
 ];
 
-fn dash(v: Option<&str>) -> &str {
-    v.filter(|s| !s.is_empty()).unwrap_or("-")
+/// Render `view` as text; `verbosity` counts the `-v` flags.
+pub fn render(view: &StatusView, verbosity: u8) -> String {
+    let mut out = String::new();
+    summary(&mut out, view);
+    if let Some(h) = &view.hibernation {
+        section(&mut out, HIBERNATION);
+        fields(
+            &mut out,
+            &[
+                (
+                    "Status",
+                    if h.hibernated { "Hibernated" } else { "Active" }.into(),
+                ),
+                ("Message", h.message.clone()),
+                ("Time", go_time(&h.time)),
+            ],
+        );
+    }
+    if verbosity > 1 && !view.certificates.is_empty() {
+        certificates(&mut out, view);
+    }
+    // A hibernated cluster has no instance to ask.
+    if !view.hibernation.as_ref().is_some_and(|h| h.hibernated) {
+        continuous_backup(&mut out, view);
+        if view.summary.replica_source.is_none() {
+            streaming_replication(&mut out, view, verbosity > 0);
+        }
+        if verbosity > 0 {
+            unmanaged_slots(&mut out, view);
+            managed_roles(&mut out, view);
+            tablespaces(&mut out, view);
+        }
+        instances(&mut out, view);
+    }
+    pgherd_sections(&mut out, view, verbosity);
+    out
 }
 
-/// Lines `label: value` with the values aligned.
-fn fields(out: &mut String, rows: &[(&str, String)]) {
-    let width = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0) + 2;
-    for (label, value) in rows {
-        let _ = writeln!(out, "{:<width$}{value}", format!("{label}:"));
-    }
+/// A blank line, then the title (every section but the first).
+fn section(out: &mut String, title: &str) {
+    let _ = writeln!(out, "\n{title}");
 }
 
-/// An aligned table with a header.
-fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                let _ = write!(s, "{cell:<w$}  ");
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let _ = writeln!(out, "{}", line(header.to_vec()));
+fn summary(out: &mut String, view: &StatusView) {
+    let s = &view.summary;
+    let replica = s.replica_source.is_some();
     let _ = writeln!(
         out,
         "{}",
-        line(
-            widths
-                .iter()
-                .map(|w| "-".repeat(*w))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect()
-        )
+        if replica {
+            REPLICA_CLUSTER_SUMMARY
+        } else {
+            CLUSTER_SUMMARY
+        }
     );
-    for row in rows {
-        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    if s.target_primary.is_some() {
+        let _ = writeln!(
+            out,
+            "{}",
+            if s.primary.is_some() {
+                "Switchover in progress"
+            } else {
+                "Primary server is initializing"
+            }
+        );
     }
-}
-
-/// Render `view` as text.
-pub fn render(view: &StatusView, verbose: bool) -> String {
-    let mut out = String::new();
-    let s = &view.summary;
-
-    let _ = writeln!(out, "{}", SECTIONS[0]);
-    let mut rows: Vec<(&str, String)> = vec![
-        ("Name", format!("{}/{}", s.namespace, s.name)),
-        ("System ID", dash(s.system_id.as_deref()).to_string()),
-        ("PostgreSQL Image", dash(s.image.as_deref()).to_string()),
-        ("Primary instance", dash(s.primary.as_deref()).to_string()),
-        (
-            "Primary start time",
-            dash(s.primary_start_time.as_deref()).to_string(),
-        ),
-    ];
-    if let Some(target) = &s.target_primary {
-        rows.push(("Target primary", target.clone()));
+    let primary = match (&s.primary, &s.target_primary) {
+        (Some(p), Some(t)) => format!("{p} (switching to {t})"),
+        (p, _) => dash(p.as_deref()).to_string(),
+    };
+    let mut rows: Vec<(&str, String)> = vec![("Name", format!("{}/{}", s.namespace, s.name))];
+    if let Some(id) = &s.system_id {
+        rows.push(("System ID", id.clone()));
     }
-    rows.push(("Status", s.phase.clone()));
-    if let Some(reason) = s
-        .phase_reason
-        .as_ref()
-        .filter(|_| verbose || s.phase != crate::phase::HEALTHY)
-    {
-        rows.push(("Status reason", reason.clone()));
+    rows.push(("PostgreSQL Image", dash(s.image.as_deref()).to_string()));
+    match &s.replica_source {
+        Some(source) => {
+            rows.push(("Designated primary", primary));
+            rows.push(("Source cluster", source.clone()));
+        }
+        None => rows.push(("Primary instance", primary)),
+    }
+    let hibernated = view.hibernation.as_ref().is_some_and(|h| h.hibernated);
+    let primary_fenced = s
+        .primary
+        .as_deref()
+        .is_some_and(|p| operations::is_fenced(&s.fenced_instances, p));
+    if hibernated {
+        rows.push(("Status", "Hibernated".into()));
+    } else if primary_fenced {
+        rows.push(("Status", "Primary instance is fenced".into()));
+    } else {
+        if let Some(start) = &s.primary_start_time {
+            let uptime = s
+                .primary_uptime_seconds
+                .map(|u| format!(" (uptime {})", go_duration(u)))
+                .unwrap_or_default();
+            rows.push(("Primary start time", format!("{}{uptime}", go_time(start))));
+        }
+        let reason = s.phase_reason.as_deref().unwrap_or_default();
+        rows.push((
+            "Status",
+            format!("{} {reason}", s.phase).trim_end().to_string(),
+        ));
     }
     rows.push(("Instances", s.instances.to_string()));
     rows.push(("Ready instances", s.ready_instances.to_string()));
-    rows.push((
-        "Current Write LSN",
-        match (&s.current_write_lsn, s.timeline, &s.wal_file) {
-            (Some(lsn), Some(tl), Some(wal)) => format!("{lsn} (Timeline: {tl} - WAL File: {wal})"),
-            (Some(lsn), _, _) => lsn.clone(),
-            _ => "-".to_string(),
-        },
-    ));
     if !s.fenced_instances.is_empty() {
-        rows.push(("Fenced instances", s.fenced_instances.join(", ")));
+        let fenced = if s
+            .fenced_instances
+            .iter()
+            .any(|f| f == operations::ALL_INSTANCES)
+        {
+            "All Instances".to_string()
+        } else {
+            s.fenced_instances.join(", ")
+        };
+        rows.push(("Fenced instances", fenced));
     }
-    if let Some(h) = &s.hibernation {
-        rows.push(("Hibernation", h.clone()));
+    if !replica {
+        match (&s.current_write_lsn, s.timeline, &s.wal_file) {
+            (Some(lsn), Some(tl), Some(wal)) => rows.push((
+                "Current Write LSN",
+                format!("{lsn} (Timeline: {tl} - WAL File: {wal})"),
+            )),
+            (Some(lsn), _, _) => rows.push(("Current Write LSN", lsn.clone())),
+            _ => {}
+        }
     }
-    fields(&mut out, &rows);
+    fields(out, &rows);
     if !s.endpoints.is_empty() {
         let width = s.endpoints.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         let _ = writeln!(out, "Endpoints:");
@@ -117,113 +184,138 @@ pub fn render(view: &StatusView, verbose: bool) -> String {
             let _ = writeln!(out, "  {kind:<width$}  {addr}");
         }
     }
+}
 
-    if !view.certificates.is_empty() {
-        let _ = writeln!(out, "\n{}", SECTIONS[1]);
-        let rows: Vec<Vec<String>> = view
-            .certificates
-            .iter()
-            .map(|c| {
-                vec![
-                    c.secret.clone(),
-                    c.expiration.clone(),
-                    c.days_left.map_or("-".to_string(), |d| d.to_string()),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &[
-                "Certificate Name",
-                "Expiration Date",
-                "Days Left Until Expiration",
-            ],
-            &rows,
-        );
-    }
+fn certificates(out: &mut String, view: &StatusView) {
+    section(out, CERTIFICATES);
+    let rows: Vec<Vec<String>> = view
+        .certificates
+        .iter()
+        .map(|c| {
+            let left = match c.days_left {
+                None => "-".to_string(),
+                Some(d) if d < 0 => "Expired".to_string(),
+                Some(d) if d < 7 => format!("{d} - Expires Soon"),
+                Some(d) => d.to_string(),
+            };
+            vec![c.secret.clone(), c.expiration.clone(), left]
+        })
+        .collect();
+    table(
+        out,
+        &[
+            "Certificate Name",
+            "Expiration Date",
+            "Days Left Until Expiration",
+        ],
+        &rows,
+    );
+}
 
-    let _ = writeln!(out, "\n{}", SECTIONS[2]);
+fn continuous_backup(out: &mut String, view: &StatusView) {
+    section(out, CONTINUOUS_BACKUP);
     let b = &view.continuous_backup;
     if !b.configured && b.last_successful_backup.is_none() && b.last_failed_backup.is_none() {
         let _ = writeln!(out, "Not configured");
-    } else {
-        let wal = |name: &Option<String>, at: &Option<String>| match (name, at) {
-            (Some(n), Some(t)) => format!("{n} @ {t}"),
-            (Some(n), None) => n.clone(),
-            _ => "-".to_string(),
-        };
-        fields(
-            &mut out,
-            &[
-                (
-                    "First Point of Recoverability",
-                    dash(b.first_recoverability_point.as_deref()).to_string(),
-                ),
-                (
-                    "Last Successful Backup",
-                    dash(b.last_successful_backup.as_deref()).to_string(),
-                ),
-                (
-                    "Last Failed Backup",
-                    dash(b.last_failed_backup.as_deref()).to_string(),
-                ),
-                (
-                    "Working WAL archiving",
-                    dash(b.wal_archiving.as_deref()).to_string(),
-                ),
-                (
-                    "Last Archived WAL",
-                    wal(&b.last_archived_wal, &b.last_archived_time),
-                ),
-                (
-                    "Last Failed WAL",
-                    wal(&b.last_failed_wal, &b.last_failed_time),
-                ),
-            ],
-        );
+        return;
     }
+    let wal = |name: &Option<String>, at: &Option<String>| match (name, at) {
+        (Some(n), Some(t)) => format!("{n} @ {t}"),
+        (Some(n), None) => n.clone(),
+        _ => "-".to_string(),
+    };
+    let text = |v: &Option<String>| dash(v.as_deref()).to_string();
+    fields(
+        out,
+        &[
+            (
+                "First Point of Recoverability",
+                text(&b.first_recoverability_point),
+            ),
+            ("Last Successful Backup", text(&b.last_successful_backup)),
+            ("Last Failed Backup", text(&b.last_failed_backup)),
+            ("Working WAL archiving", text(&b.wal_archiving)),
+            (
+                "Last Archived WAL",
+                wal(&b.last_archived_wal, &b.last_archived_time),
+            ),
+            (
+                "Last Failed WAL",
+                wal(&b.last_failed_wal, &b.last_failed_time),
+            ),
+        ],
+    );
+}
 
-    let _ = writeln!(out, "\n{}", SECTIONS[3]);
+fn streaming_replication(out: &mut String, view: &StatusView, verbose: bool) {
+    section(out, STREAMING_REPLICATION);
     if view.streaming_replication.is_empty() {
-        let _ = writeln!(
-            out,
-            "No standby streams from the primary (or its status is not available)"
-        );
-    } else {
-        let rows: Vec<Vec<String>> = view
-            .streaming_replication
-            .iter()
-            .map(|r| {
-                vec![
-                    r.name.clone(),
-                    dash(r.sent_lsn.as_deref()).to_string(),
-                    dash(r.write_lsn.as_deref()).to_string(),
-                    dash(r.flush_lsn.as_deref()).to_string(),
-                    dash(r.replay_lsn.as_deref()).to_string(),
-                    r.replay_lag_bytes
-                        .map_or("-".to_string(), |l| l.to_string()),
-                    r.state.clone(),
-                    r.sync_state.clone(),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &[
-                "Name",
-                "Sent LSN",
-                "Write LSN",
-                "Flush LSN",
-                "Replay LSN",
-                "Replay Lag (bytes)",
-                "State",
-                "Sync State",
-            ],
-            &rows,
-        );
+        let why = view.streaming_replication_absent.as_deref();
+        let _ = writeln!(out, "{}", why.unwrap_or("Not available yet"));
+        return;
     }
+    let slots = view.replication_slots_enabled;
+    if slots {
+        let _ = writeln!(out, "Replication Slots Enabled");
+    }
+    let mut header = vec![
+        "Name",
+        "Sent LSN",
+        "Write LSN",
+        "Flush LSN",
+        "Replay LSN",
+        "Write Lag",
+        "Flush Lag",
+        "Replay Lag",
+        "State",
+        "Sync State",
+        "Sync Priority",
+    ];
+    if slots {
+        header.push("Replication Slot");
+        if verbose {
+            header.extend(["Slot Restart LSN", "Slot WAL Status", "Slot Safe WAL Size"]);
+        }
+    }
+    let text = |v: &Option<String>| dash(v.as_deref()).to_string();
+    let rows: Vec<Vec<String>> = view
+        .streaming_replication
+        .iter()
+        .map(|r| {
+            let mut row = vec![
+                r.name.clone(),
+                text(&r.sent_lsn),
+                text(&r.write_lsn),
+                text(&r.flush_lsn),
+                text(&r.replay_lsn),
+                text(&r.write_lag),
+                text(&r.flush_lag),
+                text(&r.replay_lag),
+                r.state.clone(),
+                r.sync_state.clone(),
+                r.sync_priority.map_or("-".to_string(), |p| p.to_string()),
+            ];
+            match (&r.slot, slots, verbose) {
+                (_, false, _) => {}
+                (Some(s), true, v) => {
+                    row.push(if s.active { "active" } else { "inactive" }.into());
+                    if v {
+                        row.push(dash(s.restart_lsn.map(|l| l.to_string()).as_deref()).into());
+                        row.push(dash(s.wal_status.as_deref()).into());
+                        row.push(s.safe_wal_size.map_or("NULL".into(), |w| w.to_string()));
+                    }
+                }
+                (None, true, v) => row.extend(vec!["-".to_string(); if v { 4 } else { 1 }]),
+            }
+            row
+        })
+        .collect();
+    table(out, &header, &rows);
+}
 
-    let _ = writeln!(out, "\n{}", SECTIONS[4]);
+/// CloudNativePG's columns, then pgherd's `Timeline` and `Lag (bytes)`.
+fn instances(out: &mut String, view: &StatusView) {
+    section(out, INSTANCES);
     let rows: Vec<Vec<String>> = view
         .instances
         .iter()
@@ -231,32 +323,38 @@ pub fn render(view: &StatusView, verbose: bool) -> String {
             vec![
                 i.name.clone(),
                 dash(i.current_lsn.as_deref()).to_string(),
-                i.lag_bytes.map_or("-".to_string(), |l| l.to_string()),
-                i.timeline.map_or("-".to_string(), |t| t.to_string()),
                 i.role.clone(),
                 i.status.clone(),
-                dash(i.node.as_deref()).to_string(),
+                dash(i.qos.as_deref()).to_string(),
                 dash(i.manager_version.as_deref()).to_string(),
+                dash(i.node.as_deref()).to_string(),
+                i.timeline.map_or("-".to_string(), |t| t.to_string()),
+                i.lag_bytes.map_or("-".to_string(), |l| l.to_string()),
             ]
         })
         .collect();
     table(
-        &mut out,
+        out,
         &[
             "Name",
             "Current LSN",
-            "Lag (bytes)",
-            "Timeline",
-            "Role",
+            "Replication role",
             "Status",
-            "Node",
+            "QoS",
             "Manager Version",
+            "Node",
+            "Timeline",
+            "Lag (bytes)",
         ],
         &rows,
     );
+}
 
+/// What CloudNativePG's plugin does not show: the Poolers, the conditions (verbose) and what
+/// could not be read.
+fn pgherd_sections(out: &mut String, view: &StatusView, verbosity: u8) {
     if !view.poolers.is_empty() {
-        let _ = writeln!(out, "\n{}", SECTIONS[5]);
+        section(out, POOLERS);
         let rows: Vec<Vec<String>> = view
             .poolers
             .iter()
@@ -270,15 +368,10 @@ pub fn render(view: &StatusView, verbose: bool) -> String {
                 ]
             })
             .collect();
-        table(
-            &mut out,
-            &["Name", "Type", "Ready", "Endpoint", "State"],
-            &rows,
-        );
+        table(out, &["Name", "Type", "Ready", "Endpoint", "State"], &rows);
     }
-
-    if verbose && !view.conditions.is_empty() {
-        let _ = writeln!(out, "\nConditions");
+    if verbosity > 0 && !view.conditions.is_empty() {
+        section(out, CONDITIONS);
         let rows: Vec<Vec<String>> = view
             .conditions
             .iter()
@@ -291,16 +384,14 @@ pub fn render(view: &StatusView, verbose: bool) -> String {
                 ]
             })
             .collect();
-        table(&mut out, &["Type", "Status", "Reason", "Message"], &rows);
+        table(out, &["Type", "Status", "Reason", "Message"], &rows);
     }
-
     if !view.notes.is_empty() {
         let _ = writeln!(out);
         for note in &view.notes {
             let _ = writeln!(out, "Note: {note}");
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -343,6 +434,10 @@ mod tests {
                 write_lsn: Some(Lsn(0x3000148)),
                 flush_lsn: Some(Lsn(0x3000148)),
                 replay_lsn: Some(Lsn(0x3000100)),
+                write_lag: Some("00:00:00".into()),
+                flush_lag: Some("00:00:00".into()),
+                replay_lag: Some("00:00:00.0012".into()),
+                sync_priority: Some(0),
             }],
             ..Default::default()
         };
@@ -368,14 +463,17 @@ mod tests {
             now: 0,
             ..Default::default()
         });
-        let text = render(&view, false);
+        let text = render(&view, 2);
         let mut at = 0;
         for section in [
-            SECTIONS[0],
-            SECTIONS[1],
-            SECTIONS[2],
-            SECTIONS[3],
-            SECTIONS[4],
+            CLUSTER_SUMMARY,
+            CERTIFICATES,
+            CONTINUOUS_BACKUP,
+            STREAMING_REPLICATION,
+            UNMANAGED_SLOTS,
+            MANAGED_ROLES,
+            TABLESPACES,
+            INSTANCES,
         ] {
             let found = text[at..].find(section).map(|p| p + at);
             assert!(
@@ -389,11 +487,102 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Standby (async)"), "{text}");
-        assert!(text.contains("Fenced"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("Fenced instances: ") && l.ends_with(" pc-3")),
+            "{text}"
+        );
+        assert_eq!(view.instances[2].role, "Fenced");
         assert_eq!(view.instances[1].lag_bytes, Some(0x48));
         assert_eq!(view.instances[0].role, "Primary");
-        assert!(!text.contains(SECTIONS[5]));
+        assert!(!text.contains(POOLERS));
+        // Certificates take -v -v; the verbose sections -v.
+        let plain = render(&view, 0);
+        assert!(!plain.contains(CERTIFICATES) && !plain.contains(MANAGED_ROLES));
+        assert!(render(&view, 1).contains(MANAGED_ROLES));
+        assert!(!render(&view, 1).contains(CERTIFICATES));
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["summary"]["primary"], "pc-1");
+    }
+
+    /// The summary's variants and the sections' "nothing to show" lines, as CloudNativePG's.
+    #[test]
+    fn switchover_hibernation_replica_cluster_and_single_instance() {
+        let view = |patch: serde_json::Value, instances: Vec<InstanceFacts>| {
+            let mut c = serde_json::to_value(cluster()).unwrap();
+            json_merge(&mut c, patch);
+            let c: pgherd_api::Cluster = serde_json::from_value(c).unwrap();
+            render(
+                &build(ViewInput {
+                    cluster: Some(&c),
+                    namespace: "db".into(),
+                    name: "pc".into(),
+                    instances,
+                    ..Default::default()
+                }),
+                0,
+            )
+        };
+        let primary = || InstanceFacts {
+            name: "pc-1".into(),
+            role: Some("primary".into()),
+            ready: Some(true),
+            ..Default::default()
+        };
+        let text = view(
+            serde_json::json!({"status": {"targetPrimary": "pc-2"}}),
+            vec![],
+        );
+        assert!(
+            text.starts_with("Cluster Summary\nSwitchover in progress\n"),
+            "{text}"
+        );
+        assert!(text.contains("pc-1 (switching to pc-2)\n"), "{text}");
+        assert!(text.contains("Streaming Replication status\nPrimary instance not found\n"));
+        let text = view(
+            serde_json::json!({"status": {"conditions": [{"type": "cnpg.io/hibernation",
+                "status": "True", "reason": "Hibernated", "message": "Cluster has been hibernated",
+                "lastTransitionTime": "2026-01-02T03:04:05Z"}]}}),
+            vec![],
+        );
+        let hibernation = "\nHibernation\nStatus:   Hibernated\n\
+                           Message:  Cluster has been hibernated\n\
+                           Time:     2026-01-02 03:04:05 +0000 UTC\n";
+        assert!(text.contains(hibernation), "{text}");
+        assert!(
+            !text.contains(INSTANCES) && !text.contains(CONTINUOUS_BACKUP),
+            "{text}"
+        );
+        let text = view(
+            serde_json::json!({"spec": {"replica": {"enabled": true, "source": "origin"}}}),
+            vec![primary()],
+        );
+        assert!(text.starts_with("Replica Cluster Summary\n"), "{text}");
+        assert!(text.contains("Designated primary:") && text.contains("Source cluster:"));
+        assert!(!text.contains(STREAMING_REPLICATION) && !text.contains("Current Write LSN"));
+        let text = view(
+            serde_json::json!({"spec": {"instances": 1}}),
+            vec![primary()],
+        );
+        assert!(
+            text.contains("Streaming Replication status\nNot configured\n"),
+            "{text}"
+        );
+        let text = view(serde_json::json!({}), vec![primary()]);
+        assert!(
+            text.contains("Streaming Replication status\nNot available yet\n"),
+            "{text}"
+        );
+    }
+
+    fn json_merge(into: &mut serde_json::Value, patch: serde_json::Value) {
+        match (into, patch) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    json_merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (slot, v) => *slot = v,
+        }
     }
 }

@@ -3,14 +3,20 @@
 //! controller wrote) plus per-instance facts (a Pod and its instance manager's `/pg/status`
 //! report on Kubernetes, the local view's instance entries locally). One view model, one
 //! renderer ([`crate::status_render`]), so both commands print the same sections in the same
-//! order: cluster summary, certificates, continuous backup, streaming replication, instances,
-//! poolers. Pure.
+//! order (CloudNativePG's): cluster summary, hibernation, certificates, continuous backup,
+//! streaming replication, replication slots, managed roles, tablespaces, instances; then
+//! pgherd's poolers. Pure.
 
 use crate::operations;
 use pgherd_api::Cluster;
-use pgherd_instance_protocol::{ArchiveReport, InstanceStatus, ReplicationInfo, Role};
+use pgherd_instance_protocol::{
+    ArchiveReport, InstanceStatus, ReplicationInfo, ReplicationSlotInfo, Role,
+};
 use pgherd_postgres::{Lsn, Timeline};
 use serde::Serialize;
+
+mod rows;
+use rows::{continuous_backup, instance_row};
 
 /// What the platform knows about one instance.
 #[derive(Debug, Clone, Default)]
@@ -29,8 +35,18 @@ pub struct InstanceFacts {
     pub lag_bytes: Option<u64>,
     pub manager_version: Option<String>,
     pub system_id: Option<String>,
+    /// The Pod's QoS class (`BestEffort`, `Burstable`, `Guaranteed`), on Kubernetes.
+    pub qos: Option<String>,
+    /// A changed setting waits for a restart.
+    pub pending_restart: bool,
+    /// Replica: WAL replay is paused.
+    pub replay_paused: bool,
+    /// Replica: whether its WAL receiver streams (`None`: not reported).
+    pub wal_receiver_active: Option<bool>,
     /// Primary: `pg_stat_replication`.
     pub replication: Vec<ReplicationInfo>,
+    /// Primary: `pg_replication_slots`.
+    pub replication_slots: Vec<ReplicationSlotInfo>,
     pub archive: Option<ArchiveReport>,
     /// What is wrong, when something is (a Pod not running, an error in the report, a status
     /// that could not be read).
@@ -59,7 +75,13 @@ impl InstanceFacts {
             manager_version: Some(report.instance_manager_version.clone())
                 .filter(|v| !v.is_empty()),
             system_id: report.system_id.clone(),
+            qos: None,
+            pending_restart: report.pending_restart,
+            replay_paused: report.replay_paused,
+            wal_receiver_active: (report.role == Role::Replica)
+                .then_some(report.is_wal_receiver_active),
             replication: report.replication_info.clone(),
+            replication_slots: report.replication_slots.clone(),
             archive: report.archive.clone(),
             problem: report.error.clone(),
         }
@@ -91,7 +113,15 @@ pub struct Summary {
     pub system_id: Option<String>,
     pub image: Option<String>,
     pub primary: Option<String>,
+    /// A replica cluster: the external cluster it replicates from (its primary is the
+    /// designated primary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_source: Option<String>,
+    /// When the current primary was promoted (`status.currentPrimaryTimestamp`).
     pub primary_start_time: Option<String>,
+    /// Seconds since `primary_start_time`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_uptime_seconds: Option<i64>,
     /// Set while it differs from `primary` (a switchover or failover under way).
     pub target_primary: Option<String>,
     pub phase: String,
@@ -126,7 +156,8 @@ pub struct ContinuousBackup {
     pub first_recoverability_point: Option<String>,
     pub last_successful_backup: Option<String>,
     pub last_failed_backup: Option<String>,
-    /// `OK`, `Failing: ...`, or `Starting up` before the first WAL is archived.
+    /// `OK`, `Failing: ...`, `Disabled` (by annotation), or `Starting Up` before the first WAL
+    /// is archived.
     pub wal_archiving: Option<String>,
     #[serde(rename = "lastArchivedWAL")]
     pub last_archived_wal: Option<String>,
@@ -147,10 +178,18 @@ pub struct ReplicationRow {
     pub write_lsn: Option<String>,
     pub flush_lsn: Option<String>,
     pub replay_lsn: Option<String>,
+    /// PostgreSQL's `write_lag`, `flush_lag`, `replay_lag` (intervals).
+    pub write_lag: Option<String>,
+    pub flush_lag: Option<String>,
+    pub replay_lag: Option<String>,
     /// Bytes between what the primary wrote and what the standby replayed.
     pub replay_lag_bytes: Option<u64>,
     pub state: String,
     pub sync_state: String,
+    pub sync_priority: Option<i32>,
+    /// The high-availability replication slot the primary keeps for it, when reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<ReplicationSlotInfo>,
 }
 
 /// One instance.
@@ -161,12 +200,45 @@ pub struct InstanceRow {
     pub current_lsn: Option<String>,
     pub lag_bytes: Option<u64>,
     pub timeline: Option<u32>,
-    /// `Primary`, `Standby (async)`, `Standby (sync)`, `Standby`, `Down`, `Unknown`.
+    /// CloudNativePG's replication role: `Primary`, `Designated primary`, `Fenced`,
+    /// `Standby (sync)`, `Standby (potential sync)`, `Standby (async)`, `Standby (paused)`,
+    /// `Standby (file based)`, `Standby (starting up)`, `Standby (in Replica Cluster)`; pgherd
+    /// adds `Standby` (the primary's view is unknown), `Down` and `Unknown`.
     pub role: String,
-    /// `OK`, `Fenced`, `Not ready`, or what is wrong.
+    /// `OK`, `OK (pending restart)`, `Not ready`, or what is wrong.
     pub status: String,
+    pub qos: Option<String>,
     pub node: Option<String>,
     pub manager_version: Option<String>,
+}
+
+/// The `cnpg.io/hibernation` condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HibernationRow {
+    pub hibernated: bool,
+    pub message: String,
+    /// When the condition last changed (RFC 3339).
+    pub time: String,
+}
+
+/// Managed roles by state, and the errors of those that cannot be reconciled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRolesView {
+    pub by_status: Vec<(String, Vec<String>)>,
+    pub cannot_reconcile: Vec<(String, Vec<String>)>,
+}
+
+/// A managed tablespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TablespaceRow {
+    pub name: String,
+    pub owner: Option<String>,
+    pub state: String,
+    pub temporary: bool,
+    pub error: Option<String>,
 }
 
 /// A condition of the cluster.
@@ -185,9 +257,21 @@ pub struct ConditionRow {
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hibernation: Option<HibernationRow>,
     pub certificates: Vec<CertificateRow>,
     pub continuous_backup: ContinuousBackup,
+    /// High-availability replication slots are on (`replicationSlots.highAvailability`).
+    pub replication_slots_enabled: bool,
     pub streaming_replication: Vec<ReplicationRow>,
+    /// Why `streaming_replication` is empty: `Not configured` (one instance), `Primary
+    /// instance not found`, `Not available yet`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streaming_replication_absent: Option<String>,
+    /// The primary's replication slots that are not the high-availability ones.
+    pub unmanaged_replication_slots: Vec<ReplicationSlotInfo>,
+    pub managed_roles: ManagedRolesView,
+    pub tablespaces: Vec<TablespaceRow>,
     pub instances: Vec<InstanceRow>,
     pub poolers: Vec<PoolerRow>,
     pub conditions: Vec<ConditionRow>,
@@ -204,7 +288,7 @@ pub struct ViewInput<'a> {
     pub instances: Vec<InstanceFacts>,
     pub poolers: Vec<PoolerRow>,
     pub endpoints: Vec<(String, String)>,
-    /// Now, seconds since the epoch (for days left on certificates).
+    /// Now, seconds since the epoch (for days left on certificates and the primary's uptime).
     pub now: i64,
     pub notes: Vec<String>,
 }
@@ -226,6 +310,11 @@ pub fn build(input: ViewInput<'_>) -> StatusView {
         .map(operations::fenced_instances)
         .unwrap_or_default();
     let annotations = input.cluster.and_then(|c| c.metadata.annotations.as_ref());
+    let replica_source = input
+        .cluster
+        .filter(|c| c.is_replica())
+        .and_then(|c| c.spec.replica.as_ref())
+        .map(|r| r.source.clone());
     let mut instances = input.instances;
     instances.sort_by_key(|a| serial_order(&a.name));
     let primary_name = status.current_primary.clone().or_else(|| {
@@ -266,7 +355,13 @@ pub fn build(input: ViewInput<'_>) -> StatusView {
                 .map(Cluster::image_name)
         }),
         primary: primary_name.clone(),
+        replica_source,
         primary_start_time: status.current_primary_timestamp.clone(),
+        primary_uptime_seconds: status
+            .current_primary_timestamp
+            .as_deref()
+            .and_then(parse_time)
+            .map(|t| input.now - t),
         target_primary: status
             .target_primary
             .clone()
@@ -306,47 +401,19 @@ pub fn build(input: ViewInput<'_>) -> StatusView {
         .collect();
     certificates.sort_by(|a, b| a.secret.cmp(&b.secret));
 
-    let archive = primary.and_then(|p| p.archive.clone());
-    let archiving_condition = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "ContinuousArchiving");
-    let configured = input.cluster.is_some_and(|c| {
-        c.spec
-            .backup
-            .as_ref()
-            .is_some_and(|b| b.barman_object_store.is_some())
-            || c.spec
-                .plugins
-                .iter()
-                .flatten()
-                .any(|p| p.is_wal_archiver == Some(true))
-    }) || archive.is_some()
-        || archiving_condition.is_some();
-    let wal_archiving = match (archiving_condition, &archive) {
-        (Some(c), _) if c.status == "False" => Some(format!("Failing: {}", c.message)),
-        (_, Some(a)) if a.failing() => Some(format!(
-            "Failing: {}",
-            a.last_error.clone().unwrap_or_default()
-        )),
-        (Some(_), _) => Some("OK".to_string()),
-        (None, Some(a)) if a.last_archived_wal.is_some() => Some("OK".to_string()),
-        _ if configured => Some("Starting up".to_string()),
-        _ => None,
-    };
-    let continuous_backup = ContinuousBackup {
-        configured,
-        first_recoverability_point: status.first_recoverability_point.clone(),
-        last_successful_backup: status.last_successful_backup.clone(),
-        last_failed_backup: status.last_failed_backup.clone(),
-        wal_archiving,
-        last_archived_wal: archive.as_ref().and_then(|a| a.last_archived_wal.clone()),
-        last_archived_time: archive.as_ref().and_then(|a| a.last_archived_time.clone()),
-        last_failed_wal: archive.as_ref().and_then(|a| a.last_failed_wal.clone()),
-        last_failed_time: archive.as_ref().and_then(|a| a.last_failed_time.clone()),
-    };
+    let continuous_backup = continuous_backup(input.cluster, &status, primary);
 
+    let slot_prefix = input
+        .cluster
+        .and_then(|c| c.spec.replication_slots.as_ref())
+        .and_then(|r| r.high_availability.as_ref());
+    let replication_slots_enabled = slot_prefix.and_then(|h| h.enabled).unwrap_or(true);
+    let slot_prefix = slot_prefix
+        .and_then(|h| h.slot_prefix.clone())
+        .unwrap_or_else(|| "_cnpg_".to_string());
+    let primary_slots = primary
+        .map(|p| p.replication_slots.as_slice())
+        .unwrap_or(&[]);
     let streaming_replication: Vec<ReplicationRow> = primary
         .map(|p| {
             let mut rows: Vec<ReplicationRow> = p
@@ -358,62 +425,55 @@ pub fn build(input: ViewInput<'_>) -> StatusView {
                     write_lsn: r.write_lsn.map(|l| l.to_string()),
                     flush_lsn: r.flush_lsn.map(|l| l.to_string()),
                     replay_lsn: r.replay_lsn.map(|l| l.to_string()),
+                    write_lag: r.write_lag.clone(),
+                    flush_lag: r.flush_lag.clone(),
+                    replay_lag: r.replay_lag.clone(),
                     replay_lag_bytes: write_lsn.zip(r.replay_lsn).map(|(w, r)| w.bytes_since(r)),
                     state: r.state.clone(),
                     sync_state: r.sync_state.clone(),
+                    sync_priority: r.sync_priority,
+                    slot: {
+                        let name = pgherd_api::cluster::replication_slot_name(
+                            &slot_prefix,
+                            &r.application_name,
+                        );
+                        primary_slots.iter().find(|s| s.slot_name == name).cloned()
+                    },
                 })
                 .collect();
             rows.sort_by_key(|a| serial_order(&a.name));
             rows
         })
         .unwrap_or_default();
+    let single_instance = input.cluster.and_then(|c| c.spec.instances) == Some(1);
+    let streaming_replication_absent = streaming_replication.is_empty().then(|| {
+        if single_instance {
+            "Not configured"
+        } else if primary.is_none() {
+            "Primary instance not found"
+        } else {
+            "Not available yet"
+        }
+        .to_string()
+    });
+    let unmanaged_replication_slots = primary_slots
+        .iter()
+        .filter(|s| !(replication_slots_enabled && s.slot_name.starts_with(&slot_prefix)))
+        .cloned()
+        .collect();
 
+    let designated_primary = summary.replica_source.is_some();
     let instance_rows = instances
         .iter()
         .map(|i| {
-            let is_primary = Some(&i.name) == primary_name.as_ref()
-                && i.role.as_deref() != Some("down")
-                || i.role.as_deref() == Some("primary");
-            let sync = streaming_replication
-                .iter()
-                .find(|r| r.name == i.name)
-                .map(|r| r.sync_state.clone());
-            let role = match (i.role.as_deref(), is_primary) {
-                (_, true) => "Primary".to_string(),
-                (Some("down"), _) => "Down".to_string(),
-                (Some("replica"), _) | (None, false) if sync.is_some() => {
-                    format!("Standby ({})", sync.unwrap_or_default())
-                }
-                (Some("replica"), _) => "Standby".to_string(),
-                _ => "Unknown".to_string(),
-            };
-            let lag_bytes = i.lag_bytes.or_else(|| {
-                if is_primary {
-                    return None;
-                }
-                write_lsn.zip(i.current_lsn).map(|(w, c)| w.bytes_since(c))
-            });
-            let status = if operations::is_fenced(&fenced, &i.name) {
-                "Fenced".to_string()
-            } else if let Some(problem) = &i.problem {
-                problem.clone()
-            } else {
-                match i.ready {
-                    Some(true) => "OK".to_string(),
-                    Some(false) => "Not ready".to_string(),
-                    None => "Unknown".to_string(),
-                }
-            };
-            InstanceRow {
-                name: i.name.clone(),
-                current_lsn: i.current_lsn.map(|l| l.to_string()),
-                lag_bytes: if is_primary { None } else { lag_bytes },
-                timeline: i.timeline,
-                role,
-                status,
-                node: i.node.clone(),
-                manager_version: i.manager_version.clone(),
-            }
+            instance_row(
+                i,
+                primary_name.as_deref(),
+                designated_primary,
+                primary,
+                write_lsn,
+                &fenced,
+            )
         })
         .collect();
 
@@ -428,14 +488,70 @@ pub fn build(input: ViewInput<'_>) -> StatusView {
             message: c.message.clone(),
         })
         .collect();
+    let hibernation = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == operations::HIBERNATION_ANNOTATION)
+        .map(|c| HibernationRow {
+            hibernated: c.status == "True",
+            message: c.message.clone(),
+            time: c.last_transition_time.0.to_string(),
+        });
+
+    let managed_roles = status
+        .managed_roles_status
+        .as_ref()
+        .map(|m| ManagedRolesView {
+            by_status: m
+                .by_status
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            cannot_reconcile: m
+                .cannot_reconcile
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        })
+        .unwrap_or_default();
+    let temporary = |name: &str| {
+        input
+            .cluster
+            .and_then(|c| c.spec.tablespaces.as_ref())
+            .is_some_and(|t| {
+                t.iter()
+                    .any(|t| t.name == name && t.temporary == Some(true))
+            })
+    };
+    let tablespaces = status
+        .tablespaces_status
+        .iter()
+        .flatten()
+        .map(|t| TablespaceRow {
+            name: t.name.clone(),
+            owner: t.owner.clone(),
+            state: t.state.clone(),
+            temporary: temporary(&t.name),
+            error: t.error.clone(),
+        })
+        .collect();
 
     let mut poolers = input.poolers;
     poolers.sort_by(|a, b| a.name.cmp(&b.name));
     StatusView {
         summary,
+        hibernation,
         certificates,
         continuous_backup,
+        replication_slots_enabled,
         streaming_replication,
+        streaming_replication_absent,
+        unmanaged_replication_slots,
+        managed_roles,
+        tablespaces,
         instances: instance_rows,
         poolers,
         conditions,

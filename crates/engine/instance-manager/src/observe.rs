@@ -1,10 +1,11 @@
 //! What the instance manager reads from its PostgreSQL to report [`InstanceStatus`]: role,
-//! WAL positions, timeline, system identifier, WAL receiver, pending restart and streaming
-//! replicas. Connects over the Unix socket as `postgres`; every network call has a timeout.
+//! WAL positions, timeline, system identifier, WAL receiver, pending restart, streaming
+//! replicas and replication slots. Connects over the Unix socket as `postgres`; every network
+//! call has a timeout.
 
 use crate::sql::timed;
 use crate::{InstanceError, Postgres};
-use pgherd_instance_protocol::{InstanceStatus, ReplicationInfo, Role};
+use pgherd_instance_protocol::{InstanceStatus, ReplicationInfo, ReplicationSlotInfo, Role};
 use pgherd_postgres::Lsn;
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
@@ -108,7 +109,9 @@ pub async fn observe(
             "replication",
             client.query(
                 "SELECT application_name, COALESCE(state, ''), COALESCE(sync_state, ''), sent_lsn::text, \
-                        write_lsn::text, flush_lsn::text, replay_lsn::text \
+                        write_lsn::text, flush_lsn::text, replay_lsn::text, \
+                        COALESCE(write_lag, '0'::interval)::text, COALESCE(flush_lag, '0'::interval)::text, \
+                        COALESCE(replay_lag, '0'::interval)::text, COALESCE(sync_priority, 0) \
                  FROM pg_catalog.pg_stat_replication ORDER BY application_name",
                 &[],
             ),
@@ -124,6 +127,37 @@ pub async fn observe(
                 write_lsn: lsn(r.get(4)),
                 flush_lsn: lsn(r.get(5)),
                 replay_lsn: lsn(r.get(6)),
+                write_lag: r.get(7),
+                flush_lag: r.get(8),
+                replay_lag: r.get(9),
+                sync_priority: r.get(10),
+            })
+            .collect();
+        let slots = timed(
+            "replication slots",
+            client.query(
+                "SELECT slot_name::text, COALESCE(slot_type, ''), active, plugin::text, database::text, \
+                        datoid::text, xmin::text, catalog_xmin::text, restart_lsn::text, wal_status, \
+                        safe_wal_size \
+                 FROM pg_catalog.pg_replication_slots ORDER BY slot_name",
+                &[],
+            ),
+        )
+        .await?;
+        status.replication_slots = slots
+            .iter()
+            .map(|r| ReplicationSlotInfo {
+                slot_name: r.get(0),
+                slot_type: r.get(1),
+                active: r.get(2),
+                plugin: r.get(3),
+                database: r.get(4),
+                datoid: r.get(5),
+                xmin: r.get(6),
+                catalog_xmin: r.get(7),
+                restart_lsn: lsn(r.get(8)),
+                wal_status: r.get(9),
+                safe_wal_size: r.get(10),
             })
             .collect();
     }

@@ -81,6 +81,9 @@ pub struct InstanceStatus {
     /// Primary: its streaming replicas.
     #[serde(default)]
     pub replication_info: Vec<ReplicationInfo>,
+    /// Primary: its replication slots (`pg_replication_slots`), the controller's and others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replication_slots: Vec<ReplicationSlotInfo>,
     pub instance_manager_version: String,
     /// The spec generation last applied.
     #[serde(default)]
@@ -191,6 +194,48 @@ pub struct ReplicationInfo {
     pub write_lsn: Option<Lsn>,
     pub flush_lsn: Option<Lsn>,
     pub replay_lsn: Option<Lsn>,
+    /// `write_lag`, `flush_lag` and `replay_lag` as PostgreSQL prints an interval
+    /// (`00:00:00.000814`), zero when it has none (an idle standby). Absent from older managers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_lag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_lag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lag: Option<String>,
+    /// Its priority as a synchronous standby (0: asynchronous).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_priority: Option<i32>,
+}
+
+/// One replication slot as the primary sees it (`pg_replication_slots`; CloudNativePG's
+/// `replicationSlotsInfo`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicationSlotInfo {
+    pub slot_name: String,
+    /// `physical` or `logical`.
+    pub slot_type: String,
+    pub active: bool,
+    /// Logical slots: the output plugin, the database and its OID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datoid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xmin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_xmin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_lsn: Option<Lsn>,
+    /// `reserved`, `extended`, `unreserved` or `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_status: Option<String>,
+    /// Bytes of WAL that can still be written before the slot is in danger of losing WAL
+    /// (`NULL`, absent, without `max_slot_wal_keep_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_wal_size: Option<i64>,
 }
 
 impl InstanceStatus {
@@ -212,6 +257,7 @@ impl InstanceStatus {
             pending_restart: false,
             postmaster_pid: None,
             replication_info: Vec::new(),
+            replication_slots: Vec::new(),
             instance_manager_version: manager_version.to_string(),
             applied_generation: 0,
             restart_token: String::new(),
@@ -280,6 +326,7 @@ mod tests {
             pending_restart: false,
             postmaster_pid: Some(42),
             replication_info: vec![],
+            replication_slots: vec![],
             instance_manager_version: "0.1.0".into(),
             applied_generation: 3,
             restart_token: String::new(),

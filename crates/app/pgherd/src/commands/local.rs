@@ -50,9 +50,10 @@ pub enum LocalCommand {
         output: Option<String>,
         #[arg(short = 'n', long = "namespace", default_value = DEFAULT_NAMESPACE)]
         namespace: String,
-        /// Also show the phase reason and the conditions.
-        #[arg(short = 'v', long = "verbose")]
-        verbose: bool,
+        /// More detail; repeat for more (-v: replication slots, managed roles, tablespaces,
+        /// conditions; -v -v: certificates too), as `kubectl cnpg status`.
+        #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+        verbose: u8,
     },
     /// Objects as stored, Kubernetes-shaped (Secrets with base64 `data`), with their status.
     Get {
@@ -731,7 +732,7 @@ fn status(
     name: Option<String>,
     output: Option<&str>,
     namespace: &str,
-    verbose: bool,
+    verbose: u8,
 ) -> anyhow::Result<ExitCode> {
     let mut statuses = Vec::new();
     for (ns, cluster_name, _) in state.list_objects::<serde_json::Value>("Cluster")? {

@@ -137,7 +137,7 @@ async fn run(cli: PluginCli) -> Result<ExitCode, PluginError> {
                 ),
                 "text" => out!(
                     "{}",
-                    pgherd_controller::status_render::render(&view, verbose > 0)
+                    pgherd_controller::status_render::render(&view, verbose)
                 ),
                 other => {
                     return Err(user(format!(

@@ -35,12 +35,14 @@ pub enum OnOff {
 
 #[derive(Debug, Subcommand)]
 pub enum Verb {
-    /// The cluster's status: summary, certificates, continuous backup, streaming replication,
-    /// instances, poolers.
+    /// The cluster's status: summary, continuous backup, streaming replication, instances,
+    /// poolers; with -v replication slots, managed roles, tablespaces and conditions; with
+    /// -v -v certificates.
     #[command(after_help = "Example:\n  kubectl cnpg status postgres-cluster -n saasodoo")]
     Status {
         cluster: String,
-        /// More detail (phase reason, conditions).
+        /// More detail; repeat for more (-v: replication slots, managed roles, tablespaces,
+        /// conditions; -v -v: certificates too).
         #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
         verbose: u8,
         /// text (default), json or yaml.

@@ -63,6 +63,7 @@ impl Target {
             };
             instances.push(InstanceFacts {
                 node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+                qos: pod.status.as_ref().and_then(|s| s.qos_class.clone()),
                 ..facts
             });
         }
