@@ -179,23 +179,14 @@ fn seed_004_runbook_on_kubernetes() {
     sim.apply(&cluster_manifest(&moto.endpoint())).unwrap();
 
     // "3. Wait for cluster to be ready" and "4. Check cluster status", as written.
-    let waited = sim.kubectl_output(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "cluster/homepage-postgres",
-            "-n",
-            "postgres-ha",
-            "--timeout=300s",
-        ],
-        None,
-    );
-    assert!(
-        waited.status.success(),
-        "kubectl wait: {}\n{}",
-        String::from_utf8_lossy(&waited.stderr),
-        sim.diagnostics()
-    );
+    sim.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "cluster/homepage-postgres",
+        "-n",
+        "postgres-ha",
+        "--timeout=300s",
+    ]);
     let table = sim.kubectl(&["get", "cluster", "-n", "postgres-ha"]);
     assert!(table.contains("Cluster in healthy state"), "{table}");
     // "Replication status", as written: the standby streams from homepage-postgres-1.
@@ -303,23 +294,14 @@ fn seed_004_runbook_on_kubernetes() {
         Some(&recovery_manifest(&moto.endpoint(), &target_time)),
     );
     assert!(applied.status.success(), "{applied:?}");
-    let waited = sim.kubectl_output(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "cluster/homepage-postgres-recovery",
-            "-n",
-            "postgres-ha",
-            "--timeout=300s",
-        ],
-        None,
-    );
-    assert!(
-        waited.status.success(),
-        "the recovery cluster: {}\n{}",
-        String::from_utf8_lossy(&waited.stderr),
-        sim.diagnostics()
-    );
+    sim.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "cluster/homepage-postgres-recovery",
+        "-n",
+        "postgres-ha",
+        "--timeout=300s",
+    ]);
     let recovered_rw = service_ip("homepage-postgres-recovery-rw");
     let recovered_password = {
         let s = sim
@@ -397,23 +379,14 @@ fn seed_003_plugin_archiving_on_kubernetes() {
         );
     assert_ne!(manifest, fixture);
     sim.apply(&manifest).unwrap();
-    let waited = sim.kubectl_output(
-        &[
-            "wait",
-            "--for=condition=Ready",
-            "cluster/immich-postgres",
-            "-n",
-            "immich",
-            "--timeout=300s",
-        ],
-        None,
-    );
-    assert!(
-        waited.status.success(),
-        "kubectl wait: {}\n{}",
-        String::from_utf8_lossy(&waited.stderr),
-        sim.diagnostics()
-    );
+    sim.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "cluster/immich-postgres",
+        "-n",
+        "immich",
+        "--timeout=300s",
+    ]);
     let rw = {
         let s = sim
             .json(&["get", "service", "-n", "immich", "immich-postgres-rw"])

@@ -121,13 +121,15 @@ impl Sim {
         child.wait_with_output().unwrap()
     }
 
-    /// `kubectl ARGS`, which must succeed; its output.
+    /// `kubectl ARGS`, which must succeed (else the failure shows the cluster's state); its
+    /// output.
     pub fn kubectl(&self, args: &[&str]) -> String {
         let out = self.kubectl_output(args, None);
         assert!(
             out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "kubectl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.diagnostics()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
