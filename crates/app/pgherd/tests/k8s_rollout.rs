@@ -122,6 +122,50 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         "the primary's pod is recreated after a switchover, not in place"
     );
     load.flowing(&sim, "the roll");
+    // The data's major is recorded; an image of another major never reaches the pods (their
+    // PostgreSQL could not start on the data): the pods stay, the refusal names the field,
+    // and setting the image back clears it.
+    assert_eq!(
+        status.pointer("/status/pgDataImageInfo/majorVersion"),
+        Some(&15.into()),
+        "{status:#}"
+    );
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"imageName":"ghcr.io/cloudnative-pg/postgresql:16.4"}}"#,
+    ]);
+    let reason = sim.eventually("the other major refused", 60, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        str_at(&c, "/status/phaseReason")
+            .filter(|r| r.starts_with("spec.imageName: ghcr.io/cloudnative-pg/postgresql:16.4"))
+            .map(str::to_string)
+    });
+    assert!(reason.contains("keep running"), "{reason}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        uids(&sim),
+        done,
+        "a pod changed for an image of another major"
+    );
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "pg",
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"imageName":"{NEW_IMAGE}"}}}}"#),
+    ]);
+    sim.eventually("the refusal cleared", 60, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        str_at(&c, "/status/phaseReason")
+            .is_none_or(|r| !r.contains("spec.imageName"))
+            .then_some(())
+    });
+    load.flowing(&sim, "the refused major");
 
     // A node drain, as an administrator runs it: the primary is switched over to a replica on
     // another node before its pod is evicted (the primary's PDB holds the eviction until then),

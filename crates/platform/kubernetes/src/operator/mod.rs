@@ -19,6 +19,7 @@ mod backups;
 mod catalog;
 mod cluster_objects;
 mod credentials;
+mod data_major;
 mod databases;
 mod events;
 mod image_catalogs;
@@ -78,6 +79,8 @@ pub enum OperatorError {
 /// is rebuilt from the API and the instances).
 #[derive(Default)]
 pub(crate) struct ClusterRuntime {
+    /// Why the image the Cluster asks for does not run, as last said (said once per change).
+    pub(crate) image_refusal: Option<String>,
     /// Since when each instance has been unhealthy.
     pub(crate) unhealthy_since: BTreeMap<String, Instant>,
     /// When each instance's manager last answered (and so had its lease renewed).
@@ -292,6 +295,16 @@ async fn reconcile_cluster(
 ) -> Result<&'static str, OperatorError> {
     let client = &operator.client;
     let cluster = &image_catalogs::resolve(client, &checked(cluster)?).await?;
+    let held = data_major::hold(cluster);
+    if held.refusal != runtime.image_refusal {
+        if let Some(note) = held.refusal.clone() {
+            tracing::warn!("{note}");
+            let event = events::ClusterEvent::NotCarriedOut { note };
+            operator.events.publish(cluster, event).await;
+        }
+        runtime.image_refusal = held.refusal.clone();
+    }
+    let cluster = &held.cluster;
     let credentials = credentials::ensure(client, cluster, &operator.settings).await?;
     runtime.pooler_auth = poolers::uses_builtin_auth(
         client,
@@ -334,6 +347,8 @@ async fn reconcile_cluster(
         backups,
         catalog,
         certificates: certificates_status(cluster, credentials.expirations.clone()),
+        pg_data_image_info: held.data.clone(),
+        image_refusal: held.refusal.clone(),
     };
     runtime.written_target =
         pgherd_controller::cluster_status::status_target(&outcome.plan, &outcome.observation);

@@ -54,6 +54,10 @@ pub(crate) struct PassFacts {
     pub catalog: Option<CatalogSummary>,
     /// The certificates in use and when each expires.
     pub certificates: pgherd_api::cluster::CertificatesStatus,
+    /// What the data was made with (`None`: no data yet).
+    pub pg_data_image_info: Option<pgherd_api::cluster::ImageInfo>,
+    /// Why the image the Cluster asks for does not run.
+    pub image_refusal: Option<String>,
 }
 
 /// The Cluster's backup fields with the backups that finished in this pass: the last
@@ -114,11 +118,16 @@ pub(crate) async fn write(
     // What the pass could not do to an instance's objects (a claim that cannot shrink, a pod
     // the API refused) is said even while PostgreSQL is healthy.
     if status.phase_reason.is_none() {
-        status.phase_reason = outcome
-            .instance_errors
-            .iter()
-            .next()
-            .map(|(instance, error)| format!("{instance}: {error}"));
+        status.phase_reason = facts.image_refusal.clone().or_else(|| {
+            outcome
+                .instance_errors
+                .iter()
+                .next()
+                .map(|(instance, error)| format!("{instance}: {error}"))
+        });
+    }
+    if facts.pg_data_image_info.is_some() {
+        status.pg_data_image_info = facts.pg_data_image_info;
     }
     status.certificates = Some(facts.certificates);
     status.last_successful_backup = ok;
@@ -132,15 +141,41 @@ pub(crate) async fn write(
     }
     // Conditioned on the version read: a status written meanwhile (`kubectl cnpg promote`
     // setting targetPrimary) is never overwritten with an older one; the next pass re-reads.
+    // A merge patch keeps what it does not name: a field the pass no longer sets (a cleared
+    // phaseReason, a removed instance's entry) is named with null.
+    let mut new_status = serde_json::to_value(&status).map_err(|e| {
+        OperatorError::Invalid(format!("the Cluster's status cannot be written: {e}"))
+    })?;
+    if let Some(old) = cluster.status.as_ref() {
+        if let Ok(old) = serde_json::to_value(old) {
+            null_removed(&old, &mut new_status);
+        }
+    }
     let patch = serde_json::json!({
         "metadata": { "resourceVersion": cluster.metadata.resource_version },
-        "status": status,
+        "status": new_status,
     });
     match patch_status(client, cluster, &patch).await {
         Ok(_) => Ok(()),
         // Written meanwhile: the next pass starts from what is stored.
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Name with null, in `new`, every key of `old`'s objects that `new` no longer has, so that
+/// a JSON merge patch of `new` over `old` gives `new` (arrays are replaced whole).
+fn null_removed(old: &serde_json::Value, new: &mut serde_json::Value) {
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object_mut()) else {
+        return;
+    };
+    for (key, before) in old {
+        match new.get_mut(key) {
+            Some(after) => null_removed(before, after),
+            None => {
+                new.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
     }
 }
 
@@ -167,6 +202,17 @@ pub(crate) async fn write_error(
 mod tests {
     use super::*;
     use crate::operator::backups::Finished;
+
+    #[test]
+    fn removed_fields_are_named_with_null() {
+        let old = serde_json::json!({"phase": "p", "phaseReason": "r", "reported": {"pg-1": 1, "pg-5": 2}, "names": ["a", "b"]});
+        let mut new = serde_json::json!({"phase": "p", "reported": {"pg-1": 1}, "names": ["a"]});
+        null_removed(&old, &mut new);
+        assert_eq!(
+            new,
+            serde_json::json!({"phase": "p", "phaseReason": null, "reported": {"pg-1": 1, "pg-5": null}, "names": ["a"]})
+        );
+    }
 
     #[test]
     fn finished_backups_and_catalog_reads_become_the_backup_fields() {
