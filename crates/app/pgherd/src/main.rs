@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::pooler::PoolerCommand,
     },
+    /// Print a shell completion script (e.g. `source <(pgherd completion bash)`).
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: commands::completion::CompletionShell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +75,12 @@ fn main() -> ExitCode {
         .is_some_and(|argv0| commands::plugin::invoked_as_plugin(argv0))
     {
         return commands::plugin::main(args);
+    }
+    if args
+        .first()
+        .is_some_and(|argv0| commands::completion::invoked_as_kubectl_completion(argv0))
+    {
+        return commands::completion::kubectl_complete(args.into_iter().skip(1).collect());
     }
     let cli = Cli::parse();
     logging::init();
@@ -85,6 +96,11 @@ fn main() -> ExitCode {
         Command::Bootstrap { dest } => commands::bootstrap::run(&dest),
         Command::Manifests { image } => commands::manifests::run(image),
         Command::Operator { options } => commands::operator::run(options),
+        Command::Completion { shell } => Ok(commands::completion::script(
+            <Cli as clap::CommandFactory>::command(),
+            "pgherd",
+            shell,
+        )),
     };
     match result {
         Ok(code) => code,

@@ -37,6 +37,12 @@ impl Env {
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_pgherd"), bin.join("kubectl-cnpg")).unwrap();
+        // kubectl's completion of the plugin's arguments runs this one.
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_pgherd"),
+            bin.join("kubectl_complete-cnpg"),
+        )
+        .unwrap();
         Some(Env {
             _sim: running,
             dir,
@@ -208,6 +214,18 @@ async fn verbs_make_cloudnativepg_writes() {
     apply_crds(&env);
     make_cluster(&env, "saasodoo", "postgres-cluster");
     let ns = ["-n", "saasodoo"];
+
+    // Completion through kubectl itself (`kubectl cnpg <TAB>`): verbs, flags, and the
+    // namespace's cluster names from the API server.
+    let verbs = env.ok(&["__complete", "cnpg", "pro"]);
+    assert!(verbs.lines().any(|l| l.starts_with("promote")), "{verbs}");
+    let clusters = env.ok(&["__complete", "cnpg", "promote", "-n", "saasodoo", ""]);
+    assert!(
+        clusters.lines().any(|l| l == "postgres-cluster"),
+        "{clusters}"
+    );
+    let flags = env.ok(&["__complete", "cnpg", "restart", "postgres-cluster", "--pri"]);
+    assert!(flags.lines().any(|l| l.starts_with("--primary")), "{flags}");
 
     // status: the sections in order (certificates with -v -v, as CloudNativePG's plugin), -o
     // json parses, the missing pods/proxy is said.

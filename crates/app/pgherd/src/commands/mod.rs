@@ -30,6 +30,7 @@ macro_rules! out {
 }
 
 pub mod bootstrap;
+pub mod completion;
 pub mod crds;
 pub mod instance;
 pub mod local;

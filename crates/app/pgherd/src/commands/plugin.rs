@@ -9,6 +9,10 @@ use std::time::Duration;
 
 /// Run the plugin with `args` (argv[0] included).
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    // kubectl's completion request is answered before parsing: its last word is incomplete.
+    if args.get(1).is_some_and(|a| a == "__complete") {
+        return super::completion::kubectl_complete(args.into_iter().skip(1).collect());
+    }
     let cli = match PluginCli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -73,6 +77,14 @@ async fn run(cli: PluginCli) -> Result<ExitCode, PluginError> {
         Verb::Version => {
             outln!("kubectl-cnpg (pgherd) {}", env!("CARGO_PKG_VERSION"));
             return Ok(ExitCode::SUCCESS);
+        }
+        Verb::Completion { shell } => {
+            let command = <PluginCli as clap::CommandFactory>::command();
+            return Ok(super::completion::script(command, "kubectl-cnpg", *shell));
+        }
+        Verb::Complete { words } => {
+            let words = words.iter().map(Into::into).collect();
+            return Ok(super::completion::kubectl_complete(words));
         }
         Verb::Install {
             what: Install::Generate,
@@ -323,7 +335,9 @@ async fn run(cli: PluginCli) -> Result<ExitCode, PluginError> {
             what: ReportOf::Operator,
         }
         | Verb::Install { .. }
-        | Verb::Version => {}
+        | Verb::Version
+        | Verb::Completion { .. }
+        | Verb::Complete { .. } => {}
         Verb::Pgbench {
             cluster,
             job_name,

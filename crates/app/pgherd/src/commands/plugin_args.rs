@@ -1,5 +1,6 @@
 //! The arguments of `kubectl cnpg` (clap), with `--help` examples from the seeds' runbooks.
 
+use super::completion::cluster_names;
 use clap::{Parser, Subcommand};
 
 const EXAMPLES: &str = "Examples (from runbooks):
@@ -40,6 +41,7 @@ pub enum Verb {
     /// -v -v certificates.
     #[command(after_help = "Example:\n  kubectl cnpg status postgres-cluster -n saasodoo")]
     Status {
+        #[arg(add = cluster_names())]
         cluster: String,
         /// More detail; repeat for more (-v: replication slots, managed roles, tablespaces,
         /// conditions; -v -v: certificates too).
@@ -57,6 +59,7 @@ pub enum Verb {
         after_help = "Example:\n  kubectl cnpg promote postgres-cluster postgres-cluster-2 -n saasodoo"
     )]
     Promote {
+        #[arg(add = cluster_names())]
         cluster: String,
         /// The instance to promote: its name (CLUSTER-N) or serial (N).
         instance: Option<String>,
@@ -66,6 +69,7 @@ pub enum Verb {
         after_help = "Examples:\n  kubectl cnpg restart postgres-cluster -n saasodoo\n  kubectl cnpg restart postgres-cluster --primary -n saasodoo"
     )]
     Restart {
+        #[arg(add = cluster_names())]
         cluster: String,
         instance: Option<String>,
         /// Restart the current primary in place.
@@ -73,15 +77,23 @@ pub enum Verb {
         primary: bool,
     },
     /// Make every instance re-read its Secrets and ConfigMaps.
-    Reload { cluster: String },
+    Reload {
+        #[arg(add = cluster_names())]
+        cluster: String,
+    },
     /// Fence (stop, keep data) or unfence an instance, or all with "*".
     Fencing {
         state: OnOff,
+        #[arg(add = cluster_names())]
         cluster: String,
         instance: String,
     },
     /// Hibernate the cluster (stop every instance, keep the PVCs) or wake it.
-    Hibernate { state: OnOff, cluster: String },
+    Hibernate {
+        state: OnOff,
+        #[arg(add = cluster_names())]
+        cluster: String,
+    },
     /// Set or unset the node maintenance window of a cluster (or every cluster).
     Maintenance {
         #[command(subcommand)]
@@ -89,6 +101,7 @@ pub enum Verb {
     },
     /// Delete an instance: its Pod, Jobs and PVCs.
     Destroy {
+        #[arg(add = cluster_names())]
         cluster: String,
         instance: String,
         /// Keep the PVCs (detached from the cluster).
@@ -97,6 +110,7 @@ pub enum Verb {
     },
     /// Request an on-demand backup (creates a Backup).
     Backup {
+        #[arg(add = cluster_names())]
         cluster: String,
         /// Default: CLUSTER-YYYYMMDDHHMMSS.
         #[arg(long = "backup-name")]
@@ -124,6 +138,7 @@ pub enum Verb {
     },
     /// Run psql in the primary's (or a replica's) postgres container.
     Psql {
+        #[arg(add = cluster_names())]
         cluster: String,
         #[arg(long)]
         replica: bool,
@@ -157,6 +172,7 @@ pub enum Verb {
     },
     /// Run pgbench against the cluster in a Job.
     Pgbench {
+        #[arg(add = cluster_names())]
         cluster: String,
         #[arg(long = "job-name")]
         job_name: Option<String>,
@@ -196,6 +212,21 @@ pub enum Verb {
     },
     /// Print the version.
     Version,
+    /// Print a shell completion script for `kubectl-cnpg` (kubectl itself completes the
+    /// plugin's arguments through `kubectl_complete-cnpg`: link pgherd under that name).
+    #[command(
+        after_help = "Example:\n  ln -s \"$(command -v pgherd)\" /usr/local/bin/kubectl_complete-cnpg"
+    )]
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// kubectl's completion request (what `kubectl_complete-cnpg` runs).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +251,7 @@ pub struct MaintenanceArgs {
 pub enum LogsOf {
     /// The instances' logs, merged in time order.
     Cluster {
+        #[arg(add = cluster_names())]
         cluster: String,
         #[arg(short = 'f', long)]
         follow: bool,
@@ -233,6 +265,7 @@ pub enum LogsOf {
 #[derive(Debug, Subcommand)]
 pub enum ReportOf {
     Cluster {
+        #[arg(add = cluster_names())]
         cluster: String,
         /// The zip to write (default: report_cluster_CLUSTER_<time>.zip).
         #[arg(short = 'f', long = "file")]
@@ -255,6 +288,7 @@ pub enum Install {
 #[derive(Debug, Subcommand)]
 pub enum Publication {
     Create {
+        #[arg(add = cluster_names())]
         cluster: String,
         #[arg(long)]
         publication: String,
@@ -272,6 +306,7 @@ pub enum Publication {
         dry_run: bool,
     },
     Drop {
+        #[arg(add = cluster_names())]
         cluster: String,
         #[arg(long)]
         publication: String,
@@ -285,6 +320,7 @@ pub enum Publication {
 #[derive(Debug, Subcommand)]
 pub enum Subscription {
     Create {
+        #[arg(add = cluster_names())]
         cluster: String,
         #[arg(long)]
         subscription: String,
@@ -302,6 +338,7 @@ pub enum Subscription {
         dry_run: bool,
     },
     Drop {
+        #[arg(add = cluster_names())]
         cluster: String,
         #[arg(long)]
         subscription: String,
