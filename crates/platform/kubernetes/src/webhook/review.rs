@@ -8,20 +8,23 @@
 //!   semantic rules) on the one object; errors refuse it with 422 `Invalid`, one cause per
 //!   problem with its field path, message and hint; warnings come back as AdmissionResponse
 //!   warnings. References to Secrets, ConfigMaps, ObjectStores and catalogs cannot be checked
-//!   from one object and are not reported. On UPDATE the same rules apply to the new object
-//!   (the model has no rules about changes yet); an object being deleted is always allowed,
-//!   so its finalizers can be removed.
+//!   from one object and are not reported. On UPDATE the same rules apply to the new object,
+//!   and CloudNativePG's rules about a Cluster's change ([`update_errors`]: no older major
+//!   than its data, no smaller storage); an object being deleted is always allowed, so its
+//!   finalizers can be removed.
 //!
 //! A body that is not an `admission.k8s.io/v1` AdmissionReview, or a path that names no
 //! served kind, is answered with an HTTP error saying so; a review for another kind than the
 //! path's is refused with a message naming both.
 
 use super::kinds::{self, Action, Kind};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::{StatusCause, StatusDetails};
 use kube::core::DynamicObject;
 use pgherd_api::defaults::Defaults;
 use pgherd_api::diagnostics::Diagnostic;
+use pgherd_api::Cluster;
 use serde_json::Value;
 
 /// The largest review read (the API server's request limit is 3 MiB; a review carries the
@@ -228,6 +231,58 @@ fn cause_message(d: &Diagnostic) -> String {
     }
 }
 
+/// CloudNativePG's rules about a change (its webhook's `validateClusterChanges`) that pgherd
+/// checks: no older major than the data (`old.status.pgDataImageInfo`), no smaller
+/// `storage.size` / `walStorage.size` (a claim cannot shrink).
+fn update_errors(kind: &str, old: &Value, new: &Value) -> Vec<Diagnostic> {
+    if kind != "Cluster" {
+        return Vec::new();
+    }
+    let (Ok(old), Ok(new)) = (
+        serde_json::from_value::<Cluster>(old.clone()),
+        serde_json::from_value::<Cluster>(new.clone()),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(major) = new.major_version() {
+        let data = old
+            .status
+            .as_ref()
+            .and_then(|s| s.pg_data_image_info.as_ref());
+        let field =
+            pgherd_controller::major_upgrade::image_field(new.spec.image_catalog_ref.is_some());
+        for e in pgherd_controller::major_upgrade::image_change_errors(data, i64::from(major.0)) {
+            out.push(Diagnostic::error(field, e));
+        }
+    }
+    let sizes = [
+        (
+            "spec.storage.size",
+            old.spec.storage.as_ref().and_then(|s| s.size.clone()),
+            new.spec.storage.as_ref().and_then(|s| s.size.clone()),
+        ),
+        (
+            "spec.walStorage.size",
+            old.spec.wal_storage.as_ref().and_then(|s| s.size.clone()),
+            new.spec.wal_storage.as_ref().and_then(|s| s.size.clone()),
+        ),
+    ];
+    for (field, before, after) in sizes {
+        let (Some(before), Some(after)) = (before, after) else {
+            continue;
+        };
+        let (b, a) = (Quantity(before.clone()), Quantity(after.clone()));
+        if crate::pvc::resize(&b, &a) == crate::pvc::Resize::RefuseShrink {
+            out.push(Diagnostic::error(
+                field,
+                format!("can't shrink existing storage from {before} to {after} (a claim cannot shrink: keep {before} or more)"),
+            ));
+        }
+    }
+    out
+}
+
 fn validate(
     response: AdmissionResponse,
     kind: &Kind,
@@ -241,7 +296,14 @@ fn validate(
     {
         return response;
     }
-    let found = diagnostics(object);
+    let mut found = diagnostics(object);
+    if matches!(request.operation, Operation::Update) {
+        if let Some(old) = request.old_object.as_ref() {
+            if let Ok(old) = serde_json::to_value(old) {
+                found.extend(update_errors(kind.kind, &old, object));
+            }
+        }
+    }
     let (errors, warnings): (Vec<&Diagnostic>, Vec<&Diagnostic>) =
         found.iter().partition(|d| d.is_error());
     let mut response = response;
@@ -299,6 +361,10 @@ mod tests {
     use serde_json::json;
 
     fn review(operation: &str, kind: &str, object: Value) -> Vec<u8> {
+        review_update(operation, kind, object, Value::Null)
+    }
+
+    fn review_update(operation: &str, kind: &str, object: Value, old: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
@@ -311,7 +377,7 @@ mod tests {
                 "operation": operation,
                 "userInfo": {"username": "admin"},
                 "object": object,
-                "oldObject": null,
+                "oldObject": old,
                 "dryRun": false,
             }
         }))
@@ -371,6 +437,43 @@ mod tests {
             &review("UPDATE", "Cluster", patched),
         );
         assert!(response(&again).get("patch").is_none());
+    }
+
+    #[test]
+    fn an_update_to_an_older_major_or_smaller_storage_is_refused() {
+        let mut old = cluster(
+            json!({"instances": 3, "imageName": "ghcr.io/cloudnative-pg/postgresql:16.4", "storage": {"size": "2Gi"}}),
+        );
+        old["status"] = json!({"pgDataImageInfo": {"image": "ghcr.io/cloudnative-pg/postgresql:16.4", "majorVersion": 16}});
+        let new = cluster(
+            json!({"instances": 3, "imageName": "ghcr.io/cloudnative-pg/postgresql:15.14", "storage": {"size": "1Gi"}}),
+        );
+        let answer = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review_update("UPDATE", "Cluster", new, old.clone()),
+        );
+        let r = response(&answer);
+        assert_eq!(r["allowed"], false, "{r}");
+        let causes = r["status"]["details"]["causes"].to_string();
+        assert!(
+            causes.contains("spec.imageName")
+                && causes.contains("can't downgrade from major 16 to 15"),
+            "{causes}"
+        );
+        assert!(
+            causes.contains("spec.storage.size")
+                && causes.contains("can't shrink existing storage from 2Gi to 1Gi"),
+            "{causes}"
+        );
+        // A new minor and more storage pass.
+        let fine = cluster(
+            json!({"instances": 3, "imageName": "ghcr.io/cloudnative-pg/postgresql:16.6", "storage": {"size": "3Gi"}}),
+        );
+        let answer = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review_update("UPDATE", "Cluster", fine, old),
+        );
+        assert_eq!(response(&answer)["allowed"], true);
     }
 
     #[test]
