@@ -22,6 +22,7 @@ pub mod install;
 pub mod labels;
 pub mod monitor;
 pub mod names;
+pub mod not_run;
 pub mod operator;
 pub mod pdb;
 pub mod plugin;

@@ -440,70 +440,16 @@ fn checked(cluster: &Cluster) -> Result<Cluster, OperatorError> {
         .filter(|d| d.is_error())
         .map(|d| d.to_string())
         .collect();
-    problems.extend(unsupported(&cluster));
+    problems.extend(
+        crate::not_run::cluster_fields(&cluster)
+            .iter()
+            .map(crate::not_run::NotRun::message),
+    );
     if problems.is_empty() {
         Ok(cluster)
     } else {
         Err(OperatorError::Invalid(problems.join("; ")))
     }
-}
-
-/// What the Kubernetes platform does not run yet: refused, never accepted and ignored.
-fn unsupported(cluster: &Cluster) -> Vec<String> {
-    let spec = &cluster.spec;
-    let bootstrap = spec.bootstrap.as_ref();
-    let mut out = Vec::new();
-    let mut refuse = |field: &str, what: &str| {
-        out.push(format!(
-            "{field}: {what} is not supported by pgherd's Kubernetes operator yet (the local platform runs it: pgherd local up -f FILE)"
-        ));
-    };
-    if spec
-        .backup
-        .as_ref()
-        .is_some_and(|b| b.volume_snapshot.is_some())
-    {
-        refuse("spec.backup.volumeSnapshot", "volume snapshot backups");
-    }
-    if bootstrap
-        .and_then(|b| b.recovery.as_ref())
-        .is_some_and(|r| r.volume_snapshots.is_some())
-    {
-        refuse(
-            "spec.bootstrap.recovery.volumeSnapshots",
-            "recovery from volume snapshots",
-        );
-    }
-    if bootstrap.is_some_and(|b| b.pg_basebackup.is_some()) {
-        refuse("spec.bootstrap.pg_basebackup", "cloning another cluster");
-    }
-    if cluster.is_replica() {
-        refuse("spec.replica", "replica clusters");
-    }
-    if spec.tablespaces.as_ref().is_some_and(|t| !t.is_empty()) {
-        refuse("spec.tablespaces", "tablespaces");
-    }
-    if let Some(c) = &spec.certificates {
-        if c.server_tls_secret.is_some()
-            || c.server_ca_secret.is_some()
-            || c.client_ca_secret.is_some()
-            || c.replication_tls_secret.is_some()
-        {
-            refuse("spec.certificates", "user-provided certificates");
-        }
-    }
-    let initdb = bootstrap.and_then(|b| b.initdb.as_ref());
-    if initdb.is_some_and(|i| {
-        i.post_init_sql_refs.is_some()
-            || i.post_init_template_sql_refs.is_some()
-            || i.post_init_application_sql_refs.is_some()
-    }) {
-        refuse(
-            "spec.bootstrap.initdb",
-            "postInit*SQLRefs (SQL from Secrets and ConfigMaps)",
-        );
-    }
-    out
 }
 
 fn error_policy(

@@ -10,7 +10,8 @@
 //!   warnings. References to Secrets, ConfigMaps, ObjectStores and catalogs cannot be checked
 //!   from one object and are not reported. On UPDATE the same rules apply to the new object,
 //!   and CloudNativePG's rules about a Cluster's change ([`update_errors`]: no older major
-//!   than its data, no smaller storage); an object being deleted is always allowed, so its
+//!   than its data, no smaller storage); what the Kubernetes operator does not run yet
+//!   ([`crate::not_run`]) is refused too; an object being deleted is always allowed, so its
 //!   finalizers can be removed.
 //!
 //! A body that is not an `admission.k8s.io/v1` AdmissionReview, or a path that names no
@@ -231,6 +232,21 @@ fn cause_message(d: &Diagnostic) -> String {
     }
 }
 
+/// What the Kubernetes operator does not run yet, refused at admission (the operator would
+/// refuse to reconcile the Cluster: better said at `kubectl apply`).
+fn not_run(kind: &str, object: &Value) -> Vec<Diagnostic> {
+    if kind != "Cluster" {
+        return Vec::new();
+    }
+    let Ok(cluster) = serde_json::from_value::<Cluster>(object.clone()) else {
+        return Vec::new();
+    };
+    crate::not_run::cluster_fields(&cluster)
+        .into_iter()
+        .map(|n| Diagnostic::error(n.field, n.reason()))
+        .collect()
+}
+
 /// CloudNativePG's rules about a change (its webhook's `validateClusterChanges`) that pgherd
 /// checks: no older major than the data (`old.status.pgDataImageInfo`), no smaller
 /// `storage.size` / `walStorage.size` (a claim cannot shrink).
@@ -297,6 +313,7 @@ fn validate(
         return response;
     }
     let mut found = diagnostics(object);
+    found.extend(not_run(kind.kind, object));
     if matches!(request.operation, Operation::Update) {
         if let Some(old) = request.old_object.as_ref() {
             if let Ok(old) = serde_json::to_value(old) {
@@ -437,6 +454,24 @@ mod tests {
             &review("UPDATE", "Cluster", patched),
         );
         assert!(response(&again).get("patch").is_none());
+    }
+
+    #[test]
+    fn what_the_operator_does_not_run_is_refused_at_admission() {
+        let object = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
+            "tablespaces": [{"name": "reports", "storage": {"size": "1Gi"}}]}));
+        let answer = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review("CREATE", "Cluster", object),
+        );
+        let r = response(&answer);
+        assert_eq!(r["allowed"], false, "{r}");
+        let causes = r["status"]["details"]["causes"].to_string();
+        assert!(
+            causes.contains("spec.tablespaces")
+                && causes.contains("not supported by pgherd's Kubernetes operator yet"),
+            "{causes}"
+        );
     }
 
     #[test]
