@@ -12,7 +12,7 @@
 fn seed_000_shared_cluster_runbook() {
     use super::*;
     use pgherd_testkit::local::{connect, Local};
-    use pgherd_testkit::moto::{Moto, ACCESS_KEY, SECRET_KEY};
+    use pgherd_testkit::moto::Moto;
     use std::time::Duration;
     const NS: &str = "postgres-stage";
 
@@ -22,13 +22,8 @@ fn seed_000_shared_cluster_runbook() {
     let local = Local::new(std::path::Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
     let endpoint = moto.endpoint();
-    let credentials = |namespace: &str| {
-        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: postgres-backup-s3-credentials\n  namespace: {namespace}\nstringData:\n  ACCESS_KEY_ID: {ACCESS_KEY}\n  ACCESS_SECRET_KEY: {SECRET_KEY}\n---\n")
-    };
-    let s3 = format!("      endpointURL: {endpoint}\n      s3Credentials:\n        accessKeyId:\n          name: postgres-backup-s3-credentials\n          key: ACCESS_KEY_ID\n        secretAccessKey:\n          name: postgres-backup-s3-credentials\n          key: ACCESS_SECRET_KEY\n");
-    let cluster = |instances: u32| {
-        format!("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: postgres-shared\n  namespace: {NS}\nspec:\n  instances: {instances}\n  imageName: ghcr.io/cloudnative-pg/postgresql:17.2\n  storage:\n    size: 10Gi\n    storageClass: longhorn-single-replica\n  monitoring:\n    enablePodMonitor: true\n  backup:\n    retentionPolicy: \"30d\"\n    barmanObjectStore:\n      destinationPath: s3://cloudnativepg-backups/postgres-stage\n{s3}      wal:\n        compression: gzip\n      data:\n        compression: gzip\n---\napiVersion: postgresql.cnpg.io/v1\nkind: ScheduledBackup\nmetadata:\n  name: postgres-shared-daily\n  namespace: {NS}\nspec:\n  schedule: \"0 0 0 * * *\"\n  immediate: true\n  backupOwnerReference: self\n  cluster:\n    name: postgres-shared\n")
-    };
+    use crate::seed_stacks::shared::credentials;
+    let cluster = |instances: u32| crate::seed_stacks::shared::cluster(instances, &endpoint);
     let stack = write(
         files.path(),
         "stage.yaml",
@@ -161,12 +156,12 @@ fn seed_000_shared_cluster_runbook() {
                 .is_some_and(|w| pgherd_postgres::wal::archived_through(&last_wal, w))
         },
     );
-    let pitr = fixture("000-cluster-postgres-restored-pitr.yaml")
-        .replace(
-            "      s3Credentials:\n        # Same credentials as original cluster\n",
-            &s3,
-        )
-        .replace("2025-10-06 12:00:00", &target);
+    let pitr = crate::seed_stacks::shared::pitr(
+        &fixture("000-cluster-postgres-restored-pitr.yaml"),
+        &endpoint,
+        &target,
+        None,
+    );
     assert!(pitr.contains(&endpoint) && pitr.contains(&target), "{pitr}");
     // As written it names no image: the default one runs another major than the backup's.
     let refused = write(

@@ -3,3 +3,4 @@
 #![allow(dead_code)] // each test binary uses a part
 
 pub mod saasodoo;
+pub mod shared;
