@@ -11,8 +11,9 @@
 #[test]
 fn seed_001_three_node_runbook() {
     use super::*;
+    use crate::seed_stacks::three_node::IMAGE;
     use pgherd_testkit::local::{connect, Local};
-    use pgherd_testkit::moto::{Moto, ACCESS_KEY, SECRET_KEY};
+    use pgherd_testkit::moto::Moto;
     use std::time::Duration;
     const NS: &str = "postgres";
 
@@ -21,68 +22,7 @@ fn seed_001_three_node_runbook() {
     let local = Local::new(std::path::Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let files = tempfile::tempdir().unwrap();
     let endpoint = moto.endpoint();
-    let stack = format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata:
-  name: postgres-backup-s3
-  namespace: {NS}
-stringData:
-  ACCESS_KEY_ID: {ACCESS_KEY}
-  ACCESS_SECRET_KEY: {SECRET_KEY}
----
-apiVersion: postgresql.cnpg.io/v1
-kind: Cluster
-metadata:
-  name: postgres-cluster
-  namespace: {NS}
-spec:
-  instances: 3
-  imageName: ghcr.io/cloudnative-pg/postgresql:16.3
-  enableSuperuserAccess: true
-  storage:
-    size: 50Gi
-    storageClass: nfs-postgres-v2
-  postgresql:
-    parameters:
-      max_connections: "200"
-      shared_buffers: "128MB"
-      effective_cache_size: "3GB"
-      work_mem: "8MB"
-      wal_buffers: "16MB"
-      maintenance_work_mem: "64MB"
-      max_wal_size: "1GB"
-      checkpoint_timeout: "5min"
-    pg_hba:
-      - host all all 10.0.0.0/8 scram-sha-256
-      - host all all 172.16.0.0/12 scram-sha-256
-      - host all all 192.168.0.0/16 scram-sha-256
-  backup:
-    barmanObjectStore:
-      destinationPath: s3://postgres-backups/postgres-cluster
-      endpointURL: {endpoint}
-      s3Credentials:
-        accessKeyId:
-          name: postgres-backup-s3
-          key: ACCESS_KEY_ID
-        secretAccessKey:
-          name: postgres-backup-s3
-          key: ACCESS_SECRET_KEY
-    retentionPolicy: "30d"
----
-apiVersion: postgresql.cnpg.io/v1
-kind: ScheduledBackup
-metadata:
-  name: postgres-cluster-daily
-  namespace: {NS}
-spec:
-  schedule: "0 0 2 * * *"
-  immediate: true
-  backupOwnerReference: self
-  cluster:
-    name: postgres-cluster
-"#
-    );
+    let stack = crate::seed_stacks::three_node::stack(&endpoint, IMAGE);
     let stack = write(files.path(), "postgres-cluster.yaml", &stack);
     local.run_ok(&["up", "-f", &stack, "--timeout-seconds", "300"]);
     let pooler = write(

@@ -4,3 +4,4 @@
 
 pub mod saasodoo;
 pub mod shared;
+pub mod three_node;
