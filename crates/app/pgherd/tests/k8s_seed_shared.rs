@@ -5,8 +5,9 @@
 //! credentials Secret; moto instead of S3) applied with `kubectl apply`, then its runbook: the
 //! status, the scheduled backup completed, the app credentials from `postgres-shared-app`,
 //! the seed's Database (`tests/fixtures/seeds`, as stored), and its point-in-time recovery
-//! manifest (as stored, with its credentials filled in, a real target time and the backup's
-//! major as image) holding exactly the rows committed before the target. Scaling to three
+//! manifest (as stored, with its credentials filled in and a real target time): refused first
+//! with the image to use (it names none, and the default is another major than the backup's),
+//! then with that image holding exactly the rows committed before the target. Scaling to three
 //! instances is walked locally (`tests/seed_runbooks/seed_000.rs`): on this machine a
 //! PostgreSQL 17 replica cannot clone over TLS (its only `pg_basebackup` is built without SSL).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
@@ -162,8 +163,36 @@ fn seed_000_stage_cluster_on_kubernetes() {
         ]);
         (out.trim() >= segment.as_str()).then_some(())
     });
-    // Recovered into the default namespace, as the seed's manifest names none, with the
-    // backup's major as image.
+    // Recovered into the default namespace, as the seed's manifest names none. As written it
+    // names no image either: the default runs another major than the backup's, and the
+    // cluster says which image to use before anything starts.
+    let as_written = stack::pitr(
+        &fixture("000-cluster-postgres-restored-pitr.yaml"),
+        &endpoint,
+        &target,
+        None,
+    );
+    sim.apply(&format!("{}{as_written}", stack::credentials("default")))
+        .unwrap();
+    let reason = sim.eventually("the recovery refused with the image to use", 180, || {
+        let c = sim.json(&["get", "cluster", "postgres-restored"])?;
+        str_at(&c, "/status/phaseReason")
+            .filter(|r| r.contains("holds PostgreSQL 17 data"))
+            .map(str::to_string)
+    });
+    assert!(
+        reason.contains("ghcr.io/cloudnative-pg/postgresql:17"),
+        "{reason}"
+    );
+    sim.kubectl(&["delete", "cluster", "postgres-restored"]);
+    sim.eventually("the refused cluster's pods and claims gone", 120, || {
+        let selector = "cnpg.io/cluster=postgres-restored";
+        let pods = sim.json(&["get", "pods", "-l", selector])?;
+        let claims = sim.json(&["get", "pvc", "-l", selector])?;
+        (pods["items"].as_array()?.is_empty() && claims["items"].as_array()?.is_empty())
+            .then_some(())
+    });
+    // With the image it names.
     sim.apply(&format!(
         "{}{}",
         stack::credentials("default"),
