@@ -27,6 +27,10 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     let _operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
     sim.apply("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n")
         .unwrap();
+    // `kubectl patch cluster pg --type=merge -p PATCH`, as seed 002's runbook patches.
+    let patch = |body: &str| {
+        sim.kubectl(&["patch", "cluster", "pg", "--type=merge", "-p", body]);
+    };
     let healthy = |seconds: u64| {
         sim.eventually("a healthy cluster", seconds, || {
             let c = sim.json(&["get", "cluster", "pg"])?;
@@ -80,14 +84,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     let before = uids(&sim);
     assert_eq!(before.len(), 3);
 
-    sim.kubectl(&[
-        "patch",
-        "cluster",
-        "pg",
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"spec":{{"imageName":"{NEW_IMAGE}"}}}}"#),
-    ]);
+    patch(&format!(r#"{{"spec":{{"imageName":"{NEW_IMAGE}"}}}}"#));
     // Rolling: never more than one instance pod missing or being recreated at a time.
     let mut most_missing = 0;
     let done = sim.eventually("every pod on the new template", 300, || {
@@ -130,14 +127,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         Some(&15.into()),
         "{status:#}"
     );
-    sim.kubectl(&[
-        "patch",
-        "cluster",
-        "pg",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"imageName":"ghcr.io/cloudnative-pg/postgresql:16.4"}}"#,
-    ]);
+    patch(r#"{"spec":{"imageName":"ghcr.io/cloudnative-pg/postgresql:16.4"}}"#);
     let reason = sim.eventually("the other major refused", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/phaseReason")
@@ -151,14 +141,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         done,
         "a pod changed for an image of another major"
     );
-    sim.kubectl(&[
-        "patch",
-        "cluster",
-        "pg",
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"spec":{{"imageName":"{NEW_IMAGE}"}}}}"#),
-    ]);
+    patch(&format!(r#"{{"spec":{{"imageName":"{NEW_IMAGE}"}}}}"#));
     sim.eventually("the refusal cleared", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/phaseReason")
@@ -214,14 +197,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     // up to 4 (a new replica cloned from the primary), then down to 2 (the newest replicas go,
     // with their PVCs; never the primary).
     let scale = |n: u32| {
-        sim.kubectl(&[
-            "patch",
-            "cluster",
-            "pg",
-            "--type=merge",
-            "-p",
-            &format!(r#"{{"spec":{{"instances":{n}}}}}"#),
-        ]);
+        patch(&format!(r#"{{"spec":{{"instances":{n}}}}}"#));
         sim.eventually(&format!("{n} ready instances"), 240, || {
             load.refresh_ips(&sim);
             let c = sim.json(&["get", "cluster", "pg"])?;
@@ -246,14 +222,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     load.flowing(&sim, "scaling");
     // Growing the storage: each data PVC is patched to the new size in place (no new pod);
     // shrinking is refused with the claim named.
-    sim.kubectl(&[
-        "patch",
-        "cluster",
-        "pg",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
-    ]);
+    patch(r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
     sim.eventually("the PVCs grown to 2Gi", 60, || {
         let claims = sim.json(&["get", "pvc", "-l", "cnpg.io/cluster=pg"])?;
         let items = claims["items"].as_array()?;
@@ -263,14 +232,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
                 .all(|c| str_at(c, "/spec/resources/requests/storage") == Some("2Gi")))
         .then_some(())
     });
-    sim.kubectl(&[
-        "patch",
-        "cluster",
-        "pg",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"storage":{"size":"1Gi"}}}"#,
-    ]);
+    patch(r#"{"spec":{"storage":{"size":"1Gi"}}}"#);
     let refused = sim.eventually("the shrink refused", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/phaseReason")
@@ -278,14 +240,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
             .map(str::to_string)
     });
     assert!(refused.contains("2Gi"), "{refused}");
-    sim.kubectl(&[
-        "patch",
-        "cluster",
-        "pg",
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"storage":{"size":"2Gi"}}}"#,
-    ]);
+    patch(r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
     healthy_with(2, 60);
 
     // `kubectl cnpg restart pg --primary` (seed 002's runbook line): the primary restarts in

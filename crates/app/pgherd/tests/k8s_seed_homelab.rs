@@ -335,10 +335,7 @@ fn seed_004_runbook_on_kubernetes() {
         "-n",
         "postgres-ha",
     ]);
-    sim.eventually("homepage-postgres-2 primary", 120, || {
-        let c = sim.json(&["get", "cluster", "-n", NS, "homepage-postgres"])?;
-        (str_at(&c, "/status/currentPrimary") == Some("homepage-postgres-2")).then_some(())
-    });
+    sim.wait_healthy_primary(NS, "homepage-postgres", "homepage-postgres-2", 120);
     load.flowing(&sim, "the switchover");
     load.finish(&sim);
     let logged = operator.logged();

@@ -247,11 +247,7 @@ fn seed_002_runbook_on_kubernetes() {
         "-n",
         "saasodoo",
     ]);
-    sim.eventually("postgres-cluster-2 primary and healthy", 180, || {
-        let c = cluster_status(&sim)?;
-        (str_at(&c, "/status/currentPrimary") == Some("postgres-cluster-2") && healthy(&c))
-            .then_some(())
-    });
+    sim.wait_healthy_primary(NS, CLUSTER, "postgres-cluster-2", 180);
     sim.eventually("the role label follows", 60, || {
         (primary_pod(&sim) == "postgres-cluster-2").then_some(())
     });

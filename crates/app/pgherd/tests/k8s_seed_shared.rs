@@ -19,7 +19,6 @@ mod seed_stacks;
 use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
 use pgherd_testkit::moto::Moto;
 use seed_stacks::shared::{self as stack, BUCKET, CLUSTER, NAMESPACE as NS};
-use std::time::Duration;
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(common::repo_root().join("tests/fixtures/seeds").join(name))
@@ -113,55 +112,23 @@ fn seed_000_stage_cluster_on_kubernetes() {
             .unwrap()
             .get(0);
         assert_eq!(owner, "app");
-        c.batch_execute(
-            "CREATE TABLE pitr (i int); INSERT INTO pitr SELECT generate_series(1, 10)",
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        let at: String = c
-            .query_one(
-                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
-                &[],
-            )
+        pgherd_testkit::pitr::rows_around_an_instant(&c)
             .await
             .unwrap()
-            .get(0);
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        c.batch_execute("INSERT INTO pitr SELECT generate_series(11, 20)")
-            .await
-            .unwrap();
-        at
     });
     // The WAL past the target reaches the store (a switch, then the archiver's report).
     let primary = format!("{CLUSTER}-1");
-    let segment = sim.kubectl(&[
-        "exec",
-        "-n",
-        NS,
-        &primary,
-        "--",
-        "psql",
-        "-U",
-        "postgres",
-        "-Atc",
-        "SELECT pg_walfile_name(pg_switch_wal())",
-    ]);
-    let segment = segment.trim().to_string();
-    sim.eventually("the WAL past the target archived", 120, || {
+    let superuser_sql = |sql: &str| {
         let out = sim.kubectl(&[
-            "exec",
-            "-n",
-            NS,
-            &primary,
-            "--",
-            "psql",
-            "-U",
-            "postgres",
-            "-Atc",
-            "SELECT COALESCE(last_archived_wal, '') FROM pg_stat_archiver",
+            "exec", "-n", NS, &primary, "--", "psql", "-U", "postgres", "-Atc", sql,
         ]);
-        (out.trim() >= segment.as_str()).then_some(())
+        out.trim().to_string()
+    };
+    let segment = superuser_sql("SELECT pg_walfile_name(pg_switch_wal())");
+    sim.eventually("the WAL past the target archived", 120, || {
+        let archived =
+            superuser_sql("SELECT COALESCE(last_archived_wal, '') FROM pg_stat_archiver");
+        (archived >= segment).then_some(())
     });
     // Recovered into the default namespace, as the seed's manifest names none. As written it
     // names no image either: the default runs another major than the backup's, and the

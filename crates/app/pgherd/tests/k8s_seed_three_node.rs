@@ -141,12 +141,7 @@ fn seed_001_three_node_runbook_on_kubernetes() {
         "-n",
         "postgres",
     ]);
-    sim.eventually("postgres-cluster-2 primary and healthy", 180, || {
-        let c = sim.json(&["get", "cluster", "-n", NS, CLUSTER])?;
-        (str_at(&c, "/status/currentPrimary") == Some("postgres-cluster-2")
-            && str_at(&c, "/status/phase") == Some("Cluster in healthy state"))
-        .then_some(())
-    });
+    sim.wait_healthy_primary(NS, CLUSTER, "postgres-cluster-2", 180);
     load.flowing(&sim, "the switchover");
     load.finish(&sim);
     let committed = superuser_sql_in(

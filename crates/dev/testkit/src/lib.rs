@@ -13,6 +13,7 @@ pub mod fake_platform;
 pub mod local;
 pub mod metrics;
 pub mod moto;
+pub mod pitr;
 pub mod prometheus;
 pub mod writer;
 

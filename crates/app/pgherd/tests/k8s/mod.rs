@@ -248,6 +248,23 @@ impl Sim {
         out
     }
 
+    /// Wait until Cluster `namespace/cluster` is healthy with `primary` as its primary (after
+    /// a switchover); its status.
+    pub fn wait_healthy_primary(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        primary: &str,
+        seconds: u64,
+    ) -> serde_json::Value {
+        self.eventually(&format!("{primary} primary and healthy"), seconds, || {
+            let c = self.json(&["get", "cluster", "-n", namespace, cluster])?;
+            (str_at(&c, "/status/currentPrimary") == Some(primary)
+                && str_at(&c, "/status/phase") == Some("Cluster in healthy state"))
+            .then_some(c)
+        })
+    }
+
     /// The decoded `key` of Secret `name`.
     pub fn secret_value(&self, name: &str, key: &str) -> String {
         let s = self.json(&["get", "secret", name]).unwrap();

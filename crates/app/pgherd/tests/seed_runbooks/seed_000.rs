@@ -112,22 +112,7 @@ fn seed_000_shared_cluster_runbook() {
     // "Point-in-Time Recovery (PITR)": rows on either side of an instant, WAL archived past it.
     let (target, last_wal) = rt.block_on(async {
         let c = connect(&app(&rw(&s))).await.unwrap();
-        c.batch_execute(
-            "CREATE TABLE pitr (i int); INSERT INTO pitr SELECT generate_series(1, 10)",
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        let at: String = c
-            .query_one(
-                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        c.batch_execute("INSERT INTO pitr SELECT generate_series(11, 20)")
+        let at = pgherd_testkit::pitr::rows_around_an_instant(&c)
             .await
             .unwrap();
         let wal: String = c
