@@ -79,8 +79,11 @@ pub enum OperatorError {
 /// is rebuilt from the API and the instances).
 #[derive(Default)]
 pub(crate) struct ClusterRuntime {
-    /// Why the image the Cluster asks for does not run, as last said (said once per change).
-    pub(crate) image_refusal: Option<String>,
+    /// Why what the Cluster asks for does not run, as last said (said once per change).
+    pub(crate) refusal: Option<String>,
+    /// The last spec that passed the checks, with its defaults: a running cluster whose new
+    /// spec is refused keeps being reconciled (and failed over) with it.
+    pub(crate) last_valid: Option<Cluster>,
     /// Since when each instance has been unhealthy.
     pub(crate) unhealthy_since: BTreeMap<String, Instant>,
     /// When each instance's manager last answered (and so had its lease renewed).
@@ -294,15 +297,29 @@ async fn reconcile_cluster(
     runtime: &mut ClusterRuntime,
 ) -> Result<&'static str, OperatorError> {
     let client = &operator.client;
-    let cluster = &image_catalogs::resolve(client, &checked(cluster)?).await?;
+    let (valid, spec_refusal) = match checked(cluster) {
+        Ok(valid) => {
+            runtime.last_valid = Some(valid.clone());
+            (valid, None)
+        }
+        Err(refused) => match hold_last_valid(cluster, runtime.last_valid.as_ref()) {
+            Some(held) => (held, Some(refused.to_string())),
+            None => return Err(refused),
+        },
+    };
+    let cluster = &image_catalogs::resolve(client, &valid).await?;
     let held = data_major::hold(cluster);
-    if held.refusal != runtime.image_refusal {
-        if let Some(note) = held.refusal.clone() {
+    let refusal = match (spec_refusal, held.refusal.clone()) {
+        (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+        (a, b) => a.or(b),
+    };
+    if refusal != runtime.refusal {
+        if let Some(note) = refusal.clone() {
             tracing::warn!("{note}");
             let event = events::ClusterEvent::NotCarriedOut { note };
             operator.events.publish(cluster, event).await;
         }
-        runtime.image_refusal = held.refusal.clone();
+        runtime.refusal = refusal.clone();
     }
     let cluster = &held.cluster;
     let credentials = credentials::ensure(client, cluster, &operator.settings).await?;
@@ -348,7 +365,7 @@ async fn reconcile_cluster(
         catalog,
         certificates: certificates_status(cluster, credentials.expirations.clone()),
         pg_data_image_info: held.data.clone(),
-        image_refusal: held.refusal.clone(),
+        refusal,
     };
     runtime.written_target =
         pgherd_controller::cluster_status::status_target(&outcome.plan, &outcome.observation);
@@ -423,6 +440,20 @@ async fn report(
         };
         operator.events.publish(cluster, event).await;
     }
+}
+
+/// A running cluster whose spec is refused: the last valid spec, with the refused object's
+/// metadata (its requests: fencing, restarts, hibernation) and status, so its passes — and its
+/// failovers — go on. `None` for a cluster not running yet, or none valid seen by this process.
+fn hold_last_valid(cluster: &Cluster, last_valid: Option<&Cluster>) -> Option<Cluster> {
+    let running = cluster
+        .status
+        .as_ref()
+        .is_some_and(|s| s.current_primary.is_some());
+    let mut held = last_valid.filter(|_| running)?.clone();
+    held.metadata = cluster.metadata.clone();
+    held.status = cluster.status.clone();
+    Some(held)
 }
 
 /// `cluster` with its defaults, if it is valid and pgherd runs everything it asks for on

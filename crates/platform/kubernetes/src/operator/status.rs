@@ -56,8 +56,9 @@ pub(crate) struct PassFacts {
     pub certificates: pgherd_api::cluster::CertificatesStatus,
     /// What the data was made with (`None`: no data yet).
     pub pg_data_image_info: Option<pgherd_api::cluster::ImageInfo>,
-    /// Why the image the Cluster asks for does not run.
-    pub image_refusal: Option<String>,
+    /// Why what the Cluster asks for does not run (a refused spec held at the last valid one,
+    /// an image of another major).
+    pub refusal: Option<String>,
 }
 
 /// The Cluster's backup fields with the backups that finished in this pass: the last
@@ -118,7 +119,7 @@ pub(crate) async fn write(
     // What the pass could not do to an instance's objects (a claim that cannot shrink, a pod
     // the API refused) is said even while PostgreSQL is healthy.
     if status.phase_reason.is_none() {
-        status.phase_reason = facts.image_refusal.clone().or_else(|| {
+        status.phase_reason = facts.refusal.clone().or_else(|| {
             outcome
                 .instance_errors
                 .iter()
