@@ -3,7 +3,8 @@
 //! transaction mode (Deployment and Service named after it, CloudNativePG's labels, the pods
 //! running the PgBouncer image with pgherd's `pooler run` as first process). A client reaches
 //! the Pooler's ClusterIP with the `-app` Secret's password, writes and reads; `kubectl cnpg
-//! promote` switches over while a writer commits through the pooler: no acknowledged commit is
+//! promote` switches over while a writer commits through the pooler: each pooler pod pauses
+//! PgBouncer before the old primary is demoted and resumes after, no acknowledged commit is
 //! lost and the pooler follows the new primary. `paused` pauses PgBouncer, `instances` scales
 //! the Deployment, a Pooler with an unsupported field is refused in its status with the field
 //! named (a PodMonitor without its CRD too), and deleting a Pooler removes its objects.
@@ -186,6 +187,23 @@ fn a_pooler_on_kubernetes_pools_writes_and_follows_a_switchover() {
         lost.len(),
         acked.len(),
         &lost[..lost.len().min(10)]
+    );
+    // Each pooler pod paused PgBouncer for the switchover (the operator waited for it before
+    // demoting the old primary) and resumed it.
+    for pod in &pods {
+        let name = str_at(pod, "/metadata/name").unwrap();
+        let logs = sim.eventually("the pooler resumed", 60, || {
+            let logs = sim.kubectl(&["logs", name, "-c", "pgbouncer"]);
+            let paused = format!("PgBouncer paused for the switchover to {target}");
+            let at = logs.find(&paused)?;
+            logs[at..].contains("PgBouncer resumed").then_some(logs)
+        });
+        assert!(!logs.is_empty());
+    }
+    assert!(
+        !operator.logged().contains("did not pause"),
+        "{}",
+        operator.logged()
     );
     // The pooler follows the new primary.
     let target_ip = ip_of(target);

@@ -29,6 +29,7 @@ pub mod plugin;
 pub mod pod;
 pub mod pooler;
 pub mod pooler_pod;
+pub mod pooler_switchover;
 mod probes;
 pub mod pvc;
 pub mod rbac;

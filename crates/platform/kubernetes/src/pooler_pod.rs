@@ -15,7 +15,7 @@
 //! No secret reaches the pod spec, the logs or an error: the admin console's password is made
 //! at start and kept in the auth file only; key material is only written to 0600 files.
 
-use crate::names;
+use crate::{names, pooler_switchover};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use pgherd_api::kinds::pooler::PoolerType;
@@ -223,12 +223,13 @@ pub async fn run(settings: PodSettings) -> Result<(), String> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     // The first configuration: wait for the operator's Secrets (and a valid Pooler).
-    let mut paused = loop {
-        match read(&client, &settings)
-            .await
-            .and_then(|i| render(&settings, &i))
-        {
-            Ok((_, paused)) => break paused,
+    let (mut paused, cluster, rw) = loop {
+        match read(&client, &settings).await.and_then(|i| {
+            let (_, paused) = render(&settings, &i)?;
+            let rw = i.pooler.spec.pooler_type.unwrap_or_default() == PoolerType::Rw;
+            Ok((paused, i.pooler.spec.cluster.name.clone(), rw))
+        }) {
+            Ok(first) => break first,
             Err(e) => tracing::warn!("{}: not starting PgBouncer yet: {e}", settings.pooler),
         }
         tokio::select! {
@@ -257,13 +258,32 @@ pub async fn run(settings: PodSettings) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let exporter = Arc::new(pgherd_pooler::metrics::PoolerExporter::new(target.clone()));
-    let metrics = tokio::spawn(pgherd_pooler::metrics::serve(listener, exporter));
+    // The metrics, and what the pod is paused for ([`pooler_switchover::PATH`]).
+    let paused_for = pooler_switchover::PausedFor::default();
+    let answer = paused_for.clone();
+    let routes = pgherd_pooler::metrics::router(exporter).route(
+        pooler_switchover::PATH,
+        axum::routing::get(move || std::future::ready(answer.answer())),
+    );
+    let metrics = tokio::spawn(async move { axum::serve(listener, routes).await });
+    // A rw pooler pauses during its cluster's switchovers.
+    let mut switching =
+        rw.then(|| pooler_switchover::follow(client.clone(), &settings.namespace, &cluster));
+    let mut switch_since: Option<std::time::Instant> = None;
     // PgBouncer starts unpaused.
     let mut applied_paused = false;
     let outcome = loop {
-        if paused != applied_paused {
+        let switch_to = switching.as_ref().and_then(|rx| rx.borrow().clone());
+        switch_since = match (&switch_to, switch_since) {
+            (Some(_), None) => Some(std::time::Instant::now()),
+            (Some(_), since) => since,
+            (None, _) => None,
+        };
+        let for_switchover = pooler_switchover::pauses(switch_to.as_deref(), switch_since);
+        let want_paused = paused || for_switchover;
+        if want_paused != applied_paused {
             let done = match admin(&target).await {
-                Ok(a) if paused => a.pause(Duration::from_secs(10)).await,
+                Ok(a) if want_paused => a.pause(Duration::from_secs(10)).await,
                 Ok(a) => a.resume().await,
                 Err(e) => {
                     tracing::debug!("{e}");
@@ -272,20 +292,30 @@ pub async fn run(settings: PodSettings) -> Result<(), String> {
             };
             match done {
                 Ok(()) => {
-                    applied_paused = paused;
+                    applied_paused = want_paused;
+                    let why = match (&switch_to, for_switchover) {
+                        (Some(to), true) => format!(" for the switchover to {to}"),
+                        _ => String::new(),
+                    };
                     tracing::info!(
-                        "{}: PgBouncer {}",
+                        "{}: PgBouncer {}{why}",
                         settings.pooler,
-                        if paused { "paused" } else { "resumed" }
+                        if want_paused { "paused" } else { "resumed" }
                     );
                 }
                 Err(e) => tracing::warn!("{}: {e}", settings.pooler),
             }
         }
+        paused_for.set(
+            switch_to
+                .clone()
+                .filter(|_| applied_paused && for_switchover),
+        );
         tokio::select! {
             _ = terminate.recv() => break Ok(()),
             status = child.wait() => break Err(format!("pgbouncer ended: {}", status.map_or_else(|e| e.to_string(), |s| s.to_string()))),
             () = tokio::time::sleep(EVERY) => {}
+            () = switch_changed(&mut switching) => continue,
         }
         match read(&client, &settings)
             .await
@@ -315,6 +345,16 @@ pub async fn run(settings: PodSettings) -> Result<(), String> {
         shutdown(&mut child).await;
     }
     outcome
+}
+
+/// Returns when the followed switchover changes (never without one, or once it is gone).
+async fn switch_changed(switching: &mut Option<tokio::sync::watch::Receiver<Option<String>>>) {
+    let Some(rx) = switching else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// PgBouncer's safe shutdown (SIGINT), then SIGTERM after [`SHUTDOWN_WAIT`].

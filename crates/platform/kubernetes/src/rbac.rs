@@ -276,6 +276,13 @@ pub fn pooler_rbac(pooler: &Pooler) -> Result<(Option<ServiceAccount>, Role, Rol
     };
     let rules = vec![
         rule(CNPG_GROUP, &["poolers"], &["get", "watch"], &own),
+        // Its cluster's status: a rw pooler pauses during a switchover.
+        rule(
+            CNPG_GROUP,
+            &["clusters"],
+            &["get"],
+            std::slice::from_ref(&pooler.spec.cluster.name),
+        ),
         rule(
             CNPG_GROUP,
             &["poolers/status"],

@@ -608,7 +608,36 @@ impl Platform for KubePass<'_> {
         Ok(())
     }
 
-    async fn before_apply(&mut self, _plan: &Plan) {}
+    async fn before_apply(&mut self, plan: &Plan) {
+        // A switchover starts: the rw poolers pause before the old primary is demoted (once
+        // per switchover; a pooler that does not say so in time does not hold it up).
+        let target = plan
+            .target_primary
+            .clone()
+            .filter(|_| plan.phase == pgherd_controller::phase::SWITCHOVER);
+        let Some(target) = target else {
+            self.runtime.poolers_paused_for = None;
+            return;
+        };
+        if self.runtime.poolers_paused_for.as_ref() == Some(&target) {
+            return;
+        }
+        self.runtime.poolers_paused_for = Some(target.clone());
+        let late = crate::pooler_switchover::wait_paused(
+            &self.client,
+            &self.namespace,
+            &self.name,
+            &target,
+        )
+        .await;
+        if !late.is_empty() {
+            tracing::warn!(
+                "{}/{}: pooler pods {late:?} did not pause for the switchover to {target} in time; going on",
+                self.namespace,
+                self.name
+            );
+        }
+    }
 
     async fn fence(&mut self, instance: &str) {
         // Deleting the pod at once stops its processes; its data stays.

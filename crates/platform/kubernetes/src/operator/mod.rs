@@ -84,6 +84,8 @@ pub(crate) struct ClusterRuntime {
     /// The last spec that passed the checks, with its defaults: a running cluster whose new
     /// spec is refused keeps being reconciled (and failed over) with it.
     pub(crate) last_valid: Option<Cluster>,
+    /// The switchover target the rw poolers were last paused for.
+    pub(crate) poolers_paused_for: Option<String>,
     /// Since when each instance has been unhealthy.
     pub(crate) unhealthy_since: BTreeMap<String, Instant>,
     /// When each instance's manager last answered (and so had its lease renewed).
