@@ -25,3 +25,19 @@ pub const ADMIN_USER: &str = "pgbouncer";
 pub const DEFAULT_AUTH_QUERY: &str = "SELECT usename, passwd FROM public.user_search($1)";
 /// Annotation on a Pooler: `"false"` turns off pausing it during a switchover.
 pub const PAUSE_ON_SWITCHOVER_ANNOTATION: &str = "pgherd.io/pause-on-switchover";
+
+/// Whether `pooler` (of type `rw`) pauses around its cluster's switchovers, on every platform:
+/// not when its annotation says `false`, nor in session mode (a client's session keeps its
+/// server connection, so `PAUSE` would wait for the clients to leave: new clients would wait
+/// for nothing, and the switchover with them).
+pub fn pause_on_switchover(pooler: &pgherd_api::Pooler) -> bool {
+    let session = pooler.spec.pgbouncer.pool_mode.unwrap_or_default()
+        == pgherd_api::kinds::pooler::PgBouncerPoolMode::Session;
+    !session
+        && pooler
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSE_ON_SWITCHOVER_ANNOTATION))
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
+}

@@ -226,7 +226,8 @@ pub async fn run(settings: PodSettings) -> Result<(), String> {
     let (mut paused, cluster, rw) = loop {
         match read(&client, &settings).await.and_then(|i| {
             let (_, paused) = render(&settings, &i)?;
-            let rw = i.pooler.spec.pooler_type.unwrap_or_default() == PoolerType::Rw;
+            let rw = i.pooler.spec.pooler_type.unwrap_or_default() == PoolerType::Rw
+                && pgherd_pooler::pause_on_switchover(&i.pooler);
             Ok((paused, i.pooler.spec.cluster.name.clone(), rw))
         }) {
             Ok(first) => break first,
@@ -266,7 +267,8 @@ pub async fn run(settings: PodSettings) -> Result<(), String> {
         axum::routing::get(move || std::future::ready(answer.answer())),
     );
     let metrics = tokio::spawn(async move { axum::serve(listener, routes).await });
-    // A rw pooler pauses during its cluster's switchovers.
+    // A rw pooler pauses during its cluster's switchovers (not in session mode, nor with
+    // `pgherd.io/pause-on-switchover: "false"`).
     let mut switching =
         rw.then(|| pooler_switchover::follow(client.clone(), &settings.namespace, &cluster));
     let mut switch_since: Option<std::time::Instant> = None;
@@ -284,7 +286,12 @@ pub async fn run(settings: PodSettings) -> Result<(), String> {
         if want_paused != applied_paused {
             let done = match admin(&target).await {
                 Ok(a) if want_paused => a.pause(Duration::from_secs(10)).await,
-                Ok(a) => a.resume().await,
+                // Server connections are renewed first: after a switchover, those left would
+                // lead to the old primary.
+                Ok(a) => {
+                    let _ = a.reconnect().await;
+                    a.resume().await
+                }
                 Err(e) => {
                     tracing::debug!("{e}");
                     Ok(()) // not up yet: next time

@@ -121,7 +121,8 @@ async fn rw_pooler_pods(client: &Client, namespace: &str, cluster: &str) -> Vec<
     let mut out = Vec::new();
     for p in list {
         let rw = p.spec.pooler_type.unwrap_or_default() == PoolerType::Rw;
-        if p.spec.cluster.name != cluster || !rw || p.spec.pgbouncer.paused == Some(true) {
+        let pauses = rw && pgherd_pooler::pause_on_switchover(&p);
+        if p.spec.cluster.name != cluster || !pauses || p.spec.pgbouncer.paused == Some(true) {
             continue;
         }
         let name = p.metadata.name.clone().unwrap_or_default();

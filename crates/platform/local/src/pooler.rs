@@ -137,22 +137,6 @@ pub fn uses_builtin_auth(state: &StateDir, namespace: &str, cluster: &str) -> bo
         })
 }
 
-/// Whether the pooler pauses around its cluster's switchovers: not when its annotation says
-/// `false`, nor in session mode (a client's session keeps its server connection, so `PAUSE`
-/// would wait for the clients to leave: new clients would wait for nothing, up to
-/// [`PAUSE_WAIT`], and the switchover with them).
-fn pause_on_switchover(pooler: &Pooler) -> bool {
-    let session = pooler.spec.pgbouncer.pool_mode.unwrap_or_default()
-        == pgherd_api::kinds::pooler::PgBouncerPoolMode::Session;
-    !session
-        && pooler
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(pgherd_pooler::PAUSE_ON_SWITCHOVER_ANNOTATION))
-            .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
-}
-
 fn type_name(t: PoolerType) -> &'static str {
     match t {
         PoolerType::Rw => "rw",
@@ -455,7 +439,7 @@ impl PoolerPass<'_> {
             return Ok(status);
         };
         runtime.user_paused = pooler.spec.pgbouncer.paused.unwrap_or(false);
-        runtime.pause_on_switchover = pause_on_switchover(pooler);
+        runtime.pause_on_switchover = pgherd_pooler::pause_on_switchover(pooler);
         runtime.applied.retain(|k, _| wanted.contains(k));
         runtime.targets.retain(|k, _| wanted.contains(k));
         runtime.last_start.retain(|k, _| wanted.contains(k));
