@@ -285,7 +285,16 @@ pub async fn run(settings: PodSettings) -> Result<(), String> {
         let want_paused = paused || for_switchover;
         if want_paused != applied_paused {
             let done = match admin(&target).await {
-                Ok(a) if want_paused => a.pause(Duration::from_secs(10)).await,
+                // A PAUSE still waiting for transactions after its time stays in effect in
+                // PgBouncer: paused all the same, so that it is resumed later (else it would
+                // stay paused for good).
+                Ok(a) if want_paused => match a.pause(Duration::from_secs(10)).await {
+                    Err(e @ pgherd_pooler::AdminError::Timeout { .. }) => {
+                        tracing::warn!("{}: {e}; PgBouncer stays paused", settings.pooler);
+                        Ok(())
+                    }
+                    other => other,
+                },
                 // Server connections are renewed first: after a switchover, those left would
                 // lead to the old primary.
                 Ok(a) => {
