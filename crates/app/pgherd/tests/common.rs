@@ -9,6 +9,12 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
 }
 
+/// A seed fixture (`tests/fixtures/seeds/NAME`) as text.
+pub fn seed_fixture(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("tests/fixtures/seeds").join(name))
+        .expect("seed fixture")
+}
+
 pub fn pgherd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgherd"))
         .args(args)

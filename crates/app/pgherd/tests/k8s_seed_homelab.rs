@@ -207,17 +207,8 @@ fn seed_004_runbook_on_kubernetes() {
         "{replication}"
     );
 
-    let service_ip = |name: &str| {
-        let s = sim.json(&["get", "service", "-n", NS, name]).unwrap();
-        str_at(&s, "/spec/clusterIP").unwrap().to_string()
-    };
-    let rw = service_ip("homepage-postgres-rw");
-    let password = {
-        let s = sim
-            .json(&["get", "secret", "-n", NS, "homepage-postgres-app"])
-            .unwrap();
-        k8s::base64_decode(str_at(&s, "/data/password").unwrap())
-    };
+    let rw = sim.service_ip(NS, "homepage-postgres-rw");
+    let password = sim.app_password(NS, "homepage-postgres");
     sim.runtime.block_on(async {
         let c = connect_soon(&rw, &password).await.expect("-rw answers");
         c.batch_execute("CREATE TABLE marks (id int PRIMARY KEY)")
@@ -302,13 +293,8 @@ fn seed_004_runbook_on_kubernetes() {
         "postgres-ha",
         "--timeout=300s",
     ]);
-    let recovered_rw = service_ip("homepage-postgres-recovery-rw");
-    let recovered_password = {
-        let s = sim
-            .json(&["get", "secret", "-n", NS, "homepage-postgres-recovery-app"])
-            .unwrap();
-        k8s::base64_decode(str_at(&s, "/data/password").unwrap())
-    };
+    let recovered_rw = sim.service_ip(NS, "homepage-postgres-recovery-rw");
+    let recovered_password = sim.app_password(NS, "homepage-postgres-recovery");
     let marks: Vec<i32> = sim.runtime.block_on(async {
         let c = connect_soon(&recovered_rw, &recovered_password)
             .await
@@ -384,18 +370,8 @@ fn seed_003_plugin_archiving_on_kubernetes() {
         "immich",
         "--timeout=300s",
     ]);
-    let rw = {
-        let s = sim
-            .json(&["get", "service", "-n", "immich", "immich-postgres-rw"])
-            .unwrap();
-        str_at(&s, "/spec/clusterIP").unwrap().to_string()
-    };
-    let password = {
-        let s = sim
-            .json(&["get", "secret", "-n", "immich", "immich-postgres-app"])
-            .unwrap();
-        k8s::base64_decode(str_at(&s, "/data/password").unwrap())
-    };
+    let rw = sim.service_ip("immich", "immich-postgres-rw");
+    let password = sim.app_password("immich", "immich-postgres");
     let load = HaLoad::start(&sim, "immich", "immich-postgres", &rw, &password);
 
     // WAL archived through the plugin's ObjectStore (gzip, AES256 server-side encryption).

@@ -224,18 +224,9 @@ fn seed_002_runbook_on_kubernetes() {
     );
 
     // A service writes through the pooler for the operations.
-    let password = {
-        let s = sim
-            .json(&["get", "secret", "-n", NS, "postgres-cluster-app"])
-            .unwrap();
-        k8s::base64_decode(str_at(&s, "/data/password").unwrap())
-    };
-    let service_ip = |name: &str| {
-        let s = sim.json(&["get", "service", "-n", NS, name]).unwrap();
-        str_at(&s, "/spec/clusterIP").unwrap().to_string()
-    };
-    let rw = service_ip("postgres-cluster-rw");
-    let through_pooler = service_ip(POOLER);
+    let password = sim.app_password(NS, CLUSTER);
+    let rw = sim.service_ip(NS, "postgres-cluster-rw");
+    let through_pooler = sim.service_ip(NS, POOLER);
     let load = HaLoad::start_via(&sim, NS, CLUSTER, &rw, &through_pooler, &password);
 
     // "Manual Failover (Switchover)", as written.

@@ -20,25 +20,6 @@ use k8s::{connect_soon, kubelet_available, str_at, Operator, Sim};
 use pgherd_testkit::moto::Moto;
 use seed_stacks::shared::{self as stack, BUCKET, CLUSTER, NAMESPACE as NS};
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(common::repo_root().join("tests/fixtures/seeds").join(name))
-        .expect("seed fixture")
-}
-
-fn service_ip(sim: &Sim, namespace: &str, name: &str) -> String {
-    let s = sim
-        .json(&["get", "service", "-n", namespace, name])
-        .unwrap();
-    str_at(&s, "/spec/clusterIP").unwrap().to_string()
-}
-
-fn app_password(sim: &Sim, namespace: &str, cluster: &str) -> String {
-    let s = sim
-        .json(&["get", "secret", "-n", namespace, &format!("{cluster}-app")])
-        .unwrap();
-    k8s::base64_decode(str_at(&s, "/data/password").unwrap())
-}
-
 #[test]
 fn seed_000_stage_cluster_on_kubernetes() {
     if !kubelet_available() {
@@ -90,11 +71,13 @@ fn seed_000_stage_cluster_on_kubernetes() {
     );
 
     // "Database Connection": the app credentials the operator made.
-    let rw = service_ip(&sim, NS, "postgres-shared-rw");
-    let password = app_password(&sim, NS, CLUSTER);
+    let rw = sim.service_ip(NS, "postgres-shared-rw");
+    let password = sim.app_password(NS, CLUSTER);
     // "Database Management": the seed's Database, as stored.
-    sim.apply(&fixture("000-database-product-a-api-stage.yaml"))
-        .unwrap();
+    sim.apply(&common::seed_fixture(
+        "000-database-product-a-api-stage.yaml",
+    ))
+    .unwrap();
     sim.eventually("the Database applied", 120, || {
         let d = sim.json(&["get", "database", "-n", NS, "product-a-api-stage"])?;
         (d.pointer("/status/applied") == Some(&true.into())).then_some(())
@@ -134,7 +117,7 @@ fn seed_000_stage_cluster_on_kubernetes() {
     // names no image either: the default runs another major than the backup's, and the
     // cluster says which image to use before anything starts.
     let as_written = stack::pitr(
-        &fixture("000-cluster-postgres-restored-pitr.yaml"),
+        &common::seed_fixture("000-cluster-postgres-restored-pitr.yaml"),
         &endpoint,
         &target,
         None,
@@ -164,7 +147,7 @@ fn seed_000_stage_cluster_on_kubernetes() {
         "{}{}",
         stack::credentials("default"),
         stack::pitr(
-            &fixture("000-cluster-postgres-restored-pitr.yaml"),
+            &common::seed_fixture("000-cluster-postgres-restored-pitr.yaml"),
             &endpoint,
             &target,
             Some("ghcr.io/cloudnative-pg/postgresql:17.2"),
@@ -177,8 +160,8 @@ fn seed_000_stage_cluster_on_kubernetes() {
         "--timeout=300s",
         "cluster/postgres-restored",
     ]);
-    let restored_rw = service_ip(&sim, "default", "postgres-restored-rw");
-    let restored_password = app_password(&sim, "default", "postgres-restored");
+    let restored_rw = sim.service_ip("default", "postgres-restored-rw");
+    let restored_password = sim.app_password("default", "postgres-restored");
     let rows: Vec<i32> = sim.runtime.block_on(async {
         let c = connect_soon(&restored_rw, &restored_password)
             .await
@@ -192,7 +175,7 @@ fn seed_000_stage_cluster_on_kubernetes() {
     });
     assert_eq!(
         rows,
-        (1..=10).collect::<Vec<_>>(),
+        pgherd_testkit::pitr::rows_before(),
         "exactly the rows before {target}"
     );
     let logged = operator.logged();

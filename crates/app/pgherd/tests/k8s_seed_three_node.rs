@@ -22,16 +22,6 @@ use seed_stacks::three_node::{self as stack, BUCKET, CLUSTER, IMAGE, NAMESPACE a
 
 const RUNS: &str = "ghcr.io/cloudnative-pg/postgresql:15";
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(common::repo_root().join("tests/fixtures/seeds").join(name))
-        .expect("seed fixture")
-}
-
-fn service_ip(sim: &Sim, name: &str) -> String {
-    let s = sim.json(&["get", "service", "-n", NS, name]).unwrap();
-    str_at(&s, "/spec/clusterIP").unwrap().to_string()
-}
-
 /// `psql -U postgres -d DB -Atc SQL` in `pod`.
 fn superuser_sql_in(sim: &Sim, pod: &str, db: &str, sql: &str) -> String {
     sim.kubectl(&[
@@ -66,26 +56,23 @@ fn seed_001_three_node_runbook_on_kubernetes() {
         "-n",
         "postgres",
     ]);
-    sim.apply(&fixture("001-pooler-connection-pool-tuning.yaml"))
-        .unwrap();
+    sim.apply(&common::seed_fixture(
+        "001-pooler-connection-pool-tuning.yaml",
+    ))
+    .unwrap();
     // "Checking Cluster Status".
     let status = sim.kubectl(&["cnpg", "status", "postgres-cluster", "-n", "postgres"]);
     assert!(status.contains("Cluster in healthy state"), "{status}");
 
     // "Connection Details": -rw writes, -ro is a replica, -r answers.
-    let password = {
-        let s = sim
-            .json(&["get", "secret", "-n", NS, "postgres-cluster-app"])
-            .unwrap();
-        k8s::base64_decode(str_at(&s, "/data/password").unwrap())
-    };
-    let rw = service_ip(&sim, "postgres-cluster-rw");
+    let password = sim.app_password(NS, CLUSTER);
+    let rw = sim.service_ip(NS, "postgres-cluster-rw");
     for (service, standby) in [
         ("postgres-cluster-rw", Some(false)),
         ("postgres-cluster-ro", Some(true)),
         ("postgres-cluster-r", None),
     ] {
-        let ip = service_ip(&sim, service);
+        let ip = sim.service_ip(NS, service);
         let in_recovery: bool = sim.runtime.block_on(async {
             let c = connect_soon(&ip, &password).await.expect(service);
             c.query_one("SELECT pg_is_in_recovery()", &[])
@@ -118,7 +105,7 @@ fn seed_001_three_node_runbook_on_kubernetes() {
         let p = sim.json(&["get", "pooler", "-n", NS, "postgres-cluster-pooler-rw"])?;
         (str_at(&p, "/status/phase") == Some("active")).then_some(())
     });
-    let through_pooler = service_ip(&sim, "postgres-cluster-pooler-rw");
+    let through_pooler = sim.service_ip(NS, "postgres-cluster-pooler-rw");
     let load = HaLoad::start_via(&sim, NS, CLUSTER, &rw, &through_pooler, &password);
 
     // "Manual Failover", as written: the cluster's name is missing; the answer shows the form.
@@ -158,8 +145,10 @@ fn seed_001_three_node_runbook_on_kubernetes() {
     assert_eq!(committed_app, "1");
 
     // "Trigger Manual Backup" (the seed's own), then "List Backups".
-    sim.apply(&fixture("001-backup-postgres-cluster-manual.yaml"))
-        .unwrap();
+    sim.apply(&common::seed_fixture(
+        "001-backup-postgres-cluster-manual.yaml",
+    ))
+    .unwrap();
     let backup = sim.eventually("the manual backup completed", 240, || {
         let b = sim.json(&[
             "get",
@@ -184,7 +173,8 @@ fn seed_001_three_node_runbook_on_kubernetes() {
 
     // "Restore from Backup": the seed's own manifest (with the image the backup was made by).
     sim.apply(
-        &fixture("001-cluster-postgres-cluster-restored-completed.yaml").replace(IMAGE, RUNS),
+        &common::seed_fixture("001-cluster-postgres-cluster-restored-completed.yaml")
+            .replace(IMAGE, RUNS),
     )
     .unwrap();
     sim.kubectl(&[

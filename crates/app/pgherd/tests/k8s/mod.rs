@@ -265,6 +265,22 @@ impl Sim {
         })
     }
 
+    /// The ClusterIP of Service `namespace/name`.
+    pub fn service_ip(&self, namespace: &str, name: &str) -> String {
+        let s = self
+            .json(&["get", "service", "-n", namespace, name])
+            .unwrap();
+        str_at(&s, "/spec/clusterIP").unwrap().to_string()
+    }
+
+    /// The password of Cluster `namespace/cluster`'s application owner (its `-app` Secret).
+    pub fn app_password(&self, namespace: &str, cluster: &str) -> String {
+        let s = self
+            .json(&["get", "secret", "-n", namespace, &format!("{cluster}-app")])
+            .unwrap();
+        base64_decode(str_at(&s, "/data/password").unwrap())
+    }
+
     /// The decoded `key` of Secret `name`.
     pub fn secret_value(&self, name: &str, key: &str) -> String {
         let s = self.json(&["get", "secret", name]).unwrap();

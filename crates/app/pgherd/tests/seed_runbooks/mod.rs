@@ -16,12 +16,7 @@ use std::time::{Duration, Instant};
 
 /// A seed fixture (`tests/fixtures/seeds/NAME`) as text.
 pub fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        crate::common::repo_root()
-            .join("tests/fixtures/seeds")
-            .join(name),
-    )
-    .expect("seed fixture")
+    crate::common::seed_fixture(name)
 }
 
 /// `local ARGS… -n NAMESPACE`, asserting success; stdout.
