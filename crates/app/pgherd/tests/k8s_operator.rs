@@ -263,3 +263,60 @@ fn an_image_catalog_gives_the_clusters_image() {
     });
     assert!(reason.contains("no image for major version 16"), "{reason}");
 }
+
+/// `bootstrap.initdb.postInit*SQLRefs` on Kubernetes: the first instance waits, saying which
+/// object is missing, until every referenced Secret and ConfigMap exists, then runs their SQL
+/// after the inline statements, Secrets before ConfigMaps, in list order.
+#[test]
+fn post_init_sql_refs_run_at_bootstrap() {
+    if !k8s::kubelet_available() {
+        return;
+    }
+    let sim = Sim::with_nodes(1);
+    sim.install_crds();
+    let _operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
+    sim.apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: init-secret\nstringData:\n  first.sql: INSERT INTO steps VALUES (2, 'secret')\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: init\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    initdb:\n      postInitApplicationSQL:\n        - CREATE TABLE steps (n int PRIMARY KEY, source text)\n        - INSERT INTO steps VALUES (1, 'inline')\n        - GRANT SELECT ON steps TO app\n      postInitApplicationSQLRefs:\n        secretRefs:\n          - name: init-secret\n            key: first.sql\n        configMapRefs:\n          - name: init-sql\n            key: a.sql\n          - name: init-sql\n            key: b.sql\n")
+        .unwrap();
+    let reason = sim.eventually("the missing ConfigMap said", 60, || {
+        let c = sim.json(&["get", "cluster", "init"])?;
+        str_at(&c, "/status/phaseReason")
+            .filter(|r| r.contains("init-sql"))
+            .map(str::to_string)
+    });
+    assert!(
+        reason.contains("spec.bootstrap.initdb.postInitApplicationSQLRefs")
+            && reason.contains("not found"),
+        "{reason}"
+    );
+    sim.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: init-sql\ndata:\n  a.sql: INSERT INTO steps VALUES (3, 'config map a')\n  b.sql: INSERT INTO steps VALUES (4, 'config map b')\n")
+        .unwrap();
+    sim.eventually("a healthy cluster", 180, || {
+        let c = sim.json(&["get", "cluster", "init"])?;
+        (str_at(&c, "/status/phase") == Some("Cluster in healthy state")).then_some(())
+    });
+    let (rw, password) = (
+        sim.service_ip("default", "init-rw"),
+        sim.app_password("default", "init"),
+    );
+    let rows = sim.runtime.block_on(async {
+        let c = k8s::connect_soon(&rw, &password)
+            .await
+            .expect("-rw answers");
+        let rows = c
+            .query("SELECT n, source FROM steps ORDER BY n", &[])
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        rows,
+        [
+            (1, "inline".to_string()),
+            (2, "secret".to_string()),
+            (3, "config map a".to_string()),
+            (4, "config map b".to_string())
+        ]
+    );
+}

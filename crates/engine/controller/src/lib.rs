@@ -14,6 +14,7 @@ pub mod declarative;
 pub mod ha;
 pub mod hibernation;
 pub mod instance_spec;
+pub mod key_refs;
 pub mod major_upgrade;
 pub mod operations;
 pub mod phase;

@@ -1,6 +1,6 @@
-//! What a Cluster may ask for that the Kubernetes platform does not run yet (the local
-//! platform runs it): refused, never accepted and ignored — at admission by the validating
-//! webhook, and by the operator for Clusters that reach it without the webhook. Pure.
+//! What a Cluster may ask for that the Kubernetes platform does not run yet: refused, never
+//! accepted and ignored — at admission by the validating webhook, and by the operator for
+//! Clusters that reach it without the webhook. Pure.
 
 use pgherd_api::Cluster;
 
@@ -17,7 +17,7 @@ impl NotRun {
     /// Why it is refused, after the field.
     pub fn reason(&self) -> String {
         format!(
-            "{} is not supported by pgherd's Kubernetes operator yet (the local platform runs it: pgherd local up -f FILE)",
+            "{} is not supported by pgherd's Kubernetes operator yet",
             self.what
         )
     }
@@ -67,17 +67,6 @@ pub fn cluster_fields(cluster: &Cluster) -> Vec<NotRun> {
         {
             refuse("spec.certificates", "user-provided certificates");
         }
-    }
-    let initdb = bootstrap.and_then(|b| b.initdb.as_ref());
-    if initdb.is_some_and(|i| {
-        i.post_init_sql_refs.is_some()
-            || i.post_init_template_sql_refs.is_some()
-            || i.post_init_application_sql_refs.is_some()
-    }) {
-        refuse(
-            "spec.bootstrap.initdb",
-            "postInit*SQLRefs (SQL from Secrets and ConfigMaps)",
-        );
     }
     out
 }

@@ -1,10 +1,52 @@
 //! Values the Cluster takes from stored Secrets and ConfigMaps by key: the SQL of
-//! `bootstrap.initdb.postInit*SQLRefs` and the monitoring custom queries.
+//! `bootstrap.initdb.postInit*SQLRefs` and the monitoring custom queries. What a lookup found
+//! becomes text or a message through `pgherd_controller::key_refs`, as on Kubernetes.
 
 use crate::state::StateDir;
 use crate::LocalError;
 use k8s_openapi::api::core::v1::ConfigMap;
 use pgherd_api::common::{ConfigMapKeySelector, SecretKeySelector, SqlRefs};
+use pgherd_controller::key_refs::{self, Found, Source};
+
+/// What the stored `source` object `name` has under `key`.
+fn lookup(
+    state: &StateDir,
+    namespace: &str,
+    source: Source,
+    name: &str,
+    key: &str,
+) -> Result<Found, LocalError> {
+    Ok(match source {
+        Source::Secret => {
+            Found::from_bytes(crate::secrets::read(state, namespace, name)?.as_ref(), key)
+        }
+        Source::ConfigMap => {
+            let map: Option<ConfigMap> =
+                crate::state::read_json(&state.object_path("ConfigMap", namespace, name))?;
+            match map {
+                None => Found::NoObject,
+                Some(m) => m
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .cloned()
+                    .map_or(Found::NoKey, Found::Text),
+            }
+        }
+    })
+}
+
+fn text(
+    state: &StateDir,
+    namespace: &str,
+    field: &str,
+    source: Source,
+    name: &str,
+    key: &str,
+) -> Result<String, LocalError> {
+    let found = lookup(state, namespace, source, name, key)?;
+    key_refs::text(field, namespace, source, name, key, found).map_err(LocalError::Invalid)
+}
 
 /// The text under `r.key` of the stored Secret `r.name`; `field` names the Cluster field for
 /// error messages.
@@ -14,21 +56,7 @@ pub fn secret_key(
     field: &str,
     r: &SecretKeySelector,
 ) -> Result<String, LocalError> {
-    let data = crate::secrets::read(state, namespace, &r.name)?.ok_or_else(|| {
-        LocalError::Invalid(format!(
-            "{field}: Secret {:?} not found in namespace {namespace}; apply it (kind: Secret) before the Cluster",
-            r.name
-        ))
-    })?;
-    let bytes = data
-        .get(&r.key)
-        .ok_or_else(|| missing_key(field, "Secret", &r.name, &r.key))?;
-    String::from_utf8(bytes.clone()).map_err(|_| {
-        LocalError::Invalid(format!(
-            "{field}: key {:?} of Secret {:?} is not UTF-8 text",
-            r.key, r.name
-        ))
-    })
+    text(state, namespace, field, Source::Secret, &r.name, &r.key)
 }
 
 /// The text under `r.key` of the stored ConfigMap `r.name`.
@@ -38,102 +66,25 @@ pub fn config_map_key(
     field: &str,
     r: &ConfigMapKeySelector,
 ) -> Result<String, LocalError> {
-    let map: ConfigMap =
-        crate::state::read_json(&state.object_path("ConfigMap", namespace, &r.name))?
-            .ok_or_else(|| {
-                LocalError::Invalid(format!(
-                    "{field}: ConfigMap {:?} not found in namespace {namespace}; apply it (kind: ConfigMap) before the Cluster",
-                    r.name
-                ))
-            })?;
-    map.data
-        .as_ref()
-        .and_then(|d| d.get(&r.key))
-        .cloned()
-        .ok_or_else(|| missing_key(field, "ConfigMap", &r.name, &r.key))
+    text(state, namespace, field, Source::ConfigMap, &r.name, &r.key)
 }
 
-/// The statements `refs` point to, in CloudNativePG's order: every Secret reference in list
-/// order, then every ConfigMap reference.
+/// The statements `refs` point to, in CloudNativePG's order.
 pub fn sql(
     state: &StateDir,
     namespace: &str,
     field: &str,
     refs: Option<&SqlRefs>,
 ) -> Result<Vec<String>, LocalError> {
-    let Some(refs) = refs else {
-        return Ok(Vec::new());
-    };
-    let mut statements = Vec::new();
-    for r in &refs.secret_refs {
-        statements.push(secret_key(state, namespace, field, r)?);
+    let mut failed = None;
+    let statements = key_refs::sql(field, namespace, refs, |source, name, key| {
+        lookup(state, namespace, source, name, key).unwrap_or_else(|e| {
+            failed.get_or_insert(e);
+            Found::NoObject
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
-    for r in &refs.config_map_refs {
-        statements.push(config_map_key(state, namespace, field, r)?);
-    }
-    Ok(statements)
-}
-
-fn missing_key(field: &str, kind: &str, name: &str, key: &str) -> LocalError {
-    LocalError::Invalid(format!("{field}: {kind} {name:?} has no key {key:?}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_first_then_config_maps() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::new(dir.path());
-        state.create().unwrap();
-        let docs = pgherd_api::manifest::load(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  a.sql: CREATE TABLE from_secret ()\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  b.sql: CREATE TABLE from_map ()\n",
-        );
-        crate::apply::store(&state, &docs).unwrap();
-        let refs = SqlRefs {
-            secret_refs: vec![SecretKeySelector {
-                name: "s".into(),
-                key: "a.sql".into(),
-            }],
-            config_map_refs: vec![ConfigMapKeySelector {
-                name: "c".into(),
-                key: "b.sql".into(),
-            }],
-        };
-        assert_eq!(
-            sql(&state, "default", "f", Some(&refs)).unwrap(),
-            ["CREATE TABLE from_secret ()", "CREATE TABLE from_map ()"]
-        );
-        let bad = SqlRefs {
-            secret_refs: vec![SecretKeySelector {
-                name: "s".into(),
-                key: "nope".into(),
-            }],
-            config_map_refs: vec![],
-        };
-        let err = sql(
-            &state,
-            "default",
-            "spec.bootstrap.initdb.postInitSQLRefs",
-            Some(&bad),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("postInitSQLRefs") && err.contains("\"nope\""),
-            "{err}"
-        );
-        let absent = SqlRefs {
-            secret_refs: vec![],
-            config_map_refs: vec![ConfigMapKeySelector {
-                name: "gone".into(),
-                key: "k".into(),
-            }],
-        };
-        assert!(sql(&state, "default", "f", Some(&absent))
-            .unwrap_err()
-            .to_string()
-            .contains("ConfigMap \"gone\" not found"));
-    }
+    statements.map_err(LocalError::Invalid)
 }

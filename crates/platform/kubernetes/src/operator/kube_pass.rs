@@ -386,6 +386,18 @@ impl<'a> KubePass<'a> {
                     .unwrap_or_default();
                 let (database, owner, _) =
                     pgherd_controller::instance_spec::application(self.cluster);
+                // The SQL of postInit*SQLRefs after the inline statements, as CloudNativePG runs
+                // them; the first instance is not made without it.
+                let refs = match &self.resolved.post_init {
+                    None => super::references::PostInitSql::default(),
+                    Some(Ok(sql)) => sql.clone(),
+                    Some(Err(problem)) => return Err(OperatorError::Invalid(problem.clone())),
+                };
+                let joined = |inline: Option<Vec<String>>, refs: Vec<String>| {
+                    let mut all = inline.unwrap_or_default();
+                    all.extend(refs);
+                    all
+                };
                 Bootstrap::Initdb {
                     initdb_args: pgherd_instance_manager::InitDbOptions::from_spec(&initdb)
                         .args()
@@ -393,9 +405,12 @@ impl<'a> KubePass<'a> {
                     database,
                     owner,
                     owner_password_file: Some(APP_PASSWORD_FILE.into()),
-                    post_init_sql: initdb.post_init_sql.unwrap_or_default(),
-                    post_init_template_sql: initdb.post_init_template_sql.unwrap_or_default(),
-                    post_init_application_sql: initdb.post_init_application_sql.unwrap_or_default(),
+                    post_init_sql: joined(initdb.post_init_sql, refs.sql),
+                    post_init_template_sql: joined(initdb.post_init_template_sql, refs.template),
+                    post_init_application_sql: joined(
+                        initdb.post_init_application_sql,
+                        refs.application,
+                    ),
                 }
             }
         })

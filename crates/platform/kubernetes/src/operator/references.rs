@@ -6,7 +6,7 @@
 
 use super::OperatorError;
 use crate::pod::INSTANCE_SPEC_PATH;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::Client;
 use pgherd_api::barman::BarmanObjectStoreConfiguration;
@@ -50,6 +50,17 @@ pub(crate) struct Resolved {
     /// Why the recovery source cannot be read (it matters only while the first instance is
     /// being made).
     pub recovery_problem: Option<String>,
+    /// `bootstrap.initdb.postInit*SQLRefs`, read while the first instance is to be made, or
+    /// why they cannot be.
+    pub post_init: Option<Result<PostInitSql, String>>,
+}
+
+/// The statements `bootstrap.initdb.postInit*SQLRefs` point to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct PostInitSql {
+    pub sql: Vec<String>,
+    pub template: Vec<String>,
+    pub application: Vec<String>,
 }
 
 /// Secrets read once per pass.
@@ -149,7 +160,97 @@ pub(crate) async fn resolve(
         }
         Err(e) => out.recovery_problem = Some(e.to_string()),
     }
+    // The SQL is needed only to make the first instance: once an instance has been ready,
+    // the referenced objects may be gone (CloudNativePG reads them once too). What cannot be
+    // read matters only if the first instance is still to be made.
+    let ready_once = cluster
+        .status
+        .as_ref()
+        .is_some_and(|s| s.ready_instances.unwrap_or(0) > 0);
+    if !ready_once {
+        out.post_init = post_init_sql(client, namespace, cluster, &mut secrets).await?;
+    }
     Ok(out)
+}
+
+/// The statements of `bootstrap.initdb.postInit*SQLRefs`, if the Cluster has any.
+async fn post_init_sql(
+    client: &Client,
+    namespace: &str,
+    cluster: &Cluster,
+    secrets: &mut Secrets,
+) -> Result<Option<Result<PostInitSql, String>>, OperatorError> {
+    use pgherd_controller::key_refs::{self, Found, Source};
+    let Some(initdb) = cluster
+        .spec
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.initdb.as_ref())
+    else {
+        return Ok(None);
+    };
+    let fields = [
+        (
+            "spec.bootstrap.initdb.postInitSQLRefs",
+            initdb.post_init_sql_refs.as_ref(),
+        ),
+        (
+            "spec.bootstrap.initdb.postInitTemplateSQLRefs",
+            initdb.post_init_template_sql_refs.as_ref(),
+        ),
+        (
+            "spec.bootstrap.initdb.postInitApplicationSQLRefs",
+            initdb.post_init_application_sql_refs.as_ref(),
+        ),
+    ];
+    if fields.iter().all(|(_, refs)| refs.is_none()) {
+        return Ok(None);
+    }
+    // Every referenced object read once, then the statements in CloudNativePG's order.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut config_maps: BTreeMap<String, Option<BTreeMap<String, String>>> = BTreeMap::new();
+    for (_, refs) in &fields {
+        for (source, name) in key_refs::referenced(*refs) {
+            match source {
+                Source::Secret => {
+                    secrets.get(&name).await?;
+                }
+                Source::ConfigMap if !config_maps.contains_key(&name) => {
+                    let data = maps
+                        .get_opt(&name)
+                        .await?
+                        .map(|m| m.data.unwrap_or_default());
+                    config_maps.insert(name, data);
+                }
+                Source::ConfigMap => {}
+            }
+        }
+    }
+    let mut lists = Vec::new();
+    for (field, refs) in fields {
+        let statements = key_refs::sql(field, namespace, refs, |source, name, key| {
+            let data = match source {
+                Source::Secret => secrets.read.get(name).and_then(Option::as_ref),
+                Source::ConfigMap => config_maps.get(name).and_then(Option::as_ref),
+            };
+            match data {
+                None => Found::NoObject,
+                Some(d) => d.get(key).cloned().map_or(Found::NoKey, Found::Text),
+            }
+        });
+        match statements {
+            Ok(s) => lists.push(s),
+            Err(e) => return Ok(Some(Err(e))),
+        }
+    }
+    let application = lists.pop().unwrap_or_default();
+    let template = lists.pop().unwrap_or_default();
+    let sql = lists.pop().unwrap_or_default();
+    Ok(Some(Ok(PostInitSql {
+        sql,
+        template,
+        application,
+    })))
 }
 
 /// The cluster's archive with its Secrets, if it has one.
