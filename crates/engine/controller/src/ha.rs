@@ -13,7 +13,7 @@
 
 use crate::plan::{Observation, ObservedInstance};
 use crate::synchronous::SyncPolicy;
-use pgherd_instance_protocol::Role;
+use pgherd_instance_protocol::{Role, UPSTREAM_REACH_MAX_AGE_MS};
 use std::time::Duration;
 
 /// How long a primary may stay unhealthy (crashed and being restarted in place by its
@@ -21,6 +21,13 @@ use std::time::Duration;
 /// normally recovered in place well within it; an instance whose manager and PostgreSQL are
 /// both gone is failed over at once (plus `failoverDelay`).
 pub const FAILURE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a primary that is cut off from everyone may stay so before it is failed over:
+/// the controller cannot reach its manager, and every replica with a fresh report has not
+/// reached it as primary for [`UPSTREAM_REACH_MAX_AGE_MS`] either (a network partition or a
+/// frozen node). Two witnesses agree, so this is shorter than [`FAILURE_GRACE`], which covers a
+/// primary whose manager still answers (its PostgreSQL restarting in place).
+pub const CUT_OFF_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a primary may accept writes without hearing from the controller or a majority of
 /// its peers before it stops PostgreSQL by itself (an isolated primary).
@@ -130,6 +137,35 @@ fn seen_by_majority(instances: &[&ObservedInstance], primary: &ObservedInstance)
     (following + 1) * 2 > instances.len()
 }
 
+/// Whether `primary` is cut off from everyone for [`CUT_OFF_GRACE`] (plus `failover_delay`):
+/// the controller gets no report from it, at least one replica reports fresh, and every replica
+/// that streams from it has not reached it as primary for [`UPSTREAM_REACH_MAX_AGE_MS`]. A
+/// replica that does not say (an older manager) or still reaches it keeps the usual grace.
+fn cut_off(
+    instances: &[&ObservedInstance],
+    primary: &ObservedInstance,
+    failover_delay: Duration,
+) -> bool {
+    if primary.status.is_some()
+        || primary
+            .unhealthy_for
+            .is_none_or(|d| d < CUT_OFF_GRACE + failover_delay)
+    {
+        return false;
+    }
+    let witnesses: Vec<_> = instances
+        .iter()
+        .filter(|i| i.name != primary.name)
+        .filter_map(|i| i.status.as_ref().filter(|s| is_fresh(s)))
+        .filter(|s| s.following.as_deref() == Some(primary.name.as_str()))
+        .collect();
+    !witnesses.is_empty()
+        && witnesses.iter().all(|s| {
+            s.upstream_seen_ms_ago
+                .is_some_and(|ms| ms > UPSTREAM_REACH_MAX_AGE_MS)
+        })
+}
+
 /// Decide the primary for this pass. `recorded` is the instance that holds the primary role.
 pub fn elect(
     instances: &[&ObservedInstance],
@@ -167,7 +203,8 @@ pub fn elect(
             });
         if let Some(r) = requested {
             target = r;
-        } else if recorded.failed(failover_delay)
+        } else if (recorded.failed(failover_delay)
+            || cut_off(instances, recorded, failover_delay))
             && !recorded.fenced
             // Nothing runs at all (the cluster is starting again after `down`, or the whole
             // machine went down): there is no one to fail over to; the primary starts again.
@@ -556,6 +593,92 @@ mod tests {
         let p = plan(&cluster(3), &o);
         assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
         assert_eq!(p.fence, ["pg-1"], "fenced before anything is promoted");
+    }
+
+    #[test]
+    fn a_primary_cut_off_from_everyone_is_failed_over_after_the_shorter_grace() {
+        let mut o = three();
+        o.instances[0].status = None; // the controller cannot reach pg-1's manager
+        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE);
+        for i in 1..3 {
+            if let Some(s) = o.instances[i].status.as_mut() {
+                s.following = Some("pg-1".into());
+                s.upstream_seen_ms_ago = Some(super::UPSTREAM_REACH_MAX_AGE_MS + 200);
+            }
+        }
+        let p = plan(&cluster(3), &o);
+        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
+        assert_eq!(p.fence, ["pg-1"], "fenced before anything is promoted");
+
+        // Not before the grace.
+        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE - Duration::from_millis(1));
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-1")
+        );
+        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE);
+
+        // One replica still reaches it: only the controller is cut off from it (and the
+        // majority keeps its lease), so no failover.
+        if let Some(s) = o.instances[1].status.as_mut() {
+            s.upstream_seen_ms_ago = Some(100);
+        }
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-1")
+        );
+
+        // A replica that does not say how long ago it reached the primary (an older manager)
+        // is no witness: the usual grace applies.
+        if let Some(s) = o.instances[1].status.as_mut() {
+            s.upstream_seen_ms_ago = None;
+            s.is_wal_receiver_active = false;
+        }
+        if let Some(s) = o.instances[2].status.as_mut() {
+            s.is_wal_receiver_active = false;
+        }
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-1")
+        );
+        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE);
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-3")
+        );
+
+        // A primary whose manager answers (its PostgreSQL down, restarting in place) keeps the
+        // usual grace even when no replica reaches it as primary.
+        let mut o = three();
+        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE);
+        if let Some(s) = o.instances[0].status.as_mut() {
+            s.is_primary = false;
+            s.role = Role::Down;
+            s.ready = false;
+        }
+        for i in 1..3 {
+            if let Some(s) = o.instances[i].status.as_mut() {
+                s.following = Some("pg-1".into());
+                s.upstream_seen_ms_ago = Some(super::UPSTREAM_REACH_MAX_AGE_MS + 200);
+            }
+        }
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-1")
+        );
+
+        // No replica reports fresh: the controller may be the one cut off from everything.
+        let mut o = three();
+        o.instances[0].status = None;
+        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE);
+        for i in 1..3 {
+            o.instances[i].status = None;
+            o.instances[i].unhealthy_for = Some(super::CUT_OFF_GRACE);
+        }
+        assert_eq!(
+            plan(&cluster(3), &o).target_primary.as_deref(),
+            Some("pg-1")
+        );
     }
 
     #[test]

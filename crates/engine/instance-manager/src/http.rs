@@ -225,7 +225,7 @@ async fn status(
         {
             return Err(StatusCode::UNAUTHORIZED);
         }
-        guard.lease_renewed_at = Some(std::time::Instant::now());
+        guard.lease_renewed_at = Some(tokio::time::Instant::now());
     }
     let guard = shared
         .read()

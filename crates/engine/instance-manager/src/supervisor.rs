@@ -25,7 +25,7 @@ pub struct Published {
     /// between them (see [`watch_liveness`]).
     pub observed_at: Option<Instant>,
     /// When the controller last renewed the lease (fetched the status with `?lease=1`).
-    pub lease_renewed_at: Option<Instant>,
+    pub lease_renewed_at: Option<tokio::time::Instant>,
     /// The primary stopped itself: its lease ran out. Cleared on renewal.
     pub self_fenced: bool,
     /// The token a lease renewal must carry (from the spec).

@@ -48,6 +48,8 @@ pub struct ClusterRuntime {
     /// Since when each unhealthy instance has been so (forgotten on restart: a restarted
     /// control plane waits a full grace period before failing over).
     pub unhealthy_since: BTreeMap<String, std::time::Instant>,
+    /// Instances whose manager did not answer the last pass.
+    pub unreachable: std::collections::BTreeSet<String>,
     /// What `spec.monitoring` could not resolve, as last logged.
     pub monitoring_problems: Vec<String>,
     /// Why the cluster's object store cannot be used, as last logged.

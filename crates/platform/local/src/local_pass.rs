@@ -144,6 +144,7 @@ impl Platform for LocalPass<'_> {
                 .flatten()
                 .map(|s| s.trim().to_string()),
             &mut self.task.runtime.unhealthy_since,
+            &mut self.task.runtime.unreachable,
             &self.prelude.controller,
         )
         .await?;

@@ -20,6 +20,10 @@ pub use pgherd_controller::plan::{fenced_instances, FENCED_INSTANCES_ANNOTATION}
 
 /// How long the control plane waits for an instance manager's report (loopback).
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long it waits for one that did not answer the previous pass: a manager on this machine
+/// answers in milliseconds, and a pass during a failover must not wait the whole limit on an
+/// instance that is cut off (each pass moves the failover one step).
+const UNREACHABLE_STATUS_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// How the control plane proves it is the controller to a cluster's instance managers: its
 /// client certificate (signed by the cluster CA) and the lease token.
@@ -33,14 +37,20 @@ pub struct Controller {
 pub async fn fetch_status(
     address: &InstanceAddress,
     controller: &Controller,
+    answered_last_time: bool,
 ) -> Option<InstanceStatus> {
     let host = address.host.to_string();
+    let timeout = if answered_last_time {
+        STATUS_TIMEOUT
+    } else {
+        UNREACHABLE_STATUS_TIMEOUT
+    };
     pgherd_instance_manager::status_client::fetch(
         &host,
         address.status,
         &controller.tls,
         Some(&controller.lease_token),
-        STATUS_TIMEOUT,
+        timeout,
     )
     .await
 }
@@ -97,6 +107,7 @@ pub async fn observe(
     restart_annotation: &str,
     promote_request: Option<String>,
     unhealthy_since: &mut BTreeMap<String, Instant>,
+    unreachable: &mut std::collections::BTreeSet<String>,
     controller: &Controller,
 ) -> Result<(Observation, Seen), LocalError> {
     let mut observed = Observation {
@@ -149,7 +160,8 @@ pub async fn observe(
         let ports: Option<InstanceAddress> = read_json(&dir.join("ports.json"))?;
         if let Some(p) = ports.clone() {
             let (controller, instance) = (controller.clone(), instance.clone());
-            asks.spawn(async move { (instance, fetch_status(&p, &controller).await) });
+            let answered = !unreachable.contains(&instance);
+            asks.spawn(async move { (instance, fetch_status(&p, &controller, answered).await) });
         }
         found.push((instance, serial, dir, ports));
     }
@@ -162,6 +174,11 @@ pub async fn observe(
     let now = Instant::now();
     for (instance, serial, dir, ports) in found {
         let status = reports.remove(&instance);
+        if status.is_some() {
+            unreachable.remove(&instance);
+        } else {
+            unreachable.insert(instance.clone());
+        }
         if let Some(p) = ports {
             seen.ports.insert(instance.clone(), p);
         }

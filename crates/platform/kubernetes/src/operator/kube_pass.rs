@@ -31,6 +31,10 @@ pub(super) const MANAGER_TIMEOUT: Duration = Duration::from_millis(800);
 /// counts the lease from the renewal it received, which is before the operator read the
 /// answer; the margin covers clock rates and scheduling.
 const LEASE_MARGIN: Duration = Duration::from_millis(500);
+// The primary's manager stops PostgreSQL at most MAX_FENCE_LAG after its lease ran out, by a
+// clock that started no later than this operator's last report from it.
+const _: () =
+    assert!(LEASE_MARGIN.as_millis() > pgherd_instance_manager::lease::MAX_FENCE_LAG.as_millis());
 
 use pgherd_controller::operations::RESTARTED_AT_ANNOTATION as RESTARTED_AT;
 
