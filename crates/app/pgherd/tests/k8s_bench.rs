@@ -40,7 +40,7 @@ fn node_loss_failover() {
     let rounds = env_number("PGHERD_BENCH_ROUNDS", 10);
     let sim = Sim::with_nodes(3);
     sim.install_crds();
-    let _operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
+    let operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
     sim.apply(
         "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  affinity:\n    podAntiAffinityType: required\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n",
     )
@@ -71,6 +71,13 @@ fn node_loss_failover() {
         let old_ip = str_at(&pod, "/status/podIP").unwrap().to_string();
         let killed = Instant::now();
         sim.kubelet.as_ref().unwrap().fault(&node, "kill").unwrap();
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        println!(
+            "round {round}: {node} killed at {:.3} (Unix time)",
+            epoch.as_secs_f64()
+        );
         // Commits answered by the old primary before its processes were gone do not count:
         // from when it refuses connections, the next acknowledged commit is the new primary's.
         let deadline = killed + Duration::from_secs(120);
@@ -106,6 +113,13 @@ fn node_loss_failover() {
             .unwrap();
     }
     let acked = writer.stop();
+    if std::env::var_os("PGHERD_TEST_LOGS").is_some() {
+        println!("operator log:\n{}", operator.logged());
+        for pod in ["pg-1", "pg-2", "pg-3"] {
+            let out = sim.kubectl_output(&["logs", pod, "-c", "postgres"], None);
+            println!("--- {pod}\n{}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
     println!(
