@@ -123,13 +123,19 @@ pub(crate) async fn apply(
         apply_one(client, namespace, b).await?;
     }
     let monitor = objects.pod_monitor.as_ref();
-    let unmet = match pod_monitors::apply(client, namespace, name, monitor).await? {
-        Err(CrdMissing) => {
-            let why = pod_monitors::crd_missing_message(&format!("Cluster {namespace}/{name}"));
-            tracing::warn!("{why}");
-            changed.then_some(why)
+    // Not wanted and unchanged since it was deleted (at the latest in this operator's first
+    // pass over the cluster): nothing to ask the API server every re-apply.
+    let unmet = if monitor.is_none() && !changed {
+        None
+    } else {
+        match pod_monitors::apply(client, namespace, name, monitor).await? {
+            Err(CrdMissing) => {
+                let why = pod_monitors::crd_missing_message(&format!("Cluster {namespace}/{name}"));
+                tracing::warn!("{why}");
+                changed.then_some(why)
+            }
+            Ok(()) => None,
         }
-        Ok(()) => None,
     };
     applied.digest = digest;
     applied.at = Some(Instant::now());

@@ -464,7 +464,13 @@ impl Platform for KubePass<'_> {
         // (`kubectl cnpg promote`); it stands until that instance is primary or the controller
         // gives it up, as the local platform's request file does. The status keeps showing it
         // meanwhile, so an operator that restarts finds it there again.
-        let adopted = stored_target.is_some() && self.runtime.written_target == stored_target;
+        // A failover the controller decided (the stored phase says so) is carried on as the
+        // controller's own by an operator that did not write it (one restarted mid-failover),
+        // not taken for a user's switchover request.
+        let failing_over = previous.and_then(|s| s.phase.as_deref())
+            == Some(pgherd_controller::phase::FAILING_OVER);
+        let adopted = stored_target.is_some()
+            && (self.runtime.written_target == stored_target || failing_over);
         if let (Some(t), Some(c), false) = (&stored_target, &current, adopted) {
             if t != c {
                 self.runtime.requested_primary = Some(t.clone());
