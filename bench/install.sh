@@ -5,7 +5,7 @@
 # Idempotent: apt runs only when a package is missing.
 set -eu
 
-PACKAGES="patroni etcd-server python3-psycopg2 pgbackrest barman-cli-cloud postgresql-contrib stunnel4"
+PACKAGES="patroni etcd-server python3-venv python3-psycopg2 pgbackrest barman-cli-cloud postgresql-contrib stunnel4"
 
 missing=""
 for pkg in $PACKAGES; do
@@ -21,6 +21,19 @@ else
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends $missing
+fi
+
+# Patroni from PyPI in a venv of its own, run by bench/lib (Debian's 3.0.2 stays installed for
+# its dependencies): 3.0.2 has a stale etcd3 cache after a failed compare-and-set that can leave
+# its synchronous-standby key unset for good after a failover (patroni/patroni#2779, fixed
+# upstream), which stopped the failover bench's Patroni rows after one kill.
+PATRONI_VERSION=4.1.5
+PATRONI_VENV=/usr/local/lib/pgherd-bench/patroni-4
+if ! "$PATRONI_VENV/bin/patroni" --version 2>/dev/null | grep -q "$PATRONI_VERSION"; then
+    echo "bench/install.sh: installing Patroni $PATRONI_VERSION (PyPI) into $PATRONI_VENV"
+    rm -rf "$PATRONI_VENV"
+    /usr/bin/python3 -m venv "$PATRONI_VENV"
+    "$PATRONI_VENV/bin/pip" install -q "patroni[etcd3,psycopg2-binary]==$PATRONI_VERSION"
 fi
 
 # bench/backup.py's S3 server: s3s-fs (Rust, crates.io), much faster than moto, which the

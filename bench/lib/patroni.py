@@ -13,6 +13,7 @@ import yaml  # python3-yaml, a dependency of the patroni package
 from . import pg, procs
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
+
 SUPERUSER = ("postgres", "bench-superuser")
 REPLICATION = ("replicator", "bench-replicator")
 
@@ -58,7 +59,7 @@ class PatroniCluster:
             self._spawn_agent(name)
 
     def _spawn_agent(self, name):
-        self.agents[name] = procs.spawn(["patroni", self._path(f"{name}.yml")],
+        self.agents[name] = procs.spawn([procs.patroni_binary(), self._path(f"{name}.yml")],
                                         self._path(f"{name}.log"), user=self.os_user,
                                         env=self._agent_env())
 
@@ -197,8 +198,10 @@ class PatroniCluster:
 
     def sync_standbys(self):
         """Names of the running members Patroni lists as synchronous standbys."""
+        # Patroni 3.0 says a replica is "running", 3.1+ "streaming".
         return sorted(m["name"] for m in self.members()
-                      if m.get("role") == "sync_standby" and m.get("state") == "running")
+                      if m.get("role") == "sync_standby"
+                      and m.get("state") in ("running", "streaming"))
 
     def switchover(self, leader, candidate=None, timeout=120):
         """POST /switchover to the leader's REST API; (HTTP status, response text). Patroni

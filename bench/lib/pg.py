@@ -62,14 +62,36 @@ def wait_async(conn, timeout, what):
             select.select([], [conn.fileno()], [], left)
 
 
+def single_host_dsns(dsn):
+    """A multi-host URI (`postgresql://user:pw@h1:p1,h2:p2/db?...`) as one URI per host, in
+    order; any other DSN as itself."""
+    prefix, sep, rest = dsn.partition("://")
+    if not sep or "@" not in rest:
+        return [dsn]
+    credentials, _, location = rest.rpartition("@")
+    hosts, slash, tail = location.partition("/")
+    if "," not in hosts:
+        return [dsn]
+    return [f"{prefix}://{credentials}@{host}{slash}{tail}" for host in hosts.split(",")]
+
+
 def connect_async(dsn, timeout):
     """An asynchronous connection (autocommit, as every async psycopg2 connection), with
-    libpq's connect_timeout and the same limit on the whole handshake."""
+    libpq's connect_timeout and the same limit on the whole handshake. libpq does not apply
+    connect_timeout to asynchronous connections, so a multi-host DSN is tried one host at a
+    time here, each with `timeout` (a frozen first host would otherwise hold every attempt:
+    its kernel accepts the TCP connection and nothing ever answers)."""
     import psycopg2
-    conn = psycopg2.connect(dsn, connect_timeout=timeout, async_=1)
-    try:
-        wait_async(conn, timeout, "connect")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    error = None
+    for one in single_host_dsns(dsn):
+        conn = psycopg2.connect(one, connect_timeout=timeout, async_=1)
+        try:
+            wait_async(conn, timeout, "connect")
+            return conn
+        except psycopg2.Error as e:
+            conn.close()
+            error = e
+        except BaseException:
+            conn.close()
+            raise
+    raise error

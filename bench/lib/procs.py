@@ -155,12 +155,27 @@ def exit_on_signals():
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
 
 
+# Patroni from PyPI in its own venv (bench/install.sh): Debian bookworm's 3.0.2 has a stale
+# etcd3 cache after a failed compare-and-set (patroni/patroni#2779, fixed upstream) that can
+# leave its synchronous-standby key unset for good after a failover. $PGHERD_BENCH_PATRONI
+# overrides; Debian's `patroni` is the fallback.
+PATRONI_VENV_BIN = "/usr/local/lib/pgherd-bench/patroni-4/bin/patroni"
+
+
+def patroni_binary():
+    """The Patroni executable the bench runs."""
+    chosen = os.environ.get("PGHERD_BENCH_PATRONI")
+    if chosen:
+        return chosen
+    return PATRONI_VENV_BIN if os.access(PATRONI_VENV_BIN, os.X_OK) else "patroni"
+
+
 def versions(pgherd_binary):
     """First lines of `--version` of pgherd, Patroni, etcd and PostgreSQL 15, and the CPUs."""
     def first_line(cmd):
         return (subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines() or [""])[0]
     return {"pgherd": first_line([pgherd_binary, "--version"]) if pgherd_binary else None,
-            "patroni": first_line(["patroni", "--version"]),
+            "patroni": first_line([patroni_binary(), "--version"]),
             "etcd": first_line(["etcd", "--version"]),
             "postgres": first_line(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
             "cpus": os.cpu_count()}
