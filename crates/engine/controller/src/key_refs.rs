@@ -35,17 +35,24 @@ pub enum Found {
 }
 
 impl Found {
-    /// From the object's data, if the object exists.
+    /// From a Secret's data, if the Secret exists.
     pub fn from_bytes(
         data: Option<&std::collections::BTreeMap<String, Vec<u8>>>,
         key: &str,
     ) -> Self {
-        match data {
+        match data.map(|d| d.get(key)) {
             None => Found::NoObject,
-            Some(d) => match d.get(key) {
-                None => Found::NoKey,
-                Some(b) => String::from_utf8(b.clone()).map_or(Found::NotText, Found::Text),
-            },
+            Some(None) => Found::NoKey,
+            Some(Some(b)) => String::from_utf8(b.clone()).map_or(Found::NotText, Found::Text),
+        }
+    }
+
+    /// From text data (a ConfigMap's, or a Secret's read as text), if the object exists.
+    pub fn from_text(data: Option<&std::collections::BTreeMap<String, String>>, key: &str) -> Self {
+        match data.map(|d| d.get(key)) {
+            None => Found::NoObject,
+            Some(None) => Found::NoKey,
+            Some(Some(t)) => Found::Text(t.clone()),
         }
     }
 }
@@ -73,27 +80,29 @@ pub fn text(
     }
 }
 
-/// The statements `refs` point to, in CloudNativePG's order: every Secret reference in list
-/// order, then every ConfigMap reference. `lookup` finds one key of one object.
+/// The keys `refs` point to, in CloudNativePG's order: every Secret reference in list order,
+/// then every ConfigMap reference.
+fn entries(refs: Option<&SqlRefs>) -> impl Iterator<Item = (Source, &str, &str)> {
+    let secrets = refs
+        .into_iter()
+        .flat_map(|r| &r.secret_refs)
+        .map(|r| (Source::Secret, r.name.as_str(), r.key.as_str()));
+    let maps = refs
+        .into_iter()
+        .flat_map(|r| &r.config_map_refs)
+        .map(|r| (Source::ConfigMap, r.name.as_str(), r.key.as_str()));
+    secrets.chain(maps)
+}
+
+/// The statements `refs` point to, in CloudNativePG's order. `lookup` finds one key of one
+/// object.
 pub fn sql(
     field: &str,
     namespace: &str,
     refs: Option<&SqlRefs>,
     mut lookup: impl FnMut(Source, &str, &str) -> Found,
 ) -> Result<Vec<String>, String> {
-    let Some(refs) = refs else {
-        return Ok(Vec::new());
-    };
-    let secrets = refs
-        .secret_refs
-        .iter()
-        .map(|r| (Source::Secret, r.name.as_str(), r.key.as_str()));
-    let maps = refs
-        .config_map_refs
-        .iter()
-        .map(|r| (Source::ConfigMap, r.name.as_str(), r.key.as_str()));
-    secrets
-        .chain(maps)
+    entries(refs)
         .map(|(source, name, key)| {
             text(
                 field,
@@ -109,18 +118,9 @@ pub fn sql(
 
 /// The objects `refs` point to, for a platform that fetches them first.
 pub fn referenced(refs: Option<&SqlRefs>) -> Vec<(Source, String)> {
-    let Some(refs) = refs else {
-        return Vec::new();
-    };
-    let secrets = refs
-        .secret_refs
-        .iter()
-        .map(|r| (Source::Secret, r.name.clone()));
-    let maps = refs
-        .config_map_refs
-        .iter()
-        .map(|r| (Source::ConfigMap, r.name.clone()));
-    secrets.chain(maps).collect()
+    entries(refs)
+        .map(|(source, name, _)| (source, name.to_string()))
+        .collect()
 }
 
 #[cfg(test)]

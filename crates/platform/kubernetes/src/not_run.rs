@@ -59,14 +59,12 @@ pub fn cluster_fields(cluster: &Cluster) -> Vec<NotRun> {
     if spec.tablespaces.as_ref().is_some_and(|t| !t.is_empty()) {
         refuse("spec.tablespaces", "tablespaces");
     }
-    if let Some(c) = &spec.certificates {
-        if c.server_tls_secret.is_some()
-            || c.server_ca_secret.is_some()
-            || c.client_ca_secret.is_some()
-            || c.replication_tls_secret.is_some()
-        {
-            refuse("spec.certificates", "user-provided certificates");
-        }
+    if spec
+        .certificates
+        .as_ref()
+        .is_some_and(|c| c.user_provided())
+    {
+        refuse("spec.certificates", "user-provided certificates");
     }
     out
 }

@@ -137,12 +137,11 @@ pub fn not_honoured(object: &Object) -> Vec<&'static str> {
                     "spec.startDelay/stopDelay/smartShutdownTimeout/switchoverDelay: the local platform uses its own timings (a fast shutdown within 10 s, then the processes killed; readiness within 120 s)",
                 );
             }
-            if c.spec.certificates.as_ref().is_some_and(|t| {
-                t.server_tls_secret.is_some()
-                    || t.server_ca_secret.is_some()
-                    || t.client_ca_secret.is_some()
-                    || t.replication_tls_secret.is_some()
-            }) {
+            if c.spec
+                .certificates
+                .as_ref()
+                .is_some_and(|t| t.user_provided())
+            {
                 notes.push(
                     "spec.certificates: the local platform does not use user-provided certificates yet; PostgreSQL presents, and replicas verify, the certificates it issues from the cluster's own CA (local psql trusts it)",
                 );

@@ -217,33 +217,22 @@ impl ClusterContext<'_> {
                 owner_password_file: Some(self.password_file.clone()),
             });
         }
-        let with_refs = |inline: &Option<Vec<String>>, field: &str, refs: Option<&SqlRefs>| {
+        let with_refs = |inline: &Option<Vec<String>>, (field, refs): (&str, Option<&SqlRefs>)| {
             let mut all = inline.clone().unwrap_or_default();
             if creating {
                 all.extend(key_refs::sql(self.state, self.namespace, field, refs)?);
             }
             Ok::<_, LocalError>(all)
         };
+        let [sql_refs, template_refs, application_refs] = b.post_init_refs();
         Ok(Bootstrap::Initdb {
             initdb_args: pgherd_instance_manager::InitDbOptions::from_spec(&b).args()?,
             database: self.database.clone(),
             owner: self.owner.clone(),
             owner_password_file: Some(self.password_file.clone()),
-            post_init_sql: with_refs(
-                &b.post_init_sql,
-                "spec.bootstrap.initdb.postInitSQLRefs",
-                b.post_init_sql_refs.as_ref(),
-            )?,
-            post_init_template_sql: with_refs(
-                &b.post_init_template_sql,
-                "spec.bootstrap.initdb.postInitTemplateSQLRefs",
-                b.post_init_template_sql_refs.as_ref(),
-            )?,
-            post_init_application_sql: with_refs(
-                &b.post_init_application_sql,
-                "spec.bootstrap.initdb.postInitApplicationSQLRefs",
-                b.post_init_application_sql_refs.as_ref(),
-            )?,
+            post_init_sql: with_refs(&b.post_init_sql, sql_refs)?,
+            post_init_template_sql: with_refs(&b.post_init_template_sql, template_refs)?,
+            post_init_application_sql: with_refs(&b.post_init_application_sql, application_refs)?,
         })
     }
 

@@ -23,15 +23,8 @@ fn lookup(
         Source::ConfigMap => {
             let map: Option<ConfigMap> =
                 crate::state::read_json(&state.object_path("ConfigMap", namespace, name))?;
-            match map {
-                None => Found::NoObject,
-                Some(m) => m
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(key))
-                    .cloned()
-                    .map_or(Found::NoKey, Found::Text),
-            }
+            let data = map.map(|m| m.data.unwrap_or_default());
+            Found::from_text(data.as_ref(), key)
         }
     })
 }

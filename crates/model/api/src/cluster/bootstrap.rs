@@ -76,6 +76,27 @@ pub struct BootstrapInitDb {
     pub import: Option<Import>,
 }
 
+impl BootstrapInitDb {
+    /// `postInitSQLRefs`, `postInitTemplateSQLRefs` and `postInitApplicationSQLRefs` with their
+    /// paths, in that order (the order of [`Self::post_init_sql`], `post_init_template_sql` and
+    /// `post_init_application_sql`).
+    pub fn post_init_refs(&self) -> [(&'static str, Option<&SqlRefs>); 3] {
+        [
+            (
+                "spec.bootstrap.initdb.postInitSQLRefs",
+                self.post_init_sql_refs.as_ref(),
+            ),
+            (
+                "spec.bootstrap.initdb.postInitTemplateSQLRefs",
+                self.post_init_template_sql_refs.as_ref(),
+            ),
+            (
+                "spec.bootstrap.initdb.postInitApplicationSQLRefs",
+                self.post_init_application_sql_refs.as_ref(),
+            ),
+        ]
+    }
+}
 /// Kind of logical import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

@@ -72,3 +72,14 @@ pub struct CertificatesConfiguration {
     #[serde(rename = "serverAltDNSNames")]
     pub server_alt_dns_names: Option<Vec<String>>,
 }
+
+impl CertificatesConfiguration {
+    /// Whether it names any certificate or CA Secret of the user's own (rather than only
+    /// extra names for the certificates the operator issues).
+    pub fn user_provided(&self) -> bool {
+        self.server_tls_secret.is_some()
+            || self.server_ca_secret.is_some()
+            || self.client_ca_secret.is_some()
+            || self.replication_tls_secret.is_some()
+    }
+}

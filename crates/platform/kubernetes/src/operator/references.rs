@@ -189,20 +189,7 @@ async fn post_init_sql(
     else {
         return Ok(None);
     };
-    let fields = [
-        (
-            "spec.bootstrap.initdb.postInitSQLRefs",
-            initdb.post_init_sql_refs.as_ref(),
-        ),
-        (
-            "spec.bootstrap.initdb.postInitTemplateSQLRefs",
-            initdb.post_init_template_sql_refs.as_ref(),
-        ),
-        (
-            "spec.bootstrap.initdb.postInitApplicationSQLRefs",
-            initdb.post_init_application_sql_refs.as_ref(),
-        ),
-    ];
+    let fields = initdb.post_init_refs();
     if fields.iter().all(|(_, refs)| refs.is_none()) {
         return Ok(None);
     }
@@ -226,31 +213,24 @@ async fn post_init_sql(
             }
         }
     }
-    let mut lists = Vec::new();
-    for (field, refs) in fields {
-        let statements = key_refs::sql(field, namespace, refs, |source, name, key| {
+    let [sql, template, application] = fields.map(|(field, refs)| {
+        key_refs::sql(field, namespace, refs, |source, name, key| {
             let data = match source {
-                Source::Secret => secrets.read.get(name).and_then(Option::as_ref),
-                Source::ConfigMap => config_maps.get(name).and_then(Option::as_ref),
+                Source::Secret => secrets.read.get(name),
+                Source::ConfigMap => config_maps.get(name),
             };
-            match data {
-                None => Found::NoObject,
-                Some(d) => d.get(key).cloned().map_or(Found::NoKey, Found::Text),
-            }
-        });
-        match statements {
-            Ok(s) => lists.push(s),
-            Err(e) => return Ok(Some(Err(e))),
-        }
-    }
-    let application = lists.pop().unwrap_or_default();
-    let template = lists.pop().unwrap_or_default();
-    let sql = lists.pop().unwrap_or_default();
-    Ok(Some(Ok(PostInitSql {
-        sql,
-        template,
-        application,
-    })))
+            Found::from_text(data.and_then(Option::as_ref), key)
+        })
+    });
+    // The first field's problem first, as they are listed.
+    let read = sql.and_then(|sql| {
+        Ok(PostInitSql {
+            sql,
+            template: template?,
+            application: application?,
+        })
+    });
+    Ok(Some(read))
 }
 
 /// The cluster's archive with its Secrets, if it has one.
