@@ -25,7 +25,10 @@ What is timed (wall clock, time.monotonic in this script):
    restore_command, recovers and must give the same table checksums. MB/s = size of the data
    directory without pg_wal / time of the backup (restore) command, from its start to its exit
    (the restore includes each tool's own flushing, if any; "restored server up" is from
-   pg_ctl start to the first answer of the promoted server).
+   pg_ctl start to the first answer of the promoted server). Each backup and each restore
+   starts from the same cold state: dirty pages written back (sync) and the page cache dropped,
+   so no tool pays for, or leaves to the next, another's writes (--warm: written back only; the
+   data directory and the store's files then stay in the page cache).
 
 Same compression for all (--compression gzip|none; gzip at level 6 for all: pgherd's fixed
 level, pgBackRest compress-level=6, barman-cloud through bench/lib/barman_gzip_level, as it has
@@ -103,8 +106,11 @@ def parse_args():
                              " reused connection is above this (default 10 ms)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (debugging)")
+    parser.add_argument("--warm", action="store_true",
+                        help="keep the page cache between tests (dirty pages are still written"
+                             " back before each backup and restore)")
     parser.add_argument("--pgherd-bin",
-                        help="pgherd binary (default: $PGHERD_BIN, else /work/main's release"
+                        help="pgherd binary (default: $PGHERD_BIN, else this checkout's release"
                              " build, else pgherd on PATH)")
     args = parser.parse_args()
     args.pgherd_bin = os.path.abspath(args.pgherd_bin or pgherd.default_binary())
@@ -631,6 +637,7 @@ class Bench:
         # is part of its time, but a backlog left by the previous tool would not be.
         instance.query("SELECT pg_switch_wal()")
         procs.wait_until(lambda: not self._ready(instance), 600, 0.2, "the archiver to catch up")
+        settle()
         backup_s = tool.backup(instance)
         backup_cpu = tool.last_cpu
         objects, stored = self.server.prefix_size(tool.prefix())
@@ -642,6 +649,7 @@ class Bench:
                             procs.free_ports(1)[0], os.path.join(dest_base, "postgres.log"),
                             env=self.env)
         try:
+            settle()
             restore_s = tool.restore(dest)
             restore_cpu = tool.last_cpu
             restored_size = dir_size(dest)
@@ -672,6 +680,24 @@ class Bench:
                 "backup_cpu_s": backup_cpu, "restore_cpu_s": restore_cpu,
                 "store_objects": objects, "store_bytes": stored,
                 "restored_bytes": restored_size, "verified": verified}
+
+
+DROP_CACHES = True
+
+
+def settle():
+    """The same state before each timed backup and restore: every dirty page written back (a
+    restore must not pay for the previous tool's 1 GB of writes, nor leave its own to the next)
+    and, unless --warm, the page cache dropped (every tool reads the data directory or the store
+    from disk)."""
+    os.sync()
+    if not DROP_CACHES:
+        return
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        pass  # not root, or a container that forbids it: written back is the main thing
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -762,6 +788,7 @@ def report(results, args, server_description):
     print(f"\nBackup bench: {args.rounds} round(s), median [min-max]; S3 server: {server_description};"
           f" compression {args.compression}{' (level 6 for all)' if args.compression == 'gzip' else ''};"
           f" WAL parallelism {args.wal_parallel}, base backup parallelism {args.jobs};"
+          f" page cache {'kept (--warm)' if args.warm else 'dropped'} before each backup and restore;"
           " ratios of the medians, above 1x means pgherd is faster")
     if loads:
         print(f"1-minute load average before the tests: {min(loads):.2f}-{max(loads):.2f}"
@@ -791,6 +818,8 @@ def report(results, args, server_description):
 
 def main():
     args = parse_args()
+    global DROP_CACHES
+    DROP_CACHES = not args.warm
     procs.exit_on_signals()
     workdir = tempfile.mkdtemp(prefix="pgherd-bench-backup-", dir="/tmp")
     os.chmod(workdir, 0o755)  # the postgres user traverses it

@@ -15,10 +15,18 @@ of a new increasing id at a time, reconnecting 50 ms after an error) runs during
   children) together, as a stalled VM: the pids stay, the kernel still answers TCP, nothing
   answers PostgreSQL's protocol; neither system can tell it from a slow node but by timeouts.
   The time from the SIGSTOP to the first acknowledged write sent after it; once another node
-  is primary the frozen processes get SIGCONT (the VM resumes) and must rejoin. This is the
-  fair "node lost" comparison on one host (a network partition is left out, see
-  bench/README.md).
+  is primary the frozen processes get SIGCONT (the VM resumes) and must rejoin.
+- failover, network partition: the primary's node loses its only link (its veth goes down):
+  it reaches neither the DCS / control plane nor its peers nor clients, and nothing reaches it;
+  its processes keep running. The time from the cut to the first acknowledged write sent after
+  it; once another node is primary the link comes back and the old primary must rejoin.
 - switchover: pgherd `local promote`, Patroni POST /switchover; how long the command took.
+
+With the partition test (in the default --tests), every node of every system runs in a network
+namespace of its own joined by a bridge on the host, as separate hosts (pgherd: its Cluster
+annotation pgherd.io/netns-prefix; Patroni: `ip netns exec`), for every test of the run; the
+control plane, pgherd's endpoints, etcd and the writer stay on the host. Needs root. Without it
+(say --tests failover,freeze,switchover) everything listens on loopback.
 
 The writer gives up on an INSERT unanswered after --client-timeout seconds (default 1) and
 reconnects, for every system (a frozen server never answers on an open connection).
@@ -30,6 +38,7 @@ than 0.2 s in that window is an outage (their number, total and the longest are 
 After each test, every acknowledged id must be on the new primary: the missing ones are lost.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -42,7 +51,7 @@ from lib import pg
 
 pg.require_psycopg2()
 
-from lib import patroni, pgherd, procs, stats, writer  # noqa: E402
+from lib import netns, patroni, pgherd, procs, stats, writer  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 MANIFEST = os.path.join(BENCH_DIR, "cluster-3-sync.yaml")
@@ -66,6 +75,7 @@ PATRONI_POSTGRESQL = {"basebackup": {"checkpoint": "fast"},  # as pgherd clones
 CLIENT_TIMEOUT = [1.0]  # --client-timeout
 OUTAGE_S = 0.2  # a gap between acks longer than this is an outage (acks come every few ms)
 SYSTEMS = ["pgherd", "patroni-default", "patroni-fast"]
+TESTS = ["failover", "freeze", "partition", "switchover"]
 LABELS = {"pgherd": "pgherd", "patroni-default": "Patroni default",
           "patroni-fast": "Patroni fast"}
 
@@ -81,9 +91,9 @@ def parse_args():
     parser.add_argument("--systems", default=",".join(SYSTEMS),
                         help=f"comma-separated subset of {','.join(SYSTEMS)} (default all)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    parser.add_argument("--tests", default="failover,freeze,switchover",
+    parser.add_argument("--tests", default=",".join(TESTS),
                         help="comma-separated, in each run: failover (kill -9), freeze (SIGSTOP),"
-                             " switchover (default all)")
+                             " partition (the primary's link cut), switchover (default all)")
     parser.add_argument("--client-timeout", type=float, default=1.0,
                         help="seconds the writer waits for an INSERT before it reconnects"
                              " (default 1)")
@@ -92,16 +102,21 @@ def parse_args():
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds of writes after the cluster is healthy again (default 2)")
     parser.add_argument("--pgherd-bin",
-                        help="pgherd binary (default: $PGHERD_BIN, else /work/main's release"
+                        help="pgherd binary (default: $PGHERD_BIN, else this checkout's release"
                              " build, else pgherd on PATH)")
     parser.add_argument("--timeout", type=int, default=180,
                         help="seconds a cluster may take to fail over or become healthy"
                              " (default 180)")
     parser.add_argument("--failure-logs", metavar="DIR", default="/tmp",
-                        help="where the logs of a system that misbehaved are copied"
-                             " (default /tmp)")
+                        help="where logs are copied: those of a system that misbehaved, or"
+                             " every system's with --keep-logs (default /tmp)")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="copy every system's logs to --failure-logs at the end, not only"
+                             " a failed one's")
     args = parser.parse_args()
     args.tests = [t.strip() for t in args.tests.split(",") if t.strip()]
+    if set(args.tests) - set(TESTS):
+        parser.error(f"unknown tests {sorted(set(args.tests) - set(TESTS))}; choose from {TESTS}")
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.systems) - set(SYSTEMS)
     if unknown:
@@ -127,9 +142,9 @@ class System:
 class Pgherd(System):
     """pgherd's local platform: the writer goes through the -rw endpoint as the app user."""
 
-    def __init__(self, workdir, args):
+    def __init__(self, workdir, args, network):
         self.cluster = pgherd.PgherdCluster(args.pgherd_bin, MANIFEST, CLUSTER,
-                                            os.path.join(workdir, "state"))
+                                            os.path.join(workdir, "state"), network=network)
         self.timeout = args.timeout
 
     def start(self):
@@ -153,6 +168,10 @@ class Pgherd(System):
     def freeze_primary(self):
         primary = self.cluster.primary()
         return (primary["name"], *self.cluster.freeze_node(primary["name"], primary["pid"]))
+
+    def partition_primary(self):
+        name = self.primary()
+        return name, self.cluster.partition_node(name), lambda: self.cluster.heal_node(name)
 
     def wait_new_primary(self, old_primary):
         procs.wait_until(lambda: self._primary_or_none() not in (None, old_primary),
@@ -188,9 +207,10 @@ class Patroni(System):
     as the superuser. A killed node's patroni is started again once the failover is done, as
     a supervisor would bring a crashed node back."""
 
-    def __init__(self, workdir, args, timing):
+    def __init__(self, workdir, args, timing, network):
         self.cluster = patroni.PatroniCluster(workdir, nodes=NODES, dcs=PATRONI_DCS,
-                                              postgresql=PATRONI_POSTGRESQL, **timing)
+                                              postgresql=PATRONI_POSTGRESQL, network=network,
+                                              **timing)
         self.timeout = args.timeout
 
     def start(self):
@@ -213,6 +233,10 @@ class Patroni(System):
     def freeze_primary(self):
         leader = self.cluster.leader()
         return (leader, *self.cluster.freeze_node(leader))
+
+    def partition_primary(self):
+        leader = self.cluster.leader()
+        return leader, self.cluster.partition_node(leader), lambda: self.cluster.heal_node(leader)
 
     def wait_new_primary(self, old_primary):
         procs.wait_until(lambda: self.cluster.leader() not in (None, old_primary),
@@ -246,10 +270,10 @@ class Patroni(System):
         return self.cluster.logs()
 
 
-def make_system(name, workdir, args):
+def make_system(name, workdir, args, network):
     if name == "pgherd":
-        return Pgherd(workdir, args)
-    return Patroni(workdir, args, PATRONI_TIMING[name])
+        return Pgherd(workdir, args, network)
+    return Patroni(workdir, args, PATRONI_TIMING[name], network)
 
 
 # --- one test -------------------------------------------------------------------------------
@@ -333,10 +357,21 @@ def failover_test(system, first_id, args):
 
 
 def freeze_test(system, first_id, args):
-    """Freeze the primary's node (SIGSTOP); time to the first write acknowledged after it;
-    once another node is primary, resume the frozen one and wait until healthy."""
+    """Freeze the primary's node (SIGSTOP); see lost_node_test."""
+    return lost_node_test(system, first_id, args, system.freeze_primary)
+
+
+def partition_test(system, first_id, args):
+    """Cut the primary's link; see lost_node_test."""
+    return lost_node_test(system, first_id, args, system.partition_primary)
+
+
+def lost_node_test(system, first_id, args, lose):
+    """Lose the primary's node with `lose()` -> (old primary, when, a function that brings
+    the node back); time to the first write acknowledged after it; once another node is
+    primary, bring the node back and wait until healthy."""
     w = start_writer(system, first_id, args.warmup, args.timeout)
-    old, frozen, thaw = system.freeze_primary()
+    old, frozen, thaw = lose()
     try:
         first = first_ack(w, frozen, args.timeout)
         system.wait_new_primary(old)
@@ -351,7 +386,7 @@ def freeze_test(system, first_id, args):
     lost = check_lost(system, w)
     return {"old_primary": old, "new_primary": new, "failover_s": first[2] - frozen,
             "longest_gap_s": w.longest_gap(frozen), **outages(w, frozen),
-            "frozen_for_s": thawed - frozen,
+            "lost_for_s": thawed - frozen,
             "healthy_s": healthy - frozen, "acked": len(w.acks), "lost": len(lost),
             "lost_ids": lost[:20], "errors": len(w.errors), "next_id": w.next_id}
 
@@ -391,12 +426,18 @@ def save_logs(system, name, args):
 
 def bench_system(name, workdir, runs, args):
     """Start `name`'s cluster, run `runs` failovers and switchovers (alternating), stop it."""
-    result = {"failover": [], "freeze": [], "switchover": [], "failure": None}
+    result = {kind: [] for kind in TESTS}
+    result["failure"] = None
     tests = [(kind, test) for kind, test in (("failover", failover_test), ("freeze", freeze_test),
+                                             ("partition", partition_test),
                                              ("switchover", switchover_test))
              if kind in args.tests]
     next_id = 1
-    with make_system(name, workdir, args) as system:
+    network = netns.Network(NODES) if "partition" in args.tests else None
+    with contextlib.ExitStack() as stack:
+        if network:
+            stack.enter_context(network)
+        system = stack.enter_context(make_system(name, workdir, args, network))
         try:
             system.start()
             writer.create_table(system.writer_dsn())
@@ -419,13 +460,17 @@ def bench_system(name, workdir, runs, args):
             result["failure"] = f"{error}; logs copied to {logs}"
             print(f"{LABELS[name]}: FAILED: {error}\nstate:\n{state}\nlogs copied to {logs}",
                   flush=True)
+        else:
+            if args.keep_logs:
+                print(f"{LABELS[name]}: logs copied to {save_logs(system, name, args)}",
+                      flush=True)
     return result
 
 
 def describe_run(kind, run):
     moved = f"{run['old_primary']} -> {run['new_primary']}"
-    if kind in ("failover", "freeze"):
-        event = "the kill" if kind == "failover" else "the SIGSTOP"
+    if kind in ("failover", "freeze", "partition"):
+        event = {"failover": "the kill", "freeze": "the SIGSTOP", "partition": "the cut"}[kind]
         return (f"{moved}: first write {run['failover_s']:.2f} s after {event}, longest gap"
                 f" {run['longest_gap_s']:.2f} s, healthy again at {run['healthy_s']:.1f} s;"
                 f" outages (at, s) {run['gaps']}; {run['acked']} acked, {run['lost']} lost")
@@ -436,21 +481,24 @@ def describe_run(kind, run):
 
 # --- report ---------------------------------------------------------------------------------
 
+def lost_node_rows(kind, label, event, short, healthy):
+    """The rows of a lost-node test (failover, freeze, partition): (label, test, field, digits,
+    with a p95 row)."""
+    return [(f"{label}: {event} -> first acknowledged write (s)", kind, "failover_s", 2, True),
+            (f"{label}: longest gap between acknowledged writes (s)", kind, "longest_gap_s", 2,
+             True),
+            (f"{label}: no writes, {short} -> healthy + settle (s)", kind, "unavailable_s", 2,
+             True),
+            (f"{label}: outages (gaps > 0.2 s) in that time", kind, "outages", 0, False),
+            (f"{label}: {healthy} (s)", kind, "healthy_s", 1, False)]
+
+
 ROWS = [  # (label, test, field, digits, with a p95 row)
-    ("failover: kill -9 -> first acknowledged write (s)", "failover", "failover_s", 2, True),
-    ("failover: longest gap between acknowledged writes (s)", "failover", "longest_gap_s", 2,
-     True),
-    ("failover: no writes, kill -> healthy + settle (s)", "failover", "unavailable_s", 2, True),
-    ("failover: outages (gaps > 0.2 s) in that time", "failover", "outages", 0, False),
-    ("failover: kill -9 -> 3 healthy nodes again (s)", "failover", "healthy_s", 1, False),
-    ("frozen primary: SIGSTOP -> first acknowledged write (s)", "freeze", "failover_s", 2, True),
-    ("frozen primary: longest gap between acknowledged writes (s)", "freeze", "longest_gap_s",
-     2, True),
-    ("frozen primary: no writes, SIGSTOP -> healthy + settle (s)", "freeze", "unavailable_s", 2,
-     True),
-    ("frozen primary: outages (gaps > 0.2 s) in that time", "freeze", "outages", 0, False),
-    ("frozen primary: SIGSTOP -> resumed, rejoined, 3 healthy (s)", "freeze", "healthy_s", 1,
-     False),
+    *lost_node_rows("failover", "failover", "kill -9", "kill", "kill -9 -> 3 healthy nodes again"),
+    *lost_node_rows("freeze", "frozen primary", "SIGSTOP", "SIGSTOP",
+                    "SIGSTOP -> resumed, rejoined, 3 healthy"),
+    *lost_node_rows("partition", "partition", "link cut", "cut",
+                    "cut -> healed, rejoined, 3 healthy"),
     ("switchover: longest gap between acknowledged writes (s)", "switchover", "longest_gap_s", 2,
      True),
     ("switchover: no writes, command -> healthy + settle (s)", "switchover", "unavailable_s", 2,
@@ -469,12 +517,10 @@ def summarize(results):
         for _, kind, field, _, _ in ROWS:
             values = [run[field] for run in result[kind] if run[field] is not None]
             rows[f"{kind}.{field}"] = stats.summary(values) if values else None
-        runs = result["failover"] + result["freeze"] + result["switchover"]
+        runs = [run for kind in TESTS for run in result[kind]]
         summary[name] = {"rows": rows, "lost": sum(r["lost"] for r in runs),
                          "acked": sum(r["acked"] for r in runs),
-                         "failovers": len(result["failover"]),
-                         "freezes": len(result["freeze"]),
-                         "switchovers": len(result["switchover"]),
+                         "runs": {kind: len(result[kind]) for kind in TESTS},
                          "failure": result["failure"]}
     return summary
 
@@ -487,7 +533,7 @@ def cell(values, field, digits):
     return f"{values[field]:.{digits}f}"
 
 
-def report(summary):
+def report(summary, namespaces):
     """The table: median [min-max] and p95 per row and system, and the Patroni/pgherd ratios
     of the medians (of the p95s on p95 rows)."""
     names = list(summary)
@@ -508,12 +554,12 @@ def report(summary):
     rows.append(["lost acknowledged writes (all runs)",
                  *(f"{summary[n]['lost']} of {summary[n]['acked']}" for n in names),
                  *("" for _ in patronis)])
-    rows.append(["runs: failovers / freezes / switchovers",
-                 *(f"{summary[n]['failovers']} / {summary[n]['freezes']} / {summary[n]['switchovers']}"
-                   for n in names),
+    rows.append([f"runs: {' / '.join(TESTS)}",
+                 *(" / ".join(str(summary[n]["runs"][kind]) for kind in TESTS) for n in names),
                  *("" for _ in patronis)])
-    print("\nFailover bench: 3 nodes, synchronous replication; median [min-max] and p95;"
-          " ratios of medians (p95 rows: of p95s), above 1x means pgherd is faster")
+    where = "each in its own network namespace" if namespaces else "on loopback"
+    print(f"\nFailover bench: 3 nodes ({where}), synchronous replication; median [min-max] and"
+          " p95; ratios of medians (p95 rows: of p95s), above 1x means pgherd is faster")
     print(stats.table(header, rows))
     for name in names:
         if summary[name]["failure"]:
@@ -543,12 +589,13 @@ def main():
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     summary = summarize(results)
-    report(summary)
+    report(summary, "partition" in args.tests)
     print(f"1-minute load average before/after each system: {', '.join(loads)}"
           f" ({os.cpu_count()} CPUs)")
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"machine": machine, "loadavg": loads, "patroni_timing": PATRONI_TIMING,
+            json.dump({"machine": machine, "namespaces": "partition" in args.tests,
+                       "loadavg": loads, "patroni_timing": PATRONI_TIMING,
                        "patroni_dcs": PATRONI_DCS, "patroni_postgresql": PATRONI_POSTGRESQL,
                        "summary": summary, "runs": results}, file, indent=2)
     if any(s["failure"] or s["lost"] for s in summary.values()):

@@ -10,10 +10,14 @@ no TLS on the client side for every target) then runs select-only and tpcb-like 
 - direct: the PostgreSQL instance's own port;
 - -rw: the cluster's -rw endpoint (pgherd's TCP forwarder in front of the primary);
 - pgherd pooler: the Pooler's endpoint -> PgBouncer -> -rw endpoint (TLS verify-ca) -> primary;
+- pgherd pgbouncer: the same PgBouncer at its own port (`instancesStatus[].port` in the
+  Pooler's status), without the endpoint in front;
 - plain pgbouncer: a PgBouncer started by this script with the same pool settings and the same
   upstream (-rw endpoint, TLS verify-ca), auth_file instead of auth_query, no endpoint in front.
 
-The ratio pooler/plain says what pgherd adds on top of PgBouncer itself (its endpoint).
+The ratio pooler/plain says what pgherd adds on top of PgBouncer itself (its endpoint);
+pgbouncer-port/plain, what its PgBouncer costs without the endpoint (its configuration and
+built-in authentication). The 1-minute load average is printed before and after.
 """
 import argparse
 import json
@@ -47,7 +51,7 @@ def parse_args():
     parser.add_argument("--scrapes", type=int, default=50, help="metrics scrapes timed (50)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     parser.add_argument("--pgherd-bin", help="pgherd binary (default: $PGHERD_BIN, else "
-                        "/work/main's release build, else pgherd on PATH)")
+                        "this checkout's release build, else pgherd on PATH)")
     args = parser.parse_args()
     args.pgherd_bin = args.pgherd_bin or pgherd.default_binary()
     return args
@@ -146,6 +150,7 @@ def main():
             dbname = uri.path.lstrip("/")
             rw_port = int(status["endpoints"]["rw"].rsplit(":", 1)[1])
             pooler_port = int(pooler["endpoint"].rsplit(":", 1)[1])
+            bouncer_port = int(pooler["instancesStatus"][0]["port"])
             direct_port = cluster.primary()["port"]
             ca = os.path.join(cluster.state_dir, "clusters/default", CLUSTER, "certs/ca.crt")
             env = dict(os.environ, PGPASSWORD=password, PGSSLMODE="disable")
@@ -154,7 +159,9 @@ def main():
                            check=True, capture_output=True, env=env)
             plain, plain_port = start_plain_pgbouncer(workdir, rw_port, ca, user, password)
             targets = [("direct", direct_port), ("-rw endpoint", rw_port),
-                       ("pgherd pooler", pooler_port), ("plain pgbouncer", plain_port)]
+                       ("pgherd pooler", pooler_port), ("pgherd pgbouncer", bouncer_port),
+                       ("plain pgbouncer", plain_port)]
+            results["loadavg"] = [procs.loadavg()]
             tps = {}
             for mode, extra in (("select-only", ["-S"]), ("tpcb-like", [])):
                 for name, port in targets:
@@ -169,17 +176,20 @@ def main():
                 "pgherd exporter": procs.rss_kib(procs.read_pid(os.path.join(pooler_dir, "exporter.pid"))) / 1024,
                 "plain pgbouncer": procs.rss_kib(plain.pid) / 1024,
             }
+            results["loadavg"].append(procs.loadavg())
             results["tps"] = {f"{m} {n}": v for (m, n), v in tps.items()}
             results["scrape_ms"] = scrape
             results["rss_mib"] = rss
         print()
         print(f"Pooler bench: pgbench -M simple -c {args.clients} -j {args.jobs} -T {args.duration}"
               f" -s {args.scale}, transaction pooling, no client TLS; TPS (higher is better)")
-        header = ["mode", *[n for n, _ in targets], "pooler/plain", "pooler/direct"]
+        header = ["mode", *[n for n, _ in targets], "pooler/plain", "pgbouncer-port/plain",
+                  "pooler/direct"]
         rows = []
         for mode in ("select-only", "tpcb-like"):
             row = [mode, *[f"{tps[(mode, n)]:.0f}" for n, _ in targets]]
             row.append(f"{tps[(mode, 'pgherd pooler')] / tps[(mode, 'plain pgbouncer')]:.2f}x")
+            row.append(f"{tps[(mode, 'pgherd pgbouncer')] / tps[(mode, 'plain pgbouncer')]:.2f}x")
             row.append(f"{tps[(mode, 'pgherd pooler')] / tps[(mode, 'direct')]:.2f}x")
             rows.append(row)
         print(stats.table(header, rows))
@@ -187,6 +197,8 @@ def main():
         print(f"exporter scrape (ms, {args.scrapes} scrapes): median {scrape['median']:.2f}, "
               f"p95 {scrape['p95']:.2f}, max {scrape['max']:.2f}")
         print("RSS (MiB): " + ", ".join(f"{k} {v:.1f}" for k, v in rss.items()))
+        print(f"1-minute load average before/after the pgbench runs: "
+              f"{', '.join(results['loadavg'])} ({os.cpu_count()} CPUs)")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=2)

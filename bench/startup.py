@@ -50,7 +50,7 @@ def parse_args():
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds healthy before sampling RSS (default 5)")
     parser.add_argument("--pgherd-bin",
-                        help="pgherd binary (default: $PGHERD_BIN, else /work/main's release"
+                        help="pgherd binary (default: $PGHERD_BIN, else this checkout's release"
                              " build, else pgherd on PATH)")
     parser.add_argument("--timeout", type=int, default=120,
                         help="seconds a cluster may take to become healthy (default 120)")
@@ -62,6 +62,15 @@ def parse_args():
 def rss_mib(pids):
     """{name: VmRSS in MiB} of {name: pid}."""
     return {name: procs.rss_kib(pid) / 1024 for name, pid in pids.items()}
+
+
+def shared_split_mib(pids):
+    """{'private': [RssAnon MiB...], 'pss': [Pss MiB...]} of the pids: RSS counts every
+    resident page of the mapped executable and libraries, which all the agents of a host
+    share (pgherd: one binary for every process; Patroni: the Python interpreter)."""
+    memory = [procs.memory_kib(pid) for pid in pids]
+    return {"private": [m["private"] / 1024 for m in memory],
+            "pss": [m["pss"] / 1024 for m in memory]}
 
 
 def bench_pgherd(workdir, args):
@@ -76,10 +85,12 @@ def bench_pgherd(workdir, args):
         healthy_s = time.monotonic() - start
         time.sleep(args.settle)
         agents = rss_mib(cluster.manager_pids())
+        split = shared_split_mib(cluster.manager_pids().values())
         if len(agents) != NODES:
             raise RuntimeError(f"expected {NODES} instance managers, found {sorted(agents)}")
         control_plane = rss_mib({"control plane": cluster.control_plane_pid()})["control plane"]
     return {"healthy_s": healthy_s, "up_s": up_s, "agent_mib": agents,
+            "agent_private_mib": split["private"], "agent_pss_mib": split["pss"],
             "control_plane_mib": control_plane}
 
 
@@ -98,8 +109,10 @@ def bench_patroni(workdir, args):
         healthy_s = time.monotonic() - start
         time.sleep(args.settle)
         agents = rss_mib(cluster.agent_pids())
+        split = shared_split_mib(cluster.agent_pids().values())
         control_plane = rss_mib({"etcd": cluster.etcd_pid()})["etcd"]
-    return {"healthy_s": healthy_s, "agent_mib": agents, "control_plane_mib": control_plane}
+    return {"healthy_s": healthy_s, "agent_mib": agents, "agent_private_mib": split["private"],
+            "agent_pss_mib": split["pss"], "control_plane_mib": control_plane}
 
 
 def describe(system, result):
@@ -137,6 +150,8 @@ def summarize(rounds):
         summary[system] = {
             "healthy_s": stats.summary([r["healthy_s"] for r in runs]),
             "agent_mib": stats.summary([m for r in runs for m in r["agent_mib"].values()]),
+            "agent_private_mib": stats.summary([m for r in runs for m in r["agent_private_mib"]]),
+            "agent_pss_mib": stats.summary([m for r in runs for m in r["agent_pss_mib"]]),
             "control_plane_mib": stats.summary([r["control_plane_mib"] for r in runs]),
             "total_mib": stats.summary([sum(r["agent_mib"].values()) + r["control_plane_mib"]
                                         for r in runs]),
@@ -161,6 +176,8 @@ def report(summary, rounds):
          stats.fmt_spread(ours["up_s"], 2), "", ""],
         row("HA agent RSS per node, max (MiB)", "agent_mib", "max"),
         row("HA agent RSS per node, mean (MiB)", "agent_mib", "mean"),
+        row("  of which private (RssAnon), max (MiB)", "agent_private_mib", "max"),
+        row("HA agent PSS per node, mean (MiB)", "agent_pss_mib", "mean"),
         row("control plane RSS (MiB)", "control_plane_mib"),
         row(f"total: {NODES} agents + control plane (MiB)", "total_mib"),
     ]

@@ -1,4 +1,6 @@
-"""A Patroni cluster on one machine: one etcd and N Patroni nodes, each on loopback ports."""
+"""A Patroni cluster on one machine: one etcd and N Patroni nodes, each on loopback ports or,
+given a netns.Network, each node (Patroni and its PostgreSQL) in a network namespace of its own
+with etcd on the host's bridge address (so a node's link can be cut)."""
 import atexit
 import json
 import os
@@ -24,9 +26,10 @@ class PatroniCluster:
     When root, Patroni (and so PostgreSQL) runs as `os_user`; etcd runs as the caller."""
 
     def __init__(self, workdir, nodes=3, ttl=30, loop_wait=10, retry_timeout=10,
-                 scope="bench", os_user="postgres", dcs=None, postgresql=None):
+                 scope="bench", os_user="postgres", dcs=None, postgresql=None, network=None):
         """`dcs`: more bootstrap DCS settings (say synchronous_mode); `postgresql`: more
-        settings of each node's `postgresql` section (say use_pg_rewind)."""
+        settings of each node's `postgresql` section (say use_pg_rewind); `network`: a
+        netns.Network with at least `nodes` namespaces (node i runs in namespace i)."""
         self.workdir = workdir
         self.scope = scope
         self.dcs = {"ttl": ttl, "loop_wait": loop_wait, "retry_timeout": retry_timeout,
@@ -34,6 +37,10 @@ class PatroniCluster:
         self.postgresql = postgresql or {}
         self.os_user = os_user if os.geteuid() == 0 else None
         self.names = [f"node{i}" for i in range(1, nodes + 1)]
+        self.network = network
+        self.serials = dict(zip(self.names, range(1, nodes + 1)))
+        self.hosts = {name: network.address(serial) if network else "127.0.0.1"
+                      for name, serial in self.serials.items()}
         ports = procs.free_ports(2 + 2 * nodes)
         self.etcd_client_port, self.etcd_peer_port = ports[:2]
         self.rest_ports = dict(zip(self.names, ports[2:2 + nodes]))
@@ -59,8 +66,12 @@ class PatroniCluster:
             self._spawn_agent(name)
 
     def _spawn_agent(self, name):
-        self.agents[name] = procs.spawn([procs.patroni_binary(), self._path(f"{name}.yml")],
-                                        self._path(f"{name}.log"), user=self.os_user,
+        command = [procs.patroni_binary(), self._path(f"{name}.yml")]
+        user = self.os_user
+        if self.network:  # `ip netns exec` needs root: the switch to os_user comes after it
+            command = self.network.exec_prefix(self.serials[name], user) + command
+            user = None
+        self.agents[name] = procs.spawn(command, self._path(f"{name}.log"), user=user,
                                         env=self._agent_env())
 
     def kill_node(self, name):
@@ -90,6 +101,16 @@ class PatroniCluster:
             procs.thaw(stopped)
         return frozen, thaw
 
+    def partition_node(self, name):
+        """Cut node `name`'s link (needs a network): it reaches neither etcd nor the other
+        nodes nor clients, and nothing reaches it. Returns the monotonic time."""
+        self.network.link(self.serials[name], False)
+        return time.monotonic()
+
+    def heal_node(self, name):
+        """Restore node `name`'s link."""
+        self.network.link(self.serials[name], True)
+
     def restart_node(self, name):
         """Start node `name`'s patroni again (as a supervisor would after it died)."""
         if self.agents[name].poll() is None:
@@ -116,11 +137,16 @@ class PatroniCluster:
     def _path(self, *parts):
         return os.path.join(self.workdir, *parts)
 
+    def _etcd_host(self):
+        """Where the nodes reach etcd: loopback, or the host's bridge address."""
+        return self.network.host_address() if self.network else "127.0.0.1"
+
     def _etcd_command(self):
-        client = f"http://127.0.0.1:{self.etcd_client_port}"
+        client = f"http://{self._etcd_host()}:{self.etcd_client_port}"
+        listen = ",".join(sorted({client, f"http://127.0.0.1:{self.etcd_client_port}"}))
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
         return ["etcd", "--name", "etcd0", "--data-dir", self._path("etcd"),
-                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-client-urls", listen, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"etcd0={peer}", "--initial-cluster-state", "new"]
 
@@ -140,13 +166,13 @@ class PatroniCluster:
         config = {
             "scope": self.scope,
             "name": name,
-            "restapi": {"listen": f"127.0.0.1:{self.rest_ports[name]}",
-                        "connect_address": f"127.0.0.1:{self.rest_ports[name]}"},
-            "etcd3": {"hosts": [f"127.0.0.1:{self.etcd_client_port}"]},
+            "restapi": {"listen": self._rest_address(name),
+                        "connect_address": self._rest_address(name)},
+            "etcd3": {"hosts": [f"{self._etcd_host()}:{self.etcd_client_port}"]},
             "bootstrap": {"dcs": dict(self.dcs)},
             "postgresql": {
-                "listen": f"127.0.0.1:{self.pg_ports[name]}",
-                "connect_address": f"127.0.0.1:{self.pg_ports[name]}",
+                "listen": self._pg_address(name),
+                "connect_address": self._pg_address(name),
                 "data_dir": os.path.join(node_dir, "data"),
                 "bin_dir": PG_BIN,
                 "pgpass": os.path.join(node_dir, "pgpass"),
@@ -157,8 +183,8 @@ class PatroniCluster:
                 "parameters": {"unix_socket_directories": node_dir},
                 **self.postgresql,
                 "pg_hba": ["local all all trust",
-                           f"host replication {REPLICATION[0]} 127.0.0.1/32 scram-sha-256",
-                           "host all all 127.0.0.1/32 scram-sha-256"],
+                           f"host replication {REPLICATION[0]} {self._clients()} scram-sha-256",
+                           f"host all all {self._clients()} scram-sha-256"],
             },
         }
         path = self._path(f"{name}.yml")
@@ -166,13 +192,24 @@ class PatroniCluster:
             yaml.safe_dump(config, file)
         return path
 
+    def _rest_address(self, name):
+        return f"{self.hosts[name]}:{self.rest_ports[name]}"
+
+    def _pg_address(self, name):
+        return f"{self.hosts[name]}:{self.pg_ports[name]}"
+
+    def _clients(self):
+        """The addresses clients and peers connect from (pg_hba)."""
+        return self.network.cidr() if self.network else "127.0.0.1/32"
+
     # --- state ------------------------------------------------------------------------------
 
     def members(self):
         """The `members` of Patroni's GET /cluster from the first node that answers ([] if none)."""
-        for port in self.rest_ports.values():
+        for name in self.names:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=1) as resp:
+                with urllib.request.urlopen(f"http://{self._rest_address(name)}/cluster",
+                                            timeout=1) as resp:
                     return json.load(resp).get("members", [])
             except (urllib.error.URLError, OSError, ValueError):
                 continue
@@ -185,14 +222,14 @@ class PatroniCluster:
         return leaders[0] if len(leaders) == 1 else None
 
     def dsn(self, name):
-        """Superuser connection string of node `name`'s PostgreSQL (TCP, loopback)."""
-        return (f"host=127.0.0.1 port={self.pg_ports[name]} dbname=postgres"
+        """Superuser connection string of node `name`'s PostgreSQL (TCP)."""
+        return (f"host={self.hosts[name]} port={self.pg_ports[name]} dbname=postgres"
                 f" user={SUPERUSER[0]} password={SUPERUSER[1]}")
 
     def multi_host_dsn(self):
         """Superuser URI over every node with target_session_attrs=read-write: libpq tries
         the nodes in turn and keeps the first that accepts writes."""
-        hosts = ",".join(f"127.0.0.1:{self.pg_ports[name]}" for name in self.names)
+        hosts = ",".join(self._pg_address(name) for name in self.names)
         return (f"postgresql://{SUPERUSER[0]}:{SUPERUSER[1]}@{hosts}/postgres"
                 "?target_session_attrs=read-write")
 
@@ -208,7 +245,7 @@ class PatroniCluster:
         answers once it sees the new leader (it polls once a second) or gives up."""
         body = {"leader": leader, **({"candidate": candidate} if candidate else {})}
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.rest_ports[leader]}/switchover",
+            f"http://{self._rest_address(leader)}/switchover",
             data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
             method="POST")
         try:

@@ -11,14 +11,22 @@ import subprocess
 import time
 import urllib.request
 
+import yaml  # python3-yaml
+
 from . import procs
 
-DEFAULT_BIN = "/work/main/target/release/pgherd"
+# The release build of this checkout (`cargo build --release`, in $CARGO_TARGET_DIR if set).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_BIN = os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target"),
+                           "release", "pgherd")
 HEALTHY = "Cluster in healthy state"
+# Cluster annotation: instance <cluster>-<serial> runs in network namespace <value>-<serial>
+# (crates/platform/local/src/netns.rs).
+NETNS_ANNOTATION = "pgherd.io/netns-prefix"
 
 
 def default_binary():
-    """$PGHERD_BIN, else the release build in /work/main, else `pgherd` on PATH."""
+    """$PGHERD_BIN, else this checkout's release build, else `pgherd` on PATH."""
     binary = os.environ.get("PGHERD_BIN")
     if binary:
         return binary
@@ -31,14 +39,16 @@ def default_binary():
 
 
 class PgherdCluster:
-    """One Cluster (from `manifest`, named `name`) run by pgherd in its own `state_dir`."""
+    """One Cluster (from `manifest`, named `name`) run by pgherd in its own `state_dir`; with a
+    netns.Network, instance <name>-<serial> runs in the network's namespace <serial>."""
 
-    def __init__(self, binary, manifest, name, state_dir, namespace="default"):
+    def __init__(self, binary, manifest, name, state_dir, namespace="default", network=None):
         self.binary = binary
         self.manifest = manifest
         self.name = name
         self.namespace = namespace
         self.state_dir = state_dir
+        self.network = network
 
     def __enter__(self):
         atexit.register(self.destroy)
@@ -60,11 +70,26 @@ class PgherdCluster:
     def up(self, timeout_seconds=120):
         """`local up -f MANIFEST`: returns once the cluster is healthy."""
         try:
-            self._local("up", "-f", self.manifest, "--timeout-seconds", str(timeout_seconds),
+            self._local("up", "-f", self._manifest(), "--timeout-seconds", str(timeout_seconds),
                         timeout=timeout_seconds + 30)
         except RuntimeError as error:
             log = os.path.join(self.state_dir, "control-plane.log")
             raise RuntimeError(f"{error}\n{log}:\n{procs.tail(log)}") from None
+
+    def _manifest(self):
+        """The manifest to apply: MANIFEST, or with a network a copy annotated to place each
+        instance in its namespace."""
+        if not self.network:
+            return self.manifest
+        with open(self.manifest) as file:
+            cluster = yaml.safe_load(file)
+        annotations = cluster["metadata"].setdefault("annotations", {})
+        annotations[NETNS_ANNOTATION] = self.network.prefix
+        path = os.path.join(os.path.dirname(self.state_dir.rstrip("/")), "cluster.yaml")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as file:
+            yaml.safe_dump(cluster, file)
+        return path
 
     def status(self):
         """This cluster's entry of `local status -o json`."""
@@ -163,6 +188,17 @@ class PgherdCluster:
             procs.thaw(stopped)
         return frozen, thaw
 
+    def partition_node(self, instance):
+        """Cut the link of `instance`'s namespace (needs a network): it reaches neither the
+        control plane, the endpoints nor its peers, and nothing reaches it. Returns the
+        monotonic time."""
+        self.network.link(serial(instance), False)
+        return time.monotonic()
+
+    def heal_node(self, instance):
+        """Restore the link of `instance`'s namespace."""
+        self.network.link(serial(instance), True)
+
     def promote(self, instance, timeout=120):
         """`local promote CLUSTER INSTANCE` (a switchover): returns once it is the primary."""
         self._local("promote", self.name, instance, "-n", self.namespace,
@@ -203,3 +239,8 @@ class PgherdCluster:
             control_plane = self.control_plane_pid()
             if control_plane:
                 procs.kill_pid(control_plane)
+
+
+def serial(instance):
+    """The serial of instance `<cluster>-<serial>`."""
+    return int(instance.rsplit("-", 1)[1])

@@ -85,6 +85,22 @@ def rss_kib(pid):
     raise RuntimeError(f"process {pid} has no VmRSS (a zombie?)")
 
 
+def memory_kib(pid):
+    """{'rss': VmRSS, 'private': RssAnon (memory no other process shares), 'pss': Pss (shared
+    pages divided among the processes that map them)} of `pid`, in KiB."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as file:
+        for line in file:
+            key = line.split(":")[0]
+            if key in ("VmRSS", "RssAnon"):
+                fields[key] = int(line.split()[1])
+    with open(f"/proc/{pid}/smaps_rollup") as file:
+        for line in file:
+            if line.startswith("Pss:"):
+                fields["Pss"] = int(line.split()[1])
+    return {"rss": fields["VmRSS"], "private": fields["RssAnon"], "pss": fields["Pss"]}
+
+
 def wait_until(predicate, timeout, interval=0.1, what="condition"):
     """Call `predicate` until it returns a truthy value (returned); TimeoutError after `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -66,7 +66,8 @@ impl DefaultStateDir {
             .to_path_buf();
         let script = format!(
             "set -e\nmount --bind \"$STATE\" /var/lib/pgherd\nmount --bind \"$RUNDIR\" /run/pgherd\n\
-             trap 'pgherd local destroy >\"$OUT/destroy.txt\" 2>&1 || true' EXIT\n{script}"
+             trap 'mkdir -p \"$OUT/logs\"; find /var/lib/pgherd \\( -name \"*.log\" -o -name \"*.csv\" -o -path \"/var/lib/pgherd/status/*\" \\) -type f -exec cp --parents {{}} \"$OUT/logs\" \\; ; \
+             pgherd local destroy >\"$OUT/destroy.txt\" 2>&1 || true' EXIT\n{script}"
         );
         let output = Command::new("unshare")
             .args(["--mount", "--propagation", "private", "bash", "-c", &script])
@@ -100,8 +101,33 @@ impl DefaultStateDir {
         std::fs::read_to_string(self.out.join(name)).unwrap_or_default()
     }
 
-    /// The control plane's log.
+    /// The logs the script left (copied before `pgherd local destroy` removes them): the
+    /// control plane's, then the last lines of every instance's manager and PostgreSQL logs
+    /// (without the "starting up" refusals of its start) and of the status files.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.state.join("control-plane.log")).unwrap_or_default()
+        let logs = self.out.join("logs/var/lib/pgherd");
+        let mut text = std::fs::read_to_string(logs.join("control-plane.log")).unwrap_or_default();
+        let mut files = Vec::new();
+        collect_logs(&logs.join("clusters"), &mut files);
+        collect_logs(&logs.join("status"), &mut files);
+        files.sort();
+        for file in files {
+            let content = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<&str> = content.lines().filter(|l| !l.contains("57P03")).collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            text.push_str(&format!("\n--- {}\n{}\n", file.display(), tail.join("\n")));
+        }
+        text
+    }
+}
+
+fn collect_logs(dir: &std::path::Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_logs(&path, files);
+        } else {
+            files.push(path);
+        }
     }
 }

@@ -23,11 +23,30 @@ fn env_number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The Cluster once healthy with its three instances ready and every pod passing its
+/// readiness probe: a steady state, as a cluster that has run a while is (a pod that has not
+/// passed its probe yet is no Service endpoint, and a failover to it waits for the probe's next
+/// period).
 fn healthy(sim: &Sim, seconds: u64) -> serde_json::Value {
     sim.eventually("a healthy cluster", seconds, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         let ready = c.pointer("/status/readyInstances")?.as_i64()?;
-        (str_at(&c, "/status/phase") == Some("Cluster in healthy state") && ready == 3).then_some(c)
+        let pods = sim.json(&["get", "pods", "-l", "cnpg.io/cluster=pg"])?;
+        let pods_ready = pods["items"]
+            .as_array()?
+            .iter()
+            .filter(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        (str_at(&c, "/status/phase") == Some("Cluster in healthy state")
+            && ready == 3
+            && pods_ready == 3)
+            .then_some(c)
     })
 }
 
@@ -49,13 +68,14 @@ fn node_loss_failover() {
     let password = sim.secret_value("pg-app", "password");
     let service = sim.json(&["get", "service", "pg-rw"]).unwrap();
     let rw = str_at(&service, "/spec/clusterIP").unwrap().to_string();
+    let rw_ip = rw.clone();
     sim.runtime.block_on(async {
         let c = connect_soon(&rw, &password).await.expect("-rw answers");
         c.batch_execute("CREATE TABLE ledger (id bigint PRIMARY KEY)")
             .await
             .unwrap();
     });
-    let writer = Writer::start(rw, password);
+    let writer = Writer::start(rw, password.clone());
     let mut seconds = Vec::new();
     for round in 1..=rounds {
         assert!(
@@ -94,11 +114,62 @@ fn node_loss_failover() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let before = writer.count();
+        let trace = std::env::var_os("PGHERD_TEST_LOGS").is_some();
+        let mut traced = String::new();
         while writer.count() <= before {
             assert!(
                 Instant::now() < deadline,
                 "round {round}: no commit after the kill"
             );
+            if trace {
+                // Who -rw routes to while writes wait: each pod's role label and readiness,
+                // and the Service's endpoints.
+                let pods = sim.json(&["get", "pods"]).unwrap_or_default();
+                let slices = sim
+                    .json(&[
+                        "get",
+                        "endpointslices",
+                        "-l",
+                        "kubernetes.io/service-name=pg-rw",
+                    ])
+                    .unwrap_or_default();
+                let mut line = String::new();
+                for p in pods["items"].as_array().into_iter().flatten() {
+                    let ready = p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["type"] == "Ready")
+                        .map(|c| c["status"].as_str().unwrap_or("?").to_string());
+                    line.push_str(&format!(
+                        "{}:{}:{} ",
+                        p["metadata"]["name"].as_str().unwrap_or("?"),
+                        p["metadata"]["labels"]["cnpg.io/instanceRole"]
+                            .as_str()
+                            .unwrap_or("-"),
+                        ready.unwrap_or_default()
+                    ));
+                }
+                for e in slices["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
+                {
+                    line.push_str(&format!(
+                        "rw->{}:{} ",
+                        e["targetRef"]["name"].as_str().unwrap_or("?"),
+                        e["conditions"]["ready"]
+                    ));
+                }
+                if line != traced {
+                    println!(
+                        "round {round}: +{:.2} s {line}",
+                        killed.elapsed().as_secs_f64()
+                    );
+                    traced = line;
+                }
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
         let took = killed.elapsed().as_secs_f64();
@@ -106,6 +177,11 @@ fn node_loss_failover() {
             "round {round}: {node} ({primary}) killed, writes acknowledged again after {took:.2} s"
         );
         seconds.push(took);
+        if std::env::var_os("PGHERD_TEST_LOGS").is_some() {
+            for (after, what) in writer.failures_since(killed) {
+                println!("round {round}: +{:.3} s {what}", after.as_secs_f64());
+            }
+        }
         sim.kubelet
             .as_ref()
             .unwrap()
@@ -113,22 +189,45 @@ fn node_loss_failover() {
             .unwrap();
     }
     let acked = writer.stop();
+    let lost = sim
+        .runtime
+        .block_on(k8s::load::lost(&rw_ip, &password, &acked));
     if std::env::var_os("PGHERD_TEST_LOGS").is_some() {
         println!("operator log:\n{}", operator.logged());
         for pod in ["pg-1", "pg-2", "pg-3"] {
             let out = sim.kubectl_output(&["logs", pod, "-c", "postgres"], None);
             println!("--- {pod}\n{}", String::from_utf8_lossy(&out.stdout));
+            let out = sim.kubectl_output(
+                &[
+                    "exec",
+                    pod,
+                    "-c",
+                    "postgres",
+                    "--",
+                    "sh",
+                    "-c",
+                    "tail -n 80 /controller/log/*",
+                ],
+                None,
+            );
+            println!(
+                "--- {pod}: PostgreSQL\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
     println!(
-        "node loss → first acknowledged write through -rw: median {median:.2} s over {} rounds (min {:.2}, max {:.2}); {} commits acknowledged",
+        "node loss → first acknowledged write through -rw: median {median:.2} s over {} rounds (min {:.2}, max {:.2}); {} commits acknowledged, {} lost",
         seconds.len(),
         seconds[0],
         seconds[seconds.len() - 1],
-        acked.len()
+        acked.len(),
+        lost.len()
     );
+    assert!(lost.is_empty(), "acknowledged commits lost: {lost:?}");
 }
 
 /// VmRSS of a process, in KiB.

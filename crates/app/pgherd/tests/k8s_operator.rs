@@ -265,7 +265,7 @@ fn an_image_catalog_gives_the_clusters_image() {
 }
 
 /// `bootstrap.initdb.postInit*SQLRefs` on Kubernetes: the first instance waits, saying which
-/// object is missing, until every referenced Secret and ConfigMap exists, then runs their SQL
+/// object is missing or which value is not text, until every referenced Secret and ConfigMap exists, then runs their SQL
 /// after the inline statements, Secrets before ConfigMaps, in list order.
 #[test]
 fn post_init_sql_refs_run_at_bootstrap() {
@@ -275,7 +275,20 @@ fn post_init_sql_refs_run_at_bootstrap() {
     let sim = Sim::with_nodes(1);
     sim.install_crds();
     let _operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
-    sim.apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: init-secret\nstringData:\n  first.sql: INSERT INTO steps VALUES (2, 'secret')\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: init\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    initdb:\n      postInitApplicationSQL:\n        - CREATE TABLE steps (n int PRIMARY KEY, source text)\n        - INSERT INTO steps VALUES (1, 'inline')\n        - GRANT SELECT ON steps TO app\n      postInitApplicationSQLRefs:\n        secretRefs:\n          - name: init-secret\n            key: first.sql\n        configMapRefs:\n          - name: init-sql\n            key: a.sql\n          - name: init-sql\n            key: b.sql\n")
+    // The Secret's value is first not text (0xFF): said, not read as something else.
+    sim.apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: init-secret\ndata:\n  first.sql: /w==\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: init\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    initdb:\n      postInitApplicationSQL:\n        - CREATE TABLE steps (n int PRIMARY KEY, source text)\n        - INSERT INTO steps VALUES (1, 'inline')\n        - GRANT SELECT ON steps TO app\n      postInitApplicationSQLRefs:\n        secretRefs:\n          - name: init-secret\n            key: first.sql\n        configMapRefs:\n          - name: init-sql\n            key: a.sql\n          - name: init-sql\n            key: b.sql\n")
+        .unwrap();
+    let reason = sim.eventually("the Secret's bytes said", 60, || {
+        let c = sim.json(&["get", "cluster", "init"])?;
+        str_at(&c, "/status/phaseReason")
+            .filter(|r| r.contains("init-secret"))
+            .map(str::to_string)
+    });
+    assert!(
+        reason.contains(r#"key "first.sql" of Secret "init-secret" is not UTF-8 text"#),
+        "{reason}"
+    );
+    sim.apply("apiVersion: v1\nkind: Secret\nmetadata:\n  name: init-secret\ndata:\n  first.sql: SU5TRVJUIElOVE8gc3RlcHMgVkFMVUVTICgyLCAnc2VjcmV0Jyk=\n")
         .unwrap();
     let reason = sim.eventually("the missing ConfigMap said", 60, || {
         let c = sim.json(&["get", "cluster", "init"])?;

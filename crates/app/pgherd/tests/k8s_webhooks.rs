@@ -14,14 +14,6 @@ use std::path::Path;
 use std::process::Command;
 
 /// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const INVALID: &str = "apiVersion: postgresql.cnpg.io/v1
 kind: Cluster
 metadata:
@@ -71,7 +63,7 @@ fn the_operators_webhooks_default_and_validate_clusters() {
     let sim = Sim::start();
     sim.install_crds();
 
-    let port_a = free_port();
+    let port_a = pgherd_testkit::free_port();
     let url = format!("https://127.0.0.1:{port_a}");
     let port_a = port_a.to_string();
     let operator_a = Operator::start(
@@ -156,7 +148,7 @@ fn the_operators_webhooks_default_and_validate_clusters() {
 
     // A second replica, not leading, serves the same certificate: the configurations are
     // pointed at it and the first replica stopped.
-    let port_b = free_port().to_string();
+    let port_b = pgherd_testkit::free_port().to_string();
     let operator_b = Operator::start(
         &sim,
         "op-b",

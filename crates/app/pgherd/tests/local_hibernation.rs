@@ -2,7 +2,8 @@
 //! `cnpg.io/hibernation` annotation `kubectl cnpg hibernate` writes): every instance's
 //! PostgreSQL stops and the data stays; the `cnpg.io/hibernation` condition says `Hibernated`;
 //! waking brings the same primary back on the same timeline (no failover), then the replicas,
-//! and every commit acknowledged before is there.
+//! and every commit acknowledged before is there. `local down` then `local up` resumes a
+//! cluster, and an instance whose manager cannot start there says why.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 use pgherd_testkit::local::{cluster_manifest, connect, Local};
@@ -86,4 +87,36 @@ fn a_hibernated_cluster_stops_everything_and_wakes_on_the_same_primary() {
         missing(&c, &report).await.unwrap()
     });
     assert!(lost.is_empty(), "acknowledged commits lost: {lost:?}");
+}
+
+#[test]
+fn a_resumed_instance_whose_manager_cannot_listen_says_why_and_recovers() {
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let dir = tempfile::tempdir().unwrap();
+    let (file, up) = local.up(dir.path(), "busy", &cluster_manifest("busy", 1, ""), 1);
+    let status_endpoint = up.instances_status[0].status_endpoint.clone();
+    local.run_ok(&["down"]);
+    // Another program took the instance's status port while the cluster was down.
+    let taken = std::net::TcpListener::bind(&status_endpoint).unwrap();
+    let out = local.run(&[
+        "up",
+        "-f",
+        file.to_str().unwrap(),
+        "--timeout-seconds",
+        "15",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "busy: busy-1: its instance manager exited: cannot listen on {status_endpoint} (status port of busy-1)"
+        )),
+        "{stderr}"
+    );
+    // The port is free again: the next start succeeds and the error is gone.
+    drop(taken);
+    let healthy = local.wait_for("busy", "healthy again", Duration::from_secs(120), |s| {
+        s.ready_instances == 1
+    });
+    assert!(healthy.instances_status[0].error.is_none(), "{healthy:#?}");
 }

@@ -128,7 +128,7 @@ pub fn healthy(name: &str, n: u32) -> Observed {
                 spec_restart_token: String::new(),
                 unhealthy_for: None,
                 dead: false,
-                stopped: false,
+                stopped_for: None,
                 fenced: false,
                 told_primary: is_primary,
                 restart_recreates: false,
@@ -156,7 +156,7 @@ pub fn kill(observed: &mut Observed, instance: &str) {
         if i.name == instance {
             i.status = None;
             i.dead = true;
-            i.stopped = true;
+            i.stopped_for = Some(Duration::from_millis(200));
             i.unhealthy_for = Some(Duration::from_millis(200));
         }
     }

@@ -34,13 +34,20 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime")
 }
 
-/// A free TCP port on loopback.
+/// A TCP port free on loopback now and not handed out before by this test binary, for a
+/// server a test starts. Below Linux's ephemeral range (32768–60999), where the kernel picks
+/// the source ports of outgoing connections, and below the local platform's (20000–32000), so
+/// neither takes it between the choice and the server's bind; once per binary, so two tests
+/// running at once never get the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    const PORTS: std::ops::Range<u16> = 10000..20000;
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pgherd_local::placement::pick_port(PORTS, 1000, &mut handed_out)
+        .unwrap_or_else(|| panic!("no free port in {PORTS:?} after 1000 tries"))
 }
 
 /// The user PostgreSQL runs as: `postgres` when the tests run as root, else the current user.

@@ -36,6 +36,12 @@ pub const PRIMARY_LEASE: Duration = Duration::from_secs(4);
 /// How long a restart the controller ordered may take before it counts as a failure.
 pub const RESTART_GRACE: Duration = Duration::from_secs(60);
 
+/// How long after the old primary stopped a replica's WAL position must have been sampled to
+/// count as final while its WAL receiver still streams: bytes the old primary sent before it
+/// stopped reach the receiver's disk within it. A receiver that stopped streaming flushed what
+/// it had first, so its position is final as soon as it was sampled after the stop.
+pub const FINAL_POSITION_MARGIN: Duration = Duration::from_millis(100);
+
 /// A report older than this (milliseconds) means the instance is stuck.
 pub const STALE_REPORT_MS: u64 = 1000;
 
@@ -95,6 +101,16 @@ impl ObservedInstance {
     }
 }
 
+/// The instances that may replace `old`: its usable replicas.
+fn candidates<'a>(
+    instances: &'a [&'a ObservedInstance],
+    old: &'a str,
+) -> impl Iterator<Item = &'a &'a ObservedInstance> {
+    instances
+        .iter()
+        .filter(move |i| i.name != old && i.usable_replica())
+}
+
 /// The most advanced usable replica (most WAL received, then lowest serial), if failing over
 /// to it keeps every acknowledged commit.
 fn best_candidate(
@@ -102,10 +118,7 @@ fn best_candidate(
     old: &str,
     sync: Option<&SyncPolicy>,
 ) -> Result<String, String> {
-    let candidates: Vec<&&ObservedInstance> = instances
-        .iter()
-        .filter(|i| i.name != old && i.usable_replica())
-        .collect();
+    let candidates: Vec<&&ObservedInstance> = candidates(instances, old).collect();
     if let Some(policy) = sync {
         let reachable: Vec<String> = candidates.iter().map(|i| i.name.clone()).collect();
         policy.failover_is_safe(&reachable)?;
@@ -120,6 +133,37 @@ fn best_candidate(
         })
         .map(|i| i.name.clone())
         .ok_or_else(|| "no running replica to promote".to_string())
+}
+
+/// Whether `candidate`'s reported WAL position can no longer grow: sampled after the old
+/// primary stopped (`old_stopped_for` ago), and either its WAL receiver no longer streams or
+/// the sample is [`FINAL_POSITION_MARGIN`] past the stop.
+fn position_final(candidate: &ObservedInstance, old_stopped_for: Duration) -> bool {
+    candidate.status.as_ref().is_some_and(|s| {
+        let age = Duration::from_millis(s.observed_ms_ago);
+        age < old_stopped_for
+            && (!s.is_wal_receiver_active || age + FINAL_POSITION_MARGIN <= old_stopped_for)
+    })
+}
+
+/// The failover's candidate from final positions ([`position_final`]): a report taken before
+/// the old primary stopped may miss WAL that reached that replica later, and comparing it
+/// could promote a replica missing commits another one acknowledged (with `ANY` quorum
+/// replication) or leave the other diverged. `Ok(None)`: wait for later reports (every fresh
+/// report is final once the old primary has been stopped for [`STALE_REPORT_MS`] plus the
+/// margin, so the wait is bounded).
+fn final_candidate(
+    instances: &[&ObservedInstance],
+    old: &ObservedInstance,
+    sync: Option<&SyncPolicy>,
+) -> Result<Option<String>, String> {
+    let stopped_for = old.stopped_for.unwrap_or_default();
+    let settled = candidates(instances, &old.name).all(|i| position_final(i, stopped_for));
+    if settled {
+        best_candidate(instances, &old.name, sync).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Whether the primary plus the replicas streaming from it (fresh reports) are a majority:
@@ -233,7 +277,7 @@ pub fn elect(
             Ok(name) => target = find(&name).unwrap_or(target),
             Err(why) => blocked = Some(why),
         }
-        if target.name != before.name && before.told_primary && !before.stopped {
+        if target.name != before.name && before.told_primary && !before.stopped() {
             may_be_primary = Some(before);
         }
     }
@@ -254,7 +298,7 @@ pub fn elect(
         };
     }
     let old_healthy = recorded.unhealthy_for.is_none() && !recorded.dead;
-    if !old_healthy && !recorded.stopped {
+    if !old_healthy && !recorded.stopped() {
         fence.push(recorded.name.clone());
     }
     let caught_up = recorded
@@ -277,14 +321,31 @@ pub fn elect(
     // Once told, the target stays told (its reports may lag its promotion): it was decided
     // with the old primary stopped, which its spec keeps stopped.
     let mut promote =
-        (target.told_primary || (recorded.stopped && caught_up)) && may_be_primary.is_none();
-    if recorded.stopped && !caught_up && recorded.failed(Duration::ZERO) && !target.told_primary {
+        (target.told_primary || (recorded.stopped() && caught_up)) && may_be_primary.is_none();
+    if recorded.stopped() && !caught_up && recorded.failed(Duration::ZERO) && !target.told_primary {
         // The target never received the old primary's shutdown checkpoint: fall back to the
         // failover rule (the most advanced replica, quorum-safe), which may be another one.
         match best_candidate(instances, &recorded.name, sync) {
             Ok(best) if best == target.name => promote = true,
             Ok(best) => target = find(&best).unwrap_or(target),
             Err(why) => blocked = Some(why),
+        }
+    }
+    let has_shutdown_checkpoint = recorded
+        .status
+        .as_ref()
+        .is_some_and(|s| s.shutdown_checkpoint.is_some());
+    if promote && !target.told_primary && !(has_shutdown_checkpoint && caught_up) {
+        // A failover (the target is not known to hold everything the old primary wrote): it
+        // must be the best on final positions, which may be another replica than the one
+        // chosen earlier.
+        match final_candidate(instances, recorded, sync) {
+            Ok(Some(best)) => target = find(&best).unwrap_or(target),
+            Ok(None) => promote = false,
+            Err(why) => {
+                blocked = Some(why);
+                promote = false;
+            }
         }
     }
     Election {
@@ -298,395 +359,4 @@ pub fn elect(
 }
 
 #[cfg(test)]
-mod tests {
-    use crate::phase;
-    use crate::plan::tests::{cluster, obs};
-    use crate::plan::{plan, Observation};
-    use pgherd_instance_protocol::{DesiredRole, Role};
-    use pgherd_postgres::Lsn;
-    use std::time::Duration;
-
-    /// pg-1 primary, pg-2 and pg-3 streaming; pg-3 received more WAL.
-    fn three() -> Observation {
-        let mut o = obs(
-            &[
-                (1, Some((true, true))),
-                (2, Some((false, true))),
-                (3, Some((false, true))),
-            ],
-            Some("pg-1"),
-        );
-        for (i, lsn) in [(1, 0x300), (2, 0x100), (3, 0x200)] {
-            if let Some(s) = o.instances[i - 1].status.as_mut() {
-                s.received_lsn = Some(Lsn(lsn));
-                s.current_lsn = Some(Lsn(lsn));
-            }
-        }
-        o
-    }
-
-    fn kill_primary(o: &mut Observation) {
-        o.instances[0].status = None;
-        o.instances[0].dead = true;
-        o.instances[0].unhealthy_for = Some(Duration::from_millis(200));
-    }
-
-    fn role_of(p: &crate::plan::Plan, name: &str) -> (DesiredRole, Option<String>) {
-        let d = p.instances.iter().find(|i| i.name == name).unwrap();
-        (d.role, d.upstream.clone())
-    }
-
-    #[test]
-    fn a_cluster_starting_again_with_nothing_running_is_not_failing_over() {
-        let mut o = three();
-        for i in &mut o.instances {
-            i.status = None;
-            i.dead = true;
-            i.unhealthy_for = Some(Duration::from_secs(30));
-        }
-        let p = plan(&cluster(3), &o);
-        assert_ne!(p.phase, phase::FAILING_OVER);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
-        assert!(p.fence.is_empty());
-        assert_eq!(
-            role_of(&p, "pg-1").0,
-            DesiredRole::Primary,
-            "the primary starts again"
-        );
-    }
-
-    #[test]
-    fn a_dead_primary_fails_over_to_the_most_advanced_replica() {
-        let mut o = three();
-        kill_primary(&mut o);
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.phase, phase::FAILING_OVER);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
-        assert_eq!(p.fence, ["pg-1"], "fence before promoting");
-        assert_eq!(
-            role_of(&p, "pg-3").0,
-            DesiredRole::Replica,
-            "not promoted yet"
-        );
-        assert_eq!(role_of(&p, "pg-1"), (DesiredRole::Replica, None));
-
-        o.target_primary = Some("pg-3".into());
-        o.instances[0].stopped = true;
-        let p = plan(&cluster(3), &o);
-        assert!(p.fence.is_empty());
-        assert_eq!(role_of(&p, "pg-3").0, DesiredRole::Primary);
-        assert_eq!(
-            role_of(&p, "pg-2"),
-            (DesiredRole::Replica, Some("pg-1".into()))
-        );
-        assert_eq!(p.current_primary.as_deref(), Some("pg-1"));
-
-        // pg-3 runs as primary: the transition is complete, everyone follows it.
-        if let Some(s) = o.instances[2].status.as_mut() {
-            s.is_primary = true;
-            s.role = Role::Primary;
-        }
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.current_primary.as_deref(), Some("pg-3"));
-        assert_eq!(
-            role_of(&p, "pg-1"),
-            (DesiredRole::Replica, Some("pg-3".into()))
-        );
-        assert_eq!(
-            role_of(&p, "pg-2"),
-            (DesiredRole::Replica, Some("pg-3".into()))
-        );
-        assert_ne!(p.phase, phase::FAILING_OVER);
-    }
-
-    #[test]
-    fn a_target_told_to_promote_keeps_the_role_through_a_bad_report() {
-        let mut o = three();
-        kill_primary(&mut o);
-        o.target_primary = Some("pg-3".into());
-        o.instances[0].stopped = true;
-        o.instances[2].told_primary = true;
-        // Promoting: its report says "down" (an error after promotion), no WAL position.
-        if let Some(s) = o.instances[2].status.as_mut() {
-            s.role = Role::Down;
-            s.ready = false;
-            s.received_lsn = None;
-            s.current_lsn = None;
-        }
-        o.instances[2].unhealthy_for = Some(Duration::from_millis(300));
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
-        assert_eq!(role_of(&p, "pg-3").0, DesiredRole::Primary, "not demoted");
-        assert!(p.fence.is_empty());
-
-        // It fails for good: another is chosen, but the first may be primary already, so it
-        // is fenced and nobody is promoted in the same pass.
-        o.instances[2].unhealthy_for = Some(super::FAILURE_GRACE);
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-2"));
-        assert_eq!(p.fence, ["pg-3"]);
-        assert!(p.instances.iter().all(|i| i.role == DesiredRole::Replica));
-
-        // Fenced by the user instead: given up the same way.
-        let mut fenced = o.clone();
-        fenced.instances[2].unhealthy_for = None;
-        fenced.instances[2].fenced = true;
-        let p = plan(&cluster(3), &fenced);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-2"));
-        assert_eq!(p.fence, ["pg-3"]);
-
-        // Once it is provably stopped, the new target is promoted.
-        o.target_primary = Some("pg-2".into());
-        o.instances[2].told_primary = false;
-        o.instances[2].stopped = true;
-        o.instances[2].dead = true;
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-2"));
-        assert_eq!(role_of(&p, "pg-2").0, DesiredRole::Primary);
-    }
-
-    #[test]
-    fn a_short_outage_is_left_to_the_instance_manager() {
-        let mut o = three();
-        o.instances[0].status = None;
-        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE / 2);
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
-        assert!(p.fence.is_empty());
-        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE);
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-3")
-        );
-        // failoverDelay adds to the grace period.
-        let mut c = cluster(3);
-        c.spec.failover_delay = Some(10);
-        assert_eq!(plan(&c, &o).target_primary.as_deref(), Some("pg-1"));
-    }
-
-    #[test]
-    fn switchover_waits_for_the_shutdown_checkpoint() {
-        let mut o = three();
-        o.promote_request = Some("pg-2".into());
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.phase, phase::SWITCHOVER);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-2"));
-        assert!(
-            p.fence.is_empty(),
-            "a healthy primary is demoted, not killed"
-        );
-        assert_eq!(role_of(&p, "pg-1"), (DesiredRole::Replica, None));
-        assert_eq!(role_of(&p, "pg-2").0, DesiredRole::Replica);
-
-        // pg-1 stopped cleanly at 0/400; pg-2 has only 0/100.
-        o.target_primary = Some("pg-2".into());
-        o.instances[0].stopped = true;
-        o.instances[0].unhealthy_for = Some(Duration::from_millis(100));
-        if let Some(s) = o.instances[0].status.as_mut() {
-            s.is_primary = false;
-            s.role = Role::Down;
-            s.ready = false;
-            s.shutdown_checkpoint = Some(Lsn(0x400));
-        }
-        let p = plan(&cluster(3), &o);
-        assert_eq!(role_of(&p, "pg-2").0, DesiredRole::Replica, "waits for WAL");
-        if let Some(s) = o.instances[1].status.as_mut() {
-            s.received_lsn = Some(Lsn(0x428));
-        }
-        let p = plan(&cluster(3), &o);
-        assert_eq!(role_of(&p, "pg-2").0, DesiredRole::Primary);
-    }
-
-    #[test]
-    fn a_switchover_target_that_never_catches_up_gives_way_to_the_most_advanced() {
-        let mut o = three();
-        o.promote_request = Some("pg-2".into());
-        o.target_primary = Some("pg-2".into());
-        o.instances[0].stopped = true;
-        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE);
-        if let Some(s) = o.instances[0].status.as_mut() {
-            s.is_primary = false;
-            s.role = Role::Down;
-            s.shutdown_checkpoint = Some(Lsn(0x400));
-        }
-        // pg-2 has 0/100, pg-3 0/200: neither has the checkpoint; pg-3 is the most advanced.
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
-        o.target_primary = Some("pg-3".into());
-        assert_eq!(
-            role_of(&plan(&cluster(3), &o), "pg-3").0,
-            DesiredRole::Primary
-        );
-    }
-
-    #[test]
-    fn quorum_failover_never_guesses() {
-        let mut c = cluster(3);
-        c.spec.postgresql =
-            Some(serde_yaml_ng::from_str("synchronous:\n  method: any\n  number: 1\n").unwrap());
-        let mut o = three();
-        assert_eq!(
-            plan(&c, &o).synchronous_standby_names,
-            "ANY 1 (\"pg-2\", \"pg-3\")"
-        );
-        kill_primary(&mut o);
-        o.instances[2].status = None; // pg-3 (which may hold the last commit) is unreachable
-        let p = plan(&c, &o);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-1"));
-        assert!(p
-            .blocked
-            .as_deref()
-            .unwrap_or_default()
-            .contains("only 1 of the 2"));
-        assert_eq!(p.phase, phase::FAILING_OVER);
-    }
-
-    #[test]
-    fn a_primary_its_replicas_still_stream_from_is_not_failed_over() {
-        let mut o = three();
-        o.instances[0].status = None; // the controller cannot reach pg-1's manager
-        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE * 3);
-        for i in 1..3 {
-            if let Some(s) = o.instances[i].status.as_mut() {
-                s.following = Some("pg-1".into());
-            }
-        }
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-1")
-        );
-        // Once they lose it too, it is failed over.
-        for i in 1..3 {
-            if let Some(s) = o.instances[i].status.as_mut() {
-                s.is_wal_receiver_active = false;
-            }
-        }
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-3")
-        );
-    }
-
-    #[test]
-    fn a_partitioned_primary_is_failed_over_before_the_wal_receivers_notice() {
-        let mut o = three();
-        o.instances[0].status = None; // the controller cannot reach pg-1's manager
-        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE);
-        for i in 1..3 {
-            if let Some(s) = o.instances[i].status.as_mut() {
-                s.following = Some("pg-1".into());
-                s.upstream_seen_ms_ago = Some(100); // they still reach it
-            }
-        }
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-1"),
-            "the controller is the one cut off"
-        );
-        // Their WAL receivers still say active (until wal_receiver_timeout), but they have not
-        // reached pg-1 for two seconds: it is cut off from everyone.
-        for i in 1..3 {
-            if let Some(s) = o.instances[i].status.as_mut() {
-                s.upstream_seen_ms_ago = Some(2000);
-            }
-        }
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
-        assert_eq!(p.fence, ["pg-1"], "fenced before anything is promoted");
-    }
-
-    #[test]
-    fn a_primary_cut_off_from_everyone_is_failed_over_after_the_shorter_grace() {
-        let mut o = three();
-        o.instances[0].status = None; // the controller cannot reach pg-1's manager
-        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE);
-        for i in 1..3 {
-            if let Some(s) = o.instances[i].status.as_mut() {
-                s.following = Some("pg-1".into());
-                s.upstream_seen_ms_ago = Some(super::UPSTREAM_REACH_MAX_AGE_MS + 200);
-            }
-        }
-        let p = plan(&cluster(3), &o);
-        assert_eq!(p.target_primary.as_deref(), Some("pg-3"));
-        assert_eq!(p.fence, ["pg-1"], "fenced before anything is promoted");
-
-        // Not before the grace.
-        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE - Duration::from_millis(1));
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-1")
-        );
-        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE);
-
-        // One replica still reaches it: only the controller is cut off from it (and the
-        // majority keeps its lease), so no failover.
-        if let Some(s) = o.instances[1].status.as_mut() {
-            s.upstream_seen_ms_ago = Some(100);
-        }
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-1")
-        );
-
-        // A replica that does not say how long ago it reached the primary (an older manager)
-        // is no witness: the usual grace applies.
-        if let Some(s) = o.instances[1].status.as_mut() {
-            s.upstream_seen_ms_ago = None;
-            s.is_wal_receiver_active = false;
-        }
-        if let Some(s) = o.instances[2].status.as_mut() {
-            s.is_wal_receiver_active = false;
-        }
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-1")
-        );
-        o.instances[0].unhealthy_for = Some(super::FAILURE_GRACE);
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-3")
-        );
-
-        // A primary whose manager answers (its PostgreSQL down, restarting in place) keeps the
-        // usual grace even when no replica reaches it as primary.
-        let mut o = three();
-        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE);
-        if let Some(s) = o.instances[0].status.as_mut() {
-            s.is_primary = false;
-            s.role = Role::Down;
-            s.ready = false;
-        }
-        for i in 1..3 {
-            if let Some(s) = o.instances[i].status.as_mut() {
-                s.following = Some("pg-1".into());
-                s.upstream_seen_ms_ago = Some(super::UPSTREAM_REACH_MAX_AGE_MS + 200);
-            }
-        }
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-1")
-        );
-
-        // No replica reports fresh: the controller may be the one cut off from everything.
-        let mut o = three();
-        o.instances[0].status = None;
-        o.instances[0].unhealthy_for = Some(super::CUT_OFF_GRACE);
-        for i in 1..3 {
-            o.instances[i].status = None;
-            o.instances[i].unhealthy_for = Some(super::CUT_OFF_GRACE);
-        }
-        assert_eq!(
-            plan(&cluster(3), &o).target_primary.as_deref(),
-            Some("pg-1")
-        );
-    }
-
-    #[test]
-    fn a_second_primary_is_fenced() {
-        let mut o = three();
-        if let Some(s) = o.instances[1].status.as_mut() {
-            s.is_primary = true;
-        }
-        assert_eq!(plan(&cluster(3), &o).fence, ["pg-2"]);
-    }
-}
+mod tests;

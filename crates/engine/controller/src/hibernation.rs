@@ -235,7 +235,7 @@ mod tests {
         let mut o = obs(&[(1, None), (2, None), (3, None)], Some("pg-1"));
         for i in &mut o.instances {
             i.dead = true;
-            i.stopped = true;
+            i.stopped_for = Some(std::time::Duration::from_secs(1));
         }
         o.hibernated = true;
         let p = plan(&annotated("on"), &o);
@@ -256,7 +256,7 @@ mod tests {
             Some("pg-1"),
         );
         o.instances[0].dead = true;
-        o.instances[0].stopped = true;
+        o.instances[0].stopped_for = Some(std::time::Duration::from_secs(1));
         o.hibernated = true;
         let p = plan(&annotated("off"), &o);
         assert_eq!(p.hibernation, Hibernation::Waking);

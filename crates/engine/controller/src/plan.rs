@@ -21,8 +21,10 @@ pub struct ObservedInstance {
     pub unhealthy_for: Option<std::time::Duration>,
     /// Neither its instance manager nor its PostgreSQL runs (the platform checked).
     pub dead: bool,
-    /// Its PostgreSQL is provably not running: it cannot accept a write.
-    pub stopped: bool,
+    /// Its PostgreSQL is provably not running (it cannot accept a write), and for at least how
+    /// long: a lower bound on the time since it last could write WAL (the platform counts
+    /// from when it first had the proof, or from when the instance must have stopped).
+    pub stopped_for: Option<std::time::Duration>,
     /// Fenced by the user (`cnpg.io/fencedInstances`): kept stopped, never promoted.
     pub fenced: bool,
     /// Its spec tells it to be primary: it may be promoting or promoted, whatever its last
@@ -35,6 +37,13 @@ pub struct ObservedInstance {
     /// It runs where it is about to be evicted from (Kubernetes: a cordoned node, or one with
     /// a drain taint): a primary there is switched over to a replica elsewhere first.
     pub draining: bool,
+}
+
+impl ObservedInstance {
+    /// Its PostgreSQL is provably not running: it cannot accept a write.
+    pub fn stopped(&self) -> bool {
+        self.stopped_for.is_some()
+    }
 }
 
 /// CloudNativePG's fencing annotation: a JSON list of instance names, `["*"]` for all.
@@ -378,7 +387,7 @@ pub(crate) mod tests {
                         spec_restart_token: String::new(),
                         unhealthy_for: None,
                         dead: false,
-                        stopped: false,
+                        stopped_for: None,
                         fenced: false,
                         told_primary: false,
                         restart_recreates: false,

@@ -25,7 +25,7 @@ fn instance(serial: u32, primary_name: String) -> impl Strategy<Value = Observed
         report,
         prop::option::of(0u64..10_000), // unhealthy for (ms)
         any::<bool>(),                  // dead
-        any::<bool>(),                  // stopped
+        prop::option::of(0u64..3000),   // provably stopped for (ms)
         prop::bool::weighted(0.1),      // fenced by the user
         any::<bool>(),                  // told primary
     )
@@ -59,7 +59,9 @@ fn instance(serial: u32, primary_name: String) -> impl Strategy<Value = Observed
                 unhealthy_for: unhealthy.map(Duration::from_millis),
                 // A dead instance is also provably stopped.
                 dead,
-                stopped: stopped || dead,
+                stopped_for: stopped
+                    .map(Duration::from_millis)
+                    .or(dead.then_some(Duration::ZERO)),
                 fenced,
                 told_primary: told,
                 restart_recreates: false,
@@ -137,13 +139,54 @@ proptest! {
                         .instances
                         .iter()
                         .find(|i| i.name == r)
-                        .is_none_or(|i| i.stopped)
+                        .is_none_or(|i| i.stopped())
                 });
                 prop_assert!(
                     !newly || old_stopped,
                     "{promoted} promoted while {recorded:?} may still accept writes"
                 );
             }
+        }
+    }
+}
+
+proptest! {
+    /// A failover promotes on final positions only: every replica it could have promoted was
+    /// sampled after the old primary stopped (past the margin while its receiver streamed),
+    /// and none of them had received more WAL than the promoted one.
+    #[test]
+    fn a_failover_promotes_the_most_advanced_on_final_positions((n, observed) in observation()) {
+        let decided = plan(&cluster(n), &observed);
+        // The instance holding the role this pass (a target already running as primary took
+        // it over: its promotion was an earlier pass's).
+        let Some(recorded) = decided.current_primary.as_deref() else {
+            return Ok(());
+        };
+        let Some(promoted) = decided
+            .instances
+            .iter()
+            .find(|i| i.role == DesiredRole::Primary && i.name != recorded)
+        else {
+            return Ok(());
+        };
+        let find = |name: &str| observed.instances.iter().find(|i| i.name == name).unwrap();
+        let (old, new) = (find(recorded), find(&promoted.name));
+        let clean = old.status.as_ref().is_some_and(|s| s.shutdown_checkpoint.is_some());
+        if new.told_primary || clean {
+            return Ok(());
+        }
+        let stopped_for = old.stopped_for.unwrap();
+        let position = |i: &ObservedInstance| i.status.as_ref().and_then(|s| s.wal_position());
+        for other in observed.instances.iter().filter(|i| i.name != recorded && comparable(i)) {
+            let s = other.status.as_ref().unwrap();
+            let age = Duration::from_millis(s.observed_ms_ago);
+            prop_assert!(age < stopped_for, "{} sampled before the stop", other.name);
+            prop_assert!(
+                !s.is_wal_receiver_active
+                    || age + pgherd_controller::ha::FINAL_POSITION_MARGIN <= stopped_for,
+                "{} still receiving within the margin", other.name
+            );
+            prop_assert!(position(other) <= position(new), "{} is ahead of {}", other.name, new.name);
         }
     }
 }

@@ -229,6 +229,15 @@ async fn restore_into_place(
         Some(pg.binaries.major),
     )
     .await?;
+    // The data tarball ends with global/pg_control (then backup_label): without it the tar
+    // stopped early (a download cut short that read as the end of the archive) or the backup is
+    // incomplete. Never moved into place: the next pass restores again, and says why.
+    if !staging.join("global/pg_control").is_file() {
+        return Err(InstanceError::Backup(format!(
+            "backup {} was restored without global/pg_control (its data tarball ended early); restoring it again",
+            info.backup_name().unwrap_or("-")
+        )));
+    }
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| InstanceError::io("cannot set the mode of", &staging, e))?;

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use pgherd_instance_protocol::{
-    InstanceSpec, InstanceStatus, BACKUP_PATH, CONTROLLER_COMMON_NAME, SPEC_PATH, STATUS_PATH,
-    SWITCH_WAL_PATH,
+    InstanceSpec, InstanceStatus, Role, BACKUP_PATH, CONTROLLER_COMMON_NAME, SPEC_PATH,
+    STATUS_PATH, SWITCH_WAL_PATH,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -190,10 +190,44 @@ async fn accept_spec(
     }
 }
 
-/// `?lease=1`: the controller's fetch also renews a primary's lease.
+/// `?lease=1`: the controller's fetch also renews a primary's lease; `?fresh=1`: WAL positions
+/// sampled for this request.
 #[derive(Debug, serde::Deserialize)]
 struct StatusQuery {
     lease: Option<u8>,
+    fresh: Option<u8>,
+}
+
+/// How long a `?fresh=1` status request waits for PostgreSQL to be sampled anew; past it, the
+/// last sample is answered (its age says so: a frozen PostgreSQL does not hold the caller).
+const FRESH_SAMPLE_WAIT: Duration = Duration::from_millis(100);
+
+/// Wake the liveness watcher and wait (at most [`FRESH_SAMPLE_WAIT`]) for a sample taken after
+/// this call began. Nothing to wait for when PostgreSQL is not running.
+async fn sample_now(shared: &Shared) {
+    let asked = std::time::Instant::now();
+    let Some(notify) = shared
+        .read()
+        .ok()
+        .filter(|g| g.status.as_ref().is_some_and(|s| s.role != Role::Down))
+        .map(|g| g.sample_now.clone())
+    else {
+        return;
+    };
+    notify.notify_one();
+    let sampled = || {
+        shared
+            .read()
+            .ok()
+            .and_then(|g| g.observed_at)
+            .is_some_and(|t| t >= asked)
+    };
+    let _ = tokio::time::timeout(FRESH_SAMPLE_WAIT, async {
+        while !sampled() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
 }
 
 async fn status(
@@ -226,6 +260,9 @@ async fn status(
             return Err(StatusCode::UNAUTHORIZED);
         }
         guard.lease_renewed_at = Some(tokio::time::Instant::now());
+    }
+    if query.fresh.is_some() {
+        sample_now(&shared).await;
     }
     let guard = shared
         .read()
@@ -309,5 +346,65 @@ pub async fn serve(
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::supervisor::Published;
+    use std::sync::RwLock;
+
+    fn shared(role: Role) -> Shared {
+        Arc::new(RwLock::new(Published {
+            status: Some(pgherd_instance_protocol::InstanceStatus::nothing_observed(
+                "pg-2", role, "test",
+            )),
+            ..Published::default()
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_request_waits_for_a_sample_taken_after_it() {
+        let shared = shared(Role::Replica);
+        let notify = shared.read().unwrap().sample_now.clone();
+        let watcher = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                notify.notified().await;
+                shared.write().unwrap().observed_at = Some(std::time::Instant::now());
+            })
+        };
+        let asked = std::time::Instant::now();
+        sample_now(&shared).await;
+        watcher.abort();
+        let sampled = shared.read().unwrap().observed_at;
+        assert!(
+            sampled.is_some_and(|t| t >= asked),
+            "answered before a new sample"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_request_answers_anyway_when_nothing_samples() {
+        // A frozen PostgreSQL: the watcher never samples; the answer comes after the bounded
+        // wait, with the old sample (its age tells the controller).
+        let shared = shared(Role::Replica);
+        sample_now(&shared).await;
+        assert!(shared.read().unwrap().observed_at.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_is_sampled_for_a_stopped_postgresql() {
+        let shared = shared(Role::Down);
+        sample_now(&shared).await;
+        let notify = shared.read().unwrap().sample_now.clone();
+        assert!(
+            tokio::time::timeout(Duration::ZERO, notify.notified())
+                .await
+                .is_err(),
+            "the watcher is not woken for a PostgreSQL that is not running"
+        );
     }
 }

@@ -136,7 +136,7 @@ async fn majority_follows(spec: &InstanceSpec, tls: &ClientTls) -> bool {
     let mut asks = tokio::task::JoinSet::new();
     for peer in &spec.peers {
         let (host, port, tls) = (peer.host.clone(), peer.status_port, tls.clone());
-        asks.spawn(async move { fetch(&host, port, &tls, None, PEER_TIMEOUT).await });
+        asks.spawn(async move { fetch(&host, port, &tls, None, false, PEER_TIMEOUT).await });
     }
     let mut following = 0;
     while let Some(answer) = asks.join_next().await {

@@ -6,8 +6,8 @@
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use pgherd_instance_protocol::{
-    InstanceSpec, InstanceStatus, LeaseToken, BACKUP_PATH, LEASE_QUERY, SPEC_PATH, STATUS_PATH,
-    SWITCH_WAL_PATH,
+    InstanceSpec, InstanceStatus, LeaseToken, BACKUP_PATH, FRESH_QUERY, LEASE_QUERY, SPEC_PATH,
+    STATUS_PATH, SWITCH_WAL_PATH,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,21 +82,29 @@ pub async fn send(
 }
 
 /// Fetch `/pg/status` from `host:port` within `timeout`; with a lease token, the request also
-/// renews the lease of a primary (accepted only from the controller's certificate).
+/// renews the lease of a primary (accepted only from the controller's certificate); `fresh`
+/// asks for WAL positions sampled for this request ([`FRESH_QUERY`]).
 pub async fn fetch(
     host: &str,
     port: u16,
     tls: &ClientTls,
     renew_lease: Option<&LeaseToken>,
+    fresh: bool,
     timeout: Duration,
 ) -> Option<InstanceStatus> {
-    let (path, authorization) = match renew_lease {
-        Some(token) => (
-            format!("{STATUS_PATH}?{LEASE_QUERY}=1"),
-            Some(format!("Bearer {}", token.0)),
-        ),
-        None => (STATUS_PATH.to_string(), None),
+    let mut query = Vec::new();
+    if renew_lease.is_some() {
+        query.push(format!("{LEASE_QUERY}=1"));
+    }
+    if fresh {
+        query.push(format!("{FRESH_QUERY}=1"));
+    }
+    let path = if query.is_empty() {
+        STATUS_PATH.to_string()
+    } else {
+        format!("{STATUS_PATH}?{}", query.join("&"))
     };
+    let authorization = renew_lease.map(|token| format!("Bearer {}", token.0));
     let (status, body) = request(host, port, tls, &path, authorization.as_deref(), timeout).await?;
     (status == 200)
         .then(|| serde_json::from_slice(&body).ok())

@@ -32,6 +32,8 @@ pub struct Published {
     pub lease_token: Option<pgherd_instance_protocol::LeaseToken>,
     /// Replica: when its primary's manager last answered as primary (`upstream::watch`).
     pub upstream_seen_at: Option<Instant>,
+    /// Wakes [`watch_liveness`] to sample PostgreSQL now (a `?fresh=1` status request).
+    pub sample_now: Arc<tokio::sync::Notify>,
 }
 
 /// How often PostgreSQL's liveness and WAL positions are refreshed between full observations.
@@ -41,12 +43,17 @@ const LIVENESS_EVERY: Duration = Duration::from_millis(200);
 /// [`LIVENESS_EVERY`] over a kept connection: when it answers, refresh the report's WAL
 /// positions and `observed_at`. The report's age then measures how long PostgreSQL has been
 /// unresponsive (a frozen instance), and failover and switchover compare current positions.
-/// Only positions are refreshed: the role is the loop's to report.
+/// Only positions (and whether the WAL receiver streams) are refreshed: the role is the loop's
+/// to report. A `?fresh=1` status request wakes it at once ([`Published::sample_now`]).
 pub async fn watch_liveness(
     spec_path: PathBuf,
     shared: Shared,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let sample_now = match shared.read() {
+        Ok(guard) => guard.sample_now.clone(),
+        Err(_) => return,
+    };
     let mut client: Option<tokio_postgres::Client> = None;
     while !*stop.borrow() {
         let running = shared
@@ -71,6 +78,7 @@ pub async fn watch_liveness(
                                     status.current_lsn = fresh.current_lsn;
                                     status.received_lsn = fresh.received_lsn;
                                     status.replay_lsn = fresh.replay_lsn;
+                                    status.is_wal_receiver_active = fresh.is_wal_receiver_active;
                                 }
                             }
                             guard.observed_at = Some(Instant::now());
@@ -82,6 +90,7 @@ pub async fn watch_liveness(
         }
         tokio::select! {
             _ = tokio::time::sleep(LIVENESS_EVERY) => {}
+            _ = sample_now.notified() => {}
             _ = stop.changed() => {}
         }
     }

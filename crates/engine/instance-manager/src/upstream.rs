@@ -33,8 +33,15 @@ pub async fn watch(
                 .and_then(|p| spec.peers.iter().find(|peer| peer.name == p.name));
             match (upstream, &peers_tls) {
                 (Some(peer), Some(tls)) => {
-                    let answered =
-                        fetch(&peer.host, peer.status_port, tls, None, PROBE_TIMEOUT).await;
+                    let answered = fetch(
+                        &peer.host,
+                        peer.status_port,
+                        tls,
+                        None,
+                        false,
+                        PROBE_TIMEOUT,
+                    )
+                    .await;
                     // Reaching it counts only while it still runs as primary.
                     if answered.is_some_and(|s| s.is_primary) {
                         if let Ok(mut g) = shared.write() {

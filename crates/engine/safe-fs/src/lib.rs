@@ -79,6 +79,17 @@ pub fn read_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The last `bytes` bytes (at most) of a file, refusing links and special files as
+/// [`read_file`] does; `None` when it does not exist.
+pub fn read_file_tail(path: &Path, bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let (dir, name) = split(path)?;
+    match Dir::open(dir) {
+        Ok(dir) => dir.read_tail(name, bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Give the regular file `path` to `owner` (refusing links and files with several names).
 pub fn chown_file(path: &Path, owner: Owner) -> std::io::Result<()> {
     let (dir, name) = split(path)?;

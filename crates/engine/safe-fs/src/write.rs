@@ -106,6 +106,23 @@ impl Dir {
         Ok(Some(out))
     }
 
+    /// The last `bytes` bytes (at most) of file `name`; `None` when it does not exist. Links and
+    /// special files are refused.
+    pub fn read_tail(&self, name: &OsStr, bytes: u64) -> io::Result<Option<Vec<u8>>> {
+        use std::io::{Seek, SeekFrom};
+        check_name(name)?;
+        let Some((mut file, st)) = self.open_regular(name, OFlag::O_RDONLY, None)? else {
+            return Ok(None);
+        };
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        let error = |e| self.io_error(&format!("cannot read {} in", name.to_string_lossy()), e);
+        file.seek(SeekFrom::Start(size.saturating_sub(bytes)))
+            .map_err(error)?;
+        let mut out = Vec::new();
+        file.take(bytes).read_to_end(&mut out).map_err(error)?;
+        Ok(Some(out))
+    }
+
     /// Open file `name` for appending, creating it with `mode` if it is missing; `owner` is set
     /// on the open file.
     pub fn open_append(&self, name: &OsStr, mode: u32, owner: Option<Owner>) -> io::Result<File> {

@@ -2,7 +2,9 @@
 //! process writes into and plants links there (issue: "the postgres OS user can become root").
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
-use pgherd_safe_fs::{chown_file, ensure_dir, open_append, read_file, write_file, Owner, Written};
+use pgherd_safe_fs::{
+    chown_file, ensure_dir, open_append, read_file, read_file_tail, write_file, Owner, Written,
+};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -121,6 +123,30 @@ fn appends_and_chowns_refuse_links_hard_links_and_fifos() {
     std::io::Write::write_all(&mut log, b"line\n").unwrap();
     let meta = std::fs::metadata(dir.join("manager.log")).unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o777), (OTHER.uid, 0o600));
+}
+
+#[test]
+fn a_logs_tail_is_read_from_a_plain_file_only() {
+    let Some((_tmp, dir, victim)) = scene() else {
+        return;
+    };
+    let log = dir.join("manager.log");
+    assert_eq!(read_file_tail(&log, 8).unwrap(), None);
+    std::fs::write(&log, b"first line\nlast line\n").unwrap();
+    assert_eq!(read_file_tail(&log, 10).unwrap().unwrap(), b"last line\n");
+    assert_eq!(
+        read_file_tail(&log, 1000).unwrap().unwrap(),
+        b"first line\nlast line\n"
+    );
+    // The instance's user replaces its log with a link to a file only root may read, or with
+    // a FIFO no one writes to (which would block the reader forever).
+    std::fs::remove_file(&log).unwrap();
+    symlink(&victim, &log).unwrap();
+    let err = read_file_tail(&log, 1000).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+    std::fs::remove_file(&log).unwrap();
+    nix::unistd::mkfifo(&log, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    assert!(read_file_tail(&log, 1000).is_err(), "no hang, no use");
 }
 
 #[test]

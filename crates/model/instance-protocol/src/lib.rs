@@ -183,6 +183,11 @@ impl ArchiveReport {
 /// `Authorization: Bearer TOKEN`.
 pub const LEASE_QUERY: &str = "lease";
 
+/// The query parameter with which the controller asks for WAL positions sampled for this
+/// request (`/pg/status?fresh=1`): the manager asks PostgreSQL before it answers (waiting a
+/// bounded time), so that a failover compares positions taken after the old primary stopped.
+pub const FRESH_QUERY: &str = "fresh";
+
 /// One streaming replica as the primary sees it (`pg_stat_replication`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -45,9 +45,8 @@ type UpgradeRecord = (
 #[derive(Debug, Default)]
 pub struct ClusterRuntime {
     pub endpoints: BTreeMap<String, (u16, Backends)>,
-    /// Since when each unhealthy instance has been so (forgotten on restart: a restarted
-    /// control plane waits a full grace period before failing over).
-    pub unhealthy_since: BTreeMap<String, std::time::Instant>,
+    /// Since when each instance has been unhealthy, and provably stopped.
+    pub since: crate::observation::Since,
     /// Instances whose manager did not answer the last pass.
     pub unreachable: std::collections::BTreeSet<String>,
     /// What `spec.monitoring` could not resolve, as last logged.
@@ -346,9 +345,12 @@ impl ClusterTask {
             if let Some(e) = outcome.instance_errors.get(&i.name) {
                 i.error.get_or_insert(e.clone());
             }
+            if let Some(e) = applied.manager_errors.get(&i.name) {
+                i.error.get_or_insert(e.clone());
+            }
         }
         // Hibernation: every instance's PostgreSQL stopped (the managers stay, idle).
-        let all_stopped = observed.instances.iter().all(|i| i.stopped);
+        let all_stopped = observed.instances.iter().all(|i| i.stopped());
         if let Some(c) = pgherd_controller::hibernation::condition(cluster, decided, all_stopped) {
             status.conditions.push(c.into());
         }

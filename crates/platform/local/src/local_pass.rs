@@ -42,6 +42,8 @@ pub(crate) struct Applied {
     pub archive_problem: Option<String>,
     /// The instances archive WAL (a store is configured and resolved).
     pub archive_configured: bool,
+    /// Why an instance's manager exited, when it did without a report.
+    pub manager_errors: BTreeMap<String, String>,
 }
 
 impl<'a> LocalPass<'a> {
@@ -143,7 +145,7 @@ impl Platform for LocalPass<'_> {
                 .ok()
                 .flatten()
                 .map(|s| s.trim().to_string()),
-            &mut self.task.runtime.unhealthy_since,
+            &mut self.task.runtime.since,
             &mut self.task.runtime.unreachable,
             &self.prelude.controller,
         )
@@ -161,13 +163,14 @@ impl Platform for LocalPass<'_> {
             .instances
             .retain(|i| !removing.contains_key(&i.name));
         self.applied.ports = seen.ports;
+        self.applied.manager_errors = seen.manager_errors;
         self.applied.ports.retain(|i, _| !removing.contains_key(i));
         for i in &observation.instances {
             tracing::debug!(
                 instance = %i.name,
                 unhealthy_for = ?i.unhealthy_for,
                 dead = i.dead,
-                stopped = i.stopped,
+                stopped = i.stopped(),
                 role = ?i.status.as_ref().map(|s| s.role),
                 wal = ?i.status.as_ref().and_then(|s| s.wal_position()).map(|l| l.to_string()),
                 shutdown_checkpoint = ?i.status.as_ref().and_then(|s| s.shutdown_checkpoint).map(|l| l.to_string()),

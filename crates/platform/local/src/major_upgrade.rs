@@ -110,7 +110,7 @@ pub(crate) async fn step(
                 }
             })
             .await;
-            task.runtime.unhealthy_since.clear();
+            task.runtime.since.clear();
             Ok(Upgrade::UnderWay(Box::new(base())))
         }
         Step::Upgrade { instance } => {
@@ -136,7 +136,7 @@ pub(crate) async fn step(
                 "major upgrade done: the data is PostgreSQL {}; the replicas clone it again",
                 data.major_version
             );
-            task.runtime.unhealthy_since.clear();
+            task.runtime.since.clear();
             task.runtime.bin_dir = None;
             Ok(Upgrade::Continue {
                 data: Some(data),

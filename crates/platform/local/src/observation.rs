@@ -33,11 +33,13 @@ pub struct Controller {
     pub tls: pgherd_instance_manager::status_client::ClientTls,
 }
 
-/// Fetch an instance manager's report, renewing its lease when it is a primary.
+/// Fetch an instance manager's report, renewing its lease when it is a primary; `fresh` asks
+/// for WAL positions sampled for this request.
 pub async fn fetch_status(
     address: &InstanceAddress,
     controller: &Controller,
     answered_last_time: bool,
+    fresh: bool,
 ) -> Option<InstanceStatus> {
     let host = address.host.to_string();
     let timeout = if answered_last_time {
@@ -50,6 +52,7 @@ pub async fn fetch_status(
         address.status,
         &controller.tls,
         Some(&controller.lease_token),
+        fresh,
         timeout,
     )
     .await
@@ -86,6 +89,22 @@ fn stopped(dir: &Path, status: Option<&InstanceStatus>, spec: Option<&InstanceSp
     }
 }
 
+/// What the observation keeps per instance between passes: since when it has been unhealthy,
+/// and since when its PostgreSQL has provably been stopped (forgotten on restart: a restarted
+/// control plane waits a full grace period before failing over).
+#[derive(Debug, Default)]
+pub struct Since {
+    pub unhealthy: BTreeMap<String, Instant>,
+    pub stopped: BTreeMap<String, Instant>,
+}
+
+impl Since {
+    pub fn clear(&mut self) {
+        self.unhealthy.clear();
+        self.stopped.clear();
+    }
+}
+
 /// What [`observe`] found besides the controller's [`Observation`].
 #[derive(Debug, Default)]
 pub struct Seen {
@@ -95,6 +114,31 @@ pub struct Seen {
     /// the observation is first seen (and its instance failed over) rather than restarted
     /// blindly under the old spec.
     pub managers_down: std::collections::BTreeSet<String>,
+    /// Why the manager of an instance that did not report exited (the last error its log
+    /// has): a manager that cannot start is restarted every pass and would otherwise leave
+    /// its instance waiting without a word.
+    pub manager_errors: BTreeMap<String, String>,
+}
+
+/// The error a manager that exited with one left as its log's last line (`pgherd: …`, how the
+/// binary reports the error it exits with), with the log's path. A manager that was stopped or
+/// killed left something else last.
+fn manager_exit_error(log: &Path) -> Option<String> {
+    // Read as every file in the instance's directory (its user's): no link, FIFO or device.
+    let tail = pgherd_safe_fs::read_file_tail(log, 8192).ok()??;
+    let tail = String::from_utf8_lossy(&tail);
+    let line = tail
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())?
+        .strip_prefix("pgherd: ")?;
+    // The log is the PostgreSQL user's to write: no control characters (terminal escapes) reach
+    // the status or `local up`'s output, and no more than a line's worth.
+    let line: String = line.chars().filter(|c| !c.is_control()).take(500).collect();
+    Some(format!(
+        "its instance manager exited: {line} (see {})",
+        log.display()
+    ))
 }
 
 /// Observe the cluster's instances under `instances_dir`.
@@ -106,7 +150,7 @@ pub async fn observe(
     previous: Option<&LocalClusterStatus>,
     restart_annotation: &str,
     promote_request: Option<String>,
-    unhealthy_since: &mut BTreeMap<String, Instant>,
+    since: &mut Since,
     unreachable: &mut std::collections::BTreeSet<String>,
     controller: &Controller,
 ) -> Result<(Observation, Seen), LocalError> {
@@ -144,9 +188,7 @@ pub async fn observe(
     }
     let fenced = fenced_instances(cluster);
     let mut seen = Seen::default();
-    // Every report is asked for at once: a frozen instance costs one time limit, not one each.
     let mut found = Vec::new();
-    let mut asks = tokio::task::JoinSet::new();
     for entry in std::fs::read_dir(instances_dir)
         .into_iter()
         .flatten()
@@ -157,13 +199,29 @@ pub async fn observe(
             continue;
         };
         let dir = entry.path();
+        let dead_before_asking = crate::instances::is_dead(&dir);
         let ports: Option<InstanceAddress> = read_json(&dir.join("ports.json"))?;
+        found.push((instance, serial, dir, ports, dead_before_asking));
+    }
+    // Every instance found dead above was stopped before any report is asked for, so before
+    // any of them is sampled (a failover compares positions sampled after the old primary
+    // stopped). Positions sampled for the request are asked for only when a failover may be
+    // near (an instance dead or unhealthy); otherwise the manager's last sample will do.
+    let asked_at = Instant::now();
+    let fresh = found.iter().any(|f| f.4) || !since.unhealthy.is_empty();
+    // Every report is asked for at once: a frozen instance costs one time limit, not one each.
+    let mut asks = tokio::task::JoinSet::new();
+    for (instance, _, _, ports, _) in &found {
         if let Some(p) = ports.clone() {
             let (controller, instance) = (controller.clone(), instance.clone());
             let answered = !unreachable.contains(&instance);
-            asks.spawn(async move { (instance, fetch_status(&p, &controller, answered).await) });
+            asks.spawn(async move {
+                (
+                    instance,
+                    fetch_status(&p, &controller, answered, fresh).await,
+                )
+            });
         }
-        found.push((instance, serial, dir, ports));
     }
     let mut reports = BTreeMap::new();
     while let Some(answer) = asks.join_next().await {
@@ -172,7 +230,7 @@ pub async fn observe(
         }
     }
     let now = Instant::now();
-    for (instance, serial, dir, ports) in found {
+    for (instance, serial, dir, ports, dead_before_asking) in found {
         let status = reports.remove(&instance);
         if status.is_some() {
             unreachable.remove(&instance);
@@ -184,18 +242,32 @@ pub async fn observe(
         }
         if crate::instances::running_pid(&dir.join(crate::instances::MANAGER_PID)).is_none() {
             seen.managers_down.insert(instance.clone());
+            if status.is_none() {
+                if let Some(error) = manager_exit_error(&dir.join("manager.log")) {
+                    seen.manager_errors.insert(instance.clone(), error);
+                }
+            }
         }
         let spec: Option<InstanceSpec> = read_json(&dir.join("instance.json"))?;
         let unhealthy_for = if healthy(status.as_ref()) {
-            unhealthy_since.remove(&instance);
+            since.unhealthy.remove(&instance);
             None
         } else {
-            Some(now.duration_since(*unhealthy_since.entry(instance.clone()).or_insert(now)))
+            Some(now.duration_since(*since.unhealthy.entry(instance.clone()).or_insert(now)))
+        };
+        let stopped_for = if stopped(&dir, status.as_ref(), spec.as_ref()) {
+            let proven = if dead_before_asking { asked_at } else { now };
+            let first = since.stopped.entry(instance.clone()).or_insert(proven);
+            *first = (*first).min(proven);
+            Some(now.duration_since(*first))
+        } else {
+            since.stopped.remove(&instance);
+            None
         };
         observed.instances.push(ObservedInstance {
             serial,
             dead: spec.is_some() && crate::instances::is_dead(&dir),
-            stopped: stopped(&dir, status.as_ref(), spec.as_ref()),
+            stopped_for,
             fenced: fenced.iter().any(|f| f == "*" || f == &instance),
             restart_recreates: false,
             draining: false,
@@ -227,4 +299,27 @@ pub async fn observe(
         observed.restart_token = format!("pending-restart-{now}");
     }
     Ok((observed, seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manager_exit_error_is_its_logs_last_error_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("manager.log");
+        assert_eq!(manager_exit_error(&log), None);
+        std::fs::write(&log, "INFO starting\npgherd: old error\nINFO starting\npgherd: cannot listen on 127.0.0.1:20001 (status port of c-2): Address in use\n").unwrap();
+        let error = manager_exit_error(&log).unwrap();
+        assert!(error.starts_with("its instance manager exited: cannot listen on 127.0.0.1:20001 (status port of c-2): Address in use (see "), "{error}");
+        std::fs::write(&log, "pgherd: \x1b]0;owned\x07bad\x1b[2J\n").unwrap();
+        let error = manager_exit_error(&log).unwrap();
+        assert!(
+            error.starts_with("its instance manager exited: ]0;ownedbad[2J (see "),
+            "{error}"
+        );
+        std::fs::write(&log, "pgherd: an old error\nINFO running\n\n").unwrap();
+        assert_eq!(manager_exit_error(&log), None);
+    }
 }

@@ -67,6 +67,7 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     pub fn new(plane: Plane) -> Self {
+        crate::placement::remember_kept_ports(&plane.state.root);
         Self {
             plane,
             tasks: BTreeMap::new(),

@@ -2,7 +2,6 @@
 //! instance whether it accepts writes.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test uses a part
 
-use super::connect;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +11,8 @@ use std::time::{Duration, Instant};
 /// failure.
 pub struct Writer {
     acked: Arc<Mutex<Vec<i64>>>,
+    /// Every failed connection or commit, with when it ended (for reports).
+    failures: Arc<Mutex<Vec<(Instant, String)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -19,8 +20,9 @@ pub struct Writer {
 impl Writer {
     pub fn start(host: String, password: String) -> Writer {
         let acked = Arc::new(Mutex::new(Vec::new()));
+        let failures = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, s) = (acked.clone(), stop.clone());
+        let (a, f, s) = (acked.clone(), failures.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -31,11 +33,16 @@ impl Writer {
                 let mut client = None;
                 while !s.load(Ordering::Relaxed) {
                     if client.is_none() {
-                        client = connect(&host, &password).await;
-                        if client.is_none() {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
+                        client = match super::connect_or_error(&host, &password).await {
+                            Ok(c) => Some(c),
+                            Err(e) => {
+                                f.lock()
+                                    .unwrap()
+                                    .push((Instant::now(), format!("connect: {e}")));
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        };
                     }
                     let c = client.as_ref().unwrap();
                     next += 1;
@@ -44,16 +51,39 @@ impl Writer {
                     let insert = c.batch_execute(&sql);
                     match tokio::time::timeout(Duration::from_secs(2), insert).await {
                         Ok(Ok(_)) => a.lock().unwrap().push(next),
-                        _ => client = None,
+                        Ok(Err(e)) => {
+                            f.lock()
+                                .unwrap()
+                                .push((Instant::now(), format!("commit: {e}")));
+                            client = None;
+                        }
+                        Err(_) => {
+                            f.lock()
+                                .unwrap()
+                                .push((Instant::now(), "commit: no answer in 2 s".into()));
+                            client = None;
+                        }
                     }
                 }
             });
         });
         Writer {
             acked,
+            failures,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// The failures that ended after `since`, with their time from it.
+    pub fn failures_since(&self, since: Instant) -> Vec<(Duration, String)> {
+        self.failures
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(at, what)| (*at - since, what.clone()))
+            .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -126,7 +156,7 @@ impl WritableChecker {
                         let password = password.clone();
                         async move {
                             let ask = async {
-                                let c = connect(&ip, &password).await?;
+                                let c = super::connect(&ip, &password).await?;
                                 let row =
                                     c.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
                                 Some(!row.get::<_, bool>(0))

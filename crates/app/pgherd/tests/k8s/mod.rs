@@ -343,6 +343,14 @@ pub fn base64_decode(text: &str) -> String {
 
 /// A connection to `host:5432` as the application owner (plain TCP: `host all all all`).
 pub async fn connect(host: &str, password: &str) -> Option<tokio_postgres::Client> {
+    connect_or_error(host, password).await.ok()
+}
+
+/// [`connect`], saying why it failed.
+pub async fn connect_or_error(
+    host: &str,
+    password: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(host)
@@ -351,9 +359,9 @@ pub async fn connect(host: &str, password: &str) -> Option<tokio_postgres::Clien
         .password(password)
         .dbname("app")
         .connect_timeout(Duration::from_secs(2));
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    Some(client)
+    Ok(client)
 }
 
 /// [`connect`], retried for up to 30 s (a Service follows its pods' labels a moment later).

@@ -272,13 +272,31 @@ impl<'a> KubePass<'a> {
             .reports
             .values()
             .any(|s| pgherd_controller::ha::is_fresh(s) && s.follows(name));
-        let silent_for = self
-            .runtime
+        !heard && self.silent_for(name) >= pgherd_controller::ha::PRIMARY_LEASE + LEASE_MARGIN
+    }
+
+    /// How long since the instance's manager last answered this operator (or since this
+    /// operator started, for one never heard from).
+    fn silent_for(&self, name: &str) -> Duration {
+        self.runtime
             .last_report
             .get(name)
             .or(self.runtime.since.as_ref())
-            .map_or(Duration::ZERO, Instant::elapsed);
-        !heard && silent_for >= pgherd_controller::ha::PRIMARY_LEASE + LEASE_MARGIN
+            .map_or(Duration::ZERO, Instant::elapsed)
+    }
+
+    /// For how long a [`gone`](Self::gone) instance's PostgreSQL has provably been stopped
+    /// ([`ObservedInstance::stopped_for`]): its manager stopped it at the latest its lease plus
+    /// [`MAX_FENCE_LAG`] after the last renewal, which came before the last report.
+    ///
+    /// [`MAX_FENCE_LAG`]: pgherd_instance_manager::lease::MAX_FENCE_LAG
+    fn gone_for(&self, name: &str, objects: &InstanceObjects) -> Option<Duration> {
+        self.gone(name, objects).then(|| {
+            self.silent_for(name).saturating_sub(
+                pgherd_controller::ha::PRIMARY_LEASE
+                    + pgherd_instance_manager::lease::MAX_FENCE_LAG,
+            )
+        })
     }
 
     /// Its PostgreSQL provably accepts no write: it is [`gone`](Self::gone), or its manager
@@ -426,6 +444,9 @@ impl Platform for KubePass<'_> {
 
     async fn observe(&mut self, cluster: &Cluster) -> Result<Observed, OperatorError> {
         self.instances = pods::list(&self.client, &self.namespace, &self.name).await?;
+        // Positions sampled for the request only when a failover may be near (an instance
+        // without a healthy report); otherwise each manager's last sample will do.
+        let fresh = !self.runtime.unhealthy_since.is_empty();
         let mut asks = tokio::task::JoinSet::new();
         for (name, objects) in &self.instances {
             if let Some(ip) = objects.pod_ip() {
@@ -440,6 +461,7 @@ impl Platform for KubePass<'_> {
                         STATUS_PORT as u16,
                         &tls,
                         Some(&token),
+                        fresh,
                         MANAGER_TIMEOUT,
                     )
                     .await;
@@ -547,12 +569,29 @@ impl Platform for KubePass<'_> {
                     ),
                 )
             };
+            // Reported stopped: counted from when this operator first saw it so.
+            let stopped_for = match self.gone_for(name, objects) {
+                Some(gone_for) => Some(gone_for),
+                None if self.stopped(name, objects) => Some(
+                    now.duration_since(
+                        *self
+                            .runtime
+                            .stopped_since
+                            .entry(name.clone())
+                            .or_insert(now),
+                    ),
+                ),
+                None => None,
+            };
+            if stopped_for.is_none() {
+                self.runtime.stopped_since.remove(name);
+            }
             let pushed = self.runtime.pushed.get(name);
             observation.instances.push(ObservedInstance {
                 serial,
                 name: name.clone(),
                 dead: self.gone(name, objects),
-                stopped: self.stopped(name, objects),
+                stopped_for,
                 fenced: fenced.iter().any(|f| f == "*" || f == name),
                 // What it was told: remembered, else what its label says (operator restart).
                 restart_recreates: false,
@@ -591,6 +630,9 @@ impl Platform for KubePass<'_> {
         self.restart_token = observation.restart_token.clone();
         self.runtime
             .unhealthy_since
+            .retain(|name, _| self.instances.contains_key(name));
+        self.runtime
+            .stopped_since
             .retain(|name, _| self.instances.contains_key(name));
         self.runtime
             .last_report

@@ -88,6 +88,9 @@ pub(crate) struct ClusterRuntime {
     pub(crate) poolers_paused_for: Option<String>,
     /// Since when each instance has been unhealthy.
     pub(crate) unhealthy_since: BTreeMap<String, Instant>,
+    /// Since when each instance's manager has reported its PostgreSQL stopped under a spec
+    /// that keeps it stopped (lease-expiry evidence is counted from the last report).
+    pub(crate) stopped_since: BTreeMap<String, Instant>,
     /// When each instance's manager last answered (and so had its lease renewed).
     pub(crate) last_report: BTreeMap<String, Instant>,
     /// When this operator first reconciled the Cluster (an instance never heard from counts

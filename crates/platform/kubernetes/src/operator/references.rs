@@ -63,32 +63,56 @@ pub(crate) struct PostInitSql {
     pub application: Vec<String>,
 }
 
-/// Secrets read once per pass.
+/// Secrets read once per pass, as their bytes: a value that is not UTF-8 text is an error
+/// where it is used, never silently changed.
 struct Secrets {
     api: Api<Secret>,
-    read: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    read: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
 }
 
 impl Secrets {
     async fn get(
         &mut self,
         name: &str,
-    ) -> Result<Option<&BTreeMap<String, String>>, OperatorError> {
+    ) -> Result<Option<&BTreeMap<String, Vec<u8>>>, OperatorError> {
         if !self.read.contains_key(name) {
             let secret = self.api.get_opt(name).await?;
             let data = secret.map(|s| {
-                let mut out: BTreeMap<String, String> = s
+                let mut out: BTreeMap<String, Vec<u8>> = s
                     .data
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .map(|(k, v)| (k, v.0))
                     .collect();
-                out.extend(s.string_data.unwrap_or_default());
+                out.extend(
+                    s.string_data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes())),
+                );
                 out
             });
             self.read.insert(name.to_string(), data);
         }
         Ok(self.read.get(name).and_then(|d| d.as_ref()))
+    }
+
+    /// The text under `key` of Secret `name` (`None` when either is missing); `field` is the
+    /// Cluster field that refers to it.
+    async fn text(
+        &mut self,
+        field: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<String>, OperatorError> {
+        match self.get(name).await?.and_then(|d| d.get(key)) {
+            None => Ok(None),
+            Some(bytes) => String::from_utf8(bytes.clone()).map(Some).map_err(|_| {
+                OperatorError::Invalid(format!(
+                    "{field}: key {key:?} of Secret {name:?} is not UTF-8 text (passwords, credentials and SQL are read as text)"
+                ))
+            }),
+        }
     }
 }
 
@@ -117,13 +141,10 @@ pub(crate) async fn resolve(
         let mut password = PasswordSource::Unchanged;
         if let Some(secret) = &r.password_secret {
             // A Secret not there yet (ExternalSecrets) leaves the password alone.
-            if let Some(value) = secrets
-                .get(&secret.name)
-                .await?
-                .and_then(|d| d.get(PASSWORD_KEY))
-            {
+            let field = format!("spec.managed.roles[{i}].passwordSecret");
+            if let Some(value) = secrets.text(&field, &secret.name, PASSWORD_KEY).await? {
                 let file = format!("role-{i}");
-                out.files.0.insert(file.clone(), value.clone());
+                out.files.0.insert(file.clone(), value);
                 password = PasswordSource::File {
                     path: pushed(&file),
                 };
@@ -214,12 +235,13 @@ async fn post_init_sql(
         }
     }
     let [sql, template, application] = fields.map(|(field, refs)| {
-        key_refs::sql(field, namespace, refs, |source, name, key| {
-            let data = match source {
-                Source::Secret => secrets.read.get(name),
-                Source::ConfigMap => config_maps.get(name),
-            };
-            Found::from_text(data.and_then(Option::as_ref), key)
+        key_refs::sql(field, namespace, refs, |source, name, key| match source {
+            Source::Secret => {
+                Found::from_bytes(secrets.read.get(name).and_then(Option::as_ref), key)
+            }
+            Source::ConfigMap => {
+                Found::from_text(config_maps.get(name).and_then(Option::as_ref), key)
+            }
         })
     });
     // The first field's problem first, as they are listed.
@@ -421,10 +443,8 @@ async fn target(
     let mut values = BTreeMap::new();
     for selector in StoreTarget::referenced_secrets(configuration) {
         let value = secrets
-            .get(&selector.name)
+            .text(field, &selector.name, &selector.key)
             .await?
-            .and_then(|d| d.get(&selector.key))
-            .cloned()
             .ok_or_else(|| {
                 OperatorError::Invalid(format!(
                     "{field}: key {:?} of Secret {:?} not found in the cluster's namespace",

@@ -111,7 +111,7 @@ mod tests {
             spec_restart_token: String::new(),
             unhealthy_for: None,
             dead: false,
-            stopped: false,
+            stopped_for: None,
             fenced: false,
             told_primary: false,
             restart_recreates: false,
