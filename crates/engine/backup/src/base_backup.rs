@@ -7,6 +7,7 @@
 //! gzip member (see [`crate::parallel_gzip`]), so barman-cloud-restore reads it as before.
 
 use crate::compression::{Compression, Encoder};
+use crate::read_ahead::{self, ReadAhead};
 use crate::store::{ByteStream, ObjectStore, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -179,7 +180,85 @@ fn excluded(rel: &Path, is_dir: bool) -> bool {
     }
 }
 
-/// Writes the tar of `root` into `out`; returns the bytes of file content.
+/// How an entry of a tar is written, planned by the walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Planned {
+    /// A directory, symbolic link or other non-regular file, appended as it is.
+    AsIs,
+    /// A regular file, of this size when walked (the read-ahead's plan; the tar takes the
+    /// size the file has when opened).
+    File(u64),
+    /// An excluded directory kept elsewhere (`pg_wal` on its own volume), written as the empty
+    /// directory it stands for, as pg_basebackup does: its link's target means nothing where
+    /// the backup is restored.
+    EmptyDir,
+}
+
+/// The entries of the tar of `root` in order (name in the tar, path, how): directories before
+/// their contents, names sorted, and with `is_pgdata` the exclusions applied and
+/// `global/pg_control` last.
+fn plan_tar(root: &Path, is_pgdata: bool) -> Result<Vec<(PathBuf, PathBuf, Planned)>, TarError> {
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TarError::Read { path, source }
+    };
+    let mut plan = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    let mut pg_control = None;
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(read_err(&dir))?
+            .collect::<Result<_, _>>()
+            .map_err(read_err(&dir))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries.into_iter().rev() {
+            let rel_path = rel.join(entry.file_name());
+            let path = entry.path();
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                // Files removed while the backup runs are fine (PostgreSQL recreates them).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(read_err(&path)(e)),
+            };
+            let is_dir = meta.is_dir();
+            if is_pgdata && excluded(&rel_path, is_dir) {
+                continue;
+            }
+            if is_pgdata && rel_path == Path::new("global/pg_control") {
+                pg_control = Some((rel_path, path, Planned::File(meta.len())));
+                continue;
+            }
+            if is_dir {
+                stack.push(rel_path.clone());
+            }
+            let top_level = rel_path.components().count() == 1;
+            let how = if meta.is_file() {
+                Planned::File(meta.len())
+            } else if is_pgdata
+                && top_level
+                && meta.file_type().is_symlink()
+                && EXCLUDED_CONTENTS.contains(&rel_path.to_str().unwrap_or_default())
+            {
+                Planned::EmptyDir
+            } else {
+                Planned::AsIs
+            };
+            plan.push((rel_path, path, how));
+        }
+    }
+    plan.extend(pg_control);
+    Ok(plan)
+}
+
+/// Seconds since the epoch, for the headers of entries that are not files on disk.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes the tar of `root` into `out`; returns `out`.
 fn write_tar<W: Write>(
     root: &Path,
     is_pgdata: bool,
@@ -193,64 +272,54 @@ fn write_tar<W: Write>(
     let mut tar = tar::Builder::new(out);
     tar.follow_symlinks(false);
     tar.mode(tar::HeaderMode::Complete);
-    let mut stack = vec![PathBuf::new()];
-    let mut pg_control = None;
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(read_err(&dir))?
-            .collect::<Result<_, _>>()
-            .map_err(read_err(&dir))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries.into_iter().rev() {
-            let rel_path = rel.join(entry.file_name());
-            let path = entry.path();
-            let meta = std::fs::symlink_metadata(&path).map_err(read_err(&path))?;
-            let is_dir = meta.is_dir();
-            if is_pgdata && excluded(&rel_path, is_dir) {
-                continue;
+    let plan = plan_tar(root, is_pgdata)?;
+    let files = plan
+        .iter()
+        .filter_map(|(_, path, how)| match how {
+            Planned::File(size) => Some((path.clone(), *size)),
+            _ => None,
+        })
+        .collect();
+    let read_ahead = ReadAhead::start(
+        files,
+        read_ahead::CHUNK,
+        read_ahead::WINDOW,
+        read_ahead::advise_will_need,
+    );
+    for (rel_path, path, how) in plan {
+        let appended = match how {
+            Planned::EmptyDir => {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                header.set_mode(0o700);
+                header.set_mtime(now_secs());
+                header.set_cksum();
+                tar.append_data(&mut header, &rel_path, io::empty())
             }
-            if is_pgdata && rel_path == Path::new("global/pg_control") {
-                pg_control = Some(path);
-                continue;
+            Planned::AsIs => tar.append_path_with_name(&path, &rel_path),
+            Planned::File(size) => {
+                let mut reported = 0;
+                let appended = append_regular_file(&mut tar, &path, &rel_path, &mut |n| {
+                    reported += n;
+                    read_ahead.consumed(n);
+                });
+                // The plan's size in all, whatever the file became since.
+                read_ahead.consumed(size.saturating_sub(reported));
+                appended
             }
-            if is_dir {
-                stack.push(rel_path.clone());
-            }
-            // An excluded directory kept elsewhere (`pg_wal` on its own volume) is written as
-            // the empty directory it stands for, as pg_basebackup does: its link's target
-            // means nothing where the backup is restored.
-            let top_level = rel_path.components().count() == 1;
-            if is_pgdata && top_level && meta.file_type().is_symlink() {
-                let name = rel_path.to_str().unwrap_or_default();
-                if EXCLUDED_CONTENTS.contains(&name) {
-                    let mut header = tar::Header::new_gnu();
-                    header.set_entry_type(tar::EntryType::Directory);
-                    header.set_size(0);
-                    header.set_mode(0o700);
-                    header.set_mtime(
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs()),
-                    );
-                    header.set_cksum();
-                    tar.append_data(&mut header, &rel_path, io::empty())
-                        .map_err(read_err(&path))?;
-                    continue;
-                }
-            }
-            match tar.append_path_with_name(&path, &rel_path) {
-                Ok(()) => {}
-                // Files removed while the backup runs are fine (PostgreSQL recreates them).
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(TarError::Read { path, source: e }),
-            }
+        };
+        match appended {
+            Ok(()) => {}
+            // Files removed while the backup runs are fine (PostgreSQL recreates them), but
+            // never pg_control.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && rel_path != Path::new("global/pg_control") => {}
+            Err(e) => return Err(TarError::Read { path, source: e }),
         }
     }
-    if let Some(path) = pg_control {
-        tar.append_path_with_name(&path, "global/pg_control")
-            .map_err(read_err(&path))?;
-    }
+    drop(read_ahead);
     let _ = trailer.walked.send(());
     let extra_files = trailer.files.blocking_recv().map_err(|_| TarError::Read {
         path: root.to_path_buf(),
@@ -260,16 +329,72 @@ fn write_tar<W: Write>(
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
         header.set_mode(0o600);
-        header.set_mtime(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        );
+        header.set_mtime(now_secs());
         header.set_cksum();
         tar.append_data(&mut header, name, content.as_slice())
             .map_err(read_err(Path::new(name)))?;
     }
     tar.into_inner().map_err(read_err(root))
+}
+
+/// Appends the regular file at `path` as `name`, with exactly the size it had when opened.
+///
+/// tar's own `append_path`/`append_file` write the header's size from `stat` and then copy the
+/// file to its end: a relation PostgreSQL extends while the backup reads it would overrun its
+/// header, and since relations grow by zero pages a reader would then take those zeros for the
+/// archive's end marker and silently drop every later entry (`global/pg_control` included).
+fn append_regular_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+    on_read: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    append_open_file(tar, file, &meta, name, on_read)
+}
+
+/// Appends `file` as `name` with the size in `meta`: cut there if the file grew since, padded
+/// with zeros if it shrank (as pg_basebackup does; replaying WAL from the backup's start
+/// rewrites both). `on_read` hears of the bytes read, a MiB at a time.
+fn append_open_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+    name: &Path,
+    on_read: &mut dyn FnMut(u64),
+) -> io::Result<()> {
+    use std::io::Read;
+    let size = meta.len();
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    header.set_size(size);
+    let mut body = Reporting {
+        inner: file.take(size).chain(io::repeat(0)).take(size),
+        on_read,
+        pending: 0,
+    };
+    let appended = tar.append_data(&mut header, name, &mut body);
+    (body.on_read)(body.pending);
+    appended
+}
+
+/// A reader that reports what it read, a MiB at a time.
+struct Reporting<'a, R> {
+    inner: R,
+    on_read: &'a mut dyn FnMut(u64),
+    pending: u64,
+}
+
+impl<R: io::Read> io::Read for Reporting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pending += n as u64;
+        if self.pending >= 1024 * 1024 {
+            (self.on_read)(std::mem::take(&mut self.pending));
+        }
+        Ok(n)
+    }
 }
 
 /// Files added at the end of a tar once the directory has been walked: `walked` fires when the
@@ -437,6 +562,85 @@ mod tests {
         assert!(excluded(Path::new("base/pgsql_tmp"), true));
         assert!(!excluded(Path::new("base/1/1259"), false));
         assert!(!excluded(Path::new("postgresql.conf"), false));
+    }
+
+    /// The entries of a tar: path and size.
+    fn entries_of(tar: &[u8]) -> Vec<(String, u64)> {
+        tar::Archive::new(tar)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.size())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_file_that_grows_or_shrinks_while_read_keeps_its_size_and_the_next_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (grown, shrunk) = (tmp.path().join("16384"), tmp.path().join("16385"));
+        std::fs::write(&grown, vec![7u8; 8192]).unwrap();
+        std::fs::write(&shrunk, vec![9u8; 8192]).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        // Opened at 8 KiB, then PostgreSQL extends it with zero pages before it is read.
+        let file = std::fs::File::open(&grown).unwrap();
+        let meta = file.metadata().unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&grown)
+            .unwrap()
+            .write_all(&[0u8; 16384])
+            .unwrap();
+        append_open_file(
+            &mut tar,
+            file,
+            &meta,
+            Path::new("base/1/16384"),
+            &mut |_| {},
+        )
+        .unwrap();
+        // Opened at 8 KiB, then truncated (a vacuum) before it is read.
+        let file = std::fs::File::open(&shrunk).unwrap();
+        let meta = file.metadata().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&shrunk)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        append_open_file(
+            &mut tar,
+            file,
+            &meta,
+            Path::new("base/1/16385"),
+            &mut |_| {},
+        )
+        .unwrap();
+        let mut read = 0;
+        append_regular_file(&mut tar, &grown, Path::new("global/pg_control"), &mut |n| {
+            read += n
+        })
+        .unwrap();
+        assert_eq!(read, 8192 + 16384, "every byte read is reported");
+        let out = tar.into_inner().unwrap();
+        assert_eq!(
+            entries_of(&out),
+            vec![
+                ("base/1/16384".to_string(), 8192),
+                ("base/1/16385".to_string(), 8192),
+                ("global/pg_control".to_string(), 8192 + 16384),
+            ]
+        );
+        let mut archive = tar::Archive::new(out.as_slice());
+        let mut entries = archive.entries().unwrap();
+        let mut first = Vec::new();
+        io::Read::read_to_end(&mut entries.next().unwrap().unwrap(), &mut first).unwrap();
+        assert_eq!(first, vec![7u8; 8192]);
+        let mut second = Vec::new();
+        io::Read::read_to_end(&mut entries.next().unwrap().unwrap(), &mut second).unwrap();
+        assert_eq!(&second[..100], &[9u8; 100][..]);
+        assert!(second[100..].iter().all(|b| *b == 0), "padded with zeros");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod compression;
 pub mod layout;
 pub mod parallel_gzip;
 pub mod pylit;
+mod read_ahead;
 pub mod restore;
 pub mod retention;
 pub mod schedule;

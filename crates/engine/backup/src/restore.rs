@@ -32,6 +32,19 @@ pub enum RestoreError {
     /// A download failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The download ended before the object's listed size: a connection closed early that a
+    /// reader could take for the archive's end. Nothing restored is usable; retry.
+    #[error(
+        "the download of {key:?} ended after {received} of {expected} bytes; retry the restore"
+    )]
+    Truncated {
+        /// The tarball.
+        key: String,
+        /// Bytes that came.
+        received: u64,
+        /// The object's size in the listing.
+        expected: u64,
+    },
     /// Unpacking failed.
     #[error("cannot unpack {key:?} into {dest:?}: {source}")]
     Unpack {
@@ -52,6 +65,7 @@ impl RestoreError {
             RestoreError::NoData { .. } => "incomplete_backup",
             RestoreError::NotEmpty(_) => "destination_not_empty",
             RestoreError::Store(e) => e.category(),
+            RestoreError::Truncated { .. } => "transient",
             RestoreError::Unpack { .. } => "local_io",
         }
     }
@@ -155,11 +169,14 @@ impl Read for ReadAhead {
     }
 }
 
-/// Downloads `key` and unpacks it into `dest` while it streams (decompressing on a thread of
-/// its own).
+/// Downloads `key` (listed at `expected` bytes) and unpacks it into `dest` while it streams
+/// (decompressing on a thread of its own). The restore is whole or fails: a download shorter
+/// than the listing is [`RestoreError::Truncated`], and everything after the tar's end marker
+/// is read (so the decompressor checks its own trailer) and must be zero padding.
 pub async fn unpack_tar(
     store: &dyn ObjectStore,
     key: &str,
+    expected: u64,
     compression: Option<Compression>,
     dest: &Path,
 ) -> Result<(), RestoreError> {
@@ -185,20 +202,65 @@ pub async fn unpack_tar(
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
         archive.set_overwrite(true);
-        archive.unpack(&dest_owned).map_err(unpack_err)
+        archive.unpack(&dest_owned).map_err(unpack_err)?;
+        only_padding_follows(archive.into_inner()).map_err(unpack_err)
     });
+    let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
         let failed = chunk.is_err();
+        if let Ok(c) = &chunk {
+            received += c.len() as u64;
+        }
         if tx.send(chunk).await.is_err() || failed {
             break;
         }
     }
+    let truncated = received < expected;
+    if truncated {
+        // The unpacker must not take the early end for the archive's end.
+        let _ = tx
+            .send(Err(StoreError::Transient {
+                op: crate::store::Op::Get,
+                key: key.to_string(),
+                message: format!("the download ended after {received} of {expected} bytes"),
+            }))
+            .await;
+    }
     drop(tx);
-    unpacker.await.map_err(|e| RestoreError::Unpack {
+    let unpacked = unpacker.await.map_err(|e| RestoreError::Unpack {
         key: key.to_string(),
         dest: dest.to_path_buf(),
         source: io::Error::other(e.to_string()),
-    })?
+    })?;
+    if truncated {
+        return Err(RestoreError::Truncated {
+            key: key.to_string(),
+            received,
+            expected,
+        });
+    }
+    unpacked
+}
+
+/// Reads what follows a tar's end marker to the end: zero blocks only. Anything else means the
+/// archive was cut short by a zero block in the middle (entries were lost).
+fn only_padding_follows(mut rest: impl Read) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rest.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) if buf[..n].iter().all(|b| *b == 0) => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "data follows the tar archive's end marker: the archive is damaged and \
+                     entries after that point would be missing; restore another backup",
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Restores the backup `selector` (an id, a name, `latest`, ...) into `dest` (absent or
@@ -231,18 +293,19 @@ pub async fn restore_backup(
             let file = o.key.rsplit('/').next().unwrap_or("");
             let rest = file.strip_prefix(stem)?;
             if rest.is_empty() {
-                return Some((o.key.clone(), None));
+                return Some((o.key.clone(), o.size, None));
             }
             Compression::ALL
                 .into_iter()
                 .find(|c| c.extension() == rest)
-                .map(|c| (o.key.clone(), Some(c)))
+                .map(|c| (o.key.clone(), o.size, Some(c)))
         })
     };
-    let (data_key, data_compression) = find("data.tar").ok_or_else(|| RestoreError::NoData {
-        id: entry.id.to_string(),
-        root: server.root().to_string(),
-    })?;
+    let (data_key, data_size, data_compression) =
+        find("data.tar").ok_or_else(|| RestoreError::NoData {
+            id: entry.id.to_string(),
+            root: server.root().to_string(),
+        })?;
     let unpack_dir = |d: &Path| {
         std::fs::create_dir_all(d).map_err(|source| RestoreError::Unpack {
             key: String::new(),
@@ -251,7 +314,7 @@ pub async fn restore_backup(
         })
     };
     unpack_dir(dest)?;
-    unpack_tar(store, &data_key, data_compression, dest).await?;
+    unpack_tar(store, &data_key, data_size, data_compression, dest).await?;
     // A backup of data whose `pg_wal` was a link (WAL on its own volume, taken by a tool that
     // kept the link) restores with a directory: the link's target is not here.
     let wal = dest.join("pg_wal");
@@ -261,7 +324,7 @@ pub async fn restore_backup(
     unpack_dir(&wal.join("archive_status"))?;
     let tablespaces = entry.info.tablespaces().unwrap_or_default();
     for ts in tablespaces {
-        let Some((key, compression)) = find(&format!("{}.tar", ts.oid)) else {
+        let Some((key, size, compression)) = find(&format!("{}.tar", ts.oid)) else {
             continue;
         };
         let location = tablespace_locations
@@ -269,7 +332,7 @@ pub async fn restore_backup(
             .cloned()
             .unwrap_or_else(|| PathBuf::from(&ts.location));
         unpack_dir(&location)?;
-        unpack_tar(store, &key, compression, &location).await?;
+        unpack_tar(store, &key, size, compression, &location).await?;
         let link = dest.join("pg_tblspc").join(ts.oid.to_string());
         let _ = std::fs::remove_file(&link);
         unpack_dir(&dest.join("pg_tblspc"))?;

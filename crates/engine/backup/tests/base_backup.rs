@@ -281,3 +281,136 @@ async fn retention_deletes_obsolete_backups_and_wal() {
         ]
     );
 }
+
+/// A store whose downloads end, without an error, after `cut` bytes: a connection closed
+/// early that reads as the end of the object.
+#[derive(Debug)]
+struct CutDownloads<S> {
+    inner: S,
+    cut: usize,
+}
+
+#[async_trait::async_trait]
+impl<S: ObjectStore> ObjectStore for CutDownloads<S> {
+    async fn put(&self, key: &str, data: bytes::Bytes) -> Result<(), pgherd_backup::StoreError> {
+        self.inner.put(key, data).await
+    }
+    async fn put_stream(
+        &self,
+        key: &str,
+        body: pgherd_backup::store::ByteStream,
+    ) -> Result<u64, pgherd_backup::StoreError> {
+        self.inner.put_stream(key, body).await
+    }
+    async fn get(&self, key: &str) -> Result<bytes::Bytes, pgherd_backup::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn get_stream(
+        &self,
+        key: &str,
+    ) -> Result<pgherd_backup::store::ByteStream, pgherd_backup::StoreError> {
+        let whole = self.inner.get(key).await?;
+        let part = whole.slice(..self.cut.min(whole.len()));
+        Ok(Box::pin(futures::stream::iter([Ok(part)])))
+    }
+    async fn head(
+        &self,
+        key: &str,
+    ) -> Result<Option<pgherd_backup::store::ObjectInfo>, pgherd_backup::StoreError> {
+        self.inner.head(key).await
+    }
+    async fn list(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<pgherd_backup::store::ObjectInfo>, pgherd_backup::StoreError> {
+        self.inner.list(dir).await
+    }
+    async fn list_dir(
+        &self,
+        dir: &str,
+    ) -> Result<pgherd_backup::store::DirListing, pgherd_backup::StoreError> {
+        self.inner.list_dir(dir).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), pgherd_backup::StoreError> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_is_whole_or_fails() {
+    use pgherd_backup::catalog::put_backup_info;
+    use pgherd_backup::restore::{restore_backup, RestoreError};
+    use pgherd_backup::{BackupInfo, BackupStatus};
+
+    let pgdata = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(pgdata.path().join("global")).unwrap();
+    std::fs::write(pgdata.path().join("PG_VERSION"), "15\n").unwrap();
+    std::fs::write(pgdata.path().join("global/pg_control"), vec![3u8; 512]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::fs_store(dir.path());
+    let server = ServerPrefix::new("", "c").unwrap();
+    let id: BackupId = "20240101T000000".parse().unwrap();
+    let key = server.data_tar_key(&id, None);
+    upload_tar(&store, &key, pgdata.path(), true, None, Vec::new())
+        .await
+        .unwrap();
+    let mut info = BackupInfo::new();
+    info.set_status(BackupStatus::Done);
+    put_backup_info(&store, &server, &id, &info).await.unwrap();
+    let target = tempfile::tempdir().unwrap();
+
+    // Whole: every file, pg_control last in the tar and present.
+    let whole = target.path().join("whole");
+    restore_backup(&store, &server, "latest", &whole, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(whole.join("global/pg_control")).unwrap(),
+        vec![3u8; 512]
+    );
+
+    // The tar holds `global/` (a header), `PG_VERSION` (a header and a block), then
+    // `global/pg_control`: cut between the last two, where a tar reader sees a clean end, the
+    // download's size against the listing says otherwise.
+    const BOUNDARY: usize = 512 + 1024;
+    let cut = CutDownloads {
+        inner: common::fs_store(dir.path()),
+        cut: BOUNDARY,
+    };
+    let e = restore_backup(
+        &cut,
+        &server,
+        "latest",
+        &target.path().join("cut"),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, RestoreError::Truncated { received, .. } if received == BOUNDARY as u64),
+        "{e}"
+    );
+    assert_eq!(e.category(), "transient");
+
+    // An end marker in the middle: two zero blocks where pg_control's header belongs, the
+    // rest of the archive after them.
+    let mut tar = store.get(&key).await.unwrap().to_vec();
+    let mut damaged = tar[..BOUNDARY].to_vec();
+    damaged.extend_from_slice(&[0u8; 1024]);
+    damaged.append(&mut tar.split_off(BOUNDARY));
+    store.put(&key, damaged.into()).await.unwrap();
+    let e = restore_backup(
+        &store,
+        &server,
+        "latest",
+        &target.path().join("damaged"),
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("data follows the tar archive's end marker"),
+        "{e}"
+    );
+}
