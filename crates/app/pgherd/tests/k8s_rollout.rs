@@ -4,7 +4,9 @@
 //! switchover; every pod ends on the new template, `PodTemplateApplied` is True again, no
 //! acknowledged commit is lost and never two instances are writable at once. Then the primary's
 //! node is drained (`kubectl drain`: the primary is switched over before its pod is evicted),
-//! the Cluster is scaled up to four and down to two, as seed 002's runbook does, its storage
+//! the Cluster is scaled up to four; a node holding only replicas is drained during a
+//! maintenance window without PVC reuse (its replicas replaced elsewhere with new PVCs); it is
+//! scaled down to two, as seed 002's runbook does, its storage
 //! grown, and it is hibernated and woken (`kubectl cnpg hibernate on|off`), all under the same
 //! writer.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
@@ -212,6 +214,102 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         });
     };
     scale(4);
+
+    // Node maintenance without PVC reuse (`kubectl cnpg maintenance set pg`, no `--reusePVC`,
+    // written as `reusePVC: false` as CloudNativePG's plugin writes it): a drained node's
+    // replicas are not waited for but replaced, their PVCs deleted, new instances cloned
+    // elsewhere; the replicas' budget lets the drain evict one at a time.
+    sim.kubectl(&["cnpg", "maintenance", "set", "pg"]);
+    let c = sim.json(&["get", "cluster", "pg"]).unwrap();
+    assert_eq!(
+        c["spec"]["nodeMaintenanceWindow"],
+        serde_json::json!({"inProgress": true, "reusePVC": false})
+    );
+    let placed = |sim: &Sim| -> Vec<(String, String, String)> {
+        let pods = sim
+            .json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])
+            .unwrap();
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    str_at(p, "/metadata/name").unwrap_or_default().to_string(),
+                    str_at(p, "/spec/nodeName").unwrap_or_default().to_string(),
+                    str_at(p, "/metadata/labels/cnpg.io~1instanceRole")
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    let before = placed(&sim);
+    let replicas_only = before
+        .iter()
+        .map(|(_, node, _)| node.clone())
+        .find(|node| {
+            before
+                .iter()
+                .filter(|(_, n, _)| n == node)
+                .all(|(_, _, role)| role == "replica")
+        })
+        .expect("a node with replicas only");
+    let evicted: Vec<String> = before
+        .iter()
+        .filter(|(_, node, _)| *node == replicas_only)
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    let drained = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", sim.kubeconfig())
+        .args([
+            "drain",
+            &replicas_only,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout=240s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        drained.status.success(),
+        "kubectl drain without PVC reuse: {}{}",
+        String::from_utf8_lossy(&drained.stdout),
+        String::from_utf8_lossy(&drained.stderr)
+    );
+    sim.eventually("4 ready instances off the drained node", 240, || {
+        load.refresh_ips(&sim);
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let ready = c.pointer("/status/readyInstances")?.as_i64()?;
+        let now = placed(&sim);
+        let claims = sim.json(&["get", "pvc", "-l", "cnpg.io/cluster=pg"])?;
+        let claim_names: Vec<String> = claims["items"]
+            .as_array()?
+            .iter()
+            .filter_map(|c| str_at(c, "/metadata/name").map(str::to_string))
+            .collect();
+        (str_at(&c, "/status/phase") == Some("Cluster in healthy state")
+            && ready == 4
+            && now.len() == 4
+            && now
+                .iter()
+                .all(|(name, node, _)| *node != replicas_only && !evicted.contains(name))
+            && claim_names.len() == 4
+            && !claim_names
+                .iter()
+                .any(|c| evicted.iter().any(|e| c.starts_with(e.as_str()))))
+        .then_some(())
+    });
+    let status = sim.json(&["get", "cluster", "pg"]).unwrap();
+    assert_eq!(
+        str_at(&status, "/status/currentPrimary"),
+        Some(new_primary.as_str()),
+        "replacing replicas moved the primary"
+    );
+    load.flowing(&sim, "the drain without PVC reuse");
+    sim.kubectl(&["cnpg", "maintenance", "unset", "pg"]);
+    sim.kubectl(&["uncordon", &replicas_only]);
+
     scale(2);
     let status = sim.json(&["get", "cluster", "pg"]).unwrap();
     assert_eq!(

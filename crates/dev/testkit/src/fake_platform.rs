@@ -133,6 +133,7 @@ pub fn healthy(name: &str, n: u32) -> Observed {
                 told_primary: is_primary,
                 restart_recreates: false,
                 draining: false,
+                storage_given_up: false,
             }
         })
         .collect();

@@ -37,6 +37,10 @@ pub struct ObservedInstance {
     /// It runs where it is about to be evicted from (Kubernetes: a cordoned node, or one with
     /// a drain taint): a primary there is switched over to a replica elsewhere first.
     pub draining: bool,
+    /// The platform gave up its storage: a replica that cannot come back where its data is
+    /// (Kubernetes: its pod gone during a `nodeMaintenanceWindow` without `reusePVC`). The plan
+    /// removes it, data and all, and clones a new instance in its place; never a primary.
+    pub storage_given_up: bool,
 }
 
 impl ObservedInstance {
@@ -264,20 +268,33 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
         })
         .collect();
 
-    let mut remove = Vec::new();
-    if existing.len() > wanted && !transition {
+    // Replicas whose storage the platform gave up go (the scale rule below clones new ones),
+    // never the primary or the primary-to-be, and not in the middle of a transition.
+    let mut remove: Vec<String> = existing
+        .iter()
+        .filter(|i| {
+            i.storage_given_up
+                && !transition
+                && !i.told_primary
+                && i.name != primary.name
+                && i.name != election.target
+        })
+        .map(|i| i.name.clone())
+        .collect();
+    let kept = existing.len() - remove.len();
+    if kept > wanted && !transition {
         // Scale down: the newest replicas go first; never the primary.
-        let surplus = existing.len() - wanted;
-        for i in existing
+        let surplus = kept - wanted;
+        let newest: Vec<String> = existing
             .iter()
             .rev()
-            .filter(|i| i.name != primary.name)
+            .filter(|i| i.name != primary.name && !remove.contains(&i.name))
             .take(surplus)
-        {
-            remove.push(i.name.clone());
-        }
-        instances.retain(|d| !remove.contains(&d.name));
+            .map(|i| i.name.clone())
+            .collect();
+        remove.extend(newest);
     }
+    instances.retain(|d| !remove.contains(&d.name));
     let remaining: Vec<&&ObservedInstance> = existing
         .iter()
         .filter(|i| !remove.contains(&i.name))
@@ -392,6 +409,7 @@ pub(crate) mod tests {
                         told_primary: false,
                         restart_recreates: false,
                         draining: false,
+                        storage_given_up: false,
                     }
                 })
                 .collect(),
@@ -514,6 +532,36 @@ pub(crate) mod tests {
                 .collect::<Vec<_>>(),
             ["pg-3"]
         );
+        assert_eq!(p.phase, phase::HEALTHY);
+    }
+
+    #[test]
+    fn a_replica_whose_storage_is_given_up_is_replaced_never_the_primary() {
+        let mut o = obs(
+            &[(1, Some((true, true))), (2, Some((false, true))), (3, None)],
+            Some("pg-1"),
+        );
+        o.instances[0].storage_given_up = true;
+        o.instances[2].storage_given_up = true;
+        let p = plan(&cluster(3), &o);
+        // pg-3 goes with its data; the primary stays whatever the platform says.
+        assert_eq!(p.remove, vec!["pg-3".to_string()]);
+        assert_eq!(
+            p.instances
+                .iter()
+                .map(|i| (i.name.as_str(), i.data_source))
+                .collect::<Vec<_>>(),
+            [
+                ("pg-1", DataSource::Initdb),
+                ("pg-2", DataSource::Clone),
+                ("pg-4", DataSource::Clone)
+            ],
+            "a new replica is cloned in its place"
+        );
+        assert_eq!(p.phase, phase::CREATING_REPLICA);
+        // Scaling down at the same time counts the one already going.
+        let p = plan(&cluster(2), &o);
+        assert_eq!(p.remove, vec!["pg-3".to_string()]);
         assert_eq!(p.phase, phase::HEALTHY);
     }
 

@@ -66,6 +66,7 @@ fn instance(serial: u32, primary_name: String) -> impl Strategy<Value = Observed
                 told_primary: told,
                 restart_recreates: false,
                 draining: false,
+                storage_given_up: false,
             }
         })
 }

@@ -271,6 +271,7 @@ pub async fn observe(
             fenced: fenced.iter().any(|f| f == "*" || f == &instance),
             restart_recreates: false,
             draining: false,
+            storage_given_up: false,
             told_primary: spec
                 .as_ref()
                 .is_some_and(|s| s.role == DesiredRole::Primary),

@@ -514,6 +514,23 @@ impl Platform for KubePass<'_> {
         };
         let fenced = fenced_instances(cluster);
         let draining = super::pods::draining_nodes(&self.client).await;
+        let hibernated = pgherd_controller::hibernation::in_progress(
+            previous
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|c| (c.type_.as_str(), c.reason.as_str())),
+        );
+        // A node maintenance window without PVC reuse: a replica whose pod is gone is not
+        // waited for where its data is, but replaced (CloudNativePG drops such PVCs).
+        let replace_gone_replicas = cluster
+            .spec
+            .node_maintenance_window
+            .as_ref()
+            .is_some_and(|w| w.in_progress == Some(true) && w.reuse_pvc == Some(false))
+            && pgherd_controller::hibernation::requested(cluster)
+                == pgherd_controller::hibernation::Requested::Off
+            && !hibernated;
         let now = Instant::now();
         let mut observation = Observation {
             latest_serial: previous
@@ -523,13 +540,7 @@ impl Platform for KubePass<'_> {
             current_primary: current.or(target.clone()),
             target_primary: target,
             promote_request: request,
-            hibernated: pgherd_controller::hibernation::in_progress(
-                previous
-                    .and_then(|s| s.conditions.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
-            ),
+            hibernated,
             instances: Vec::new(),
             // A replica restarts by its Pod being deleted (`kubectl cnpg restart`); the primary
             // in place, through its restart token (below).
@@ -596,6 +607,11 @@ impl Platform for KubePass<'_> {
                 // What it was told: remembered, else what its label says (operator restart).
                 restart_recreates: false,
                 draining: objects.node().is_some_and(|n| draining.contains(n)),
+                // Only an instance this operator has heard from: a new one's pod may not
+                // exist yet.
+                storage_given_up: replace_gone_replicas
+                    && objects.pod.is_none()
+                    && self.runtime.last_report.contains_key(name),
                 told_primary: match pushed {
                     Some(spec) => spec.role == DesiredRole::Primary,
                     None => {

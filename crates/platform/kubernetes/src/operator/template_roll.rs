@@ -116,6 +116,7 @@ mod tests {
             told_primary: false,
             restart_recreates: false,
             draining: false,
+            storage_given_up: false,
         };
         mark(&mut i);
         assert!(i.restart_recreates);
