@@ -7,7 +7,7 @@
 //! gzip member (see [`crate::parallel_gzip`]), so barman-cloud-restore reads it as before.
 
 use crate::compression::{Compression, Encoder};
-use crate::read_ahead::{self, ReadAhead};
+use crate::read_ahead::{self, KernelReadAhead};
 use crate::store::{ByteStream, ObjectStore, StoreError};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -280,7 +280,7 @@ fn write_tar<W: Write>(
             _ => None,
         })
         .collect();
-    let read_ahead = ReadAhead::start(
+    let read_ahead = KernelReadAhead::start(
         files,
         read_ahead::CHUNK,
         read_ahead::WINDOW,

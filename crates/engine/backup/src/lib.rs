@@ -25,6 +25,7 @@ pub mod store;
 pub mod timestamp;
 pub mod wal_archive;
 pub mod wal_restore;
+mod write_back;
 
 pub use backup_info::{BackupInfo, BackupStatus, Tablespace};
 pub use compression::Compression;

@@ -30,13 +30,13 @@ struct Progress {
 type Shared = Arc<(Mutex<Progress>, Condvar)>;
 
 /// The advising thread; it stops when this is dropped (without waiting for it).
-pub(crate) struct ReadAhead {
+pub(crate) struct KernelReadAhead {
     shared: Shared,
 }
 
-impl ReadAhead {
+impl KernelReadAhead {
     /// Starts advising `files` (path and size, in the order the tar reads them), `chunk` bytes
-    /// at a time and at most `window` bytes ahead of [`ReadAhead::consumed`], through `advise`.
+    /// at a time and at most `window` bytes ahead of [`KernelReadAhead::consumed`], through `advise`.
     pub(crate) fn start<A>(files: Vec<(PathBuf, u64)>, chunk: u64, window: u64, advise: A) -> Self
     where
         A: Fn(&std::fs::File, u64, u64) + Send + 'static,
@@ -50,7 +50,7 @@ impl ReadAhead {
             // Without the thread the backup is only slower.
             tracing::debug!("base backup read-ahead thread could not start");
         }
-        ReadAhead { shared }
+        KernelReadAhead { shared }
     }
 
     /// The tar has read `bytes` more.
@@ -62,7 +62,7 @@ impl ReadAhead {
     }
 }
 
-impl Drop for ReadAhead {
+impl Drop for KernelReadAhead {
     fn drop(&mut self) {
         let (lock, wake) = &*self.shared;
         lock.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
@@ -117,7 +117,7 @@ mod tests {
             })
             .collect();
         let (tx, rx) = mpsc::channel();
-        let advice = ReadAhead::start(files, 4096, 3 * 4096, move |_, offset, len| {
+        let advice = KernelReadAhead::start(files, 4096, 3 * 4096, move |_, offset, len| {
             let _ = tx.send((offset, len));
         });
         let next = || rx.recv_timeout(Duration::from_secs(10));

@@ -198,7 +198,11 @@ pub async fn unpack_tar(
             Some(c) => c.decoder(reader).map_err(unpack_err)?,
             None => Box::new(reader),
         };
-        let reader = ReadAhead::new(reader).map_err(unpack_err)?;
+        let reader = crate::write_back::Tally {
+            inner: ReadAhead::new(reader).map_err(unpack_err)?,
+            write_back: crate::write_back::WriteBack::of_file_system(&dest_owned),
+            pending: 0,
+        };
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
         archive.set_overwrite(true);

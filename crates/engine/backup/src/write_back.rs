@@ -1,0 +1,155 @@
+//! Write-back during a restore: unpacking a gigabyte only dirties the page cache, and the
+//! caller's final `syncfs` (a restore must be on disk before it is moved into place) would
+//! then write it all after the unpacking. A thread of its own starts the write-back every
+//! [`STEP`] bytes unpacked instead, so the disk writes while the tar is still being unpacked
+//! and the final flush finds little left.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+/// How many bytes unpacked between two write-backs.
+pub(crate) const STEP: u64 = 64 * 1024 * 1024;
+
+#[derive(Default)]
+struct Pending {
+    bytes: u64,
+    stopped: bool,
+}
+
+type Shared = Arc<(Mutex<Pending>, Condvar)>;
+
+/// The write-back thread; it stops when this is dropped (without waiting for it).
+pub(crate) struct WriteBack {
+    shared: Shared,
+    step: u64,
+}
+
+impl WriteBack {
+    /// Calls `flush` on a thread of its own each time `step` more bytes were
+    /// [`written`](Self::written) (one call at a time; bytes written during a call count
+    /// towards the next).
+    pub(crate) fn start<F>(step: u64, flush: F) -> Self
+    where
+        F: Fn() + Send + 'static,
+    {
+        let shared: Shared = Arc::default();
+        let theirs = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("restore-write-back".into())
+            .spawn(move || {
+                let (lock, wake) = &*theirs;
+                loop {
+                    {
+                        let mut pending = lock.lock().unwrap_or_else(|p| p.into_inner());
+                        while !pending.stopped && pending.bytes < step {
+                            pending = wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+                        }
+                        if pending.stopped {
+                            return;
+                        }
+                        pending.bytes = 0;
+                    }
+                    flush();
+                }
+            });
+        if spawned.is_err() {
+            // Without the thread the final flush does it all: slower, as correct.
+            tracing::debug!("restore write-back thread could not start");
+        }
+        WriteBack { shared, step }
+    }
+
+    /// `syncfs` on the file system of `dir` each [`STEP`] bytes.
+    pub(crate) fn of_file_system(dir: &std::path::Path) -> Option<Self> {
+        let handle = std::fs::File::open(dir).ok()?;
+        Some(Self::start(STEP, move || {
+            // A failure here is found again by the caller's own final flush.
+            let _ = nix::unistd::syncfs(&handle);
+        }))
+    }
+
+    /// `bytes` more were unpacked.
+    pub(crate) fn written(&self, bytes: u64) {
+        let (lock, wake) = &*self.shared;
+        let mut pending = lock.lock().unwrap_or_else(|p| p.into_inner());
+        pending.bytes += bytes;
+        if pending.bytes >= self.step {
+            wake.notify_all();
+        }
+    }
+}
+
+impl Drop for WriteBack {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.shared;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
+        wake.notify_all();
+    }
+}
+
+/// A reader that tells a [`WriteBack`] what went through it, a MiB at a time.
+pub(crate) struct Tally<R> {
+    pub(crate) inner: R,
+    pub(crate) write_back: Option<WriteBack>,
+    pub(crate) pending: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Tally<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pending += n as u64;
+        if self.pending >= 1024 * 1024 {
+            if let Some(w) = &self.write_back {
+                w.written(std::mem::take(&mut self.pending));
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_flush_each_step_and_dropping_does_not_wait() {
+        let (tx, rx) = mpsc::channel();
+        let write_back = WriteBack::start(100, move || {
+            let _ = tx.send(());
+        });
+        write_back.written(99);
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        write_back.written(1);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(()));
+        write_back.written(250);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(()));
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "bytes written before a flush count once"
+        );
+        drop(write_back);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+
+    #[test]
+    fn a_tally_reports_what_it_read() {
+        let (tx, rx) = mpsc::channel();
+        let write_back = WriteBack::start(2 * 1024 * 1024, move || {
+            let _ = tx.send(());
+        });
+        let data = vec![1u8; 3 * 1024 * 1024];
+        let mut tally = Tally {
+            inner: data.as_slice(),
+            write_back: Some(write_back),
+            pending: 0,
+        };
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut tally, &mut out).unwrap();
+        assert_eq!(out, data);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(()));
+    }
+}
