@@ -26,7 +26,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     }
     let sim = Sim::with_nodes(3);
     sim.install_crds();
-    let _operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
+    let operator = Operator::start(&sim, "operator", &["--no-webhooks", "--no-leader-election"]);
     sim.apply("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 3\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  postgresql:\n    synchronous:\n      method: any\n      number: 1\n")
         .unwrap();
     // `kubectl patch cluster pg --type=merge -p PATCH`, as seed 002's runbook patches.
@@ -60,12 +60,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     };
     let load = HaLoad::start(&sim, "default", "pg", &rw, &password);
     let uids = |sim: &Sim| -> Vec<(String, String, String)> {
-        let pods = sim
-            .json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])
-            .unwrap();
-        pods["items"]
-            .as_array()
-            .unwrap()
+        sim.instance_pods()
             .iter()
             .map(|p| {
                 let image = p
@@ -226,12 +221,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         serde_json::json!({"inProgress": true, "reusePVC": false})
     );
     let placed = |sim: &Sim| -> Vec<(String, String, String)> {
-        let pods = sim
-            .json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])
-            .unwrap();
-        pods["items"]
-            .as_array()
-            .unwrap()
+        sim.instance_pods()
             .iter()
             .map(|p| {
                 (
@@ -421,7 +411,8 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
 
     // A spec the operator refuses, on a running cluster (tablespaces are not run on Kubernetes
     // yet; no webhook here to refuse it at admission): the last valid spec is held, the refusal
-    // is said, and the cluster is still reconciled — a switchover goes through meanwhile.
+    // is said, and the cluster is still reconciled, also by a restarted operator — a switchover
+    // goes through meanwhile.
     patch(r#"{"spec":{"tablespaces":[{"name":"reports","storage":{"size":"1Gi"}}]}}"#);
     sim.eventually("the refused spec said", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
@@ -429,6 +420,22 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
             .filter(|r| r.contains("spec.tablespaces"))
             .map(str::to_string)
     });
+    // The operator restarts while the spec is refused: the last valid spec was kept in the
+    // Cluster's `pg-valid-spec` ConfigMap, so the new process holds the cluster at it as well
+    // (without it the cluster was not reconciled at all until its spec was fixed).
+    let kept = sim.json(&["get", "configmap", "pg-valid-spec"]).unwrap();
+    let kept: serde_json::Value =
+        serde_json::from_str(str_at(&kept, "/data/spec.json").unwrap()).unwrap();
+    assert!(
+        kept["tablespaces"].is_null() && kept["instances"] == 2,
+        "not the last valid spec: {kept}"
+    );
+    drop(operator);
+    let _operator = Operator::start(
+        &sim,
+        "operator-restarted",
+        &["--no-webhooks", "--no-leader-election"],
+    );
     let replica = awake
         .pointer("/status/instanceNames")
         .and_then(|v| v.as_array())

@@ -36,6 +36,7 @@ pub mod rbac;
 pub mod secret;
 mod security;
 pub mod service;
+pub mod valid_spec;
 pub mod webhook;
 
 pub use affinity::instance_affinity;

@@ -141,6 +141,10 @@ fn render_cluster(
             objects.role.iter().for_each(|o| push(docs, o));
             objects.role_binding.iter().for_each(|o| push(docs, o));
             objects.pod_monitor.iter().for_each(|o| push(docs, o));
+            match pgherd_kubernetes::valid_spec::config_map(&cluster) {
+                Ok(map) => push(docs, &map),
+                Err(e) => docs.push(format!("# Cluster {name}: valid spec not kept: {e}\n")),
+            }
         }
         Err(e) => docs.push(format!("# Cluster {name}: not built: {e}\n")),
     }

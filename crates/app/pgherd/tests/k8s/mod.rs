@@ -145,6 +145,13 @@ impl Sim {
             .flatten()
     }
 
+    /// The instance pods of the default namespace (`cnpg.io/podRole=instance`), as JSON.
+    pub fn instance_pods(&self) -> Vec<serde_json::Value> {
+        self.json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])
+            .and_then(|list| list["items"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
     /// `kubectl apply -f -` of `manifest`: Ok(stdout+stderr) or Err(stderr).
     pub fn apply(&self, manifest: &str) -> Result<String, String> {
         let out = self.kubectl_output(&["apply", "-f", "-"], Some(manifest));

@@ -22,6 +22,7 @@ mod credentials;
 mod data_major;
 mod databases;
 mod events;
+mod held_spec;
 mod image_catalogs;
 mod instance_objects;
 mod kube_pass;
@@ -304,13 +305,22 @@ async fn reconcile_cluster(
     let client = &operator.client;
     let (valid, spec_refusal) = match checked(cluster) {
         Ok(valid) => {
+            if runtime.last_valid.as_ref().map(|c| &c.spec) != Some(&valid.spec) {
+                held_spec::remember(client, &valid).await;
+            }
             runtime.last_valid = Some(valid.clone());
             (valid, None)
         }
-        Err(refused) => match hold_last_valid(cluster, runtime.last_valid.as_ref()) {
-            Some(held) => (held, Some(refused.to_string())),
-            None => return Err(refused),
-        },
+        Err(refused) => {
+            if runtime.last_valid.is_none() {
+                // Refused since before this process started: the spec kept by the last one.
+                runtime.last_valid = held_spec::recall(client, cluster).await;
+            }
+            match hold_last_valid(cluster, runtime.last_valid.as_ref()) {
+                Some(held) => (held, Some(refused.to_string())),
+                None => return Err(refused),
+            }
+        }
     };
     let cluster = &image_catalogs::resolve(client, &valid).await?;
     let held = data_major::hold(cluster);
@@ -449,7 +459,7 @@ async fn report(
 
 /// A running cluster whose spec is refused: the last valid spec, with the refused object's
 /// metadata (its requests: fencing, restarts, hibernation) and status, so its passes — and its
-/// failovers — go on. `None` for a cluster not running yet, or none valid seen by this process.
+/// failovers — go on. `None` for a cluster not running yet, or none valid known.
 fn hold_last_valid(cluster: &Cluster, last_valid: Option<&Cluster>) -> Option<Cluster> {
     let running = cluster
         .status
