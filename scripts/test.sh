@@ -15,9 +15,9 @@ cargo clippy --workspace --all-targets --locked -q -- -D warnings
 # Property tests run a bounded number of cases in CI; raise it locally for deeper runs.
 export PROPTEST_CASES="${PROPTEST_CASES:-512}"
 
-log "static build of the operator image's binary (musl)"
-./scripts/build-static.sh -q
-export PGHERD_STATIC_BINARY="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-musl/release/pgherd"
+log "static build of the operator image's binary (musl; unoptimised profile static-check)"
+PGHERD_STATIC_PROFILE=static-check ./scripts/build-static.sh -q
+export PGHERD_STATIC_BINARY="${CARGO_TARGET_DIR:-$PWD/target}/x86_64-unknown-linux-musl/static-check/pgherd"
 
 log "cargo test (unit, seeds, CRD drift, layering, robustness)"
 cargo test --workspace --locked -q
