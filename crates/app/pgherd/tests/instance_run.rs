@@ -101,6 +101,8 @@ fn test_spec(
         restart_token: String::new(),
         roles: vec![],
         databases: vec![],
+        tablespaces: vec![],
+        tablespace_volumes: false,
         publications: vec![],
         subscriptions: vec![],
         peers: vec![],

@@ -4,7 +4,9 @@
 //! password; WAL reaches the bucket (`ContinuousArchiving` True); `kubectl cnpg backup` makes
 //! a Backup that the operator has an instance take over the instance protocol, completed with
 //! CloudNativePG's status fields and found in the object store's catalog; the Cluster's
-//! status records it; a Database object is created and, deleted, dropped; new Clusters recover from the Backup and from the store
+//! status records it; a Database object is created and, deleted, dropped; two tablespaces
+//! (one temporary) on volumes of their own, a table in one seen on the replica's volume and
+//! restored onto the recovered clusters'; new Clusters recover from the Backup and from the store
 //! (`externalClusters`); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
@@ -58,6 +60,16 @@ spec:
     size: 1Gi
   walStorage:
     size: 1Gi
+  tablespaces:
+    - name: reports
+      owner:
+        name: app
+      storage:
+        size: 1Gi
+    - name: scratch
+      temporary: true
+      storage:
+        size: 1Gi
   managed:
     roles:
       - name: reporting
@@ -120,6 +132,76 @@ spec:
     });
     let writer = Writer::start(rw.clone(), password.clone());
     assert!(writer.wait_for_more(20, 60), "no commits through -rw");
+
+    // Tablespaces: each on its own PVC, created by the primary with its owner; the temporary
+    // one in temp_tablespaces; a table placed in one is on the replica's volume too.
+    sim.eventually("both tablespaces reconciled", 120, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let states = c.pointer("/status/tablespacesStatus")?.as_array()?.clone();
+        (states.len() == 2
+            && states
+                .iter()
+                .all(|t| str_at(t, "/state") == Some("reconciled")))
+        .then_some(())
+    });
+    let (location, temporary) = sim.runtime.block_on(async {
+        let c = connect_soon(&rw, &password).await.expect("-rw answers");
+        c.batch_execute(
+            "CREATE TABLE archive (id int) TABLESPACE reports; \
+             INSERT INTO archive SELECT generate_series(1, 1000)",
+        )
+        .await
+        .expect("the owner creates a table in its tablespace");
+        let row = c
+            .query_one(
+                "SELECT pg_tablespace_location(oid), current_setting('temp_tablespaces') \
+                 FROM pg_tablespace WHERE spcname = 'reports'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get::<_, String>(0), row.get::<_, String>(1))
+    });
+    assert_eq!(location, "/var/lib/postgresql/tablespaces/reports/data");
+    assert_eq!(temporary, "\"scratch\"");
+    for instance in ["pg-1", "pg-2"] {
+        for tablespace in ["reports", "scratch"] {
+            assert!(sim
+                .json(&["get", "pvc", &format!("{instance}-tbs-{tablespace}")])
+                .is_some());
+        }
+    }
+    let replica_rows = sim.eventually("the table in the tablespace on the replica", 60, || {
+        let out = sim.kubectl_output(
+            &[
+                "exec",
+                "pg-2",
+                "-c",
+                "postgres",
+                "--",
+                "psql",
+                "-U",
+                "postgres",
+                "-Atc",
+                "SELECT count(*) FROM archive",
+                "app",
+            ],
+            None,
+        );
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.trim() == "1000").then_some(out)
+    });
+    assert_eq!(replica_rows.trim(), "1000");
+    let on_volume = sim.kubectl(&[
+        "exec",
+        "pg-2",
+        "-c",
+        "postgres",
+        "--",
+        "ls",
+        "/var/lib/postgresql/tablespaces/reports/data",
+    ]);
+    assert!(on_volume.contains("PG_15_"), "{on_volume}");
 
     // The managed role, with the password from its Secret.
     sim.eventually("the role reconciled", 60, || {
@@ -336,7 +418,7 @@ spec:
         moto.endpoint()
     );
     sim.apply(&format!(
-        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-backup\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  walStorage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      backup:\n        name: first\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-store\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  bootstrap:\n    recovery:\n      source: origin\n  externalClusters:\n    - name: origin\n      barmanObjectStore:\n        serverName: pg\n        {}",
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-backup\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  walStorage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      owner:\n        name: app\n      storage:\n        size: 1Gi\n    - name: scratch\n      temporary: true\n      storage:\n        size: 1Gi\n  bootstrap:\n    recovery:\n      backup:\n        name: first\n---\napiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-store\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      owner:\n        name: app\n      storage:\n        size: 1Gi\n    - name: scratch\n      temporary: true\n      storage:\n        size: 1Gi\n  bootstrap:\n    recovery:\n      source: origin\n  externalClusters:\n    - name: origin\n      barmanObjectStore:\n        serverName: pg\n        {}",
         store.replace("\n      ", "\n        ")
     ))
     .unwrap();
@@ -363,6 +445,34 @@ spec:
         assert!(
             rows >= i64::try_from(before_backup).unwrap(),
             "{restored}: {rows} rows, {before_backup} were committed before the backup"
+        );
+        // The table in the tablespace, restored onto the new cluster's tablespace volume.
+        let (archived, location): (i64, String) = sim.runtime.block_on(async {
+            let c = connect_soon(&ip, &own).await.unwrap();
+            let row = c
+                .query_one(
+                    "SELECT (SELECT count(*) FROM archive), \
+                     (SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'reports')",
+                    &[],
+                )
+                .await
+                .unwrap();
+            (row.get(0), row.get(1))
+        });
+        assert_eq!(archived, 1000, "{restored}");
+        assert_eq!(location, "/var/lib/postgresql/tablespaces/reports/data");
+        let restored_files = sim.kubectl(&[
+            "exec",
+            &format!("{restored}-1"),
+            "-c",
+            "postgres",
+            "--",
+            "ls",
+            "/var/lib/postgresql/tablespaces/reports/data",
+        ]);
+        assert!(
+            restored_files.contains("PG_15_"),
+            "{restored}: {restored_files}"
         );
     }
     let lost = sim

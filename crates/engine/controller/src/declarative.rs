@@ -1,11 +1,12 @@
 //! The declarative parts of a cluster as every platform hands them to the primary's manager
-//! (managed roles), and the primary's results back as the Cluster's status. The platform only
+//! (managed roles, databases), and the primary's results back as the Cluster's status
+//! (roles, tablespaces). The platform only
 //! resolves where passwords are.
 
-use pgherd_api::cluster::{EnsureOption, ManagedRoles, RoleConfiguration};
+use pgherd_api::cluster::{EnsureOption, ManagedRoles, RoleConfiguration, TablespaceState};
 use pgherd_api::Database;
 use pgherd_instance_protocol::{
-    ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
+    ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec, TablespaceSpec,
 };
 use std::collections::BTreeMap;
 
@@ -113,6 +114,34 @@ pub fn managed_roles_status(results: &[ApplyResult]) -> Option<ManagedRoles> {
     })
 }
 
+/// `status.tablespacesStatus`: each declared tablespace `reconciled` once the primary applied
+/// it, else `pending` with the primary's error if it gave one; `None` when none is declared.
+pub fn tablespaces_status(
+    declared: &[TablespaceSpec],
+    results: &[ApplyResult],
+) -> Option<Vec<TablespaceState>> {
+    if declared.is_empty() {
+        return None;
+    }
+    Some(
+        declared
+            .iter()
+            .map(|t| {
+                let result = results.iter().find(|r| r.name == t.name);
+                let applied = result.is_some_and(|r| r.applied);
+                TablespaceState {
+                    name: t.name.clone(),
+                    owner: t.owner.clone(),
+                    state: if applied { "reconciled" } else { "pending" }.into(),
+                    error: result
+                        .filter(|r| !r.applied)
+                        .and_then(|r| r.message.clone()),
+                }
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +180,43 @@ mod tests {
             ["role \"x\" does not exist"]
         );
         assert!(managed_roles_status(&[]).is_none());
+    }
+
+    #[test]
+    fn tablespaces_are_pending_until_the_primary_applied_them() {
+        let declared = |name: &str| TablespaceSpec {
+            name: name.into(),
+            owner: Some("app".into()),
+            location: format!("/t/{name}/data").into(),
+            temporary: false,
+        };
+        let declared = [declared("a"), declared("b"), declared("c")];
+        let results = [
+            ApplyResult {
+                name: "a".into(),
+                applied: true,
+                message: None,
+            },
+            ApplyResult {
+                name: "b".into(),
+                applied: false,
+                message: Some("role \"app\" does not exist".into()),
+            },
+        ];
+        let s = tablespaces_status(&declared, &results).unwrap();
+        let states: Vec<_> = s
+            .iter()
+            .map(|t| (t.state.as_str(), t.error.as_deref()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("reconciled", None),
+                ("pending", Some("role \"app\" does not exist")),
+                ("pending", None)
+            ]
+        );
+        assert_eq!(s[0].owner.as_deref(), Some("app"));
+        assert!(tablespaces_status(&[], &results).is_none());
     }
 }

@@ -9,7 +9,7 @@ use pgherd_api::Cluster;
 use pgherd_instance_protocol::{
     Bootstrap, CertificatePaths, DatabaseSpec, DesiredRole, InstanceSpec, LeaseToken,
     MonitoringSpec, PasswordSource, Peer, PrimaryEndpoint, PublicationSpec, PushedFiles, RoleSpec,
-    SubscriptionSpec, WalStore,
+    SubscriptionSpec, TablespaceSpec, WalStore,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -35,6 +35,9 @@ pub struct Placement {
     pub wal_dir: Option<PathBuf>,
     pub socket_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// Where each tablespace's volume is mounted (`<dir>/<name>`), on platforms that give
+    /// tablespaces volumes of their own; `None`: tablespaces are not created.
+    pub tablespaces_dir: Option<PathBuf>,
 }
 
 /// What every instance spec of one cluster shares in a pass.
@@ -177,6 +180,10 @@ impl SpecContext<'_> {
         settings
             .entry("wal_retrieve_retry_interval".to_string())
             .or_insert_with(|| "1s".to_string());
+        let temporary = temporary_tablespaces(self.cluster, place);
+        if !temporary.is_empty() {
+            settings.insert("temp_tablespaces".into(), temporary);
+        }
         if instance.role == DesiredRole::Primary {
             settings.insert(
                 "synchronous_standby_names".into(),
@@ -258,6 +265,8 @@ impl SpecContext<'_> {
             fenced: instance.fenced,
             restart_token: instance.restart_token.clone(),
             roles: duty(primary_duties, &self.roles),
+            tablespaces: tablespaces(self.cluster, place),
+            tablespace_volumes: place.tablespaces_dir.is_some(),
             databases: duty(primary_duties, &self.databases),
             publications: duty(primary_duties, &self.publications),
             subscriptions: duty(primary_duties, &self.subscriptions),
@@ -289,6 +298,36 @@ impl SpecContext<'_> {
     }
 }
 
+/// `spec.tablespaces` where `place` mounts their volumes: `<dir>/<name>/data`, a directory
+/// inside the volume (as CloudNativePG lays them out), never the mount point itself.
+pub fn tablespaces(cluster: &Cluster, place: &Placement) -> Vec<TablespaceSpec> {
+    let Some(dir) = &place.tablespaces_dir else {
+        return Vec::new();
+    };
+    cluster
+        .spec
+        .tablespaces
+        .iter()
+        .flatten()
+        .map(|t| TablespaceSpec {
+            name: t.name.clone(),
+            owner: t.owner.as_ref().and_then(|o| o.name.clone()),
+            location: dir.join(&t.name).join("data"),
+            temporary: t.temporary == Some(true),
+        })
+        .collect()
+}
+
+/// `temp_tablespaces` for the tablespaces marked `temporary` (quoted identifiers), or empty.
+fn temporary_tablespaces(cluster: &Cluster, place: &Placement) -> String {
+    tablespaces(cluster, place)
+        .iter()
+        .filter(|t| t.temporary)
+        .filter_map(|t| pgherd_postgres::quote::quote_identifier(&t.name).ok())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What only the primary does: the rest get nothing.
 fn duty<T: Clone>(primary: bool, all: &[T]) -> Vec<T> {
     if primary {
@@ -301,4 +340,52 @@ fn duty<T: Clone>(primary: bool, all: &[T]) -> Vec<T> {
 struct Settings {
     settings: BTreeMap<String, String>,
     managed_extensions: BTreeMap<String, bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(tablespaces_dir: Option<&str>) -> Placement {
+        Placement {
+            pgdata: "/d".into(),
+            wal_dir: None,
+            socket_dir: "/s".into(),
+            log_dir: "/l".into(),
+            tablespaces_dir: tablespaces_dir.map(PathBuf::from),
+        }
+    }
+
+    #[test]
+    fn tablespaces_live_in_a_data_directory_on_their_volume() {
+        let cluster: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": "pg"},
+            "spec": {"instances": 2, "storage": {"size": "1Gi"}, "tablespaces": [
+                {"name": "reports", "owner": {"name": "app"}, "storage": {"size": "1Gi"}},
+                {"name": "Scratch", "temporary": true, "storage": {"size": "1Gi"}},
+                {"name": "tmp2", "temporary": true, "storage": {"size": "1Gi"}}
+            ]}
+        }))
+        .unwrap();
+        let at = place(Some("/var/lib/postgresql/tablespaces"));
+        let t = tablespaces(&cluster, &at);
+        assert_eq!(
+            t[0],
+            TablespaceSpec {
+                name: "reports".into(),
+                owner: Some("app".into()),
+                location: "/var/lib/postgresql/tablespaces/reports/data".into(),
+                temporary: false,
+            }
+        );
+        assert_eq!(
+            t[1].location,
+            PathBuf::from("/var/lib/postgresql/tablespaces/Scratch/data")
+        );
+        assert_eq!(temporary_tablespaces(&cluster, &at), "\"Scratch\",\"tmp2\"");
+        // A platform without tablespace volumes creates none and sets nothing.
+        assert!(tablespaces(&cluster, &place(None)).is_empty());
+        assert!(temporary_tablespaces(&cluster, &place(None)).is_empty());
+    }
 }

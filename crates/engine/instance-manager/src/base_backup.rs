@@ -9,6 +9,7 @@ use pgherd_backup::catalog::{BackupCatalog, RecoveryPoint};
 use pgherd_backup::restore::restore_backup;
 use pgherd_backup::store::{RetryPolicy, StoreTarget};
 use pgherd_backup::BackupInfo;
+use pgherd_instance_protocol::TablespaceSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -235,6 +236,7 @@ pub async fn restore(
     timeline: Option<u32>,
     pgdata: &Path,
     major: Option<u32>,
+    tablespaces: Option<&[TablespaceSpec]>,
 ) -> Result<BackupInfo, InstanceError> {
     let (store, server) = target
         .open(RetryPolicy::default(), CancellationToken::new())
@@ -278,8 +280,38 @@ pub async fn restore(
             )));
         }
     }
+    let locations = match tablespaces {
+        Some(declared) => declared_locations(&entry.info, declared, server.root())?,
+        None => BTreeMap::new(),
+    };
     let id = entry.id.as_str().to_string();
-    restore_backup(&store, &server, &id, pgdata, &BTreeMap::new())
+    restore_backup(&store, &server, &id, pgdata, &locations)
         .await
         .map_err(store_error)
+}
+
+/// Where a backup's tablespaces go on a platform that mounts a volume per declared
+/// tablespace: each must be declared (as CloudNativePG requires), never written where no
+/// volume is.
+fn declared_locations(
+    info: &BackupInfo,
+    declared: &[TablespaceSpec],
+    root: &str,
+) -> Result<BTreeMap<String, PathBuf>, InstanceError> {
+    let in_backup = info.tablespaces().unwrap_or_default();
+    let missing: Vec<&str> = in_backup
+        .iter()
+        .filter(|t| !declared.iter().any(|d| d.name == t.name))
+        .map(|t| t.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(InstanceError::InvalidSetting(format!(
+            "spec.tablespaces: backup {} in {root} holds tablespaces {missing:?}; declare each (name and storage) in spec.tablespaces so it gets a volume",
+            info.backup_name().unwrap_or("-")
+        )));
+    }
+    Ok(declared
+        .iter()
+        .map(|d| (d.name.clone(), d.location.clone()))
+        .collect())
 }

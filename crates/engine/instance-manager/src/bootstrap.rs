@@ -147,10 +147,12 @@ pub async fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Insta
     match &spec.bootstrap {
         Bootstrap::Initdb { initdb_args, .. } => pg.initdb_with_args(initdb_args),
         Bootstrap::Clone => pg.clone_from(&primary_source(spec)?),
-        Bootstrap::Recovery { .. } => restore_for_recovery(pg, &spec.bootstrap).await,
+        Bootstrap::Recovery { .. } => restore_for_recovery(pg, spec).await,
         Bootstrap::FromObjectStore { store_file } => {
             let restored = match pgherd_backup::store::StoreTarget::read(store_file) {
-                Ok(target) => restore_into_place(pg, &target, None, &RecoveryPoint::Latest).await,
+                Ok(target) => {
+                    restore_into_place(pg, spec, &target, None, &RecoveryPoint::Latest).await
+                }
                 Err(e) => Err(InstanceError::Backup(e.to_string())),
             };
             match restored {
@@ -173,7 +175,8 @@ pub async fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Insta
     }
 }
 
-async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<(), InstanceError> {
+async fn restore_for_recovery(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
+    let bootstrap = &spec.bootstrap;
     let Bootstrap::Recovery {
         store_file,
         backup_id,
@@ -195,7 +198,7 @@ async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<()
         })?),
         (None, None) => RecoveryPoint::Latest,
     };
-    let info = restore_into_place(pg, &target, backup_id.as_deref(), &point).await?;
+    let info = restore_into_place(pg, spec, &target, backup_id.as_deref(), &point).await?;
     std::fs::write(pg.pgdata.join("recovery.signal"), b"")
         .map_err(|e| InstanceError::io("cannot write", pg.pgdata.join("recovery.signal"), e))?;
     tracing::info!(
@@ -211,10 +214,12 @@ async fn restore_for_recovery(pg: &Postgres, bootstrap: &Bootstrap) -> Result<()
 /// place whole: a failed restore never leaves a half-restored PGDATA that would look like data.
 async fn restore_into_place(
     pg: &Postgres,
+    spec: &InstanceSpec,
     target: &pgherd_backup::store::StoreTarget,
     backup_id: Option<&str>,
     point: &RecoveryPoint,
 ) -> Result<pgherd_backup::BackupInfo, InstanceError> {
+    let (tablespace_volumes, tablespaces) = (spec.tablespace_volumes, spec.tablespaces.as_slice());
     let staging = pg.pgdata.with_extension("restoring");
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
@@ -227,6 +232,7 @@ async fn restore_into_place(
         None,
         &staging,
         Some(pg.binaries.major),
+        tablespace_volumes.then_some(tablespaces),
     )
     .await?;
     // The data tarball ends with global/pg_control (then backup_label): without it the tar

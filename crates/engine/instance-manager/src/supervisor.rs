@@ -278,6 +278,12 @@ async fn converge(
             crate::wal_dir::relocate(&pg.pgdata, wal_dir)?;
         }
     }
+    let previous = if pg.is_initialized() {
+        crate::declarative::Previous::Keep
+    } else {
+        crate::declarative::Previous::Discard
+    };
+    crate::declarative::prepare_locations(&pg, &spec.tablespaces, previous)?;
     if !pg.is_initialized() {
         create_data(&pg, spec).await?;
         if let Some(wal_dir) = &spec.wal_dir {
@@ -549,11 +555,11 @@ async fn primary_duties(
             drop_slot(client, &name).await?;
         }
     }
-    if !spec.roles.is_empty() || !spec.databases.is_empty() {
-        let (roles, databases) =
-            crate::declarative::reconcile(pg, &spec.roles, &spec.databases).await?;
-        status.role_results = roles;
-        status.database_results = databases;
+    if !spec.roles.is_empty() || !spec.databases.is_empty() || !spec.tablespaces.is_empty() {
+        let results = crate::declarative::reconcile(pg, spec).await?;
+        status.role_results = results.roles;
+        status.tablespace_results = results.tablespaces;
+        status.database_results = results.databases;
     }
     crate::pooler::reconcile(pg, client, spec.pooler_auth).await?;
     Ok(())

@@ -1,6 +1,6 @@
 //! Declarative objects inside PostgreSQL that the primary's instance manager keeps in the
-//! declared state: managed roles (`spec.managed.roles`) and databases (`kind: Database`), and
-//! the result of applying each.
+//! declared state: managed roles (`spec.managed.roles`), databases (`kind: Database`) and
+//! tablespaces (`spec.tablespaces`), and the result of applying each.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -86,6 +86,21 @@ pub struct DatabaseSpec {
     pub schemas: Vec<SchemaSpec>,
     #[serde(default)]
     pub extensions: Vec<ExtensionSpec>,
+}
+
+/// A tablespace (`spec.tablespaces`) on the volume the platform mounted for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TablespaceSpec {
+    pub name: String,
+    /// `None`: the superuser owns it.
+    pub owner: Option<String>,
+    /// Its `LOCATION`: an empty directory on its volume, the same path on every instance (WAL
+    /// replay of `CREATE TABLESPACE` on a standby uses the primary's path).
+    pub location: PathBuf,
+    /// Listed in `temp_tablespaces`.
+    #[serde(default)]
+    pub temporary: bool,
 }
 
 /// Whether one declared object was applied.

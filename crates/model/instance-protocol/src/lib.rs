@@ -11,7 +11,7 @@ mod logical;
 mod spec;
 
 pub use declarative::{
-    ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec,
+    ApplyResult, DatabaseSpec, ExtensionSpec, PasswordSource, RoleSpec, SchemaSpec, TablespaceSpec,
 };
 pub use logical::{PublicationObject, PublicationSpec, PublicationTarget, SubscriptionSpec};
 pub use spec::{pushed_file_path, pushed_files_dir};
@@ -103,6 +103,9 @@ pub struct InstanceStatus {
     /// Primary: the result of applying each Database.
     #[serde(default)]
     pub database_results: Vec<ApplyResult>,
+    /// Primary: the result of applying each tablespace (by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tablespace_results: Vec<ApplyResult>,
     /// Primary: the result of applying each Publication (by object name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publication_results: Vec<ApplyResult>,
@@ -270,6 +273,7 @@ impl InstanceStatus {
             stuck: false,
             role_results: Vec::new(),
             database_results: Vec::new(),
+            tablespace_results: Vec::new(),
             publication_results: Vec::new(),
             subscription_results: Vec::new(),
             shutdown_checkpoint: None,
@@ -339,6 +343,7 @@ mod tests {
             stuck: false,
             role_results: vec![],
             database_results: vec![],
+            tablespace_results: vec![],
             publication_results: vec![],
             subscription_results: vec![],
             shutdown_checkpoint: None,

@@ -236,6 +236,14 @@ pub struct InstanceSpec {
     /// For a primary: databases to keep in the declared state.
     #[serde(default)]
     pub databases: Vec<crate::DatabaseSpec>,
+    /// Every instance makes their locations; the primary creates them (never drops one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tablespaces: Vec<crate::TablespaceSpec>,
+    /// The platform mounts a volume per declared tablespace: a restored backup's tablespaces
+    /// must be among `tablespaces` and go to their locations (else to the paths the backup
+    /// recorded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tablespace_volumes: bool,
     /// For a primary: publications to keep in the declared state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publications: Vec<crate::PublicationSpec>,

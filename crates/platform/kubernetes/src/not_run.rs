@@ -56,9 +56,6 @@ pub fn cluster_fields(cluster: &Cluster) -> Vec<NotRun> {
     if cluster.is_replica() {
         refuse("spec.replica", "replica clusters");
     }
-    if spec.tablespaces.as_ref().is_some_and(|t| !t.is_empty()) {
-        refuse("spec.tablespaces", "tablespaces");
-    }
     if spec
         .certificates
         .as_ref()

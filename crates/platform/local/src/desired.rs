@@ -258,6 +258,10 @@ impl ClusterContext<'_> {
             pgdata: dirs.root.join("pgdata"),
             socket_dir: dirs.run.clone(),
             log_dir: dirs.log.clone(),
+            // Instances on one machine share one filesystem, and WAL replay of `CREATE
+            // TABLESPACE` uses the primary's path on every standby: no tablespaces here (said
+            // at `local apply`).
+            tablespaces_dir: None,
         };
         Ok(self.spec.instance_spec(instance, &place, bootstrap))
     }

@@ -187,6 +187,7 @@ pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
                     None,
                     &pgdata,
                     None,
+                    None,
                 ))?;
             pgherd_instance_manager::base_backup::sync_filesystem(&pgdata)?;
             println!(

@@ -7,6 +7,8 @@
 //!   synchronous-standby gate, "pending" results), the per-object [`ApplyResult`].
 //! - [`roles`]: managed roles and the `postgres` password; [`password`] compares a declared
 //!   password with the stored verifier.
+//! - [`tablespaces`]: `spec.tablespaces` (their directories on every instance, the
+//!   tablespaces themselves on the primary).
 //! - [`databases`]: `Database` objects, their schemas and extensions; [`extensions`]: the
 //!   extensions CloudNativePG manages in every database.
 //!
@@ -19,10 +21,11 @@ mod extensions;
 mod password;
 mod plan;
 mod roles;
+mod tablespaces;
 
 use crate::observe::connect;
 use crate::{InstanceError, Postgres};
-use pgherd_instance_protocol::{ApplyResult, DatabaseSpec, RoleSpec};
+use pgherd_instance_protocol::{ApplyResult, InstanceSpec};
 use tokio_postgres::Client;
 
 pub use databases::reconcile_databases;
@@ -30,6 +33,7 @@ pub use extensions::apply_managed_extensions;
 pub use password::forget_verified_passwords;
 pub use plan::executed_statements;
 pub use roles::{apply_superuser_password, reconcile_roles};
+pub use tablespaces::{prepare_locations, reconcile_tablespaces, Previous};
 
 fn ident(name: &str) -> Result<String, String> {
     crate::sql::identifier(name).map_err(|e| e.to_string())
@@ -75,14 +79,21 @@ impl Applied {
     }
 }
 
-/// Both, for the supervisor loop.
-pub async fn reconcile(
-    pg: &Postgres,
-    roles: &[RoleSpec],
-    databases: &[DatabaseSpec],
-) -> Result<(Vec<ApplyResult>, Vec<ApplyResult>), InstanceError> {
+/// The primary's results, one per declared object.
+#[derive(Debug, Default)]
+pub struct Results {
+    pub roles: Vec<ApplyResult>,
+    pub tablespaces: Vec<ApplyResult>,
+    pub databases: Vec<ApplyResult>,
+}
+
+/// All three, for the supervisor loop: roles first (a tablespace's or database's owner may be
+/// one), then tablespaces (a database may be placed in one), then databases.
+pub async fn reconcile(pg: &Postgres, spec: &InstanceSpec) -> Result<Results, InstanceError> {
     let client = connect(pg, "postgres").await?;
-    let roles = reconcile_roles(&client, roles).await;
-    let databases = reconcile_databases(pg, &client, databases).await;
-    Ok((roles, databases))
+    Ok(Results {
+        roles: reconcile_roles(&client, &spec.roles).await,
+        tablespaces: reconcile_tablespaces(&client, &spec.tablespaces).await,
+        databases: reconcile_databases(pg, &client, &spec.databases).await,
+    })
 }

@@ -50,6 +50,7 @@ pub(super) fn placement(cluster: &Cluster) -> Placement {
             .then(|| std::path::Path::new(crate::pod::WAL_MOUNT).join("pg_wal")),
         socket_dir: "/controller/run".into(),
         log_dir: "/controller/log".into(),
+        tablespaces_dir: Some(crate::pod::TABLESPACES_MOUNT.into()),
     }
 }
 
@@ -173,6 +174,18 @@ impl<'a> KubePass<'a> {
         let primary = plan.current_primary.as_deref()?;
         let report = self.reports.get(primary)?;
         pgherd_controller::declarative::managed_roles_status(&report.role_results)
+    }
+
+    /// `status.tablespacesStatus` from the primary's report, when it reported.
+    pub(crate) fn tablespaces_status(
+        &self,
+        cluster: &Cluster,
+        plan: &Plan,
+    ) -> Option<Vec<pgherd_api::cluster::TablespaceState>> {
+        let primary = plan.current_primary.as_deref()?;
+        let report = self.reports.get(primary)?;
+        let declared = pgherd_controller::instance_spec::tablespaces(cluster, &placement(cluster));
+        pgherd_controller::declarative::tablespaces_status(&declared, &report.tablespace_results)
     }
 
     /// The Database objects' status from the primary's results (for the spec it applied).

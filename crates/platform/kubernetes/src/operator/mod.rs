@@ -364,6 +364,7 @@ async fn reconcile_cluster(
     platform.write_database_status(&outcome.plan).await;
     let conditions = platform.conditions();
     let managed_roles = platform.managed_roles_status(&outcome.plan);
+    let tablespaces = platform.tablespaces_status(cluster, &outcome.plan);
     let archive = platform.archive().cloned();
     let requested = platform.request_seen();
     drop(platform);
@@ -375,6 +376,7 @@ async fn reconcile_cluster(
     let facts = status::PassFacts {
         conditions,
         managed_roles,
+        tablespaces,
         addresses,
         backups,
         catalog,

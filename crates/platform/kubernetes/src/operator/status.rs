@@ -48,6 +48,8 @@ pub(crate) struct PassFacts {
     pub conditions: Vec<ConditionInput>,
     /// From the primary's report, when it reported.
     pub managed_roles: Option<ManagedRoles>,
+    /// From the primary's report, when it reported and tablespaces are declared.
+    pub tablespaces: Option<Vec<pgherd_api::cluster::TablespaceState>>,
     /// Backups that finished in this pass.
     pub backups: Vec<super::backups::Finished>,
     /// What a read of the backup catalog found, when one finished.
@@ -136,6 +138,9 @@ pub(crate) async fn write(
     status.first_recoverability_point = first;
     if facts.managed_roles.is_some() {
         status.managed_roles_status = facts.managed_roles;
+    }
+    if facts.tablespaces.is_some() {
+        status.tablespaces_status = facts.tablespaces;
     }
     if cluster.status.as_ref() == Some(&status) {
         return Ok(());

@@ -249,7 +249,8 @@ fn not_run(kind: &str, object: &Value) -> Vec<Diagnostic> {
 
 /// CloudNativePG's rules about a change (its webhook's `validateClusterChanges`) that pgherd
 /// checks: no older major than the data (`old.status.pgDataImageInfo`), no smaller
-/// `storage.size` / `walStorage.size` (a claim cannot shrink).
+/// `storage.size` / `walStorage.size` / tablespace size (a claim cannot shrink), no
+/// tablespace removed.
 fn update_errors(kind: &str, old: &Value, new: &Value) -> Vec<Diagnostic> {
     if kind != "Cluster" {
         return Vec::new();
@@ -272,18 +273,33 @@ fn update_errors(kind: &str, old: &Value, new: &Value) -> Vec<Diagnostic> {
             out.push(Diagnostic::error(field, e));
         }
     }
-    let sizes = [
+    let mut sizes = vec![
         (
-            "spec.storage.size",
+            "spec.storage.size".to_string(),
             old.spec.storage.as_ref().and_then(|s| s.size.clone()),
             new.spec.storage.as_ref().and_then(|s| s.size.clone()),
         ),
         (
-            "spec.walStorage.size",
+            "spec.walStorage.size".to_string(),
             old.spec.wal_storage.as_ref().and_then(|s| s.size.clone()),
             new.spec.wal_storage.as_ref().and_then(|s| s.size.clone()),
         ),
     ];
+    // A tablespace cannot go (its objects would lose their files), nor its volume shrink.
+    let kept = new.spec.tablespaces.as_deref().unwrap_or_default();
+    for before in old.spec.tablespaces.iter().flatten() {
+        match kept.iter().position(|t| t.name == before.name) {
+            Some(i) => sizes.push((
+                format!("spec.tablespaces[{i}].storage.size"),
+                before.storage.size.clone(),
+                kept[i].storage.size.clone(),
+            )),
+            None => out.push(Diagnostic::error(
+                "spec.tablespaces",
+                format!("tablespace {:?} can't be removed (its objects' files are on its volume: keep it in the list)", before.name),
+            )),
+        }
+    }
     for (field, before, after) in sizes {
         let (Some(before), Some(after)) = (before, after) else {
             continue;
@@ -291,7 +307,7 @@ fn update_errors(kind: &str, old: &Value, new: &Value) -> Vec<Diagnostic> {
         let (b, a) = (Quantity(before.clone()), Quantity(after.clone()));
         if crate::pvc::resize(&b, &a) == crate::pvc::Resize::RefuseShrink {
             out.push(Diagnostic::error(
-                field,
+                &field,
                 format!("can't shrink existing storage from {before} to {after} (a claim cannot shrink: keep {before} or more)"),
             ));
         }
@@ -459,7 +475,8 @@ mod tests {
     #[test]
     fn what_the_operator_does_not_run_is_refused_at_admission() {
         let object = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
-            "tablespaces": [{"name": "reports", "storage": {"size": "1Gi"}}]}));
+            "bootstrap": {"pg_basebackup": {"source": "origin"}},
+            "externalClusters": [{"name": "origin", "connectionParameters": {"host": "h"}}]}));
         let answer = handle(
             "/validate-postgresql-cnpg-io-v1-cluster",
             &review("CREATE", "Cluster", object),
@@ -468,7 +485,7 @@ mod tests {
         assert_eq!(r["allowed"], false, "{r}");
         let causes = r["status"]["details"]["causes"].to_string();
         assert!(
-            causes.contains("spec.tablespaces")
+            causes.contains("spec.bootstrap.pg_basebackup")
                 && causes.contains("not supported by pgherd's Kubernetes operator yet"),
             "{causes}"
         );
@@ -500,6 +517,35 @@ mod tests {
                 && causes.contains("can't shrink existing storage from 2Gi to 1Gi"),
             "{causes}"
         );
+        // A tablespace removed, or its volume shrunk: refused.
+        let mut with = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
+            "tablespaces": [{"name": "a", "storage": {"size": "2Gi"}}, {"name": "b", "storage": {"size": "1Gi"}}]}));
+        let without = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
+            "tablespaces": [{"name": "a", "storage": {"size": "1Gi"}}]}));
+        let answer = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review_update("UPDATE", "Cluster", without, with.clone()),
+        );
+        let causes = response(&answer)["status"]["details"]["causes"].to_string();
+        assert!(
+            causes.contains("tablespace \\\"b\\\" can't be removed"),
+            "{causes}"
+        );
+        assert!(
+            causes.contains("spec.tablespaces[0].storage.size")
+                && causes.contains("from 2Gi to 1Gi"),
+            "{causes}"
+        );
+        // Added, or grown: fine.
+        let more = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
+            "tablespaces": [{"name": "b", "storage": {"size": "1Gi"}}, {"name": "a", "storage": {"size": "3Gi"}},
+                            {"name": "c", "storage": {"size": "1Gi"}}]}));
+        with["status"] = json!({});
+        let answer = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review_update("UPDATE", "Cluster", more, with),
+        );
+        assert_eq!(response(&answer)["allowed"], true);
         // A new minor and more storage pass.
         let fine = cluster(
             json!({"instances": 3, "imageName": "ghcr.io/cloudnative-pg/postgresql:16.6", "storage": {"size": "3Gi"}}),
