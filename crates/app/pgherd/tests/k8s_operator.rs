@@ -105,7 +105,7 @@ fn the_operator_makes_a_clusters_objects_and_status() {
     let refused = sim.dir.path().join("refused.yaml");
     std::fs::write(
         &refused,
-        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: archived\nspec:\n  instances: 1\n  storage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      storage:\n        size: 1Gi\n",
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: archived\nspec:\n  instances: 1\n  storage:\n    size: 1Gi\n  certificates:\n    serverTLSSecret: mine\n    serverCASecret: mine-ca\n",
     )
     .unwrap();
     sim.kubectl(&["apply", "-f", refused.to_str().unwrap()]);
@@ -113,7 +113,7 @@ fn the_operator_makes_a_clusters_objects_and_status() {
         let c = sim.json(&["get", "cluster", "archived"])?;
         str_at(&c, "/status/phaseReason").map(str::to_string)
     });
-    assert!(reason.contains("spec.tablespaces"), "{reason}");
+    assert!(reason.contains("spec.certificates"), "{reason}");
     assert!(sim.json(&["get", "pod", "archived-1"]).is_none());
 
     // Kinds the operator does not run yet say so in their status.

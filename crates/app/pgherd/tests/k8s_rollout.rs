@@ -1,6 +1,7 @@
 //! A changed pod template rolls the instance pods, as CloudNativePG rolls them, on kube-sim
 //! with its process kubelet: a three-instance Cluster's `imageName` moves to another minor
-//! under a writer; the replicas' pods are recreated one at a time, then the primary's after a
+//! and a tablespace is added (created once the primary's pod mounts its volume, its files on
+//! every instance's volume) under a writer; the replicas' pods are recreated one at a time, then the primary's after a
 //! switchover; every pod ends on the new template, `PodTemplateApplied` is True again, no
 //! acknowledged commit is lost and never two instances are writable at once. Then the primary's
 //! node is drained (`kubectl drain`: the primary is switched over before its pod is evicted),
@@ -81,7 +82,11 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     let before = uids(&sim);
     assert_eq!(before.len(), 3);
 
-    patch(&format!(r#"{{"spec":{{"imageName":"{NEW_IMAGE}"}}}}"#));
+    // The same change adds a tablespace: the pods are rolled with its volume, and the primary
+    // creates it once its own pod mounts it.
+    patch(&format!(
+        r#"{{"spec":{{"imageName":"{NEW_IMAGE}","tablespaces":[{{"name":"added","owner":{{"name":"app"}},"storage":{{"size":"1Gi"}}}}]}}}}"#
+    ));
     // Rolling: never more than one instance pod missing or being recreated at a time.
     let mut most_missing = 0;
     let done = sim.eventually("every pod on the new template", 300, || {
@@ -116,6 +121,39 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         "the primary's pod is recreated after a switchover, not in place"
     );
     load.flowing(&sim, "the roll");
+    sim.eventually("the added tablespace reconciled", 60, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        (str_at(&c, "/status/tablespacesStatus/0/state") == Some("reconciled")).then_some(())
+    });
+    sim.runtime.block_on(async {
+        let c = k8s::connect_soon(&rw, &password)
+            .await
+            .expect("-rw answers");
+        c.batch_execute(
+            "CREATE TABLE placed (id int) TABLESPACE added; INSERT INTO placed VALUES (1)",
+        )
+        .await
+        .expect("a table in the added tablespace");
+    });
+    for (pod, _, _) in &done {
+        sim.eventually(&format!("{pod} has the table's tablespace"), 60, || {
+            let out = sim.kubectl_output(
+                &[
+                    "exec",
+                    pod,
+                    "-c",
+                    "postgres",
+                    "--",
+                    "ls",
+                    "/var/lib/postgresql/tablespaces/added/data",
+                ],
+                None,
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .contains("PG_15_")
+                .then_some(())
+        });
+    }
     // The data's major is recorded; an image of another major never reaches the pods (their
     // PostgreSQL could not start on the data): the pods stay, the refusal names the field,
     // and setting the image back clears it.
@@ -138,6 +176,8 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         done,
         "a pod changed for an image of another major"
     );
+    // The same change adds a tablespace: the pods are rolled with its volume, and the primary
+    // creates it once its own pod mounts it.
     patch(&format!(r#"{{"spec":{{"imageName":"{NEW_IMAGE}"}}}}"#));
     sim.eventually("the refusal cleared", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
@@ -204,7 +244,8 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
             (str_at(&c, "/status/phase") == Some("Cluster in healthy state")
                 && ready == i64::from(n)
                 && pods["items"].as_array()?.len() == n as usize
-                && claims["items"].as_array()?.len() == n as usize)
+                // Each instance's PGDATA and tablespace claims.
+                && claims["items"].as_array()?.len() == 2 * n as usize)
                 .then_some(())
         });
     };
@@ -284,7 +325,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
             && now
                 .iter()
                 .all(|(name, node, _)| *node != replicas_only && !evicted.contains(name))
-            && claim_names.len() == 4
+            && claim_names.len() == 8
             && !claim_names
                 .iter()
                 .any(|c| evicted.iter().any(|e| c.starts_with(e.as_str()))))
@@ -312,7 +353,12 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     // shrinking is refused with the claim named.
     patch(r#"{"spec":{"storage":{"size":"2Gi"}}}"#);
     sim.eventually("the PVCs grown to 2Gi", 60, || {
-        let claims = sim.json(&["get", "pvc", "-l", "cnpg.io/cluster=pg"])?;
+        let claims = sim.json(&[
+            "get",
+            "pvc",
+            "-l",
+            "cnpg.io/cluster=pg,cnpg.io/pvcRole=PG_DATA",
+        ])?;
         let items = claims["items"].as_array()?;
         (items.len() == 2
             && items
@@ -394,8 +440,8 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         .unwrap();
     assert_eq!(
         claims["items"].as_array().unwrap().len(),
-        2,
-        "the PVCs stay"
+        4,
+        "the PVCs (data and tablespace) stay"
     );
     let said = sim.kubectl(&["cnpg", "status", "pg"]);
     assert!(said.contains("Hibernat"), "{said}");
@@ -409,15 +455,15 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     assert_eq!(hibernated(&awake), None);
     load.flowing(&sim, "waking");
 
-    // A spec the operator refuses, on a running cluster (tablespaces are not run on Kubernetes
-    // yet; no webhook here to refuse it at admission): the last valid spec is held, the refusal
+    // A spec the operator refuses, on a running cluster (user-provided certificates are not run
+    // on Kubernetes yet; no webhook here to refuse them at admission): the last valid spec is held, the refusal
     // is said, and the cluster is still reconciled, also by a restarted operator — a switchover
     // goes through meanwhile.
-    patch(r#"{"spec":{"tablespaces":[{"name":"reports","storage":{"size":"1Gi"}}]}}"#);
+    patch(r#"{"spec":{"certificates":{"serverTLSSecret":"mine","serverCASecret":"mine-ca"}}}"#);
     sim.eventually("the refused spec said", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/phaseReason")
-            .filter(|r| r.contains("spec.tablespaces"))
+            .filter(|r| r.contains("spec.certificates"))
             .map(str::to_string)
     });
     // The operator restarts while the spec is refused: the last valid spec was kept in the
@@ -427,7 +473,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     let kept: serde_json::Value =
         serde_json::from_str(str_at(&kept, "/data/spec.json").unwrap()).unwrap();
     assert!(
-        kept["tablespaces"].is_null() && kept["instances"] == 2,
+        kept["certificates"]["serverTLSSecret"].is_null() && kept["instances"] == 2,
         "not the last valid spec: {kept}"
     );
     drop(operator);
@@ -448,11 +494,11 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     sim.kubectl(&["cnpg", "promote", "pg", &replica]);
     sim.wait_healthy_primary("default", "pg", &replica, 180);
     load.flowing(&sim, "a switchover while the spec is refused");
-    patch(r#"{"spec":{"tablespaces":null}}"#);
+    patch(r#"{"spec":{"certificates":null}}"#);
     sim.eventually("the refusal cleared", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/phaseReason")
-            .is_none_or(|r| !r.contains("spec.tablespaces"))
+            .is_none_or(|r| !r.contains("spec.certificates"))
             .then_some(())
     });
 

@@ -189,6 +189,7 @@ mod tests {
             owner: Some("app".into()),
             location: format!("/t/{name}/data").into(),
             temporary: false,
+            creatable: true,
         };
         let declared = [declared("a"), declared("b"), declared("c")];
         let results = [

@@ -66,6 +66,9 @@ pub struct SpecContext<'a> {
     pub pooler_auth: bool,
     /// Files sent with every instance's spec (platforms that push specs).
     pub files: PushedFiles,
+    /// Every instance runs where the declared tablespaces' volumes are mounted (no pod of an
+    /// older template left): the primary may create the missing ones.
+    pub tablespace_volumes_everywhere: bool,
 }
 
 /// The application database, its owner and the Secret holding the owner's password (the
@@ -265,7 +268,13 @@ impl SpecContext<'_> {
             fenced: instance.fenced,
             restart_token: instance.restart_token.clone(),
             roles: duty(primary_duties, &self.roles),
-            tablespaces: tablespaces(self.cluster, place),
+            tablespaces: tablespaces(self.cluster, place)
+                .into_iter()
+                .map(|t| TablespaceSpec {
+                    creatable: self.tablespace_volumes_everywhere,
+                    ..t
+                })
+                .collect(),
             tablespace_volumes: place.tablespaces_dir.is_some(),
             databases: duty(primary_duties, &self.databases),
             publications: duty(primary_duties, &self.publications),
@@ -314,6 +323,7 @@ pub fn tablespaces(cluster: &Cluster, place: &Placement) -> Vec<TablespaceSpec> 
             owner: t.owner.as_ref().and_then(|o| o.name.clone()),
             location: dir.join(&t.name).join("data"),
             temporary: t.temporary == Some(true),
+            creatable: false,
         })
         .collect()
 }
@@ -377,6 +387,7 @@ mod tests {
                 owner: Some("app".into()),
                 location: "/var/lib/postgresql/tablespaces/reports/data".into(),
                 temporary: false,
+                creatable: false,
             }
         );
         assert_eq!(

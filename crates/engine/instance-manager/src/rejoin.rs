@@ -42,7 +42,7 @@ pub(crate) async fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Ins
                 .map_err(|e| InstanceError::io("cannot set aside", &pg.pgdata, e))?;
             // Its tablespaces' files go aside too: the clone needs their locations empty.
             let aside_too = crate::declarative::Previous::SetAside;
-            crate::declarative::prepare_locations(pg, &spec.tablespaces, aside_too)?;
+            crate::declarative::prepare_locations(pg, &spec.tablespaces, aside_too);
             pg.clone_from(&source)
         }
     }

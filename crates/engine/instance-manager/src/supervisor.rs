@@ -283,7 +283,7 @@ async fn converge(
     } else {
         crate::declarative::Previous::Discard
     };
-    crate::declarative::prepare_locations(&pg, &spec.tablespaces, previous)?;
+    crate::declarative::prepare_locations(&pg, &spec.tablespaces, previous);
     if !pg.is_initialized() {
         create_data(&pg, spec).await?;
         if let Some(wal_dir) = &spec.wal_dir {

@@ -101,6 +101,10 @@ pub struct TablespaceSpec {
     /// Listed in `temp_tablespaces`.
     #[serde(default)]
     pub temporary: bool,
+    /// The primary may create it now: every instance mounts its volume (a standby without it
+    /// could not replay the creation).
+    #[serde(default)]
+    pub creatable: bool,
 }
 
 /// Whether one declared object was applied.

@@ -305,6 +305,7 @@ impl Platform for LocalPass<'_> {
                 superuser_password: prelude.superuser_password.clone(),
                 pooler_auth: crate::pooler::uses_builtin_auth(state, namespace, &task.name),
                 files: Default::default(),
+                tablespace_volumes_everywhere: false,
             },
         };
         let mut errors = BTreeMap::new();

@@ -32,41 +32,48 @@ pub enum Previous {
 /// Make each tablespace's location directory where its volume is mounted (an empty one unless
 /// `previous` is [`Previous::Keep`]). A tablespace whose volume is not mounted (its pod
 /// predates it) is skipped: its directory is never made on the container's own filesystem.
-pub fn prepare_locations(
+/// Never fails the caller: a location that cannot be made is left as it is, and the
+/// primary's result for that tablespace says it is pending (or PostgreSQL's own error).
+pub fn prepare_locations(pg: &Postgres, tablespaces: &[TablespaceSpec], previous: Previous) {
+    for t in tablespaces {
+        if let Err(e) = prepare_location(pg, t, previous) {
+            tracing::debug!("tablespace {}: {e}", t.name);
+        }
+    }
+}
+
+fn prepare_location(
     pg: &Postgres,
-    tablespaces: &[TablespaceSpec],
+    t: &TablespaceSpec,
     previous: Previous,
 ) -> Result<(), InstanceError> {
-    for t in tablespaces {
-        let Some(mount) = t.location.parent().filter(|m| m.is_dir()) else {
-            continue;
-        };
-        if previous != Previous::Keep && holds_files(&t.location) {
-            if previous == Previous::SetAside {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let aside = mount.join(format!("data.set-aside-{now}"));
-                tracing::warn!(
-                    "tablespace {}: kept with the data set aside, in {}",
-                    t.name,
-                    aside.display()
-                );
-                std::fs::rename(&t.location, &aside)
-                    .map_err(|e| InstanceError::io("cannot set aside", &t.location, e))?;
-            } else {
-                tracing::warn!(
-                    "tablespace {}: removing what an interrupted copy left in {}",
-                    t.name,
-                    t.location.display()
-                );
-                std::fs::remove_dir_all(&t.location)
-                    .map_err(|e| InstanceError::io("cannot remove", &t.location, e))?;
-            }
+    let Some(mount) = t.location.parent().filter(|m| m.is_dir()) else {
+        return Ok(());
+    };
+    if previous != Previous::Keep && holds_files(&t.location) {
+        if previous == Previous::SetAside {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = mount.join(format!("data.set-aside-{now}"));
+            tracing::warn!(
+                "tablespace {}: kept with the data set aside, in {}",
+                t.name,
+                aside.display()
+            );
+            std::fs::rename(&t.location, &aside)
+                .map_err(|e| InstanceError::io("cannot set aside", &t.location, e))?;
+        } else {
+            tracing::warn!(
+                "tablespace {}: removing what an interrupted copy left in {}",
+                t.name,
+                t.location.display()
+            );
+            std::fs::remove_dir_all(&t.location)
+                .map_err(|e| InstanceError::io("cannot remove", &t.location, e))?;
         }
-        pg.user.own_dir(&t.location, 0o700)?;
     }
-    Ok(())
+    pg.user.own_dir(&t.location, 0o700)
 }
 
 fn holds_files(dir: &Path) -> bool {
@@ -90,6 +97,11 @@ fn plan_tablespace(
     let name = ident(&t.name)?;
     let location = t.location.display().to_string();
     let Some(observed) = observed else {
+        if !t.creatable {
+            return Err(Failure::Pending(
+                "waiting for every instance's pod to mount its volume (a standby without it could not replay the creation)".into(),
+            ));
+        }
         if !location_ready {
             return Err(Failure::Pending(format!(
                 "its volume is not mounted at {} yet (the primary's pod is recreated with it)",
@@ -183,6 +195,7 @@ mod tests {
             owner: owner.map(Into::into),
             location: format!("/var/lib/postgresql/tablespaces/{name}/data").into(),
             temporary: false,
+            creatable: true,
         }
     }
 
@@ -204,6 +217,15 @@ mod tests {
         assert!(matches!(
             plan_tablespace(&spec("scratch", None), None, false),
             Err(Failure::Pending(m)) if m.contains("/var/lib/postgresql/tablespaces/scratch ")
+        ));
+        // Not every standby mounts it yet (pods being rolled): pending too.
+        let waiting = TablespaceSpec {
+            creatable: false,
+            ..spec("scratch", None)
+        };
+        assert!(matches!(
+            plan_tablespace(&waiting, None, true),
+            Err(Failure::Pending(m)) if m.contains("every instance's pod")
         ));
     }
 

@@ -47,6 +47,7 @@ impl KubePass<'_> {
             },
             pooler_auth: self.runtime.pooler_auth,
             files: self.resolved.files.clone(),
+            tablespace_volumes_everywhere: self.outdated.is_empty(),
         };
         let mut pushes = tokio::task::JoinSet::new();
         for instance in &plan.instances {
