@@ -110,15 +110,12 @@ spec:
         assert!(sim
             .json(&["get", "pvc", &format!("{instance}-wal")])
             .is_some());
-        let link = sim.kubectl(&[
-            "exec",
-            instance,
-            "-c",
-            "postgres",
-            "--",
-            "readlink",
-            "/var/lib/postgresql/data/pgdata/pg_wal",
-        ]);
+        let link = sim
+            .in_postgres(
+                instance,
+                &["readlink", "/var/lib/postgresql/data/pgdata/pg_wal"],
+            )
+            .unwrap_or_default();
         assert_eq!(link.trim(), "/var/lib/postgresql/wal/pg_wal", "{instance}");
     }
     let rw = sim.json(&["get", "service", "pg-rw"]).unwrap();
@@ -172,13 +169,9 @@ spec:
         }
     }
     let replica_rows = sim.eventually("the table in the tablespace on the replica", 60, || {
-        let out = sim.kubectl_output(
+        let out = sim.in_postgres(
+            "pg-2",
             &[
-                "exec",
-                "pg-2",
-                "-c",
-                "postgres",
-                "--",
                 "psql",
                 "-U",
                 "postgres",
@@ -186,21 +179,16 @@ spec:
                 "SELECT count(*) FROM archive",
                 "app",
             ],
-            None,
-        );
-        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        )?;
         (out.trim() == "1000").then_some(out)
     });
     assert_eq!(replica_rows.trim(), "1000");
-    let on_volume = sim.kubectl(&[
-        "exec",
-        "pg-2",
-        "-c",
-        "postgres",
-        "--",
-        "ls",
-        "/var/lib/postgresql/tablespaces/reports/data",
-    ]);
+    let on_volume = sim
+        .in_postgres(
+            "pg-2",
+            &["ls", "/var/lib/postgresql/tablespaces/reports/data"],
+        )
+        .unwrap_or_default();
     assert!(on_volume.contains("PG_15_"), "{on_volume}");
 
     // The managed role, with the password from its Secret.
@@ -461,15 +449,12 @@ spec:
         });
         assert_eq!(archived, 1000, "{restored}");
         assert_eq!(location, "/var/lib/postgresql/tablespaces/reports/data");
-        let restored_files = sim.kubectl(&[
-            "exec",
-            &format!("{restored}-1"),
-            "-c",
-            "postgres",
-            "--",
-            "ls",
-            "/var/lib/postgresql/tablespaces/reports/data",
-        ]);
+        let restored_files = sim
+            .in_postgres(
+                &format!("{restored}-1"),
+                &["ls", "/var/lib/postgresql/tablespaces/reports/data"],
+            )
+            .unwrap_or_default();
         assert!(
             restored_files.contains("PG_15_"),
             "{restored}: {restored_files}"

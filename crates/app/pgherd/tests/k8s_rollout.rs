@@ -137,19 +137,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     });
     for (pod, _, _) in &done {
         sim.eventually(&format!("{pod} has the table's tablespace"), 60, || {
-            let out = sim.kubectl_output(
-                &[
-                    "exec",
-                    pod,
-                    "-c",
-                    "postgres",
-                    "--",
-                    "ls",
-                    "/var/lib/postgresql/tablespaces/added/data",
-                ],
-                None,
-            );
-            String::from_utf8_lossy(&out.stdout)
+            sim.in_postgres(pod, &["ls", "/var/lib/postgresql/tablespaces/added/data"])?
                 .contains("PG_15_")
                 .then_some(())
         });

@@ -159,9 +159,9 @@ mod tests {
         assert!(spec.login && spec.inherit && spec.connection_limit == -1);
     }
 
-    #[test]
-    fn results_become_cloudnativepgs_status() {
-        let results = vec![
+    /// Object `a` applied, `b` failed with `message`.
+    fn a_applied_b_failed(message: &str) -> Vec<ApplyResult> {
+        vec![
             ApplyResult {
                 name: "a".into(),
                 applied: true,
@@ -170,9 +170,14 @@ mod tests {
             ApplyResult {
                 name: "b".into(),
                 applied: false,
-                message: Some("role \"x\" does not exist".into()),
+                message: Some(message.into()),
             },
-        ];
+        ]
+    }
+
+    #[test]
+    fn results_become_cloudnativepgs_status() {
+        let results = a_applied_b_failed("role \"x\" does not exist");
         let s = managed_roles_status(&results).unwrap();
         assert_eq!(s.by_status.unwrap()["reconciled"], ["a"]);
         assert_eq!(
@@ -192,18 +197,7 @@ mod tests {
             creatable: true,
         };
         let declared = [declared("a"), declared("b"), declared("c")];
-        let results = [
-            ApplyResult {
-                name: "a".into(),
-                applied: true,
-                message: None,
-            },
-            ApplyResult {
-                name: "b".into(),
-                applied: false,
-                message: Some("role \"app\" does not exist".into()),
-            },
-        ];
+        let results = a_applied_b_failed("role \"app\" does not exist");
         let s = tablespaces_status(&declared, &results).unwrap();
         let states: Vec<_> = s
             .iter()

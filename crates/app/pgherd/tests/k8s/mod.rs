@@ -146,6 +146,16 @@ impl Sim {
     }
 
     /// The instance pods of the default namespace (`cnpg.io/podRole=instance`), as JSON.
+    /// `kubectl exec POD -c postgres -- COMMAND…`: its output, or `None` when it failed.
+    pub fn in_postgres(&self, pod: &str, command: &[&str]) -> Option<String> {
+        let mut args = vec!["exec", pod, "-c", "postgres", "--"];
+        args.extend_from_slice(command);
+        let out = self.kubectl_output(&args, None);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     pub fn instance_pods(&self) -> Vec<serde_json::Value> {
         self.json(&["get", "pods", "-l", "cnpg.io/podRole=instance"])
             .and_then(|list| list["items"].as_array().cloned())
