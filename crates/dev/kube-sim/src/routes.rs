@@ -245,6 +245,15 @@ fn route(server: &Arc<ApiServer>, parts: Parts, body: Bytes) -> Result<Routed, A
         crate::kubelet::pod_proxy::parse_target(&target.name)
             .map(|(_, name, _)| name.to_string())
             .unwrap_or_else(|_| target.name.clone())
+    } else if matches!(verb, "list" | "watch") {
+        // As the API server's request info: a list or watch of one name (`fieldSelector=
+        // metadata.name=X`) is authorized as a request for X, so a Role limited to X allows it.
+        query
+            .get("fieldSelector")
+            .and_then(|f| f.strip_prefix("metadata.name="))
+            .filter(|n| !n.contains(','))
+            .map(str::to_string)
+            .unwrap_or_default()
     } else {
         target.name.clone()
     };

@@ -339,6 +339,20 @@ async fn rbac_refuses_a_token_without_the_needed_role() {
     };
     assert_eq!(can(&["auth", "can-i", "list", "configmaps"]), "yes");
     assert_eq!(can(&["auth", "can-i", "delete", "configmaps"]), "no");
+    // A rule limited by resourceNames allows listing that one name (a `metadata.name` field
+    // selector, as watchers of one object send), not the whole list.
+    let out = s.kubectl_as(
+        &kc,
+        &["get", "secrets", "--field-selector", "metadata.name=only"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = s.kubectl_as(&kc, &["get", "secrets"], None);
+    assert!(!out.status.success(), "resourceNames limit the list");
     // The audit says which rule served the bot, so a test can find rules never used.
     let used: Vec<_> = s
         .running
@@ -365,6 +379,10 @@ rules:
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get, list]
+- apiGroups: [""]
+  resources: [secrets]
+  resourceNames: [only]
+  verbs: [get, list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding

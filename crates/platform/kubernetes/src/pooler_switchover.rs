@@ -2,7 +2,8 @@
 //! PgBouncer is paused before the old primary is demoted and resumed once the new one is
 //! primary, so transactions wait instead of failing.
 //!
-//! - The pooler pod follows its Cluster ([`follow`], every [`FOLLOW_EVERY`]): while its status
+//! - The pooler pod watches its Cluster ([`follow`]: one watch on that object, no polling):
+//!   while its status
 //!   says "Switchover in progress" to a target that is not the current primary, PgBouncer is
 //!   paused (at most [`PAUSE_LIMIT`]); the pod answers `GET` [`PATH`] on its metrics port with
 //!   the target it is paused for (empty when not paused).
@@ -18,8 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// How often a pooler pod reads its Cluster.
-pub const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 /// The longest a switchover keeps PgBouncer paused.
 pub const PAUSE_LIMIT: Duration = Duration::from_secs(30);
 /// The longest the operator waits for the pooler pods to pause.
@@ -37,21 +36,34 @@ pub fn switching_to(cluster: &Cluster) -> Option<String> {
 }
 
 /// Follow Cluster `namespace/cluster` until the receiver is dropped: the switchover's target.
+/// One watch on that object (`fieldSelector=metadata.name=…`, which RBAC lets a Role limited
+/// to that name list and watch), re-established with backoff when it breaks.
 pub fn follow(client: Client, namespace: &str, cluster: &str) -> watch::Receiver<Option<String>> {
+    use futures_util::StreamExt as _;
+    use kube::runtime::{watcher, WatchStreamExt as _};
     let (tx, rx) = watch::channel(None);
     let api: Api<Cluster> = Api::namespaced(client, namespace);
-    let name = cluster.to_string();
+    let config = watcher::Config::default().fields(&format!("metadata.name={cluster}"));
     tokio::spawn(async move {
-        while !tx.is_closed() {
-            if let Ok(c) = api.get(&name).await {
-                let target = switching_to(&c);
-                tx.send_if_modified(|v| {
-                    let changed = *v != target;
-                    *v = target;
-                    changed
-                });
+        let mut changes = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+        loop {
+            let next = tokio::select! {
+                () = tx.closed() => break,
+                next = changes.next() => next,
+            };
+            match next {
+                Some(Ok(c)) => {
+                    let target = switching_to(&c);
+                    tx.send_if_modified(|v| {
+                        let changed = *v != target;
+                        *v = target;
+                        changed
+                    });
+                }
+                // Logged; the watcher retries with backoff.
+                Some(Err(e)) => tracing::debug!("watching the cluster: {e}"),
+                None => break,
             }
-            tokio::time::sleep(FOLLOW_EVERY).await;
         }
     });
     rx

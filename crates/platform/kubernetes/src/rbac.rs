@@ -276,11 +276,11 @@ pub fn pooler_rbac(pooler: &Pooler) -> Result<(Option<ServiceAccount>, Role, Rol
     };
     let rules = vec![
         rule(CNPG_GROUP, &["poolers"], &["get", "watch"], &own),
-        // Its cluster's status: a rw pooler pauses during a switchover.
+        // Its cluster's status, watched: a rw pooler pauses during a switchover.
         rule(
             CNPG_GROUP,
             &["clusters"],
-            &["get"],
+            &["get", "list", "watch"],
             std::slice::from_ref(&pooler.spec.cluster.name),
         ),
         rule(
