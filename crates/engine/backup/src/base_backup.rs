@@ -369,32 +369,11 @@ fn append_open_file<W: Write>(
     let mut header = tar::Header::new_gnu();
     header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
     header.set_size(size);
-    let mut body = Reporting {
-        inner: file.take(size).chain(io::repeat(0)).take(size),
-        on_read,
-        pending: 0,
-    };
+    let mut body =
+        crate::reporting::Reporting::new(file.take(size).chain(io::repeat(0)).take(size), on_read);
     let appended = tar.append_data(&mut header, name, &mut body);
-    (body.on_read)(body.pending);
+    body.flush();
     appended
-}
-
-/// A reader that reports what it read, a MiB at a time.
-struct Reporting<'a, R> {
-    inner: R,
-    on_read: &'a mut dyn FnMut(u64),
-    pending: u64,
-}
-
-impl<R: io::Read> io::Read for Reporting<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pending += n as u64;
-        if self.pending >= 1024 * 1024 {
-            (self.on_read)(std::mem::take(&mut self.pending));
-        }
-        Ok(n)
-    }
 }
 
 /// Files added at the end of a tar once the directory has been walked: `walked` fires when the

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod parallel_gzip;
 pub mod pylit;
 mod read_ahead;
+mod reporting;
 pub mod restore;
 pub mod retention;
 pub mod schedule;

@@ -198,11 +198,16 @@ pub async fn unpack_tar(
             Some(c) => c.decoder(reader).map_err(unpack_err)?,
             None => Box::new(reader),
         };
-        let reader = crate::write_back::Tally {
-            inner: ReadAhead::new(reader).map_err(unpack_err)?,
-            write_back: crate::write_back::WriteBack::of_file_system(&dest_owned),
-            pending: 0,
-        };
+        // The write-back lives as long as the reader: it stops when the unpack is done.
+        let write_back = crate::write_back::WriteBack::of_file_system(&dest_owned);
+        let reader = crate::reporting::Reporting::new(
+            ReadAhead::new(reader).map_err(unpack_err)?,
+            move |n| {
+                if let Some(w) = &write_back {
+                    w.written(n);
+                }
+            },
+        );
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
         archive.set_overwrite(true);

@@ -86,26 +86,6 @@ impl Drop for WriteBack {
     }
 }
 
-/// A reader that tells a [`WriteBack`] what went through it, a MiB at a time.
-pub(crate) struct Tally<R> {
-    pub(crate) inner: R,
-    pub(crate) write_back: Option<WriteBack>,
-    pub(crate) pending: u64,
-}
-
-impl<R: std::io::Read> std::io::Read for Tally<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.pending += n as u64;
-        if self.pending >= 1024 * 1024 {
-            if let Some(w) = &self.write_back {
-                w.written(std::mem::take(&mut self.pending));
-            }
-        }
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,19 +116,16 @@ mod tests {
     }
 
     #[test]
-    fn a_tally_reports_what_it_read() {
+    fn reads_reported_to_it_step_the_write_back() {
         let (tx, rx) = mpsc::channel();
         let write_back = WriteBack::start(2 * 1024 * 1024, move || {
             let _ = tx.send(());
         });
         let data = vec![1u8; 3 * 1024 * 1024];
-        let mut tally = Tally {
-            inner: data.as_slice(),
-            write_back: Some(write_back),
-            pending: 0,
-        };
+        let mut reader =
+            crate::reporting::Reporting::new(data.as_slice(), move |n| write_back.written(n));
         let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut tally, &mut out).unwrap();
+        std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
         assert_eq!(out, data);
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(()));
     }
