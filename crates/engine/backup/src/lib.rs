@@ -11,6 +11,7 @@
 pub mod backup_info;
 pub mod backup_session;
 pub mod base_backup;
+mod byte_count;
 pub mod catalog;
 pub mod catalog_summary;
 pub mod compression;

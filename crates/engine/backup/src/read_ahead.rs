@@ -3,8 +3,8 @@
 //! (`posix_fadvise(WILLNEED)`) to start reading the next files, a chunk at a time, at most a
 //! window ahead of what the tar has consumed, so several reads are in flight.
 
+use crate::byte_count::{ByteCount, ByteCountWaiter};
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
 
 /// How much is advised at a time.
 pub(crate) const CHUNK: u64 = 8 * 1024 * 1024;
@@ -21,17 +21,9 @@ pub(crate) fn advise_will_need(file: &std::fs::File, offset: u64, len: u64) {
     let _ = posix_fadvise(file, offset, len, PosixFadviseAdvice::POSIX_FADV_WILLNEED);
 }
 
-#[derive(Default)]
-struct Progress {
-    consumed: u64,
-    stopped: bool,
-}
-
-type Shared = Arc<(Mutex<Progress>, Condvar)>;
-
 /// The advising thread; it stops when this is dropped (without waiting for it).
 pub(crate) struct KernelReadAhead {
-    shared: Shared,
+    consumed: ByteCount,
 }
 
 impl KernelReadAhead {
@@ -41,40 +33,32 @@ impl KernelReadAhead {
     where
         A: Fn(&std::fs::File, u64, u64) + Send + 'static,
     {
-        let shared: Shared = Arc::default();
-        let theirs = Arc::clone(&shared);
+        let (consumed, waiter) = ByteCount::new();
         let spawned = std::thread::Builder::new()
             .name("backup-read-ahead".into())
-            .spawn(move || advise_files(&theirs, files, chunk.max(1), window, advise));
+            .spawn(move || advise_files(&waiter, files, chunk.max(1), window, advise));
         if spawned.is_err() {
             // Without the thread the backup is only slower.
             tracing::debug!("base backup read-ahead thread could not start");
         }
-        KernelReadAhead { shared }
+        KernelReadAhead { consumed }
     }
 
     /// The tar has read `bytes` more.
     pub(crate) fn consumed(&self, bytes: u64) {
-        let (lock, wake) = &*self.shared;
-        let mut progress = lock.lock().unwrap_or_else(|p| p.into_inner());
-        progress.consumed += bytes;
-        wake.notify_all();
+        self.consumed.add(bytes);
     }
 }
 
-impl Drop for KernelReadAhead {
-    fn drop(&mut self) {
-        let (lock, wake) = &*self.shared;
-        lock.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
-        wake.notify_all();
-    }
-}
-
-fn advise_files<A>(shared: &Shared, files: Vec<(PathBuf, u64)>, chunk: u64, window: u64, advise: A)
-where
+fn advise_files<A>(
+    consumed: &ByteCountWaiter,
+    files: Vec<(PathBuf, u64)>,
+    chunk: u64,
+    window: u64,
+    advise: A,
+) where
     A: Fn(&std::fs::File, u64, u64),
 {
-    let (lock, wake) = &**shared;
     let mut advised = 0u64;
     for (path, size) in files {
         // A file removed since the walk is skipped by the tar too.
@@ -84,14 +68,11 @@ where
         let mut offset = 0;
         while offset < size {
             let len = chunk.min(size - offset);
+            if consumed
+                .wait_until(|consumed| advised.saturating_sub(consumed) < window)
+                .is_none()
             {
-                let mut progress = lock.lock().unwrap_or_else(|p| p.into_inner());
-                while !progress.stopped && advised.saturating_sub(progress.consumed) >= window {
-                    progress = wake.wait(progress).unwrap_or_else(|p| p.into_inner());
-                }
-                if progress.stopped {
-                    return;
-                }
+                return;
             }
             advise(&file, offset, len);
             advised += len;

@@ -4,23 +4,14 @@
 //! [`STEP`] bytes unpacked instead, so the disk writes while the tar is still being unpacked
 //! and the final flush finds little left.
 
-use std::sync::{Arc, Condvar, Mutex};
+use crate::byte_count::ByteCount;
 
 /// How many bytes unpacked between two write-backs.
 pub(crate) const STEP: u64 = 64 * 1024 * 1024;
 
-#[derive(Default)]
-struct Pending {
-    bytes: u64,
-    stopped: bool,
-}
-
-type Shared = Arc<(Mutex<Pending>, Condvar)>;
-
 /// The write-back thread; it stops when this is dropped (without waiting for it).
 pub(crate) struct WriteBack {
-    shared: Shared,
-    step: u64,
+    written: ByteCount,
 }
 
 impl WriteBack {
@@ -31,23 +22,13 @@ impl WriteBack {
     where
         F: Fn() + Send + 'static,
     {
-        let shared: Shared = Arc::default();
-        let theirs = Arc::clone(&shared);
+        let (written, waiter) = ByteCount::new();
         let spawned = std::thread::Builder::new()
             .name("restore-write-back".into())
             .spawn(move || {
-                let (lock, wake) = &*theirs;
-                loop {
-                    {
-                        let mut pending = lock.lock().unwrap_or_else(|p| p.into_inner());
-                        while !pending.stopped && pending.bytes < step {
-                            pending = wake.wait(pending).unwrap_or_else(|p| p.into_inner());
-                        }
-                        if pending.stopped {
-                            return;
-                        }
-                        pending.bytes = 0;
-                    }
+                let mut flushed_at = 0u64;
+                while let Some(now) = waiter.wait_until(|n| n - flushed_at >= step) {
+                    flushed_at = now;
                     flush();
                 }
             });
@@ -55,7 +36,7 @@ impl WriteBack {
             // Without the thread the final flush does it all: slower, as correct.
             tracing::debug!("restore write-back thread could not start");
         }
-        WriteBack { shared, step }
+        WriteBack { written }
     }
 
     /// `syncfs` on the file system of `dir` each [`STEP`] bytes.
@@ -69,20 +50,7 @@ impl WriteBack {
 
     /// `bytes` more were unpacked.
     pub(crate) fn written(&self, bytes: u64) {
-        let (lock, wake) = &*self.shared;
-        let mut pending = lock.lock().unwrap_or_else(|p| p.into_inner());
-        pending.bytes += bytes;
-        if pending.bytes >= self.step {
-            wake.notify_all();
-        }
-    }
-}
-
-impl Drop for WriteBack {
-    fn drop(&mut self) {
-        let (lock, wake) = &*self.shared;
-        lock.lock().unwrap_or_else(|p| p.into_inner()).stopped = true;
-        wake.notify_all();
+        self.written.add(bytes);
     }
 }
 
