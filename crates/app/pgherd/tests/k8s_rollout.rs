@@ -20,6 +20,40 @@ use k8s::{kubelet_available, str_at, Operator, Sim};
 
 const NEW_IMAGE: &str = "ghcr.io/cloudnative-pg/postgresql:15.14";
 
+/// `kubectl drain NODE`, as an administrator runs it, on a thread of its own.
+fn start_drain(
+    sim: &Sim,
+    node: &str,
+    timeout_seconds: u32,
+) -> std::thread::JoinHandle<std::process::Output> {
+    let kubeconfig = sim.kubeconfig();
+    let args = [
+        "drain".to_string(),
+        node.to_string(),
+        "--ignore-daemonsets".into(),
+        "--delete-emptydir-data".into(),
+        format!("--timeout={timeout_seconds}s"),
+    ];
+    std::thread::spawn(move || {
+        std::process::Command::new("kubectl")
+            .env("KUBECONFIG", kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+}
+
+/// The drain `started` completed.
+fn drained(started: std::thread::JoinHandle<std::process::Output>, what: &str) {
+    let out = started.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     if !kubelet_available() {
@@ -182,35 +216,13 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         let pod = sim.json(&["get", "pod", &new_primary]).unwrap();
         str_at(&pod, "/spec/nodeName").unwrap().to_string()
     };
-    let drain = {
-        let kubeconfig = sim.kubeconfig();
-        let node = primary_node.clone();
-        std::thread::spawn(move || {
-            std::process::Command::new("kubectl")
-                .env("KUBECONFIG", kubeconfig)
-                .args([
-                    "drain",
-                    &node,
-                    "--ignore-daemonsets",
-                    "--delete-emptydir-data",
-                    "--timeout=180s",
-                ])
-                .output()
-                .unwrap()
-        })
-    };
+    let drain = start_drain(&sim, &primary_node, 180);
     let moved_to = sim.eventually("the primary off the drained node", 120, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         let p = str_at(&c, "/status/currentPrimary")?.to_string();
         (p != new_primary).then_some(p)
     });
-    let drained = drain.join().unwrap();
-    assert!(
-        drained.status.success(),
-        "kubectl drain: {}{}",
-        String::from_utf8_lossy(&drained.stdout),
-        String::from_utf8_lossy(&drained.stderr)
-    );
+    drained(drain, "kubectl drain of the primary's node");
     let pod = sim.json(&["get", "pod", &moved_to]).unwrap();
     assert_ne!(str_at(&pod, "/spec/nodeName"), Some(primary_node.as_str()));
     load.flowing(&sim, "the drain");
@@ -279,22 +291,9 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
         .filter(|(_, node, _)| *node == replicas_only)
         .map(|(name, _, _)| name.clone())
         .collect();
-    let drained = std::process::Command::new("kubectl")
-        .env("KUBECONFIG", sim.kubeconfig())
-        .args([
-            "drain",
-            &replicas_only,
-            "--ignore-daemonsets",
-            "--delete-emptydir-data",
-            "--timeout=240s",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        drained.status.success(),
-        "kubectl drain without PVC reuse: {}{}",
-        String::from_utf8_lossy(&drained.stdout),
-        String::from_utf8_lossy(&drained.stderr)
+    drained(
+        start_drain(&sim, &replicas_only, 240),
+        "kubectl drain without PVC reuse",
     );
     sim.eventually("4 ready instances off the drained node", 240, || {
         load.refresh_ips(&sim);
