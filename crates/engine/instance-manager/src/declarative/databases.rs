@@ -3,7 +3,7 @@
 //! declares read inside it; each diffed against the spec by a pure function ([`diff_database`],
 //! [`diff_contents`]) and only the difference run.
 
-use super::plan::{apply_result, message, Executor, Failure, Statement};
+use super::plan::{apply_result, Executor, Failure, Statement};
 use super::{ident, literal};
 use crate::observe::connect;
 use crate::Postgres;
@@ -299,22 +299,11 @@ fn render_contents(changes: &[ContentChange]) -> Result<Vec<Statement>, Failure>
     Ok(out)
 }
 
-async fn timed_query(
-    client: &Client,
-    sql: &str,
-    names: &[&str],
-) -> Result<Vec<tokio_postgres::Row>, Failure> {
-    tokio::time::timeout(super::plan::WRITE_TIMEOUT, client.query(sql, &[&names]))
-        .await
-        .map_err(|_| Failure::Pending("reading the catalog timed out".into()))?
-        .map_err(|e| Failure::Failed(message(&e)))
-}
-
 async fn read_databases(
     client: &Client,
     names: &[&str],
 ) -> Result<BTreeMap<String, ObservedDatabase>, Failure> {
-    let rows = timed_query(
+    let rows = super::plan::timed_query(
         client,
         "SELECT d.datname::text, pg_catalog.pg_get_userbyid(d.datdba)::text, d.datconnlimit::int8, \
                 d.datallowconn, d.datistemplate, t.spcname::text \
@@ -344,7 +333,7 @@ async fn read_contents(client: &Client, db: &DatabaseSpec) -> Result<ObservedCon
     let schemas: Vec<&str> = db.schemas.iter().map(|s| s.name.as_str()).collect();
     let extensions: Vec<&str> = db.extensions.iter().map(|e| e.name.as_str()).collect();
     let mut contents = ObservedContents::default();
-    for r in timed_query(
+    for r in super::plan::timed_query(
         client,
         "SELECT nspname::text, pg_catalog.pg_get_userbyid(nspowner)::text \
            FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])",
@@ -354,7 +343,7 @@ async fn read_contents(client: &Client, db: &DatabaseSpec) -> Result<ObservedCon
     {
         contents.schemas.insert(r.get(0), r.get(1));
     }
-    for r in timed_query(
+    for r in super::plan::timed_query(
         client,
         "SELECT e.extname::text, e.extversion, n.nspname::text FROM pg_catalog.pg_extension e \
            JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \

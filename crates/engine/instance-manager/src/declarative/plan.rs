@@ -119,6 +119,18 @@ pub(crate) fn required_sync_standbys(names: &str) -> Option<u32> {
     Some(1)
 }
 
+/// A catalog read with `names` as `$1` (a `text[]`), within the write timeout.
+pub(crate) async fn timed_query(
+    client: &Client,
+    sql: &str,
+    names: &[&str],
+) -> Result<Vec<tokio_postgres::Row>, Failure> {
+    tokio::time::timeout(WRITE_TIMEOUT, client.query(sql, &[&names]))
+        .await
+        .map_err(|_| Failure::Pending("reading the catalog timed out".into()))?
+        .map_err(|e| Failure::Failed(message(&e)))
+}
+
 /// Runs a plan's statements on one connection, counting them.
 pub(crate) struct Executor<'a> {
     client: &'a Client,

@@ -6,7 +6,7 @@
 //! each its declared owner ([`reconcile_tablespaces`]). None is ever dropped: a tablespace left
 //! out of the spec keeps its data, as in CloudNativePG.
 
-use super::plan::{apply_result, message, Executor, Failure, Statement};
+use super::plan::{apply_result, Executor, Failure, Statement};
 use super::{ident, literal};
 use crate::{InstanceError, Postgres};
 use pgherd_instance_protocol::{ApplyResult, TablespaceSpec};
@@ -136,18 +136,14 @@ async fn read_tablespaces(
     client: &Client,
     names: &[&str],
 ) -> Result<BTreeMap<String, ObservedTablespace>, Failure> {
-    let rows = tokio::time::timeout(
-        super::plan::WRITE_TIMEOUT,
-        client.query(
-            "SELECT spcname::text, pg_catalog.pg_get_userbyid(spcowner)::text, \
-                    pg_catalog.pg_tablespace_location(oid) \
-               FROM pg_catalog.pg_tablespace WHERE spcname = ANY($1::text[])",
-            &[&names],
-        ),
+    let rows = super::plan::timed_query(
+        client,
+        "SELECT spcname::text, pg_catalog.pg_get_userbyid(spcowner)::text, \
+                pg_catalog.pg_tablespace_location(oid) \
+           FROM pg_catalog.pg_tablespace WHERE spcname = ANY($1::text[])",
+        names,
     )
-    .await
-    .map_err(|_| Failure::Pending("reading the catalog timed out".into()))?
-    .map_err(|e| Failure::Failed(message(&e)))?;
+    .await?;
     Ok(rows
         .iter()
         .map(|r| {
