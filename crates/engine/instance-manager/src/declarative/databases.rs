@@ -3,7 +3,7 @@
 //! declares read inside it; each diffed against the spec by a pure function ([`diff_database`],
 //! [`diff_contents`]) and only the difference run.
 
-use super::plan::{apply_result, Executor, Failure, Statement};
+use super::plan::{apply_each, Executor, Failure, Statement};
 use super::{ident, literal};
 use crate::observe::connect;
 use crate::Postgres;
@@ -305,6 +305,7 @@ async fn read_databases(
 ) -> Result<BTreeMap<String, ObservedDatabase>, Failure> {
     let rows = super::plan::timed_query(
         client,
+        "the catalog",
         "SELECT d.datname::text, pg_catalog.pg_get_userbyid(d.datdba)::text, d.datconnlimit::int8, \
                 d.datallowconn, d.datistemplate, t.spcname::text \
            FROM pg_catalog.pg_database d JOIN pg_catalog.pg_tablespace t ON t.oid = d.dattablespace \
@@ -335,6 +336,7 @@ async fn read_contents(client: &Client, db: &DatabaseSpec) -> Result<ObservedCon
     let mut contents = ObservedContents::default();
     for r in super::plan::timed_query(
         client,
+        "the catalog",
         "SELECT nspname::text, pg_catalog.pg_get_userbyid(nspowner)::text \
            FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::text[])",
         &schemas,
@@ -345,6 +347,7 @@ async fn read_contents(client: &Client, db: &DatabaseSpec) -> Result<ObservedCon
     }
     for r in super::plan::timed_query(
         client,
+        "the catalog",
         "SELECT e.extname::text, e.extversion, n.nspname::text FROM pg_catalog.pg_extension e \
            JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace \
           WHERE e.extname = ANY($1::text[])",
@@ -371,17 +374,16 @@ pub async fn reconcile_databases(
 ) -> Vec<ApplyResult> {
     let names: Vec<&str> = databases.iter().map(|d| d.name.as_str()).collect();
     let observed = read_databases(client, &names).await;
-    let mut executor = Executor::new(client);
-    let mut results = Vec::new();
-    for db in databases {
-        let outcome = match &observed {
-            Ok(observed) => apply_database(pg, &mut executor, db, observed.get(&db.name)).await,
-            Err(e) => Err(e.clone()),
-        };
-        results.push(apply_result(&db.object, outcome));
-    }
-    executor.finish().await;
-    results
+    apply_each(
+        client,
+        databases,
+        observed,
+        |db| &db.object,
+        async |executor, db, observed| {
+            apply_database(pg, executor, db, observed.get(&db.name)).await
+        },
+    )
+    .await
 }
 
 async fn apply_database(

@@ -119,16 +119,39 @@ pub(crate) fn required_sync_standbys(names: &str) -> Option<u32> {
     Some(1)
 }
 
-/// A catalog read with `names` as `$1` (a `text[]`), within the write timeout.
+/// A catalog read of `what` with `names` as `$1` (a `text[]`), within the write timeout.
 pub(crate) async fn timed_query(
     client: &Client,
+    what: &str,
     sql: &str,
     names: &[&str],
 ) -> Result<Vec<tokio_postgres::Row>, Failure> {
     tokio::time::timeout(WRITE_TIMEOUT, client.query(sql, &[&names]))
         .await
-        .map_err(|_| Failure::Pending("reading the catalog timed out".into()))?
+        .map_err(|_| Failure::Pending(format!("reading {what} timed out")))?
         .map_err(|e| Failure::Failed(message(&e)))
+}
+
+/// Apply each of `objects` on one executor, given what the catalog read for all of them
+/// (`observed`; its failure is each object's): one result per object, named by `name`.
+pub(crate) async fn apply_each<T, O>(
+    client: &Client,
+    objects: &[T],
+    observed: Result<O, Failure>,
+    name: impl Fn(&T) -> &str,
+    mut apply: impl AsyncFnMut(&mut Executor<'_>, &T, &O) -> Result<(), Failure>,
+) -> Vec<ApplyResult> {
+    let mut executor = Executor::new(client);
+    let mut results = Vec::new();
+    for object in objects {
+        let outcome = match &observed {
+            Ok(observed) => apply(&mut executor, object, observed).await,
+            Err(e) => Err(e.clone()),
+        };
+        results.push(apply_result(name(object), outcome));
+    }
+    executor.finish().await;
+    results
 }
 
 /// Runs a plan's statements on one connection, counting them.

@@ -2,7 +2,7 @@
 //! in one query, diffed against the spec by [`diff_role`] (pure), and only the difference run.
 
 use super::password::verifier_matches;
-use super::plan::{apply_result, message, Executor, Failure, Statement};
+use super::plan::{apply_each, message, Executor, Failure, Statement};
 use super::{ident, literal};
 use pgherd_instance_protocol::{ApplyResult, PasswordSource, RoleSpec};
 use std::collections::{BTreeMap, BTreeSet};
@@ -253,25 +253,22 @@ struct Row {
 
 /// The named roles as the catalog has them (a name not there is missing from the map).
 async fn read_roles(client: &Client, names: &[&str]) -> Result<BTreeMap<String, Row>, Failure> {
-    let rows = tokio::time::timeout(
-        super::plan::WRITE_TIMEOUT,
-        client.query(
-            "SELECT a.rolname, a.rolsuper, a.rolinherit, a.rolcreaterole, a.rolcreatedb, \
-                    a.rolcanlogin, a.rolreplication, a.rolbypassrls, a.rolconnlimit::int8, \
-                    CASE WHEN a.rolvaliduntil IS NULL OR a.rolvaliduntil = 'infinity' THEN NULL \
-                         WHEN a.rolvaliduntil = '-infinity' THEN (-9223372036854775807)::int8 \
-                         ELSE round(extract(epoch FROM a.rolvaliduntil) * 1000000)::int8 END, \
-                    pg_catalog.shobj_description(a.oid, 'pg_authid'), a.rolpassword, \
-                    ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
-                          JOIN pg_catalog.pg_authid g ON g.oid = m.roleid \
-                          WHERE m.member = a.oid) \
-               FROM pg_catalog.pg_authid a WHERE a.rolname = ANY($1::text[])",
-            &[&names],
-        ),
+    let rows = super::plan::timed_query(
+        client,
+        "the roles",
+        "SELECT a.rolname, a.rolsuper, a.rolinherit, a.rolcreaterole, a.rolcreatedb, \
+                a.rolcanlogin, a.rolreplication, a.rolbypassrls, a.rolconnlimit::int8, \
+                CASE WHEN a.rolvaliduntil IS NULL OR a.rolvaliduntil = 'infinity' THEN NULL \
+                     WHEN a.rolvaliduntil = '-infinity' THEN (-9223372036854775807)::int8 \
+                     ELSE round(extract(epoch FROM a.rolvaliduntil) * 1000000)::int8 END, \
+                pg_catalog.shobj_description(a.oid, 'pg_authid'), a.rolpassword, \
+                ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m \
+                      JOIN pg_catalog.pg_authid g ON g.oid = m.roleid \
+                      WHERE m.member = a.oid) \
+           FROM pg_catalog.pg_authid a WHERE a.rolname = ANY($1::text[])",
+        names,
     )
-    .await
-    .map_err(|_| Failure::Pending("reading the roles timed out".into()))?
-    .map_err(|e| Failure::Failed(message(&e)))?;
+    .await?;
     Ok(rows
         .into_iter()
         .map(|r| {
@@ -346,17 +343,14 @@ async fn valid_until(client: &Client, role: &RoleSpec) -> Result<Option<i64>, Fa
 pub async fn reconcile_roles(client: &Client, roles: &[RoleSpec]) -> Vec<ApplyResult> {
     let names: Vec<&str> = roles.iter().map(|r| r.name.as_str()).collect();
     let observed = read_roles(client, &names).await;
-    let mut executor = Executor::new(client);
-    let mut results = Vec::new();
-    for role in roles {
-        let outcome = match &observed {
-            Ok(observed) => apply_role(client, &mut executor, role, observed).await,
-            Err(e) => Err(e.clone()),
-        };
-        results.push(apply_result(&role.name, outcome));
-    }
-    executor.finish().await;
-    results
+    apply_each(
+        client,
+        roles,
+        observed,
+        |role| &role.name,
+        async |executor, role, observed| apply_role(client, executor, role, observed).await,
+    )
+    .await
 }
 
 async fn apply_role(

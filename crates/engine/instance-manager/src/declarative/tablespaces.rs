@@ -6,7 +6,7 @@
 //! each its declared owner ([`reconcile_tablespaces`]). None is ever dropped: a tablespace left
 //! out of the spec keeps its data, as in CloudNativePG.
 
-use super::plan::{apply_result, Executor, Failure, Statement};
+use super::plan::{apply_each, Failure, Statement};
 use super::{ident, literal};
 use crate::{InstanceError, Postgres};
 use pgherd_instance_protocol::{ApplyResult, TablespaceSpec};
@@ -47,22 +47,17 @@ fn prepare_location(
     t: &TablespaceSpec,
     previous: Previous,
 ) -> Result<(), InstanceError> {
-    let Some(mount) = t.location.parent().filter(|m| m.is_dir()) else {
+    if !t.location.parent().is_some_and(Path::is_dir) {
         return Ok(());
-    };
+    }
     if previous != Previous::Keep && holds_files(&t.location) {
         if previous == Previous::SetAside {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let aside = mount.join(format!("data.set-aside-{now}"));
+            let aside = crate::set_aside::set_aside(&t.location, "set-aside")?;
             tracing::warn!(
                 "tablespace {}: kept with the data set aside, in {}",
                 t.name,
                 aside.display()
             );
-            std::fs::rename(&t.location, &aside)
-                .map_err(|e| InstanceError::io("cannot set aside", &t.location, e))?;
         } else {
             tracing::warn!(
                 "tablespace {}: removing what an interrupted copy left in {}",
@@ -138,6 +133,7 @@ async fn read_tablespaces(
 ) -> Result<BTreeMap<String, ObservedTablespace>, Failure> {
     let rows = super::plan::timed_query(
         client,
+        "the catalog",
         "SELECT spcname::text, pg_catalog.pg_get_userbyid(spcowner)::text, \
                 pg_catalog.pg_tablespace_location(oid) \
            FROM pg_catalog.pg_tablespace WHERE spcname = ANY($1::text[])",
@@ -165,20 +161,17 @@ pub async fn reconcile_tablespaces(
 ) -> Vec<ApplyResult> {
     let names: Vec<&str> = tablespaces.iter().map(|t| t.name.as_str()).collect();
     let observed = read_tablespaces(client, &names).await;
-    let mut executor = Executor::new(client);
-    let mut results = Vec::new();
-    for t in tablespaces {
-        let outcome = match &observed {
-            Ok(observed) => match plan_tablespace(t, observed.get(&t.name), t.location.is_dir()) {
-                Ok(statements) => executor.run_all(&statements).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e.clone()),
-        };
-        results.push(apply_result(&t.name, outcome));
-    }
-    executor.finish().await;
-    results
+    apply_each(
+        client,
+        tablespaces,
+        observed,
+        |t| &t.name,
+        async |executor, t, observed| {
+            let statements = plan_tablespace(t, observed.get(&t.name), t.location.is_dir())?;
+            executor.run_all(&statements).await
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
