@@ -219,7 +219,6 @@ async fn restore_into_place(
     backup_id: Option<&str>,
     point: &RecoveryPoint,
 ) -> Result<pgherd_backup::BackupInfo, InstanceError> {
-    let (tablespace_volumes, tablespaces) = (spec.tablespace_volumes, spec.tablespaces.as_slice());
     let staging = pg.pgdata.with_extension("restoring");
     if staging.exists() {
         std::fs::remove_dir_all(&staging)
@@ -232,7 +231,8 @@ async fn restore_into_place(
         None,
         &staging,
         Some(pg.binaries.major),
-        tablespace_volumes.then_some(tablespaces),
+        spec.tablespace_volumes
+            .then_some(spec.tablespaces.as_slice()),
     )
     .await?;
     // The data tarball ends with global/pg_control (then backup_label): without it the tar

@@ -30,6 +30,7 @@ pub mod process;
 pub mod pushed_files;
 mod rejoin;
 pub mod replication;
+mod set_aside;
 mod settings;
 mod sql;
 pub mod status_client;

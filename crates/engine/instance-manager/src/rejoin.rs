@@ -30,16 +30,11 @@ pub(crate) async fn rejoin(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Ins
         Err(rewind_error) => {
             // Keep the old data (it may hold the only copy of commits that never reached a
             // standby under asynchronous replication): set aside for salvage, never deleted.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let aside = pg.pgdata.with_extension(format!("diverged-{now}"));
+            let aside = crate::set_aside::set_aside(&pg.pgdata, "diverged")?;
             tracing::warn!(
                 "pg_rewind failed ({rewind_error}); data kept in {}, cloning again",
                 aside.display()
             );
-            std::fs::rename(&pg.pgdata, &aside)
-                .map_err(|e| InstanceError::io("cannot set aside", &pg.pgdata, e))?;
             // Its tablespaces' files go aside too: the clone needs their locations empty.
             let aside_too = crate::declarative::Previous::SetAside;
             crate::declarative::prepare_locations(pg, &spec.tablespaces, aside_too);

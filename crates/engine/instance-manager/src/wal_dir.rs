@@ -80,11 +80,7 @@ pub fn relocate(pgdata: &Path, wal_dir: &Path) -> Result<(), InstanceError> {
             }
             copy_tree(&link, &staging)?;
             if wal_dir.exists() {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let aside = PathBuf::from(format!("{}.aside-{now}", wal_dir.display()));
-                std::fs::rename(wal_dir, &aside).map_err(io("cannot set aside", wal_dir))?;
+                let aside = crate::set_aside::set_aside(wal_dir, "aside")?;
                 repoint_set_aside(pgdata, wal_dir, &aside);
                 tracing::warn!(
                     "WAL of earlier data in {} set aside as {}",
