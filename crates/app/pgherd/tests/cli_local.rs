@@ -267,13 +267,13 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         "{}",
         stderr(&out)
     );
-    // A clone from another cluster would run as an empty initdb here: refused, nothing stored.
-    let clone = tmp.path().join("clone.yaml");
+    // A replica cluster would run as a writable primary here: refused, nothing stored.
+    let clone = tmp.path().join("replica.yaml");
     std::fs::write(
         &clone,
         CLUSTER.replace(
             "  instances: 1\n",
-            "  instances: 1\n  bootstrap:\n    pg_basebackup:\n      source: origin\n  externalClusters:\n    - name: origin\n      connectionParameters:\n        host: origin-rw\n        user: streaming_replica\n",
+            "  instances: 1\n  replica:\n    enabled: true\n    source: origin\n  bootstrap:\n    pg_basebackup:\n      source: origin\n  externalClusters:\n    - name: origin\n      connectionParameters:\n        host: origin-rw\n        user: streaming_replica\n",
         ),
     )
     .unwrap();
@@ -281,7 +281,7 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out)
-            .contains("error: spec.bootstrap.pg_basebackup: the local platform does not clone")
+            .contains("error: spec.replica: the local platform does not run replica clusters")
             && stderr(&out).contains("nothing applied"),
         "{}",
         stderr(&out)

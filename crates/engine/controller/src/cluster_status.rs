@@ -123,6 +123,29 @@ pub fn status_target(plan: &Plan, observed: &Observation) -> Option<String> {
         .or_else(|| plan.target_primary.clone())
 }
 
+/// Why the cluster is not healthy: the plan's reason, else the first error an instance reports
+/// (a recovery that cannot start, a clone that fails), so `kubectl get cluster`, `kubectl cnpg
+/// status` and `pgherd local status` say it without reading the instances' logs.
+pub fn phase_reason(plan: &Plan, observed: &Observation) -> Option<String> {
+    plan.blocked.clone().or_else(|| {
+        (plan.phase != phase::HEALTHY)
+            .then(|| {
+                plan.instances.iter().find_map(|d| {
+                    let error = observed
+                        .instances
+                        .iter()
+                        .find(|i| i.name == d.name)?
+                        .status
+                        .as_ref()?
+                        .error
+                        .as_ref()?;
+                    Some(format!("{}: {error}", d.name))
+                })
+            })
+            .flatten()
+    })
+}
+
 /// Build the status.
 pub fn cluster_status(input: &StatusInput<'_>) -> ClusterStatus {
     let name = input.cluster.metadata.name.clone().unwrap_or_default();
@@ -179,24 +202,7 @@ pub fn cluster_status(input: &StatusInput<'_>) -> ClusterStatus {
         });
 
     let ready = plan.phase == phase::HEALTHY;
-    // Why the cluster is not healthy: the plan's reason, else the first error an instance
-    // reports (a recovery that cannot start, a clone that fails), so `kubectl get cluster` /
-    // `kubectl cnpg status` say it without reading the pods' logs.
-    let reason = plan.blocked.clone().or_else(|| {
-        (!ready)
-            .then(|| {
-                plan.instances.iter().find_map(|d| {
-                    let error = by_name
-                        .get(d.name.as_str())?
-                        .status
-                        .as_ref()?
-                        .error
-                        .as_ref()?;
-                    Some(format!("{}: {error}", d.name))
-                })
-            })
-            .flatten()
-    });
+    let reason = phase_reason(plan, input.observed);
     let mut wanted = vec![ConditionInput {
         condition_type: "Ready".into(),
         status: ready,

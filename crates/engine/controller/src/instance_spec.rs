@@ -76,13 +76,20 @@ pub struct SpecContext<'a> {
 pub fn application(cluster: &Cluster) -> (String, String, String) {
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let bootstrap = cluster.spec.bootstrap.as_ref();
-    let (database, owner, secret) = match bootstrap.and_then(|b| b.recovery.as_ref()) {
-        Some(r) => (
+    let recovery = bootstrap.and_then(|b| b.recovery.as_ref());
+    let clone = bootstrap.and_then(|b| b.pg_basebackup.as_ref());
+    let (database, owner, secret) = match (recovery, clone) {
+        (Some(r), _) => (
             r.database.clone(),
             r.owner.clone(),
             r.secret.as_ref().map(|s| s.name.clone()),
         ),
-        None => {
+        (None, Some(c)) => (
+            c.database.clone(),
+            c.owner.clone(),
+            c.secret.as_ref().map(|s| s.name.clone()),
+        ),
+        (None, None) => {
             let i = bootstrap.and_then(|b| b.initdb.clone()).unwrap_or_default();
             (i.database, i.owner, i.secret.map(|s| s.name))
         }

@@ -11,6 +11,7 @@
 
 pub mod cluster_status;
 pub mod declarative;
+pub mod external;
 pub mod ha;
 pub mod hibernation;
 pub mod instance_spec;

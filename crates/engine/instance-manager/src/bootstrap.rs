@@ -33,7 +33,8 @@ async fn run_sql(
 
 /// Create the application role and database of a new cluster and run the post-init SQL, in
 /// CloudNativePG's order: role, `postgres` SQL, `template1` SQL, database, application SQL.
-/// After a recovery only the role's password and the database are ensured.
+/// After a recovery or a clone of another cluster only the role's password and the database
+/// are ensured.
 pub async fn initialize_application(
     pg: &Postgres,
     bootstrap: &Bootstrap,
@@ -64,6 +65,12 @@ pub async fn initialize_application(
             post_init_application_sql.as_slice(),
         ),
         Bootstrap::Recovery {
+            database,
+            owner,
+            owner_password_file,
+            ..
+        }
+        | Bootstrap::CloneSource {
             database,
             owner,
             owner_password_file,
@@ -148,6 +155,9 @@ pub async fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Insta
         Bootstrap::Initdb { initdb_args, .. } => pg.initdb_with_args(initdb_args),
         Bootstrap::Clone => pg.clone_from(&primary_source(spec)?),
         Bootstrap::Recovery { .. } => restore_for_recovery(pg, spec).await,
+        Bootstrap::CloneSource {
+            source, conninfo, ..
+        } => clone_source(pg, source, conninfo),
         Bootstrap::FromObjectStore { store_file } => {
             let restored = match pgherd_backup::store::StoreTarget::read(store_file) {
                 Ok(target) => {
@@ -173,6 +183,35 @@ pub async fn create_data(pg: &Postgres, spec: &InstanceSpec) -> Result<(), Insta
             }
         }
     }
+}
+
+/// `bootstrap.pg_basebackup`: a copy of the external cluster `source`, made next to PGDATA and
+/// moved into place whole once it is complete and of the image's major.
+fn clone_source(pg: &Postgres, source: &str, conninfo: &str) -> Result<(), InstanceError> {
+    let staging = pg.pgdata.with_extension("cloning");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| InstanceError::io("cannot remove", &staging, e))?;
+    }
+    pg.base_backup_into(&staging, conninfo, "cloning the external cluster")
+        .map_err(|e| {
+            InstanceError::Backup(format!(
+                "spec.bootstrap.pg_basebackup: cannot clone external cluster {source:?}: {e}"
+            ))
+        })?;
+    let version = std::fs::read_to_string(staging.join("PG_VERSION"))
+        .map_err(|e| InstanceError::io("cannot read", staging.join("PG_VERSION"), e))?;
+    let version = version.trim();
+    if version != pg.binaries.major.to_string() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(InstanceError::InvalidSetting(format!(
+            "spec.bootstrap.pg_basebackup: external cluster {source:?} runs PostgreSQL {version}, but spec.imageName runs PostgreSQL {}: a physical copy needs the same major (hint: use an image of PostgreSQL {version}, or bootstrap.initdb.import for another major)",
+            pg.binaries.major
+        )));
+    }
+    move_copy_into_place(pg, &staging)?;
+    tracing::info!("cloned external cluster {source:?}");
+    Ok(())
 }
 
 async fn restore_for_recovery(pg: &Postgres, spec: &InstanceSpec) -> Result<(), InstanceError> {
@@ -244,9 +283,16 @@ async fn restore_into_place(
             info.backup_name().unwrap_or("-")
         )));
     }
+    move_copy_into_place(pg, &staging)?;
+    Ok(info)
+}
+
+/// Moves a copy of another server's data (a restored backup, a clone of an external cluster)
+/// from `staging` into PGDATA, without what the source had done or set for itself.
+fn move_copy_into_place(pg: &Postgres, staging: &std::path::Path) -> Result<(), InstanceError> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| InstanceError::io("cannot set the mode of", &staging, e))?;
+    std::fs::set_permissions(staging, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| InstanceError::io("cannot set the mode of", staging, e))?;
     // What the source cluster had done is not done here.
     for stale in [
         crate::supervisor::INITIALIZED_MARKER,
@@ -264,14 +310,14 @@ async fn restore_into_place(
     }
     // On disk before it is moved into place: a crash in between must not leave a data
     // directory whose files were never written (PostgreSQL only syncs at its first start).
-    crate::base_backup::sync_filesystem(&staging)?;
+    crate::base_backup::sync_filesystem(staging)?;
     if pg.pgdata.exists() {
         std::fs::remove_dir(&pg.pgdata)
             .map_err(|e| InstanceError::io("cannot replace", &pg.pgdata, e))?;
     }
-    std::fs::rename(&staging, &pg.pgdata)
-        .map_err(|e| InstanceError::io("cannot move the restored backup to", &pg.pgdata, e))?;
-    Ok(info)
+    std::fs::rename(staging, &pg.pgdata)
+        .map_err(|e| InstanceError::io("cannot move the copied data to", &pg.pgdata, e))?;
+    Ok(())
 }
 
 /// `recoveryTarget.targetTime` as the controller passes it (RFC 3339).

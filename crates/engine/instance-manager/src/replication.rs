@@ -98,20 +98,12 @@ const NO_TLS_IN_TOOL: &str = "SSL support is not compiled in";
 impl Postgres {
     /// Fill an empty PGDATA with a copy of the primary (`pg_basebackup`, WAL streamed alongside).
     pub fn clone_from(&self, source: &PrimarySource) -> Result<(), InstanceError> {
-        self.user.own_dir(&self.pgdata, 0o700)?;
-        self.binaries
-            .tool("pg_basebackup", "cloning a replica from the primary")?;
         let basebackup = |conninfo: String| {
-            let mut command = self.command("pg_basebackup");
-            command
-                .arg("--pgdata")
-                .arg(&self.pgdata)
-                .arg("--dbname")
-                .arg(conninfo)
-                .arg("--wal-method=stream")
-                .arg("--checkpoint=fast")
-                .arg("--no-password");
-            crate::postgres::run(command, "pg_basebackup").map(|_| ())
+            self.base_backup_into(
+                &self.pgdata,
+                &conninfo,
+                "cloning a replica from the primary",
+            )
         };
         match basebackup(source.conninfo()) {
             // The only pg_basebackup of a new enough major was built without TLS (a server-only
@@ -123,6 +115,28 @@ impl Postgres {
             },
             other => other,
         }
+    }
+
+    /// `pg_basebackup` of the server `conninfo` reaches into the new directory `target` (made
+    /// here, mode 0700), WAL streamed alongside so the copy is consistent on its own.
+    pub fn base_backup_into(
+        &self,
+        target: &std::path::Path,
+        conninfo: &str,
+        purpose: &'static str,
+    ) -> Result<(), InstanceError> {
+        self.binaries.tool("pg_basebackup", purpose)?;
+        self.user.own_dir(target, 0o700)?;
+        let mut command = self.command("pg_basebackup");
+        command
+            .arg("--pgdata")
+            .arg(target)
+            .arg("--dbname")
+            .arg(conninfo)
+            .arg("--wal-method=stream")
+            .arg("--checkpoint=fast")
+            .arg("--no-password");
+        crate::postgres::run(command, "pg_basebackup").map(|_| ())
     }
 
     /// Make this instance a standby of `source`: `override.conf` with the connection and slot,

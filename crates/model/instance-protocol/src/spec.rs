@@ -146,6 +146,19 @@ pub enum Bootstrap {
     },
     /// Copy of the primary (`pg_basebackup`).
     Clone,
+    /// A copy of another PostgreSQL server (`bootstrap.pg_basebackup`): `pg_basebackup` over
+    /// the external cluster's connection, then started as this cluster's primary on the
+    /// source's timeline; the application role's password and database are then ensured.
+    CloneSource {
+        /// The external cluster's name (for messages).
+        source: String,
+        /// Its libpq connection string (credentials only as file paths: `passfile`,
+        /// `sslcert`, `sslkey`, `sslrootcert`).
+        conninfo: String,
+        database: String,
+        owner: String,
+        owner_password_file: Option<PathBuf>,
+    },
     /// A replica made from the latest base backup in the cluster's object store, which then
     /// replays the archived WAL and streams from the primary (no base backup load on it).
     FromObjectStore {

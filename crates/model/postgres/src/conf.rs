@@ -80,11 +80,39 @@ pub fn render_ident(os_user: &str, user_lines: &[String]) -> String {
 /// A libpq connection string from `key=value` pairs; values are single-quoted with `'` and `\`
 /// escaped, so no value can inject another parameter.
 pub fn conninfo(pairs: &[(&str, &str)]) -> String {
+    conninfo_of(pairs.iter().copied())
+}
+
+/// [`conninfo`] from any pairs (a map of `connectionParameters`, in its order).
+pub fn conninfo_of<K: AsRef<str>, V: AsRef<str>>(
+    pairs: impl IntoIterator<Item = (K, V)>,
+) -> String {
     pairs
-        .iter()
-        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+        .into_iter()
+        .map(|(k, v)| {
+            format!(
+                "{}='{}'",
+                k.as_ref(),
+                v.as_ref().replace('\\', "\\\\").replace('\'', "\\'")
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Whether `key` can be a libpq connection keyword (lower-case letters and `_`): anything else
+/// could not be one and could end the pair it is in.
+pub fn is_conninfo_keyword(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
+/// A password file line (`.pgpass`) matching every host, port, database and user, with `:` and
+/// `\` escaped as libpq reads them.
+pub fn pgpass_line(password: &str) -> String {
+    format!(
+        "*:*:*:*:{}\n",
+        password.replace('\\', "\\\\").replace(':', "\\:")
+    )
 }
 
 #[cfg(test)]

@@ -75,15 +75,6 @@ pub fn resolve_kind(kind: &str) -> Option<&'static str> {
 pub fn refused_here(object: &Object) -> Vec<&'static str> {
     let mut errors = Vec::new();
     if let Object::Cluster(c) = object {
-        if c.spec
-            .bootstrap
-            .as_ref()
-            .is_some_and(|b| b.pg_basebackup.is_some())
-        {
-            errors.push(
-                "spec.bootstrap.pg_basebackup: the local platform does not clone from another cluster yet; it would start an empty cluster instead (hint: take a backup of the source and use bootstrap.recovery)",
-            );
-        }
         if c.is_replica() {
             errors.push(
                 "spec.replica: the local platform does not run replica clusters yet; it would run a writable primary diverging from its source (hint: remove spec.replica, or run it on Kubernetes once supported)",

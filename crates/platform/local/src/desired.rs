@@ -179,6 +179,30 @@ impl ClusterContext<'_> {
         .map_err(LocalError::Invalid)
     }
 
+    /// How the first instance reaches `bootstrap.pg_basebackup`'s source from this machine.
+    fn clone_parameters(&self, source: &str) -> Result<BTreeMap<String, String>, LocalError> {
+        let (field, external) = pgherd_controller::external::find(self.spec.cluster, source)
+            .ok_or_else(|| {
+                LocalError::Invalid(format!(
+                    "spec.bootstrap.pg_basebackup.source: external cluster {source:?} not found in spec.externalClusters"
+                ))
+            })?;
+        let dir = self
+            .state
+            .cluster_dir(self.namespace, &self.name())
+            .join("external");
+        crate::external::parameters(
+            self.state,
+            self.namespace,
+            external,
+            &field,
+            None,
+            &dir,
+            self.user,
+        )
+        .map_err(LocalError::Invalid)
+    }
+
     /// `bootstrap.initdb` (or `bootstrap.recovery`) for the first instance; the referenced SQL
     /// and the recovery source are only read while that instance is being created.
     fn bootstrap(&self, dirs: &InstanceDirs) -> Result<Bootstrap, LocalError> {
@@ -216,6 +240,27 @@ impl ClusterContext<'_> {
                 owner: self.owner.clone(),
                 owner_password_file: Some(self.password_file.clone()),
             });
+        }
+        if let Some(clone) = self
+            .spec
+            .cluster
+            .spec
+            .bootstrap
+            .as_ref()
+            .and_then(|b| b.pg_basebackup.as_ref())
+        {
+            // The source is read only while the copy is to be made (it may be gone after).
+            let parameters = if creating {
+                self.clone_parameters(&clone.source)?
+            } else {
+                BTreeMap::new()
+            };
+            return pgherd_controller::external::clone_bootstrap(
+                self.spec.cluster,
+                &parameters,
+                self.password_file.clone(),
+            )
+            .ok_or_else(|| LocalError::Invalid("spec.bootstrap.pg_basebackup: missing".into()));
         }
         let with_refs = |inline: &Option<Vec<String>>, (field, refs): (&str, Option<&SqlRefs>)| {
             let mut all = inline.clone().unwrap_or_default();

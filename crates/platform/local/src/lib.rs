@@ -17,6 +17,7 @@ pub mod declarative;
 pub mod desired;
 pub mod endpoints;
 pub mod error;
+pub mod external;
 pub mod instances;
 pub mod key_refs;
 mod local_pass;

@@ -16,7 +16,6 @@ use pgherd_instance_manager::OsUser;
 use pgherd_instance_protocol::{
     ApplyResult, PublicationObject, PublicationSpec, PublicationTarget, SubscriptionSpec,
 };
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Marks a deleted Publication or Subscription whose reclaim policy is `delete`: dropped in
@@ -83,38 +82,7 @@ pub fn publications(
         .collect())
 }
 
-/// A libpq connection string value, quoted.
-fn conninfo_value(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-/// A `.pgpass` field, escaped.
-fn pgpass_field(value: &str) -> String {
-    value.replace('\\', "\\\\").replace(':', "\\:")
-}
-
-/// The local endpoint a Service-like host stands for: `(127.0.0.1, port)`.
-fn local_service(state: &StateDir, namespace: &str, host: &str) -> Option<(String, u16)> {
-    let mut labels = host.split('.');
-    let service = labels.next()?;
-    let rest: Vec<&str> = labels.collect();
-    let namespace = match rest.as_slice() {
-        [] => namespace,
-        [ns] | [ns, "svc"] | [ns, "svc", "cluster", "local"] => ns,
-        _ => return None,
-    };
-    let (cluster, kind) = service.rsplit_once('-')?;
-    if !matches!(kind, "rw" | "ro" | "r") {
-        return None;
-    }
-    let ports: BTreeMap<String, u16> =
-        read_json(&state.cluster_dir(namespace, cluster).join("ports.json"))
-            .ok()
-            .flatten()?;
-    ports.get(kind).map(|p| ("127.0.0.1".to_string(), *p))
-}
-
-/// The connection string to `external` (an entry of the subscriber's externalClusters).
+/// The connection string to `external_name` (an entry of the subscriber's externalClusters).
 fn conninfo(
     state: &StateDir,
     namespace: &str,
@@ -124,62 +92,22 @@ fn conninfo(
     secrets_dir: &Path,
     user: &OsUser,
 ) -> Result<String, String> {
-    let externals = cluster
-        .spec
-        .external_clusters
-        .as_deref()
-        .unwrap_or_default();
-    let Some(external) = externals.iter().find(|e| e.name == external_name) else {
+    let Some((field, external)) = pgherd_controller::external::find(cluster, external_name) else {
         return Err(format!(
             "spec.externalClusterName: Cluster {:?} has no external cluster {external_name:?}; add it to its spec.externalClusters",
             cluster.metadata.name.as_deref().unwrap_or_default()
         ));
     };
-    if external.ssl_cert.is_some() || external.ssl_key.is_some() || external.ssl_root_cert.is_some()
-    {
-        return Err(format!(
-            "external cluster {external_name:?}: certificate authentication (sslCert, sslKey, sslRootCert) is not supported on the local platform yet; use a password"
-        ));
-    }
-    let mut parameters = external.connection_parameters.clone().unwrap_or_default();
-    if let Some(host) = parameters.get("host").cloned() {
-        if let Some((address, port)) = local_service(state, namespace, &host) {
-            parameters.insert("host".into(), address);
-            parameters.insert("port".into(), port.to_string());
-        }
-    }
-    if let Some(db) = dbname {
-        parameters.insert("dbname".into(), db.to_string());
-    }
-    // A publisher that does not answer must not hold CREATE SUBSCRIPTION for ever.
-    parameters
-        .entry("connect_timeout".into())
-        .or_insert_with(|| "10".into());
-    if let Some(selector) = &external.password {
-        let secret = selector.name.clone().unwrap_or_default();
-        let password = crate::secrets::read(state, namespace, &secret)
-            .map_err(|e| e.to_string())?
-            .and_then(|d| d.get(&selector.key).cloned())
-            .ok_or_else(|| {
-                format!(
-                    "external cluster {external_name:?}: Secret {secret:?} key {:?} not found; apply the Secret",
-                    selector.key
-                )
-            })?;
-        let password = String::from_utf8_lossy(&password).into_owned();
-        user.own_dir(secrets_dir, 0o700)
-            .map_err(|e| e.to_string())?;
-        let path = secrets_dir.join(format!("{external_name}.pgpass"));
-        let line = format!("*:*:*:*:{}\n", pgpass_field(&password));
-        user.write_file(&path, line.as_bytes(), 0o600)
-            .map_err(|e| e.to_string())?;
-        parameters.insert("passfile".into(), path.display().to_string());
-    }
-    Ok(parameters
-        .iter()
-        .map(|(k, v)| format!("{k}={}", conninfo_value(v)))
-        .collect::<Vec<_>>()
-        .join(" "))
+    let parameters = crate::external::parameters(
+        state,
+        namespace,
+        external,
+        &field,
+        dbname,
+        secrets_dir,
+        user,
+    )?;
+    Ok(pgherd_postgres::conf::conninfo_of(&parameters))
 }
 
 /// The subscriptions of `cluster`, with the results of those that cannot even be specified
@@ -299,37 +227,4 @@ pub fn write_results(
         &report.subscription_results,
         &dropped_subscription,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn service_like_hosts_become_local_endpoints() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::new(dir.path().to_path_buf());
-        let cluster_dir = state.cluster_dir("default", "shop");
-        std::fs::create_dir_all(&cluster_dir).unwrap();
-        std::fs::write(
-            cluster_dir.join("ports.json"),
-            r#"{"rw": 7001, "ro": 7002, "r": 7003}"#,
-        )
-        .unwrap();
-        let local = |host: &str| local_service(&state, "default", host);
-        let ep = |p: u16| Some(("127.0.0.1".to_string(), p));
-        assert_eq!(local("shop-rw"), ep(7001));
-        assert_eq!(local("shop-ro.default"), ep(7002));
-        assert_eq!(local("shop-r.default.svc"), ep(7003));
-        assert_eq!(local("shop-rw.default.svc.cluster.local"), ep(7001));
-        assert_eq!(local("shop-rw.other"), None);
-        assert_eq!(local("shop"), None);
-        assert_eq!(local("db.example.com"), None);
-    }
-
-    #[test]
-    fn conninfo_values_and_pgpass_fields_are_escaped() {
-        assert_eq!(conninfo_value("a b'c\\"), "'a b\\'c\\\\'");
-        assert_eq!(pgpass_field("p:w\\d"), "p\\:w\\\\d");
-    }
 }

@@ -143,6 +143,7 @@ pub(crate) fn build(
             },
         }],
         managed_roles_status,
+        phase_reason: pgherd_controller::cluster_status::phase_reason(decided, observed),
         ..Default::default()
     }
 }
