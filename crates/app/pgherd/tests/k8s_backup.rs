@@ -7,7 +7,8 @@
 //! status records it; a Database object is created and, deleted, dropped; two tablespaces
 //! (one temporary) on volumes of their own, a table in one seen on the replica's volume and
 //! restored onto the recovered clusters'; new Clusters recover from the Backup and from the store
-//! (`externalClusters`); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
+//! (`externalClusters`), and one is cloned from the running cluster (`bootstrap.pg_basebackup`
+//! with the replication certificate); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -410,7 +411,14 @@ spec:
         store.replace("\n      ", "\n        ")
     ))
     .unwrap();
-    for restored in ["from-backup", "from-store"] {
+    // bootstrap.pg_basebackup, as CloudNativePG's documentation clones a cluster in the same
+    // namespace: streaming_replica with the source's replication certificate, its CA verifying
+    // the -rw Service's name; the tablespaces land on the copy's own volumes.
+    sim.apply(
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: cloned\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      owner:\n        name: app\n      storage:\n        size: 1Gi\n    - name: scratch\n      temporary: true\n      storage:\n        size: 1Gi\n  bootstrap:\n    pg_basebackup:\n      source: pg\n  externalClusters:\n    - name: pg\n      connectionParameters:\n        host: pg-rw\n        user: streaming_replica\n        dbname: postgres\n        sslmode: verify-full\n      sslKey:\n        name: pg-replication\n        key: tls.key\n      sslCert:\n        name: pg-replication\n        key: tls.crt\n      sslRootCert:\n        name: pg-ca\n        key: ca.crt\n",
+    )
+    .unwrap();
+    for restored in ["from-backup", "from-store", "cloned"] {
         sim.eventually(&format!("{restored} healthy"), 300, || {
             let c = sim.json(&["get", "cluster", restored])?;
             (str_at(&c, "/status/phase") == Some("Cluster in healthy state")).then_some(())
@@ -460,6 +468,23 @@ spec:
             "{restored}: {restored_files}"
         );
     }
+    // The clone is a physical copy (the source's system identifier) that writes on its own.
+    let cloned = sim.json(&["get", "service", "cloned-rw"]).unwrap();
+    let cloned = str_at(&cloned, "/spec/clusterIP").unwrap().to_string();
+    let system = |ip: &str, password: &str| -> i64 {
+        sim.runtime.block_on(async {
+            let c = connect_soon(ip, password).await.unwrap();
+            c.query_one(
+                "SELECT system_identifier FROM pg_catalog.pg_control_system()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+        })
+    };
+    let cloned_password = sim.secret_value("cloned-app", "password");
+    assert_eq!(system(&cloned, &cloned_password), system(&rw, &password));
     let lost = sim
         .runtime
         .block_on(k8s::load::lost(&rw, &password, &acked));

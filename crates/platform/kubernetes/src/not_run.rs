@@ -50,9 +50,6 @@ pub fn cluster_fields(cluster: &Cluster) -> Vec<NotRun> {
             "recovery from volume snapshots",
         );
     }
-    if bootstrap.is_some_and(|b| b.pg_basebackup.is_some()) {
-        refuse("spec.bootstrap.pg_basebackup", "cloning another cluster");
-    }
     if cluster.is_replica() {
         refuse("spec.replica", "replica clusters");
     }

@@ -382,6 +382,28 @@ impl<'a> KubePass<'a> {
                     .spec
                     .bootstrap
                     .as_ref()
+                    .is_some_and(|b| b.pg_basebackup.is_some()) =>
+            {
+                // Read only while the first instance is to be made: once it is, its data is
+                // there and the source may be gone.
+                let parameters = match &self.resolved.clone {
+                    None => BTreeMap::new(),
+                    Some(Ok(parameters)) => parameters.clone(),
+                    Some(Err(problem)) => return Err(OperatorError::Invalid(problem.clone())),
+                };
+                pgherd_controller::external::clone_bootstrap(
+                    self.cluster,
+                    &parameters,
+                    APP_PASSWORD_FILE.into(),
+                )
+                .ok_or_else(|| OperatorError::Invalid("spec.bootstrap.pg_basebackup".into()))?
+            }
+            DataSource::Initdb
+                if self
+                    .cluster
+                    .spec
+                    .bootstrap
+                    .as_ref()
                     .is_some_and(|b| b.recovery.is_some()) =>
             {
                 let recovery = self

@@ -53,6 +53,9 @@ pub(crate) struct Resolved {
     /// `bootstrap.initdb.postInit*SQLRefs`, read while the first instance is to be made, or
     /// why they cannot be.
     pub post_init: Option<Result<PostInitSql, String>>,
+    /// How the first instance connects to `bootstrap.pg_basebackup`'s source (its credentials
+    /// pushed as files), read while that instance is to be made, or why it cannot.
+    pub clone: Option<Result<BTreeMap<String, String>, String>>,
 }
 
 /// The statements `bootstrap.initdb.postInit*SQLRefs` point to.
@@ -190,8 +193,54 @@ pub(crate) async fn resolve(
         .is_some_and(|s| s.ready_instances.unwrap_or(0) > 0);
     if !ready_once {
         out.post_init = post_init_sql(client, namespace, cluster, &mut secrets).await?;
+        out.clone = clone_source(cluster, &mut secrets, &mut out.files).await?;
     }
     Ok(out)
+}
+
+/// The connection parameters of `bootstrap.pg_basebackup`'s source, its password and
+/// certificates added to `files` (pushed, mode 0600 in the pod) and named by path; what the
+/// API did not give is the error of the outer result.
+async fn clone_source(
+    cluster: &Cluster,
+    secrets: &mut Secrets,
+    files: &mut PushedFiles,
+) -> Result<Option<Result<BTreeMap<String, String>, String>>, OperatorError> {
+    let Some(clone) = cluster
+        .spec
+        .bootstrap
+        .as_ref()
+        .and_then(|b| b.pg_basebackup.as_ref())
+    else {
+        return Ok(None);
+    };
+    let Some((field, external)) = pgherd_controller::external::find(cluster, &clone.source) else {
+        return Ok(Some(Err(format!(
+            "spec.bootstrap.pg_basebackup.source: external cluster {:?} not found in spec.externalClusters",
+            clone.source
+        ))));
+    };
+    let mut paths = BTreeMap::new();
+    for (credential, credential_field, selector) in
+        pgherd_controller::external::credentials(external, &field)
+    {
+        let name = selector.name.clone().unwrap_or_default();
+        let Some(value) = secrets
+            .text(&credential_field, &name, &selector.key)
+            .await?
+        else {
+            return Ok(Some(Err(format!(
+                "{credential_field}: key {:?} of Secret {name:?} not found in the cluster's namespace",
+                selector.key
+            ))));
+        };
+        let file = credential.file_name(&external.name);
+        files.0.insert(file.clone(), credential.content(&value));
+        paths.insert(credential, pushed(&file));
+    }
+    Ok(Some(pgherd_controller::external::parameters(
+        external, &field, &paths, None,
+    )))
 }
 
 /// The statements of `bootstrap.initdb.postInit*SQLRefs`, if the Cluster has any.

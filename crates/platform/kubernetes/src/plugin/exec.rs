@@ -148,11 +148,7 @@ pub fn conninfo(
     if let Some(db) = dbname {
         params.insert("dbname".to_string(), db.to_string());
     }
-    params
-        .iter()
-        .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
-        .collect::<Vec<_>>()
-        .join(" ")
+    pgherd_postgres::conf::conninfo_of(&params)
 }
 
 /// `CREATE SUBSCRIPTION`.

@@ -475,6 +475,7 @@ mod tests {
     #[test]
     fn what_the_operator_does_not_run_is_refused_at_admission() {
         let object = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
+            "replica": {"enabled": true, "source": "origin"},
             "bootstrap": {"pg_basebackup": {"source": "origin"}},
             "externalClusters": [{"name": "origin", "connectionParameters": {"host": "h"}}]}));
         let answer = handle(
@@ -485,7 +486,8 @@ mod tests {
         assert_eq!(r["allowed"], false, "{r}");
         let causes = r["status"]["details"]["causes"].to_string();
         assert!(
-            causes.contains("spec.bootstrap.pg_basebackup")
+            causes.contains("spec.replica")
+                && !causes.contains("spec.bootstrap.pg_basebackup")
                 && causes.contains("not supported by pgherd's Kubernetes operator yet"),
             "{causes}"
         );
