@@ -91,6 +91,7 @@ fn test_spec(
         role,
         bootstrap,
         primary,
+        upstream: None,
         settings: pgherd_testkit::replication_settings(certificates),
         pg_hba: vec![],
         pg_ident: vec!["local root postgres".into()],

@@ -173,6 +173,67 @@ pub fn clone_bootstrap(
     })
 }
 
+/// A replica cluster's upstream (`spec.replica.source`): its connection, with `parameters` as
+/// the platform reaches it (when the external cluster has `connectionParameters`), and its
+/// object store's file (when it has one). `None` unless the cluster is a replica.
+pub fn upstream(
+    cluster: &Cluster,
+    parameters: Option<&BTreeMap<String, String>>,
+    store_file: Option<PathBuf>,
+) -> Option<pgherd_instance_protocol::Upstream> {
+    if !cluster.is_replica() {
+        return None;
+    }
+    Some(pgherd_instance_protocol::Upstream {
+        source: cluster.spec.replica.as_ref()?.source.clone(),
+        conninfo: parameters.map(pgherd_postgres::conf::conninfo_of),
+        store_file,
+    })
+}
+
+/// What of a replica cluster pgherd does not run yet, as `(field, what)`: the distributed
+/// topology (`primary`, `self`, `promotionToken`: demotion and promotion tokens) and archiving
+/// or backing up while it is a replica.
+pub fn replica_unsupported(cluster: &Cluster) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let Some(replica) = &cluster.spec.replica else {
+        return out;
+    };
+    if replica.primary.is_some() || replica.self_name.is_some() || replica.promotion_token.is_some()
+    {
+        out.push((
+            "spec.replica.primary",
+            "the distributed topology (primary, self, promotionToken)",
+        ));
+    }
+    if cluster.is_replica()
+        && cluster
+            .spec
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.barman_object_store.is_some())
+    {
+        out.push((
+            "spec.backup.barmanObjectStore",
+            "archiving and backups of a replica cluster (add them when promoting it)",
+        ));
+    }
+    if cluster.is_replica()
+        && cluster
+            .spec
+            .plugins
+            .iter()
+            .flatten()
+            .any(|p| p.is_wal_archiver == Some(true))
+    {
+        out.push((
+            "spec.plugins",
+            "archiving and backups of a replica cluster (add them when promoting it)",
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,12 +92,12 @@ impl ObservedInstance {
     fn usable_replica(&self) -> bool {
         !self.fenced
             && self.status.as_ref().is_some_and(|s| {
-                s.role == Role::Replica && !s.is_primary && !s.disk_full && is_fresh(s)
+                s.role == Role::Replica && !s.leads() && !s.disk_full && is_fresh(s)
             })
     }
 
     fn reports_primary(&self) -> bool {
-        self.status.as_ref().is_some_and(|s| s.is_primary)
+        self.status.as_ref().is_some_and(|s| s.leads())
     }
 }
 

@@ -88,7 +88,7 @@ pub(crate) fn apply(
     if asked || !observed.hibernated {
         return awake;
     }
-    let primary_runs = fresh(recorded).is_some_and(|s| s.ready && s.is_primary);
+    let primary_runs = fresh(recorded).is_some_and(|s| s.ready && s.leads());
     let all_ready = existing
         .iter()
         .all(|i| i.fenced || fresh(i).is_some_and(|s| s.ready));

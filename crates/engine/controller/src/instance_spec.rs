@@ -9,7 +9,7 @@ use pgherd_api::Cluster;
 use pgherd_instance_protocol::{
     Bootstrap, CertificatePaths, DatabaseSpec, DesiredRole, InstanceSpec, LeaseToken,
     MonitoringSpec, PasswordSource, Peer, PrimaryEndpoint, PublicationSpec, PushedFiles, RoleSpec,
-    SubscriptionSpec, TablespaceSpec, WalStore,
+    SubscriptionSpec, TablespaceSpec, Upstream, WalStore,
 };
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,6 +69,9 @@ pub struct SpecContext<'a> {
     /// Every instance runs where the declared tablespaces' volumes are mounted (no pod of an
     /// older template left): the primary may create the missing ones.
     pub tablespace_volumes_everywhere: bool,
+    /// A replica cluster's source, as the platform reaches it: its primary follows it as the
+    /// designated primary (see [`crate::external::upstream`]).
+    pub replica_of: Option<Upstream>,
 }
 
 /// The application database, its owner and the Secret holding the owner's password (the
@@ -235,7 +238,18 @@ impl SpecContext<'_> {
             }
             _ => None,
         };
-        let primary_duties = instance.role == DesiredRole::Primary;
+        // A replica cluster's designated primary cannot write: no roles, databases or
+        // subscriptions to apply until it is promoted.
+        let designated = (instance.role == DesiredRole::Primary)
+            .then(|| self.replica_of.clone())
+            .flatten();
+        if instance.role == DesiredRole::Primary && self.cluster.is_replica() && designated.is_none()
+        {
+            // Without its source a replica cluster's primary would be told to accept writes
+            // (a promotion): its spec waits until the platform can say what it follows.
+            return None;
+        }
+        let primary_duties = instance.role == DesiredRole::Primary && designated.is_none();
         Some(InstanceSpec {
             cluster: self.name(),
             name: instance.name.clone(),
@@ -255,6 +269,7 @@ impl SpecContext<'_> {
             role: instance.role,
             bootstrap,
             primary: upstream,
+            upstream: designated,
             settings,
             pg_hba: postgresql
                 .and_then(|p| p.pg_hba.clone())

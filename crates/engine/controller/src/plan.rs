@@ -198,7 +198,7 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
             .collect();
         let streaming: Vec<String> = existing
             .iter()
-            .filter(|i| i.name != primary && fresh(i).is_some_and(|s| s.ready && !s.is_primary))
+            .filter(|i| i.name != primary && fresh(i).is_some_and(|s| s.ready && !s.leads()))
             .map(|i| i.name.clone())
             .collect();
         SyncPolicy::of(cluster, &replicas, &streaming)
@@ -233,7 +233,7 @@ pub fn plan(cluster: &Cluster, observed: &Observation) -> Plan {
         .find(|i| i.name == election.recorded)
         .copied()
         .unwrap_or(recorded);
-    let primary_up = !transition && fresh(primary).is_some_and(|s| s.ready && s.is_primary);
+    let primary_up = !transition && fresh(primary).is_some_and(|s| s.ready && s.leads());
     let fenced_by_user = |i: &ObservedInstance| i.fenced;
     let mut instances: Vec<DesiredInstance> = existing
         .iter()

@@ -103,7 +103,7 @@ pub(crate) fn switchover_for_restart(
     let restarted =
         |i: &ObservedInstance| fresh(i).is_some_and(|s| base_token(&s.restart_token) == token);
     let primary_status = fresh(primary)?;
-    if !primary_status.is_primary || restarted(primary) {
+    if !primary_status.leads() || restarted(primary) {
         return None;
     }
     let replicas: Vec<&&ObservedInstance> =
@@ -126,7 +126,7 @@ pub(crate) fn most_advanced_streaming<'a>(
         .filter(|i| !i.fenced)
         .filter_map(|i| {
             let s = fresh(i)?;
-            (s.is_wal_receiver_active && !s.is_primary).then(|| (s.wal_position(), i))
+            (s.is_wal_receiver_active && !s.leads()).then(|| (s.wal_position(), i))
         })
         .max_by_key(|(lsn, i)| (*lsn, std::cmp::Reverse(i.serial)))
         .map(|(_, i)| i.name.clone())
@@ -147,7 +147,7 @@ pub(crate) fn switchover_off_draining_node(
             .target_primary
             .as_deref()
             .is_some_and(|t| t != primary.name)
-        || !fresh(primary).is_some_and(|s| s.is_primary)
+        || !fresh(primary).is_some_and(|s| s.leads())
     {
         return None;
     }

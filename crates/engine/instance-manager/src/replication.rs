@@ -159,6 +159,32 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Make this instance a standby of a replica cluster's source: `override.conf` with the
+    /// source's connection (when it streams; its own name as `application_name`) and
+    /// `standby.signal`. WAL from the source's object store comes through `restore_command`.
+    pub fn write_upstream_config(
+        &self,
+        name: &str,
+        upstream: &pgherd_instance_protocol::Upstream,
+    ) -> Result<(), InstanceError> {
+        let mut text = format!(
+            "# Written by pgherd: following external cluster {:?}.\n",
+            upstream.source
+        );
+        if let Some(source) = &upstream.conninfo {
+            let full = format!("{source} {}", conninfo(&[("application_name", name)]));
+            text.push_str(&format!(
+                "primary_conninfo = {}\n",
+                pgherd_postgres::conf::conf_value(&full)
+            ));
+        }
+        text.push_str("recovery_target_timeline = 'latest'\n");
+        self.write_file("override.conf", &text)?;
+        self.write_file("standby.signal", "")
+    }
+}
+
 /// On a primary: whether its control file names the timeline it writes on. A promotion updates
 /// the control file only at its first checkpoint; until then `pg_rewind` reads the old timeline
 /// there, finds "no rewind required", and a former primary whose WAL goes past the fork could

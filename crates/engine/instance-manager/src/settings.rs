@@ -13,7 +13,7 @@ pub(crate) fn effective_settings(
     pg: &Postgres,
     recovering: bool,
 ) -> Result<std::collections::BTreeMap<String, String>, InstanceError> {
-    let minimums = if spec.role == DesiredRole::Replica || recovering {
+    let minimums = if spec.role == DesiredRole::Replica || spec.upstream.is_some() || recovering {
         // A standby cannot run with less than its primary recorded (e.g. while a decrease of
         // max_connections waits for the primary's restart); nor can a recovery replaying a
         // backup taken where they were higher (CloudNativePG raises them the same way).
@@ -48,6 +48,20 @@ pub(crate) fn effective_settings(
         if spec.role == DesiredRole::Replica {
             settings.insert("restore_command".into(), commands.restore_command());
         }
+    }
+    // A replica cluster's designated primary restores what its source archived.
+    if let Some(store_file) = spec
+        .upstream
+        .as_ref()
+        .filter(|_| spec.role == DesiredRole::Primary)
+        .and_then(|u| u.store_file.clone())
+    {
+        let source = pgherd_instance_protocol::WalStore {
+            store_file,
+            skip_empty_check: false,
+        };
+        let commands = crate::wal::WalCommands::new(&source, &spec.socket_dir)?;
+        settings.insert("restore_command".into(), commands.restore_command());
     }
     if !pg
         .pgdata

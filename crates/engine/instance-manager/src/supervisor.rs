@@ -272,6 +272,14 @@ async fn converge(
             state.written_config = None;
         }
     }
+    let designated = spec.role == DesiredRole::Primary && spec.upstream.is_some();
+    if designated && pg.is_initialized() && !pg.has_standby_signal() {
+        // A primary that accepted writes is never turned into a standby of another cluster
+        // (its WAL would diverge from the source's): refused at admission; said here too.
+        return Err(InstanceError::InvalidSetting(
+            "spec.replica: this instance has run as a writable primary; it cannot follow another cluster (hint: create a new Cluster with replica.enabled and bootstrap from the source)".into(),
+        ));
+    }
     if let Some(wal_dir) = &spec.wal_dir {
         // A crash between the old `pg_wal` going and its link being made: finish it.
         if pg.is_initialized() && std::fs::symlink_metadata(pg.pgdata.join("pg_wal")).is_err() {
@@ -286,6 +294,11 @@ async fn converge(
     crate::declarative::prepare_locations(&pg, &spec.tablespaces, previous);
     if !pg.is_initialized() {
         create_data(&pg, spec).await?;
+        if designated {
+            // Follows its source from the copy on: a standby, never a recovery that promotes.
+            let _ = std::fs::remove_file(pg.pgdata.join("recovery.signal"));
+            pg.write_file("standby.signal", "")?;
+        }
         if let Some(wal_dir) = &spec.wal_dir {
             crate::wal_dir::relocate(&pg.pgdata, wal_dir)?;
         }
@@ -306,7 +319,8 @@ async fn converge(
     let recovery_bootstrap = matches!(
         spec.bootstrap,
         pgherd_instance_protocol::Bootstrap::Recovery { .. }
-    ) && !pg.pgdata.join(INITIALIZED_MARKER).exists();
+    ) && !designated
+        && !pg.pgdata.join(INITIALIZED_MARKER).exists();
     let settings =
         crate::settings::effective_settings(spec, &pg, recovery_bootstrap && !state.recovery_done)?;
     let mut config = pgherd_postgres::conf::render_settings(&settings);
@@ -317,10 +331,16 @@ async fn converge(
     if spec.role == DesiredRole::Replica {
         config.push_str(&primary_source(spec)?.conninfo());
     }
+    if let Some(upstream) = spec.upstream.as_ref().filter(|_| designated) {
+        config.push_str(upstream.conninfo.as_deref().unwrap_or_default());
+    }
     if state.written_config.as_deref() != Some(config.as_str()) {
         pg.write_config(&settings, &hba, &ident)?;
         if spec.role == DesiredRole::Replica {
             pg.write_standby_config(&primary_source(spec)?)?;
+        }
+        if let Some(upstream) = spec.upstream.as_ref().filter(|_| designated) {
+            pg.write_upstream_config(&spec.name, upstream)?;
         }
         let recovery_just_ended = recovery_bootstrap && state.recovery_done;
         if state.running(&pg) && recovery_just_ended {
@@ -398,7 +418,7 @@ async fn converge(
         return Ok(status);
     }
     state.last_failure = None;
-    let promoted = spec.role == DesiredRole::Primary && !status.is_primary;
+    let promoted = spec.role == DesiredRole::Primary && !status.is_primary && !designated;
     if promoted {
         tracing::info!("promoting");
         let in_production = pg
@@ -451,7 +471,16 @@ async fn converge(
         status.publication_results = publications;
         status.subscription_results = subscriptions;
     }
-    status.ready = status.is_primary || status.is_wal_receiver_active;
+    if designated && !status.is_primary {
+        // Leads its cluster as a standby of the source: its replicas stream from it.
+        status.designated_primary = true;
+        if let Err(e) = sync_slots(spec, &client).await {
+            status.error = Some(e.to_string());
+        }
+    }
+    // A designated primary serves reads whether it streams from its source or restores its
+    // WAL from the source's object store.
+    status.ready = status.is_primary || status.is_wal_receiver_active || status.designated_primary;
     status.following = spec.primary.as_ref().map(|p| p.name.clone());
     if status.is_primary || status.is_wal_receiver_active {
         state.not_streaming_since = None;
@@ -536,6 +565,24 @@ async fn primary_duties(
     crate::replication::ensure_checkpoint_on_current_timeline(client).await?;
     ensure_replication_role(client).await?;
     crate::replication::ensure_exporter_role(client).await?;
+    sync_slots(spec, client).await?;
+    if !spec.roles.is_empty() || !spec.databases.is_empty() || !spec.tablespaces.is_empty() {
+        let results = crate::declarative::reconcile(pg, spec).await?;
+        status.role_results = results.roles;
+        status.tablespace_results = results.tablespaces;
+        status.database_results = results.databases;
+    }
+    crate::pooler::reconcile(pg, client, spec.pooler_auth).await?;
+    Ok(())
+}
+
+/// The physical slots the other instances stream through (on a primary, or on a replica
+/// cluster's designated primary, which its replicas follow): made when missing, and the
+/// operator's slots of instances that are gone dropped.
+async fn sync_slots(
+    spec: &InstanceSpec,
+    client: &tokio_postgres::Client,
+) -> Result<(), InstanceError> {
     for slot in &spec.replica_slots {
         ensure_slot(client, slot).await?;
     }
@@ -555,13 +602,6 @@ async fn primary_duties(
             drop_slot(client, &name).await?;
         }
     }
-    if !spec.roles.is_empty() || !spec.databases.is_empty() || !spec.tablespaces.is_empty() {
-        let results = crate::declarative::reconcile(pg, spec).await?;
-        status.role_results = results.roles;
-        status.tablespace_results = results.tablespaces;
-        status.database_results = results.databases;
-    }
-    crate::pooler::reconcile(pg, client, spec.pooler_auth).await?;
     Ok(())
 }
 

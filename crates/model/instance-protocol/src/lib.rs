@@ -17,7 +17,7 @@ pub use logical::{PublicationObject, PublicationSpec, PublicationTarget, Subscri
 pub use spec::{pushed_file_path, pushed_files_dir};
 pub use spec::{
     BackupFacts, Bootstrap, CertificatePaths, CustomQueries, DesiredRole, InstanceSpec, LeaseToken,
-    MonitoringSpec, Peer, PrimaryEndpoint, PushedFiles, WalStore, PUSHED_FILES_DIR,
+    MonitoringSpec, Peer, PrimaryEndpoint, PushedFiles, Upstream, WalStore, PUSHED_FILES_DIR,
 };
 
 use pgherd_postgres::Lsn;
@@ -59,6 +59,10 @@ pub struct InstanceStatus {
     pub role: Role,
     /// Whether it runs as primary (not in recovery).
     pub is_primary: bool,
+    /// A replica cluster's designated primary: a standby of the external source that leads
+    /// this cluster (its replicas follow it, `-rw` points at it) without accepting writes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub designated_primary: bool,
     /// Whether it accepts connections and, for a replica, streams.
     pub ready: bool,
     /// Primary: the current write position. Replica: the last replayed one.
@@ -254,6 +258,7 @@ impl InstanceStatus {
             pod: pod.to_string(),
             role,
             is_primary: false,
+            designated_primary: false,
             ready: false,
             current_lsn: None,
             received_lsn: None,
@@ -284,6 +289,11 @@ impl InstanceStatus {
             disk_full: false,
             archive: None,
         }
+    }
+
+    /// Whether it leads its cluster: a primary, or a replica cluster's designated primary.
+    pub fn leads(&self) -> bool {
+        self.is_primary || self.designated_primary
     }
 
     /// The furthest WAL position this instance has (received for a replica, written for a
@@ -324,6 +334,7 @@ mod tests {
             pod: "cluster-example-2".into(),
             role: Role::Replica,
             is_primary: false,
+            designated_primary: false,
             ready: true,
             current_lsn: Some("0/3000148".parse().unwrap_or_default()),
             received_lsn: Some("0/3000200".parse().unwrap_or_default()),

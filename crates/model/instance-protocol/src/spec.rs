@@ -184,6 +184,21 @@ pub enum Bootstrap {
     },
 }
 
+/// What a replica cluster's designated primary follows (`spec.replica.source`): it streams over
+/// `conninfo` and/or restores WAL from the source's object store, and never accepts writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Upstream {
+    /// The external cluster's name (for messages).
+    pub source: String,
+    /// Its libpq connection string (credentials only as file paths), when it streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conninfo: Option<String>,
+    /// Its object store (JSON, mode 0600), when WAL is restored from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_file: Option<PathBuf>,
+}
+
 /// The desired state of one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -223,6 +238,10 @@ pub struct InstanceSpec {
     pub bootstrap: Bootstrap,
     /// For a replica: where to stream from.
     pub primary: Option<PrimaryEndpoint>,
+    /// For the primary of a replica cluster (its designated primary): the external cluster it
+    /// follows as a standby instead of accepting writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Upstream>,
     /// `postgresql.conf` settings.
     pub settings: BTreeMap<String, String>,
     /// User `pg_hba` lines (after the fixed rules).

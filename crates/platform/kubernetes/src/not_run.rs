@@ -50,8 +50,8 @@ pub fn cluster_fields(cluster: &Cluster) -> Vec<NotRun> {
             "recovery from volume snapshots",
         );
     }
-    if cluster.is_replica() {
-        refuse("spec.replica", "replica clusters");
+    for (field, what) in pgherd_controller::external::replica_unsupported(cluster) {
+        refuse(field, what);
     }
     if spec
         .certificates

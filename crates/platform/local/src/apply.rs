@@ -75,10 +75,11 @@ pub fn resolve_kind(kind: &str) -> Option<&'static str> {
 pub fn refused_here(object: &Object) -> Vec<&'static str> {
     let mut errors = Vec::new();
     if let Object::Cluster(c) = object {
-        if c.is_replica() {
-            errors.push(
-                "spec.replica: the local platform does not run replica clusters yet; it would run a writable primary diverging from its source (hint: remove spec.replica, or run it on Kubernetes once supported)",
-            );
+        for (field, what) in pgherd_controller::external::replica_unsupported(c) {
+            errors.push(match (field, what) {
+                ("spec.replica.primary", _) => "spec.replica.primary: the local platform does not run the distributed topology (primary, self, promotionToken) yet (hint: replica.enabled: true, and enabled: false to promote)",
+                _ => "spec.backup: the local platform does not archive or back up a replica cluster yet (hint: add the object store when promoting it)",
+            });
         }
     }
     errors

@@ -85,6 +85,55 @@ pub fn parameters(
     Ok(parameters)
 }
 
+/// A replica cluster's upstream as this machine reaches it: the source's connection (its
+/// credential files in `cluster_dir/external`) when it has `connectionParameters`, and its
+/// object store (written to `cluster_dir`, 0600) when it has one; `None` for other clusters.
+pub fn replica_upstream(
+    state: &StateDir,
+    namespace: &str,
+    cluster: &pgherd_api::Cluster,
+    cluster_dir: &Path,
+    user: &OsUser,
+) -> Result<Option<pgherd_instance_protocol::Upstream>, crate::LocalError> {
+    let Some(replica) = cluster.spec.replica.as_ref().filter(|_| cluster.is_replica()) else {
+        return Ok(None);
+    };
+    let (field, source) = external::find(cluster, &replica.source).ok_or_else(|| {
+        crate::LocalError::Invalid(format!(
+            "spec.replica.source: external cluster {:?} not found in spec.externalClusters",
+            replica.source
+        ))
+    })?;
+    let parameters = match &source.connection_parameters {
+        Some(_) => Some(
+            parameters(
+                state,
+                namespace,
+                source,
+                &field,
+                None,
+                &cluster_dir.join("external"),
+                user,
+            )
+            .map_err(crate::LocalError::Invalid)?,
+        ),
+        None => None,
+    };
+    let store_file = match source.barman_object_store.is_some() || source.plugin.is_some() {
+        true => {
+            let store = crate::stores::external_store(state, namespace, cluster, &replica.source)?;
+            let file = cluster_dir.join(REPLICA_STORE_FILE);
+            crate::stores::write_target(&file, &store, user)?;
+            Some(file)
+        }
+        false => None,
+    };
+    Ok(external::upstream(cluster, parameters.as_ref(), store_file))
+}
+
+/// File (in the cluster's directory) holding a replica cluster's source store.
+pub const REPLICA_STORE_FILE: &str = "replica-store.json";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -279,6 +279,13 @@ impl Platform for LocalPass<'_> {
         }
         self.applied.archive_configured = wal_store.is_some();
         let addresses = crate::desired::addresses(&self.applied.ports, &prelude.instances_dir);
+        let replica_of = crate::external::replica_upstream(
+            state,
+            namespace,
+            cluster,
+            &prelude.cluster_dir,
+            user,
+        )?;
         let context = ClusterContext {
             state,
             namespace,
@@ -306,6 +313,7 @@ impl Platform for LocalPass<'_> {
                 pooler_auth: crate::pooler::uses_builtin_auth(state, namespace, &task.name),
                 files: Default::default(),
                 tablespace_volumes_everywhere: false,
+                replica_of,
             },
         };
         let mut errors = BTreeMap::new();

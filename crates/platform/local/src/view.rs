@@ -39,7 +39,7 @@ pub(crate) fn build(
         let addr = address.map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |a| a.postgres_addr());
         // A stale report (a frozen instance) does not receive connections.
         let ready = status.is_some_and(|s| s.ready && pgherd_controller::ha::is_fresh(s));
-        let is_primary = status.is_some_and(|s| s.is_primary);
+        let is_primary = status.is_some_and(|s| s.leads());
         if ready && is_primary && decided.current_primary.as_deref() == Some(d.name.as_str()) {
             rw.push(addr);
         } else if ready && !is_primary {
@@ -49,7 +49,7 @@ pub(crate) fn build(
             name: d.name.clone(),
             role: status
                 .map_or("down", |s| {
-                    if s.is_primary {
+                    if s.leads() {
                         "primary"
                     } else if s.ready {
                         "replica"

@@ -141,7 +141,7 @@ impl KubePass<'_> {
             .instances
             .iter()
             .any(|i| i.name == instance && i.role == DesiredRole::Primary);
-        let reports_primary = self.reports.get(instance).is_some_and(|s| s.is_primary);
+        let reports_primary = self.reports.get(instance).is_some_and(|s| s.leads());
         if planned_primary && reports_primary {
             crate::labels::InstanceRole::Primary.as_str()
         } else {

@@ -19,13 +19,17 @@ use pgherd_backup::store::archive_source::{self, ArchiveSource};
 use pgherd_backup::store::StoreTarget;
 use pgherd_controller::declarative::{role_spec, PASSWORD_KEY};
 use pgherd_controller::recovery::RecoverySource;
-use pgherd_instance_protocol::{pushed_file_path, PasswordSource, PushedFiles, RoleSpec, WalStore};
+use pgherd_instance_protocol::{
+    pushed_file_path, PasswordSource, PushedFiles, RoleSpec, Upstream, WalStore,
+};
 use std::collections::BTreeMap;
 
 /// The pushed file holding the cluster's archive store.
 pub(crate) const ARCHIVE_STORE_FILE: &str = "archive-store.json";
 /// The pushed file holding `bootstrap.recovery`'s source store.
 pub(crate) const RECOVERY_STORE_FILE: &str = "recovery-store.json";
+/// The pushed file holding a replica cluster's source store.
+pub(crate) const REPLICA_STORE_FILE: &str = "replica-store.json";
 
 /// The cluster's archive, resolved.
 #[derive(Debug, Clone)]
@@ -56,6 +60,10 @@ pub(crate) struct Resolved {
     /// How the first instance connects to `bootstrap.pg_basebackup`'s source (its credentials
     /// pushed as files), read while that instance is to be made, or why it cannot.
     pub clone: Option<Result<BTreeMap<String, String>, String>>,
+    /// A replica cluster's source, as its designated primary follows it.
+    pub replica_of: Option<Upstream>,
+    /// Why the replica cluster's source cannot be resolved this pass.
+    pub replica_problem: Option<String>,
 }
 
 /// The statements `bootstrap.initdb.postInit*SQLRefs` point to.
@@ -193,32 +201,105 @@ pub(crate) async fn resolve(
         .is_some_and(|s| s.ready_instances.unwrap_or(0) > 0);
     if !ready_once {
         out.post_init = post_init_sql(client, namespace, cluster, &mut secrets).await?;
-        out.clone = clone_source(cluster, &mut secrets, &mut out.files).await?;
+        out.clone = match cluster
+            .spec
+            .bootstrap
+            .as_ref()
+            .and_then(|b| b.pg_basebackup.as_ref())
+        {
+            Some(clone) => Some(
+                connection(
+                    cluster,
+                    &clone.source,
+                    "spec.bootstrap.pg_basebackup.source",
+                    &mut secrets,
+                    &mut out.files,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+    }
+    if let Some(replica) = cluster.spec.replica.as_ref().filter(|_| cluster.is_replica()) {
+        match replica_upstream(client, namespace, cluster, &replica.source, &mut secrets, &mut out.files).await? {
+            Ok(upstream) => out.replica_of = Some(upstream),
+            Err(problem) => out.replica_problem = Some(problem),
+        }
     }
     Ok(out)
 }
 
-/// The connection parameters of `bootstrap.pg_basebackup`'s source, its password and
-/// certificates added to `files` (pushed, mode 0600 in the pod) and named by path; what the
-/// API did not give is the error of the outer result.
-async fn clone_source(
+/// A replica cluster's source: its connection when it has `connectionParameters`, its object
+/// store (pushed) when it has one.
+async fn replica_upstream(
+    client: &Client,
+    namespace: &str,
     cluster: &Cluster,
+    source: &str,
     secrets: &mut Secrets,
     files: &mut PushedFiles,
-) -> Result<Option<Result<BTreeMap<String, String>, String>>, OperatorError> {
-    let Some(clone) = cluster
-        .spec
-        .bootstrap
-        .as_ref()
-        .and_then(|b| b.pg_basebackup.as_ref())
-    else {
-        return Ok(None);
+) -> Result<Result<Upstream, String>, OperatorError> {
+    let Some((_, external)) = pgherd_controller::external::find(cluster, source) else {
+        return Ok(Err(format!(
+            "spec.replica.source: external cluster {source:?} not found in spec.externalClusters"
+        )));
     };
-    let Some((field, external)) = pgherd_controller::external::find(cluster, &clone.source) else {
-        return Ok(Some(Err(format!(
-            "spec.bootstrap.pg_basebackup.source: external cluster {:?} not found in spec.externalClusters",
-            clone.source
-        ))));
+    let parameters = match &external.connection_parameters {
+        Some(_) => match connection(cluster, source, "spec.replica.source", secrets, files).await? {
+            Ok(parameters) => Some(parameters),
+            Err(problem) => return Ok(Err(problem)),
+        },
+        None => None,
+    };
+    let mut store_file = None;
+    if external.barman_object_store.is_some() || external.plugin.is_some() {
+        let (found, field) = match archive_source::external_source(cluster, source) {
+            Ok(found) => found,
+            Err(problem) => return Ok(Err(problem)),
+        };
+        let target = match found {
+            ArchiveSource::Plugin {
+                object_store,
+                server_name,
+            } => {
+                let field = format!("{field}.parameters.barmanObjectName");
+                object_store_target(client, namespace, &object_store, server_name, secrets, &field)
+                    .await
+                    .map(|t| t.0)
+            }
+            ArchiveSource::InTree {
+                configuration,
+                server_name,
+                ..
+            } => target(configuration, server_name, secrets, &field).await,
+        };
+        let target = match target {
+            Ok(target) => target,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let json = serde_json::to_string(&target)
+            .map_err(|e| OperatorError::Invalid(format!("replica store: {e}")))?;
+        files.0.insert(REPLICA_STORE_FILE.to_string(), json);
+        store_file = Some(pushed(REPLICA_STORE_FILE));
+    }
+    Ok(pgherd_controller::external::upstream(cluster, parameters.as_ref(), store_file)
+        .ok_or_else(|| "spec.replica.source".to_string()))
+}
+
+/// The connection parameters of external cluster `source` (named at `source_field`), its
+/// password and certificates added to `files` (pushed, mode 0600 in the pod) and named by
+/// path; what the API did not give is the error of the outer result.
+async fn connection(
+    cluster: &Cluster,
+    source: &str,
+    source_field: &str,
+    secrets: &mut Secrets,
+    files: &mut PushedFiles,
+) -> Result<Result<BTreeMap<String, String>, String>, OperatorError> {
+    let Some((field, external)) = pgherd_controller::external::find(cluster, source) else {
+        return Ok(Err(format!(
+            "{source_field}: external cluster {source:?} not found in spec.externalClusters"
+        )));
     };
     let mut paths = BTreeMap::new();
     for (credential, credential_field, selector) in
@@ -229,18 +310,18 @@ async fn clone_source(
             .text(&credential_field, &name, &selector.key)
             .await?
         else {
-            return Ok(Some(Err(format!(
+            return Ok(Err(format!(
                 "{credential_field}: key {:?} of Secret {name:?} not found in the cluster's namespace",
                 selector.key
-            ))));
+            )));
         };
         let file = credential.file_name(&external.name);
         files.0.insert(file.clone(), credential.content(&value));
         paths.insert(credential, pushed(&file));
     }
-    Ok(Some(pgherd_controller::external::parameters(
+    Ok(pgherd_controller::external::parameters(
         external, &field, &paths, None,
-    )))
+    ))
 }
 
 /// The statements of `bootstrap.initdb.postInit*SQLRefs`, if the Cluster has any.
@@ -528,6 +609,9 @@ pub(crate) fn fallback<'a>(
         }
         if spec.role == pgherd_instance_protocol::DesiredRole::Primary {
             out.roles = spec.roles.clone();
+            // A replica cluster's primary keeps following its source (never promoted because
+            // a Secret could not be read).
+            out.replica_of = spec.upstream.clone();
         }
     }
     if archive_source::archive_source(cluster).is_ok_and(|a| a.is_some())

@@ -48,6 +48,7 @@ impl KubePass<'_> {
             pooler_auth: self.runtime.pooler_auth,
             files: self.resolved.files.clone(),
             tablespace_volumes_everywhere: self.outdated.is_empty(),
+            replica_of: self.resolved.replica_of.clone(),
         };
         let mut pushes = tokio::task::JoinSet::new();
         for instance in &plan.instances {
@@ -70,6 +71,14 @@ impl KubePass<'_> {
             };
             let Some(mut spec) = context.instance_spec(instance, &placement(cluster), bootstrap)
             else {
+                if let Some(problem) = self
+                    .resolved
+                    .replica_problem
+                    .as_ref()
+                    .filter(|_| instance.role == pgherd_instance_protocol::DesiredRole::Primary)
+                {
+                    errors.insert(instance.name.clone(), problem.clone());
+                }
                 continue;
             };
             let applied = self

@@ -273,6 +273,14 @@ fn update_errors(kind: &str, old: &Value, new: &Value) -> Vec<Diagnostic> {
             out.push(Diagnostic::error(field, e));
         }
     }
+    // Demoting a primary cluster into a replica of another needs its demotion token (the
+    // distributed topology), which pgherd does not run: its WAL would diverge from the source.
+    if !old.is_replica() && new.is_replica() {
+        out.push(Diagnostic::error(
+            "spec.replica.enabled",
+            "a running primary cluster can't become a replica cluster (hint: create a new Cluster with replica.enabled: true that bootstraps from the source)",
+        ));
+    }
     let mut sizes = vec![
         (
             "spec.storage.size".to_string(),
@@ -475,7 +483,7 @@ mod tests {
     #[test]
     fn what_the_operator_does_not_run_is_refused_at_admission() {
         let object = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
-            "replica": {"enabled": true, "source": "origin"},
+            "replica": {"primary": "elsewhere", "source": "origin"},
             "bootstrap": {"pg_basebackup": {"source": "origin"}},
             "externalClusters": [{"name": "origin", "connectionParameters": {"host": "h"}}]}));
         let answer = handle(
@@ -486,7 +494,7 @@ mod tests {
         assert_eq!(r["allowed"], false, "{r}");
         let causes = r["status"]["details"]["causes"].to_string();
         assert!(
-            causes.contains("spec.replica")
+            causes.contains("spec.replica.primary")
                 && !causes.contains("spec.bootstrap.pg_basebackup")
                 && causes.contains("not supported by pgherd's Kubernetes operator yet"),
             "{causes}"
