@@ -243,7 +243,9 @@ impl SpecContext<'_> {
         let designated = (instance.role == DesiredRole::Primary)
             .then(|| self.replica_of.clone())
             .flatten();
-        if instance.role == DesiredRole::Primary && self.cluster.is_replica() && designated.is_none()
+        if instance.role == DesiredRole::Primary
+            && self.cluster.is_replica()
+            && designated.is_none()
         {
             // Without its source a replica cluster's primary would be told to accept writes
             // (a promotion): its spec waits until the platform can say what it follows.

@@ -95,7 +95,12 @@ pub fn replica_upstream(
     cluster_dir: &Path,
     user: &OsUser,
 ) -> Result<Option<pgherd_instance_protocol::Upstream>, crate::LocalError> {
-    let Some(replica) = cluster.spec.replica.as_ref().filter(|_| cluster.is_replica()) else {
+    let Some(replica) = cluster
+        .spec
+        .replica
+        .as_ref()
+        .filter(|_| cluster.is_replica())
+    else {
         return Ok(None);
     };
     let (field, source) = external::find(cluster, &replica.source).ok_or_else(|| {

@@ -220,8 +220,22 @@ pub(crate) async fn resolve(
             None => None,
         };
     }
-    if let Some(replica) = cluster.spec.replica.as_ref().filter(|_| cluster.is_replica()) {
-        match replica_upstream(client, namespace, cluster, &replica.source, &mut secrets, &mut out.files).await? {
+    if let Some(replica) = cluster
+        .spec
+        .replica
+        .as_ref()
+        .filter(|_| cluster.is_replica())
+    {
+        match replica_upstream(
+            client,
+            namespace,
+            cluster,
+            &replica.source,
+            &mut secrets,
+            &mut out.files,
+        )
+        .await?
+        {
             Ok(upstream) => out.replica_of = Some(upstream),
             Err(problem) => out.replica_problem = Some(problem),
         }
@@ -245,10 +259,12 @@ async fn replica_upstream(
         )));
     };
     let parameters = match &external.connection_parameters {
-        Some(_) => match connection(cluster, source, "spec.replica.source", secrets, files).await? {
-            Ok(parameters) => Some(parameters),
-            Err(problem) => return Ok(Err(problem)),
-        },
+        Some(_) => {
+            match connection(cluster, source, "spec.replica.source", secrets, files).await? {
+                Ok(parameters) => Some(parameters),
+                Err(problem) => return Ok(Err(problem)),
+            }
+        }
         None => None,
     };
     let mut store_file = None;
@@ -263,9 +279,16 @@ async fn replica_upstream(
                 server_name,
             } => {
                 let field = format!("{field}.parameters.barmanObjectName");
-                object_store_target(client, namespace, &object_store, server_name, secrets, &field)
-                    .await
-                    .map(|t| t.0)
+                object_store_target(
+                    client,
+                    namespace,
+                    &object_store,
+                    server_name,
+                    secrets,
+                    &field,
+                )
+                .await
+                .map(|t| t.0)
             }
             ArchiveSource::InTree {
                 configuration,
@@ -282,8 +305,10 @@ async fn replica_upstream(
         files.0.insert(REPLICA_STORE_FILE.to_string(), json);
         store_file = Some(pushed(REPLICA_STORE_FILE));
     }
-    Ok(pgherd_controller::external::upstream(cluster, parameters.as_ref(), store_file)
-        .ok_or_else(|| "spec.replica.source".to_string()))
+    Ok(
+        pgherd_controller::external::upstream(cluster, parameters.as_ref(), store_file)
+            .ok_or_else(|| "spec.replica.source".to_string()),
+    )
 }
 
 /// The connection parameters of external cluster `source` (named at `source_field`), its

@@ -1,0 +1,201 @@
+//! A replica cluster on the local platform (`spec.replica.enabled`, CloudNativePG's standalone
+//! topology): cloned from a running cluster with `bootstrap.pg_basebackup`, its designated
+//! primary a standby streaming from the source's `-rw`, its other instance streaming from the
+//! designated primary; nothing accepts writes; a switchover inside it moves the designated
+//! primary; `enabled: false` promotes it into a cluster of its own. A writer commits to the
+//! source throughout: every acknowledged commit reaches the replica cluster, and no instance of
+//! the replica cluster is ever writable before the promotion.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
+
+use pgherd_testkit::local::{cluster_manifest, connect, Local};
+use pgherd_testkit::writer::{Writer, TABLE};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SOURCE: &str = "  managed:
+    roles:
+      - name: migrator
+        ensure: present
+        login: true
+        replication: true
+        passwordSecret:
+          name: migrator-secret
+  postgresql:
+    pg_hba:
+      - host replication migrator all scram-sha-256
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: migrator-secret
+type: kubernetes.io/basic-auth
+stringData:
+  username: migrator
+  password: migrator-pw
+";
+
+fn mirror(enabled: bool) -> String {
+    cluster_manifest(
+        "mirror",
+        2,
+        &format!(
+            "  replica:
+    enabled: {enabled}
+    source: shop
+  bootstrap:
+    pg_basebackup:
+      source: shop
+  externalClusters:
+    - name: shop
+      connectionParameters:
+        host: shop-rw
+        user: migrator
+        dbname: postgres
+      password:
+        name: migrator-secret
+        key: password
+"
+        ),
+    )
+}
+
+/// `(is the server in recovery, rows of the writer)` through `endpoint` of `cluster`, as the
+/// application user of `credentials` (a replica cluster's roles are its source's until it is
+/// promoted: it cannot set its own passwords).
+fn look(local: &Local, cluster: &str, endpoint: &str, credentials: &str) -> Option<(bool, i64)> {
+    let addr = local.status(cluster).endpoints.get(endpoint)?.clone();
+    pgherd_testkit::runtime().block_on(async {
+        let c = connect(&local.app_config(credentials, &addr)).await.ok()?;
+        let row = c
+            .query_one(
+                &format!("SELECT pg_is_in_recovery(), (SELECT count(*) FROM {TABLE})"),
+                &[],
+            )
+            .await
+            .ok()?;
+        Some((row.get(0), row.get(1)))
+    })
+}
+
+fn insert(local: &Local, cluster: &str, credentials: &str) -> Result<u64, String> {
+    let addr = local.status(cluster).endpoints["rw"].clone();
+    pgherd_testkit::runtime().block_on(async {
+        let c = connect(&local.app_config(credentials, &addr))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.execute(&format!("INSERT INTO {TABLE} VALUES ('mirror', 1)"), &[])
+            .await
+            .map_err(|e| {
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string())
+            })
+    })
+}
+
+fn eventually(what: &str, local: &Local, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {what}\n{}",
+            local.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_replica_cluster_follows_its_source_and_is_promoted() {
+    let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
+    let dir = tempfile::tempdir().unwrap();
+    local.up(dir.path(), "shop", &cluster_manifest("shop", 1, SOURCE), 1);
+    local.wait_for("shop", "the role applied", Duration::from_secs(60), |s| {
+        s.managed_roles_status.reconciled.len() == 1
+    });
+    let rw = local.status("shop").endpoints["rw"].clone();
+    let source = local.app_config("shop", &rw);
+    let rt = pgherd_testkit::runtime();
+    rt.block_on(pgherd_testkit::writer::prepare(&source))
+        .unwrap();
+    let writer = Writer::start("replica-cluster", source.clone(), Duration::from_millis(5));
+    writer.wait_for_progress(30, Duration::from_secs(30));
+
+    // Up: both instances ready, the designated primary behind -rw, nothing writable.
+    local.up(dir.path(), "mirror", &mirror(true), 2);
+    let status = local.status("mirror");
+    assert_eq!(status.current_primary.as_deref(), Some("mirror-1"));
+    for endpoint in ["rw", "ro"] {
+        let (recovering, _) = look(&local, "mirror", endpoint, "shop").expect(endpoint);
+        assert!(recovering, "mirror's {endpoint} accepts writes");
+    }
+    let refused = insert(&local, "mirror", "shop").unwrap_err();
+    assert!(refused.contains("read-only"), "{refused}");
+    // The source's commits keep arriving, on both instances (mirror-2 from mirror-1).
+    let seen = look(&local, "mirror", "ro", "shop").unwrap().1;
+    writer.wait_for_progress(writer.acknowledged() + 30, Duration::from_secs(30));
+    eventually("new rows on the replica cluster's replica", &local, || {
+        look(&local, "mirror", "ro", "shop").is_some_and(|(_, n)| n > seen)
+    });
+
+    // A switchover inside the replica cluster moves the designated primary; it follows on.
+    local.run_ok(&["promote", "mirror", "mirror-2"]);
+    local.wait_for(
+        "mirror",
+        "mirror-2 designated",
+        Duration::from_secs(90),
+        |s| s.current_primary.as_deref() == Some("mirror-2") && s.ready_instances == 2,
+    );
+    let refused = insert(&local, "mirror", "shop").unwrap_err();
+    assert!(refused.contains("read-only"), "{refused}");
+    let report = writer.stop();
+    let acknowledged = i64::try_from(report.acknowledged.len()).unwrap();
+    eventually(
+        "every acknowledged commit in the replica cluster",
+        &local,
+        || {
+            ["rw", "ro"]
+                .iter()
+                .all(|e| look(&local, "mirror", e, "shop").is_some_and(|(_, n)| n >= acknowledged))
+        },
+    );
+    let missing = rt.block_on(async {
+        let addr = local.status("mirror").endpoints["rw"].clone();
+        let c = connect(&local.app_config("shop", &addr)).await.unwrap();
+        pgherd_testkit::writer::missing(&c, &report).await.unwrap()
+    });
+    assert!(
+        missing.is_empty(),
+        "acknowledged commits missing: {missing:?}"
+    );
+
+    // Promoted: `enabled: false` makes the designated primary a primary of its own cluster,
+    // with its own application password; the other instance follows it; the source goes on.
+    let file = dir.path().join("mirror.yaml");
+    std::fs::write(&file, mirror(false)).unwrap();
+    local.run_ok(&["apply", "-f", file.to_str().unwrap()]);
+    eventually("the promoted cluster writable", &local, || {
+        insert(&local, "mirror", "mirror").is_ok()
+    });
+    local.wait_for(
+        "mirror",
+        "both instances ready",
+        Duration::from_secs(90),
+        |s| s.ready_instances == 2,
+    );
+    eventually("the promoted cluster's replica readable", &local, || {
+        look(&local, "mirror", "ro", "mirror").is_some()
+    });
+    let (recovering, _) = look(&local, "mirror", "ro", "mirror").unwrap();
+    assert!(
+        recovering,
+        "only one writable instance in the promoted cluster"
+    );
+    let lost = rt.block_on(async {
+        let c = connect(&source).await.unwrap();
+        pgherd_testkit::writer::missing(&c, &report).await.unwrap()
+    });
+    assert!(
+        lost.is_empty(),
+        "the source lost acknowledged commits: {lost:?}"
+    );
+}
