@@ -8,7 +8,8 @@
 //! (one temporary) on volumes of their own, a table in one seen on the replica's volume and
 //! restored onto the recovered clusters'; new Clusters recover from the Backup and from the store
 //! (`externalClusters`), and one is cloned from the running cluster (`bootstrap.pg_basebackup`
-//! with the replication certificate); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
+//! with the replication certificate) and a replica cluster follows it through its object store
+//! (`replica.enabled`: restored, then a read-only standby); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -418,6 +419,14 @@ spec:
         "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: cloned\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      owner:\n        name: app\n      storage:\n        size: 1Gi\n    - name: scratch\n      temporary: true\n      storage:\n        size: 1Gi\n  bootstrap:\n    pg_basebackup:\n      source: pg\n  externalClusters:\n    - name: pg\n      connectionParameters:\n        host: pg-rw\n        user: streaming_replica\n        dbname: postgres\n        sslmode: verify-full\n      sslKey:\n        name: pg-replication\n        key: tls.key\n      sslCert:\n        name: pg-replication\n        key: tls.crt\n      sslRootCert:\n        name: pg-ca\n        key: ca.crt\n",
     )
     .unwrap();
+    // A replica cluster following the source through its object store alone (CloudNativePG's
+    // usual disaster-recovery standby): restored from the latest backup, then replaying the
+    // archive as a standby that never accepts writes.
+    sim.apply(&format!(
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: standby\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      owner:\n        name: app\n      storage:\n        size: 1Gi\n    - name: scratch\n      temporary: true\n      storage:\n        size: 1Gi\n  replica:\n    enabled: true\n    source: origin\n  bootstrap:\n    recovery:\n      source: origin\n  externalClusters:\n    - name: origin\n      barmanObjectStore:\n        serverName: pg\n        {}",
+        store.replace("\n      ", "\n        ")
+    ))
+    .unwrap();
     for restored in ["from-backup", "from-store", "cloned"] {
         sim.eventually(&format!("{restored} healthy"), 300, || {
             let c = sim.json(&["get", "cluster", restored])?;
@@ -468,6 +477,62 @@ spec:
             "{restored}: {restored_files}"
         );
     }
+    sim.eventually("the replica cluster healthy", 300, || {
+        let c = sim.json(&["get", "cluster", "standby"])?;
+        (str_at(&c, "/status/phase") == Some("Cluster in healthy state")).then_some(())
+    });
+    let standby = sim.json(&["get", "service", "standby-rw"]).unwrap();
+    let standby = str_at(&standby, "/spec/clusterIP").unwrap().to_string();
+    // Its roles are the source's until it is promoted: the source's application password.
+    let (recovering, rows, refused): (bool, i64, String) = sim.runtime.block_on(async {
+        let c = connect_soon(&standby, &password)
+            .await
+            .expect("the replica cluster's -rw answers");
+        let row = c
+            .query_one(
+                "SELECT pg_is_in_recovery(), (SELECT count(*) FROM ledger)",
+                &[],
+            )
+            .await
+            .unwrap();
+        let refused = c
+            .batch_execute("INSERT INTO ledger VALUES (-1)")
+            .await
+            .unwrap_err();
+        (
+            row.get(0),
+            row.get(1),
+            refused
+                .as_db_error()
+                .map(|d| d.message().to_string())
+                .unwrap_or_default(),
+        )
+    });
+    assert!(
+        recovering,
+        "the replica cluster's designated primary accepts writes"
+    );
+    assert!(refused.contains("read-only"), "{refused}");
+    assert!(
+        rows >= i64::try_from(before_backup).unwrap(),
+        "standby: {rows} rows, {before_backup} were committed before the backup"
+    );
+    // Promoted (`replica.enabled: false`): writable, with its own application password.
+    sim.kubectl(&[
+        "patch",
+        "cluster",
+        "standby",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replica":{"enabled":false}}}"#,
+    ]);
+    let standby_password = sim.secret_value("standby-app", "password");
+    sim.eventually("the promoted replica cluster writable", 120, || {
+        sim.runtime.block_on(async {
+            let c = k8s::connect(&standby, &standby_password).await?;
+            c.batch_execute("INSERT INTO ledger VALUES (-1)").await.ok()
+        })
+    });
     // The clone is a physical copy (the source's system identifier) that writes on its own.
     let cloned = sim.json(&["get", "service", "cloned-rw"]).unwrap();
     let cloned = str_at(&cloned, "/spec/clusterIP").unwrap().to_string();

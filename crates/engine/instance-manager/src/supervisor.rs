@@ -320,6 +320,9 @@ async fn converge(
         spec.bootstrap,
         pgherd_instance_protocol::Bootstrap::Recovery { .. }
     ) && !designated
+        // A replica cluster's former designated primary is a standby to promote, not a
+        // recovery to its target.
+        && !pg.has_standby_signal()
         && !pg.pgdata.join(INITIALIZED_MARKER).exists();
     let settings =
         crate::settings::effective_settings(spec, &pg, recovery_bootstrap && !state.recovery_done)?;
