@@ -267,22 +267,23 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         "{}",
         stderr(&out)
     );
-    // A replica cluster would run as a writable primary here: refused, nothing stored.
+    // A replica cluster's distributed topology (demotion and promotion tokens) is not run:
+    // refused, nothing stored.
     let clone = tmp.path().join("replica.yaml");
     std::fs::write(
         &clone,
         CLUSTER.replace(
             "  instances: 1\n",
-            "  instances: 1\n  replica:\n    enabled: true\n    source: origin\n  bootstrap:\n    pg_basebackup:\n      source: origin\n  externalClusters:\n    - name: origin\n      connectionParameters:\n        host: origin-rw\n        user: streaming_replica\n",
+            "  instances: 1\n  replica:\n    primary: origin\n    source: origin\n  bootstrap:\n    pg_basebackup:\n      source: origin\n  externalClusters:\n    - name: origin\n      connectionParameters:\n        host: origin-rw\n        user: streaming_replica\n",
         ),
     )
     .unwrap();
     let out = local(&state, &["apply", "-f", clone.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out)
-            .contains("error: spec.replica: the local platform does not run replica clusters")
-            && stderr(&out).contains("nothing applied"),
+        stderr(&out).contains(
+            "error: spec.replica.primary: the local platform does not run the distributed topology"
+        ) && stderr(&out).contains("nothing applied"),
         "{}",
         stderr(&out)
     );

@@ -502,6 +502,34 @@ mod tests {
     }
 
     #[test]
+    fn a_primary_cluster_cannot_become_a_replica_cluster_but_a_replica_cluster_is_promoted() {
+        let primary = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
+            "bootstrap": {"pg_basebackup": {"source": "origin"}},
+            "externalClusters": [{"name": "origin", "connectionParameters": {"host": "h"}}]}));
+        let mut replica = primary.clone();
+        replica["spec"]["replica"] = json!({"enabled": true, "source": "origin"});
+        let demote = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review_update("UPDATE", "Cluster", replica.clone(), primary.clone()),
+        );
+        let r = response(&demote);
+        assert_eq!(r["allowed"], false, "{r}");
+        assert!(
+            r["status"]["details"]["causes"]
+                .to_string()
+                .contains("spec.replica.enabled"),
+            "{r}"
+        );
+        for (new, old) in [(replica.clone(), replica.clone()), (primary, replica)] {
+            let answer = handle(
+                "/validate-postgresql-cnpg-io-v1-cluster",
+                &review_update("UPDATE", "Cluster", new, old),
+            );
+            assert_eq!(response(&answer)["allowed"], true, "{}", response(&answer));
+        }
+    }
+
+    #[test]
     fn an_update_to_an_older_major_or_smaller_storage_is_refused() {
         let mut old = cluster(
             json!({"instances": 3, "imageName": "ghcr.io/cloudnative-pg/postgresql:16.4", "storage": {"size": "2Gi"}}),
