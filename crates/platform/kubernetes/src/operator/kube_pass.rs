@@ -374,16 +374,10 @@ impl<'a> KubePass<'a> {
     }
 
     pub(super) fn bootstrap(&self, data_source: DataSource) -> Result<Bootstrap, OperatorError> {
+        let asked = self.cluster.spec.bootstrap.as_ref();
         Ok(match data_source {
             DataSource::Clone => Bootstrap::Clone,
-            DataSource::Initdb
-                if self
-                    .cluster
-                    .spec
-                    .bootstrap
-                    .as_ref()
-                    .is_some_and(|b| b.pg_basebackup.is_some()) =>
-            {
+            DataSource::Initdb if asked.is_some_and(|b| b.pg_basebackup.is_some()) => {
                 // Read only while the first instance is to be made: once it is, its data is
                 // there and the source may be gone.
                 let parameters = match &self.resolved.clone {
@@ -398,14 +392,7 @@ impl<'a> KubePass<'a> {
                 )
                 .ok_or_else(|| OperatorError::Invalid("spec.bootstrap.pg_basebackup".into()))?
             }
-            DataSource::Initdb
-                if self
-                    .cluster
-                    .spec
-                    .bootstrap
-                    .as_ref()
-                    .is_some_and(|b| b.recovery.is_some()) =>
-            {
+            DataSource::Initdb if asked.is_some_and(|b| b.recovery.is_some()) => {
                 let recovery = self
                     .cluster
                     .spec

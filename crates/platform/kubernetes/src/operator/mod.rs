@@ -22,6 +22,7 @@ mod credentials;
 mod data_major;
 mod databases;
 mod events;
+mod external_sources;
 mod held_spec;
 mod image_catalogs;
 mod instance_objects;

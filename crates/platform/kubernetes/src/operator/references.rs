@@ -76,7 +76,7 @@ pub(crate) struct PostInitSql {
 
 /// Secrets read once per pass, as their bytes: a value that is not UTF-8 text is an error
 /// where it is used, never silently changed.
-struct Secrets {
+pub(super) struct Secrets {
     api: Api<Secret>,
     read: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
 }
@@ -110,7 +110,7 @@ impl Secrets {
 
     /// The text under `key` of Secret `name` (`None` when either is missing); `field` is the
     /// Cluster field that refers to it.
-    async fn text(
+    pub(super) async fn text(
         &mut self,
         field: &str,
         name: &str,
@@ -127,7 +127,7 @@ impl Secrets {
     }
 }
 
-fn pushed(name: &str) -> std::path::PathBuf {
+pub(super) fn pushed(name: &str) -> std::path::PathBuf {
     pushed_file_path(INSTANCE_SPEC_PATH.as_ref(), name)
 }
 
@@ -208,7 +208,7 @@ pub(crate) async fn resolve(
             .and_then(|b| b.pg_basebackup.as_ref())
         {
             Some(clone) => Some(
-                connection(
+                super::external_sources::connection(
                     cluster,
                     &clone.source,
                     "spec.bootstrap.pg_basebackup.source",
@@ -226,7 +226,7 @@ pub(crate) async fn resolve(
         .as_ref()
         .filter(|_| cluster.is_replica())
     {
-        match replica_upstream(
+        match super::external_sources::replica_upstream(
             client,
             namespace,
             cluster,
@@ -241,112 +241,6 @@ pub(crate) async fn resolve(
         }
     }
     Ok(out)
-}
-
-/// A replica cluster's source: its connection when it has `connectionParameters`, its object
-/// store (pushed) when it has one.
-async fn replica_upstream(
-    client: &Client,
-    namespace: &str,
-    cluster: &Cluster,
-    source: &str,
-    secrets: &mut Secrets,
-    files: &mut PushedFiles,
-) -> Result<Result<Upstream, String>, OperatorError> {
-    let Some((_, external)) = pgherd_controller::external::find(cluster, source) else {
-        return Ok(Err(format!(
-            "spec.replica.source: external cluster {source:?} not found in spec.externalClusters"
-        )));
-    };
-    let parameters = match &external.connection_parameters {
-        Some(_) => {
-            match connection(cluster, source, "spec.replica.source", secrets, files).await? {
-                Ok(parameters) => Some(parameters),
-                Err(problem) => return Ok(Err(problem)),
-            }
-        }
-        None => None,
-    };
-    let mut store_file = None;
-    if external.barman_object_store.is_some() || external.plugin.is_some() {
-        let (found, field) = match archive_source::external_source(cluster, source) {
-            Ok(found) => found,
-            Err(problem) => return Ok(Err(problem)),
-        };
-        let target = match found {
-            ArchiveSource::Plugin {
-                object_store,
-                server_name,
-            } => {
-                let field = format!("{field}.parameters.barmanObjectName");
-                object_store_target(
-                    client,
-                    namespace,
-                    &object_store,
-                    server_name,
-                    secrets,
-                    &field,
-                )
-                .await
-                .map(|t| t.0)
-            }
-            ArchiveSource::InTree {
-                configuration,
-                server_name,
-                ..
-            } => target(configuration, server_name, secrets, &field).await,
-        };
-        let target = match target {
-            Ok(target) => target,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        let json = serde_json::to_string(&target)
-            .map_err(|e| OperatorError::Invalid(format!("replica store: {e}")))?;
-        files.0.insert(REPLICA_STORE_FILE.to_string(), json);
-        store_file = Some(pushed(REPLICA_STORE_FILE));
-    }
-    Ok(
-        pgherd_controller::external::upstream(cluster, parameters.as_ref(), store_file)
-            .ok_or_else(|| "spec.replica.source".to_string()),
-    )
-}
-
-/// The connection parameters of external cluster `source` (named at `source_field`), its
-/// password and certificates added to `files` (pushed, mode 0600 in the pod) and named by
-/// path; what the API did not give is the error of the outer result.
-async fn connection(
-    cluster: &Cluster,
-    source: &str,
-    source_field: &str,
-    secrets: &mut Secrets,
-    files: &mut PushedFiles,
-) -> Result<Result<BTreeMap<String, String>, String>, OperatorError> {
-    let Some((field, external)) = pgherd_controller::external::find(cluster, source) else {
-        return Ok(Err(format!(
-            "{source_field}: external cluster {source:?} not found in spec.externalClusters"
-        )));
-    };
-    let mut paths = BTreeMap::new();
-    for (credential, credential_field, selector) in
-        pgherd_controller::external::credentials(external, &field)
-    {
-        let name = selector.name.clone().unwrap_or_default();
-        let Some(value) = secrets
-            .text(&credential_field, &name, &selector.key)
-            .await?
-        else {
-            return Ok(Err(format!(
-                "{credential_field}: key {:?} of Secret {name:?} not found in the cluster's namespace",
-                selector.key
-            )));
-        };
-        let file = credential.file_name(&external.name);
-        files.0.insert(file.clone(), credential.content(&value));
-        paths.insert(credential, pushed(&file));
-    }
-    Ok(pgherd_controller::external::parameters(
-        external, &field, &paths, None,
-    ))
 }
 
 /// The statements of `bootstrap.initdb.postInit*SQLRefs`, if the Cluster has any.
@@ -508,31 +402,7 @@ async fn recovery_source(
         return Ok(None);
     };
     if let Some(source) = &recovery.source {
-        let (found, field) =
-            archive_source::external_source(cluster, source).map_err(OperatorError::Invalid)?;
-        let target = match found {
-            ArchiveSource::Plugin {
-                object_store,
-                server_name,
-            } => {
-                let field = format!("{field}.parameters.barmanObjectName");
-                object_store_target(
-                    client,
-                    namespace,
-                    &object_store,
-                    server_name,
-                    secrets,
-                    &field,
-                )
-                .await?
-                .0
-            }
-            ArchiveSource::InTree {
-                configuration,
-                server_name,
-                ..
-            } => target(configuration, server_name, secrets, &field).await?,
-        };
+        let target = external_store(client, namespace, cluster, source, secrets).await?;
         return Ok(Some((target, None)));
     }
     let Some(backup) = &recovery.backup else {
@@ -586,6 +456,42 @@ async fn recovery_source(
             ))
         })?;
     Ok(Some((archive.target, Some(id))))
+}
+
+/// The object store of external cluster `source` (in-tree or the plugin's ObjectStore), with
+/// its Secrets' values.
+pub(super) async fn external_store(
+    client: &Client,
+    namespace: &str,
+    cluster: &Cluster,
+    source: &str,
+    secrets: &mut Secrets,
+) -> Result<StoreTarget, OperatorError> {
+    let (found, field) =
+        archive_source::external_source(cluster, source).map_err(OperatorError::Invalid)?;
+    match found {
+        ArchiveSource::Plugin {
+            object_store,
+            server_name,
+        } => {
+            let field = format!("{field}.parameters.barmanObjectName");
+            Ok(object_store_target(
+                client,
+                namespace,
+                &object_store,
+                server_name,
+                secrets,
+                &field,
+            )
+            .await?
+            .0)
+        }
+        ArchiveSource::InTree {
+            configuration,
+            server_name,
+            ..
+        } => target(configuration, server_name, secrets, &field).await,
+    }
 }
 
 /// A store configuration with the values of the Secret keys it names.
