@@ -193,6 +193,22 @@ impl SpecContext<'_> {
         settings
             .entry("wal_retrieve_retry_interval".to_string())
             .or_insert_with(|| "1s".to_string());
+        // `replica.minApplyDelay`: every instance of a replica cluster applies the source's
+        // WAL that much later (gone once it is promoted).
+        if let Some(delay) = self
+            .cluster
+            .spec
+            .replica
+            .as_ref()
+            .filter(|_| self.cluster.is_replica())
+            .and_then(|r| r.min_apply_delay.as_deref())
+            .and_then(|d| pgherd_api::duration::parse_go_duration(d).ok())
+        {
+            settings.insert(
+                "recovery_min_apply_delay".into(),
+                format!("{}ms", delay.as_millis()),
+            );
+        }
         let temporary = temporary_tablespaces(self.cluster, place);
         if !temporary.is_empty() {
             settings.insert("temp_tablespaces".into(), temporary);
@@ -422,5 +438,97 @@ mod tests {
         // A platform without tablespace volumes creates none and sets nothing.
         assert!(tablespaces(&cluster, &place(None)).is_empty());
         assert!(temporary_tablespaces(&cluster, &place(None)).is_empty());
+    }
+
+    #[test]
+    fn a_replica_clusters_primary_follows_its_source_or_waits_for_it() {
+        let cluster: Cluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster",
+            "metadata": {"name": "mirror"},
+            "spec": {"instances": 2, "storage": {"size": "1Gi"},
+                "replica": {"enabled": true, "source": "shop", "minApplyDelay": "1h30m"},
+                "bootstrap": {"pg_basebackup": {"source": "shop"}},
+                "externalClusters": [{"name": "shop", "connectionParameters": {"host": "shop-rw"}}]}
+        }))
+        .unwrap();
+        let instance = |serial: u32, role| DesiredInstance {
+            serial,
+            name: format!("mirror-{serial}"),
+            role,
+            data_source: crate::plan::DataSource::Clone,
+            restart_token: String::new(),
+            upstream: (role == DesiredRole::Replica).then(|| "mirror-1".to_string()),
+            fenced: false,
+        };
+        let plan = Plan {
+            instances: vec![
+                instance(1, DesiredRole::Primary),
+                instance(2, DesiredRole::Replica),
+            ],
+            remove: vec![],
+            phase: crate::phase::HEALTHY,
+            current_primary: Some("mirror-1".into()),
+            target_primary: Some("mirror-1".into()),
+            ready_instances: 2,
+            latest_serial: 2,
+            fence: vec![],
+            synchronous_standby_names: String::new(),
+            blocked: None,
+            hibernation: Default::default(),
+        };
+        let addresses: BTreeMap<String, Address> = (1..=2)
+            .map(|i| {
+                (
+                    format!("mirror-{i}"),
+                    Address {
+                        host: format!("10.0.0.{i}"),
+                        port: 5432,
+                        status_port: 8000,
+                        metrics_port: 9187,
+                        socket_dir: None,
+                    },
+                )
+            })
+            .collect();
+        let upstream = Upstream {
+            source: "shop".into(),
+            conninfo: Some("host='shop-rw'".into()),
+            store_file: None,
+        };
+        let mut context = SpecContext {
+            cluster: &cluster,
+            plan: &plan,
+            bin_dir: "/bin".into(),
+            major: 16,
+            os_user: "postgres".into(),
+            certificates: CertificatePaths::in_dir("/c".as_ref()),
+            roles: vec![],
+            databases: vec![],
+            publications: vec![],
+            subscriptions: vec![],
+            monitoring: MonitoringSpec::default(),
+            addresses: &addresses,
+            wal_store: None,
+            lease_token: None,
+            superuser_password: PasswordSource::Unchanged,
+            pooler_auth: false,
+            files: PushedFiles::default(),
+            tablespace_volumes_everywhere: true,
+            replica_of: None,
+        };
+        let spec = |context: &SpecContext<'_>, i: usize| {
+            context.instance_spec(&plan.instances[i], &place(None), Bootstrap::Clone)
+        };
+        // Without its source the primary's spec is not written (it would promote it).
+        assert!(spec(&context, 0).is_none());
+        context.replica_of = Some(upstream.clone());
+        let primary = spec(&context, 0).unwrap();
+        assert_eq!(primary.upstream, Some(upstream));
+        let replica = spec(&context, 1).unwrap();
+        assert_eq!(replica.upstream, None);
+        assert_eq!(replica.primary.unwrap().name, "mirror-1");
+        for s in [&primary.settings, &replica.settings] {
+            assert_eq!(s["recovery_min_apply_delay"], "5400000ms");
+        }
     }
 }

@@ -427,6 +427,11 @@ pub(super) fn validate_replica(cluster: &Cluster, out: &mut Vec<Diagnostic>) {
             "cannot be used together with promotionToken",
         ));
     }
+    if let Some(delay) = &replica.min_apply_delay {
+        if let Err(e) = crate::duration::parse_go_duration(delay) {
+            out.push(Diagnostic::error(path.key("minApplyDelay").as_str(), e));
+        }
+    }
 }
 
 #[cfg(test)]
