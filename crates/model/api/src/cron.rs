@@ -157,35 +157,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Seconds in a Go duration such as `1h30m`, `90s`, `1.5h`.
+/// Whole seconds (at least one) in a positive Go duration such as `1h30m`, `90s`, `1.5h`.
 fn go_duration_seconds(text: &str) -> Option<u64> {
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[u..];
-        total += number * unit;
-    }
-    (total > 0.0 && total < 1e12).then(|| (total.round() as u64).max(1))
+    let d = crate::duration::parse_go_duration(text).ok()?;
+    let seconds = d.as_secs_f64();
+    (seconds > 0.0 && seconds < 1e12).then(|| (seconds.round() as u64).max(1))
 }
 
 /// Parse a schedule as CloudNativePG does.
