@@ -267,14 +267,14 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         "{}",
         stderr(&out)
     );
-    // A replica cluster's distributed topology (demotion and promotion tokens) is not run:
-    // refused, nothing stored.
+    // Promotion tokens (from a demotion, which pgherd does not run) are refused, nothing
+    // stored.
     let clone = tmp.path().join("replica.yaml");
     std::fs::write(
         &clone,
         CLUSTER.replace(
             "  instances: 1\n",
-            "  instances: 1\n  replica:\n    primary: origin\n    source: origin\n  bootstrap:\n    pg_basebackup:\n      source: origin\n  externalClusters:\n    - name: origin\n      connectionParameters:\n        host: origin-rw\n        user: streaming_replica\n",
+            "  instances: 1\n  replica:\n    primary: c\n    source: origin\n    promotionToken: eyJzeXN0ZW1JRCI6IjEifQ==\n  bootstrap:\n    pg_basebackup:\n      source: origin\n  externalClusters:\n    - name: origin\n      connectionParameters:\n        host: origin-rw\n        user: streaming_replica\n",
         ),
     )
     .unwrap();
@@ -282,7 +282,7 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
-            "error: spec.replica.primary: the local platform does not run the distributed topology"
+            "error: spec.replica.promotionToken: the local platform does not run promotion tokens"
         ) && stderr(&out).contains("nothing applied"),
         "{}",
         stderr(&out)

@@ -1,8 +1,8 @@
-//! A replica cluster on the local platform (`spec.replica.enabled`, CloudNativePG's standalone
-//! topology): cloned from a running cluster with `bootstrap.pg_basebackup`, its designated
+//! A replica cluster on the local platform (`spec.replica` with `self` and `primary`,
+//! CloudNativePG's distributed topology without tokens): cloned from a running cluster with `bootstrap.pg_basebackup`, its designated
 //! primary a standby streaming from the source's `-rw`, its other instance streaming from the
 //! designated primary; nothing accepts writes; a switchover inside it moves the designated
-//! primary; `enabled: false` promotes it into a cluster of its own. A writer commits to the
+//! primary; `primary` naming itself promotes it into a cluster of its own. A writer commits to the
 //! source throughout: every acknowledged commit reaches the replica cluster, and no instance of
 //! the replica cluster is ever writable before the promotion.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
@@ -34,13 +34,16 @@ stringData:
   password: migrator-pw
 ";
 
-fn mirror(enabled: bool) -> String {
+/// The replica cluster in CloudNativePG's distributed topology: a replica while `primary`
+/// names the source, promoted by naming itself.
+fn mirror(primary: &str) -> String {
     cluster_manifest(
         "mirror",
         2,
         &format!(
             "  replica:
-    enabled: {enabled}
+    self: mirror
+    primary: {primary}
     source: shop
   bootstrap:
     pg_basebackup:
@@ -121,7 +124,7 @@ fn a_replica_cluster_follows_its_source_and_is_promoted() {
     writer.wait_for_progress(30, Duration::from_secs(30));
 
     // Up: both instances ready, the designated primary behind -rw, nothing writable.
-    local.up(dir.path(), "mirror", &mirror(true), 2);
+    local.up(dir.path(), "mirror", &mirror("shop"), 2);
     let status = local.status("mirror");
     assert_eq!(status.current_primary.as_deref(), Some("mirror-1"));
     for endpoint in ["rw", "ro"] {
@@ -168,10 +171,10 @@ fn a_replica_cluster_follows_its_source_and_is_promoted() {
         "acknowledged commits missing: {missing:?}"
     );
 
-    // Promoted: `enabled: false` makes the designated primary a primary of its own cluster,
+    // Promoted: `primary` naming itself makes the designated primary a primary of its own cluster,
     // with its own application password; the other instance follows it; the source goes on.
     let file = dir.path().join("mirror.yaml");
-    std::fs::write(&file, mirror(false)).unwrap();
+    std::fs::write(&file, mirror("mirror")).unwrap();
     local.run_ok(&["apply", "-f", file.to_str().unwrap()]);
     eventually("the promoted cluster writable", &local, || {
         insert(&local, "mirror", "mirror").is_ok()
@@ -182,10 +185,12 @@ fn a_replica_cluster_follows_its_source_and_is_promoted() {
         Duration::from_secs(90),
         |s| s.ready_instances == 2,
     );
+    let mut seen = None;
     eventually("the promoted cluster's replica readable", &local, || {
-        look(&local, "mirror", "ro", "mirror").is_some()
+        seen = look(&local, "mirror", "ro", "mirror");
+        seen.is_some()
     });
-    let (recovering, _) = look(&local, "mirror", "ro", "mirror").unwrap();
+    let (recovering, _) = seen.unwrap();
     assert!(
         recovering,
         "only one writable instance in the promoted cluster"

@@ -191,19 +191,19 @@ pub fn upstream(
     })
 }
 
-/// What of a replica cluster pgherd does not run yet, as `(field, what)`: the distributed
-/// topology (`primary`, `self`, `promotionToken`: demotion and promotion tokens) and archiving
-/// or backing up while it is a replica.
+/// What of a replica cluster pgherd does not run yet, as `(field, what)`: promotion tokens
+/// (they come from demoting a primary cluster, which pgherd does not do; the distributed
+/// topology's `primary` and `self` run: a cluster that `primary` does not name follows its
+/// source, and naming it promotes it) and archiving or backing up while it is a replica.
 pub fn replica_unsupported(cluster: &Cluster) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     let Some(replica) = &cluster.spec.replica else {
         return out;
     };
-    if replica.primary.is_some() || replica.self_name.is_some() || replica.promotion_token.is_some()
-    {
+    if replica.promotion_token.is_some() {
         out.push((
-            "spec.replica.primary",
-            "the distributed topology (primary, self, promotionToken)",
+            "spec.replica.promotionToken",
+            "promotion tokens (a demotion's; promote by naming this cluster in replica.primary without one)",
         ));
     }
     if cluster.is_replica()

@@ -77,7 +77,7 @@ pub fn refused_here(object: &Object) -> Vec<&'static str> {
     if let Object::Cluster(c) = object {
         for (field, what) in pgherd_controller::external::replica_unsupported(c) {
             errors.push(match (field, what) {
-                ("spec.replica.primary", _) => "spec.replica.primary: the local platform does not run the distributed topology (primary, self, promotionToken) yet (hint: replica.enabled: true, and enabled: false to promote)",
+                ("spec.replica.promotionToken", _) => "spec.replica.promotionToken: the local platform does not run promotion tokens yet (hint: promote by naming this cluster in replica.primary without a token, or with replica.enabled: false)",
                 _ => "spec.backup: the local platform does not archive or back up a replica cluster yet (hint: add the object store when promoting it)",
             });
         }

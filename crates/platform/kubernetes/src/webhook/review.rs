@@ -483,7 +483,7 @@ mod tests {
     #[test]
     fn what_the_operator_does_not_run_is_refused_at_admission() {
         let object = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
-            "replica": {"primary": "elsewhere", "source": "origin"},
+            "replica": {"primary": "pg", "source": "origin", "promotionToken": "eyJzeXN0ZW1JRCI6IjEifQ=="},
             "bootstrap": {"pg_basebackup": {"source": "origin"}},
             "externalClusters": [{"name": "origin", "connectionParameters": {"host": "h"}}]}));
         let answer = handle(
@@ -494,7 +494,7 @@ mod tests {
         assert_eq!(r["allowed"], false, "{r}");
         let causes = r["status"]["details"]["causes"].to_string();
         assert!(
-            causes.contains("spec.replica.primary")
+            causes.contains("spec.replica.promotionToken")
                 && !causes.contains("spec.bootstrap.pg_basebackup")
                 && causes.contains("not supported by pgherd's Kubernetes operator yet"),
             "{causes}"
