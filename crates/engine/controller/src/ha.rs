@@ -99,6 +99,12 @@ impl ObservedInstance {
     fn reports_primary(&self) -> bool {
         self.status.as_ref().is_some_and(|s| s.leads())
     }
+
+    /// Whether it reports accepting writes (a replica cluster's designated primary does not:
+    /// one that has not yet heard it no longer leads is not a second primary to fence).
+    fn reports_writable(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.is_primary)
+    }
 }
 
 /// The instances that may replace `old`: its usable replicas.
@@ -284,7 +290,7 @@ pub fn elect(
 
     let mut fence: Vec<String> = instances
         .iter()
-        .filter(|i| i.reports_primary() && i.name != recorded.name && i.name != target.name)
+        .filter(|i| i.reports_writable() && i.name != recorded.name && i.name != target.name)
         .map(|i| i.name.clone())
         .collect();
     if target.name == recorded.name {
