@@ -3,8 +3,8 @@
 //! [`InstanceStatus`]. One iteration per second, or sooner when asked to stop.
 
 use crate::bootstrap::{create_data, initialize_application, primary_source, STARTUP_TIMEOUT};
+use crate::duties::{archiver_stat, primary_duties, sync_slots};
 use crate::observe::{connect, observe};
-use crate::replication::{drop_slot, ensure_replication_role, ensure_slot};
 use crate::{InstanceError, OsUser, PgBinaries, Postgres};
 use pgherd_instance_protocol::{DesiredRole, InstanceSpec, InstanceStatus, Role};
 use pgherd_postgres::conf::{render_hba, render_ident};
@@ -532,80 +532,6 @@ async fn converge(
     status.applied_generation = spec.generation;
     status.restart_token = spec.restart_token.clone();
     Ok(status)
-}
-
-/// On the primary: the replication role and slots, managed roles and databases.
-/// `pg_stat_archiver`, when it can be read.
-async fn archiver_stat(client: &tokio_postgres::Client) -> Option<crate::wal::ArchiverStat> {
-    let row = crate::sql::timed(
-        "pg_stat_archiver",
-        client.query_one(
-            "SELECT last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time), \
-             failed_count, last_failed_wal, \
-             to_char(last_failed_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
-             FROM pg_catalog.pg_stat_archiver",
-            &[],
-        ),
-    )
-    .await
-    .ok()?;
-    Some(crate::wal::ArchiverStat {
-        failing: row.get(0),
-        failed_count: row.get(1),
-        last_failed_wal: row.get(2),
-        last_failed_time: row.get(3),
-    })
-}
-
-async fn primary_duties(
-    spec: &InstanceSpec,
-    pg: &Postgres,
-    client: &tokio_postgres::Client,
-    status: &mut InstanceStatus,
-) -> Result<(), InstanceError> {
-    // Former primaries rewind from this one only once its control file names its new
-    // timeline; checked every pass, so an interrupted checkpoint is made up for.
-    crate::replication::ensure_checkpoint_on_current_timeline(client).await?;
-    ensure_replication_role(client).await?;
-    crate::replication::ensure_exporter_role(client).await?;
-    sync_slots(spec, client).await?;
-    if !spec.roles.is_empty() || !spec.databases.is_empty() || !spec.tablespaces.is_empty() {
-        let results = crate::declarative::reconcile(pg, spec).await?;
-        status.role_results = results.roles;
-        status.tablespace_results = results.tablespaces;
-        status.database_results = results.databases;
-    }
-    crate::pooler::reconcile(pg, client, spec.pooler_auth).await?;
-    Ok(())
-}
-
-/// The physical slots the other instances stream through (on a primary, or on a replica
-/// cluster's designated primary, which its replicas follow): made when missing, and the
-/// operator's slots of instances that are gone dropped.
-async fn sync_slots(
-    spec: &InstanceSpec,
-    client: &tokio_postgres::Client,
-) -> Result<(), InstanceError> {
-    for slot in &spec.replica_slots {
-        ensure_slot(client, slot).await?;
-    }
-    let rows = client
-        .query(
-            "SELECT slot_name FROM pg_catalog.pg_replication_slots WHERE slot_type = 'physical'",
-            &[],
-        )
-        .await
-        .map_err(|e| InstanceError::Sql {
-            context: "list slots",
-            message: e.to_string(),
-        })?;
-    for row in rows {
-        let name: String = row.get(0);
-        if name.starts_with(&spec.slot_prefix) && !spec.replica_slots.contains(&name) {
-            drop_slot(client, &name).await?;
-        }
-    }
-    Ok(())
 }
 
 /// How often the loop looks for a changed spec or an exited postmaster.
