@@ -15,24 +15,13 @@ use std::time::Duration;
 
 const PASSWORD: &str = "Migr:ator\\pw-1";
 
-/// The source: a replication role with a password, allowed to replicate over TCP.
-const SOURCE: &str = "  managed:
-    roles:
-      - name: migrator
-        ensure: present
-        login: true
-        replication: true
-        passwordSecret:
-          name: migrator-secret
-  postgresql:
-    pg_hba:
-      - host replication migrator all scram-sha-256
-";
+/// The source's role and its Secret (the password with `:` and `\\` to escape in the passfile).
+fn source(secret: &str, password: &str) -> (String, String) {
+    pgherd_testkit::local::replication_source(secret, password)
+}
 
 fn secret() -> String {
-    format!(
-        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: migrator-secret\ntype: kubernetes.io/basic-auth\nstringData:\n  username: migrator\n  password: {PASSWORD:?}\n"
-    )
+    source("migrator-secret", PASSWORD).1
 }
 
 const COPY: &str = "  bootstrap:
@@ -65,7 +54,11 @@ fn a_cluster_cloned_from_a_running_one_has_every_commit_acknowledged_before() {
     local.up(
         dir.path(),
         "shop",
-        &format!("{}{}", cluster_manifest("shop", 1, SOURCE), secret()),
+        &format!(
+            "{}{}",
+            cluster_manifest("shop", 1, &source("migrator-secret", PASSWORD).0),
+            secret()
+        ),
         1,
     );
     local.wait_for("shop", "the role applied", Duration::from_secs(60), |s| {
@@ -78,9 +71,7 @@ fn a_cluster_cloned_from_a_running_one_has_every_commit_acknowledged_before() {
         format!(
             "{}{}",
             cluster_manifest("wrong", 1, &COPY.replace("migrator-secret", "wrong-secret")),
-            secret()
-                .replace("migrator-secret", "wrong-secret")
-                .replace("Migr:ator", "Nope")
+            source("wrong-secret", "Nope").1
         ),
     )
     .unwrap();

@@ -12,28 +12,6 @@ use pgherd_testkit::writer::{Writer, TABLE};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const SOURCE: &str = "  managed:
-    roles:
-      - name: migrator
-        ensure: present
-        login: true
-        replication: true
-        passwordSecret:
-          name: migrator-secret
-  postgresql:
-    pg_hba:
-      - host replication migrator all scram-sha-256
----
-apiVersion: v1
-kind: Secret
-metadata:
-  name: migrator-secret
-type: kubernetes.io/basic-auth
-stringData:
-  username: migrator
-  password: migrator-pw
-";
-
 /// The replica cluster in CloudNativePG's distributed topology: a replica while `primary`
 /// names the source, promoted by naming itself.
 fn mirror(primary: &str) -> String {
@@ -111,7 +89,14 @@ fn eventually(what: &str, local: &Local, mut check: impl FnMut() -> bool) {
 fn a_replica_cluster_follows_its_source_and_is_promoted() {
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
     let dir = tempfile::tempdir().unwrap();
-    local.up(dir.path(), "shop", &cluster_manifest("shop", 1, SOURCE), 1);
+    let (role, secret) =
+        pgherd_testkit::local::replication_source("migrator-secret", "migrator-pw");
+    local.up(
+        dir.path(),
+        "shop",
+        &format!("{}{secret}", cluster_manifest("shop", 1, &role)),
+        1,
+    );
     local.wait_for("shop", "the role applied", Duration::from_secs(60), |s| {
         s.managed_roles_status.reconciled.len() == 1
     });

@@ -197,6 +197,21 @@ pub fn cluster_manifest(name: &str, instances: u32, spec: &str) -> String {
     )
 }
 
+/// `spec` lines (for [`cluster_manifest`]) making a cluster a source other clusters can clone
+/// or follow as CloudNativePG's documentation sets one up: a managed role `migrator` that may
+/// log in and replicate, its password in the Secret `secret` (also returned, as a second
+/// document to append), and a `pg_hba` line letting it replicate over TCP.
+pub fn replication_source(secret: &str, password: &str) -> (String, String) {
+    (
+        format!(
+            "  managed:\n    roles:\n      - name: migrator\n        ensure: present\n        login: true\n        replication: true\n        passwordSecret:\n          name: {secret}\n  postgresql:\n    pg_hba:\n      - host replication migrator all scram-sha-256\n"
+        ),
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret}\ntype: kubernetes.io/basic-auth\nstringData:\n  username: migrator\n  password: {password:?}\n"
+        ),
+    )
+}
+
 /// Connect with `config` (no TLS; the endpoints are loopback).
 pub async fn connect(
     config: &tokio_postgres::Config,
