@@ -102,6 +102,18 @@ pub fn find<'a>(cluster: &'a Cluster, name: &str) -> Option<(String, &'a Externa
         .map(|(i, e)| (format!("spec.externalClusters[{i}]"), e))
 }
 
+/// The external cluster `name` that the field `field` names (`spec.replica.source`, ...), with
+/// its field path; the error says which field names an unknown one.
+pub fn source<'a>(
+    cluster: &'a Cluster,
+    name: &str,
+    field: &str,
+) -> Result<(String, &'a ExternalCluster), String> {
+    find(cluster, name).ok_or_else(|| {
+        format!("{field}: external cluster {name:?} not found in spec.externalClusters")
+    })
+}
+
 /// The credentials `external` takes from Secrets, each with its field path under `field`.
 pub fn credentials<'a>(
     external: &'a ExternalCluster,

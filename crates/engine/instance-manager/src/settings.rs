@@ -33,13 +33,11 @@ pub(crate) fn effective_settings(
     } = &spec.bootstrap
     {
         if recovering {
-            let source = pgherd_instance_protocol::WalStore {
-                store_file: store_file.clone(),
-                skip_empty_check: false,
-            };
-            let commands = crate::wal::WalCommands::new(&source, &spec.socket_dir)?;
             settings.extend(recovery_settings.clone());
-            settings.insert("restore_command".into(), commands.restore_command());
+            settings.insert(
+                "restore_command".into(),
+                restore_from(store_file.clone(), spec)?,
+            );
         }
     }
     if let Some(store) = &spec.wal_store {
@@ -56,12 +54,7 @@ pub(crate) fn effective_settings(
         .filter(|_| spec.role == DesiredRole::Primary)
         .and_then(|u| u.store_file.clone())
     {
-        let source = pgherd_instance_protocol::WalStore {
-            store_file,
-            skip_empty_check: false,
-        };
-        let commands = crate::wal::WalCommands::new(&source, &spec.socket_dir)?;
-        settings.insert("restore_command".into(), commands.restore_command());
+        settings.insert("restore_command".into(), restore_from(store_file, spec)?);
     }
     if !pg
         .pgdata
@@ -71,6 +64,19 @@ pub(crate) fn effective_settings(
         settings.remove("synchronous_standby_names");
     }
     Ok(settings)
+}
+
+/// `restore_command` reading WAL from another cluster's store (a recovery's source, a replica
+/// cluster's source).
+fn restore_from(
+    store_file: std::path::PathBuf,
+    spec: &InstanceSpec,
+) -> Result<String, InstanceError> {
+    let source = pgherd_instance_protocol::WalStore {
+        store_file,
+        skip_empty_check: false,
+    };
+    Ok(crate::wal::WalCommands::new(&source, &spec.socket_dir)?.restore_command())
 }
 
 /// `settings` with every hot-standby parameter written out (PostgreSQL's default when unset),

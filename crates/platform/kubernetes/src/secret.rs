@@ -128,22 +128,7 @@ fn basic_auth(
 /// The Secret holding the application owner's password: the bootstrap's `secret`, else
 /// `NAME-app`.
 pub fn app_secret_name(cluster: &Cluster) -> String {
-    let bootstrap = cluster.spec.bootstrap.as_ref();
-    bootstrap
-        .and_then(|b| b.initdb.as_ref())
-        .and_then(|i| i.secret.as_ref())
-        .or_else(|| {
-            bootstrap
-                .and_then(|b| b.recovery.as_ref())
-                .and_then(|r| r.secret.as_ref())
-        })
-        .or_else(|| {
-            bootstrap
-                .and_then(|b| b.pg_basebackup.as_ref())
-                .and_then(|c| c.secret.as_ref())
-        })
-        .map(|s| s.name.clone())
-        .unwrap_or_else(|| names::app_secret(cluster.metadata.name.as_deref().unwrap_or_default()))
+    pgherd_controller::instance_spec::application(cluster).2
 }
 
 /// The Secret holding the `postgres` role's password: `superuserSecret`, else

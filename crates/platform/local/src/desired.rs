@@ -181,12 +181,12 @@ impl ClusterContext<'_> {
 
     /// How the first instance reaches `bootstrap.pg_basebackup`'s source from this machine.
     fn clone_parameters(&self, source: &str) -> Result<BTreeMap<String, String>, LocalError> {
-        let (field, external) = pgherd_controller::external::find(self.spec.cluster, source)
-            .ok_or_else(|| {
-                LocalError::Invalid(format!(
-                    "spec.bootstrap.pg_basebackup.source: external cluster {source:?} not found in spec.externalClusters"
-                ))
-            })?;
+        let (field, external) = pgherd_controller::external::source(
+            self.spec.cluster,
+            source,
+            "spec.bootstrap.pg_basebackup.source",
+        )
+        .map_err(LocalError::Invalid)?;
         let dir = self
             .state
             .cluster_dir(self.namespace, &self.name())

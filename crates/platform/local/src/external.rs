@@ -103,12 +103,8 @@ pub fn replica_upstream(
     else {
         return Ok(None);
     };
-    let (field, source) = external::find(cluster, &replica.source).ok_or_else(|| {
-        crate::LocalError::Invalid(format!(
-            "spec.replica.source: external cluster {:?} not found in spec.externalClusters",
-            replica.source
-        ))
-    })?;
+    let (field, source) = external::source(cluster, &replica.source, "spec.replica.source")
+        .map_err(crate::LocalError::Invalid)?;
     let parameters = match &source.connection_parameters {
         Some(_) => Some(
             parameters(

@@ -6,6 +6,7 @@
 use super::references::{external_store, pushed, Secrets, REPLICA_STORE_FILE};
 use super::OperatorError;
 use kube::Client;
+use pgherd_api::cluster::ExternalCluster;
 use pgherd_api::Cluster;
 use pgherd_instance_protocol::{PushedFiles, Upstream};
 use std::collections::BTreeMap;
@@ -20,18 +21,16 @@ pub(super) async fn replica_upstream(
     secrets: &mut Secrets,
     files: &mut PushedFiles,
 ) -> Result<Result<Upstream, String>, OperatorError> {
-    let Some((_, external)) = pgherd_controller::external::find(cluster, source) else {
-        return Ok(Err(format!(
-            "spec.replica.source: external cluster {source:?} not found in spec.externalClusters"
-        )));
-    };
+    let (field, external) =
+        match pgherd_controller::external::source(cluster, source, "spec.replica.source") {
+            Ok(found) => found,
+            Err(problem) => return Ok(Err(problem)),
+        };
     let parameters = match &external.connection_parameters {
-        Some(_) => {
-            match connection(cluster, source, "spec.replica.source", secrets, files).await? {
-                Ok(parameters) => Some(parameters),
-                Err(problem) => return Ok(Err(problem)),
-            }
-        }
+        Some(_) => match connection(external, &field, secrets, files).await? {
+            Ok(parameters) => Some(parameters),
+            Err(problem) => return Ok(Err(problem)),
+        },
         None => None,
     };
     let mut store_file = None;
@@ -51,24 +50,18 @@ pub(super) async fn replica_upstream(
     )
 }
 
-/// The connection parameters of external cluster `source` (named at `source_field`), its
-/// password and certificates added to `files` (pushed, mode 0600 in the pod) and named by
-/// path; what the API did not give is the error of the outer result.
+/// The connection parameters of `external` (at `field`), its password and certificates added
+/// to `files` (pushed, mode 0600 in the pod) and named by path; what the API did not give is
+/// the error of the outer result.
 pub(super) async fn connection(
-    cluster: &Cluster,
-    source: &str,
-    source_field: &str,
+    external: &ExternalCluster,
+    field: &str,
     secrets: &mut Secrets,
     files: &mut PushedFiles,
 ) -> Result<Result<BTreeMap<String, String>, String>, OperatorError> {
-    let Some((field, external)) = pgherd_controller::external::find(cluster, source) else {
-        return Ok(Err(format!(
-            "{source_field}: external cluster {source:?} not found in spec.externalClusters"
-        )));
-    };
     let mut paths = BTreeMap::new();
     for (credential, credential_field, selector) in
-        pgherd_controller::external::credentials(external, &field)
+        pgherd_controller::external::credentials(external, field)
     {
         let name = selector.name.clone().unwrap_or_default();
         let Some(value) = secrets
@@ -85,6 +78,6 @@ pub(super) async fn connection(
         paths.insert(credential, pushed(&file));
     }
     Ok(pgherd_controller::external::parameters(
-        external, &field, &paths, None,
+        external, field, &paths, None,
     ))
 }

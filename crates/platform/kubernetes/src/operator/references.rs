@@ -60,10 +60,9 @@ pub(crate) struct Resolved {
     /// How the first instance connects to `bootstrap.pg_basebackup`'s source (its credentials
     /// pushed as files), read while that instance is to be made, or why it cannot.
     pub clone: Option<Result<BTreeMap<String, String>, String>>,
-    /// A replica cluster's source, as its designated primary follows it.
-    pub replica_of: Option<Upstream>,
-    /// Why the replica cluster's source cannot be resolved this pass.
-    pub replica_problem: Option<String>,
+    /// A replica cluster's source as its designated primary follows it, or why it cannot be
+    /// resolved this pass.
+    pub replica_of: Option<Result<Upstream, String>>,
 }
 
 /// The statements `bootstrap.initdb.postInit*SQLRefs` point to.
@@ -208,14 +207,22 @@ pub(crate) async fn resolve(
             .and_then(|b| b.pg_basebackup.as_ref())
         {
             Some(clone) => Some(
-                super::external_sources::connection(
+                match pgherd_controller::external::source(
                     cluster,
                     &clone.source,
                     "spec.bootstrap.pg_basebackup.source",
-                    &mut secrets,
-                    &mut out.files,
-                )
-                .await?,
+                ) {
+                    Ok((field, external)) => {
+                        super::external_sources::connection(
+                            external,
+                            &field,
+                            &mut secrets,
+                            &mut out.files,
+                        )
+                        .await?
+                    }
+                    Err(problem) => Err(problem),
+                },
             ),
             None => None,
         };
@@ -226,19 +233,17 @@ pub(crate) async fn resolve(
         .as_ref()
         .filter(|_| cluster.is_replica())
     {
-        match super::external_sources::replica_upstream(
-            client,
-            namespace,
-            cluster,
-            &replica.source,
-            &mut secrets,
-            &mut out.files,
-        )
-        .await?
-        {
-            Ok(upstream) => out.replica_of = Some(upstream),
-            Err(problem) => out.replica_problem = Some(problem),
-        }
+        out.replica_of = Some(
+            super::external_sources::replica_upstream(
+                client,
+                namespace,
+                cluster,
+                &replica.source,
+                &mut secrets,
+                &mut out.files,
+            )
+            .await?,
+        );
     }
     Ok(out)
 }
@@ -542,7 +547,7 @@ pub(crate) fn fallback<'a>(
             out.roles = spec.roles.clone();
             // A replica cluster's primary keeps following its source (never promoted because
             // a Secret could not be read).
-            out.replica_of = spec.upstream.clone();
+            out.replica_of = spec.upstream.clone().map(Ok);
         }
     }
     if archive_source::archive_source(cluster).is_ok_and(|a| a.is_some())

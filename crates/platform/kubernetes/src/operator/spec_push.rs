@@ -48,7 +48,7 @@ impl KubePass<'_> {
             pooler_auth: self.runtime.pooler_auth,
             files: self.resolved.files.clone(),
             tablespace_volumes_everywhere: self.outdated.is_empty(),
-            replica_of: self.resolved.replica_of.clone(),
+            replica_of: self.resolved.replica_of.clone().and_then(Result::ok),
         };
         let mut pushes = tokio::task::JoinSet::new();
         for instance in &plan.instances {
@@ -71,9 +71,9 @@ impl KubePass<'_> {
             };
             let Some(mut spec) = context.instance_spec(instance, &placement(cluster), bootstrap)
             else {
-                if let Some(problem) = self
+                if let Some(Err(problem)) = self
                     .resolved
-                    .replica_problem
+                    .replica_of
                     .as_ref()
                     .filter(|_| instance.role == pgherd_instance_protocol::DesiredRole::Primary)
                 {
