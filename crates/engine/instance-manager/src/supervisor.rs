@@ -272,7 +272,12 @@ async fn converge(
             state.written_config = None;
         }
     }
-    let designated = spec.role == DesiredRole::Primary && spec.upstream.is_some();
+    // A replica cluster's designated primary: what it follows.
+    let following = spec
+        .upstream
+        .as_ref()
+        .filter(|_| spec.role == DesiredRole::Primary);
+    let designated = following.is_some();
     if designated && pg.is_initialized() && !pg.has_standby_signal() {
         // A primary that accepted writes is never turned into a standby of another cluster
         // (its WAL would diverge from the source's): refused at admission; said here too.
@@ -334,7 +339,7 @@ async fn converge(
     if spec.role == DesiredRole::Replica {
         config.push_str(&primary_source(spec)?.conninfo());
     }
-    if let Some(upstream) = spec.upstream.as_ref().filter(|_| designated) {
+    if let Some(upstream) = following {
         config.push_str(upstream.conninfo.as_deref().unwrap_or_default());
     }
     if state.written_config.as_deref() != Some(config.as_str()) {
@@ -342,7 +347,7 @@ async fn converge(
         if spec.role == DesiredRole::Replica {
             pg.write_standby_config(&primary_source(spec)?)?;
         }
-        if let Some(upstream) = spec.upstream.as_ref().filter(|_| designated) {
+        if let Some(upstream) = following {
             pg.write_upstream_config(&spec.name, upstream)?;
         }
         let recovery_just_ended = recovery_bootstrap && state.recovery_done;
