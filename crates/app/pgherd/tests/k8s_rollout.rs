@@ -442,15 +442,15 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     assert_eq!(hibernated(&awake), None);
     load.flowing(&sim, "waking");
 
-    // A spec the operator refuses, on a running cluster (user-provided certificates are not run
-    // on Kubernetes yet; no webhook here to refuse them at admission): the last valid spec is held, the refusal
+    // A spec the operator refuses, on a running cluster (volume snapshot backups are not run on
+    // Kubernetes yet; no webhook here to refuse them at admission): the last valid spec is held, the refusal
     // is said, and the cluster is still reconciled, also by a restarted operator — a switchover
     // goes through meanwhile.
-    patch(r#"{"spec":{"certificates":{"serverTLSSecret":"mine","serverCASecret":"mine-ca"}}}"#);
+    patch(r#"{"spec":{"backup":{"volumeSnapshot":{"className":"csi-snapshots"}}}}"#);
     sim.eventually("the refused spec said", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/phaseReason")
-            .filter(|r| r.contains("spec.certificates"))
+            .filter(|r| r.contains("spec.backup.volumeSnapshot"))
             .map(str::to_string)
     });
     // The operator restarts while the spec is refused: the last valid spec was kept in the
@@ -460,7 +460,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     let kept: serde_json::Value =
         serde_json::from_str(str_at(&kept, "/data/spec.json").unwrap()).unwrap();
     assert!(
-        kept["certificates"]["serverTLSSecret"].is_null() && kept["instances"] == 2,
+        kept["backup"].is_null() && kept["instances"] == 2,
         "not the last valid spec: {kept}"
     );
     drop(operator);
@@ -481,11 +481,11 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
     sim.kubectl(&["cnpg", "promote", "pg", &replica]);
     sim.wait_healthy_primary("default", "pg", &replica, 180);
     load.flowing(&sim, "a switchover while the spec is refused");
-    patch(r#"{"spec":{"certificates":null}}"#);
+    patch(r#"{"spec":{"backup":null}}"#);
     sim.eventually("the refusal cleared", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/phaseReason")
-            .is_none_or(|r| !r.contains("spec.certificates"))
+            .is_none_or(|r| !r.contains("spec.backup.volumeSnapshot"))
             .then_some(())
     });
 

@@ -125,7 +125,7 @@ fn mandatory_settings(
         ("ssl", "on".to_string()),
         ("ssl_cert_file", certs.server_cert.display().to_string()),
         ("ssl_key_file", certs.server_key.display().to_string()),
-        ("ssl_ca_file", certs.ca.display().to_string()),
+        ("ssl_ca_file", certs.client_ca().display().to_string()),
         ("cluster_name", cluster.to_string()),
         ("log_directory", place.log_dir.display().to_string()),
         ("archive_command", ":".to_string()),

@@ -117,6 +117,16 @@ fn ca_and_server(
     ips: &[IpAddr],
     days: i64,
 ) -> Result<(CertifiedIssuer<'static, KeyPair>, String, PemPair), PkiError> {
+    let (ca, ca_key_pem) = self_signed_ca(ca_name, days)?;
+    let server = server_pair(server_name, dns_names, ips, days, &ca)?;
+    Ok((ca, ca_key_pem, server))
+}
+
+/// A self-signed CA named `ca_name`, and its key in PEM.
+fn self_signed_ca(
+    ca_name: &str,
+    days: i64,
+) -> Result<(CertifiedIssuer<'static, KeyPair>, String), PkiError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = params(ca_name, days)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -126,8 +136,17 @@ fn ca_and_server(
         KeyUsagePurpose::DigitalSignature,
     ];
     let ca_key_pem = ca_key.serialize_pem();
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
+    Ok((CertifiedIssuer::self_signed(ca_params, ca_key)?, ca_key_pem))
+}
 
+/// A server certificate named `server_name` for `dns_names` and `ips`, signed by `issuer`.
+fn server_pair<S: rcgen::SigningKey>(
+    server_name: &str,
+    dns_names: &[String],
+    ips: &[IpAddr],
+    days: i64,
+    issuer: &rcgen::Issuer<'_, S>,
+) -> Result<PemPair, PkiError> {
     let server_key = KeyPair::generate()?;
     let mut server_params = params(server_name, days)?;
     server_params.subject_alt_names = dns_names
@@ -140,12 +159,11 @@ fn ca_and_server(
         KeyUsagePurpose::KeyEncipherment,
     ];
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server = server_params.signed_by(&server_key, &ca)?;
-    let server = PemPair {
+    let server = server_params.signed_by(&server_key, issuer)?;
+    Ok(PemPair {
         cert: server.pem(),
         key: server_key.serialize_pem(),
-    };
-    Ok((ca, ca_key_pem, server))
+    })
 }
 
 /// A client certificate for database user `user` (its common name), signed by `issuer`.
@@ -174,6 +192,28 @@ pub fn client_certificate(ca: &PemPair, user: &str, days: i64) -> Result<PemPair
     let key = KeyPair::from_pem(&ca.key)?;
     let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.cert, key)?;
     client_pair(user, days, &issuer)
+}
+
+/// A server certificate for `dns_names` signed by an existing CA (a user's `serverCASecret`
+/// with its key, or the operator's CA when the server certificate Secret went missing).
+pub fn server_certificate(
+    ca: &PemPair,
+    server_name: &str,
+    dns_names: &[String],
+    days: i64,
+) -> Result<PemPair, PkiError> {
+    let key = KeyPair::from_pem(&ca.key)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.cert, key)?;
+    server_pair(server_name, dns_names, &[], days, &issuer)
+}
+
+/// A CA certificate named `name` and its key.
+pub fn certificate_authority(name: &str, days: i64) -> Result<PemPair, PkiError> {
+    let (ca, key) = self_signed_ca(name, days)?;
+    Ok(PemPair {
+        cert: ca.pem(),
+        key,
+    })
 }
 
 /// A random password of `len` characters from `[A-Za-z0-9]` (from `/dev/urandom`).

@@ -141,7 +141,7 @@ pub fn primary_source(spec: &InstanceSpec) -> Result<PrimarySource, InstanceErro
         port: primary.port,
         application_name: spec.name.clone(),
         slot: primary.slot.clone(),
-        ca_file: spec.certificates.ca.clone(),
+        ca_file: spec.certificates.server_ca().to_path_buf(),
         cert_file: spec.certificates.replication_cert.clone(),
         key_file: spec.certificates.replication_key.clone(),
         socket_dir: primary.socket_dir.clone(),

@@ -227,7 +227,7 @@ pub fn peer_client(
     spec: &pgherd_instance_protocol::InstanceSpec,
 ) -> Option<crate::status_client::ClientTls> {
     if cached.is_none() {
-        *cached = anonymous_client_config(&spec.certificates.ca)
+        *cached = anonymous_client_config(spec.certificates.server_ca())
             .map(Arc::new)
             .ok();
     }

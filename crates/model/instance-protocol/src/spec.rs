@@ -102,16 +102,26 @@ pub struct PrimaryEndpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificatePaths {
+    /// The cluster's own CA: the status endpoint checks the controller's client certificate
+    /// against it; also the server and client CA unless those are set.
     pub ca: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     /// `streaming_replica` client certificate and key.
     pub replication_cert: PathBuf,
     pub replication_key: PathBuf,
+    /// The CA that issued the server certificates (a user's `serverCASecret`): what replicas
+    /// and peers verify an instance against. `ca` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ca: Option<PathBuf>,
+    /// The CA PostgreSQL checks client certificates against (`ssl_ca_file`; a user's
+    /// `clientCASecret`). `ca` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl CertificatePaths {
-    /// The usual file names inside `dir`.
+    /// The usual file names inside `dir`, one CA for everything.
     pub fn in_dir(dir: &std::path::Path) -> Self {
         CertificatePaths {
             ca: dir.join("ca.crt"),
@@ -119,7 +129,19 @@ impl CertificatePaths {
             server_key: dir.join("server.key"),
             replication_cert: dir.join("streaming_replica.crt"),
             replication_key: dir.join("streaming_replica.key"),
+            server_ca: None,
+            client_ca: None,
         }
+    }
+
+    /// The CA server certificates chain to.
+    pub fn server_ca(&self) -> &std::path::Path {
+        self.server_ca.as_deref().unwrap_or(&self.ca)
+    }
+
+    /// The CA client certificates chain to.
+    pub fn client_ca(&self) -> &std::path::Path {
+        self.client_ca.as_deref().unwrap_or(&self.ca)
     }
 }
 

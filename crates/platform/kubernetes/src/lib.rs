@@ -134,7 +134,7 @@ pub fn cluster_objects(
         domain,
         &secrets.superuser_password,
     )?);
-    out.secrets.extend(secret::ca_secret(cluster, &secrets.ca)?);
+    out.secrets.push(secret::ca_secret(cluster, &secrets.ca)?);
     out.secrets
         .extend(secret::server_secret(cluster, &secrets.server)?);
     out.secrets
@@ -163,8 +163,12 @@ pub struct PoolerObjects {
 }
 
 /// Build every object of `pooler`.
-pub fn pooler_objects(pooler: &Pooler, operator: &OperatorSettings) -> Result<PoolerObjects> {
-    let (service_account, role, role_binding) = rbac::pooler_rbac(pooler)?;
+pub fn pooler_objects(
+    pooler: &Pooler,
+    certificates: &secret::CertificateSecrets,
+    operator: &OperatorSettings,
+) -> Result<PoolerObjects> {
+    let (service_account, role, role_binding) = rbac::pooler_rbac(pooler, certificates)?;
     Ok(PoolerObjects {
         deployment: pooler::pooler_deployment(pooler, operator)?,
         service: pooler::pooler_service(pooler)?,

@@ -53,12 +53,5 @@ pub fn cluster_fields(cluster: &Cluster) -> Vec<NotRun> {
     for (field, what) in pgherd_controller::external::replica_unsupported(cluster) {
         refuse(field, what);
     }
-    if spec
-        .certificates
-        .as_ref()
-        .is_some_and(|c| c.user_provided())
-    {
-        refuse("spec.certificates", "user-provided certificates");
-    }
     out
 }

@@ -48,9 +48,27 @@ pub const OPERATOR_BINARY: &str = "/manager";
 pub const MANAGER_PATH: &str = "/controller/manager";
 /// The instance spec file `pgherd instance run --spec` reads.
 pub const INSTANCE_SPEC_PATH: &str = "/controller/instance.json";
-/// Where the cluster's certificates are projected (`ca.crt`, `server.crt`, `server.key`,
-/// `streaming_replica.crt`, `streaming_replica.key`).
+/// Where the cluster's certificates are projected: `ca.crt` (the operator's CA), `server.crt`,
+/// `server.key`, `streaming_replica.crt`, `streaming_replica.key`, and `server-ca.crt` and
+/// `client-ca.crt` for the CAs a user provides.
 pub const CERTIFICATES_MOUNT: &str = "/controller/certificates";
+/// The user's server and client CAs in [`CERTIFICATES_MOUNT`] (when `spec.certificates` names
+/// them).
+const SERVER_CA_FILE: &str = "server-ca.crt";
+const CLIENT_CA_FILE: &str = "client-ca.crt";
+
+/// The certificate files of `cluster`'s instances, as [`CERTIFICATES_MOUNT`] holds them.
+pub fn certificate_paths(cluster: &Cluster) -> pgherd_instance_protocol::CertificatePaths {
+    let dir = std::path::Path::new(CERTIFICATES_MOUNT);
+    let secrets = crate::secret::CertificateSecrets::of(cluster);
+    let operators_ca = names::ca_secret(cluster.metadata.name.as_deref().unwrap_or_default());
+    pgherd_instance_protocol::CertificatePaths {
+        server_ca: (secrets.server_ca != operators_ca).then(|| dir.join(SERVER_CA_FILE)),
+        client_ca: (secrets.client_ca != operators_ca).then(|| dir.join(CLIENT_CA_FILE)),
+        ..pgherd_instance_protocol::CertificatePaths::in_dir(dir)
+    }
+}
+
 /// Where the passwords the instance manager sets are projected (`app.password`,
 /// `superuser.password`).
 pub const PASSWORDS_MOUNT: &str = "/controller/secrets";
@@ -263,25 +281,41 @@ fn projected(name: &str, sources: Vec<VolumeProjection>) -> Volume {
 /// The cluster's certificates and the passwords the manager sets, as the instance spec names
 /// them.
 fn credential_volumes(cluster: &Cluster, base: &Base) -> [Volume; 2] {
-    let name = &base.name;
+    let secrets = crate::secret::CertificateSecrets::of(cluster);
+    let operators_ca = names::ca_secret(&base.name);
+    // A CA the user provides gets a file of its own (the operator's is `ca.crt`).
+    let own_ca = |secret: &String, file: &'static str| {
+        (*secret != operators_ca).then(|| secret_projection(secret, &[("ca.crt", file)], false))
+    };
     let certificates = projected(
         CERTIFICATES_VOLUME,
-        vec![
-            secret_projection(&names::ca_secret(name), &[("ca.crt", "ca.crt")], false),
+        [
+            Some(secret_projection(
+                &operators_ca,
+                &[("ca.crt", "ca.crt")],
+                false,
+            )),
+            own_ca(&secrets.server_ca, SERVER_CA_FILE),
+            own_ca(&secrets.client_ca, CLIENT_CA_FILE),
+        ]
+        .into_iter()
+        .flatten()
+        .chain([
             secret_projection(
-                &names::server_secret(name),
+                &secrets.server_tls,
                 &[("tls.crt", "server.crt"), ("tls.key", "server.key")],
                 false,
             ),
             secret_projection(
-                &names::replication_secret(name),
+                &secrets.replication_tls,
                 &[
                     ("tls.crt", "streaming_replica.crt"),
                     ("tls.key", "streaming_replica.key"),
                 ],
                 false,
             ),
-        ],
+        ])
+        .collect(),
     );
     let app_secret = crate::secret::app_secret_name(cluster);
     let superuser_secret = crate::secret::superuser_secret_name(cluster);

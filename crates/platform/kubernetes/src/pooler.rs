@@ -13,6 +13,7 @@ use crate::labels::{self, map, Base};
 use crate::pod::{
     spec_hash, BOOTSTRAP_CONTAINER, CONTROLLER_MOUNT, MANAGER_PATH, OPERATOR_BINARY, SCRATCH_VOLUME,
 };
+use crate::secret::CertificateSecrets;
 use crate::security::{container_security, overlay};
 use crate::OperatorSettings;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -55,18 +56,21 @@ pub fn pooler_labels(pooler: &Pooler) -> BTreeMap<String, String> {
 }
 
 /// Secrets a pooler's pods read: the auth query credentials (`CLUSTER-pooler` unless
-/// `authQuerySecret`) and the TLS material (the cluster's unless the pooler names its own).
-pub fn pooler_secret_names(pooler: &Pooler) -> Vec<String> {
+/// `authQuerySecret`) and the TLS material (the cluster's, `certificates`, unless the pooler
+/// names its own).
+pub fn pooler_secret_names(pooler: &Pooler, certificates: &CertificateSecrets) -> Vec<String> {
     let cluster = &pooler.spec.cluster.name;
     let p = &pooler.spec.pgbouncer;
-    let pick = |own: &Option<pgherd_api::common::LocalObjectReference>, default: String| {
-        own.as_ref().map(|s| s.name.clone()).unwrap_or(default)
+    let pick = |own: &Option<pgherd_api::common::LocalObjectReference>, default: &String| {
+        own.as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| default.clone())
     };
     let mut out = BTreeSet::from([
-        pick(&p.auth_query_secret, format!("{cluster}-pooler")),
-        pick(&p.server_ca_secret, crate::names::ca_secret(cluster)),
-        pick(&p.client_ca_secret, crate::names::ca_secret(cluster)),
-        pick(&p.server_tls_secret, crate::names::server_secret(cluster)),
+        pick(&p.auth_query_secret, &format!("{cluster}-pooler")),
+        pick(&p.server_ca_secret, &certificates.server_ca),
+        pick(&p.client_ca_secret, &certificates.client_ca),
+        pick(&p.server_tls_secret, &certificates.server_tls),
     ]);
     if let Some(s) = &p.client_tls_secret {
         out.insert(s.name.clone());

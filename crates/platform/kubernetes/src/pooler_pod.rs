@@ -1,8 +1,10 @@
 //! A Pooler's pod, `pgherd pooler run` (the PgBouncer container's first process), as
 //! CloudNativePG's pooler instance manager: with the pod's ServiceAccount (its Role lets it
 //! read its own Pooler and the Secrets [`crate::pooler::pooler_secret_names`] lists) it reads the
-//! Pooler, the cluster's CA (`CLUSTER-ca`), server certificate (`CLUSTER-server`: what PgBouncer
-//! shows its clients) and `cnpg_pooler_pgbouncer`'s client certificate (`CLUSTER-pooler`), renders
+//! Pooler, its Cluster's server and client CAs and server certificate (`CLUSTER-ca` and
+//! `CLUSTER-server` unless the Cluster's `spec.certificates` names others; the server certificate
+//! is what PgBouncer shows its clients) and `cnpg_pooler_pgbouncer`'s client certificate
+//! (`CLUSTER-pooler`), renders
 //! `pgbouncer.ini`, the HBA file and the auth file with the engine ([`pgherd_pooler::config`])
 //! into the pod's scratch volume (0600), runs PgBouncer as a child and serves the
 //! `cnpg_pgbouncer_*` metrics on port 9127.
@@ -15,11 +17,12 @@
 //! No secret reaches the pod spec, the logs or an error: the admin console's password is made
 //! at start and kept in the auth file only; key material is only written to 0600 files.
 
+use crate::secret::CertificateSecrets;
 use crate::{names, pooler_switchover};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use pgherd_api::kinds::pooler::PoolerType;
-use pgherd_api::Pooler;
+use pgherd_api::{Cluster, Pooler};
 use pgherd_pooler::admin::{AdminClient, AdminTarget};
 use pgherd_pooler::{ConfigPaths, Upstream};
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -84,12 +87,12 @@ pub fn config_paths(dir: &Path, socket_dir: &Path, listen_addr: &str) -> ConfigP
         unix_socket_dir: socket_dir.to_path_buf(),
         hba_file: dir.join("pg_hba.conf"),
         auth_file: dir.join("userlist.txt"),
-        server_ca: dir.join("ca.crt"),
+        server_ca: dir.join("server-ca.crt"),
         server_cert: dir.join("pooler.crt"),
         server_key: dir.join("pooler.key"),
         client_cert: dir.join("server.crt"),
         client_key: dir.join("server.key"),
-        client_ca: dir.join("ca.crt"),
+        client_ca: dir.join("client-ca.crt"),
     }
 }
 
@@ -136,12 +139,19 @@ async fn read(client: &Client, settings: &PodSettings) -> Result<Inputs, String>
         .await
         .map_err(|e| format!("Pooler {}: {e}", settings.pooler))?;
     let cluster = pooler.spec.cluster.name.clone();
+    let clusters: Api<Cluster> = Api::namespaced(client.clone(), &settings.namespace);
+    let certificates = clusters
+        .get(&cluster)
+        .await
+        .map(|c| CertificateSecrets::of(&c))
+        .map_err(|e| format!("Cluster {cluster}: {e}"))?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &settings.namespace);
     let mut files = Vec::new();
     for (secret, pairs) in [
-        (names::ca_secret(&cluster), &[("ca.crt", "ca.crt")][..]),
+        (certificates.server_ca, &[("server-ca.crt", "ca.crt")][..]),
+        (certificates.client_ca, &[("client-ca.crt", "ca.crt")][..]),
         (
-            names::server_secret(&cluster),
+            certificates.server_tls,
             &[("server.crt", "tls.crt"), ("server.key", "tls.key")][..],
         ),
         (

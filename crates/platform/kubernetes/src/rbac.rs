@@ -263,7 +263,10 @@ pub fn pooler_service_account_name(pooler: &Pooler) -> String {
 }
 
 /// The ServiceAccount (`None` when the user names one), Role and RoleBinding of a pooler.
-pub fn pooler_rbac(pooler: &Pooler) -> Result<(Option<ServiceAccount>, Role, RoleBinding)> {
+pub fn pooler_rbac(
+    pooler: &Pooler,
+    certificates: &crate::secret::CertificateSecrets,
+) -> Result<(Option<ServiceAccount>, Role, RoleBinding)> {
     let base = Base::new(pooler, "Pooler", None)?;
     let lbls = || crate::pooler::pooler_labels(pooler);
     let own = vec![base.name.clone()];
@@ -293,7 +296,7 @@ pub fn pooler_rbac(pooler: &Pooler) -> Result<(Option<ServiceAccount>, Role, Rol
             "",
             &["secrets"],
             &["get", "watch"],
-            &crate::pooler::pooler_secret_names(pooler),
+            &crate::pooler::pooler_secret_names(pooler, certificates),
         ),
         rule("", &["events"], &["create", "patch"], &[]),
         rule("events.k8s.io", &["events"], &["create", "patch"], &[]),

@@ -234,14 +234,52 @@ fn certificates(cluster: &Cluster) -> pgherd_api::cluster::CertificatesConfigura
     cluster.spec.certificates.clone().unwrap_or_default()
 }
 
-/// `NAME-ca` (`ca.crt`, `ca.key`): the operator's CA, which signs whichever side the user
-/// does not provide (server certificates, or client certificates such as
-/// `streaming_replica`'s). Not needed when the user provides both CAs.
-pub fn ca_secret(cluster: &Cluster, ca: &CertificatePair) -> Result<Option<Secret>> {
-    let user = certificates(cluster);
-    if user.server_ca_secret.is_some() && user.client_ca_secret.is_some() {
-        return Ok(None);
+/// Which Secret holds each of a cluster's certificates: the one `spec.certificates` names, or
+/// the operator's (`NAME-ca` for both CAs, `NAME-server`, `NAME-replication`), as
+/// CloudNativePG resolves them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSecrets {
+    /// `ca.crt` (and `ca.key` when the operator issues the server certificate from it).
+    pub server_ca: String,
+    /// `ca.crt` (and `ca.key` when the operator issues client certificates from it).
+    pub client_ca: String,
+    /// `tls.crt`, `tls.key`: what PostgreSQL presents.
+    pub server_tls: String,
+    /// `tls.crt`, `tls.key`: `streaming_replica`'s client certificate.
+    pub replication_tls: String,
+}
+
+impl CertificateSecrets {
+    /// The Secrets of `cluster`.
+    pub fn of(cluster: &Cluster) -> Self {
+        Self::with(
+            cluster.metadata.name.as_deref().unwrap_or_default(),
+            certificates(cluster),
+        )
     }
+
+    /// The operator's Secrets of the cluster named `name` (no `spec.certificates`).
+    pub fn operators(name: &str) -> Self {
+        Self::with(name, Default::default())
+    }
+
+    fn with(name: &str, user: pgherd_api::cluster::CertificatesConfiguration) -> Self {
+        let pick =
+            |own: Option<String>, default: String| own.filter(|s| !s.is_empty()).unwrap_or(default);
+        CertificateSecrets {
+            server_ca: pick(user.server_ca_secret, names::ca_secret(name)),
+            client_ca: pick(user.client_ca_secret, names::ca_secret(name)),
+            server_tls: pick(user.server_tls_secret, names::server_secret(name)),
+            replication_tls: pick(user.replication_tls_secret, names::replication_secret(name)),
+        }
+    }
+}
+
+/// `NAME-ca` (`ca.crt`, `ca.key`): the operator's CA. It signs whichever side the user does
+/// not provide (server certificates, or client certificates such as `streaming_replica`'s),
+/// and always the operator's own identity towards the instance managers, so pgherd keeps it
+/// even when the user provides both CAs (where CloudNativePG would not make it).
+pub fn ca_secret(cluster: &Cluster, ca: &CertificatePair) -> Result<Secret> {
     let name = names::ca_secret(cluster.metadata.name.as_deref().unwrap_or_default());
     certificate_secret(
         cluster,
@@ -252,7 +290,6 @@ pub fn ca_secret(cluster: &Cluster, ca: &CertificatePair) -> Result<Option<Secre
             ("ca.key", &ca.private_key_pem),
         ],
     )
-    .map(Some)
 }
 
 /// `NAME-server` (`kubernetes.io/tls`), unless the user provides the server certificate.
@@ -351,21 +388,34 @@ mod tests {
     }
 
     #[test]
-    fn the_operator_ca_stays_while_one_side_is_the_operators() {
+    fn user_certificates_replace_the_operators_one_by_one() {
         let pair = CertificatePair {
             certificate_pem: "c".into(),
             private_key_pem: "k".into(),
         };
         let mut c = cluster();
+        let operators = CertificateSecrets::of(&c);
+        assert_eq!(operators.server_ca, "pg-ca");
+        assert_eq!(operators.client_ca, "pg-ca");
+        assert_eq!(operators.server_tls, "pg-server");
+        assert_eq!(operators.replication_tls, "pg-replication");
         let certificates = c.spec.certificates.get_or_insert_with(Default::default);
         certificates.server_ca_secret = Some("my-ca".into());
         certificates.server_tls_secret = Some("my-server".into());
-        assert!(ca_secret(&c, &pair).unwrap().is_some());
         assert!(server_secret(&c, &pair).unwrap().is_none());
         assert!(replication_secret(&c, &pair).unwrap().is_some());
         let certificates = c.spec.certificates.get_or_insert_with(Default::default);
         certificates.client_ca_secret = Some("my-client-ca".into());
-        assert!(ca_secret(&c, &pair).unwrap().is_none());
+        let user = CertificateSecrets::of(&c);
+        assert_eq!(user.server_ca, "my-ca");
+        assert_eq!(user.client_ca, "my-client-ca");
+        assert_eq!(user.server_tls, "my-server");
+        assert_eq!(user.replication_tls, "pg-replication");
+        assert_eq!(
+            ca_secret(&c, &pair).unwrap().metadata.name.as_deref(),
+            Some("pg-ca"),
+            "the operator's own CA stays: it signs the operator's identity"
+        );
         let secret_key = CertificatePair {
             certificate_pem: "cert".into(),
             private_key_pem: "PRIVATE-KEY-BYTES".into(),

@@ -156,7 +156,9 @@ fn render_pooler(mut pooler: Pooler, operator: &OperatorSettings, docs: &mut Vec
         .metadata
         .uid
         .get_or_insert_with(|| TEST_UID.to_string());
-    match pooler_objects(&pooler, operator) {
+    let certificates =
+        pgherd_kubernetes::secret::CertificateSecrets::operators(&pooler.spec.cluster.name);
+    match pooler_objects(&pooler, &certificates, operator) {
         Ok(objects) => {
             push(docs, &objects.deployment);
             push(docs, &objects.service);

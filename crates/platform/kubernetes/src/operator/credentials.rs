@@ -1,7 +1,9 @@
 //! A Cluster's Secrets, made once and never overwritten (as CloudNativePG): the CA (`-ca`),
 //! the server certificate (`-server`), `streaming_replica`'s client certificate
 //! (`-replication`), the application owner's credentials (`-app`) and, with
-//! `enableSuperuserAccess`, the superuser's (`-superuser`). From the CA the operator derives its
+//! `enableSuperuserAccess`, the superuser's (`-superuser`). Certificates `spec.certificates`
+//! provides are read, never made; a certificate the user does not provide is issued by the CA
+//! meant to sign it (the user's server or client CA when given, with its key). From the CA the operator derives its
 //! own identity towards the instance managers: a client certificate with common name
 //! `pgherd-controller` (kept in memory only) and the lease token.
 
@@ -23,7 +25,11 @@ const VALIDITY_DAYS: i64 = 90;
 
 /// What the operator needs from a cluster's Secrets.
 pub(crate) struct ClusterCredentials {
+    /// The operator's CA (`NAME-ca`).
     pub(crate) ca: PemPair,
+    /// The certificate of the CA the instances' server certificates chain to (the operator's
+    /// unless `spec.certificates.serverCASecret`).
+    pub(crate) server_ca: String,
     pub(crate) lease_token: LeaseToken,
     /// When each certificate Secret's certificate expires (`status.certificates.expirations`).
     pub(crate) expirations: std::collections::BTreeMap<String, String>,
@@ -31,8 +37,9 @@ pub(crate) struct ClusterCredentials {
 
 /// The operator's client identity towards one cluster's managers.
 pub(crate) struct ControllerIdentity {
-    /// The CA certificate that issued it (a new CA means a new identity).
-    ca_cert: String,
+    /// The CA certificates it trusts, the operator's first (which issued it): a new CA means a
+    /// new identity.
+    trusted: String,
     pub(crate) tls: ClientTls,
 }
 
@@ -70,7 +77,96 @@ pub(crate) async fn create(api: &Api<Secret>, secret: Option<Secret>) -> Result<
     }
 }
 
-/// Make the cluster's missing Secrets; read the CA.
+/// A CA as its Secret holds it: the certificate, and the key when the Secret has one.
+struct StoredCa {
+    secret: String,
+    cert: String,
+    key: Option<String>,
+}
+
+impl StoredCa {
+    /// The CA with its key, to issue `what` from; else why not, with the field to set instead.
+    fn issuer(&self, field: &str, what: &str, instead: &str) -> Result<PemPair, OperatorError> {
+        match &self.key {
+            Some(key) => Ok(PemPair {
+                cert: self.cert.clone(),
+                key: key.clone(),
+            }),
+            None => Err(OperatorError::Invalid(format!(
+                "{field}: Secret {} has no ca.key, so the operator cannot issue {what}: add ca.key to it, or provide {what} yourself in {instead}",
+                self.secret
+            ))),
+        }
+    }
+}
+
+/// The operator's CA (`NAME-ca`): read, or made when missing.
+async fn operator_ca(api: &Api<Secret>, cluster: &Cluster) -> Result<PemPair, OperatorError> {
+    let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let ca_name = names::ca_secret(name);
+    let stored = match api.get_opt(&ca_name).await? {
+        Some(existing) => existing,
+        None => {
+            let made = pki::certificate_authority(name, VALIDITY_DAYS)?;
+            create(api, Some(secret::ca_secret(cluster, &pair(&made))?)).await?;
+            // Another operator replica may have won the race: use what is stored.
+            api.get(&ca_name).await?
+        }
+    };
+    match (data(&stored, "ca.crt"), data(&stored, "ca.key")) {
+        (Some(cert), Some(key)) => Ok(PemPair { cert, key }),
+        _ => Err(OperatorError::Invalid(format!(
+            "Secret {namespace}/{ca_name} has no ca.crt and ca.key: it is the operator's CA (it signs the operator's identity towards the instances, and the certificates spec.certificates does not provide); delete it and the operator makes a new one"
+        ))),
+    }
+}
+
+/// The CA in Secret `secret` (the operator's, or the one `field` names).
+async fn ca_of(
+    api: &Api<Secret>,
+    namespace: &str,
+    secret: &str,
+    field: &str,
+    operators: &PemPair,
+    operators_name: &str,
+) -> Result<StoredCa, OperatorError> {
+    if secret == operators_name {
+        return Ok(StoredCa {
+            secret: format!("{namespace}/{secret}"),
+            cert: operators.cert.clone(),
+            key: Some(operators.key.clone()),
+        });
+    }
+    let stored = user_secret(api, namespace, secret, field).await?;
+    let cert = data(&stored, "ca.crt").ok_or_else(|| {
+        OperatorError::Invalid(format!(
+            "{field}: Secret {namespace}/{secret} has no ca.crt (the CA certificate, PEM)"
+        ))
+    })?;
+    Ok(StoredCa {
+        secret: format!("{namespace}/{secret}"),
+        cert,
+        key: data(&stored, "ca.key"),
+    })
+}
+
+/// A Secret the user provides through `field`: there, or said.
+async fn user_secret(
+    api: &Api<Secret>,
+    namespace: &str,
+    secret: &str,
+    field: &str,
+) -> Result<Secret, OperatorError> {
+    api.get_opt(secret).await?.ok_or_else(|| {
+        OperatorError::Invalid(format!(
+            "{field}: Secret {namespace}/{secret} not found: create it (pgherd never makes a Secret spec.certificates names)"
+        ))
+    })
+}
+
+/// Make the cluster's missing Secrets (certificates from the CA meant to sign them, as
+/// `spec.certificates` says); read the CAs.
 pub(crate) async fn ensure(
     client: &Client,
     cluster: &Cluster,
@@ -80,57 +176,81 @@ pub(crate) async fn ensure(
     let name = cluster.metadata.name.as_deref().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let ca_name = names::ca_secret(name);
-    let ca = match api.get_opt(&ca_name).await? {
-        Some(existing) => match (data(&existing, "ca.crt"), data(&existing, "ca.key")) {
-            (Some(cert), Some(key)) => PemPair { cert, key },
-            _ => {
-                return Err(OperatorError::Invalid(format!(
-                    "Secret {namespace}/{ca_name} has no ca.crt and ca.key: delete it and the operator makes a new CA (with new -server and -replication certificates)"
-                )))
-            }
-        },
-        None => {
-            let dns_names = pki::server_names(
-                name,
-                namespace,
-                &cluster
-                    .spec
-                    .certificates
-                    .as_ref()
-                    .and_then(|c| c.server_alt_dns_names.clone())
-                    .unwrap_or_default(),
-            );
-            let made = pki::generate(name, &dns_names, &[], VALIDITY_DAYS)?;
-            // The server and replication certificates first: a CA Secret without them would
-            // read as "made" on the next pass.
-            create(&api, secret::server_secret(cluster, &pair(&made.server))?).await?;
-            create(&api, secret::replication_secret(cluster, &pair(&made.replication))?).await?;
-            create(&api, secret::ca_secret(cluster, &pair(&made.ca))?).await?;
-            // Another operator replica may have won the race: use what is stored.
-            let stored = api.get(&ca_name).await?;
-            match (data(&stored, "ca.crt"), data(&stored, "ca.key")) {
-                (Some(cert), Some(key)) => PemPair { cert, key },
-                _ => made.ca,
-            }
-        }
-    };
-    let mut expirations = std::collections::BTreeMap::new();
-    if let Some(at) = pgherd_instance_manager::tls::expiration(&ca.cert) {
-        expirations.insert(ca_name.clone(), at);
+    let ca = operator_ca(&api, cluster).await?;
+    let secrets = secret::CertificateSecrets::of(cluster);
+    let user = cluster.spec.certificates.clone().unwrap_or_default();
+    const SERVER_CA: &str = "spec.certificates.serverCASecret";
+    const CLIENT_CA: &str = "spec.certificates.clientCASecret";
+    const SERVER_TLS: &str = "spec.certificates.serverTLSSecret";
+    const REPLICATION_TLS: &str = "spec.certificates.replicationTLSSecret";
+    let server_ca = ca_of(
+        &api,
+        namespace,
+        &secrets.server_ca,
+        SERVER_CA,
+        &ca,
+        &ca_name,
+    )
+    .await?;
+    let client_ca = ca_of(
+        &api,
+        namespace,
+        &secrets.client_ca,
+        CLIENT_CA,
+        &ca,
+        &ca_name,
+    )
+    .await?;
+    if user.server_tls_secret.is_none() && api.get_opt(&secrets.server_tls).await?.is_none() {
+        let issuer = server_ca.issuer(SERVER_CA, "the server certificate", SERVER_TLS)?;
+        let dns_names = pki::server_names(
+            name,
+            namespace,
+            &user.server_alt_dns_names.clone().unwrap_or_default(),
+        );
+        let made =
+            pki::server_certificate(&issuer, &format!("{name}-rw"), &dns_names, VALIDITY_DAYS)?;
+        create(&api, secret::server_secret(cluster, &pair(&made))?).await?;
     }
-    for (secret_name, what) in [
-        (names::server_secret(name), "server"),
-        (names::replication_secret(name), "replication"),
+    if user.replication_tls_secret.is_none()
+        && api.get_opt(&secrets.replication_tls).await?.is_none()
+    {
+        let issuer = client_ca.issuer(
+            CLIENT_CA,
+            "streaming_replica's client certificate",
+            REPLICATION_TLS,
+        )?;
+        let made = pki::client_certificate(
+            &issuer,
+            pgherd_postgres::conf::STREAMING_REPLICA_USER,
+            VALIDITY_DAYS,
+        )?;
+        create(&api, secret::replication_secret(cluster, &pair(&made))?).await?;
+    }
+    let mut expirations = std::collections::BTreeMap::new();
+    for (secret_name, field, cert) in [
+        (&ca_name, "", Some(&ca.cert)),
+        (&secrets.server_ca, SERVER_CA, Some(&server_ca.cert)),
+        (&secrets.client_ca, CLIENT_CA, Some(&client_ca.cert)),
+        (&secrets.server_tls, SERVER_TLS, None),
+        (&secrets.replication_tls, REPLICATION_TLS, None),
     ] {
-        let Some(stored) = api.get_opt(&secret_name).await? else {
-            return Err(OperatorError::Invalid(format!(
-                "Secret {namespace}/{secret_name} (the {what} certificate) is missing while {ca_name} exists: delete {ca_name} and the operator makes all three again"
-            )));
+        let cert = match cert {
+            Some(cert) => cert.clone(),
+            None => {
+                let stored = user_secret(&api, namespace, secret_name, field).await?;
+                match (data(&stored, "tls.crt"), data(&stored, "tls.key")) {
+                    (Some(cert), Some(_)) => cert,
+                    _ => {
+                        return Err(OperatorError::Invalid(format!(
+                            "{field}: Secret {namespace}/{secret_name} has no tls.crt and tls.key (a kubernetes.io/tls Secret)"
+                        )))
+                    }
+                }
+            }
         };
-        if let Some(at) =
-            data(&stored, "tls.crt").and_then(|c| pgherd_instance_manager::tls::expiration(&c))
-        {
-            expirations.insert(secret_name, at);
+        if let Some(at) = pgherd_instance_manager::tls::expiration(&cert) {
+            expirations.insert(secret_name.clone(), at);
         }
     }
     let (_, owner, app_secret_name) = pgherd_controller::instance_spec::application(cluster);
@@ -163,6 +283,7 @@ pub(crate) async fn ensure(
     Ok(ClusterCredentials {
         lease_token: lease_token(&ca.key),
         ca,
+        server_ca: server_ca.cert,
         expirations,
     })
 }
@@ -172,8 +293,14 @@ pub(crate) fn controller_identity(
     runtime: &mut ClusterRuntime,
     credentials: &ClusterCredentials,
 ) -> Result<ClientTls, OperatorError> {
+    // The instances present their server certificate on the status port: trust its CA too.
+    let trusted = if credentials.server_ca == credentials.ca.cert {
+        credentials.ca.cert.clone()
+    } else {
+        format!("{}\n{}", credentials.ca.cert, credentials.server_ca)
+    };
     if let Some(identity) = &runtime.controller {
-        if identity.ca_cert == credentials.ca.cert {
+        if identity.trusted == trusted {
             return Ok(identity.tls.clone());
         }
     }
@@ -182,15 +309,11 @@ pub(crate) fn controller_identity(
         pgherd_instance_protocol::CONTROLLER_COMMON_NAME,
         VALIDITY_DAYS,
     )?;
-    let tls = pgherd_instance_manager::tls::client_config_from_pem(
-        &credentials.ca.cert,
-        &mine.cert,
-        &mine.key,
-    )
-    .map_err(|e| OperatorError::Invalid(e.to_string()))?;
+    let tls = pgherd_instance_manager::tls::client_config_from_pem(&trusted, &mine.cert, &mine.key)
+        .map_err(|e| OperatorError::Invalid(e.to_string()))?;
     let tls: ClientTls = Arc::new(tls);
     runtime.controller = Some(ControllerIdentity {
-        ca_cert: credentials.ca.cert.clone(),
+        trusted,
         tls: tls.clone(),
     });
     Ok(tls)

@@ -398,13 +398,13 @@ fn certificates_status(
     cluster: &Cluster,
     expirations: BTreeMap<String, String>,
 ) -> pgherd_api::cluster::CertificatesStatus {
-    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let secrets = crate::secret::CertificateSecrets::of(cluster);
     pgherd_api::cluster::CertificatesStatus {
         configuration: pgherd_api::cluster::CertificatesConfiguration {
-            server_ca_secret: Some(crate::names::ca_secret(name)),
-            server_tls_secret: Some(crate::names::server_secret(name)),
-            replication_tls_secret: Some(crate::names::replication_secret(name)),
-            client_ca_secret: Some(crate::names::ca_secret(name)),
+            server_ca_secret: Some(secrets.server_ca),
+            server_tls_secret: Some(secrets.server_tls),
+            replication_tls_secret: Some(secrets.replication_tls),
+            client_ca_secret: Some(secrets.client_ca),
             server_alt_dns_names: cluster
                 .spec
                 .certificates

@@ -199,14 +199,18 @@ async fn ensure_client_certificate(
     if api.get_opt(&names::pooler_secret(name)).await?.is_some() {
         return Ok(None);
     }
-    let ca_name = names::ca_secret(name);
+    // PostgreSQL checks the pooler's certificate against the client CA: it issues it.
+    let ca_name = secret::CertificateSecrets::of(cluster).client_ca;
     let Some(ca) = api.get_opt(&ca_name).await? else {
         return Ok(Some(format!(
-            "waiting for the cluster's CA (Secret {ca_name})"
+            "waiting for the cluster's client CA (Secret {ca_name})"
         )));
     };
     let (Some(cert), Some(key)) = (data(&ca, "ca.crt"), data(&ca, "ca.key")) else {
-        return Ok(Some(format!("Secret {ca_name} has no ca.crt and ca.key")));
+        return Ok(Some(format!(
+            "Secret {ca_name} (the cluster's client CA) has no ca.crt and ca.key: the pooler's client certificate (user {}) cannot be issued",
+            pgherd_pooler::AUTH_USER
+        )));
     };
     let ca = pgherd_controller::pki::PemPair { cert, key };
     let pair =
@@ -305,7 +309,8 @@ async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action,
         write_status(client, &pooler, not_running("pending", &why)).await?;
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
-    let objects = match crate::pooler_objects(&pooler, &context.settings) {
+    let certificates = secret::CertificateSecrets::of(&cluster);
+    let objects = match crate::pooler_objects(&pooler, &certificates, &context.settings) {
         Ok(o) => o,
         Err(e) => {
             // The user's template or names: said in the status.

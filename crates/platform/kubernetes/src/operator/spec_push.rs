@@ -3,12 +3,12 @@
 //! applied (`PUT /pg/spec`), and remembered so an unchanged spec is not sent again.
 
 use super::kube_pass::{placement, KubePass, MANAGER_TIMEOUT};
-use crate::pod::{CERTIFICATES_MOUNT, STATUS_PORT, SUPERUSER_PASSWORD_FILE};
+use crate::pod::{STATUS_PORT, SUPERUSER_PASSWORD_FILE};
 use pgherd_api::Cluster;
 use pgherd_controller::instance_spec::SpecContext;
 use pgherd_controller::plan::Plan;
 use pgherd_instance_manager::status_client;
-use pgherd_instance_protocol::{CertificatePaths, PasswordSource};
+use pgherd_instance_protocol::PasswordSource;
 use std::collections::{BTreeMap, BTreeSet};
 
 impl KubePass<'_> {
@@ -29,7 +29,7 @@ impl KubePass<'_> {
             bin_dir: format!("/usr/lib/postgresql/{major}/bin").into(),
             major,
             os_user: "postgres".into(),
-            certificates: CertificatePaths::in_dir(CERTIFICATES_MOUNT.as_ref()),
+            certificates: crate::pod::certificate_paths(cluster),
             roles: self.resolved.roles.clone(),
             databases: self.database_specs.clone(),
             publications: Vec::new(),
