@@ -9,7 +9,8 @@
 //! restored onto the recovered clusters'; new Clusters recover from the Backup and from the store
 //! (`externalClusters`), and one is cloned from the running cluster (`bootstrap.pg_basebackup`
 //! with the replication certificate) and a replica cluster follows it through its object store
-//! (`replica.enabled`: restored, then a read-only standby); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
+//! (`replica.enabled`: restored, then a read-only standby, archiving to its own store, backed
+//! up there and that backup restored); a ScheduledBackup with `immediate` makes one too. A concurrent writer runs throughout and loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic
 
 mod common;
@@ -423,8 +424,9 @@ spec:
     // usual disaster-recovery standby): restored from the latest backup, then replaying the
     // archive as a standby that never accepts writes.
     sim.apply(&format!(
-        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: standby\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      owner:\n        name: app\n      storage:\n        size: 1Gi\n    - name: scratch\n      temporary: true\n      storage:\n        size: 1Gi\n  replica:\n    enabled: true\n    source: origin\n  bootstrap:\n    recovery:\n      source: origin\n  externalClusters:\n    - name: origin\n      barmanObjectStore:\n        serverName: pg\n        {}",
-        store.replace("\n      ", "\n        ")
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: standby\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      owner:\n        name: app\n      storage:\n        size: 1Gi\n    - name: scratch\n      temporary: true\n      storage:\n        size: 1Gi\n  replica:\n    enabled: true\n    source: origin\n  bootstrap:\n    recovery:\n      source: origin\n  externalClusters:\n    - name: origin\n      barmanObjectStore:\n        serverName: pg\n        {}  backup:\n    barmanObjectStore:\n      {}",
+        store.replace("\n      ", "\n        "),
+        store
     ))
     .unwrap();
     for restored in ["from-backup", "from-store", "cloned"] {
@@ -517,6 +519,43 @@ spec:
         rows >= i64::try_from(before_backup).unwrap(),
         "standby: {rows} rows, {before_backup} were committed before the backup"
     );
+    // A replica cluster archives to its own object store (`archive_mode = always` on its
+    // designated primary) and takes backups there while it follows its source: its Backup
+    // completes (the segment it ends in archived) and is restored into a cluster of its own.
+    sim.eventually("the replica cluster archiving", 120, || {
+        let c = sim.json(&["get", "cluster", "standby"])?;
+        c.pointer("/status/conditions")?
+            .as_array()?
+            .iter()
+            .any(|c| {
+                str_at(c, "/type") == Some("ContinuousArchiving")
+                    && str_at(c, "/status") == Some("True")
+            })
+            .then_some(())
+    });
+    sim.kubectl(&[
+        "cnpg",
+        "backup",
+        "standby",
+        "--backup-name",
+        "standby-first",
+    ]);
+    let replica_backup = sim.eventually("the replica cluster's Backup completed", 300, || {
+        let b = sim.json(&["get", "backup", "standby-first"])?;
+        match str_at(&b, "/status/phase") {
+            Some("completed") => Some(b),
+            Some("failed") => panic!("the replica cluster's backup failed: {b:#}"),
+            _ => None,
+        }
+    });
+    assert_eq!(
+        str_at(&replica_backup, "/status/serverName"),
+        Some("standby")
+    );
+    sim.apply(
+        "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: from-replica\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  tablespaces:\n    - name: reports\n      owner:\n        name: app\n      storage:\n        size: 1Gi\n    - name: scratch\n      temporary: true\n      storage:\n        size: 1Gi\n  bootstrap:\n    recovery:\n      backup:\n        name: standby-first\n",
+    )
+    .unwrap();
     // Promoted (`replica.enabled: false`): writable, with its own application password.
     sim.kubectl(&[
         "patch",
@@ -533,6 +572,29 @@ spec:
             c.batch_execute("INSERT INTO ledger VALUES (-1)").await.ok()
         })
     });
+    // The replica cluster's backup restores: the source's rows as of that backup.
+    sim.eventually("from-replica healthy", 300, || {
+        let c = sim.json(&["get", "cluster", "from-replica"])?;
+        (str_at(&c, "/status/phase") == Some("Cluster in healthy state")).then_some(())
+    });
+    let from_replica = sim.json(&["get", "service", "from-replica-rw"]).unwrap();
+    let from_replica = str_at(&from_replica, "/spec/clusterIP")
+        .unwrap()
+        .to_string();
+    let from_replica_password = sim.secret_value("from-replica-app", "password");
+    let restored_rows: i64 = sim.runtime.block_on(async {
+        let c = connect_soon(&from_replica, &from_replica_password)
+            .await
+            .expect("from-replica's -rw answers");
+        c.query_one("SELECT count(*) FROM ledger", &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert!(
+        restored_rows >= rows,
+        "from-replica: {restored_rows} rows, the replica cluster had {rows} before its backup"
+    );
     // The clone is a physical copy (the source's system identifier) that writes on its own.
     let cloned = sim.json(&["get", "service", "cloned-rw"]).unwrap();
     let cloned = str_at(&cloned, "/spec/clusterIP").unwrap().to_string();

@@ -206,7 +206,7 @@ pub fn upstream(
 /// What of a replica cluster pgherd does not run yet, as `(field, what)`: promotion tokens
 /// (they come from demoting a primary cluster, which pgherd does not do; the distributed
 /// topology's `primary` and `self` run: a cluster that `primary` does not name follows its
-/// source, and naming it promotes it) and archiving or backing up while it is a replica.
+/// source, and naming it promotes it).
 pub fn replica_unsupported(cluster: &Cluster) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     let Some(replica) = &cluster.spec.replica else {
@@ -216,31 +216,6 @@ pub fn replica_unsupported(cluster: &Cluster) -> Vec<(&'static str, &'static str
         out.push((
             "spec.replica.promotionToken",
             "promotion tokens (a demotion's; promote by naming this cluster in replica.primary without one)",
-        ));
-    }
-    if cluster.is_replica()
-        && cluster
-            .spec
-            .backup
-            .as_ref()
-            .is_some_and(|b| b.barman_object_store.is_some())
-    {
-        out.push((
-            "spec.backup.barmanObjectStore",
-            "archiving and backups of a replica cluster (add them when promoting it)",
-        ));
-    }
-    if cluster.is_replica()
-        && cluster
-            .spec
-            .plugins
-            .iter()
-            .flatten()
-            .any(|p| p.is_wal_archiver == Some(true))
-    {
-        out.push((
-            "spec.plugins",
-            "archiving and backups of a replica cluster (add them when promoting it)",
         ));
     }
     out

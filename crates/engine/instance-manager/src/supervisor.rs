@@ -527,7 +527,8 @@ async fn converge(
         }
     }
     status.disk_full = pg.disk_nearly_full();
-    if status.is_primary && spec.wal_store.is_some() {
+    // A replica cluster's designated primary archives too (`archive_mode = always`).
+    if status.leads() && spec.wal_store.is_some() {
         let report = crate::wal::last_archive_report(&spec.socket_dir);
         status.archive = Some(match archiver_stat(&client).await {
             Some(stat) => crate::wal::with_archiver_stat(report, &stat),
