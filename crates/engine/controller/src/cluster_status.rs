@@ -290,6 +290,21 @@ pub fn cluster_status(input: &StatusInput<'_>) -> ClusterStatus {
         last_successful_backup: previous.last_successful_backup,
         last_failed_backup: previous.last_failed_backup,
         managed_roles_status: previous.managed_roles_status,
+        // The distributed topology's tokens: the one this cluster's leader issued when the
+        // cluster was demoted (while it is a replica), and the one it was last promoted with.
+        demotion_token: input
+            .cluster
+            .is_replica()
+            .then(|| {
+                primary_status
+                    .and_then(|s| s.demotion_token.clone())
+                    .or(previous.demotion_token.clone())
+            })
+            .flatten(),
+        last_promotion_token: primary_status
+            .filter(|s| s.is_primary)
+            .and_then(|s| s.promoted_with.clone())
+            .or(previous.last_promotion_token),
         ..ClusterStatus::default()
     }
 }

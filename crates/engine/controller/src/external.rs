@@ -187,38 +187,51 @@ pub fn clone_bootstrap(
 
 /// A replica cluster's upstream (`spec.replica.source`): its connection, with `parameters` as
 /// the platform reaches it (when the external cluster has `connectionParameters`), and its
-/// object store's file (when it has one). `None` unless the cluster is a replica.
+/// object store's file (when it has one). `None` unless the cluster [`follows_source`].
 pub fn upstream(
     cluster: &Cluster,
     parameters: Option<&BTreeMap<String, String>>,
     store_file: Option<PathBuf>,
 ) -> Option<pgherd_instance_protocol::Upstream> {
-    if !cluster.is_replica() {
+    if !follows_source(cluster) {
         return None;
     }
+    let replica = cluster.spec.replica.as_ref()?;
     Some(pgherd_instance_protocol::Upstream {
-        source: cluster.spec.replica.as_ref()?.source.clone(),
+        source: replica.source.clone(),
         conninfo: parameters.map(pgherd_postgres::conf::conninfo_of),
         store_file,
+        // Only the distributed topology demotes a primary cluster (`primary` naming another).
+        demote: cluster.is_replica() && replica.primary.is_some(),
+        promotion_token: pending_promotion_token(cluster).map(str::to_string),
     })
 }
 
-/// What of a replica cluster pgherd does not run yet, as `(field, what)`: promotion tokens
-/// (they come from demoting a primary cluster, which pgherd does not do; the distributed
-/// topology's `primary` and `self` run: a cluster that `primary` does not name follows its
-/// source, and naming it promotes it).
-pub fn replica_unsupported(cluster: &Cluster) -> Vec<(&'static str, &'static str)> {
-    let mut out = Vec::new();
-    let Some(replica) = &cluster.spec.replica else {
-        return out;
-    };
-    if replica.promotion_token.is_some() {
-        out.push((
-            "spec.replica.promotionToken",
-            "promotion tokens (a demotion's; promote by naming this cluster in replica.primary without one)",
-        ));
+/// Whether the cluster's leader follows `spec.replica.source`: a replica cluster, or one
+/// promoted with a token it has not been promoted with yet (it follows until it has replayed
+/// past the token). The platforms resolve the source while this holds.
+pub fn follows_source(cluster: &Cluster) -> bool {
+    cluster.is_replica() || pending_promotion_token(cluster).is_some()
+}
+
+/// `spec.replica.promotionToken` of a cluster that is no longer a replica and was not promoted
+/// with that token yet (`status.lastPromotionToken`).
+pub fn pending_promotion_token(cluster: &Cluster) -> Option<&str> {
+    if cluster.is_replica() {
+        return None;
     }
-    out
+    let token = cluster
+        .spec
+        .replica
+        .as_ref()?
+        .promotion_token
+        .as_deref()
+        .filter(|t| !t.is_empty())?;
+    let last = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.last_promotion_token.as_deref());
+    (last != Some(token)).then_some(token)
 }
 
 #[cfg(test)]
@@ -314,5 +327,52 @@ spec:
         );
         let plain = cluster("metadata: {name: p}\nspec: {instances: 1}");
         assert!(clone_bootstrap(&plain, &BTreeMap::new(), "/pw".into()).is_none());
+    }
+
+    #[test]
+    fn a_demoted_cluster_follows_and_a_token_holds_the_promotion_until_recorded() {
+        let member = |primary: &str, token: &str, last: &str| {
+            cluster(&format!(
+                "
+metadata: {{name: shop}}
+spec:
+  instances: 1
+  replica: {{self: shop, primary: {primary}, source: mirror{token}}}
+  externalClusters:
+    - name: mirror
+      connectionParameters: {{host: mirror-rw}}
+{last}"
+            ))
+        };
+        // Demoted: follows mirror, and may demote a writable primary.
+        let demoted = member("mirror", "", "");
+        let up = upstream(&demoted, None, None).unwrap();
+        assert!(up.demote && up.promotion_token.is_none());
+        // Promoted with a token: follows until the token is recorded as the last one.
+        let promoting = member("shop", ", promotionToken: T", "");
+        assert_eq!(pending_promotion_token(&promoting), Some("T"));
+        let up = upstream(&promoting, None, None).unwrap();
+        assert!(!up.demote);
+        assert_eq!(up.promotion_token.as_deref(), Some("T"));
+        let promoted = member(
+            "shop",
+            ", promotionToken: T",
+            "status: {lastPromotionToken: T}\n",
+        );
+        assert_eq!(pending_promotion_token(&promoted), None);
+        assert!(upstream(&promoted, None, None).is_none());
+        // Standalone topology: a replica cluster never demotes a primary.
+        let standalone = cluster(
+            "
+metadata: {name: shop}
+spec:
+  instances: 1
+  replica: {enabled: true, source: mirror}
+  externalClusters:
+    - name: mirror
+      connectionParameters: {host: mirror-rw}
+",
+        );
+        assert!(!upstream(&standalone, None, None).unwrap().demote);
     }
 }

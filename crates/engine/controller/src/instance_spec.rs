@@ -260,11 +260,12 @@ impl SpecContext<'_> {
             .then(|| self.replica_of.clone())
             .flatten();
         if instance.role == DesiredRole::Primary
-            && self.cluster.is_replica()
+            && crate::external::follows_source(self.cluster)
             && designated.is_none()
         {
-            // Without its source a replica cluster's primary would be told to accept writes
-            // (a promotion): its spec waits until the platform can say what it follows.
+            // Without its source a replica cluster's primary (or one promoted with a token it
+            // has not reached) would be told to accept writes at once (a promotion): its spec
+            // waits until the platform can say what it follows.
             return None;
         }
         let primary_duties = instance.role == DesiredRole::Primary && designated.is_none();
@@ -494,6 +495,8 @@ mod tests {
             source: "shop".into(),
             conninfo: Some("host='shop-rw'".into()),
             store_file: None,
+            demote: false,
+            promotion_token: None,
         };
         let mut context = SpecContext {
             cluster: &cluster,

@@ -273,17 +273,38 @@ async fn converge(
         }
     }
     // A replica cluster's designated primary: what it follows.
-    let following = spec
+    let mut following = spec
         .upstream
         .as_ref()
         .filter(|_| spec.role == DesiredRole::Primary);
+    if let Some(token) = following.and_then(|u| u.promotion_token.as_deref()) {
+        // Promoted with this token already (the controller has not recorded it yet), or a
+        // primary that never followed: it leads as a primary.
+        if crate::demotion::promoted_with(&pg).as_deref() == Some(token)
+            || (pg.is_initialized() && !pg.has_standby_signal())
+        {
+            following = None;
+        }
+    }
     let designated = following.is_some();
     if designated && pg.is_initialized() && !pg.has_standby_signal() {
-        // A primary that accepted writes is never turned into a standby of another cluster
-        // (its WAL would diverge from the source's): refused at admission; said here too.
-        return Err(InstanceError::InvalidSetting(
-            "spec.replica: this instance has run as a writable primary; it cannot follow another cluster (hint: create a new Cluster with replica.enabled and bootstrap from the source)".into(),
-        ));
+        if !following.is_some_and(|u| u.demote) {
+            // A primary that accepted writes is never turned into a standby of another
+            // cluster without a demotion (its WAL could diverge from the source's): refused
+            // at admission; said here too.
+            return Err(InstanceError::InvalidSetting(
+                "spec.replica: this instance has run as a writable primary; it cannot follow another cluster (hint: create a new Cluster with replica.enabled and bootstrap from the source, or use the distributed topology: replica.primary naming the other cluster demotes this one)".into(),
+            ));
+        }
+        // The distributed topology's demotion: a clean stop (the new source's designated
+        // primary receives the shutdown checkpoint), the token, then it follows.
+        if state.running(&pg) {
+            tracing::info!("demoting the primary cluster: fast shutdown");
+            state.stop(&pg);
+            state.written_config = None;
+        }
+        pg.clear_stale_pid_file();
+        crate::demotion::demote(&pg, spec).await?;
     }
     if let Some(wal_dir) = &spec.wal_dir {
         // A crash between the old `pg_wal` going and its link being made: finish it.
@@ -426,9 +447,27 @@ async fn converge(
         return Ok(status);
     }
     state.last_failure = None;
+    // Promoted with a token once it has replayed past it; until then it follows on and says
+    // what it waits for.
+    let mut waiting_for_token = None;
+    let mut designated = designated;
+    if let Some(token) = following
+        .and_then(|u| u.promotion_token.as_deref())
+        .filter(|_| !status.is_primary)
+    {
+        match crate::demotion::promotion_blocked(&pg, &client, token).await {
+            Ok(None) => {
+                crate::demotion::promoted(&pg, Some(token))?;
+                designated = false;
+            }
+            Ok(Some(why)) => waiting_for_token = Some(why),
+            Err(e) => waiting_for_token = Some(e.to_string()),
+        }
+    }
     let promoted = spec.role == DesiredRole::Primary && !status.is_primary && !designated;
     if promoted {
         tracing::info!("promoting");
+        crate::demotion::promoted(&pg, None)?;
         let in_production = pg
             .control_file()
             .is_some_and(|c| c.state == pgherd_postgres::control_file::DbState::InProduction);
@@ -485,7 +524,12 @@ async fn converge(
         if let Err(e) = sync_slots(spec, &client).await {
             status.error = Some(e.to_string());
         }
+        if let Some(why) = waiting_for_token {
+            status.error = Some(why);
+        }
     }
+    status.demotion_token = crate::demotion::issued(&pg);
+    status.promoted_with = crate::demotion::promoted_with(&pg);
     // A designated primary serves reads whether it streams from its source or restores its
     // WAL from the source's object store.
     status.ready = status.is_primary || status.is_wal_receiver_active || status.designated_primary;

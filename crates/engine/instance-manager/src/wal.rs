@@ -189,6 +189,17 @@ async fn archive_inner(request: &ArchiveRequest) -> Result<ArchiveOutcome, WalCo
     .await?)
 }
 
+/// Upload one WAL file at `path` under its own name into the cluster's store, whether or not
+/// PostgreSQL marked it ready (a demoted primary's last segment, which it never completes).
+pub async fn archive_segment(store: &WalStore, path: &Path) -> Result<(), WalCommandError> {
+    let target = StoreTarget::read(&store.store_file)?;
+    let (objects, server) =
+        target.open(policy(Duration::from_secs(60)), CancellationToken::new())?;
+    pgherd_backup::wal_archive::archive_wal(&objects, &server, path, target.wal_compression())
+        .await?;
+    Ok(())
+}
+
 /// One `restore_command` call: `%f` to `%p`. `Ok(false)` when the archive does not have it
 /// (PostgreSQL then tries streaming or ends recovery).
 pub async fn restore(

@@ -36,6 +36,7 @@ pub mod manifest;
 mod metadata;
 pub mod object;
 pub mod quantity;
+pub mod replica_token;
 pub mod structural;
 pub mod validate;
 pub mod yaml11;

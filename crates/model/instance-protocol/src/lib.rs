@@ -63,6 +63,13 @@ pub struct InstanceStatus {
     /// this cluster (its replicas follow it, `-rw` points at it) without accepting writes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub designated_primary: bool,
+    /// The token this instance issued when its primary cluster was demoted (what
+    /// `status.demotionToken` shows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demotion_token: Option<String>,
+    /// The promotion token this instance was promoted with (`status.lastPromotionToken`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_with: Option<String>,
     /// Whether it accepts connections and, for a replica, streams.
     pub ready: bool,
     /// Primary: the current write position. Replica: the last replayed one.
@@ -259,6 +266,8 @@ impl InstanceStatus {
             role,
             is_primary: false,
             designated_primary: false,
+            demotion_token: None,
+            promoted_with: None,
             ready: false,
             current_lsn: None,
             received_lsn: None,
@@ -335,6 +344,8 @@ mod tests {
             role: Role::Replica,
             is_primary: false,
             designated_primary: false,
+            demotion_token: None,
+            promoted_with: None,
             ready: true,
             current_lsn: Some("0/3000148".parse().unwrap_or_default()),
             received_lsn: Some("0/3000200".parse().unwrap_or_default()),

@@ -219,6 +219,16 @@ pub struct Upstream {
     /// Its object store (JSON, mode 0600), when WAL is restored from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_file: Option<PathBuf>,
+    /// The cluster was a primary cluster demoted into a replica of this source (the
+    /// distributed topology): a data directory that ran as a writable primary is shut down
+    /// cleanly, its demotion token issued, and then follows. Without it such a data directory
+    /// is refused (its WAL could have diverged from the source's).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demote: bool,
+    /// A promotion token (`spec.replica.promotionToken`): promote once past its checkpoint,
+    /// on its timeline of its system, and follow the source until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_token: Option<String>,
 }
 
 /// The desired state of one instance.

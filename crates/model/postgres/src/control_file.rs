@@ -45,8 +45,12 @@ pub struct ControlFile {
     pub state: DbState,
     /// Start of the latest checkpoint record.
     pub checkpoint: Lsn,
+    /// The latest checkpoint's REDO location (for a shutdown checkpoint, its own start).
+    pub redo: Lsn,
     /// Timeline of the latest checkpoint.
     pub timeline: u32,
+    /// When the file was last written (seconds since the epoch): a clean shutdown's time.
+    pub time: i64,
 }
 
 fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
@@ -70,7 +74,9 @@ pub fn parse(bytes: &[u8]) -> Option<ControlFile> {
         system_identifier: u64_at(bytes, 0)?,
         state: DbState::from_code(u32_at(bytes, 16)?)?,
         checkpoint: Lsn(u64_at(bytes, 32)?),
+        redo: Lsn(u64_at(bytes, 40)?),
         timeline: u32_at(bytes, 48)?,
+        time: i64::from_le_bytes(bytes.get(24..32)?.try_into().ok()?),
     })
 }
 

@@ -50,8 +50,5 @@ pub fn cluster_fields(cluster: &Cluster) -> Vec<NotRun> {
             "recovery from volume snapshots",
         );
     }
-    for (field, what) in pgherd_controller::external::replica_unsupported(cluster) {
-        refuse(field, what);
-    }
     out
 }

@@ -69,22 +69,6 @@ pub fn resolve_kind(kind: &str) -> Option<&'static str> {
         .find(|k| k.to_ascii_lowercase() == lower || k.to_ascii_lowercase() == singular)
 }
 
-/// What of `object` the local platform cannot carry out and would otherwise run as something
-/// else, losing or diverging data: refused at apply time (Kubernetes refuses them in the
-/// object's status).
-pub fn refused_here(object: &Object) -> Vec<&'static str> {
-    let mut errors = Vec::new();
-    if let Object::Cluster(c) = object {
-        for (field, what) in pgherd_controller::external::replica_unsupported(c) {
-            errors.push(match (field, what) {
-                ("spec.replica.promotionToken", _) => "spec.replica.promotionToken: the local platform does not run promotion tokens yet (hint: promote by naming this cluster in replica.primary without a token, or with replica.enabled: false)",
-                _ => "spec.backup: the local platform does not archive or back up a replica cluster yet (hint: add the object store when promoting it)",
-            });
-        }
-    }
-    errors
-}
-
 /// What of `object` the local platform does not carry out (yet): said at apply time (and in
 /// the object's status where it has a field for it), never silently ignored. Whatever could
 /// lose data is refused by validation instead.
@@ -157,6 +141,28 @@ pub fn not_honoured(object: &Object) -> Vec<&'static str> {
         _ => {}
     }
     notes
+}
+
+/// Give a Cluster that is already stored a `resourceVersion`, as the Kubernetes API server
+/// does, so validation tells an update from a creation (rules that only hold when a cluster is
+/// created, such as a replica cluster's bootstrap, do not refuse a demotion).
+pub fn mark_stored(state: &StateDir, manifest: &mut Manifest) -> Result<(), LocalError> {
+    let Some(Object::Cluster(cluster)) = &mut manifest.object else {
+        return Ok(());
+    };
+    let namespace = cluster
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    if state.has(&state.object_path("Cluster", &namespace, &name))? {
+        cluster
+            .metadata
+            .resource_version
+            .get_or_insert_with(|| "1".to_string());
+    }
+    Ok(())
 }
 
 /// CloudNativePG's image-change rule, checked against the stored Cluster's status as its

@@ -211,6 +211,7 @@ impl ClusterTask {
     /// secrets), the controller's pass (`pgherd_controller::reconcile::pass`, through
     /// [`crate::local_pass::LocalPass`]), then the status, archiving and backups.
     pub async fn pass(&mut self, cluster: &Cluster) -> Result<LocalClusterStatus, LocalError> {
+        let cluster = &self.with_recorded_status(cluster);
         let prelude = self.prelude(cluster).await?;
         let (data, problem, attempt) =
             match crate::major_upgrade::step(self, cluster, &prelude).await? {
@@ -232,6 +233,25 @@ impl ClusterTask {
         let upgrade = (data, problem, attempt);
         self.postlude(cluster, &prelude, &outcome, applied, upgrade)
             .await
+    }
+
+    /// `cluster` with what the controller reads back from its status (the promotion token it
+    /// was last promoted with), from the status the previous pass recorded.
+    fn with_recorded_status(&self, cluster: &Cluster) -> Cluster {
+        let mut cluster = cluster.clone();
+        let path = self
+            .plane
+            .state
+            .resource_status_path("Cluster", &self.namespace, &self.name);
+        let recorded: Option<pgherd_api::cluster::ClusterStatus> =
+            crate::state::read_json(&path).ok().flatten();
+        if let Some(token) = recorded.and_then(|s| s.last_promotion_token) {
+            cluster
+                .status
+                .get_or_insert_with(Default::default)
+                .last_promotion_token = Some(token);
+        }
+        cluster
     }
 
     /// What every pass needs before observing: the cluster's directory, certificates,

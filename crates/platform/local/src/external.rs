@@ -99,7 +99,7 @@ pub fn replica_upstream(
         .spec
         .replica
         .as_ref()
-        .filter(|_| cluster.is_replica())
+        .filter(|_| pgherd_controller::external::follows_source(cluster))
     else {
         return Ok(None);
     };

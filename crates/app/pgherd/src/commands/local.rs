@@ -493,6 +493,11 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
         eprintln!("nothing to apply: {} hold(s) no objects", files.join(", "));
         return Ok(None);
     }
+    for (_, manifests) in &mut loaded {
+        for m in manifests.iter_mut() {
+            pgherd_local::apply::mark_stored(state, m)?;
+        }
+    }
     // Stored catalogs and clusters come after the input, so the input's own win.
     let mut stored_refs = pgherd_local::apply::stored_references(state)?;
     let mut all: Vec<&mut manifest::Manifest> = loaded
@@ -538,17 +543,6 @@ fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String
                     errors += 1;
                     eprintln!("{file}:{}: {}: {} holds the data of a deleted cluster of this name; a new cluster does not start over it: remove that directory (or choose another name)", m.index, m.label(), kept.display());
                 }
-            }
-            // What the local platform would run differently from what was asked, in a way
-            // that loses or diverges data: refused, not run otherwise.
-            for why in m
-                .object
-                .as_ref()
-                .map(pgherd_local::apply::refused_here)
-                .unwrap_or_default()
-            {
-                errors += 1;
-                eprintln!("{file}:{}: {}: error: {why}", m.index, m.label());
             }
         }
     }

@@ -317,24 +317,14 @@ fn validate_promotion_token(cluster: &Cluster, out: &mut Vec<Diagnostic>) {
             )
             .with_hint("a promotion token is given when the replica cluster is promoted (replica.primary names this cluster)"),
         );
-    } else {
-        use base64::Engine as _;
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(token)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = decoded {
-            out.push(
-                Diagnostic::error(
-                    "spec.replica.promotionToken",
-                    format!("not a promotion token: {e}"),
-                )
-                .with_hint("copy status.demotionToken of the former primary cluster as it is"),
-            );
-        }
+    } else if let Err(e) = crate::replica_token::ReplicaToken::decode(token) {
+        out.push(
+            Diagnostic::error(
+                "spec.replica.promotionToken",
+                format!("not a promotion token: {e}"),
+            )
+            .with_hint("copy status.demotionToken of the former primary cluster as it is"),
+        );
     }
 }
 

@@ -415,7 +415,10 @@ pub(super) fn validate_replica(cluster: &Cluster, out: &mut Vec<Diagnostic>) {
             }
         }
     }
-    if cluster.is_replica() {
+    // Only when the cluster is created (as CloudNativePG: a stored object has a
+    // resourceVersion): a primary cluster demoted in the distributed topology was bootstrapped
+    // long ago, by initdb.
+    if cluster.is_replica() && cluster.metadata.resource_version.is_none() {
         let b = cluster.spec.bootstrap.as_ref();
         if !b.is_some_and(|b| b.recovery.is_some() || b.pg_basebackup.is_some()) {
             out.push(Diagnostic::error("spec.bootstrap", "a replica cluster must bootstrap from recovery or pg_basebackup").with_hint("add bootstrap.pg_basebackup.source or bootstrap.recovery.source naming the source cluster"));

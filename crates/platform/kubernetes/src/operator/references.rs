@@ -231,7 +231,7 @@ pub(crate) async fn resolve(
         .spec
         .replica
         .as_ref()
-        .filter(|_| cluster.is_replica())
+        .filter(|_| pgherd_controller::external::follows_source(cluster))
     {
         out.replica_of = Some(
             super::external_sources::replica_upstream(

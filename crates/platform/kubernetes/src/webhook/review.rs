@@ -273,12 +273,18 @@ fn update_errors(kind: &str, old: &Value, new: &Value) -> Vec<Diagnostic> {
             out.push(Diagnostic::error(field, e));
         }
     }
-    // Demoting a primary cluster into a replica of another needs its demotion token (the
-    // distributed topology), which pgherd does not run: its WAL would diverge from the source.
-    if !old.is_replica() && new.is_replica() {
+    // A primary cluster becomes a replica of another only by the distributed topology's
+    // demotion (`replica.primary` naming the other cluster: a clean stop and a token the
+    // other cluster is promoted with); `replica.enabled` would make its WAL diverge.
+    let demoted = new
+        .spec
+        .replica
+        .as_ref()
+        .is_some_and(|r| r.primary.is_some() && r.self_name.is_some());
+    if !old.is_replica() && new.is_replica() && !demoted {
         out.push(Diagnostic::error(
             "spec.replica.enabled",
-            "a running primary cluster can't become a replica cluster (hint: create a new Cluster with replica.enabled: true that bootstraps from the source)",
+            "a running primary cluster can't become a replica cluster this way (hint: demote it with the distributed topology, replica.self naming it and replica.primary naming the other cluster, or create a new Cluster with replica.enabled: true that bootstraps from the source)",
         ));
     }
     let mut sizes = vec![
@@ -483,9 +489,7 @@ mod tests {
     #[test]
     fn what_the_operator_does_not_run_is_refused_at_admission() {
         let object = cluster(json!({"instances": 1, "storage": {"size": "1Gi"},
-            "replica": {"primary": "pg", "source": "origin", "promotionToken": "eyJzeXN0ZW1JRCI6IjEifQ=="},
-            "bootstrap": {"pg_basebackup": {"source": "origin"}},
-            "externalClusters": [{"name": "origin", "connectionParameters": {"host": "h"}}]}));
+            "backup": {"volumeSnapshot": {"className": "csi-snapshots"}}}));
         let answer = handle(
             "/validate-postgresql-cnpg-io-v1-cluster",
             &review("CREATE", "Cluster", object),
@@ -494,8 +498,7 @@ mod tests {
         assert_eq!(r["allowed"], false, "{r}");
         let causes = r["status"]["details"]["causes"].to_string();
         assert!(
-            causes.contains("spec.replica.promotionToken")
-                && !causes.contains("spec.bootstrap.pg_basebackup")
+            causes.contains("spec.backup.volumeSnapshot")
                 && causes.contains("not supported by pgherd's Kubernetes operator yet"),
             "{causes}"
         );
@@ -520,6 +523,15 @@ mod tests {
                 .contains("spec.replica.enabled"),
             "{r}"
         );
+        // The distributed topology's demotion (`primary` naming the other cluster) is allowed.
+        let mut demoted = primary.clone();
+        demoted["spec"]["replica"] = json!({"self": "pg", "primary": "origin", "source": "origin"});
+        demoted["metadata"]["resourceVersion"] = json!("7");
+        let answer = handle(
+            "/validate-postgresql-cnpg-io-v1-cluster",
+            &review_update("UPDATE", "Cluster", demoted, primary.clone()),
+        );
+        assert_eq!(response(&answer)["allowed"], true, "{}", response(&answer));
         for (new, old) in [(replica.clone(), replica.clone()), (primary, replica)] {
             let answer = handle(
                 "/validate-postgresql-cnpg-io-v1-cluster",
