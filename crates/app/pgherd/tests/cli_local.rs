@@ -267,8 +267,7 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
         "{}",
         stderr(&out)
     );
-    // Promotion tokens (from a demotion, which pgherd does not run) are refused, nothing
-    // stored.
+    // A promotion token that is not a demotion's is refused, nothing stored.
     let clone = tmp.path().join("replica.yaml");
     std::fs::write(
         &clone,
@@ -281,9 +280,8 @@ fn every_cloudnativepg_kind_is_stored_and_what_is_not_carried_out_is_said() {
     let out = local(&state, &["apply", "-f", clone.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains(
-            "error: spec.replica.promotionToken: the local platform does not run promotion tokens"
-        ) && stderr(&out).contains("nothing applied"),
+        stderr(&out).contains("spec.replica.promotionToken: not a promotion token: its JSON")
+            && stderr(&out).contains("nothing applied"),
         "{}",
         stderr(&out)
     );

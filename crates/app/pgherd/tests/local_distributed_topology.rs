@@ -15,7 +15,7 @@ use pgherd_testkit::writer::{Writer, TABLE};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `name` in the distributed topology with `primary` as the primary cluster (and `token` to be
 /// promoted with), `other` as its source; `mirror` clones `shop` to begin with.
@@ -68,26 +68,6 @@ fn resource_status(local: &Local, cluster: &str) -> serde_json::Value {
     let out = local.run_ok(&["get", "cluster", cluster, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     v["status"].clone()
-}
-
-fn eventually<T>(
-    what: &str,
-    local: &Local,
-    seconds: u64,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {what}\n{}",
-            local.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -144,7 +124,7 @@ fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
     let shop_file = dir.path().join("shop.yaml");
     std::fs::write(&shop_file, shop("mirror", None)).unwrap();
     local.run_ok(&["apply", "-f", shop_file.to_str().unwrap()]);
-    let token = eventually("shop's demotion token", &local, 90, || {
+    let token = local.eventually("shop's demotion token", 90, || {
         resource_status(&local, "shop")["demotionToken"]
             .as_str()
             .map(str::to_string)
@@ -156,14 +136,14 @@ fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
     let mirror_file = dir.path().join("mirror.yaml");
     std::fs::write(&mirror_file, mirror("mirror", Some(&token))).unwrap();
     local.run_ok(&["apply", "-f", mirror_file.to_str().unwrap()]);
-    eventually("mirror writable", &local, 90, || {
+    local.eventually("mirror writable", 90, || {
         rt.block_on(writable(&local, "mirror")).filter(|w| *w)
     });
-    eventually("mirror's lastPromotionToken", &local, 60, || {
+    local.eventually("mirror's lastPromotionToken", 60, || {
         (resource_status(&local, "mirror")["lastPromotionToken"].as_str() == Some(token.as_str()))
             .then_some(())
     });
-    let missing = eventually("mirror answering", &local, 60, || {
+    let missing = local.eventually("mirror answering", 60, || {
         rt.block_on(async {
             let c = connect_rw(&local, "mirror").await?;
             pgherd_testkit::writer::missing(&c, &report).await.ok()
@@ -189,7 +169,7 @@ fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
             .unwrap()
             .get::<_, i64>(0)
     });
-    eventually("shop replaying mirror's writes", &local, 90, || {
+    local.eventually("shop replaying mirror's writes", 90, || {
         rt.block_on(async {
             let c = connect_rw(&local, "shop").await?;
             let row = c
@@ -206,7 +186,7 @@ fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
     // The same token given back to shop: refused (shop has left its timeline), not promoted.
     std::fs::write(&shop_file, shop("shop", Some(&token))).unwrap();
     local.run_ok(&["apply", "-f", shop_file.to_str().unwrap()]);
-    let said = eventually("the stale token refused", &local, 60, || {
+    let said = local.eventually("the stale token refused", 60, || {
         let status = local.status("shop");
         let said = format!("{:?}", status);
         said.contains("not the latest demotion").then_some(said)

@@ -10,7 +10,7 @@
 use pgherd_testkit::local::{cluster_manifest, connect, Local};
 use pgherd_testkit::writer::{Writer, TABLE};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The replica cluster in CloudNativePG's distributed topology: a replica while `primary`
 /// names the source, promoted by naming itself.
@@ -73,18 +73,6 @@ fn insert(local: &Local, cluster: &str, credentials: &str) -> Result<u64, String
     })
 }
 
-fn eventually(what: &str, local: &Local, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out: {what}\n{}",
-            local.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_replica_cluster_follows_its_source_and_is_promoted() {
     let local = Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd")));
@@ -121,8 +109,8 @@ fn a_replica_cluster_follows_its_source_and_is_promoted() {
     // The source's commits keep arriving, on both instances (mirror-2 from mirror-1).
     let seen = look(&local, "mirror", "ro", "shop").unwrap().1;
     writer.wait_for_progress(writer.acknowledged() + 30, Duration::from_secs(30));
-    eventually("new rows on the replica cluster's replica", &local, || {
-        look(&local, "mirror", "ro", "shop").is_some_and(|(_, n)| n > seen)
+    local.eventually("new rows on the replica cluster's replica", 90, || {
+        look(&local, "mirror", "ro", "shop").filter(|(_, n)| *n > seen)
     });
 
     // A switchover inside the replica cluster moves the designated primary; it follows on.
@@ -137,13 +125,14 @@ fn a_replica_cluster_follows_its_source_and_is_promoted() {
     assert!(refused.contains("read-only"), "{refused}");
     let report = writer.stop();
     let acknowledged = i64::try_from(report.acknowledged.len()).unwrap();
-    eventually(
+    local.eventually(
         "every acknowledged commit in the replica cluster",
-        &local,
+        90,
         || {
             ["rw", "ro"]
                 .iter()
                 .all(|e| look(&local, "mirror", e, "shop").is_some_and(|(_, n)| n >= acknowledged))
+                .then_some(())
         },
     );
     let missing = rt.block_on(async {
@@ -161,8 +150,8 @@ fn a_replica_cluster_follows_its_source_and_is_promoted() {
     let file = dir.path().join("mirror.yaml");
     std::fs::write(&file, mirror("mirror")).unwrap();
     local.run_ok(&["apply", "-f", file.to_str().unwrap()]);
-    eventually("the promoted cluster writable", &local, || {
-        insert(&local, "mirror", "mirror").is_ok()
+    local.eventually("the promoted cluster writable", 90, || {
+        insert(&local, "mirror", "mirror").ok()
     });
     local.wait_for(
         "mirror",
@@ -170,12 +159,9 @@ fn a_replica_cluster_follows_its_source_and_is_promoted() {
         Duration::from_secs(90),
         |s| s.ready_instances == 2,
     );
-    let mut seen = None;
-    eventually("the promoted cluster's replica readable", &local, || {
-        seen = look(&local, "mirror", "ro", "mirror");
-        seen.is_some()
+    let (recovering, _) = local.eventually("the promoted cluster's replica readable", 90, || {
+        look(&local, "mirror", "ro", "mirror")
     });
-    let (recovering, _) = seen.unwrap();
     assert!(
         recovering,
         "only one writable instance in the promoted cluster"

@@ -85,6 +85,27 @@ impl Local {
         }
     }
 
+    /// Poll `check` until it gives a value (at most `seconds`); on timeout the logs are shown.
+    pub fn eventually<T>(
+        &self,
+        what: &str,
+        seconds: u64,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {what}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The control plane's `/metrics` (its address is in `control-plane.json`).
     pub fn control_plane_metrics(&self) -> String {
         let info: serde_json::Value = serde_json::from_slice(

@@ -64,7 +64,7 @@ impl ReplicaToken {
             .decode(text.trim())
             .map_err(|e| format!("not base64: {e}"))?;
         let content: Content =
-            serde_json::from_slice(&bytes).map_err(|e| format!("not a demotion token: {e}"))?;
+            serde_json::from_slice(&bytes).map_err(|e| format!("its JSON {e}"))?;
         Ok(ReplicaToken {
             system_identifier: content
                 .database_system_identifier
@@ -124,6 +124,6 @@ mod tests {
         let not_json = base64::engine::general_purpose::STANDARD.encode("{\"a\":1}");
         assert!(ReplicaToken::decode(&not_json)
             .unwrap_err()
-            .contains("not a demotion token"));
+            .contains("its JSON missing field"));
     }
 }

@@ -143,6 +143,22 @@ pub fn not_honoured(object: &Object) -> Vec<&'static str> {
     notes
 }
 
+/// The namespace and name of `cluster` when a Cluster of that name is stored.
+fn stored(
+    state: &StateDir,
+    cluster: &pgherd_api::Cluster,
+) -> Result<Option<(String, String)>, LocalError> {
+    let namespace = cluster
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    Ok(state
+        .has(&state.object_path("Cluster", &namespace, &name))?
+        .then_some((namespace, name)))
+}
+
 /// Give a Cluster that is already stored a `resourceVersion`, as the Kubernetes API server
 /// does, so validation tells an update from a creation (rules that only hold when a cluster is
 /// created, such as a replica cluster's bootstrap, do not refuse a demotion).
@@ -150,13 +166,7 @@ pub fn mark_stored(state: &StateDir, manifest: &mut Manifest) -> Result<(), Loca
     let Some(Object::Cluster(cluster)) = &mut manifest.object else {
         return Ok(());
     };
-    let namespace = cluster
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    if state.has(&state.object_path("Cluster", &namespace, &name))? {
+    if stored(state, cluster)?.is_some() {
         cluster
             .metadata
             .resource_version
@@ -175,15 +185,9 @@ pub fn check_image_change(state: &StateDir, manifest: &mut Manifest) -> Result<(
     let Some(major) = cluster.major_version() else {
         return Ok(());
     };
-    let namespace = cluster
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    if !state.has(&state.object_path("Cluster", &namespace, &name))? {
+    let Some((namespace, name)) = stored(state, cluster)? else {
         return Ok(());
-    }
+    };
     let status: Option<pgherd_api::cluster::ClusterStatus> =
         crate::state::read_json(&state.resource_status_path("Cluster", &namespace, &name))?;
     let view: Option<crate::status::LocalClusterStatus> =
