@@ -131,6 +131,11 @@ fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
     });
     let report = writer.stop();
     assert!(!report.acknowledged.is_empty());
+    let said = String::from_utf8(local.run_ok(&["status", "shop"]).stdout).unwrap();
+    assert!(
+        said.contains("Replica Cluster Summary") && said.contains("Demotion token"),
+        "{said}"
+    );
 
     // Promote mirror with the token.
     let mirror_file = dir.path().join("mirror.yaml");

@@ -129,6 +129,15 @@ fn summary(out: &mut String, view: &StatusView) {
         }
         None => rows.push(("Primary instance", primary)),
     }
+    if let Some(token) = &s.demotion_token {
+        rows.push(("Demotion token", token.clone()));
+    }
+    if let Some(token) = &s.pending_promotion_token {
+        rows.push((
+            "Promotion token",
+            format!("{token} (promoting once replayed past it)"),
+        ));
+    }
     let hibernated = view.hibernation.as_ref().is_some_and(|h| h.hibernated);
     let primary_fenced = s
         .primary

@@ -117,6 +117,12 @@ pub struct Summary {
     /// designated primary).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_source: Option<String>,
+    /// The token its primary issued when the cluster was demoted (`status.demotionToken`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub demotion_token: Option<String>,
+    /// A promotion token the cluster is to be promoted with and was not yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_promotion_token: Option<String>,
     /// When the current primary was promoted (`status.currentPrimaryTimestamp`).
     pub primary_start_time: Option<String>,
     /// Seconds since `primary_start_time`.
@@ -356,6 +362,11 @@ pub fn build(input: ViewInput<'_>) -> StatusView {
         }),
         primary: primary_name.clone(),
         replica_source,
+        demotion_token: status.demotion_token.clone(),
+        pending_promotion_token: input
+            .cluster
+            .and_then(crate::external::pending_promotion_token)
+            .map(str::to_string),
         primary_start_time: status.current_primary_timestamp.clone(),
         primary_uptime_seconds: status
             .current_primary_timestamp
