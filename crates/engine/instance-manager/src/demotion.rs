@@ -10,7 +10,6 @@
 use crate::postgres::Postgres;
 use crate::InstanceError;
 use pgherd_api::replica_token::ReplicaToken;
-use pgherd_instance_protocol::InstanceSpec;
 use pgherd_postgres::control_file::DbState;
 use pgherd_postgres::wal::{segment_name, Timeline, DEFAULT_SEGMENT_SIZE};
 use tokio_postgres::Client;
@@ -57,12 +56,30 @@ fn segment_size(pg: &Postgres) -> u64 {
 /// Demote the stopped former primary in `pg`: check it stopped cleanly, archive the segment of
 /// its shutdown checkpoint (when the cluster archives), write the token, then `standby.signal`.
 /// Safe to repeat after a failure at any step (nothing is marked done before the last).
-pub async fn demote(pg: &Postgres, spec: &InstanceSpec) -> Result<String, InstanceError> {
-    let control = pg.control_file().ok_or_else(|| {
+pub async fn demote(
+    pg: &Postgres,
+    wal_store: Option<&pgherd_instance_protocol::WalStore>,
+) -> Result<String, InstanceError> {
+    let unreadable = || {
         InstanceError::InvalidSetting(
             "spec.replica.primary: cannot read global/pg_control to demote this primary".into(),
         )
-    })?;
+    };
+    let mut control = pg.control_file().ok_or_else(unreadable)?;
+    if control.state != DbState::ShutDown {
+        // It crashed (or was killed while stopping): finish its crash recovery where no client
+        // can reach it, then stop it cleanly, so its WAL ends with a shutdown checkpoint.
+        tracing::info!("demoting: recovering the stopped primary privately first");
+        pg.start_private(
+            "",
+            "pg_ctl start (privately, to end a crashed primary cleanly before demoting it)",
+        )?;
+        pg.stop(
+            crate::ShutdownMode::Fast,
+            std::time::Duration::from_secs(120),
+        )?;
+        control = pg.control_file().ok_or_else(unreadable)?;
+    }
     if control.state != DbState::ShutDown {
         return Err(InstanceError::InvalidSetting(format!(
             "spec.replica.primary: this primary did not stop cleanly ({:?} in pg_control), so the point where its cluster hands over is not known: it is not demoted (hint: start it as a primary again by naming its own cluster in replica.primary, let it stop cleanly, then demote it)",
@@ -70,7 +87,7 @@ pub async fn demote(pg: &Postgres, spec: &InstanceSpec) -> Result<String, Instan
         )));
     }
     let redo_wal_file = segment_name(Timeline(control.timeline), control.redo, segment_size(pg));
-    if let Some(store) = &spec.wal_store {
+    if let Some(store) = wal_store {
         // The source's new primary may follow through the object store alone: it needs the
         // segment the shutdown checkpoint is in, which PostgreSQL archives only when full.
         crate::wal::archive_segment(store, &pg.pgdata.join("pg_wal").join(&redo_wal_file))

@@ -15,7 +15,7 @@ pub mod binaries;
 pub mod bootstrap;
 mod crash_loop;
 pub mod declarative;
-mod demotion;
+pub mod demotion;
 mod duties;
 pub mod error;
 pub mod http;

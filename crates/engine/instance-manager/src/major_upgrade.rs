@@ -376,25 +376,10 @@ fn explain(error: InstanceError, new_pgdata: &Path) -> InstanceError {
 /// Start the old server privately (no TCP, no archiving), read what the new cluster must
 /// share with it, stop it cleanly (pg_upgrade needs a clean shutdown).
 async fn read_old_cluster(old: &Postgres) -> Result<OldCluster, InstanceError> {
-    old.clear_stale_pid_file();
-    old.user.own_dir(&old.socket_dir, 0o700)?;
-    let mut start = old.command("pg_ctl");
-    start
-        .arg("start")
-        .arg("-D")
-        .arg(&old.pgdata)
-        .arg("-w")
-        .arg("-t")
-        .arg("300")
-        .arg("-l")
-        .arg(&old.log_file)
-        .arg("-o")
-        .arg(format!(
-            "-c listen_addresses='' -c archive_mode=off -p {} -k {}",
-            old.port,
-            old.socket_dir.display()
-        ));
-    run(start, "pg_ctl start (old major, to read its settings)")?;
+    old.start_private(
+        "-c archive_mode=off",
+        "pg_ctl start (old major, to read its settings)",
+    )?;
     let read = read_settings(old).await;
     let stopped = old.stop(crate::ShutdownMode::Fast, Duration::from_secs(120));
     let cluster = read?;

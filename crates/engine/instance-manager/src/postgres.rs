@@ -343,6 +343,26 @@ impl Postgres {
         run(command, "pg_ctl stop").map(|_| ())
     }
 
+    /// Start the server privately: no TCP listener (only `socket_dir`, the manager's), with
+    /// `options` added, waiting until it accepts connections (crash recovery included).
+    pub fn start_private(&self, options: &str, purpose: &str) -> Result<(), InstanceError> {
+        self.clear_stale_pid_file();
+        self.user.own_dir(&self.socket_dir, 0o700)?;
+        let mut start = self.command("pg_ctl");
+        start
+            .args(["start", "-w", "-t", "300", "-D"])
+            .arg(&self.pgdata)
+            .arg("-l")
+            .arg(&self.log_file)
+            .arg("-o")
+            .arg(format!(
+                "-c listen_addresses='' {options} -p {} -k {}",
+                self.port,
+                self.socket_dir.display()
+            ));
+        run(start, purpose).map(|_| ())
+    }
+
     /// Reload the configuration (`pg_ctl reload`).
     pub fn reload(&self) -> Result<(), InstanceError> {
         let mut command = self.command("pg_ctl");

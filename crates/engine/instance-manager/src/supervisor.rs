@@ -304,7 +304,7 @@ async fn converge(
             state.written_config = None;
         }
         pg.clear_stale_pid_file();
-        crate::demotion::demote(&pg, spec).await?;
+        crate::demotion::demote(&pg, spec.wal_store.as_ref()).await?;
     }
     if let Some(wal_dir) = &spec.wal_dir {
         // A crash between the old `pg_wal` going and its link being made: finish it.

@@ -86,3 +86,53 @@ fn observes_a_primary() {
     assert!(status.replication_info.is_empty());
     server.stop();
 }
+
+#[test]
+fn a_crashed_primary_is_ended_cleanly_before_its_demotion() {
+    let server = pgherd_testkit::TestServer::start();
+    let pg = &server.pg;
+    let runtime = pgherd_testkit::runtime();
+    runtime.block_on(async {
+        let client = pgherd_instance_manager::observe::connect(pg, "postgres")
+            .await
+            .unwrap();
+        client
+            .batch_execute("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 1000)")
+            .await
+            .unwrap();
+    });
+    // Killed, not stopped: pg_control says it was running.
+    let pid = pg.postmaster_pid().unwrap();
+    pg.kill_all();
+    // Reaped, as the manager reaps its postmaster (a zombie would still hold the socket lock).
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+    let before = pg.control_file().unwrap();
+    assert!(!before.state.is_clean_shutdown(), "{before:?}");
+
+    let token = runtime
+        .block_on(pgherd_instance_manager::demotion::demote(pg, None))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n{}",
+                std::fs::read_to_string(&pg.log_file).unwrap_or_default()
+            )
+        });
+    let control = pg.control_file().unwrap();
+    assert_eq!(
+        control.state,
+        pgherd_postgres::control_file::DbState::ShutDown
+    );
+    assert!(pg.has_standby_signal());
+    let token = pgherd_api::replica_token::ReplicaToken::decode(&token).unwrap();
+    assert_eq!(token.system_identifier, control.system_identifier);
+    assert_eq!(token.timeline, control.timeline);
+    assert_eq!(token.redo, control.redo);
+    assert!(
+        token.redo > before.redo,
+        "recovery ended with a new checkpoint"
+    );
+    assert_eq!(
+        pgherd_instance_manager::demotion::issued(pg).as_deref(),
+        Some(token.encode().as_str())
+    );
+}
