@@ -113,15 +113,6 @@ pub fn not_honoured(object: &Object) -> Vec<&'static str> {
                     "spec.startDelay/stopDelay/smartShutdownTimeout/switchoverDelay: the local platform uses its own timings (a fast shutdown within 10 s, then the processes killed; readiness within 120 s)",
                 );
             }
-            if c.spec
-                .certificates
-                .as_ref()
-                .is_some_and(|t| t.user_provided())
-            {
-                notes.push(
-                    "spec.certificates: the local platform does not use user-provided certificates yet; PostgreSQL presents, and replicas verify, the certificates it issues from the cluster's own CA (local psql trusts it)",
-                );
-            }
             if c.spec.tablespaces.as_ref().is_some_and(|t| !t.is_empty()) {
                 notes.push(
                     "spec.tablespaces: the local platform does not create declarative tablespaces yet; objects placed in them fail to be created",

@@ -56,8 +56,9 @@ pub struct ClusterRuntime {
     /// When the backup catalog was last read.
     pub catalog_read_at: Option<std::time::Instant>,
     /// How this control plane proves it is the controller to the instance managers (see
-    /// `secrets::lease_token`, `secrets::controller_certificate`).
-    pub controller: Option<crate::observation::Controller>,
+    /// `secrets::lease_token`, `secrets::controller_certificate`), with the trust file's text
+    /// its client was made with.
+    pub controller: Option<(String, crate::observation::Controller)>,
     /// The endpoints' servers, stopped with the runtime (the cluster deleted).
     listeners: Vec<Listener>,
     /// The PostgreSQL binaries directory found for a major version (looked up once).
@@ -128,8 +129,9 @@ impl ClusterTask {
     fn ensure_certificates(
         &self,
         cluster_dir: &Path,
-        cluster: &str,
+        resource: &Cluster,
     ) -> Result<CertificatePaths, LocalError> {
+        let cluster = resource.metadata.name.as_deref().unwrap_or_default();
         let dir = cluster_dir.join("certs");
         let paths = CertificatePaths::in_dir(&dir);
         if !paths.replication_key.exists() {
@@ -154,7 +156,7 @@ impl ClusterTask {
                 self.plane.user.write_file(path, text.as_bytes(), 0o600)?;
             }
         }
-        Ok(paths)
+        crate::certificates::apply(&self.plane.state, resource, &dir, &self.plane.user, paths)
     }
 
     async fn ensure_endpoints(
@@ -261,7 +263,7 @@ impl ClusterTask {
         let name = self.name.clone();
         let cluster_dir = self.plane.state.cluster_dir(namespace, &name);
         self.plane.user.own_dir(&cluster_dir, 0o711)?;
-        let certificates = self.ensure_certificates(&cluster_dir, &name)?;
+        let certificates = self.ensure_certificates(&cluster_dir, cluster)?;
         self.ensure_endpoints(cluster, &cluster_dir).await?;
         let rw_port = self
             .runtime
@@ -293,9 +295,13 @@ impl ClusterTask {
             &self.plane.user,
             rw_port,
         )?;
+        // The managers' status port presents PostgreSQL's server certificate: trusted through
+        // the platform's CA and the server CA (the user's, with spec.certificates).
+        let trust_file = cluster_dir.join("certs").join(crate::certificates::TRUST);
+        let trust = std::fs::read_to_string(&trust_file).unwrap_or_default();
         let controller = match &self.runtime.controller {
-            Some(controller) => controller.clone(),
-            None => {
+            Some((trusted, controller)) if *trusted == trust => controller.clone(),
+            _ => {
                 let state = &self.plane.state;
                 let (cert, key) = crate::secrets::controller_certificate(
                     state,
@@ -303,14 +309,13 @@ impl ClusterTask {
                     &name,
                     &cluster_dir.join("certs"),
                 )?;
-                let tls =
-                    pgherd_instance_manager::tls::client_config(&certificates.ca, &cert, &key)
-                        .map_err(|e| LocalError::Invalid(format!("cluster {name}: {e}")))?;
+                let tls = pgherd_instance_manager::tls::client_config(&trust_file, &cert, &key)
+                    .map_err(|e| LocalError::Invalid(format!("cluster {name}: {e}")))?;
                 let controller = crate::observation::Controller {
                     lease_token: crate::secrets::lease_token(state, namespace, &name)?,
                     tls: std::sync::Arc::new(tls),
                 };
-                self.runtime.controller = Some(controller.clone());
+                self.runtime.controller = Some((trust, controller.clone()));
                 controller
             }
         };

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod backup_jobs;
 pub mod backups;
 pub mod catalog_image;
+pub mod certificates;
 pub mod control;
 pub mod database_roles;
 pub mod declarative;

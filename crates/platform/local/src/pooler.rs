@@ -459,12 +459,12 @@ impl PoolerPass<'_> {
                 unix_socket_dir: files.run.clone(),
                 hba_file: files.hba.clone(),
                 auth_file: files.auth_file.clone(),
-                server_ca: certs.join("ca.crt"),
+                server_ca: certs.join("server-ca.crt"),
                 server_cert: pooler_cert.clone(),
                 server_key: pooler_key.clone(),
                 client_cert: certs.join("server.crt"),
                 client_key: certs.join("server.key"),
-                client_ca: certs.join("ca.crt"),
+                client_ca: certs.join("client-ca.crt"),
             };
             let upstream = pgherd_pooler::Upstream {
                 host: "127.0.0.1".into(),

@@ -138,7 +138,7 @@ pub fn admin_password(dir: &Path, user: &OsUser) -> Result<String, LocalError> {
     Ok(password)
 }
 
-/// `cnpg_pooler_pgbouncer`'s client certificate, issued by the cluster's CA once, kept as
+/// `cnpg_pooler_pgbouncer`'s client certificate, issued by the cluster's client CA once, kept as
 /// `certs/pooler.{crt,key}` and as the `<cluster>-pooler` Secret (kubernetes.io/tls).
 pub fn ensure_certificate(
     state: &StateDir,
@@ -151,7 +151,12 @@ pub fn ensure_certificate(
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    let pair = crate::secrets::issue_client_certificate(&certs, pgherd_pooler::AUTH_USER)?;
+    // PostgreSQL checks it against the cluster's client CA: issued by that CA.
+    let pair = pgherd_controller::pki::client_certificate(
+        &crate::certificates::client_ca(&certs)?,
+        pgherd_pooler::AUTH_USER,
+        pgherd_controller::pki::DEFAULT_VALIDITY_DAYS,
+    )?;
     for (path, text) in [(&cert, &pair.cert), (&key, &pair.key)] {
         user.write_file(path, text.as_bytes(), 0o600)?;
     }
