@@ -18,7 +18,6 @@ use base64::Engine as _;
 use k8s::load::HaLoad;
 use k8s::{kubelet_available, str_at, Operator, Sim};
 use pgherd_controller::pki;
-use std::path::Path;
 use std::process::Command;
 
 fn secret(name: &str, type_: &str, data: &[(&str, &str)]) -> String {
@@ -36,25 +35,6 @@ const CLUSTER: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadat
 const POOLER: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Pooler\nmetadata:\n  name: pg-pooler-rw\nspec:\n  cluster:\n    name: pg\n  instances: 1\n  type: rw\n  pgbouncer:\n    poolMode: session\n";
 
 const KEYLESS: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: keyless\nspec:\n  instances: 1\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  certificates:\n    clientCASecret: ca-without-key\n";
-
-/// `psql` to `host` as the application owner with `sslmode=verify-ca` against `root`: the
-/// query's output, or the error.
-fn psql_verifying(host: &str, password: &str, root: &Path) -> Result<String, String> {
-    let out = Command::new("psql")
-        .arg(format!(
-            "host={host} port=5432 dbname=app user=app sslmode=verify-ca sslrootcert={} connect_timeout=5",
-            root.display()
-        ))
-        .args(["-XAtc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
-        .env("PGPASSWORD", password)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 #[test]
 fn a_cluster_serves_and_replicates_with_the_users_certificates() {
@@ -160,7 +140,10 @@ fn a_cluster_serves_and_replicates_with_the_users_certificates() {
     let served = sim.eventually(
         "a TLS connection verified against the user's CA",
         60,
-        || psql_verifying(&rw, &password, &files.join("server-ca.pem")).ok(),
+        || {
+            pgherd_testkit::psql_verifying(&rw, "5432", &password, &files.join("server-ca.pem"))
+                .ok()
+        },
     );
     assert_eq!(served, "t");
     std::fs::write(
@@ -168,7 +151,9 @@ fn a_cluster_serves_and_replicates_with_the_users_certificates() {
         sim.secret_value("pg-ca", "ca.crt"),
     )
     .unwrap();
-    let refused = psql_verifying(&rw, &password, &files.join("operator-ca.pem")).unwrap_err();
+    let refused =
+        pgherd_testkit::psql_verifying(&rw, "5432", &password, &files.join("operator-ca.pem"))
+            .unwrap_err();
     assert!(refused.contains("certificate verify failed"), "{refused}");
 
     // The replica streams with streaming_replica's certificate, checked against the client CA.

@@ -12,7 +12,6 @@ use pgherd_controller::pki;
 use pgherd_testkit::local::{cluster_manifest, connect, Local};
 use pgherd_testkit::writer::Writer;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 fn secret(name: &str, data: &[(&str, &str)]) -> String {
@@ -25,25 +24,6 @@ fn secret(name: &str, data: &[(&str, &str)]) -> String {
         }
     }
     out
-}
-
-/// `psql` to `addr` as the application owner with `sslmode=verify-ca` against `root`.
-fn psql_verifying(addr: &str, password: &str, root: &Path) -> Result<String, String> {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("psql")
-        .arg(format!(
-            "host={host} port={port} dbname=app user=app sslmode=verify-ca sslrootcert={} connect_timeout=5",
-            root.display()
-        ))
-        .args(["-XAtc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
-        .env("PGPASSWORD", password)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 #[test]
@@ -77,14 +57,16 @@ fn a_local_cluster_serves_and_replicates_with_the_users_certificates() {
     std::fs::write(dir.path().join("server-ca.pem"), &server_ca.cert).unwrap();
     let password = local.app_secret("tls", "password");
     let rw = status.endpoints["rw"].clone();
+    let (host, port) = rw.rsplit_once(':').unwrap();
 
     // PostgreSQL presents the user's server certificate.
     assert_eq!(
-        psql_verifying(&rw, &password, &dir.path().join("server-ca.pem")).unwrap(),
+        pgherd_testkit::psql_verifying(host, port, &password, &dir.path().join("server-ca.pem"))
+            .unwrap(),
         "t"
     );
     let platform_ca = local.state.join("clusters/default/tls/certs/ca.crt");
-    let refused = psql_verifying(&rw, &password, &platform_ca).unwrap_err();
+    let refused = pgherd_testkit::psql_verifying(host, port, &password, &platform_ca).unwrap_err();
     assert!(refused.contains("certificate verify failed"), "{refused}");
 
     // The replica streams as streaming_replica, its certificate checked against the user's

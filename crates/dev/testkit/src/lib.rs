@@ -238,3 +238,27 @@ pub fn status_request(
         ))
         .map_or((0, Vec::new()), |(code, body)| (code, body.to_vec()))
 }
+
+/// `psql` to `host:port` as the application owner `app` with `sslmode=verify-ca` against the
+/// CA file `root`: whether the session is encrypted (`t`), or psql's error.
+pub fn psql_verifying(
+    host: &str,
+    port: &str,
+    password: &str,
+    root: &Path,
+) -> Result<String, String> {
+    let out = std::process::Command::new("psql")
+        .arg(format!(
+            "host={host} port={port} dbname=app user=app sslmode=verify-ca sslrootcert={} connect_timeout=5",
+            root.display()
+        ))
+        .args(["-XAtc", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"])
+        .env("PGPASSWORD", password)
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
