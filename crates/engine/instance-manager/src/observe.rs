@@ -49,7 +49,6 @@ pub async fn observe(
                     (SELECT system_identifier::text FROM pg_catalog.pg_control_system()), \
                     EXISTS (SELECT 1 FROM pg_catalog.pg_settings s WHERE s.pending_restart \
                       AND NOT (s.name = 'archive_mode' AND s.setting = 'always' \
-                        AND NOT pg_catalog.pg_is_in_recovery() \
                         AND (SELECT f.setting FROM pg_catalog.pg_file_settings f \
                              WHERE f.name = 'archive_mode' \
                              ORDER BY f.seqno DESC LIMIT 1) = 'on'))",
@@ -59,9 +58,10 @@ pub async fn observe(
     .await?;
     let in_recovery: bool = row.get(0);
     let system_id: Option<String> = row.get(1);
-    // A promoted replica cluster's primary still runs `archive_mode = always`, which on a
-    // primary archives exactly as `on` does: no restart (a write outage right after the
-    // promotion) for that alone; it takes `on` at its next restart.
+    // A promoted replica cluster's instances still run `archive_mode = always`: on the
+    // primary it archives exactly as `on` does, and a standby uploads the same segments its
+    // primary does (idempotent, as in a replica cluster). No rolling restart (a write outage
+    // right after the promotion) for that alone; they take `on` at their next restart.
     let pending_restart: bool = row.get(2);
     let mut status = InstanceStatus {
         is_primary: !in_recovery,
