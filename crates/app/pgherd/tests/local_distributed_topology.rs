@@ -70,6 +70,19 @@ fn resource_status(local: &Local, cluster: &str) -> serde_json::Value {
     v["status"].clone()
 }
 
+/// The checker thread, stopped and joined when dropped — also when the test fails, so the
+/// `Local` it shares is dropped (and its clusters destroyed) before the test process ends.
+struct Stopping(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Stopping {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.1.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 #[test]
 fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
     let local = Arc::new(Local::new(Path::new(env!("CARGO_BIN_EXE_pgherd"))));
@@ -102,9 +115,9 @@ fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
     // Never two writable primaries across the two clusters, from here to the end.
     let stop = Arc::new(AtomicBool::new(false));
     let most = Arc::new(AtomicUsize::new(0));
-    let checker = {
+    let checker = Stopping(stop.clone(), {
         let (local, stop, most) = (local.clone(), stop.clone(), most.clone());
-        std::thread::spawn(move || {
+        Some(std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -117,8 +130,8 @@ fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
                 most.fetch_max(both, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
-        })
-    };
+        }))
+    });
 
     // Demote shop: it stops cleanly, issues its token and follows mirror.
     let shop_file = dir.path().join("shop.yaml");
@@ -201,8 +214,7 @@ fn a_primary_cluster_hands_over_to_its_replica_cluster_with_a_token() {
     std::thread::sleep(Duration::from_secs(2));
     assert_ne!(rt.block_on(writable(&local, "shop")), Some(true));
 
-    stop.store(true, Ordering::Relaxed);
-    checker.join().unwrap();
+    drop(checker);
     assert!(
         most.load(Ordering::Relaxed) <= 1,
         "two writable primaries at once across the clusters"
