@@ -3,9 +3,11 @@
 //! certificate from the Secret `spec.certificates` names when it does, else issued by the CA
 //! meant to sign it (the user's server or client CA, with its key), as on Kubernetes. The
 //! certificates directory always holds `server-ca.crt` and `client-ca.crt` (the platform's CA
-//! unless the user gives one) and, when it is known, `client-ca.key`, so the instances, the
-//! poolers and the control plane read one layout. The platform's own CA stays for the control
-//! plane's identity towards the managers. Files are rewritten only when their content changes.
+//! unless the user gives one) and, when it is known, `client-ca.key`, so the instances and the
+//! poolers read one layout; the control plane keeps what it trusts in memory, and reads this
+//! directory (the PostgreSQL user's) without following its links. The platform's own CA stays
+//! for the control plane's identity towards the managers. Files are rewritten only when their
+//! content changes.
 
 use crate::state::{StateDir, DEFAULT_NAMESPACE};
 use crate::LocalError;
@@ -18,9 +20,6 @@ use std::path::Path;
 const SERVER_CA: &str = "server-ca.crt";
 const CLIENT_CA: &str = "client-ca.crt";
 const CLIENT_CA_KEY: &str = "client-ca.key";
-/// The platform's CA and the server CA in one file: what the control plane trusts on the
-/// managers' status port (which presents PostgreSQL's server certificate).
-pub const TRUST: &str = "trust.crt";
 
 /// A CA as its Secret holds it.
 #[derive(Clone)]
@@ -77,13 +76,17 @@ fn user_pair(
     }
 }
 
-/// Write `text` to `path` (0600, the PostgreSQL user's) unless it already holds it.
+/// Write `text` to `path` (0600, the PostgreSQL user's; a file already holding it is left
+/// alone).
 fn put(user: &OsUser, path: &Path, text: &str) -> Result<(), LocalError> {
-    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
-        return Ok(());
-    }
     user.write_file(path, text.as_bytes(), 0o600)?;
     Ok(())
+}
+
+/// A file of the certificates directory (the PostgreSQL user's: read without following its
+/// links); `None` when it is not there.
+fn read(path: &Path) -> Result<Option<String>, LocalError> {
+    crate::state::read_text(path)
 }
 
 /// Issue a certificate with `issue` from `ca` into `cert`/`key` unless the one there was issued
@@ -96,7 +99,7 @@ fn issued_by(
     issue: impl FnOnce(&PemPair) -> Result<PemPair, pki::PkiError>,
 ) -> Result<(), LocalError> {
     let issuer = cert.with_extension("issuer");
-    if std::fs::read_to_string(&issuer).ok().as_deref() == Some(ca.cert.as_str()) && cert.exists() {
+    if read(&issuer)?.as_deref() == Some(ca.cert.as_str()) && read(cert)?.is_some() {
         return Ok(());
     }
     let Some(ca_key) = &ca.key else {
@@ -111,15 +114,23 @@ fn issued_by(
     put(user, &issuer, &ca.cert)
 }
 
-/// Lay `spec.certificates` over the platform's certificates in `dir` (`paths`); the paths the
-/// instances use.
+/// What the instances use, and what the control plane trusts on their status port.
+#[derive(Debug)]
+pub struct Certificates {
+    pub paths: CertificatePaths,
+    /// The platform's CA and the server CA (PEM): the status port presents PostgreSQL's
+    /// server certificate.
+    pub trust: String,
+}
+
+/// Lay `spec.certificates` over the platform's certificates in `dir` (`paths`).
 pub fn apply(
     state: &StateDir,
     cluster: &pgherd_api::Cluster,
     dir: &Path,
     user: &OsUser,
     paths: CertificatePaths,
-) -> Result<CertificatePaths, LocalError> {
+) -> Result<Certificates, LocalError> {
     let namespace = cluster
         .metadata
         .namespace
@@ -128,9 +139,8 @@ pub fn apply(
     let name = cluster.metadata.name.as_deref().unwrap_or_default();
     let spec = cluster.spec.certificates.clone().unwrap_or_default();
     let own = Ca {
-        cert: std::fs::read_to_string(&paths.ca)
-            .map_err(|e| LocalError::io("cannot read", &paths.ca, e))?,
-        key: std::fs::read_to_string(dir.join("ca.key")).ok(),
+        cert: crate::secrets::read_required(&paths.ca)?,
+        key: read(&dir.join("ca.key"))?,
     };
     const SERVER_CA_FIELD: &str = "spec.certificates.serverCASecret";
     const CLIENT_CA_FIELD: &str = "spec.certificates.clientCASecret";
@@ -212,24 +222,22 @@ pub fn apply(
     } else {
         format!("{}\n{}", own.cert, server_ca.cert)
     };
-    put(user, &dir.join(TRUST), &trust)?;
-    Ok(CertificatePaths {
-        server_ca: Some(dir.join(SERVER_CA)),
-        client_ca: Some(dir.join(CLIENT_CA)),
-        ..paths
+    Ok(Certificates {
+        paths: CertificatePaths {
+            server_ca: Some(dir.join(SERVER_CA)),
+            client_ca: Some(dir.join(CLIENT_CA)),
+            ..paths
+        },
+        trust,
     })
 }
 
 /// The client CA of the cluster whose certificates are in `dir`, with its key, to issue client
 /// certificates (the pooler's); why not when the user's client CA came without its key.
 pub fn client_ca(dir: &Path) -> Result<PemPair, LocalError> {
-    let read = |file: &str| {
-        std::fs::read_to_string(dir.join(file))
-            .map_err(|e| LocalError::io("cannot read", dir.join(file), e))
-    };
     Ok(PemPair {
-        cert: read(CLIENT_CA)?,
-        key: read(CLIENT_CA_KEY).map_err(|_| {
+        cert: crate::secrets::read_required(&dir.join(CLIENT_CA))?,
+        key: read(&dir.join(CLIENT_CA_KEY))?.ok_or_else(|| {
             LocalError::Invalid("spec.certificates.clientCASecret: the client CA has no ca.key, so the pooler's client certificate cannot be issued: add ca.key to it".into())
         })?,
     })

@@ -56,8 +56,8 @@ pub struct ClusterRuntime {
     /// When the backup catalog was last read.
     pub catalog_read_at: Option<std::time::Instant>,
     /// How this control plane proves it is the controller to the instance managers (see
-    /// `secrets::lease_token`, `secrets::controller_certificate`), with the trust file's text
-    /// its client was made with.
+    /// `secrets::lease_token`, `secrets::controller_certificate`), with the CA certificates
+    /// its client trusts.
     pub controller: Option<(String, crate::observation::Controller)>,
     /// The endpoints' servers, stopped with the runtime (the cluster deleted).
     listeners: Vec<Listener>,
@@ -130,7 +130,7 @@ impl ClusterTask {
         &self,
         cluster_dir: &Path,
         resource: &Cluster,
-    ) -> Result<CertificatePaths, LocalError> {
+    ) -> Result<crate::certificates::Certificates, LocalError> {
         let cluster = resource.metadata.name.as_deref().unwrap_or_default();
         let dir = cluster_dir.join("certs");
         let paths = CertificatePaths::in_dir(&dir);
@@ -263,7 +263,10 @@ impl ClusterTask {
         let name = self.name.clone();
         let cluster_dir = self.plane.state.cluster_dir(namespace, &name);
         self.plane.user.own_dir(&cluster_dir, 0o711)?;
-        let certificates = self.ensure_certificates(&cluster_dir, cluster)?;
+        let crate::certificates::Certificates {
+            paths: certificates,
+            trust,
+        } = self.ensure_certificates(&cluster_dir, cluster)?;
         self.ensure_endpoints(cluster, &cluster_dir).await?;
         let rw_port = self
             .runtime
@@ -297,8 +300,6 @@ impl ClusterTask {
         )?;
         // The managers' status port presents PostgreSQL's server certificate: trusted through
         // the platform's CA and the server CA (the user's, with spec.certificates).
-        let trust_file = cluster_dir.join("certs").join(crate::certificates::TRUST);
-        let trust = std::fs::read_to_string(&trust_file).unwrap_or_default();
         let controller = match &self.runtime.controller {
             Some((trusted, controller)) if *trusted == trust => controller.clone(),
             _ => {
@@ -309,8 +310,12 @@ impl ClusterTask {
                     &name,
                     &cluster_dir.join("certs"),
                 )?;
-                let tls = pgherd_instance_manager::tls::client_config(&trust_file, &cert, &key)
-                    .map_err(|e| LocalError::Invalid(format!("cluster {name}: {e}")))?;
+                let tls = pgherd_instance_manager::tls::client_config_from_pem(
+                    &trust,
+                    &crate::secrets::read_required(&cert)?,
+                    &crate::secrets::read_required(&key)?,
+                )
+                .map_err(|e| LocalError::Invalid(format!("cluster {name}: {e}")))?;
                 let controller = crate::observation::Controller {
                     lease_token: crate::secrets::lease_token(state, namespace, &name)?,
                     tls: std::sync::Arc::new(tls),

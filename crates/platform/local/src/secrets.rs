@@ -80,7 +80,8 @@ pub fn controller_certificate(
     Ok((cert, key))
 }
 
-fn read_required(path: &std::path::Path) -> Result<String, LocalError> {
+/// A file that must exist, read without following links another user controls.
+pub(crate) fn read_required(path: &std::path::Path) -> Result<String, LocalError> {
     crate::state::read_text(path)?
         .ok_or_else(|| LocalError::io("cannot read", path, std::io::ErrorKind::NotFound.into()))
 }
