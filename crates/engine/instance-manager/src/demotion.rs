@@ -10,6 +10,7 @@
 use crate::postgres::Postgres;
 use crate::InstanceError;
 use pgherd_api::replica_token::ReplicaToken;
+use pgherd_backup::{WalFileKind, WalFileName};
 use pgherd_postgres::control_file::DbState;
 use pgherd_postgres::wal::{segment_name, Timeline, DEFAULT_SEGMENT_SIZE};
 use tokio_postgres::Client;
@@ -26,6 +27,15 @@ fn read(pg: &Postgres, name: &str) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The WAL files in `pg_wal`, by their parsed names.
+fn wal_files(pg: &Postgres) -> impl Iterator<Item = (WalFileName, std::fs::DirEntry)> {
+    std::fs::read_dir(pg.pgdata.join("pg_wal"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<WalFileName>().ok()?, e)))
+}
+
 /// The token this data directory issued when demoted.
 pub fn issued(pg: &Postgres) -> Option<String> {
     read(pg, DEMOTION_TOKEN_FILE)
@@ -38,16 +48,9 @@ pub fn promoted_with(pg: &Postgres) -> Option<String> {
 
 /// The size of the WAL segments in `pg_wal` (all the same); the default when none is there.
 fn segment_size(pg: &Postgres) -> u64 {
-    std::fs::read_dir(pg.pgdata.join("pg_wal"))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .find(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit())
-        })
-        .and_then(|e| e.metadata().ok())
+    wal_files(pg)
+        .find(|(name, _)| name.kind() == WalFileKind::Segment)
+        .and_then(|(_, e)| e.metadata().ok())
         .map(|m| m.len())
         .filter(|size| size.is_power_of_two())
         .unwrap_or(DEFAULT_SEGMENT_SIZE)
@@ -167,15 +170,9 @@ pub async fn promotion_blocked(
 
 /// The highest timeline with a history file in `pg_wal` (1 when there is none).
 fn newest_timeline(pg: &Postgres) -> u32 {
-    std::fs::read_dir(pg.pgdata.join("pg_wal"))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let id = name.strip_suffix(".history")?;
-            (id.len() == 8).then(|| u32::from_str_radix(id, 16).ok())?
-        })
+    wal_files(pg)
+        .filter(|(name, _)| name.kind() == WalFileKind::History)
+        .map(|(name, _)| name.timeline())
         .max()
         .unwrap_or(1)
 }
