@@ -165,6 +165,31 @@ async fn user_secret(
     })
 }
 
+/// The certificate in the `kubernetes.io/tls` Secret `name` (named by `field`), read once; when
+/// it is missing, made with `make` if the operator owns it (`None`: the user provides it).
+async fn tls_certificate(
+    api: &Api<Secret>,
+    namespace: &str,
+    (name, field): (&str, &str),
+    make: Option<impl FnOnce() -> Result<Option<Secret>, OperatorError>>,
+) -> Result<String, OperatorError> {
+    let stored = match (api.get_opt(name).await?, make) {
+        (Some(stored), _) => stored,
+        (None, Some(make)) => {
+            create(api, make()?).await?;
+            // Another operator replica may have won the race: use what is stored.
+            api.get(name).await?
+        }
+        (None, None) => user_secret(api, namespace, name, field).await?,
+    };
+    match (data(&stored, "tls.crt"), data(&stored, "tls.key")) {
+        (Some(cert), Some(_)) => Ok(cert),
+        _ => Err(OperatorError::Invalid(format!(
+            "{field}: Secret {namespace}/{name} has no tls.crt and tls.key (a kubernetes.io/tls Secret)"
+        ))),
+    }
+}
+
 /// Make the cluster's missing Secrets (certificates from the CA meant to sign them, as
 /// `spec.certificates` says); read the CAs.
 pub(crate) async fn ensure(
@@ -201,55 +226,51 @@ pub(crate) async fn ensure(
         &ca_name,
     )
     .await?;
-    if user.server_tls_secret.is_none() && api.get_opt(&secrets.server_tls).await?.is_none() {
-        let issuer = server_ca.issuer(SERVER_CA, "the server certificate", SERVER_TLS)?;
-        let dns_names = pki::server_names(
-            name,
-            namespace,
-            &user.server_alt_dns_names.clone().unwrap_or_default(),
-        );
-        let made =
-            pki::server_certificate(&issuer, &format!("{name}-rw"), &dns_names, VALIDITY_DAYS)?;
-        create(&api, secret::server_secret(cluster, &pair(&made))?).await?;
-    }
-    if user.replication_tls_secret.is_none()
-        && api.get_opt(&secrets.replication_tls).await?.is_none()
-    {
-        let issuer = client_ca.issuer(
-            CLIENT_CA,
-            "streaming_replica's client certificate",
-            REPLICATION_TLS,
-        )?;
-        let made = pki::client_certificate(
-            &issuer,
-            pgherd_postgres::conf::STREAMING_REPLICA_USER,
-            VALIDITY_DAYS,
-        )?;
-        create(&api, secret::replication_secret(cluster, &pair(&made))?).await?;
-    }
+    let dns_names = pki::server_names(
+        name,
+        namespace,
+        &user.server_alt_dns_names.clone().unwrap_or_default(),
+    );
+    let server_tls = tls_certificate(
+        &api,
+        namespace,
+        (&secrets.server_tls, SERVER_TLS),
+        user.server_tls_secret.is_none().then_some(|| {
+            let issuer = server_ca.issuer(SERVER_CA, "the server certificate", SERVER_TLS)?;
+            let made =
+                pki::server_certificate(&issuer, &format!("{name}-rw"), &dns_names, VALIDITY_DAYS)?;
+            Ok(secret::server_secret(cluster, &pair(&made))?)
+        }),
+    )
+    .await?;
+    let replication_tls = tls_certificate(
+        &api,
+        namespace,
+        (&secrets.replication_tls, REPLICATION_TLS),
+        user.replication_tls_secret.is_none().then_some(|| {
+            let issuer = client_ca.issuer(
+                CLIENT_CA,
+                "streaming_replica's client certificate",
+                REPLICATION_TLS,
+            )?;
+            let made = pki::client_certificate(
+                &issuer,
+                pgherd_postgres::conf::STREAMING_REPLICA_USER,
+                VALIDITY_DAYS,
+            )?;
+            Ok(secret::replication_secret(cluster, &pair(&made))?)
+        }),
+    )
+    .await?;
     let mut expirations = std::collections::BTreeMap::new();
-    for (secret_name, field, cert) in [
-        (&ca_name, "", Some(&ca.cert)),
-        (&secrets.server_ca, SERVER_CA, Some(&server_ca.cert)),
-        (&secrets.client_ca, CLIENT_CA, Some(&client_ca.cert)),
-        (&secrets.server_tls, SERVER_TLS, None),
-        (&secrets.replication_tls, REPLICATION_TLS, None),
+    for (secret_name, cert) in [
+        (&ca_name, &ca.cert),
+        (&secrets.server_ca, &server_ca.cert),
+        (&secrets.client_ca, &client_ca.cert),
+        (&secrets.server_tls, &server_tls),
+        (&secrets.replication_tls, &replication_tls),
     ] {
-        let cert = match cert {
-            Some(cert) => cert.clone(),
-            None => {
-                let stored = user_secret(&api, namespace, secret_name, field).await?;
-                match (data(&stored, "tls.crt"), data(&stored, "tls.key")) {
-                    (Some(cert), Some(_)) => cert,
-                    _ => {
-                        return Err(OperatorError::Invalid(format!(
-                            "{field}: Secret {namespace}/{secret_name} has no tls.crt and tls.key (a kubernetes.io/tls Secret)"
-                        )))
-                    }
-                }
-            }
-        };
-        if let Some(at) = pgherd_instance_manager::tls::expiration(&cert) {
+        if let Some(at) = pgherd_instance_manager::tls::expiration(cert) {
             expirations.insert(secret_name.clone(), at);
         }
     }
