@@ -57,14 +57,25 @@ pub const CERTIFICATES_MOUNT: &str = "/controller/certificates";
 const SERVER_CA_FILE: &str = "server-ca.crt";
 const CLIENT_CA_FILE: &str = "client-ca.crt";
 
+/// The server and client CAs of `cluster` with a file of their own in [`CERTIFICATES_MOUNT`]:
+/// `(Secret, file)` of each the user provides (the operator's is `ca.crt`), server CA first.
+fn user_cas(cluster: &Cluster) -> [Option<(String, &'static str)>; 2] {
+    let secrets = crate::secret::CertificateSecrets::of(cluster);
+    let operators_ca = names::ca_secret(cluster.metadata.name.as_deref().unwrap_or_default());
+    let own = |secret: String, file| (secret != operators_ca).then_some((secret, file));
+    [
+        own(secrets.server_ca, SERVER_CA_FILE),
+        own(secrets.client_ca, CLIENT_CA_FILE),
+    ]
+}
+
 /// The certificate files of `cluster`'s instances, as [`CERTIFICATES_MOUNT`] holds them.
 pub fn certificate_paths(cluster: &Cluster) -> pgherd_instance_protocol::CertificatePaths {
     let dir = std::path::Path::new(CERTIFICATES_MOUNT);
-    let secrets = crate::secret::CertificateSecrets::of(cluster);
-    let operators_ca = names::ca_secret(cluster.metadata.name.as_deref().unwrap_or_default());
+    let [server_ca, client_ca] = user_cas(cluster).map(|ca| ca.map(|(_, file)| dir.join(file)));
     pgherd_instance_protocol::CertificatePaths {
-        server_ca: (secrets.server_ca != operators_ca).then(|| dir.join(SERVER_CA_FILE)),
-        client_ca: (secrets.client_ca != operators_ca).then(|| dir.join(CLIENT_CA_FILE)),
+        server_ca,
+        client_ca,
         ..pgherd_instance_protocol::CertificatePaths::in_dir(dir)
     }
 }
@@ -282,24 +293,19 @@ fn projected(name: &str, sources: Vec<VolumeProjection>) -> Volume {
 /// them.
 fn credential_volumes(cluster: &Cluster, base: &Base) -> [Volume; 2] {
     let secrets = crate::secret::CertificateSecrets::of(cluster);
-    let operators_ca = names::ca_secret(&base.name);
-    // A CA the user provides gets a file of its own (the operator's is `ca.crt`).
-    let own_ca = |secret: &String, file: &'static str| {
-        (*secret != operators_ca).then(|| secret_projection(secret, &[("ca.crt", file)], false))
-    };
     let certificates = projected(
         CERTIFICATES_VOLUME,
-        [
-            Some(secret_projection(
-                &operators_ca,
-                &[("ca.crt", "ca.crt")],
-                false,
-            )),
-            own_ca(&secrets.server_ca, SERVER_CA_FILE),
-            own_ca(&secrets.client_ca, CLIENT_CA_FILE),
-        ]
-        .into_iter()
-        .flatten()
+        std::iter::once(secret_projection(
+            &names::ca_secret(&base.name),
+            &[("ca.crt", "ca.crt")],
+            false,
+        ))
+        .chain(
+            user_cas(cluster)
+                .into_iter()
+                .flatten()
+                .map(|(secret, file)| secret_projection(&secret, &[("ca.crt", file)], false)),
+        )
         .chain([
             secret_projection(
                 &secrets.server_tls,
