@@ -216,6 +216,17 @@ pub fn certificate_authority(name: &str, days: i64) -> Result<PemPair, PkiError>
     })
 }
 
+/// The CA certificates (PEM) the controller trusts on an instance's status port, which presents
+/// PostgreSQL's server certificate: the cluster's own CA, and the server CA when it is another
+/// (a user's `serverCASecret`).
+pub fn status_port_trust(own_ca: &str, server_ca: &str) -> String {
+    if server_ca == own_ca {
+        own_ca.to_string()
+    } else {
+        format!("{own_ca}\n{server_ca}")
+    }
+}
+
 /// A random password of `len` characters from `[A-Za-z0-9]` (from `/dev/urandom`).
 pub fn generate_password(len: usize) -> std::io::Result<String> {
     use std::io::Read;

@@ -217,11 +217,7 @@ pub fn apply(
             let _ = std::fs::remove_file(dir.join(CLIENT_CA_KEY));
         }
     }
-    let trust = if server_ca.cert == own.cert {
-        own.cert.clone()
-    } else {
-        format!("{}\n{}", own.cert, server_ca.cert)
-    };
+    let trust = pki::status_port_trust(&own.cert, &server_ca.cert);
     Ok(Certificates {
         paths: CertificatePaths {
             server_ca: Some(dir.join(SERVER_CA)),

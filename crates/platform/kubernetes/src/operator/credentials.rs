@@ -315,11 +315,7 @@ pub(crate) fn controller_identity(
     credentials: &ClusterCredentials,
 ) -> Result<ClientTls, OperatorError> {
     // The instances present their server certificate on the status port: trust its CA too.
-    let trusted = if credentials.server_ca == credentials.ca.cert {
-        credentials.ca.cert.clone()
-    } else {
-        format!("{}\n{}", credentials.ca.cert, credentials.server_ca)
-    };
+    let trusted = pki::status_port_trust(&credentials.ca.cert, &credentials.server_ca);
     if let Some(identity) = &runtime.controller {
         if identity.trusted == trusted {
             return Ok(identity.tls.clone());
