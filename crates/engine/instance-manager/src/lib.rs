@@ -24,6 +24,7 @@ pub mod logical;
 pub mod major_upgrade;
 pub mod metrics;
 pub mod observe;
+pub mod old_binaries;
 pub mod os_user;
 pub mod ping;
 pub mod pooler;

@@ -10,7 +10,6 @@
 
 use crate::postgres::run;
 use crate::{InstanceError, OsUser, PgBinaries, Postgres};
-use pgherd_instance_protocol::InstanceSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -186,11 +185,11 @@ fn version_line(dir: &Path, tool: &str) -> Option<String> {
     Some(line.split_once(' ')?.1.trim().to_string())
 }
 
-/// Upgrade the data of the instance `spec` describes (stopped, of major `spec.major`) to
-/// `to_major`, and write the outcome into [`RESULT_FILE`] beside its data.
-pub async fn run_job(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceError> {
-    let pg = crate::supervisor::postgres_for(spec)?;
-    let file = instance_dir(&pg)?.join(RESULT_FILE);
+/// Upgrade the data of the stopped instance `pg` describes (of major `pg.binaries.major`, its
+/// binaries those of that major) to `to_major`, and write the outcome into [`RESULT_FILE`]
+/// beside its data.
+pub async fn run_job(pg: &Postgres, to_major: u32) -> Result<(), InstanceError> {
+    let file = instance_dir(pg)?.join(RESULT_FILE);
     // An earlier attempt's outcome is not this one's.
     match std::fs::remove_file(&file) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -198,7 +197,7 @@ pub async fn run_job(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceE
         }
         _ => {}
     }
-    let outcome = upgrade(spec, to_major).await;
+    let outcome = upgrade(pg, to_major).await;
     let result = UpgradeResult {
         to_major,
         ok: outcome.is_ok(),
@@ -219,21 +218,21 @@ fn instance_dir(pg: &Postgres) -> Result<PathBuf, InstanceError> {
         .ok_or_else(|| InstanceError::InvalidSetting("PGDATA has no parent directory".into()))
 }
 
-async fn upgrade(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceError> {
-    let old = crate::supervisor::postgres_for(spec)?;
-    let dir = instance_dir(&old)?;
+async fn upgrade(old: &Postgres, to_major: u32) -> Result<(), InstanceError> {
+    let from_major = old.binaries.major;
+    let dir = instance_dir(old)?;
     let new_pgdata = dir.join(NEW_DATA);
-    let aside = dir.join(set_aside_name(spec.major));
+    let aside = dir.join(set_aside_name(from_major));
     match data_major(&old.pgdata) {
         // Done already (the job ran to its end before): nothing more.
         Some(m) if m == to_major && aside.join("PG_VERSION").is_file() => return Ok(()),
-        Some(m) if m == spec.major => {}
+        Some(m) if m == from_major => {}
         found => {
             return Err(InstanceError::InvalidSetting(format!(
                 "{} holds PostgreSQL {} data, expected {}",
                 old.pgdata.display(),
                 found.map_or("no".to_string(), |m| m.to_string()),
-                spec.major
+                from_major
             )))
         }
     }
@@ -258,11 +257,11 @@ async fn upgrade(spec: &InstanceSpec, to_major: u32) -> Result<(), InstanceError
     tracing::info!(
         "upgrading {} from PostgreSQL {} ({}) to {to_major} ({})",
         old.pgdata.display(),
-        spec.major,
+        from_major,
         old.binaries.dir.display(),
         tools.dir.display()
     );
-    let cluster = read_old_cluster(&old).await?;
+    let cluster = read_old_cluster(old).await?;
     tracing::info!("old cluster: {cluster:?}");
     if new_pgdata.exists() {
         std::fs::remove_dir_all(&new_pgdata)

@@ -36,6 +36,7 @@ pub mod rbac;
 pub mod secret;
 mod security;
 pub mod service;
+pub mod upgrade_job;
 pub mod valid_spec;
 pub mod webhook;
 

@@ -157,7 +157,7 @@ pub(crate) fn spec_hash<T: Serialize>(base: &Base, value: &T) -> Result<String> 
         .collect())
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
+pub(crate) fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.to_string(),
         mount_path: path.to_string(),
@@ -340,7 +340,7 @@ fn credential_volumes(cluster: &Cluster, base: &Base) -> [Volume; 2] {
 }
 
 /// Volumes of the pod and mounts of the `postgres` container.
-fn volumes(
+pub(crate) fn volumes(
     base: &Base,
     cluster: &Cluster,
     instance: &str,
@@ -451,7 +451,7 @@ fn log_filter(level: Option<LogLevel>) -> &'static str {
 
 /// The `postgres` container's environment: CloudNativePG's variables, pgherd's logging, then
 /// the user's `env`.
-fn instance_env(base: &Base, cluster: &Cluster, instance: &str) -> Vec<EnvVar> {
+pub(crate) fn instance_env(base: &Base, cluster: &Cluster, instance: &str) -> Vec<EnvVar> {
     let mut out = vec![
         env("PGDATA", PGDATA),
         env("POD_NAME", instance),
@@ -467,6 +467,28 @@ fn instance_env(base: &Base, cluster: &Cluster, instance: &str) -> Vec<EnvVar> {
     ];
     out.extend(cluster.spec.env.iter().flatten().cloned());
     out
+}
+
+/// The init container copying the manager into the scratch volume (the operator image).
+pub(crate) fn bootstrap_container(
+    cluster: &Cluster,
+    operator: &OperatorSettings,
+    security: &k8s_openapi::api::core::v1::SecurityContext,
+) -> Container {
+    Container {
+        name: BOOTSTRAP_CONTAINER.to_string(),
+        image: Some(operator.image.clone()),
+        image_pull_policy: operator.image_pull_policy.clone(),
+        command: Some(
+            [OPERATOR_BINARY, "bootstrap", MANAGER_PATH]
+                .map(String::from)
+                .to_vec(),
+        ),
+        volume_mounts: Some(vec![mount(SCRATCH_VOLUME, CONTROLLER_MOUNT)]),
+        resources: cluster.spec.resources.clone(),
+        security_context: Some(security.clone()),
+        ..Container::default()
+    }
 }
 
 /// The instance pod `NAME-<serial>`. `current_primary` (the cluster's `status.currentPrimary`)
@@ -486,20 +508,7 @@ pub fn instance_pod(
     let (volumes, mounts) = volumes(&base, cluster, &instance)?;
     let (startup, readiness, liveness) = instance_probes(cluster);
 
-    let bootstrap = Container {
-        name: BOOTSTRAP_CONTAINER.to_string(),
-        image: Some(operator.image.clone()),
-        image_pull_policy: operator.image_pull_policy.clone(),
-        command: Some(
-            [OPERATOR_BINARY, "bootstrap", MANAGER_PATH]
-                .map(String::from)
-                .to_vec(),
-        ),
-        volume_mounts: Some(vec![mount(SCRATCH_VOLUME, CONTROLLER_MOUNT)]),
-        resources: spec.resources.clone(),
-        security_context: Some(security.clone()),
-        ..Container::default()
-    };
+    let bootstrap = bootstrap_container(cluster, operator, &security);
     let postgres = Container {
         name: POSTGRES_CONTAINER.to_string(),
         image: Some(postgres_image(cluster)?),

@@ -91,12 +91,36 @@ pub enum InstanceCommand {
     /// Upgrade the stopped instance's data to a newer major with `pg_upgrade` (the major-upgrade
     /// job, run as the PostgreSQL user while every instance of the cluster is stopped); the
     /// outcome goes to `major-upgrade.json` beside PGDATA.
+    ///
+    /// Either the instance's spec (`--spec`, the local platform), or its data and the old
+    /// major's binaries copied by `instance prepare-upgrade` (`--pgdata`, `--from-major`,
+    /// `--old-binaries`: the Kubernetes job, whose image has only the new major).
     Upgrade {
         /// The instance's spec (the old major's).
+        #[arg(long, required_unless_present = "pgdata", conflicts_with_all = ["pgdata", "from_major", "old_binaries"])]
+        spec: Option<PathBuf>,
+        #[arg(long, requires_all = ["from_major", "old_binaries"])]
+        pgdata: Option<PathBuf>,
+        /// The data's major.
         #[arg(long)]
-        spec: PathBuf,
+        from_major: Option<u32>,
+        /// Where `instance prepare-upgrade` copied the old major's installation.
+        #[arg(long)]
+        old_binaries: Option<PathBuf>,
+        /// The directory of PostgreSQL's socket while the old server is read.
+        #[arg(long, env = "PGHOST", default_value = "/tmp")]
+        socket_dir: PathBuf,
+        #[arg(long, env = "PGPORT", default_value_t = 5432)]
+        port: u16,
         #[arg(long)]
         to_major: u32,
+    },
+    /// Copy this image's PostgreSQL installation (`pg_config`'s bindir, pkglibdir and
+    /// sharedir) into a directory, for a major-upgrade job running the next image
+    /// (`instance upgrade --old-binaries`).
+    PrepareUpgrade {
+        #[arg(long)]
+        into: PathBuf,
     },
     /// Restore a base backup from the object store into an empty directory.
     Restore {
@@ -165,12 +189,40 @@ pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        InstanceCommand::Upgrade { spec, to_major } => {
-            let spec = supervisor::load_spec(&spec)?;
+        InstanceCommand::Upgrade {
+            spec,
+            pgdata,
+            from_major,
+            old_binaries,
+            socket_dir,
+            port,
+            to_major,
+        } => {
+            let pg = match (spec, pgdata, from_major, old_binaries) {
+                (Some(spec), ..) => supervisor::postgres_for(&supervisor::load_spec(&spec)?)?,
+                (None, Some(pgdata), Some(major), Some(old)) => pgherd_instance_manager::Postgres {
+                    binaries: pgherd_instance_manager::old_binaries::copied(&old, major)?,
+                    pgdata,
+                    socket_dir,
+                    port,
+                    user: pgherd_instance_manager::OsUser::for_postgres("postgres")?,
+                    log_file: std::env::temp_dir().join("major-upgrade-postgres.log"),
+                },
+                _ => anyhow::bail!("give --spec, or --pgdata with --from-major and --old-binaries"),
+            };
             current_thread()?.block_on(pgherd_instance_manager::major_upgrade::run_job(
-                &spec, to_major,
+                &pg, to_major,
             ))?;
-            println!("{}: upgraded to PostgreSQL {to_major}", spec.name);
+            println!("{}: upgraded to PostgreSQL {to_major}", pg.pgdata.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        InstanceCommand::PrepareUpgrade { into } => {
+            let bindir = pgherd_instance_manager::old_binaries::copy_installation(&into)?;
+            println!(
+                "copied PostgreSQL into {} (bindir {})",
+                into.display(),
+                bindir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         InstanceCommand::Restore {

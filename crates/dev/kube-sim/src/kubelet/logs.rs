@@ -191,6 +191,15 @@ impl Subresource for PodLogs {
     }
 }
 
+/// A failed container's termination message under `FallbackToLogsOnError`, as the kubelet
+/// makes it: the last 80 lines of its log, at most 2048 bytes (the end kept).
+pub(super) fn termination_message(log: &std::path::Path) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let end = tail(&text, 80);
+    let end = &end[end.len().saturating_sub(2048)..];
+    String::from_utf8_lossy(end).into_owned()
+}
+
 /// The last `n` lines of `text`.
 fn tail(text: &[u8], n: usize) -> Vec<u8> {
     let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();

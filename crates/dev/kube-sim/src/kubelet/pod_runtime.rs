@@ -189,6 +189,7 @@ fn finish(st: &Mutex<PodState>) {
                     reason: "Error".into(),
                     started: started.clone(),
                     finished: clock::now_rfc3339(),
+                    message: String::new(),
                 };
             }
         }
@@ -525,6 +526,11 @@ async fn supervise_once(
     let code = status.map_or(137, |s| {
         s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(9))
     });
+    let message = if code != 0 && c["terminationMessagePolicy"] == "FallbackToLogsOnError" {
+        super::logs::termination_message(&log)
+    } else {
+        String::new()
+    };
     update(st, slot, |c| {
         c.ready = false;
         c.state = CState::Terminated {
@@ -532,6 +538,7 @@ async fn supervise_once(
             reason: if code == 0 { "Completed" } else { "Error" }.into(),
             started: started_at,
             finished: clock::now_rfc3339(),
+            message,
         };
     });
     if sig.stopping().is_some() {

@@ -22,6 +22,9 @@ pub enum CState {
         reason: String,
         started: String,
         finished: String,
+        /// The termination message (`terminationMessagePolicy: FallbackToLogsOnError`: the
+        /// log's end when the container failed).
+        message: String,
     },
 }
 
@@ -40,8 +43,15 @@ impl CState {
                 reason,
                 started,
                 finished,
-            } => json!({"terminated": {
-                "exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished}}),
+                message,
+            } => {
+                let mut t = json!({
+                    "exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished});
+                if !message.is_empty() {
+                    t["message"] = json!(message);
+                }
+                json!({ "terminated": t })
+            }
         }
     }
 }
