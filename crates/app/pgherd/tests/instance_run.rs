@@ -113,6 +113,7 @@ fn test_spec(
         managed_extensions: Default::default(),
         wal_store: None,
         pooler_auth: false,
+        discard_older_majors: false,
         files: Default::default(),
         listen_host: "127.0.0.1".into(),
         metrics_port: 0,

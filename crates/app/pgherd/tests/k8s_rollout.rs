@@ -176,27 +176,31 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
                 .then_some(())
         });
     }
-    // The data's major is recorded; an image of another major never reaches the pods (their
-    // PostgreSQL could not start on the data): the pods stay, the refusal names the field,
-    // and setting the image back clears it.
+    // The data's major is recorded; an image of an older major never reaches the pods (their
+    // PostgreSQL could not start on the data; without the webhooks nothing refused the change
+    // earlier): the pods stay, the refusal names the field, and setting the image back clears
+    // it. (A newer major is an in-place upgrade: tests/k8s_major_upgrade.rs.)
     assert_eq!(
         status.pointer("/status/pgDataImageInfo/majorVersion"),
         Some(&15.into()),
         "{status:#}"
     );
-    patch(r#"{"spec":{"imageName":"ghcr.io/cloudnative-pg/postgresql:16.4"}}"#);
-    let reason = sim.eventually("the other major refused", 60, || {
+    patch(r#"{"spec":{"imageName":"ghcr.io/cloudnative-pg/postgresql:14.19"}}"#);
+    let reason = sim.eventually("the older major refused", 60, || {
         let c = sim.json(&["get", "cluster", "pg"])?;
         str_at(&c, "/status/phaseReason")
-            .filter(|r| r.starts_with("spec.imageName: ghcr.io/cloudnative-pg/postgresql:16.4"))
+            .filter(|r| r.starts_with("spec.imageName: ghcr.io/cloudnative-pg/postgresql:14.19"))
             .map(str::to_string)
     });
-    assert!(reason.contains("keep running"), "{reason}");
+    assert!(
+        reason.contains("can't downgrade from major 15 to 14") && reason.contains("keep running"),
+        "{reason}"
+    );
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(
         uids(&sim),
         done,
-        "a pod changed for an image of another major"
+        "a pod changed for an image of an older major"
     );
     // The same change adds a tablespace: the pods are rolled with its volume, and the primary
     // creates it once its own pod mounts it.
@@ -207,7 +211,7 @@ fn a_new_image_rolls_the_pods_then_a_drain_moves_the_primary_then_scaling() {
             .is_none_or(|r| !r.contains("spec.imageName"))
             .then_some(())
     });
-    load.flowing(&sim, "the refused major");
+    load.flowing(&sim, "the refused downgrade");
 
     // A node drain, as an administrator runs it: the primary is switched over to a replica on
     // another node before its pod is evicted (the primary's PDB holds the eviction until then),

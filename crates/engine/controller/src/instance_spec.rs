@@ -343,6 +343,7 @@ impl SpecContext<'_> {
             },
             wal_store: self.wal_store.clone(),
             pooler_auth: self.pooler_auth,
+            discard_older_majors: false,
             files: self.files.clone(),
         })
     }

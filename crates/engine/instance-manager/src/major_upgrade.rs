@@ -81,6 +81,41 @@ pub fn check_data_major(
     )))
 }
 
+/// Once the upgraded cluster is healthy: remove the data of older majors set aside beside
+/// PGDATA (the primary's copy kept by the upgrade, a replica's before it cloned again) and the
+/// older majors' directories in the tablespaces (`PG_<major>_<catalog>`, left by
+/// `pg_upgrade`). Removal never follows a link (`remove_dir_all`).
+pub fn discard_older_majors(pg: &Postgres, major: u32, tablespaces: &[PathBuf]) {
+    let older = |name: &str, prefix: &str| {
+        name.strip_prefix(prefix)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|m| m < major)
+    };
+    let places = pg
+        .pgdata
+        .parent()
+        .map(|d| (d.to_path_buf(), "pgdata.major-"))
+        .into_iter()
+        .chain(tablespaces.iter().map(|t| (t.clone(), "PG_")));
+    for (dir, prefix) in places {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir || !name.to_str().is_some_and(|n| older(n, prefix)) {
+                continue;
+            }
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(
+                    "the upgraded cluster is healthy: removed the old data in {}",
+                    entry.path().display()
+                ),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
 /// What the new cluster must share with the old one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OldCluster {

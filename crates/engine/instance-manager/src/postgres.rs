@@ -386,7 +386,7 @@ impl Postgres {
     /// Fence at once: SIGKILL the postmaster and every process it started (frozen or not). Committed transactions are safe (crash recovery replays them at the next start);
     /// nothing more can commit.
     pub fn kill_all(&self) {
-        if let Some(pid) = self.postmaster_pid() {
+        if let Some(pid) = self.running_postmaster() {
             crate::process::kill_tree(pid);
         }
     }
@@ -405,14 +405,28 @@ impl Postgres {
         pgherd_postgres::control_file::parse(&bytes)
     }
 
-    /// Remove `postmaster.pid` when the process it names has exited (a zombie still answers
-    /// signals, and PostgreSQL would refuse to start believing it runs).
+    /// Remove `postmaster.pid` when the process it names is not this data's postmaster any
+    /// more (exited, a zombie, or its PID now another process's): PostgreSQL would refuse to
+    /// start believing it runs.
     pub fn clear_stale_pid_file(&self) {
-        if let Some(pid) = self.postmaster_pid() {
-            if !crate::process::is_alive(pid) {
-                let _ = std::fs::remove_file(self.pgdata.join("postmaster.pid"));
-            }
+        if self.postmaster_pid().is_some() && self.running_postmaster().is_none() {
+            let _ = std::fs::remove_file(self.pgdata.join("postmaster.pid"));
         }
+    }
+
+    /// The postmaster `postmaster.pid` names, when it runs on this data: alive, and working in
+    /// this PGDATA (a postmaster's working directory is its data directory). A stale file's
+    /// PID taken by another process since (after a pod's or the machine's restart, a PID
+    /// namespace of its own) is not adopted, stopped or killed.
+    pub fn running_postmaster(&self) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt as _;
+        let pid = self.postmaster_pid()?;
+        if !crate::process::is_alive(pid) {
+            return None;
+        }
+        let cwd = std::fs::metadata(format!("/proc/{pid}/cwd")).ok()?;
+        let data = std::fs::metadata(&self.pgdata).ok()?;
+        (cwd.dev() == data.dev() && cwd.ino() == data.ino()).then_some(pid)
     }
 
     /// Whether the filesystem holding PGDATA, or the one holding its WAL (`pg_wal` links to its

@@ -190,7 +190,7 @@ impl State {
             }
         }
         if self.adopted.is_none() {
-            self.adopted = pg.postmaster_pid().filter(|p| crate::process::is_alive(*p));
+            self.adopted = pg.running_postmaster();
         }
         match self.adopted {
             Some(pid) if crate::process::is_alive(pid) => true,
@@ -416,6 +416,14 @@ async fn converge(
         ready?;
     }
     state.restart_token = Some(spec.restart_token.clone());
+    if spec.discard_older_majors {
+        let tablespaces: Vec<_> = spec
+            .tablespaces
+            .iter()
+            .map(|t| t.location.clone())
+            .collect();
+        crate::major_upgrade::discard_older_majors(&pg, spec.major, &tablespaces);
+    }
     let client = connect(&pg, "postgres").await?;
     let mut status = observe(&client, &spec.name, pg.postmaster_pid()).await?;
     if recovery_bootstrap && !state.recovery_done && status.is_primary {

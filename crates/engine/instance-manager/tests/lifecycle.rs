@@ -29,6 +29,7 @@ fn bootstrap_start_crash_recover_stop() {
     pg.wait_ready(Duration::from_secs(30)).unwrap();
     let pid = pg.postmaster_pid().expect("postmaster.pid");
     assert_eq!(pid, child.id());
+    assert_eq!(pg.running_postmaster(), Some(pid));
 
     // Crash: kill -9 the postmaster, then start again; crash recovery must bring it back.
     nix::sys::signal::kill(
@@ -37,6 +38,20 @@ fn bootstrap_start_crash_recover_stop() {
     )
     .unwrap();
     child.wait().unwrap();
+    // The PID left in postmaster.pid now names another live process (as after a pod's restart,
+    // where PIDs start again): not this data's postmaster, nothing to adopt, stop or kill, and
+    // the stale file goes before the next start.
+    let text = std::fs::read_to_string(pg.pgdata.join("postmaster.pid")).unwrap();
+    let rest = text.split_once('\n').unwrap().1;
+    std::fs::write(
+        pg.pgdata.join("postmaster.pid"),
+        format!("{}\n{rest}", std::process::id()),
+    )
+    .unwrap();
+    assert_eq!(pg.running_postmaster(), None);
+    pg.kill_all(); // would kill this test's own process if it trusted the file
+    pg.clear_stale_pid_file();
+    assert!(!pg.pgdata.join("postmaster.pid").exists());
     // Orphaned backends may hold shared memory for a moment; the new postmaster waits for them.
     let mut child = pg.start().unwrap();
     pg.wait_ready(Duration::from_secs(30)).unwrap();

@@ -348,6 +348,10 @@ pub struct InstanceSpec {
     /// false drops them.
     #[serde(default)]
     pub pooler_auth: bool,
+    /// The cluster runs healthy on this major after a major upgrade: data of older majors
+    /// set aside beside PGDATA (`pgdata.major-N`) and their tablespace directories may go.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discard_older_majors: bool,
 }
 
 /// An object store folder for WAL, as the commands PostgreSQL runs see it.

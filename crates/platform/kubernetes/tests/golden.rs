@@ -141,6 +141,28 @@ fn render_cluster(
             objects.role.iter().for_each(|o| push(docs, o));
             objects.role_binding.iter().for_each(|o| push(docs, o));
             objects.pod_monitor.iter().for_each(|o| push(docs, o));
+            // The major-upgrade Job of the primary, from the major before the Cluster's.
+            let major = i64::from(cluster.major_version().map_or(17, |m| m.0));
+            let attempt = pgherd_controller::major_upgrade::UpgradeAttempt {
+                from: pgherd_api::cluster::ImageInfo {
+                    image: format!("ghcr.io/cloudnative-pg/postgresql:{}", major - 1),
+                    major_version: major - 1,
+                },
+                to: pgherd_api::cluster::ImageInfo {
+                    image: cluster.image_name(),
+                    major_version: major,
+                },
+                instance: primary.clone(),
+                retry_token: String::new(),
+                failure: None,
+            };
+            match pgherd_kubernetes::upgrade_job::major_upgrade_job(&cluster, operator, &attempt) {
+                Ok(job) => push(docs, &job),
+                Err(e) => docs.push(format!(
+                    "# Cluster {name}: no major-upgrade Job: {e}
+"
+                )),
+            }
             match pgherd_kubernetes::valid_spec::config_map(&cluster) {
                 Ok(map) => push(docs, &map),
                 Err(e) => docs.push(format!("# Cluster {name}: valid spec not kept: {e}\n")),

@@ -2,9 +2,9 @@
 //! records it): set from the running image once the cluster has a primary and following the
 //! Cluster's image within that major, then compared with the image each pass asks for. PostgreSQL cannot start on data of another major, so an image
 //! of another major never reaches the pods: they keep the data's image, the pass goes on
-//! (failover included), and the refusal is said in `status.phaseReason` and a Warning event,
-//! naming the field. A downgrade is refused as CloudNativePG refuses it; an upgrade because
-//! this operator does not run `pg_upgrade` yet (the local platform does). Pure.
+//! (failover included), and a downgrade's refusal is said in `status.phaseReason` and a
+//! Warning event, naming the field, as CloudNativePG refuses it. A higher major is an in-place
+//! upgrade, which [`super::major_upgrade`] carries out. Pure.
 
 use pgherd_api::cluster::ImageInfo;
 use pgherd_api::Cluster;
@@ -19,6 +19,8 @@ pub(crate) struct Held {
     pub data: Option<ImageInfo>,
     /// Why the image the Cluster asks for does not run.
     pub refusal: Option<String>,
+    /// The image of a higher major the Cluster asks for: an in-place upgrade to carry out.
+    pub upgrade: Option<ImageInfo>,
 }
 
 /// Hold `cluster` (its image resolved) to its data's major.
@@ -47,6 +49,7 @@ pub(crate) fn hold(cluster: &Cluster) -> Held {
             cluster: cluster.clone(),
             data,
             refusal: None,
+            upgrade: None,
         };
     };
     if d.major_version == wanted {
@@ -54,27 +57,34 @@ pub(crate) fn hold(cluster: &Cluster) -> Held {
             cluster: cluster.clone(),
             data,
             refusal: None,
+            upgrade: None,
         };
     }
     let field = image_field(cluster.spec.image_catalog_ref.is_some());
-    let why = match image_change_errors(Some(d), wanted).into_iter().next() {
-        Some(e) => e,
-        None => format!(
-            "an in-place major upgrade ({} to {wanted}) is not run by pgherd's Kubernetes operator yet (the local platform runs it: pgherd local apply -f FILE)",
-            d.major_version
+    let (refusal, upgrade) = match image_change_errors(Some(d), wanted).into_iter().next() {
+        Some(why) => (
+            Some(format!(
+                "{field}: {image}: {why}; the instances keep running {} until {field} names a major {} image again",
+                d.image, d.major_version
+            )),
+            None,
+        ),
+        None => (
+            None,
+            Some(ImageInfo {
+                image: image.clone(),
+                major_version: wanted,
+            }),
         ),
     };
-    let refusal = format!(
-        "{field}: {image}: {why}; the instances keep running {} until {field} names a major {} image again",
-        d.image, d.major_version
-    );
     let mut held = cluster.clone();
     held.spec.image_name = Some(d.image.clone());
     held.spec.image_catalog_ref = None;
     Held {
         cluster: held,
         data,
-        refusal: Some(refusal),
+        refusal,
+        upgrade,
     }
 }
 
@@ -138,7 +148,7 @@ mod tests {
     }
 
     #[test]
-    fn another_major_keeps_the_datas_image_and_says_why() {
+    fn another_major_keeps_the_datas_image_until_upgraded_and_a_downgrade_says_why() {
         let data = Some(("ghcr.io/cloudnative-pg/postgresql:16.4", 16));
         let up = hold(&cluster(
             "ghcr.io/cloudnative-pg/postgresql:17.2",
@@ -149,10 +159,10 @@ mod tests {
             up.cluster.image_name(),
             "ghcr.io/cloudnative-pg/postgresql:16.4"
         );
-        let why = up.refusal.unwrap();
-        assert!(
-            why.starts_with("spec.imageName: ghcr.io/cloudnative-pg/postgresql:17.2: an in-place major upgrade (16 to 17) is not run"),
-            "{why}"
+        assert_eq!(up.refusal, None);
+        assert_eq!(
+            up.upgrade.map(|u| (u.image, u.major_version)),
+            Some(("ghcr.io/cloudnative-pg/postgresql:17.2".to_string(), 17))
         );
         let down = hold(&cluster(
             "ghcr.io/cloudnative-pg/postgresql:15.14",
@@ -163,6 +173,7 @@ mod tests {
             down.cluster.image_name(),
             "ghcr.io/cloudnative-pg/postgresql:16.4"
         );
+        assert_eq!(down.upgrade, None);
         let why = down.refusal.unwrap();
         assert!(why.contains("can't downgrade from major 16 to 15"), "{why}");
         assert!(

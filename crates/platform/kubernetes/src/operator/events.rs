@@ -22,6 +22,8 @@ pub(crate) enum ClusterEvent {
     BackupFinished { name: String, completed: bool },
     /// A setting of the Cluster could not be carried out (`note` says which and why).
     NotCarriedOut { note: String },
+    /// A step of an in-place major upgrade.
+    MajorUpgrade { note: String },
 }
 
 impl ClusterEvent {
@@ -57,6 +59,9 @@ impl ClusterEvent {
                 format!("Backup {name} failed: see its status.error"),
                 "Backup",
             ),
+            ClusterEvent::MajorUpgrade { note } => {
+                (EventType::Normal, "MajorUpgrade", note.clone(), "Upgrade")
+            }
             ClusterEvent::NotCarriedOut { note } => (
                 EventType::Warning,
                 "NotCarriedOut",

@@ -28,6 +28,7 @@ mod image_catalogs;
 mod instance_objects;
 mod kube_pass;
 pub mod leader;
+mod major_upgrade;
 mod pod_monitors;
 mod pods;
 mod poolers;
@@ -324,7 +325,34 @@ async fn reconcile_cluster(
         }
     };
     let cluster = &image_catalogs::resolve(client, &valid).await?;
-    let held = data_major::hold(cluster);
+    let mut held = data_major::hold(cluster);
+    if let Some(wanted) = held.upgrade.clone() {
+        let settings = &operator.settings;
+        match major_upgrade::step(client, settings, cluster, &held, &wanted).await? {
+            major_upgrade::Upgrade::UnderWay { reason, to, note } => {
+                if let Some(note) = note {
+                    let event = events::ClusterEvent::MajorUpgrade { note };
+                    operator.events.publish(cluster, event).await;
+                }
+                status::write_upgrade(client, cluster, &reason, &to).await?;
+                return Ok(pgherd_controller::phase::MAJOR_UPGRADE);
+            }
+            major_upgrade::Upgrade::Continue {
+                cluster: running,
+                data,
+                problem,
+                note,
+            } => {
+                if let Some(note) = note {
+                    let event = events::ClusterEvent::MajorUpgrade { note };
+                    operator.events.publish(cluster, event).await;
+                }
+                held.cluster = *running;
+                held.data = Some(data);
+                held.refusal = problem;
+            }
+        }
+    }
     let refusal = match (spec_refusal, held.refusal.clone()) {
         (Some(a), Some(b)) => Some(format!("{a}; {b}")),
         (a, b) => a.or(b),

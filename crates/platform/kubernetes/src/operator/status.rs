@@ -132,6 +132,8 @@ pub(crate) async fn write(
     if facts.pg_data_image_info.is_some() {
         status.pg_data_image_info = facts.pg_data_image_info;
     }
+    // A pass of the controller runs no major upgrade (see [`write_upgrade`]).
+    status.target_pg_data_image_info = None;
     status.certificates = Some(facts.certificates);
     status.last_successful_backup = ok;
     status.last_failed_backup = failed;
@@ -183,6 +185,32 @@ fn null_removed(old: &serde_json::Value, new: &mut serde_json::Value) {
             }
         }
     }
+}
+
+/// The status of a pass taken by a major upgrade (CloudNativePG's): its phase and reason, the
+/// image it upgrades to, no instance ready.
+pub(crate) async fn write_upgrade(
+    client: &Client,
+    cluster: &Cluster,
+    reason: &str,
+    to: &pgherd_api::cluster::ImageInfo,
+) -> Result<(), OperatorError> {
+    let current = cluster.status.as_ref();
+    let phase = pgherd_controller::phase::MAJOR_UPGRADE;
+    if current.and_then(|s| s.phase.as_deref()) == Some(phase)
+        && current.and_then(|s| s.phase_reason.as_deref()) == Some(reason)
+        && current.and_then(|s| s.target_pg_data_image_info.as_ref()) == Some(to)
+    {
+        return Ok(());
+    }
+    let patch = serde_json::json!({ "status": {
+        "phase": phase,
+        "phaseReason": reason,
+        "targetPgDataImageInfo": to,
+        "readyInstances": 0,
+    } });
+    patch_status(client, cluster, &patch).await?;
+    Ok(())
 }
 
 /// Say why the Cluster cannot be reconciled (`kubectl get cluster` shows the phase and
