@@ -22,8 +22,8 @@ pub(crate) enum ClusterEvent {
     BackupFinished { name: String, completed: bool },
     /// A setting of the Cluster could not be carried out (`note` says which and why).
     NotCarriedOut { note: String },
-    /// A step of an in-place major upgrade.
-    MajorUpgrade { note: String },
+    /// An in-place major upgrade started (its Job created) or completed.
+    MajorUpgrade { note: String, completed: bool },
 }
 
 impl ClusterEvent {
@@ -59,9 +59,18 @@ impl ClusterEvent {
                 format!("Backup {name} failed: see its status.error"),
                 "Backup",
             ),
-            ClusterEvent::MajorUpgrade { note } => {
-                (EventType::Normal, "MajorUpgrade", note.clone(), "Upgrade")
-            }
+            // One reason per step: events of one reason and action are counted as a series
+            // under the first one's note.
+            ClusterEvent::MajorUpgrade { note, completed } => (
+                EventType::Normal,
+                if *completed {
+                    "MajorUpgradeCompleted"
+                } else {
+                    "MajorUpgradeStarted"
+                },
+                note.clone(),
+                "Upgrade",
+            ),
             ClusterEvent::NotCarriedOut { note } => (
                 EventType::Warning,
                 "NotCarriedOut",

@@ -536,13 +536,18 @@ impl Platform for KubePass<'_> {
         };
         let fenced = fenced_instances(cluster);
         let draining = super::pods::draining_nodes(&self.client).await;
-        let hibernated = pgherd_controller::hibernation::in_progress(
-            previous
-                .and_then(|s| s.conditions.as_ref())
-                .into_iter()
-                .flatten()
-                .map(|c| (c.type_.as_str(), c.reason.as_str())),
-        );
+        // Every pod was deleted for a major upgrade (done or failed): the cluster comes back as
+        // from hibernation, its primary first, never failed over for not being up yet.
+        let after_upgrade = previous.and_then(|s| s.phase.as_deref())
+            == Some(pgherd_controller::phase::MAJOR_UPGRADE);
+        let hibernated = after_upgrade
+            || pgherd_controller::hibernation::in_progress(
+                previous
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(|c| (c.type_.as_str(), c.reason.as_str())),
+            );
         // A node maintenance window without PVC reuse: a replica whose pod is gone is not
         // waited for where its data is, but replaced (CloudNativePG drops such PVCs).
         let replace_gone_replicas = cluster

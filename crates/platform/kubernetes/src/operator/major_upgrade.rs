@@ -193,9 +193,9 @@ pub(super) async fn step(
                 "{namespace}/{name}: major upgrade done: the data is PostgreSQL {}",
                 data.major_version
             );
-            if let Some(job) = &job {
-                delete_job(&jobs, job).await?;
-            }
+            // The Job stays until the status says the new major ([`tidy`]): a pass started
+            // from the Cluster as it was before this one's status write must find it, or it
+            // would take the data for the old major and stop the pods again.
             let note = format!(
                 "Upgraded to PostgreSQL {}: the instances start on the new image, the replicas clone the upgraded primary",
                 data.major_version
@@ -286,6 +286,24 @@ fn failure_of(pod: &Pod) -> Option<String> {
             };
             Some(format!("{said} (container {})", c.name))
         })
+}
+
+/// Once the status records the upgraded major: the finished Job goes.
+pub(super) async fn tidy(client: &Client, cluster: &Cluster) -> Result<(), OperatorError> {
+    let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{}={name},{JOB_ROLE}={MAJOR_UPGRADE_ROLE}", labels::CLUSTER);
+    for job in jobs.list(&ListParams::default().labels(&selector)).await? {
+        let done = job
+            .status
+            .as_ref()
+            .is_some_and(|s| s.succeeded.unwrap_or(0) > 0);
+        if done {
+            delete_job(&jobs, &job).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn delete_job(jobs: &Api<Job>, job: &Job) -> Result<(), OperatorError> {

@@ -84,6 +84,8 @@ pub enum OperatorError {
 pub(crate) struct ClusterRuntime {
     /// Why what the Cluster asks for does not run, as last said (said once per change).
     pub(crate) refusal: Option<String>,
+    /// A major upgrade finished: its Job goes once the stored status says the new major.
+    pub(crate) upgrade_finished: bool,
     /// The last spec that passed the checks, with its defaults: a running cluster whose new
     /// spec is refused keeps being reconciled (and failed over) with it.
     pub(crate) last_valid: Option<Cluster>,
@@ -331,7 +333,8 @@ async fn reconcile_cluster(
         match major_upgrade::step(client, settings, cluster, &held, &wanted).await? {
             major_upgrade::Upgrade::UnderWay { reason, to, note } => {
                 if let Some(note) = note {
-                    let event = events::ClusterEvent::MajorUpgrade { note };
+                    let completed = false;
+                    let event = events::ClusterEvent::MajorUpgrade { note, completed };
                     operator.events.publish(cluster, event).await;
                 }
                 status::write_upgrade(client, cluster, &reason, &to).await?;
@@ -343,8 +346,10 @@ async fn reconcile_cluster(
                 problem,
                 note,
             } => {
+                runtime.upgrade_finished |= data.major_version == wanted.major_version;
                 if let Some(note) = note {
-                    let event = events::ClusterEvent::MajorUpgrade { note };
+                    let completed = true;
+                    let event = events::ClusterEvent::MajorUpgrade { note, completed };
                     operator.events.publish(cluster, event).await;
                 }
                 held.cluster = *running;
@@ -352,6 +357,11 @@ async fn reconcile_cluster(
                 held.refusal = problem;
             }
         }
+    }
+    if held.upgrade.is_none() && runtime.upgrade_finished {
+        // The stored status says the upgraded major: the Job has done its part.
+        major_upgrade::tidy(client, cluster).await?;
+        runtime.upgrade_finished = false;
     }
     let refusal = match (spec_refusal, held.refusal.clone()) {
         (Some(a), Some(b)) => Some(format!("{a}; {b}")),
