@@ -146,7 +146,12 @@ fn a_new_major_upgrades_the_data_in_place_and_a_failed_upgrade_changes_nothing()
         jobs["items"].as_array()?.is_empty().then_some(())
     });
     assert_eq!(str_at(&upgraded, "/status/currentPrimary"), Some("pg-1"));
-    let events = sim.kubectl(&["get", "events", "--field-selector", "reason=MajorUpgradeCompleted"]);
+    let events = sim.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=MajorUpgradeCompleted",
+    ]);
     assert!(events.contains("Upgraded to PostgreSQL 18"), "{events}");
     // Once healthy, the old data goes from the volume.
     sim.eventually("the old data removed", 120, || {
