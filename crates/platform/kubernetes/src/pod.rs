@@ -471,8 +471,8 @@ pub(crate) fn instance_env(base: &Base, cluster: &Cluster, instance: &str) -> Ve
 
 /// The init container copying the manager into the scratch volume (the operator image).
 pub(crate) fn bootstrap_container(
-    cluster: &Cluster,
     operator: &OperatorSettings,
+    resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
     security: &k8s_openapi::api::core::v1::SecurityContext,
 ) -> Container {
     Container {
@@ -485,10 +485,24 @@ pub(crate) fn bootstrap_container(
                 .to_vec(),
         ),
         volume_mounts: Some(vec![mount(SCRATCH_VOLUME, CONTROLLER_MOUNT)]),
-        resources: cluster.spec.resources.clone(),
+        resources,
         security_context: Some(security.clone()),
         ..Container::default()
     }
+}
+
+/// The Cluster's `imagePullSecrets` for its pods.
+pub(crate) fn image_pull_secrets(
+    cluster: &Cluster,
+) -> Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>> {
+    cluster.spec.image_pull_secrets.as_ref().map(|secrets| {
+        secrets
+            .iter()
+            .map(|s| k8s_openapi::api::core::v1::LocalObjectReference {
+                name: s.name.clone(),
+            })
+            .collect()
+    })
 }
 
 /// The instance pod `NAME-<serial>`. `current_primary` (the cluster's `status.currentPrimary`)
@@ -508,7 +522,7 @@ pub fn instance_pod(
     let (volumes, mounts) = volumes(&base, cluster, &instance)?;
     let (startup, readiness, liveness) = instance_probes(cluster);
 
-    let bootstrap = bootstrap_container(cluster, operator, &security);
+    let bootstrap = bootstrap_container(operator, spec.resources.clone(), &security);
     let postgres = Container {
         name: POSTGRES_CONTAINER.to_string(),
         image: Some(postgres_image(cluster)?),
@@ -553,14 +567,7 @@ pub fn instance_pod(
         tolerations: affinity_config.and_then(|a| a.tolerations.clone()),
         affinity: instance_affinity(cluster),
         topology_spread_constraints: spec.topology_spread_constraints.clone(),
-        image_pull_secrets: spec.image_pull_secrets.as_ref().map(|secrets| {
-            secrets
-                .iter()
-                .map(|s| k8s_openapi::api::core::v1::LocalObjectReference {
-                    name: s.name.clone(),
-                })
-                .collect()
-        }),
+        image_pull_secrets: image_pull_secrets(cluster),
         security_context: Some(pod_security(&base, cluster)?),
         init_containers: Some(vec![bootstrap]),
         containers: vec![postgres],

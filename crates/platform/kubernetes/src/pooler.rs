@@ -10,9 +10,7 @@
 
 use crate::error::{BuildError, Result};
 use crate::labels::{self, map, Base};
-use crate::pod::{
-    spec_hash, BOOTSTRAP_CONTAINER, CONTROLLER_MOUNT, MANAGER_PATH, OPERATOR_BINARY, SCRATCH_VOLUME,
-};
+use crate::pod::{spec_hash, CONTROLLER_MOUNT, MANAGER_PATH, SCRATCH_VOLUME};
 use crate::secret::CertificateSecrets;
 use crate::security::{container_security, overlay};
 use crate::OperatorSettings;
@@ -151,19 +149,7 @@ pub fn pooler_deployment(pooler: &Pooler, operator: &OperatorSettings) -> Result
         mount_path: CONTROLLER_MOUNT.to_string(),
         ..VolumeMount::default()
     };
-    let bootstrap = Container {
-        name: BOOTSTRAP_CONTAINER.to_string(),
-        image: Some(operator.image.clone()),
-        image_pull_policy: operator.image_pull_policy.clone(),
-        command: Some(
-            [OPERATOR_BINARY, "bootstrap", MANAGER_PATH]
-                .map(String::from)
-                .to_vec(),
-        ),
-        volume_mounts: Some(vec![scratch.clone()]),
-        security_context: Some(security.clone()),
-        ..Container::default()
-    };
+    let bootstrap = crate::pod::bootstrap_container(operator, None, &security);
     let image = pooler
         .spec
         .pgbouncer

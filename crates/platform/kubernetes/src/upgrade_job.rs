@@ -12,8 +12,8 @@
 use crate::error::Result;
 use crate::labels::{self, map, Base};
 use crate::pod::{
-    bootstrap_container, instance_env, mount, postgres_image, volumes, CONTROLLER_MOUNT,
-    MANAGER_PATH, PGDATA, SCRATCH_VOLUME,
+    bootstrap_container, image_pull_secrets, instance_env, mount, postgres_image, volumes,
+    CONTROLLER_MOUNT, MANAGER_PATH, PGDATA, SCRATCH_VOLUME,
 };
 use crate::security::{container_security, pod_security, seccomp};
 use crate::{names, OperatorSettings};
@@ -122,17 +122,10 @@ pub fn major_upgrade_job(
         priority_class_name: spec.priority_class_name.clone(),
         node_selector: affinity.and_then(|a| a.node_selector.clone()),
         tolerations: affinity.and_then(|a| a.tolerations.clone()),
-        image_pull_secrets: spec.image_pull_secrets.as_ref().map(|secrets| {
-            secrets
-                .iter()
-                .map(|s| k8s_openapi::api::core::v1::LocalObjectReference {
-                    name: s.name.clone(),
-                })
-                .collect()
-        }),
+        image_pull_secrets: image_pull_secrets(cluster),
         security_context: Some(pod_security(&base, cluster)?),
         init_containers: Some(vec![
-            bootstrap_container(cluster, operator, &security),
+            bootstrap_container(operator, spec.resources.clone(), &security),
             prepare,
         ]),
         containers: vec![upgrade],
