@@ -1,5 +1,6 @@
 //! In-place major upgrades on Kubernetes, as CloudNativePG 1.26+ runs them, on kube-sim with its
-//! process kubelet: a two-instance Cluster on PostgreSQL 15 with a writer through `-rw`.
+//! process kubelet: a two-instance Cluster on PostgreSQL 15, its WAL on a volume of its own
+//! (`walStorage`), with a writer through `-rw`.
 //!
 //! First its `imageName` names a major whose image cannot upgrade (16 here has no `pg_upgrade`):
 //! every pod is deleted, the Job `pg-1-major-upgrade` fails, the cluster runs 15 again on its
@@ -23,7 +24,7 @@ mod k8s;
 use k8s::load::HaLoad;
 use k8s::{kubelet_available, str_at, Operator, Sim};
 
-const CLUSTER: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 2\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n";
+const CLUSTER: &str = "apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: pg\nspec:\n  instances: 2\n  imageName: ghcr.io/cloudnative-pg/postgresql:15\n  storage:\n    size: 1Gi\n  walStorage:\n    size: 1Gi\n";
 const UPGRADING: &str = "Upgrading Postgres major version";
 
 fn has_postgres(major: u32) -> bool {
@@ -153,9 +154,21 @@ fn a_new_major_upgrades_the_data_in_place_and_a_failed_upgrade_changes_nothing()
         "reason=MajorUpgradeCompleted",
     ]);
     assert!(events.contains("Upgraded to PostgreSQL 18"), "{events}");
-    // Once healthy, the old data goes from the volume.
+    // Once healthy, the old data goes from the volumes (its WAL from the WAL volume).
     sim.eventually("the old data removed", 120, || {
-        let listed = sim.in_postgres("pg-1", &["ls", "/var/lib/postgresql/data"])?;
-        (!listed.contains("pgdata.major-15")).then_some(())
+        let data = sim.in_postgres("pg-1", &["ls", "/var/lib/postgresql/data"])?;
+        let wal = sim.in_postgres("pg-1", &["ls", "/var/lib/postgresql/wal"])?;
+        (!data.contains("pgdata.major-15") && wal.split_whitespace().eq(["pg_wal"])).then_some(())
     });
+    let link = sim
+        .in_postgres(
+            "pg-1",
+            &["readlink", "/var/lib/postgresql/data/pgdata/pg_wal"],
+        )
+        .unwrap();
+    assert_eq!(
+        link.trim(),
+        "/var/lib/postgresql/wal/pg_wal",
+        "WAL on its volume"
+    );
 }

@@ -84,7 +84,8 @@ pub fn check_data_major(
 /// Once the upgraded cluster is healthy: remove the data of older majors set aside beside
 /// PGDATA (the primary's copy kept by the upgrade, a replica's before it cloned again) and the
 /// older majors' directories in the tablespaces (`PG_<major>_<catalog>`, left by
-/// `pg_upgrade`). Removal never follows a link (`remove_dir_all`).
+/// `pg_upgrade`), and the WAL directory an old data's `pg_wal` links to (`walStorage`).
+/// Removal never follows a link (`remove_dir_all`).
 pub fn discard_older_majors(pg: &Postgres, major: u32, tablespaces: &[PathBuf]) {
     let older = |name: &str, prefix: &str| {
         name.strip_prefix(prefix)
@@ -98,12 +99,24 @@ pub fn discard_older_majors(pg: &Postgres, major: u32, tablespaces: &[PathBuf]) 
         .map(|d| (d.to_path_buf(), "pgdata.major-"))
         .into_iter()
         .chain(tablespaces.iter().map(|t| (t.clone(), "PG_")));
+    let live_wal = std::fs::read_link(pg.pgdata.join("pg_wal")).ok();
     for (dir, prefix) in places {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = entry.file_name();
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             if !is_dir || !name.to_str().is_some_and(|n| older(n, prefix)) {
                 continue;
+            }
+            // Its WAL on the WAL volume (set aside there when the new data's moved in) goes
+            // with it; never the live WAL directory.
+            if let Ok(wal) = std::fs::read_link(entry.path().join("pg_wal")) {
+                if Some(&wal) != live_wal.as_ref() && wal.is_absolute() {
+                    match std::fs::remove_dir_all(&wal) {
+                        Ok(()) => tracing::info!("removed the old data's WAL in {}", wal.display()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => tracing::warn!("cannot remove {}: {e}", wal.display()),
+                    }
+                }
             }
             match std::fs::remove_dir_all(entry.path()) {
                 Ok(()) => tracing::info!(
@@ -277,11 +290,6 @@ async fn upgrade(old: &Postgres, to_major: u32) -> Result<(), InstanceError> {
             aside.display()
         )));
     }
-    if std::fs::symlink_metadata(old.pgdata.join("pg_wal")).is_ok_and(|m| m.is_symlink()) {
-        return Err(InstanceError::InvalidSetting(
-            "the data's pg_wal is on its own volume (walStorage), which the major upgrade does not handle yet; nothing was changed".into(),
-        ));
-    }
     for tool in OLD_TOOLS {
         old.binaries.tool(
             tool,
@@ -360,6 +368,9 @@ async fn upgrade(old: &Postgres, to_major: u32) -> Result<(), InstanceError> {
         "upgraded; the old data is kept in {} until the cluster is healthy",
         aside.display()
     );
+    // With WAL on its own volume (`walStorage`) the old data's `pg_wal` links there and the new
+    // data has its WAL inside: its manager moves that WAL to the volume when it first starts
+    // (the old WAL set aside beside it, the old data's link following: `wal_dir::relocate`).
     Ok(())
 }
 

@@ -307,8 +307,12 @@ async fn converge(
         crate::demotion::demote(&pg, spec.wal_store.as_ref()).await?;
     }
     if let Some(wal_dir) = &spec.wal_dir {
-        // A crash between the old `pg_wal` going and its link being made: finish it.
-        if pg.is_initialized() && std::fs::symlink_metadata(pg.pgdata.join("pg_wal")).is_err() {
+        // WAL not on its volume yet, before PostgreSQL starts: a crash between the old
+        // `pg_wal` going and its link being made, or data made elsewhere with its WAL inside
+        // (a major upgrade's): move it.
+        let linked = std::fs::symlink_metadata(pg.pgdata.join("pg_wal"))
+            .is_ok_and(|m| m.file_type().is_symlink());
+        if pg.is_initialized() && !linked && !state.running(&pg) {
             crate::wal_dir::relocate(&pg.pgdata, wal_dir)?;
         }
     }
