@@ -201,10 +201,23 @@ pub fn upstream(
         source: replica.source.clone(),
         conninfo: parameters.map(pgherd_postgres::conf::conninfo_of),
         store_file,
-        // Only the distributed topology demotes a primary cluster (`primary` naming another).
-        demote: cluster.is_replica() && replica.primary.is_some(),
+        demote: demoted_by_topology(cluster),
         promotion_token: pending_promotion_token(cluster).map(str::to_string),
     })
+}
+
+/// Whether the distributed topology makes this cluster a replica (`replica.primary` naming
+/// another cluster than `replica.self`, which defaults to its name): the one way a running
+/// primary cluster is demoted (a clean stop and a token), which admission lets through and
+/// the leader's spec asks for. `replica.enabled` cannot demote one (its WAL would diverge), and
+/// cannot be set together with `primary`.
+pub fn demoted_by_topology(cluster: &Cluster) -> bool {
+    cluster.is_replica()
+        && cluster
+            .spec
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.primary.is_some() && r.enabled.is_none())
 }
 
 /// Whether the cluster's leader follows `spec.replica.source`: a replica cluster, or one

@@ -274,17 +274,12 @@ fn update_errors(kind: &str, old: &Value, new: &Value) -> Vec<Diagnostic> {
         }
     }
     // A primary cluster becomes a replica of another only by the distributed topology's
-    // demotion (`replica.primary` naming the other cluster: a clean stop and a token the
-    // other cluster is promoted with); `replica.enabled` would make its WAL diverge.
-    let demoted = new
-        .spec
-        .replica
-        .as_ref()
-        .is_some_and(|r| r.primary.is_some() && r.self_name.is_some());
+    // demotion (a clean stop and a token the other cluster is promoted with).
+    let demoted = pgherd_controller::external::demoted_by_topology(&new);
     if !old.is_replica() && new.is_replica() && !demoted {
         out.push(Diagnostic::error(
             "spec.replica.enabled",
-            "a running primary cluster can't become a replica cluster this way (hint: demote it with the distributed topology, replica.self naming it and replica.primary naming the other cluster, or create a new Cluster with replica.enabled: true that bootstraps from the source)",
+            "a running primary cluster can't become a replica cluster this way (hint: demote it with the distributed topology, replica.primary naming the other cluster and replica.self this one (its name by default), or create a new Cluster with replica.enabled: true that bootstraps from the source)",
         ));
     }
     let mut sizes = vec![
@@ -523,15 +518,23 @@ mod tests {
                 .contains("spec.replica.enabled"),
             "{r}"
         );
-        // The distributed topology's demotion (`primary` naming the other cluster) is allowed.
-        let mut demoted = primary.clone();
-        demoted["spec"]["replica"] = json!({"self": "pg", "primary": "origin", "source": "origin"});
-        demoted["metadata"]["resourceVersion"] = json!("7");
-        let answer = handle(
-            "/validate-postgresql-cnpg-io-v1-cluster",
-            &review_update("UPDATE", "Cluster", demoted, primary.clone()),
-        );
-        assert_eq!(response(&answer)["allowed"], true, "{}", response(&answer));
+        // The distributed topology's demotion (`primary` naming the other cluster) is allowed,
+        // `self` given or defaulting to the cluster's name, as the operator then demotes it.
+        for replica_section in [
+            json!({"self": "pg", "primary": "origin", "source": "origin"}),
+            json!({"primary": "origin", "source": "origin"}),
+        ] {
+            let mut demoted = primary.clone();
+            demoted["spec"]["replica"] = replica_section;
+            demoted["metadata"]["resourceVersion"] = json!("7");
+            let typed: Cluster = serde_json::from_value(demoted.clone()).unwrap();
+            assert!(pgherd_controller::external::demoted_by_topology(&typed));
+            let answer = handle(
+                "/validate-postgresql-cnpg-io-v1-cluster",
+                &review_update("UPDATE", "Cluster", demoted, primary.clone()),
+            );
+            assert_eq!(response(&answer)["allowed"], true, "{}", response(&answer));
+        }
         for (new, old) in [(replica.clone(), replica.clone()), (primary, replica)] {
             let answer = handle(
                 "/validate-postgresql-cnpg-io-v1-cluster",
