@@ -69,6 +69,8 @@ pub struct SpecContext<'a> {
     /// Every instance runs where the declared tablespaces' volumes are mounted (no pod of an
     /// older template left): the primary may create the missing ones.
     pub tablespace_volumes_everywhere: bool,
+    /// The old data of a major upgrade may go ([`crate::major_upgrade::old_data_may_go`]).
+    pub discard_older_majors: bool,
     /// A replica cluster's source, as the platform reaches it: its primary follows it as the
     /// designated primary (see [`crate::external::upstream`]).
     pub replica_of: Option<Upstream>,
@@ -343,7 +345,7 @@ impl SpecContext<'_> {
             },
             wal_store: self.wal_store.clone(),
             pooler_auth: self.pooler_auth,
-            discard_older_majors: false,
+            discard_older_majors: self.discard_older_majors,
             files: self.files.clone(),
         })
     }
@@ -518,6 +520,7 @@ mod tests {
             pooler_auth: false,
             files: PushedFiles::default(),
             tablespace_volumes_everywhere: true,
+            discard_older_majors: false,
             replica_of: None,
         };
         let spec = |context: &SpecContext<'_>, i: usize| {

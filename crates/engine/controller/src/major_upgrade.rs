@@ -210,6 +210,13 @@ pub fn decide(facts: &UpgradeFacts<'_>) -> Step {
     }
 }
 
+/// Whether the old data a major upgrade set aside may go (the instances' managers remove it,
+/// `InstanceSpec::discard_older_majors`): the cluster's last status says it was healthy on its
+/// data's major, which is the one it runs.
+pub fn old_data_may_go(phase: Option<&str>, data: Option<&ImageInfo>, major: u32) -> bool {
+    phase == Some(phase::HEALTHY) && data.is_some_and(|d| d.major_version == i64::from(major))
+}
+
 /// The phase reason after a failed upgrade.
 pub fn failed_reason(data: &ImageInfo, wanted: &ImageInfo, failure: &str) -> String {
     format!(

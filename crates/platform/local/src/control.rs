@@ -423,7 +423,6 @@ impl ClusterTask {
         let (data, problem, attempt) = upgrade;
         crate::major_upgrade::after_pass(
             &mut status,
-            &self.plane.user,
             &prelude.instances_dir,
             data,
             problem,

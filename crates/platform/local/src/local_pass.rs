@@ -313,6 +313,14 @@ impl Platform for LocalPass<'_> {
                 pooler_auth: crate::pooler::uses_builtin_auth(state, namespace, &task.name),
                 files: Default::default(),
                 tablespace_volumes_everywhere: false,
+                discard_older_majors: pgherd_controller::major_upgrade::old_data_may_go(
+                    prelude.previous.as_ref().map(|p| p.phase.as_str()),
+                    prelude
+                        .previous
+                        .as_ref()
+                        .and_then(|p| p.pg_data_image_info.as_ref()),
+                    major,
+                ),
                 replica_of,
             },
         };

@@ -16,7 +16,6 @@ use pgherd_controller::major_upgrade::{
 };
 use pgherd_controller::phase;
 use pgherd_instance_manager::major_upgrade::{set_aside_name, UpgradeResult, RESULT_FILE};
-use pgherd_instance_manager::OsUser;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -266,11 +265,11 @@ fn data_of_existing(instances_dir: &Path, wanted: &ImageInfo) -> Option<ImageInf
     })
 }
 
-/// After a pass that ran: the data's image and a problem go into the status; once the
-/// upgraded cluster is healthy, the old data set aside during the upgrade is removed.
+/// After a pass that ran: the data's image and a problem go into the status. A finished
+/// upgrade's attempt is kept until the instances' managers have removed the old data (they do
+/// once the upgraded cluster was healthy: `discard_older_majors` in their specs).
 pub(crate) fn after_pass(
     status: &mut LocalClusterStatus,
-    user: &OsUser,
     instances_dir: &Path,
     data: Option<ImageInfo>,
     problem: Option<String>,
@@ -289,46 +288,13 @@ pub(crate) fn after_pass(
         .major_upgrade
         .as_ref()
         .filter(|a| a.failure.is_none() && data.as_ref().is_some_and(|d| *d == a.to));
-    if let (Some(a), true) = (done, status.phase == phase::HEALTHY) {
+    if let Some(a) = done {
         let old = u32::try_from(a.from.major_version).unwrap_or_default();
-        let mut removed = true;
-        for (_, dir) in instance_dirs(instances_dir) {
-            let aside = dir.join(set_aside_name(old));
-            if aside.exists() {
-                removed &= remove_as(user, &aside);
-            }
-        }
-        if removed {
+        let kept = instance_dirs(instances_dir)
+            .iter()
+            .any(|(_, dir)| std::fs::symlink_metadata(dir.join(set_aside_name(old))).is_ok());
+        if !kept {
             status.major_upgrade = None;
-        }
-    }
-}
-
-/// Remove `dir` (in the PostgreSQL user's directories) as that user: the root control plane
-/// never deletes along a path another user can change.
-fn remove_as(user: &OsUser, dir: &Path) -> bool {
-    let mut rm = std::process::Command::new("rm");
-    user.apply(&mut rm);
-    rm.arg("-rf").arg("--").arg(dir);
-    match rm.output() {
-        Ok(out) if out.status.success() => {
-            tracing::info!(
-                "the upgraded cluster is healthy: removed the old data in {}",
-                dir.display()
-            );
-            true
-        }
-        Ok(out) => {
-            tracing::warn!(
-                "cannot remove {}: {}",
-                dir.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            false
-        }
-        Err(e) => {
-            tracing::warn!("cannot remove {}: {e}", dir.display());
-            false
         }
     }
 }

@@ -48,16 +48,16 @@ impl KubePass<'_> {
             pooler_auth: self.runtime.pooler_auth,
             files: self.resolved.files.clone(),
             tablespace_volumes_everywhere: self.outdated.is_empty(),
+            discard_older_majors: pgherd_controller::major_upgrade::old_data_may_go(
+                cluster.status.as_ref().and_then(|s| s.phase.as_deref()),
+                cluster
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pg_data_image_info.as_ref()),
+                major,
+            ),
             replica_of: self.resolved.replica_of.clone().and_then(Result::ok),
         };
-        // After a major upgrade, the old data is kept until the cluster was healthy on the new
-        // major (the local platform's rule too).
-        let status = cluster.status.as_ref();
-        let upgraded_and_healthy = status
-            .is_some_and(|s| s.phase.as_deref() == Some(pgherd_controller::phase::HEALTHY))
-            && status
-                .and_then(|s| s.pg_data_image_info.as_ref())
-                .is_some_and(|d| d.major_version == i64::from(major));
         let mut pushes = tokio::task::JoinSet::new();
         for instance in &plan.instances {
             if recreating.contains(&instance.name) {
@@ -89,7 +89,6 @@ impl KubePass<'_> {
                 }
                 continue;
             };
-            spec.discard_older_majors = upgraded_and_healthy;
             let applied = self
                 .reports
                 .get(&instance.name)
