@@ -27,6 +27,7 @@ pub mod operator;
 pub mod pdb;
 pub mod plugin;
 pub mod pod;
+mod pod_volumes;
 pub mod pooler;
 pub mod pooler_pod;
 pub mod pooler_switchover;

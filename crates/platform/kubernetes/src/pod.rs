@@ -24,13 +24,10 @@ use crate::labels::{self, map, Base, InstanceRole};
 use crate::probes::instance_probes;
 use crate::security::{container_security, pod_security, seccomp};
 use crate::{names, pvc, OperatorSettings};
-use k8s_openapi::api::core::v1::{ConfigMapProjection, DownwardAPIProjection};
+use k8s_openapi::api::core::v1::ObjectFieldSelector;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
-    PersistentVolumeClaimVolumeSource, Pod, PodSpec, ProjectedVolumeSource, SecretProjection,
-    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    Container, ContainerPort, EnvVar, EnvVarSource, Pod, PodSpec, VolumeMount,
 };
-use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, ObjectFieldSelector};
 use pgherd_api::cluster::LogLevel;
 use pgherd_api::defaults::DEFAULT_IMAGE_NAME;
 use pgherd_api::Cluster;
@@ -59,7 +56,7 @@ const CLIENT_CA_FILE: &str = "client-ca.crt";
 
 /// The server and client CAs of `cluster` with a file of their own in [`CERTIFICATES_MOUNT`]:
 /// `(Secret, file)` of each the user provides (the operator's is `ca.crt`), server CA first.
-fn user_cas(cluster: &Cluster) -> [Option<(String, &'static str)>; 2] {
+pub(crate) fn user_cas(cluster: &Cluster) -> [Option<(String, &'static str)>; 2] {
     let secrets = crate::secret::CertificateSecrets::of(cluster);
     let operators_ca = names::ca_secret(cluster.metadata.name.as_deref().unwrap_or_default());
     let own = |secret: String, file| (secret != operators_ca).then_some((secret, file));
@@ -119,9 +116,6 @@ pub const PROJECTED_VOLUME: &str = "projected";
 pub const API_ACCESS_VOLUME: &str = "kube-api-access";
 pub const CERTIFICATES_VOLUME: &str = "certificates";
 pub const PASSWORDS_VOLUME: &str = "passwords";
-
-/// Lifetime of the projected service-account token (as kubelet's own projection).
-const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
 
 /// The PostgreSQL image of `cluster`: `imageName`, the catalog's image as resolved into
 /// `status.image`, or the default image.
@@ -195,248 +189,6 @@ fn port(name: &str, number: i32) -> ContainerPort {
         protocol: Some("TCP".to_string()),
         ..ContainerPort::default()
     }
-}
-
-fn claim_volume(name: &str, claim: &str) -> Volume {
-    Volume {
-        name: name.to_string(),
-        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-            claim_name: claim.to_string(),
-            read_only: None,
-        }),
-        ..Volume::default()
-    }
-}
-
-/// The service-account token, CA and namespace, projected for the instance manager only (it
-/// holds the primary Lease); the pod itself does not automount a token.
-fn api_access_volume() -> Volume {
-    Volume {
-        name: API_ACCESS_VOLUME.to_string(),
-        projected: Some(ProjectedVolumeSource {
-            default_mode: None,
-            sources: Some(vec![
-                VolumeProjection {
-                    service_account_token: Some(ServiceAccountTokenProjection {
-                        path: "token".to_string(),
-                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
-                        audience: None,
-                    }),
-                    ..VolumeProjection::default()
-                },
-                VolumeProjection {
-                    config_map: Some(ConfigMapProjection {
-                        name: "kube-root-ca.crt".to_string(),
-                        items: Some(vec![KeyToPath {
-                            key: "ca.crt".to_string(),
-                            path: "ca.crt".to_string(),
-                            mode: None,
-                        }]),
-                        optional: None,
-                    }),
-                    ..VolumeProjection::default()
-                },
-                VolumeProjection {
-                    downward_api: Some(DownwardAPIProjection {
-                        items: Some(vec![DownwardAPIVolumeFile {
-                            path: "namespace".to_string(),
-                            field_ref: Some(ObjectFieldSelector {
-                                api_version: Some("v1".to_string()),
-                                field_path: "metadata.namespace".to_string(),
-                            }),
-                            ..DownwardAPIVolumeFile::default()
-                        }]),
-                    }),
-                    ..VolumeProjection::default()
-                },
-            ]),
-        }),
-        ..Volume::default()
-    }
-}
-
-/// One projected Secret: `(key, path)` pairs.
-fn secret_projection(secret: &str, items: &[(&str, &str)], optional: bool) -> VolumeProjection {
-    VolumeProjection {
-        secret: Some(SecretProjection {
-            name: secret.to_string(),
-            items: Some(
-                items
-                    .iter()
-                    .map(|(key, path)| KeyToPath {
-                        key: (*key).to_string(),
-                        path: (*path).to_string(),
-                        mode: None,
-                    })
-                    .collect(),
-            ),
-            optional: optional.then_some(true),
-        }),
-        ..VolumeProjection::default()
-    }
-}
-
-/// A projected volume readable by the pod's group only (files owned by root, group
-/// `fsGroup`, mode 0640: what PostgreSQL accepts for a key owned by root).
-fn projected(name: &str, sources: Vec<VolumeProjection>) -> Volume {
-    Volume {
-        name: name.to_string(),
-        projected: Some(ProjectedVolumeSource {
-            default_mode: Some(0o640),
-            sources: Some(sources),
-        }),
-        ..Volume::default()
-    }
-}
-
-/// The cluster's certificates and the passwords the manager sets, as the instance spec names
-/// them.
-fn credential_volumes(cluster: &Cluster, base: &Base) -> [Volume; 2] {
-    let secrets = crate::secret::CertificateSecrets::of(cluster);
-    let certificates = projected(
-        CERTIFICATES_VOLUME,
-        std::iter::once(secret_projection(
-            &names::ca_secret(&base.name),
-            &[("ca.crt", "ca.crt")],
-            false,
-        ))
-        .chain(
-            user_cas(cluster)
-                .into_iter()
-                .flatten()
-                .map(|(secret, file)| secret_projection(&secret, &[("ca.crt", file)], false)),
-        )
-        .chain([
-            secret_projection(
-                &secrets.server_tls,
-                &[("tls.crt", "server.crt"), ("tls.key", "server.key")],
-                false,
-            ),
-            secret_projection(
-                &secrets.replication_tls,
-                &[
-                    ("tls.crt", "streaming_replica.crt"),
-                    ("tls.key", "streaming_replica.key"),
-                ],
-                false,
-            ),
-        ])
-        .collect(),
-    );
-    let app_secret = crate::secret::app_secret_name(cluster);
-    let superuser_secret = crate::secret::superuser_secret_name(cluster);
-    let passwords = projected(
-        PASSWORDS_VOLUME,
-        vec![
-            secret_projection(&app_secret, &[("password", "app.password")], true),
-            secret_projection(
-                &superuser_secret,
-                &[("password", "superuser.password")],
-                true,
-            ),
-        ],
-    );
-    [certificates, passwords]
-}
-
-/// Volumes of the pod and mounts of the `postgres` container.
-pub(crate) fn volumes(
-    base: &Base,
-    cluster: &Cluster,
-    instance: &str,
-) -> Result<(Vec<Volume>, Vec<VolumeMount>)> {
-    let spec = &cluster.spec;
-    let limits = spec.ephemeral_volumes_size_limit.as_ref();
-    let mut volumes = vec![claim_volume(PGDATA_VOLUME, instance)];
-    let mut mounts = vec![mount(PGDATA_VOLUME, PGDATA_MOUNT)];
-    volumes.push(match &spec.ephemeral_volume_source {
-        Some(source) => Volume {
-            name: SCRATCH_VOLUME.to_string(),
-            ephemeral: Some(k8s_openapi::api::core::v1::EphemeralVolumeSource {
-                volume_claim_template: source.volume_claim_template.clone(),
-            }),
-            ..Volume::default()
-        },
-        None => Volume {
-            name: SCRATCH_VOLUME.to_string(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: None,
-                size_limit: limits.and_then(|l| l.temporary_data.clone()),
-            }),
-            ..Volume::default()
-        },
-    });
-    mounts.push(mount(SCRATCH_VOLUME, CONTROLLER_MOUNT));
-    mounts.push(mount(SCRATCH_VOLUME, RUN_MOUNT));
-    volumes.push(Volume {
-        name: SHM_VOLUME.to_string(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: Some("Memory".to_string()),
-            size_limit: limits.and_then(|l| l.shm.clone()),
-        }),
-        ..Volume::default()
-    });
-    mounts.push(mount(SHM_VOLUME, SHM_MOUNT));
-    if spec.wal_storage.is_some() {
-        volumes.push(claim_volume(WAL_VOLUME, &names::wal_pvc_name(instance)));
-        mounts.push(mount(WAL_VOLUME, WAL_MOUNT));
-    }
-    for tablespace in spec.tablespaces.iter().flatten() {
-        let volume = format!("tbs-{}", names::tablespace_slug(&tablespace.name));
-        base.owner().check_name("volume name", &volume)?;
-        let claim = names::tablespace_pvc_name(instance, &tablespace.name);
-        volumes.push(claim_volume(&volume, &claim));
-        mounts.push(mount(
-            &volume,
-            &format!("{TABLESPACES_MOUNT}/{}", tablespace.name),
-        ));
-    }
-    if let Some(projected) = &spec.projected_volume_template {
-        volumes.push(Volume {
-            name: PROJECTED_VOLUME.to_string(),
-            projected: Some(projected.clone()),
-            ..Volume::default()
-        });
-        mounts.push(mount(PROJECTED_VOLUME, PROJECTED_MOUNT));
-    }
-    for extension in cluster
-        .spec
-        .postgresql
-        .iter()
-        .flat_map(|p| p.extensions.iter().flatten())
-    {
-        // The volume is named after the extension, as CloudNativePG does; `_` (allowed in
-        // extension names) is not allowed in volume names.
-        let volume = extension.name.replace('_', "-");
-        base.owner().check_name("volume name", &volume)?;
-        volumes.push(Volume {
-            name: volume.clone(),
-            image: Some(extension.image.clone()),
-            ..Volume::default()
-        });
-        mounts.push(VolumeMount {
-            read_only: Some(true),
-            ..mount(&volume, &format!("{EXTENSIONS_MOUNT}/{}", extension.name))
-        });
-    }
-    for volume in credential_volumes(cluster, base) {
-        let path = if volume.name == CERTIFICATES_VOLUME {
-            CERTIFICATES_MOUNT
-        } else {
-            PASSWORDS_MOUNT
-        };
-        mounts.push(VolumeMount {
-            read_only: Some(true),
-            ..mount(&volume.name, path)
-        });
-        volumes.push(volume);
-    }
-    volumes.push(api_access_volume());
-    mounts.push(VolumeMount {
-        read_only: Some(true),
-        ..mount(API_ACCESS_VOLUME, SERVICE_ACCOUNT_MOUNT)
-    });
-    Ok((volumes, mounts))
 }
 
 fn log_filter(level: Option<LogLevel>) -> &'static str {
@@ -603,6 +355,7 @@ pub fn instance_pod(
     })
 }
 
+pub(crate) use crate::pod_volumes::volumes;
 pub use pgherd_controller::operations::RESTARTED_AT_ANNOTATION as RESTARTED_AT;
 
 /// The labels a pod of `instance` must carry for `role` (what the operator patches when the
