@@ -55,6 +55,21 @@ fn the_release_manifest_runs_the_operator_in_the_cluster() {
             .count();
         (ready == 2).then_some(())
     });
+    // The release's ClusterRole lets the operator run a major upgrade's Job (asked as
+    // Kubernetes' authorizer answers a SubjectAccessReview for its service account).
+    for verb in ["create", "delete", "list", "watch"] {
+        let review = format!(
+            "apiVersion: authorization.k8s.io/v1\nkind: SubjectAccessReview\nspec:\n  user: system:serviceaccount:cnpg-system:cnpg-manager\n  groups: [system:serviceaccounts]\n  resourceAttributes:\n    group: batch\n    resource: jobs\n    verb: {verb}\n    namespace: default\n"
+        );
+        let out = sim.kubectl_output(&["create", "-f", "-", "-o", "json"], Some(&review));
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        assert_eq!(
+            answer.pointer("/status/allowed"),
+            Some(&serde_json::Value::Bool(true)),
+            "{verb} jobs: {answer}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     // The webhooks answer through their Service once the operator patched its CA in.
     let refused = sim.eventually("the webhook to refuse an invalid Cluster", 60, || {
         sim.apply("apiVersion: postgresql.cnpg.io/v1\nkind: Cluster\nmetadata:\n  name: bad\nspec:\n  instances: 0\n  storage:\n    size: 1Gi\n")

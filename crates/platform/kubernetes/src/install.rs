@@ -78,6 +78,12 @@ pub fn cluster_role() -> ClusterRole {
                 &["create", "get", "list", "patch", "update", "watch"],
             ),
             rule(&["apps"], &["deployments"], ALL),
+            // The major-upgrade Job (operator/major_upgrade.rs).
+            rule(
+                &["batch"],
+                &["jobs"],
+                &["create", "delete", "get", "list", "watch"],
+            ),
             rule(&["coordination.k8s.io"], &["leases"], ALL),
             rule(&["policy"], &["poddisruptionbudgets"], ALL),
             rule(&["monitoring.coreos.com"], &["podmonitors"], ALL),
