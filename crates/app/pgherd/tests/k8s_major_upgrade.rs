@@ -147,6 +147,9 @@ fn a_new_major_upgrades_the_data_in_place_and_a_failed_upgrade_changes_nothing()
         jobs["items"].as_array()?.is_empty().then_some(())
     });
     assert_eq!(str_at(&upgraded, "/status/currentPrimary"), Some("pg-1"));
+    // Back as from hibernation, and awake now: no condition left to hold a later failover.
+    let conditions = upgraded.pointer("/status/conditions").unwrap().to_string();
+    assert!(!conditions.contains("cnpg.io/hibernation"), "{conditions}");
     let events = sim.kubectl(&[
         "get",
         "events",
