@@ -25,12 +25,12 @@ pub enum InstanceError {
     NoSuchUser(String),
     #[error("refusing to run PostgreSQL as root; choose an unprivileged user")]
     RootUser,
-    #[error("{action} {path}: {source}")]
+    /// The cause is in the message (not a `source`: a chain printed whole would say it twice).
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file operation through `pgherd_safe_fs` (its message names the path and the cause).
     #[error("{0}")]
@@ -80,7 +80,7 @@ impl InstanceError {
         InstanceError::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalError {
-    #[error("{action} {path}: {source}")]
+    /// The cause is in the message (not a `source`: a chain printed whole would say it twice).
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file operation through `pgherd_safe_fs` (its message names the path and the cause).
     #[error("{0}")]
@@ -35,7 +35,7 @@ impl LocalError {
         LocalError::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
