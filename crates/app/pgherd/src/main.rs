@@ -105,8 +105,42 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("pgherd: {e:#}");
+            eprintln!("pgherd: {}", said_once(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error and its causes, each said once: most of pgherd's errors already name their cause
+/// in their message, which anyhow's chain (`{:#}`) would print a second time.
+fn said_once(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let read = pgherd_backup::wal_archive::WalError::Local {
+            what: "read",
+            path: "/x".into(),
+            source: io,
+        };
+        let e = anyhow::Error::new(read).context("loading the spec");
+        assert_eq!(said_once(&e), "loading the spec: cannot read \"/x\": gone");
     }
 }
