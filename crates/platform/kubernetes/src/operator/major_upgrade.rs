@@ -55,8 +55,7 @@ pub(super) async fn step(
 ) -> Result<Upgrade, OperatorError> {
     let namespace = resolved.metadata.namespace.as_deref().unwrap_or("default");
     let name = resolved.metadata.name.as_deref().unwrap_or_default();
-    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("{}={name},{JOB_ROLE}={MAJOR_UPGRADE_ROLE}", labels::CLUSTER);
+    let (jobs, selector) = upgrade_jobs(client, resolved);
     let job = jobs
         .list(&ListParams::default().labels(&selector))
         .await?
@@ -290,10 +289,7 @@ fn failure_of(pod: &Pod) -> Option<String> {
 
 /// Once the status records the upgraded major: the finished Job goes.
 pub(super) async fn tidy(client: &Client, cluster: &Cluster) -> Result<(), OperatorError> {
-    let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
-    let name = cluster.metadata.name.as_deref().unwrap_or_default();
-    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let selector = format!("{}={name},{JOB_ROLE}={MAJOR_UPGRADE_ROLE}", labels::CLUSTER);
+    let (jobs, selector) = upgrade_jobs(client, cluster);
     for job in jobs.list(&ListParams::default().labels(&selector)).await? {
         let done = job
             .status
@@ -304,6 +300,15 @@ pub(super) async fn tidy(client: &Client, cluster: &Cluster) -> Result<(), Opera
         }
     }
     Ok(())
+}
+
+/// The Jobs of `cluster`'s namespace, and the label selector of its major-upgrade Jobs (and
+/// their pods).
+fn upgrade_jobs(client: &Client, cluster: &Cluster) -> (Api<Job>, String) {
+    let namespace = cluster.metadata.namespace.as_deref().unwrap_or("default");
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let selector = format!("{}={name},{JOB_ROLE}={MAJOR_UPGRADE_ROLE}", labels::CLUSTER);
+    (Api::namespaced(client.clone(), namespace), selector)
 }
 
 async fn delete_job(jobs: &Api<Job>, job: &Job) -> Result<(), OperatorError> {
