@@ -85,10 +85,15 @@ async fn evictions_honour_the_disruption_budget() {
     assert_eq!(pdb(&sim, "db")["status"]["disruptionsAllowed"], 1);
 
     pods.evict("db-a", &EvictParams::default()).await.unwrap();
-    // Spent at once, before the controller's next pass.
+    // Spent at once: the eviction records the pod in `disruptedPods`, where it stays until the
+    // controller's next pass counts it as terminating (which, on a loaded machine, may have
+    // come before this read).
     let s = pdb(&sim, "db")["status"].clone();
     assert_eq!(s["disruptionsAllowed"], 0, "{s}");
-    assert!(s["disruptedPods"]["db-a"].is_string(), "{s}");
+    assert!(
+        s["disruptedPods"]["db-a"].is_string() || s["currentHealthy"] == 1,
+        "{s}"
+    );
     let a = sim.object("pods", "default", "db-a").unwrap();
     assert!(
         a["metadata"]["deletionTimestamp"].is_string(),
