@@ -72,6 +72,10 @@ struct State {
     crash_loop: crate::crash_loop::CrashLoop,
     /// The last pass error written to the log (each distinct one is logged once).
     logged_error: Option<String>,
+    /// A major upgrade's old data was looked for (and removed) once the spec allowed it: data
+    /// is only set aside before this process's PostgreSQL first starts (an upgrade stops every
+    /// manager), so once per process is enough — not a directory scan every second.
+    older_majors_discarded: bool,
 }
 
 fn publish(shared: &Shared, status: InstanceStatus) {
@@ -339,7 +343,8 @@ async fn converge(
         ready?;
     }
     state.restart_token = Some(spec.restart_token.clone());
-    if spec.discard_older_majors {
+    if spec.discard_older_majors && !state.older_majors_discarded {
+        state.older_majors_discarded = true;
         let tablespaces: Vec<_> = spec
             .tablespaces
             .iter()
