@@ -6,7 +6,7 @@
 //! image, runs `pg_upgrade --old-bindir` on that copy. CloudNativePG's job does the same.
 
 use crate::postgres::run;
-use crate::{InstanceError, PgBinaries};
+use crate::{InstanceError, OsUser, PgBinaries, Postgres};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
@@ -62,6 +62,29 @@ pub fn copied(from: &Path, major: u32) -> Result<PgBinaries, InstanceError> {
         )
     })?;
     PgBinaries::locate(major, Some(Path::new(text.trim())))
+}
+
+/// The stopped old server of data `pgdata` (major `major`) as the upgrade step sees it: the
+/// binaries [`copy_installation`] left in `from`, this process's user, its socket in
+/// `socket_dir`, its log in the temporary directory (made if missing: a pod's scratch
+/// directory may not hold it yet).
+pub fn old_server(
+    pgdata: PathBuf,
+    major: u32,
+    from: &Path,
+    socket_dir: PathBuf,
+    port: u16,
+) -> Result<Postgres, InstanceError> {
+    let logs = std::env::temp_dir();
+    std::fs::create_dir_all(&logs).map_err(|e| InstanceError::io("cannot create", &logs, e))?;
+    Ok(Postgres {
+        binaries: copied(from, major)?,
+        pgdata,
+        socket_dir,
+        port,
+        user: OsUser::for_postgres("postgres")?,
+        log_file: logs.join("major-upgrade-postgres.log"),
+    })
 }
 
 /// `pg_config --WHAT`.

@@ -201,17 +201,9 @@ pub fn dispatch(command: InstanceCommand) -> anyhow::Result<ExitCode> {
             let pg = match (spec, pgdata, from_major, old_binaries) {
                 (Some(spec), ..) => supervisor::postgres_for(&supervisor::load_spec(&spec)?)?,
                 (None, Some(pgdata), Some(major), Some(old)) => {
-                    // The old server's log, in the pod's scratch directory (made if missing).
-                    let logs = std::env::temp_dir();
-                    std::fs::create_dir_all(&logs)?;
-                    pgherd_instance_manager::Postgres {
-                        binaries: pgherd_instance_manager::old_binaries::copied(&old, major)?,
-                        pgdata,
-                        socket_dir,
-                        port,
-                        user: pgherd_instance_manager::OsUser::for_postgres("postgres")?,
-                        log_file: logs.join("major-upgrade-postgres.log"),
-                    }
+                    pgherd_instance_manager::old_binaries::old_server(
+                        pgdata, major, &old, socket_dir, port,
+                    )?
                 }
                 _ => anyhow::bail!("give --spec, or --pgdata with --from-major and --old-binaries"),
             };
