@@ -10,6 +10,7 @@
 //! says why; a `restart` retries.
 
 use super::data_major::Held;
+use super::events::ClusterEvent;
 use super::OperatorError;
 use crate::upgrade_job::{attempt_of, job_name, major_upgrade_job, JOB_ROLE, MAJOR_UPGRADE_ROLE};
 use crate::{labels, OperatorSettings};
@@ -32,15 +33,15 @@ pub(super) enum Upgrade {
         cluster: Box<Cluster>,
         data: ImageInfo,
         problem: Option<String>,
-        /// What to tell in an event (the upgrade finished).
-        note: Option<String>,
+        /// To publish (the upgrade completed).
+        event: Option<ClusterEvent>,
     },
-    /// The pass is the upgrade's: the status says `reason`, the target `to`; `note` for an
-    /// event (the Job started).
+    /// The pass is the upgrade's: the status says `reason`, the target `to`; `event` to
+    /// publish (the Job started).
     UnderWay {
         reason: String,
         to: ImageInfo,
-        note: Option<String>,
+        event: Option<ClusterEvent>,
     },
 }
 
@@ -96,10 +97,10 @@ pub(super) async fn step(
         running: &running,
         job: state.clone(),
     };
-    let under_way = |note: Option<String>| Upgrade::UnderWay {
+    let under_way = |event: Option<ClusterEvent>| Upgrade::UnderWay {
         reason: upgrading_reason(wanted.major_version),
         to: wanted.clone(),
-        note,
+        event,
     };
     match decide(&facts) {
         Step::Run { data, problem } => Ok(Upgrade::Continue {
@@ -110,7 +111,7 @@ pub(super) async fn step(
             }),
             data,
             problem,
-            note: None,
+            event: None,
         }),
         Step::Failed { message } => {
             let data = held.data.clone().unwrap_or_else(|| wanted.clone());
@@ -118,7 +119,7 @@ pub(super) async fn step(
                 cluster: Box::new(held.cluster.clone()),
                 problem: Some(failed_reason(&data, wanted, &message)),
                 data,
-                note: None,
+                event: None,
             })
         }
         Step::Stop(stopping) => {
@@ -154,7 +155,7 @@ pub(super) async fn step(
                 retry_token,
                 failure: None,
             };
-            let mut note = None;
+            let mut event = None;
             match &job {
                 Some(_) if state == JobState::Running => {}
                 Some(stale) => {
@@ -164,34 +165,26 @@ pub(super) async fn step(
                 }
                 None => {
                     let job = major_upgrade_job(resolved, settings, &wanted_attempt)?;
-                    tracing::info!(
-                        "{namespace}/{name}: major upgrade {} to {}: running Job {} on {}'s data",
-                        wanted_attempt.from.major_version,
-                        wanted.major_version,
-                        job_name(&wanted_attempt.instance),
-                        wanted_attempt.instance
-                    );
-                    match jobs.create(&PostParams::default(), &job).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                    note = Some(format!(
+                    let note = format!(
                         "Upgrading from PostgreSQL {} to {}: Job {} runs pg_upgrade on {}'s data",
                         wanted_attempt.from.major_version,
                         wanted.major_version,
                         job_name(&wanted_attempt.instance),
                         wanted_attempt.instance
-                    ));
+                    );
+                    tracing::info!("{namespace}/{name}: {note}");
+                    match jobs.create(&PostParams::default(), &job).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    let completed = false;
+                    event = Some(ClusterEvent::MajorUpgrade { note, completed });
                 }
             }
-            Ok(under_way(note))
+            Ok(under_way(event))
         }
         Step::Finish { data } => {
-            tracing::info!(
-                "{namespace}/{name}: major upgrade done: the data is PostgreSQL {}",
-                data.major_version
-            );
             // The Job stays until the status says the new major ([`tidy`]): a pass started
             // from the Cluster as it was before this one's status write must find it, or it
             // would take the data for the old major and stop the pods again.
@@ -199,11 +192,13 @@ pub(super) async fn step(
                 "Upgraded to PostgreSQL {}: the instances start on the new image, the replicas clone the upgraded primary",
                 data.major_version
             );
+            tracing::info!("{namespace}/{name}: {note}");
+            let completed = true;
             Ok(Upgrade::Continue {
                 cluster: Box::new(resolved.clone()),
                 data,
                 problem: None,
-                note: Some(note),
+                event: Some(ClusterEvent::MajorUpgrade { note, completed }),
             })
         }
     }

@@ -331,10 +331,8 @@ async fn reconcile_cluster(
     if let Some(wanted) = held.upgrade.clone() {
         let settings = &operator.settings;
         match major_upgrade::step(client, settings, cluster, &held, &wanted).await? {
-            major_upgrade::Upgrade::UnderWay { reason, to, note } => {
-                if let Some(note) = note {
-                    let completed = false;
-                    let event = events::ClusterEvent::MajorUpgrade { note, completed };
+            major_upgrade::Upgrade::UnderWay { reason, to, event } => {
+                if let Some(event) = event {
                     operator.events.publish(cluster, event).await;
                 }
                 status::write_upgrade(client, cluster, &reason, &to).await?;
@@ -344,12 +342,10 @@ async fn reconcile_cluster(
                 cluster: running,
                 data,
                 problem,
-                note,
+                event,
             } => {
                 runtime.upgrade_finished |= data.major_version == wanted.major_version;
-                if let Some(note) = note {
-                    let completed = true;
-                    let event = events::ClusterEvent::MajorUpgrade { note, completed };
+                if let Some(event) = event {
                     operator.events.publish(cluster, event).await;
                 }
                 held.cluster = *running;
