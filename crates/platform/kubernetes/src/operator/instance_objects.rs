@@ -5,7 +5,7 @@ use super::kube_pass::KubePass;
 use super::OperatorError;
 use crate::labels;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 use pgherd_controller::plan::Plan;
 use pgherd_instance_protocol::DesiredRole;
@@ -115,23 +115,17 @@ impl KubePass<'_> {
     /// Delete `instance`'s pod gracefully (its manager stops PostgreSQL cleanly; its PVCs
     /// stay), unless it is already being deleted. Whether a deletion was asked for.
     pub(super) async fn delete_pod(&mut self, instance: &str, why: &str) -> bool {
-        let Some(pod) = self.instances.get(instance).and_then(|i| i.pod.as_ref()) else {
+        let Some(objects) = self.instances.get(instance) else {
             return false;
         };
-        if pod.metadata.deletion_timestamp.is_some() {
-            return false;
+        let cluster = format!("{}/{}", self.namespace, self.name);
+        match objects.delete_pod(&self.pods(), &cluster, why).await {
+            Ok(asked) => asked,
+            Err(e) => {
+                tracing::warn!("cannot delete pod {instance} {why}: {e}");
+                true
+            }
         }
-        tracing::info!(
-            "{}/{}: deleting {instance}'s pod {why}",
-            self.namespace,
-            self.name
-        );
-        match self.pods().delete(instance, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => tracing::warn!("cannot delete pod {instance} {why}: {e}"),
-        }
-        true
     }
 
     /// The role label `instance` should carry now: primary only once it reports being one

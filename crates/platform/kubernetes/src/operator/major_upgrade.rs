@@ -124,23 +124,11 @@ pub(super) async fn step(
         }
         Step::Stop(stopping) => {
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-            for instance in stopping {
-                let deleting = instances
-                    .get(&instance)
-                    .and_then(|o| o.pod.as_ref())
-                    .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
-                if deleting {
-                    continue;
-                }
-                tracing::info!(
-                    "{namespace}/{name}: major upgrade to {}: deleting {instance}'s pod",
-                    wanted.major_version
-                );
-                match pods.delete(&instance, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
+            let why = format!("for the major upgrade to {}", wanted.major_version);
+            for objects in stopping.iter().filter_map(|i| instances.get(i)) {
+                objects
+                    .delete_pod(&pods, &format!("{namespace}/{name}"), &why)
+                    .await?;
             }
             Ok(under_way(None))
         }

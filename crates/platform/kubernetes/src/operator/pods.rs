@@ -3,7 +3,7 @@
 
 use crate::labels;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
 
@@ -36,6 +36,30 @@ impl InstanceObjects {
                 pod.status.as_ref().and_then(|s| s.phase.as_deref()),
                 Some("Failed" | "Succeeded")
             ),
+        }
+    }
+
+    /// Delete the pod gracefully (its manager stops PostgreSQL cleanly; its PVCs stay), unless
+    /// there is none or it is already being deleted: whether a deletion was asked for. A pod
+    /// gone meanwhile is no error. `cluster` (`namespace/name`) and `why` are for the log.
+    pub(crate) async fn delete_pod(
+        &self,
+        pods: &Api<Pod>,
+        cluster: &str,
+        why: &str,
+    ) -> Result<bool, kube::Error> {
+        let Some(pod) = &self.pod else {
+            return Ok(false);
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            return Ok(false);
+        }
+        let instance = pod.metadata.name.as_deref().unwrap_or_default();
+        tracing::info!("{cluster}: deleting {instance}'s pod {why}");
+        match pods.delete(instance, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(true),
+            Err(e) => Err(e),
         }
     }
 
