@@ -25,6 +25,7 @@ pub mod retention;
 pub mod schedule;
 pub mod store;
 pub mod timestamp;
+mod unpack;
 pub mod wal_archive;
 pub mod wal_restore;
 mod write_back;

@@ -208,11 +208,8 @@ pub async fn unpack_tar(
                 }
             },
         );
-        let mut archive = tar::Archive::new(reader);
-        archive.set_preserve_permissions(true);
-        archive.set_overwrite(true);
-        archive.unpack(&dest_owned).map_err(unpack_err)?;
-        only_padding_follows(archive.into_inner()).map_err(unpack_err)
+        let rest = crate::unpack::unpack(reader, &dest_owned).map_err(unpack_err)?;
+        only_padding_follows(rest).map_err(unpack_err)
     });
     let mut received = 0u64;
     while let Some(chunk) = stream.next().await {
