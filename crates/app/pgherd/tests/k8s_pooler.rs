@@ -261,6 +261,19 @@ fn a_pooler_on_kubernetes_pools_writes_and_follows_a_switchover() {
             .is_none(),
         "a refused Pooler got a Deployment"
     );
+    // ... and said once as a Warning event on the Pooler (`kubectl describe pooler`).
+    let events = sim.eventually("the refused pooler's event", 30, || {
+        let events = sim.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=pg-pooler-custom,reason=NotCarriedOut",
+        ]);
+        events
+            .contains("spec.pgbouncer.authQuerySecret")
+            .then_some(events)
+    });
+    assert!(events.contains("Warning"), "{events}");
     // A PodMonitor without the Prometheus Operator's CRD: said, nothing runs.
     sim.apply(MONITORED).unwrap();
     let said = sim.eventually("the monitored pooler's status", 60, || {

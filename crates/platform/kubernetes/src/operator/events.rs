@@ -1,47 +1,46 @@
-//! Events on a Cluster for what a user must be able to see afterwards in `kubectl describe`
-//! and `kubectl get events`: failovers, switchovers, finished backups and settings that could
-//! not be carried out (events.k8s.io,
+//! Events on Clusters and Poolers for what a user must be able to see afterwards in `kubectl
+//! describe` and `kubectl get events`: failovers, switchovers, finished backups, major upgrades
+//! and settings that could not be carried out (events.k8s.io,
 //! which `kubectl describe` shows with the core ones; the release's RBAC grants both).
 //! Publishing is best effort: an event that cannot be written never fails a pass.
 
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
-use pgherd_api::Cluster;
 
 /// The reporting controller's name (CloudNativePG's).
 const CONTROLLER: &str = "cloudnative-pg";
 
-/// What happened to a Cluster.
+/// What happened to a Cluster or a Pooler.
 #[derive(Debug, Clone)]
-pub(crate) enum ClusterEvent {
+pub(crate) enum OperatorEvent {
     /// The primary failed and `promoted` took over.
     FailedOver { promoted: String },
     /// A requested switchover made `promoted` the primary.
     SwitchedOver { promoted: String },
     /// Backup `name` finished.
     BackupFinished { name: String, completed: bool },
-    /// A setting of the Cluster could not be carried out (`note` says which and why).
+    /// A setting could not be carried out (`note` says which and why).
     NotCarriedOut { note: String },
     /// An in-place major upgrade started (its Job created) or completed.
     MajorUpgrade { note: String, completed: bool },
 }
 
-impl ClusterEvent {
+impl OperatorEvent {
     fn event(&self) -> Event {
         let (type_, reason, note, action) = match self {
-            ClusterEvent::FailedOver { promoted } => (
+            OperatorEvent::FailedOver { promoted } => (
                 EventType::Warning,
                 "FailoverCompleted",
                 format!("The primary failed: {promoted} was promoted"),
                 "Failover",
             ),
-            ClusterEvent::SwitchedOver { promoted } => (
+            OperatorEvent::SwitchedOver { promoted } => (
                 EventType::Normal,
                 "SwitchoverCompleted",
                 format!("{promoted} is the new primary"),
                 "Switchover",
             ),
-            ClusterEvent::BackupFinished {
+            OperatorEvent::BackupFinished {
                 name,
                 completed: true,
             } => (
@@ -50,7 +49,7 @@ impl ClusterEvent {
                 format!("Backup {name} completed"),
                 "Backup",
             ),
-            ClusterEvent::BackupFinished {
+            OperatorEvent::BackupFinished {
                 name,
                 completed: false,
             } => (
@@ -61,7 +60,7 @@ impl ClusterEvent {
             ),
             // One reason per step: events of one reason and action are counted as a series
             // under the first one's note.
-            ClusterEvent::MajorUpgrade { note, completed } => (
+            OperatorEvent::MajorUpgrade { note, completed } => (
                 EventType::Normal,
                 if *completed {
                     "MajorUpgradeCompleted"
@@ -71,7 +70,7 @@ impl ClusterEvent {
                 note.clone(),
                 "Upgrade",
             ),
-            ClusterEvent::NotCarriedOut { note } => (
+            OperatorEvent::NotCarriedOut { note } => (
                 EventType::Warning,
                 "NotCarriedOut",
                 note.clone(),
@@ -88,7 +87,7 @@ impl ClusterEvent {
     }
 }
 
-/// Publishes a Cluster's events.
+/// Publishes events.
 #[derive(Clone)]
 pub(crate) struct Events {
     recorder: Recorder,
@@ -111,9 +110,13 @@ impl Events {
         }
     }
 
-    /// Publish `what` on `cluster` (logged, not returned, when it cannot be written).
-    pub(crate) async fn publish(&self, cluster: &Cluster, what: ClusterEvent) {
-        let reference = cluster.object_ref(&());
+    /// Publish `what` on `object` (logged, not returned, when it cannot be written).
+    pub(crate) async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        what: OperatorEvent,
+    ) {
+        let reference = object.object_ref(&());
         if let Err(e) = self.recorder.publish(&what.event(), &reference).await {
             tracing::warn!("cannot publish an event: {e}");
         }

@@ -10,7 +10,7 @@
 //! says why; a `restart` retries.
 
 use super::data_major::Held;
-use super::events::ClusterEvent;
+use super::events::OperatorEvent;
 use super::OperatorError;
 use crate::upgrade_job::{attempt_of, job_name, major_upgrade_job, JOB_ROLE, MAJOR_UPGRADE_ROLE};
 use crate::{labels, OperatorSettings};
@@ -34,14 +34,14 @@ pub(super) enum Upgrade {
         data: ImageInfo,
         problem: Option<String>,
         /// To publish (the upgrade completed).
-        event: Option<ClusterEvent>,
+        event: Option<OperatorEvent>,
     },
     /// The pass is the upgrade's: the status says `reason`, the target `to`; `event` to
     /// publish (the Job started).
     UnderWay {
         reason: String,
         to: ImageInfo,
-        event: Option<ClusterEvent>,
+        event: Option<OperatorEvent>,
     },
 }
 
@@ -97,7 +97,7 @@ pub(super) async fn step(
         running: &running,
         job: state.clone(),
     };
-    let under_way = |event: Option<ClusterEvent>| Upgrade::UnderWay {
+    let under_way = |event: Option<OperatorEvent>| Upgrade::UnderWay {
         reason: upgrading_reason(wanted.major_version),
         to: wanted.clone(),
         event,
@@ -167,7 +167,7 @@ pub(super) async fn step(
                         Err(e) => return Err(e.into()),
                     }
                     let completed = false;
-                    event = Some(ClusterEvent::MajorUpgrade { note, completed });
+                    event = Some(OperatorEvent::MajorUpgrade { note, completed });
                 }
             }
             Ok(under_way(event))
@@ -186,7 +186,7 @@ pub(super) async fn step(
                 cluster: Box::new(resolved.clone()),
                 data,
                 problem: None,
-                event: Some(ClusterEvent::MajorUpgrade { note, completed }),
+                event: Some(OperatorEvent::MajorUpgrade { note, completed }),
             })
         }
     }

@@ -366,7 +366,7 @@ async fn reconcile_cluster(
     if refusal != runtime.refusal {
         if let Some(note) = refusal.clone() {
             tracing::warn!("{note}");
-            let event = events::ClusterEvent::NotCarriedOut { note };
+            let event = events::OperatorEvent::NotCarriedOut { note };
             operator.events.publish(cluster, event).await;
         }
         runtime.refusal = refusal.clone();
@@ -381,7 +381,7 @@ async fn reconcile_cluster(
     )
     .await;
     if let Some(note) = cluster_objects::apply(client, cluster, &mut runtime.objects).await? {
-        let event = events::ClusterEvent::NotCarriedOut { note };
+        let event = events::OperatorEvent::NotCarriedOut { note };
         operator.events.publish(cluster, event).await;
     }
     let controller = credentials::controller_identity(runtime, &credentials)?;
@@ -467,7 +467,7 @@ async fn report(
             "failed"
         };
         operator.metrics.backup_finished(&namespace, &name, phase);
-        let event = events::ClusterEvent::BackupFinished {
+        let event = events::OperatorEvent::BackupFinished {
             name: finished.name.clone(),
             completed: finished.completed,
         };
@@ -486,9 +486,9 @@ async fn report(
             .primary_changed(&namespace, &name, switchover);
         let promoted = outcome.plan.current_primary.clone().unwrap_or_default();
         let event = if switchover {
-            events::ClusterEvent::SwitchedOver { promoted }
+            events::OperatorEvent::SwitchedOver { promoted }
         } else {
-            events::ClusterEvent::FailedOver { promoted }
+            events::OperatorEvent::FailedOver { promoted }
         };
         operator.events.publish(cluster, event).await;
     }

@@ -14,11 +14,14 @@
 //!    the Pooler (deleting it removes them);
 //! 4. writes `P.status`: `instances` (the Deployment's pods, as CloudNativePG), the Secrets'
 //!    versions (`secrets.serverCA`, `clientCA`, `serverTLS`, `pgBouncerSecrets.authQuery`), and
-//!    pgherd's `phase` (`active`, `paused`, `pending`, `failed`) with `phaseReason`/`error`.
+//!    pgherd's `phase` (`active`, `paused`, `pending`, `failed`) with `phaseReason`/`error`;
+//!    when the phase becomes `failed`, the reason is also a Warning event `NotCarriedOut` on
+//!    the Pooler (`kubectl describe pooler` shows it).
 //!
 //! The Clusters' reconciles ask [`uses_builtin_auth`] whether their primary keeps PgBouncer's
 //! auth role `cnpg_pooler_pgbouncer` and `public.user_search`.
 
+use super::events::{Events, OperatorEvent};
 use super::pod_monitors::{self, CrdMissing};
 use super::{cluster_objects::apply_one, OperatorError};
 use crate::pooler_pod::{config_paths, upstream};
@@ -46,6 +49,7 @@ const VALIDITY_DAYS: i64 = 90;
 pub(crate) struct Context {
     client: Client,
     settings: OperatorSettings,
+    events: Events,
 }
 
 /// The controller over Poolers, and the store of every Pooler it watches.
@@ -68,7 +72,11 @@ pub(crate) async fn run(
     client: Client,
     settings: OperatorSettings,
 ) {
-    let context = Arc::new(Context { client, settings });
+    let context = Arc::new(Context {
+        events: Events::new(client.clone()),
+        client,
+        settings,
+    });
     controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, context)
@@ -251,11 +259,12 @@ async fn secret_versions(client: &Client, namespace: &str, cluster: &str) -> Val
 }
 
 /// Merge `status` into the Pooler's, unless it already says so.
+/// Writes `status` unless the Pooler already has it; whether it was written.
 async fn write_status(
     client: &Client,
     pooler: &Pooler,
     status: Value,
-) -> Result<(), OperatorError> {
+) -> Result<bool, OperatorError> {
     let current = serde_json::to_value(&pooler.status).unwrap_or(Value::Null);
     let unchanged = status.as_object().is_some_and(|fields| {
         fields
@@ -263,7 +272,7 @@ async fn write_status(
             .all(|(k, v)| current.get(k).unwrap_or(&Value::Null) == v)
     });
     if unchanged {
-        return Ok(());
+        return Ok(false);
     }
     let namespace = pooler.metadata.namespace.as_deref().unwrap_or("default");
     let api: Api<Pooler> = Api::namespaced(client.clone(), namespace);
@@ -273,12 +282,25 @@ async fn write_status(
         &Patch::Merge(&json!({ "status": status })),
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
-/// The status of a Pooler that does not run, and why.
-fn not_running(phase: &str, why: &str) -> Value {
-    json!({"phase": phase, "phaseReason": why, "error": if phase == "failed" { Value::from(why) } else { Value::Null }})
+/// Writes the status of a Pooler that cannot run (`why`); a new failure is also an event.
+async fn not_running(
+    context: &Context,
+    pooler: &Pooler,
+    phase: &str,
+    why: &str,
+) -> Result<(), OperatorError> {
+    let failed = phase == "failed";
+    let status = json!({"phase": phase, "phaseReason": why, "error": if failed { Value::from(why) } else { Value::Null }});
+    if write_status(&context.client, pooler, status).await? && failed {
+        let event = OperatorEvent::NotCarriedOut {
+            note: why.to_string(),
+        };
+        context.events.publish(pooler, event).await;
+    }
+    Ok(())
 }
 
 async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action, OperatorError> {
@@ -293,7 +315,7 @@ async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action,
     if !refusals.is_empty() {
         let why = refusals.join("; ");
         tracing::warn!("{namespace}/{name}: {why}");
-        write_status(client, &pooler, not_running("failed", &why)).await?;
+        not_running(&context, &pooler, "failed", &why).await?;
         return Ok(Action::await_change());
     }
     let cluster_name = &pooler.spec.cluster.name;
@@ -302,11 +324,11 @@ async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action,
         let why = format!(
             "Pooler {name}: spec.cluster.name: Cluster {namespace}/{cluster_name} not found"
         );
-        write_status(client, &pooler, not_running("pending", &why)).await?;
+        not_running(&context, &pooler, "pending", &why).await?;
         return Ok(Action::requeue(EVERY));
     };
     if let Some(why) = ensure_client_certificate(client, &cluster).await? {
-        write_status(client, &pooler, not_running("pending", &why)).await?;
+        not_running(&context, &pooler, "pending", &why).await?;
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let certificates = secret::CertificateSecrets::of(&cluster);
@@ -315,14 +337,14 @@ async fn reconcile(pooler: Arc<Pooler>, context: Arc<Context>) -> Result<Action,
         Err(e) => {
             // The user's template or names: said in the status.
             let why = format!("Pooler {name}: {e}");
-            write_status(client, &pooler, not_running("failed", &why)).await?;
+            not_running(&context, &pooler, "failed", &why).await?;
             return Ok(Action::await_change());
         }
     };
     let monitor = objects.pod_monitor.as_ref();
     if let Err(CrdMissing) = pod_monitors::apply(client, namespace, name, monitor).await? {
         let why = pod_monitors::crd_missing_message(&format!("Pooler {name}"));
-        write_status(client, &pooler, not_running("failed", &why)).await?;
+        not_running(&context, &pooler, "failed", &why).await?;
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
     if let Some(account) = &objects.service_account {
