@@ -4,37 +4,30 @@
 //! pushing each manager its spec over the instance protocol and labelling the pods so the
 //! Services follow the roles; fencing is deleting a pod at once.
 
+mod bootstrap;
+mod reports;
+mod stop_evidence;
+
 use super::pods::{self, InstanceObjects};
-use super::references::{self, Resolved};
+use super::references::Resolved;
 use super::ClusterRuntime;
 use super::OperatorError;
-use crate::pod::{APP_PASSWORD_FILE, PGDATA, POSTGRES_PORT, STATUS_PORT};
+use crate::pod::{PGDATA, STATUS_PORT};
 use crate::{labels, OperatorSettings};
 use kube::api::DeleteParams;
 use kube::Client;
 use pgherd_api::Cluster;
-use pgherd_controller::cluster_status::{
-    archiving_condition, ConditionInput, CONTINUOUS_ARCHIVING,
-};
-use pgherd_controller::instance_spec::{Address, Placement};
-use pgherd_controller::plan::{fenced_instances, DataSource, Observation, ObservedInstance, Plan};
+use pgherd_controller::cluster_status::ConditionInput;
+use pgherd_controller::instance_spec::Placement;
+use pgherd_controller::plan::{fenced_instances, Observation, ObservedInstance, Plan};
 use pgherd_controller::reconcile::{Observed, Platform};
 use pgherd_instance_manager::status_client::{self, ClientTls};
-use pgherd_instance_protocol::{Bootstrap, DesiredRole, InstanceStatus, LeaseToken, Role};
+use pgherd_instance_protocol::{DesiredRole, InstanceStatus, LeaseToken, Role};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// How long the operator waits for a manager (across the pod network).
 pub(super) const MANAGER_TIMEOUT: Duration = Duration::from_millis(800);
-
-/// Added to the primary's lease before a silent instance counts as stopped: its manager
-/// counts the lease from the renewal it received, which is before the operator read the
-/// answer; the margin covers clock rates and scheduling.
-const LEASE_MARGIN: Duration = Duration::from_millis(500);
-// The primary's manager stops PostgreSQL at most MAX_FENCE_LAG after its lease ran out, by a
-// clock that started no later than this operator's last report from it.
-const _: () =
-    assert!(LEASE_MARGIN.as_millis() > pgherd_instance_manager::lease::MAX_FENCE_LAG.as_millis());
 
 use pgherd_controller::operations::RESTARTED_AT_ANNOTATION as RESTARTED_AT;
 
@@ -125,210 +118,6 @@ impl<'a> KubePass<'a> {
         }
     }
 
-    /// Each instance's pod address (for the Cluster's status).
-    pub(crate) fn pod_addresses(&self) -> BTreeMap<String, String> {
-        self.instances
-            .iter()
-            .filter_map(|(name, i)| i.pod_ip().map(|ip| (name.clone(), ip)))
-            .collect()
-    }
-
-    /// Conditions this platform adds to the status.
-    pub(crate) fn conditions(&self) -> Vec<ConditionInput> {
-        self.conditions.clone()
-    }
-
-    /// The user's switchover request this pass saw (before the pass answered it).
-    pub(crate) fn request_seen(&self) -> Option<String> {
-        self.request_seen.clone()
-    }
-
-    /// The cluster's archive, resolved.
-    pub(crate) fn archive(&self) -> Option<&super::references::Archive> {
-        self.resolved.archive.as_ref()
-    }
-
-    /// What the cluster's Backups need from this pass.
-    pub(crate) fn backup_pass<'p>(
-        &'p self,
-        plan: &'p Plan,
-        addresses: &'p BTreeMap<String, String>,
-    ) -> super::backups::BackupPass<'p> {
-        super::backups::BackupPass {
-            client: &self.client,
-            cluster: self.cluster,
-            archive: self.resolved.archive.as_ref(),
-            archive_problem: self.reference_problem.as_deref(),
-            plan,
-            reports: &self.reports,
-            addresses,
-            tls: &self.controller,
-        }
-    }
-
-    /// `status.managedRolesStatus` from the primary's report, when it reported.
-    pub(crate) fn managed_roles_status(
-        &self,
-        plan: &Plan,
-    ) -> Option<pgherd_api::cluster::ManagedRoles> {
-        let primary = plan.current_primary.as_deref()?;
-        let report = self.reports.get(primary)?;
-        pgherd_controller::declarative::managed_roles_status(&report.role_results)
-    }
-
-    /// `status.tablespacesStatus` from the primary's report, when it reported.
-    pub(crate) fn tablespaces_status(
-        &self,
-        cluster: &Cluster,
-        plan: &Plan,
-    ) -> Option<Vec<pgherd_api::cluster::TablespaceState>> {
-        let primary = plan.current_primary.as_deref()?;
-        let report = self.reports.get(primary)?;
-        let declared = pgherd_controller::instance_spec::tablespaces(cluster, &placement(cluster));
-        pgherd_controller::declarative::tablespaces_status(&declared, &report.tablespace_results)
-    }
-
-    /// The Database objects' status from the primary's results (for the spec it applied).
-    pub(crate) async fn write_database_status(&self, plan: &Plan) {
-        let Some(primary) = plan.current_primary.as_deref() else {
-            return;
-        };
-        let Some(report) = self.reports.get(primary) else {
-            return;
-        };
-        let applied = self
-            .runtime
-            .pushed
-            .get(primary)
-            .filter(|spec| report.applied_generation >= spec.generation);
-        super::databases::write_status(
-            &self.client,
-            &self.namespace,
-            &self.databases,
-            &report.database_results,
-            applied,
-        )
-        .await;
-    }
-
-    /// Read what the cluster refers to; on failure push what was pushed before, and say why
-    /// in `ContinuousArchiving` when the cluster archives.
-    async fn resolve_references(&mut self, cluster: &Cluster) {
-        match references::resolve(&self.client, &self.namespace, cluster).await {
-            Ok(resolved) => {
-                self.resolved = resolved;
-                self.reference_problem = None;
-            }
-            Err(e) => {
-                tracing::warn!("{}/{}: {e}", self.namespace, self.name);
-                self.resolved = references::fallback(cluster, self.runtime.pushed.values());
-                self.reference_problem = Some(e.to_string());
-            }
-        }
-    }
-
-    /// `ContinuousArchiving` from the store's problem or the primary's last outcome; the one
-    /// stored is kept while the primary does not report.
-    fn archiving_condition(&self, cluster: &Cluster, plan: &Plan) -> Option<ConditionInput> {
-        self.resolved.wal_store.as_ref()?;
-        let report = plan
-            .current_primary
-            .as_deref()
-            .and_then(|p| self.reports.get(p))
-            .and_then(|r| r.archive.as_ref());
-        archiving_condition(self.reference_problem.as_deref(), report).or_else(|| {
-            let stored = cluster
-                .status
-                .as_ref()?
-                .conditions
-                .iter()
-                .flatten()
-                .find(|c| c.type_ == CONTINUOUS_ARCHIVING)?;
-            Some(ConditionInput {
-                condition_type: stored.type_.clone(),
-                status: stored.status == "True",
-                reason: stored.reason.clone(),
-                message: stored.message.clone(),
-            })
-        })
-    }
-
-    pub(super) fn addresses(&self) -> BTreeMap<String, Address> {
-        self.pod_addresses()
-            .into_iter()
-            .map(|(name, host)| {
-                (
-                    name,
-                    Address {
-                        host,
-                        port: POSTGRES_PORT as u16,
-                        status_port: STATUS_PORT as u16,
-                        metrics_port: crate::pod::METRICS_PORT as u16,
-                        socket_dir: None,
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// Nothing of the instance runs, as far as can be proven: its pod is gone (or ended), no
-    /// other instance still hears from it, and its lease has run out since its manager last
-    /// answered. A pod missing from the API is not proof on its own: a forced deletion, or a
-    /// node cut off from the API server, leaves its processes running; a primary that hears
-    /// from neither the operator nor a majority of its peers stops writing when its lease runs
-    /// out (lease-expiry evidence).
-    fn gone(&self, name: &str, objects: &InstanceObjects) -> bool {
-        if !objects.nothing_runs() {
-            return false;
-        }
-        let heard = self
-            .reports
-            .values()
-            .any(|s| pgherd_controller::ha::is_fresh(s) && s.follows(name));
-        !heard && self.silent_for(name) >= pgherd_controller::ha::PRIMARY_LEASE + LEASE_MARGIN
-    }
-
-    /// How long since the instance's manager last answered this operator (or since this
-    /// operator started, for one never heard from).
-    fn silent_for(&self, name: &str) -> Duration {
-        self.runtime
-            .last_report
-            .get(name)
-            .or(self.runtime.since.as_ref())
-            .map_or(Duration::ZERO, Instant::elapsed)
-    }
-
-    /// For how long a [`gone`](Self::gone) instance's PostgreSQL has provably been stopped
-    /// ([`ObservedInstance::stopped_for`]): its manager stopped it at the latest its lease plus
-    /// [`MAX_FENCE_LAG`] after the last renewal, which came before the last report.
-    ///
-    /// [`MAX_FENCE_LAG`]: pgherd_instance_manager::lease::MAX_FENCE_LAG
-    fn gone_for(&self, name: &str, objects: &InstanceObjects) -> Option<Duration> {
-        self.gone(name, objects).then(|| {
-            self.silent_for(name).saturating_sub(
-                pgherd_controller::ha::PRIMARY_LEASE
-                    + pgherd_instance_manager::lease::MAX_FENCE_LAG,
-            )
-        })
-    }
-
-    /// Its PostgreSQL provably accepts no write: it is [`gone`](Self::gone), or its manager
-    /// reports it stopped under a spec that keeps it stopped.
-    fn stopped(&self, name: &str, objects: &InstanceObjects) -> bool {
-        if self.gone(name, objects) {
-            return true;
-        }
-        match (self.reports.get(name), self.runtime.pushed.get(name)) {
-            (Some(s), Some(spec)) => {
-                s.role == Role::Down
-                    && s.applied_generation >= spec.generation
-                    && (spec.fenced
-                        || (spec.role == DesiredRole::Replica && spec.primary.is_none()))
-            }
-            _ => false,
-        }
-    }
-
     /// `kubectl cnpg restart CLUSTER --primary` (or naming the primary) writes CloudNativePG's
     /// in-place restart phase with the user's reason: the primary then restarts in place,
     /// through the request part of its restart token. Requests an instance already runs under
@@ -371,93 +160,6 @@ impl<'a> KubePass<'a> {
         self.runtime
             .instance_restarts
             .retain(|name, _| self.instances.contains_key(name));
-    }
-
-    pub(super) fn bootstrap(&self, data_source: DataSource) -> Result<Bootstrap, OperatorError> {
-        let asked = self.cluster.spec.bootstrap.as_ref();
-        Ok(match data_source {
-            DataSource::Clone => Bootstrap::Clone,
-            DataSource::Initdb if asked.is_some_and(|b| b.pg_basebackup.is_some()) => {
-                // Read only while the first instance is to be made: once it is, its data is
-                // there and the source may be gone.
-                let parameters = match &self.resolved.clone {
-                    None => BTreeMap::new(),
-                    Some(Ok(parameters)) => parameters.clone(),
-                    Some(Err(problem)) => return Err(OperatorError::Invalid(problem.clone())),
-                };
-                pgherd_controller::external::clone_bootstrap(
-                    self.cluster,
-                    &parameters,
-                    APP_PASSWORD_FILE.into(),
-                )
-                .ok_or_else(|| OperatorError::Invalid("spec.bootstrap.pg_basebackup".into()))?
-            }
-            DataSource::Initdb if asked.is_some_and(|b| b.recovery.is_some()) => {
-                let recovery = self
-                    .cluster
-                    .spec
-                    .bootstrap
-                    .as_ref()
-                    .and_then(|b| b.recovery.clone())
-                    .unwrap_or_default();
-                let source = self.resolved.recovery.clone().ok_or_else(|| {
-                    OperatorError::Invalid(
-                        self.resolved
-                            .recovery_problem
-                            .clone()
-                            .or_else(|| self.reference_problem.clone())
-                            .unwrap_or_else(|| "the recovery source cannot be read".into()),
-                    )
-                })?;
-                let (database, owner, _) =
-                    pgherd_controller::instance_spec::application(self.cluster);
-                pgherd_controller::recovery::bootstrap(
-                    &recovery,
-                    source,
-                    database,
-                    owner,
-                    APP_PASSWORD_FILE.into(),
-                )
-                .map_err(OperatorError::Invalid)?
-            }
-            DataSource::Initdb => {
-                let initdb = self
-                    .cluster
-                    .spec
-                    .bootstrap
-                    .as_ref()
-                    .and_then(|b| b.initdb.clone())
-                    .unwrap_or_default();
-                let (database, owner, _) =
-                    pgherd_controller::instance_spec::application(self.cluster);
-                // The SQL of postInit*SQLRefs after the inline statements, as CloudNativePG runs
-                // them; the first instance is not made without it.
-                let refs = match &self.resolved.post_init {
-                    None => super::references::PostInitSql::default(),
-                    Some(Ok(sql)) => sql.clone(),
-                    Some(Err(problem)) => return Err(OperatorError::Invalid(problem.clone())),
-                };
-                let joined = |inline: Option<Vec<String>>, refs: Vec<String>| {
-                    let mut all = inline.unwrap_or_default();
-                    all.extend(refs);
-                    all
-                };
-                Bootstrap::Initdb {
-                    initdb_args: pgherd_instance_manager::InitDbOptions::from_spec(&initdb)
-                        .args()
-                        .map_err(|e| OperatorError::Invalid(e.to_string()))?,
-                    database,
-                    owner,
-                    owner_password_file: Some(APP_PASSWORD_FILE.into()),
-                    post_init_sql: joined(initdb.post_init_sql, refs.sql),
-                    post_init_template_sql: joined(initdb.post_init_template_sql, refs.template),
-                    post_init_application_sql: joined(
-                        initdb.post_init_application_sql,
-                        refs.application,
-                    ),
-                }
-            }
-        })
     }
 }
 
