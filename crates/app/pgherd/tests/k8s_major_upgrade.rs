@@ -4,7 +4,9 @@
 //!
 //! First its `imageName` names a major whose image cannot upgrade (16 here has no `pg_upgrade`):
 //! every pod is deleted, the Job `pg-1-major-upgrade` fails, the cluster runs 15 again on its
-//! unchanged data (its primary first, no failover) and says why in `phaseReason`. Then, scaled
+//! unchanged data (its primary first, no failover) and says why in `phaseReason`. Then an
+//! image that cannot be pulled: the Job waits, `phaseReason` says for what, and the image set
+//! back before the Job ran deletes it and runs 15 again. Then, scaled
 //! to one instance, 18: the pod is deleted again, the Job copies PostgreSQL 15 from the old
 //! image and runs `pg_upgrade` on the primary's volume, the primary starts on 18,
 //! `status.pgDataImageInfo` says 18, the Job is gone and, once healthy, the old data is removed
@@ -87,20 +89,55 @@ fn a_new_major_upgrades_the_data_in_place_and_a_failed_upgrade_changes_nothing()
     );
     // Back on 15, the data untouched: the pods run the old image again, the primary first
     // and still the primary (no failover for pods deleted on purpose).
-    let back = sim.eventually("the cluster running 15 again", 300, || {
-        let c = sim.json(&["get", "cluster", "pg"])?;
-        let ready = c.pointer("/status/readyInstances")?.as_i64()?;
-        let pods = sim.instance_pods();
-        let old_image = pods.len() == 2
-            && pods.iter().all(|p| {
-                p.pointer("/spec/containers/0/image")
-                    .and_then(|i| i.as_str())
-                    == Some("ghcr.io/cloudnative-pg/postgresql:15")
-            });
-        (ready == 2 && old_image).then_some(c)
-    });
+    let running_15 = || {
+        sim.eventually("the cluster running 15 again", 300, || {
+            let c = sim.json(&["get", "cluster", "pg"])?;
+            let ready = c.pointer("/status/readyInstances")?.as_i64()?;
+            let pods = sim.instance_pods();
+            let old_image = pods.len() == 2
+                && pods.iter().all(|p| {
+                    p.pointer("/spec/containers/0/image")
+                        .and_then(|i| i.as_str())
+                        == Some("ghcr.io/cloudnative-pg/postgresql:15")
+                });
+            (ready == 2 && old_image).then_some(c)
+        })
+    };
+    let back = running_15();
     assert_eq!(str_at(&back, "/status/currentPrimary"), Some("pg-1"));
     load.flowing(&sim, "the failed upgrade");
+
+    // An image that cannot be pulled: the Job waits and the reason says for what; set back
+    // before the Job ran, the Job goes and the cluster runs 15 again.
+    const UNPULLABLE: &str = "registry.invalid/unreachable/postgres:17";
+    patch_image(UNPULLABLE);
+    let waiting = sim.eventually("the Job's wait said", 180, || {
+        let c = sim.json(&["get", "cluster", "pg"])?;
+        let reason = str_at(&c, "/status/phaseReason")?.to_string();
+        (str_at(&c, "/status/phase") == Some(UPGRADING) && reason.contains(" waits: "))
+            .then_some(reason)
+    });
+    println!("waiting: {waiting}");
+    assert!(
+        waiting.contains(UNPULLABLE)
+            && (waiting.contains("ErrImagePull") || waiting.contains("ImagePullBackOff"))
+            && waiting.contains("set the image back"),
+        "{waiting}"
+    );
+    patch_image("ghcr.io/cloudnative-pg/postgresql:15");
+    let back = running_15();
+    assert_eq!(str_at(&back, "/status/currentPrimary"), Some("pg-1"));
+    assert_eq!(
+        back.pointer("/status/pgDataImageInfo/majorVersion")
+            .and_then(|m| m.as_i64()),
+        Some(15)
+    );
+    sim.eventually("the waiting Job gone", 60, || {
+        sim.json(&["get", "job", "pg-1-major-upgrade"])
+            .is_none()
+            .then_some(())
+    });
+    load.flowing(&sim, "the upgrade given up before it ran");
 
     // One instance (see above), then 18: upgraded in place.
     sim.kubectl(&[

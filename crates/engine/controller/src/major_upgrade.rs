@@ -49,6 +49,10 @@ pub fn image_change_errors(data: Option<&ImageInfo>, wanted: i64) -> Vec<String>
 pub enum JobState {
     /// Not started (or its outcome was for another attempt).
     Absent,
+    /// Created, but nothing of it has touched the data yet (its pod waits for an image, or
+    /// its preparation runs); the text says what it waits for, when known.
+    Pending(String),
+    /// Under way: the data may be changing.
     Running,
     Succeeded,
     Failed(String),
@@ -100,8 +104,16 @@ pub enum Step {
     },
     /// Stop these instances (all of them) before the upgrade.
     Stop(Vec<String>),
-    /// Start the upgrade job on this instance's data (or wait for the one running).
-    Upgrade { instance: String },
+    /// Start the upgrade job on this instance's data (or wait for the one running; `waiting`
+    /// says what a job that has not started yet waits for).
+    Upgrade {
+        instance: String,
+        waiting: Option<String>,
+    },
+    /// A job that has not touched the data belongs to an attempt the spec no longer asks for
+    /// (the image set back, or changed again): remove it; nothing may start on the data
+    /// before it is gone.
+    Cancel,
     /// The job succeeded: record `data` as `pgDataImageInfo`, drop the attempt; the replicas
     /// clone the upgraded primary.
     Finish { data: ImageInfo },
@@ -145,6 +157,35 @@ pub fn decide(facts: &UpgradeFacts<'_>) -> Step {
             };
         }
     }
+    let this_attempt = facts.attempt.filter(|a| {
+        a.to == *wanted
+            && a.from.major_version == data.major_version
+            && a.retry_token == facts.retry_token
+    });
+    let attempt_instance = || {
+        facts
+            .attempt
+            .map(|a| a.instance.clone())
+            .or(facts.primary.map(str::to_string))
+            .unwrap_or_default()
+    };
+    match &facts.job {
+        // Whatever the spec says now: the data may be changing, nothing else may touch it.
+        JobState::Running => {
+            return Step::Upgrade {
+                instance: attempt_instance(),
+                waiting: None,
+            }
+        }
+        JobState::Pending(why) if this_attempt.is_some() => {
+            return Step::Upgrade {
+                instance: attempt_instance(),
+                waiting: Some(why.clone()).filter(|w| !w.is_empty()),
+            }
+        }
+        JobState::Pending(_) => return Step::Cancel,
+        _ => {}
+    }
     if wanted.major_version == data.major_version {
         // Same major (a minor update, or an upgrade given up): the image is the new one.
         return Step::Run {
@@ -165,33 +206,16 @@ pub fn decide(facts: &UpgradeFacts<'_>) -> Step {
             )),
         };
     }
-    let this_attempt = facts.attempt.filter(|a| {
-        a.to == *wanted
-            && a.from.major_version == data.major_version
-            && a.retry_token == facts.retry_token
-    });
     if let Some(failure) = this_attempt.and_then(|a| a.failure.as_ref()) {
         return Step::Run {
             data: data.clone(),
             problem: Some(failed_reason(data, wanted, failure)),
         };
     }
-    match (&facts.job, this_attempt) {
-        (JobState::Running, _) => {
-            return Step::Upgrade {
-                instance: facts
-                    .attempt
-                    .map(|a| a.instance.clone())
-                    .or(facts.primary.map(str::to_string))
-                    .unwrap_or_default(),
-            }
-        }
-        (JobState::Failed(message), Some(_)) => {
-            return Step::Failed {
-                message: message.clone(),
-            }
-        }
-        _ => {}
+    if let (JobState::Failed(message), Some(_)) = (&facts.job, this_attempt) {
+        return Step::Failed {
+            message: message.clone(),
+        };
     }
     if !facts.running.is_empty() {
         return Step::Stop(facts.running.to_vec());
@@ -199,6 +223,7 @@ pub fn decide(facts: &UpgradeFacts<'_>) -> Step {
     match facts.primary {
         Some(primary) => Step::Upgrade {
             instance: primary.to_string(),
+            waiting: None,
         },
         None => Step::Run {
             data: data.clone(),
@@ -299,7 +324,8 @@ mod tests {
         assert_eq!(
             step,
             Step::Upgrade {
-                instance: "pg-1".into()
+                instance: "pg-1".into(),
+                waiting: None
             }
         );
         let a = attempt(None);
@@ -336,6 +362,45 @@ mod tests {
             }
         );
         assert_eq!(step.phase(), None);
+    }
+
+    #[test]
+    fn a_job_is_waited_for_while_it_may_touch_the_data_and_cancelled_only_before() {
+        let (data, wanted) = (info(15), info(18));
+        let a = attempt(None);
+        // Its pod waits for its image: said, and waited for while the spec asks for it.
+        let pending = JobState::Pending("ImagePullBackOff".into());
+        let step = decide(&facts(Some(&data), &wanted, Some(&a), &[], pending.clone()));
+        assert_eq!(
+            step,
+            Step::Upgrade {
+                instance: "pg-1".into(),
+                waiting: Some("ImagePullBackOff".into())
+            }
+        );
+        // The image set back (or another major asked for) before it ran: the job goes and
+        // nothing starts meanwhile.
+        for asked in [info(15), info(17)] {
+            let step = decide(&facts(Some(&data), &asked, Some(&a), &[], pending.clone()));
+            assert_eq!(step, Step::Cancel, "{asked:?}");
+            assert_eq!(step.phase(), Some(phase::MAJOR_UPGRADE));
+        }
+        // Once it runs, the spec set back changes nothing until it ends: no instance may start
+        // on data pg_upgrade is changing.
+        let step = decide(&facts(
+            Some(&data),
+            &info(15),
+            Some(&a),
+            &[],
+            JobState::Running,
+        ));
+        assert_eq!(
+            step,
+            Step::Upgrade {
+                instance: "pg-1".into(),
+                waiting: None
+            }
+        );
     }
 
     #[test]

@@ -112,7 +112,9 @@ pub(crate) async fn step(
             task.runtime.since.clear();
             Ok(Upgrade::UnderWay(Box::new(base())))
         }
-        Step::Upgrade { instance } => {
+        // A local job is a process: it runs or it does not, it never waits for an image.
+        Step::Cancel => Ok(Upgrade::UnderWay(Box::new(base()))),
+        Step::Upgrade { instance, .. } => {
             let dir = prelude.instances_dir.join(&instance);
             let mut status = base();
             if running_pid(&dir.join(JOB_PID)).is_none() {

@@ -12,7 +12,9 @@
 use super::data_major::Held;
 use super::events::OperatorEvent;
 use super::OperatorError;
-use crate::upgrade_job::{attempt_of, job_name, major_upgrade_job, JOB_ROLE, MAJOR_UPGRADE_ROLE};
+use crate::upgrade_job::{
+    attempt_of, job_name, major_upgrade_job, JOB_ROLE, MAJOR_UPGRADE_ROLE, UPGRADE_CONTAINER,
+};
 use crate::{labels, OperatorSettings};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -23,6 +25,10 @@ use pgherd_api::Cluster;
 use pgherd_controller::major_upgrade::{
     decide, failed_reason, upgrading_reason, JobState, Step, UpgradeAttempt, UpgradeFacts,
 };
+
+/// What to do about a Job that waits.
+const WAITING_HINT: &str =
+    "fix it, or set the image back to the data's major (nothing has changed the data yet)";
 
 /// What the pass does about the upgrade.
 #[derive(Debug)]
@@ -65,10 +71,12 @@ pub(super) async fn step(
         .filter(|j| j.metadata.deletion_timestamp.is_none())
         .max_by_key(|j| j.metadata.creation_timestamp.clone());
     let mut attempt = job.as_ref().and_then(attempt_of);
-    let state = match &job {
-        None => JobState::Absent,
-        Some(job) => job_state(client, namespace, &selector, job).await?,
-    };
+    let job_pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let job_pods = job_pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let state = job_state(job.as_ref(), &job_pods);
     if let (JobState::Failed(message), Some(a)) = (&state, attempt.as_mut()) {
         // Recorded with its attempt, so the decision runs the old major (and says why) until
         // a retry, not the upgrade again.
@@ -97,10 +105,23 @@ pub(super) async fn step(
         running: &running,
         job: state.clone(),
     };
+    // A Job under way upgrades to its own target, whatever the spec asks for now.
+    let target = attempt
+        .as_ref()
+        .filter(|_| matches!(state, JobState::Running | JobState::Pending(_)))
+        .map_or_else(|| wanted.clone(), |a| a.to.clone());
     let under_way = |event: Option<OperatorEvent>| Upgrade::UnderWay {
-        reason: upgrading_reason(wanted.major_version),
-        to: wanted.clone(),
+        reason: upgrading_reason(target.major_version),
+        to: target.clone(),
         event,
+    };
+    let waiting_for = |why: String| Upgrade::UnderWay {
+        reason: format!(
+            "{}: {why}; {WAITING_HINT}",
+            upgrading_reason(target.major_version)
+        ),
+        to: target.clone(),
+        event: None,
     };
     match decide(&facts) {
         Step::Run { data, problem } => Ok(Upgrade::Continue {
@@ -132,7 +153,33 @@ pub(super) async fn step(
             }
             Ok(under_way(None))
         }
-        Step::Upgrade { instance } => {
+        Step::Cancel => {
+            // Nothing of it has touched the data: it goes, with its pods, before anything
+            // starts on that data (a pass finds its pods until they are gone).
+            tracing::info!(
+                "{namespace}/{name}: the major upgrade Job is no longer asked for: deleting it"
+            );
+            if let Some(stale) = &job {
+                delete_job(&jobs, stale).await?;
+            }
+            let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            for pod in job_pods
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+            {
+                let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+                match pods.delete(pod_name, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(under_way(None))
+        }
+        Step::Upgrade {
+            waiting: Some(why), ..
+        } => Ok(waiting_for(why)),
+        Step::Upgrade { instance, .. } => {
             let Some(from) = held.data.clone() else {
                 return Ok(under_way(None));
             };
@@ -145,7 +192,7 @@ pub(super) async fn step(
             };
             let mut event = None;
             match &job {
-                Some(_) if state == JobState::Running => {}
+                Some(_) if matches!(state, JobState::Running | JobState::Pending(_)) => {}
                 Some(stale) => {
                     // An earlier attempt's Job (failed, and now retried): gone first, as the
                     // new one takes its name.
@@ -192,49 +239,98 @@ pub(super) async fn step(
     }
 }
 
-/// The Job's outcome: its conditions, and a failure's words from its pod.
-async fn job_state(
-    client: &Client,
-    namespace: &str,
-    selector: &str,
-    job: &Job,
-) -> Result<JobState, OperatorError> {
+/// The upgrade's state from its Job (its conditions) and the pods of the cluster's upgrade
+/// Jobs: a failure's words come from its pod; a Job not finished is `Running` once any of
+/// its pods has started the upgrade container, else `Pending` (saying what its pods wait
+/// for). Pods left by a deleted Job count as the Job's: nothing starts on the data before
+/// they are gone.
+fn job_state(job: Option<&Job>, pods: &[Pod]) -> JobState {
     let condition = |kind: &str| {
-        job.status
-            .as_ref()
+        job.and_then(|j| j.status.as_ref())
             .and_then(|s| s.conditions.as_ref())
             .into_iter()
             .flatten()
             .any(|c| c.type_ == kind && c.status == "True")
     };
     if condition("Complete") {
-        return Ok(JobState::Succeeded);
+        return JobState::Succeeded;
     }
-    if !condition("Failed") {
-        return Ok(JobState::Running);
+    if let Some(job) = job.filter(|_| condition("Failed")) {
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        let message = pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == uid)
+            })
+            .find_map(failure_of);
+        return JobState::Failed(
+            message.unwrap_or_else(|| format!("Job {name} failed; see kubectl logs job/{name}")),
+        );
     }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let uid = job.metadata.uid.clone().unwrap_or_default();
-    let message = pods
-        .list(&ListParams::default().labels(selector))
-        .await?
-        .items
+    let live: Vec<&Pod> = pods
         .iter()
         .filter(|p| {
-            p.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.uid == uid)
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded" | "Failed")
+            )
         })
-        .find_map(failure_of);
-    Ok(JobState::Failed(message.unwrap_or_else(|| {
-        format!(
-            "Job {} failed; see kubectl logs job/{}",
-            job.metadata.name.as_deref().unwrap_or_default(),
-            job.metadata.name.as_deref().unwrap_or_default()
-        )
-    })))
+        .collect();
+    if live.iter().any(|p| upgrade_started(p)) {
+        return JobState::Running;
+    }
+    if job.is_none() && live.is_empty() {
+        return JobState::Absent;
+    }
+    JobState::Pending(live.iter().find_map(|p| waits_for(p)).unwrap_or_default())
+}
+
+/// The upgrade container of `pod` runs or ran (it may have changed the data).
+fn upgrade_started(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.name == UPGRADE_CONTAINER)
+        .any(|c| {
+            let state = c.state.as_ref();
+            state.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+                || c.last_state
+                    .as_ref()
+                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+        })
+}
+
+/// What keeps a Job's pod from starting, in the kubelet's words (an image that cannot be
+/// pulled, a container that cannot be made).
+fn waits_for(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref()?;
+            if matches!(reason, "ContainerCreating" | "PodInitializing") {
+                return None;
+            }
+            let message = waiting.message.as_deref().unwrap_or_default();
+            Some(format!(
+                "pod {} waits: container {} ({}) {reason}{}{message}",
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                c.name,
+                c.image,
+                if message.is_empty() { "" } else { ": " },
+            ))
+        })
 }
 
 /// What a failed container of the Job's pod said: the manager's error (`pgherd: …`, to the
@@ -270,15 +366,31 @@ fn failure_of(pod: &Pod) -> Option<String> {
         })
 }
 
-/// Once the status records the upgraded major: the finished Job goes.
+/// Whether `cluster` has a major-upgrade Job (of any state).
+pub(super) async fn jobs_exist(client: &Client, cluster: &Cluster) -> Result<bool, OperatorError> {
+    let (jobs, selector) = upgrade_jobs(client, cluster);
+    let list = jobs
+        .list(&ListParams::default().labels(&selector).limit(1))
+        .await?;
+    Ok(!list.items.is_empty())
+}
+
+/// A succeeded Job goes once `cluster`'s stored status records the major it upgraded to (an
+/// operator restarted in between finds it again).
 pub(super) async fn tidy(client: &Client, cluster: &Cluster) -> Result<(), OperatorError> {
+    let recorded = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.pg_data_image_info.as_ref())
+        .map(|d| d.major_version);
     let (jobs, selector) = upgrade_jobs(client, cluster);
     for job in jobs.list(&ListParams::default().labels(&selector)).await? {
         let done = job
             .status
             .as_ref()
             .is_some_and(|s| s.succeeded.unwrap_or(0) > 0);
-        if done {
+        let recorded_to = attempt_of(&job).map(|a| a.to.major_version) == recorded;
+        if done && recorded_to && recorded.is_some() {
             delete_job(&jobs, &job).await?;
         }
     }
@@ -313,6 +425,45 @@ async fn delete_job(jobs: &Api<Job>, job: &Job) -> Result<(), OperatorError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn pod(phase: &str, upgrade: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pg-1-major-upgrade-x"},
+            "status": {"phase": phase, "containerStatuses": [{
+                "name": UPGRADE_CONTAINER, "image": "img:17", "imageID": "", "ready": false,
+                "restartCount": 0, "state": upgrade
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_job_runs_once_its_upgrade_container_started_and_waits_before() {
+        let job: Job =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "j"}})).unwrap();
+        assert_eq!(job_state(None, &[]), JobState::Absent);
+        assert_eq!(job_state(Some(&job), &[]), JobState::Pending(String::new()));
+        let pulling = pod(
+            "Pending",
+            serde_json::json!({"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}),
+        );
+        let JobState::Pending(why) = job_state(Some(&job), std::slice::from_ref(&pulling)) else {
+            panic!("not pending");
+        };
+        assert!(
+            why.contains("ImagePullBackOff: no such image") && why.contains("img:17"),
+            "{why}"
+        );
+        // A deleted Job's pod still holds the data back until it is gone.
+        assert!(matches!(job_state(None, &[pulling]), JobState::Pending(_)));
+        let running = pod("Running", serde_json::json!({"running": {}}));
+        assert_eq!(job_state(None, &[running]), JobState::Running);
+        let ended = pod(
+            "Succeeded",
+            serde_json::json!({"terminated": {"exitCode": 0}}),
+        );
+        assert_eq!(job_state(None, &[ended]), JobState::Absent);
+    }
 
     #[test]
     fn a_failed_container_says_its_last_line() {

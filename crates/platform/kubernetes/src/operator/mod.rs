@@ -84,8 +84,6 @@ pub enum OperatorError {
 pub(crate) struct ClusterRuntime {
     /// Why what the Cluster asks for does not run, as last said (said once per change).
     pub(crate) refusal: Option<String>,
-    /// A major upgrade finished: its Job goes once the stored status says the new major.
-    pub(crate) upgrade_finished: bool,
     /// The last spec that passed the checks, with its defaults: a running cluster whose new
     /// spec is refused keeps being reconciled (and failed over) with it.
     pub(crate) last_valid: Option<Cluster>,
@@ -328,7 +326,16 @@ async fn reconcile_cluster(
     };
     let cluster = &image_catalogs::resolve(client, &valid).await?;
     let mut held = data_major::hold(cluster);
-    if let Some(wanted) = held.upgrade.clone() {
+    let asked = held.upgrade.clone();
+    // No upgrade asked for, an upgrade Job may still exist: one running (or about to) when the
+    // image was set back, which nothing may start beside; or a finished one to tidy.
+    let jobs = asked.is_none() && major_upgrade::jobs_exist(client, cluster).await?;
+    let check = match (&asked, &held.data) {
+        (Some(wanted), _) => Some(wanted.clone()),
+        (None, Some(data)) if jobs => Some(data.clone()),
+        _ => None,
+    };
+    if let Some(wanted) = check {
         let settings = &operator.settings;
         match major_upgrade::step(client, settings, cluster, &held, &wanted).await? {
             major_upgrade::Upgrade::UnderWay { reason, to, event } => {
@@ -344,20 +351,30 @@ async fn reconcile_cluster(
                 problem,
                 event,
             } => {
-                runtime.upgrade_finished |= data.major_version == wanted.major_version;
                 if let Some(event) = event {
                     operator.events.publish(cluster, event).await;
                 }
-                held.cluster = *running;
-                held.data = Some(data);
-                held.refusal = problem;
+                if asked.is_some() {
+                    held.cluster = *running;
+                    held.data = Some(data);
+                    held.refusal = problem;
+                } else if held.data.as_ref().map(|d| d.major_version) != Some(data.major_version) {
+                    // A Job that was running when the image was set back finished: the data
+                    // is the new major now, and the older image asked for is a downgrade.
+                    let mut moved = cluster.clone();
+                    moved
+                        .status
+                        .get_or_insert_with(Default::default)
+                        .pg_data_image_info = Some(data);
+                    held = data_major::hold(&moved);
+                }
             }
         }
     }
-    if held.upgrade.is_none() && runtime.upgrade_finished {
-        // The stored status says the upgraded major: the Job has done its part.
+    if jobs {
+        // Only a Job whose major the stored status records: the data is that major for any
+        // later pass, whatever Cluster it reads.
         major_upgrade::tidy(client, cluster).await?;
-        runtime.upgrade_finished = false;
     }
     let refusal = match (spec_refusal, held.refusal.clone()) {
         (Some(a), Some(b)) => Some(format!("{a}; {b}")),
