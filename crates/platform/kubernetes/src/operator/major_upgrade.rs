@@ -17,7 +17,7 @@ use crate::upgrade_job::{
 };
 use crate::{labels, OperatorSettings};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::{Api, Client};
 use pgherd_api::cluster::ImageInfo;
@@ -307,63 +307,59 @@ fn upgrade_started(pod: &Pod) -> bool {
         })
 }
 
+/// The statuses of `pod`'s init containers, then of its containers.
+fn containers(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let status = pod.status.as_ref();
+    let init = status.and_then(|s| s.init_container_statuses.as_ref());
+    let main = status.and_then(|s| s.container_statuses.as_ref());
+    init.into_iter().flatten().chain(main.into_iter().flatten())
+}
+
 /// What keeps a Job's pod from starting, in the kubelet's words (an image that cannot be
 /// pulled, a container that cannot be made).
 fn waits_for(pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .find_map(|c| {
-            let waiting = c.state.as_ref()?.waiting.as_ref()?;
-            let reason = waiting.reason.as_deref()?;
-            if matches!(reason, "ContainerCreating" | "PodInitializing") {
-                return None;
-            }
-            let message = waiting.message.as_deref().unwrap_or_default();
-            Some(format!(
-                "pod {} waits: container {} ({}) {reason}{}{message}",
-                pod.metadata.name.as_deref().unwrap_or_default(),
-                c.name,
-                c.image,
-                if message.is_empty() { "" } else { ": " },
-            ))
-        })
+    containers(pod).find_map(|c| {
+        let waiting = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        if matches!(reason, "ContainerCreating" | "PodInitializing") {
+            return None;
+        }
+        let message = waiting.message.as_deref().unwrap_or_default();
+        Some(format!(
+            "pod {} waits: container {} ({}) {reason}{}{message}",
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            c.name,
+            c.image,
+            if message.is_empty() { "" } else { ": " },
+        ))
+    })
 }
 
 /// What a failed container of the Job's pod said: the manager's error (`pgherd: …`, to the
 /// end of its log: a failed command's output follows it), else its log's last line.
 fn failure_of(pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .find_map(|c| {
-            let terminated = c.state.as_ref()?.terminated.as_ref()?;
-            if terminated.exit_code == 0 {
-                return None;
-            }
-            let message = terminated.message.as_deref().unwrap_or_default();
-            let said = match message.rfind("pgherd: ") {
-                Some(at) => message[at + "pgherd: ".len()..]
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-                None => message
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())?
-                    .trim()
-                    .to_string(),
-            };
-            Some(format!("{said} (container {})", c.name))
-        })
+    containers(pod).find_map(|c| {
+        let terminated = c.state.as_ref()?.terminated.as_ref()?;
+        if terminated.exit_code == 0 {
+            return None;
+        }
+        let message = terminated.message.as_deref().unwrap_or_default();
+        let said = match message.rfind("pgherd: ") {
+            Some(at) => message[at + "pgherd: ".len()..]
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" / "),
+            None => message
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())?
+                .trim()
+                .to_string(),
+        };
+        Some(format!("{said} (container {})", c.name))
+    })
 }
 
 /// Whether `cluster` has a major-upgrade Job (of any state).
