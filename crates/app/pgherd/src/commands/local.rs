@@ -2,14 +2,16 @@
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use pgherd_api::manifest;
-use pgherd_local::instances::{running_pid, spawn_detached, stop};
+use pgherd_local::instances::{running_pid, stop};
 use pgherd_local::plane::{ControlPlane, Plane};
 use pgherd_local::state::{read_json, StateDir, DEFAULT_NAMESPACE};
 use pgherd_local::status::LocalClusterStatus;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::local_apply::{apply, ensure_control_plane};
+use super::local_status::{status, wait_healthy};
 
 #[derive(Debug, Args)]
 pub struct LocalOptions {
@@ -19,10 +21,10 @@ pub struct LocalOptions {
     state_dir: Option<PathBuf>,
     /// Operating-system user PostgreSQL runs as when pgherd runs as root.
     #[arg(long, global = true, default_value = "postgres")]
-    postgres_user: String,
+    pub(super) postgres_user: String,
     /// Directory of the PostgreSQL server binaries (default: found from the image's major).
     #[arg(long, global = true)]
-    postgres_bin: Option<PathBuf>,
+    pub(super) postgres_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -474,308 +476,6 @@ pub fn run(options: &LocalOptions, command: LocalCommand) -> anyhow::Result<Exit
         } => psql(&state, &cluster, (ro, superuser), &namespace, &args),
         LocalCommand::Controller => controller(&state, options),
     }
-}
-
-/// Validate every file; store the objects only when there is no error at all.
-fn apply(state: &StateDir, files: &[String]) -> anyhow::Result<Option<Vec<String>>> {
-    let mut loaded = Vec::new();
-    for file in super::validate::expand(files)? {
-        let text = match super::validate::read(&file) {
-            Ok(text) => text,
-            Err(e) => {
-                eprintln!("{file}: {e}");
-                return Ok(None);
-            }
-        };
-        loaded.push((file, manifest::load(&text)));
-    }
-    if loaded.iter().all(|(_, m)| m.is_empty()) {
-        eprintln!("nothing to apply: {} hold(s) no objects", files.join(", "));
-        return Ok(None);
-    }
-    for (_, manifests) in &mut loaded {
-        for m in manifests.iter_mut() {
-            pgherd_local::apply::mark_stored(state, m)?;
-        }
-    }
-    // Stored catalogs and clusters come after the input, so the input's own win.
-    let mut stored_refs = pgherd_local::apply::stored_references(state)?;
-    let mut all: Vec<&mut manifest::Manifest> = loaded
-        .iter_mut()
-        .flat_map(|(_, m)| m.iter_mut())
-        .chain(stored_refs.iter_mut())
-        .collect();
-    manifest::validate_all(&mut all);
-    drop(all);
-    for (_, manifests) in &mut loaded {
-        for m in manifests.iter_mut() {
-            pgherd_local::apply::check_image_change(state, m)?;
-        }
-    }
-    let mut errors = 0;
-    for (file, manifests) in &loaded {
-        for m in manifests {
-            for d in &m.diagnostics {
-                errors += usize::from(d.is_error());
-                eprintln!("{file}:{}: {}: {d}", m.index, m.label());
-            }
-        }
-    }
-    if errors > 0 {
-        eprintln!("nothing applied: {errors} error(s)");
-        return Ok(None);
-    }
-    // A new Cluster never starts over the data a deleted one of the same name left behind
-    // (it would come back with the old data and skip its bootstrap, silently).
-    for (file, manifests) in &loaded {
-        for m in manifests {
-            if let Some(manifest::Object::Cluster(c)) = &m.object {
-                let namespace = c.metadata.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
-                let name = c.metadata.name.as_deref().unwrap_or_default();
-                let kept = state.cluster_dir(namespace, name).join("instances");
-                // Data: a PGDATA in any instance directory (empty directories, such as volumes
-                // mounted ahead of the cluster, are not data).
-                let holds_data = std::fs::read_dir(&kept).is_ok_and(|d| {
-                    d.flatten()
-                        .any(|i| i.path().join("pgdata/PG_VERSION").is_file())
-                });
-                if holds_data && !state.has(&state.object_path("Cluster", namespace, name))? {
-                    errors += 1;
-                    eprintln!("{file}:{}: {}: {} holds the data of a deleted cluster of this name; a new cluster does not start over it: remove that directory (or choose another name)", m.index, m.label(), kept.display());
-                }
-            }
-        }
-    }
-    if errors > 0 {
-        eprintln!("nothing applied: {errors} error(s)");
-        return Ok(None);
-    }
-    state.create()?;
-    let mut stored = Vec::new();
-    for (_, manifests) in &loaded {
-        stored.extend(pgherd_local::apply::store(state, manifests)?);
-    }
-    for s in &stored {
-        outln!("{s} applied");
-    }
-    for (file, manifests) in &loaded {
-        for m in manifests.iter() {
-            for why in m
-                .object
-                .as_ref()
-                .map(pgherd_local::apply::not_honoured)
-                .unwrap_or_default()
-            {
-                eprintln!("{file}:{}: {}: warning: {why}", m.index, m.label());
-            }
-        }
-    }
-    Ok(Some(stored))
-}
-
-fn ensure_control_plane(state: &StateDir, options: &LocalOptions) -> anyhow::Result<()> {
-    let user = pgherd_instance_manager::OsUser::for_postgres(&options.postgres_user)?;
-    state.check_reachable(&user)?;
-    if running_pid(&state.control_plane_pid()).is_some() {
-        return Ok(());
-    }
-    let exe = std::env::current_exe().context("cannot find the pgherd executable")?;
-    let root = state.root.display().to_string();
-    let mut args = vec![
-        "local",
-        "--state-dir",
-        &root,
-        "--postgres-user",
-        &options.postgres_user,
-    ];
-    let bin = options
-        .postgres_bin
-        .as_ref()
-        .map(|b| b.display().to_string());
-    if let Some(bin) = &bin {
-        args.extend(["--postgres-bin", bin]);
-    }
-    args.push("controller");
-    spawn_detached(
-        &exe,
-        &args,
-        &state.control_plane_log(),
-        &state.control_plane_pid(),
-        None,
-        None,
-    )?;
-    Ok(())
-}
-
-fn wait_healthy(
-    state: &StateDir,
-    applied: &[String],
-    timeout: Duration,
-) -> anyhow::Result<ExitCode> {
-    let clusters: Vec<(String, String)> = applied
-        .iter()
-        .filter_map(|s| s.strip_prefix("Cluster/"))
-        .filter_map(|s| s.split_once('/'))
-        .map(|(ns, n)| (ns.to_string(), n.to_string()))
-        .collect();
-    let deadline = Instant::now() + timeout;
-    // Only a status written after this call counts: one left from before a `down` is stale.
-    let since = std::time::SystemTime::now();
-    let fresh = |path: &std::path::Path| {
-        std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t > since)
-    };
-    let mut last = std::collections::BTreeMap::new();
-    loop {
-        let mut all_healthy = true;
-        for (ns, name) in &clusters {
-            let path = state.status_path("Cluster", ns, name);
-            let status: Option<LocalClusterStatus> = if fresh(&path) {
-                read_json(&path)?
-            } else {
-                None
-            };
-            let phase = status
-                .as_ref()
-                .map(|s| {
-                    let reason = s
-                        .phase_reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default();
-                    format!(
-                        "{} ({}/{} ready){reason}",
-                        s.phase, s.ready_instances, s.instances
-                    )
-                })
-                .unwrap_or_else(|| "pending".into());
-            if last.get(name) != Some(&phase) {
-                eprintln!("{name}: {phase}");
-                last.insert(name.clone(), phase);
-            }
-            // Why an instance cannot progress, once per new reason.
-            for i in status.iter().flat_map(|s| &s.instances_status) {
-                let key = format!("{name}/{}", i.name);
-                let error = i.error.clone().unwrap_or_default();
-                if last.get(&key).unwrap_or(&String::new()) != &error {
-                    if !error.is_empty() {
-                        eprintln!("{name}: {}: {error}", i.name);
-                    }
-                    last.insert(key, error);
-                }
-            }
-            match status {
-                Some(s) if s.phase == pgherd_controller::phase::HEALTHY => {}
-                Some(s) => {
-                    all_healthy = false;
-                    if let Some(reason) = cannot_start(&s) {
-                        eprintln!(
-                            "{name} cannot start: {reason}\n  fix the manifest and apply it again (see `pgherd local status {name}`)"
-                        );
-                        return Ok(ExitCode::from(1));
-                    }
-                }
-                None => all_healthy = false,
-            }
-        }
-        if all_healthy {
-            for (ns, name) in &clusters {
-                if let Some(s) =
-                    read_json::<LocalClusterStatus>(&state.status_path("Cluster", ns, name))?
-                {
-                    outln!(
-                        "{name} is healthy: primary {}, rw {}, ro {}",
-                        s.current_primary.unwrap_or_default(),
-                        s.endpoints.get("rw").cloned().unwrap_or_default(),
-                        s.endpoints.get("ro").cloned().unwrap_or_default()
-                    );
-                    outln!("  connect: pgherd local psql {name}");
-                }
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
-        if Instant::now() > deadline {
-            eprintln!("timed out waiting for the clusters to become healthy; see `pgherd local status` and {}", state.control_plane_log().display());
-            return Ok(ExitCode::from(2));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// Why a cluster cannot get further without a change to its manifest (or the machine): a
-/// pass refused the manifest, or an instance reports an error that trying again cannot fix.
-fn cannot_start(s: &LocalClusterStatus) -> Option<String> {
-    if s.phase == pgherd_controller::phase::CANNOT_CREATE_OBJECTS {
-        if let Some(c) = s
-            .conditions
-            .iter()
-            .find(|c| c.reason == pgherd_local::plane::INVALID_CONFIGURATION)
-        {
-            return Some(c.message.clone());
-        }
-    }
-    s.instances_status
-        .iter()
-        .find(|i| i.stuck)
-        .and_then(|i| Some(format!("{}: {}", i.name, i.error.as_deref()?)))
-}
-
-fn status(
-    state: &StateDir,
-    name: Option<String>,
-    output: Option<&str>,
-    namespace: &str,
-    verbose: u8,
-) -> anyhow::Result<ExitCode> {
-    let mut statuses = Vec::new();
-    for (ns, cluster_name, _) in state.list_objects::<serde_json::Value>("Cluster")? {
-        if name.as_ref().is_some_and(|n| n != &cluster_name) || (name.is_some() && ns != namespace)
-        {
-            continue;
-        }
-        let stored =
-            read_json::<LocalClusterStatus>(&state.status_path("Cluster", &ns, &cluster_name))?;
-        statuses.push(pgherd_local::status::as_of_now(
-            state,
-            &ns,
-            &cluster_name,
-            stored,
-        ));
-    }
-    if let Some(n) = &name {
-        if statuses.is_empty() {
-            eprintln!(
-                "cluster {n:?} not found in namespace {namespace} ({})",
-                state.root.display()
-            );
-            return Ok(ExitCode::from(1));
-        }
-    }
-    match output {
-        Some("json") if name.is_some() => {
-            outln!("{}", serde_json::to_string_pretty(&statuses[0])?)
-        }
-        Some("json") => outln!("{}", serde_json::to_string_pretty(&statuses)?),
-        Some("yaml") => out!("{}", serde_yaml_ng::to_string(&statuses)?),
-        Some(other) => bail!("unknown output format {other:?}; use json or yaml"),
-        None => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-            for (i, s) in statuses.iter().enumerate() {
-                if i > 0 {
-                    outln!();
-                }
-                let view = pgherd_local::status::shared_view(state, s, now);
-                out!(
-                    "{}",
-                    pgherd_controller::status_render::render(&view, verbose)
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Stop the PgBouncers and instances of the cluster whose directory is `dir`.
