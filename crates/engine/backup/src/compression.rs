@@ -70,6 +70,9 @@ impl Compression {
 
     /// Compresses `data` in memory.
     pub fn compress(self, data: &[u8]) -> io::Result<Vec<u8>> {
+        if self == Compression::Gzip {
+            return crate::parallel_gzip::gzip(data, GZIP_LEVEL);
+        }
         let mut encoder = Encoder::new(self, Vec::with_capacity(data.len() / 4))?;
         encoder.write_all(data)?;
         encoder.finish()
@@ -88,7 +91,9 @@ impl Compression {
         inner: R,
     ) -> io::Result<Box<dyn Read + Send + 'a>> {
         Ok(match self {
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
+            Compression::Gzip => Box::new(crate::gzip_reader::GzipReader::new(
+                io::BufReader::with_capacity(256 * 1024, inner),
+            )),
             Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(inner)),
             Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(inner)),
             Compression::Snappy => Box::new(snap::read::FrameDecoder::new(inner)),
@@ -184,9 +189,11 @@ impl<W: Write> Encoder<W> {
     /// [`crate::parallel_gzip`]); otherwise as [`Encoder::maybe`].
     pub fn parallel(compression: Option<Compression>, jobs: usize, inner: W) -> io::Result<Self> {
         match compression {
-            Some(Compression::Gzip) if jobs > 1 => Ok(Encoder::ParallelGzip(
-                ParallelGzEncoder::new(inner, GZIP_LEVEL, jobs)?,
-            )),
+            // Also with one job: the worker compresses while the caller reads, and gzip's
+            // CRC is computed with the CPU's carry-less multiply.
+            Some(Compression::Gzip) => Ok(Encoder::ParallelGzip(ParallelGzEncoder::new(
+                inner, GZIP_LEVEL, jobs,
+            )?)),
             _ => Self::maybe(compression, inner),
         }
     }

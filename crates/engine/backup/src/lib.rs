@@ -15,6 +15,7 @@ mod byte_count;
 pub mod catalog;
 pub mod catalog_summary;
 pub mod compression;
+pub mod gzip_reader;
 pub mod layout;
 pub mod parallel_gzip;
 pub mod pylit;

@@ -7,7 +7,8 @@
 //! last, which ends the deflate stream. Each worker also computes its block's CRC-32; the
 //! writer combines them in order for the gzip trailer.
 
-use flate2::{Compress, Crc, FlushCompress, Status};
+use crc32fast::Hasher as Crc;
+use flate2::{Compress, FlushCompress, Status};
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::{mpsc, Arc, Mutex};
@@ -33,6 +34,8 @@ struct Job {
 struct Block {
     output: Vec<u8>,
     crc: Crc,
+    /// Input bytes (modulo 2^32, as gzip's trailer keeps them).
+    size: u32,
 }
 
 /// A `Write` that gzips into `W` with `jobs` worker threads; call
@@ -47,6 +50,7 @@ pub struct ParallelGzEncoder<W: Write> {
     max_pending: usize,
     workers: Vec<JoinHandle<()>>,
     crc: Crc,
+    size: u32,
     header_written: bool,
 }
 
@@ -95,6 +99,7 @@ impl<W: Write> ParallelGzEncoder<W> {
             max_pending: 2 * jobs,
             workers,
             crc: Crc::new(),
+            size: 0,
             header_written: false,
         })
     }
@@ -156,6 +161,7 @@ impl<W: Write> ParallelGzEncoder<W> {
         }
         self.inner.write_all(&block.output)?;
         self.crc.combine(&block.crc);
+        self.size = self.size.wrapping_add(block.size);
         Ok(())
     }
 
@@ -169,10 +175,8 @@ impl<W: Write> ParallelGzEncoder<W> {
         for worker in self.workers.drain(..) {
             worker.join().map_err(|_| worker_failed())?;
         }
-        let crc = self.crc.sum();
-        let size = self.crc.amount();
-        self.inner.write_all(&crc.to_le_bytes())?;
-        self.inner.write_all(&size.to_le_bytes())?;
+        self.inner.write_all(&self.crc.finalize().to_le_bytes())?;
+        self.inner.write_all(&self.size.to_le_bytes())?;
         Ok(self.inner)
     }
 }
@@ -262,7 +266,21 @@ fn compress_block(
     }
     let mut crc = Crc::new();
     crc.update(input);
-    Ok(Block { output, crc })
+    let size = input.len() as u64 as u32; // modulo 2^32, as gzip's trailer
+    Ok(Block { output, crc, size })
+}
+
+/// `data` gzipped in one go on this thread at `level` (the same stream as the encoder's with
+/// one block).
+pub fn gzip(data: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut deflate = Compress::new(flate2::Compression::new(level), false);
+    let block = compress_block(&mut deflate, data, &[], true)?;
+    let mut out = Vec::with_capacity(HEADER.len() + block.output.len() + 8);
+    out.extend_from_slice(&HEADER);
+    out.extend_from_slice(&block.output);
+    out.extend_from_slice(&block.crc.finalize().to_le_bytes());
+    out.extend_from_slice(&block.size.to_le_bytes());
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -371,10 +389,25 @@ mod tests {
         let input = data(123_457, 9);
         let packed = gzip(&input, 2, 10_000, 4096);
         let n = packed.len();
-        let mut crc = Crc::new();
+        // flate2's own CRC-32: another implementation than the encoder's.
+        let mut crc = flate2::Crc::new();
         crc.update(&input);
         assert_eq!(packed[n - 8..n - 4], crc.sum().to_le_bytes());
         assert_eq!(packed[n - 4..], 123_457u32.to_le_bytes());
+    }
+
+    #[test]
+    fn one_shot_gzip_is_read_back_by_a_checking_decoder() {
+        for size in [0, 1, 65_537, 1_000_003] {
+            let input = data(size, 3);
+            let packed = super::gzip(&input, 6).unwrap();
+            // The decoder checks the trailer's CRC and size.
+            assert_eq!(gunzip(&packed), input, "size {size}");
+            let mut crc = flate2::Crc::new();
+            crc.update(&input);
+            let n = packed.len();
+            assert_eq!(packed[n - 8..n - 4], crc.sum().to_le_bytes());
+        }
     }
 
     #[test]
