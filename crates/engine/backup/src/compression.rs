@@ -131,8 +131,6 @@ impl From<DataCompression> for Compression {
 // One encoder exists per stream: the variants' size difference does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Encoder<W: Write> {
-    /// gzip
-    Gzip(flate2::write::GzEncoder<W>),
     /// bzip2
     Bzip2(bzip2::write::BzEncoder<W>),
     /// xz
@@ -143,8 +141,8 @@ pub enum Encoder<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
     /// lz4 frame
     Lz4(lz4_flex::frame::FrameEncoder<W>),
-    /// gzip compressed in blocks on several threads (one gzip member all the same)
-    ParallelGzip(ParallelGzEncoder<W>),
+    /// gzip, compressed in blocks on one or more threads (one gzip member all the same)
+    Gzip(ParallelGzEncoder<W>),
     /// no compression
     Plain(W),
 }
@@ -161,10 +159,9 @@ impl<W: Write> Encoder<W> {
         Ok(match compression {
             // barman's defaults: gzip and bzip2 level 9 in Python's modules, xz preset 6,
             // zstd level 3; the formats do not depend on the level.
-            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
-                inner,
-                flate2::Compression::new(GZIP_LEVEL),
-            )),
+            // One worker: it compresses while the caller reads, and gzip's CRC is computed
+            // with the CPU's carry-less multiply (see `parallel_gzip`).
+            Compression::Gzip => Encoder::Gzip(ParallelGzEncoder::new(inner, GZIP_LEVEL, 1)?),
             Compression::Bzip2 => Encoder::Bzip2(bzip2::write::BzEncoder::new(
                 inner,
                 bzip2::Compression::new(9),
@@ -189,9 +186,7 @@ impl<W: Write> Encoder<W> {
     /// [`crate::parallel_gzip`]); otherwise as [`Encoder::maybe`].
     pub fn parallel(compression: Option<Compression>, jobs: usize, inner: W) -> io::Result<Self> {
         match compression {
-            // Also with one job: the worker compresses while the caller reads, and gzip's
-            // CRC is computed with the CPU's carry-less multiply.
-            Some(Compression::Gzip) => Ok(Encoder::ParallelGzip(ParallelGzEncoder::new(
+            Some(Compression::Gzip) => Ok(Encoder::Gzip(ParallelGzEncoder::new(
                 inner, GZIP_LEVEL, jobs,
             )?)),
             _ => Self::maybe(compression, inner),
@@ -201,13 +196,12 @@ impl<W: Write> Encoder<W> {
     /// Writes the end of the stream and returns the inner writer.
     pub fn finish(self) -> io::Result<W> {
         match self {
-            Encoder::Gzip(e) => e.finish(),
             Encoder::Bzip2(e) => e.finish(),
             Encoder::Xz(e) => e.finish(),
             Encoder::Snappy(e) => e.into_inner().map_err(|e| e.into_error()),
             Encoder::Zstd(e) => e.finish(),
             Encoder::Lz4(e) => e.finish().map_err(io::Error::other),
-            Encoder::ParallelGzip(e) => e.finish(),
+            Encoder::Gzip(e) => e.finish(),
             Encoder::Plain(w) => Ok(w),
         }
     }
@@ -216,26 +210,24 @@ impl<W: Write> Encoder<W> {
 impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Encoder::Gzip(e) => e.write(buf),
             Encoder::Bzip2(e) => e.write(buf),
             Encoder::Xz(e) => e.write(buf),
             Encoder::Snappy(e) => e.write(buf),
             Encoder::Zstd(e) => e.write(buf),
             Encoder::Lz4(e) => e.write(buf),
-            Encoder::ParallelGzip(e) => e.write(buf),
+            Encoder::Gzip(e) => e.write(buf),
             Encoder::Plain(w) => w.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Encoder::Gzip(e) => e.flush(),
             Encoder::Bzip2(e) => e.flush(),
             Encoder::Xz(e) => e.flush(),
             Encoder::Snappy(e) => e.flush(),
             Encoder::Zstd(e) => e.flush(),
             Encoder::Lz4(e) => e.flush(),
-            Encoder::ParallelGzip(e) => e.flush(),
+            Encoder::Gzip(e) => e.flush(),
             Encoder::Plain(w) => w.flush(),
         }
     }

@@ -65,13 +65,9 @@ impl<R: BufRead> GzipReader<R> {
         };
         let mut inner = member.into_inner();
         let mut trailer = [0u8; 8];
-        inner.read_exact(&mut trailer).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                invalid("the gzip stream ends before its member's end (cut short)")
-            } else {
-                e
-            }
-        })?;
+        inner.read_exact(&mut trailer).map_err(eof_means(
+            "the gzip stream ends before its member's end (cut short)",
+        ))?;
         let crc = std::mem::take(&mut self.crc).finalize();
         if trailer[..4] != crc.to_le_bytes() || trailer[4..] != self.size.to_le_bytes() {
             return Err(invalid(
@@ -110,16 +106,23 @@ fn invalid(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.to_string())
 }
 
-/// Reads a member's header (RFC 1952 2.3), skipping its optional fields.
-fn read_header(inner: &mut impl BufRead) -> io::Result<()> {
-    let mut fixed = [0u8; 10];
-    inner.read_exact(&mut fixed).map_err(|e| {
+/// An early end of the input said as `message` (other errors as they are).
+fn eof_means(message: &'static str) -> impl FnOnce(io::Error) -> io::Error {
+    move |e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            invalid("not a gzip stream: it ends inside its header")
+            invalid(message)
         } else {
             e
         }
-    })?;
+    }
+}
+
+/// Reads a member's header (RFC 1952 2.3), skipping its optional fields.
+fn read_header(inner: &mut impl BufRead) -> io::Result<()> {
+    let mut fixed = [0u8; 10];
+    inner
+        .read_exact(&mut fixed)
+        .map_err(eof_means("not a gzip stream: it ends inside its header"))?;
     if fixed[..3] != [0x1f, 0x8b, 8] {
         return Err(invalid("not a gzip stream (no gzip header with deflate)"));
     }

@@ -78,13 +78,12 @@ struct FileWriter<'a> {
 
 impl FileWriter<'_> {
     fn write<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> io::Result<()> {
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let path = self.target(entry)?;
         let parent = path.parent().unwrap_or(self.dest);
         if !self.checked_parents.contains(parent) {
             fs::create_dir_all(parent)?;
             if !parent.canonicalize()?.starts_with(self.dest) {
-                return Err(refused(name.as_bytes()));
+                return Err(refused(&entry.path_bytes()));
             }
             self.checked_parents.insert(parent.to_path_buf());
         }
@@ -110,6 +109,7 @@ impl FileWriter<'_> {
             written += n as u64;
         }
         if written != expected {
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("{name}: the archive ends inside it ({written} of {expected} bytes)"),

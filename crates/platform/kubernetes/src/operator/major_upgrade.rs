@@ -163,16 +163,8 @@ pub(super) async fn step(
                 delete_job(&jobs, stale).await?;
             }
             let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-            for pod in job_pods
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none())
-            {
-                let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-                match pods.delete(pod_name, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
+            for pod in &job_pods {
+                super::pods::delete_gracefully(&pods, pod).await?;
             }
             Ok(under_way(None))
         }
@@ -298,13 +290,9 @@ fn upgrade_started(pod: &Pod) -> bool {
         .into_iter()
         .flatten()
         .filter(|c| c.name == UPGRADE_CONTAINER)
-        .any(|c| {
-            let state = c.state.as_ref();
-            state.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-                || c.last_state
-                    .as_ref()
-                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-        })
+        .flat_map(|c| [c.state.as_ref(), c.last_state.as_ref()])
+        .flatten()
+        .any(|s| s.running.is_some() || s.terminated.is_some())
 }
 
 /// The statuses of `pod`'s init containers, then of its containers.

@@ -56,11 +56,7 @@ impl InstanceObjects {
         }
         let instance = pod.metadata.name.as_deref().unwrap_or_default();
         tracing::info!("{cluster}: deleting {instance}'s pod {why}");
-        match pods.delete(instance, &DeleteParams::default()).await {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(true),
-            Err(e) => Err(e),
-        }
+        delete_gracefully(pods, pod).await
     }
 
     pub(crate) fn label(&self, key: &str) -> Option<String> {
@@ -71,6 +67,20 @@ impl InstanceObjects {
             .as_ref()?
             .get(key)
             .cloned()
+    }
+}
+
+/// Delete `pod` gracefully unless it is already being deleted: whether a deletion was asked
+/// for. A pod gone meanwhile is no error.
+pub(crate) async fn delete_gracefully(pods: &Api<Pod>, pod: &Pod) -> Result<bool, kube::Error> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Ok(false);
+    }
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    match pods.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(true),
+        Err(e) => Err(e),
     }
 }
 

@@ -258,8 +258,7 @@ async fn secret_versions(client: &Client, namespace: &str, cluster: &str) -> Val
     })
 }
 
-/// Merge `status` into the Pooler's, unless it already says so.
-/// Writes `status` unless the Pooler already has it; whether it was written.
+/// Merge `status` into the Pooler's, unless it already says so; whether it was written.
 async fn write_status(
     client: &Client,
     pooler: &Pooler,
