@@ -31,13 +31,7 @@ impl KubePass<'_> {
                 .ok_or_else(|| OperatorError::Invalid("spec.bootstrap.pg_basebackup".into()))?
             }
             DataSource::Initdb if asked.is_some_and(|b| b.recovery.is_some()) => {
-                let recovery = self
-                    .cluster
-                    .spec
-                    .bootstrap
-                    .as_ref()
-                    .and_then(|b| b.recovery.clone())
-                    .unwrap_or_default();
+                let recovery = asked.and_then(|b| b.recovery.clone()).unwrap_or_default();
                 let source = self.resolved.recovery.clone().ok_or_else(|| {
                     OperatorError::Invalid(
                         self.resolved
@@ -59,13 +53,7 @@ impl KubePass<'_> {
                 .map_err(OperatorError::Invalid)?
             }
             DataSource::Initdb => {
-                let initdb = self
-                    .cluster
-                    .spec
-                    .bootstrap
-                    .as_ref()
-                    .and_then(|b| b.initdb.clone())
-                    .unwrap_or_default();
+                let initdb = asked.and_then(|b| b.initdb.clone()).unwrap_or_default();
                 let (database, owner, _) =
                     pgherd_controller::instance_spec::application(self.cluster);
                 // The SQL of postInit*SQLRefs after the inline statements, as CloudNativePG runs
